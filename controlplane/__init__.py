@@ -1,0 +1,1 @@
+"""meshdojo control plane: identity (CA), service registry, discovery and the operator API."""

@@ -1,0 +1,197 @@
+"""The operator API: HTTP/JSON on 127.0.0.1, every call authenticated with the admin token.
+
+Used by the sandbox launcher, the CLI and the TUI. Unauthenticated calls get 401, never data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.identity import IdentityService
+from controlplane.names import resolve
+from controlplane.protocol import Endpoint, ProtocolError
+from controlplane.registry import Registry, UnknownService
+from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
+from controlplane.watchstream import stream_watch
+
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
+ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def require_admin_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), request.app[ADMIN_TOKEN].encode()):
+        return json_error(401, "missing or wrong admin token (send 'Authorization: Bearer <token>' from the sandbox's admin-token file)")
+    return await handler(request)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason)
+
+
+def build_api(registry: Registry, identity: IdentityService, admin_token: str) -> web.Application:
+    app = web.Application(middlewares=[json_errors, require_admin_token])
+    app[REGISTRY] = registry
+    app[IDENTITY] = identity
+    app[ADMIN_TOKEN] = admin_token
+    app.add_routes(
+        [
+            web.get("/v1/health", health),
+            web.get("/v1/ca", ca_info),
+            web.get("/v1/certificates", certificates),
+            web.post("/v1/tokens", create_token),
+            web.get("/v1/services", list_services),
+            web.get("/v1/resolve", resolve_name),
+            web.put("/v1/services/{ns}/{name}", put_service),
+            web.delete("/v1/services/{ns}/{name}", delete_service),
+            web.put("/v1/services/{ns}/{name}/endpoints/{endpoint}", put_endpoint),
+            web.delete("/v1/services/{ns}/{name}/endpoints/{endpoint}", delete_endpoint),
+            web.get("/v1/watch/{ns}/{name}", watch_service),
+        ]
+    )
+    return app
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "request body must be JSON"}', content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "request body must be a JSON object"}', content_type="application/json")
+    return body
+
+
+def _names(request: web.Request) -> tuple[str, str]:
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    if not (is_dns_label(ns) and is_dns_label(name)):
+        raise web.HTTPBadRequest(
+            text='{"error": "namespace and service names must be DNS labels (lowercase letters, digits, -)"}',
+            content_type="application/json",
+        )
+    return ns, name
+
+
+def _cert_dates(cert: Any) -> dict[str, Any]:
+    return {
+        "serial": format(cert.serial_number, "x"),
+        "subject": cert.subject.rfc4514_string(),
+        "notBefore": cert.not_valid_before_utc.isoformat(),
+        "notAfter": cert.not_valid_after_utc.isoformat(),
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return web.json_response({"ready": True, "services": len(registry.services()), "watchers": registry.watcher_count()})
+
+
+async def ca_info(request: web.Request) -> web.Response:
+    material = request.app[IDENTITY].material
+    return web.json_response(
+        {
+            "trustAnchorPEM": material.anchor_pem,
+            "trustAnchor": _cert_dates(material.anchor.certificate),
+            "issuer": _cert_dates(material.issuer.certificate),
+            "leafLifetimeSeconds": request.app[IDENTITY].leaf_lifetime.total_seconds(),
+        }
+    )
+
+
+async def certificates(request: web.Request) -> web.Response:
+    identity = request.app[IDENTITY]
+    return web.json_response(
+        {
+            "issuedTotal": identity.issued_count,
+            "latest": [
+                {"identity": c.identity, "serial": format(c.serial, "x"), "notBefore": c.not_before.isoformat(), "notAfter": c.not_after.isoformat()}
+                for c in identity.issued.values()
+            ],
+        }
+    )
+
+
+async def create_token(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        if "identity" in body:
+            spiffe = SpiffeId.parse(str(body["identity"]))
+        else:
+            spiffe = SpiffeId(str(body.get("namespace", "")), str(body.get("serviceAccount", "")))
+        ttl = parse_duration(str(body.get("ttl", "1h")))
+    except (InvalidIdentity, InvalidDuration) as exc:
+        return json_error(400, str(exc))
+    token = request.app[IDENTITY].bootstrap_token(spiffe, dt.timedelta(seconds=ttl))
+    return web.json_response({"identity": spiffe.uri, "token": token, "expiresInSeconds": ttl})
+
+
+async def list_services(request: web.Request) -> web.Response:
+    return web.json_response({"services": [s.to_json() for s in request.app[REGISTRY].services()]})
+
+
+async def resolve_name(request: web.Request) -> web.Response:
+    found = resolve(request.query.get("name", ""), request.query.get("namespace", "default"))
+    if found is None or request.app[REGISTRY].get(*found) is None:
+        return json_error(404, f"no service named {request.query.get('name', '')!r}", reason="unknown_service")
+    return web.json_response({"namespace": found[0], "name": found[1]})
+
+
+async def put_service(request: web.Request) -> web.Response:
+    ns, name = _names(request)
+    body = await _json_body(request)
+    ports = body.get("ports", [])
+    if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
+        return json_error(400, "ports must be a list of port numbers")
+    service = request.app[REGISTRY].put_service(ns, name, tuple(ports))
+    return web.json_response(service.to_json())
+
+
+async def delete_service(request: web.Request) -> web.Response:
+    ns, name = _names(request)
+    if not request.app[REGISTRY].delete_service(ns, name):
+        return json_error(404, f"service {name}.{ns} is not registered")
+    return web.json_response({"deleted": f"{name}.{ns}"})
+
+
+async def put_endpoint(request: web.Request) -> web.Response:
+    ns, name = _names(request)
+    try:
+        endpoint = Endpoint.from_json(await _json_body(request))
+        if endpoint.identity is not None:
+            SpiffeId.parse(endpoint.identity)
+        request.app[REGISTRY].put_endpoint(ns, name, request.match_info["endpoint"], endpoint)
+    except (ProtocolError, InvalidIdentity) as exc:
+        return json_error(400, str(exc))
+    except UnknownService as exc:
+        return json_error(404, exc.args[0], hint="register the service first with PUT /v1/services/{ns}/{name}")
+    return web.json_response(endpoint.to_json())
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    ns, name = _names(request)
+    if not request.app[REGISTRY].delete_endpoint(ns, name, request.match_info["endpoint"]):
+        return json_error(404, f"no endpoint {request.match_info['endpoint']} in {name}.{ns}")
+    return web.json_response({"deleted": request.match_info["endpoint"]})
+
+
+async def watch_service(request: web.Request) -> web.StreamResponse:
+    ns, name = _names(request)
+    return await stream_watch(request, request.app[REGISTRY], ns, name)

@@ -1,0 +1,87 @@
+"""The proxy-facing API, over TLS on 127.0.0.1: certificates and discovery.
+
+A proxy bootstraps with ``POST /v1/certify`` carrying a CSR and its bootstrap token. From then
+on it authenticates with its client certificate: renewals need no token, and discovery
+watches resolve names relative to the namespace in the caller's SPIFFE ID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from controlplane import ca, tokens
+from controlplane.api import json_error
+from controlplane.identity import IdentityService, IssuedCertificate
+from controlplane.names import resolve
+from controlplane.registry import Registry
+from controlplane.spiffe import InvalidIdentity, SpiffeId
+from controlplane.sslcontext import peer_identity
+from controlplane.watchstream import stream_watch
+
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
+
+
+def build_mesh_api(registry: Registry, identity: IdentityService) -> web.Application:
+    app = web.Application()
+    app[REGISTRY] = registry
+    app[IDENTITY] = identity
+    app.add_routes([web.post("/v1/certify", certify), web.get("/v1/watch", watch)])
+    return app
+
+
+def caller_identity(request: web.Request) -> SpiffeId | None:
+    """The verified client certificate's identity (the TLS layer already checked the chain)."""
+    uri = peer_identity(request.transport.get_extra_info("ssl_object") if request.transport else None)
+    if uri is None:
+        return None
+    try:
+        return SpiffeId.parse(uri)
+    except InvalidIdentity:
+        return None
+
+
+def _issued_json(issued: IssuedCertificate) -> dict[str, Any]:
+    return {
+        "identity": issued.identity,
+        "certificateChainPEM": issued.chain_pem,
+        "serial": format(issued.serial, "x"),
+        "notBefore": issued.not_before.isoformat(),
+        "notAfter": issued.not_after.isoformat(),
+    }
+
+
+async def certify(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        csr = body["csr"]
+        token = body.get("token")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return json_error(400, 'expected {"csr": "<PEM>", "token": "<bootstrap token>"}')
+    service = request.app[IDENTITY]
+    caller = caller_identity(request)
+    try:
+        if caller is not None:
+            issued = service.renew(csr, caller.uri)
+        elif isinstance(token, str):
+            issued = service.certify_with_token(csr, token)
+        else:
+            return json_error(401, "present a valid client certificate or a bootstrap token")
+    except tokens.InvalidToken as exc:
+        return json_error(401, str(exc))
+    except ca.CertificateRequestRejected as exc:
+        return json_error(403, str(exc))
+    return web.json_response(_issued_json(issued))
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    caller = caller_identity(request)
+    if caller is None:
+        return json_error(401, "discovery requires the proxy's client certificate")
+    name = request.query.get("name", "")
+    found = resolve(name, caller.namespace)
+    if found is None:
+        return json_error(404, f"{name!r} is not a service name", reason="unknown_service")
+    return await stream_watch(request, request.app[REGISTRY], *found)

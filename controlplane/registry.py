@@ -1,0 +1,163 @@
+"""The service registry and its watchers.
+
+Services and their endpoints are plain values; every change is turned into discovery events
+and offered to each watcher of that service. A watcher that falls behind (its queue is full)
+is cut off and reconnects — it then gets a fresh snapshot — so one slow proxy never holds up
+the control plane or the other proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.protocol import Endpoint, fqdn
+
+WATCH_QUEUE_SIZE = 256
+
+
+@dataclass
+class Service:
+    namespace: str
+    name: str
+    ports: tuple[int, ...] = ()
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by endpoint id
+
+    @property
+    def fqdn(self) -> str:
+        return fqdn(self.name, self.namespace)
+
+    def snapshot_event(self) -> dict[str, Any]:
+        if not self.endpoints:
+            return {"type": "no_endpoints", "snapshot": True, "service": self.fqdn}
+        return {
+            "type": "add",
+            "snapshot": True,
+            "service": self.fqdn,
+            "endpoints": [ep.to_json() for ep in self.endpoints.values()],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "fqdn": self.fqdn,
+            "ports": list(self.ports),
+            "endpoints": {eid: ep.to_json() for eid, ep in sorted(self.endpoints.items())},
+        }
+
+
+class Watch:
+    """One subscriber's queue of events for one service. ``None`` means: you were cut off."""
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(WATCH_QUEUE_SIZE)
+        self.closed = False
+
+    def offer(self, event: dict[str, Any] | None) -> bool:
+        if self.closed:
+            return False
+        try:
+            self.queue.put_nowait(event)
+            return True
+        except asyncio.QueueFull:
+            self.closed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            return False
+
+
+class UnknownService(KeyError):
+    pass
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._services: dict[tuple[str, str], Service] = {}
+        self._watches: dict[tuple[str, str], set[Watch]] = {}
+        self.version = 0
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> Service | None:
+        return self._services.get((namespace, name))
+
+    def services(self) -> list[Service]:
+        return [self._services[key] for key in sorted(self._services)]
+
+    def watcher_count(self) -> int:
+        return sum(len(ws) for ws in self._watches.values())
+
+    # -- writes ----------------------------------------------------------------
+    def put_service(self, namespace: str, name: str, ports: tuple[int, ...]) -> Service:
+        service = self._services.get((namespace, name))
+        if service is None:
+            service = self._services[(namespace, name)] = Service(namespace, name, ports)
+        else:
+            service.ports = ports
+        self.version += 1
+        return service
+
+    def delete_service(self, namespace: str, name: str) -> bool:
+        service = self._services.pop((namespace, name), None)
+        if service is None:
+            return False
+        self.version += 1
+        for watch in self._watches.pop((namespace, name), set()):
+            watch.offer({"type": "no_endpoints", "service": service.fqdn})
+            watch.offer(None)
+        return True
+
+    def put_endpoint(self, namespace: str, name: str, endpoint_id: str, endpoint: Endpoint) -> None:
+        service = self._services.get((namespace, name))
+        if service is None:
+            raise UnknownService(f"service {name}.{namespace} is not registered")
+        previous = service.endpoints.get(endpoint_id)
+        if previous == endpoint and previous.labels == endpoint.labels:
+            return
+        service.endpoints[endpoint_id] = endpoint
+        self.version += 1
+        if previous is not None and previous.key != endpoint.key:
+            self._publish(service, {"type": "remove", "service": service.fqdn, "endpoints": [_addr(previous)]})
+        self._publish(service, {"type": "add", "service": service.fqdn, "endpoints": [endpoint.to_json()]})
+
+    def delete_endpoint(self, namespace: str, name: str, endpoint_id: str) -> bool:
+        service = self._services.get((namespace, name))
+        if service is None or endpoint_id not in service.endpoints:
+            return False
+        endpoint = service.endpoints.pop(endpoint_id)
+        self.version += 1
+        if any(other.key == endpoint.key for other in service.endpoints.values()):
+            return True
+        self._publish(service, {"type": "remove", "service": service.fqdn, "endpoints": [_addr(endpoint)]})
+        if not service.endpoints:
+            self._publish(service, {"type": "no_endpoints", "service": service.fqdn})
+        return True
+
+    # -- watches ---------------------------------------------------------------
+    def watch(self, namespace: str, name: str) -> Watch:
+        service = self._services.get((namespace, name))
+        if service is None:
+            raise UnknownService(f"service {name}.{namespace} is not registered")
+        watch = Watch((namespace, name))
+        watch.offer(service.snapshot_event())
+        self._watches.setdefault((namespace, name), set()).add(watch)
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        watches = self._watches.get(watch.key)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[watch.key]
+
+    def _publish(self, service: Service, event: dict[str, Any]) -> None:
+        for watch in list(self._watches.get((service.namespace, service.name), ())):
+            if not watch.offer(event):
+                self.unwatch(watch)
+
+
+def _addr(endpoint: Endpoint) -> dict[str, Any]:
+    return {"address": endpoint.address, "port": endpoint.port}

@@ -1,0 +1,119 @@
+"""Running the control plane: both listeners, the state files, and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from controlplane import ca, castore
+from controlplane.api import build_api
+from controlplane.config import ControlPlaneConfig
+from controlplane.identity import IdentityService, utcnow
+from controlplane.meshapi import build_mesh_api
+from controlplane.registry import Registry
+from controlplane.spiffe import SpiffeId
+from controlplane.sslcontext import server_context
+from controlplane.statefiles import private_dir, write_json, write_private
+
+log = logging.getLogger("meshdojo.controlplane")
+CONTROLPLANE_IDENTITY = SpiffeId("meshdojo", "controlplane")
+STATE_FILE = "controlplane.json"
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def load_or_create_admin_token(state_dir: Path) -> str:
+    path = state_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        os.chmod(path, 0o600)
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    write_private(path, token + "\n")
+    return token
+
+
+class ControlPlane:
+    """The control plane as an object: ``await start()``, use the ports, ``await stop()``."""
+
+    def __init__(self, config: ControlPlaneConfig) -> None:
+        self.config = config
+        self.registry = Registry()
+        self._runners: list[web.AppRunner] = []
+        self.api_port = 0
+        self.mesh_port = 0
+
+    async def start(self) -> None:
+        state_dir = private_dir(self.config.state_dir)
+        material = castore.load_or_create(state_dir, utcnow())
+        self.identity = IdentityService(material, self.config.leaf_lifetime)
+        admin_token = load_or_create_admin_token(state_dir)
+
+        api = web.AppRunner(build_api(self.registry, self.identity, admin_token), access_log=None, handle_signals=False)
+        mesh = web.AppRunner(build_mesh_api(self.registry, self.identity), access_log=None, handle_signals=False)
+        for runner in (api, mesh):
+            await runner.setup()
+            self._runners.append(runner)
+        api_site = web.TCPSite(api, self.config.host, self.config.api_port)
+        mesh_site = web.TCPSite(mesh, self.config.host, self.config.mesh_port, ssl_context=self._mesh_tls(material))
+        await api_site.start()
+        await mesh_site.start()
+        self.api_port = _bound_port(api_site)
+        self.mesh_port = _bound_port(mesh_site)
+        write_json(
+            state_dir / STATE_FILE,
+            {
+                "pid": os.getpid(),
+                "api": f"http://{self.config.host}:{self.api_port}",
+                "mesh": f"https://{self.config.host}:{self.mesh_port}",
+                "apiPort": self.api_port,
+                "meshPort": self.mesh_port,
+                "trustAnchor": str(state_dir / "ca" / "trust-anchor.crt"),
+                "identity": CONTROLPLANE_IDENTITY.uri,
+            },
+        )
+        log.info("control plane ready: api=127.0.0.1:%d mesh=127.0.0.1:%d", self.api_port, self.mesh_port)
+
+    def _mesh_tls(self, material: castore.CaMaterial):
+        """A serving certificate for the control plane itself, made fresh at every start."""
+        key = ca.new_key()
+        now = utcnow()
+        leaf = ca.sign_workload(
+            ca.make_csr(CONTROLPLANE_IDENTITY, key),
+            CONTROLPLANE_IDENTITY,
+            material.issuer,
+            now,
+            material.issuer.certificate.not_valid_after_utc - now,
+        )
+        return server_context(
+            material.anchor_pem, ca.cert_pem(leaf) + material.issuer_pem, ca.key_pem(key), require_client_cert=False
+        )
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here; its socket tells the port chosen
+    assert server is not None and server.sockets
+    return server.sockets[0].getsockname()[1]
+
+
+async def serve(config: ControlPlaneConfig) -> None:
+    plane = ControlPlane(config)
+    await plane.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("control plane stopping")
+    await plane.stop()
+
+

@@ -1,0 +1,168 @@
+"""One sidecar proxy: identity, discovery, the outbound, inbound and admin listeners, and a
+graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import disable_created_metrics
+
+from controlplane.statefiles import write_json
+from proxy.admin import build_admin
+from proxy.config import ProxyConfig
+from proxy.cpclient import ControlPlaneClient
+from proxy.discovery import Discovery
+from proxy.exchange import Peer
+from proxy.http1 import HttpConnection
+from proxy.identity import WorkloadIdentity
+from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
+from proxy.metrics import ProxyMetrics
+from proxy.outbound import build_outbound_stack
+from proxy.pool import ConnectionPool
+from proxy.serve import ServerState, serve_connection
+from proxy.tasks import TaskSet
+
+log = logging.getLogger("meshdojo.proxy")
+disable_created_metrics()
+
+
+class Proxy:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.tasks = TaskSet()
+        self.metrics = ProxyMetrics()
+        self.client = ControlPlaneClient(config.controlplane_url, config.controlplane_identity, self.metrics.tcp)
+        self.identity = WorkloadIdentity(config.identity, config.trust_anchor_pem, self.client, config.bootstrap_token,
+                                         self.metrics.identity, config.rotate_every)
+        self.discovery = Discovery(self.client, self.identity, self.tasks)
+        self.mode = config.mode
+        self.outbound_state = ServerState(idle_timeout=90.0)
+        self.inbound_state = ServerState(idle_timeout=60.0)
+        self.outbound_pool = ConnectionPool(lambda: self.identity.client_ctx, self.metrics.tcp, "outbound")
+        self.app_pool = ConnectionPool(lambda: None, self.metrics.tcp, "inbound")
+        self.ports: dict[str, int] = {}
+        self._outbound_server: asyncio.AbstractServer | None = None
+        self._inbound: InboundListener | None = None
+        self._admin: web.AppRunner | None = None
+        self.started_at = time.time()
+
+    @property
+    def ready(self) -> bool:
+        return self.identity.ready and bool(self.ports)
+
+    async def start(self) -> None:
+        # admin first, so /live answers while we bootstrap
+        self._admin = web.AppRunner(build_admin(self.metrics, lambda: self.ready, self.describe), access_log=None, handle_signals=False)
+        await self._admin.setup()
+        admin_site = web.TCPSite(self._admin, "127.0.0.1", self.config.admin_port)
+        await admin_site.start()
+        self.ports["admin"] = admin_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        await self.identity.bootstrap(time.monotonic() + self.config.bootstrap_timeout)
+        self.tasks.supervise(self.identity.rotate_forever, name="identity:rotate")
+
+        loop = asyncio.get_running_loop()
+        outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri)
+        self._outbound_server = await loop.create_server(
+            lambda: _Downstream(self, outbound), "127.0.0.1", self.config.outbound_port
+        )
+        self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
+
+        inbound = build_inbound_stack(self.app_pool, self.config.app_port, self.metrics)
+        self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, lambda: self.mode, self.metrics,
+                                        self.tasks, self.inbound_state)
+        self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
+        if self.config.ports_file is not None:
+            write_json(self.config.ports_file, {"pid": os.getpid(), **self.ports})
+        log.info("proxy %s ready: outbound=%d inbound=%d admin=%d mode=%s", self.config.identity.uri,
+                 self.ports["outbound"], self.ports["inbound"], self.ports["admin"], self.mode.value)
+
+    def describe(self) -> dict[str, Any]:
+        cert = self.identity.certificate
+        return {
+            "identity": self.config.identity.uri,
+            "workload": self.config.workload,
+            "mode": self.mode.value,
+            "ports": self.ports,
+            "appPort": self.config.app_port,
+            "certificate": None if cert is None else {
+                "serial": cert.serial, "notBefore": cert.not_before.isoformat(), "notAfter": cert.not_after.isoformat(),
+                "refreshes": self.identity.refreshes,
+            },
+            "discovery": {
+                name: {
+                    "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,
+                    "endpoints": [ep.to_json() for ep in s.endpoints.values()],
+                }
+                for name, s in self.discovery.sets.items()
+            },
+        }
+
+    async def drain(self) -> None:
+        """Stop accepting, let requests in flight finish (up to the drain timeout), then close."""
+        log.info("draining: %d outbound and %d inbound requests in flight",
+                 self.outbound_state.in_flight, self.inbound_state.in_flight)
+        if self._outbound_server is not None:
+            self._outbound_server.close()
+        if self._inbound is not None:
+            self._inbound.close()
+        for state in (self.outbound_state, self.inbound_state):
+            state.start_drain()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(self.outbound_state.drained.wait(), self.inbound_state.drained.wait()),
+                self.config.drain_timeout,
+            )
+        except TimeoutError:
+            log.warning("drain timeout: closing with requests still in flight")
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.outbound_pool.close_all()
+        self.app_pool.close_all()
+        await self.tasks.close()
+        await self.client.close()
+        if self._admin is not None:
+            await self._admin.cleanup()
+
+
+class _Downstream(HttpConnection):
+    """An app's connection to the outbound listener; serving starts once it is made."""
+
+    def __init__(self, proxy: Proxy, handler) -> None:
+        super().__init__("request", on_lost=lambda conn, exc: proxy.metrics.tcp.closed(conn))
+        self._proxy = proxy
+        self._handler = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
+        self._proxy.tasks.spawn(
+            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None), self._proxy.outbound_state),
+            name=f"outbound:{peer[0]}:{peer[1]}",
+        )
+
+
+async def serve(config: ProxyConfig) -> None:
+    proxy = Proxy(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await proxy.start()
+    except BaseException:
+        await proxy.stop()
+        raise
+    await stop.wait()
+    await proxy.drain()
+
+
+__all__ = ["Proxy", "serve", "TlsMode"]

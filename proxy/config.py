@@ -1,0 +1,106 @@
+"""The proxy's settings: one frozen value, parsed and validated from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.spiffe import InvalidIdentity, SpiffeId
+from proxy.inbound import TlsMode
+
+TOKEN_ENV = "MESHDOJO_BOOTSTRAP_TOKEN"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    identity: SpiffeId
+    controlplane_url: str
+    controlplane_identity: str
+    trust_anchor_pem: str
+    bootstrap_token: str | None
+    app_port: int
+    inbound_port: int = 0
+    outbound_port: int = 0
+    admin_port: int = 0
+    mode: TlsMode = TlsMode.STRICT
+    ports_file: Path | None = None
+    rotate_every: float | None = None
+    drain_timeout: float = 10.0
+    bootstrap_timeout: float = 30.0
+    workload: str = ""
+
+
+def parse_args(argv: list[str] | None = None) -> ProxyConfig:
+    parser = argparse.ArgumentParser(prog="python -m proxy", description="Run a meshdojo sidecar proxy for one workload instance.")
+    parser.add_argument("--controlplane", required=True, help="control plane mesh API, e.g. https://127.0.0.1:8086")
+    parser.add_argument("--controlplane-identity", default="spiffe://meshdojo.local/ns/meshdojo/sa/controlplane")
+    parser.add_argument("--trust-anchor", required=True, type=Path, help="PEM file of the mesh's trust anchor")
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--service-account", required=True)
+    parser.add_argument("--token-file", type=Path, help=f"bootstrap token file (or set ${TOKEN_ENV})")
+    parser.add_argument("--app-port", required=True, type=int, help="the app's port on 127.0.0.1")
+    parser.add_argument("--inbound-port", type=int, default=0)
+    parser.add_argument("--outbound-port", type=int, default=0)
+    parser.add_argument("--admin-port", type=int, default=0)
+    parser.add_argument("--mode", choices=[m.value for m in TlsMode], default=TlsMode.STRICT.value)
+    parser.add_argument("--ports-file", type=Path, help="write the ports actually bound here (JSON) once listening")
+    parser.add_argument("--rotate-every", help="renew the certificate at least this often (e.g. 5s), for lessons and tests")
+    parser.add_argument("--drain-timeout", default="10s", help="on SIGTERM, wait this long for requests in flight")
+    parser.add_argument("--workload", default="", help="instance name, for logs")
+    args = parser.parse_args(argv)
+    try:
+        return _build(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+        raise  # unreachable
+
+
+def _build(args: argparse.Namespace) -> ProxyConfig:
+    try:
+        identity = SpiffeId(args.namespace, args.service_account)
+    except InvalidIdentity as exc:
+        raise ConfigError(f"--namespace/--service-account: {exc}") from None
+    try:
+        anchor = args.trust_anchor.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--trust-anchor: cannot read {args.trust_anchor}: {exc.strerror}") from None
+    if "BEGIN CERTIFICATE" not in anchor:
+        raise ConfigError(f"--trust-anchor: {args.trust_anchor} holds no PEM certificate")
+    token = os.environ.get(TOKEN_ENV)
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file: cannot read {args.token_file}: {exc.strerror}") from None
+    for flag in ("app_port", "inbound_port", "outbound_port", "admin_port"):
+        value = getattr(args, flag)
+        if not 0 <= value < 65536 or (flag == "app_port" and value == 0):
+            raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not a valid port")
+    try:
+        rotate_every = parse_duration(args.rotate_every) if args.rotate_every else None
+        drain = parse_duration(args.drain_timeout)
+    except InvalidDuration as exc:
+        raise ConfigError(str(exc)) from None
+    return ProxyConfig(
+        identity=identity,
+        controlplane_url=args.controlplane,
+        controlplane_identity=args.controlplane_identity,
+        trust_anchor_pem=anchor,
+        bootstrap_token=token,
+        app_port=args.app_port,
+        inbound_port=args.inbound_port,
+        outbound_port=args.outbound_port,
+        admin_port=args.admin_port,
+        mode=TlsMode(args.mode),
+        ports_file=args.ports_file,
+        rotate_every=rotate_every,
+        drain_timeout=drain,
+        workload=args.workload,
+    )

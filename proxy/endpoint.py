@@ -1,0 +1,90 @@
+"""The innermost layer: one request over one connection to one endpoint, and its response
+streamed back. A connection reused from the pool that turns out to be dead before it said
+anything is replaced once, transparently (only when the request body can be sent again)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from proxy.balancer import PeakEwma
+from proxy.errors import UpstreamProtocolError
+from proxy.exchange import Body, BytesBody, ConnectionBody, EmptyBody, Request, Response
+from proxy.http1 import (
+    LAST_CHUNK,
+    ConnectionClosed,
+    HttpConnection,
+    ProtocolViolation,
+    ResponseHead,
+    encode_chunk,
+    encode_request_head,
+    forwardable,
+)
+from proxy.pool import ConnectionPool, Dest
+
+
+async def send_body(conn: HttpConnection, body: Body) -> None:
+    chunked = body.length is None
+    async for chunk in body.chunks():
+        conn.write(encode_chunk(chunk) if chunked else chunk)
+        await conn.drain()
+    if chunked:
+        conn.write(LAST_CHUNK)
+
+
+async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_headers: bytes,
+                   load: PeakEwma | None = None, response_timeout: float | None = None) -> Response:
+    head = request.head
+    wire_head = encode_request_head(head.method, request.path, forwardable(head.headers), request.body.length, extra_headers)
+    replayable = isinstance(request.body, (EmptyBody, BytesBody))
+    started = time.monotonic()
+    if load is not None:
+        load.pending += 1
+    try:
+        for attempt in (0, 1):
+            conn, reused = await pool.acquire(dest)
+            try:
+                conn.write(wire_head)
+                await send_body(conn, request.body)
+                conn.skip_body = head.method == "HEAD"
+                rsp = await conn.read_head(idle_timeout=response_timeout)
+                while rsp is not None and 100 <= rsp.status < 200:  # interim responses (100, 103) are not forwarded
+                    rsp = await conn.read_head(idle_timeout=response_timeout)
+            except (ConnectionClosed, ProtocolViolation) as exc:
+                pool.release(dest, conn, False)
+                if reused and attempt == 0 and replayable and conn.bytes_read == 0:
+                    continue  # the pooled connection died while idle: use a fresh one
+                raise UpstreamProtocolError(f"{dest.host}:{dest.port} closed the connection or sent malformed HTTP ({exc})") from None
+            except BaseException:
+                pool.release(dest, conn, False)
+                raise
+            if rsp is None:
+                pool.release(dest, conn, False)
+                if reused and attempt == 0 and replayable:
+                    continue
+                raise UpstreamProtocolError(f"{dest.host}:{dest.port} closed the connection without a response")
+            break
+    finally:
+        if load is not None:
+            load.pending -= 1
+            load.observe(time.monotonic() - started)
+    assert isinstance(rsp, ResponseHead)
+    body = response_body(pool, dest, conn, rsp, head.method == "HEAD")
+    return Response(rsp.status, forwardable(rsp.headers), body, tls=dest.tls, server_id=dest.identity)
+
+
+def response_body(pool: ConnectionPool, dest: Dest, conn: HttpConnection, rsp: ResponseHead, head_request: bool) -> Body:
+    no_body = head_request or rsp.status < 200 or rsp.status in (204, 304) or rsp.content_length == 0
+    keep = rsp.keep_alive
+    if no_body:
+        pool.release(dest, conn, keep and not head_request)
+        return EmptyBody() if not head_request else _HeadBody(rsp.content_length)
+    release: Callable[[bool], None] = lambda complete: pool.release(dest, conn, complete and keep)  # noqa: E731
+    return ConnectionBody(conn, None if rsp.chunked else rsp.content_length, release)
+
+
+class _HeadBody(EmptyBody):
+    """No bytes, but the length the resource would have (for HEAD responses' content-length)."""
+
+    def __init__(self, length: int | None) -> None:
+        self.length = length  # type: ignore[misc]

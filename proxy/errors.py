@@ -1,0 +1,64 @@
+"""Failures the proxy reports to the client itself: a status, a code for the
+``x-meshdojo-error`` header and a one-line explanation that suggests what to check."""
+
+from __future__ import annotations
+
+from proxy.exchange import BytesBody, Response
+
+
+class ProxyError(Exception):
+    status = 502
+    code = "proxy_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self) -> Response:
+        body = f"meshdojo proxy: {self.message}\n".encode()
+        return Response(
+            self.status,
+            [(b"content-type", b"text/plain; charset=utf-8"), (b"x-meshdojo-error", self.code.encode())],
+            BytesBody(body),
+            error=self.code,
+        )
+
+
+class BadRequest(ProxyError):
+    status = 400
+    code = "bad_request"
+
+
+class UnknownService(ProxyError):
+    status = 502
+    code = "unknown_service"
+
+
+class NoEndpoints(ProxyError):
+    status = 503
+    code = "no_endpoints"
+
+
+class DiscoveryUnavailable(ProxyError):
+    status = 503
+    code = "discovery_unavailable"
+
+
+class ConnectFailed(ProxyError):
+    status = 502
+    code = "connect_failed"
+
+
+class IdentityMismatch(ProxyError):
+    status = 502
+    code = "identity_mismatch"
+
+
+class UpstreamProtocolError(ProxyError):
+    status = 502
+    code = "upstream_protocol_error"
+
+
+class AppUnavailable(ProxyError):
+    status = 502
+    code = "app_unavailable"

@@ -1,0 +1,397 @@
+"""HTTP/1.1 on one connection: an asyncio protocol that parses with ``httptools`` (llhttp) and
+queues what it parsed — a head, body chunks, the end — for one consumer coroutine.
+
+Only framing lives here; what to do with a message is decided by the request stack.
+Reading has explicit deadlines (idle, header, body) run as loop timers rather than
+``wait_for`` tasks, because this is the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httptools
+
+Headers = list[tuple[bytes, bytes]]  # names lower-cased
+
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+     b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length"}
+)
+READ_HIGH_WATER = 256 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class ConnectionClosed(Exception):
+    """The peer went away (or we closed) before a message was complete."""
+
+
+class ProtocolViolation(Exception):
+    """Bytes that are not HTTP/1.1, or a head too large."""
+
+
+class ReadTimeout(Exception):
+    def __init__(self, started: bool) -> None:
+        super().__init__("timed out reading from peer")
+        self.started = started  # part of a message had arrived
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    version: str
+    headers: Headers
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+_END = object()  # end of the current message's body
+_EOF = object()  # connection closed
+
+
+class HttpConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection. ``parse="request"`` on the server side, ``"response"`` on a client."""
+
+    def __init__(self, parse: str, on_lost: Callable[[HttpConnection, BaseException | None], None] | None = None) -> None:
+        self._parser = httptools.HttpRequestParser(self) if parse == "request" else httptools.HttpResponseParser(self)
+        self._is_request = parse == "request"
+        self._events: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        self._buffered = 0
+        self._reading_paused = False
+        self._write_paused = False
+        self._on_lost = on_lost
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._in_message = False
+        self._unframed_body = False
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.skip_body = False  # set by a client before reading the response to a HEAD request
+        self.error: BaseException | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_read += len(data)
+        if not self._in_message:
+            self._head_bytes = 0
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._push(ProtocolViolation("protocol upgrades (WebSocket, CONNECT) are not supported by meshdojo"))
+            self._stop_reading()
+        except httptools.HttpParserError as exc:
+            self._push(ProtocolViolation(f"malformed HTTP: {exc}"))
+            self._stop_reading()
+
+    def eof_received(self) -> bool:
+        if self._unframed_body and self._in_message:
+            self._in_message = False
+            self._push(_END)
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self._unframed_body and self._in_message:
+            self._in_message = False
+            self._push(_END)
+        self._push(_EOF)
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        if self._on_lost is not None:
+            self._on_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- httptools callbacks -----------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        if self._timer is not None and self._header_timeout is not None:
+            self._arm(self._header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value))
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = 0
+        parser = self._parser
+        chunked, length = False, None
+        for name, value in self._headers:
+            if name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name == b"content-length":
+                length = int(value)
+        if self._is_request:
+            head: RequestHead | ResponseHead = RequestHead(
+                parser.get_method().decode("latin-1"), self._url.decode("latin-1"), parser.get_http_version(),
+                self._headers, parser.should_keep_alive(), chunked, length,
+            )
+            self._unframed_body = False
+        else:
+            status = parser.get_status_code()
+            head = ResponseHead(status, b"", parser.get_http_version(), self._headers, parser.should_keep_alive(), chunked, length)
+            no_body = self.skip_body or status < 200 or status in (204, 304)
+            self._unframed_body = not no_body and not chunked and length is None
+            if self._unframed_body:
+                head.keep_alive = False
+        self._push(head)
+
+    def on_body(self, body: bytes) -> None:
+        self._buffered += len(body)
+        self._push(body)
+        if self._buffered > READ_HIGH_WATER and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._push(_END)
+
+    # -- consumer API ------------------------------------------------------------
+    _header_timeout: float | None = None
+
+    async def read_head(self, idle_timeout: float | None = None, header_timeout: float | None = None) -> RequestHead | ResponseHead | None:
+        """The next message's head; None when the peer closed cleanly between messages.
+
+        ``idle_timeout`` runs until the first byte of the message, ``header_timeout`` from then on.
+        """
+        self._header_timeout = header_timeout
+        if self._in_message and header_timeout is not None:
+            self._arm(header_timeout)
+        elif idle_timeout is not None:
+            self._arm(idle_timeout)
+        try:
+            event = await self._next()
+        finally:
+            self._cancel_timer()
+            self._header_timeout = None
+        if event is _EOF:
+            if self.error is not None:
+                raise self.error
+            if self._head_bytes:
+                raise ConnectionClosed("peer closed in the middle of a message head")
+            return None
+        if isinstance(event, BaseException):
+            raise event
+        if event is _END or isinstance(event, bytes):
+            raise ProtocolViolation("body data where a message head was expected")
+        if self.skip_body and not self._is_request:
+            self.skip_body = False
+            self._in_message = False
+        return event  # type: ignore[return-value]
+
+    async def read_chunk(self, timeout: float | None = None) -> bytes | None:
+        """The next piece of the current body; None at its end. Raises ConnectionClosed if cut short."""
+        if timeout is not None:
+            self._arm(timeout)
+        try:
+            event = await self._next()
+        finally:
+            if timeout is not None:
+                self._cancel_timer()
+        if event is _END:
+            return None
+        if isinstance(event, bytes):
+            self._buffered -= len(event)
+            if self._reading_paused and self._buffered < READ_HIGH_WATER // 2 and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            return event
+        if event is _EOF:
+            self._events.appendleft(_EOF)
+            raise self.error or ConnectionClosed("peer closed before the body was complete")
+        if isinstance(event, BaseException):
+            raise event
+        raise ProtocolViolation("unexpected message head inside a body")
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise ConnectionClosed("connection is closed")
+        self.bytes_written += len(data)
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionClosed("connection is closed")
+        if not self._write_paused:
+            return
+        self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+        if self.closed:
+            raise ConnectionClosed("connection is closed")
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no message in progress: safe to reuse or hand back to a pool."""
+        return not self._events and not self._in_message and not self.closed
+
+    # -- internals ---------------------------------------------------------------
+    def _push(self, event: object) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next(self) -> object:
+        while not self._events:
+            if self.closed:
+                return _EOF
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+            if self._timed_out:
+                self._timed_out = False
+                raise ReadTimeout(self._in_message)
+        return self._events.popleft()
+
+    def _arm(self, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        self._timed_out = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("message head larger than 64 KiB")
+
+    def _stop_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._reading_paused = True
+
+
+# -- serialization ---------------------------------------------------------------------
+
+def forwardable(headers: Headers) -> Headers:
+    """Headers minus hop-by-hop ones (and any the Connection header names)."""
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    drop = HOP_BY_HOP | named if named else HOP_BY_HOP
+    return [(n, v) for n, v in headers if n not in drop]
+
+
+def framing_headers(length: int | None) -> bytes:
+    if length is None:
+        return b"transfer-encoding: chunked\r\n"
+    return b"content-length: %d\r\n" % length
+
+
+def encode_request_head(method: str, target: str, headers: Headers, length: int | None, extra: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+    if length is None or length or method in ("POST", "PUT", "PATCH"):
+        lines.append(framing_headers(length))
+    lines.append(extra)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def encode_response_head(status: int, headers: Headers, length: int | None, keep_alive: bool, extra: bytes = b"") -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
+    lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+    if not (status < 200 or status in (204, 304)):
+        lines.append(framing_headers(length))
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    lines.append(extra)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+_REASONS = {
+    200: b"OK", 201: b"Created", 204: b"No Content", 301: b"Moved Permanently", 302: b"Found",
+    304: b"Not Modified", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large", 429: b"Too Many Requests",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def _reason(status: int) -> bytes:
+    return _REASONS.get(status, b"Status")

@@ -1,0 +1,182 @@
+"""The inbound side: what other workloads send to this one.
+
+The listener looks at the first byte of each connection. A TLS ClientHello is terminated
+with this workload's certificate and the client's chain is verified against the trust
+anchor; the client's SPIFFE ID becomes the request's identity. Plaintext is refused under
+STRICT and accepted, labelled ``tls="no_identity"``, under PERMISSIVE.
+
+The stack, outermost first (built in :func:`build_inbound_stack`):
+
+    metrics    count and time every request, labelled with the client's identity
+    errors     a ProxyError becomes a 5xx with x-meshdojo-error
+    identity   x-meshdojo-client-id set from the verified certificate (never from the client)
+    app        plaintext to the app on 127.0.0.1:<app port>, pooled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from enum import StrEnum
+
+from controlplane.sslcontext import peer_identity
+from proxy.endpoint import exchange
+from proxy.errors import AppUnavailable, ConnectFailed
+from proxy.exchange import Handler, Layer, Peer, Request, Response
+from proxy.http1 import HttpConnection
+from proxy.layers import errors, record_metrics
+from proxy.metrics import ProxyMetrics
+from proxy.pool import ConnectionPool, Dest
+from proxy.serve import ServerState, serve_connection
+from proxy.tasks import TaskSet
+
+log = logging.getLogger("meshdojo.proxy.inbound")
+CLIENT_ID_HEADER = b"x-meshdojo-client-id"
+FIRST_BYTE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
+TLS_HANDSHAKE_RECORD = 0x16
+
+
+class TlsMode(StrEnum):
+    STRICT = "strict"
+    PERMISSIVE = "permissive"
+
+
+def client_identity() -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            headers = [(n, v) for n, v in request.head.headers if n != CLIENT_ID_HEADER]
+            if request.peer.identity:
+                headers.append((CLIENT_ID_HEADER, request.peer.identity.encode()))
+            request.head.headers = headers
+            request.authority = (request.head.header(b"host") or b"").decode("latin-1")
+            request.path = request.head.target
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def app(pool: ConnectionPool, app_port: int) -> Handler:
+    dest = Dest("127.0.0.1", app_port, None)
+
+    async def handle(request: Request) -> Response:
+        try:
+            return await exchange(pool, dest, request, b"")
+        except ConnectFailed as exc:
+            raise AppUnavailable(f"the app on 127.0.0.1:{app_port} is not accepting connections ({exc.message})") from None
+
+    return handle
+
+
+def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics) -> Handler:
+    handler = app(pool, app_port)  # plaintext to the local app, pooled
+    handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
+    handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
+    handler = record_metrics("inbound", metrics, client_id_of_peer=True)(handler)  # golden metrics
+    return handler
+
+
+class InboundListener:
+    """Accepts connections itself so it can peek at the first byte before choosing TLS or not."""
+
+    def __init__(self, handler: Handler, server_ctx: Callable[[], ssl.SSLContext | None], mode: Callable[[], TlsMode],
+                 metrics: ProxyMetrics, tasks: TaskSet, state: ServerState) -> None:
+        self._handler = handler
+        self._server_ctx = server_ctx
+        self._mode = mode
+        self._metrics = metrics
+        self._tasks = tasks
+        self.state = state
+        self._sock: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
+
+    def listen(self, host: str, port: int) -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._sock = sock
+        self._accepting = self._tasks.spawn(self._accept_loop(), name="inbound:accept")
+        return sock.getsockname()[1]
+
+    def close(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        while True:
+            try:
+                conn_sock, addr = await loop.sock_accept(self._sock)
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.05)
+                continue
+            self._tasks.spawn(self._serve(conn_sock, addr), name=f"inbound:{addr[0]}:{addr[1]}")
+
+    async def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            first = await _peek(loop, sock)
+        except (TimeoutError, OSError):
+            sock.close()
+            return
+        if not first:
+            sock.close()
+            return
+        peer_addr = f"{addr[0]}:{addr[1]}"
+        lost = lambda conn, exc: self._metrics.tcp.closed(conn)  # noqa: E731
+        if first[0] == TLS_HANDSHAKE_RECORD:
+            ctx = self._server_ctx()
+            if ctx is None:
+                sock.close()
+                return
+            conn = HttpConnection("request", on_lost=lost)
+            try:
+                # (uvloop returns its SSL protocol here, not ours: keep our own reference)
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: conn, sock, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+                )
+            except (ssl.SSLError, OSError, TimeoutError) as exc:
+                reason = getattr(exc, "reason", None) or type(exc).__name__
+                self._metrics.tls_refused.labels("handshake").inc()
+                log.info("refused TLS from %s: %s", peer_addr, reason)
+                sock.close()
+                return
+            identity = peer_identity(transport.get_extra_info("ssl_object"))
+            peer = Peer(peer_addr, True, identity)
+        elif self._mode() is TlsMode.PERMISSIVE:
+            conn = HttpConnection("request", on_lost=lost)
+            await loop.connect_accepted_socket(lambda: conn, sock)
+            peer = Peer(peer_addr, False, None)
+        else:
+            self._metrics.tls_refused.labels("plaintext").inc()
+            log.info("refused plaintext connection from %s: this workload is STRICT (mutual TLS only)", peer_addr)
+            sock.close()
+            return
+        self._metrics.tcp.opened(conn, ("inbound", "src", "true" if peer.tls else "no_identity", peer.identity or "", ""))
+        await serve_connection(conn, self._handler, peer, self.state)
+
+
+async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    """The first byte a client sends, left in the socket for whoever reads next."""
+    readable = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, FIRST_BYTE_TIMEOUT)
+    finally:
+        loop.remove_reader(fd)
+    return sock.recv(1, socket.MSG_PEEK)

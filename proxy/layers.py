@@ -1,0 +1,65 @@
+"""Layers both directions share: turning failures into responses, and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from proxy.classify import classify
+from proxy.errors import ProxyError
+from proxy.exchange import Handler, Layer, Request, Response
+from proxy.http1 import ConnectionClosed
+from proxy.metrics import ProxyMetrics
+
+log = logging.getLogger("meshdojo.proxy")
+
+
+def errors(direction: str, metrics: ProxyMetrics) -> Layer:
+    """ProxyError (and anything unexpected) -> a 4xx/5xx with ``x-meshdojo-error``; logged and counted."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            try:
+                return await inner(request)
+            except ProxyError as exc:
+                error = exc
+            except asyncio.CancelledError:
+                raise
+            except ConnectionClosed as exc:
+                error = ProxyError(f"client connection closed: {exc}")
+            except Exception as exc:  # a bug: answer 502 rather than drop the connection
+                log.exception("unexpected error handling %s %s", request.head.method, request.authority)
+                error = ProxyError(f"internal proxy error ({type(exc).__name__})")
+            log.info("%s %s %s%s -> %d %s: %s", direction, request.head.method, request.authority, request.path,
+                     error.status, error.code, error.message)
+            metrics.proxy_errors.labels(direction, error.code).inc()
+            return error.response()
+
+        return handle
+
+    return layer
+
+
+def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: bool) -> Layer:
+    """Linkerd's request_total / response_total / response_latency_ms, labelled after the fact."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            response = await inner(request)
+            latency_ms = (time.monotonic() - request.started) * 1000.0
+            if client_id_of_peer:  # inbound: who called us
+                tls = "true" if request.peer.tls else "no_identity"
+                labels = (direction, request.authority, tls, request.peer.identity or "", "", "", "")
+            else:  # outbound: whom we called
+                # a refused endpoint is still labelled with whom we meant to reach
+                server_id = response.server_id or (request.endpoint.identity if request.endpoint else None) or ""
+                tls = "true" if response.tls or server_id else "no_identity"
+                labels = (direction, request.authority, tls, "", server_id, request.dst_namespace, request.dst_service)
+            metrics.record(labels, response.status, latency_ms, classify(response).failure)
+            return response
+
+        return handle
+
+    return layer
+

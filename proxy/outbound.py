@@ -1,0 +1,113 @@
+"""The outbound side: what the app sends through ``HTTP_PROXY``.
+
+The stack, outermost first (built in :func:`build_outbound_stack`):
+
+    metrics    count and time every request, labelled with what was chosen below
+    errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
+    target     absolute-form URI or Host header -> logical service name and path
+    discover   logical service -> its current endpoint set (watched, cached)
+    balance    endpoint set -> one endpoint (peak-EWMA, power of two choices)
+    endpoint   mutual TLS (or plaintext if unmeshed) to that endpoint, pooled
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from urllib.parse import urlsplit
+
+from controlplane.names import split_authority
+from proxy.balancer import P2cBalancer
+from proxy.discovery import Discovery
+from proxy.endpoint import exchange
+from proxy.errors import BadRequest, NoEndpoints
+from proxy.exchange import Handler, Layer, Request, Response
+from proxy.layers import errors, record_metrics
+from proxy.metrics import ProxyMetrics
+from proxy.pool import ConnectionPool, Dest
+
+
+def parse_target(request: Request) -> None:
+    """Fill ``authority`` and ``path`` from an absolute-form target or the Host header."""
+    target = request.head.target
+    if target.startswith("/"):
+        host = request.head.header(b"host")
+        if not host:
+            raise BadRequest("origin-form request without a Host header: send an absolute URI via HTTP_PROXY, or a Host header")
+        request.authority, request.path = host.decode("latin-1"), target
+        return
+    if target.lower().startswith("http://"):
+        parts = urlsplit(target)
+        if not parts.netloc:
+            raise BadRequest(f"request target {target!r} has no host")
+        request.authority = parts.netloc
+        request.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return
+    if target.lower().startswith("https://") or request.head.method == "CONNECT":
+        raise BadRequest("HTTPS through the mesh proxy is not supported: call the service over http://, the mesh adds mutual TLS")
+    raise BadRequest(f"request target {target[:100]!r} is neither an absolute http:// URI nor an absolute path")
+
+
+def target() -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            parse_target(request)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def discover(discovery: Discovery) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            try:
+                host, _port = split_authority(request.authority)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            endpoint_set = await discovery.resolve(host)
+            service, _, rest = endpoint_set.service.partition(".")
+            request.dst_service, request.dst_namespace = service, rest.partition(".")[0]
+            request.endpoints = endpoint_set.ordered
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def balance(balancer: P2cBalancer) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            endpoints = request.endpoints
+            if not endpoints:
+                raise NoEndpoints(f"service {request.dst_service}.{request.dst_namespace} has no endpoints")
+            request.endpoint = balancer.pick(endpoints, key=lambda ep: ep.key)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> Handler:
+    async def handle(request: Request) -> Response:
+        ep = request.endpoint
+        assert ep is not None
+        dest = Dest(ep.address, ep.port, ep.identity if ep.meshed else None)
+        return await exchange(pool, dest, request, b"", balancer.load(ep.key))
+
+    return handle
+
+
+def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
+                         rng: random.Random | None = None, clock=time.monotonic) -> Handler:
+    balancer: P2cBalancer = P2cBalancer(rng, clock)
+    handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
+    handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
+    handler = discover(discovery)(handler)  # logical service -> endpoint set
+    handler = target()(handler)  # request target -> logical service name + path
+    handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
+    handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
+    return handler

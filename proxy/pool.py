@@ -1,0 +1,120 @@
+"""Connections to endpoints: opened (mutual TLS when the endpoint is meshed), checked against
+the identity discovery promised, and kept alive for reuse.
+
+One pool serves the outbound side (to other workloads' inbound listeners) and another the
+inbound side (plaintext to the local app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controlplane.sslcontext import peer_identity
+from proxy.errors import ConnectFailed, IdentityMismatch
+from proxy.http1 import HttpConnection
+from proxy.metrics import TcpStats
+
+log = logging.getLogger("meshdojo.proxy.pool")
+CONNECT_TIMEOUT = 3.0
+IDLE_TIMEOUT = 30.0  # shorter than the inbound listener's idle timeout, so the server never closes first
+MAX_IDLE_PER_KEY = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Dest:
+    """Where to connect and whom to expect there."""
+
+    host: str
+    port: int
+    identity: str | None  # None: plaintext (unmeshed endpoint, or the local app)
+
+    @property
+    def tls(self) -> bool:
+        return self.identity is not None
+
+
+class ConnectionPool:
+    def __init__(self, tls_context: Callable[[], ssl.SSLContext | None], tcp: TcpStats, direction: str,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self._tls_context = tls_context
+        self._tcp = tcp
+        self._direction = direction
+        self._idle_timeout = idle_timeout
+        self._idle: dict[Dest, list[tuple[HttpConnection, asyncio.TimerHandle]]] = {}
+        self.connects = 0
+
+    async def acquire(self, dest: Dest) -> tuple[HttpConnection, bool]:
+        """A connection to ``dest`` and whether it was reused from the pool."""
+        idle = self._idle.get(dest)
+        while idle:
+            conn, timer = idle.pop()
+            timer.cancel()
+            if conn.idle:
+                return conn, True
+            conn.close()
+        return await self._connect(dest), False
+
+    def release(self, dest: Dest, conn: HttpConnection, reusable: bool) -> None:
+        if not reusable or not conn.idle:
+            conn.close()
+            return
+        idle = self._idle.setdefault(dest, [])
+        if len(idle) >= MAX_IDLE_PER_KEY:
+            conn.close()
+            return
+        timer = asyncio.get_running_loop().call_later(self._idle_timeout, self._expire, dest, conn)
+        idle.append((conn, timer))
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for conn, timer in idle:
+                timer.cancel()
+                conn.close()
+        self._idle.clear()
+
+    def _expire(self, dest: Dest, conn: HttpConnection) -> None:
+        idle = self._idle.get(dest, [])
+        for i, (held, _timer) in enumerate(idle):
+            if held is conn:
+                del idle[i]
+                break
+        conn.close()
+
+    async def _connect(self, dest: Dest) -> HttpConnection:
+        loop = asyncio.get_running_loop()
+        ctx = self._tls_context() if dest.tls else None
+        if dest.tls and ctx is None:
+            raise ConnectFailed("this proxy has no certificate yet, so it cannot open mutual TLS")
+        conn = HttpConnection("response", on_lost=self._lost)
+        try:
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: conn, dest.host, dest.port,
+                    ssl=ctx, server_hostname="" if ctx else None,
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except TimeoutError:
+            raise ConnectFailed(f"connecting to {dest.host}:{dest.port} timed out after {CONNECT_TIMEOUT:g}s") from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"TLS handshake with {dest.host}:{dest.port} failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {dest.host}:{dest.port}: {exc.strerror or exc}") from None
+        self.connects += 1
+        if dest.tls:
+            seen = peer_identity(transport.get_extra_info("ssl_object"))
+            if seen != dest.identity:
+                transport.abort()
+                log.warning("refusing %s:%d: it presented %s but discovery promised %s", dest.host, dest.port, seen, dest.identity)
+                raise IdentityMismatch(
+                    f"{dest.host}:{dest.port} presented identity {seen} but discovery promised {dest.identity}"
+                )
+        self._tcp.opened(conn, (self._direction, "dst", "true" if dest.tls else "no_identity", "", dest.identity or ""))
+        return conn
+
+    def _lost(self, conn: HttpConnection, exc: BaseException | None) -> None:
+        self._tcp.closed(conn)

@@ -1,0 +1,1 @@
+"""meshdojo launcher: backends, process supervision and the ``meshdojo`` CLI."""
