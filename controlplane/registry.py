@@ -9,6 +9,7 @@ the control plane or the other proxies.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +76,28 @@ class UnknownService(KeyError):
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[Registry], None] | None = None) -> None:
         self._services: dict[tuple[str, str], Service] = {}
         self._watches: dict[tuple[str, str], set[Watch]] = {}
+        self._on_change = on_change
         self.version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+        if self._on_change is not None:
+            self._on_change(self)
+
+    # -- persistence -------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"services": [s.to_json() for s in self.services()]}
+
+    def load_json(self, raw: dict[str, Any]) -> None:
+        """Restore services and endpoints saved by :meth:`to_json` (before any watch exists)."""
+        for svc in raw.get("services", []):
+            service = Service(svc["namespace"], svc["name"], tuple(svc.get("ports", ())))
+            for eid, ep in svc.get("endpoints", {}).items():
+                service.endpoints[eid] = Endpoint.from_json(ep)
+            self._services[(service.namespace, service.name)] = service
 
     # -- reads -----------------------------------------------------------------
     def get(self, namespace: str, name: str) -> Service | None:
@@ -97,14 +116,14 @@ class Registry:
             service = self._services[(namespace, name)] = Service(namespace, name, ports)
         else:
             service.ports = ports
-        self.version += 1
+        self._changed()
         return service
 
     def delete_service(self, namespace: str, name: str) -> bool:
         service = self._services.pop((namespace, name), None)
         if service is None:
             return False
-        self.version += 1
+        self._changed()
         for watch in self._watches.pop((namespace, name), set()):
             watch.offer({"type": "no_endpoints", "service": service.fqdn})
             watch.offer(None)
@@ -118,7 +137,7 @@ class Registry:
         if previous == endpoint and previous.labels == endpoint.labels:
             return
         service.endpoints[endpoint_id] = endpoint
-        self.version += 1
+        self._changed()
         if previous is not None and previous.key != endpoint.key:
             self._publish(service, {"type": "remove", "service": service.fqdn, "endpoints": [_addr(previous)]})
         self._publish(service, {"type": "add", "service": service.fqdn, "endpoints": [endpoint.to_json()]})
@@ -128,7 +147,7 @@ class Registry:
         if service is None or endpoint_id not in service.endpoints:
             return False
         endpoint = service.endpoints.pop(endpoint_id)
-        self.version += 1
+        self._changed()
         if any(other.key == endpoint.key for other in service.endpoints.values()):
             return True
         self._publish(service, {"type": "remove", "service": service.fqdn, "endpoints": [_addr(endpoint)]})

@@ -19,11 +19,12 @@ from controlplane.meshapi import build_mesh_api
 from controlplane.registry import Registry
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import server_context
-from controlplane.statefiles import private_dir, write_json, write_private
+from controlplane.statefiles import private_dir, read_json, write_json, write_private
 
 log = logging.getLogger("meshdojo.controlplane")
 CONTROLPLANE_IDENTITY = SpiffeId("meshdojo", "controlplane")
 STATE_FILE = "controlplane.json"
+REGISTRY_FILE = "registry.json"
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -42,13 +43,19 @@ class ControlPlane:
 
     def __init__(self, config: ControlPlaneConfig) -> None:
         self.config = config
-        self.registry = Registry()
+        self.registry = Registry(on_change=self._save_registry)
+        self._registry_file = config.state_dir / REGISTRY_FILE
         self._runners: list[web.AppRunner] = []
         self.api_port = 0
         self.mesh_port = 0
 
     async def start(self) -> None:
         state_dir = private_dir(self.config.state_dir)
+        if self._registry_file.exists():  # a restarted control plane serves what it served before
+            try:
+                self.registry.load_json(read_json(self._registry_file))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable %s (%s): services must be registered again", self._registry_file, exc)
         material = castore.load_or_create(state_dir, utcnow())
         self.identity = IdentityService(material, self.config.leaf_lifetime)
         admin_token = load_or_create_admin_token(state_dir)
@@ -92,6 +99,9 @@ class ControlPlane:
         return server_context(
             material.anchor_pem, ca.cert_pem(leaf) + material.issuer_pem, ca.key_pem(key), require_client_cert=False
         )
+
+    def _save_registry(self, registry: Registry) -> None:
+        write_json(self._registry_file, registry.to_json())
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

@@ -3,7 +3,9 @@
 Each endpoint keeps a latency estimate that jumps up to any slower observation at once
 (the *peak*) and decays towards faster ones with a time constant. Its cost is that estimate
 times (requests in flight + 1). To pick, draw two distinct endpoints at random and take the
-cheaper one. Clock and randomness are injected; nothing here does I/O.
+cheaper one. An endpoint never measured costs nothing while it is idle, so a new instance
+gets a first request (and a real measurement) straight away, without a herd. Clock and
+randomness are injected; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class PeakEwma:
         self.stamp = now
 
     def cost(self) -> float:
+        if self.stamp < 0 and self.pending == 0:
+            return 0.0  # never measured and idle: worth one probe, so new endpoints get traffic at once
         return self.estimate * (self.pending + 1)
 
 

@@ -43,6 +43,7 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
     try:
         for attempt in (0, 1):
             conn, reused = await pool.acquire(dest)
+            started = time.monotonic()  # the latency estimate leaves out connection set-up
             try:
                 conn.write(wire_head)
                 await send_body(conn, request.body)

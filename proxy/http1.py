@@ -101,6 +101,7 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._in_message = False
         self._unframed_body = False
+        self._expect_body = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.bytes_read = 0
@@ -184,11 +185,13 @@ class HttpConnection(asyncio.Protocol):
                 self._headers, parser.should_keep_alive(), chunked, length,
             )
             self._unframed_body = False
+            self._expect_body = chunked or bool(length)
         else:
             status = parser.get_status_code()
             head = ResponseHead(status, b"", parser.get_http_version(), self._headers, parser.should_keep_alive(), chunked, length)
             no_body = self.skip_body or status < 200 or status in (204, 304)
             self._unframed_body = not no_body and not chunked and length is None
+            self._expect_body = not no_body and length != 0
             if self._unframed_body:
                 head.keep_alive = False
         self._push(head)
@@ -202,7 +205,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._push(_END)
+        if self._expect_body:  # a bodiless message has no reader waiting for its end
+            self._push(_END)
 
     # -- consumer API ------------------------------------------------------------
     _header_timeout: float | None = None

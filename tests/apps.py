@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 
@@ -10,6 +12,8 @@ async def start_echo_app(name: str = "app") -> tuple[web.AppRunner, int]:
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
+        if "delay_ms" in request.query:
+            await asyncio.sleep(int(request.query["delay_ms"]) / 1000)
         if request.path == "/status/500":
             return web.json_response({"served_by": name}, status=500)
         return web.json_response(

@@ -1,0 +1,78 @@
+"""Peak-EWMA and power-of-two-choices, with an injected clock and a seeded random source."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from proxy.balancer import DEFAULT_RTT, P2cBalancer, PeakEwma
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_peak_jumps_up_at_once_and_decays_down_slowly():
+    clock = FakeClock()
+    load = PeakEwma(clock, decay=10.0)
+    assert load.estimate == DEFAULT_RTT
+    load.observe(0.010)  # first observation replaces the default
+    assert load.estimate == 0.010
+    clock.now += 1
+    load.observe(0.500)  # a slow response: the peak is taken immediately
+    assert load.estimate == 0.500
+    clock.now += 10  # one decay period later, a fast response pulls it ~63 % of the way down
+    load.observe(0.010)
+    assert abs(load.estimate - (0.5 * 0.36788 + 0.01 * 0.63212)) < 1e-4
+
+
+def test_cost_grows_with_requests_in_flight():
+    load = PeakEwma(FakeClock())
+    load.observe(0.02)
+    idle = load.cost()
+    load.pending = 3
+    assert load.cost() == idle * 4
+
+
+def test_p2c_prefers_the_cheaper_of_two_and_never_picks_the_same_twice():
+    clock = FakeClock()
+    balancer: P2cBalancer[str] = P2cBalancer(random.Random(7), clock)
+    endpoints = ["fast", "slow", "slower"]
+    balancer.load("fast").observe(0.001)
+    balancer.load("slow").observe(0.050)
+    balancer.load("slower").observe(0.200)
+    picks = Counter(balancer.pick(endpoints, key=lambda e: e) for _ in range(3000))
+    # the fast endpoint wins every draw it is in (2/3 of draws); "slower" never wins a draw
+    assert picks["slower"] == 0
+    assert 0.60 < picks["fast"] / 3000 < 0.73
+    assert 0.27 < picks["slow"] / 3000 < 0.40
+
+
+def test_p2c_spreads_evenly_among_equal_endpoints():
+    balancer: P2cBalancer[int] = P2cBalancer(random.Random(1), FakeClock())
+    picks = Counter(balancer.pick([0, 1, 2, 3], key=lambda e: e) for _ in range(4000))
+    assert all(800 < n < 1200 for n in picks.values()), picks
+
+
+def test_single_endpoint_and_forgetting():
+    balancer: P2cBalancer[str] = P2cBalancer(random.Random(1), FakeClock())
+    assert balancer.pick(["only"], key=lambda e: e) == "only"
+    balancer.load("a").observe(1.0)
+    balancer.forget_except({"b"})
+    assert balancer.load("a").estimate == DEFAULT_RTT
+
+
+def test_a_new_endpoint_is_probed_once_then_judged_by_its_latency():
+    clock = FakeClock()
+    balancer: P2cBalancer[str] = P2cBalancer(random.Random(3), clock)
+    balancer.load("old").observe(0.002)
+    assert balancer.pick(["old", "new"], key=lambda e: e) == "new"  # idle and unmeasured: probe it
+    balancer.load("new").pending = 1  # while the probe is in flight, it costs the default RTT
+    assert balancer.pick(["old", "new"], key=lambda e: e) == "old"
+    balancer.load("new").pending = 0
+    balancer.load("new").observe(0.001)
+    assert balancer.pick(["old", "new"], key=lambda e: e) == "new"
