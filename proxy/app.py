@@ -10,15 +10,15 @@ import signal
 import time
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import disable_created_metrics
 
 from controlplane.statefiles import write_json
 from proxy.admin import build_admin
 from proxy.config import ProxyConfig
 from proxy.cpclient import ControlPlaneClient
+from proxy.deadlines import Deadlines
 from proxy.discovery import Discovery
-from proxy.exchange import Peer
+from proxy.exchange import Handler, Peer
 from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
@@ -44,12 +44,14 @@ class Proxy:
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
         self.inbound_state = ServerState(idle_timeout=60.0)
-        self.outbound_pool = ConnectionPool(lambda: self.identity.client_ctx, self.metrics.tcp, "outbound")
-        self.app_pool = ConnectionPool(lambda: None, self.metrics.tcp, "inbound")
+        self.deadlines = Deadlines()
+        self.outbound_pool = ConnectionPool(lambda: self.identity.client_ctx, self.metrics.tcp, "outbound", self.deadlines)
+        self.app_pool = ConnectionPool(lambda: None, self.metrics.tcp, "inbound", self.deadlines)
         self.ports: dict[str, int] = {}
         self._outbound_server: asyncio.AbstractServer | None = None
         self._inbound: InboundListener | None = None
-        self._admin: web.AppRunner | None = None
+        self._admin: asyncio.AbstractServer | None = None
+        self.admin_state = ServerState(idle_timeout=60.0)
         self.started_at = time.time()
 
     @property
@@ -57,27 +59,29 @@ class Proxy:
         return self.identity.ready and bool(self.ports)
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tasks.supervise(self.deadlines.run, name="deadlines")
         # admin first, so /live answers while we bootstrap
-        self._admin = web.AppRunner(build_admin(self.metrics, lambda: self.ready, self.describe), access_log=None, handle_signals=False)
-        await self._admin.setup()
-        admin_site = web.TCPSite(self._admin, "127.0.0.1", self.config.admin_port)
-        await admin_site.start()
-        self.ports["admin"] = admin_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        admin = build_admin(self.metrics, lambda: self.ready, self.describe)
+        self._admin = await loop.create_server(
+            lambda: _Downstream(self, admin, self.admin_state, track=False), "127.0.0.1", self.config.admin_port
+        )
+        admin_port = self._admin.sockets[0].getsockname()[1]
 
         await self.identity.bootstrap(time.monotonic() + self.config.bootstrap_timeout)
         self.tasks.supervise(self.identity.rotate_forever, name="identity:rotate")
 
-        loop = asyncio.get_running_loop()
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri)
         self._outbound_server = await loop.create_server(
-            lambda: _Downstream(self, outbound), "127.0.0.1", self.config.outbound_port
+            lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
         inbound = build_inbound_stack(self.app_pool, self.config.app_port, self.metrics)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, lambda: self.mode, self.metrics,
-                                        self.tasks, self.inbound_state)
+                                        self.tasks, self.inbound_state, self.deadlines)
         self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
+        self.ports["admin"] = admin_port
         if self.config.ports_file is not None:
             write_json(self.config.ports_file, {"pid": os.getpid(), **self.ports})
         log.info("proxy %s ready: outbound=%d inbound=%d admin=%d mode=%s", self.config.identity.uri,
@@ -129,24 +133,28 @@ class Proxy:
         await self.tasks.close()
         await self.client.close()
         if self._admin is not None:
-            await self._admin.cleanup()
+            self._admin.close()
+        self.admin_state.start_drain()
 
 
 class _Downstream(HttpConnection):
-    """An app's connection to the outbound listener; serving starts once it is made."""
+    """A connection to the outbound or admin listener; serving starts once it is made."""
 
-    def __init__(self, proxy: Proxy, handler) -> None:
-        super().__init__("request", on_lost=lambda conn, exc: proxy.metrics.tcp.closed(conn))
+    def __init__(self, proxy: Proxy, handler: Handler, state: ServerState, track: bool = True) -> None:
+        super().__init__("request", on_lost=lambda conn, exc: proxy.metrics.tcp.closed(conn), deadlines=proxy.deadlines)
         self._proxy = proxy
         self._handler = handler
+        self._state = state
+        self._track = track
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
-        self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
+        if self._track:
+            self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
         self._proxy.tasks.spawn(
-            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None), self._proxy.outbound_state),
-            name=f"outbound:{peer[0]}:{peer[1]}",
+            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None), self._state),
+            name=f"downstream:{peer[0]}:{peer[1]}",
         )
 
 

@@ -22,12 +22,17 @@ from proxy.http1 import (
 )
 from proxy.pool import ConnectionPool, Dest
 
+FLUSH_AT = 64 * 1024
 
-async def send_body(conn: HttpConnection, body: Body) -> None:
-    chunked = body.length is None
+
+async def copy_body(conn: HttpConnection, body: Body, chunked: bool) -> None:
+    """Write ``body`` to ``conn``. Small bodies leave with their head in one system call;
+    a streamed body is flushed whenever its source has nothing more ready, so it never stalls."""
+    source = body.conn if isinstance(body, ConnectionBody) else None
     async for chunk in body.chunks():
         conn.write(encode_chunk(chunk) if chunked else chunk)
-        await conn.drain()
+        if conn.write_buffered >= FLUSH_AT or (source is not None and not source.has_events):
+            await conn.drain()
     if chunked:
         conn.write(LAST_CHUNK)
 
@@ -46,7 +51,7 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
             started = time.monotonic()  # the latency estimate leaves out connection set-up
             try:
                 conn.write(wire_head)
-                await send_body(conn, request.body)
+                await copy_body(conn, request.body, request.body.length is None)
                 conn.skip_body = head.method == "HEAD"
                 rsp = await conn.read_head(idle_timeout=response_timeout)
                 while rsp is not None and 100 <= rsp.status < 200:  # interim responses (100, 103) are not forwarded

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from proxy.deadlines import Deadlines
+
 Headers = list[tuple[bytes, bytes]]  # names lower-cased
 
 HOP_BY_HOP = frozenset(
@@ -84,13 +86,18 @@ _EOF = object()  # connection closed
 class HttpConnection(asyncio.Protocol):
     """One HTTP/1.1 connection. ``parse="request"`` on the server side, ``"response"`` on a client."""
 
-    def __init__(self, parse: str, on_lost: Callable[[HttpConnection, BaseException | None], None] | None = None) -> None:
+    def __init__(self, parse: str, on_lost: Callable[[HttpConnection, BaseException | None], None] | None = None,
+                 deadlines: Deadlines | None = None) -> None:
+        self._deadlines = deadlines
+        self._wbuf: list[bytes] = []
+        self._wbuf_size = 0
         self._parser = httptools.HttpRequestParser(self) if parse == "request" else httptools.HttpResponseParser(self)
         self._is_request = parse == "request"
         self._events: deque[object] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._armed = False
         self._timed_out = False
         self._buffered = 0
         self._reading_paused = False
@@ -135,6 +142,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._cancel_timer()
+        self._wbuf.clear()
         if self._unframed_body and self._in_message:
             self._in_message = False
             self._push(_END)
@@ -159,7 +167,7 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = True
         self._url = b""
         self._headers = []
-        if self._timer is not None and self._header_timeout is not None:
+        if self._armed and self._header_timeout is not None:
             self._arm(self._header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -266,12 +274,31 @@ class HttpConnection(asyncio.Protocol):
         raise ProtocolViolation("unexpected message head inside a body")
 
     def write(self, data: bytes) -> None:
+        """Queue ``data``; it goes out in one system call at :meth:`flush` (or before any wait)."""
         if self.transport is None or self.closed:
             raise ConnectionClosed("connection is closed")
-        self.bytes_written += len(data)
-        self.transport.write(data)
+        self._wbuf.append(data)
+        self._wbuf_size += len(data)
+
+    def flush(self) -> None:
+        if self._wbuf and self.transport is not None and not self.closed:
+            data = self._wbuf[0] if len(self._wbuf) == 1 else b"".join(self._wbuf)
+            self._wbuf.clear()
+            self._wbuf_size = 0
+            self.bytes_written += len(data)
+            self.transport.write(data)
+
+    @property
+    def write_buffered(self) -> int:
+        return self._wbuf_size
+
+    @property
+    def has_events(self) -> bool:
+        """Parsed data is waiting: reading now would not block."""
+        return bool(self._events)
 
     async def drain(self) -> None:
+        self.flush()
         if self.closed:
             raise ConnectionClosed("connection is closed")
         if not self._write_paused:
@@ -283,6 +310,7 @@ class HttpConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self.flush()
             self.transport.close()
 
     def abort(self) -> None:
@@ -302,6 +330,8 @@ class HttpConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def _next(self) -> object:
+        if self._wbuf:  # never wait for the peer while our own bytes sit unsent
+            self.flush()
         while not self._events:
             if self.closed:
                 return _EOF
@@ -316,16 +346,27 @@ class HttpConnection(asyncio.Protocol):
         return self._events.popleft()
 
     def _arm(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+        self._armed = True
+        if self._deadlines is not None:
+            self._deadlines.set(self, seconds)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self.on_deadline)
 
     def _cancel_timer(self) -> None:
+        if not self._armed:
+            return
+        self._armed = False
+        if self._deadlines is not None:
+            self._deadlines.clear(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _on_timeout(self) -> None:
+    def on_deadline(self) -> None:
         self._timer = None
+        self._armed = False
         self._timed_out = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():

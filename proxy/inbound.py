@@ -23,6 +23,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from controlplane.sslcontext import peer_identity
+from proxy.deadlines import Deadlines
 from proxy.endpoint import exchange
 from proxy.errors import AppUnavailable, ConnectFailed
 from proxy.exchange import Handler, Layer, Peer, Request, Response
@@ -85,7 +86,8 @@ class InboundListener:
     """Accepts connections itself so it can peek at the first byte before choosing TLS or not."""
 
     def __init__(self, handler: Handler, server_ctx: Callable[[], ssl.SSLContext | None], mode: Callable[[], TlsMode],
-                 metrics: ProxyMetrics, tasks: TaskSet, state: ServerState) -> None:
+                 metrics: ProxyMetrics, tasks: TaskSet, state: ServerState, deadlines: Deadlines | None = None) -> None:
+        self._deadlines = deadlines
         self._handler = handler
         self._server_ctx = server_ctx
         self._mode = mode
@@ -143,7 +145,7 @@ class InboundListener:
             if ctx is None:
                 sock.close()
                 return
-            conn = HttpConnection("request", on_lost=lost)
+            conn = HttpConnection("request", on_lost=lost, deadlines=self._deadlines)
             try:
                 # (uvloop returns its SSL protocol here, not ours: keep our own reference)
                 transport, _ = await loop.connect_accepted_socket(
@@ -158,7 +160,7 @@ class InboundListener:
             identity = peer_identity(transport.get_extra_info("ssl_object"))
             peer = Peer(peer_addr, True, identity)
         elif self._mode() is TlsMode.PERMISSIVE:
-            conn = HttpConnection("request", on_lost=lost)
+            conn = HttpConnection("request", on_lost=lost, deadlines=self._deadlines)
             await loop.connect_accepted_socket(lambda: conn, sock)
             peer = Peer(peer_addr, False, None)
         else:

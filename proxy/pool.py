@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.sslcontext import peer_identity
+from proxy.deadlines import Deadlines
 from proxy.errors import ConnectFailed, IdentityMismatch
 from proxy.http1 import HttpConnection
 from proxy.metrics import TcpStats
@@ -39,20 +41,22 @@ class Dest:
 
 class ConnectionPool:
     def __init__(self, tls_context: Callable[[], ssl.SSLContext | None], tcp: TcpStats, direction: str,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 deadlines: Deadlines | None = None, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self._tls_context = tls_context
         self._tcp = tcp
         self._direction = direction
+        self._deadlines = deadlines
         self._idle_timeout = idle_timeout
-        self._idle: dict[Dest, list[tuple[HttpConnection, asyncio.TimerHandle]]] = {}
+        self._idle: dict[Dest, list[tuple[HttpConnection, float]]] = {}  # most recently used last
         self.connects = 0
+        if deadlines is not None:
+            deadlines.every_tick(self.expire_idle)
 
     async def acquire(self, dest: Dest) -> tuple[HttpConnection, bool]:
         """A connection to ``dest`` and whether it was reused from the pool."""
         idle = self._idle.get(dest)
         while idle:
-            conn, timer = idle.pop()
-            timer.cancel()
+            conn, _since = idle.pop()
             if conn.idle:
                 return conn, True
             conn.close()
@@ -66,30 +70,29 @@ class ConnectionPool:
         if len(idle) >= MAX_IDLE_PER_KEY:
             conn.close()
             return
-        timer = asyncio.get_running_loop().call_later(self._idle_timeout, self._expire, dest, conn)
-        idle.append((conn, timer))
+        idle.append((conn, time.monotonic()))
+
+    def expire_idle(self, now: float) -> None:
+        """Close connections unused for ``idle_timeout`` (run by the deadline ticker)."""
+        cutoff = now - self._idle_timeout
+        for dest, idle in list(self._idle.items()):
+            while idle and idle[0][1] <= cutoff:  # oldest first
+                idle.pop(0)[0].close()
+            if not idle:
+                del self._idle[dest]
 
     def close_all(self) -> None:
         for idle in self._idle.values():
-            for conn, timer in idle:
-                timer.cancel()
+            for conn, _since in idle:
                 conn.close()
         self._idle.clear()
-
-    def _expire(self, dest: Dest, conn: HttpConnection) -> None:
-        idle = self._idle.get(dest, [])
-        for i, (held, _timer) in enumerate(idle):
-            if held is conn:
-                del idle[i]
-                break
-        conn.close()
 
     async def _connect(self, dest: Dest) -> HttpConnection:
         loop = asyncio.get_running_loop()
         ctx = self._tls_context() if dest.tls else None
         if dest.tls and ctx is None:
             raise ConnectFailed("this proxy has no certificate yet, so it cannot open mutual TLS")
-        conn = HttpConnection("response", on_lost=self._lost)
+        conn = HttpConnection("response", on_lost=self._lost, deadlines=self._deadlines)
         try:
             transport, _ = await asyncio.wait_for(
                 loop.create_connection(

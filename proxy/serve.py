@@ -13,16 +13,15 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from proxy.endpoint import copy_body
 from proxy.errors import BadRequest, ProxyError
 from proxy.exchange import EMPTY, ConnectionBody, Handler, Peer, Request, Response
 from proxy.http1 import (
-    LAST_CHUNK,
     ConnectionClosed,
     HttpConnection,
     ProtocolViolation,
     ReadTimeout,
     RequestHead,
-    encode_chunk,
     encode_response_head,
 )
 
@@ -86,6 +85,7 @@ async def _serve_one(conn: HttpConnection, head: RequestHead, handler: Handler, 
     if expect is not None:  # answer 100-continue ourselves; the body is streamed on regardless
         if expect.lower() == b"100-continue" and head.has_body:
             conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            conn.flush()
         head.headers = [(n, v) for n, v in head.headers if n != b"expect"]
     body = ConnectionBody(conn, head.content_length if not head.chunked else None) if head.has_body else EMPTY
     request = Request(head, body, peer)
@@ -112,12 +112,8 @@ async def write_response(conn: HttpConnection, response: Response, keep_alive: b
     if head_request or response.status in (204, 304):
         response.body.abandon()
         return
-    chunked = length is None and not http10
-    async for chunk in response.body.chunks():
-        conn.write(encode_chunk(chunk) if chunked else chunk)
-        await conn.drain()
-    if chunked:
-        conn.write(LAST_CHUNK)
+    await copy_body(conn, response.body, length is None and not http10)
+    conn.flush()
 
 
 def _write_error(conn: HttpConnection, error: ProxyError, status: int | None = None) -> None:
@@ -125,5 +121,6 @@ def _write_error(conn: HttpConnection, error: ProxyError, status: int | None = N
     body = response.body.data  # type: ignore[attr-defined]
     try:
         conn.write(encode_response_head(status or response.status, response.headers, len(body), False) + body)
+        conn.flush()
     except ConnectionClosed:
         pass

@@ -35,7 +35,7 @@ def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
           die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` with stdout and stderr appended to ``log_path``, in a new process group."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - the child owns it from here
+    log = open(log_path, "ab", buffering=0)
     try:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,

@@ -13,7 +13,7 @@ from controlplane import ca, castore, tokens
 from controlplane.identity import IdentityService
 from controlplane.spiffe import InvalidIdentity, SpiffeId
 
-NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 WEB = SpiffeId("emojivoto", "web")
 EMOJI = SpiffeId("emojivoto", "emoji")
 

@@ -1,0 +1,72 @@
+"""``make bench``: the meshed path against the direct path, in one run.
+
+A tiny upstream app is called directly and through outbound proxy -> mutual TLS -> inbound
+proxy -> app, at concurrency 1 and 16. Prints p50/p99 latency, requests per second, the
+meshed/direct ratios and the proxies' RSS, as a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import uvloop
+
+from bench import loadgen
+from sandbox.processes import spawn, stop_group, wait_until
+from tests.meshkit import Mesh, spiffe
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="meshdojo-bench-") as tmp:
+        root = Path(tmp)
+        mesh = Mesh(root)
+        app = None
+        try:
+            mesh.start_controlplane()
+            app = spawn([sys.executable, "-m", "bench.upstream", str(root / "app.port")], root / "app.log")
+            app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
+            server = mesh.start_proxy("bench", "app", app_port, name="server")
+            client = mesh.start_proxy("bench", "client", app_port, name="client")
+            mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
+            rows = []
+            for concurrency in (1, 16):
+                direct = uvloop.run(loadgen.run(app_port, "/", concurrency, args.duration))
+                meshed = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", concurrency, args.duration))
+                rows.append((concurrency, direct, meshed))
+            rss = {name: rss_mb(p.proc.pid) for name, p in (("outbound proxy", client), ("inbound proxy", server))}
+        finally:
+            if app is not None:
+                stop_group(app)
+            mesh.close()
+
+    print("| concurrency | path | p50 ms | p99 ms | req/s | errors |")
+    print("|---|---|---|---|---|---|")
+    for concurrency, direct, meshed in rows:
+        for name, r in (("direct", direct), ("meshed", meshed)):
+            print(f"| {concurrency} | {name} | {r.quantile(0.5):.3f} | {r.quantile(0.99):.3f} | {r.rps:,.0f} | {r.errors} |")
+    print()
+    for concurrency, direct, meshed in rows:
+        print(f"- c={concurrency}: meshed p50 overhead {meshed.quantile(0.5) - direct.quantile(0.5):+.3f} ms; "
+              f"p99 overhead {meshed.quantile(0.99) - direct.quantile(0.99):+.3f} ms; "
+              f"throughput meshed/direct {meshed.rps / direct.rps:.0%}")
+    for name, mb in rss.items():
+        print(f"- {name} RSS after the run: {mb:.1f} MB")
+    failed = sum(d.errors + m.errors for _, d, m in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
