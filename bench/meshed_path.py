@@ -26,6 +26,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_tls_pipe(root: Path, app_port: int, helpers: list) -> int:
+    from bench.tlspipe import make_material
+
+    material = root / "pipe-material"
+    material.write_text("\n\n\n".join(make_material()))
+    back = spawn([sys.executable, "-m", "bench.tlspipe", "back", str(root / "back.port"), str(app_port), str(material)],
+                 root / "back.log")
+    helpers.append(back)
+    back_port = int(wait_until(lambda: (root / "back.port").exists() and (root / "back.port").read_text(), 10, "pipe back"))
+    front = spawn([sys.executable, "-m", "bench.tlspipe", "front", str(root / "front.port"), str(back_port), str(material)],
+                  root / "front.log")
+    helpers.append(front)
+    return int(wait_until(lambda: (root / "front.port").exists() and (root / "front.port").read_text(), 10, "pipe front"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
@@ -33,38 +48,43 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="meshdojo-bench-") as tmp:
         root = Path(tmp)
         mesh = Mesh(root)
-        app = None
+        helpers: list = []
         try:
             mesh.start_controlplane()
             app = spawn([sys.executable, "-m", "bench.upstream", str(root / "app.port")], root / "app.log")
+            helpers.append(app)
             app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
             server = mesh.start_proxy("bench", "app", app_port, name="server")
             client = mesh.start_proxy("bench", "client", app_port, name="client")
             mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
+            pipe_port = start_tls_pipe(root, app_port, helpers)
             rows = []
             for concurrency in (1, 16):
                 direct = uvloop.run(loadgen.run(app_port, "/", concurrency, args.duration))
+                pipe = uvloop.run(loadgen.run(pipe_port, "/", concurrency, args.duration))
                 meshed = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", concurrency, args.duration))
-                rows.append((concurrency, direct, meshed))
+                rows.append((concurrency, direct, pipe, meshed))
             rss = {name: rss_mb(p.proc.pid) for name, p in (("outbound proxy", client), ("inbound proxy", server))}
         finally:
-            if app is not None:
-                stop_group(app)
+            for helper in helpers:
+                stop_group(helper)
             mesh.close()
 
     print("| concurrency | path | p50 ms | p99 ms | req/s | errors |")
     print("|---|---|---|---|---|---|")
-    for concurrency, direct, meshed in rows:
-        for name, r in (("direct", direct), ("meshed", meshed)):
+    for concurrency, direct, pipe, meshed in rows:
+        for name, r in (("direct", direct), ("bare TLS byte pipe pair (reference)", pipe), ("meshed", meshed)):
             print(f"| {concurrency} | {name} | {r.quantile(0.5):.3f} | {r.quantile(0.99):.3f} | {r.rps:,.0f} | {r.errors} |")
     print()
-    for concurrency, direct, meshed in rows:
-        print(f"- c={concurrency}: meshed p50 overhead {meshed.quantile(0.5) - direct.quantile(0.5):+.3f} ms; "
+    for concurrency, direct, pipe, meshed in rows:
+        print(f"- c={concurrency}: meshed p50 overhead {meshed.quantile(0.5) - direct.quantile(0.5):+.3f} ms "
+              f"(TLS pipe: {pipe.quantile(0.5) - direct.quantile(0.5):+.3f} ms); "
               f"p99 overhead {meshed.quantile(0.99) - direct.quantile(0.99):+.3f} ms; "
-              f"throughput meshed/direct {meshed.rps / direct.rps:.0%}")
+              f"throughput meshed/direct {meshed.rps / direct.rps:.0%} (TLS pipe/direct {pipe.rps / direct.rps:.0%}, "
+              f"meshed/TLS pipe {meshed.rps / pipe.rps:.0%})")
     for name, mb in rss.items():
         print(f"- {name} RSS after the run: {mb:.1f} MB")
-    failed = sum(d.errors + m.errors for _, d, m in rows)
+    failed = sum(d.errors + m.errors for _, d, _, m in rows)
     return 1 if failed else 0
 
 
