@@ -62,3 +62,8 @@ class UpstreamProtocolError(ProxyError):
 class AppUnavailable(ProxyError):
     status = 502
     code = "app_unavailable"
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+    code = "request_timeout"

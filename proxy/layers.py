@@ -7,9 +7,9 @@ import logging
 import time
 
 from proxy.classify import classify
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, RequestTimeout
 from proxy.exchange import Handler, Layer, Request, Response
-from proxy.http1 import ConnectionClosed
+from proxy.http1 import ConnectionClosed, ReadTimeout
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("meshdojo.proxy")
@@ -26,6 +26,8 @@ def errors(direction: str, metrics: ProxyMetrics) -> Layer:
                 error = exc
             except asyncio.CancelledError:
                 raise
+            except ReadTimeout:
+                error = RequestTimeout("the request body stalled; gave up waiting for the rest of it")
             except ConnectionClosed as exc:
                 error = ProxyError(f"client connection closed: {exc}")
             except Exception as exc:  # a bug: answer 502 rather than drop the connection

@@ -34,6 +34,7 @@ class ServerState:
     """Shared by every connection of a listener: what is in flight, and whether we are draining."""
 
     idle_timeout: float = 60.0
+    header_timeout: float = HEADER_TIMEOUT
     draining: bool = False
     in_flight: int = 0
     idle_conns: set[HttpConnection] = field(default_factory=set)
@@ -52,7 +53,7 @@ async def serve_connection(conn: HttpConnection, handler: Handler, peer: Peer, s
         while not state.draining:
             state.idle_conns.add(conn)
             try:
-                head = await conn.read_head(idle_timeout=state.idle_timeout, header_timeout=HEADER_TIMEOUT)
+                head = await conn.read_head(idle_timeout=state.idle_timeout, header_timeout=state.header_timeout)
             except ReadTimeout as exc:
                 if exc.started:
                     _write_error(conn, ProxyError("timed out waiting for the request head"), status=408)

@@ -1,0 +1,108 @@
+"""The proxy's HTTP/1.1 serving loop in-process: deadlines, pipelining, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from proxy.deadlines import Deadlines
+from proxy.exchange import BytesBody, ConnectionBody, Peer, Request, Response
+from proxy.http1 import HttpConnection
+from proxy.layers import errors
+from proxy.metrics import ProxyMetrics
+from proxy.serve import ServerState, serve_connection
+from proxy.tasks import TaskSet
+
+
+async def echo(request: Request) -> Response:
+    body = b""
+    if isinstance(request.body, ConnectionBody):
+        body = await request.body.read_all(1 << 20) or b""
+    text = f"{request.head.method} {request.head.target} {len(body)}".encode()
+    return Response(200, [(b"content-type", b"text/plain")], BytesBody(text))
+
+
+@pytest.fixture
+async def server():
+    tasks = TaskSet()
+    deadlines = Deadlines(resolution=0.05)
+    tasks.supervise(deadlines.run, name="deadlines")
+    state = ServerState(idle_timeout=0.5, header_timeout=0.3)
+    handler = errors("inbound", ProxyMetrics())(echo)
+
+    def factory() -> HttpConnection:
+        conn = HttpConnection("request", deadlines=deadlines)
+        original = conn.connection_made
+
+        def made(transport):
+            original(transport)
+            tasks.spawn(serve_connection(conn, handler, Peer("test", False, None), state), name="conn")
+
+        conn.connection_made = made  # type: ignore[method-assign]
+        return conn
+
+    srv = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    yield srv.sockets[0].getsockname()[1], state
+    srv.close()
+    await tasks.close()
+
+
+async def exchange(port: int, data: bytes, read_until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    out = await asyncio.wait_for(reader.read(-1) if read_until_close else reader.read(65536), 5)
+    writer.close()
+    return out
+
+
+async def test_pipelined_requests_and_chunked_bodies(server):
+    port, _ = server
+    data = (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nwxyz")
+    out = await exchange(port, data)
+    assert out.count(b"HTTP/1.1 200") == 3
+    assert b"GET /a 0" in out and b"POST /b 5" in out and b"POST /c 4" in out
+    assert out.index(b"/a") < out.index(b"/b") < out.index(b"/c")
+
+
+async def test_half_sent_head_gets_408_and_idle_connection_is_closed(server):
+    port, _ = server
+    out = await exchange(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert out.startswith(b"HTTP/1.1 408")
+    assert await exchange(port, b"") == b""  # idle: closed after the idle timeout, silently
+
+
+async def test_malformed_input_gets_400_and_the_server_keeps_serving(server):
+    port, _ = server
+    assert (await exchange(port, b"\x00\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    assert (await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(b"HTTP/1.1 200")
+
+
+async def test_half_sent_body_times_out(server, monkeypatch):
+    port, _ = server
+    monkeypatch.setattr(ConnectionBody, "__init__", _short_body_timeout(ConnectionBody.__init__))
+    out = await exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    assert out.startswith(b"HTTP/1.1 408") and b"x-meshdojo-error: request_timeout" in out
+
+
+def _short_body_timeout(init):
+    def patched(self, conn, length, on_done=None, idle_timeout=None):
+        init(self, conn, length, on_done, 0.2)
+
+    return patched
+
+
+async def test_draining_closes_idle_connections(server):
+    port, state = server
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(loop.sock_recv(sock, 1000), 5)).startswith(b"HTTP/1.1 200")
+    state.start_drain()
+    assert await asyncio.wait_for(loop.sock_recv(sock, 1000), 5) == b""
+    sock.close()
