@@ -71,7 +71,8 @@ class Proxy:
         await self.identity.bootstrap(time.monotonic() + self.config.bootstrap_timeout)
         self.tasks.supervise(self.identity.rotate_forever, name="identity:rotate")
 
-        outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri)
+        outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
+                                        gateway=self.config.gateway)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
         )
@@ -93,6 +94,7 @@ class Proxy:
             "identity": self.config.identity.uri,
             "workload": self.config.workload,
             "mode": self.mode.value,
+            "gateway": self.config.gateway,
             "ports": self.ports,
             "appPort": self.config.app_port,
             "certificate": None if cert is None else {

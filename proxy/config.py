@@ -35,6 +35,7 @@ class ProxyConfig:
     drain_timeout: float = 10.0
     bootstrap_timeout: float = 30.0
     workload: str = ""
+    gateway: str | None = None  # ingress gateway mode: send every request to this service (name[:port])
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--rotate-every", help="renew the certificate at least this often (e.g. 5s), for lessons and tests")
     parser.add_argument("--drain-timeout", default="10s", help="on SIGTERM, wait this long for requests in flight")
     parser.add_argument("--workload", default="", help="instance name, for logs")
+    parser.add_argument("--gateway", help="ingress gateway mode: send every request to this service, e.g. web.emojivoto:80")
     args = parser.parse_args(argv)
     try:
         return _build(args)
@@ -103,4 +105,5 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         rotate_every=rotate_every,
         drain_timeout=drain,
         workload=args.workload,
+        gateway=args.gateway,
     )

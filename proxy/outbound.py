@@ -48,10 +48,18 @@ def parse_target(request: Request) -> None:
     raise BadRequest(f"request target {target[:100]!r} is neither an absolute http:// URI nor an absolute path")
 
 
-def target() -> Layer:
+def target(gateway: str | None = None) -> Layer:
+    """In gateway mode (an ingress gateway, as Istio's fronts bookinfo) every request goes to
+    one service, whatever Host a browser sent."""
+
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            parse_target(request)
+            if gateway is not None and request.head.target.startswith("/"):
+                request.authority, request.path = gateway, request.head.target
+                request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]
+                request.head.headers.append((b"host", gateway.encode()))
+            else:
+                parse_target(request)
             return await inner(request)
 
         return handle
@@ -102,12 +110,12 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
 
 
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
-                         rng: random.Random | None = None, clock=time.monotonic) -> Handler:
+                         rng: random.Random | None = None, clock=time.monotonic, gateway: str | None = None) -> Handler:
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = discover(discovery)(handler)  # logical service -> endpoint set
-    handler = target()(handler)  # request target -> logical service name + path
+    handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     return handler

@@ -3,15 +3,99 @@
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
+
+from controlplane.durations import InvalidDuration, parse_duration
+from sandbox.manifests import ManifestError
+
+
+def _up(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    try:
+        lifetime = parse_duration(args.cert_lifetime)
+    except InvalidDuration as exc:
+        return _fail(f"--cert-lifetime: {exc}")
+    if lifetime < 60:
+        return _fail("--cert-lifetime: must be at least 60s (try --cert-lifetime 2m to watch rotations)")
+    demos = [d.strip() for d in args.demo.split(",") if d.strip()]
+    print(f"Starting sandbox {args.name!r} with {', '.join(demos)} ...", flush=True)
+    try:
+        st = local.up(args.name, demos, args.cert_lifetime)
+    except (local.SandboxError, ManifestError, ValueError) as exc:
+        return _fail(str(exc))
+    _summary(st)
+    if args.no_tui:
+        print(f"\nThe sandbox keeps running in the background. Stop it with: meshdojo down --name {args.name}")
+        return 0
+    print("\nPress Ctrl-C to stop the sandbox.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    print("\nStopping ...", flush=True)
+    local.down(args.name)
+    print("Stopped; no process left behind.")
+    return 0
+
+
+def _summary(st: dict) -> None:
+    workloads = st["workloads"]
+    meshed = sum(1 for w in workloads if w["meshed"])
+    print(f"Ready: control plane at {st['controlplane']['api']}, {len(workloads)} workload instances ({meshed} meshed).")
+    for gw in st.get("gateways", []):
+        print(f"  {gw['title']:<24} {gw['url']}   (through the ingress gateway to {gw['service']})")
+
+
+def _down(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    try:
+        stopped = local.down(args.name)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"Sandbox {args.name!r} stopped." if stopped else f"Sandbox {args.name!r} was not running; nothing to stop.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    try:
+        st = local.status(args.name)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if st is None:
+        return _fail(f"sandbox {args.name!r} is not running; start it with 'meshdojo up --name {args.name}'")
+    if args.output == "json":
+        print(json.dumps(st, indent=2))
+        return 0
+    cp = st["controlplane"]
+    print(f"sandbox {st['name']} (backend {st['backend']}): {'ready' if st['ready'] else 'starting'}; "
+          f"control plane pid {cp['pid']} {cp['api']} {'ready' if cp['ready'] else 'DOWN'}")
+    rows = [("NAMESPACE", "INSTANCE", "MESHED", "READY", "RESTARTS", "APP", "PROXY", "INBOUND")]
+    for w in st["workloads"]:
+        rows.append((w["namespace"], w["name"], "yes" if w["meshed"] else "no", "yes" if w["ready"] else "no",
+                     str(w["restarts"]), str(w["pids"]["app"] or "-"), str(w["pids"]["proxy"] or "-"),
+                     str(w["ports"]["inbound"] or "-")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for gw in st.get("gateways", []):
+        print(f"{gw['title']}: {gw['url']}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="meshdojo", description="A service-mesh sandbox for learning and teaching.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("controlplane", help="run the control plane in the foreground (see --help)", add_help=False)
-    sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see --help)", add_help=False)
     if argv and argv[0] == "controlplane":
         from controlplane.config import parse_args
         from controlplane.run import main_with
@@ -21,11 +105,25 @@ def main(argv: list[str] | None = None) -> int:
         from proxy.__main__ import main as proxy_main
 
         return proxy_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="meshdojo", description="A service-mesh sandbox for learning and teaching.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    up = sub.add_parser("up", help="start a sandbox: control plane, demo apps and their sidecars")
+    up.add_argument("--demo", default="emojivoto,bookinfo", help="comma-separated: emojivoto, bookinfo (default both)")
+    up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running")
+    up.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime (at least 60s)")
+    down = sub.add_parser("down", help="stop a sandbox and every process it started")
+    st = sub.add_parser("status", help="the sandbox, its control plane and every workload instance")
+    st.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    for p in (up, down, st):
+        p.add_argument("--name", default="default", help="which sandbox (default: default)")
+    sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
+    sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
-    if args.command is None:
+    handlers = {"up": _up, "down": _down, "status": _status}
+    if args.command not in handlers:
         parser.print_help()
         return 0
-    return 0
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

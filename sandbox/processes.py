@@ -80,6 +80,8 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -300,3 +300,15 @@ async def test_sigterm_drains_requests_in_flight(mesh: Mesh, echo_port: int):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", client.ports["outbound"]), timeout=2).close()
     wait_until(lambda: client.proc.poll() is not None, 5, "proxy exit")
+
+
+async def test_unmeshed_endpoints_are_reached_in_plaintext_and_labelled(mesh: Mesh, echo_port: int):
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    mesh.register("emojivoto", "legacy", "legacy-0", echo_port, None)  # the app itself, no sidecar
+    async with aiohttp.ClientSession() as session:
+        status, _, text = await get(session, client.outbound, "http://legacy/hello")
+    assert status == 200 and '"client_id": null' in text  # nobody vouched for the caller
+    metrics = client.metrics()
+    assert 'dst_service="legacy"' in metrics
+    line = next(m for m in metrics.splitlines() if m.startswith("request_total") and 'dst_service="legacy"' in m)
+    assert 'tls="no_identity"' in line and 'server_id=""' in line

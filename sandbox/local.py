@@ -1,0 +1,125 @@
+"""The local backend's public functions: ``up``, ``down`` and ``status`` of a named sandbox.
+
+The CLI and the terminal UI use these; they talk to the running sandbox only through its
+state directory and the control plane's operator API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.manifests import load_demo
+from sandbox.paths import SandboxPaths
+from sandbox.processes import pid_alive, spawn
+from sandbox.supervisor import DEMO_ROOT
+
+DEMOS = ("emojivoto", "bookinfo")
+
+
+class SandboxError(RuntimeError):
+    """Something the learner can fix; the message says how."""
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def running_supervisor(paths: SandboxPaths) -> int | None:
+    info = _read(paths.supervisor)
+    if info and pid_alive(info["pid"]):
+        return info["pid"]
+    return None
+
+
+def cleanup_leftovers(paths: SandboxPaths) -> list[int]:
+    """Kill the recorded process groups of a sandbox whose supervisor is gone."""
+    info = _read(paths.supervisor)
+    killed = []
+    if info and not pid_alive(info["pid"]):
+        for group in info.get("groups", []):
+            try:
+                os.killpg(group, signal.SIGKILL)
+                killed.append(group)
+            except (ProcessLookupError, PermissionError):
+                pass
+        paths.supervisor.unlink(missing_ok=True)
+        paths.status.unlink(missing_ok=True)
+    return killed
+
+
+def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float = 90.0) -> dict[str, Any]:
+    paths = SandboxPaths.for_name(name)
+    for demo in demos:
+        if demo not in DEMOS:
+            raise SandboxError(f"unknown demo {demo!r}; choose from {', '.join(DEMOS)} (e.g. --demo emojivoto,bookinfo)")
+        load_demo(DEMO_ROOT / demo)  # a bad manifest fails here, before anything starts
+    pid = running_supervisor(paths)
+    if pid is not None:
+        raise SandboxError(f"sandbox {name!r} is already running (supervisor pid {pid}). "
+                           f"See it with 'meshdojo status --name {name}', or stop it with 'meshdojo down --name {name}'.")
+    cleanup_leftovers(paths)
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (paths.root / "failed.json").unlink(missing_ok=True)
+    supervisor = spawn([sys.executable, "-m", "sandbox.supervisor", "--name", name, "--demo", ",".join(demos),
+                        "--cert-lifetime", cert_lifetime], paths.logs / "supervisor.log", die_with_parent=False,
+                       cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _read(paths.status)
+        if status and status.get("ready") and status.get("supervisor") == supervisor.pid:
+            return status
+        if supervisor.poll() is not None:
+            failed = _read(paths.root / "failed.json") or {}
+            raise SandboxError(f"the sandbox did not start: {failed.get('error', 'supervisor exited')}. "
+                               f"Logs: {paths.logs}/supervisor.log")
+        if time.monotonic() > deadline:
+            down(name)
+            raise SandboxError(f"the sandbox was not ready after {timeout:g}s; everything was stopped. Logs: {paths.logs}")
+        time.sleep(0.05)
+
+
+def down(name: str, timeout: float = 20.0) -> bool:
+    """Stop the sandbox and everything it started. True if something was running."""
+    paths = SandboxPaths.for_name(name)
+    pid = running_supervisor(paths)
+    if pid is None:
+        return bool(cleanup_leftovers(paths))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    # the supervisor's children die with it (PDEATHSIG); anything left is killed by group
+    info = _read(paths.supervisor)
+    if info:
+        info["pid"] = -1
+        paths.supervisor.write_text(json.dumps(info))
+        _kill_groups(info.get("groups", []))
+    paths.supervisor.unlink(missing_ok=True)
+    paths.status.unlink(missing_ok=True)
+    return True
+
+
+def _kill_groups(groups: list[int]) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def status(name: str) -> dict[str, Any] | None:
+    paths = SandboxPaths.for_name(name)
+    if running_supervisor(paths) is None:
+        return None
+    return _read(paths.status)

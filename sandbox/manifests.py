@@ -1,0 +1,187 @@
+"""Reading demo manifests (Kubernetes YAML) for the local backend.
+
+The local backend interprets a documented subset: names, namespace, labels, replicas,
+container command/env/ports, service account, annotations, Service ports and selectors. The
+documents are parsed once into frozen values; anything outside the subset, a wrong type or a
+missing command is an error naming the file, the document and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+INJECT_ANNOTATION = "meshdojo.dev/inject"
+IGNORED = {"image", "imagePullPolicy", "resources", "readinessProbe", "livenessProbe"}  # meaningful only in Kubernetes
+
+
+class ManifestError(ValueError):
+    def __init__(self, path: Path, index: int, field_path: str, message: str) -> None:
+        super().__init__(f"{path}: document {index}: {field_path}: {message}")
+
+
+@dataclass(frozen=True)
+class Container:
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    port: int | None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(hash=False)
+    replicas: int
+    service_account: str
+    inject: bool
+    container: Container
+    source: Path = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    namespace: str
+    selector: dict[str, str] = field(hash=False)
+    ports: tuple[tuple[int, int], ...]  # (port, targetPort)
+
+
+@dataclass(frozen=True)
+class Demo:
+    name: str
+    directory: Path
+    deployments: tuple[Deployment, ...]
+    services: tuple[Service, ...]
+
+    def services_for(self, deployment: Deployment) -> list[Service]:
+        return [s for s in self.services if s.namespace == deployment.namespace
+                and s.selector and all(deployment.labels.get(k) == v for k, v in s.selector.items())]
+
+
+class _Doc:
+    """One document being read, remembering where it is, for error messages."""
+
+    def __init__(self, path: Path, index: int) -> None:
+        self.path, self.index = path, index
+
+    def fail(self, where: str, message: str) -> ManifestError:
+        return ManifestError(self.path, self.index, where, message)
+
+    def obj(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+        for key in value:
+            if key not in allowed and key not in IGNORED:
+                raise self.fail(f"{where}.{key}", f"unknown field (the local backend reads: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in value:
+                raise self.fail(f"{where}.{key}", "required field is missing")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def integer(self, value: Any, where: str, low: int, high: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise self.fail(where, f"expected an integer from {low} to {high}, got {value!r}")
+        return value
+
+    def labels(self, value: Any, where: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise self.fail(where, "expected a mapping of strings to strings")
+        return dict(value)
+
+
+def load_demo(directory: Path) -> Demo:
+    deployments: list[Deployment] = []
+    services: list[Service] = []
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ManifestError(directory, 0, "(directory)", "no *.yaml manifests here")
+    for path in files:
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as exc:
+            raise ManifestError(path, 0, "(yaml)", f"not valid YAML: {exc}") from None
+        for index, raw in enumerate(documents):
+            if raw is None:
+                continue
+            doc = _Doc(path, index)
+            top = doc.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata"})
+            kind = top["kind"]
+            meta = doc.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
+            name = doc.string(meta["name"], "metadata.name")
+            namespace = doc.string(meta.get("namespace", "default"), "metadata.namespace")
+            if kind == "Deployment":
+                deployments.append(_deployment(doc, top, name, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory))
+            elif kind == "Service":
+                services.append(_service(doc, top, name, namespace))
+            elif kind not in ("Namespace", "ServiceAccount"):
+                raise doc.fail("kind", f"{kind!r} is not one the local backend reads (Deployment, Service, ServiceAccount, Namespace)")
+    return Demo(directory.name, directory, tuple(deployments), tuple(services))
+
+
+def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[str, str], directory: Path) -> Deployment:
+    spec = doc.obj(top.get("spec"), "spec", {"replicas", "selector", "template"}, {"template"})
+    replicas = doc.integer(spec.get("replicas", 1), "spec.replicas", 0, 20)
+    template = doc.obj(spec["template"], "spec.template", {"metadata", "spec"}, {"spec"})
+    tmeta = doc.obj(template.get("metadata", {}), "spec.template.metadata", {"labels", "annotations"})
+    pod_labels = doc.labels(tmeta.get("labels"), "spec.template.metadata.labels") or labels
+    annotations = doc.labels(tmeta.get("annotations"), "spec.template.metadata.annotations")
+    inject = annotations.get(INJECT_ANNOTATION, "disabled")
+    if inject not in ("enabled", "disabled"):
+        raise doc.fail(f"spec.template.metadata.annotations.{INJECT_ANNOTATION}", f"expected enabled or disabled, got {inject!r}")
+    pod = doc.obj(template["spec"], "spec.template.spec", {"serviceAccountName", "containers"}, {"containers"})
+    containers = pod["containers"]
+    if not isinstance(containers, list) or len(containers) != 1:
+        raise doc.fail("spec.template.spec.containers", "the local backend runs exactly one container per pod")
+    where = "spec.template.spec.containers[0]"
+    c = doc.obj(containers[0], where, {"name", "command", "args", "env", "ports"})
+    command = c.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(p, str) for p in command):
+        raise doc.fail(f"{where}.command", "the local backend needs the command to run, as a list of strings")
+    args = c.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(p, str) for p in args):
+        raise doc.fail(f"{where}.args", "expected a list of strings")
+    env = []
+    for i, item in enumerate(c.get("env", []) or []):
+        entry = doc.obj(item, f"{where}.env[{i}]", {"name", "value"}, {"name", "value"})
+        env.append((doc.string(entry["name"], f"{where}.env[{i}].name"), _scalar(doc, entry["value"], f"{where}.env[{i}].value")))
+    ports = c.get("ports", []) or []
+    if not isinstance(ports, list) or len(ports) > 1:
+        raise doc.fail(f"{where}.ports", "expected at most one port")
+    port = None
+    if ports:
+        p = doc.obj(ports[0], f"{where}.ports[0]", {"name", "containerPort", "protocol"}, {"containerPort"})
+        port = doc.integer(p["containerPort"], f"{where}.ports[0].containerPort", 1, 65535)
+    return Deployment(
+        name=name, namespace=namespace, labels=pod_labels, replicas=replicas,
+        service_account=doc.string(pod.get("serviceAccountName", "default"), "spec.template.spec.serviceAccountName"),
+        inject=inject == "enabled", container=Container(tuple(command) + tuple(args), tuple(env), port), source=doc.path,
+    )
+
+
+def _service(doc: _Doc, top: dict, name: str, namespace: str) -> Service:
+    spec = doc.obj(top.get("spec"), "spec", {"selector", "ports", "type"}, {"ports"})
+    ports = []
+    if not isinstance(spec["ports"], list) or not spec["ports"]:
+        raise doc.fail("spec.ports", "expected a non-empty list")
+    for i, raw in enumerate(spec["ports"]):
+        p = doc.obj(raw, f"spec.ports[{i}]", {"name", "port", "targetPort", "protocol"}, {"port"})
+        port = doc.integer(p["port"], f"spec.ports[{i}].port", 1, 65535)
+        ports.append((port, doc.integer(p.get("targetPort", port), f"spec.ports[{i}].targetPort", 1, 65535)))
+    return Service(name, namespace, doc.labels(spec.get("selector"), "spec.selector"), tuple(ports))
+
+
+def _scalar(doc: _Doc, value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise doc.fail(where, f"expected a string, got {value!r}")
+    return str(value)

@@ -1,0 +1,362 @@
+"""The local backend's supervisor: one process that outlives ``meshdojo up``.
+
+It starts the control plane, then every replica of every Deployment — the app and, when the
+Deployment asks for injection, its sidecar wired through ``HTTP_PROXY`` — plus one ingress
+gateway per demo, registers them, and then watches them like a kubelet: a process that exits
+is restarted with exponential backoff and its restart count goes up. ``status.json`` says
+what is running; SIGTERM stops everything. Children die with the supervisor (PDEATHSIG),
+and their process groups are recorded so ``meshdojo down`` can clean up after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controlplane.statefiles import private_dir, write_json, write_private
+from sandbox.cpapi import ApiError, OperatorApi
+from sandbox.manifests import Demo, Deployment, load_demo
+from sandbox.paths import SandboxPaths
+from sandbox.ports import accepting, free_port
+from sandbox.processes import spawn, stop_group
+
+log = logging.getLogger("meshdojo.supervisor")
+DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
+GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
+BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
+
+
+@dataclass
+class Proc:
+    """One supervised process: how to start it, and what happened to it."""
+
+    role: str  # "app", "proxy", "controlplane", "gateway"
+    argv: list[str]
+    log: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
+
+    def start(self) -> None:
+        self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
+
+    def exited(self) -> bool:
+        return self.popen is not None and self.popen.poll() is not None
+
+
+@dataclass
+class Instance:
+    deployment: Deployment
+    index: int
+    services: list[str]
+    app: Proc | None = None
+    proxy: Proc | None = None
+    app_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)  # the proxy's
+    ready: bool = False
+    registered: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.deployment.name}-{self.index}"
+
+    @property
+    def identity(self) -> str:
+        return f"spiffe://meshdojo.local/ns/{self.deployment.namespace}/sa/{self.deployment.service_account}"
+
+    @property
+    def meshed(self) -> bool:
+        return self.proxy is not None
+
+
+class Supervisor:
+    def __init__(self, paths: SandboxPaths, demos: list[Demo], cert_lifetime: str) -> None:
+        self.paths = paths
+        self.demos = demos
+        self.cert_lifetime = cert_lifetime
+        self.cp: Proc | None = None
+        self.api: OperatorApi | None = None
+        self.mesh_url = ""
+        self.instances: list[Instance] = []
+        self.gateways: dict[str, tuple[Proc, dict[str, int], str]] = {}
+        self.stopping = False
+        self.ready = False
+        self.started = time.time()
+
+    # -- start -----------------------------------------------------------------------
+    def start(self) -> None:
+        private_dir(self.paths.secrets)
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        self._start_controlplane()
+        for demo in self.demos:
+            for service in demo.services:
+                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports])
+            for deployment in demo.deployments:
+                names = [s.name for s in demo.services_for(deployment)]
+                for i in range(deployment.replicas):
+                    self.instances.append(Instance(deployment, i, names))
+        # phase 1: every sidecar at once; phase 2: every app at once (they need their proxy's port)
+        for inst in self.instances:
+            if inst.deployment.inject:
+                inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
+                                              inst.app_port or self._app_port(inst))
+                inst.proxy.start()
+        for demo in self.demos:
+            if demo.name in GATEWAYS:
+                self._start_gateway(demo)
+        for inst in self.instances:
+            if inst.proxy is not None:
+                inst.ports = self._wait_ports(inst.proxy, self.paths.root / "run" / f"{inst.name}.ports")
+            inst.app = self._app_proc(inst)
+            inst.app.start()
+        self._record_groups()
+
+    def _start_controlplane(self) -> None:
+        state = self.paths.controlplane
+        (state / "controlplane.json").unlink(missing_ok=True)
+        self.cp = Proc("controlplane", [sys.executable, "-m", "controlplane", "--state-dir", str(state),
+                                        "--cert-lifetime", self.cert_lifetime], self.paths.logs / "controlplane.log")
+        self.cp.start()
+        deadline = time.monotonic() + 20
+        while not (state / "controlplane.json").exists():
+            if self.cp.exited() or time.monotonic() > deadline:
+                raise RuntimeError(f"the control plane did not come up; see {self.cp.log}")
+            time.sleep(0.02)
+        info = json.loads((state / "controlplane.json").read_text())
+        self.mesh_url = info["mesh"]
+        self.api = OperatorApi.from_state(state)
+
+    def _app_port(self, inst: Instance) -> int:
+        inst.app_port = free_port()
+        return inst.app_port
+
+    def _proxy_proc(self, name: str, namespace: str, service_account: str, app_port: int, *extra: str) -> Proc:
+        token_file = self.paths.secrets / f"{name}.token"
+        write_private(token_file, self.api.token(namespace, service_account))
+        run = self.paths.root / "run"
+        run.mkdir(exist_ok=True)
+        ports_file = run / f"{name}.ports"
+        ports_file.unlink(missing_ok=True)
+        return Proc("proxy", [
+            sys.executable, "-m", "proxy", "--controlplane", self.mesh_url,
+            "--trust-anchor", str(self.paths.controlplane / "ca" / "trust-anchor.crt"),
+            "--namespace", namespace, "--service-account", service_account, "--token-file", str(token_file),
+            "--app-port", str(app_port), "--ports-file", str(ports_file), "--workload", name, *extra,
+        ], self.paths.logs / f"{name}.proxy.log")
+
+    def _app_proc(self, inst: Instance) -> Proc:
+        d = inst.deployment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDOJO_")}
+        env.update(dict(d.container.env))
+        env.update({"PORT": str(inst.app_port or self._app_port(inst)), "BIND_HOST": "127.0.0.1",
+                    "POD_NAME": inst.name, "PYTHONUNBUFFERED": "1"})
+        if inst.proxy is not None:
+            env.update({"HTTP_PROXY": f"http://127.0.0.1:{inst.ports['outbound']}", "NO_PROXY": "127.0.0.1,localhost"})
+        argv = [sys.executable if part == "python" else part for part in d.container.command]
+        return Proc("app", argv, self.paths.logs / f"{inst.name}.log", env, cwd=DEMO_ROOT)
+
+    def _start_gateway(self, demo: Demo) -> None:
+        service, port, title = GATEWAYS[demo.name]
+        namespace = next(s.namespace for s in demo.services if s.name == service)
+        name = f"{demo.name}-ingress"
+        proc = self._proxy_proc(name, namespace, "ingress-gateway", 1, "--gateway", f"{service}.{namespace}:{port}")
+        proc.start()
+        self.gateways[demo.name] = (proc, {}, title)
+
+    def _wait_ports(self, proc: Proc, ports_file: Path, timeout: float = 30) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if ports_file.exists():
+                try:
+                    return json.loads(ports_file.read_text())
+                except ValueError:
+                    pass
+            if proc.exited():
+                raise RuntimeError(f"{proc.argv[-1]} exited during start-up; see {proc.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {ports_file.name}; see {proc.log}")
+            time.sleep(0.02)
+
+    # -- supervise ----------------------------------------------------------------------
+    def tick(self) -> None:
+        """One round: restart what exited (with backoff), register what became ready, write status."""
+        now = time.monotonic()
+        for inst in self.instances:
+            for proc in (inst.proxy, inst.app):
+                if proc is not None and proc.exited():
+                    self._crashed(inst, proc, now)
+                if proc is not None and proc.popen is None and now >= proc.next_start:
+                    if proc.role == "proxy":
+                        (self.paths.root / "run" / f"{inst.name}.ports").unlink(missing_ok=True)
+                    proc.start()
+                    proc.backoff = min(proc.backoff * 2, BACKOFF_MAX)
+            if inst.proxy is not None and inst.proxy.pid and not self._proxy_ready(inst):
+                inst.ready = False
+                continue
+            app_ok = inst.app is not None and inst.app.pid is not None and (
+                inst.deployment.container.port is None or accepting(inst.app_port))
+            inst.ready = app_ok and (inst.proxy is None or inst.proxy.pid is not None)
+            if inst.ready and not inst.registered:
+                self._register(inst)
+        for name, (proc, ports, title) in list(self.gateways.items()):
+            if proc.exited():
+                proc.popen = None
+                proc.restarts += 1
+                (self.paths.root / "run" / f"{name}-ingress.ports").unlink(missing_ok=True)
+                proc.start()
+            elif not ports:
+                file = self.paths.root / "run" / f"{name}-ingress.ports"
+                if file.exists():
+                    self.gateways[name] = (proc, json.loads(file.read_text()), title)
+        if self.cp is not None and self.cp.exited():
+            self._restart_controlplane()
+        self.ready = all(i.ready for i in self.instances) and all(p for _, p, _ in self.gateways.values())
+        self._record_groups()
+        write_json(self.paths.status, self.status())
+
+    def _proxy_ready(self, inst: Instance) -> bool:
+        if not inst.ports:
+            file = self.paths.root / "run" / f"{inst.name}.ports"
+            if not file.exists():
+                return False
+            try:
+                inst.ports = json.loads(file.read_text())
+            except ValueError:
+                return False
+        return True
+
+    def _crashed(self, inst: Instance, proc: Proc, now: float) -> None:
+        code = proc.popen.returncode if proc.popen else None
+        log.warning("%s %s exited with %s; restarting in %.0fs", inst.name, proc.role, code, proc.backoff)
+        proc.popen = None
+        proc.restarts += 1
+        proc.next_start = now + proc.backoff
+        if proc.role == "proxy" and inst.ports:
+            # same ports again, so the app's HTTP_PROXY and the registered endpoint stay right
+            base = list(proc.argv)
+            for flag in ("--outbound-port", "--inbound-port", "--admin-port"):
+                if flag in base:
+                    i = base.index(flag)
+                    del base[i:i + 2]
+            proc.argv = [*base, "--outbound-port", str(inst.ports["outbound"]), "--inbound-port", str(inst.ports["inbound"]),
+                         "--admin-port", str(inst.ports["admin"])]
+        inst.ready = False
+        if inst.registered:
+            self._deregister(inst)
+
+    def _restart_controlplane(self) -> None:
+        """Same ports, same state: the proxies reconnect on their own (static stability until then)."""
+        assert self.cp is not None
+        info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
+        self.cp.restarts += 1
+        self.cp.argv = [*self.cp.argv[:6], "--api-port", str(info["apiPort"]), "--mesh-port", str(info["meshPort"])]
+        log.warning("control plane exited; restarting it on the same ports")
+        self.cp.start()
+
+    def _endpoint(self, inst: Instance) -> dict:
+        meshed = inst.proxy is not None
+        return {"address": "127.0.0.1", "port": inst.ports["inbound"] if meshed else inst.app_port,
+                "identity": inst.identity if meshed else None, "meshed": meshed,
+                "labels": dict(inst.deployment.labels), "instance": inst.name}
+
+    def _register(self, inst: Instance) -> None:
+        try:
+            for service in inst.services:
+                self.api.put_endpoint(inst.deployment.namespace, service, inst.name, self._endpoint(inst))
+            inst.registered = True
+        except ApiError as exc:
+            log.warning("could not register %s yet: %s", inst.name, exc)
+
+    def _deregister(self, inst: Instance) -> None:
+        try:
+            for service in inst.services:
+                self.api.delete_endpoint(inst.deployment.namespace, service, inst.name)
+        except ApiError as exc:
+            log.warning("could not deregister %s: %s", inst.name, exc)
+        inst.registered = False
+
+    def _procs(self) -> list[Proc]:
+        procs = [p for i in self.instances for p in (i.app, i.proxy) if p is not None]
+        procs += [g for g, _, _ in self.gateways.values()]
+        return procs + ([self.cp] if self.cp else [])
+
+    def _record_groups(self) -> None:
+        groups = sorted({p.popen.pid for p in self._procs() if p.popen is not None})
+        write_json(self.paths.supervisor, {"pid": os.getpid(), "groups": groups, "started": self.started})
+
+    def status(self) -> dict:
+        cp_info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
+        return {
+            "name": self.paths.name,
+            "backend": "local",
+            "ready": self.ready,
+            "supervisor": os.getpid(),
+            "demos": [d.name for d in self.demos],
+            "controlplane": {"pid": self.cp.pid if self.cp else None, "api": cp_info["api"], "mesh": cp_info["mesh"],
+                             "ready": self.cp is not None and self.cp.pid is not None, "restarts": self.cp.restarts if self.cp else 0},
+            "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
+                          "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid}
+                         for demo, (proc, ports, title) in self.gateways.items()],
+            "workloads": [{
+                "name": i.name, "deployment": i.deployment.name, "namespace": i.deployment.namespace,
+                "identity": i.identity if i.meshed else None, "meshed": i.meshed, "ready": i.ready,
+                "restarts": (i.app.restarts if i.app else 0) + (i.proxy.restarts if i.proxy else 0),
+                "pids": {"app": i.app.pid if i.app else None, "proxy": i.proxy.pid if i.proxy else None},
+                "ports": {"app": i.app_port or None, "inbound": i.ports.get("inbound"), "outbound": i.ports.get("outbound"),
+                          "admin": i.ports.get("admin")},
+                "services": i.services,
+            } for i in self.instances],
+        }
+
+    def stop(self) -> None:
+        for proc in self._procs():
+            if proc.popen is not None:
+                stop_group(proc.popen, grace=5)
+        self.paths.status.unlink(missing_ok=True)
+        self.paths.supervisor.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.supervisor")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--demo", required=True)
+    parser.add_argument("--cert-lifetime", default="24h")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervisor: %(message)s")
+    paths = SandboxPaths.for_name(args.name)
+    demos = [load_demo(DEMO_ROOT / d) for d in args.demo.split(",") if d]
+    supervisor = Supervisor(paths, demos, args.cert_lifetime)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    try:
+        supervisor.start()
+        while not stop:
+            supervisor.tick()
+            time.sleep(0.1 if not supervisor.ready else 0.5)
+    except Exception as exc:
+        log.error("sandbox failed: %s", exc)
+        write_json(paths.root / "failed.json", {"error": str(exc)})
+        return 1
+    finally:
+        supervisor.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
