@@ -165,6 +165,13 @@ class Registry:
         self._watches.setdefault((namespace, name), set()).add(watch)
         return watch
 
+    def close_watches(self) -> None:
+        """End every watch stream (on shutdown: clients re-watch, elsewhere or later)."""
+        for watches in list(self._watches.values()):
+            for watch in list(watches):
+                watch.offer(None)
+        self._watches.clear()
+
     def unwatch(self, watch: Watch) -> None:
         watches = self._watches.get(watch.key)
         if watches is not None:

@@ -104,6 +104,7 @@ class ControlPlane:
         write_json(self._registry_file, registry.to_json())
 
     async def stop(self) -> None:
+        self.registry.close_watches()  # long-lived streams would otherwise hold the shutdown
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

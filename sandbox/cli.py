@@ -89,6 +89,75 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    if args.replicas < 0 or args.replicas > 20:
+        return _fail("replicas must be from 0 to 20")
+    try:
+        ns, dep = local.set_desired(args.name, args.deployment, args.namespace, replicas=args.replicas)
+        local.wait_ready(args.name, lambda st: _settled(st, ns, dep, replicas=args.replicas))
+    except (local.SandboxError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"deployment {ns}/{dep} scaled to {args.replicas}")
+    return 0
+
+
+def _inject(args: argparse.Namespace, inject: bool) -> int:
+    from sandbox import local
+
+    try:
+        ns, dep = local.set_desired(args.name, args.deployment, args.namespace, inject=inject)
+        local.wait_ready(args.name, lambda st: _settled(st, ns, dep, meshed=inject))
+    except (local.SandboxError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"deployment {ns}/{dep} {'injected: every instance has a sidecar' if inject else 'uninjected: no sidecars'} (rolled)")
+    return 0
+
+
+def _settled(st: dict, ns: str, dep: str, replicas: int | None = None, meshed: bool | None = None) -> bool:
+    mine = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
+    if replicas is not None and len(mine) != replicas:
+        return False
+    return all(w["ready"] and (meshed is None or w["meshed"] == meshed) for w in mine)
+
+
+def _kill(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    try:
+        pids = local.kill(args.name, args.target, args.namespace, proxy=args.proxy)
+    except (local.SandboxError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"killed {args.target} (SIGKILL to pid {', '.join(map(str, pids))}); the supervisor restarts it — "
+          f"watch the RESTARTS column of 'meshdojo status'")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import time
+
+    from sandbox import local
+
+    try:
+        path = local.log_file(args.name, args.target, args.namespace, args.proxy)
+    except (local.SandboxError, ValueError) as exc:
+        return _fail(str(exc))
+    if not path.exists():
+        return _fail(f"no log yet at {path}")
+    with open(path, errors="replace") as f:
+        sys.stdout.write(f.read())
+        sys.stdout.flush()
+        while args.follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -114,12 +183,29 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
     st = sub.add_parser("status", help="the sandbox, its control plane and every workload instance")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    for p in (up, down, st):
+    scale = sub.add_parser("scale", help="set a deployment's number of instances")
+    scale.add_argument("deployment")
+    scale.add_argument("replicas", type=int)
+    inject = sub.add_parser("inject", help="roll a deployment's instances with a sidecar (like linkerd inject)")
+    uninject = sub.add_parser("uninject", help="roll a deployment's instances without a sidecar")
+    for p in (inject, uninject):
+        p.add_argument("deployment")
+    kill = sub.add_parser("kill", help="SIGKILL a deployment's, or one instance's, app (a fault: it is restarted)")
+    kill.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")
+    kill.add_argument("--proxy", action="store_true", help="kill the sidecar instead of the app")
+    logs = sub.add_parser("logs", help="show a workload's log (the app's, or its sidecar's with --proxy)")
+    logs.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")
+    logs.add_argument("--proxy", action="store_true", help="the sidecar's log")
+    logs.add_argument("-f", "--follow", action="store_true")
+    for p in (scale, inject, uninject, kill, logs):
+        p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+    for p in (up, down, st, scale, inject, uninject, kill, logs):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
-    handlers = {"up": _up, "down": _down, "status": _status}
+    handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
+                "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

@@ -123,3 +123,84 @@ def status(name: str) -> dict[str, Any] | None:
     if running_supervisor(paths) is None:
         return None
     return _read(paths.status)
+
+
+def _running_status(name: str) -> dict[str, Any]:
+    st = status(name)
+    if st is None:
+        raise SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    return st
+
+
+def find_deployment(st: dict[str, Any], deployment: str, namespace: str | None) -> tuple[str, str]:
+    """(namespace, deployment), with kubectl's rule: unique across namespaces, or say which."""
+    found = sorted({(w["namespace"], w["deployment"]) for w in st["workloads"]
+                    if w["deployment"] == deployment and (namespace is None or w["namespace"] == namespace)}
+                   | {tuple(k.split("/")) for k in _desired_keys(st) if k.split("/")[1] == deployment
+                      and (namespace is None or k.split("/")[0] == namespace)})
+    if not found:
+        known = ", ".join(sorted({w["deployment"] for w in st["workloads"]}))
+        raise SandboxError(f"no deployment {deployment!r}{f' in namespace {namespace}' if namespace else ''}; known: {known}")
+    if len(found) > 1:
+        raise SandboxError(f"{deployment!r} is ambiguous: {', '.join(f'{ns}/{d}' for ns, d in found)}; add -n NAMESPACE")
+    return found[0]
+
+
+def _desired_keys(st: dict[str, Any]) -> list[str]:
+    return list(st.get("deployments", {}))
+
+
+def set_desired(name: str, deployment: str, namespace: str | None, **changes: Any) -> tuple[str, str]:
+    from controlplane.statefiles import write_json
+    from sandbox.supervisor import DESIRED_FILE
+
+    st = _running_status(name)
+    ns, dep = find_deployment(st, deployment, namespace)
+    paths = SandboxPaths.for_name(name)
+    desired = _read(paths.root / DESIRED_FILE) or {}
+    desired.setdefault(f"{ns}/{dep}", {}).update(changes)
+    write_json(paths.root / DESIRED_FILE, desired)
+    return ns, dep
+
+
+def wait_ready(name: str, predicate, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = _running_status(name)
+        if predicate(st):
+            return st
+        if time.monotonic() > deadline:
+            raise SandboxError(f"not done after {timeout:g}s; see 'meshdojo status --name {name}'")
+        time.sleep(0.1)
+
+
+def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> list[int]:
+    """SIGKILL a workload's app (or its sidecar with ``proxy``), or the control plane: a fault
+    the supervisor repairs by restarting it."""
+    st = _running_status(name)
+    if target == "controlplane":
+        pids = [st["controlplane"]["pid"]]
+    else:
+        instances = [w for w in st["workloads"] if w["name"] == target and (namespace is None or w["namespace"] == namespace)]
+        if not instances:
+            ns, dep = find_deployment(st, target, namespace)
+            instances = [w for w in st["workloads"] if w["deployment"] == dep and w["namespace"] == ns]
+        pids = [w["pids"]["proxy" if proxy else "app"] for w in instances]
+    pids = [p for p in pids if p]
+    if not pids:
+        raise SandboxError(f"nothing to kill for {target!r} (is it meshed, if you asked for --proxy?)")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def log_file(name: str, instance_or_deployment: str, namespace: str | None, proxy: bool) -> Path:
+    st = _running_status(name)
+    paths = SandboxPaths.for_name(name)
+    if instance_or_deployment == "controlplane":
+        return paths.logs / "controlplane.log"
+    names = [w["name"] for w in st["workloads"] if w["name"] == instance_or_deployment]
+    if not names:
+        ns, dep = find_deployment(st, instance_or_deployment, namespace)
+        names = sorted(w["name"] for w in st["workloads"] if w["deployment"] == dep and w["namespace"] == ns)
+    return paths.logs / f"{names[0]}{'.proxy' if proxy else ''}.log"

@@ -93,3 +93,22 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return True
+
+
+def stop_groups(procs: list[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """Like :func:`stop_group` for many children at once: one grace period for all of them."""
+    for proc in procs:
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            proc.wait(1)
+        except subprocess.TimeoutExpired:
+            pass

@@ -26,12 +26,20 @@ from sandbox.cpapi import ApiError, OperatorApi
 from sandbox.manifests import Demo, Deployment, load_demo
 from sandbox.paths import SandboxPaths
 from sandbox.ports import accepting, free_port
-from sandbox.processes import spawn, stop_group
+from sandbox.processes import spawn, stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
+DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 @dataclass
@@ -95,6 +103,7 @@ class Supervisor:
         self.instances: list[Instance] = []
         self.gateways: dict[str, tuple[Proc, dict[str, int], str]] = {}
         self.stopping = False
+        self._desired_stamp: float | None = _mtime(paths.root / DESIRED_FILE)
         self.ready = False
         self.started = time.time()
 
@@ -102,29 +111,66 @@ class Supervisor:
     def start(self) -> None:
         private_dir(self.paths.secrets)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        (self.paths.root / "run").mkdir(exist_ok=True)
         self._start_controlplane()
         for demo in self.demos:
             for service in demo.services:
                 self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports])
-            for deployment in demo.deployments:
-                names = [s.name for s in demo.services_for(deployment)]
-                for i in range(deployment.replicas):
-                    self.instances.append(Instance(deployment, i, names))
-        # phase 1: every sidecar at once; phase 2: every app at once (they need their proxy's port)
-        for inst in self.instances:
-            if inst.deployment.inject:
-                inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
-                                              inst.app_port or self._app_port(inst))
-                inst.proxy.start()
-        for demo in self.demos:
             if demo.name in GATEWAYS:
                 self._start_gateway(demo)
-        for inst in self.instances:
-            if inst.proxy is not None:
-                inst.ports = self._wait_ports(inst.proxy, self.paths.root / "run" / f"{inst.name}.ports")
-            inst.app = self._app_proc(inst)
-            inst.app.start()
-        self._record_groups()
+        self.reconcile()  # sidecars start now; each app starts as soon as its sidecar listens (in tick)
+
+    # -- desired state: replicas and injection per deployment ---------------------------
+    def desired(self) -> dict[str, dict]:
+        """Per ``namespace/deployment``: replicas and inject, from the manifests and ``desired.json``."""
+        overrides = {}
+        try:
+            overrides = json.loads((self.paths.root / DESIRED_FILE).read_text())
+        except (OSError, ValueError):
+            pass
+        result = {}
+        for demo in self.demos:
+            for d in demo.deployments:
+                key = f"{d.namespace}/{d.name}"
+                want = overrides.get(key, {})
+                result[key] = {"deployment": d, "demo": demo, "replicas": want.get("replicas", d.replicas),
+                               "inject": want.get("inject", d.inject)}
+        return result
+
+    def reconcile(self) -> None:
+        """Bring instances in line with the desired state, like a ReplicaSet controller."""
+        for key, want in self.desired().items():
+            d: Deployment = want["deployment"]
+
+            def mine() -> list[Instance]:
+                return [i for i in self.instances if f"{i.deployment.namespace}/{i.deployment.name}" == key]  # noqa: B023
+
+            for inst in mine():  # injection changed: roll the instance, as `linkerd inject` does
+                if inst.meshed != want["inject"]:
+                    self._remove(inst)
+            for inst in sorted(mine(), key=lambda i: i.index)[want["replicas"]:]:
+                self._remove(inst)
+            used = {i.index for i in mine()}
+            index = 0
+            while len(mine()) < want["replicas"]:
+                while index in used:
+                    index += 1
+                used.add(index)
+                self._launch(Instance(d, index, [s.name for s in want["demo"].services_for(d)]), want["inject"])
+
+    def _launch(self, inst: Instance, inject: bool) -> None:
+        self._app_port(inst)
+        if inject:
+            inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account, inst.app_port)
+            inst.proxy.start()
+        self.instances.append(inst)
+
+    def _remove(self, inst: Instance) -> None:
+        if inst.registered:
+            self._deregister(inst)
+        stop_groups([p.popen for p in (inst.app, inst.proxy) if p is not None and p.popen is not None], grace=5)
+        self.instances.remove(inst)
+        (self.paths.root / "run" / f"{inst.name}.ports").unlink(missing_ok=True)
 
     def _start_controlplane(self) -> None:
         state = self.paths.controlplane
@@ -178,25 +224,18 @@ class Supervisor:
         proc.start()
         self.gateways[demo.name] = (proc, {}, title)
 
-    def _wait_ports(self, proc: Proc, ports_file: Path, timeout: float = 30) -> dict[str, int]:
-        deadline = time.monotonic() + timeout
-        while True:
-            if ports_file.exists():
-                try:
-                    return json.loads(ports_file.read_text())
-                except ValueError:
-                    pass
-            if proc.exited():
-                raise RuntimeError(f"{proc.argv[-1]} exited during start-up; see {proc.log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {ports_file.name}; see {proc.log}")
-            time.sleep(0.02)
-
     # -- supervise ----------------------------------------------------------------------
     def tick(self) -> None:
         """One round: restart what exited (with backoff), register what became ready, write status."""
         now = time.monotonic()
+        stamp = _mtime(self.paths.root / DESIRED_FILE)
+        if stamp != self._desired_stamp:
+            self._desired_stamp = stamp
+            self.reconcile()
         for inst in self.instances:
+            if inst.app is None and (inst.proxy is None or self._proxy_ready(inst)):
+                inst.app = self._app_proc(inst)
+                inst.app.start()
             for proc in (inst.proxy, inst.app):
                 if proc is not None and proc.exited():
                     self._crashed(inst, proc, now)
@@ -312,6 +351,7 @@ class Supervisor:
             "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
                           "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid}
                          for demo, (proc, ports, title) in self.gateways.items()],
+            "deployments": {key: {"replicas": want["replicas"], "inject": want["inject"]} for key, want in self.desired().items()},
             "workloads": [{
                 "name": i.name, "deployment": i.deployment.name, "namespace": i.deployment.namespace,
                 "identity": i.identity if i.meshed else None, "meshed": i.meshed, "ready": i.ready,
@@ -324,9 +364,9 @@ class Supervisor:
         }
 
     def stop(self) -> None:
-        for proc in self._procs():
-            if proc.popen is not None:
-                stop_group(proc.popen, grace=5)
+        # apps first, then gateways and sidecars (apps never lose their proxy mid-request), then the control plane
+        for roles in (("app",), ("gateway", "proxy"), ("controlplane",)):
+            stop_groups([p.popen for p in self._procs() if p.popen is not None and p.role in roles], grace=5)
         self.paths.status.unlink(missing_ok=True)
         self.paths.supervisor.unlink(missing_ok=True)
 
