@@ -1,0 +1,77 @@
+"""Demo manifests: the shipped ones load; bad ones are reported with file, document and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox.manifests import ManifestError, load_demo
+
+DEMOS = Path(__file__).resolve().parent.parent / "demo-apps"
+
+GOOD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: emojivoto}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: web}, annotations: {meshdojo.dev/inject: enabled}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        image: x
+        command: [python, app.py, web]
+        env: [{name: PORT, value: "8080"}]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: emojivoto}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "m.yaml").write_text(text)
+    return tmp_path
+
+
+def test_shipped_demos_load():
+    emojivoto = load_demo(DEMOS / "emojivoto")
+    assert {d.name for d in emojivoto.deployments} == {"web", "emoji", "voting", "vote-bot"}
+    assert all(d.inject for d in emojivoto.deployments)
+    bookinfo = load_demo(DEMOS / "bookinfo")
+    reviews_v2 = next(d for d in bookinfo.deployments if d.name == "reviews-v2")
+    assert [s.name for s in bookinfo.services_for(reviews_v2)] == ["reviews", "reviews-v2"]
+
+
+def test_a_good_manifest(tmp_path):
+    demo = load_demo(write(tmp_path, GOOD))
+    (web,) = demo.deployments
+    assert (web.replicas, web.service_account, web.inject, web.container.port) == (2, "web", True, 8080)
+    assert demo.services[0].ports == ((80, 8080),)
+
+
+@pytest.mark.parametrize(("change", "where", "what"), [
+    (("image: x", "image: x\n        securityContext: {}"), "document 0: spec.template.spec.containers[0].securityContext", "unknown field"),
+    (("replicas: 2", "replicas: two"), "document 0: spec.replicas", "expected an integer"),
+    (("        command: [python, app.py, web]\n", ""), "document 0: spec.template.spec.containers[0].command", "needs the command"),
+    (("port: 80,", "port: '80',"), "document 1: spec.ports[0].port", "expected an integer"),
+    (("kind: Service", "kind: Ingress"), "document 1: kind", "not one the local backend reads"),
+    (("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: yes-please"), "meshdojo.dev/inject", "expected enabled or disabled"),
+])
+def test_bad_manifests_name_file_document_and_field(tmp_path, change, where, what):
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(ManifestError) as err:
+        load_demo(write(tmp_path, GOOD.replace(old, new, 1)))
+    message = str(err.value)
+    assert str(tmp_path / "m.yaml") in message and where in message and what in message
+
+
+def test_invalid_yaml(tmp_path):
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        load_demo(write(tmp_path, "a: [b"))

@@ -1,0 +1,138 @@
+"""The local sandbox end to end, through the real `meshdojo` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sandbox.processes import pid_alive, wait_until
+
+
+class Cli:
+    def __init__(self, home: Path) -> None:
+        self.env = {**os.environ, "MESHDOJO_HOME": str(home)}
+        self.home = home
+
+    def run(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "sandbox.cli", *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"meshdojo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def status(self, name: str = "default") -> dict:
+        return json.loads(self.run("status", "-o", "json", "--name", name).stdout)
+
+
+def all_pids(st: dict) -> list[int]:
+    pids = [st["supervisor"], st["controlplane"]["pid"]] + [g["pid"] for g in st["gateways"]]
+    for w in st["workloads"]:
+        pids += [p for p in w["pids"].values() if p]
+    return [p for p in pids if p]
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as rsp:
+            return rsp.status, rsp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.fixture
+def cli(tmp_path):
+    c = Cli(tmp_path / "home")
+    yield c
+    for name in ("default", "a", "b"):
+        c.run("down", "--name", name, check=False)
+
+
+@pytest.mark.timeout(240)
+def test_lifecycle_up_kill_scale_inject_down(cli):
+    out = cli.run("up", "--no-tui", "--demo", "emojivoto").stdout
+    assert "Ready:" in out and "emojivoto web UI" in out
+    st = cli.status()
+    assert st["ready"] and st["backend"] == "local" and st["controlplane"]["ready"]
+    assert {w["deployment"] for w in st["workloads"]} == {"web", "emoji", "voting", "vote-bot"}
+    for w in st["workloads"]:
+        assert w["meshed"] and w["ready"] and w["identity"] == f"spiffe://meshdojo.local/ns/emojivoto/sa/{w['deployment']}"
+        assert set(w["ports"]) == {"app", "inbound", "outbound", "admin"} and w["pids"]["proxy"]
+    # the UI URL goes through the ingress gateway and an mTLS hop to web
+    gateway = st["gateways"][0]["url"]
+    status, body = get(gateway + "api/list")
+    assert status == 200 and ":doughnut:" in body
+    web = next(w for w in st["workloads"] if w["deployment"] == "web")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{web['ports']['admin']}/metrics", timeout=5).read().decode()
+    assert 'client_id="spiffe://meshdojo.local/ns/emojivoto/sa/ingress-gateway"' in metrics
+    # the vote-bot's traffic crosses the mesh too, doughnut failures included
+    wait_until(lambda: 'client_id="spiffe://meshdojo.local/ns/emojivoto/sa/vote-bot"' in urllib.request.urlopen(
+        f"http://127.0.0.1:{web['ports']['admin']}/metrics", timeout=5).read().decode(), 20, "vote-bot traffic at web")
+
+    # a second up says so clearly, and changes nothing
+    again = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)
+    assert again.returncode == 1 and "already running" in again.stderr and "meshdojo down" in again.stderr
+
+    # kill: the supervisor restarts it and counts the restart
+    emoji = next(w for w in st["workloads"] if w["deployment"] == "emoji")
+    assert "supervisor restarts it" in cli.run("kill", "emoji").stdout
+    st2 = wait_until(lambda: (s := cli.status()) and all(
+        w["ready"] and w["restarts"] >= 1 and w["pids"]["app"] != emoji["pids"]["app"]
+        for w in s["workloads"] if w["deployment"] == "emoji") and s, 30, "emoji to be restarted")
+    assert get(gateway + "api/list")[0] == 200
+
+    # scale and uninject/inject
+    cli.run("scale", "web", "2")
+    assert sum(w["deployment"] == "web" for w in cli.status()["workloads"]) == 2
+    cli.run("uninject", "emoji")
+    st3 = cli.status()
+    assert [w["meshed"] for w in st3["workloads"] if w["deployment"] == "emoji"] == [False]
+    assert get(gateway + "api/list")[0] == 200  # meshed web reaches the unmeshed emoji in plaintext
+    cli.run("inject", "emoji")
+    assert "ambiguous" not in cli.run("logs", "emoji", "--proxy").stderr
+
+    pids = set(all_pids(st) + all_pids(st2) + all_pids(cli.status()))
+    cli.run("down")
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
+    assert cli.run("status", check=False).returncode == 1
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_of_the_supervisor_then_down_leaves_nothing(cli):
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    st = cli.status()
+    pids = all_pids(st)
+    os.kill(st["supervisor"], signal.SIGKILL)
+    cli.run("down")
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
+    # and the sandbox can start again
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+
+
+@pytest.mark.timeout(180)
+def test_two_named_sandboxes_side_by_side(cli):
+    cli.run("up", "--no-tui", "--demo", "emojivoto", "--name", "a")
+    cli.run("up", "--no-tui", "--demo", "emojivoto", "--name", "b")
+    a, b = cli.status("a"), cli.status("b")
+    assert a["controlplane"]["api"] != b["controlplane"]["api"]
+    assert get(a["gateways"][0]["url"] + "api/list")[0] == 200
+    assert get(b["gateways"][0]["url"] + "api/list")[0] == 200
+    cli.run("down", "--name", "a")
+    assert get(b["gateways"][0]["url"] + "api/list")[0] == 200
+
+
+def test_bad_input_is_a_clear_error(cli):
+    result = cli.run("up", "--no-tui", "--demo", "nope", check=False)
+    assert result.returncode == 1 and "unknown demo 'nope'" in result.stderr and "--demo emojivoto" in result.stderr
+    result = cli.run("up", "--no-tui", "--cert-lifetime", "5s", check=False)
+    assert result.returncode == 1 and "at least 60s" in result.stderr
+    result = cli.run("status", "--name", "Bad_Name", check=False)
+    assert result.returncode == 1 and "lowercase" in result.stderr
+    assert "Traceback" not in result.stderr
