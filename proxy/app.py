@@ -99,7 +99,7 @@ class Proxy:
             "appPort": self.config.app_port,
             "certificate": None if cert is None else {
                 "serial": cert.serial, "notBefore": cert.not_before.isoformat(), "notAfter": cert.not_after.isoformat(),
-                "refreshes": self.identity.refreshes,
+                "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
             "discovery": {
                 name: {

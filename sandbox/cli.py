@@ -158,6 +158,15 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from sandbox.check import run
+
+    try:
+        return 0 if run(args.name, args.pre) else 1
+    except ValueError as exc:
+        return _fail(str(exc))
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -199,13 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("-f", "--follow", action="store_true")
     for p in (scale, inject, uninject, kill, logs):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs):
+    check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
+    check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controlplane.statefiles import private_dir
 from sandbox.manifests import load_demo
-from sandbox.paths import SandboxPaths
+from sandbox.paths import SandboxPaths, home
 from sandbox.processes import pid_alive, spawn
 from sandbox.supervisor import DEMO_ROOT
 
@@ -67,7 +68,8 @@ def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float =
         raise SandboxError(f"sandbox {name!r} is already running (supervisor pid {pid}). "
                            f"See it with 'meshdojo status --name {name}', or stop it with 'meshdojo down --name {name}'.")
     cleanup_leftovers(paths)
-    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(home())
+    private_dir(paths.root)
     (paths.root / "failed.json").unlink(missing_ok=True)
     supervisor = spawn([sys.executable, "-m", "sandbox.supervisor", "--name", name, "--demo", ",".join(demos),
                         "--cert-lifetime", cert_lifetime], paths.logs / "supervisor.log", die_with_parent=False,

@@ -76,6 +76,11 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     wait_until(lambda: 'client_id="spiffe://meshdojo.local/ns/emojivoto/sa/vote-bot"' in urllib.request.urlopen(
         f"http://127.0.0.1:{web['ports']['admin']}/metrics", timeout=5).read().decode(), 20, "vote-bot traffic at web")
 
+    # the doctor agrees
+    check = cli.run("check").stdout
+    assert "√ emoji-0: proxy ready with a valid certificate from this CA" in check and "×" not in check
+    assert "√ issuer is signed by the trust anchor" in check and "√ admin token and CA keys are 0600" in check
+
     # a second up says so clearly, and changes nothing
     again = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)
     assert again.returncode == 1 and "already running" in again.stderr and "meshdojo down" in again.stderr
@@ -102,6 +107,8 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     cli.run("down")
     wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
     assert cli.run("status", check=False).returncode == 1
+    failed = cli.run("check", check=False)
+    assert failed.returncode == 1 and "× sandbox 'default' is running" in failed.stdout and "meshdojo up" in failed.stdout
 
 
 @pytest.mark.timeout(180)

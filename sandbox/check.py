@@ -1,0 +1,159 @@
+"""``meshdojo check``: a doctor in Linkerd's style. Each check returns a verdict and, when it
+is not a pass, a hint that says what to do; the CLI prints them and exits non-zero on failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import stat
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from sandbox.cpapi import ApiError, OperatorApi
+from sandbox.paths import SandboxPaths, home
+
+OK, WARN, FAIL = "√", "‼", "×"
+MIN_PYTHON = (3, 11)
+
+
+@dataclass(frozen=True)
+class Result:
+    category: str
+    verdict: str
+    message: str
+    hint: str = ""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def pre_checks() -> Iterator[Result]:
+    cat = "meshdojo-pre"
+    if sys.version_info[:2] >= MIN_PYTHON:
+        yield Result(cat, OK, f"Python is {sys.version.split()[0]} (3.11 or newer)")
+    else:
+        yield Result(cat, FAIL, f"Python is {sys.version.split()[0]}", "meshdojo needs Python 3.11 or newer")
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+        yield Result(cat, OK, "can bind free ports on 127.0.0.1")
+    except OSError as exc:
+        yield Result(cat, FAIL, f"cannot bind a port on 127.0.0.1 ({exc})", "is the loopback interface up?")
+    root = home()
+    if root.exists():
+        mode = stat.S_IMODE(root.stat().st_mode)
+        if mode & 0o077:
+            yield Result(cat, WARN, f"state directory {root} is readable by others ({oct(mode)})", f"chmod 700 {root}")
+        else:
+            yield Result(cat, OK, f"state directory {root} is private")
+        if not os.access(root, os.W_OK):
+            yield Result(cat, FAIL, f"state directory {root} is not writable", "set MESHDOJO_HOME to a directory you own")
+    else:
+        yield Result(cat, OK, f"state directory {root} will be created on first 'meshdojo up'")
+
+
+def sandbox_checks(name: str) -> Iterator[Result]:
+    from sandbox import local
+
+    paths = SandboxPaths.for_name(name)
+    cat = "meshdojo-controlplane"
+    st = local.status(name)
+    if st is None:
+        yield Result(cat, FAIL, f"sandbox {name!r} is running", f"start it with 'meshdojo up --name {name}'")
+        return
+    yield Result(cat, OK, f"sandbox {name!r} is running (supervisor pid {st['supervisor']})")
+    secret = paths.controlplane / "admin-token"
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (secret, *(paths.controlplane / "ca").glob("*.key")) if p.exists()]
+    if modes and all(m == 0o600 for m in modes):
+        yield Result(cat, OK, "admin token and CA keys are 0600")
+    else:
+        yield Result(cat, FAIL, "admin token or CA keys are readable by others", f"chmod 600 {paths.controlplane}/admin-token {paths.controlplane}/ca/*")
+    api = OperatorApi.from_state(paths.controlplane)
+    try:
+        api.call("GET", "/v1/health")
+        ca_info = api.call("GET", "/v1/ca")
+    except ApiError as exc:
+        yield Result(cat, FAIL, f"control plane API answers ({exc})", f"see 'meshdojo logs controlplane --name {name}'")
+        return
+    yield Result(cat, OK, f"control plane API answers at {api.base_url}")
+    anchor = x509.load_pem_x509_certificate(ca_info["trustAnchorPEM"].encode())
+    yield from _validity(cat, "trust anchor", anchor.not_valid_after_utc, dt.timedelta(days=60))
+    issuer_path = paths.controlplane / "ca" / "issuer.crt"
+    issuer = x509.load_pem_x509_certificate(issuer_path.read_bytes())
+    yield from _validity(cat, "issuer certificate", issuer.not_valid_after_utc, dt.timedelta(days=7))
+    try:
+        issuer.verify_directly_issued_by(anchor)
+        yield Result(cat, OK, "issuer is signed by the trust anchor")
+    except (ValueError, TypeError, Exception) as exc:
+        yield Result(cat, FAIL, f"issuer is not signed by the trust anchor ({exc})", f"remove {paths.controlplane}/ca and run 'meshdojo up' again")
+        return
+
+    cat = "meshdojo-data-plane"
+    proxies = [w for w in st["workloads"] if w["meshed"]]
+    not_ready = [w["name"] for w in st["workloads"] if not w["ready"]]
+    if not_ready:
+        yield Result(cat, FAIL, f"workloads not ready: {', '.join(not_ready)}", "see 'meshdojo status' and 'meshdojo logs <name> --proxy'")
+    else:
+        yield Result(cat, OK, f"all {len(st['workloads'])} workload instances are ready")
+    for w in proxies:
+        yield _proxy_certificate(cat, w, issuer)
+
+    cat = "meshdojo-clock"
+    skew = abs((_now() - dt.datetime.fromtimestamp(os.stat(paths.status).st_mtime, dt.UTC)).total_seconds())
+    if skew < 30:
+        yield Result(cat, OK, "the sandbox's status is fresh and clocks agree (all processes share this host's clock)")
+    else:
+        yield Result(cat, WARN, f"the sandbox's status is {skew:.0f}s old", "is the supervisor stuck? see 'meshdojo logs' and 'meshdojo status'")
+
+
+def _validity(cat: str, what: str, not_after: dt.datetime, warn_within: dt.timedelta) -> Iterator[Result]:
+    left = not_after - _now()
+    if left <= dt.timedelta(0):
+        yield Result(cat, FAIL, f"{what} expired on {not_after:%Y-%m-%d}", "remove the sandbox's controlplane/ca directory and run 'meshdojo up' again")
+    elif left < warn_within:
+        yield Result(cat, WARN, f"{what} expires in {left.days} days ({not_after:%Y-%m-%d})", "rotate the CA soon")
+    else:
+        yield Result(cat, OK, f"{what} is valid for {left.days} more days")
+
+
+def _proxy_certificate(cat: str, w: dict, issuer: x509.Certificate) -> Result:
+    try:
+        config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/ready", timeout=3).status == 200
+    except OSError as exc:
+        return Result(cat, FAIL, f"{w['name']}: proxy admin not reachable ({exc})", f"meshdojo logs {w['name']} --proxy")
+    cert = config.get("certificate")
+    if not ready or not cert:
+        return Result(cat, FAIL, f"{w['name']}: proxy not ready", f"meshdojo logs {w['name']} --proxy")
+    leaf = x509.load_pem_x509_certificate(cert["chainPEM"].encode())
+    try:
+        leaf.verify_directly_issued_by(issuer)
+    except Exception:
+        return Result(cat, FAIL, f"{w['name']}: certificate is not from this sandbox's CA", f"restart it: meshdojo kill {w['name']} --proxy")
+    if leaf.not_valid_after_utc <= _now():
+        return Result(cat, FAIL, f"{w['name']}: certificate expired", f"restart it: meshdojo kill {w['name']} --proxy")
+    return Result(cat, OK, f"{w['name']}: proxy ready with a valid certificate from this CA ({config['identity']})")
+
+
+def run(name: str, pre_only: bool, emit: Callable[[str], None] = print) -> bool:
+    results = list(pre_checks())
+    if not pre_only:
+        results += list(sandbox_checks(name))
+    category = None
+    for r in results:
+        if r.category != category:
+            category = r.category
+            emit(f"\n{category}\n{'-' * len(category)}")
+        emit(f"{r.verdict} {r.message}")
+        if r.hint:
+            emit(f"    see: {r.hint}")
+    failed = any(r.verdict == FAIL for r in results)
+    emit(f"\nStatus check results are {FAIL if failed else OK}")
+    return not failed
