@@ -19,6 +19,7 @@ lint: install
 
 bench: install
 	$(PY) -m bench.meshed_path
+	$(PY) -m bench.sandbox_up
 
 demo: install
 	$(VENV)/bin/meshdojo up

@@ -75,6 +75,7 @@ class Instance:
     app: Proc | None = None
     proxy: Proc | None = None
     app_port: int = 0
+    outbound_port: int = 0
     ports: dict[str, int] = field(default_factory=dict)  # the proxy's
     ready: bool = False
     registered: bool = False
@@ -118,7 +119,7 @@ class Supervisor:
                 self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports])
             if demo.name in GATEWAYS:
                 self._start_gateway(demo)
-        self.reconcile()  # sidecars start now; each app starts as soon as its sidecar listens (in tick)
+        self.reconcile()  # every sidecar and app starts now; tick() registers each instance once it is ready
 
     # -- desired state: replicas and injection per deployment ---------------------------
     def desired(self) -> dict[str, dict]:
@@ -161,8 +162,13 @@ class Supervisor:
     def _launch(self, inst: Instance, inject: bool) -> None:
         self._app_port(inst)
         if inject:
-            inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account, inst.app_port)
+            # the outbound port is chosen here, so the app (whose HTTP_PROXY names it) starts alongside its sidecar
+            inst.outbound_port = free_port()
+            inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
+                                          inst.app_port, "--outbound-port", str(inst.outbound_port))
             inst.proxy.start()
+        inst.app = self._app_proc(inst)
+        inst.app.start()
         self.instances.append(inst)
 
     def _remove(self, inst: Instance) -> None:
@@ -212,7 +218,7 @@ class Supervisor:
         env.update({"PORT": str(inst.app_port or self._app_port(inst)), "BIND_HOST": "127.0.0.1",
                     "POD_NAME": inst.name, "PYTHONUNBUFFERED": "1"})
         if inst.proxy is not None:
-            env.update({"HTTP_PROXY": f"http://127.0.0.1:{inst.ports['outbound']}", "NO_PROXY": "127.0.0.1,localhost"})
+            env.update({"HTTP_PROXY": f"http://127.0.0.1:{inst.outbound_port}", "NO_PROXY": "127.0.0.1,localhost"})
         argv = [sys.executable if part == "python" else part for part in d.container.command]
         return Proc("app", argv, self.paths.logs / f"{inst.name}.log", env, cwd=DEMO_ROOT)
 
@@ -233,9 +239,6 @@ class Supervisor:
             self._desired_stamp = stamp
             self.reconcile()
         for inst in self.instances:
-            if inst.app is None and (inst.proxy is None or self._proxy_ready(inst)):
-                inst.app = self._app_proc(inst)
-                inst.app.start()
             for proc in (inst.proxy, inst.app):
                 if proc is not None and proc.exited():
                     self._crashed(inst, proc, now)
