@@ -143,3 +143,52 @@ def test_bad_input_is_a_clear_error(cli):
     result = cli.run("status", "--name", "Bad_Name", check=False)
     assert result.returncode == 1 and "lowercase" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(240)
+async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
+    """A 7 s ratings delay: reviews-v2 waits (10 s timeout), productpage gives up after 3 s + one
+    retry, so the page shows 'reviews unavailable' after about 6 s; reviews-v3 (2.5 s) shows
+    'ratings unavailable' instead."""
+    import asyncio
+    import time as clock
+
+    from aiohttp import web
+
+    from sandbox.cpapi import OperatorApi
+
+    async def slow_ratings(_request: web.Request) -> web.Response:
+        await asyncio.sleep(7)
+        return web.json_response({"id": 0, "ratings": {"Reviewer1": 5, "Reviewer2": 4}})
+
+    app = web.Application()
+    app.router.add_get("/ratings/{id}", slow_ratings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    slow_port = site._server.sockets[0].getsockname()[1]
+    try:
+        await asyncio.to_thread(cli.run, "up", "--no-tui", "--demo", "bookinfo")
+        for deployment, replicas in (("ratings-v1", "0"), ("reviews-v1", "0"), ("reviews-v3", "0")):
+            await asyncio.to_thread(cli.run, "scale", deployment, replicas)
+        api = OperatorApi.from_state(cli.home / "default" / "controlplane")
+        api.put_endpoint("bookinfo", "ratings", "slow-ratings",
+                         {"address": "127.0.0.1", "port": slow_port, "meshed": False, "labels": {"app": "ratings"}})
+        page = (await asyncio.to_thread(cli.status))["gateways"][0]["url"] + "api/v1/products/0"
+
+        started = clock.monotonic()
+        status, body = await asyncio.to_thread(get, page)
+        elapsed = clock.monotonic() - started
+        assert status == 200 and "product reviews are currently unavailable" in body, body
+        assert 5.5 < elapsed < 9, elapsed  # two 3 s attempts
+
+        await asyncio.to_thread(cli.run, "scale", "reviews-v3", "1")
+        await asyncio.to_thread(cli.run, "scale", "reviews-v2", "0")
+        started = clock.monotonic()
+        status, body = await asyncio.to_thread(get, page)
+        elapsed = clock.monotonic() - started
+        assert status == 200 and "Ratings service is currently unavailable" in body and '"version": "v3"' in body, body
+        assert 2 < elapsed < 4.5, elapsed  # reviews-v3 gives up on ratings after 2.5 s
+    finally:
+        await runner.cleanup()

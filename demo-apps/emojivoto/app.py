@@ -6,16 +6,15 @@ is never at 100 % success.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
-from aiohttp import web
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import client, run_forever, serve, setting
+from common import Reply, Request, fetch, serve, setting
 
 EMOJI = {
     ":joy:": "😂", ":sunglasses:": "😎", ":doughnut:": "🍩", ":stuck_out_tongue_winking_eye:": "😜",
@@ -27,39 +26,38 @@ EMOJI = {
 }
 
 
-def emoji_app() -> web.Application:
-    async def list_all(_r: web.Request) -> web.Response:
-        return web.json_response([{"shortcode": k, "unicode": v} for k, v in EMOJI.items()])
+def emoji_routes() -> dict:
+    def list_all(_r: Request) -> Reply:
+        return Reply.json([{"shortcode": k, "unicode": v} for k, v in EMOJI.items()])
 
-    async def find(r: web.Request) -> web.Response:
+    def find(r: Request) -> Reply:
         code = r.query.get("shortcode", "")
         if code not in EMOJI:
-            return web.json_response({"error": f"no emoji {code}"}, status=404)
-        return web.json_response({"shortcode": code, "unicode": EMOJI[code]})
+            return Reply.json({"error": f"no emoji {code}"}, 404)
+        return Reply.json({"shortcode": code, "unicode": EMOJI[code]})
 
-    app = web.Application()
-    app.add_routes([web.get("/api/list", list_all), web.get("/api/find", find)])
-    return app
+    return {"/api/list": list_all, "/api/find": find}
 
 
-def voting_app() -> web.Application:
+def voting_routes() -> dict:
     votes: Counter[str] = Counter()
+    lock = threading.Lock()
 
-    async def vote(r: web.Request) -> web.Response:
+    def vote(r: Request) -> Reply:
         choice = r.query.get("choice", "")
         if choice == ":doughnut:":  # the classic bug, kept on purpose
-            return web.json_response({"error": "ERROR: voting for the doughnut is broken"}, status=500)
+            return Reply.json({"error": "ERROR: voting for the doughnut is broken"}, 500)
         if choice not in EMOJI:
-            return web.json_response({"error": f"unknown choice {choice}"}, status=400)
-        votes[choice] += 1
-        return web.json_response({"voted": choice})
+            return Reply.json({"error": f"unknown choice {choice}"}, 400)
+        with lock:
+            votes[choice] += 1
+        return Reply.json({"voted": choice})
 
-    async def results(_r: web.Request) -> web.Response:
-        return web.json_response([{"shortcode": k, "votes": n} for k, n in votes.most_common()])
+    def results(_r: Request) -> Reply:
+        with lock:
+            return Reply.json([{"shortcode": k, "votes": n} for k, n in votes.most_common()])
 
-    app = web.Application()
-    app.add_routes([web.route("*", "/api/vote", vote), web.get("/api/results", results)])
-    return app
+    return {"/api/vote": vote, "/api/results": results}
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>emojivoto</title>
@@ -68,70 +66,65 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>emojivoto</tit
 <p><a style="font-size:1em" href="/leaderboard">leaderboard</a></p></body></html>"""
 
 
-def web_app() -> web.Application:
+def web_routes() -> dict:
     emoji_url = f"http://{setting('EMOJI_ADDR', 'emoji:8080')}"
     voting_url = f"http://{setting('VOTING_ADDR', 'voting:8080')}"
 
-    async def upstream_json(url: str):
-        async with client(5) as session, session.get(url) as rsp:
-            return rsp.status, await rsp.json(content_type=None)
+    def upstream(url: str) -> tuple[int, object]:
+        try:
+            return fetch(url, 5)
+        except OSError as exc:
+            return 502, {"error": f"upstream unavailable: {exc}"}
 
-    async def index(_r: web.Request) -> web.Response:
-        status, emojis = await upstream_json(f"{emoji_url}/api/list")
+    def index(_r: Request) -> Reply:
+        status, emojis = upstream(f"{emoji_url}/api/list")
         if status != 200:
-            return web.Response(status=502, text="emoji service unavailable")
+            return Reply.json(emojis, 502)
         links = " ".join(f'<a href="/api/vote?choice={e["shortcode"]}" title="{e["shortcode"]}">{e["unicode"]}</a>' for e in emojis)
-        return web.Response(text=PAGE.format(links=links), content_type="text/html")
+        return Reply.html(PAGE.format(links=links))
 
-    async def api_list(_r: web.Request) -> web.Response:
-        status, body = await upstream_json(f"{emoji_url}/api/list")
-        return web.json_response(body, status=status)
+    def api_list(_r: Request) -> Reply:
+        status, body = upstream(f"{emoji_url}/api/list")
+        return Reply.json(body, status)
 
-    async def api_vote(r: web.Request) -> web.Response:
+    def api_vote(r: Request) -> Reply:
         choice = r.query.get("choice", "")
-        status, found = await upstream_json(f"{emoji_url}/api/find?shortcode={choice}")
+        status, found = upstream(f"{emoji_url}/api/find?shortcode={choice}")
         if status != 200:
-            return web.json_response(found, status=status)
-        status, body = await upstream_json(f"{voting_url}/api/vote?choice={choice}")
-        return web.json_response(body, status=status)
+            return Reply.json(found, status)
+        status, body = upstream(f"{voting_url}/api/vote?choice={choice}")
+        return Reply.json(body, status)
 
-    async def leaderboard(_r: web.Request) -> web.Response:
-        status, results = await upstream_json(f"{voting_url}/api/results")
+    def leaderboard(_r: Request) -> Reply:
+        status, results = upstream(f"{voting_url}/api/results")
         if status != 200:
-            return web.json_response(results, status=status)
-        return web.json_response([{**r, "unicode": EMOJI.get(r["shortcode"], "?")} for r in results])
+            return Reply.json(results, status)
+        return Reply.json([{**r, "unicode": EMOJI.get(r["shortcode"], "?")} for r in results])
 
-    app = web.Application()
-    app.add_routes([web.get("/", index), web.get("/api/list", api_list), web.get("/api/vote", api_vote),
-                    web.get("/api/leaderboard", leaderboard), web.get("/leaderboard", leaderboard)])
-    return app
+    return {"/": index, "/api/list": api_list, "/api/vote": api_vote, "/api/leaderboard": leaderboard, "/leaderboard": leaderboard}
 
 
-async def vote_bot() -> None:
+def vote_bot() -> None:
     web_url = f"http://{setting('WEB_HOST', 'web:80')}"
     rate = float(setting("REQUESTS_PER_SECOND", "2"))  # each tick is two requests: list, then vote
     rng = random.Random()
     codes = [c for c in EMOJI if c != ":doughnut:"]
-    async with client(10) as session:
-        while True:
-            for path in ("/api/list", None):
-                if path is None:
-                    choice = ":doughnut:" if rng.random() < 0.15 else rng.choice(codes)
-                    path = f"/api/vote?choice={choice}"
-                try:
-                    async with session.get(web_url + path) as rsp:
-                        await rsp.read()
-                except Exception as exc:  # keep voting whatever happens: this is a load generator
-                    print(f"vote-bot: {path}: {exc!r}", file=sys.stderr)
-                await asyncio.sleep(1 / rate)
+    while True:
+        choice = ":doughnut:" if rng.random() < 0.15 else rng.choice(codes)
+        for path in ("/api/list", f"/api/vote?choice={choice}"):
+            try:
+                fetch(web_url + path, 10)
+            except OSError as exc:  # keep voting whatever happens: this is a load generator
+                print(f"vote-bot: {path}: {exc!r}", file=sys.stderr, flush=True)
+            time.sleep(1 / rate)
 
 
 if __name__ == "__main__":
     role = sys.argv[1] if len(sys.argv) > 1 else ""
-    apps = {"web": web_app, "emoji": emoji_app, "voting": voting_app}
-    if role in apps:
-        serve(apps[role]())
+    routes = {"web": web_routes, "emoji": emoji_routes, "voting": voting_routes}
+    if role in routes:
+        serve(routes[role]())
     elif role == "vote-bot":
-        run_forever(vote_bot())
+        vote_bot()
     else:
         sys.exit("usage: app.py web|emoji|voting|vote-bot")
