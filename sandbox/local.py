@@ -68,8 +68,12 @@ def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float =
         raise SandboxError(f"sandbox {name!r} is already running (supervisor pid {pid}). "
                            f"See it with 'meshdojo status --name {name}', or stop it with 'meshdojo down --name {name}'.")
     cleanup_leftovers(paths)
-    private_dir(home())
-    private_dir(paths.root)
+    try:
+        private_dir(home())
+        private_dir(paths.root)
+    except OSError as exc:
+        raise SandboxError(f"cannot use the state directory {paths.root} ({exc.strerror}); "
+                           f"set MESHDOJO_HOME to a directory you can write to") from None
     (paths.root / "failed.json").unlink(missing_ok=True)
     supervisor = spawn([sys.executable, "-m", "sandbox.supervisor", "--name", name, "--demo", ",".join(demos),
                         "--cert-lifetime", cert_lifetime], paths.logs / "supervisor.log", die_with_parent=False,

@@ -187,7 +187,8 @@ class Supervisor:
         deadline = time.monotonic() + 20
         while not (state / "controlplane.json").exists():
             if self.cp.exited() or time.monotonic() > deadline:
-                raise RuntimeError(f"the control plane did not come up; see {self.cp.log}")
+                last = [line for line in self.cp.log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+                raise RuntimeError(f"the control plane did not come up ({last[0] if last else 'no output'}); see {self.cp.log}")
             time.sleep(0.02)
         info = json.loads((state / "controlplane.json").read_text())
         self.mesh_url = info["mesh"]

@@ -192,3 +192,55 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         assert 2 < elapsed < 4.5, elapsed  # reviews-v3 gives up on ratings after 2.5 s
     finally:
         await runner.cleanup()
+
+
+def test_stale_pid_file_is_cleaned_and_a_broken_control_plane_is_reported(cli, tmp_path):
+    root = cli.home / "default"
+    root.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (root / "supervisor.json").write_text(json.dumps({"pid": dead.pid, "groups": [dead.pid]}))
+    # a half-deleted CA: the control plane refuses to start, and says how to fix it
+    (root / "controlplane" / "ca").mkdir(parents=True)
+    (root / "controlplane" / "ca" / "issuer.crt").write_text("x")
+    result = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)
+    assert result.returncode == 1 and "control plane did not come up" in result.stderr
+    assert "remove that directory" in result.stderr and "Traceback" not in result.stderr
+    assert cli.run("status", check=False).returncode == 1  # nothing left running
+    supervisor_log = (root / "logs" / "supervisor.log").read_text()
+    assert "sandbox failed" in supervisor_log
+
+
+def test_unwritable_state_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = Cli(blocker / "home").run("up", "--no-tui", "--demo", "emojivoto", check=False)
+    assert result.returncode == 1 and "set MESHDOJO_HOME" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_foreground_up_stops_everything_on_ctrl_c(cli):
+    up = subprocess.Popen([sys.executable, "-m", "sandbox.cli", "up", "--demo", "emojivoto"], env=cli.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "Press Ctrl-C" in (up.stdout.readline() or ""), 60, "the sandbox to be ready")
+        pids = all_pids(cli.status())
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=30)
+        assert up.returncode == 0 and "no process left behind" in out
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
+    finally:
+        up.kill()
+
+
+def test_a_port_already_taken_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "sandbox.cli", "controlplane", "--state-dir", str(tmp_path / "s"),
+                                 "--api-port", str(port)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "Is another process using the port?" in result.stderr
+    assert "Traceback" not in result.stderr
