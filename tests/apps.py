@@ -28,6 +28,11 @@ async def start_echo_app(name: str = "app") -> tuple[web.AppRunner, int]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
+    return await serve_app(app)
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1 at a port the OS picks."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

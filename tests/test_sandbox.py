@@ -156,6 +156,7 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
     from aiohttp import web
 
     from sandbox.cpapi import OperatorApi
+    from tests.apps import serve_app
 
     async def slow_ratings(_request: web.Request) -> web.Response:
         await asyncio.sleep(7)
@@ -163,11 +164,7 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
 
     app = web.Application()
     app.router.add_get("/ratings/{id}", slow_ratings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    slow_port = site._server.sockets[0].getsockname()[1]
+    runner, slow_port = await serve_app(app)
     try:
         await asyncio.to_thread(cli.run, "up", "--no-tui", "--demo", "bookinfo")
         for deployment, replicas in (("ratings-v1", "0"), ("reviews-v1", "0"), ("reviews-v3", "0")):
