@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (inject, uninject):
         p.add_argument("deployment")
     kill = sub.add_parser("kill", help="SIGKILL a deployment's, or one instance's, app (a fault: it is restarted)")
-    kill.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")
+    kill.add_argument("target", help="a deployment, an instance (e.g. web-0), a gateway (emojivoto-ingress) or 'controlplane'")
     kill.add_argument("--proxy", action="store_true", help="kill the sidecar instead of the app")
     logs = sub.add_parser("logs", help="show a workload's log (the app's, or its sidecar's with --proxy)")
     logs.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")

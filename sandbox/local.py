@@ -184,8 +184,11 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
     """SIGKILL a workload's app (or its sidecar with ``proxy``), or the control plane: a fault
     the supervisor repairs by restarting it."""
     st = _running_status(name)
+    gateways = {f"{g['demo']}-ingress": g["pid"] for g in st.get("gateways", [])}
     if target == "controlplane":
         pids = [st["controlplane"]["pid"]]
+    elif target in gateways:
+        pids = [gateways[target]]
     else:
         instances = [w for w in st["workloads"] if w["name"] == target and (namespace is None or w["namespace"] == namespace)]
         if not instances:

@@ -31,7 +31,7 @@ from sandbox.processes import spawn, stop_groups
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
-BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
+BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
 
 
@@ -60,8 +60,19 @@ class Proc:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
 
+    started_at: float = 0.0
+
     def start(self) -> None:
         self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
+        self.started_at = time.monotonic()
+
+    def schedule_restart(self, now: float) -> None:
+        """Like a kubelet's CrashLoopBackOff: 1 s doubling to 30 s, reset after a minute of health."""
+        if now - self.started_at > HEALTHY_AFTER:
+            self.backoff = BACKOFF_START
+        self.popen = None
+        self.restarts += 1
+        self.next_start = now + self.backoff
 
     def exited(self) -> bool:
         return self.popen is not None and self.popen.poll() is not None
@@ -181,8 +192,7 @@ class Supervisor:
     def _start_controlplane(self) -> None:
         state = self.paths.controlplane
         (state / "controlplane.json").unlink(missing_ok=True)
-        self.cp = Proc("controlplane", [sys.executable, "-m", "controlplane", "--state-dir", str(state),
-                                        "--cert-lifetime", self.cert_lifetime], self.paths.logs / "controlplane.log")
+        self.cp = Proc("controlplane", self._controlplane_argv(), self.paths.logs / "controlplane.log")
         self.cp.start()
         deadline = time.monotonic() + 20
         while not (state / "controlplane.json").exists():
@@ -258,16 +268,23 @@ class Supervisor:
                 self._register(inst)
         for name, (proc, ports, title) in list(self.gateways.items()):
             if proc.exited():
-                proc.popen = None
-                proc.restarts += 1
-                (self.paths.root / "run" / f"{name}-ingress.ports").unlink(missing_ok=True)
+                log.warning("%s-ingress exited; restarting in %.0fs", name, proc.backoff)
+                proc.schedule_restart(now)
+                if ports:  # the same port again: the URL printed by `up` stays valid
+                    proc.argv = [*proc.argv[:proc.argv.index("--gateway") + 2], "--outbound-port", str(ports["outbound"])]
+            elif proc.popen is None and now >= proc.next_start:
                 proc.start()
+                proc.backoff = min(proc.backoff * 2, BACKOFF_MAX)
             elif not ports:
                 file = self.paths.root / "run" / f"{name}-ingress.ports"
                 if file.exists():
                     self.gateways[name] = (proc, json.loads(file.read_text()), title)
-        if self.cp is not None and self.cp.exited():
-            self._restart_controlplane()
+        if self.cp is not None:
+            if self.cp.exited():
+                self._controlplane_exited(now)
+            elif self.cp.popen is None and now >= self.cp.next_start:
+                self.cp.start()
+                self.cp.backoff = min(self.cp.backoff * 2, BACKOFF_MAX)
         self.ready = all(i.ready for i in self.instances) and all(p for _, p, _ in self.gateways.values())
         self._record_groups()
         write_json(self.paths.status, self.status())
@@ -286,9 +303,7 @@ class Supervisor:
     def _crashed(self, inst: Instance, proc: Proc, now: float) -> None:
         code = proc.popen.returncode if proc.popen else None
         log.warning("%s %s exited with %s; restarting in %.0fs", inst.name, proc.role, code, proc.backoff)
-        proc.popen = None
-        proc.restarts += 1
-        proc.next_start = now + proc.backoff
+        proc.schedule_restart(now)
         if proc.role == "proxy" and inst.ports:
             # same ports again, so the app's HTTP_PROXY and the registered endpoint stay right
             base = list(proc.argv)
@@ -302,14 +317,18 @@ class Supervisor:
         if inst.registered:
             self._deregister(inst)
 
-    def _restart_controlplane(self) -> None:
-        """Same ports, same state: the proxies reconnect on their own (static stability until then)."""
+    def _controlplane_exited(self, now: float) -> None:
+        """Restart it on its old ports with its old state: the proxies reconnect by themselves,
+        and serve from what they know until then (static stability)."""
         assert self.cp is not None
         info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
-        self.cp.restarts += 1
-        self.cp.argv = [*self.cp.argv[:6], "--api-port", str(info["apiPort"]), "--mesh-port", str(info["meshPort"])]
-        log.warning("control plane exited; restarting it on the same ports")
-        self.cp.start()
+        log.warning("control plane exited with %s; restarting it on the same ports in %.0fs", self.cp.popen.returncode, self.cp.backoff)
+        self.cp.schedule_restart(now)
+        self.cp.argv = self._controlplane_argv(info["apiPort"], info["meshPort"])
+
+    def _controlplane_argv(self, api_port: int = 0, mesh_port: int = 0) -> list[str]:
+        return [sys.executable, "-m", "controlplane", "--state-dir", str(self.paths.controlplane),
+                "--cert-lifetime", self.cert_lifetime, "--api-port", str(api_port), "--mesh-port", str(mesh_port)]
 
     def _endpoint(self, inst: Instance) -> dict:
         meshed = inst.proxy is not None

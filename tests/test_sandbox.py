@@ -47,6 +47,14 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+def reachable(url: str) -> int:
+    """The status of a GET, or 0 when nothing answers (yet)."""
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0
+
+
 @pytest.fixture
 def cli(tmp_path):
     c = Cli(tmp_path / "home")
@@ -92,6 +100,18 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
         w["ready"] and w["restarts"] >= 1 and w["pids"]["app"] != emoji["pids"]["app"]
         for w in s["workloads"] if w["deployment"] == "emoji") and s, 30, "emoji to be restarted")
     assert get(gateway + "api/list")[0] == 200
+
+    # the control plane too: restarted on its own ports, while the proxies keep serving
+    old_cp = cli.status()["controlplane"]["pid"]
+    cli.run("kill", "controlplane")
+    assert get(gateway + "api/list")[0] == 200  # static stability while it is down
+    wait_until(lambda: (c := cli.status()["controlplane"]) and c["restarts"] >= 1 and c["pid"] not in (None, old_cp)
+               and c["ready"], 30, "the control plane to be restarted")
+    wait_until(lambda: cli.run("check", check=False).returncode == 0, 30, "check to pass after the restart")
+
+    # the ingress gateway comes back on the same port, so the printed URL keeps working
+    cli.run("kill", "emojivoto-ingress")
+    wait_until(lambda: reachable(gateway + "api/list") == 200, 30, "the gateway to return")
 
     # scale and uninject/inject
     cli.run("scale", "web", "2")
@@ -241,3 +261,16 @@ def test_a_port_already_taken_is_a_clear_error(tmp_path):
                                  "--api-port", str(port)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "Is another process using the port?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_names_resolve_like_kubectl():
+    from sandbox.local import SandboxError, find_deployment
+
+    st = {"workloads": [{"namespace": "a", "deployment": "web"}, {"namespace": "b", "deployment": "web"},
+                        {"namespace": "a", "deployment": "emoji"}]}
+    assert find_deployment(st, "emoji", None) == ("a", "emoji")
+    assert find_deployment(st, "web", "b") == ("b", "web")
+    with pytest.raises(SandboxError, match="ambiguous: a/web, b/web; add -n NAMESPACE"):
+        find_deployment(st, "web", None)
+    with pytest.raises(SandboxError, match="no deployment 'nope'; known: emoji, web"):
+        find_deployment(st, "nope", None)
