@@ -14,6 +14,7 @@ from aiohttp import web
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.identity import IdentityService
 from controlplane.names import resolve
+from controlplane.policystore import PolicyErrors, PolicyStore
 from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
 from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
@@ -22,6 +23,7 @@ from controlplane.watchstream import stream_watch
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
+POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -47,8 +49,9 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return json_error(exc.status, exc.reason)
 
 
-def build_api(registry: Registry, identity: IdentityService, admin_token: str) -> web.Application:
+def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
+    app[POLICIES] = policies
     app[REGISTRY] = registry
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
@@ -65,6 +68,9 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str) -
             web.put("/v1/services/{ns}/{name}/endpoints/{endpoint}", put_endpoint),
             web.delete("/v1/services/{ns}/{name}/endpoints/{endpoint}", delete_endpoint),
             web.get("/v1/watch/{ns}/{name}", watch_service),
+            web.post("/v1/policies", apply_policies),
+            web.get("/v1/policies", list_policies),
+            web.delete("/v1/policies/{kind}/{ns}/{name}", delete_policy),
         ]
     )
     return app
@@ -195,3 +201,37 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 async def watch_service(request: web.Request) -> web.StreamResponse:
     ns, name = _names(request)
     return await stream_watch(request, request.app[REGISTRY], ns, name)
+
+
+async def apply_policies(request: web.Request) -> web.Response:
+    """Body: {"documents": [{"source": "file.yaml", "index": 0, "document": {...}}], "namespace": "default"}."""
+    body = await _json_body(request)
+    items = body.get("documents")
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "document" in i for i in items):
+        return json_error(400, 'expected {"documents": [{"source": ..., "index": ..., "document": {...}}]}')
+    documents = [(str(i.get("source", "request")), int(i.get("index", n)), i["document"]) for n, i in enumerate(items)]
+    try:
+        applied = request.app[POLICIES].apply(documents, str(body.get("namespace") or "default"))
+    except PolicyErrors as exc:
+        return json_error(400, "nothing was applied: fix these and apply again", errors=[e.to_json() for e in exc.errors])
+    registry = request.app[REGISTRY]
+    warnings = []
+    for item in applied:
+        resource, _ = request.app[POLICIES].list(item["kind"], item["namespace"], item["name"])[0]
+        if registry.get(resource.namespace, resource.spec.service) is None:
+            warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {resource.spec.service}.{resource.namespace} "
+                            "does not exist (yet); the resource is stored and takes effect when it does")
+    return web.json_response({"applied": applied, "warnings": warnings})
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    q = request.query
+    entries = request.app[POLICIES].list(q.get("kind"), q.get("namespace"), q.get("name"))
+    return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries]})
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    kind, ns, name = request.match_info["kind"], request.match_info["ns"], request.match_info["name"]
+    if not request.app[POLICIES].delete(kind, ns, name):
+        return json_error(404, f"no {kind} {ns}/{name}")
+    return web.json_response({"deleted": {"kind": kind, "namespace": ns, "name": name}})

@@ -7,6 +7,8 @@ watches resolve names relative to the namespace in the caller's SPIFFE ID.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +17,8 @@ from controlplane import ca, tokens
 from controlplane.api import json_error
 from controlplane.identity import IdentityService, IssuedCertificate
 from controlplane.names import resolve
+from controlplane.policystore import PolicyStore
+from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.registry import Registry
 from controlplane.spiffe import InvalidIdentity, SpiffeId
 from controlplane.sslcontext import peer_identity
@@ -24,11 +28,15 @@ REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
 
 
-def build_mesh_api(registry: Registry, identity: IdentityService) -> web.Application:
+POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
+
+
+def build_mesh_api(registry: Registry, identity: IdentityService, policies: PolicyStore) -> web.Application:
     app = web.Application()
     app[REGISTRY] = registry
     app[IDENTITY] = identity
-    app.add_routes([web.post("/v1/certify", certify), web.get("/v1/watch", watch)])
+    app[POLICIES] = policies
+    app.add_routes([web.post("/v1/certify", certify), web.get("/v1/watch", watch), web.get("/v1/policies/watch", watch_policies)])
     return app
 
 
@@ -85,3 +93,28 @@ async def watch(request: web.Request) -> web.StreamResponse:
     if found is None:
         return json_error(404, f"{name!r} is not a service name", reason="unknown_service")
     return await stream_watch(request, request.app[REGISTRY], *found)
+
+
+async def watch_policies(request: web.Request) -> web.StreamResponse:
+    """The policy resources of the caller's namespace: a snapshot now and after every change."""
+    caller = caller_identity(request)
+    if caller is None:
+        return json_error(401, "policy watches require the proxy's client certificate")
+    store = request.app[POLICIES]
+    queue = store.watch(caller.namespace)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                event = {"type": "heartbeat"}
+            if event is None:
+                break
+            await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        store.unwatch(caller.namespace, queue)
+    return response

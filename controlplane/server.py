@@ -16,6 +16,7 @@ from controlplane.api import build_api
 from controlplane.config import ControlPlaneConfig
 from controlplane.identity import IdentityService, utcnow
 from controlplane.meshapi import build_mesh_api
+from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import server_context
@@ -25,6 +26,7 @@ log = logging.getLogger("meshdojo.controlplane")
 CONTROLPLANE_IDENTITY = SpiffeId("meshdojo", "controlplane")
 STATE_FILE = "controlplane.json"
 REGISTRY_FILE = "registry.json"
+POLICIES_FILE = "policies.json"
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -45,6 +47,9 @@ class ControlPlane:
         self.config = config
         self.registry = Registry(on_change=self._save_registry)
         self._registry_file = config.state_dir / REGISTRY_FILE
+        self.policies = PolicyStore(on_change=self._save_policies)
+        self._policies_file = config.state_dir / POLICIES_FILE
+        self._expiry: asyncio.Task | None = None
         self._runners: list[web.AppRunner] = []
         self.api_port = 0
         self.mesh_port = 0
@@ -56,12 +61,17 @@ class ControlPlane:
                 self.registry.load_json(read_json(self._registry_file))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s (%s): services must be registered again", self._registry_file, exc)
+        if self._policies_file.exists():
+            try:
+                self.policies.restore(read_json(self._policies_file))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable %s (%s): policies must be applied again", self._policies_file, exc)
         material = castore.load_or_create(state_dir, utcnow())
         self.identity = IdentityService(material, self.config.leaf_lifetime)
         admin_token = load_or_create_admin_token(state_dir)
 
-        api = web.AppRunner(build_api(self.registry, self.identity, admin_token), access_log=None, handle_signals=False)
-        mesh = web.AppRunner(build_mesh_api(self.registry, self.identity), access_log=None, handle_signals=False)
+        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies), access_log=None, handle_signals=False)
+        mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()
             self._runners.append(runner)
@@ -83,6 +93,7 @@ class ControlPlane:
                 "identity": CONTROLPLANE_IDENTITY.uri,
             },
         )
+        self._expiry = asyncio.get_running_loop().create_task(self._expire_policies(), name="policies:expire")
         log.info("control plane ready: api=127.0.0.1:%d mesh=127.0.0.1:%d", self.api_port, self.mesh_port)
 
     def _mesh_tls(self, material: castore.CaMaterial):
@@ -100,11 +111,24 @@ class ControlPlane:
             material.anchor_pem, ca.cert_pem(leaf) + material.issuer_pem, ca.key_pem(key), require_client_cert=False
         )
 
+    async def _expire_policies(self) -> None:
+        """Resources with a ``duration`` remove themselves (auto-revert of time-boxed faults)."""
+        while True:
+            await asyncio.sleep(0.25)
+            for kind, ns, name in self.policies.expire():
+                log.info("%s %s/%s expired and was removed", kind, ns, name)
+
+    def _save_policies(self, store: PolicyStore) -> None:
+        write_json(self._policies_file, store.to_json())
+
     def _save_registry(self, registry: Registry) -> None:
         write_json(self._registry_file, registry.to_json())
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.registry.close_watches()  # long-lived streams would otherwise hold the shutdown
+        self.policies.close_watches()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

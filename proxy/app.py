@@ -24,6 +24,7 @@ from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
 from proxy.metrics import ProxyMetrics
 from proxy.outbound import build_outbound_stack
+from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
@@ -41,6 +42,7 @@ class Proxy:
         self.identity = WorkloadIdentity(config.identity, config.trust_anchor_pem, self.client, config.bootstrap_token,
                                          self.metrics.identity, config.rotate_every)
         self.discovery = Discovery(self.client, self.identity, self.tasks)
+        self.policies = PolicyWatch(self.client, self.identity)
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
         self.inbound_state = ServerState(idle_timeout=60.0)
@@ -70,6 +72,7 @@ class Proxy:
 
         await self.identity.bootstrap(time.monotonic() + self.config.bootstrap_timeout)
         self.tasks.supervise(self.identity.rotate_forever, name="identity:rotate")
+        self.tasks.supervise(self.policies.run, name="policies:watch")
 
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
                                         gateway=self.config.gateway)
@@ -78,7 +81,8 @@ class Proxy:
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
-        inbound = build_inbound_stack(self.app_pool, self.config.app_port, self.metrics)
+        inbound = build_inbound_stack(self.app_pool, self.config.app_port, self.metrics, self.policies,
+                                      self.config.identity.namespace)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, lambda: self.mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines)
         self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
@@ -101,6 +105,7 @@ class Proxy:
                 "serial": cert.serial, "notBefore": cert.not_before.isoformat(), "notAfter": cert.not_after.isoformat(),
                 "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
+            "policies": {"version": self.policies.version, "resources": self.policies.describe()},
             "discovery": {
                 name: {
                     "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,

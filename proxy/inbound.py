@@ -10,6 +10,7 @@ The stack, outermost first (built in :func:`build_inbound_stack`):
     metrics    count and time every request, labelled with the client's identity
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
+    fault      FaultInjection resources for the service asked for: delay and/or abort
     app        plaintext to the app on 127.0.0.1:<app port>, pooled
 """
 
@@ -17,19 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import ssl
 from collections.abc import Callable
 from enum import StrEnum
 
+from controlplane.names import resolve
 from controlplane.sslcontext import peer_identity
 from proxy.deadlines import Deadlines
 from proxy.endpoint import exchange
 from proxy.errors import AppUnavailable, ConnectFailed
-from proxy.exchange import Handler, Layer, Peer, Request, Response
+from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response
+from proxy.faults import decide
 from proxy.http1 import HttpConnection
 from proxy.layers import errors, record_metrics
 from proxy.metrics import ProxyMetrics
+from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
@@ -62,6 +67,50 @@ def client_identity() -> Layer:
     return layer
 
 
+DST_HEADER = b"l5d-dst-canonical"
+
+
+def target_service(request: Request, own_namespace: str) -> tuple[str, str] | None:
+    """(namespace, service) the caller asked for: from the calling proxy's l5d-dst-canonical,
+    else from the Host header, resolved like cluster DNS relative to this workload's namespace."""
+    raw = request.head.header(DST_HEADER) or request.head.header(b"host") or b""
+    host, _, _port = raw.decode("latin-1").partition(":")
+    return resolve(host, own_namespace)
+
+
+def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str, rng: random.Random,
+                  sleep=asyncio.sleep) -> Layer:
+    """FaultInjection: delay and/or abort a share of requests to a service, here at the destination."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            rules = policies.faults()
+            if not rules:
+                return await inner(request)
+            found = target_service(request, own_namespace)
+            if found is None:
+                return await inner(request)
+            decision = decide(rules, found[0], found[1], request.path,
+                              lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) else None), rng)
+            if decision is None:
+                return await inner(request)
+            if decision.delay is not None:
+                metrics.faults.labels("delay", decision.policy).inc()
+                await sleep(decision.delay)
+            if decision.abort_status is not None:
+                metrics.faults.labels("abort", decision.policy).inc()
+                body = f"meshdojo: fault injected by FaultInjection {decision.policy}\n".encode()
+                return Response(decision.abort_status, [(b"content-type", b"text/plain"),
+                                                        (b"x-meshdojo-fault", f"abort {decision.policy}".encode())], BytesBody(body))
+            response = await inner(request)
+            response.headers.append((b"x-meshdojo-fault", f"delay {decision.delay:g}s {decision.policy}".encode()))
+            return response
+
+        return handle
+
+    return layer
+
+
 def app(pool: ConnectionPool, app_port: int) -> Handler:
     dest = Dest("127.0.0.1", app_port, None)
 
@@ -74,8 +123,10 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
     return handle
 
 
-def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics) -> Handler:
+def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
+                        own_namespace: str, rng: random.Random | None = None) -> Handler:
     handler = app(pool, app_port)  # plaintext to the local app, pooled
+    handler = inject_faults(policies, metrics, own_namespace, rng or random.Random())(handler)  # FaultInjection
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("inbound", metrics, client_id_of_peer=True)(handler)  # golden metrics

@@ -115,6 +115,10 @@ class ProxyMetrics:
             "proxy_errors", "Requests answered by the proxy itself, by x-meshdojo-error code", ("direction", "error"),
             registry=self.registry,
         )
+        self.faults = Counter(
+            "inbound_fault_injected", "Requests delayed or aborted by a FaultInjection resource", ("kind", "policy"),
+            registry=self.registry,
+        )
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
         self.registry.register(self.tcp)

@@ -104,7 +104,10 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
         ep = request.endpoint
         assert ep is not None
         dest = Dest(ep.address, ep.port, ep.identity if ep.meshed else None)
-        return await exchange(pool, dest, request, b"", balancer.load(ep.key))
+        # tell the destination which service was asked for (as Linkerd does), for its policies
+        request.head.headers = [(n, v) for n, v in request.head.headers if n != b"l5d-dst-canonical"]
+        canonical = f"l5d-dst-canonical: {request.dst_service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()
+        return await exchange(pool, dest, request, canonical, balancer.load(ep.key))
 
     return handle
 

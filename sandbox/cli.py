@@ -167,6 +167,95 @@ def _check(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
 
+def _apply(args: argparse.Namespace) -> int:
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        result = resources.apply(args.name, args.filename, args.namespace)
+    except ApiError as exc:
+        lines = [f"{e['source']}: document {e['index']}: {e['field']}: {e['message']}" for e in exc.body.get("errors", [])]
+        return _fail("\n".join([str(exc), *lines]))
+    except (resources.ResourceError, ValueError) as exc:
+        return _fail(str(exc))
+    for item in result["applied"]:
+        print(f"{item['kind'].lower()}/{item['name']} {item['action']} (namespace {item['namespace']})")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        items = resources.get(args.name, args.kind, args.resource, args.namespace)
+    except (resources.ResourceError, ApiError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.output == "json":
+        print(json.dumps([i["document"] for i in items], indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump_all([i["document"] for i in items], sort_keys=False), end="")
+    elif not items:
+        print(f"No {args.kind} resources found.")
+    else:
+        _print_table(resources.table(items))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        if args.filename:
+            lines = resources.delete_files(args.name, args.filename)
+        elif args.kind and args.resource:
+            lines = resources.delete(args.name, args.kind, args.resource, args.namespace)
+        else:
+            return _fail("say what to delete: 'meshdojo delete -f FILE' or 'meshdojo delete KIND NAME'")
+    except (resources.ResourceError, ApiError, ValueError) as exc:
+        return _fail(str(exc))
+    print("\n".join(lines))
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        ns = resources.service_namespace(args.name, args.service, args.namespace)
+        if args.action == "clear":
+            print("\n".join(resources.delete(args.name, "FaultInjection", f"{args.service}-fault", ns)))
+            return 0
+        if args.abort is None and args.delay is None:
+            return _fail("say which fault: --abort STATUS [--percent P] and/or --delay DURATION [--delay-percent P]")
+        document = resources.fault_document(args.service, ns, args.abort, args.percent, args.delay, args.delay_percent, args.duration)
+        api = resources.api_for(args.name)
+        api.call("POST", "/v1/policies", {"documents": [{"source": "meshdojo fault inject", "index": 0, "document": document}]})
+    except ApiError as exc:
+        lines = [f"{e['field']}: {e['message']}" for e in exc.body.get("errors", [])]
+        return _fail("\n".join([str(exc), *lines]))
+    except (resources.ResourceError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"faultinjection/{args.service}-fault applied; this is the resource (save it and use 'meshdojo apply -f'):\n---")
+    print(yaml.safe_dump(document, sort_keys=False), end="")
+    print(f"---\nWatch it: meshdojo status; undo it: meshdojo fault clear {args.service}")
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -206,17 +295,35 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")
     logs.add_argument("--proxy", action="store_true", help="the sidecar's log")
     logs.add_argument("-f", "--follow", action="store_true")
-    for p in (scale, inject, uninject, kill, logs):
-        p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+    apply = sub.add_parser("apply", help="apply policy resources from YAML files or directories (all or nothing)")
+    apply.add_argument("-f", "--filename", action="append", required=True, help="a file or directory (repeatable)")
+    get = sub.add_parser("get", help="list policy resources, e.g. 'meshdojo get faultinjection'")
+    get.add_argument("kind")
+    get.add_argument("resource", nargs="?")
+    get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+    delete = sub.add_parser("delete", help="delete policy resources: -f FILE, or KIND NAME")
+    delete.add_argument("kind", nargs="?")
+    delete.add_argument("resource", nargs="?")
+    delete.add_argument("-f", "--filename", action="append")
+    fault = sub.add_parser("fault", help="shortcuts for FaultInjection: 'fault inject SERVICE ...', 'fault clear SERVICE'")
+    fault.add_argument("action", choices=["inject", "clear"])
+    fault.add_argument("service")
+    fault.add_argument("--abort", type=int, metavar="STATUS", help="answer this HTTP status instead of the service")
+    fault.add_argument("--percent", type=float, default=100.0, help="share of requests aborted (default 100)")
+    fault.add_argument("--delay", metavar="DURATION", help="delay requests by this long, e.g. 2s")
+    fault.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
+    fault.add_argument("--for", dest="duration", metavar="DURATION", help="remove the fault by itself after this long, e.g. 2m")
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check):
+    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault):
+        p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "check": _check, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

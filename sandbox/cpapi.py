@@ -10,9 +10,10 @@ from typing import Any
 
 
 class ApiError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message if status in (0, 400) else f"{status}: {message}")
         self.status = status
+        self.body = body if isinstance(body, dict) else {}
 
 
 class OperatorApi:
@@ -34,10 +35,11 @@ class OperatorApi:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as err:
             try:
-                message = json.loads(err.read()).get("error", err.reason)
-            except ValueError:
-                message = err.reason
-            raise ApiError(err.code, message) from None
+                body = json.loads(err.read())
+                message = body.get("error", err.reason)
+            except (ValueError, AttributeError):
+                body, message = None, err.reason
+            raise ApiError(err.code, message, body) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ApiError(0, f"control plane not reachable at {self.base_url} ({exc})") from None
 

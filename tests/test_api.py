@@ -29,7 +29,8 @@ def admin(tmp_path) -> dict[str, str]:
 
 ROUTES = [("GET", "/v1/health"), ("GET", "/v1/ca"), ("GET", "/v1/certificates"), ("POST", "/v1/tokens"),
           ("GET", "/v1/services"), ("PUT", "/v1/services/ns/svc"), ("DELETE", "/v1/services/ns/svc"),
-          ("PUT", "/v1/services/ns/svc/endpoints/e"), ("GET", "/v1/watch/ns/svc"), ("GET", "/v1/resolve")]
+          ("PUT", "/v1/services/ns/svc/endpoints/e"), ("GET", "/v1/watch/ns/svc"), ("GET", "/v1/resolve"),
+          ("POST", "/v1/policies"), ("GET", "/v1/policies"), ("DELETE", "/v1/policies/FaultInjection/ns/x")]
 
 
 async def test_every_operator_route_needs_the_admin_token(plane, tmp_path):

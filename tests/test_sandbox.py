@@ -14,6 +14,8 @@ import pytest
 
 from sandbox.processes import pid_alive, wait_until
 
+DEMO_POLICIES = Path(__file__).resolve().parent.parent / "demo-apps" / "emojivoto" / "policies"
+
 
 class Cli:
     def __init__(self, home: Path) -> None:
@@ -88,6 +90,22 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     check = cli.run("check").stdout
     assert "√ emoji-0: proxy ready with a valid certificate from this CA" in check and "×" not in check
     assert "√ issuer is signed by the trust anchor" in check and "√ admin token and CA keys are 0600" in check
+
+    # policy resources from the CLI: all or nothing, then the shipped example, then the shortcut
+    bad = cli.home.parent / "bad.yaml"
+    bad.write_text((DEMO_POLICIES / "voting-abort.yaml").read_text() + "\n---\n" + (DEMO_POLICIES / "voting-abort.yaml").read_text()
+                   .replace("name: voting-abort", "name: other").replace("httpStatus: 503", "httpStatus: 99"))
+    failed = cli.run("apply", "-f", str(bad), check=False)
+    assert failed.returncode == 1 and f"{bad}: document 1: spec.abort.httpStatus: expected an HTTP status" in failed.stderr
+    assert "No FaultInjection" in cli.run("get", "faultinjection").stdout or "No faultinjection" in cli.run("get", "faultinjection").stdout
+    assert "faultinjection/voting-abort created" in cli.run("apply", "-f", str(DEMO_POLICIES)).stdout
+    assert "httpStatus: 503" in cli.run("get", "faults", "voting-abort", "-o", "yaml").stdout
+    assert "deleted" in cli.run("delete", "-f", str(DEMO_POLICIES / "voting-abort.yaml")).stdout
+    shortcut = cli.run("fault", "inject", "voting", "--abort", "503", "--for", "1m").stdout
+    assert "kind: FaultInjection" in shortcut and "meshdojo fault clear voting" in shortcut
+    wait_until(lambda: get(gateway + "api/vote?choice=:joy:")[0] == 503, 5, "the fault to take effect")
+    cli.run("fault", "clear", "voting")
+    wait_until(lambda: get(gateway + "api/vote?choice=:joy:")[0] == 200, 5, "the fault to be cleared")
 
     # a second up says so clearly, and changes nothing
     again = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)

@@ -1,0 +1,122 @@
+"""The control plane's policy resources: applied atomically, expired when their ``duration``
+runs out, saved in the state directory, and pushed to proxies as a snapshot per namespace
+whenever anything changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.policy import PolicyError, Resource, parse
+
+
+class PolicyStore:
+    def __init__(self, clock: Callable[[], float] = time.time, on_change: Callable[[PolicyStore], None] | None = None) -> None:
+        self._clock = clock
+        self._on_change = on_change
+        self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
+        self._watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self.version = 0
+
+    # -- reads ---------------------------------------------------------------------------
+    def list(self, kind: str | None = None, namespace: str | None = None, name: str | None = None) -> list[tuple[Resource, float | None]]:
+        return [entry for key, entry in sorted(self._resources.items())
+                if (kind is None or key[0] == kind) and (namespace is None or key[1] == namespace) and (name is None or key[2] == name)]
+
+    def snapshot(self, namespace: str) -> dict[str, Any]:
+        return {"type": "snapshot", "version": self.version, "namespace": namespace,
+                "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)]}
+
+    # -- writes --------------------------------------------------------------------------
+    def apply(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[dict[str, str]]:
+        """Validate every document, then apply them all, or none (raises a list of PolicyError)."""
+        parsed, errors = [], []
+        for source, index, raw in documents:
+            try:
+                parsed.append(parse(raw, source, index, default_namespace))
+            except PolicyError as exc:
+                errors.append(exc)
+        if errors:
+            raise PolicyErrors(errors)
+        now = self._clock()
+        results, changed = [], set()
+        for resource in parsed:
+            old = self._resources.get(resource.key)
+            action = "created" if old is None else ("unchanged" if old[0].document == resource.document else "configured")
+            expires = now + resource.spec.duration if resource.spec.duration is not None else None
+            if action != "unchanged" or expires is not None:
+                self._resources[resource.key] = (resource, expires)
+                changed.add(resource.namespace)
+            results.append({"kind": resource.kind, "namespace": resource.namespace, "name": resource.name, "action": action})
+        self._changed(changed)
+        return results
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        if self._resources.pop((kind, namespace, name), None) is None:
+            return False
+        self._changed({namespace})
+        return True
+
+    def expire(self) -> list[tuple[str, str, str]]:
+        now = self._clock()
+        gone = [key for key, (_r, exp) in self._resources.items() if exp is not None and exp <= now]
+        for key in gone:
+            del self._resources[key]
+        if gone:
+            self._changed({key[1] for key in gone})
+        return gone
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        now = self._clock()
+        for i, item in enumerate(saved):
+            resource = parse(item["document"], "saved state", i)
+            expires = item.get("expiresAt")
+            if expires is None or expires > now:
+                self._resources[resource.key] = (resource, expires)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"document": r.document, "expiresAt": exp} for r, exp in self.list()]
+
+    # -- watches -------------------------------------------------------------------------
+    def watch(self, namespace: str) -> asyncio.Queue[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4)
+        queue.put_nowait(self.snapshot(namespace))
+        self._watchers.setdefault(namespace, set()).add(queue)
+        return queue
+
+    def unwatch(self, namespace: str, queue: asyncio.Queue) -> None:
+        self._watchers.get(namespace, set()).discard(queue)
+
+    def close_watches(self) -> None:
+        for queues in self._watchers.values():
+            for queue in queues:
+                _replace(queue, None)
+        self._watchers.clear()
+
+    def _changed(self, namespaces: set[str]) -> None:
+        if not namespaces:
+            return
+        self.version += 1
+        for namespace in namespaces:
+            for queue in list(self._watchers.get(namespace, ())):
+                _replace(queue, self.snapshot(namespace))  # snapshots supersede each other: keep only the newest
+        if self._on_change is not None:
+            self._on_change(self)
+
+
+class PolicyErrors(ValueError):
+    def __init__(self, errors: list[PolicyError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def _replace(queue: asyncio.Queue, item: Any) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(item)
+
+
+def _wire(resource: Resource, expires_at: float | None) -> dict[str, Any]:
+    return {"document": resource.document, "expiresAt": expires_at}

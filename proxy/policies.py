@@ -1,0 +1,70 @@
+"""The policy resources that apply to this proxy, watched from the control plane.
+
+A snapshot arrives now and after every change; requests read the latest one without I/O.
+When the control plane is away the last snapshot stays in force (static stability), except
+that time-boxed resources still expire on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+
+from controlplane.policy import PolicyError, Resource, parse
+from controlplane.protocol import HEARTBEAT_SECONDS
+from proxy.cpclient import ControlPlaneClient
+from proxy.identity import WorkloadIdentity
+
+log = logging.getLogger("meshdojo.proxy.policies")
+
+
+class PolicyWatch:
+    def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, rng: random.Random | None = None) -> None:
+        self._client = client
+        self._identity = identity
+        self._rng = rng or random.Random()
+        self._entries: list[tuple[Resource, float | None]] = []
+        self.version = -1
+        self.updated_at = 0.0
+
+    def faults(self, now: float | None = None) -> list[Resource]:
+        now = time.time() if now is None else now
+        return [r for r, expires in self._entries if r.kind == "FaultInjection" and (expires is None or expires > now)]
+
+    def apply_snapshot(self, event: dict) -> None:
+        entries = []
+        for i, item in enumerate(event.get("resources", [])):
+            try:
+                entries.append((parse(item["document"], "control plane", i), item.get("expiresAt")))
+            except (PolicyError, KeyError, TypeError) as exc:  # the control plane validated it; be safe anyway
+                log.warning("ignoring a policy the proxy cannot read: %s", exc)
+        self._entries = entries
+        self.version = event.get("version", self.version)
+        self.updated_at = time.time()
+        log.info("policy snapshot %s: %d resources", self.version, len(entries))
+
+    def describe(self) -> list[dict]:
+        return [{"kind": r.kind, "namespace": r.namespace, "name": r.name, "expiresAt": exp} for r, exp in self._entries]
+
+    async def run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                ctx = self._identity.client_ctx
+                assert ctx is not None
+                async for line in self._client.stream_lines("/v1/policies/watch", {}, ctx, 3 * HEARTBEAT_SECONDS):
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "snapshot":
+                        self.apply_snapshot(event)
+                        delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the last snapshot; back off; watch again
+                log.debug("policy watch lost (%s); keeping %d resources", exc, len(self._entries))
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,133 @@
+"""``meshdojo apply / get / delete / fault``: policy resources, through the operator API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controlplane.policy import POLICY_API, canonical_kind
+from sandbox.cpapi import ApiError, OperatorApi
+from sandbox.paths import SandboxPaths
+
+
+class ResourceError(RuntimeError):
+    pass
+
+
+def api_for(name: str) -> OperatorApi:
+    from sandbox import local
+
+    if local.status(name) is None:
+        raise ResourceError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    return OperatorApi.from_state(SandboxPaths.for_name(name).controlplane)
+
+
+def read_documents(paths: list[str]) -> list[dict[str, Any]]:
+    """Every YAML document in the files (and *.yaml files of directories), with where it came from."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ResourceError(f"{raw}: no such file or directory")
+    documents = []
+    for file in files:
+        try:
+            loaded = list(yaml.safe_load_all(file.read_text()))
+        except yaml.YAMLError as exc:
+            raise ResourceError(f"{file}: not valid YAML: {exc}") from None
+        documents += [{"source": str(file), "index": i, "document": d} for i, d in enumerate(loaded) if d is not None]
+    if not documents:
+        raise ResourceError(f"no documents in {', '.join(paths)}")
+    return documents
+
+
+def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
+    documents = read_documents(paths)
+    return api_for(name).call("POST", "/v1/policies", {"documents": documents, "namespace": namespace or "default"})
+
+
+def get(name: str, kind: str, resource: str | None, namespace: str | None) -> list[dict[str, Any]]:
+    canonical = canonical_kind(kind)
+    if canonical is None:
+        raise ResourceError(f"unknown kind {kind!r}; try 'meshdojo get faultinjection'")
+    query = f"?kind={canonical}" + (f"&namespace={namespace}" if namespace else "") + (f"&name={resource}" if resource else "")
+    items = api_for(name).call("GET", "/v1/policies" + query)["items"]
+    if resource and not items:
+        raise ResourceError(f"no {canonical} named {resource!r}{f' in namespace {namespace}' if namespace else ''}")
+    return items
+
+
+def delete(name: str, kind: str, resource: str, namespace: str | None) -> list[str]:
+    canonical = canonical_kind(kind)
+    if canonical is None:
+        raise ResourceError(f"unknown kind {kind!r}")
+    items = get(name, canonical, resource, namespace)
+    if len(items) > 1:
+        found = ", ".join(f"{i['document']['metadata'].get('namespace')}/{resource}" for i in items)
+        raise ResourceError(f"{resource!r} is ambiguous: {found}; add -n NAMESPACE")
+    ns = items[0]["document"]["metadata"].get("namespace", "default")
+    api_for(name).call("DELETE", f"/v1/policies/{canonical}/{ns}/{resource}")
+    return [f"{canonical} {ns}/{resource} deleted"]
+
+
+def delete_files(name: str, paths: list[str]) -> list[str]:
+    api = api_for(name)
+    done = []
+    for item in read_documents(paths):
+        doc = item["document"]
+        kind, meta = doc.get("kind"), doc.get("metadata") or {}
+        ns = meta.get("namespace", "default")
+        try:
+            api.call("DELETE", f"/v1/policies/{kind}/{ns}/{meta.get('name')}")
+            done.append(f"{kind} {ns}/{meta.get('name')} deleted")
+        except ApiError as exc:
+            done.append(f"{kind} {ns}/{meta.get('name')}: {exc}")
+    return done
+
+
+def service_namespace(name: str, service: str, namespace: str | None) -> str:
+    services = api_for(name).call("GET", "/v1/services")["services"]
+    found = sorted(s["namespace"] for s in services if s["name"] == service and (namespace is None or s["namespace"] == namespace))
+    if not found:
+        raise ResourceError(f"no service {service!r}{f' in namespace {namespace}' if namespace else ''}; "
+                            f"known: {', '.join(sorted({s['name'] for s in services}))}")
+    if len(found) > 1:
+        raise ResourceError(f"service {service!r} is ambiguous: {', '.join(f'{ns}/{service}' for ns in found)}; add -n NAMESPACE")
+    return found[0]
+
+
+def fault_document(service: str, namespace: str, abort: int | None, percent: float, delay: str | None,
+                   delay_percent: float, duration: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"targetRef": {"kind": "Service", "name": service}}
+    if delay is not None:
+        spec["delay"] = {"fixedDelay": delay, "percentage": {"value": delay_percent}}
+    if abort is not None:
+        spec["abort"] = {"httpStatus": abort, "percentage": {"value": percent}}
+    if duration is not None:
+        spec["duration"] = duration
+    return {"apiVersion": POLICY_API, "kind": "FaultInjection",
+            "metadata": {"name": f"{service}-fault", "namespace": namespace}, "spec": spec}
+
+
+def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows = [("NAMESPACE", "NAME", "TARGET", "DELAY", "ABORT", "EXPIRES IN")]
+    now = dt.datetime.now(dt.UTC).timestamp()
+    for item in items:
+        doc, exp = item["document"], item["expiresAt"]
+        spec = doc["spec"]
+        delay = spec.get("delay")
+        abort = spec.get("abort")
+        rows.append((
+            doc["metadata"].get("namespace", "default"), doc["metadata"]["name"], f"svc/{spec['targetRef']['name']}",
+            f"{delay['fixedDelay']} {delay.get('percentage', {}).get('value', 100):g}%" if delay else "-",
+            f"{abort['httpStatus']} {abort.get('percentage', {}).get('value', 100):g}%" if abort else "-",
+            f"{max(exp - now, 0):.0f}s" if exp else "-",
+        ))
+    return rows

@@ -1,0 +1,103 @@
+"""FaultInjection end to end: applied through the operator API, pushed to the destination's
+inbound proxy, and seen by a client through the mesh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from tests.meshkit import Mesh, spiffe
+from tests.test_policy import with_change
+
+EMOJI = spiffe("emojivoto", "emoji")
+
+
+def fault(name: str = "emoji-fault", **spec) -> dict:
+    doc = with_change("metadata", {"name": name, "namespace": "emojivoto"})
+    doc["spec"] = {"targetRef": {"kind": "Service", "name": "emoji"}, **spec}
+    return doc
+
+
+def apply(mesh: Mesh, *docs: dict) -> tuple[int, dict]:
+    return mesh.call("POST", "/v1/policies", {"documents": [{"source": "test.yaml", "index": i, "document": d}
+                                                             for i, d in enumerate(docs)]})
+
+
+async def statuses(session: aiohttp.ClientSession, proxy: str, n: int, path: str = "/") -> list[int]:
+    async def one() -> int:
+        async with session.get(f"http://emoji{path}", proxy=proxy) as rsp:
+            await rsp.read()
+            return rsp.status
+
+    results = []
+    for _ in range(n // 10):
+        results += await asyncio.gather(*(one() for _ in range(10)))
+    return results
+
+
+async def until(probe, accept, what: str, timeout: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if accept(result):
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; last saw {result!r}"
+
+
+async def test_abort_percentage_delete_and_expiry(mesh: Mesh, echo_port: int):
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], EMOJI)
+    async with aiohttp.ClientSession() as session:
+        assert set(await statuses(session, client.outbound, 20)) == {200}
+
+        status, body = apply(mesh, fault(abort={"httpStatus": 503, "percentage": {"value": 30}}))
+        assert status == 200 and body["applied"][0]["action"] == "created" and body["warnings"] == []
+        await until(lambda: statuses(session, client.outbound, 10), lambda s: 503 in s, "the fault to reach the proxy")
+        results = await statuses(session, client.outbound, 400)
+        success = results.count(200) / len(results)
+        assert 0.62 < success < 0.78, success  # 70 % ± 3.5 standard deviations
+        assert set(results) == {200, 503}
+        assert 'inbound_fault_injected_total{kind="abort",policy="emojivoto/emoji-fault"}' in server.metrics()
+
+        status, _ = mesh.call("DELETE", "/v1/policies/FaultInjection/emojivoto/emoji-fault")
+        assert status == 200
+        await until(lambda: statuses(session, client.outbound, 20), lambda s: set(s) == {200}, "the fault to be removed")
+
+        # time-boxed: it removes itself
+        apply(mesh, fault(abort={"httpStatus": 500}, duration="1s"))
+        await until(lambda: statuses(session, client.outbound, 10), lambda s: set(s) == {500}, "the timed fault")
+        await until(lambda: statuses(session, client.outbound, 10), lambda s: set(s) == {200}, "the timed fault to expire")
+        await until(lambda: asyncio.to_thread(mesh.call, "GET", "/v1/policies"), lambda r: r[1]["items"] == [],
+                    "the control plane to drop the expired resource")
+
+
+async def test_delay_with_a_header_match_and_invalid_batches_change_nothing(mesh: Mesh, echo_port: int):
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], EMOJI)
+    status, body = apply(mesh, fault("good", abort={"httpStatus": 500}), fault("bad", delay={"fixedDelay": "soon"}))
+    assert status == 400 and "nothing was applied" in body["error"]
+    assert body["errors"] == [{"source": "test.yaml", "index": 1, "field": "spec.delay.fixedDelay",
+                               "message": "'soon' is not a duration (valid: 500ms, 2s, 1m)"}]
+    assert mesh.call("GET", "/v1/policies")[1]["items"] == []
+    ghost = fault("ghost", abort={"httpStatus": 500})
+    ghost["spec"]["targetRef"]["name"] = "ghost"
+    status, body = apply(mesh, ghost)
+    assert status == 200 and "service ghost.emojivoto does not exist (yet)" in body["warnings"][0]
+    mesh.call("DELETE", "/v1/policies/FaultInjection/emojivoto/ghost")
+
+    apply(mesh, fault("slow-for-jason", delay={"fixedDelay": "400ms"}, match={"headers": [{"name": "end-user", "value": "jason"}]}))
+    async with aiohttp.ClientSession() as session:
+        async def timed(headers: dict) -> tuple[float, str | None]:
+            started = time.monotonic()
+            async with session.get("http://emoji/", proxy=client.outbound, headers=headers) as rsp:
+                await rsp.read()
+                return time.monotonic() - started, rsp.headers.get("x-meshdojo-fault")
+
+        elapsed, marker = await until(lambda: timed({"end-user": "jason"}), lambda r: r[1] is not None, "the delay")
+        assert elapsed >= 0.4 and marker == "delay 0.4s emojivoto/slow-for-jason"
+        elapsed, marker = await timed({"end-user": "someone-else"})
+        assert marker is None and elapsed < 0.4

@@ -1,0 +1,122 @@
+"""Policy resources: validation that names the field, atomic apply, expiry, and the pure
+fault decision with a seeded random source."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+
+from controlplane.policy import PolicyError, parse
+from controlplane.policystore import PolicyErrors, PolicyStore
+from proxy.faults import decide
+
+FAULT = {
+    "apiVersion": "policy.meshdojo.dev/v1alpha1",
+    "kind": "FaultInjection",
+    "metadata": {"name": "ratings-delay", "namespace": "bookinfo"},
+    "spec": {
+        "targetRef": {"kind": "Service", "name": "ratings"},
+        "match": {"path": {"type": "PathPrefix", "value": "/ratings"}, "headers": [{"name": "end-user", "value": "jason"}]},
+        "delay": {"fixedDelay": "7s", "percentage": {"value": 100}},
+        "abort": {"httpStatus": 503, "percentage": {"value": 30}},
+        "duration": "2m",
+    },
+}
+
+
+def with_change(path: str, value):
+    doc = copy.deepcopy(FAULT)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+def test_a_full_fault_parses():
+    r = parse(FAULT, "f.yaml", 0)
+    assert (r.kind, r.namespace, r.name) == ("FaultInjection", "bookinfo", "ratings-delay")
+    s = r.spec
+    assert (s.service, s.delay_seconds, s.delay_percent, s.abort_status, s.abort_percent, s.duration) == ("ratings", 7, 100, 503, 30, 120)
+
+
+@pytest.mark.parametrize(("path", "value", "field", "what"), [
+    ("kind", "VirtualService", "kind", "unknown kind"),
+    ("apiVersion", "v1", "apiVersion", "policy.meshdojo.dev/v1alpha1"),
+    ("spec.delay.fixedDelay", "7 seconds", "spec.delay.fixedDelay", "valid: 500ms, 2s, 1m"),
+    ("spec.abort.percentage", {"value": 130}, "spec.abort.percentage.value", "from 0 to 100"),
+    ("spec.abort.httpStatus", "503", "spec.abort.httpStatus", "HTTP status"),
+    ("spec.retries", 3, "spec.retries", "unknown field"),
+    ("spec.targetRef", KeyError, "spec.targetRef", "required"),
+    ("spec.match.path", {"type": "Glob", "value": "/x"}, "spec.match.path.type", "PathPrefix"),
+    ("spec.match.path", {"type": "RegularExpression", "value": "(["}, "spec.match.path.value", "regular expression"),
+    ("metadata.name", "Bad_Name", "metadata.name", "lowercase"),
+    ("spec.duration", "forever", "spec.duration", "not a duration"),
+])
+def test_errors_name_the_document_and_field(path, value, field, what):
+    with pytest.raises(PolicyError) as err:
+        parse(with_change(path, value), "lesson.yaml", 3)
+    assert err.value.source == "lesson.yaml" and err.value.index == 3
+    assert err.value.field == field and what in err.value.message
+
+
+def test_a_fault_needs_a_delay_or_an_abort():
+    doc = with_change("spec.delay", KeyError)
+    del doc["spec"]["abort"]
+    with pytest.raises(PolicyError, match="needs a delay, an abort, or both"):
+        parse(doc, "f.yaml", 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_apply_is_atomic_and_time_boxed_resources_expire():
+    clock = Clock()
+    store = PolicyStore(clock)
+    other = with_change("metadata.name", "other")
+    with pytest.raises(PolicyErrors) as err:
+        store.apply([("a.yaml", 0, other), ("a.yaml", 1, with_change("spec.abort.httpStatus", 99))])
+    assert [e.index for e in err.value.errors] == [1]
+    assert store.list() == []  # nothing half-applied
+    queue = store.watch("bookinfo")
+    assert queue.get_nowait()["resources"] == []
+    assert [r["action"] for r in store.apply([("a.yaml", 0, FAULT), ("a.yaml", 1, other)])] == ["created", "created"]
+    assert len(queue.get_nowait()["resources"]) == 2
+    clock.now += 119
+    assert store.expire() == []
+    clock.now += 2
+    assert sorted(store.expire()) == [("FaultInjection", "bookinfo", "other"), ("FaultInjection", "bookinfo", "ratings-delay")]
+    assert queue.get_nowait()["resources"] == []
+
+
+def test_fault_percentages_hold_within_statistical_bounds():
+    rule = parse(with_change("spec.match", {}), "f.yaml", 0)
+    rng = random.Random(42)
+    n = 10_000
+    decisions = [decide([rule], "bookinfo", "ratings", "/ratings/0", lambda _h: None, rng) for _ in range(n)]
+    aborts = sum(1 for d in decisions if d and d.abort_status == 503)
+    delays = sum(1 for d in decisions if d and d.delay == 7)
+    assert abs(aborts / n - 0.30) < 0.015  # ~4.6 standard deviations
+    assert delays == n  # 100 %
+
+
+def test_fault_matching_by_service_path_and_header():
+    rule = parse(FAULT, "f.yaml", 0)
+    rng = random.Random(1)
+    jason = {"end-user": "jason"}.get
+    assert decide([rule], "bookinfo", "ratings", "/ratings/0", jason, rng) is not None
+    assert decide([rule], "bookinfo", "ratings", "/ratings/0", {}.get, rng) is None  # no header
+    assert decide([rule], "bookinfo", "ratings", "/other", jason, rng) is None  # path
+    assert decide([rule], "bookinfo", "reviews", "/ratings/0", jason, rng) is None  # service
+    assert decide([rule], "default", "ratings", "/ratings/0", jason, rng) is None  # namespace
