@@ -218,9 +218,12 @@ async def apply_policies(request: web.Request) -> web.Response:
     warnings = []
     for item in applied:
         resource, _ = request.app[POLICIES].list(item["kind"], item["namespace"], item["name"])[0]
-        if registry.get(resource.namespace, resource.spec.service) is None:
-            warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {resource.spec.service}.{resource.namespace} "
-                            "does not exist (yet); the resource is stored and takes effect when it does")
+        services = [resource.target] if resource.target else []
+        services += [b.service for rule in getattr(resource.spec, "rules", ()) for b in getattr(rule, "backends", ())]
+        for service in dict.fromkeys(services):
+            if registry.get(resource.namespace, service) is None:
+                warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
+                                "does not exist (yet); the resource is stored and takes effect when it does")
     return web.json_response({"applied": applied, "warnings": warnings})
 
 

@@ -96,12 +96,13 @@ async def watch(request: web.Request) -> web.StreamResponse:
 
 
 async def watch_policies(request: web.Request) -> web.StreamResponse:
-    """The policy resources of the caller's namespace: a snapshot now and after every change."""
+    """Every policy resource (a client needs the routes of the services it calls, in any
+    namespace): a snapshot now and after every change."""
     caller = caller_identity(request)
     if caller is None:
         return json_error(401, "policy watches require the proxy's client certificate")
     store = request.app[POLICIES]
-    queue = store.watch(caller.namespace)
+    queue = store.watch(None)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
     await response.prepare(request)
     try:
@@ -116,5 +117,5 @@ async def watch_policies(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        store.unwatch(caller.namespace, queue)
+        store.unwatch(None, queue)
     return response

@@ -1,6 +1,8 @@
 """Policy resources: Kubernetes-style documents parsed once into frozen values.
 
-Today: ``policy.meshdojo.dev/v1alpha1`` ``FaultInjection`` (Istio's field names). Every error
+Gateway API ``HTTPRoute`` where it has the field; ``policy.meshdojo.dev/v1alpha1`` kinds
+(Istio's and Linkerd's field names) where it doesn't: ``FaultInjection``, ``RetryBudget``,
+``CircuitBreaker``, ``AuthorizationPolicy``, ``MeshTLS``, ``RateLimit``. Every error
 names the source file, the document's index and the field path, and a batch is applied only
 if every document in it is valid.
 
@@ -25,10 +27,15 @@ from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.spiffe import is_dns_label
 
 POLICY_API = "policy.meshdojo.dev/v1alpha1"
-KINDS = {"FaultInjection": POLICY_API}
-KIND_ALIASES = {"faultinjection": "FaultInjection", "faultinjections": "FaultInjection", "fault": "FaultInjection",
-                "faults": "FaultInjection"}
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+KINDS = {"HTTPRoute": GATEWAY_API, "FaultInjection": POLICY_API, "RetryBudget": POLICY_API, "CircuitBreaker": POLICY_API,
+         "AuthorizationPolicy": POLICY_API, "MeshTLS": POLICY_API, "RateLimit": POLICY_API}
+KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS},
+                "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
+                "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
+                "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit"}
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 
 class PolicyError(ValueError):
@@ -58,8 +65,11 @@ class PathMatch:
 class RequestMatch:
     path: PathMatch | None = None
     headers: tuple[tuple[str, str], ...] = ()  # (lower-cased name, exact value)
+    method: str | None = None
 
-    def matches(self, path: str, header: Any) -> bool:
+    def matches(self, path: str, header: Any, method: str | None = None) -> bool:
+        if self.method is not None and method != self.method:
+            return False
         if self.path is not None and not self.path.matches(path):
             return False
         return all(header(name) == value for name, value in self.headers)
@@ -81,8 +91,13 @@ class Resource:
     kind: str
     namespace: str
     name: str
-    spec: FaultSpec
+    spec: Spec
     document: dict[str, Any]  # as applied, for `get -o yaml`
+
+    @property
+    def target(self) -> str | None:
+        """The service this resource is about (None: the whole namespace)."""
+        return getattr(self.spec, "service", None)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -138,15 +153,21 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     for field, value in (("metadata.name", name), ("metadata.namespace", namespace)):
         if not is_dns_label(value):
             raise r.fail(field, f"{value!r} must be lowercase letters, digits and '-'")
-    return Resource(kind, namespace, name, _fault(r, top["spec"]), top)
+    parsers = {"FaultInjection": _fault, "HTTPRoute": _route, "RetryBudget": _budget, "CircuitBreaker": _breaker,
+               "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit}
+    return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
+
+
+def _service_ref(r: _Reader, raw: Any, field: str) -> str:
+    target = r.obj(raw, field, {"kind", "name", "group", "port", "namespace"}, {"name"})
+    if target.get("kind", "Service") != "Service":
+        raise r.fail(f"{field}.kind", "only Service targets are supported")
+    return r.string(target["name"], f"{field}.name")
 
 
 def _fault(r: _Reader, raw: Any) -> FaultSpec:
     spec = r.obj(raw, "spec", {"targetRef", "match", "delay", "abort", "duration"}, {"targetRef"})
-    target = r.obj(spec["targetRef"], "spec.targetRef", {"kind", "name", "group"}, {"name"})
-    if target.get("kind", "Service") != "Service":
-        raise r.fail("spec.targetRef.kind", "only Service targets are supported")
-    service = r.string(target["name"], "spec.targetRef.name")
+    service = _service_ref(r, spec["targetRef"], "spec.targetRef")
     match = _match(r, spec["match"]) if "match" in spec else None
     delay_s, delay_pct, abort_status, abort_pct = None, 0.0, None, 0.0
     if "delay" in spec:
@@ -165,33 +186,305 @@ def _fault(r: _Reader, raw: Any) -> FaultSpec:
     return FaultSpec(service, match, delay_s, delay_pct, abort_status, abort_pct, duration)
 
 
-def _match(r: _Reader, raw: Any) -> RequestMatch:
-    m = r.obj(raw, "spec.match", {"path", "headers"})
+def _match(r: _Reader, raw: Any, where: str = "spec.match") -> RequestMatch:
+    m = r.obj(raw, where, {"path", "headers", "method"})
     path = None
     if "path" in m:
-        p = r.obj(m["path"], "spec.match.path", {"type", "value"}, {"value"})
+        p = r.obj(m["path"], f"{where}.path", {"type", "value"}, {"value"})
         kind = p.get("type", "PathPrefix")
         if kind not in PATH_TYPES:
-            raise r.fail("spec.match.path.type", f"expected one of {', '.join(PATH_TYPES)}, got {kind!r}")
-        value = r.string(p["value"], "spec.match.path.value")
+            raise r.fail(f"{where}.path.type", f"expected one of {', '.join(PATH_TYPES)}, got {kind!r}")
+        value = r.string(p["value"], f"{where}.path.value")
         if kind == "RegularExpression":
             try:
                 re.compile(value)
             except re.error as exc:
-                raise r.fail("spec.match.path.value", f"not a regular expression: {exc}") from None
+                raise r.fail(f"{where}.path.value", f"not a regular expression: {exc}") from None
         elif not value.startswith("/"):
-            raise r.fail("spec.match.path.value", "must start with '/'")
+            raise r.fail(f"{where}.path.value", "must start with '/'")
         path = PathMatch(kind, value)
     headers = []
     raw_headers = m.get("headers", [])
     if not isinstance(raw_headers, list):
-        raise r.fail("spec.match.headers", "expected a list of {name, value}")
+        raise r.fail(f"{where}.headers", "expected a list of {name, value}")
     for i, h in enumerate(raw_headers):
-        entry = r.obj(h, f"spec.match.headers[{i}]", {"name", "value", "type"}, {"name", "value"})
-        headers.append((r.string(entry["name"], f"spec.match.headers[{i}].name").lower(),
-                        r.string(entry["value"], f"spec.match.headers[{i}].value")))
-    return RequestMatch(path, tuple(headers))
+        entry = r.obj(h, f"{where}.headers[{i}]", {"name", "value", "type"}, {"name", "value"})
+        if entry.get("type", "Exact") != "Exact":
+            raise r.fail(f"{where}.headers[{i}].type", "only Exact header matches are supported")
+        headers.append((r.string(entry["name"], f"{where}.headers[{i}].name").lower(),
+                        r.string(entry["value"], f"{where}.headers[{i}].value")))
+    method = m.get("method")
+    if method is not None and method not in METHODS:
+        raise r.fail(f"{where}.method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+    return RequestMatch(path, tuple(headers), method)
 
 
 def canonical_kind(text: str) -> str | None:
     return text if text in KINDS else KIND_ALIASES.get(text.lower())
+
+
+# -- HTTPRoute (Gateway API, GAMMA: parentRefs name a Service) ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    service: str
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    codes: tuple[int, ...]
+    attempts: int  # total tries, the first included (GEP-1731)
+    backoff: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    matches: tuple[RequestMatch, ...]  # empty: matches everything
+    backends: tuple[Backend, ...]  # empty: the parent service itself
+    request_timeout: float | None
+    backend_timeout: float | None
+    retry: Retry | None
+
+    def matches_request(self, path: str, header: Any, method: str) -> bool:
+        return not self.matches or any(m.matches(path, header, method) for m in self.matches)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    service: str
+    rules: tuple[RouteRule, ...]
+
+
+def _route(r: _Reader, raw: Any) -> RouteSpec:
+    spec = r.obj(raw, "spec", {"parentRefs", "rules", "hostnames"}, {"parentRefs"})
+    parents = spec["parentRefs"]
+    if not isinstance(parents, list) or len(parents) != 1:
+        raise r.fail("spec.parentRefs", "expected exactly one parentRef: the Service whose traffic this route shapes")
+    service = _service_ref(r, parents[0], "spec.parentRefs[0]")
+    rules_raw = spec.get("rules", [{}])
+    if not isinstance(rules_raw, list) or not rules_raw:
+        raise r.fail("spec.rules", "expected a non-empty list")
+    rules = []
+    for i, rule_raw in enumerate(rules_raw):
+        where = f"spec.rules[{i}]"
+        rule = r.obj(rule_raw, where, {"matches", "backendRefs", "timeouts", "retry", "name"})
+        matches = tuple(_match(r, m, f"{where}.matches[{j}]") for j, m in enumerate(_list(r, rule.get("matches", []), f"{where}.matches")))
+        backends = []
+        for j, b in enumerate(_list(r, rule.get("backendRefs", []), f"{where}.backendRefs")):
+            bw = f"{where}.backendRefs[{j}]"
+            ref = r.obj(b, bw, {"name", "port", "weight", "kind", "group", "namespace"}, {"name"})
+            weight = ref.get("weight", 1)
+            if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 1_000_000:
+                raise r.fail(f"{bw}.weight", f"expected a whole number from 0 to 1000000, got {weight!r}")
+            backends.append(Backend(r.string(ref["name"], f"{bw}.name"), weight))
+        if backends and not any(b.weight for b in backends):
+            raise r.fail(f"{where}.backendRefs", "at least one backend needs a weight above 0")
+        timeouts = r.obj(rule.get("timeouts", {}), f"{where}.timeouts", {"request", "backendRequest"})
+        request_timeout = r.duration(timeouts["request"], f"{where}.timeouts.request") if "request" in timeouts else None
+        backend_timeout = r.duration(timeouts["backendRequest"], f"{where}.timeouts.backendRequest") if "backendRequest" in timeouts else None
+        retry = None
+        if "retry" in rule:
+            rr = r.obj(rule["retry"], f"{where}.retry", {"codes", "attempts", "backoff"})
+            codes = rr.get("codes", [500, 502, 503, 504])
+            if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in codes):
+                raise r.fail(f"{where}.retry.codes", "expected a list of HTTP statuses from 400 to 599")
+            attempts = rr.get("attempts", 2)
+            if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+                raise r.fail(f"{where}.retry.attempts", f"expected a whole number from 1 to 10, got {attempts!r}")
+            backoff = r.duration(rr["backoff"], f"{where}.retry.backoff") if "backoff" in rr else 0.025
+            retry = Retry(tuple(codes), attempts, backoff)
+        rules.append(RouteRule(matches, tuple(backends), request_timeout, backend_timeout, retry))
+    return RouteSpec(service, tuple(rules))
+
+
+def _list(r: _Reader, value: Any, field: str) -> list:
+    if not isinstance(value, list):
+        raise r.fail(field, "expected a list")
+    return value
+
+
+def _number(r: _Reader, value: Any, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise r.fail(field, f"expected a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+# -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpec:
+    service: str
+    retry_ratio: float = 0.2
+    min_retries_per_second: float = 10.0
+    ttl: float = 10.0
+
+
+def _budget(r: _Reader, raw: Any) -> BudgetSpec:
+    spec = r.obj(raw, "spec", {"targetRef", "retryRatio", "minRetriesPerSecond", "ttl"}, {"targetRef"})
+    return BudgetSpec(
+        _service_ref(r, spec["targetRef"], "spec.targetRef"),
+        _number(r, spec.get("retryRatio", 0.2), "spec.retryRatio", 0, 1000),
+        _number(r, spec.get("minRetriesPerSecond", 10), "spec.minRetriesPerSecond", 0, 100000),
+        r.duration(spec.get("ttl", "10s"), "spec.ttl"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    service: str
+    consecutive_failures: int = 7
+    penalty: float = 1.0
+    max_penalty: float = 60.0
+    jitter: float = 0.5
+
+
+def _breaker(r: _Reader, raw: Any) -> BreakerSpec:
+    spec = r.obj(raw, "spec", {"targetRef", "consecutiveFailures", "penalty", "maxPenalty", "jitter"}, {"targetRef"})
+    failures = spec.get("consecutiveFailures", 7)
+    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
+        raise r.fail("spec.consecutiveFailures", f"expected a whole number from 1 to 1000, got {failures!r}")
+    penalty = r.duration(spec.get("penalty", "1s"), "spec.penalty")
+    max_penalty = r.duration(spec.get("maxPenalty", "60s"), "spec.maxPenalty")
+    if max_penalty < penalty:
+        raise r.fail("spec.maxPenalty", "must not be shorter than spec.penalty")
+    return BreakerSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), failures, penalty, max_penalty,
+                       _number(r, spec.get("jitter", 0.5), "spec.jitter", 0, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    service: str
+    requests_per_second: float
+    burst: int
+
+
+def _ratelimit(r: _Reader, raw: Any) -> RateLimitSpec:
+    spec = r.obj(raw, "spec", {"targetRef", "requestsPerSecond", "burst"}, {"targetRef", "requestsPerSecond"})
+    rps = _number(r, spec["requestsPerSecond"], "spec.requestsPerSecond", 0.001, 1_000_000)
+    burst = spec.get("burst", max(1, int(rps)))
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
+        raise r.fail("spec.burst", f"expected a whole number from 1 to 1000000, got {burst!r}")
+    return RateLimitSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), rps, burst)
+
+
+# -- AuthorizationPolicy and MeshTLS -----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    principals: tuple[str, ...] = ()  # SPIFFE IDs
+    namespaces: tuple[str, ...] = ()
+    service_accounts: tuple[str, ...] = ()  # "sa" (same namespace) or "ns/sa"
+    unauthenticated: bool = False
+
+    def matches(self, identity: str | None, own_namespace: str) -> bool:
+        if self.unauthenticated:
+            return identity is None
+        if identity is None:
+            return False
+        ns, _, sa = identity.removeprefix("spiffe://meshdojo.local/ns/").partition("/sa/")
+        if self.principals and identity not in self.principals:
+            return False
+        if self.namespaces and ns not in self.namespaces:
+            return False
+        if self.service_accounts and not any(
+            (f"{ns}/{sa}" == want) if "/" in want else (ns == own_namespace and sa == want) for want in self.service_accounts
+        ):
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    paths: tuple[PathMatch, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    def matches(self, path: str, method: str) -> bool:
+        return (not self.paths or any(p.matches(path) for p in self.paths)) and (not self.methods or method in self.methods)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzRule:
+    sources: tuple[Source, ...]  # any of; empty: anyone
+    operations: tuple[Operation, ...]  # any of; empty: anything
+
+    def matches(self, identity: str | None, own_namespace: str, path: str, method: str) -> bool:
+        return ((not self.sources or any(s.matches(identity, own_namespace) for s in self.sources))
+                and (not self.operations or any(o.matches(path, method) for o in self.operations)))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzSpec:
+    service: str | None  # None: every workload of the namespace
+    action: str  # ALLOW, DENY, AUDIT
+    rules: tuple[AuthzRule, ...]  # empty with ALLOW: allow nothing; with DENY: deny everything
+
+
+def _authz(r: _Reader, raw: Any) -> AuthzSpec:
+    spec = r.obj(raw, "spec", {"targetRef", "action", "rules"})
+    service = _service_ref(r, spec["targetRef"], "spec.targetRef") if "targetRef" in spec else None
+    action = spec.get("action", "ALLOW")
+    if action not in ("ALLOW", "DENY", "AUDIT"):
+        raise r.fail("spec.action", f"expected ALLOW, DENY or AUDIT, got {action!r}")
+    rules = []
+    for i, rule_raw in enumerate(_list(r, spec.get("rules", []), "spec.rules")):
+        where = f"spec.rules[{i}]"
+        rule = r.obj(rule_raw, where, {"from", "to"})
+        sources = []
+        for j, f in enumerate(_list(r, rule.get("from", []), f"{where}.from")):
+            src = r.obj(r.obj(f, f"{where}.from[{j}]", {"source"}, {"source"})["source"], f"{where}.from[{j}].source",
+                        {"principals", "namespaces", "serviceAccounts", "unauthenticated"})
+            principals = tuple(_strings(r, src.get("principals", []), f"{where}.from[{j}].source.principals"))
+            for k, p in enumerate(principals):
+                if not p.startswith("spiffe://meshdojo.local/ns/"):
+                    raise r.fail(f"{where}.from[{j}].source.principals[{k}]", "expected a SPIFFE ID like spiffe://meshdojo.local/ns/NS/sa/SA")
+            unauth = src.get("unauthenticated", False)
+            if not isinstance(unauth, bool):
+                raise r.fail(f"{where}.from[{j}].source.unauthenticated", "expected true or false")
+            sources.append(Source(principals, tuple(_strings(r, src.get("namespaces", []), f"{where}.from[{j}].source.namespaces")),
+                                  tuple(_strings(r, src.get("serviceAccounts", []), f"{where}.from[{j}].source.serviceAccounts")), unauth))
+        operations = []
+        for j, t in enumerate(_list(r, rule.get("to", []), f"{where}.to")):
+            op = r.obj(r.obj(t, f"{where}.to[{j}]", {"operation"}, {"operation"})["operation"], f"{where}.to[{j}].operation",
+                       {"paths", "methods"})
+            paths = []
+            for k, p in enumerate(_strings(r, op.get("paths", []), f"{where}.to[{j}].operation.paths")):
+                if not p.startswith("/"):
+                    raise r.fail(f"{where}.to[{j}].operation.paths[{k}]", "must start with '/' (a trailing * matches a prefix)")
+                paths.append(PathMatch("PathPrefix", p[:-1]) if p.endswith("*") else PathMatch("Exact", p))
+            methods = tuple(_strings(r, op.get("methods", []), f"{where}.to[{j}].operation.methods"))
+            for k, m in enumerate(methods):
+                if m not in METHODS:
+                    raise r.fail(f"{where}.to[{j}].operation.methods[{k}]", f"expected one of {', '.join(METHODS)}")
+            operations.append(Operation(tuple(paths), methods))
+        rules.append(AuthzRule(tuple(sources), tuple(operations)))
+    return AuthzSpec(service, action, tuple(rules))
+
+
+def _strings(r: _Reader, value: Any, field: str) -> list[str]:
+    items = _list(r, value, field)
+    for i, item in enumerate(items):
+        r.string(item, f"{field}[{i}]")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class MeshTlsSpec:
+    service_account: str | None  # None: the whole namespace
+    mode: str  # STRICT or PERMISSIVE
+
+
+def _meshtls(r: _Reader, raw: Any) -> MeshTlsSpec:
+    spec = r.obj(raw, "spec", {"targetRef", "mode"}, {"mode"})
+    account = None
+    if "targetRef" in spec:
+        ref = r.obj(spec["targetRef"], "spec.targetRef", {"kind", "name"}, {"kind", "name"})
+        if ref["kind"] != "ServiceAccount":
+            raise r.fail("spec.targetRef.kind", "MeshTLS targets a ServiceAccount (a workload's identity), or the whole namespace without targetRef")
+        account = r.string(ref["name"], "spec.targetRef.name")
+    if spec["mode"] not in ("STRICT", "PERMISSIVE"):
+        raise r.fail("spec.mode", f"expected STRICT or PERMISSIVE, got {spec['mode']!r}")
+    return MeshTlsSpec(account, spec["mode"])
+
+
+Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec

@@ -17,7 +17,7 @@ class PolicyStore:
         self._clock = clock
         self._on_change = on_change
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
-        self._watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
 
     # -- reads ---------------------------------------------------------------------------
@@ -25,7 +25,8 @@ class PolicyStore:
         return [entry for key, entry in sorted(self._resources.items())
                 if (kind is None or key[0] == kind) and (namespace is None or key[1] == namespace) and (name is None or key[2] == name)]
 
-    def snapshot(self, namespace: str) -> dict[str, Any]:
+    def snapshot(self, namespace: str | None) -> dict[str, Any]:
+        """The resources of ``namespace`` (None: of every namespace)."""
         return {"type": "snapshot", "version": self.version, "namespace": namespace,
                 "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)]}
 
@@ -45,7 +46,8 @@ class PolicyStore:
         for resource in parsed:
             old = self._resources.get(resource.key)
             action = "created" if old is None else ("unchanged" if old[0].document == resource.document else "configured")
-            expires = now + resource.spec.duration if resource.spec.duration is not None else None
+            duration = getattr(resource.spec, "duration", None)
+            expires = now + duration if duration is not None else None
             if action != "unchanged" or expires is not None:
                 self._resources[resource.key] = (resource, expires)
                 changed.add(resource.namespace)
@@ -80,13 +82,13 @@ class PolicyStore:
         return [{"document": r.document, "expiresAt": exp} for r, exp in self.list()]
 
     # -- watches -------------------------------------------------------------------------
-    def watch(self, namespace: str) -> asyncio.Queue[dict[str, Any] | None]:
+    def watch(self, namespace: str | None) -> asyncio.Queue[dict[str, Any] | None]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4)
         queue.put_nowait(self.snapshot(namespace))
         self._watchers.setdefault(namespace, set()).add(queue)
         return queue
 
-    def unwatch(self, namespace: str, queue: asyncio.Queue) -> None:
+    def unwatch(self, namespace: str | None, queue: asyncio.Queue) -> None:
         self._watchers.get(namespace, set()).discard(queue)
 
     def close_watches(self) -> None:
@@ -99,7 +101,7 @@ class PolicyStore:
         if not namespaces:
             return
         self.version += 1
-        for namespace in namespaces:
+        for namespace in (*namespaces, None):
             for queue in list(self._watchers.get(namespace, ())):
                 _replace(queue, self.snapshot(namespace))  # snapshots supersede each other: keep only the newest
         if self._on_change is not None:

@@ -20,7 +20,8 @@ def _respond(status: int, content_type: str, body: bytes) -> Response:
     return Response(status, [(b"content-type", content_type.encode())], BytesBody(body))
 
 
-def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]]) -> Handler:
+def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]],
+                fates: Callable[[], list[dict[str, Any]]] = list) -> Handler:
     async def handle(request: Request) -> Response:
         path = request.head.target.partition("?")[0]
         if request.head.method not in ("GET", "HEAD"):
@@ -33,6 +34,8 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
             return _respond(200, "text/plain", b"live\n")
         if path == "/config":
             return _respond(200, "application/json", json.dumps(config(), indent=2).encode() + b"\n")
-        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live or /config\n")
+        if path == "/fates":
+            return _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
+        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config or /fates\n")
 
     return handle

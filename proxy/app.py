@@ -22,6 +22,7 @@ from proxy.exchange import Handler, Peer
 from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
+from proxy.layers import FateLog, record_fate
 from proxy.metrics import ProxyMetrics
 from proxy.outbound import build_outbound_stack
 from proxy.policies import PolicyWatch
@@ -43,6 +44,7 @@ class Proxy:
                                          self.metrics.identity, config.rotate_every)
         self.discovery = Discovery(self.client, self.identity, self.tasks)
         self.policies = PolicyWatch(self.client, self.identity)
+        self.fates = FateLog()
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
         self.inbound_state = ServerState(idle_timeout=60.0)
@@ -64,7 +66,7 @@ class Proxy:
         loop = asyncio.get_running_loop()
         self.tasks.supervise(self.deadlines.run, name="deadlines")
         # admin first, so /live answers while we bootstrap
-        admin = build_admin(self.metrics, lambda: self.ready, self.describe)
+        admin = build_admin(self.metrics, lambda: self.ready, self.describe, lambda: list(self.fates.entries))
         self._admin = await loop.create_server(
             lambda: _Downstream(self, admin, self.admin_state, track=False), "127.0.0.1", self.config.admin_port
         )
@@ -75,15 +77,15 @@ class Proxy:
         self.tasks.supervise(self.policies.run, name="policies:watch")
 
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
-                                        gateway=self.config.gateway)
+                                        self.policies, self.fates, gateway=self.config.gateway)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
-        inbound = build_inbound_stack(self.app_pool, self.config.app_port, self.metrics, self.policies,
-                                      self.config.identity.namespace)
-        self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, lambda: self.mode, self.metrics,
+        inbound = record_fate(self.fates)(_inbound_fate(build_inbound_stack(
+            self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace)))
+        self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines)
         self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
         self.ports["admin"] = admin_port
@@ -92,12 +94,17 @@ class Proxy:
         log.info("proxy %s ready: outbound=%d inbound=%d admin=%d mode=%s", self.config.identity.uri,
                  self.ports["outbound"], self.ports["inbound"], self.ports["admin"], self.mode.value)
 
+    def tls_mode(self) -> TlsMode:
+        """MeshTLS policy for this workload if there is one, else the mode it was started with."""
+        chosen = self.policies.tls_mode(self.config.identity.namespace, self.config.identity.service_account)
+        return TlsMode(chosen.lower()) if chosen else self.mode
+
     def describe(self) -> dict[str, Any]:
         cert = self.identity.certificate
         return {
             "identity": self.config.identity.uri,
             "workload": self.config.workload,
-            "mode": self.mode.value,
+            "mode": self.tls_mode().value,
             "gateway": self.config.gateway,
             "ports": self.ports,
             "appPort": self.config.app_port,
@@ -142,6 +149,14 @@ class Proxy:
         if self._admin is not None:
             self._admin.close()
         self.admin_state.start_drain()
+
+
+def _inbound_fate(inner: Handler) -> Handler:
+    async def handle(request):
+        request.fate.direction = "inbound"
+        return await inner(request)
+
+    return handle
 
 
 class _Downstream(HttpConnection):

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controlplane.policy import RouteRule
 from controlplane.protocol import Endpoint
+from proxy.fate import Fate
 from proxy.http1 import Headers, HttpConnection, RequestHead
 
 BODY_IDLE_TIMEOUT = 30.0
@@ -113,6 +115,8 @@ class Request:
     dst_namespace: str = ""
     endpoints: Sequence[Endpoint] = ()
     endpoint: Endpoint | None = None
+    rule: RouteRule | None = None  # the HTTPRoute rule that matched, if any
+    fate: Fate = field(default_factory=Fate)
 
 
 @dataclass(slots=True)

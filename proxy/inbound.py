@@ -10,6 +10,8 @@ The stack, outermost first (built in :func:`build_inbound_stack`):
     metrics    count and time every request, labelled with the client's identity
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
+    authz      AuthorizationPolicy: DENY first, then ALLOW must match (403)
+    ratelimit  RateLimit: token bucket per service (429)
     fault      FaultInjection resources for the service asked for: delay and/or abort
     app        plaintext to the app on 127.0.0.1:<app port>, pooled
 """
@@ -21,12 +23,14 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
 from controlplane.names import resolve
 from controlplane.sslcontext import peer_identity
 from proxy.deadlines import Deadlines
+from proxy.decisions import authorize
 from proxy.endpoint import exchange
 from proxy.errors import AppUnavailable, ConnectFailed
 from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response
@@ -36,6 +40,7 @@ from proxy.layers import errors, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
+from proxy.ratelimit import TokenBucket
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
 
@@ -94,6 +99,8 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: s
                               lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) else None), rng)
             if decision is None:
                 return await inner(request)
+            request.fate.fault = f"{'delay ' + format(decision.delay, 'g') + 's ' if decision.delay else ''}" \
+                f"{'abort ' + str(decision.abort_status) + ' ' if decision.abort_status else ''}by {decision.policy}"
             if decision.delay is not None:
                 metrics.faults.labels("delay", decision.policy).inc()
                 await sleep(decision.delay)
@@ -105,6 +112,63 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: s
             response = await inner(request)
             response.headers.append((b"x-meshdojo-fault", f"delay {decision.delay:g}s {decision.policy}".encode()))
             return response
+
+        return handle
+
+    return layer
+
+
+def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str) -> Layer:
+    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            found = target_service(request, own_namespace)
+            rules = policies.authz_for(own_namespace, found[1] if found and found[0] == own_namespace else None)
+            if not rules:
+                return await inner(request)
+            decision = authorize(rules, request.peer.identity, own_namespace, request.path, request.head.method)
+            for name in decision.audited:
+                metrics.authz_audit.labels(name).inc()
+                log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
+            request.fate.authz = decision.describe()
+            if decision.allowed:
+                metrics.authz_allow.labels(decision.policy or "").inc()
+                return await inner(request)
+            metrics.authz_deny.labels(decision.policy or "").inc()
+            log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated", decision.policy)
+            body = f"meshdojo: denied by AuthorizationPolicy {decision.policy}\n".encode()
+            return Response(403, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"authz_denied")], BytesBody(body),
+                            error="authz_denied")
+
+        return handle
+
+    return layer
+
+
+def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str, clock=time.monotonic) -> Layer:
+    """RateLimit: a token bucket per service at this inbound proxy; 429 past it."""
+    buckets: dict[tuple[str, str], tuple[object, TokenBucket]] = {}
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            found = target_service(request, own_namespace)
+            limits = policies.find("RateLimit", own_namespace, found[1]) if found else []
+            if not limits:
+                return await inner(request)
+            resource = limits[0]
+            key = (resource.namespace, resource.name)
+            current = buckets.get(key)
+            if current is None or current[0] != resource.spec:
+                current = buckets[key] = (resource.spec, TokenBucket(resource.spec.requests_per_second, resource.spec.burst, clock))  # type: ignore[union-attr]
+            name = f"{resource.namespace}/{resource.name}"
+            if current[1].take():
+                metrics.ratelimited.labels(name, "allowed").inc()
+                return await inner(request)
+            metrics.ratelimited.labels(name, "rate_limited").inc()
+            request.fate.ratelimit = f"limited by {name}"
+            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", b"1"), (b"x-meshdojo-error", b"rate_limited")],
+                            BytesBody(f"meshdojo: rate limited by RateLimit {name}\n".encode()), error="rate_limited")
 
         return handle
 
@@ -127,6 +191,8 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
                         own_namespace: str, rng: random.Random | None = None) -> Handler:
     handler = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, own_namespace, rng or random.Random())(handler)  # FaultInjection
+    handler = rate_limit(policies, metrics, own_namespace)(handler)  # RateLimit: token bucket, 429
+    handler = authorize_requests(policies, metrics, own_namespace)(handler)  # AuthorizationPolicy: 403
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("inbound", metrics, client_id_of_peer=True)(handler)  # golden metrics

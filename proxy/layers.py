@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
 from proxy.classify import classify
 from proxy.errors import ProxyError, RequestTimeout
@@ -65,3 +66,26 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
 
     return layer
 
+
+
+class FateLog:
+    """The most recent requests' fates, for /fates on the admin port (and tap, later)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.entries: deque[dict] = deque(maxlen=size)
+
+
+def record_fate(fates: FateLog) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            response = await inner(request)
+            fate = request.fate
+            fates.entries.append({"time": time.time(), "method": request.head.method, "authority": request.authority,
+                                  "path": request.path, "status": response.status, **fate.to_json()})
+            if request.head.header(b"x-meshdojo-debug") == b"1":
+                response.headers.append((b"x-meshdojo-fate", f"{fate.direction}: {fate.summary()}".encode("latin-1", "replace")))
+            return response
+
+        return handle
+
+    return layer

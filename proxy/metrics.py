@@ -119,6 +119,24 @@ class ProxyMetrics:
             "inbound_fault_injected", "Requests delayed or aborted by a FaultInjection resource", ("kind", "policy"),
             registry=self.registry,
         )
+        self.retries = Counter(
+            "outbound_http_route_retry", "Retry decisions: retried, overflow (budget exhausted), limit_exceeded (attempts used)",
+            ("route", "outcome"), registry=self.registry,
+        )
+        self.timeouts = Counter(
+            "outbound_http_route_timeouts", "Requests that hit a route timeout (request or backendRequest)", ("kind", "route"),
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "outbound_http_breaker_transitions", "Circuit breaker state changes per service (tripped, closed)",
+            ("service", "transition"), registry=self.registry,
+        )
+        self.authz_allow = Counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",), registry=self.registry)
+        self.authz_deny = Counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",), registry=self.registry)
+        self.authz_audit = Counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",), registry=self.registry)
+        self.ratelimited = Counter(
+            "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"), registry=self.registry,
+        )
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
         self.registry.register(self.tcp)

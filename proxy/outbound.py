@@ -2,10 +2,17 @@
 
 The stack, outermost first (built in :func:`build_outbound_stack`):
 
+    fate       record what happens; summarise it in x-meshdojo-fate on x-meshdojo-debug: 1
     metrics    count and time every request, labelled with what was chosen below
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
     target     absolute-form URI or Host header -> logical service name and path
     discover   logical service -> its current endpoint set (watched, cached)
+    route      HTTPRoute: matching rule, weighted backend          (proxy/traffic.py)
+    concrete   the backend service's endpoints
+    timeout    timeouts.request over the whole request, retries included
+    retry      retry policy within the RetryBudget
+    tries      timeouts.backendRequest per attempt
+    breaker    CircuitBreaker: tripped endpoints are skipped
     balance    endpoint set -> one endpoint (peak-EWMA, power of two choices)
     endpoint   mutual TLS (or plaintext if unmeshed) to that endpoint, pooled
 """
@@ -17,13 +24,15 @@ import time
 from urllib.parse import urlsplit
 
 from controlplane.names import split_authority
+from proxy import traffic
 from proxy.balancer import P2cBalancer
 from proxy.discovery import Discovery
 from proxy.endpoint import exchange
-from proxy.errors import BadRequest, NoEndpoints
+from proxy.errors import BadRequest, NoEndpoints, ProxyError
 from proxy.exchange import Handler, Layer, Request, Response
-from proxy.layers import errors, record_metrics
+from proxy.layers import FateLog, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
+from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
 
 
@@ -106,19 +115,36 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
         dest = Dest(ep.address, ep.port, ep.identity if ep.meshed else None)
         # tell the destination which service was asked for (as Linkerd does), for its policies
         request.head.headers = [(n, v) for n, v in request.head.headers if n != b"l5d-dst-canonical"]
-        canonical = f"l5d-dst-canonical: {request.dst_service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()
-        return await exchange(pool, dest, request, canonical, balancer.load(ep.key))
+        service = request.fate.backend or request.dst_service
+        canonical = f"l5d-dst-canonical: {service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()
+        where = ep.instance or f"{ep.address}:{ep.port}"
+        try:
+            response = await exchange(pool, dest, request, canonical, balancer.load(ep.key))
+        except ProxyError as exc:
+            request.fate.attempts.append(f"{where} -> {exc.code}")
+            raise
+        request.fate.attempts.append(f"{where} -> {response.status}")
+        return response
 
     return handle
 
 
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
-                         rng: random.Random | None = None, clock=time.monotonic, gateway: str | None = None) -> Handler:
+                         policies: PolicyWatch, fates: FateLog, rng: random.Random | None = None, clock=time.monotonic,
+                         gateway: str | None = None) -> Handler:
+    rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
+    handler = traffic.breaker(traffic.Breakers(policies, clock, rng), metrics)(handler)  # skip tripped endpoints
+    handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt
+    handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget
+    handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included
+    handler = traffic.concrete(discovery)(handler)  # the chosen backend's endpoints
+    handler = traffic.route(policies, rng)(handler)  # HTTPRoute match and weighted backend
     handler = discover(discovery)(handler)  # logical service -> endpoint set
     handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
+    handler = record_fate(fates)(handler)  # keep each request's fate; x-meshdojo-debug shows it
     return handler

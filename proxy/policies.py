@@ -27,12 +27,29 @@ class PolicyWatch:
         self._identity = identity
         self._rng = rng or random.Random()
         self._entries: list[tuple[Resource, float | None]] = []
+        self._index: dict[tuple[str, str, str | None], list[Resource]] = {}
         self.version = -1
         self.updated_at = 0.0
 
     def faults(self, now: float | None = None) -> list[Resource]:
         now = time.time() if now is None else now
         return [r for r, expires in self._entries if r.kind == "FaultInjection" and (expires is None or expires > now)]
+
+    def find(self, kind: str, namespace: str, service: str | None) -> list[Resource]:
+        """Resources of ``kind`` in ``namespace`` that target ``service`` (sorted by name)."""
+        return self._index.get((kind, namespace, service), [])
+
+    def authz_for(self, namespace: str, service: str | None) -> list[Resource]:
+        found = self.find("AuthorizationPolicy", namespace, None)
+        return found + self.find("AuthorizationPolicy", namespace, service) if service else found
+
+    def tls_mode(self, namespace: str, service_account: str) -> str | None:
+        """MeshTLS for this workload: one naming its service account wins over the namespace's."""
+        candidates = [r for r in self.find("MeshTLS", namespace, None)]
+        specific = [r for r in candidates if r.spec.service_account == service_account]  # type: ignore[union-attr]
+        general = [r for r in candidates if r.spec.service_account is None]  # type: ignore[union-attr]
+        chosen = specific or general
+        return chosen[0].spec.mode if chosen else None  # type: ignore[union-attr]
 
     def apply_snapshot(self, event: dict) -> None:
         entries = []
@@ -42,6 +59,10 @@ class PolicyWatch:
             except (PolicyError, KeyError, TypeError) as exc:  # the control plane validated it; be safe anyway
                 log.warning("ignoring a policy the proxy cannot read: %s", exc)
         self._entries = entries
+        index: dict[tuple[str, str, str | None], list[Resource]] = {}
+        for resource, _expires in sorted(entries, key=lambda e: e[0].key):
+            index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
+        self._index = index
         self.version = event.get("version", self.version)
         self.updated_at = time.time()
         log.info("policy snapshot %s: %d resources", self.version, len(entries))

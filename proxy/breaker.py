@@ -1,0 +1,81 @@
+"""Circuit breaking by consecutive-failure accrual, per endpoint (Linkerd's model).
+
+After ``consecutive_failures`` failures in a row an endpoint is taken out for a penalty —
+``penalty`` doubling per trip up to ``max_penalty``, with ± ``jitter`` — then a single probe
+request is let through: success closes the breaker, failure trips it again. Pure: clock and
+randomness are injected.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+@dataclass
+class Accrual:
+    failures: int = 0
+    trips: int = 0
+    open_until: float | None = None  # None: closed
+    probing: bool = False
+
+    def state(self, now: float) -> str:
+        if self.open_until is None:
+            return CLOSED
+        return OPEN if now < self.open_until else HALF_OPEN
+
+
+class Breaker:
+    def __init__(self, consecutive_failures: int = 7, penalty: float = 1.0, max_penalty: float = 60.0, jitter: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        self.threshold, self.penalty, self.max_penalty, self.jitter = consecutive_failures, penalty, max_penalty, jitter
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.endpoints: dict[object, Accrual] = {}
+
+    def _get(self, key: object) -> Accrual:
+        accrual = self.endpoints.get(key)
+        if accrual is None:
+            accrual = self.endpoints[key] = Accrual()
+        return accrual
+
+    def state(self, key: object) -> str:
+        return self._get(key).state(self._clock())
+
+    def admit(self, key: object) -> bool:
+        """May a request go to this endpoint now? In half-open state, only one probe at a time."""
+        accrual = self._get(key)
+        state = accrual.state(self._clock())
+        if state == CLOSED:
+            return True
+        if state == HALF_OPEN and not accrual.probing:
+            return True
+        return False
+
+    def begin(self, key: object) -> None:
+        accrual = self._get(key)
+        if accrual.state(self._clock()) == HALF_OPEN:
+            accrual.probing = True
+
+    def record(self, key: object, failure: bool) -> str | None:
+        """The outcome of a request; returns "tripped" or "closed" when the state changed."""
+        accrual = self._get(key)
+        was_probe = accrual.probing
+        accrual.probing = False
+        if not failure:
+            changed = "closed" if accrual.trips else None
+            accrual.failures, accrual.trips, accrual.open_until = 0, 0, None
+            return changed
+        accrual.failures += 1
+        if was_probe or accrual.failures >= self.threshold:
+            accrual.trips += 1
+            base = min(self.penalty * 2 ** (accrual.trips - 1), self.max_penalty)
+            spread = 1 + self.jitter * (2 * self._rng.random() - 1)
+            accrual.open_until = self._clock() + base * spread
+            accrual.failures = 0
+            return "tripped"
+        return None

@@ -1,0 +1,75 @@
+"""Routing and authorization decisions: pure functions of the request, the policies in force
+and a random source."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from controlplane.policy import AuthzSpec, Resource, RouteRule, RouteSpec
+
+Header = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChoice:
+    route: str  # namespace/name#rule
+    rule: RouteRule
+    backend: str | None  # service name; None: the parent service itself
+
+
+def choose_route(routes: Sequence[Resource], path: str, header: Header, method: str, rng: random.Random) -> RouteChoice | None:
+    """The first rule (routes by name, rules in order) that matches, and a backend by weight.
+    None when no rule matches — which, once a route is attached, means 404 (as in GAMMA)."""
+    for resource in routes:
+        spec: RouteSpec = resource.spec  # type: ignore[assignment]
+        for i, rule in enumerate(spec.rules):
+            if rule.matches_request(path, header, method):
+                return RouteChoice(f"{resource.namespace}/{resource.name}#{i}", rule, pick_backend(rule, rng))
+    return None
+
+
+def pick_backend(rule: RouteRule, rng: random.Random) -> str | None:
+    if not rule.backends:
+        return None
+    total = sum(b.weight for b in rule.backends)
+    point = rng.random() * total
+    for backend in rule.backends:
+        point -= backend.weight
+        if point < 0:
+            return backend.service
+    return rule.backends[-1].service
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzDecision:
+    allowed: bool
+    policy: str | None  # which policy decided; None when none applies
+    audited: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        verdict = "allow" if self.allowed else "deny"
+        return f"{verdict} by {self.policy}" if self.policy else f"{verdict} (no policy)"
+
+
+def authorize(policies: Sequence[Resource], identity: str | None, own_namespace: str, path: str, method: str) -> AuthzDecision:
+    """Istio's order: any matching DENY denies; AUDIT only records; if any ALLOW policy exists,
+    one of them must match. A policy with no rules never matches."""
+
+    def matches(r: Resource) -> bool:
+        spec: AuthzSpec = r.spec  # type: ignore[assignment]
+        return any(rule.matches(identity, own_namespace, path, method) for rule in spec.rules)
+
+    name = lambda r: f"{r.namespace}/{r.name}"  # noqa: E731
+    audited = tuple(name(r) for r in policies if r.spec.action == "AUDIT" and matches(r))  # type: ignore[union-attr]
+    for r in policies:
+        if r.spec.action == "DENY" and matches(r):  # type: ignore[union-attr]
+            return AuthzDecision(False, name(r), audited)
+    allows = [r for r in policies if r.spec.action == "ALLOW"]  # type: ignore[union-attr]
+    if not allows:
+        return AuthzDecision(True, None, audited)
+    for r in allows:
+        if matches(r):
+            return AuthzDecision(True, name(r), audited)
+    return AuthzDecision(False, f"{', '.join(name(r) for r in allows)} (no ALLOW rule matched)", audited)

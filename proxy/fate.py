@@ -1,0 +1,40 @@
+"""Each request's fate: what the proxy decided and why, for the learner.
+
+Layers write into it as the request passes; it is kept in a ring buffer for the
+observability work (``/fates`` on the admin port) and summarised in ``x-meshdojo-fate`` when
+the request carries ``x-meshdojo-debug: 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Fate:
+    direction: str = "outbound"
+    route: str | None = None  # HTTPRoute namespace/name and rule index
+    backend: str | None = None
+    attempts: list[str] = field(default_factory=list)  # "endpoint -> status or error"
+    retry: list[str] = field(default_factory=list)  # why each retry did or did not happen
+    timeout: str | None = None
+    breaker: str | None = None
+    fault: str | None = None
+    authz: str | None = None
+    ratelimit: str | None = None
+
+    def summary(self) -> str:
+        parts = []
+        for key in ("route", "backend", "timeout", "breaker", "fault", "authz", "ratelimit"):
+            value = getattr(self, key)
+            if value:
+                parts.append(f"{key}={value}")
+        if self.attempts:
+            parts.append(f"attempts={len(self.attempts)}[{'; '.join(self.attempts)}]")
+        if self.retry:
+            parts.append(f"retry={'; '.join(self.retry)}")
+        return ", ".join(parts) or "no policy applied"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,263 @@
+"""The outbound policy layers, between discovery and the balancer:
+
+    route      HTTPRoute: first matching rule, a backend by weight (404 if routes exist and none match)
+    concrete   the chosen backend service's endpoints
+    timeout    timeouts.request: the whole request, retries included (504)
+    retry      retry.codes/attempts/backoff, within the service's RetryBudget; replayable bodies only
+    tries      timeouts.backendRequest: each attempt (504, retryable)
+    breaker    CircuitBreaker: skip tripped endpoints; 503 at once when every one is tripped
+
+Each decision is a pure function elsewhere (decisions, budget, breaker); these layers only
+wire them to the request and record what happened in its fate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+from controlplane.policy import BreakerSpec, BudgetSpec
+from proxy.breaker import HALF_OPEN, Breaker
+from proxy.budget import RetryBudget
+from proxy.classify import classify
+from proxy.decisions import choose_route
+from proxy.discovery import Discovery
+from proxy.errors import ProxyError
+from proxy.exchange import BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response
+from proxy.metrics import ProxyMetrics
+from proxy.policies import PolicyWatch
+
+MAX_REPLAY_BYTES = 64 * 1024
+
+
+class NoRoute(ProxyError):
+    status = 404
+    code = "no_route"
+
+
+class RequestTimeout(ProxyError):
+    status = 504
+    code = "request_timeout"
+
+
+class BackendTimeout(ProxyError):
+    status = 504
+    code = "backend_timeout"
+
+
+class BreakerOpen(ProxyError):
+    status = 503
+    code = "breaker_open"
+
+
+def _header(request: Request) -> Callable[[str], str | None]:
+    return lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None
+
+
+def route(policies: PolicyWatch, rng: random.Random) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service)
+            if not routes:
+                return await inner(request)
+            choice = choose_route(routes, request.path, _header(request), request.head.method, rng)
+            if choice is None:
+                names = ", ".join(f"{r.namespace}/{r.name}" for r in routes)
+                raise NoRoute(f"no rule of HTTPRoute {names} matches {request.head.method} {request.path} "
+                              f"(once a route is attached to a service, unmatched requests get 404)")
+            request.rule = choice.rule
+            request.fate.route = choice.route
+            request.fate.backend = choice.backend or request.dst_service
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def concrete(discovery: Discovery) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            backend = request.fate.backend
+            if backend and backend != request.dst_service:
+                endpoint_set = await discovery.resolve(f"{backend}.{request.dst_namespace}")
+                request.endpoints = endpoint_set.ordered
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def request_timeout(metrics: ProxyMetrics) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            limit = request.rule.request_timeout if request.rule is not None else None
+            if limit is None:
+                return await inner(request)
+            try:
+                async with asyncio.timeout(limit):
+                    return await inner(request)
+            except TimeoutError:
+                request.fate.timeout = f"request timeout {limit:g}s"
+                metrics.timeouts.labels("request", request.fate.route or "").inc()
+                raise RequestTimeout(f"no response within the route's request timeout of {limit:g}s") from None
+
+        return handle
+
+    return layer
+
+
+def try_timeout(metrics: ProxyMetrics) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            limit = request.rule.backend_timeout if request.rule is not None else None
+            if limit is None:
+                return await inner(request)
+            try:
+                async with asyncio.timeout(limit):
+                    return await inner(request)
+            except TimeoutError:
+                request.fate.timeout = f"backendRequest timeout {limit:g}s"
+                metrics.timeouts.labels("backendRequest", request.fate.route or "").inc()
+                raise BackendTimeout(f"no response within the route's backendRequest timeout of {limit:g}s") from None
+
+        return handle
+
+    return layer
+
+
+class Budgets:
+    """One RetryBudget per service, configured from RetryBudget resources (Linkerd's defaults otherwise)."""
+
+    def __init__(self, policies: PolicyWatch, clock: Callable[[], float] = time.monotonic) -> None:
+        self._policies = policies
+        self._clock = clock
+        self._budgets: dict[tuple[str, str], tuple[BudgetSpec, RetryBudget]] = {}
+
+    def get(self, namespace: str, service: str) -> RetryBudget:
+        found = self._policies.find("RetryBudget", namespace, service)
+        spec: BudgetSpec = found[0].spec if found else BudgetSpec(service)  # type: ignore[assignment]
+        current = self._budgets.get((namespace, service))
+        if current is None or current[0] != spec:
+            current = (spec, RetryBudget(spec.retry_ratio, spec.min_retries_per_second, spec.ttl, self._clock))
+            self._budgets[(namespace, service)] = current
+        return current[1]
+
+
+def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            policy = request.rule.retry if request.rule is not None else None
+            if policy is None or policy.attempts <= 1:
+                return await inner(request)
+            budget = budgets.get(request.dst_namespace, request.dst_service)
+            budget.deposit()
+            if isinstance(request.body, ConnectionBody):  # buffer it so it can be sent again
+                if request.body.length is not None and request.body.length > MAX_REPLAY_BYTES:
+                    request.fate.retry.append(f"not retryable: body of {request.body.length} bytes is over 64 KiB")
+                    return await inner(request)
+                data = await request.body.read_all(MAX_REPLAY_BYTES)
+                if data is None:
+                    raise ProxyError("request body over 64 KiB on a retried route, and its start is already consumed")
+                request.body = BytesBody(data)
+            elif not isinstance(request.body, BytesBody | EmptyBody):
+                request.fate.retry.append("not retryable: body cannot be replayed")
+                return await inner(request)
+            route_label = request.fate.route or ""
+            for attempt in range(1, policy.attempts + 1):
+                try:
+                    response = await inner(request)
+                except ProxyError as exc:
+                    if exc.status not in policy.codes and exc.code not in ("connect_failed", "backend_timeout", "breaker_open"):
+                        raise
+                    response = exc.response()
+                if response.status not in policy.codes and response.error not in ("connect_failed", "backend_timeout"):
+                    return response
+                if attempt == policy.attempts:
+                    request.fate.retry.append(f"gave up: {policy.attempts} attempts used")
+                    metrics.retries.labels(route_label, "limit_exceeded").inc()
+                    return response
+                if not budget.withdraw():
+                    request.fate.retry.append(f"no retry after {response.status}: retry budget exhausted")
+                    metrics.retries.labels(route_label, "overflow").inc()
+                    return response
+                response.body.abandon()
+                request.fate.retry.append(f"retried after {response.status}")
+                metrics.retries.labels(route_label, "retried").inc()
+                await sleep(policy.backoff * (0.5 + random.random()))
+            raise AssertionError("unreachable")
+
+        return handle
+
+    return layer
+
+
+class Breakers:
+    def __init__(self, policies: PolicyWatch, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        self._policies = policies
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._breakers: dict[tuple[str, str], tuple[BreakerSpec, Breaker]] = {}
+
+    def get(self, namespace: str, service: str) -> Breaker | None:
+        found = self._policies.find("CircuitBreaker", namespace, service)
+        if not found:
+            self._breakers.pop((namespace, service), None)
+            return None
+        spec: BreakerSpec = found[0].spec  # type: ignore[assignment]
+        current = self._breakers.get((namespace, service))
+        if current is None or current[0] != spec:
+            current = (spec, Breaker(spec.consecutive_failures, spec.penalty, spec.max_penalty, spec.jitter, self._clock, self._rng))
+            self._breakers[(namespace, service)] = current
+        return current[1]
+
+    def states(self) -> dict[str, dict[str, str]]:
+        return {f"{ns}/{svc}": {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
+
+
+def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            service = request.fate.backend or request.dst_service
+            br = breakers.get(request.dst_namespace, service)
+            if br is None:
+                return await inner(request)
+            everyone = request.endpoints
+            admitted = [ep for ep in everyone if br.admit(ep.key)]
+            if not admitted:
+                request.fate.breaker = f"open for all {len(everyone)} endpoints"
+                raise BreakerOpen(f"every endpoint of {service}.{request.dst_namespace} is failing (circuit breaker open); "
+                                  "failing fast instead of waiting")
+            probes = [ep for ep in admitted if br.state(ep.key) == HALF_OPEN]
+            if probes:  # a penalty ran out: this request is that endpoint's one probe
+                admitted = probes[:1]
+                br.begin(admitted[0].key)
+            if len(admitted) < len(everyone):
+                request.fate.breaker = f"{len(everyone) - len(admitted)} of {len(everyone)} endpoints ejected"
+            request.endpoints = admitted
+            try:
+                response = await inner(request)
+            except ProxyError:
+                _record(br, request, service, True, metrics)
+                raise
+            finally:
+                request.endpoints = everyone  # the next attempt chooses afresh
+            _record(br, request, service, classify(response).failure, metrics)
+            return response
+
+        return handle
+
+    return layer
+
+
+def _record(br: Breaker, request: Request, service: str, failed: bool, metrics: ProxyMetrics) -> None:
+    if request.endpoint is None:
+        return
+    key = request.endpoint.key
+    changed = br.record(key, failed)
+    if changed is not None:
+        metrics.breaker_transitions.labels(f"{service}.{request.dst_namespace}", changed).inc()
+        request.fate.breaker = f"{changed} for {key[0]}:{key[1]}"
