@@ -83,7 +83,11 @@ def record_fate(fates: FateLog) -> Layer:
             fates.entries.append({"time": time.time(), "method": request.head.method, "authority": request.authority,
                                   "path": request.path, "status": response.status, **fate.to_json()})
             if request.head.header(b"x-meshdojo-debug") == b"1":
-                response.headers.append((b"x-meshdojo-fate", f"{fate.direction}: {fate.summary()}".encode("latin-1", "replace")))
+                mine = f"{fate.direction}: {fate.summary()}".encode("latin-1", "replace")
+                # one header for the whole path: this proxy's fate first, then the far side's
+                theirs = [v for n, v in response.headers if n == b"x-meshdojo-fate"]
+                response.headers = [(n, v) for n, v in response.headers if n != b"x-meshdojo-fate"]
+                response.headers.append((b"x-meshdojo-fate", b" | ".join([mine, *theirs])))
             return response
 
         return handle

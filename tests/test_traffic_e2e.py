@@ -1,0 +1,154 @@
+"""Traffic policy end to end through real proxies: retries bring a faulty service back, splits
+split, DENY denies while others pass, MeshTLS flips, timeouts, rate limits and breakers act."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+
+from tests.apps import start_echo_app
+from tests.meshkit import Mesh, spiffe
+from tests.test_faults_e2e import until
+from tests.test_mesh import _free_port, _plaintext_get
+
+GW, POL = "gateway.networking.k8s.io/v1", "policy.meshdojo.dev/v1alpha1"
+
+
+def doc(kind: str, name: str, spec: dict, ns: str = "emojivoto") -> dict:
+    return {"apiVersion": GW if kind == "HTTPRoute" else POL, "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def apply(mesh: Mesh, *docs: dict) -> None:
+    status, body = mesh.call("POST", "/v1/policies", {"documents": [{"source": "t", "index": i, "document": d} for i, d in enumerate(docs)]})
+    assert status == 200, body
+
+
+async def fetch(session: aiohttp.ClientSession, proxy: str, url: str, **kw) -> tuple[int, dict, str]:
+    async with session.get(url, proxy=proxy, **kw) as rsp:
+        return rsp.status, dict(rsp.headers), await rsp.text()
+
+
+async def many(session, proxy, url, n, **kw) -> list[tuple[int, dict, str]]:
+    out = []
+    for _ in range(n // 10):
+        out += await asyncio.gather(*(fetch(session, proxy, url, **kw) for _ in range(10)))
+    return out
+
+
+@pytest.fixture
+def emoji_mesh(mesh: Mesh, echo_port: int):
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+    return mesh, server, client
+
+
+async def test_a_retry_route_brings_a_30_percent_abort_back_above_97_percent(emoji_mesh):
+    mesh, server, client = emoji_mesh
+    apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: many(session, client.outbound, "http://emoji/", 10), lambda r: any(s == 503 for s, _, _ in r), "the fault")
+        before = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 300)]
+        assert 0.6 < before.count(200) / 300 < 0.8
+        apply(mesh, doc("HTTPRoute", "emoji-retries", {"parentRefs": [{"kind": "Service", "name": "emoji"}],
+                                                       "rules": [{"retry": {"codes": [503], "attempts": 4, "backoff": "10ms"}}]}))  # 1 - 0.3**4 = 99.2 %
+        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"}),
+                    lambda r: "route=emojivoto/emoji-retries#0" in r[1].get("x-meshdojo-fate", ""), "the route")
+        after = await many(session, client.outbound, "http://emoji/", 300, headers={"x-meshdojo-debug": "1"})
+        success = sum(s == 200 for s, _, _ in after) / 300
+        assert success > 0.97, success
+        fates = [h.get("x-meshdojo-fate", "") for _, h, _ in after]
+        assert any("retry=retried after 503" in f for f in fates)
+        assert any("attempts=2[emoji-0 -> 503; emoji-0 -> 200]" in f.replace("127.0.0.1", "emoji-0") or "attempts=2" in f for f in fates)
+    metrics = client.metrics()
+    assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji-retries#0"}' in metrics
+
+
+async def test_deny_gives_403_while_other_callers_keep_working(emoji_mesh, echo_port):
+    mesh, server, client = emoji_mesh
+    voting = mesh.start_proxy("emojivoto", "voting", echo_port, name="voting")
+    apply(mesh, doc("AuthorizationPolicy", "deny-web", {"targetRef": {"kind": "Service", "name": "emoji"}, "action": "DENY",
+                                                        "rules": [{"from": [{"source": {"principals": [spiffe("emojivoto", "web")]}}]}]}))
+    async with aiohttp.ClientSession() as session:
+        status, headers, body = await until(lambda: fetch(session, client.outbound, "http://emoji/"), lambda r: r[0] == 403, "the DENY")
+        assert "denied by AuthorizationPolicy emojivoto/deny-web" in body and headers["x-meshdojo-error"] == "authz_denied"
+        assert (await fetch(session, voting.outbound, "http://emoji/"))[0] == 200
+    assert 'inbound_http_authz_deny_total{policy="emojivoto/deny-web"}' in server.metrics()
+    mesh.call("DELETE", "/v1/policies/AuthorizationPolicy/emojivoto/deny-web")
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: fetch(session, client.outbound, "http://emoji/"), lambda r: r[0] == 200, "the DENY to go")
+
+
+async def test_a_50_50_split_within_tolerance(mesh: Mesh):
+    runners = []
+    try:
+        for version in ("v1", "v3"):
+            runner, port = await start_echo_app(version)
+            runners.append(runner)
+            proxy = mesh.start_proxy("bookinfo", "reviews", port, name=f"reviews-{version}")
+            mesh.register("bookinfo", f"reviews-{version}", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
+            mesh.register("bookinfo", "reviews", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
+        client = mesh.start_proxy("bookinfo", "productpage", port, name="productpage")
+        apply(mesh, doc("HTTPRoute", "reviews-split", {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [
+            {"matches": [{"headers": [{"name": "end-user", "value": "jason"}]}], "backendRefs": [{"name": "reviews-v3"}]},
+            {"backendRefs": [{"name": "reviews-v1", "weight": 50}, {"name": "reviews-v3", "weight": 50}]}]}, ns="bookinfo"))
+        async with aiohttp.ClientSession() as session:
+            await until(lambda: fetch(session, client.outbound, "http://reviews:9080/", headers={"x-meshdojo-debug": "1"}),
+                        lambda r: "reviews-split" in r[1].get("x-meshdojo-fate", ""), "the route")
+            served = [json.loads(b)["served_by"] for _, _, b in await many(session, client.outbound, "http://reviews:9080/", 400)]
+            assert 0.4 < served.count("v1") / 400 < 0.6, served.count("v1")
+            jason = [json.loads(b)["served_by"] for _, _, b in
+                     await many(session, client.outbound, "http://reviews:9080/", 20, headers={"end-user": "jason"})]
+            assert set(jason) == {"v3"}
+            apply(mesh, doc("HTTPRoute", "reviews-split", {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/reviews"}}]}]}, ns="bookinfo"))
+            status, headers, body = await until(lambda: fetch(session, client.outbound, "http://reviews:9080/other"),
+                                                lambda r: r[0] == 404, "unmatched requests to get 404")
+            assert headers["x-meshdojo-error"] == "no_route" and "no rule of HTTPRoute bookinfo/reviews-split" in body
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_meshtls_permissive_and_back_to_strict(emoji_mesh):
+    mesh, server, _client = emoji_mesh
+    assert await asyncio.to_thread(_plaintext_get, server.ports["inbound"]) == b""
+    apply(mesh, doc("MeshTLS", "open-emoji", {"targetRef": {"kind": "ServiceAccount", "name": "emoji"}, "mode": "PERMISSIVE"}))
+    await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r.startswith(b"HTTP/1.1 200"), "PERMISSIVE")
+    mesh.call("DELETE", "/v1/policies/MeshTLS/emojivoto/open-emoji")
+    await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r == b"", "STRICT again")
+
+
+async def test_timeouts_rate_limits_and_breakers(emoji_mesh):
+    mesh, server, client = emoji_mesh
+    apply(mesh,
+          doc("FaultInjection", "slow", {"targetRef": {"name": "emoji"}, "match": {"path": {"type": "PathPrefix", "value": "/slow"}},
+                                         "delay": {"fixedDelay": "2s"}}),
+          doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [{"timeouts": {"request": "300ms"}}]}),
+          doc("RateLimit", "emoji-rl", {"targetRef": {"name": "emoji"}, "requestsPerSecond": 1, "burst": 3}))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: fetch(session, client.outbound, "http://emoji/slow"), lambda r: r[0] == 504, "the timeout", 5)
+        started = time.monotonic()
+        status, headers, _ = await fetch(session, client.outbound, "http://emoji/slow", headers={"x-meshdojo-debug": "1"})
+        assert status == 504 and headers["x-meshdojo-error"] == "request_timeout" and time.monotonic() - started < 1.5
+        assert "timeout=request timeout 0.3s" in headers["x-meshdojo-fate"]
+        statuses = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 10)]
+        assert statuses.count(429) >= 6 and 200 in statuses
+    assert 'inbound_http_local_ratelimit_requests_total{outcome="rate_limited",ratelimit="emojivoto/emoji-rl"}' in server.metrics()
+
+    # a breaker over one dead endpoint: it is skipped; with every endpoint dead, 503 at once
+    for kind, name in (("RateLimit", "emoji-rl"), ("HTTPRoute", "emoji"), ("FaultInjection", "slow")):
+        mesh.call("DELETE", f"/v1/policies/{kind}/emojivoto/{name}")
+    mesh.register("emojivoto", "emoji", "dead", _free_port(), spiffe("emojivoto", "emoji"))
+    apply(mesh, doc("CircuitBreaker", "emoji-cb", {"targetRef": {"name": "emoji"}, "consecutiveFailures": 2, "penalty": "30s"}))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: many(session, client.outbound, "http://emoji/", 10), lambda r: all(s == 200 for s, _, _ in r),
+                    "the dead endpoint to be ejected", 10)
+        mesh.deregister("emojivoto", "emoji", "emoji-0")
+        status, headers, body = await until(lambda: fetch(session, client.outbound, "http://emoji/"),
+                                            lambda r: r[0] == 503, "every endpoint to be ejected", 10)
+        assert headers["x-meshdojo-error"] == "breaker_open" and "circuit breaker open" in body
