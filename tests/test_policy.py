@@ -120,3 +120,16 @@ def test_fault_matching_by_service_path_and_header():
     assert decide([rule], "bookinfo", "ratings", "/other", jason, rng) is None  # path
     assert decide([rule], "bookinfo", "reviews", "/ratings/0", jason, rng) is None  # service
     assert decide([rule], "default", "ratings", "/ratings/0", jason, rng) is None  # namespace
+
+
+def test_every_shipped_example_policy_is_valid():
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "demo-apps"
+    files = sorted(root.glob("*/policies/*.yaml"))
+    assert len(files) >= 10
+    for file in files:
+        for i, document in enumerate(yaml.safe_load_all(file.read_text())):
+            parse(document, str(file), i)

@@ -205,13 +205,29 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
     runner, slow_port = await serve_app(app)
     try:
         await asyncio.to_thread(cli.run, "up", "--no-tui", "--demo", "bookinfo")
+        page = (await asyncio.to_thread(cli.status))["gateways"][0]["url"] + "api/v1/products/0"
+
+        # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason
+        policies = Path(__file__).resolve().parent.parent / "demo-apps" / "bookinfo" / "policies"
+        await asyncio.to_thread(cli.run, "apply", "-f", str(policies / "reviews-jason-v2.yaml"),
+                                "-f", str(policies / "ratings-delay-jason.yaml"))
+        await asyncio.to_thread(wait_until, lambda: '"version": "v1"' in get(page)[1], 5, "the route to reviews-v1")
+        started = clock.monotonic()
+        status, body = await asyncio.to_thread(get, page, {"end-user": "jason"})
+        elapsed = clock.monotonic() - started
+        assert status == 200 and "product reviews are currently unavailable" in body and 5.5 < elapsed < 9, (elapsed, body)
+        started = clock.monotonic()
+        status, body = await asyncio.to_thread(get, page)  # everyone else: v1, no ratings call, fast
+        assert status == 200 and '"version": "v1"' in body and clock.monotonic() - started < 2
+        await asyncio.to_thread(cli.run, "delete", "faultinjection", "ratings-delay")
+        await asyncio.to_thread(cli.run, "delete", "httproute", "reviews")
+
+        # the same with the apps' own timeouts only: a slow ratings endpoint, no policy at all
         for deployment, replicas in (("ratings-v1", "0"), ("reviews-v1", "0"), ("reviews-v3", "0")):
             await asyncio.to_thread(cli.run, "scale", deployment, replicas)
         api = OperatorApi.from_state(cli.home / "default" / "controlplane")
         api.put_endpoint("bookinfo", "ratings", "slow-ratings",
                          {"address": "127.0.0.1", "port": slow_port, "meshed": False, "labels": {"app": "ratings"}})
-        page = (await asyncio.to_thread(cli.status))["gateways"][0]["url"] + "api/v1/products/0"
-
         started = clock.monotonic()
         status, body = await asyncio.to_thread(get, page)
         elapsed = clock.monotonic() - started
