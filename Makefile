@@ -20,6 +20,7 @@ lint: install
 bench: install
 	$(PY) -m bench.meshed_path
 	$(PY) -m bench.sandbox_up
+	$(PY) -m bench.policy_bench
 
 demo: install
 	$(VENV)/bin/meshdojo up

@@ -66,7 +66,7 @@ class Proxy:
         loop = asyncio.get_running_loop()
         self.tasks.supervise(self.deadlines.run, name="deadlines")
         # admin first, so /live answers while we bootstrap
-        admin = build_admin(self.metrics, lambda: self.ready, self.describe, lambda: list(self.fates.entries))
+        admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries)
         self._admin = await loop.create_server(
             lambda: _Downstream(self, admin, self.admin_state, track=False), "127.0.0.1", self.config.admin_port
         )

@@ -123,6 +123,8 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
+            if "AuthorizationPolicy" not in policies.kinds:
+                return await inner(request)
             found = target_service(request, own_namespace)
             rules = policies.authz_for(own_namespace, found[1] if found and found[0] == own_namespace else None)
             if not rules:
@@ -152,6 +154,8 @@ def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str,
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
+            if "RateLimit" not in policies.kinds:
+                return await inner(request)
             found = target_service(request, own_namespace)
             limits = policies.find("RateLimit", own_namespace, found[1]) if found else []
             if not limits:

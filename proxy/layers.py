@@ -69,10 +69,18 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
 
 
 class FateLog:
-    """The most recent requests' fates, for /fates on the admin port (and tap, later)."""
+    """The most recent requests' fates, for /fates on the admin port (and tap, later). Kept as
+    they are; turned into JSON only when somebody reads them."""
 
     def __init__(self, size: int = 256) -> None:
-        self.entries: deque[dict] = deque(maxlen=size)
+        self._entries: deque[tuple] = deque(maxlen=size)
+
+    def add(self, when: float, request: Request, status: int) -> None:
+        self._entries.append((when, request.head.method, request.authority, request.path, status, request.fate))
+
+    def entries(self) -> list[dict]:
+        return [{"time": t, "method": m, "authority": a, "path": p, "status": s, **fate.to_json()}
+                for t, m, a, p, s, fate in self._entries]
 
 
 def record_fate(fates: FateLog) -> Layer:
@@ -80,8 +88,7 @@ def record_fate(fates: FateLog) -> Layer:
         async def handle(request: Request) -> Response:
             response = await inner(request)
             fate = request.fate
-            fates.entries.append({"time": time.time(), "method": request.head.method, "authority": request.authority,
-                                  "path": request.path, "status": response.status, **fate.to_json()})
+            fates.add(time.time(), request, response.status)
             if request.head.header(b"x-meshdojo-debug") == b"1":
                 mine = f"{fate.direction}: {fate.summary()}".encode("latin-1", "replace")
                 # one header for the whole path: this proxy's fate first, then the far side's

@@ -59,7 +59,7 @@ def _header(request: Request) -> Callable[[str], str | None]:
 def route(policies: PolicyWatch, rng: random.Random) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service)
+            routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service) if "HTTPRoute" in policies.kinds else ()
             if not routes:
                 return await inner(request)
             choice = choose_route(routes, request.path, _header(request), request.head.method, rng)
@@ -203,6 +203,8 @@ class Breakers:
         self._breakers: dict[tuple[str, str], tuple[BreakerSpec, Breaker]] = {}
 
     def get(self, namespace: str, service: str) -> Breaker | None:
+        if "CircuitBreaker" not in self._policies.kinds:
+            return None
         found = self._policies.find("CircuitBreaker", namespace, service)
         if not found:
             self._breakers.pop((namespace, service), None)

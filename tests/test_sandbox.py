@@ -15,6 +15,7 @@ import pytest
 from sandbox.processes import pid_alive, wait_until
 
 DEMO_POLICIES = Path(__file__).resolve().parent.parent / "demo-apps" / "emojivoto" / "policies"
+BOOKINFO_POLICIES = DEMO_POLICIES.parent.parent / "bookinfo" / "policies"
 
 
 class Cli:
@@ -208,7 +209,7 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         page = (await asyncio.to_thread(cli.status))["gateways"][0]["url"] + "api/v1/products/0"
 
         # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason
-        policies = Path(__file__).resolve().parent.parent / "demo-apps" / "bookinfo" / "policies"
+        policies = BOOKINFO_POLICIES
         await asyncio.to_thread(cli.run, "apply", "-f", str(policies / "reviews-jason-v2.yaml"),
                                 "-f", str(policies / "ratings-delay-jason.yaml"))
         await asyncio.to_thread(wait_until, lambda: '"version": "v1"' in get(page)[1], 5, "the route to reviews-v1")
