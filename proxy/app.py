@@ -23,12 +23,13 @@ from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
 from proxy.layers import FateLog, record_fate
-from proxy.metrics import ProxyMetrics
+from proxy.metrics import BreakerStates, ProxyMetrics
 from proxy.outbound import build_outbound_stack
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
+from proxy.traffic import Breakers
 
 log = logging.getLogger("meshdojo.proxy")
 disable_created_metrics()
@@ -45,6 +46,8 @@ class Proxy:
         self.discovery = Discovery(self.client, self.identity, self.tasks)
         self.policies = PolicyWatch(self.client, self.identity)
         self.fates = FateLog()
+        self.breakers = Breakers(self.policies)
+        self.metrics.registry.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
         self.inbound_state = ServerState(idle_timeout=60.0)
@@ -77,7 +80,7 @@ class Proxy:
         self.tasks.supervise(self.policies.run, name="policies:watch")
 
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
-                                        self.policies, self.fates, gateway=self.config.gateway)
+                                        self.policies, self.fates, self.breakers, gateway=self.config.gateway)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
         )

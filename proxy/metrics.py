@@ -95,6 +95,22 @@ class IdentityGauges(Collector):
         )
 
 
+class BreakerStates(Collector):
+    """``outbound_http_breaker_state{service, endpoint, state}``: 1 for each endpoint's current
+    circuit-breaker state (closed, open, half-open)."""
+
+    def __init__(self, states) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("outbound_http_breaker_state", "Circuit breaker state per endpoint",
+                                   labels=("service", "endpoint", "state"))
+        for service, endpoints in self._states().items():
+            for endpoint, state in endpoints.items():
+                family.add_metric([service, endpoint, state], 1)
+        yield family
+
+
 class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

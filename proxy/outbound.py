@@ -130,13 +130,13 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
 
 
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
-                         policies: PolicyWatch, fates: FateLog, rng: random.Random | None = None, clock=time.monotonic,
-                         gateway: str | None = None) -> Handler:
+                         policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
+                         clock=time.monotonic, gateway: str | None = None) -> Handler:
     rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
-    handler = traffic.breaker(traffic.Breakers(policies, clock, rng), metrics)(handler)  # skip tripped endpoints
+    handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt
     handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget
     handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included

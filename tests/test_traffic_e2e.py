@@ -152,3 +152,4 @@ async def test_timeouts_rate_limits_and_breakers(emoji_mesh):
         status, headers, body = await until(lambda: fetch(session, client.outbound, "http://emoji/"),
                                             lambda r: r[0] == 503, "every endpoint to be ejected", 10)
         assert headers["x-meshdojo-error"] == "breaker_open" and "circuit breaker open" in body
+    assert 'outbound_http_breaker_state{endpoint="127.0.0.1:' in client.metrics() and 'state="open"' in client.metrics()
