@@ -17,6 +17,7 @@ from controlplane.names import resolve
 from controlplane.policystore import PolicyErrors, PolicyStore
 from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
+from controlplane.scraper import Telemetry
 from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.watchstream import stream_watch
 
@@ -24,6 +25,7 @@ REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
 POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
+TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry", Telemetry)
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -49,8 +51,10 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return json_error(exc.status, exc.reason)
 
 
-def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore) -> web.Application:
+def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
+              telemetry: Telemetry | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
+    app[TELEMETRY] = telemetry or Telemetry()
     app[POLICIES] = policies
     app[REGISTRY] = registry
     app[IDENTITY] = identity
@@ -71,6 +75,10 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
             web.post("/v1/policies", apply_policies),
             web.get("/v1/policies", list_policies),
             web.delete("/v1/policies/{kind}/{ns}/{name}", delete_policy),
+            web.put("/v1/workloads/{ns}/{name}", put_workload),
+            web.delete("/v1/workloads/{ns}/{name}", delete_workload),
+            web.get("/v1/stats", stats),
+            web.get("/v1/edges", edges),
         ]
     )
     return app
@@ -238,3 +246,45 @@ async def delete_policy(request: web.Request) -> web.Response:
     if not request.app[POLICIES].delete(kind, ns, name):
         return json_error(404, f"no {kind} {ns}/{name}")
     return web.json_response({"deleted": {"kind": kind, "namespace": ns, "name": name}})
+
+
+async def put_workload(request: web.Request) -> web.Response:
+    """A workload instance to scrape: {deployment, identity, meshed, admin (its proxy's admin port)}."""
+    ns, name = _names(request)
+    body = await _json_body(request)
+    admin = body.get("admin")
+    if admin is not None and (not isinstance(admin, int) or not 0 < admin < 65536):
+        return json_error(400, "admin must be the proxy's admin port, or null for an unmeshed workload")
+    request.app[TELEMETRY].put_workload(ns, name, str(body.get("deployment") or name), body.get("identity"),
+                                         bool(body.get("meshed", admin is not None)), admin)
+    return web.json_response({"workload": f"{ns}/{name}"})
+
+
+async def delete_workload(request: web.Request) -> web.Response:
+    ns, name = _names(request)
+    if not request.app[TELEMETRY].delete_workload(ns, name):
+        return json_error(404, f"no workload {ns}/{name}")
+    return web.json_response({"deleted": f"{ns}/{name}"})
+
+
+def _window(request: web.Request) -> float:
+    try:
+        window = parse_duration(request.query.get("window", "1m"))
+    except InvalidDuration as exc:
+        raise web.HTTPBadRequest(text=f'{{"error": "window: {exc}"}}', content_type="application/json") from None
+    return max(window, 2.0)
+
+
+async def stats(request: web.Request) -> web.Response:
+    q = request.query
+    telemetry = request.app[TELEMETRY]
+    kind = q.get("resource", "deploy")
+    if kind not in ("deploy", "svc"):
+        return json_error(400, "resource must be deploy or svc")
+    view = telemetry.deployment_rows if kind == "deploy" else telemetry.service_rows
+    return web.json_response({"window": _window(request), "rows": view(_window(request), q.get("namespace"), q.get("name"))})
+
+
+async def edges(request: web.Request) -> web.Response:
+    return web.json_response({"window": _window(request),
+                              "rows": request.app[TELEMETRY].edges(_window(request), request.query.get("namespace"))})

@@ -18,6 +18,7 @@ from controlplane.identity import IdentityService, utcnow
 from controlplane.meshapi import build_mesh_api
 from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
+from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import server_context
 from controlplane.statefiles import private_dir, read_json, write_json, write_private
@@ -50,6 +51,8 @@ class ControlPlane:
         self.policies = PolicyStore(on_change=self._save_policies)
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
+        self.telemetry = Telemetry()
+        self._scraper: asyncio.Task | None = None
         self._runners: list[web.AppRunner] = []
         self.api_port = 0
         self.mesh_port = 0
@@ -70,7 +73,7 @@ class ControlPlane:
         self.identity = IdentityService(material, self.config.leaf_lifetime)
         admin_token = load_or_create_admin_token(state_dir)
 
-        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies), access_log=None, handle_signals=False)
+        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry), access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()
@@ -94,6 +97,7 @@ class ControlPlane:
             },
         )
         self._expiry = asyncio.get_running_loop().create_task(self._expire_policies(), name="policies:expire")
+        self._scraper = asyncio.get_running_loop().create_task(self.telemetry.scrape_forever(), name="telemetry:scrape")
         log.info("control plane ready: api=127.0.0.1:%d mesh=127.0.0.1:%d", self.api_port, self.mesh_port)
 
     def _mesh_tls(self, material: castore.CaMaterial):
@@ -125,8 +129,9 @@ class ControlPlane:
         write_json(self._registry_file, registry.to_json())
 
     async def stop(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
+        for task in (self._expiry, self._scraper):
+            if task is not None:
+                task.cancel()
         self.registry.close_watches()  # long-lived streams would otherwise hold the shutdown
         self.policies.close_watches()
         for runner in reversed(self._runners):

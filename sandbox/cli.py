@@ -250,6 +250,42 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _observe(args: argparse.Namespace) -> int:
+    from sandbox import observe, resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        if args.command == "stat":
+            rows = observe.stat(args.name, args.target, args.namespace, args.window)
+            table = observe.stat_table(rows, args.output == "wide")
+        elif args.command == "edges":
+            rows = observe.edges(args.name, args.namespace, args.window)
+            table = observe.edges_table(rows, args.output == "wide")
+        else:
+            data = observe.identities(args.name)
+            if args.output == "json":
+                print(json.dumps(data, indent=2))
+                return 0
+            print(f"trust anchor: {data['trust_anchor']['subject']}, valid until {data['trust_anchor']['notAfter']}")
+            print(f"issuer:       {data['issuer']['subject']}, valid until {data['issuer']['notAfter']}")
+            table = [("WORKLOAD", "IDENTITY", "SERIAL", "NOT_AFTER", "ROTATES_IN", "ROTATIONS", "MODE")]
+            for w in data["workloads"]:
+                table.append((w["workload"], w["identity"], (w.get("serial") or "-")[:12], (w.get("not_after") or "-")[:19],
+                              f"{w['rotation_in_seconds']:.0f}s" if w.get("rotation_in_seconds") is not None else "-",
+                              str(w.get("rotations", "-")), w.get("mode") or w.get("error", "-")))
+            _print_table(table)
+            return 0
+    except (resources.ResourceError, ApiError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif len(table) == 1:
+        print("No traffic yet in this window (try a longer --window, or wait for the load generators).")
+    else:
+        _print_table(table)
+    return 0
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -313,21 +349,33 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--delay", metavar="DURATION", help="delay requests by this long, e.g. 2s")
     fault.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
     fault.add_argument("--for", dest="duration", metavar="DURATION", help="remove the fault by itself after this long, e.g. 2m")
+    stat = sub.add_parser("stat", help="golden metrics per deployment or service, like 'linkerd viz stat'")
+    stat.add_argument("target", nargs="?", help="deploy, deploy/NAME, svc or svc/NAME (default: deploy)")
+    edges = sub.add_parser("edges", help="who talks to whom, and whether it is mutual TLS, like 'linkerd viz edges'")
+    ident = sub.add_parser("identity", aliases=["certs"], help="every workload's SPIFFE ID and certificate, with rotation countdowns")
+    for p in (stat, edges):
+        p.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
+        p.add_argument("-t", "--window", default="1m", help="time window (default 1m; 10s for 'live')")
+    ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
-    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault):
+    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault):
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "check": _check, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:  # e.g. `meshdojo stat | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ class Instance:
     ports: dict[str, int] = field(default_factory=dict)  # the proxy's
     ready: bool = False
     registered: bool = False
+    ever_ready: bool = False
+    earlier_restarts: int = 0  # from previous launches of this instance (on fresh ports)
 
     @property
     def name(self) -> str:
@@ -116,6 +118,7 @@ class Supervisor:
         self.gateways: dict[str, tuple[Proc, dict[str, int], str]] = {}
         self.stopping = False
         self._desired_stamp: float | None = _mtime(paths.root / DESIRED_FILE)
+        self._relaunch: list[tuple[float, Instance, bool]] = []  # (when, fresh instance, inject)
         self.ready = False
         self.started = time.time()
 
@@ -155,7 +158,8 @@ class Supervisor:
             d: Deployment = want["deployment"]
 
             def mine() -> list[Instance]:
-                return [i for i in self.instances if f"{i.deployment.namespace}/{i.deployment.name}" == key]  # noqa: B023
+                pending = [fresh for _when, fresh, _inject in self._relaunch]
+                return [i for i in (*self.instances, *pending) if f"{i.deployment.namespace}/{i.deployment.name}" == key]  # noqa: B023
 
             for inst in mine():  # injection changed: roll the instance, as `linkerd inject` does
                 if inst.meshed != want["inject"]:
@@ -183,8 +187,11 @@ class Supervisor:
         self.instances.append(inst)
 
     def _remove(self, inst: Instance) -> None:
+        if inst not in self.instances:  # still waiting to be relaunched
+            self._relaunch = [r for r in self._relaunch if r[1] is not inst]
+            return
         if inst.registered:
-            self._deregister(inst)
+            self._deregister(inst, forget=True)
         stop_groups([p.popen for p in (inst.app, inst.proxy) if p is not None and p.popen is not None], grace=5)
         self.instances.remove(inst)
         (self.paths.root / "run" / f"{inst.name}.ports").unlink(missing_ok=True)
@@ -249,7 +256,14 @@ class Supervisor:
         if stamp != self._desired_stamp:
             self._desired_stamp = stamp
             self.reconcile()
-        for inst in self.instances:
+        for when, fresh, inject in [r for r in self._relaunch if r[0] <= now]:
+            self._relaunch.remove((when, fresh, inject))
+            self._launch(fresh, inject)
+        for inst in list(self.instances):
+            early = [p for p in (inst.proxy, inst.app) if p is not None and p.exited() and not inst.ever_ready]
+            if early:
+                self._relaunch_fresh(inst, early[0], now)
+                continue
             for proc in (inst.proxy, inst.app):
                 if proc is not None and proc.exited():
                     self._crashed(inst, proc, now)
@@ -264,6 +278,7 @@ class Supervisor:
             app_ok = inst.app is not None and inst.app.pid is not None and (
                 inst.deployment.container.port is None or accepting(inst.app_port))
             inst.ready = app_ok and (inst.proxy is None or inst.proxy.pid is not None)
+            inst.ever_ready = inst.ever_ready or inst.ready
             if inst.ready and not inst.registered:
                 self._register(inst)
         for name, (proc, ports, title) in list(self.gateways.items()):
@@ -285,7 +300,8 @@ class Supervisor:
             elif self.cp.popen is None and now >= self.cp.next_start:
                 self.cp.start()
                 self.cp.backoff = min(self.cp.backoff * 2, BACKOFF_MAX)
-        self.ready = all(i.ready for i in self.instances) and all(p for _, p, _ in self.gateways.values())
+        self.ready = (all(i.ready for i in self.instances) and not self._relaunch
+                      and all(p for _, p, _ in self.gateways.values()))
         self._record_groups()
         write_json(self.paths.status, self.status())
 
@@ -299,6 +315,19 @@ class Supervisor:
             except ValueError:
                 return False
         return True
+
+    def _relaunch_fresh(self, inst: Instance, proc: Proc, now: float) -> None:
+        """A process died before its instance was ever ready — most often a port taken between
+        choosing and binding it. Start the whole instance again on fresh ports (at once the
+        first time, then with backoff, so a broken command does not spin)."""
+        restarts = inst.earlier_restarts + 1
+        delay = 0.0 if restarts == 1 else min(BACKOFF_START * 2 ** (restarts - 2), BACKOFF_MAX)
+        log.warning("%s %s exited with %s before becoming ready; relaunching the instance on fresh ports in %.0fs (see %s)",
+                    inst.name, proc.role, proc.popen.returncode if proc.popen else None, delay, proc.log)
+        inject = inst.proxy is not None
+        self._remove(inst)
+        fresh = Instance(inst.deployment, inst.index, inst.services, earlier_restarts=restarts)
+        self._relaunch.append((now + delay, fresh, inject))
 
     def _crashed(self, inst: Instance, proc: Proc, now: float) -> None:
         code = proc.popen.returncode if proc.popen else None
@@ -340,14 +369,20 @@ class Supervisor:
         try:
             for service in inst.services:
                 self.api.put_endpoint(inst.deployment.namespace, service, inst.name, self._endpoint(inst))
+            self.api.call("PUT", f"/v1/workloads/{inst.deployment.namespace}/{inst.name}", {
+                "deployment": inst.deployment.name, "identity": inst.identity if inst.meshed else None, "meshed": inst.meshed,
+                "admin": inst.ports.get("admin") if inst.meshed else None})
             inst.registered = True
         except ApiError as exc:
             log.warning("could not register %s yet: %s", inst.name, exc)
 
-    def _deregister(self, inst: Instance) -> None:
+    def _deregister(self, inst: Instance, forget: bool = False) -> None:
+        """Take it out of its services; with ``forget``, out of telemetry too (it is gone, not restarting)."""
         try:
             for service in inst.services:
                 self.api.delete_endpoint(inst.deployment.namespace, service, inst.name)
+            if forget:
+                self.api.call("DELETE", f"/v1/workloads/{inst.deployment.namespace}/{inst.name}")
         except ApiError as exc:
             log.warning("could not deregister %s: %s", inst.name, exc)
         inst.registered = False
@@ -378,7 +413,7 @@ class Supervisor:
             "workloads": [{
                 "name": i.name, "deployment": i.deployment.name, "namespace": i.deployment.namespace,
                 "identity": i.identity if i.meshed else None, "meshed": i.meshed, "ready": i.ready,
-                "restarts": (i.app.restarts if i.app else 0) + (i.proxy.restarts if i.proxy else 0),
+                "restarts": i.earlier_restarts + (i.app.restarts if i.app else 0) + (i.proxy.restarts if i.proxy else 0),
                 "pids": {"app": i.app.pid if i.app else None, "proxy": i.proxy.pid if i.proxy else None},
                 "ports": {"app": i.app_port or None, "inbound": i.ports.get("inbound"), "outbound": i.ports.get("outbound"),
                           "admin": i.ports.get("admin")},

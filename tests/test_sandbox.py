@@ -309,3 +309,40 @@ def test_names_resolve_like_kubectl():
         find_deployment(st, "web", None)
     with pytest.raises(SandboxError, match="no deployment 'nope'; known: emoji, web"):
         find_deployment(st, "nope", None)
+
+
+def test_an_instance_that_dies_before_it_is_ready_is_relaunched_on_fresh_ports(tmp_path, monkeypatch):
+    """E.g. a port taken between being chosen and being bound: retrying the same port forever
+    would never work, so the whole instance starts again on new ports."""
+    from sandbox.manifests import load_demo
+    from sandbox.paths import SandboxPaths
+    from sandbox.supervisor import Supervisor
+
+    flag = tmp_path / "second-time"
+    script = ("import os, sys, http.server\n"
+              "if not os.path.exists(os.environ['FLAG']):\n"
+              "    open(os.environ['FLAG'], 'w').close(); sys.exit(3)\n"
+              "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), http.server.BaseHTTPRequestHandler).serve_forever()\n")
+    manifests = tmp_path / "flaky"
+    manifests.mkdir()
+    (manifests / "m.yaml").write_text(json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "flaky", "namespace": "demo"},
+        "spec": {"template": {"metadata": {"labels": {"app": "flaky"}, "annotations": {"meshdojo.dev/inject": "enabled"}},
+                              "spec": {"serviceAccountName": "flaky", "containers": [{
+                                  "name": "flaky", "command": ["python", "-c", script],
+                                  "env": [{"name": "FLAG", "value": str(flag)}], "ports": [{"containerPort": 8080}]}]}}}}))
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path / "home"))
+    supervisor = Supervisor(SandboxPaths.for_name("flaky"), [load_demo(manifests)], "24h")
+    try:
+        supervisor.start()
+        first_port = supervisor.instances[0].app_port
+
+        def settled():
+            supervisor.tick()
+            return supervisor.ready
+
+        wait_until(settled, 30, "the flaky instance to be relaunched and ready")
+        (workload,) = supervisor.status()["workloads"]
+        assert workload["ready"] and workload["restarts"] == 1 and workload["ports"]["app"] != first_port
+    finally:
+        supervisor.stop()

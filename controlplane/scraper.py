@@ -1,0 +1,124 @@
+"""Scraping every proxy's ``/metrics`` once a second into the telemetry history, and the
+rows ``meshdojo stat`` and ``meshdojo edges`` show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from controlplane.telemetry import WorkloadHistory, golden, parse_exposition, sum_golden
+
+log = logging.getLogger("meshdojo.controlplane.scraper")
+SCRAPE_INTERVAL = 1.0
+STALE_AFTER = 3.0
+
+
+class Telemetry:
+    def __init__(self, clock=time.time) -> None:
+        self.workloads: dict[tuple[str, str], WorkloadHistory] = {}
+        self.admin_ports: dict[tuple[str, str], int | None] = {}
+        self._clock = clock
+
+    def put_workload(self, namespace: str, name: str, deployment: str, identity: str | None, meshed: bool, admin: int | None) -> None:
+        key = (namespace, name)
+        current = self.workloads.get(key)
+        if current is None or (current.identity, current.meshed, current.deployment) != (identity, meshed, deployment):
+            self.workloads[key] = WorkloadHistory(namespace, name, deployment, identity, meshed)
+        self.admin_ports[key] = admin
+
+    def delete_workload(self, namespace: str, name: str) -> bool:
+        self.admin_ports.pop((namespace, name), None)
+        return self.workloads.pop((namespace, name), None) is not None
+
+    async def scrape_forever(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_INTERVAL * 0.8)) as session:
+            while True:
+                started = time.monotonic()
+                await asyncio.gather(*(self._scrape(session, key, port) for key, port in list(self.admin_ports.items()) if port))
+                await asyncio.sleep(max(SCRAPE_INTERVAL - (time.monotonic() - started), 0.05))
+
+    async def _scrape(self, session: aiohttp.ClientSession, key: tuple[str, str], port: int) -> None:
+        history = self.workloads.get(key)
+        if history is None:
+            return
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as rsp:
+                text = await rsp.text()
+            history.samples.append(parse_exposition(text, self._clock()))
+            history.last_success, history.last_error = self._clock(), None
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            history.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    # -- views ----------------------------------------------------------------------------
+    def stale(self, history: WorkloadHistory) -> bool:
+        return history.meshed and self._clock() - history.last_success > STALE_AFTER
+
+    def deployment_rows(self, window: float, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        groups: dict[tuple[str, str], list[WorkloadHistory]] = {}
+        for h in self.workloads.values():
+            if (namespace is None or h.namespace == namespace) and (name is None or h.deployment == name):
+                groups.setdefault((h.namespace, h.deployment), []).append(h)
+        rows = []
+        for (ns, deployment), members in sorted(groups.items()):
+            g = sum_golden(golden(h, window) for h in members if h.meshed)
+            rows.append(_row(ns, deployment, f"{sum(h.meshed for h in members)}/{len(members)}", g,
+                             [h.name for h in members if self.stale(h)]))
+        return rows
+
+    def service_rows(self, window: float, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        """Traffic to each service, as the meshed clients saw it (their outbound side)."""
+        services = set()
+        for h in self.workloads.values():
+            if h.samples:
+                services |= {(k[3], k[2]) for k in h.samples[-1].requests if k[0] == "outbound" and k[2]}
+        rows = []
+        for ns, svc in sorted(services):
+            if (namespace is not None and ns != namespace) or (name is not None and svc != name):
+                continue
+            g = sum_golden(golden(h, window, "outbound", lambda k, ns=ns, svc=svc: k[3] == ns and k[2] == svc)
+                           for h in self.workloads.values() if h.meshed)
+            row = _row(ns, svc, "-", g, [])
+            row["tcp_conn"] = None  # connections are counted per workload, not per service
+            rows.append(row)
+        return rows
+
+    def edges(self, window: float, namespace: str | None = None) -> list[dict[str, Any]]:
+        by_identity: dict[str, set[str]] = {}
+        for h in self.workloads.values():
+            if h.identity:
+                by_identity.setdefault(h.identity, set()).add(h.deployment)
+        found: dict[tuple, float] = {}
+        for h in self.workloads.values():
+            pair = h.samples[-1] if h.samples else None
+            if pair is None:
+                continue
+            g_keys = [k for k in pair.requests if k[0] == "outbound" and k[2]]
+            for key in g_keys:
+                g = golden(h, window, "outbound", lambda k, key=key: k == key)
+                if g is None or g.requests <= 0:
+                    continue
+                server_id, dst_service, dst_ns, tls = key[1], key[2], key[3], key[4]
+                candidates = by_identity.get(server_id, set())
+                dst = next(iter(candidates)) if len(candidates) == 1 else dst_service
+                edge = (h.deployment, dst, h.namespace, dst_ns, tls == "true", h.identity or "", server_id)
+                found[edge] = found.get(edge, 0.0) + g.requests
+        rows = [{"src": e[0], "dst": e[1], "src_namespace": e[2], "dst_namespace": e[3], "secured": e[4],
+                 "client_id": e[5] or None, "server_id": e[6] or None} for e in sorted(found)]
+        return [r for r in rows if namespace is None or namespace in (r["src_namespace"], r["dst_namespace"])]
+
+
+def _row(ns: str, name: str, meshed: str, g, stale: list[str]) -> dict[str, Any]:
+    latency = g.latency_ms if g else {"p50": None, "p95": None, "p99": None}
+    return {
+        "namespace": ns, "name": name, "meshed": meshed,
+        "success_rate": g.success_rate if g else None,
+        "rps": round(g.rps, 3) if g else 0.0,
+        "latency_ms": {k: (round(v, 2) if v is not None else None) for k, v in latency.items()},
+        "tcp_conn": int(g.tcp_conn) if g else 0,
+        "mtls_share": (g.secured / g.requests if g and g.requests else None),
+        "not_answering": stale,
+    }

@@ -1,0 +1,83 @@
+"""``meshdojo stat / edges / identity``: what the control plane's telemetry and the proxies
+say, as tables in the style of ``linkerd viz`` (or JSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+from sandbox.resources import api_for
+
+
+def stat(name: str, target: str | None, namespace: str | None, window: str) -> list[dict[str, Any]]:
+    kind, _, resource = (target or "deploy").partition("/")
+    kind = {"deploy": "deploy", "deployment": "deploy", "deployments": "deploy", "svc": "svc", "service": "svc",
+            "services": "svc"}.get(kind)
+    if kind is None:
+        raise ValueError(f"{target!r}: expected deploy[/NAME] or svc[/NAME]")
+    query = {"resource": kind, "window": window, **({"namespace": namespace} if namespace else {}),
+             **({"name": resource} if resource else {})}
+    return api_for(name).call("GET", "/v1/stats?" + urlencode(query))["rows"]
+
+
+def edges(name: str, namespace: str | None, window: str) -> list[dict[str, Any]]:
+    query = {"window": window, **({"namespace": namespace} if namespace else {})}
+    return api_for(name).call("GET", "/v1/edges?" + urlencode(query))["rows"]
+
+
+def identities(name: str) -> dict[str, Any]:
+    from sandbox import local
+
+    st = local.status(name) or {}
+    ca = api_for(name).call("GET", "/v1/ca")
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for w in st.get("workloads", []):
+        if not w["meshed"] or not w["ports"]["admin"]:
+            continue
+        try:
+            config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
+        except OSError:
+            rows.append({"workload": w["name"], "namespace": w["namespace"], "identity": w["identity"], "error": "proxy not answering"})
+            continue
+        cert = config.get("certificate") or {}
+        not_before = dt.datetime.fromisoformat(cert["notBefore"]) if cert else None
+        not_after = dt.datetime.fromisoformat(cert["notAfter"]) if cert else None
+        rotate_at = not_before + (not_after - not_before) * 0.7 if cert else None
+        rows.append({"workload": w["name"], "namespace": w["namespace"], "identity": config["identity"],
+                     "issuer": ca["issuer"]["subject"], "serial": cert.get("serial"),
+                     "not_before": cert.get("notBefore"), "not_after": cert.get("notAfter"),
+                     "rotation_in_seconds": max((rotate_at - now).total_seconds(), 0) if rotate_at else None,
+                     "rotations": cert.get("refreshes", 0), "mode": config.get("mode")})
+    return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "workloads": rows}
+
+
+def fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
+
+
+def stat_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
+    header = ("NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN")
+    table = [header + (("MTLS",) if wide else ())]
+    for r in rows:
+        name = r["name"] + (" (not answering: " + ", ".join(r["not_answering"]) + ")" if r["not_answering"] else "")
+        line = (r["namespace"], name, r["meshed"], fmt_rate(r["success_rate"]), f"{r['rps']:.1f}rps",
+                fmt_ms(r["latency_ms"]["p50"]), fmt_ms(r["latency_ms"]["p95"]), fmt_ms(r["latency_ms"]["p99"]),
+                "-" if r["tcp_conn"] is None else str(r["tcp_conn"]))
+        table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()))
+    return table
+
+
+def edges_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
+    table = [("SRC", "DST", "SRC_NS", "DST_NS", "SECURED") + (("CLIENT_ID", "SERVER_ID") if wide else ())]
+    for r in rows:
+        line = (r["src"], r["dst"], r["src_namespace"], r["dst_namespace"], "√" if r["secured"] else "× (plaintext)")
+        table.append(line + ((r["client_id"] or "-", r["server_id"] or "-") if wide else ()))
+    return table

@@ -1,0 +1,106 @@
+"""Telemetry: the golden metrics computed from scraped samples, checked against known traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiohttp
+from prometheus_client import generate_latest
+
+from controlplane.telemetry import Sample, WorkloadHistory, golden, parse_exposition, quantile, sum_golden
+from proxy.metrics import ProxyMetrics
+from tests.apps import start_echo_app
+from tests.meshkit import Mesh, spiffe
+from tests.test_faults_e2e import until
+
+LABELS = ("inbound", "emoji:8080", "true", "spiffe://meshdojo.local/ns/emojivoto/sa/web", "", "", "")
+
+
+def test_quantiles_interpolate_like_histogram_quantile():
+    buckets = {1.0: 10, 5.0: 50, 10.0: 90, math.inf: 100}
+    assert quantile(0.5, buckets) == 5.0
+    assert quantile(0.7, buckets) == 7.5
+    assert quantile(0.99, buckets) == 10.0  # in the +Inf bucket: the highest finite bound
+    assert quantile(0.5, {}) is None
+
+
+def test_golden_metrics_from_two_scrapes_of_a_real_exposition():
+    metrics = ProxyMetrics()
+    history = WorkloadHistory("emojivoto", "emoji-0", "emoji", "spiffe://x", True)
+    history.samples.append(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
+    for i in range(100):
+        metrics.record(LABELS, 500 if i % 10 == 0 else 200, 3.0 if i < 50 else 30.0, failure=i % 10 == 0)
+    history.samples.append(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
+    g = golden(history, 60)
+    assert g.requests == 100 and g.rps == 10.0 and g.success_rate == 0.9 and g.secured == 100
+    assert g.latency_ms["p50"] == 3.0 and 20 <= g.latency_ms["p99"] <= 30  # half at 3 ms, half at 30 ms
+    both = sum_golden([g, g])
+    assert both.requests == 200 and both.success_rate == 0.9
+
+
+def test_the_window_picks_the_right_baseline():
+    history = WorkloadHistory("ns", "w-0", "w", None, True)
+    key = ("inbound", "", "", "", "true")
+    for t in range(0, 100):  # 5 requests a second, every second
+        history.samples.append(Sample(float(t), {key: 5.0 * t}, {}, {}, 0.0))
+    assert golden(history, 10).rps == 5.0 and golden(history, 10).seconds == 10.0
+    assert golden(history, 1000).seconds == 99.0
+
+
+async def test_known_traffic_gives_the_right_numbers_and_edges(mesh: Mesh):
+    runner, port = await start_echo_app("emoji")
+    try:
+        server = mesh.start_proxy("emojivoto", "emoji", port, name="emoji")
+        client = mesh.start_proxy("emojivoto", "web", port, name="web")
+        mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+        mesh.register("emojivoto", "legacy", "legacy-0", port, None)
+        for name, proxy, deployment, ident in (("emoji-0", server, "emoji", "emoji"), ("web-0", client, "web", "web")):
+            status, _ = mesh.call("PUT", f"/v1/workloads/emojivoto/{name}", {
+                "deployment": deployment, "identity": spiffe("emojivoto", ident), "meshed": True, "admin": proxy.ports["admin"]})
+            assert status == 200
+        rate, error_every = 40, 5  # 40 requests a second, one in five fails (status 500)
+        stop = time.monotonic() + 6
+        sent = 0
+
+        async with aiohttp.ClientSession() as session:
+            async def generate() -> None:
+                nonlocal sent
+                started = time.monotonic()
+                while time.monotonic() < stop:
+                    path = "/status/500" if sent % error_every == 0 else "/?delay_ms=20"
+                    async with session.get(f"http://emoji{path}", proxy=client.outbound) as rsp:
+                        await rsp.read()
+                    sent += 1
+                    await asyncio.sleep(max(started + sent / rate - time.monotonic(), 0))
+                async with session.get("http://legacy/", proxy=client.outbound) as rsp:
+                    await rsp.read()
+
+            generator = asyncio.ensure_future(generate())  # noqa: TID251 - the test's own load
+            await asyncio.sleep(4.5)  # let 4.5 s of steady traffic accumulate (load, not synchronization)
+            status, body = await asyncio.to_thread(mesh.call, "GET", "/v1/stats?resource=deploy&window=3s")
+            await generator
+        assert status == 200
+        emoji = next(r for r in body["rows"] if r["name"] == "emoji")
+        assert emoji["meshed"] == "1/1" and emoji["namespace"] == "emojivoto"
+        assert abs(emoji["success_rate"] - 0.8) < 0.05, emoji
+        assert 0.75 * rate < emoji["rps"] < 1.25 * rate, emoji
+        assert 20 <= emoji["latency_ms"]["p50"] <= 40, emoji  # most requests wait 20 ms in the app
+        assert emoji["tcp_conn"] >= 1 and emoji["mtls_share"] == 1.0
+
+        edges = (await until(lambda: asyncio.to_thread(mesh.call, "GET", "/v1/edges?window=1m"),
+                             lambda r: any(e["dst"] == "legacy" for e in r[1]["rows"]), "the plaintext edge"))[1]["rows"]
+        secured = next(e for e in edges if e["dst"] == "emoji")
+        assert secured["src"] == "web" and secured["secured"] is True
+        assert secured["client_id"] == spiffe("emojivoto", "web") and secured["server_id"] == spiffe("emojivoto", "emoji")
+        plaintext = next(e for e in edges if e["dst"] == "legacy")
+        assert plaintext["secured"] is False and plaintext["server_id"] is None
+
+        # a proxy that stops answering is shown as such, not dropped
+        server.proc.kill()
+        rows = (await until(lambda: asyncio.to_thread(mesh.call, "GET", "/v1/stats?resource=deploy"),
+                            lambda r: any(row["not_answering"] for row in r[1]["rows"]), "the dead proxy to show", 8))[1]["rows"]
+        assert next(r for r in rows if r["name"] == "emoji")["not_answering"] == ["emoji-0"]
+    finally:
+        await runner.cleanup()
