@@ -119,6 +119,7 @@ class Supervisor:
         self.stopping = False
         self._desired_stamp: float | None = _mtime(paths.root / DESIRED_FILE)
         self._relaunch: list[tuple[float, Instance, bool]] = []  # (when, fresh instance, inject)
+        self._targets: list[dict] = []
         self.ready = False
         self.started = time.time()
 
@@ -304,6 +305,7 @@ class Supervisor:
                       and all(p for _, p, _ in self.gateways.values()))
         self._record_groups()
         write_json(self.paths.status, self.status())
+        self._write_prometheus_targets()
 
     def _proxy_ready(self, inst: Instance) -> bool:
         if not inst.ports:
@@ -386,6 +388,16 @@ class Supervisor:
         except ApiError as exc:
             log.warning("could not deregister %s: %s", inst.name, exc)
         inst.registered = False
+
+    def _write_prometheus_targets(self) -> None:
+        """``prometheus-targets.json`` (Prometheus file_sd format): every proxy's /metrics, for a
+        real Prometheus next to the sandbox (see docs/observability.md)."""
+        targets = [{"targets": [f"127.0.0.1:{i.ports['admin']}"],
+                    "labels": {"namespace": i.deployment.namespace, "deployment": i.deployment.name, "instance_name": i.name}}
+                   for i in self.instances if i.meshed and i.ports.get("admin")]
+        if targets != self._targets:
+            self._targets = targets
+            write_json(self.paths.root / "prometheus-targets.json", targets)
 
     def _procs(self) -> list[Proc]:
         procs = [p for i in self.instances for p in (i.app, i.proxy) if p is not None]

@@ -87,6 +87,11 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     wait_until(lambda: 'client_id="spiffe://meshdojo.local/ns/emojivoto/sa/vote-bot"' in urllib.request.urlopen(
         f"http://127.0.0.1:{web['ports']['admin']}/metrics", timeout=5).read().decode(), 20, "vote-bot traffic at web")
 
+    # a real Prometheus can find every proxy
+    targets = json.loads((cli.home / "default" / "prometheus-targets.json").read_text())
+    assert {t["labels"]["deployment"] for t in targets} == {"web", "emoji", "voting", "vote-bot"}
+    assert all(t["targets"][0].startswith("127.0.0.1:") for t in targets)
+
     # the doctor agrees
     check = cli.run("check").stdout
     assert "√ emoji-0: proxy ready with a valid certificate from this CA" in check and "×" not in check
