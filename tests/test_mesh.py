@@ -312,3 +312,21 @@ async def test_unmeshed_endpoints_are_reached_in_plaintext_and_labelled(mesh: Me
     assert 'dst_service="legacy"' in metrics
     line = next(m for m in metrics.splitlines() if m.startswith("request_total") and 'dst_service="legacy"' in m)
     assert 'tls="no_identity"' in line and 'server_id=""' in line
+
+
+async def test_exposition_passes_promtool_but_for_linkerds_ms_unit(mesh: Mesh, echo_port: int):
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (.ci/run installs Debian's prometheus package)")
+    server, client = two_proxies(mesh, echo_port)
+    async with aiohttp.ClientSession() as session:
+        for path in ("/", "/status/500"):
+            await get(session, client.outbound, f"http://emoji{path}")
+        await get(session, client.outbound, "http://nope/")
+    for proxy in (server, client):
+        result = subprocess.run([promtool, "check", "metrics"], input=proxy.metrics(), capture_output=True, text=True, timeout=30)
+        remarks = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        assert remarks == ["response_latency_ms metric names should not contain abbreviated units"], remarks
