@@ -286,6 +286,35 @@ def _observe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack(args: argparse.Namespace) -> int:
+    from sandbox import attack, resources
+    from sandbox.cpapi import ApiError
+    from sandbox.paths import SandboxPaths
+
+    kind, _, service = args.target.partition("/")
+    if kind not in ("svc", "service") or not service:
+        return _fail(f"{args.target!r}: expected svc/NAME, e.g. 'meshdojo attack svc/web'")
+    try:
+        ns = resources.service_namespace(args.name, service, args.namespace)
+        api = resources.api_for(args.name)
+        found = next(s for s in api.call("GET", "/v1/services")["services"] if s["namespace"] == ns and s["name"] == service)
+        anchor = (SandboxPaths.for_name(args.name).controlplane / "ca" / "trust-anchor.crt").read_text()
+    except (resources.ResourceError, ApiError, ValueError, StopIteration) as exc:
+        return _fail(str(exc) or f"no service {service}")
+    endpoints = list(found["endpoints"].items())
+    if not endpoints:
+        return _fail(f"service {service}.{ns} has no endpoints to attack")
+    for endpoint_id, ep in endpoints:
+        where = "its sidecar's inbound port" if ep["meshed"] else "the app itself (no sidecar)"
+        print(f"intruder -> {service}.{ns} endpoint {endpoint_id} at 127.0.0.1:{ep['port']} ({where})")
+        for outcome in attack.attack_port(ep["port"], anchor, ep["meshed"]):
+            mark = {"refused": "√", "denied": "√", "let through": "‼"}[outcome.verdict]
+            label = "plaintext, no certificate" if outcome.attempt == "plaintext" else "TLS with a foreign CA's certificate"
+            print(f"  {mark} {label}: {outcome.verdict.upper()} — {outcome.detail}")
+            print(f"      {outcome.lesson}")
+    return 0
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -357,17 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
         p.add_argument("-t", "--window", default="1m", help="time window (default 1m; 10s for 'live')")
     ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    attack = sub.add_parser("attack", help="an intruder tries a service in plaintext and with a foreign CA: what gets through?")
+    attack.add_argument("target", help="svc/NAME")
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
-    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges):
+    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges, attack):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident):
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident, attack):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "check": _check, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "attack": _attack, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

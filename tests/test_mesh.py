@@ -327,6 +327,7 @@ async def test_exposition_passes_promtool_but_for_linkerds_ms_unit(mesh: Mesh, e
             await get(session, client.outbound, f"http://emoji{path}")
         await get(session, client.outbound, "http://nope/")
     for proxy in (server, client):
-        result = subprocess.run([promtool, "check", "metrics"], input=proxy.metrics(), capture_output=True, text=True, timeout=30)
+        result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=proxy.metrics(),
+                                         capture_output=True, text=True, timeout=30)
         remarks = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         assert remarks == ["response_latency_ms metric names should not contain abbreviated units"], remarks
