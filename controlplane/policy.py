@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.fields import FieldReader
 from controlplane.spiffe import is_dns_label
 
 POLICY_API = "policy.meshdojo.dev/v1alpha1"
@@ -104,34 +104,12 @@ class Resource:
         return (self.kind, self.namespace, self.name)
 
 
-class _Reader:
+class _Reader(FieldReader):
     def __init__(self, source: str, index: int) -> None:
         self.source, self.index = source, index
 
     def fail(self, field: str, message: str) -> PolicyError:
         return PolicyError(self.source, self.index, field, message)
-
-    def obj(self, value: Any, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"expected a mapping, got {type(value).__name__}")
-        for key in value:
-            if key not in allowed:
-                raise self.fail(f"{field}.{key}".lstrip("."), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-        for key in sorted(required):
-            if key not in value:
-                raise self.fail(f"{field}.{key}".lstrip("."), "required field is missing")
-        return value
-
-    def string(self, value: Any, field: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(field, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def duration(self, value: Any, field: str) -> float:
-        try:
-            return parse_duration(value if isinstance(value, str) else "")
-        except InvalidDuration:
-            raise self.fail(field, f"{value!r} is not a duration (valid: 500ms, 2s, 1m)") from None
 
     def percentage(self, value: Any, field: str) -> float:
         pct = self.obj(value, field, {"value"}, {"value"})["value"]

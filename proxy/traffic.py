@@ -91,42 +91,33 @@ def concrete(discovery: Discovery) -> Layer:
     return layer
 
 
-def request_timeout(metrics: ProxyMetrics) -> Layer:
+def _timeout(kind: str, limit_of: Callable[[Request], float | None], error: type[ProxyError], metrics: ProxyMetrics) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            limit = request.rule.request_timeout if request.rule is not None else None
+            limit = limit_of(request)
             if limit is None:
                 return await inner(request)
             try:
                 async with asyncio.timeout(limit):
                     return await inner(request)
             except TimeoutError:
-                request.fate.timeout = f"request timeout {limit:g}s"
-                metrics.timeouts.labels("request", request.fate.route or "").inc()
-                raise RequestTimeout(f"no response within the route's request timeout of {limit:g}s") from None
+                request.fate.timeout = f"{kind} timeout {limit:g}s"
+                metrics.timeouts.labels(kind, request.fate.route or "").inc()
+                raise error(f"no response within the route's {kind} timeout of {limit:g}s") from None
 
         return handle
 
     return layer
+
+
+def request_timeout(metrics: ProxyMetrics) -> Layer:
+    """timeouts.request: the whole request, retries included."""
+    return _timeout("request", lambda r: r.rule.request_timeout if r.rule is not None else None, RequestTimeout, metrics)
 
 
 def try_timeout(metrics: ProxyMetrics) -> Layer:
-    def layer(inner: Handler) -> Handler:
-        async def handle(request: Request) -> Response:
-            limit = request.rule.backend_timeout if request.rule is not None else None
-            if limit is None:
-                return await inner(request)
-            try:
-                async with asyncio.timeout(limit):
-                    return await inner(request)
-            except TimeoutError:
-                request.fate.timeout = f"backendRequest timeout {limit:g}s"
-                metrics.timeouts.labels("backendRequest", request.fate.route or "").inc()
-                raise BackendTimeout(f"no response within the route's backendRequest timeout of {limit:g}s") from None
-
-        return handle
-
-    return layer
+    """timeouts.backendRequest: each attempt."""
+    return _timeout("backendRequest", lambda r: r.rule.backend_timeout if r.rule is not None else None, BackendTimeout, metrics)
 
 
 class Budgets:

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from controlplane.fields import FieldReader
+
 INJECT_ANNOTATION = "meshdojo.dev/inject"
-IGNORED = {"image", "imagePullPolicy", "resources", "readinessProbe", "livenessProbe"}  # meaningful only in Kubernetes
+IGNORED = frozenset({"image", "imagePullPolicy", "resources", "readinessProbe", "livenessProbe"})  # meaningful only in Kubernetes
 
 
 class ManifestError(ValueError):
@@ -62,35 +64,17 @@ class Demo:
                 and s.selector and all(deployment.labels.get(k) == v for k, v in s.selector.items())]
 
 
-class _Doc:
+class _Doc(FieldReader):
     """One document being read, remembering where it is, for error messages."""
+
+    unknown_hint = "the local backend reads"
+    ignored = IGNORED
 
     def __init__(self, path: Path, index: int) -> None:
         self.path, self.index = path, index
 
     def fail(self, where: str, message: str) -> ManifestError:
         return ManifestError(self.path, self.index, where, message)
-
-    def obj(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
-        for key in value:
-            if key not in allowed and key not in IGNORED:
-                raise self.fail(f"{where}.{key}", f"unknown field (the local backend reads: {', '.join(sorted(allowed))})")
-        for key in required:
-            if key not in value:
-                raise self.fail(f"{where}.{key}", "required field is missing")
-        return value
-
-    def string(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(where, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def integer(self, value: Any, where: str, low: int, high: int) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise self.fail(where, f"expected an integer from {low} to {high}, got {value!r}")
-        return value
 
     def labels(self, value: Any, where: str) -> dict[str, str]:
         if value is None:

@@ -16,6 +16,21 @@ from typing import Any
 
 from sandbox.processes import spawn, stop_group, wait_until
 
+
+async def eventually(probe, accept, what: str, timeout: float = 5.0):
+    """Run ``probe`` until ``accept`` likes its result (returned), or fail after ``timeout``."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if accept(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last saw {result!r}")
+        await asyncio.sleep(0.02)
+
 TD = "spiffe://meshdojo.local"
 
 

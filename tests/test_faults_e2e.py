@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Mesh, eventually, spiffe
 from tests.test_policy import with_change
 
 EMOJI = spiffe("emojivoto", "emoji")
@@ -38,12 +38,7 @@ async def statuses(session: aiohttp.ClientSession, proxy: str, n: int, path: str
 
 
 async def until(probe, accept, what: str, timeout: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if accept(result):
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; last saw {result!r}"
+    return await eventually(probe, accept, what, timeout)
 
 
 async def test_abort_percentage_delete_and_expiry(mesh: Mesh, echo_port: int):

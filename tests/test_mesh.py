@@ -7,7 +7,6 @@ import datetime as dt
 import signal
 import socket
 import ssl
-import time
 
 import aiohttp
 import pytest
@@ -17,7 +16,7 @@ from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context
 from sandbox.processes import wait_until
 from tests.apps import start_echo_app
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Mesh, eventually, spiffe
 
 EMOJI = spiffe("emojivoto", "emoji")
 WEB = spiffe("emojivoto", "web")
@@ -162,26 +161,15 @@ async def test_discovery_updates_take_effect(mesh: Mesh):
 
             assert await served_by() == {"a"}
             mesh.register("emojivoto", "emoji", "b", proxy_b.ports["inbound"], EMOJI)
-            await _eventually(lambda: served_by(), lambda seen: "b" in seen, "endpoint b to be added")
+            await eventually(lambda: served_by(), lambda seen: "b" in seen, "endpoint b to be added")
             mesh.deregister("emojivoto", "emoji", "a")
-            await _eventually(lambda: served_by(), lambda seen: seen == {"b"}, "endpoint a to be removed")
+            await eventually(lambda: served_by(), lambda seen: seen == {"b"}, "endpoint a to be removed")
             mesh.deregister("emojivoto", "emoji", "b")
-            await _eventually(lambda: get(session, client.outbound, "http://emoji/"),
+            await eventually(lambda: get(session, client.outbound, "http://emoji/"),
                               lambda r: r[1].get("x-meshdojo-error") == "no_endpoints", "no endpoints left")
     finally:
         await runner_a.cleanup()
         await runner_b.cleanup()
-
-
-async def _eventually(probe, accept, what: str, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if accept(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last saw {result!r}")
-        await asyncio.sleep(0.05)
 
 
 def _raw_exchange(port: int, payload: bytes) -> bytes:
@@ -252,7 +240,7 @@ async def test_rotation_under_load_drops_nothing(mesh: Mesh, echo_port: int):
         def refreshes() -> list[int]:
             return [p.config()["certificate"]["refreshes"] for p in (server, client)]
 
-        await _eventually(lambda: asyncio.to_thread(refreshes), lambda counts: min(counts) >= 3, "three rotations each", 20)
+        await eventually(lambda: asyncio.to_thread(refreshes), lambda counts: min(counts) >= 3, "three rotations each", 20)
 
     await asyncio.wait_for(load.run_while(until_rotated), 30)
     assert load.failures == [] and load.ok > 50
@@ -269,7 +257,7 @@ async def test_controlplane_killed_under_load_drops_nothing_and_updates_resume(m
         await asyncio.sleep(0.3)  # some traffic before the kill (load, not synchronization)
         before = load.ok
         await asyncio.to_thread(mesh.kill_controlplane)
-        await _eventually(lambda: asyncio.sleep(0.05, load.ok), lambda ok: ok > before + 200, "traffic after the kill", 20)
+        await eventually(lambda: asyncio.sleep(0.05, load.ok), lambda ok: ok > before + 200, "traffic after the kill", 20)
 
     await asyncio.wait_for(load.run_while(kill_and_wait), 40)
     assert load.failures == [] and load.ok > 200
@@ -281,7 +269,7 @@ async def test_controlplane_killed_under_load_drops_nothing_and_updates_resume(m
         mesh.deregister("emojivoto", "emoji", "emoji-0")
         mesh.register("emojivoto", "emoji", "b", proxy_b.ports["inbound"], EMOJI)
         async with aiohttp.ClientSession() as session:
-            await _eventually(lambda: get(session, client.outbound, "http://emoji/"),
+            await eventually(lambda: get(session, client.outbound, "http://emoji/"),
                               lambda r: '"served_by": "b"' in r[2], "the restarted control plane's update", 15)
     finally:
         await runner_b.cleanup()
@@ -291,7 +279,7 @@ async def test_sigterm_drains_requests_in_flight(mesh: Mesh, echo_port: int):
     _server, client = two_proxies(mesh, echo_port)
     async with aiohttp.ClientSession() as session:
         slow = asyncio.ensure_future(get(session, client.outbound, "http://emoji/?delay_ms=800"))  # noqa: TID251
-        await _eventually(lambda: asyncio.sleep(0.02, client.metrics()),
+        await eventually(lambda: asyncio.sleep(0.02, client.metrics()),
                           lambda m: 'tcp_open_connections{client_id="",direction="outbound",peer="dst"' in m, "request in flight")
         client.proc.send_signal(signal.SIGTERM)
         status, _, text = await slow
