@@ -41,6 +41,31 @@ def start_tls_pipe(root: Path, app_port: int, helpers: list) -> int:
     return int(wait_until(lambda: (root / "front.port").exists() and (root / "front.port").read_text(), 10, "pipe front"))
 
 
+def with_tap_reader(admin_port: int, run):
+    """Run ``run()`` while a thread reads the proxy's tap stream; return its result and the lines read."""
+    import threading
+    import urllib.request
+
+    count = [0]
+    stop = threading.Event()
+
+    def read() -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{admin_port}/tap", headers={"Authorization": "Bearer bench"})
+        with urllib.request.urlopen(request, timeout=60) as stream:
+            for _line in stream:
+                count[0] += 1
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: count[0] > 0, 10, "the tap to start")  # the hello line
+    try:
+        return run(), count[0]
+    finally:
+        stop.set()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
@@ -54,8 +79,10 @@ def main() -> int:
             app = spawn([sys.executable, "-m", "bench.upstream", str(root / "app.port")], root / "app.log")
             helpers.append(app)
             app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
+            token = root / "tap-token"
+            token.write_text("bench")
             server = mesh.start_proxy("bench", "app", app_port, name="server")
-            client = mesh.start_proxy("bench", "client", app_port, name="client")
+            client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client")
             mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
             pipe_port = start_tls_pipe(root, app_port, helpers)
             rows = []
@@ -65,6 +92,9 @@ def main() -> int:
                 meshed = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", concurrency, args.duration))
                 rows.append((concurrency, direct, pipe, meshed))
             rss = {name: rss_mb(p.proc.pid) for name, p in (("outbound proxy", client), ("inbound proxy", server))}
+            tap_off = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", 16, args.duration))
+            tapped, tapped_events = with_tap_reader(client.ports["admin"],
+                                                    lambda: uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", 16, args.duration)))
         finally:
             for helper in helpers:
                 stop_group(helper)
@@ -84,6 +114,8 @@ def main() -> int:
               f"meshed/TLS pipe {meshed.rps / pipe.rps:.0%})")
     for name, mb in rss.items():
         print(f"- {name} RSS after the run: {mb:.1f} MB")
+    print(f"- tap, c=16 meshed: {tap_off.rps:,.0f} req/s with nobody tapping, {tapped.rps:,.0f} req/s with one tap subscriber "
+          f"reading every event ({tapped_events:,} lines): {tapped.rps / tap_off.rps:.0%}")
     failed = sum(d.errors + m.errors for _, d, _, m in rows)
     return 1 if failed else 0
 

@@ -6,14 +6,17 @@ sidecar's memory small.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.exchange import BytesBody, Handler, Request, Response
 from proxy.metrics import ProxyMetrics
+from proxy.tap import TapBody, TapFilter, TapHub
 
 
 def _respond(status: int, content_type: str, body: bytes) -> Response:
@@ -21,9 +24,11 @@ def _respond(status: int, content_type: str, body: bytes) -> Response:
 
 
 def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]],
-                fates: Callable[[], list[dict[str, Any]]] = list) -> Handler:
+                fates: Callable[[], list[dict[str, Any]]] = list, tap: TapHub | None = None, tap_token: str | None = None) -> Handler:
     async def handle(request: Request) -> Response:
-        path = request.head.target.partition("?")[0]
+        path, _, query = request.head.target.partition("?")
+        if path == "/tap":
+            return _tap(request, query, tap, tap_token)
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
@@ -39,3 +44,15 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
         return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config or /fates\n")
 
     return handle
+
+
+def _tap(request: Request, query: str, tap: TapHub | None, token: str | None) -> Response:
+    """Live request stream; needs the sandbox's tap token (requests carry paths and identities)."""
+    if tap is None or not token:
+        return _respond(403, "text/plain", b"tap is disabled on this proxy (start it with --tap-token-file)\n")
+    presented = (request.head.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        return _respond(401, "text/plain", b"tap needs 'Authorization: Bearer <tap token>' (the sandbox's tap-token file)\n")
+    q = {k: v[0] for k, v in parse_qs(query).items()}
+    sub = tap.subscribe(TapFilter(q.get("path"), q.get("method"), q.get("to")))
+    return Response(200, [(b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store")], TapBody(tap, sub))

@@ -28,6 +28,7 @@ from proxy.outbound import build_outbound_stack
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool
 from proxy.serve import ServerState, serve_connection
+from proxy.tap import TapHub
 from proxy.tasks import TaskSet
 from proxy.traffic import Breakers
 
@@ -46,6 +47,8 @@ class Proxy:
         self.discovery = Discovery(self.client, self.identity, self.tasks)
         self.policies = PolicyWatch(self.client, self.identity)
         self.fates = FateLog()
+        self.tap = TapHub()
+        self.workload = config.workload or config.identity.service_account
         self.breakers = Breakers(self.policies)
         self.metrics.registry.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
@@ -69,7 +72,7 @@ class Proxy:
         loop = asyncio.get_running_loop()
         self.tasks.supervise(self.deadlines.run, name="deadlines")
         # admin first, so /live answers while we bootstrap
-        admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries)
+        admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap, self.config.tap_token)
         self._admin = await loop.create_server(
             lambda: _Downstream(self, admin, self.admin_state, track=False), "127.0.0.1", self.config.admin_port
         )
@@ -80,13 +83,14 @@ class Proxy:
         self.tasks.supervise(self.policies.run, name="policies:watch")
 
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
-                                        self.policies, self.fates, self.breakers, gateway=self.config.gateway)
+                                        self.policies, self.fates, self.breakers, gateway=self.config.gateway,
+                                        tap=self.tap, workload=self.workload)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
-        inbound = record_fate(self.fates)(_inbound_fate(build_inbound_stack(
+        inbound = record_fate(self.fates, self.tap, self.workload)(_inbound_fate(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace)))
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines)
@@ -116,6 +120,7 @@ class Proxy:
                 "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
             "policies": {"version": self.policies.version, "resources": self.policies.describe()},
+            "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
             "discovery": {
                 name: {
                     "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,

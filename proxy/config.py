@@ -36,6 +36,7 @@ class ProxyConfig:
     bootstrap_timeout: float = 30.0
     workload: str = ""
     gateway: str | None = None  # ingress gateway mode: send every request to this service (name[:port])
+    tap_token: str | None = None  # enables /tap on the admin port for holders of this token
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--rotate-every", help="renew the certificate at least this often (e.g. 5s), for lessons and tests")
     parser.add_argument("--drain-timeout", default="10s", help="on SIGTERM, wait this long for requests in flight")
     parser.add_argument("--workload", default="", help="instance name, for logs")
+    parser.add_argument("--tap-token-file", type=Path, help="a 0600 file with the token that /tap on the admin port requires")
     parser.add_argument("--gateway", help="ingress gateway mode: send every request to this service, e.g. web.emojivoto:80")
     args = parser.parse_args(argv)
     try:
@@ -106,4 +108,12 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         drain_timeout=drain,
         workload=args.workload,
         gateway=args.gateway,
+        tap_token=_read_secret(args.tap_token_file, "--tap-token-file") if args.tap_token_file else None,
     )
+
+
+def _read_secret(path: Path, flag: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror}") from None

@@ -29,9 +29,10 @@ async def copy_body(conn: HttpConnection, body: Body, chunked: bool) -> None:
     """Write ``body`` to ``conn``. Small bodies leave with their head in one system call;
     a streamed body is flushed whenever its source has nothing more ready, so it never stalls."""
     source = body.conn if isinstance(body, ConnectionBody) else None
+    streamed = not isinstance(body, BytesBody | EmptyBody)
     async for chunk in body.chunks():
         conn.write(encode_chunk(chunk) if chunked else chunk)
-        if conn.write_buffered >= FLUSH_AT or (source is not None and not source.has_events):
+        if conn.write_buffered >= FLUSH_AT or (streamed and (source is None or not source.has_events)):
             await conn.drain()
     if chunked:
         conn.write(LAST_CHUNK)

@@ -12,6 +12,7 @@ from proxy.errors import ProxyError, RequestTimeout
 from proxy.exchange import Handler, Layer, Request, Response
 from proxy.http1 import ConnectionClosed, ReadTimeout
 from proxy.metrics import ProxyMetrics
+from proxy.tap import TapHub
 
 log = logging.getLogger("meshdojo.proxy")
 
@@ -83,12 +84,14 @@ class FateLog:
                 for t, m, a, p, s, fate in self._entries]
 
 
-def record_fate(fates: FateLog) -> Layer:
+def record_fate(fates: FateLog, tap: TapHub | None = None, workload: str = "") -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             response = await inner(request)
             fate = request.fate
             fates.add(time.time(), request, response.status)
+            if tap is not None and tap.subscribers:  # nobody tapping: nothing more to do
+                tap.publish(tap_events(tap.next_id(), workload, request, response))
             if request.head.header(b"x-meshdojo-debug") == b"1":
                 mine = f"{fate.direction}: {fate.summary()}".encode("latin-1", "replace")
                 # one header for the whole path: this proxy's fate first, then the far side's
@@ -100,3 +103,20 @@ def record_fate(fates: FateLog) -> Layer:
         return handle
 
     return layer
+
+
+def tap_events(event_id: int, workload: str, request: Request, response: Response) -> list[dict]:
+    """The req / rsp / end lines of one request, as ``meshdojo tap`` prints them."""
+    outbound = request.fate.direction == "outbound"
+    server_id = response.server_id or (request.endpoint.identity if request.endpoint else None)
+    common = {
+        "id": event_id, "direction": request.fate.direction, "workload": workload,
+        "src": workload if outbound else request.peer.address, "dst": (request.fate.backend or request.dst_service or request.authority)
+        if outbound else workload, "tls": bool(response.tls or server_id) if outbound else request.peer.tls,
+        "client_id": request.peer.identity if not outbound else None, "server_id": server_id if outbound else None,
+        "method": request.head.method, "authority": request.authority, "path": request.path,
+    }
+    latency_ms = round((time.monotonic() - request.started) * 1000, 3)
+    return [{"type": "req", **common}, {"type": "rsp", **common, "status": response.status, "latency_ms": latency_ms},
+            {"type": "end", **common, "status": response.status, "latency_ms": latency_ms, "fate": request.fate.to_json(),
+             "error": response.error}]

@@ -34,6 +34,7 @@ from proxy.layers import FateLog, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
+from proxy.tap import TapHub
 
 
 def parse_target(request: Request) -> None:
@@ -131,7 +132,7 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
 
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
-                         clock=time.monotonic, gateway: str | None = None) -> Handler:
+                         clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "") -> Handler:
     rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
@@ -146,5 +147,5 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
-    handler = record_fate(fates)(handler)  # keep each request's fate; x-meshdojo-debug shows it
+    handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it
     return handler

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -126,6 +127,9 @@ class Supervisor:
     # -- start -----------------------------------------------------------------------
     def start(self) -> None:
         private_dir(self.paths.secrets)
+        self.tap_token_file = self.paths.secrets / "tap-token"
+        if not self.tap_token_file.exists():
+            write_private(self.tap_token_file, secrets.token_urlsafe(32))
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         (self.paths.root / "run").mkdir(exist_ok=True)
         self._start_controlplane()
@@ -227,7 +231,8 @@ class Supervisor:
             sys.executable, "-m", "proxy", "--controlplane", self.mesh_url,
             "--trust-anchor", str(self.paths.controlplane / "ca" / "trust-anchor.crt"),
             "--namespace", namespace, "--service-account", service_account, "--token-file", str(token_file),
-            "--app-port", str(app_port), "--ports-file", str(ports_file), "--workload", name, *extra,
+            "--app-port", str(app_port), "--ports-file", str(ports_file), "--workload", name,
+            "--tap-token-file", str(self.tap_token_file), *extra,
         ], self.paths.logs / f"{name}.proxy.log")
 
     def _app_proc(self, inst: Instance) -> Proc:

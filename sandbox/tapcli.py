@@ -1,0 +1,87 @@
+"""``meshdojo tap deploy/X``: every instance's live request stream, merged, printed the way
+``linkerd viz tap`` prints it — plus each request's fate."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from sandbox.paths import SandboxPaths
+
+
+def streams(name: str, deployment: str, namespace: str | None, to: str | None, path: str | None,
+            method: str | None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    from sandbox import local
+
+    st = local.status(name)
+    if st is None:
+        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    ns, dep = local.find_deployment(st, deployment, namespace)
+    instances = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
+    admin = [(w["name"], w["ports"]["admin"]) for w in instances if w["meshed"] and w["ports"]["admin"]]
+    if not admin:
+        raise local.SandboxError(f"deployment {ns}/{dep} has no sidecar to tap: 'meshdojo inject {dep}' first")
+    token = (SandboxPaths.for_name(name).secrets / "tap-token").read_text().strip()
+    query = urlencode({k: v for k, v in (("to", to), ("path", path), ("method", method)) if v})
+    events: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
+
+    def follow(instance: str, port: int) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/tap?{query}", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=None) as stream:
+                for line in stream:
+                    events.put(json.loads(line))
+        except OSError as exc:
+            events.put({"type": "lost", "workload": instance, "error": str(exc)})
+
+    for instance, port in admin:
+        threading.Thread(target=follow, args=(instance, port), daemon=True, name=f"tap:{instance}").start()
+
+    def iterate() -> Iterator[dict[str, Any]]:
+        while True:
+            yield events.get()
+
+    return [i for i, _ in admin], iterate()
+
+
+def render(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    if kind == "hello":
+        return None
+    if kind == "dropped":
+        return f"# {event['count']} events dropped: this terminal did not keep up (the proxy never waits for it)"
+    if kind == "lost":
+        return f"# lost the stream from {event['workload']}: {event['error']}"
+    proxy = "out" if event["direction"] == "outbound" else "in"
+    head = (f"{kind} id={event['id']} proxy={proxy} src={event['src']} dst={event['dst']} tls={str(event['tls']).lower()}")
+    if kind == "req":
+        return f"{head} :method={event['method']} :authority={event['authority']} :path={event['path']}"
+    if kind == "rsp":
+        return f"{head} :status={event['status']} latency={event['latency_ms'] * 1000:.0f}µs"
+    fate = event.get("fate") or {}
+    parts = [f"{k}={fate[k]}" for k in ("route", "backend", "timeout", "breaker", "fault", "authz", "ratelimit") if fate.get(k)]
+    if fate.get("attempts"):
+        parts.append(f"attempts={len(fate['attempts'])}[{'; '.join(fate['attempts'])}]")
+    if fate.get("retry"):
+        parts.append(f"retry={'; '.join(fate['retry'])}")
+    ids = " ".join(f"{k}={event[k]}" for k in ("client_id", "server_id") if event.get(k))
+    return f"{head} :status={event['status']} duration={event['latency_ms'] * 1000:.0f}µs {ids} fate: {', '.join(parts) or 'no policy applied'}"
+
+
+def run(name: str, target: str, namespace: str | None, to: str | None, path: str | None, method: str | None,
+        as_json: bool, emit: Callable[[str], None] = print) -> None:
+    kind, _, deployment = target.partition("/")
+    if kind not in ("deploy", "deployment") or not deployment:
+        raise ValueError(f"{target!r}: expected deploy/NAME, e.g. 'meshdojo tap deploy/web'")
+    to_name = to.partition("/")[2] if to and "/" in to else to
+    instances, events = streams(name, deployment, namespace, to_name, path, method)
+    emit(f"# tapping {', '.join(instances)} (Ctrl-C to stop)")
+    for event in events:
+        line = json.dumps(event) if as_json else render(event)
+        if line:
+            emit(line)

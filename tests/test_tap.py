@@ -1,0 +1,112 @@
+"""Tap through real proxies: each request's fate, the token, and readers that fall behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+
+from proxy.tap import QUEUE_SIZE
+from tests.meshkit import Mesh, spiffe
+from tests.test_traffic_e2e import apply, doc
+
+
+async def read_until(stream: aiohttp.ClientResponse, accept, what: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = await asyncio.wait_for(stream.content.readline(), max(deadline - time.monotonic(), 0.01))
+        event = json.loads(line)
+        if accept(event):
+            return event
+    raise AssertionError(f"no tap event for {what}")
+
+
+async def test_tap_shows_retried_faulted_and_denied_requests(mesh: Mesh, echo_port: int, tmp_path):
+    token = tmp_path / "tap-token"
+    token.write_text("s3cret")
+    token.chmod(0o600)
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, "--tap-token-file", str(token), name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, "--tap-token-file", str(token), name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+    apply(mesh,
+          doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "match": {"path": {"type": "PathPrefix", "value": "/retried"}},
+                                          "abort": {"httpStatus": 503, "percentage": {"value": 50}}}),
+          doc("FaultInjection", "broken", {"targetRef": {"name": "emoji"}, "match": {"path": {"type": "PathPrefix", "value": "/faulted"}},
+                                           "abort": {"httpStatus": 500}}),
+          doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}],
+                                     "rules": [{"retry": {"codes": [503], "attempts": 8, "backoff": "1ms"}}]}),
+          doc("AuthorizationPolicy", "no-admin", {"targetRef": {"kind": "Service", "name": "emoji"}, "action": "DENY",
+                                                  "rules": [{"to": [{"operation": {"paths": ["/denied*"]}}]}]}))
+    headers = {"Authorization": "Bearer s3cret"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+        async with session.get(f"http://127.0.0.1:{client.ports['admin']}/tap") as rsp:
+            assert rsp.status == 401
+        async with session.get(f"http://127.0.0.1:{client.ports['admin']}/tap", headers=headers) as out_tap, \
+                session.get(f"http://127.0.0.1:{server.ports['admin']}/tap", headers=headers) as in_tap:
+            await out_tap.content.readline()  # hello: subscribed
+            await in_tap.content.readline()
+
+            async def request(path: str) -> int:
+                async with session.get(f"http://emoji{path}", proxy=client.outbound) as r:
+                    await r.read()
+                    return r.status
+
+            for _ in range(20):  # until one was retried (50 % each time)
+                await request("/retried")
+            retried = await read_until(out_tap, lambda e: e["type"] == "end" and e["fate"]["retry"], "a retried request")
+            assert retried["direction"] == "outbound" and retried["fate"]["route"] == "emojivoto/emoji#0"
+            assert retried["fate"]["retry"][0] == "retried after 503" and len(retried["fate"]["attempts"]) >= 2
+            assert retried["server_id"] == spiffe("emojivoto", "emoji") and retried["tls"] is True
+
+            assert await request("/faulted") == 500
+            faulted = await read_until(in_tap, lambda e: e["type"] == "end" and e["path"] == "/faulted", "a faulted request")
+            assert faulted["fate"]["fault"] == "abort 500 by emojivoto/broken" and faulted["client_id"] == spiffe("emojivoto", "web")
+
+            assert await request("/denied") == 403
+            denied = await read_until(in_tap, lambda e: e["type"] == "end" and e["status"] == 403, "a denied request")
+            assert denied["fate"]["authz"] == "deny by emojivoto/no-admin" and denied["path"] == "/denied"
+
+
+async def test_a_reader_that_falls_behind_never_slows_the_proxy(mesh: Mesh, echo_port: int, tmp_path):
+    token = tmp_path / "tap-token"
+    token.write_text("t")
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, "--tap-token-file", str(token), name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+    # a raw socket that subscribes and then never reads: its queue fills, the rest is dropped
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.ports["admin"])
+    writer.write(b"GET /tap HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer t\r\n\r\n")
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    n = (QUEUE_SIZE // 3) * 2 + 60  # more requests than the subscriber's queue holds (3 events each)
+    async with aiohttp.ClientSession() as session:
+        async def one() -> int:
+            async with session.get("http://emoji/", proxy=client.outbound) as r:
+                await r.read()
+                return r.status
+
+        statuses = []
+        for _ in range(n // 20 + 1):
+            statuses += await asyncio.gather(*(one() for _ in range(20)))
+    assert set(statuses) == {200}  # every request went through while nobody read the tap
+    assert client.config()["tap"]["subscribers"] == 1
+    writer.close()
+
+
+def test_a_full_subscriber_queue_drops_and_counts_whole_requests():
+    from proxy.tap import TapFilter, TapHub
+
+    hub = TapHub()
+    slow = hub.subscribe(TapFilter())
+    picky = hub.subscribe(TapFilter(path_prefix="/api"))
+    events = [{"type": t, "path": "/x"} for t in ("req", "rsp", "end")]
+    for _ in range(QUEUE_SIZE // 3 + 5):
+        hub.publish(events)
+    assert slow.queue.qsize() == (QUEUE_SIZE // 3) * 3  # whole requests only: never a req without its end
+    assert slow.dropped == 15 and hub.dropped_total == 15
+    assert picky.queue.qsize() == 0 and picky.dropped == 0  # filtered out, not dropped
+    hub.unsubscribe(slow)
+    hub.unsubscribe(picky)
+    assert not hub.subscribers
