@@ -21,6 +21,7 @@ bench: install
 	$(PY) -m bench.meshed_path
 	$(PY) -m bench.sandbox_up
 	$(PY) -m bench.policy_bench
+	$(PY) -m bench.telemetry_bench
 
 demo: install
 	$(VENV)/bin/meshdojo up

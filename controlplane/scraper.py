@@ -48,7 +48,7 @@ class Telemetry:
         try:
             async with session.get(f"http://127.0.0.1:{port}/metrics") as rsp:
                 text = await rsp.text()
-            history.samples.append(parse_exposition(text, self._clock()))
+            history.add(parse_exposition(text, self._clock(), history.line_cache))
             history.last_success, history.last_error = self._clock(), None
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             history.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -73,8 +73,8 @@ class Telemetry:
         """Traffic to each service, as the meshed clients saw it (their outbound side)."""
         services = set()
         for h in self.workloads.values():
-            if h.samples:
-                services |= {(k[3], k[2]) for k in h.samples[-1].requests if k[0] == "outbound" and k[2]}
+            if h.fine:
+                services |= {(k[3], k[2]) for k in h.fine[-1].requests if k[0] == "outbound" and k[2]}
         rows = []
         for ns, svc in sorted(services):
             if (namespace is not None and ns != namespace) or (name is not None and svc != name):
@@ -93,7 +93,7 @@ class Telemetry:
                 by_identity.setdefault(h.identity, set()).add(h.deployment)
         found: dict[tuple, float] = {}
         for h in self.workloads.values():
-            pair = h.samples[-1] if h.samples else None
+            pair = h.fine[-1] if h.fine else None
             if pair is None:
                 continue
             g_keys = [k for k in pair.requests if k[0] == "outbound" and k[2]]

@@ -8,11 +8,14 @@ Pure functions over :class:`Sample` values; the scraping loop in
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 HISTORY_SECONDS = 15 * 60
+FINE_SECONDS = 120  # 1 s resolution for the last two minutes ...
+COARSE_EVERY = 10  # ... then one sample in ten, up to HISTORY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -23,48 +26,109 @@ class Sample:
     # (direction, peer identity, dst_service, dst_namespace, tls) -> counts
     requests: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
     failures: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
-    buckets: dict[tuple[str, str, str, str, str], dict[float, float]] = field(default_factory=dict)  # key -> le -> cumulative
+    # key -> cumulative counts per bound of ``bounds`` (an array: histograms are most of a sample)
+    buckets: dict[tuple[str, str, str, str, str], array] = field(default_factory=dict)
     tcp_open: float = 0.0
+    bounds: tuple[float, ...] = ()  # the histograms' upper bounds, shared by every key
 
 
 @dataclass
 class WorkloadHistory:
+    """About 15 minutes of one proxy's samples: every one for the last two minutes, then one in
+    ten. A value that did not change since the previous sample is shared with it, not copied."""
+
     namespace: str
     name: str  # instance
     deployment: str
     identity: str | None
     meshed: bool
-    samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS + 60))
+    fine: deque[Sample] = field(default_factory=lambda: deque(maxlen=FINE_SECONDS))
+    coarse: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS // COARSE_EVERY))
     last_error: str | None = None
     last_success: float = 0.0
+    line_cache: dict = field(default_factory=dict)  # the previous scrape's parsed lines
+    _count: int = 0
+
+    def add(self, sample: Sample) -> None:
+        previous = self.fine[-1] if self.fine else None
+        if previous is not None:
+            sample = Sample(
+                sample.time,
+                _share(sample.requests, previous.requests),
+                _share(sample.failures, previous.failures),
+                {k: (previous.buckets[k] if previous.buckets.get(k) == v else v) for k, v in sample.buckets.items()},
+                sample.tcp_open,
+                previous.bounds if previous.bounds == sample.bounds else sample.bounds,
+            )
+        self.fine.append(sample)
+        if self._count % COARSE_EVERY == 0:
+            self.coarse.append(sample)
+        self._count += 1
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Oldest first: the coarse ones older than the fine ones, then the fine ones."""
+        first_fine = self.fine[0].time if self.fine else math.inf
+        return [s for s in self.coarse if s.time < first_fine] + list(self.fine)
 
 
-def parse_exposition(text: str, now: float) -> Sample:
+def _share(new: dict, old: dict) -> dict:
+    return old if new == old else new
+
+
+NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{")
+ParsedLine = tuple[str, dict[str, str], float]
+
+
+def parse_exposition(text: str, now: float, cache: dict[str, ParsedLine] | None = None) -> Sample:
+    """A scrape, reduced to what the golden metrics use.
+
+    Only the series the golden metrics need are parsed, with ``prometheus_client``'s parser.
+    With ``cache`` (one per proxy), a line identical to one of the previous scrape is not
+    parsed again: from one second to the next most lines do not change, and the parser is
+    pure Python. The cache is replaced by this scrape's lines.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
+    lines = [line for line in text.splitlines() if line.startswith(NEEDED_SERIES)]
+    previous = cache if cache is not None else {}
+    fresh = [line for line in lines if line not in previous]
+    parsed: dict[str, ParsedLine] = {}
+    if fresh:  # without TYPE lines every series parses as untyped: name, labels and value are all we need
+        samples = [s for family in text_string_to_metric_families("\n".join(fresh) + "\n") for s in family.samples]
+        for line, sample in zip(fresh, samples, strict=True):
+            parsed[line] = (sample.name, sample.labels, sample.value)
+    current = {line: previous.get(line) or parsed[line] for line in lines}
+    if cache is not None:
+        cache.clear()
+        cache.update(current)
+    return _reduce(current.values(), now)
+
+
+def _reduce(series, now: float) -> Sample:
     requests: dict = {}
     failures: dict = {}
     buckets: dict[tuple[str, str, str, str, str], dict[float, float]] = {}
     tcp_open = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = s.labels
-            key = (labels.get("direction", ""), labels.get("client_id") or labels.get("server_id", ""),
-                   labels.get("dst_service", ""), labels.get("dst_namespace", ""), labels.get("tls", ""))
-            if s.name == "response_total":
-                requests[key] = requests.get(key, 0.0) + s.value
-                if labels.get("classification") == "failure":
-                    failures[key] = failures.get(key, 0.0) + s.value
-            elif s.name == "response_latency_ms_bucket":
-                le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
-                per = buckets.setdefault(key, {})
-                per[le] = per.get(le, 0.0) + s.value
-            elif s.name == "tcp_open_connections" and labels.get("direction") == "inbound":
-                tcp_open += s.value
-    return Sample(now, requests, failures, buckets, tcp_open)
+    for name, labels, value in series:
+        key = (labels.get("direction", ""), labels.get("client_id") or labels.get("server_id", ""),
+               labels.get("dst_service", ""), labels.get("dst_namespace", ""), labels.get("tls", ""))
+        if name == "response_total":
+            requests[key] = requests.get(key, 0.0) + value
+            if labels.get("classification") == "failure":
+                failures[key] = failures.get(key, 0.0) + value
+        elif name == "response_latency_ms_bucket":
+            le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
+            per = buckets.setdefault(key, {})
+            per[le] = per.get(le, 0.0) + value
+        elif name == "tcp_open_connections" and labels.get("direction") == "inbound":
+            tcp_open += value
+    bounds = tuple(sorted({le for per in buckets.values() for le in per}))
+    compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
+    return Sample(now, requests, failures, compact, tcp_open, bounds)
 
 
-def _baseline(samples: deque[Sample], window: float) -> tuple[Sample, Sample] | None:
+def _baseline(samples: list[Sample], window: float) -> tuple[Sample, Sample] | None:
     if len(samples) < 2:
         return None
     newest = samples[-1]
@@ -133,12 +197,14 @@ def golden(history: WorkloadHistory, window: float, direction: str = "inbound",
         if key[4] == "true":
             secured += delta
     delta_b: dict[float, float] = {}
+    old_index = {le: i for i, le in enumerate(old.bounds)}
     for key, new_b in new.buckets.items():
         if key[0] != direction or not keep(key):
             continue
-        old_b = old.buckets.get(key, {})
-        for le, count in new_b.items():
-            delta_b[le] = delta_b.get(le, 0.0) + max(count - old_b.get(le, 0.0), 0.0)
+        old_b = old.buckets.get(key)
+        for le, count in zip(new.bounds, new_b, strict=True):
+            before = old_b[old_index[le]] if old_b is not None and le in old_index else 0.0
+            delta_b[le] = delta_b.get(le, 0.0) + max(count - before, 0.0)
     return Golden(total, failed, new.time - old.time, delta_b, new.tcp_open if direction == "inbound" else 0.0, secured)
 
 

@@ -29,10 +29,10 @@ def test_quantiles_interpolate_like_histogram_quantile():
 def test_golden_metrics_from_two_scrapes_of_a_real_exposition():
     metrics = ProxyMetrics()
     history = WorkloadHistory("emojivoto", "emoji-0", "emoji", "spiffe://x", True)
-    history.samples.append(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
     for i in range(100):
         metrics.record(LABELS, 500 if i % 10 == 0 else 200, 3.0 if i < 50 else 30.0, failure=i % 10 == 0)
-    history.samples.append(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
     g = golden(history, 60)
     assert g.requests == 100 and g.rps == 10.0 and g.success_rate == 0.9 and g.secured == 100
     assert g.latency_ms["p50"] == 3.0 and 20 <= g.latency_ms["p99"] <= 30  # half at 3 ms, half at 30 ms
@@ -43,10 +43,29 @@ def test_golden_metrics_from_two_scrapes_of_a_real_exposition():
 def test_the_window_picks_the_right_baseline():
     history = WorkloadHistory("ns", "w-0", "w", None, True)
     key = ("inbound", "", "", "", "true")
-    for t in range(0, 100):  # 5 requests a second, every second
-        history.samples.append(Sample(float(t), {key: 5.0 * t}, {}, {}, 0.0))
+    for t in range(0, 1000):  # 5 requests a second, every second, for longer than the history
+        history.add(Sample(float(t), {key: 5.0 * t}, {}, {}, 0.0))
     assert golden(history, 10).rps == 5.0 and golden(history, 10).seconds == 10.0
-    assert golden(history, 1000).seconds == 99.0
+    assert golden(history, 300).rps == 5.0 and 299 <= golden(history, 300).seconds <= 309  # from the coarse part
+    assert golden(history, 5000).seconds >= 890  # about 15 minutes kept, not more
+    assert len(history.fine) + len(history.coarse) <= 120 + 90
+
+
+def test_fifteen_minutes_of_history_stay_small():
+    import tracemalloc
+    from array import array
+
+    from bench.telemetry_bench import realistic_page
+
+    parsed = parse_exposition(realistic_page().decode(), 0.0)
+    history = WorkloadHistory("ns", "w-0", "w", None, True)
+    tracemalloc.start()
+    for t in range(900):  # fresh objects every second, as a new scrape gives
+        history.add(Sample(float(t), dict(parsed.requests), dict(parsed.failures),
+                           {k: array("d", v) for k, v in parsed.buckets.items()}, parsed.tcp_open, tuple(parsed.bounds)))
+    used, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert used < 2_000_000, used  # a quiet proxy's 15 minutes: shared values, compact histograms
 
 
 async def test_known_traffic_gives_the_right_numbers_and_edges(mesh: Mesh):
@@ -104,3 +123,17 @@ async def test_known_traffic_gives_the_right_numbers_and_edges(mesh: Mesh):
         assert next(r for r in rows if r["name"] == "emoji")["not_answering"] == ["emoji-0"]
     finally:
         await runner.cleanup()
+
+
+def test_the_line_cache_gives_what_a_cold_parse_gives():
+    metrics = ProxyMetrics()
+    cache: dict = {}
+    metrics.record(LABELS, 200, 3.0, False)
+    parse_exposition(generate_latest(metrics.registry).decode(), 1.0, cache)
+    for status, latency in ((200, 7.0), (500, 70.0), (200, 0.5)):
+        metrics.record(LABELS, status, latency, status >= 500)
+    text = generate_latest(metrics.registry).decode()
+    cached, cold = parse_exposition(text, 2.0, cache), parse_exposition(text, 2.0)
+    assert cached.requests == cold.requests and cached.failures == cold.failures
+    assert cached.buckets == cold.buckets and cached.bounds == cold.bounds
+    assert sum(cached.requests.values()) == 4
