@@ -111,7 +111,8 @@ def tap_events(event_id: int, workload: str, request: Request, response: Respons
     server_id = response.server_id or (request.endpoint.identity if request.endpoint else None)
     common = {
         "id": event_id, "direction": request.fate.direction, "workload": workload,
-        "src": workload if outbound else request.peer.address, "dst": (request.fate.backend or request.dst_service or request.authority)
+        "src": workload if outbound else (request.peer.identity.rsplit("/sa/", 1)[-1] if request.peer.identity
+                                           else f"{request.peer.address} (no identity)"), "dst": (request.fate.backend or request.dst_service or request.authority)
         if outbound else workload, "tls": bool(response.tls or server_id) if outbound else request.peer.tls,
         "client_id": request.peer.identity if not outbound else None, "server_id": server_id if outbound else None,
         "method": request.head.method, "authority": request.authority, "path": request.path,

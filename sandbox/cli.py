@@ -328,6 +328,19 @@ def _tap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top(args: argparse.Namespace) -> int:
+    from sandbox import local, top
+
+    try:
+        result = top.run(args.name, args.target, args.namespace, args.duration, emit=lambda text: print(text, flush=True))
+    except (local.SandboxError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+    print(top.render(result))
+    return 0
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -405,19 +418,22 @@ def main(argv: list[str] | None = None) -> int:
     tap.add_argument("--path", help="only paths starting with this")
     tap.add_argument("--method", help="only this method")
     tap.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    top = sub.add_parser("top", help="a live table of a deployment's traffic by source, destination, method and path")
+    top.add_argument("target", help="deploy/NAME")
+    top.add_argument("--duration", type=float, help="stop after this many seconds and print the table (default: run until Ctrl-C)")
     attack = sub.add_parser("attack", help="an intruder tries a service in plaintext and with a foreign CA: what gets through?")
     attack.add_argument("target", help="svc/NAME")
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
-    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges, attack, tap):
+    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges, attack, tap, top):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident, attack, tap):
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident, attack, tap, top):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "check": _check, "attack": _attack, "tap": _tap, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "attack": _attack, "tap": _tap, "top": _top, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

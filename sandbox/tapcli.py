@@ -44,14 +44,17 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
 
     def iterate() -> Iterator[dict[str, Any]]:
         while True:
-            yield events.get()
+            try:
+                yield events.get(timeout=0.5)
+            except queue.Empty:
+                yield {"type": "tick"}  # nothing happened: lets a reader keep time
 
     return [i for i, _ in admin], iterate()
 
 
 def render(event: dict[str, Any]) -> str | None:
     kind = event.get("type")
-    if kind == "hello":
+    if kind in ("hello", "tick"):
         return None
     if kind == "dropped":
         return f"# {event['count']} events dropped: this terminal did not keep up (the proxy never waits for it)"

@@ -92,6 +92,10 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     assert {t["labels"]["deployment"] for t in targets} == {"web", "emoji", "voting", "vote-bot"}
     assert all(t["targets"][0].startswith("127.0.0.1:") for t in targets)
 
+    # top: web's traffic by destination, from the tap stream
+    top = cli.run("top", "deploy/web", "--duration", "3").stdout
+    assert "SOURCE" in top and "voting" in top and "/api/vote" in top
+
     # the doctor agrees
     check = cli.run("check").stdout
     assert "√ emoji-0: proxy ready with a valid certificate from this CA" in check and "×" not in check

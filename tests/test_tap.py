@@ -110,3 +110,19 @@ def test_a_full_subscriber_queue_drops_and_counts_whole_requests():
     hub.unsubscribe(slow)
     hub.unsubscribe(picky)
     assert not hub.subscribers
+
+
+def test_top_aggregates_by_source_destination_method_and_path():
+    from sandbox.top import Top, render
+
+    top = Top()
+    def end(src, dst, path, status, ms):
+        return {"type": "end", "src": src, "dst": dst, "method": "GET", "path": path, "status": status, "latency_ms": ms}
+
+    for event in (end("web-0", "voting", "/api/vote?choice=:joy:", 200, 2.0), end("web-0", "voting", "/api/vote?choice=:doughnut:", 500, 9.0),
+                  end("web-0", "emoji", "/api/list", 200, 1.0), {"type": "req"}, {"type": "tick"}):
+        top.add(event)
+    rows = top.table()
+    assert rows[1] == ("web-0", "voting", "GET", "/api/vote", "2", "2.0ms", "9.0ms", "9.0ms", "50%")
+    assert rows[2][:5] == ("web-0", "emoji", "GET", "/api/list", "1")
+    assert "SUCCESS" in render(top).splitlines()[0]
