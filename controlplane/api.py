@@ -282,9 +282,10 @@ async def stats(request: web.Request) -> web.Response:
     if kind not in ("deploy", "svc"):
         return json_error(400, "resource must be deploy or svc")
     view = telemetry.deployment_rows if kind == "deploy" else telemetry.service_rows
-    return web.json_response({"window": _window(request), "rows": view(_window(request), q.get("namespace"), q.get("name"))})
+    window = _window(request)
+    return web.json_response({"window": window, "rows": view(window, q.get("namespace"), q.get("name"))})
 
 
 async def edges(request: web.Request) -> web.Response:
-    return web.json_response({"window": _window(request),
-                              "rows": request.app[TELEMETRY].edges(_window(request), request.query.get("namespace"))})
+    window = _window(request)
+    return web.json_response({"window": window, "rows": request.app[TELEMETRY].edges(window, request.query.get("namespace"))})

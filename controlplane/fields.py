@@ -34,10 +34,15 @@ class FieldReader:
             raise self.fail(field, f"expected a non-empty string, got {value!r}")
         return value
 
-    def integer(self, value: Any, field: str, low: int, high: int) -> int:
+    def integer(self, value: Any, field: str, low: int, high: int, what: str = "an integer") -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise self.fail(field, f"expected an integer from {low} to {high}, got {value!r}")
+            raise self.fail(field, f"expected {what} from {low} to {high}, got {value!r}")
         return value
+
+    def number(self, value: Any, field: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise self.fail(field, f"expected a number from {low:g} to {high:g}, got {value!r}")
+        return float(value)
 
     def duration(self, value: Any, field: str) -> float:
         try:

@@ -112,10 +112,7 @@ class _Reader(FieldReader):
         return PolicyError(self.source, self.index, field, message)
 
     def percentage(self, value: Any, field: str) -> float:
-        pct = self.obj(value, field, {"value"}, {"value"})["value"]
-        if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
-            raise self.fail(f"{field}.value", f"expected a number from 0 to 100, got {pct!r}")
-        return float(pct)
+        return self.number(self.obj(value, field, {"value"}, {"value"})["value"], f"{field}.value", 0, 100)
 
 
 def parse(raw: Any, source: str, index: int, default_namespace: str = "default") -> Resource:
@@ -154,9 +151,7 @@ def _fault(r: _Reader, raw: Any) -> FaultSpec:
         delay_pct = r.percentage(delay.get("percentage", {"value": 100}), "spec.delay.percentage")
     if "abort" in spec:
         abort = r.obj(spec["abort"], "spec.abort", {"httpStatus", "percentage"}, {"httpStatus"})
-        abort_status = abort["httpStatus"]
-        if isinstance(abort_status, bool) or not isinstance(abort_status, int) or not 200 <= abort_status <= 599:
-            raise r.fail("spec.abort.httpStatus", f"expected an HTTP status from 200 to 599, got {abort_status!r}")
+        abort_status = r.integer(abort["httpStatus"], "spec.abort.httpStatus", 200, 599, "an HTTP status")
         abort_pct = r.percentage(abort.get("percentage", {"value": 100}), "spec.abort.percentage")
     if delay_s is None and abort_status is None:
         raise r.fail("spec", "a FaultInjection needs a delay, an abort, or both")
@@ -252,9 +247,7 @@ def _route(r: _Reader, raw: Any) -> RouteSpec:
         for j, b in enumerate(_list(r, rule.get("backendRefs", []), f"{where}.backendRefs")):
             bw = f"{where}.backendRefs[{j}]"
             ref = r.obj(b, bw, {"name", "port", "weight", "kind", "group", "namespace"}, {"name"})
-            weight = ref.get("weight", 1)
-            if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 1_000_000:
-                raise r.fail(f"{bw}.weight", f"expected a whole number from 0 to 1000000, got {weight!r}")
+            weight = r.integer(ref.get("weight", 1), f"{bw}.weight", 0, 1_000_000, "a whole number")
             backends.append(Backend(r.string(ref["name"], f"{bw}.name"), weight))
         if backends and not any(b.weight for b in backends):
             raise r.fail(f"{where}.backendRefs", "at least one backend needs a weight above 0")
@@ -267,9 +260,7 @@ def _route(r: _Reader, raw: Any) -> RouteSpec:
             codes = rr.get("codes", [500, 502, 503, 504])
             if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in codes):
                 raise r.fail(f"{where}.retry.codes", "expected a list of HTTP statuses from 400 to 599")
-            attempts = rr.get("attempts", 2)
-            if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
-                raise r.fail(f"{where}.retry.attempts", f"expected a whole number from 1 to 10, got {attempts!r}")
+            attempts = r.integer(rr.get("attempts", 2), f"{where}.retry.attempts", 1, 10, "a whole number")
             backoff = r.duration(rr["backoff"], f"{where}.retry.backoff") if "backoff" in rr else 0.025
             retry = Retry(tuple(codes), attempts, backoff)
         rules.append(RouteRule(matches, tuple(backends), request_timeout, backend_timeout, retry))
@@ -280,12 +271,6 @@ def _list(r: _Reader, value: Any, field: str) -> list:
     if not isinstance(value, list):
         raise r.fail(field, "expected a list")
     return value
-
-
-def _number(r: _Reader, value: Any, field: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise r.fail(field, f"expected a number from {low:g} to {high:g}, got {value!r}")
-    return float(value)
 
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
@@ -302,8 +287,8 @@ def _budget(r: _Reader, raw: Any) -> BudgetSpec:
     spec = r.obj(raw, "spec", {"targetRef", "retryRatio", "minRetriesPerSecond", "ttl"}, {"targetRef"})
     return BudgetSpec(
         _service_ref(r, spec["targetRef"], "spec.targetRef"),
-        _number(r, spec.get("retryRatio", 0.2), "spec.retryRatio", 0, 1000),
-        _number(r, spec.get("minRetriesPerSecond", 10), "spec.minRetriesPerSecond", 0, 100000),
+        r.number(spec.get("retryRatio", 0.2), "spec.retryRatio", 0, 1000),
+        r.number(spec.get("minRetriesPerSecond", 10), "spec.minRetriesPerSecond", 0, 100000),
         r.duration(spec.get("ttl", "10s"), "spec.ttl"),
     )
 
@@ -319,15 +304,13 @@ class BreakerSpec:
 
 def _breaker(r: _Reader, raw: Any) -> BreakerSpec:
     spec = r.obj(raw, "spec", {"targetRef", "consecutiveFailures", "penalty", "maxPenalty", "jitter"}, {"targetRef"})
-    failures = spec.get("consecutiveFailures", 7)
-    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
-        raise r.fail("spec.consecutiveFailures", f"expected a whole number from 1 to 1000, got {failures!r}")
+    failures = r.integer(spec.get("consecutiveFailures", 7), "spec.consecutiveFailures", 1, 1000, "a whole number")
     penalty = r.duration(spec.get("penalty", "1s"), "spec.penalty")
     max_penalty = r.duration(spec.get("maxPenalty", "60s"), "spec.maxPenalty")
     if max_penalty < penalty:
         raise r.fail("spec.maxPenalty", "must not be shorter than spec.penalty")
     return BreakerSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), failures, penalty, max_penalty,
-                       _number(r, spec.get("jitter", 0.5), "spec.jitter", 0, 1))
+                       r.number(spec.get("jitter", 0.5), "spec.jitter", 0, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +322,8 @@ class RateLimitSpec:
 
 def _ratelimit(r: _Reader, raw: Any) -> RateLimitSpec:
     spec = r.obj(raw, "spec", {"targetRef", "requestsPerSecond", "burst"}, {"targetRef", "requestsPerSecond"})
-    rps = _number(r, spec["requestsPerSecond"], "spec.requestsPerSecond", 0.001, 1_000_000)
-    burst = spec.get("burst", max(1, int(rps)))
-    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
-        raise r.fail("spec.burst", f"expected a whole number from 1 to 1000000, got {burst!r}")
+    rps = r.number(spec["requestsPerSecond"], "spec.requestsPerSecond", 0.001, 1_000_000)
+    burst = r.integer(spec.get("burst", max(1, int(rps))), "spec.burst", 1, 1_000_000, "a whole number")
     return RateLimitSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), rps, burst)
 
 
