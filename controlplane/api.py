@@ -12,11 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
 from controlplane.names import resolve
 from controlplane.policystore import PolicyErrors, PolicyStore
 from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
+from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.watchstream import stream_watch
@@ -52,9 +54,10 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
-              telemetry: Telemetry | None = None) -> web.Application:
+              telemetry: Telemetry | None = None, relays: RelayManager | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
-    app[TELEMETRY] = telemetry or Telemetry()
+    app[TELEMETRY] = telemetry = telemetry or Telemetry()
+    add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry)
     app[POLICIES] = policies
     app[REGISTRY] = registry
     app[IDENTITY] = identity
@@ -79,6 +82,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
             web.delete("/v1/workloads/{ns}/{name}", delete_workload),
             web.get("/v1/stats", stats),
             web.get("/v1/edges", edges),
+            web.get("/v1/routes", routes),
         ]
     )
     return app
@@ -257,6 +261,7 @@ async def put_workload(request: web.Request) -> web.Response:
         return json_error(400, "admin must be the proxy's admin port, or null for an unmeshed workload")
     request.app[TELEMETRY].put_workload(ns, name, str(body.get("deployment") or name), body.get("identity"),
                                          bool(body.get("meshed", admin is not None)), admin)
+    request.app[RELAYS].poke()  # a fault scoped to its deployment may now cover it
     return web.json_response({"workload": f"{ns}/{name}"})
 
 
@@ -289,3 +294,18 @@ async def stats(request: web.Request) -> web.Response:
 async def edges(request: web.Request) -> web.Response:
     window = _window(request)
     return web.json_response({"window": window, "rows": request.app[TELEMETRY].edges(window, request.query.get("namespace"))})
+
+
+async def routes(request: web.Request) -> web.Response:
+    q = request.query
+    service, namespace = q.get("service"), q.get("namespace")
+    if not service or not namespace:
+        return json_error(400, "routes need ?service=NAME&namespace=NS")
+    configured = []
+    for resource, _expires in request.app[POLICIES].list("HTTPRoute", namespace):
+        if resource.target == service:
+            configured += [(f"{resource.namespace}/{resource.name}#{i}", rule.describe())
+                           for i, rule in enumerate(resource.spec.rules)]  # type: ignore[attr-defined]
+    window = _window(request)
+    rows = request.app[TELEMETRY].route_rows(window, namespace, service, q.get("from") or None, configured)
+    return web.json_response({"window": window, "rows": rows})

@@ -92,7 +92,8 @@ async def watch(request: web.Request) -> web.StreamResponse:
     found = resolve(name, caller.namespace)
     if found is None:
         return json_error(404, f"{name!r} is not a service name", reason="unknown_service")
-    return await stream_watch(request, request.app[REGISTRY], *found)
+    workload = request.query.get("workload")  # the proxy's instance, so an edge's network faults find it
+    return await stream_watch(request, request.app[REGISTRY], *found, client=(caller.namespace, workload) if workload else None)
 
 
 async def watch_policies(request: web.Request) -> web.StreamResponse:

@@ -74,6 +74,13 @@ class RequestMatch:
             return False
         return all(header(name) == value for name, value in self.headers)
 
+    def describe(self) -> str:
+        parts = [self.method] if self.method else []
+        if self.path is not None:
+            parts.append({"Exact": "", "PathPrefix": "prefix "}.get(self.path.type, "regex ") + self.path.value)
+        parts += [f"{name}={value}" for name, value in self.headers]
+        return " ".join(parts) or "everything"
+
 
 @dataclass(frozen=True, slots=True)
 class FaultSpec:
@@ -221,6 +228,15 @@ class RouteRule:
 
     def matches_request(self, path: str, header: Any, method: str) -> bool:
         return not self.matches or any(m.matches(path, header, method) for m in self.matches)
+
+    def describe(self) -> str:
+        """What the rule matches and where it sends it, in one line (for ``meshdojo routes``)."""
+        matches = " or ".join(m.describe() for m in self.matches) or "everything"
+        if len(self.backends) > 1 or (self.backends and self.backends[0].weight != 1):
+            matches += " -> " + ", ".join(f"{b.service} {b.weight}" for b in self.backends)
+        elif self.backends:
+            matches += f" -> {self.backends[0].service}"
+        return matches
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controlplane.protocol import Endpoint, fqdn
@@ -29,14 +29,18 @@ class Service:
     def fqdn(self) -> str:
         return fqdn(self.name, self.namespace)
 
-    def snapshot_event(self) -> dict[str, Any]:
+    def snapshot_event(self, redirects: dict[str, int] | None = None) -> dict[str, Any]:
+        """Every endpoint; those in ``redirects`` (endpoint id -> port) point at a relay on
+        127.0.0.1 instead, with the same identity (see controlplane.relay)."""
         if not self.endpoints:
             return {"type": "no_endpoints", "snapshot": True, "service": self.fqdn}
+        redirects = redirects or {}
         return {
             "type": "add",
             "snapshot": True,
             "service": self.fqdn,
-            "endpoints": [ep.to_json() for ep in self.endpoints.values()],
+            "endpoints": [(replace(ep, address="127.0.0.1", port=redirects[eid], labels=ep.labels) if eid in redirects else ep).to_json()
+                          for eid, ep in self.endpoints.items()],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -52,8 +56,9 @@ class Service:
 class Watch:
     """One subscriber's queue of events for one service. ``None`` means: you were cut off."""
 
-    def __init__(self, key: tuple[str, str]) -> None:
+    def __init__(self, key: tuple[str, str], client: tuple[str, str] | None = None) -> None:
         self.key = key
+        self.client = client  # (namespace, instance) of the watching proxy, when it said
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(WATCH_QUEUE_SIZE)
         self.closed = False
 
@@ -81,6 +86,8 @@ class Registry:
         self._watches: dict[tuple[str, str], set[Watch]] = {}
         self._on_change = on_change
         self.version = 0
+        # (namespace, service, client) -> endpoint id -> relay port; set by the relay manager
+        self.redirector: Callable[[str, str, tuple[str, str] | None], dict[str, int]] | None = None
 
     def _changed(self) -> None:
         self.version += 1
@@ -156,12 +163,12 @@ class Registry:
         return True
 
     # -- watches ---------------------------------------------------------------
-    def watch(self, namespace: str, name: str) -> Watch:
+    def watch(self, namespace: str, name: str, client: tuple[str, str] | None = None) -> Watch:
         service = self._services.get((namespace, name))
         if service is None:
             raise UnknownService(f"service {name}.{namespace} is not registered")
-        watch = Watch((namespace, name))
-        watch.offer(service.snapshot_event())
+        watch = Watch((namespace, name), client)
+        watch.offer(service.snapshot_event(self._redirects(service, watch)))
         self._watches.setdefault((namespace, name), set()).add(watch)
         return watch
 
@@ -179,9 +186,22 @@ class Registry:
             if not watches:
                 del self._watches[watch.key]
 
+    def refresh(self, namespace: str, name: str) -> None:
+        """A fresh snapshot to every watcher of a service (its redirects changed)."""
+        service = self._services.get((namespace, name))
+        if service is None:
+            return
+        for watch in list(self._watches.get((namespace, name), ())):
+            if not watch.offer(service.snapshot_event(self._redirects(service, watch))):
+                self.unwatch(watch)
+
+    def _redirects(self, service: Service, watch: Watch) -> dict[str, int]:
+        return self.redirector(service.namespace, service.name, watch.client) if self.redirector is not None else {}
+
     def _publish(self, service: Service, event: dict[str, Any]) -> None:
         for watch in list(self._watches.get((service.namespace, service.name), ())):
-            if not watch.offer(event):
+            redirects = self._redirects(service, watch)  # a relayed watcher gets snapshots, rewritten
+            if not watch.offer(service.snapshot_event(redirects) if redirects else event):
                 self.unwatch(watch)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from controlplane.telemetry import WorkloadHistory, golden, parse_exposition, sum_golden
+from controlplane.telemetry import WorkloadHistory, golden, parse_exposition, quantile, route_golden, sum_golden, sum_route_golden
 
 log = logging.getLogger("meshdojo.controlplane.scraper")
 SCRAPE_INTERVAL = 1.0
@@ -29,6 +29,13 @@ class Telemetry:
         if current is None or (current.identity, current.meshed, current.deployment) != (identity, meshed, deployment):
             self.workloads[key] = WorkloadHistory(namespace, name, deployment, identity, meshed)
         self.admin_ports[key] = admin
+
+    def deployment_of(self, namespace: str, instance: str) -> str | None:
+        history = self.workloads.get((namespace, instance))
+        return history.deployment if history else None
+
+    def identity_of(self, namespace: str, deployment: str) -> str | None:
+        return next((h.identity for h in self.workloads.values() if h.namespace == namespace and h.deployment == deployment), None)
 
     def delete_workload(self, namespace: str, name: str) -> bool:
         self.admin_ports.pop((namespace, name), None)
@@ -109,6 +116,30 @@ class Telemetry:
         rows = [{"src": e[0], "dst": e[1], "src_namespace": e[2], "dst_namespace": e[3], "secured": e[4],
                  "client_id": e[5] or None, "server_id": e[6] or None} for e in sorted(found)]
         return [r for r in rows if namespace is None or namespace in (r["src_namespace"], r["dst_namespace"])]
+
+
+    def route_rows(self, window: float, namespace: str, service: str, source: str | None = None,
+                   configured: list[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+        """Per route of ``service.namespace``, as its meshed clients (or only ``source``'s
+        instances) saw it: EFFECTIVE after retries, ACTUAL every attempt. ``configured`` lists
+        (route, description) of the HTTPRoute rules in force, shown even without traffic."""
+        dst = f"{service}.{namespace}"
+        per_route: dict[str, list] = {}
+        for h in self.workloads.values():
+            if not h.meshed or (source is not None and h.deployment != source):
+                continue
+            for route, g in route_golden(h, window, dst).items():
+                per_route.setdefault(route, []).append(g)
+        described = dict(configured)
+        rows = []
+        for route in sorted(set(per_route) | set(described), key=lambda r: (r == "[default]", r)):
+            g = sum_route_golden(per_route.get(route, []))
+            latency = {name: quantile(q, g.buckets) for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+            rows.append({"route": route, "match": described.get(route, "everything no route matches" if route == "[default]" else "-"),
+                         "service": service, "namespace": namespace, "from": source,
+                         **{k: (round(v, 4) if v is not None else None) for k, v in g.rates().items()},
+                         "latency_ms": {k: (round(v, 2) if v is not None else None) for k, v in latency.items()}})
+        return rows
 
 
 def _row(ns: str, name: str, meshed: str, g, stale: list[str]) -> dict[str, Any]:

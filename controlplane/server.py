@@ -18,6 +18,7 @@ from controlplane.identity import IdentityService, utcnow
 from controlplane.meshapi import build_mesh_api
 from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
+from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import server_context
@@ -28,6 +29,7 @@ CONTROLPLANE_IDENTITY = SpiffeId("meshdojo", "controlplane")
 STATE_FILE = "controlplane.json"
 REGISTRY_FILE = "registry.json"
 POLICIES_FILE = "policies.json"
+NETFAULTS_FILE = "netfaults.json"
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -52,6 +54,9 @@ class ControlPlane:
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
+        self.relays = RelayManager(self.registry, self.telemetry.deployment_of, on_change=self._save_netfaults)
+        self.registry.redirector = self.relays.redirect
+        self._netfaults_file = config.state_dir / NETFAULTS_FILE
         self._scraper: asyncio.Task | None = None
         self._runners: list[web.AppRunner] = []
         self.api_port = 0
@@ -69,11 +74,17 @@ class ControlPlane:
                 self.policies.restore(read_json(self._policies_file))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s (%s): policies must be applied again", self._policies_file, exc)
+        if self._netfaults_file.exists():
+            try:
+                self.relays.restore(read_json(self._netfaults_file))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable %s (%s): network faults are gone", self._netfaults_file, exc)
+        await self.relays.reconcile()
         material = castore.load_or_create(state_dir, utcnow())
         self.identity = IdentityService(material, self.config.leaf_lifetime)
         admin_token = load_or_create_admin_token(state_dir)
 
-        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry), access_log=None, handle_signals=False)
+        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays), access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()
@@ -121,17 +132,25 @@ class ControlPlane:
             await asyncio.sleep(0.25)
             for kind, ns, name in self.policies.expire():
                 log.info("%s %s/%s expired and was removed", kind, ns, name)
+            for name in await self.relays.expire():
+                log.info("network fault %s expired and was removed", name)
 
     def _save_policies(self, store: PolicyStore) -> None:
         write_json(self._policies_file, store.to_json())
 
     def _save_registry(self, registry: Registry) -> None:
         write_json(self._registry_file, registry.to_json())
+        if self._runners:  # serving: relays follow endpoint changes
+            self.relays.poke()
+
+    def _save_netfaults(self, relays: RelayManager) -> None:
+        write_json(self._netfaults_file, relays.to_json())
 
     async def stop(self) -> None:
         for task in (self._expiry, self._scraper):
             if task is not None:
                 task.cancel()
+        await self.relays.close()
         self.registry.close_watches()  # long-lived streams would otherwise hold the shutdown
         self.policies.close_watches()
         for runner in reversed(self._runners):

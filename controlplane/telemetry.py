@@ -30,6 +30,10 @@ class Sample:
     buckets: dict[tuple[str, str, str, str, str], array] = field(default_factory=dict)
     tcp_open: float = 0.0
     bounds: tuple[float, ...] = ()  # the histograms' upper bounds, shared by every key
+    # per route, outbound: (dst "svc.ns", route, "effective"|"actual") -> counts; latency per (dst, route)
+    route_requests: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    route_failures: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    route_buckets: dict[tuple[str, str], array] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,9 +60,12 @@ class WorkloadHistory:
                 sample.time,
                 _share(sample.requests, previous.requests),
                 _share(sample.failures, previous.failures),
-                {k: (previous.buckets[k] if previous.buckets.get(k) == v else v) for k, v in sample.buckets.items()},
+                _share_arrays(sample.buckets, previous.buckets),
                 sample.tcp_open,
                 previous.bounds if previous.bounds == sample.bounds else sample.bounds,
+                _share(sample.route_requests, previous.route_requests),
+                _share(sample.route_failures, previous.route_failures),
+                _share_arrays(sample.route_buckets, previous.route_buckets),
             )
         self.fine.append(sample)
         if self._count % COARSE_EVERY == 0:
@@ -76,7 +83,12 @@ def _share(new: dict, old: dict) -> dict:
     return old if new == old else new
 
 
-NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{")
+def _share_arrays(new: dict, old: dict) -> dict:
+    return {k: (old[k] if old.get(k) == v else v) for k, v in new.items()}
+
+
+NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
+                 "route_actual_response_total{", "route_response_latency_ms_bucket{")
 ParsedLine = tuple[str, dict[str, str], float]
 
 
@@ -109,8 +121,14 @@ def _reduce(series, now: float) -> Sample:
     requests: dict = {}
     failures: dict = {}
     buckets: dict[tuple[str, str, str, str, str], dict[float, float]] = {}
+    route_requests: dict = {}
+    route_failures: dict = {}
+    route_buckets: dict[tuple[str, str], dict[float, float]] = {}
     tcp_open = 0.0
     for name, labels, value in series:
+        if name.startswith("route_"):
+            _reduce_route(name, labels, value, route_requests, route_failures, route_buckets)
+            continue
         key = (labels.get("direction", ""), labels.get("client_id") or labels.get("server_id", ""),
                labels.get("dst_service", ""), labels.get("dst_namespace", ""), labels.get("tls", ""))
         if name == "response_total":
@@ -123,9 +141,23 @@ def _reduce(series, now: float) -> Sample:
             per[le] = per.get(le, 0.0) + value
         elif name == "tcp_open_connections" and labels.get("direction") == "inbound":
             tcp_open += value
-    bounds = tuple(sorted({le for per in buckets.values() for le in per}))
+    bounds = tuple(sorted({le for per in (*buckets.values(), *route_buckets.values()) for le in per}))
     compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
-    return Sample(now, requests, failures, compact, tcp_open, bounds)
+    route_compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in route_buckets.items()}
+    return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact)
+
+
+def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dict, failures: dict, buckets: dict) -> None:
+    dst, route = labels.get("dst", ""), labels.get("rt_route", "")
+    if name == "route_response_latency_ms_bucket":
+        le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
+        per = buckets.setdefault((dst, route), {})
+        per[le] = per.get(le, 0.0) + value
+        return
+    key = (dst, route, "actual" if name == "route_actual_response_total" else "effective")
+    requests[key] = requests.get(key, 0.0) + value
+    if labels.get("classification") == "failure":
+        failures[key] = failures.get(key, 0.0) + value
 
 
 def _baseline(samples: list[Sample], window: float) -> tuple[Sample, Sample] | None:
@@ -219,3 +251,60 @@ def sum_golden(items: Iterable[Golden | None]) -> Golden | None:
             buckets[le] = buckets.get(le, 0.0) + count
     return Golden(sum(g.requests for g in present), sum(g.failures for g in present), max(g.seconds for g in present), buckets,
                   sum(g.tcp_conn for g in present), sum(g.secured for g in present))
+
+
+@dataclass(frozen=True)
+class RouteGolden:
+    effective: float
+    effective_failures: float
+    actual: float
+    actual_failures: float
+    seconds: float
+    buckets: dict[float, float]
+
+    def rates(self) -> dict[str, float | None]:
+        per_second = (lambda n: n / self.seconds) if self.seconds > 0 else (lambda n: 0.0)
+        return {
+            "effective_success": None if self.effective <= 0 else 1 - self.effective_failures / self.effective,
+            "effective_rps": per_second(self.effective),
+            "actual_success": None if self.actual <= 0 else 1 - self.actual_failures / self.actual,
+            "actual_rps": per_second(self.actual),
+        }
+
+
+def route_golden(history: WorkloadHistory, window: float, dst: str) -> dict[str, RouteGolden]:
+    """Per route of one destination service, from one client's history."""
+    pair = _baseline(history.samples, window)
+    if pair is None:
+        return {}
+    old, new = pair
+    counts: dict[str, list[float]] = {}
+    for (d, route, kind), value in new.route_requests.items():
+        if d != dst:
+            continue
+        key = (d, route, kind)
+        slot = counts.setdefault(route, [0.0, 0.0, 0.0, 0.0])
+        base = 0 if kind == "effective" else 2
+        slot[base] += max(value - old.route_requests.get(key, 0.0), 0.0)
+        slot[base + 1] += max(new.route_failures.get(key, 0.0) - old.route_failures.get(key, 0.0), 0.0)
+    old_index = {le: i for i, le in enumerate(old.bounds)}
+    result = {}
+    for route, (eff, eff_fail, act, act_fail) in counts.items():
+        delta: dict[float, float] = {}
+        new_b, old_b = new.route_buckets.get((dst, route)), old.route_buckets.get((dst, route))
+        if new_b is not None:
+            for le, count in zip(new.bounds, new_b, strict=True):
+                before = old_b[old_index[le]] if old_b is not None and le in old_index else 0.0
+                delta[le] = max(count - before, 0.0)
+        result[route] = RouteGolden(eff, eff_fail, act, act_fail, new.time - old.time, delta)
+    return result
+
+
+def sum_route_golden(items: Iterable[RouteGolden]) -> RouteGolden:
+    items = list(items)
+    buckets: dict[float, float] = {}
+    for g in items:
+        for le, count in g.buckets.items():
+            buckets[le] = buckets.get(le, 0.0) + count
+    return RouteGolden(sum(g.effective for g in items), sum(g.effective_failures for g in items), sum(g.actual for g in items),
+                       sum(g.actual_failures for g in items), max((g.seconds for g in items), default=0.0), buckets)

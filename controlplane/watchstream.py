@@ -10,9 +10,10 @@ from controlplane.protocol import HEARTBEAT_SECONDS, encode_event
 from controlplane.registry import Registry, UnknownService
 
 
-async def stream_watch(request: web.Request, registry: Registry, namespace: str, name: str) -> web.StreamResponse:
+async def stream_watch(request: web.Request, registry: Registry, namespace: str, name: str,
+                       client: tuple[str, str] | None = None) -> web.StreamResponse:
     try:
-        watch = registry.watch(namespace, name)
+        watch = registry.watch(namespace, name, client)
     except UnknownService:
         raise web.HTTPNotFound(
             text=f'{{"error": "unknown service {name}.{namespace}", "reason": "unknown_service"}}',

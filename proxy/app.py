@@ -44,7 +44,7 @@ class Proxy:
         self.client = ControlPlaneClient(config.controlplane_url, config.controlplane_identity, self.metrics.tcp)
         self.identity = WorkloadIdentity(config.identity, config.trust_anchor_pem, self.client, config.bootstrap_token,
                                          self.metrics.identity, config.rotate_every)
-        self.discovery = Discovery(self.client, self.identity, self.tasks)
+        self.discovery = Discovery(self.client, self.identity, self.tasks, workload=config.workload)
         self.policies = PolicyWatch(self.client, self.identity)
         self.fates = FateLog()
         self.tap = TapHub()

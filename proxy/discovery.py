@@ -62,8 +62,9 @@ class EndpointSet:
 
 class Discovery:
     def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, tasks: TaskSet,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, workload: str = "") -> None:
         self._client = client
+        self._workload = workload
         self._identity = identity
         self._tasks = tasks
         self._rng = rng or random.Random()
@@ -95,7 +96,8 @@ class Discovery:
             try:
                 ctx = self._identity.client_ctx
                 assert ctx is not None, "discovery starts only after bootstrap"
-                lines = self._client.stream_lines("/v1/watch", {"name": endpoints.name}, ctx, 3 * HEARTBEAT_SECONDS)
+                query = {"name": endpoints.name, **({"workload": self._workload} if self._workload else {})}
+                lines = self._client.stream_lines("/v1/watch", query, ctx, 3 * HEARTBEAT_SECONDS)
                 async for line in lines:
                     if line.strip():
                         endpoints.apply(decode_event(line))

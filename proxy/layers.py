@@ -60,13 +60,35 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
                 server_id = response.server_id or (request.endpoint.identity if request.endpoint else None) or ""
                 tls = "true" if response.tls or server_id else "no_identity"
                 labels = (direction, request.authority, tls, "", server_id, request.dst_namespace, request.dst_service)
-            metrics.record(labels, response.status, latency_ms, classify(response).failure)
+            failure = classify(response).failure
+            metrics.record(labels, response.status, latency_ms, failure)
+            if not client_id_of_peer and request.dst_service:  # per route: what the caller saw
+                metrics.record_route(f"{request.dst_service}.{request.dst_namespace}", request.fate.route, response.status,
+                                     failure, latency_ms)
             return response
 
         return handle
 
     return layer
 
+
+def count_attempts(metrics: ProxyMetrics) -> Layer:
+    """Every actual attempt on a route (below retries): route_actual_response_total."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            dst = f"{request.dst_service}.{request.dst_namespace}"
+            try:
+                response = await inner(request)
+            except ProxyError as exc:
+                metrics.record_route(dst, request.fate.route, exc.status, classify(exc.response()).failure, None)
+                raise
+            metrics.record_route(dst, request.fate.route, response.status, classify(response).failure, None)
+            return response
+
+        return handle
+
+    return layer
 
 
 class FateLog:

@@ -22,6 +22,10 @@ LATENCY_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500
                       1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000)
 HTTP_LABELS = ("direction", "authority", "tls", "client_id", "server_id", "dst_namespace", "dst_service")
 TCP_LABELS = ("direction", "peer", "tls", "client_id", "server_id")
+# per route, as Linkerd's service-profile metrics: the effective response the caller saw, and
+# every actual attempt behind it (retries make the two differ)
+ROUTE_LABELS = ("direction", "dst", "rt_route")
+DEFAULT_ROUTE = "[default]"
 
 
 @dataclass
@@ -151,11 +155,24 @@ class ProxyMetrics:
         self.ratelimited = Counter(
             "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"), registry=self.registry,
         )
+        self.route_responses = Counter(
+            "route_response", "HTTP responses per route, as the caller saw them (after retries)",
+            (*ROUTE_LABELS, "status_code", "classification"), registry=self.registry,
+        )
+        self.route_actual_responses = Counter(
+            "route_actual_response", "HTTP responses per route, every attempt (retries included)",
+            (*ROUTE_LABELS, "status_code", "classification"), registry=self.registry,
+        )
+        self.route_latency = Histogram(
+            "route_response_latency_ms", "Per-route latency as the caller saw it, in milliseconds",
+            ROUTE_LABELS, buckets=LATENCY_BUCKETS_MS, registry=self.registry,
+        )
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
         self.registry.register(self.tcp)
         self.registry.register(self.identity)
         self._children: dict[tuple[str, ...], tuple[object, dict[tuple[str, str], tuple[object, object]]]] = {}
+        self._route_children: dict[tuple[str, ...], object] = {}
 
     def record(self, labels: tuple[str, ...], status: int, latency_ms: float, failure: bool) -> None:
         """One finished request: its count, response count and latency."""
@@ -170,3 +187,15 @@ class ProxyMetrics:
             pair = by_status[key] = (self.responses.labels(*labels, *key), self.latency.labels(*labels, key[0]))
         pair[0].inc()  # type: ignore[attr-defined]
         pair[1].observe(latency_ms)  # type: ignore[attr-defined]
+
+    def record_route(self, dst: str, route: str | None, status: int, failure: bool, latency_ms: float | None) -> None:
+        """One response on a route: the effective one (with its latency) or, without a latency,
+        one actual attempt."""
+        key = (dst, route or DEFAULT_ROUTE, str(status), "failure" if failure else "success", latency_ms is None)
+        child = self._route_children.get(key)
+        if child is None:
+            family = self.route_actual_responses if latency_ms is None else self.route_responses
+            child = self._route_children[key] = family.labels("outbound", *key[:4])
+        child.inc()  # type: ignore[attr-defined]
+        if latency_ms is not None:
+            self.route_latency.labels("outbound", dst, key[1]).observe(latency_ms)

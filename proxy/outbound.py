@@ -11,6 +11,7 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     concrete   the backend service's endpoints
     timeout    timeouts.request over the whole request, retries included
     retry      retry policy within the RetryBudget
+    attempts   count every actual attempt per route
     tries      timeouts.backendRequest per attempt
     breaker    CircuitBreaker: tripped endpoints are skipped
     balance    endpoint set -> one endpoint (peak-EWMA, power of two choices)
@@ -30,7 +31,7 @@ from proxy.discovery import Discovery
 from proxy.endpoint import exchange
 from proxy.errors import BadRequest, NoEndpoints, ProxyError
 from proxy.exchange import Handler, Layer, Request, Response
-from proxy.layers import FateLog, errors, record_fate, record_metrics
+from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
@@ -139,6 +140,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt
+    handler = count_attempts(metrics)(handler)  # every actual attempt per route (route_actual_response_total)
     handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget
     handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included
     handler = traffic.concrete(discovery)(handler)  # the chosen backend's endpoints

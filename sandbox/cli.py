@@ -70,8 +70,11 @@ def _status(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if st is None:
         return _fail(f"sandbox {args.name!r} is not running; start it with 'meshdojo up --name {args.name}'")
+    from sandbox import netcli
+
+    faults = netcli.active(args.name)
     if args.output == "json":
-        print(json.dumps(st, indent=2))
+        print(json.dumps({**st, "netfaults": faults}, indent=2))
         return 0
     cp = st["controlplane"]
     print(f"sandbox {st['name']} (backend {st['backend']}): {'ready' if st['ready'] else 'starting'}; "
@@ -86,6 +89,11 @@ def _status(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for gw in st.get("gateways", []):
         print(f"{gw['title']}: {gw['url']}")
+    faults = [f for f in faults if f["kind"] != "wire"]
+    if faults:
+        print("network faults (meshdojo fault clear removes them):")
+        for fault in faults:
+            print(f"  {netcli.describe(fault)}")
     return 0
 
 
@@ -226,14 +234,21 @@ def _delete(args: argparse.Namespace) -> int:
 def _fault(args: argparse.Namespace) -> int:
     import yaml
 
-    from sandbox import resources
+    from sandbox import local, netcli, resources
     from sandbox.cpapi import ApiError
 
     try:
-        ns = resources.service_namespace(args.name, args.service, args.namespace)
         if args.action == "clear":
-            print("\n".join(resources.delete(args.name, "FaultInjection", f"{args.service}-fault", ns)))
+            print("\n".join(netcli.clear(args.name, args.service, args.namespace)))
             return 0
+        if args.action == "net":
+            fault = netcli.net_fault(args.name, args.kind, args.targets, args.source, args.namespace, args.latency, args.jitter,
+                                     args.rate, args.duration)
+            print(f"network fault {netcli.describe(fault)}")
+            print(f"watch for: {fault['watch_for']}")
+            print("undo it: meshdojo fault clear   (or wait: it reverts by itself); see it: meshdojo status")
+            return 0
+        ns = resources.service_namespace(args.name, args.service, args.namespace)
         if args.abort is None and args.delay is None:
             return _fail("say which fault: --abort STATUS [--percent P] and/or --delay DURATION [--delay-percent P]")
         document = resources.fault_document(args.service, ns, args.abort, args.percent, args.delay, args.delay_percent, args.duration)
@@ -242,12 +257,27 @@ def _fault(args: argparse.Namespace) -> int:
     except ApiError as exc:
         lines = [f"{e['field']}: {e['message']}" for e in exc.body.get("errors", [])]
         return _fail("\n".join([str(exc), *lines]))
-    except (resources.ResourceError, ValueError) as exc:
+    except (resources.ResourceError, local.SandboxError, ValueError) as exc:
         return _fail(str(exc))
     print(f"faultinjection/{args.service}-fault applied; this is the resource (save it and use 'meshdojo apply -f'):\n---")
     print(yaml.safe_dump(document, sort_keys=False), end="")
     print(f"---\nWatch it: meshdojo status; undo it: meshdojo fault clear {args.service}")
     return 0
+
+
+def _wire(args: argparse.Namespace) -> int:
+    from sandbox import local, netcli, resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        seen = netcli.wire(args.name, args.source, args.target, args.namespace, args.timeout)
+    except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(seen, indent=2))
+    else:
+        print("\n".join(netcli.render_wire(seen)))
+    return 0 if seen["connections"] else 1
 
 
 def _observe(args: argparse.Namespace) -> int:
@@ -258,6 +288,9 @@ def _observe(args: argparse.Namespace) -> int:
         if args.command == "stat":
             rows = observe.stat(args.name, args.target, args.namespace, args.window)
             table = observe.stat_table(rows, args.output == "wide")
+        elif args.command == "routes":
+            rows = observe.routes(args.name, args.target, args.namespace, args.source, args.window)
+            table = observe.routes_table(rows, args.output == "wide")
         elif args.command == "edges":
             rows = observe.edges(args.name, args.namespace, args.window)
             table = observe.edges_table(rows, args.output == "wide")
@@ -396,19 +429,38 @@ def main(argv: list[str] | None = None) -> int:
     delete.add_argument("kind", nargs="?")
     delete.add_argument("resource", nargs="?")
     delete.add_argument("-f", "--filename", action="append")
-    fault = sub.add_parser("fault", help="shortcuts for FaultInjection: 'fault inject SERVICE ...', 'fault clear SERVICE'")
-    fault.add_argument("action", choices=["inject", "clear"])
-    fault.add_argument("service")
-    fault.add_argument("--abort", type=int, metavar="STATUS", help="answer this HTTP status instead of the service")
-    fault.add_argument("--percent", type=float, default=100.0, help="share of requests aborted (default 100)")
-    fault.add_argument("--delay", metavar="DURATION", help="delay requests by this long, e.g. 2s")
-    fault.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
-    fault.add_argument("--for", dest="duration", metavar="DURATION", help="remove the fault by itself after this long, e.g. 2m")
+    fault = sub.add_parser("fault", help="faults: 'fault inject SERVICE' (HTTP), 'fault net KIND TARGET' (network), 'fault clear'")
+    fault_sub = fault.add_subparsers(dest="action", metavar="ACTION", required=True)
+    finject = fault_sub.add_parser("inject", help="HTTP delay and/or abort on a service (a FaultInjection resource)")
+    finject.add_argument("service")
+    finject.add_argument("--abort", type=int, metavar="STATUS", help="answer this HTTP status instead of the service")
+    finject.add_argument("--percent", type=float, default=100.0, help="share of requests aborted (default 100)")
+    finject.add_argument("--delay", metavar="DURATION", help="delay requests by this long, e.g. 2s")
+    finject.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
+    fclear = fault_sub.add_parser("clear", help="remove every fault (HTTP and network), or only those on one service")
+    fclear.add_argument("service", nargs="?")
+    fnet = fault_sub.add_parser("net", help="a network fault on an edge: latency, bandwidth, reset, blackhole or partition")
+    fnet.add_argument("kind", choices=["latency", "bandwidth", "reset", "blackhole", "partition"])
+    fnet.add_argument("targets", nargs="+", metavar="TARGET", help="svc/NAME or deploy/NAME (a partition: deploy/A deploy/B)")
+    fnet.add_argument("--from", dest="source", metavar="deploy/NAME", help="only this client's connections (default: every client)")
+    fnet.add_argument("--latency", metavar="DURATION", help="latency: added to each response, e.g. 300ms")
+    fnet.add_argument("--jitter", metavar="DURATION", help="latency: ± this much at random, e.g. 50ms")
+    fnet.add_argument("--rate", metavar="RATE", help="bandwidth: e.g. 10KB/s, 1MiB/s")
+    finject.add_argument("--for", dest="duration", metavar="DURATION", help="remove the fault by itself after this long, e.g. 2m")
+    fnet.add_argument("--for", dest="duration", metavar="DURATION", help="remove it by itself after this long (default 5m)")
+    wire = sub.add_parser("wire", help="what an eavesdropper between two workloads sees: TLS records, or readable HTTP")
+    wire.add_argument("source", metavar="deploy/A")
+    wire.add_argument("target", metavar="deploy/B")
+    wire.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a connection on the edge (default 10)")
+    wire.add_argument("-o", "--output", choices=["text", "json"], default="text")
     stat = sub.add_parser("stat", help="golden metrics per deployment or service, like 'linkerd viz stat'")
     stat.add_argument("target", nargs="?", help="deploy, deploy/NAME, svc or svc/NAME (default: deploy)")
+    routes = sub.add_parser("routes", help="per route of a service: EFFECTIVE (what callers saw) vs ACTUAL (every attempt)")
+    routes.add_argument("target", help="svc/NAME")
+    routes.add_argument("--from", dest="source", metavar="deploy/NAME", help="only this client's requests")
     edges = sub.add_parser("edges", help="who talks to whom, and whether it is mutual TLS, like 'linkerd viz edges'")
     ident = sub.add_parser("identity", aliases=["certs"], help="every workload's SPIFFE ID and certificate, with rotation countdowns")
-    for p in (stat, edges):
+    for p in (stat, edges, routes):
         p.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
         p.add_argument("-t", "--window", default="1m", help="time window (default 1m; 10s for 'live')")
     ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -425,15 +477,16 @@ def main(argv: list[str] | None = None) -> int:
     attack.add_argument("target", help="svc/NAME")
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
-    for p in (scale, inject, uninject, kill, logs, apply, get, delete, fault, stat, edges, attack, tap, top):
+    for p in (scale, inject, uninject, kill, logs, apply, get, delete, finject, fclear, fnet, wire, stat, edges, routes, attack, tap, top):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, fault, stat, edges, ident, attack, tap, top):
+    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, finject, fclear, fnet, wire, stat, edges,
+              routes, ident, attack, tap, top):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
     handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
-                "check": _check, "attack": _attack, "tap": _tap, "top": _top, "stat": _observe, "edges": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
+                "check": _check, "attack": _attack, "tap": _tap, "top": _top, "stat": _observe, "edges": _observe, "routes": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "wire": _wire, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()
         return 0

@@ -28,6 +28,21 @@ def edges(name: str, namespace: str | None, window: str) -> list[dict[str, Any]]
     return api_for(name).call("GET", "/v1/edges?" + urlencode(query))["rows"]
 
 
+def routes(name: str, target: str, namespace: str | None, source: str | None, window: str) -> list[dict[str, Any]]:
+    from sandbox.resources import service_namespace
+
+    kind, _, service = target.partition("/")
+    if kind not in ("svc", "service", "services") or not service:
+        raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo routes svc/web'")
+    query = {"service": service, "namespace": service_namespace(name, service, namespace), "window": window}
+    if source:
+        src_kind, _, deployment = source.partition("/")
+        if src_kind not in ("deploy", "deployment") or not deployment:
+            raise ValueError(f"--from {source!r}: expected deploy/NAME, e.g. --from deploy/vote-bot")
+        query["from"] = deployment
+    return api_for(name).call("GET", "/v1/routes?" + urlencode(query))["rows"]
+
+
 def identities(name: str) -> dict[str, Any]:
     from sandbox import local
 
@@ -80,4 +95,16 @@ def edges_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]
     for r in rows:
         line = (r["src"], r["dst"], r["src_namespace"], r["dst_namespace"], "√" if r["secured"] else "× (plaintext)")
         table.append(line + ((r["client_id"] or "-", r["server_id"] or "-") if wide else ()))
+    return table
+
+
+def routes_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
+    """Linkerd's ``routes -o wide``: EFFECTIVE is what callers saw, ACTUAL every attempt."""
+    header = ("ROUTE", "MATCH", "EFFECTIVE_SUCCESS", "EFFECTIVE_RPS", "ACTUAL_SUCCESS", "ACTUAL_RPS", "LATENCY_P50", "LATENCY_P95",
+              "LATENCY_P99")
+    table = [header if wide else header[:1] + header[2:]]
+    for r in rows:
+        line = (r["route"], r["match"], fmt_rate(r["effective_success"]), f"{r['effective_rps']:.1f}rps", fmt_rate(r["actual_success"]),
+                f"{r['actual_rps']:.1f}rps", fmt_ms(r["latency_ms"]["p50"]), fmt_ms(r["latency_ms"]["p95"]), fmt_ms(r["latency_ms"]["p99"]))
+        table.append(line if wide else line[:1] + line[2:])
     return table

@@ -14,6 +14,8 @@ async def start_echo_app(name: str = "app") -> tuple[web.AppRunner, int]:
         body = await request.read()
         if "delay_ms" in request.query:
             await asyncio.sleep(int(request.query["delay_ms"]) / 1000)
+        if "size" in request.query:  # a body this many bytes long
+            return web.Response(body=b"x" * int(request.query["size"]))
         if request.path == "/status/500":
             return web.json_response({"served_by": name}, status=500)
         return web.json_response(

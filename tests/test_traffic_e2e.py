@@ -153,3 +153,45 @@ async def test_timeouts_rate_limits_and_breakers(emoji_mesh):
                                             lambda r: r[0] == 503, "every endpoint to be ejected", 10)
         assert headers["x-meshdojo-error"] == "breaker_open" and "circuit breaker open" in body
     assert 'outbound_http_breaker_state{endpoint="127.0.0.1:' in client.metrics() and 'state="open"' in client.metrics()
+
+
+async def test_routes_show_effective_and_actual_success_so_retries_are_visible(emoji_mesh):
+    """EFFECTIVE (what the caller saw) near 100 % on the retried route, ACTUAL (every attempt)
+    near the fault's 70 %, with more attempts than requests; the other rule shows no difference."""
+    mesh, server, client = emoji_mesh
+    status, _ = mesh.call("PUT", "/v1/workloads/emojivoto/web-0", {"deployment": "web", "identity": spiffe("emojivoto", "web"),
+                                                                  "meshed": True, "admin": client.ports["admin"]})
+    assert status == 200
+    apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}),
+          doc("HTTPRoute", "emoji-routes", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [
+              {"matches": [{"path": {"type": "PathPrefix", "value": "/api/vote"}}],
+               "retry": {"codes": [503], "attempts": 5, "backoff": "5ms"}},
+              {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]}))
+    # the control plane has scraped the client once: the baseline is before the traffic below
+    await until(lambda: asyncio.to_thread(mesh.call, "GET", "/v1/stats?resource=deploy&name=web"),
+                lambda r: r[1]["rows"] and not r[1]["rows"][0]["not_answering"], "the first scrape", 5)
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: fetch(session, client.outbound, "http://emoji/api/vote", headers={"x-meshdojo-debug": "1"}),
+                    lambda r: "route=emojivoto/emoji-routes#0" in r[1].get("x-meshdojo-fate", ""), "the route")
+        await many(session, client.outbound, "http://emoji/api/vote", 300)
+        await many(session, client.outbound, "http://emoji/api/list", 200)
+
+    def settled(r):
+        rows = {row["route"]: row for row in r[1].get("rows", [])}
+        vote, other = rows.get("emojivoto/emoji-routes#0"), rows.get("emojivoto/emoji-routes#1")
+        return vote and other and vote["effective_rps"] > 0 and vote["actual_rps"] > 1.3 * vote["effective_rps"] \
+            and other["effective_rps"] > 0 and abs(other["actual_rps"] - other["effective_rps"]) < 1e-6
+
+    _, body = await until(lambda: asyncio.to_thread(mesh.call, "GET", "/v1/routes?service=emoji&namespace=emojivoto&from=web&window=1m"),
+                          settled, "route metrics after the traffic", 6)
+    rows = {row["route"]: row for row in body["rows"]}
+    vote, other = rows["emojivoto/emoji-routes#0"], rows["emojivoto/emoji-routes#1"]
+    assert vote["match"] == "prefix /api/vote" and other["match"] == "prefix /"
+    assert vote["effective_success"] > 0.97, vote  # 1 - 0.3**5
+    assert 0.6 < vote["actual_success"] < 0.8, vote  # every attempt: the fault's 70 %
+    assert 0.6 < other["effective_success"] < 0.8 and other["effective_success"] == other["actual_success"], other
+    assert vote["latency_ms"]["p50"] is not None
+    # another source has seen nothing
+    _, none = mesh.call("GET", "/v1/routes?service=emoji&namespace=emojivoto&from=vote-bot")
+    assert all(r["effective_rps"] == 0 and r["effective_success"] is None for r in none["rows"])
+    assert {r["route"] for r in none["rows"]} == {"emojivoto/emoji-routes#0", "emojivoto/emoji-routes#1"}  # configured, no traffic

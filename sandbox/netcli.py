@@ -1,0 +1,132 @@
+"""``meshdojo fault net …``, ``fault clear`` and ``meshdojo wire``: network faults and the
+eavesdropper's view, through the control plane's relays (see controlplane/relay.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox import local
+from sandbox.cpapi import ApiError
+from sandbox.resources import ResourceError, api_for, service_namespace
+
+NET_KINDS = ("latency", "bandwidth", "reset", "blackhole", "partition")
+
+
+def workloads(name: str, target: str, namespace: str | None, what: str) -> dict[str, str]:
+    """``svc/NAME`` or ``deploy/NAME`` -> the API's {namespace, service|deployment}."""
+    kind, _, resource = target.partition("/")
+    if kind in ("svc", "service") and resource:
+        return {"namespace": service_namespace(name, resource, namespace), "service": resource}
+    if kind in ("deploy", "deployment") and resource:
+        st = local.status(name)
+        if st is None:
+            raise ResourceError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+        ns, deployment = local.find_deployment(st, resource, namespace)
+        return {"namespace": ns, "deployment": deployment}
+    raise ValueError(f"{what} {target!r}: expected svc/NAME or deploy/NAME, e.g. svc/emoji or deploy/web")
+
+
+def net_fault(name: str, kind: str, targets: list[str], source: str | None, namespace: str | None, latency: str | None,
+              jitter: str | None, rate: str | None, duration: str | None) -> dict[str, Any]:
+    """Create a network fault; returns it as the control plane describes it."""
+    if kind == "partition":
+        if len(targets) != 2 or source:
+            raise ValueError("a partition is between two deployments: 'meshdojo fault net partition deploy/A deploy/B'")
+        body: dict[str, Any] = {"kind": kind, "from": workloads(name, targets[0], namespace, "first side"),
+                                "to": workloads(name, targets[1], namespace, "second side")}
+    else:
+        if len(targets) != 1:
+            raise ValueError(f"a {kind} fault has one target: svc/NAME (every caller) or deploy/NAME, narrowed by --from deploy/X")
+        body = {"kind": kind, "to": workloads(name, targets[0], namespace, "target")}
+        if source:
+            body["from"] = workloads(name, source, namespace, "--from")
+    body.update({k: v for k, v in (("latency", latency), ("jitter", jitter), ("rate", rate), ("duration", duration)) if v is not None})
+    return api_for(name).call("POST", "/v1/netfaults", body)["applied"]
+
+
+def clear(name: str, service: str | None, namespace: str | None) -> list[str]:
+    """Every network fault (and FaultInjection resource), or only those on one service."""
+    api = api_for(name)
+    lines = []
+    if service is None:
+        for fault in api.call("DELETE", "/v1/netfaults")["deleted"]:
+            lines.append(f"network fault {fault} removed")
+        items = api.call("GET", "/v1/policies?kind=FaultInjection")["items"]
+    else:
+        ns = service_namespace(name, service, namespace)
+        for fault in api.call("GET", "/v1/netfaults")["faults"]:
+            target = fault["target"]
+            if fault["kind"] != "wire" and target["namespace"] == ns and target["service"] == service:
+                api.call("DELETE", f"/v1/netfaults/{fault['name']}")
+                lines.append(f"network fault {fault['name']} removed")
+        items = [i for i in api.call("GET", f"/v1/policies?kind=FaultInjection&namespace={ns}")["items"]
+                 if i["document"]["spec"]["targetRef"]["name"] == service]
+    for item in items:
+        meta = item["document"]["metadata"]
+        api.call("DELETE", f"/v1/policies/FaultInjection/{meta['namespace']}/{meta['name']}")
+        lines.append(f"faultinjection/{meta['name']} deleted")
+    return lines or ["no faults to clear"]
+
+
+def active(name: str) -> list[dict[str, Any]]:
+    try:
+        return api_for(name).call("GET", "/v1/netfaults", timeout=2)["faults"]
+    except (ApiError, ResourceError):
+        return []
+
+
+def wire(name: str, source: str, target: str, namespace: str | None, timeout: float,
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Put a watching relay on the edge and wait for a connection that carried data both ways."""
+    src, dst = workloads(name, source, namespace, "source"), workloads(name, target, namespace, "destination")
+    if "deployment" not in src or "deployment" not in dst:
+        raise ValueError("wire watches an edge between two deployments: 'meshdojo wire deploy/A deploy/B'")
+    api = api_for(name)
+    session = api.call("POST", "/v1/wire", {"from": src, "to": dst})["name"]
+    deadline = clock() + timeout
+    try:
+        while True:
+            seen = api.call("GET", f"/v1/wire/{session}")
+            done = [c for c in seen["connections"] if c["client_to_server"]["bytes_total"] and
+                    (c["server_to_client"]["bytes_total"] or c["kind"] in ("blackhole", "partition", "reset"))]
+            if done or clock() > deadline:
+                return {**seen, "connections": done[:1] or seen["connections"][:1]}
+            sleep(0.2)
+    finally:
+        try:
+            api.call("DELETE", f"/v1/netfaults/{session}")
+        except ApiError:
+            pass
+
+
+def render_wire(seen: dict[str, Any]) -> list[str]:
+    edge = seen["edge"]
+    lines = [f"edge {edge['from']} -> {edge['to']} (relayed by: {'; '.join(seen['relayed_by'])})"]
+    if not seen["connections"]:
+        return [*lines, "no new connection crossed this edge in time: is there traffic on it? (try again, or send some requests)"]
+    c = seen["connections"][0]
+    hs = c["handshake"]
+    if hs:
+        lines.append(f"{hs['version']}, cipher {hs['cipher']}; certificates visible on the wire: "
+                     f"{'yes' if hs['certificates_visible'] else 'no (encrypted)'}")
+        lines.append(f"  client identity: {hs['client_identity'] or '-'}")
+        lines.append(f"  server identity: {hs['server_identity'] or '-'}")
+        lines.append(f"  ({hs['identities_note']})")
+    else:
+        lines.append("PLAINTEXT: no TLS at all; anyone on the path reads and can change every byte")
+    for label, key in (("client -> server", "client_to_server"), ("server -> client", "server_to_client")):
+        d = c[key]
+        lines.append(f"{label}: {d['bytes_total']} bytes" + (f"; records: {', '.join(d['records'][:6])}" if d["records"] else ""))
+        if d["records"]:
+            lines.append("  first application data, as an eavesdropper sees it:")
+        lines += [f"  {line}" for line in d["first_bytes_hex"][:6]]
+    verdict = ("readable HTTP crossed the wire" if c["client_to_server"]["readable_http"]
+               else "no readable HTTP on the wire: only TLS records" if hs else "")
+    return [*lines, verdict] if verdict else lines
+
+
+def describe(fault: dict[str, Any]) -> str:
+    left = fault.get("remaining_seconds")
+    return f"{fault['name']}: {fault['description']}" + (f" ({left:.0f}s left)" if left is not None else "")

@@ -1,0 +1,55 @@
+"""The observability and network-fault commands a learner types, against a real sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sandbox.processes import wait_until
+from tests.test_sandbox import Cli
+
+
+@pytest.fixture
+def emojivoto(tmp_path):
+    cli = Cli(tmp_path / "home")
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    yield cli
+    cli.run("down", check=False)
+
+
+@pytest.mark.timeout(180)
+def test_routes_wire_and_network_faults_from_the_cli(emojivoto):
+    cli = emojivoto
+
+    def routes():
+        rows = json.loads(cli.run("routes", "svc/emoji", "--from", "deploy/web", "-o", "json", "-t", "10s").stdout)
+        return rows if rows and rows[0]["effective_rps"] > 0 else None
+
+    rows = wait_until(routes, 20, "route metrics for web -> emoji")
+    assert rows[0]["route"] == "[default]" and rows[0]["effective_success"] is not None
+    table = cli.run("routes", "svc/emoji", "-o", "wide").stdout
+    assert table.splitlines()[0].split()[:4] == ["ROUTE", "MATCH", "EFFECTIVE_SUCCESS", "EFFECTIVE_RPS"]
+
+    # the wire between web and emoji: TLS records, no readable HTTP
+    out = cli.run("wire", "deploy/web", "deploy/emoji").stdout
+    assert "TLS 1.3" in out and "17 03 03" in out and "no readable HTTP" in out, out
+    assert "spiffe://meshdojo.local/ns/emojivoto/sa/emoji" in out
+
+    # a network fault, shown in status until cleared
+    out = cli.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "200ms", "--for", "1m").stdout
+    assert "latency 200ms" in out and "watch for:" in out
+    status = cli.run("status").stdout
+    assert "network faults" in status and "latency-web-emoji: latency 200ms" in status and "s left)" in status
+    bad = cli.run("fault", "net", "partition", "deploy/web", "deploy/nope", check=False)
+    assert bad.returncode == 1 and "no deployment 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli.run("fault", "net", "bandwidth", "svc/emoji", "--rate", "fast", check=False)
+    assert bad.returncode == 1 and "rate: 'fast' is not a rate" in bad.stderr
+    out = cli.run("fault", "clear").stdout
+    assert "network fault latency-web-emoji removed" in out
+    assert "network faults" not in cli.run("status").stdout
+
+    # the server leaves the mesh: the same edge now carries readable HTTP
+    cli.run("uninject", "emoji")
+    out = cli.run("wire", "deploy/web", "deploy/emoji").stdout
+    assert "PLAINTEXT" in out and "readable HTTP crossed the wire" in out and "|GET /" in out, out
