@@ -91,3 +91,17 @@ def attack_port(port: int, anchor_pem: str, meshed: bool = True) -> list[Outcome
     plain = _exchange(port, None)
     foreign = _exchange(port, foreign_context(anchor_pem))
     return [classify("plaintext", *plain, meshed=meshed), classify("foreign-ca", *foreign, meshed=meshed)]
+
+
+def attack_service(name: str, service: str, namespace: str | None) -> list[tuple[str, int, bool, list[Outcome]]]:
+    """Every endpoint of a sandbox's service, attacked: (endpoint id, port, meshed, outcomes)."""
+    from sandbox.paths import SandboxPaths
+    from sandbox.resources import ResourceError, api_for, service_namespace
+
+    ns = service_namespace(name, service, namespace)
+    found = [s for s in api_for(name).call("GET", "/v1/services")["services"] if s["namespace"] == ns and s["name"] == service]
+    anchor = (SandboxPaths.for_name(name).controlplane / "ca" / "trust-anchor.crt").read_text()
+    endpoints = list(found[0]["endpoints"].items()) if found else []
+    if not endpoints:
+        raise ResourceError(f"service {service}.{ns} has no endpoints to attack")
+    return [(eid, ep["port"], ep["meshed"], attack_port(ep["port"], anchor, ep["meshed"])) for eid, ep in endpoints]

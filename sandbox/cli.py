@@ -31,7 +31,18 @@ def _up(args: argparse.Namespace) -> int:
     if args.no_tui:
         print(f"\nThe sandbox keeps running in the background. Stop it with: meshdojo down --name {args.name}")
         return 0
-    print("\nPress Ctrl-C to stop the sandbox.", flush=True)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from tui.app import run as run_tui
+
+        choice = run_tui(args.name, started_by_up=True)
+        if choice == "stop":
+            print("Stopping ...", flush=True)
+            local.down(args.name)
+            print("Stopped; no process left behind.")
+        else:
+            print(f"The sandbox keeps running. Back to the UI: meshdojo tui --name {args.name}; stop it: meshdojo down --name {args.name}")
+        return 0
+    print("\nNo terminal for the UI here; press Ctrl-C to stop the sandbox.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -58,6 +69,19 @@ def _down(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     print(f"Sandbox {args.name!r} stopped." if stopped else f"Sandbox {args.name!r} was not running; nothing to stop.")
+    return 0
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from sandbox import local
+
+    if local.status(args.name) is None:
+        return _fail(f"sandbox {args.name!r} is not running; start it with 'meshdojo up --name {args.name}' (it opens the UI)")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _fail("the UI needs a terminal; run it in one (or use the CLI commands: stat, tap, fault ...)")
+    from tui.app import run as run_tui
+
+    run_tui(args.name)
     return 0
 
 
@@ -322,25 +346,18 @@ def _observe(args: argparse.Namespace) -> int:
 def _attack(args: argparse.Namespace) -> int:
     from sandbox import attack, resources
     from sandbox.cpapi import ApiError
-    from sandbox.paths import SandboxPaths
 
     kind, _, service = args.target.partition("/")
     if kind not in ("svc", "service") or not service:
         return _fail(f"{args.target!r}: expected svc/NAME, e.g. 'meshdojo attack svc/web'")
     try:
-        ns = resources.service_namespace(args.name, service, args.namespace)
-        api = resources.api_for(args.name)
-        found = next(s for s in api.call("GET", "/v1/services")["services"] if s["namespace"] == ns and s["name"] == service)
-        anchor = (SandboxPaths.for_name(args.name).controlplane / "ca" / "trust-anchor.crt").read_text()
-    except (resources.ResourceError, ApiError, ValueError, StopIteration) as exc:
-        return _fail(str(exc) or f"no service {service}")
-    endpoints = list(found["endpoints"].items())
-    if not endpoints:
-        return _fail(f"service {service}.{ns} has no endpoints to attack")
-    for endpoint_id, ep in endpoints:
-        where = "its sidecar's inbound port" if ep["meshed"] else "the app itself (no sidecar)"
-        print(f"intruder -> {service}.{ns} endpoint {endpoint_id} at 127.0.0.1:{ep['port']} ({where})")
-        for outcome in attack.attack_port(ep["port"], anchor, ep["meshed"]):
+        results = attack.attack_service(args.name, service, args.namespace)
+    except (resources.ResourceError, ApiError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    for endpoint_id, port, meshed, outcomes in results:
+        where = "its sidecar's inbound port" if meshed else "the app itself (no sidecar)"
+        print(f"intruder -> {service} endpoint {endpoint_id} at 127.0.0.1:{port} ({where})")
+        for outcome in outcomes:
             mark = {"refused": "√", "denied": "√", "let through": "‼"}[outcome.verdict]
             label = "plaintext, no certificate" if outcome.attempt == "plaintext" else "TLS with a foreign CA's certificate"
             print(f"  {mark} {label}: {outcome.verdict.upper()} — {outcome.detail}")
@@ -400,9 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     up = sub.add_parser("up", help="start a sandbox: control plane, demo apps and their sidecars")
     up.add_argument("--demo", default="emojivoto,bookinfo", help="comma-separated: emojivoto, bookinfo (default both)")
-    up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running")
+    up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running (default: open the UI)")
     up.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime (at least 60s)")
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
+    tui = sub.add_parser("tui", help="the terminal UI of a running sandbox: dashboard, topology, tap, security, faults, policies, logs")
     st = sub.add_parser("status", help="the sandbox, its control plane and every workload instance")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
     scale = sub.add_parser("scale", help="set a deployment's number of instances")
@@ -479,13 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
     for p in (scale, inject, uninject, kill, logs, apply, get, delete, finject, fclear, fnet, wire, stat, edges, routes, attack, tap, top):
         p.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
-    for p in (up, down, st, scale, inject, uninject, kill, logs, check, apply, get, delete, finject, fclear, fnet, wire, stat, edges,
+    for p in (up, down, tui, st, scale, inject, uninject, kill, logs, check, apply, get, delete, finject, fclear, fnet, wire, stat, edges,
               routes, ident, attack, tap, top):
         p.add_argument("--name", default="default", help="which sandbox (default: default)")
     sub.add_parser("controlplane", help="run the control plane in the foreground (see: meshdojo controlplane --help)")
     sub.add_parser("proxy", help="run a sidecar proxy in the foreground (see: meshdojo proxy --help)")
     args = parser.parse_args(argv)
-    handlers = {"up": _up, "down": _down, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
+    handlers = {"up": _up, "down": _down, "tui": _tui, "status": _status, "scale": _scale, "kill": _kill, "logs": _logs,
                 "check": _check, "attack": _attack, "tap": _tap, "top": _top, "stat": _observe, "edges": _observe, "routes": _observe, "identity": _observe, "certs": _observe, "apply": _apply, "get": _get, "delete": _delete, "fault": _fault, "wire": _wire, "inject": lambda a: _inject(a, True), "uninject": lambda a: _inject(a, False)}
     if args.command not in handlers:
         parser.print_help()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.netfaults import WHAT_TO_WATCH  # noqa: F401 - the UI explains faults with these
 from sandbox import local
 from sandbox.cpapi import ApiError
 from sandbox.resources import ResourceError, api_for, service_namespace

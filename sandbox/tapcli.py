@@ -15,7 +15,8 @@ from sandbox.paths import SandboxPaths
 
 
 def streams(name: str, deployment: str, namespace: str | None, to: str | None, path: str | None,
-            method: str | None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+            method: str | None, stop: threading.Event | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """The merged stream of a deployment's instances; it ends once ``stop`` is set."""
     from sandbox import local
 
     st = local.status(name)
@@ -35,7 +36,12 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
         try:
             with urllib.request.urlopen(request, timeout=None) as stream:
                 for line in stream:
-                    events.put(json.loads(line))
+                    if stop is not None and stop.is_set():
+                        return
+                    try:
+                        events.put_nowait(json.loads(line))
+                    except queue.Full:  # nobody is reading: drop, as the proxy does
+                        pass
         except OSError as exc:
             events.put({"type": "lost", "workload": instance, "error": str(exc)})
 
@@ -43,7 +49,7 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
         threading.Thread(target=follow, args=(instance, port), daemon=True, name=f"tap:{instance}").start()
 
     def iterate() -> Iterator[dict[str, Any]]:
-        while True:
+        while stop is None or not stop.is_set():
             try:
                 yield events.get(timeout=0.5)
             except queue.Empty:

@@ -1,0 +1,77 @@
+"""Where the terminal UI's data comes from: the sandbox's public functions and the control
+plane's operator API — the same ones the CLI uses, nothing else. Blocking calls; the app runs
+them in worker threads."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox import local, netcli, observe
+from sandbox.cpapi import ApiError
+from sandbox.resources import ResourceError, api_for
+
+HISTORY_POINTS = 60
+
+
+@dataclass
+class Snapshot:
+    """What one refresh saw. ``problem`` says, for a learner, why something is missing."""
+
+    taken: float
+    status: dict[str, Any] | None = None
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+    edge_stats: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    netfaults: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    ca: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+class MeshSource:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.history: dict[tuple[str, str], deque[tuple[float | None, float]]] = {}
+
+    def snapshot(self, window: str = "10s") -> Snapshot:
+        snap = Snapshot(time.time())
+        try:
+            snap.status = local.status(self.name)
+        except ValueError as exc:
+            snap.problem = str(exc)
+            return snap
+        if snap.status is None:
+            snap.problem = f"sandbox {self.name!r} is not running — start it with 'meshdojo up --name {self.name}' (this screen recovers by itself)"
+            return snap
+        try:
+            api = api_for(self.name)
+            snap.ca = api.call("GET", "/v1/ca", timeout=2)
+            snap.deployments = api.call("GET", f"/v1/stats?resource=deploy&window={window}", timeout=2)["rows"]
+            snap.services = api.call("GET", f"/v1/stats?resource=svc&window={window}", timeout=2)["rows"]
+            snap.edges = api.call("GET", "/v1/edges?window=1m", timeout=2)["rows"]
+            snap.netfaults = api.call("GET", "/v1/netfaults", timeout=2)["faults"]
+            snap.policies = api.call("GET", "/v1/policies", timeout=2)["items"]
+        except (ApiError, ResourceError, OSError) as exc:
+            snap.problem = (f"control plane unreachable ({exc}) — the supervisor restarts it; "
+                            "meanwhile the proxies keep serving what they last knew")
+            return snap
+        by_service = {(s["namespace"], s["name"]): s for s in snap.services}
+        for e in snap.edges:  # an edge's numbers: its destination service as every client saw it
+            snap.edge_stats[(e["src"], e["dst"])] = by_service.get((e["dst_namespace"], e["dst"]), {})
+        for d in snap.deployments:
+            points = self.history.setdefault((d["namespace"], d["name"]), deque(maxlen=HISTORY_POINTS))
+            points.append((d["success_rate"], d["rps"]))
+        return snap
+
+    def identities(self) -> dict[str, Any]:
+        return observe.identities(self.name)
+
+    def routes(self, service: str, namespace: str) -> list[dict[str, Any]]:
+        return observe.routes(self.name, f"svc/{service}", namespace, None, "1m")
+
+    def faults(self) -> list[dict[str, Any]]:
+        return netcli.active(self.name)
