@@ -116,18 +116,40 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
             "metadata": {"name": f"{service}-fault", "namespace": namespace}, "spec": spec}
 
 
+def _target(spec: dict[str, Any]) -> str:
+    ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
+    return f"svc/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
+
+
+def _detail(kind: str, spec: dict[str, Any]) -> str:
+    if kind == "HTTPRoute":
+        rules = spec.get("rules") or [{}]
+        return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+    if kind == "AuthorizationPolicy":
+        return str(spec.get("action", "ALLOW"))
+    if kind == "MeshTLS":
+        return str(spec.get("mode", ""))
+    return ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("targetRef", "parentRefs") and not isinstance(v, dict | list))[:60] or "-"
+
+
 def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows = [("NAMESPACE", "NAME", "TARGET", "DELAY", "ABORT", "EXPIRES IN")]
+    """``meshdojo get``: fault columns for FaultInjection, a generic detail column for the rest."""
+    faults = all(i["document"].get("kind") == "FaultInjection" for i in items)
+    rows = [("NAMESPACE", "NAME", "TARGET", "DELAY", "ABORT", "EXPIRES IN") if faults
+            else ("NAMESPACE", "KIND", "NAME", "TARGET", "DETAIL", "EXPIRES IN")]
     now = dt.datetime.now(dt.UTC).timestamp()
     for item in items:
         doc, exp = item["document"], item["expiresAt"]
-        spec = doc["spec"]
-        delay = spec.get("delay")
-        abort = spec.get("abort")
-        rows.append((
-            doc["metadata"].get("namespace", "default"), doc["metadata"]["name"], f"svc/{spec['targetRef']['name']}",
-            f"{delay['fixedDelay']} {delay.get('percentage', {}).get('value', 100):g}%" if delay else "-",
-            f"{abort['httpStatus']} {abort.get('percentage', {}).get('value', 100):g}%" if abort else "-",
-            f"{max(exp - now, 0):.0f}s" if exp else "-",
-        ))
+        spec = doc.get("spec") or {}
+        expires = f"{max(exp - now, 0):.0f}s" if exp else "-"
+        if faults:
+            delay, abort = spec.get("delay"), spec.get("abort")
+            rows.append((
+                doc["metadata"].get("namespace", "default"), doc["metadata"]["name"], _target(spec),
+                f"{delay['fixedDelay']} {delay.get('percentage', {}).get('value', 100):g}%" if delay else "-",
+                f"{abort['httpStatus']} {abort.get('percentage', {}).get('value', 100):g}%" if abort else "-", expires,
+            ))
+        else:
+            rows.append((doc["metadata"].get("namespace", "default"), doc.get("kind", "?"), doc["metadata"]["name"], _target(spec),
+                         _detail(doc.get("kind", ""), spec), expires))
     return rows

@@ -361,6 +361,8 @@ class Supervisor:
         log.warning("control plane exited with %s; restarting it on the same ports in %.0fs", self.cp.popen.returncode, self.cp.backoff)
         self.cp.schedule_restart(now)
         self.cp.argv = self._controlplane_argv(info["apiPort"], info["meshPort"])
+        for inst in self.instances:  # endpoints are saved with the registry; telemetry's workloads are not: register again
+            inst.registered = False
 
     def _controlplane_argv(self, api_port: int = 0, mesh_port: int = 0) -> list[str]:
         return [sys.executable, "-m", "controlplane", "--state-dir", str(self.paths.controlplane),

@@ -105,6 +105,7 @@ class MeshdojoApp(App[str | None]):
         Binding("w", "wire", "Wire", show=False), Binding("i", "intruder", "Intruder", show=False),
         Binding("t", "toggle_policy", "Toggle", show=False), Binding("d", "delete_policy", "Delete", show=False),
         Binding("ctrl+s", "apply_yaml", "Apply YAML", show=False), Binding("q", "quit_app", "Quit"),
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(self, name: str = "default", started_by_up: bool = False, source: MeshSource | None = None,
@@ -124,7 +125,7 @@ class MeshdojoApp(App[str | None]):
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header()
         yield Static(id="problem")
         with TabbedContent(initial="dashboard", id="tabs"):
             for tab, pane in (("dashboard", Dashboard), ("topology", Topology), ("tap", Tap), ("security", Security),
@@ -175,6 +176,18 @@ class MeshdojoApp(App[str | None]):
     # -- navigation -------------------------------------------------------------------------
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_leave_field(self) -> None:
+        """Out of a text field, so the one-key shortcuts (1-7, q, ?) work again."""
+        self.set_focus(None)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        first = {"faults": "#fault-target", "tap": "#tap-target"}.get(str(event.pane.id))
+        if first:
+            self.query_one(first, Input).focus()
+        if event.pane.id == "security":
+            self.refresh_data()
 
     def action_help(self) -> None:
         keys = "\n".join(f"{b.key:<16} {b.description}" for b in self.BINDINGS if b.description)
@@ -293,6 +306,19 @@ class MeshdojoApp(App[str | None]):
         self.query_one("#fault-target", Input).placeholder = f"target, e.g. {target}"
         self.query_one("#fault-value", Input).placeholder = f"value, e.g. {value}" if value else "(no value)"
 
+    @on(Input.Changed, "#faults-pane Input")
+    @on(Select.Changed, "#fault-kind")
+    def _fault_edited(self) -> None:
+        """The preview follows the form as it is filled in (no I/O: built from what is on screen)."""
+        try:
+            self.query_one("#fault-out", Static).update(self.fault_action().explain())
+        except FAILURES as exc:
+            self.query_one("#fault-out", Static).update(f"… {exc}")
+
+    @on(Input.Submitted, "#faults-pane Input")
+    def _fault_submitted(self) -> None:
+        self.action_apply_fault()
+
     @on(Button.Pressed, "#fault-preview")
     def _preview_pressed(self) -> None:
         self.action_preview_fault()
@@ -306,13 +332,13 @@ class MeshdojoApp(App[str | None]):
         self.action_clear_faults()
 
     # -- policies ---------------------------------------------------------------------------
-    @on(DataTable.RowHighlighted, "#resources")
-    def _resource_selected(self, event: DataTable.RowHighlighted) -> None:
+    @on(DataTable.RowSelected, "#resources")
+    def _resource_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter (or a click) on a resource puts its YAML in the editor; refreshes never do."""
         key = event.row_key.value if event.row_key else None
         item = next((i for i in self.snapshot.policies if _policy_key(i["document"]) == key), None)
-        area = self.query_one("#yaml", TextArea)
-        if item is not None and not area.has_focus:
-            area.load_text(yaml.safe_dump(item["document"], sort_keys=False))
+        if item is not None:
+            self.query_one("#yaml", TextArea).load_text(yaml.safe_dump(item["document"], sort_keys=False))
 
     @on(Select.Changed, "#examples")
     def _example_chosen(self, event: Select.Changed) -> None:

@@ -4,7 +4,6 @@ connections; the app feeds them snapshots and runs their actions in workers."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from rich.text import Text
@@ -52,7 +51,7 @@ class Dashboard(Vertical):
         issuer = (snap.ca or {}).get("issuer", {})
         days = ""
         if issuer.get("notAfter"):
-            left = dt.datetime.fromisoformat(issuer["notAfter"]) - dt.datetime.now(dt.UTC)
+            left = dt.datetime.fromisoformat(issuer["notAfter"]) - dt.datetime.fromtimestamp(snap.taken, dt.UTC)
             days = f", issuer expires in {left.days}d"
         ready = sum(1 for w in st.get("workloads", []) if w["ready"])
         summary = Text()
@@ -69,7 +68,7 @@ class Dashboard(Vertical):
             table.clear()
             for r, row in zip(snap.deployments, rows, strict=True):
                 table.add_row(*row, key=f"{r['namespace']}/{r['name']}")
-        lines = render.active_faults(snap.netfaults, snap.policies, time.time())
+        lines = render.active_faults(snap.netfaults, snap.policies, snap.taken)
         self.query_one("#active", Static).update("\n".join(lines) or "none — the Faults (5) and Policies (6) screens add some")
 
 
@@ -180,13 +179,13 @@ class Policies(Horizontal):
             yield TextArea(id="yaml", soft_wrap=False, show_line_numbers=True)
             with Horizontal(classes="buttons"):
                 yield Button("Apply YAML (ctrl+s)", id="yaml-apply", variant="primary")
-            yield Static("select a resource to view its YAML; edit and apply it here", id="yaml-errors", classes="box")
+            yield Static("enter on a resource shows its YAML here; edit it and apply with ctrl+s", id="yaml-errors", classes="box")
 
     def show(self, snap: Snapshot) -> None:
         table = self.query_one("#resources", DataTable)
         if snap.problem:
             return
-        now = time.time()
+        now = snap.taken
         keep = table.cursor_row
         table.clear()
         for item in snap.policies:

@@ -89,27 +89,43 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
 
 def layers(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:
     """Nodes in columns: callers nobody calls first, each node one column right of its
-    furthest caller (cycles broken by first visit)."""
+    furthest caller. A cycle (a calls b calls a) is broken where a depth-first walk from the
+    callers first meets it."""
     nodes = sorted(set(nodes))
-    callers: dict[str, set[str]] = {n: set() for n in nodes}
-    for src, dst in edges:
-        if src != dst and src in callers and dst in callers:
-            callers[dst].add(src)
+    calls: dict[str, list[str]] = {n: [] for n in nodes}
+    called = set()
+    for src, dst in sorted(set(edges)):
+        if src != dst and src in calls and dst in calls:
+            calls[src].append(dst)
+            called.add(dst)
+    kept: dict[str, set[str]] = {n: set() for n in nodes}  # callee -> callers, back edges dropped
+    state: dict[str, int] = {}  # 1 on the walk's stack, 2 done
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        for nxt in calls[node]:
+            if state.get(nxt) == 1:
+                continue  # a back edge: it would close a cycle
+            kept[nxt].add(node)
+            if nxt not in state:
+                walk(nxt)
+        state[node] = 2
+
+    for root in [n for n in nodes if n not in called] + nodes:
+        if root not in state:
+            walk(root)
     depth: dict[str, int] = {}
 
-    def place(node: str, visiting: frozenset[str]) -> int:
-        if node in depth:
-            return depth[node]
-        ups = [c for c in callers[node] if c not in visiting]
-        d = 0 if not ups else 1 + max(place(c, visiting | {node}) for c in ups)
-        depth[node] = d
-        return d
+    def place(node: str) -> int:
+        if node not in depth:
+            depth[node] = 1 + max((place(c) for c in kept[node]), default=-1)
+        return depth[node]
 
+    columns: list[list[str]] = []
     for n in nodes:
-        place(n, frozenset())
-    columns: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for n in nodes:
-        columns[depth[n]].append(n)
+        d = place(n)
+        columns += [[] for _ in range(d + 1 - len(columns))]
+        columns[d].append(n)
     return columns
 
 
