@@ -22,6 +22,7 @@ bench: install
 	$(PY) -m bench.sandbox_up
 	$(PY) -m bench.policy_bench
 	$(PY) -m bench.telemetry_bench
+	$(PY) -m bench.tui_bench
 
 demo: install
 	$(VENV)/bin/meshdojo up
