@@ -42,7 +42,7 @@ def _up(args: argparse.Namespace) -> int:
         else:
             print(f"The sandbox keeps running. Back to the UI: meshdojo tui --name {args.name}; stop it: meshdojo down --name {args.name}")
         return 0
-    print("\nNo terminal for the UI here; press Ctrl-C to stop the sandbox.", flush=True)
+    print("\nNo terminal for the UI here. Press Ctrl-C to stop the sandbox.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -292,6 +292,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(cli):
         wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
     finally:
         up.kill()
+        up.communicate(timeout=10)
 
 
 def test_a_port_already_taken_is_a_clear_error(tmp_path):
