@@ -89,7 +89,7 @@ def test_fate_lines_and_filters():
     assert any("attempts   2" in line and "2. voting-0 -> 200" in line for line in lines)
     assert render.tap_matches(event, "", "voting", "/api", "2", False)
     assert not render.tap_matches(event, "", "", "", "", True)  # only failures
-    assert render.tap_row(event)[-1].startswith("attempts=2; route=")
+    assert render.tap_row(event)[-1].plain.startswith("attempts=2; route=")
 
 
 def test_an_error_field_is_found_on_its_line():
@@ -133,3 +133,16 @@ async def test_help_lists_every_key():
         body = "\n".join(str(s.render()) for s in app.screen.query("Static"))
         for key in ("1 ", "7 ", "question_mark", "ctrl+p", "ctrl+s", "q "):
             assert key in body, key
+
+
+async def test_action_output_with_brackets_is_shown_as_text_not_markup():
+    from tui.actions import Action
+
+    app = MeshdojoApp(source=FixedSource(), refresh_every=3600)
+    raw = "0000  17 03 03 5b 2f  |...[/|\nroute=[default] [bold]"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        app.perform(Action("bytes", "meshdojo wire deploy/a deploy/b", "-", lambda: raw), "#fault-out")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert raw in str(app.query_one("#fault-out").render())

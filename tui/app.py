@@ -55,7 +55,7 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self._title, classes="heading")
+            yield Static(self._title, classes="heading", markup=False)
             yield Static(self._body, markup=False)
             yield Static("esc to close", classes="dim")
 
@@ -126,7 +126,7 @@ class MeshdojoApp(App[str | None]):
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="problem")
+        yield Static(id="problem", markup=False)
         with TabbedContent(initial="dashboard", id="tabs"):
             for tab, pane in (("dashboard", Dashboard), ("topology", Topology), ("tap", Tap), ("security", Security),
                               ("faults", Faults), ("policies", Policies), ("logs", Logs)):

@@ -38,12 +38,12 @@ def problem_text(snap: Snapshot) -> Text:
 
 class Dashboard(Vertical):
     def compose(self) -> ComposeResult:
-        yield Static(id="summary")
+        yield Static(id="summary", markup=False)
         table: DataTable = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
         table.add_columns(*WORKLOAD_COLUMNS)
         yield table
         yield Static("Active faults and policies", classes="heading")
-        yield Static(id="active", classes="box")
+        yield Static(id="active", markup=False, classes="box")
 
     def show(self, snap: Snapshot, history: dict) -> None:
         st = snap.status or {}
@@ -75,12 +75,12 @@ class Dashboard(Vertical):
 class Topology(Horizontal):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="graph-box"):
-            yield Static(id="graph")
+            yield Static(id="graph", markup=False)
         with Vertical(id="topology-side"):
             edges: DataTable = DataTable(id="edges", cursor_type="row")
             edges.add_columns("SRC", "DST", "MTLS", "RPS", "SUCCESS")
             yield edges
-            yield Static("select an edge or node (enter) for details", id="edge-detail", classes="box")
+            yield Static("select an edge or node (enter) for details", id="edge-detail", markup=False, classes="box")
 
     def show(self, snap: Snapshot, selected: str | None) -> None:
         self.query_one("#graph", Static).update(render.topology(snap.edges, snap.deployments, snap.edge_stats, selected))
@@ -108,7 +108,7 @@ class Tap(Vertical):
         table: DataTable = DataTable(id="tap-table", cursor_type="row")
         table.add_columns("DIR", "SRC", "DST", "TLS", "METHOD", "PATH", "STATUS", "LATENCY", "FATE")
         yield table
-        yield Static("type a deployment and press enter to tap it; select a request for its whole fate", id="fate", classes="box")
+        yield Static("type a deployment and press enter to tap it; select a request for its whole fate", id="fate", markup=False, classes="box")
 
     def filters(self) -> tuple[str, str, str, bool]:
         return (self.query_one("#tap-dst", Input).value.strip(), self.query_one("#tap-path", Input).value.strip(),
@@ -117,7 +117,7 @@ class Tap(Vertical):
 
 class Security(Vertical):
     def compose(self) -> ComposeResult:
-        yield Static(id="ca-info")
+        yield Static(id="ca-info", markup=False)
         table: DataTable = DataTable(id="identities", cursor_type="row")
         table.add_columns("WORKLOAD", "IDENTITY", "MODE", "SERIAL", "ROTATES IN", "ROTATIONS")
         yield table
@@ -128,7 +128,7 @@ class Security(Vertical):
             yield Button("Intruder (i)", id="intruder-go")
         with VerticalScroll(classes="box"):
             yield Static("the wire view shows what an eavesdropper sees on an edge; the intruder tries a service "
-                         "without the mesh's certificate", id="security-out")
+                         "without the mesh's certificate", id="security-out", markup=False)
 
     def show(self, data: dict[str, Any]) -> None:
         anchor, issuer = data["trust_anchor"], data["issuer"]
@@ -156,7 +156,7 @@ class Faults(Vertical):
             yield Button("Apply (a)", id="fault-apply", variant="warning")
             yield Button("Clear all faults (x)", id="fault-clear")
         with VerticalScroll(classes="box"):
-            yield Static("pick a fault, fill target and value, preview it, apply it; every fault reverts by itself", id="fault-out")
+            yield Static("pick a fault, fill target and value, preview it, apply it; every fault reverts by itself", id="fault-out", markup=False)
 
     def fields(self) -> dict[str, str]:
         return {k: self.query_one(f"#fault-{k}", Input).value.strip() for k in ("target", "value", "for", "from")} | {
@@ -179,7 +179,7 @@ class Policies(Horizontal):
             yield TextArea(id="yaml", soft_wrap=False, show_line_numbers=True)
             with Horizontal(classes="buttons"):
                 yield Button("Apply YAML (ctrl+s)", id="yaml-apply", variant="primary")
-            yield Static("enter on a resource shows its YAML here; edit it and apply with ctrl+s", id="yaml-errors", classes="box")
+            yield Static("enter on a resource shows its YAML here; edit it and apply with ctrl+s", id="yaml-errors", markup=False, classes="box")
 
     def show(self, snap: Snapshot) -> None:
         table = self.query_one("#resources", DataTable)

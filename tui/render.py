@@ -200,9 +200,9 @@ def tap_row(event: dict[str, Any]) -> tuple:
     retries = len(fate.get("attempts") or [])
     if retries > 1:
         decided = f"attempts={retries}; " + decided
-    return ("out" if event.get("direction") == "outbound" else "in", event.get("src", ""), event.get("dst", ""),
-            LOCK if event.get("tls") else OPEN_LOCK, event.get("method", ""), event.get("path", "")[:40],
-            Text(str(status), style=style), f"{event.get('latency_ms', 0):.1f}ms", decided or "-")
+    return ("out" if event.get("direction") == "outbound" else "in", Text(str(event.get("src", ""))), Text(str(event.get("dst", ""))),
+            LOCK if event.get("tls") else OPEN_LOCK, event.get("method", ""), Text(str(event.get("path", ""))[:40]),
+            Text(str(status), style=style), f"{event.get('latency_ms', 0):.1f}ms", Text(decided or "-"))
 
 
 def tap_matches(event: dict[str, Any], workload: str, dst: str, path: str, status: str, failures_only: bool) -> bool:
