@@ -146,3 +146,15 @@ async def test_action_output_with_brackets_is_shown_as_text_not_markup():
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert raw in str(app.query_one("#fault-out").render())
+
+
+async def test_buttons_do_what_their_keys_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))  # no sandbox there: the action fails, and says why
+    app = MeshdojoApp(source=FixedSource(), refresh_every=3600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("5")
+        await pilot.click("#fault-clear")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "✗ clear every fault" in str(app.query_one("#fault-out").render())
+        assert "is not running" in str(app.query_one("#fault-out").render())

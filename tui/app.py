@@ -41,6 +41,9 @@ from tui.panes import Dashboard, Faults, Logs, Policies, Security, Tap, Topology
 from tui.source import MeshSource, Snapshot
 
 TABS = ("dashboard", "topology", "tap", "security", "faults", "policies", "logs")
+BUTTON_ACTIONS = {"fault-preview": "preview_fault", "fault-apply": "apply_fault", "fault-clear": "clear_faults",
+                  "toggle-go": "toggle_policy", "policy-delete": "delete_policy", "yaml-apply": "apply_yaml", "wire-go": "wire",
+                  "intruder-go": "intruder"}
 FAILURES = (ApiError, ResourceError, local.SandboxError, ValueError, OSError)
 
 
@@ -276,26 +279,24 @@ class MeshdojoApp(App[str | None]):
         deployment = target.partition("/")[2] if "/" in target else target
         return local.find_deployment(self.snapshot.status or {"workloads": []}, deployment, None)
 
-    def action_preview_fault(self) -> None:
+    def _form_action(self) -> Action | None:
+        """The fault the form describes, or None (the reason shown) when it is incomplete."""
         if self.active_tab() != "faults":
-            return
+            return None
         try:
-            action = self.fault_action()
+            return self.fault_action()
         except FAILURES as exc:
             self.query_one("#fault-out", Static).update(f"✗ {exc}")
-            return
-        self.last_action = action
-        self.query_one("#fault-out", Static).update(action.explain())
+            return None
+
+    def action_preview_fault(self) -> None:
+        if (action := self._form_action()) is not None:
+            self.last_action = action
+            self.query_one("#fault-out", Static).update(action.explain())
 
     def action_apply_fault(self) -> None:
-        if self.active_tab() != "faults":
-            return
-        try:
-            action = self.fault_action()
-        except FAILURES as exc:
-            self.query_one("#fault-out", Static).update(f"✗ {exc}")
-            return
-        self.perform(action, "#fault-out")
+        if (action := self._form_action()) is not None:
+            self.perform(action, "#fault-out")
 
     def action_clear_faults(self) -> None:
         self.perform(actions.clear_faults(self.sandbox), "#fault-out")
@@ -319,17 +320,8 @@ class MeshdojoApp(App[str | None]):
     def _fault_submitted(self) -> None:
         self.action_apply_fault()
 
-    @on(Button.Pressed, "#fault-preview")
-    def _preview_pressed(self) -> None:
-        self.action_preview_fault()
 
-    @on(Button.Pressed, "#fault-apply")
-    def _apply_pressed(self) -> None:
-        self.action_apply_fault()
 
-    @on(Button.Pressed, "#fault-clear")
-    def _clear_pressed(self) -> None:
-        self.action_clear_faults()
 
     # -- policies ---------------------------------------------------------------------------
     @on(DataTable.RowSelected, "#resources")
@@ -377,9 +369,6 @@ class MeshdojoApp(App[str | None]):
         self.query_one("#yaml", TextArea).load_text(action.yaml or "")
         self.perform(action, "#yaml-errors")
 
-    @on(Button.Pressed, "#toggle-go")
-    def _toggle_pressed(self) -> None:
-        self.action_toggle_policy()
 
     def action_delete_policy(self) -> None:
         if self.active_tab() != "policies":
@@ -391,9 +380,6 @@ class MeshdojoApp(App[str | None]):
         kind, ns, resource = key.split("/", 2)
         self.perform(actions.delete_policy(self.sandbox, kind, ns, resource), "#yaml-errors")
 
-    @on(Button.Pressed, "#policy-delete")
-    def _delete_pressed(self) -> None:
-        self.action_delete_policy()
 
     def action_apply_yaml(self) -> None:
         area = self.query_one("#yaml", TextArea)
@@ -431,9 +417,6 @@ class MeshdojoApp(App[str | None]):
         self.query_one("#yaml-errors", Static).update("\n".join([result, *lines]) if errors else f"✓ {result}")
         self.refresh_data()
 
-    @on(Button.Pressed, "#yaml-apply")
-    def _yaml_pressed(self) -> None:
-        self.action_apply_yaml()
 
     # -- topology ---------------------------------------------------------------------------
     @on(DataTable.RowSelected, "#edges")
@@ -532,9 +515,6 @@ class MeshdojoApp(App[str | None]):
             text = f"✗ {exc}"
         self.call_from_thread(self.query_one("#security-out", Static).update, text)
 
-    @on(Button.Pressed, "#wire-go")
-    def _wire_pressed(self) -> None:
-        self.action_wire()
 
     def action_intruder(self) -> None:
         if self.active_tab() != "security":
@@ -546,9 +526,6 @@ class MeshdojoApp(App[str | None]):
             return
         self.perform(actions.intruder(self.sandbox, service, ns), "#security-out")
 
-    @on(Button.Pressed, "#intruder-go")
-    def _intruder_pressed(self) -> None:
-        self.action_intruder()
 
     # -- logs -------------------------------------------------------------------------------
     def _update_log_targets(self, snap: Snapshot) -> None:
@@ -600,6 +577,12 @@ class MeshdojoApp(App[str | None]):
                 text = chunk.decode("utf-8", "replace").rstrip("\n")
                 self.call_from_thread(self.query_one("#log", RichLog).write, text)
             stop.wait(0.5)
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Every button does what its key does."""
+        action = BUTTON_ACTIONS.get(event.button.id or "")
+        if action is not None:
+            await self.run_action(action)
 
     def on_unmount(self) -> None:
         for stop in (self._tap_stop, self._log_stop):
