@@ -8,13 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, RichLog, Select, Static, TextArea
 
 from sandbox.processes import wait_until
+from tests.meshkit import eventually
 from tests.test_sandbox import Cli
 from tui.app import MeshdojoApp
 
@@ -38,14 +38,12 @@ def sandbox(tmp_path_factory):
 
 
 async def until(pilot, predicate, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.2)
+    """``eventually`` for the UI: the app gets to process its messages between two looks."""
+    async def look():
+        await pilot.pause(0.1)
+        return predicate()
+
+    return await eventually(look, bool, what, timeout)
 
 
 def text(app, selector: str) -> str:
