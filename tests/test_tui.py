@@ -49,6 +49,7 @@ class FixedSource(MeshSource):
                        "expiresAt": NOW + 61}],
             ca={"issuer": {"notAfter": "2027-01-15T08:00:00+00:00"}},
         )
+        snap.service_names = [("emojivoto", s["name"]) for s in services]
         by_service = {s["name"]: s for s in services}
         snap.edge_stats = {(e["src"], e["dst"]): by_service.get(e["dst"], {}) for e in snap.edges}
         return snap

@@ -85,7 +85,7 @@ async def test_dashboard_topology_security_and_logs(sandbox):
 async def test_faults_and_policies_from_the_ui(sandbox):
     app = MeshdojoApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.snapshot.services, "the first refresh")
+        await until(pilot, lambda: app.snapshot.service_names, "the first refresh")
         await pilot.press("5")  # focus lands in the target field
         await pilot.press(*"svc/voting", "tab", *"503 30", "enter")
         await until(pilot, lambda: "✓ HTTP fault on voting" in text(app, "#fault-out"), "the fault applied")

@@ -269,7 +269,7 @@ class MeshdojoApp(App[str | None]):
 
     def _service(self, target: str) -> tuple[str, str]:
         service = target.partition("/")[2] if "/" in target else target
-        matches = sorted({s["namespace"] for s in self.snapshot.services if s["name"] == service} |
+        matches = sorted({ns for ns, name in self.snapshot.service_names if name == service} |
                          {w["namespace"] for w in (self.snapshot.status or {}).get("workloads", []) if w["deployment"] == service})
         if not matches:
             raise ValueError(f"target: no service {service!r} seen yet (expected e.g. svc/emoji)")

@@ -23,7 +23,8 @@ class Snapshot:
     taken: float
     status: dict[str, Any] | None = None
     deployments: list[dict[str, Any]] = field(default_factory=list)
-    services: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)  # traffic per service (only those with traffic)
+    service_names: list[tuple[str, str]] = field(default_factory=list)  # every registered (namespace, service)
     edges: list[dict[str, Any]] = field(default_factory=list)
     edge_stats: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     netfaults: list[dict[str, Any]] = field(default_factory=list)
@@ -53,6 +54,7 @@ class MeshSource:
             snap.deployments = api.call("GET", f"/v1/stats?resource=deploy&window={window}", timeout=2)["rows"]
             snap.services = api.call("GET", f"/v1/stats?resource=svc&window={window}", timeout=2)["rows"]
             snap.edges = api.call("GET", "/v1/edges?window=1m", timeout=2)["rows"]
+            snap.service_names = [(s["namespace"], s["name"]) for s in api.call("GET", "/v1/services", timeout=2)["services"]]
             snap.netfaults = api.call("GET", "/v1/netfaults", timeout=2)["faults"]
             snap.policies = api.call("GET", "/v1/policies", timeout=2)["items"]
         except (ApiError, ResourceError, OSError) as exc:
