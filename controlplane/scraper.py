@@ -94,29 +94,30 @@ class Telemetry:
         return rows
 
     def edges(self, window: float, namespace: str | None = None) -> list[dict[str, Any]]:
+        """One row per (client deployment, server deployment), as Linkerd's ``viz edges``: its
+        own traffic numbers, and how much of it was mutually authenticated. A server that is
+        being uninjected is briefly both: ``secured`` is true only when all of it was."""
         by_identity: dict[str, set[str]] = {}
         for h in self.workloads.values():
             if h.identity:
                 by_identity.setdefault(h.identity, set()).add(h.deployment)
-        found: dict[tuple, float] = {}
+        found: dict[tuple[str, str, str, str], _EdgeSum] = {}
         for h in self.workloads.values():
             pair = h.fine[-1] if h.fine else None
             if pair is None:
                 continue
-            g_keys = [k for k in pair.requests if k[0] == "outbound" and k[2]]
-            for key in g_keys:
+            for key in [k for k in pair.requests if k[0] == "outbound" and k[2]]:
                 g = golden(h, window, "outbound", lambda k, key=key: k == key)
                 if g is None or g.requests <= 0:
                     continue
-                server_id, dst_service, dst_ns, tls = key[1], key[2], key[3], key[4]
+                server_id, dst_service, dst_ns = key[1], key[2], key[3]
                 candidates = by_identity.get(server_id, set())
                 dst = next(iter(candidates)) if len(candidates) == 1 else dst_service
-                edge = (h.deployment, dst, h.namespace, dst_ns, tls == "true", h.identity or "", server_id)
-                found[edge] = found.get(edge, 0.0) + g.requests
-        rows = [{"src": e[0], "dst": e[1], "src_namespace": e[2], "dst_namespace": e[3], "secured": e[4],
-                 "client_id": e[5] or None, "server_id": e[6] or None} for e in sorted(found)]
+                edge = found.setdefault((h.deployment, dst, h.namespace, dst_ns), _EdgeSum())
+                edge.add(g, h.identity, server_id)
+        rows = [{"src": src, "dst": dst, "src_namespace": src_ns, "dst_namespace": dst_ns, **e.row()}
+                for (src, dst, src_ns, dst_ns), e in sorted(found.items())]
         return [r for r in rows if namespace is None or namespace in (r["src_namespace"], r["dst_namespace"])]
-
 
     def route_rows(self, window: float, namespace: str, service: str, source: str | None = None,
                    configured: list[tuple[str, str]] = ()) -> list[dict[str, Any]]:
@@ -140,6 +141,30 @@ class Telemetry:
                          **{k: (round(v, 4) if v is not None else None) for k, v in g.rates().items()},
                          "latency_ms": {k: (round(v, 2) if v is not None else None) for k, v in latency.items()}})
         return rows
+
+
+class _EdgeSum:
+    """The traffic of one edge, summed over its client instances and TLS states."""
+
+    def __init__(self) -> None:
+        self.requests = self.failures = self.secured = self.seconds = 0.0
+        self.client_id: str | None = None
+        self.server_id: str | None = None
+
+    def add(self, g, client_id: str | None, server_id: str) -> None:
+        self.requests += g.requests
+        self.failures += g.failures
+        self.secured += g.secured
+        self.seconds = max(self.seconds, g.seconds)
+        self.client_id = self.client_id or client_id or None
+        self.server_id = self.server_id or server_id or None
+
+    def row(self) -> dict[str, Any]:
+        share = self.secured / self.requests if self.requests else 0.0
+        return {"secured": share >= 1.0, "mtls_share": round(share, 4), "client_id": self.client_id,
+                "server_id": self.server_id if self.secured else None,
+                "rps": round(self.requests / self.seconds, 3) if self.seconds else 0.0,
+                "success_rate": round(1 - self.failures / self.requests, 4) if self.requests else None}
 
 
 def _row(ns: str, name: str, meshed: str, g, stale: list[str]) -> dict[str, Any]:

@@ -34,8 +34,10 @@ def _up(args: argparse.Namespace) -> int:
     if sys.stdin.isatty() and sys.stdout.isatty():
         from tui.app import run as run_tui
 
-        choice = run_tui(args.name, started_by_up=True)
-        if choice == "stop":
+        ended = run_tui(args.name, started_by_up=True)
+        if ended.crash is not None:
+            return _ui_crashed(ended.crash, args.name)
+        if ended.choice == "stop":
             print("Stopping ...", flush=True)
             local.down(args.name)
             print("Stopped; no process left behind.")
@@ -81,8 +83,16 @@ def _tui(args: argparse.Namespace) -> int:
         return _fail("the UI needs a terminal; run it in one (or use the CLI commands: stat, tap, fault ...)")
     from tui.app import run as run_tui
 
-    run_tui(args.name)
-    return 0
+    ended = run_tui(args.name)
+    return _ui_crashed(ended.crash, args.name) if ended.crash is not None else 0
+
+
+def _ui_crashed(crash: tuple, name: str) -> int:
+    line, log = crash
+    print(f"error: the terminal UI crashed ({line}); the details are in {log}\n"
+          f"The sandbox is still running. Reopen the UI: meshdojo tui --name {name}; "
+          f"the CLI works too (meshdojo status --name {name}). Please report the crash log.", file=sys.stderr)
+    return 1
 
 
 def _status(args: argparse.Namespace) -> int:

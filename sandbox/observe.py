@@ -91,9 +91,12 @@ def stat_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
 
 
 def edges_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
-    table = [("SRC", "DST", "SRC_NS", "DST_NS", "SECURED") + (("CLIENT_ID", "SERVER_ID") if wide else ())]
+    table = [("SRC", "DST", "SRC_NS", "DST_NS", "SECURED", "RPS", "SUCCESS") + (("CLIENT_ID", "SERVER_ID") if wide else ())]
     for r in rows:
-        line = (r["src"], r["dst"], r["src_namespace"], r["dst_namespace"], "√" if r["secured"] else "× (plaintext)")
+        share = r.get("mtls_share", 1.0 if r["secured"] else 0.0)
+        secured = "√" if r["secured"] else "× (plaintext)" if not share else f"partly ({share * 100:.0f}% mTLS)"
+        line = (r["src"], r["dst"], r["src_namespace"], r["dst_namespace"], secured, f"{r.get('rps', 0.0):.1f}rps",
+                fmt_rate(r.get("success_rate")))
         table.append(line + ((r["client_id"] or "-", r["server_id"] or "-") if wide else ()))
     return table
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from textual.worker import WorkerFailed
+
 from tui import render
 from tui.app import MeshdojoApp, field_line
 from tui.source import MeshSource, Snapshot
@@ -159,3 +161,28 @@ async def test_buttons_do_what_their_keys_do(tmp_path, monkeypatch):
         await pilot.pause()
         assert "✗ clear every fault" in str(app.query_one("#fault-out").render())
         assert "is not running" in str(app.query_one("#fault-out").render())
+
+
+class BrokenSource(FixedSource):
+    """A control plane that answers something the UI does not expect."""
+
+    def snapshot(self, window: str = "10s") -> Snapshot:
+        snap = super().snapshot(window)
+        snap.deployments = [{"namespace": "emojivoto", "name": "web"}]  # no numbers at all
+        return snap
+
+
+async def test_a_ui_failure_is_one_line_and_a_crash_log_and_exits_non_zero(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))
+    app = MeshdojoApp(source=BrokenSource(), refresh_every=3600)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+    except WorkerFailed:
+        pass  # run_test re-raises the app's exception for test frameworks; the real run() does not
+    assert app.return_code == 1
+    line, log = app.crash
+    assert line == "KeyError: 'success_rate'"
+    assert log.parent == tmp_path / "default" / "logs" and log.stat().st_mode & 0o777 == 0o600
+    assert "Traceback" in log.read_text() and "success_rate" in log.read_text()
+    assert not app._exit_renderables  # nothing dumped on the terminal

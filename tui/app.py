@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.worker import WorkerFailed
 from textual.widgets import (
     Button,
     Checkbox,
@@ -35,7 +37,7 @@ from textual.widgets import (
 from sandbox import local, netcli, tapcli
 from sandbox.cpapi import ApiError
 from sandbox.resources import ResourceError
-from tui import actions, render
+from tui import actions, crash, render
 from tui.actions import Action
 from tui.panes import Dashboard, Faults, Logs, Policies, Security, Tap, Topology, problem_text
 from tui.source import MeshSource, Snapshot
@@ -125,6 +127,20 @@ class MeshdojoApp(App[str | None]):
         self._tap_stop: threading.Event | None = None
         self._log_stop: threading.Event | None = None
         self.refreshes = 0
+        self.crash: tuple[str, Path] | None = None  # (one line, crash log) when the UI failed
+
+    # -- failure: one line and a crash log, never a 1,000-line traceback on the terminal ----
+    def _handle_exception(self, error: Exception) -> None:  # Textual's hook (pinned version)
+        if self.crash is None:
+            cause = error.error if isinstance(error, WorkerFailed) else error  # a worker's failure: say what it was
+            self.crash = (crash.one_line(cause), crash.write_crash_log(self.sandbox, cause))
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        if self.crash is None:
+            super()._print_error_renderables()
+            return
+        self._exit_renderables.clear()
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -621,6 +637,18 @@ def render_hint(kind: str) -> str:
     return render_hint_pair(kind)[0]
 
 
-def run(name: str = "default", started_by_up: bool = False) -> str | None:
-    """Run the UI in this terminal; returns 'stop' or 'leave' when ``up`` started it."""
-    return MeshdojoApp(name, started_by_up).run()
+@dataclass(frozen=True)
+class UiExit:
+    """How the UI ended: the learner's choice on quit ('stop', 'leave' or None), or a crash."""
+
+    choice: str | None
+    crash: tuple[str, Path] | None = None
+
+
+def run(name: str = "default", started_by_up: bool = False) -> UiExit:
+    """Run the UI in this terminal until the learner quits (or it fails)."""
+    app = MeshdojoApp(name, started_by_up)
+    choice = app.run()
+    if app.crash is None and app.return_code not in (0, None):
+        app.crash = ("the UI stopped with an error", crash.crash_log_path(name))
+    return UiExit(choice if app.crash is None else None, app.crash)

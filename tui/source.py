@@ -61,9 +61,8 @@ class MeshSource:
             snap.problem = (f"control plane unreachable ({exc}) — the supervisor restarts it; "
                             "meanwhile the proxies keep serving what they last knew")
             return snap
-        by_service = {(s["namespace"], s["name"]): s for s in snap.services}
-        for e in snap.edges:  # an edge's numbers: its destination service as every client saw it
-            snap.edge_stats[(e["src"], e["dst"])] = by_service.get((e["dst_namespace"], e["dst"]), {})
+        for e in snap.edges:  # an edge carries its own numbers (rps, success_rate, mtls_share)
+            snap.edge_stats[(e["src"], e["dst"])] = e
         for d in snap.deployments:
             points = self.history.setdefault((d["namespace"], d["name"]), deque(maxlen=HISTORY_POINTS))
             points.append((d["success_rate"], d["rps"]))
