@@ -18,7 +18,6 @@ from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.worker import WorkerFailed
 from textual.widgets import (
     Button,
     Checkbox,
@@ -33,6 +32,7 @@ from textual.widgets import (
     TabPane,
     TextArea,
 )
+from textual.worker import WorkerFailed
 
 from sandbox import local, netcli, tapcli
 from sandbox.cpapi import ApiError
