@@ -178,7 +178,11 @@ async def put_service(request: web.Request) -> web.Response:
     ports = body.get("ports", [])
     if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
         return json_error(400, "ports must be a list of port numbers")
-    service = request.app[REGISTRY].put_service(ns, name, tuple(ports))
+    selector = body.get("selector")
+    if selector is not None and (not isinstance(selector, dict)
+                                 or not all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
+        return json_error(400, "selector must map label names to values, e.g. {\"app\": \"emoji\"}")
+    service = request.app[REGISTRY].put_service(ns, name, tuple(ports), selector)
     return web.json_response(service.to_json())
 
 

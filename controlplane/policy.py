@@ -83,14 +83,32 @@ class RequestMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadSelector:
+    """Which workloads an inbound policy (AuthorizationPolicy, RateLimit, MeshTLS,
+    FaultInjection) applies to: the pods a Service selects, a Deployment's pods, one Pod, a
+    ServiceAccount's pods, or pods with some labels (Istio's ``selector.matchLabels``). The
+    proxy decides it from what it knows about its own workload, never from a request."""
+
+    kind: str  # Service, Deployment, Pod, ServiceAccount, Labels
+    name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "Labels":
+            return ",".join(f"{k}={v}" for k, v in self.labels)
+        return f"{self.kind.lower()}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class FaultSpec:
-    service: str
+    service: str | None  # the Service targeted (None when another kind of target selects the workloads)
     match: RequestMatch | None
     delay_seconds: float | None
     delay_percent: float
     abort_status: int | None
     abort_percent: float
     duration: float | None
+    workloads: WorkloadSelector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +165,37 @@ def _service_ref(r: _Reader, raw: Any, field: str) -> str:
     return r.string(target["name"], f"{field}.name")
 
 
+TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
+
+
+def _workloads(r: _Reader, spec: dict[str, Any], kinds: tuple[str, ...], required: bool = False) -> WorkloadSelector | None:
+    """``targetRef`` (one of ``kinds``) or Istio's ``selector.matchLabels``; neither: the whole
+    namespace (the whole mesh in the meshdojo-system namespace)."""
+    if "targetRef" in spec and "selector" in spec:
+        raise r.fail("spec.selector", "give spec.targetRef or spec.selector, not both")
+    if "targetRef" in spec:
+        ref = r.obj(spec["targetRef"], "spec.targetRef", {"kind", "name", "group", "namespace", "port"}, {"name"})
+        kind = ref.get("kind", "Service")
+        if kind not in kinds:
+            raise r.fail("spec.targetRef.kind", f"expected one of {', '.join(kinds)}, got {kind!r}")
+        if "namespace" in ref:
+            raise r.fail("spec.targetRef.namespace", "a policy targets workloads of its own namespace: set metadata.namespace instead")
+        return WorkloadSelector(kind, r.string(ref["name"], "spec.targetRef.name"))
+    if "selector" in spec:
+        sel = r.obj(spec["selector"], "spec.selector", {"matchLabels"}, {"matchLabels"})
+        labels = sel["matchLabels"]
+        if not isinstance(labels, dict) or not labels or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise r.fail("spec.selector.matchLabels", "expected a non-empty mapping of label names to values, e.g. {app: reviews}")
+        return WorkloadSelector("Labels", labels=tuple(sorted(labels.items())))
+    if required:
+        raise r.fail("spec.targetRef", f"required: the workloads this applies to (kind {' or '.join(kinds)}), or spec.selector.matchLabels")
+    return None
+
+
 def _fault(r: _Reader, raw: Any) -> FaultSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "match", "delay", "abort", "duration"}, {"targetRef"})
-    service = _service_ref(r, spec["targetRef"], "spec.targetRef")
+    spec = r.obj(raw, "spec", {"targetRef", "selector", "match", "delay", "abort", "duration"})
+    workloads = _workloads(r, spec, ("Service", "Deployment", "Pod"), required=True)
+    service = workloads.name if workloads and workloads.kind == "Service" else None
     match = _match(r, spec["match"]) if "match" in spec else None
     delay_s, delay_pct, abort_status, abort_pct = None, 0.0, None, 0.0
     if "delay" in spec:
@@ -163,7 +209,7 @@ def _fault(r: _Reader, raw: Any) -> FaultSpec:
     if delay_s is None and abort_status is None:
         raise r.fail("spec", "a FaultInjection needs a delay, an abort, or both")
     duration = r.duration(spec["duration"], "spec.duration") if "duration" in spec else None
-    return FaultSpec(service, match, delay_s, delay_pct, abort_status, abort_pct, duration)
+    return FaultSpec(service, match, delay_s, delay_pct, abort_status, abort_pct, duration, workloads)
 
 
 def _match(r: _Reader, raw: Any, where: str = "spec.match") -> RequestMatch:
@@ -331,16 +377,18 @@ def _breaker(r: _Reader, raw: Any) -> BreakerSpec:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSpec:
-    service: str
+    service: str | None
     requests_per_second: float
     burst: int
+    workloads: WorkloadSelector | None = None
 
 
 def _ratelimit(r: _Reader, raw: Any) -> RateLimitSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "requestsPerSecond", "burst"}, {"targetRef", "requestsPerSecond"})
+    spec = r.obj(raw, "spec", {"targetRef", "selector", "requestsPerSecond", "burst"}, {"requestsPerSecond"})
     rps = r.number(spec["requestsPerSecond"], "spec.requestsPerSecond", 0.001, 1_000_000)
     burst = r.integer(spec.get("burst", max(1, int(rps))), "spec.burst", 1, 1_000_000, "a whole number")
-    return RateLimitSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), rps, burst)
+    workloads = _workloads(r, spec, ("Service", "Deployment", "Pod"))
+    return RateLimitSpec(workloads.name if workloads and workloads.kind == "Service" else None, rps, burst, workloads)
 
 
 # -- AuthorizationPolicy and MeshTLS -----------------------------------------------------------
@@ -390,14 +438,16 @@ class AuthzRule:
 
 @dataclass(frozen=True, slots=True)
 class AuthzSpec:
-    service: str | None  # None: every workload of the namespace
+    service: str | None  # the Service targeted, if that is how the workloads are chosen
     action: str  # ALLOW, DENY, AUDIT
-    rules: tuple[AuthzRule, ...]  # empty with ALLOW: allow nothing; with DENY: deny everything
+    rules: tuple[AuthzRule, ...]  # a policy without rules matches nothing (so an ALLOW without rules allows nothing); one empty rule matches everything
+    workloads: WorkloadSelector | None = None  # None: every workload of the namespace
 
 
 def _authz(r: _Reader, raw: Any) -> AuthzSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "action", "rules"})
-    service = _service_ref(r, spec["targetRef"], "spec.targetRef") if "targetRef" in spec else None
+    spec = r.obj(raw, "spec", {"targetRef", "selector", "action", "rules"})
+    workloads = _workloads(r, spec, TARGET_KINDS)
+    service = workloads.name if workloads and workloads.kind == "Service" else None
     action = spec.get("action", "ALLOW")
     if action not in ("ALLOW", "DENY", "AUDIT"):
         raise r.fail("spec.action", f"expected ALLOW, DENY or AUDIT, got {action!r}")
@@ -433,7 +483,7 @@ def _authz(r: _Reader, raw: Any) -> AuthzSpec:
                     raise r.fail(f"{where}.to[{j}].operation.methods[{k}]", f"expected one of {', '.join(METHODS)}")
             operations.append(Operation(tuple(paths), methods))
         rules.append(AuthzRule(tuple(sources), tuple(operations)))
-    return AuthzSpec(service, action, tuple(rules))
+    return AuthzSpec(service, action, tuple(rules), workloads)
 
 
 def _strings(r: _Reader, value: Any, field: str) -> list[str]:
@@ -445,21 +495,17 @@ def _strings(r: _Reader, value: Any, field: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class MeshTlsSpec:
-    service_account: str | None  # None: the whole namespace
+    service: str | None  # the Service targeted, if that is how the workloads are chosen
     mode: str  # STRICT or PERMISSIVE
+    workloads: WorkloadSelector | None = None  # None: the whole namespace (the mesh, in meshdojo-system)
 
 
 def _meshtls(r: _Reader, raw: Any) -> MeshTlsSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "mode"}, {"mode"})
-    account = None
-    if "targetRef" in spec:
-        ref = r.obj(spec["targetRef"], "spec.targetRef", {"kind", "name"}, {"kind", "name"})
-        if ref["kind"] != "ServiceAccount":
-            raise r.fail("spec.targetRef.kind", "MeshTLS targets a ServiceAccount (a workload's identity), or the whole namespace without targetRef")
-        account = r.string(ref["name"], "spec.targetRef.name")
+    spec = r.obj(raw, "spec", {"targetRef", "selector", "mode"}, {"mode"})
+    workloads = _workloads(r, spec, TARGET_KINDS)
     if spec["mode"] not in ("STRICT", "PERMISSIVE"):
         raise r.fail("spec.mode", f"expected STRICT or PERMISSIVE, got {spec['mode']!r}")
-    return MeshTlsSpec(account, spec["mode"])
+    return MeshTlsSpec(workloads.name if workloads and workloads.kind == "Service" else None, spec["mode"], workloads)
 
 
 Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec

@@ -13,9 +13,11 @@ from controlplane.policy import PolicyError, Resource, parse
 
 
 class PolicyStore:
-    def __init__(self, clock: Callable[[], float] = time.time, on_change: Callable[[PolicyStore], None] | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, on_change: Callable[[PolicyStore], None] | None = None,
+                 selectors: Callable[[], dict[tuple[str, str], dict[str, str]]] | None = None) -> None:
         self._clock = clock
         self._on_change = on_change
+        self.selectors = selectors or dict  # services' pod selectors: proxies need them for Service-targeted policies
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
         self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
@@ -28,7 +30,12 @@ class PolicyStore:
     def snapshot(self, namespace: str | None) -> dict[str, Any]:
         """The resources of ``namespace`` (None: of every namespace)."""
         return {"type": "snapshot", "version": self.version, "namespace": namespace,
-                "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)]}
+                "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)],
+                "selectors": [{"namespace": ns, "name": name, "selector": sel} for (ns, name), sel in sorted(self.selectors().items())]}
+
+    def refresh(self) -> None:
+        """Push a new snapshot although no resource changed (a service's selector did)."""
+        self._changed({None}, persist=False)
 
     # -- writes --------------------------------------------------------------------------
     def apply(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[dict[str, str]]:
@@ -97,14 +104,14 @@ class PolicyStore:
                 _replace(queue, None)
         self._watchers.clear()
 
-    def _changed(self, namespaces: set[str]) -> None:
+    def _changed(self, namespaces: set[str | None], persist: bool = True) -> None:
         if not namespaces:
             return
         self.version += 1
-        for namespace in (*namespaces, None):
+        for namespace in {*namespaces, None}:
             for queue in list(self._watchers.get(namespace, ())):
                 _replace(queue, self.snapshot(namespace))  # snapshots supersede each other: keep only the newest
-        if self._on_change is not None:
+        if persist and self._on_change is not None:
             self._on_change(self)
 
 

@@ -24,6 +24,7 @@ class Service:
     name: str
     ports: tuple[int, ...] = ()
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by endpoint id
+    selector: dict[str, str] = field(default_factory=dict)  # the pod labels it selects (for workload-selected policies)
 
     @property
     def fqdn(self) -> str:
@@ -49,6 +50,7 @@ class Service:
             "name": self.name,
             "fqdn": self.fqdn,
             "ports": list(self.ports),
+            "selector": dict(self.selector),
             "endpoints": {eid: ep.to_json() for eid, ep in sorted(self.endpoints.items())},
         }
 
@@ -101,7 +103,7 @@ class Registry:
     def load_json(self, raw: dict[str, Any]) -> None:
         """Restore services and endpoints saved by :meth:`to_json` (before any watch exists)."""
         for svc in raw.get("services", []):
-            service = Service(svc["namespace"], svc["name"], tuple(svc.get("ports", ())))
+            service = Service(svc["namespace"], svc["name"], tuple(svc.get("ports", ())), selector=dict(svc.get("selector") or {}))
             for eid, ep in svc.get("endpoints", {}).items():
                 service.endpoints[eid] = Endpoint.from_json(ep)
             self._services[(service.namespace, service.name)] = service
@@ -117,12 +119,18 @@ class Registry:
         return sum(len(ws) for ws in self._watches.values())
 
     # -- writes ----------------------------------------------------------------
-    def put_service(self, namespace: str, name: str, ports: tuple[int, ...]) -> Service:
+    def selectors(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Every service's pod selector (services without one select nothing)."""
+        return {key: dict(s.selector) for key, s in self._services.items() if s.selector}
+
+    def put_service(self, namespace: str, name: str, ports: tuple[int, ...], selector: dict[str, str] | None = None) -> Service:
         service = self._services.get((namespace, name))
         if service is None:
-            service = self._services[(namespace, name)] = Service(namespace, name, ports)
+            service = self._services[(namespace, name)] = Service(namespace, name, ports, selector=dict(selector or {}))
         else:
             service.ports = ports
+            if selector is not None:
+                service.selector = dict(selector)
         self._changed()
         return service
 

@@ -50,7 +50,8 @@ class ControlPlane:
         self.config = config
         self.registry = Registry(on_change=self._save_registry)
         self._registry_file = config.state_dir / REGISTRY_FILE
-        self.policies = PolicyStore(on_change=self._save_policies)
+        self.policies = PolicyStore(on_change=self._save_policies, selectors=self.registry.selectors)
+        self._selectors: dict = {}
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
@@ -140,6 +141,10 @@ class ControlPlane:
 
     def _save_registry(self, registry: Registry) -> None:
         write_json(self._registry_file, registry.to_json())
+        selectors = registry.selectors()
+        if selectors != self._selectors:  # Service-targeted policies follow a service's selector
+            self._selectors = selectors
+            self.policies.refresh()
         if self._runners:  # serving: relays follow endpoint changes
             self.relays.poke()
 

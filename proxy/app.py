@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
+from controlplane.selection import Workload
 from controlplane.statefiles import write_json
 from proxy.admin import build_admin
 from proxy.config import ProxyConfig
@@ -45,7 +46,8 @@ class Proxy:
         self.identity = WorkloadIdentity(config.identity, config.trust_anchor_pem, self.client, config.bootstrap_token,
                                          self.metrics.identity, config.rotate_every)
         self.discovery = Discovery(self.client, self.identity, self.tasks, workload=config.workload)
-        self.policies = PolicyWatch(self.client, self.identity)
+        self.policies = PolicyWatch(self.client, self.identity, Workload(
+            config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels)))
         self.fates = FateLog()
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
@@ -103,7 +105,7 @@ class Proxy:
 
     def tls_mode(self) -> TlsMode:
         """MeshTLS policy for this workload if there is one, else the mode it was started with."""
-        chosen = self.policies.tls_mode(self.config.identity.namespace, self.config.identity.service_account)
+        chosen = self.policies.tls_mode()
         return TlsMode(chosen.lower()) if chosen else self.mode
 
     def describe(self) -> dict[str, Any]:
@@ -119,7 +121,11 @@ class Proxy:
                 "serial": cert.serial, "notBefore": cert.not_before.isoformat(), "notAfter": cert.not_after.isoformat(),
                 "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
-            "policies": {"version": self.policies.version, "resources": self.policies.describe()},
+            "policies": {"version": self.policies.version, "resources": self.policies.describe(),
+                         "inbound": {kind: {"applied": [f"{r.namespace}/{r.name}" for r in a.resources], "conflict": list(a.conflict)}
+                                     for kind, a in self.policies.inbound.items() if a.resources}},
+            "labels": dict(self.config.labels),
+            "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
             "discovery": {
                 name: {

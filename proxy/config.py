@@ -37,6 +37,8 @@ class ProxyConfig:
     workload: str = ""
     gateway: str | None = None  # ingress gateway mode: send every request to this service (name[:port])
     tap_token: str | None = None  # enables /tap on the admin port for holders of this token
+    deployment: str = ""  # the Deployment this instance belongs to (for workload-selected policies)
+    labels: tuple[tuple[str, str], ...] = ()  # the pod's labels (for Service- and label-selected policies)
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -58,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--workload", default="", help="instance name, for logs")
     parser.add_argument("--tap-token-file", type=Path, help="a 0600 file with the token that /tap on the admin port requires")
     parser.add_argument("--gateway", help="ingress gateway mode: send every request to this service, e.g. web.emojivoto:80")
+    parser.add_argument("--deployment", default="", help="the Deployment this instance belongs to")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the pod (repeatable)")
+    parser.add_argument("--labels-file", type=Path, help="the pod's labels, one KEY=\"VALUE\" per line (Kubernetes' downward API format)")
     args = parser.parse_args(argv)
     try:
         return _build(args)
@@ -92,6 +97,13 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         drain = parse_duration(args.drain_timeout)
     except InvalidDuration as exc:
         raise ConfigError(str(exc)) from None
+    labels = dict(_labels(args.label, "--label"))
+    if args.labels_file is not None:
+        try:
+            lines = args.labels_file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--labels-file: cannot read {args.labels_file}: {exc.strerror}") from None
+        labels.update(_labels([line.replace('"', "") for line in lines if line.strip()], "--labels-file"))
     return ProxyConfig(
         identity=identity,
         controlplane_url=args.controlplane,
@@ -109,7 +121,19 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         workload=args.workload,
         gateway=args.gateway,
         tap_token=_read_secret(args.tap_token_file, "--tap-token-file") if args.tap_token_file else None,
+        deployment=args.deployment,
+        labels=tuple(sorted(labels.items())),
     )
+
+
+def _labels(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag}: {item!r} is not KEY=VALUE")
+        out.append((key.strip(), value.strip()))
+    return out
 
 
 def _read_secret(path: Path, flag: str) -> str:

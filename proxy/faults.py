@@ -1,6 +1,6 @@
 """Fault injection decisions, applied by the destination's inbound proxy.
 
-Pure: the rules, the request's service, path and headers, and a random source go in; what to
+Pure: the rules that select this workload, the request's path and headers, and a random source go in; what to
 do comes out. Because the fault happens at the destination, it looks to the caller exactly
 like the service failing, so client-side retries, timeouts and breakers react to it as they
 would to a real failure (Istio injects on the client side, where retries never see it).
@@ -22,12 +22,10 @@ class FaultDecision:
     abort_status: int | None
 
 
-def decide(rules: Sequence[Resource], namespace: str, service: str, path: str,
-           header: Callable[[str], str | None], rng: random.Random) -> FaultDecision | None:
+def decide(rules: Sequence[Resource], path: str, header: Callable[[str], str | None], rng: random.Random) -> FaultDecision | None:
+    """``rules``: the FaultInjection resources that select this workload, in order."""
     for rule in rules:
         spec = rule.spec
-        if rule.namespace != namespace or spec.service != service:
-            continue
         if spec.match is not None and not spec.match.matches(path, header):
             continue
         delay = spec.delay_seconds if spec.delay_seconds is not None and rng.random() * 100 < spec.delay_percent else None

@@ -11,8 +11,12 @@ The stack, outermost first (built in :func:`build_inbound_stack`):
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
     authz      AuthorizationPolicy: DENY first, then ALLOW must match (403)
-    ratelimit  RateLimit: token bucket per service (429)
-    fault      FaultInjection resources for the service asked for: delay and/or abort
+    ratelimit  RateLimit: the token bucket in force at this workload (429)
+    fault      FaultInjection: delay and/or abort
+
+Which policies apply is decided once per policy snapshot from what this workload *is* (its
+namespace, service account, deployment, pod name and labels: controlplane.selection), never
+from what a request says.
     app        plaintext to the app on 127.0.0.1:<app port>, pooled
 """
 
@@ -27,7 +31,6 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from controlplane.names import resolve
 from controlplane.sslcontext import peer_identity
 from proxy.deadlines import Deadlines
 from proxy.decisions import authorize
@@ -72,30 +75,15 @@ def client_identity() -> Layer:
     return layer
 
 
-DST_HEADER = b"l5d-dst-canonical"
-
-
-def target_service(request: Request, own_namespace: str) -> tuple[str, str] | None:
-    """(namespace, service) the caller asked for: from the calling proxy's l5d-dst-canonical,
-    else from the Host header, resolved like cluster DNS relative to this workload's namespace."""
-    raw = request.head.header(DST_HEADER) or request.head.header(b"host") or b""
-    host, _, _port = raw.decode("latin-1").partition(":")
-    return resolve(host, own_namespace)
-
-
-def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str, rng: random.Random,
-                  sleep=asyncio.sleep) -> Layer:
-    """FaultInjection: delay and/or abort a share of requests to a service, here at the destination."""
+def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, rng: random.Random, sleep=asyncio.sleep) -> Layer:
+    """FaultInjection resources that select this workload: delay and/or abort a share of requests."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             rules = policies.faults()
             if not rules:
                 return await inner(request)
-            found = target_service(request, own_namespace)
-            if found is None:
-                return await inner(request)
-            decision = decide(rules, found[0], found[1], request.path,
+            decision = decide(rules, request.path,
                               lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) else None), rng)
             if decision is None:
                 return await inner(request)
@@ -119,14 +107,13 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: s
 
 
 def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str) -> Layer:
-    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match."""
+    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match.
+    Which policies apply is decided by this workload (see controlplane.selection) — a client's
+    Host or l5d-dst-canonical header cannot choose them."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            if "AuthorizationPolicy" not in policies.kinds:
-                return await inner(request)
-            found = target_service(request, own_namespace)
-            rules = policies.authz_for(own_namespace, found[1] if found and found[0] == own_namespace else None)
+            rules = policies.applied("AuthorizationPolicy").resources
             if not rules:
                 return await inner(request)
             decision = authorize(rules, request.peer.identity, own_namespace, request.path, request.head.method)
@@ -148,19 +135,15 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
     return layer
 
 
-def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str, clock=time.monotonic) -> Layer:
-    """RateLimit: a token bucket per service at this inbound proxy; 429 past it."""
+def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
+    """RateLimit: the token bucket of the RateLimit in force at this workload; 429 past it."""
     buckets: dict[tuple[str, str], tuple[object, TokenBucket]] = {}
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            if "RateLimit" not in policies.kinds:
+            resource = policies.applied("RateLimit").chosen
+            if resource is None:
                 return await inner(request)
-            found = target_service(request, own_namespace)
-            limits = policies.find("RateLimit", own_namespace, found[1]) if found else []
-            if not limits:
-                return await inner(request)
-            resource = limits[0]
             key = (resource.namespace, resource.name)
             current = buckets.get(key)
             if current is None or current[0] != resource.spec:
@@ -194,8 +177,8 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
 def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
                         own_namespace: str, rng: random.Random | None = None) -> Handler:
     handler = app(pool, app_port)  # plaintext to the local app, pooled
-    handler = inject_faults(policies, metrics, own_namespace, rng or random.Random())(handler)  # FaultInjection
-    handler = rate_limit(policies, metrics, own_namespace)(handler)  # RateLimit: token bucket, 429
+    handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
+    handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
     handler = authorize_requests(policies, metrics, own_namespace)(handler)  # AuthorizationPolicy: 403
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error

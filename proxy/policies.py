@@ -15,6 +15,7 @@ import time
 
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
+from controlplane.selection import Applied, Workload, applicable
 from proxy.cpclient import ControlPlaneClient
 from proxy.identity import WorkloadIdentity
 
@@ -22,37 +23,39 @@ log = logging.getLogger("meshdojo.proxy.policies")
 
 
 class PolicyWatch:
-    def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, rng: random.Random | None = None) -> None:
+    def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, workload: Workload,
+                 rng: random.Random | None = None) -> None:
         self._client = client
         self._identity = identity
+        self.workload = workload
+        self.inbound: dict[str, Applied] = {}  # per inbound kind: what applies to this workload (see controlplane.selection)
         self._rng = rng or random.Random()
         self._entries: list[tuple[Resource, float | None]] = []
+        self._expiry: dict[tuple[str, str, str], float | None] = {}
         self._index: dict[tuple[str, str, str | None], list[Resource]] = {}
         self.kinds: set[str] = set()  # kinds present at all: the hot path skips a layer in one set lookup
         self.version = -1
         self.updated_at = 0.0
 
     def faults(self, now: float | None = None) -> list[Resource]:
-        if "FaultInjection" not in self.kinds:
+        """The FaultInjection resources selecting this workload that have not expired."""
+        applied = self.inbound.get("FaultInjection")
+        if applied is None or not applied.resources:
             return []
         now = time.time() if now is None else now
-        return [r for r, expires in self._entries if r.kind == "FaultInjection" and (expires is None or expires > now)]
+        return [r for r in applied.resources if (expires := self._expiry.get(r.key)) is None or expires > now]
+
+    def applied(self, kind: str) -> Applied:
+        return self.inbound.get(kind) or Applied()
 
     def find(self, kind: str, namespace: str, service: str | None) -> list[Resource]:
         """Resources of ``kind`` in ``namespace`` that target ``service`` (sorted by name)."""
         return self._index.get((kind, namespace, service), [])
 
-    def authz_for(self, namespace: str, service: str | None) -> list[Resource]:
-        found = self.find("AuthorizationPolicy", namespace, None)
-        return found + self.find("AuthorizationPolicy", namespace, service) if service else found
-
-    def tls_mode(self, namespace: str, service_account: str) -> str | None:
-        """MeshTLS for this workload: one naming its service account wins over the namespace's."""
-        candidates = [r for r in self.find("MeshTLS", namespace, None)]
-        specific = [r for r in candidates if r.spec.service_account == service_account]  # type: ignore[union-attr]
-        general = [r for r in candidates if r.spec.service_account is None]  # type: ignore[union-attr]
-        chosen = specific or general
-        return chosen[0].spec.mode if chosen else None  # type: ignore[union-attr]
+    def tls_mode(self) -> str | None:
+        """The mode of the MeshTLS in force at this workload (the most specific level wins)."""
+        chosen = self.applied("MeshTLS").chosen
+        return chosen.spec.mode if chosen is not None else None  # type: ignore[union-attr]
 
     def apply_snapshot(self, event: dict) -> None:
         entries = []
@@ -62,6 +65,10 @@ class PolicyWatch:
             except (PolicyError, KeyError, TypeError) as exc:  # the control plane validated it; be safe anyway
                 log.warning("ignoring a policy the proxy cannot read: %s", exc)
         self._entries = entries
+        self._expiry = {r.key: expires for r, expires in entries}
+        selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])
+                     if isinstance(item, dict) and isinstance(item.get("selector"), dict)}
+        self.inbound = applicable([r for r, _ in entries], self.workload, selectors)
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)

@@ -135,7 +135,7 @@ class Supervisor:
         self._start_controlplane()
         for demo in self.demos:
             for service in demo.services:
-                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports])
+                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector))
             if demo.name in GATEWAYS:
                 self._start_gateway(demo)
         self.reconcile()  # every sidecar and app starts now; tick() registers each instance once it is ready
@@ -184,8 +184,10 @@ class Supervisor:
         if inject:
             # the outbound port is chosen here, so the app (whose HTTP_PROXY names it) starts alongside its sidecar
             inst.outbound_port = free_port()
+            labels = [arg for k, v in sorted(inst.deployment.labels.items()) for arg in ("--label", f"{k}={v}")]
             inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
-                                          inst.app_port, "--outbound-port", str(inst.outbound_port))
+                                          inst.app_port, "--outbound-port", str(inst.outbound_port),
+                                          "--deployment", inst.deployment.name, *labels)
             inst.proxy.start()
         inst.app = self._app_proc(inst)
         inst.app.start()

@@ -100,8 +100,11 @@ class Mesh:
         return body["token"]
 
     # -- proxies ---------------------------------------------------------------------
-    def start_proxy(self, ns: str, sa: str, app_port: int, *args: str, name: str | None = None) -> ProxyProc:
+    def start_proxy(self, ns: str, sa: str, app_port: int, *args: str, name: str | None = None,
+                    labels: dict[str, str] | None = None) -> ProxyProc:
+        """A proxy for one instance of deployment ``sa`` whose pods carry ``labels`` (default app=<sa>)."""
         name = name or f"{sa}-{len(self.procs)}"
+        label_args = [arg for k, v in sorted((labels or {"app": sa}).items()) for arg in ("--label", f"{k}={v}")]
         token_file = self.root / f"{name}.token"
         token_file.write_text(self.token(ns, sa))
         token_file.chmod(0o600)
@@ -110,7 +113,7 @@ class Mesh:
         proc = spawn(
             [sys.executable, "-m", "proxy", "--controlplane", self.mesh_url, "--trust-anchor", str(self.anchor),
              "--namespace", ns, "--service-account", sa, "--token-file", str(token_file), "--app-port", str(app_port),
-             "--ports-file", str(ports_file), "--workload", name, *args],
+             "--ports-file", str(ports_file), "--workload", name, "--deployment", sa, *label_args, *args],
             log,
         )
         self.procs.append(proc)
@@ -124,8 +127,9 @@ class Mesh:
         return ProxyProc(proc, ports, spiffe(ns, sa), log)
 
     def register(self, ns: str, service: str, endpoint_id: str, port: int, identity: str | None,
-                 labels: dict[str, str] | None = None) -> None:
-        status, body = self.call("PUT", f"/v1/services/{ns}/{service}", {"ports": [8080]})
+                 labels: dict[str, str] | None = None, selector: dict[str, str] | None = None) -> None:
+        """An endpoint of ``service``, which selects pods labelled ``selector`` (default app=<service>)."""
+        status, body = self.call("PUT", f"/v1/services/{ns}/{service}", {"ports": [8080], "selector": selector or {"app": service}})
         assert status == 200, body
         endpoint = {"address": "127.0.0.1", "port": port, "identity": identity, "meshed": identity is not None,
                     "labels": labels or {}}

@@ -104,22 +104,20 @@ def test_fault_percentages_hold_within_statistical_bounds():
     rule = parse(with_change("spec.match", {}), "f.yaml", 0)
     rng = random.Random(42)
     n = 10_000
-    decisions = [decide([rule], "bookinfo", "ratings", "/ratings/0", lambda _h: None, rng) for _ in range(n)]
+    decisions = [decide([rule], "/ratings/0", lambda _h: None, rng) for _ in range(n)]
     aborts = sum(1 for d in decisions if d and d.abort_status == 503)
     delays = sum(1 for d in decisions if d and d.delay == 7)
     assert abs(aborts / n - 0.30) < 0.015  # ~4.6 standard deviations
     assert delays == n  # 100 %
 
 
-def test_fault_matching_by_service_path_and_header():
+def test_fault_matching_by_path_and_header():
     rule = parse(FAULT, "f.yaml", 0)
     rng = random.Random(1)
     jason = {"end-user": "jason"}.get
-    assert decide([rule], "bookinfo", "ratings", "/ratings/0", jason, rng) is not None
-    assert decide([rule], "bookinfo", "ratings", "/ratings/0", {}.get, rng) is None  # no header
-    assert decide([rule], "bookinfo", "ratings", "/other", jason, rng) is None  # path
-    assert decide([rule], "bookinfo", "reviews", "/ratings/0", jason, rng) is None  # service
-    assert decide([rule], "default", "ratings", "/ratings/0", jason, rng) is None  # namespace
+    assert decide([rule], "/ratings/0", jason, rng) is not None
+    assert decide([rule], "/ratings/0", {}.get, rng) is None  # no header
+    assert decide([rule], "/other", jason, rng) is None  # path
 
 
 def test_every_shipped_example_policy_is_valid():

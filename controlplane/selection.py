@@ -1,0 +1,119 @@
+"""Which inbound policies apply to a workload, decided from what the workload is — never from
+what a request says.
+
+An inbound policy (AuthorizationPolicy, RateLimit, MeshTLS, FaultInjection) applies at one of
+three levels, most specific first:
+
+    workload   it names this workload: a Service that selects its pods, its Deployment, the
+               Pod itself, its ServiceAccount, or labels its pods carry
+    namespace  no target, in the workload's namespace
+    mesh       no target, in the mesh's root namespace (meshdojo-system, as istio-system)
+
+AuthorizationPolicy and FaultInjection combine every policy that applies (as Istio's
+AuthorizationPolicy does). MeshTLS and RateLimit take one: the most specific level wins, and
+two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
+say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
+runs them over every known workload to find conflicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from controlplane.policy import Resource
+
+MESH_NAMESPACE = "meshdojo-system"
+INBOUND_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection")
+SINGLE_KINDS = ("MeshTLS", "RateLimit")  # one applies: most specific wins
+LEVELS = ("workload", "namespace", "mesh")
+
+# (namespace, service) -> the labels that service selects pods by
+ServiceSelectors = Mapping[tuple[str, str], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a proxy knows of the workload it serves (from its own configuration)."""
+
+    namespace: str
+    service_account: str
+    deployment: str = ""
+    instance: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def describe(self) -> str:
+        return f"{self.namespace}/{self.instance or self.deployment or self.service_account}"
+
+
+def level(resource: Resource, workload: Workload, selectors: ServiceSelectors) -> str | None:
+    """``workload``, ``namespace`` or ``mesh`` when ``resource`` applies to ``workload``; else None."""
+    target = getattr(resource.spec, "workloads", None)
+    if target is None:
+        if resource.namespace == workload.namespace:
+            return "namespace"
+        return "mesh" if resource.namespace == MESH_NAMESPACE else None
+    if target.kind == "Labels":  # in the root namespace a label selector reaches every namespace (as Istio's)
+        if resource.namespace not in (workload.namespace, MESH_NAMESPACE):
+            return None
+        return "workload" if all(workload.labels.get(k) == v for k, v in target.labels) else None
+    if resource.namespace != workload.namespace:
+        return None
+    if target.kind == "Service":
+        wanted = selectors.get((resource.namespace, target.name))
+        return "workload" if wanted and all(workload.labels.get(k) == v for k, v in wanted.items()) else None
+    name = {"Deployment": workload.deployment, "Pod": workload.instance, "ServiceAccount": workload.service_account}[target.kind]
+    return "workload" if name and target.name == name else None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The policies of one kind in force at one workload, in the order they are evaluated."""
+
+    resources: tuple[Resource, ...] = ()
+    conflict: tuple[str, ...] = ()  # namespace/name of policies tied at the winning level (the first is used)
+
+    @property
+    def chosen(self) -> Resource | None:
+        return self.resources[0] if self.resources else None
+
+
+def applicable(resources: Iterable[Resource], workload: Workload, selectors: ServiceSelectors) -> dict[str, Applied]:
+    """Per inbound kind: what applies to ``workload``."""
+    found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in INBOUND_KINDS}
+    for resource in resources:
+        if resource.kind not in found:
+            continue
+        where = level(resource, workload, selectors)
+        if where is not None:
+            found[resource.kind].append((LEVELS.index(where), f"{resource.namespace}/{resource.name}", resource))
+    result = {}
+    for kind, items in found.items():
+        items.sort(key=lambda item: (item[0], item[1]))
+        if kind in SINGLE_KINDS and items:
+            tied = [name for rank, name, _r in items if rank == items[0][0]]
+            result[kind] = Applied((items[0][2],), tuple(tied) if len(tied) > 1 else ())
+        else:
+            result[kind] = Applied(tuple(r for _rank, _name, r in items))
+    return result
+
+
+@dataclass(frozen=True)
+class Conflict:
+    kind: str
+    workload: str  # namespace/instance
+    policies: tuple[str, ...]  # the first is the one in force
+
+    def describe(self) -> str:
+        return (f"{self.kind} {', '.join(self.policies)} all apply to {self.workload} at the same level; "
+                f"{self.policies[0]} is used (the first by name): delete or narrow the others")
+
+
+def conflicts(resources: Sequence[Resource], workloads: Iterable[Workload], selectors: ServiceSelectors) -> list[Conflict]:
+    """Every (kind, workload) where two single-valued policies tie."""
+    out = []
+    for workload in workloads:
+        for kind, applied in applicable(resources, workload, selectors).items():
+            if applied.conflict:
+                out.append(Conflict(kind, workload.describe(), applied.conflict))
+    return sorted(out, key=lambda c: (c.kind, c.workload))
