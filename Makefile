@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench demo clean k8senv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -11,8 +11,16 @@ $(PY):
 install: $(PY)
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 
+# PYTEST_ARGS='-m "not k8s"' runs everything but the tests against a real API server (no Go needed)
 test: install
-	$(PY) -m pytest -q
+ifeq (,$(findstring not k8s,$(PYTEST_ARGS)))
+	@tests/k8senv/build --if-go
+endif
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# etcd, kube-apiserver, controller-manager, scheduler, kubectl and kwok from Go modules (docs/testing.md)
+k8senv:
+	@tests/k8senv/build
 
 lint: install
 	$(VENV)/bin/ruff check .

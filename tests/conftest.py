@@ -26,3 +26,31 @@ async def echo_port() -> AsyncIterator[int]:
         yield port
     finally:
         await runner.cleanup()
+
+
+# -- the real Kubernetes control plane (tests/k8senv) ------------------------------------------
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+    """k8s tests need the binaries `make k8senv` builds: say so in one line, never skip silently."""
+    if not any(item.get_closest_marker("k8s") for item in items):
+        return
+    from tests.k8senv.cluster import missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        pytest.exit(f"the k8s tests need the Kubernetes binaries ({', '.join(missing)} missing): run `make k8senv` "
+                    "(Go 1.26+, ~15 min the first time), or run the rest with `make test PYTEST_ARGS='-m \"not k8s\"'`", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def k8s(tmp_path_factory):
+    """A real API server with controllers, a scheduler and two kwok nodes, for the whole session."""
+    from tests.k8senv.cluster import Cluster, binaries
+
+    cluster = Cluster(tmp_path_factory.mktemp("k8s"), binaries())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,108 @@
+"""The test cluster is a real one: controllers turn Deployments into Pods, kwok makes them Ready
+with IPs, EndpointSlices follow, RBAC refuses, CRD schemas validate, server-side apply works."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from sandbox.processes import wait_until
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
+NS = "smoke"
+
+
+@pytest.fixture(scope="module")
+def api(k8s):
+    api_client = k8s.client()
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": NS}})
+    try:
+        yield api_client
+    finally:
+        core.delete_namespace(NS)
+
+
+def _ready_pods(core: client.CoreV1Api) -> list:
+    pods = core.list_namespaced_pod(NS, label_selector="app=echo").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase == "Running" and p.status.pod_ip
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+
+
+def _slice_pods(discovery: client.DiscoveryV1Api) -> set[str]:
+    slices = discovery.list_namespaced_endpoint_slice(NS, label_selector="kubernetes.io/service-name=echo").items
+    return {ep.target_ref.name for s in slices for ep in s.endpoints or [] if ep.conditions.ready and ep.target_ref}
+
+
+def test_a_deployment_becomes_ready_pods_on_kwok_nodes_and_an_endpointslice(api, k8s):
+    core, apps, discovery = client.CoreV1Api(api), client.AppsV1Api(api), client.DiscoveryV1Api(api)
+    labels = {"app": "echo"}
+    apps.create_namespaced_deployment(NS, {
+        "metadata": {"name": "echo"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "echo", "image": "meshdojo/not-pulled:0", "ports": [{"containerPort": 8080}]}]}}}})
+    core.create_namespaced_service(NS, {"metadata": {"name": "echo"},
+                                        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}})
+
+    pods = wait_until(lambda: (p := _ready_pods(core)) and len(p) == 2 and p, 30, "2 Running and Ready pods")
+    assert {p.spec.node_name for p in pods} <= {"kwok-node-0", "kwok-node-1"}
+    assert all(p.status.pod_ip.startswith("10.244.") for p in pods)
+    names = {p.metadata.name for p in pods}
+    wait_until(lambda: _slice_pods(discovery) == names, 30, "the EndpointSlice to list both pods")
+
+    victim = sorted(names)[0]
+    core.delete_namespaced_pod(victim, NS)
+    replaced = wait_until(lambda: (p := {x.metadata.name for x in _ready_pods(core)}) and len(p) == 2 and victim not in p and p,
+                          30, "a replacement pod")
+    wait_until(lambda: _slice_pods(discovery) == replaced, 30, "the EndpointSlice to follow the replacement")
+
+
+def test_a_service_account_without_a_role_is_refused(api, k8s):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(NS, {"metadata": {"name": "nobody"}})
+    token = core.create_namespaced_service_account_token("nobody", NS, {"spec": {"audiences": [], "expirationSeconds": 600}}).status.token
+    config = client.Configuration()
+    config.host, config.ssl_ca_cert = k8s.server, str(k8s.root / "pki" / "ca.crt")
+    config.api_key = {"authorization": f"Bearer {token}"}
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(client.ApiClient(config)).list_namespaced_pod(NS)
+    assert refused.value.status == 403
+    assert "system:serviceaccount:smoke:nobody" in refused.value.body
+
+
+def test_a_crd_schema_rejects_an_invalid_object_with_the_api_servers_error(api, k8s):
+    extensions = client.ApiextensionsV1Api(api)
+    extensions.create_custom_resource_definition({
+        "metadata": {"name": "widgets.smoke.meshdojo.dev"},
+        "spec": {"group": "smoke.meshdojo.dev", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+                         "size": {"type": "integer", "minimum": 1}}}}}}}]}})
+
+    def established():
+        crd = extensions.read_custom_resource_definition("widgets.smoke.meshdojo.dev")
+        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+    wait_until(established, 30, "the CRD to be Established")
+    custom = client.CustomObjectsApi(api)
+    widget = {"apiVersion": "smoke.meshdojo.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 0}}
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object("smoke.meshdojo.dev", "v1", NS, "widgets", widget)
+    assert refused.value.status == 422
+    assert "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1" in refused.value.body
+    widget["spec"]["size"] = 3
+    assert custom.create_namespaced_custom_object("smoke.meshdojo.dev", "v1", NS, "widgets", widget)["spec"]["size"] == 3
+
+
+def test_kubectl_apply_server_side(api, k8s):
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: smoke\ndata:\n  lesson: one\n"
+    out = k8s.kubectl("apply", "--server-side", "--field-manager", "meshdojo-test", "-f", "-", input=manifest)
+    assert "configmap/applied serverside-applied" in out.stdout
+    again = k8s.kubectl("apply", "--server-side", "--field-manager", "meshdojo-test", "-f", "-", input=manifest.replace("one", "two"))
+    assert "serverside-applied" in again.stdout
+    data = client.CoreV1Api(api).read_namespaced_config_map("applied", NS).data
+    assert data == {"lesson": "two"}
+    assert "v1.37" in k8s.kubectl("version", "-o", "json").stdout  # built with the version stamped in
