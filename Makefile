@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test lint bench demo clean k8senv
+.PHONY: install test lint bench demo clean k8senv fuzz soak
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,6 +21,16 @@ endif
 # etcd, kube-apiserver, controller-manager, scheduler, kubectl and kwok from Go modules (docs/testing.md)
 k8senv:
 	@tests/k8senv/build
+
+# the HTTP/1.1 fuzzer for longer than CI runs it (FUZZ_SECONDS per listener, a random seed it prints)
+FUZZ_SECONDS ?= 600
+fuzz: install
+	$(PY) -m tests.fuzzing --seconds $(FUZZ_SECONDS)
+
+# a sandbox under steady load with a fault every 20 s, for SOAK_MINUTES (not in CI)
+SOAK_MINUTES ?= 30
+soak: install
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 lint: install
 	$(VENV)/bin/ruff check .

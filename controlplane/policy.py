@@ -474,9 +474,7 @@ def _authz(r: _Reader, raw: Any) -> AuthzSpec:
                        {"paths", "methods"})
             paths = []
             for k, p in enumerate(_strings(r, op.get("paths", []), f"{where}.to[{j}].operation.paths")):
-                if not p.startswith("/"):
-                    raise r.fail(f"{where}.to[{j}].operation.paths[{k}]", "must start with '/' (a trailing * matches a prefix)")
-                paths.append(PathMatch("PathPrefix", p[:-1]) if p.endswith("*") else PathMatch("Exact", p))
+                paths.append(_authz_path(r, p, f"{where}.to[{j}].operation.paths[{k}]"))
             methods = tuple(_strings(r, op.get("methods", []), f"{where}.to[{j}].operation.methods"))
             for k, m in enumerate(methods):
                 if m not in METHODS:
@@ -484,6 +482,17 @@ def _authz(r: _Reader, raw: Any) -> AuthzSpec:
             operations.append(Operation(tuple(paths), methods))
         rules.append(AuthzRule(tuple(sources), tuple(operations)))
     return AuthzSpec(service, action, tuple(rules), workloads)
+
+
+def _authz_path(r: _Reader, path: str, field: str) -> PathMatch:
+    """Istio's four forms: exact ``/api/list``, prefix ``/api/*``, suffix ``*/info``, any ``*``."""
+    if path == "*":
+        return PathMatch("PathPrefix", "/")
+    if path.startswith("*"):
+        return PathMatch("RegularExpression", ".*" + re.escape(path[1:]))
+    if not path.startswith("/") or "*" in path[:-1]:
+        raise r.fail(field, "expected an exact path (/api/list), a prefix (/api/*), a suffix (*/info) or * for any")
+    return PathMatch("PathPrefix", path[:-1]) if path.endswith("*") else PathMatch("Exact", path)
 
 
 def _strings(r: _Reader, value: Any, field: str) -> list[str]:

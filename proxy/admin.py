@@ -29,6 +29,8 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
         path, _, query = request.head.target.partition("?")
         if path == "/tap":
             return _tap(request, query, tap, tap_token)
+        if path == "/fates":  # recent requests' paths and query strings: as private as tap
+            return _authorized(request, tap_token) or _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
@@ -39,20 +41,28 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
             return _respond(200, "text/plain", b"live\n")
         if path == "/config":
             return _respond(200, "application/json", json.dumps(config(), indent=2).encode() + b"\n")
-        if path == "/fates":
-            return _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
         return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config or /fates\n")
 
     return handle
 
 
-def _tap(request: Request, query: str, tap: TapHub | None, token: str | None) -> Response:
-    """Live request stream; needs the sandbox's tap token (requests carry paths and identities)."""
-    if tap is None or not token:
-        return _respond(403, "text/plain", b"tap is disabled on this proxy (start it with --tap-token-file)\n")
+def _authorized(request: Request, token: str | None) -> Response | None:
+    """None when the request carries the tap token; else the refusal."""
+    if not token:
+        return _respond(403, "text/plain", b"disabled on this proxy (start it with --tap-token-file)\n")
     presented = (request.head.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(presented.encode(), token.encode()):
-        return _respond(401, "text/plain", b"tap needs 'Authorization: Bearer <tap token>' (the sandbox's tap-token file)\n")
+        return _respond(401, "text/plain", b"needs 'Authorization: Bearer <tap token>' (the sandbox's tap-token file)\n")
+    return None
+
+
+def _tap(request: Request, query: str, tap: TapHub | None, token: str | None) -> Response:
+    """Live request stream; needs the sandbox's tap token (requests carry paths and identities)."""
+    if tap is None:
+        return _respond(403, "text/plain", b"tap is disabled on this proxy (start it with --tap-token-file)\n")
+    refused = _authorized(request, token)
+    if refused is not None:
+        return refused
     q = {k: v[0] for k, v in parse_qs(query).items()}
     sub = tap.subscribe(TapFilter(q.get("path"), q.get("method"), q.get("to")))
     return Response(200, [(b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store")], TapBody(tap, sub))

@@ -95,7 +95,7 @@ class Proxy:
         inbound = record_fate(self.fates, self.tap, self.workload)(_inbound_fate(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace)))
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
-                                        self.tasks, self.inbound_state, self.deadlines)
+                                        self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
         self.ports["admin"] = admin_port
         if self.config.ports_file is not None:

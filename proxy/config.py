@@ -37,6 +37,7 @@ class ProxyConfig:
     workload: str = ""
     gateway: str | None = None  # ingress gateway mode: send every request to this service (name[:port])
     tap_token: str | None = None  # enables /tap on the admin port for holders of this token
+    handshake_timeout: float = 10.0  # a client's first byte, then its TLS handshake, must arrive within this
     deployment: str = ""  # the Deployment this instance belongs to (for workload-selected policies)
     labels: tuple[tuple[str, str], ...] = ()  # the pod's labels (for Service- and label-selected policies)
 
@@ -60,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--workload", default="", help="instance name, for logs")
     parser.add_argument("--tap-token-file", type=Path, help="a 0600 file with the token that /tap on the admin port requires")
     parser.add_argument("--gateway", help="ingress gateway mode: send every request to this service, e.g. web.emojivoto:80")
+    parser.add_argument("--handshake-timeout", default="10s", help="drop inbound clients silent (or mid-handshake) this long")
     parser.add_argument("--deployment", default="", help="the Deployment this instance belongs to")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the pod (repeatable)")
     parser.add_argument("--labels-file", type=Path, help="the pod's labels, one KEY=\"VALUE\" per line (Kubernetes' downward API format)")
@@ -95,6 +97,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
     try:
         rotate_every = parse_duration(args.rotate_every) if args.rotate_every else None
         drain = parse_duration(args.drain_timeout)
+        handshake = parse_duration(args.handshake_timeout)
     except InvalidDuration as exc:
         raise ConfigError(str(exc)) from None
     labels = dict(_labels(args.label, "--label"))
@@ -121,6 +124,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         workload=args.workload,
         gateway=args.gateway,
         tap_token=_read_secret(args.tap_token_file, "--tap-token-file") if args.tap_token_file else None,
+        handshake_timeout=handshake,
         deployment=args.deployment,
         labels=tuple(sorted(labels.items())),
     )

@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable
 
 from proxy.balancer import PeakEwma
-from proxy.errors import UpstreamProtocolError
+from proxy.errors import ClientError, UpstreamProtocolError
 from proxy.exchange import Body, BytesBody, ConnectionBody, EmptyBody, Request, Response
 from proxy.http1 import (
     LAST_CHUNK,
     ConnectionClosed,
     HttpConnection,
     ProtocolViolation,
+    ReadTimeout,
     ResponseHead,
     encode_chunk,
     encode_request_head,
@@ -25,17 +26,35 @@ from proxy.pool import ConnectionPool, Dest
 FLUSH_AT = 64 * 1024
 
 
-async def copy_body(conn: HttpConnection, body: Body, chunked: bool) -> None:
+async def copy_body(conn: HttpConnection, body: Body, chunked: bool, from_client: bool = False) -> None:
     """Write ``body`` to ``conn``. Small bodies leave with their head in one system call;
-    a streamed body is flushed whenever its source has nothing more ready, so it never stalls."""
-    source = body.conn if isinstance(body, ConnectionBody) else None
+    a streamed body is flushed whenever its source has nothing more ready, so it never stalls.
+    With ``from_client``, what goes wrong while *reading* the body is the client's fault."""
+    source = getattr(body, "conn", None)  # a body still arriving on a connection
     streamed = not isinstance(body, BytesBody | EmptyBody)
-    async for chunk in body.chunks():
+    chunks = body.chunks()
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except (ProtocolViolation, ReadTimeout, ConnectionClosed) as exc:
+            if not from_client:
+                raise
+            raise client_error(exc) from None
         conn.write(encode_chunk(chunk) if chunked else chunk)
         if conn.write_buffered >= FLUSH_AT or (streamed and (source is None or not source.has_events)):
             await conn.drain()
     if chunked:
         conn.write(LAST_CHUNK)
+
+
+def client_error(exc: Exception) -> ClientError:
+    if isinstance(exc, ProtocolViolation):
+        return ClientError(f"the request body is malformed ({exc})", exc.status)
+    if isinstance(exc, ReadTimeout):
+        return ClientError("the request body stalled; gave up waiting for the rest of it", 408, "request_body_timeout")
+    return ClientError(f"the client closed the connection before sending the whole body ({exc})", 400, "client_closed")
 
 
 async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_headers: bytes,
@@ -44,6 +63,7 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
     wire_head = encode_request_head(head.method, request.path, forwardable(head.headers), request.body.length, extra_headers)
     replayable = isinstance(request.body, (EmptyBody, BytesBody))
     started = time.monotonic()
+    observe = True  # a latency sample for the balancer, unless the client was at fault
     if load is not None:
         load.pending += 1
     try:
@@ -52,11 +72,15 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
             started = time.monotonic()  # the latency estimate leaves out connection set-up
             try:
                 conn.write(wire_head)
-                await copy_body(conn, request.body, request.body.length is None)
+                await copy_body(conn, request.body, request.body.length is None, from_client=True)
                 conn.skip_body = head.method == "HEAD"
                 rsp = await conn.read_head(idle_timeout=response_timeout)
                 while rsp is not None and 100 <= rsp.status < 200:  # interim responses (100, 103) are not forwarded
                     rsp = await conn.read_head(idle_timeout=response_timeout)
+            except ClientError:
+                pool.release(dest, conn, False)  # half a request went out: that connection is done
+                observe = False
+                raise
             except (ConnectionClosed, ProtocolViolation) as exc:
                 pool.release(dest, conn, False)
                 if reused and attempt == 0 and replayable and conn.bytes_read == 0:
@@ -74,7 +98,8 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
     finally:
         if load is not None:
             load.pending -= 1
-            load.observe(time.monotonic() - started)
+            if observe:
+                load.observe(time.monotonic() - started)
     assert isinstance(rsp, ResponseHead)
     body = response_body(pool, dest, conn, rsp, head.method == "HEAD")
     return Response(rsp.status, forwardable(rsp.headers), body, tls=dest.tls, server_id=dest.identity)

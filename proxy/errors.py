@@ -9,6 +9,7 @@ from proxy.exchange import BytesBody, Response
 class ProxyError(Exception):
     status = 502
     code = "proxy_error"
+    client_fault = False  # the downstream client did something wrong: never held against an endpoint
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -67,3 +68,17 @@ class AppUnavailable(ProxyError):
 class RequestTimeout(ProxyError):
     status = 408
     code = "request_timeout"
+
+
+class ClientError(ProxyError):
+    """The client's request went wrong while it was being forwarded (a malformed or stalled
+    body, or the client left): its fault, never the endpoint's — no breaker failure, no
+    latency sample, no retry. The connection's framing is lost, so it is closed."""
+
+    status = 400
+    code = "bad_request_body"
+    client_fault = True
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request_body") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code

@@ -61,7 +61,8 @@ class ConnectionBody:
         self.length = length
         self._on_done = on_done
         self._idle_timeout = idle_timeout
-        self.finished = False
+        self.finished = False  # read to the end, abandoned, or failed: nobody reads it any more
+        self.complete = False  # read to the end: the connection's framing is intact
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -70,6 +71,7 @@ class ConnectionBody:
         except BaseException:
             self._finish(False)
             raise
+        self.complete = True
         self._finish(True)
 
     async def read_all(self, limit: int) -> bytes | None:

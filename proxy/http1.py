@@ -24,7 +24,11 @@ HOP_BY_HOP = frozenset(
      b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length"}
 )
 READ_HIGH_WATER = 256 * 1024
-MAX_HEAD_BYTES = 64 * 1024
+# limits on what a peer may send before its message head is complete, enforced as bytes arrive
+MAX_HEAD_BYTES = 64 * 1024  # the whole head (431)
+MAX_TARGET_BYTES = 8 * 1024  # the request target (414)
+MAX_FIELD_BYTES = 8 * 1024  # one header field, name and value (431)
+MAX_FIELDS = 100  # header fields in one head (431)
 
 
 class ConnectionClosed(Exception):
@@ -32,7 +36,11 @@ class ConnectionClosed(Exception):
 
 
 class ProtocolViolation(Exception):
-    """Bytes that are not HTTP/1.1, or a head too large."""
+    """Bytes that are not acceptable HTTP/1.1; ``status`` is the answer RFC 9112 asks for."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ReadTimeout(Exception):
@@ -105,7 +113,10 @@ class HttpConnection(asyncio.Protocol):
         self._on_lost = on_lost
         self._url = b""
         self._headers: Headers = []
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received since the current head began (limit: MAX_HEAD_BYTES)
+        self._in_body = False  # between a head's end and its message's end
+        self._heads = 0  # heads completed on this connection
+        self._refused = False
         self._in_message = False
         self._unframed_body = False
         self._expect_body = False
@@ -122,16 +133,43 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_read += len(data)
-        if not self._in_message:
-            self._head_bytes = 0
+        while data and not self._refused:
+            if self._in_body:
+                self._feed(data)
+                return
+            # a head is being read: never hand the parser more than the head limit allows, so a
+            # field without an end (or a flood of fields) is refused at the limit, not buffered
+            room = MAX_HEAD_BYTES - self._head_bytes
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self._head_bytes += len(piece)  # on_headers_complete starts the count again
+            heads = self._heads
+            self._feed(piece)
+            if data and self._heads == heads and not self._in_body:
+                self._refuse(ProtocolViolation("the request head is larger than 64 KiB", 431))
+
+    def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._push(ProtocolViolation("protocol upgrades (WebSocket, CONNECT) are not supported by meshdojo"))
-            self._stop_reading()
+            self._refuse(ProtocolViolation("protocol upgrades (WebSocket, CONNECT) are not supported by meshdojo", 501))
         except httptools.HttpParserError as exc:
-            self._push(ProtocolViolation(f"malformed HTTP: {exc}"))
+            cause = exc.__cause__ or exc.__context__
+            self._refuse(cause if isinstance(cause, ProtocolViolation) else ProtocolViolation(f"malformed HTTP: {exc}"))
+        except ProtocolViolation as exc:  # a limit, raised from a parser callback
+            self._refuse(exc)
+
+    def _refuse(self, violation: ProtocolViolation) -> None:
+        if not self._refused:
+            self._refused = True
+            self._push(violation)
             self._stop_reading()
+
+    def pending_violation(self) -> ProtocolViolation | None:
+        """A refusal already parsed and waiting (the head before it must not be forwarded)."""
+        for event in self._events:
+            if isinstance(event, ProtocolViolation):
+                return event
+        return None
 
     def eof_received(self) -> bool:
         if self._unframed_body and self._in_message:
@@ -167,24 +205,32 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = True
         self._url = b""
         self._headers = []
+        self._fields_bytes = 0
         if self._armed and self._header_timeout is not None:
             self._arm(self._header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        if len(self._url) > MAX_TARGET_BYTES:
+            raise ProtocolViolation("the request target is longer than 8 KiB", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value))
+        if len(name) + len(value) > MAX_FIELD_BYTES:
+            raise ProtocolViolation(f"header {name[:40].decode('latin-1')} is longer than 8 KiB", 431)
+        if len(self._headers) > MAX_FIELDS:
+            raise ProtocolViolation(f"more than {MAX_FIELDS} header fields", 431)
 
     def on_headers_complete(self) -> None:
         self._head_bytes = 0
+        self._heads += 1
+        self._in_body = True
         parser = self._parser
         chunked, length = False, None
         for name, value in self._headers:
-            if name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
+            if name == b"transfer-encoding":
+                codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
+                chunked = bool(codings) and codings[-1] == b"chunked"  # anything else is refused (http1rules)
             elif name == b"content-length":
                 length = int(value)
         if self._is_request:
@@ -213,6 +259,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._in_body = False
         if self._expect_body:  # a bodiless message has no reader waiting for its end
             self._push(_END)
 
@@ -371,11 +418,6 @@ class HttpConnection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def _count_head(self, n: int) -> None:
-        self._head_bytes += n
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise httptools.HttpParserError("message head larger than 64 KiB")
 
     def _stop_reading(self) -> None:
         if self.transport is not None:

@@ -49,8 +49,7 @@ from proxy.tasks import TaskSet
 
 log = logging.getLogger("meshdojo.proxy.inbound")
 CLIENT_ID_HEADER = b"x-meshdojo-client-id"
-FIRST_BYTE_TIMEOUT = 10.0
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0  # for a client's first byte, and again for its TLS handshake
 TLS_HANDSHAKE_RECORD = 0x16
 
 
@@ -182,7 +181,8 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
     handler = authorize_requests(policies, metrics, own_namespace)(handler)  # AuthorizationPolicy: 403
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
-    handler = record_metrics("inbound", metrics, client_id_of_peer=True)(handler)  # golden metrics
+    handler = record_metrics("inbound", metrics, client_id_of_peer=True, own_namespace=own_namespace,
+                             own_services=lambda: policies.services)(handler)  # golden metrics
     return handler
 
 
@@ -190,8 +190,10 @@ class InboundListener:
     """Accepts connections itself so it can peek at the first byte before choosing TLS or not."""
 
     def __init__(self, handler: Handler, server_ctx: Callable[[], ssl.SSLContext | None], mode: Callable[[], TlsMode],
-                 metrics: ProxyMetrics, tasks: TaskSet, state: ServerState, deadlines: Deadlines | None = None) -> None:
+                 metrics: ProxyMetrics, tasks: TaskSet, state: ServerState, deadlines: Deadlines | None = None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self._deadlines = deadlines
+        self._handshake_timeout = handshake_timeout  # for the first byte, then for the TLS handshake
         self._handler = handler
         self._server_ctx = server_ctx
         self._mode = mode
@@ -235,7 +237,7 @@ class InboundListener:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            first = await _peek(loop, sock)
+            first = await _peek(loop, sock, self._handshake_timeout)
         except (TimeoutError, OSError):
             sock.close()
             return
@@ -253,7 +255,7 @@ class InboundListener:
             try:
                 # (uvloop returns its SSL protocol here, not ours: keep our own reference)
                 transport, _ = await loop.connect_accepted_socket(
-                    lambda: conn, sock, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+                    lambda: conn, sock, ssl=ctx, ssl_handshake_timeout=self._handshake_timeout
                 )
             except (ssl.SSLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", None) or type(exc).__name__
@@ -276,13 +278,13 @@ class InboundListener:
         await serve_connection(conn, self._handler, peer, self.state)
 
 
-async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float) -> bytes:
     """The first byte a client sends, left in the socket for whoever reads next."""
     readable = loop.create_future()
     fd = sock.fileno()
     loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
     try:
-        await asyncio.wait_for(readable, FIRST_BYTE_TIMEOUT)
+        await asyncio.wait_for(readable, timeout)
     finally:
         loop.remove_reader(fd)
     return sock.recv(1, socket.MSG_PEEK)

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
+from controlplane.names import resolve
 from proxy.classify import classify
 from proxy.errors import ProxyError, RequestTimeout
 from proxy.exchange import Handler, Layer, Request, Response
@@ -45,8 +47,27 @@ def errors(direction: str, metrics: ProxyMetrics) -> Layer:
     return layer
 
 
-def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: bool) -> Layer:
-    """Linkerd's request_total / response_total / response_latency_ms, labelled after the fact."""
+UNKNOWN_AUTHORITY = "unknown"
+
+
+def authority_label(request: Request, own_namespace: str = "", own_services: frozenset[tuple[str, str]] | None = None) -> str:
+    """The ``authority`` label, bounded whatever a client writes: the service discovery resolved
+    (outbound), or one of the services this workload belongs to (inbound); else ``unknown``."""
+    if own_services is None:  # outbound
+        service, namespace = request.dst_service, request.dst_namespace
+    else:
+        host = request.authority.rpartition(":")[0] if request.authority.rpartition(":")[2].isdigit() else request.authority
+        found = resolve(host, own_namespace)
+        if found is None or found not in own_services:
+            return UNKNOWN_AUTHORITY
+        namespace, service = found
+    return f"{service}.{namespace}.svc.cluster.local" if service and namespace else UNKNOWN_AUTHORITY
+
+
+def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: bool,
+                   own_namespace: str = "", own_services: Callable[[], frozenset[tuple[str, str]]] | None = None) -> Layer:
+    """Linkerd's request_total / response_total / response_latency_ms, labelled after the fact.
+    No label takes an unbounded value from the client (see :func:`authority_label`)."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
@@ -54,12 +75,13 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
             latency_ms = (time.monotonic() - request.started) * 1000.0
             if client_id_of_peer:  # inbound: who called us
                 tls = "true" if request.peer.tls else "no_identity"
-                labels = (direction, request.authority, tls, request.peer.identity or "", "", "", "")
+                authority = authority_label(request, own_namespace, own_services() if own_services else frozenset())
+                labels = (direction, authority, tls, request.peer.identity or "", "", "", "")
             else:  # outbound: whom we called
                 # a refused endpoint is still labelled with whom we meant to reach
                 server_id = response.server_id or (request.endpoint.identity if request.endpoint else None) or ""
                 tls = "true" if response.tls or server_id else "no_identity"
-                labels = (direction, request.authority, tls, "", server_id, request.dst_namespace, request.dst_service)
+                labels = (direction, authority_label(request), tls, "", server_id, request.dst_namespace, request.dst_service)
             failure = classify(response).failure
             metrics.record(labels, response.status, latency_ms, failure)
             if not client_id_of_peer and request.dst_service:  # per route: what the caller saw

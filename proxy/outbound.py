@@ -65,8 +65,12 @@ def target(gateway: str | None = None) -> Layer:
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            if gateway is not None and request.head.target.startswith("/"):
-                request.authority, request.path = gateway, request.head.target
+            if gateway is not None:  # whatever the client names, a gateway sends it to its one service
+                target = request.head.target
+                if not target.startswith("/"):
+                    parts = urlsplit(target)
+                    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                request.authority, request.path = gateway, target
                 request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]
                 request.head.headers.append((b"host", gateway.encode()))
             else:

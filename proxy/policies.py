@@ -29,6 +29,7 @@ class PolicyWatch:
         self._identity = identity
         self.workload = workload
         self.inbound: dict[str, Applied] = {}  # per inbound kind: what applies to this workload (see controlplane.selection)
+        self.services: frozenset[tuple[str, str]] = frozenset()  # (namespace, service) of the services that select it
         self._rng = rng or random.Random()
         self._entries: list[tuple[Resource, float | None]] = []
         self._expiry: dict[tuple[str, str, str], float | None] = {}
@@ -69,6 +70,9 @@ class PolicyWatch:
         selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])
                      if isinstance(item, dict) and isinstance(item.get("selector"), dict)}
         self.inbound = applicable([r for r, _ in entries], self.workload, selectors)
+        self.services = frozenset(key for key, wanted in selectors.items()  # the services that select this workload
+                                  if key[0] == self.workload.namespace and wanted
+                                  and all(self.workload.labels.get(k) == v for k, v in wanted.items()))
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)

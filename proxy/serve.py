@@ -24,9 +24,11 @@ from proxy.http1 import (
     RequestHead,
     encode_response_head,
 )
+from proxy.http1rules import authority_of, check_request_head
 
 log = logging.getLogger("meshdojo.proxy.serve")
 HEADER_TIMEOUT = 10.0
+CLOSE_AFTER = frozenset({"bad_request_body", "request_body_timeout", "client_closed"})  # the request's framing is lost
 
 
 @dataclass
@@ -59,7 +61,7 @@ async def serve_connection(conn: HttpConnection, handler: Handler, peer: Peer, s
                     _write_error(conn, ProxyError("timed out waiting for the request head"), status=408)
                 return
             except ProtocolViolation as exc:
-                _write_error(conn, BadRequest(str(exc)))
+                _write_error(conn, BadRequest(str(exc)), status=exc.status)
                 return
             except ConnectionClosed:
                 return
@@ -68,6 +70,15 @@ async def serve_connection(conn: HttpConnection, handler: Handler, peer: Peer, s
             if head is None:
                 return
             assert isinstance(head, RequestHead)
+            # refused before anything is forwarded: a head against the rules, or a body already
+            # known to be malformed (it arrived with the head); then the connection is closed
+            refusal = check_request_head(head) or conn.pending_violation()
+            if refusal is not None:
+                _write_error(conn, BadRequest(str(refusal)), status=refusal.status)
+                return
+            authority = authority_of(head.target)
+            if authority is not None:  # RFC 9112 §3.2.2: the absolute-form authority replaces Host
+                head.headers = [(n, v) for n, v in head.headers if n != b"host"] + [(b"host", authority.encode("latin-1"))]
             state.in_flight += 1
             try:
                 keep_alive = await _serve_one(conn, head, handler, peer, state)
@@ -91,8 +102,8 @@ async def _serve_one(conn: HttpConnection, head: RequestHead, handler: Handler, 
     body = ConnectionBody(conn, head.content_length if not head.chunked else None) if head.has_body else EMPTY
     request = Request(head, body, peer)
     response = await handler(request)
-    request_done = not isinstance(body, ConnectionBody) or body.finished
-    keep_alive = head.keep_alive and not state.draining and request_done
+    request_done = not isinstance(body, ConnectionBody) or body.complete  # its framing intact: the next request can follow
+    keep_alive = head.keep_alive and not state.draining and request_done and response.error not in CLOSE_AFTER
     if isinstance(body, ConnectionBody) and not body.finished:
         body.abandon()
     try:

@@ -150,10 +150,11 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
                 if request.body.length is not None and request.body.length > MAX_REPLAY_BYTES:
                     request.fate.retry.append(f"not retryable: body of {request.body.length} bytes is over 64 KiB")
                     return await inner(request)
-                data = await request.body.read_all(MAX_REPLAY_BYTES)
-                if data is None:
-                    raise ProxyError("request body over 64 KiB on a retried route, and its start is already consumed")
-                request.body = BytesBody(data)
+                buffered = await buffer_body(request.body, MAX_REPLAY_BYTES)
+                request.body = buffered
+                if not isinstance(buffered, BytesBody):  # a chunked body longer than 64 KiB: sent once, as it streams
+                    request.fate.retry.append("not retryable: chunked body over 64 KiB")
+                    return await inner(request)
             elif not isinstance(request.body, BytesBody | EmptyBody):
                 request.fate.retry.append("not retryable: body cannot be replayed")
                 return await inner(request)
@@ -162,6 +163,8 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
                 try:
                     response = await inner(request)
                 except ProxyError as exc:
+                    if exc.client_fault:  # the client's own request broke: sending it again cannot help
+                        raise
                     if exc.status not in policy.codes and exc.code not in ("connect_failed", "backend_timeout", "breaker_open"):
                         raise
                     response = exc.response()
@@ -184,6 +187,37 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
         return handle
 
     return layer
+
+
+class PrefixedBody:
+    """A body whose first chunks were already read (while trying to buffer it), then the rest
+    of the same chunk stream."""
+
+    def __init__(self, prefix: list[bytes], body: ConnectionBody, rest) -> None:
+        self._prefix, self._body, self._rest = prefix, body, rest
+        self.length = body.length
+        self.conn = body.conn  # copy_body flushes by its source's state
+
+    async def chunks(self):
+        for chunk in self._prefix:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    def abandon(self) -> None:
+        self._body.abandon()
+
+
+async def buffer_body(body: ConnectionBody, limit: int) -> BytesBody | PrefixedBody:
+    """The whole body in memory if it fits in ``limit`` bytes, else what was read plus the rest."""
+    parts, size = [], 0
+    chunks = body.chunks()
+    async for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return PrefixedBody(parts, body, chunks)
+    return BytesBody(b"".join(parts))
 
 
 class Breakers:
@@ -233,8 +267,9 @@ def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
             request.endpoints = admitted
             try:
                 response = await inner(request)
-            except ProxyError:
-                _record(br, request, service, True, metrics)
+            except ProxyError as exc:
+                if not exc.client_fault:  # a client's malformed request says nothing about the endpoint
+                    _record(br, request, service, True, metrics)
                 raise
             finally:
                 request.endpoints = everyone  # the next attempt chooses afresh

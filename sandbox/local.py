@@ -187,6 +187,11 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
     gateways = {f"{g['demo']}-ingress": g["pid"] for g in st.get("gateways", [])}
     if target == "controlplane":
         pids = [st["controlplane"]["pid"]]
+        if not pids[0]:
+            waiting = st["controlplane"].get("restarting_in")
+            raise SandboxError("the control plane is not running right now: it exited and the supervisor restarts it"
+                               + (f" in {waiting:g}s" if waiting is not None else " shortly")
+                               + " — see 'meshdojo status'; the proxies keep serving meanwhile")
     elif target in gateways:
         pids = [gateways[target]]
     else:

@@ -67,13 +67,15 @@ class Proc:
         self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
         self.started_at = time.monotonic()
 
-    def schedule_restart(self, now: float) -> None:
-        """Like a kubelet's CrashLoopBackOff: 1 s doubling to 30 s, reset after a minute of health."""
+    def schedule_restart(self, now: float) -> float:
+        """Like a kubelet's CrashLoopBackOff: 1 s doubling to 30 s, reset after a minute of health.
+        Returns the delay it will really wait (to log the truth)."""
         if now - self.started_at > HEALTHY_AFTER:
             self.backoff = BACKOFF_START
         self.popen = None
         self.restarts += 1
         self.next_start = now + self.backoff
+        return self.backoff
 
     def exited(self) -> bool:
         return self.popen is not None and self.popen.poll() is not None
@@ -291,8 +293,7 @@ class Supervisor:
                 self._register(inst)
         for name, (proc, ports, title) in list(self.gateways.items()):
             if proc.exited():
-                log.warning("%s-ingress exited; restarting in %.0fs", name, proc.backoff)
-                proc.schedule_restart(now)
+                log.warning("%s-ingress exited; restarting in %.0fs", name, proc.schedule_restart(now))
                 if ports:  # the same port again: the URL printed by `up` stays valid
                     proc.argv = [*proc.argv[:proc.argv.index("--gateway") + 2], "--outbound-port", str(ports["outbound"])]
             elif proc.popen is None and now >= proc.next_start:
@@ -340,8 +341,7 @@ class Supervisor:
 
     def _crashed(self, inst: Instance, proc: Proc, now: float) -> None:
         code = proc.popen.returncode if proc.popen else None
-        log.warning("%s %s exited with %s; restarting in %.0fs", inst.name, proc.role, code, proc.backoff)
-        proc.schedule_restart(now)
+        log.warning("%s %s exited with %s; restarting in %.0fs", inst.name, proc.role, code, proc.schedule_restart(now))
         if proc.role == "proxy" and inst.ports:
             # same ports again, so the app's HTTP_PROXY and the registered endpoint stay right
             base = list(proc.argv)
@@ -360,8 +360,8 @@ class Supervisor:
         and serve from what they know until then (static stability)."""
         assert self.cp is not None
         info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
-        log.warning("control plane exited with %s; restarting it on the same ports in %.0fs", self.cp.popen.returncode, self.cp.backoff)
-        self.cp.schedule_restart(now)
+        code = self.cp.popen.returncode if self.cp.popen else None
+        log.warning("control plane exited with %s; restarting it on the same ports in %.0fs", code, self.cp.schedule_restart(now))
         self.cp.argv = self._controlplane_argv(info["apiPort"], info["meshPort"])
         for inst in self.instances:  # endpoints are saved with the registry; telemetry's workloads are not: register again
             inst.registered = False
@@ -426,7 +426,11 @@ class Supervisor:
             "supervisor": os.getpid(),
             "demos": [d.name for d in self.demos],
             "controlplane": {"pid": self.cp.pid if self.cp else None, "api": cp_info["api"], "mesh": cp_info["mesh"],
-                             "ready": self.cp is not None and self.cp.pid is not None, "restarts": self.cp.restarts if self.cp else 0},
+                             # ready: its API accepts connections (a process that is still starting is not)
+                             "ready": self.cp is not None and self.cp.pid is not None and accepting(cp_info["apiPort"]),
+                             "restarting_in": (round(max(self.cp.next_start - time.monotonic(), 0.0), 1)
+                                               if self.cp is not None and self.cp.popen is None else None),
+                             "restarts": self.cp.restarts if self.cp else 0},
             "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
                           "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid}
                          for demo, (proc, ports, title) in self.gateways.items()],

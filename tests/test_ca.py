@@ -86,6 +86,56 @@ def test_csr_for_another_identity_is_rejected(chain):
         ca.sign_workload(csr, WEB, issuer, NOW)
 
 
+def _csr(key, sans: list) -> x509.CertificateSigningRequest:
+    from cryptography.hazmat.primitives import hashes
+
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=True)
+    return builder.sign(key, hashes.SHA256())
+
+
+@pytest.mark.parametrize("case, message", [
+    ("extra URI SAN", "exactly one URI SAN"),
+    ("extra DNS SAN", "exactly one URI SAN"),
+    ("no SAN", "no subjectAltName"),
+    ("P-384 key", "ECDSA P-256"),
+    ("RSA key", "ECDSA P-256"),
+    ("bad signature", "signature does not verify"),
+])
+def test_the_ca_refuses_csrs_that_ask_for_more_or_are_not_what_they_say(chain, case, message):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    _, issuer = chain
+    web = x509.UniformResourceIdentifier(WEB.uri)
+    if case == "extra URI SAN":
+        csr = _csr(ca.new_key(), [web, x509.UniformResourceIdentifier(EMOJI.uri)])
+    elif case == "extra DNS SAN":
+        csr = _csr(ca.new_key(), [web, x509.DNSName("web.emojivoto.svc")])
+    elif case == "no SAN":
+        csr = _csr(ca.new_key(), [])
+    elif case == "P-384 key":
+        csr = _csr(ec.generate_private_key(ec.SECP384R1()), [web])
+    elif case == "RSA key":
+        csr = _csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), [web])
+    else:  # the CSR of one key with another key's public key in it: its signature no longer verifies
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        genuine, other = ca.make_csr(WEB, ca.new_key()), ca.make_csr(WEB, ca.new_key())
+        der = genuine.public_bytes(Encoding.DER)
+        swapped = der.replace(_spki(genuine), _spki(other))
+        assert swapped != der
+        csr = x509.load_der_x509_csr(swapped)
+    with pytest.raises(ca.CertificateRequestRejected, match=message):
+        ca.sign_workload(csr, WEB, issuer, NOW)
+
+
+def _spki(csr: x509.CertificateSigningRequest) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def test_token_for_x_never_yields_y(tmp_path):
     material = castore.load_or_create(tmp_path, NOW)
     service = IdentityService(material, clock=lambda: NOW)

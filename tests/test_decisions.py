@@ -136,6 +136,27 @@ def test_authorization_in_istios_order():
     assert authorize([unauth], None, "emojivoto", "/", "GET").allowed and not authorize([unauth], web, "emojivoto", "/", "GET").allowed
 
 
+def test_authorization_by_service_account_namespace_and_path_forms():
+    web = "spiffe://meshdojo.local/ns/emojivoto/sa/web"
+    other_ns = "spiffe://meshdojo.local/ns/bookinfo/sa/web"
+    by_sa = authz("by-sa", "ALLOW", [{"from": [{"source": {"serviceAccounts": ["web"]}}]}])
+    assert authorize([by_sa], web, "emojivoto", "/", "GET").allowed
+    assert not authorize([by_sa], other_ns, "emojivoto", "/", "GET").allowed  # "web" means web of this namespace
+    by_qualified = authz("by-ns-sa", "ALLOW", [{"from": [{"source": {"serviceAccounts": ["bookinfo/web"]}}]}])
+    assert authorize([by_qualified], other_ns, "emojivoto", "/", "GET").allowed and not authorize([by_qualified], web, "emojivoto", "/", "GET").allowed
+    by_ns = authz("by-ns", "ALLOW", [{"from": [{"source": {"namespaces": ["bookinfo"]}}]}])
+    assert authorize([by_ns], other_ns, "emojivoto", "/", "GET").allowed and not authorize([by_ns], web, "emojivoto", "/", "GET").allowed
+    paths = authz("paths", "ALLOW", [{"to": [{"operation": {"paths": ["/api/list", "/static/*", "*/health"]}}]}])
+    allowed = {p: authorize([paths], web, "emojivoto", p, "GET").allowed
+               for p in ("/api/list", "/api/list/x", "/api/vote", "/static/app.js", "/static", "/x/health", "/healthz", "/api/list?q=1")}
+    assert allowed == {"/api/list": True, "/api/list/x": False, "/api/vote": False, "/static/app.js": True, "/static": False,
+                       "/x/health": True, "/healthz": False, "/api/list?q=1": True}
+    anything = authz("any", "ALLOW", [{"to": [{"operation": {"paths": ["*"]}}]}])
+    assert authorize([anything], None, "emojivoto", "/whatever", "GET").allowed
+    with pytest.raises(PolicyError, match=r"paths\[0\]: expected an exact path"):
+        authz("bad", "ALLOW", [{"to": [{"operation": {"paths": ["/a/*/b"]}}]}])
+
+
 def test_token_bucket():
     clock = FakeClock()
     bucket = TokenBucket(rate=2, burst=3, clock=clock)

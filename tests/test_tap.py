@@ -69,29 +69,45 @@ async def test_tap_shows_retried_faulted_and_denied_requests(mesh: Mesh, echo_po
             assert denied["fate"]["authz"] == "deny by emojivoto/no-admin" and denied["path"] == "/denied"
 
 
-async def test_a_reader_that_falls_behind_never_slows_the_proxy(mesh: Mesh, echo_port: int, tmp_path):
+async def test_a_reader_that_falls_behind_never_slows_the_proxy_and_sees_what_it_lost(mesh: Mesh, echo_port: int, tmp_path):
+    import socket
+
     token = tmp_path / "tap-token"
     token.write_text("t")
     server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
     client = mesh.start_proxy("emojivoto", "web", echo_port, "--tap-token-file", str(token), name="web")
     mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
-    # a raw socket that subscribes and then never reads: its queue fills, the rest is dropped
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.ports["admin"])
+    # a subscriber with a tiny receive window that does not read: the socket fills, then its queue, then events drop
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", client.ports["admin"]))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
     writer.write(b"GET /tap HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer t\r\n\r\n")
     await writer.drain()
     await reader.readuntil(b"\r\n\r\n")
-    n = (QUEUE_SIZE // 3) * 2 + 60  # more requests than the subscriber's queue holds (3 events each)
     async with aiohttp.ClientSession() as session:
         async def one() -> int:
             async with session.get("http://emoji/", proxy=client.outbound) as r:
                 await r.read()
                 return r.status
 
-        statuses = []
-        for _ in range(n // 20 + 1):
-            statuses += await asyncio.gather(*(one() for _ in range(20)))
+        statuses: list[int] = []
+        while client.config()["tap"]["dropped"] == 0 and len(statuses) < 20_000:
+            statuses += await asyncio.gather(*(one() for _ in range(50)))
     assert set(statuses) == {200}  # every request went through while nobody read the tap
-    assert client.config()["tap"]["subscribers"] == 1
+    assert client.config()["tap"]["dropped"] > 0 and client.config()["tap"]["subscribers"] == 1
+    # the reader catches up and is told how much it lost
+    async with aiohttp.ClientSession() as session:  # one more request, so the stream has something new to send
+        async with session.get("http://emoji/", proxy=client.outbound) as r:
+            await r.read()
+    seen_dropped = 0
+    deadline = asyncio.get_running_loop().time() + 20
+    while not seen_dropped and asyncio.get_running_loop().time() < deadline:
+        line = await asyncio.wait_for(reader.readline(), 10)
+        if b'"type":"dropped"' in line:
+            seen_dropped = json.loads(line)["count"]  # each chunk of the stream holds whole JSON lines
+    assert seen_dropped > 0
     writer.close()
 
 
