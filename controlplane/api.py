@@ -20,6 +20,7 @@ from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
+from controlplane.selection import Workload, conflicts
 from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.watchstream import stream_watch
 
@@ -244,9 +245,27 @@ async def apply_policies(request: web.Request) -> web.Response:
 
 
 async def list_policies(request: web.Request) -> web.Response:
+    """The resources asked for, and every conflict among the inbound policies in force."""
     q = request.query
-    entries = request.app[POLICIES].list(q.get("kind"), q.get("namespace"), q.get("name"))
-    return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries]})
+    store = request.app[POLICIES]
+    entries = store.list(q.get("kind"), q.get("namespace"), q.get("name"))
+    found = conflicts([r for r, _ in store.list()], known_workloads(request.app[REGISTRY], request.app[TELEMETRY]),
+                      request.app[REGISTRY].selectors())
+    return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
+                              "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
+                                             "message": c.describe()} for c in found]})
+
+
+def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:
+    """Every instance behind a registered service, as the selection rules see it."""
+    seen: dict[tuple[str, str], Workload] = {}
+    for service in registry.services():
+        for endpoint_id, ep in service.endpoints.items():
+            instance = ep.instance or endpoint_id
+            sa = ep.identity.rsplit("/sa/", 1)[-1] if ep.identity else ""
+            seen[(service.namespace, instance)] = Workload(service.namespace, sa, telemetry.deployment_of(service.namespace, instance) or "",
+                                                           instance, dict(ep.labels))
+    return list(seen.values())
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -292,7 +311,18 @@ async def stats(request: web.Request) -> web.Response:
         return json_error(400, "resource must be deploy or svc")
     view = telemetry.deployment_rows if kind == "deploy" else telemetry.service_rows
     window = _window(request)
-    return web.json_response({"window": window, "rows": view(window, q.get("namespace"), q.get("name"))})
+    name, namespace = q.get("name"), q.get("namespace")
+    rows = view(window, namespace, name)
+    if name and not rows:  # no traffic is a row of zeros; a name nobody knows is an error
+        if kind == "deploy":
+            known = sorted({h.deployment for h in telemetry.workloads.values() if namespace in (None, h.namespace)})
+        else:
+            known = sorted({s.name for s in request.app[REGISTRY].services() if namespace in (None, s.namespace)})
+        if name not in known:
+            what = "deployment" if kind == "deploy" else "service"
+            return json_error(404, f"no {what} {name!r}{f' in namespace {namespace}' if namespace else ''}; known: {', '.join(known) or 'none'}",
+                              reason=f"unknown_{what}")
+    return web.json_response({"window": window, "rows": rows})
 
 
 async def edges(request: web.Request) -> web.Response:

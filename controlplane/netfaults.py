@@ -48,14 +48,22 @@ class _Reader(FieldReader):
 
 @dataclass(frozen=True)
 class Workloads:
-    """A set of instances: a service's endpoints, or a deployment's instances."""
+    """A set of instances: a service's endpoints, or a deployment's instances — or just one of
+    them (``instance``, e.g. emoji-1: Linkerd's failure-accrual lesson needs one bad replica)."""
 
     namespace: str
     service: str | None = None
     deployment: str | None = None
+    instance: str | None = None
 
     def describe(self) -> str:
-        return f"svc/{self.service}.{self.namespace}" if self.service else f"deploy/{self.deployment}.{self.namespace}"
+        base = f"svc/{self.service}.{self.namespace}" if self.service else f"deploy/{self.deployment}.{self.namespace}"
+        return f"{base} (instance {self.instance} only)" if self.instance else base
+
+    def includes(self, namespace: str, service: str, deployment: str | None, instance: str | None) -> bool:
+        return (self.namespace == namespace and (self.service is None or self.service == service)
+                and (self.deployment is None or self.deployment == deployment)
+                and (self.instance is None or self.instance == instance))
 
 
 @dataclass(frozen=True)
@@ -70,21 +78,20 @@ class NetFault:
     expires_at: float | None = None
     created: float = 0.0
 
-    def applies(self, client: Workloads | None, target_ns: str, service: str, target_deployment: str | None) -> bool:
+    def applies(self, client: Workloads | None, target_ns: str, service: str, target_deployment: str | None,
+                target_instance: str | None = None) -> bool:
         """Does it apply to a connection from ``client`` (an instance's namespace and
-        deployment; None if unknown) to an endpoint of ``service`` (of ``target_deployment``)?"""
-        if self._one_way(self.source, self.target, client, target_ns, service, target_deployment):
+        deployment; None if unknown) to an endpoint of ``service`` (of ``target_deployment``,
+        instance ``target_instance``)?"""
+        if self._one_way(self.source, self.target, client, target_ns, service, target_deployment, target_instance):
             return True
-        return self.kind == "partition" and self._one_way(self.target, self.source, client, target_ns, service, target_deployment)
+        return self.kind == "partition" and self._one_way(self.target, self.source, client, target_ns, service, target_deployment,
+                                                          target_instance)
 
     @staticmethod
     def _one_way(source: Workloads | None, target: Workloads, client: Workloads | None, ns: str, service: str,
-                 deployment: str | None) -> bool:
-        if target.namespace != ns:
-            return False
-        if target.service is not None and target.service != service:
-            return False
-        if target.deployment is not None and target.deployment != deployment:
+                 deployment: str | None, instance: str | None) -> bool:
+        if not target.includes(ns, service, deployment, instance):
             return False
         if source is None:
             return True
@@ -129,6 +136,7 @@ def parse(raw: Any, now: float | None = None) -> NetFault:
     now = time.time() if now is None else now
     r = _Reader()
     body = r.obj(raw, "", {"name", "kind", "to", "from", "latency", "jitter", "rate", "duration"}, {"kind", "to"})
+    # (to.instance narrows the target to one instance; it makes no sense for a partition's sides)
     kind = r.string(body["kind"], "kind")
     if kind not in KINDS:
         raise NetFaultError("kind", f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
@@ -138,6 +146,10 @@ def parse(raw: Any, now: float | None = None) -> NetFault:
         raise NetFaultError("from", "a partition is between two deployments: give from and to as deployments")
     if source is not None and source.deployment is None:
         raise NetFaultError("from", "the client side is a deployment (its instances' connections), not a service")
+    if source is not None and source.instance is not None:
+        raise NetFaultError("from.instance", "the client side is a whole deployment; narrow the target with to.instance instead")
+    if kind == "partition" and target.instance is not None:
+        raise NetFaultError("to.instance", "a partition is between two whole deployments")
     latency = jitter = 0.0
     rate = 0
     if kind == "latency":
@@ -164,15 +176,16 @@ def parse(raw: Any, now: float | None = None) -> NetFault:
 
 
 def default_name(kind: str, target: Workloads, source: Workloads | None) -> str:
-    parts = [kind, *([source.deployment] if source and source.deployment else []), target.service or target.deployment or ""]
+    parts = [kind, *([source.deployment] if source and source.deployment else []), target.instance or target.service or target.deployment or ""]
     return "-".join(parts)
 
 
 def _workloads(r: _Reader, raw: Any, field: str) -> Workloads:
-    body = r.obj(raw, field, {"namespace", "service", "deployment"}, {"namespace"})
+    body = r.obj(raw, field, {"namespace", "service", "deployment", "instance"}, {"namespace"})
     namespace = r.string(body["namespace"], f"{field}.namespace")
     service = r.string(body["service"], f"{field}.service") if body.get("service") is not None else None
     deployment = r.string(body["deployment"], f"{field}.deployment") if body.get("deployment") is not None else None
     if (service is None) == (deployment is None):
         raise NetFaultError(field, "expected exactly one of service or deployment")
-    return Workloads(namespace, service, deployment)
+    instance = r.string(body["instance"], f"{field}.instance") if body.get("instance") is not None else None
+    return Workloads(namespace, service, deployment, instance)

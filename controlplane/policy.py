@@ -34,6 +34,21 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit"}
+# what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
+FOREIGN_KINDS = {
+    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry) "
+                      "and FaultInjection (delay, abort)",
+    "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
+                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
+    "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
+    "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
+    "Sidecar": "nothing: every meshed workload sees every service",
+    "ServiceProfile": "HTTPRoute (per-route retries and timeouts) and RetryBudget",
+    "Server": "MeshTLS and AuthorizationPolicy",
+    "ServerAuthorization": "AuthorizationPolicy",
+    "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
+                           "selector or targetRef, action, rules[].from/to)",
+}
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
@@ -144,6 +159,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     r = _Reader(source, index)
     top = r.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"})
     kind = top["kind"]
+    if kind in FOREIGN_KINDS and top["apiVersion"] != KINDS.get(kind):
+        raise r.fail("kind", foreign_kind_message(kind, top["apiVersion"]))
     if kind not in KINDS:
         raise r.fail("kind", f"unknown kind {kind!r} (supported today: {', '.join(KINDS)})")
     if top["apiVersion"] != KINDS[kind]:
@@ -245,6 +262,19 @@ def _match(r: _Reader, raw: Any, where: str = "spec.match") -> RequestMatch:
     return RequestMatch(path, tuple(headers), method)
 
 
+def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
+    source = f"{kind} ({api_version})" if api_version else kind
+    return (f"{source} is not a meshdojo kind; here that job is done by {FOREIGN_KINDS[kind]} — "
+            f"see docs/policy.md, 'Coming from Istio or Linkerd'")
+
+
+def foreign_kind(text: str) -> str | None:
+    """The Istio/Linkerd kind ``text`` names (``virtualservice``, ``dr`` ...), if any."""
+    aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {
+        "vs": "VirtualService", "dr": "DestinationRule", "pa": "PeerAuthentication", "sp": "ServiceProfile"}
+    return aliases.get(text.lower())
+
+
 def canonical_kind(text: str) -> str | None:
     return text if text in KINDS else KIND_ALIASES.get(text.lower())
 
@@ -260,7 +290,7 @@ class Backend:
 @dataclass(frozen=True, slots=True)
 class Retry:
     codes: tuple[int, ...]
-    attempts: int  # total tries, the first included (GEP-1731)
+    attempts: int  # retries after the first try: attempts 2 = up to three tries in all (Gateway API, GEP-1731)
     backoff: float
 
 
@@ -322,7 +352,7 @@ def _route(r: _Reader, raw: Any) -> RouteSpec:
             codes = rr.get("codes", [500, 502, 503, 504])
             if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in codes):
                 raise r.fail(f"{where}.retry.codes", "expected a list of HTTP statuses from 400 to 599")
-            attempts = r.integer(rr.get("attempts", 2), f"{where}.retry.attempts", 1, 10, "a whole number")
+            attempts = r.integer(rr.get("attempts", 2), f"{where}.retry.attempts", 0, 10, "a number of retries")
             backoff = r.duration(rr["backoff"], f"{where}.retry.backoff") if "backoff" in rr else 0.025
             retry = Retry(tuple(codes), attempts, backoff)
         rules.append(RouteRule(matches, tuple(backends), request_timeout, backend_timeout, retry))
@@ -356,23 +386,53 @@ def _budget(r: _Reader, raw: Any) -> BudgetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """Istio's DestinationRule ``connectionPool``, per client proxy and service: at most
+    ``max_connections`` requests in flight (HTTP/1.1: one per connection), at most
+    ``max_pending`` waiting for one; the next is answered 503 at once (Envoy's pending overflow)."""
+
+    max_connections: int = 1024
+    max_pending: int = 1024
+    max_requests_per_connection: int = 0  # 0: no limit
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerSpec:
     service: str
     consecutive_failures: int = 7
     penalty: float = 1.0
     max_penalty: float = 60.0
     jitter: float = 0.5
+    outlier: bool = True  # eject endpoints after consecutive failures (off when only connectionPool is given)
+    pool: PoolLimits | None = None
 
 
 def _breaker(r: _Reader, raw: Any) -> BreakerSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "consecutiveFailures", "penalty", "maxPenalty", "jitter"}, {"targetRef"})
+    spec = r.obj(raw, "spec", {"targetRef", "consecutiveFailures", "penalty", "maxPenalty", "jitter", "connectionPool"}, {"targetRef"})
     failures = r.integer(spec.get("consecutiveFailures", 7), "spec.consecutiveFailures", 1, 1000, "a whole number")
     penalty = r.duration(spec.get("penalty", "1s"), "spec.penalty")
     max_penalty = r.duration(spec.get("maxPenalty", "60s"), "spec.maxPenalty")
     if max_penalty < penalty:
         raise r.fail("spec.maxPenalty", "must not be shorter than spec.penalty")
+    pool = _pool(r, spec["connectionPool"]) if "connectionPool" in spec else None
+    outlier = pool is None or any(k in spec for k in ("consecutiveFailures", "penalty", "maxPenalty"))
     return BreakerSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), failures, penalty, max_penalty,
-                       r.number(spec.get("jitter", 0.5), "spec.jitter", 0, 1))
+                       r.number(spec.get("jitter", 0.5), "spec.jitter", 0, 1), outlier, pool)
+
+
+def _pool(r: _Reader, raw: Any) -> PoolLimits:
+    pool = r.obj(raw, "spec.connectionPool", {"tcp", "http"})
+    if not pool:
+        raise r.fail("spec.connectionPool", "expected tcp.maxConnections and/or http.http1MaxPendingRequests, http.maxRequestsPerConnection")
+    tcp = r.obj(pool.get("tcp", {}), "spec.connectionPool.tcp", {"maxConnections"})
+    http = r.obj(pool.get("http", {}), "spec.connectionPool.http", {"http1MaxPendingRequests", "maxRequestsPerConnection"})
+    return PoolLimits(
+        r.integer(tcp.get("maxConnections", 1024), "spec.connectionPool.tcp.maxConnections", 1, 1_000_000, "a whole number"),
+        r.integer(http.get("http1MaxPendingRequests", 1024), "spec.connectionPool.http.http1MaxPendingRequests", 0, 1_000_000,
+                  "a whole number"),
+        r.integer(http.get("maxRequestsPerConnection", 0), "spec.connectionPool.http.maxRequestsPerConnection", 0, 1_000_000,
+                  "a whole number (0: no limit)"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,13 +206,18 @@ class RelayManager:
         for fault in self._by_precedence():
             for (name, ns, svc, eid), relay in self._relays.items():
                 if name == fault.name and ns == namespace and svc == service and eid not in found \
-                        and fault.applies(who, ns, svc, self._endpoint_deployment(ns, svc, eid)):
+                        and fault.applies(who, ns, svc, self._endpoint_deployment(ns, svc, eid), self._endpoint_instance(ns, svc, eid)):
                     found[eid] = relay.port
         return found
 
     def _by_precedence(self) -> list[NetFault]:
         """Real faults before wire captures; the newest first."""
         return sorted(self.faults.values(), key=lambda f: (f.kind == "wire", -f.created))
+
+    def _endpoint_instance(self, namespace: str, service: str, endpoint_id: str) -> str:
+        svc = self._registry.get(namespace, service)
+        ep = svc.endpoints.get(endpoint_id) if svc else None
+        return (ep.instance if ep else "") or endpoint_id
 
     def _endpoint_deployment(self, namespace: str, service: str, endpoint_id: str) -> str | None:
         svc = self._registry.get(namespace, service)
@@ -293,7 +298,7 @@ class RelayManager:
             for svc in self._registry.services():
                 for eid, ep in svc.endpoints.items():
                     deployment = self._deployment_of(svc.namespace, ep.instance or eid)
-                    if _targets(fault, svc.namespace, svc.name, deployment):
+                    if _targets(fault, svc.namespace, svc.name, deployment, ep.instance or eid):
                         wanted[(fault.name, svc.namespace, svc.name, eid)] = fault
         await self._close_relays(lambda key: key not in wanted)
         for key, fault in wanted.items():
@@ -321,9 +326,8 @@ class RelayManager:
             self._on_change(self)
 
 
-def _targets(fault: NetFault, namespace: str, service: str, deployment: str | None) -> bool:
+def _targets(fault: NetFault, namespace: str, service: str, deployment: str | None, instance: str) -> bool:
     """Could some client's connection to this endpoint be under the fault? (Which clients is
     decided per watch, in ``RelayManager.redirect``.)"""
     sides = [fault.target] + ([fault.source] if fault.kind == "partition" and fault.source else [])
-    return any(side.namespace == namespace and (side.service is None or side.service == service)
-               and (side.deployment is None or side.deployment == deployment) for side in sides)
+    return any(side.includes(namespace, service, deployment, instance) for side in sides)

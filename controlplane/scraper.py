@@ -10,7 +10,17 @@ from typing import Any
 
 import aiohttp
 
-from controlplane.telemetry import WorkloadHistory, golden, parse_exposition, quantile, route_golden, sum_golden, sum_route_golden
+from controlplane.protocol import fqdn
+from controlplane.telemetry import (
+    WorkloadHistory,
+    golden,
+    overflow_in,
+    parse_exposition,
+    quantile,
+    route_golden,
+    sum_golden,
+    sum_route_golden,
+)
 
 log = logging.getLogger("meshdojo.controlplane.scraper")
 SCRAPE_INTERVAL = 1.0
@@ -90,6 +100,7 @@ class Telemetry:
                            for h in self.workloads.values() if h.meshed)
             row = _row(ns, svc, "-", g, [])
             row["tcp_conn"] = None  # connections are counted per workload, not per service
+            row["overflow"] = round(sum(overflow_in(h, window, fqdn(svc, ns)) for h in self.workloads.values() if h.meshed), 3)
             rows.append(row)
         return rows
 
@@ -124,7 +135,7 @@ class Telemetry:
         """Per route of ``service.namespace``, as its meshed clients (or only ``source``'s
         instances) saw it: EFFECTIVE after retries, ACTUAL every attempt. ``configured`` lists
         (route, description) of the HTTPRoute rules in force, shown even without traffic."""
-        dst = f"{service}.{namespace}"
+        dst = fqdn(service, namespace)
         per_route: dict[str, list] = {}
         for h in self.workloads.values():
             if not h.meshed or (source is not None and h.deployment != source):

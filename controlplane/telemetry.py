@@ -34,6 +34,14 @@ class Sample:
     route_requests: dict[tuple[str, str, str], float] = field(default_factory=dict)
     route_failures: dict[tuple[str, str, str], float] = field(default_factory=dict)
     route_buckets: dict[tuple[str, str], array] = field(default_factory=dict)
+    reset: bool = False  # a counter went down since the previous sample: the proxy restarted (set by WorkloadHistory)
+    overflow: dict[str, float] = field(default_factory=dict)  # service FQDN -> requests refused by connectionPool limits
+
+
+def _went_down(new: Sample, old: Sample) -> bool:
+    """Did any request counter decrease (or vanish)? Then the proxy restarted in between."""
+    return any(new.requests.get(key, 0.0) < value for key, value in old.requests.items()) or any(
+        new.route_requests.get(key, 0.0) < value for key, value in old.route_requests.items())
 
 
 @dataclass
@@ -66,6 +74,8 @@ class WorkloadHistory:
                 _share(sample.route_requests, previous.route_requests),
                 _share(sample.route_failures, previous.route_failures),
                 _share_arrays(sample.route_buckets, previous.route_buckets),
+                _went_down(sample, previous),
+                _share(sample.overflow, previous.overflow),
             )
         self.fine.append(sample)
         if self._count % COARSE_EVERY == 0:
@@ -88,7 +98,7 @@ def _share_arrays(new: dict, old: dict) -> dict:
 
 
 NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
-                 "route_actual_response_total{", "route_response_latency_ms_bucket{")
+                 "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{")
 ParsedLine = tuple[str, dict[str, str], float]
 
 
@@ -125,7 +135,11 @@ def _reduce(series, now: float) -> Sample:
     route_failures: dict = {}
     route_buckets: dict[tuple[str, str], dict[float, float]] = {}
     tcp_open = 0.0
+    overflow: dict[str, float] = {}
     for name, labels, value in series:
+        if name == "outbound_http_pool_overflow_total":
+            overflow[labels.get("service", "")] = value
+            continue
         if name.startswith("route_"):
             _reduce_route(name, labels, value, route_requests, route_failures, route_buckets)
             continue
@@ -144,7 +158,8 @@ def _reduce(series, now: float) -> Sample:
     bounds = tuple(sorted({le for per in (*buckets.values(), *route_buckets.values()) for le in per}))
     compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
     route_compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in route_buckets.items()}
-    return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact)
+    return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact,
+                  overflow=overflow)
 
 
 def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dict, failures: dict, buckets: dict) -> None:
@@ -160,18 +175,26 @@ def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dic
         failures[key] = failures.get(key, 0.0) + value
 
 
-def _baseline(samples: list[Sample], window: float) -> tuple[Sample, Sample] | None:
+def _segments(samples: list[Sample], window: float) -> list[tuple[Sample | None, Sample]]:
+    """The window cut where the proxy restarted, as (start, end) pairs whose counter differences
+    add up to the window's increase — Prometheus' ``rate()`` rule for counter resets. A segment
+    that begins with a restart has ``None`` as its start: its counters began at zero."""
     if len(samples) < 2:
-        return None
+        return []
     newest = samples[-1]
-    oldest = samples[0]
-    for sample in samples:
-        if sample.time >= newest.time - window:
-            oldest = sample
-            break
-    if oldest is newest:
-        oldest = samples[-2]
-    return oldest, newest
+    first = next((i for i, sample in enumerate(samples) if sample.time >= newest.time - window), len(samples) - 1)
+    first = min(first, len(samples) - 2)
+    segments: list[tuple[Sample | None, Sample]] = []
+    start: Sample | None = samples[first]
+    for previous, sample in zip(samples[first:], samples[first + 1:], strict=False):
+        if sample.reset:
+            segments.append((start, previous))
+            start = None
+    segments.append((start, newest))
+    return [(a, b) for a, b in segments if a is not b]
+
+
+_EMPTY = Sample(0.0)
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:
@@ -215,29 +238,31 @@ class Golden:
 
 def golden(history: WorkloadHistory, window: float, direction: str = "inbound",
            keep: callable = lambda key: True) -> Golden | None:  # type: ignore[valid-type]
-    pair = _baseline(history.samples, window)
-    if pair is None:
+    segments = _segments(history.samples, window)
+    if not segments:
         return None
-    old, new = pair
     total = failed = secured = 0.0
-    for key, value in new.requests.items():
-        if key[0] != direction or not keep(key):
-            continue
-        delta = max(value - old.requests.get(key, 0.0), 0.0)
-        total += delta
-        failed += max(new.failures.get(key, 0.0) - old.failures.get(key, 0.0), 0.0)
-        if key[4] == "true":
-            secured += delta
     delta_b: dict[float, float] = {}
-    old_index = {le: i for i, le in enumerate(old.bounds)}
-    for key, new_b in new.buckets.items():
-        if key[0] != direction or not keep(key):
-            continue
-        old_b = old.buckets.get(key)
-        for le, count in zip(new.bounds, new_b, strict=True):
-            before = old_b[old_index[le]] if old_b is not None and le in old_index else 0.0
-            delta_b[le] = delta_b.get(le, 0.0) + max(count - before, 0.0)
-    return Golden(total, failed, new.time - old.time, delta_b, new.tcp_open if direction == "inbound" else 0.0, secured)
+    for start, end in segments:
+        old = start or _EMPTY
+        for key, value in end.requests.items():
+            if key[0] != direction or not keep(key):
+                continue
+            delta = max(value - old.requests.get(key, 0.0), 0.0)
+            total += delta
+            failed += max(end.failures.get(key, 0.0) - old.failures.get(key, 0.0), 0.0)
+            if key[4] == "true":
+                secured += delta
+        old_index = {le: i for i, le in enumerate(old.bounds)}
+        for key, new_b in end.buckets.items():
+            if key[0] != direction or not keep(key):
+                continue
+            old_b = old.buckets.get(key)
+            for le, count in zip(end.bounds, new_b, strict=True):
+                before = old_b[old_index[le]] if old_b is not None and le in old_index else 0.0
+                delta_b[le] = delta_b.get(le, 0.0) + max(count - before, 0.0)
+    first, newest = segments[0][0] or segments[0][1], segments[-1][1]
+    return Golden(total, failed, newest.time - first.time, delta_b, newest.tcp_open if direction == "inbound" else 0.0, secured)
 
 
 def sum_golden(items: Iterable[Golden | None]) -> Golden | None:
@@ -272,32 +297,40 @@ class RouteGolden:
         }
 
 
+def overflow_in(history: WorkloadHistory, window: float, dst: str) -> float:
+    """Requests to ``dst`` (a service FQDN) this client refused at once: connectionPool overflow."""
+    return sum(max(end.overflow.get(dst, 0.0) - (start or _EMPTY).overflow.get(dst, 0.0), 0.0)
+               for start, end in _segments(history.samples, window))
+
+
 def route_golden(history: WorkloadHistory, window: float, dst: str) -> dict[str, RouteGolden]:
-    """Per route of one destination service, from one client's history."""
-    pair = _baseline(history.samples, window)
-    if pair is None:
+    """Per route of one destination service, from one client's history (restarts as in golden())."""
+    segments = _segments(history.samples, window)
+    if not segments:
         return {}
-    old, new = pair
     counts: dict[str, list[float]] = {}
-    for (d, route, kind), value in new.route_requests.items():
-        if d != dst:
-            continue
-        key = (d, route, kind)
-        slot = counts.setdefault(route, [0.0, 0.0, 0.0, 0.0])
-        base = 0 if kind == "effective" else 2
-        slot[base] += max(value - old.route_requests.get(key, 0.0), 0.0)
-        slot[base + 1] += max(new.route_failures.get(key, 0.0) - old.route_failures.get(key, 0.0), 0.0)
-    old_index = {le: i for i, le in enumerate(old.bounds)}
-    result = {}
-    for route, (eff, eff_fail, act, act_fail) in counts.items():
-        delta: dict[float, float] = {}
-        new_b, old_b = new.route_buckets.get((dst, route)), old.route_buckets.get((dst, route))
-        if new_b is not None:
-            for le, count in zip(new.bounds, new_b, strict=True):
+    latency: dict[str, dict[float, float]] = {}
+    for start, end in segments:
+        old = start or _EMPTY
+        for (d, route, kind), value in end.route_requests.items():
+            if d != dst:
+                continue
+            key = (d, route, kind)
+            slot = counts.setdefault(route, [0.0, 0.0, 0.0, 0.0])
+            base = 0 if kind == "effective" else 2
+            slot[base] += max(value - old.route_requests.get(key, 0.0), 0.0)
+            slot[base + 1] += max(end.route_failures.get(key, 0.0) - old.route_failures.get(key, 0.0), 0.0)
+        old_index = {le: i for i, le in enumerate(old.bounds)}
+        for (d, route), new_b in end.route_buckets.items():
+            if d != dst:
+                continue
+            old_b = old.route_buckets.get((dst, route))
+            per = latency.setdefault(route, {})
+            for le, count in zip(end.bounds, new_b, strict=True):
                 before = old_b[old_index[le]] if old_b is not None and le in old_index else 0.0
-                delta[le] = max(count - before, 0.0)
-        result[route] = RouteGolden(eff, eff_fail, act, act_fail, new.time - old.time, delta)
-    return result
+                per[le] = per.get(le, 0.0) + max(count - before, 0.0)
+    seconds = segments[-1][1].time - (segments[0][0] or segments[0][1]).time
+    return {route: RouteGolden(*slot, seconds, latency.get(route, {})) for route, slot in counts.items()}
 
 
 def sum_route_golden(items: Iterable[RouteGolden]) -> RouteGolden:

@@ -13,7 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +40,11 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def redirect(cls, location: str, headers: dict[str, str] | None = None) -> Reply:
+        return cls(303, b"", "text/plain", {"Location": location, **(headers or {})})
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
@@ -132,7 +137,8 @@ def make_server(routes: dict[str, Route], host: str, port: int) -> ThreadingHTTP
 
         def _reply(self, reply: Reply) -> None:
             head = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
-                    f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
+                    f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}",
+                    *(f"{name}: {value}" for name, value in reply.headers.items())]
             if self.close_connection:
                 head.append("Connection: close")
             data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if self.command == "HEAD" else reply.body)
@@ -148,10 +154,10 @@ def make_server(routes: dict[str, Route], host: str, port: int) -> ThreadingHTTP
     return server
 
 
-def fetch(url: str, timeout: float, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """(status, body) of a GET — decoded JSON, or text when it is not JSON. Raises OSError
+def fetch(url: str, timeout: float, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, Any]:
+    """(status, body) of a request — decoded JSON, or text when it is not JSON. Raises OSError
     (connection refused, timeouts) when there is no answer at all."""
-    request = urllib.request.Request(url, headers=headers or {})
+    request = urllib.request.Request(url, headers=headers or {}, method=method, data=b"" if method == "POST" else None)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _decode(response.read())

@@ -58,7 +58,9 @@ def client_error(exc: Exception) -> ClientError:
 
 
 async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_headers: bytes,
-                   load: PeakEwma | None = None, response_timeout: float | None = None) -> Response:
+                   load: PeakEwma | None = None, response_timeout: float | None = None, max_requests: int = 0) -> Response:
+    """One request on one pooled connection to ``dest``; a connection that has carried
+    ``max_requests`` (when set) is closed rather than pooled again."""
     head = request.head
     wire_head = encode_request_head(head.method, request.path, forwardable(head.headers), request.body.length, extra_headers)
     replayable = isinstance(request.body, (EmptyBody, BytesBody))
@@ -69,10 +71,18 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
     try:
         for attempt in (0, 1):
             conn, reused = await pool.acquire(dest)
+            conn.requests += 1
             started = time.monotonic()  # the latency estimate leaves out connection set-up
             try:
                 conn.write(wire_head)
-                await copy_body(conn, request.body, request.body.length is None, from_client=True)
+                try:
+                    await copy_body(conn, request.body, request.body.length is None, from_client=True)
+                except ConnectionClosed:
+                    # the upstream may answer before reading the whole body (a 403, a fault's 503)
+                    # and close: what it said counts, if it said something
+                    if not conn.has_events:
+                        raise
+                    request.body.abandon()
                 conn.skip_body = head.method == "HEAD"
                 rsp = await conn.read_head(idle_timeout=response_timeout)
                 while rsp is not None and 100 <= rsp.status < 200:  # interim responses (100, 103) are not forwarded
@@ -101,13 +111,14 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
             if observe:
                 load.observe(time.monotonic() - started)
     assert isinstance(rsp, ResponseHead)
-    body = response_body(pool, dest, conn, rsp, head.method == "HEAD")
+    body = response_body(pool, dest, conn, rsp, head.method == "HEAD", reusable=not max_requests or conn.requests < max_requests)
     return Response(rsp.status, forwardable(rsp.headers), body, tls=dest.tls, server_id=dest.identity)
 
 
-def response_body(pool: ConnectionPool, dest: Dest, conn: HttpConnection, rsp: ResponseHead, head_request: bool) -> Body:
+def response_body(pool: ConnectionPool, dest: Dest, conn: HttpConnection, rsp: ResponseHead, head_request: bool,
+                  reusable: bool = True) -> Body:
     no_body = head_request or rsp.status < 200 or rsp.status in (204, 304) or rsp.content_length == 0
-    keep = rsp.keep_alive
+    keep = rsp.keep_alive and reusable
     if no_body:
         pool.release(dest, conn, keep and not head_request)
         return EmptyBody() if not head_request else _HeadBody(rsp.content_length)

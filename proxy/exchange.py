@@ -118,6 +118,7 @@ class Request:
     endpoints: Sequence[Endpoint] = ()
     endpoint: Endpoint | None = None
     rule: RouteRule | None = None  # the HTTPRoute rule that matched, if any
+    max_requests_per_connection: int = 0  # connectionPool.http.maxRequestsPerConnection (0: no limit)
     fate: Fate = field(default_factory=Fate)
 
 

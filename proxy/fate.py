@@ -23,10 +23,11 @@ class Fate:
     fault: str | None = None
     authz: str | None = None
     ratelimit: str | None = None
+    pool: str | None = None  # connection-pool limits: overflow
 
     def summary(self) -> str:
         parts = []
-        for key in ("route", "backend", "timeout", "breaker", "fault", "authz", "ratelimit"):
+        for key in ("route", "backend", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

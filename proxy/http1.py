@@ -124,6 +124,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.bytes_read = 0
         self.bytes_written = 0
+        self.requests = 0  # requests sent on this connection (a client connection's own count)
         self.skip_body = False  # set by a client before reading the response to a HEAD request
         self.error: BaseException | None = None
 

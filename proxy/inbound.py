@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import ssl
@@ -153,7 +154,8 @@ def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotoni
                 return await inner(request)
             metrics.ratelimited.labels(name, "rate_limited").inc()
             request.fate.ratelimit = f"limited by {name}"
-            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", b"1"), (b"x-meshdojo-error", b"rate_limited")],
+            retry_after = str(max(math.ceil(current[1].wait()), 1)).encode()  # whole seconds until the bucket refills a token
+            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", retry_after), (b"x-meshdojo-error", b"rate_limited")],
                             BytesBody(f"meshdojo: rate limited by RateLimit {name}\n".encode()), error="rate_limited")
 
         return handle

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 
 from controlplane.names import resolve
+from controlplane.protocol import fqdn
 from proxy.classify import classify
 from proxy.errors import ProxyError, RequestTimeout
 from proxy.exchange import Handler, Layer, Request, Response
@@ -61,7 +62,7 @@ def authority_label(request: Request, own_namespace: str = "", own_services: fro
         if found is None or found not in own_services:
             return UNKNOWN_AUTHORITY
         namespace, service = found
-    return f"{service}.{namespace}.svc.cluster.local" if service and namespace else UNKNOWN_AUTHORITY
+    return fqdn(service, namespace) if service and namespace else UNKNOWN_AUTHORITY
 
 
 def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: bool,
@@ -85,7 +86,7 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
             failure = classify(response).failure
             metrics.record(labels, response.status, latency_ms, failure)
             if not client_id_of_peer and request.dst_service:  # per route: what the caller saw
-                metrics.record_route(f"{request.dst_service}.{request.dst_namespace}", request.fate.route, response.status,
+                metrics.record_route(fqdn(request.dst_service, request.dst_namespace), request.fate.route, response.status,
                                      failure, latency_ms)
             return response
 
@@ -99,7 +100,7 @@ def count_attempts(metrics: ProxyMetrics) -> Layer:
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            dst = f"{request.dst_service}.{request.dst_namespace}"
+            dst = fqdn(request.dst_service, request.dst_namespace)
             try:
                 response = await inner(request)
             except ProxyError as exc:

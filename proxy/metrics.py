@@ -145,6 +145,10 @@ class ProxyMetrics:
             "outbound_http_route_timeouts", "Requests that hit a route timeout (request or backendRequest)", ("kind", "route"),
             registry=self.registry,
         )
+        self.pool_overflow = Counter(
+            "outbound_http_pool_overflow", "Requests answered 503 at once: connectionPool limits full (Envoy's pending overflow)",
+            ("service",), registry=self.registry,
+        )
         self.breaker_transitions = Counter(
             "outbound_http_breaker_transitions", "Circuit breaker state changes per service (tripped, closed)",
             ("service", "transition"), registry=self.registry,

@@ -13,6 +13,7 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     retry      retry policy within the RetryBudget
     attempts   count every actual attempt per route
     tries      timeouts.backendRequest per attempt
+    pool       CircuitBreaker connectionPool: a slot in flight or pending, else 503 overflow
     breaker    CircuitBreaker: tripped endpoints are skipped
     balance    endpoint set -> one endpoint (peak-EWMA, power of two choices)
     endpoint   mutual TLS (or plaintext if unmeshed) to that endpoint, pooled
@@ -35,6 +36,7 @@ from proxy.layers import FateLog, count_attempts, errors, record_fate, record_me
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
+from proxy.poollimits import Limiters, pool_limits
 from proxy.tap import TapHub
 
 
@@ -125,7 +127,8 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
         canonical = f"l5d-dst-canonical: {service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()
         where = ep.instance or f"{ep.address}:{ep.port}"
         try:
-            response = await exchange(pool, dest, request, canonical, balancer.load(ep.key))
+            response = await exchange(pool, dest, request, canonical, balancer.load(ep.key),
+                                      max_requests=request.max_requests_per_connection)
         except ProxyError as exc:
             request.fate.attempts.append(f"{where} -> {exc.code}")
             raise
@@ -143,6 +146,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
+    handler = pool_limits(Limiters(policies), metrics)(handler)  # connectionPool: in flight + pending, else 503 overflow
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt
     handler = count_attempts(metrics)(handler)  # every actual attempt per route (route_actual_response_total)
     handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget

@@ -21,3 +21,8 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+    def wait(self) -> float:
+        """Seconds until the next token (what a 429's Retry-After should say)."""
+        tokens = min(self.burst, self.tokens + (self._clock() - self._stamp) * self.rate)
+        return max((1.0 - tokens) / self.rate, 0.0) if self.rate > 0 else float("inf")

@@ -3,7 +3,7 @@
     route      HTTPRoute: first matching rule, a backend by weight (404 if routes exist and none match)
     concrete   the chosen backend service's endpoints
     timeout    timeouts.request: the whole request, retries included (504)
-    retry      retry.codes/attempts/backoff, within the service's RetryBudget; replayable bodies only
+    retry      retry.codes/attempts (retries after the first try)/backoff, within the RetryBudget; replayable bodies only
     tries      timeouts.backendRequest: each attempt (504, retryable)
     breaker    CircuitBreaker: skip tripped endpoints; 503 at once when every one is tripped
 
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from controlplane.policy import BreakerSpec, BudgetSpec
+from controlplane.protocol import fqdn
 from proxy.breaker import HALF_OPEN, Breaker
 from proxy.budget import RetryBudget
 from proxy.classify import classify
@@ -142,7 +143,7 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             policy = request.rule.retry if request.rule is not None else None
-            if policy is None or policy.attempts <= 1:
+            if policy is None or policy.attempts == 0:  # attempts: how many retries, as in Gateway API
                 return await inner(request)
             budget = budgets.get(request.dst_namespace, request.dst_service)
             budget.deposit()
@@ -159,7 +160,8 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
                 request.fate.retry.append("not retryable: body cannot be replayed")
                 return await inner(request)
             route_label = request.fate.route or ""
-            for attempt in range(1, policy.attempts + 1):
+            tries = policy.attempts + 1  # the first try, then up to ``attempts`` retries
+            for attempt in range(1, tries + 1):
                 try:
                     response = await inner(request)
                 except ProxyError as exc:
@@ -170,8 +172,8 @@ def retry(budgets: Budgets, metrics: ProxyMetrics, sleep=asyncio.sleep) -> Layer
                     response = exc.response()
                 if response.status not in policy.codes and response.error not in ("connect_failed", "backend_timeout"):
                     return response
-                if attempt == policy.attempts:
-                    request.fate.retry.append(f"gave up: {policy.attempts} attempts used")
+                if attempt == tries:
+                    request.fate.retry.append(f"gave up: {policy.attempts} {'retry' if policy.attempts == 1 else 'retries'} used")
                     metrics.retries.labels(route_label, "limit_exceeded").inc()
                     return response
                 if not budget.withdraw():
@@ -235,6 +237,9 @@ class Breakers:
             self._breakers.pop((namespace, service), None)
             return None
         spec: BreakerSpec = found[0].spec  # type: ignore[assignment]
+        if not spec.outlier:  # only connection-pool limits (proxy.poollimits)
+            self._breakers.pop((namespace, service), None)
+            return None
         current = self._breakers.get((namespace, service))
         if current is None or current[0] != spec:
             current = (spec, Breaker(spec.consecutive_failures, spec.penalty, spec.max_penalty, spec.jitter, self._clock, self._rng))
@@ -242,7 +247,7 @@ class Breakers:
         return current[1]
 
     def states(self) -> dict[str, dict[str, str]]:
-        return {f"{ns}/{svc}": {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
+        return {fqdn(svc, ns): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
 
 
 def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
@@ -287,5 +292,5 @@ def _record(br: Breaker, request: Request, service: str, failed: bool, metrics: 
     key = request.endpoint.key
     changed = br.record(key, failed)
     if changed is not None:
-        metrics.breaker_transitions.labels(f"{service}.{request.dst_namespace}", changed).inc()
+        metrics.breaker_transitions.labels(fqdn(service, request.dst_namespace), changed).inc()
         request.fate.breaker = f"{changed} for {key[0]}:{key[1]}"

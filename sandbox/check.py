@@ -104,6 +104,22 @@ def sandbox_checks(name: str) -> Iterator[Result]:
         yield Result(cat, OK, f"all {len(st['workloads'])} workload instances are ready")
     for w in proxies:
         yield _proxy_certificate(cat, w, issuer)
+    for key, want in sorted(st.get("deployments", {}).items()):
+        if not want.get("inject"):
+            deployment = key.split("/", 1)[1]
+            yield Result(cat, WARN, f"deployment {key} is not meshed: no sidecar, so its traffic is plaintext and unmeasured",
+                         f"meshdojo inject {deployment} --name {name}")
+
+    cat = "meshdojo-policy"
+    try:
+        conflicts = api.call("GET", "/v1/policies?kind=-")["conflicts"]
+    except ApiError as exc:
+        yield Result(cat, FAIL, f"policies can be read ({exc})", f"meshdojo logs controlplane --name {name}")
+        conflicts = []
+    for conflict in conflicts:
+        yield Result(cat, WARN, f"conflict: {conflict['message']}", f"meshdojo get {conflict['kind'].lower()} --name {name}")
+    if not conflicts:
+        yield Result(cat, OK, "no two policies of one kind tie at any workload")
 
     cat = "meshdojo-clock"
     skew = abs((_now() - dt.datetime.fromtimestamp(os.stat(paths.status).st_mtime, dt.UTC)).total_seconds())

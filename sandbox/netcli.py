@@ -29,9 +29,19 @@ def workloads(name: str, target: str, namespace: str | None, what: str) -> dict[
     raise ValueError(f"{what} {target!r}: expected svc/NAME or deploy/NAME, e.g. svc/emoji or deploy/web")
 
 
+def instance_of(name: str, service: str, namespace: str, instance: str) -> str:
+    """``instance`` if it is one of ``service``'s endpoints; else an error listing them."""
+    services = api_for(name).call("GET", "/v1/services")["services"]
+    known = sorted(ep.get("instance") or eid for s in services if s["name"] == service and s["namespace"] == namespace
+                   for eid, ep in s["endpoints"].items())
+    if instance not in known:
+        raise ValueError(f"--instance {instance!r} is not an instance of svc/{service} (its instances: {', '.join(known) or 'none yet'})")
+    return instance
+
+
 def net_fault(name: str, kind: str, targets: list[str], source: str | None, namespace: str | None, latency: str | None,
-              jitter: str | None, rate: str | None, duration: str | None) -> dict[str, Any]:
-    """Create a network fault; returns it as the control plane describes it."""
+              jitter: str | None, rate: str | None, duration: str | None, instance: str | None = None) -> dict[str, Any]:
+    """Create a network fault (on one instance of the target with ``instance``); returns it as the control plane describes it."""
     if kind == "partition":
         if len(targets) != 2 or source:
             raise ValueError("a partition is between two deployments: 'meshdojo fault net partition deploy/A deploy/B'")
@@ -41,10 +51,19 @@ def net_fault(name: str, kind: str, targets: list[str], source: str | None, name
         if len(targets) != 1:
             raise ValueError(f"a {kind} fault has one target: svc/NAME (every caller) or deploy/NAME, narrowed by --from deploy/X")
         body = {"kind": kind, "to": workloads(name, targets[0], namespace, "target")}
+        if instance is not None:
+            if "service" not in body["to"]:
+                raise ValueError("--instance narrows a service: 'meshdojo fault net reset svc/emoji --instance emoji-1'")
+            body["to"]["instance"] = instance_of(name, body["to"]["service"], body["to"]["namespace"], instance)
         if source:
             body["from"] = workloads(name, source, namespace, "--from")
     body.update({k: v for k, v in (("latency", latency), ("jitter", jitter), ("rate", rate), ("duration", duration)) if v is not None})
     return api_for(name).call("POST", "/v1/netfaults", body)["applied"]
+
+
+def _names_service(spec: dict[str, Any], service: str, instances: set[str]) -> bool:
+    ref = spec.get("targetRef") or {}
+    return (ref.get("kind", "Service") == "Service" and ref.get("name") == service) or (ref.get("kind") == "Pod" and ref.get("name") in instances)
 
 
 def clear(name: str, service: str | None, namespace: str | None) -> list[str]:
@@ -62,8 +81,11 @@ def clear(name: str, service: str | None, namespace: str | None) -> list[str]:
             if fault["kind"] != "wire" and target["namespace"] == ns and target["service"] == service:
                 api.call("DELETE", f"/v1/netfaults/{fault['name']}")
                 lines.append(f"network fault {fault['name']} removed")
+        services = api.call("GET", "/v1/services")["services"]
+        instances = {ep.get("instance") or eid for s in services if s["name"] == service and s["namespace"] == ns
+                     for eid, ep in s["endpoints"].items()}
         items = [i for i in api.call("GET", f"/v1/policies?kind=FaultInjection&namespace={ns}")["items"]
-                 if i["document"]["spec"]["targetRef"]["name"] == service]
+                 if _names_service(i["document"]["spec"], service, instances)]
     for item in items:
         meta = item["document"]["metadata"]
         api.call("DELETE", f"/v1/policies/FaultInjection/{meta['namespace']}/{meta['name']}")

@@ -80,13 +80,14 @@ def fmt_ms(value: float | None) -> str:
 
 def stat_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
     header = ("NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN")
-    table = [header + (("MTLS",) if wide else ())]
+    overflow = any(r.get("overflow") for r in rows)  # connectionPool limits turned requests away: show how many
+    table = [header + (("MTLS",) if wide else ()) + (("OVERFLOW",) if overflow else ())]
     for r in rows:
         name = r["name"] + (" (not answering: " + ", ".join(r["not_answering"]) + ")" if r["not_answering"] else "")
         line = (r["namespace"], name, r["meshed"], fmt_rate(r["success_rate"]), f"{r['rps']:.1f}rps",
                 fmt_ms(r["latency_ms"]["p50"]), fmt_ms(r["latency_ms"]["p95"]), fmt_ms(r["latency_ms"]["p99"]),
                 "-" if r["tcp_conn"] is None else str(r["tcp_conn"]))
-        table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()))
+        table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()) + ((f"{r.get('overflow') or 0:.0f}",) if overflow else ()))
     return table
 
 

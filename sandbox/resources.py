@@ -8,9 +8,11 @@ from typing import Any
 
 import yaml
 
-from controlplane.policy import POLICY_API, canonical_kind
+from controlplane.policy import KINDS, POLICY_API, canonical_kind, foreign_kind, foreign_kind_message
 from sandbox.cpapi import ApiError, OperatorApi
 from sandbox.paths import SandboxPaths
+
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class ResourceError(RuntimeError):
@@ -38,8 +40,19 @@ def read_documents(paths: list[str]) -> list[dict[str, Any]]:
             raise ResourceError(f"{raw}: no such file or directory")
     documents = []
     for file in files:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ResourceError(f"{file}: {size / 1024 / 1024:.1f} MiB is more than a resource file may hold (1 MiB); "
+                                "is it the right file?")
+        raw = file.read_bytes()
         try:
-            loaded = list(yaml.safe_load_all(file.read_text()))
+            if b"\x00" in raw:
+                raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ResourceError(f"{file}: not a text file (expected YAML in UTF-8; is it a binary?)") from None
+        try:
+            loaded = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:
             raise ResourceError(f"{file}: not valid YAML: {exc}") from None
         documents += [{"source": str(file), "index": i, "document": d} for i, d in enumerate(loaded) if d is not None]
@@ -53,21 +66,35 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
     return api_for(name).call("POST", "/v1/policies", {"documents": documents, "namespace": namespace or "default"})
 
 
-def get(name: str, kind: str, resource: str | None, namespace: str | None) -> list[dict[str, Any]]:
+def kind_of(kind: str) -> str:
+    """Our kind that ``kind`` names; an error that helps when it names Istio's or nothing."""
     canonical = canonical_kind(kind)
-    if canonical is None:
-        raise ResourceError(f"unknown kind {kind!r}; try 'meshdojo get faultinjection'")
-    query = f"?kind={canonical}" + (f"&namespace={namespace}" if namespace else "") + (f"&name={resource}" if resource else "")
+    if canonical is not None:
+        return canonical
+    if foreign := foreign_kind(kind):
+        raise ResourceError(foreign_kind_message(foreign))
+    raise ResourceError(f"unknown kind {kind!r}; the kinds are {', '.join(KINDS)} (e.g. 'meshdojo get faultinjection')")
+
+
+def get(name: str, kind: str | None, resource: str | None, namespace: str | None) -> list[dict[str, Any]]:
+    """Resources of ``kind`` (every kind when None)."""
+    canonical = kind_of(kind) if kind else None
+    if resource and canonical is None:
+        raise ResourceError("say which kind: 'meshdojo get KIND NAME'")
+    query = "?" + "&".join(f"{k}={v}" for k, v in (("kind", canonical), ("namespace", namespace), ("name", resource)) if v)
     items = api_for(name).call("GET", "/v1/policies" + query)["items"]
     if resource and not items:
         raise ResourceError(f"no {canonical} named {resource!r}{f' in namespace {namespace}' if namespace else ''}")
     return items
 
 
+def conflicts(name: str) -> list[dict[str, Any]]:
+    """Inbound policies of one kind that tie at one workload (see controlplane.selection)."""
+    return api_for(name).call("GET", "/v1/policies?kind=-")["conflicts"]
+
+
 def delete(name: str, kind: str, resource: str, namespace: str | None) -> list[str]:
-    canonical = canonical_kind(kind)
-    if canonical is None:
-        raise ResourceError(f"unknown kind {kind!r}")
+    canonical = kind_of(kind)
     items = get(name, canonical, resource, namespace)
     if len(items) > 1:
         found = ", ".join(f"{i['document']['metadata'].get('namespace')}/{resource}" for i in items)
@@ -104,8 +131,9 @@ def service_namespace(name: str, service: str, namespace: str | None) -> str:
 
 
 def fault_document(service: str, namespace: str, abort: int | None, percent: float, delay: str | None,
-                   delay_percent: float, duration: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"targetRef": {"kind": "Service", "name": service}}
+                   delay_percent: float, duration: str | None, instance: str | None = None) -> dict[str, Any]:
+    """A FaultInjection on every instance of ``service``, or on one of them (a Pod target)."""
+    spec: dict[str, Any] = {"targetRef": {"kind": "Pod", "name": instance} if instance else {"kind": "Service", "name": service}}
     if delay is not None:
         spec["delay"] = {"fixedDelay": delay, "percentage": {"value": delay_percent}}
     if abort is not None:
@@ -113,12 +141,15 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
     if duration is not None:
         spec["duration"] = duration
     return {"apiVersion": POLICY_API, "kind": "FaultInjection",
-            "metadata": {"name": f"{service}-fault", "namespace": namespace}, "spec": spec}
+            "metadata": {"name": f"{instance or service}-fault", "namespace": namespace}, "spec": spec}
 
 
 def _target(spec: dict[str, Any]) -> str:
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
-    return f"svc/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
+    if isinstance(spec.get("selector"), dict):
+        return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
+    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa"}
+    return f"{short.get(ref.get('kind', 'Service'), ref.get('kind'))}/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
 
 
 def _detail(kind: str, spec: dict[str, Any]) -> str:

@@ -123,6 +123,7 @@ class Supervisor:
         self._desired_stamp: float | None = _mtime(paths.root / DESIRED_FILE)
         self._relaunch: list[tuple[float, Instance, bool]] = []  # (when, fresh instance, inject)
         self._targets: list[dict] = []
+        self._gateways_registered: set[str] = set()
         self.ready = False
         self.started = time.time()
 
@@ -294,15 +295,20 @@ class Supervisor:
         for name, (proc, ports, title) in list(self.gateways.items()):
             if proc.exited():
                 log.warning("%s-ingress exited; restarting in %.0fs", name, proc.schedule_restart(now))
-                if ports:  # the same port again: the URL printed by `up` stays valid
+                if ports:  # the same port again: the URL printed by `up` stays valid; the admin port is new
                     proc.argv = [*proc.argv[:proc.argv.index("--gateway") + 2], "--outbound-port", str(ports["outbound"])]
+                    (self.paths.root / "run" / f"{name}-ingress.ports").unlink(missing_ok=True)
+                    self.gateways[name] = (proc, {"outbound": ports["outbound"]}, title)
+                    self._gateways_registered.discard(name)
             elif proc.popen is None and now >= proc.next_start:
                 proc.start()
                 proc.backoff = min(proc.backoff * 2, BACKOFF_MAX)
-            elif not ports:
+            elif "admin" not in ports:
                 file = self.paths.root / "run" / f"{name}-ingress.ports"
                 if file.exists():
                     self.gateways[name] = (proc, json.loads(file.read_text()), title)
+            elif name not in self._gateways_registered:
+                self._register_gateway(name, ports)
         if self.cp is not None:
             if self.cp.exited():
                 self._controlplane_exited(now)
@@ -365,6 +371,7 @@ class Supervisor:
         self.cp.argv = self._controlplane_argv(info["apiPort"], info["meshPort"])
         for inst in self.instances:  # endpoints are saved with the registry; telemetry's workloads are not: register again
             inst.registered = False
+        self._gateways_registered.clear()
 
     def _controlplane_argv(self, api_port: int = 0, mesh_port: int = 0) -> list[str]:
         return [sys.executable, "-m", "controlplane", "--state-dir", str(self.paths.controlplane),
@@ -386,6 +393,18 @@ class Supervisor:
             inst.registered = True
         except ApiError as exc:
             log.warning("could not register %s yet: %s", inst.name, exc)
+
+    def _register_gateway(self, demo: str, ports: dict[str, int]) -> None:
+        """A gateway's traffic is telemetry too: its edges (gateway -> web) show in 'edges' and the UI."""
+        service = GATEWAYS[demo][0]
+        namespace = next(s.namespace for d in self.demos if d.name == demo for s in d.services if s.name == service)
+        try:
+            self.api.call("PUT", f"/v1/workloads/{namespace}/{demo}-ingress", {
+                "deployment": f"{demo}-ingress", "identity": f"spiffe://meshdojo.local/ns/{namespace}/sa/ingress-gateway",
+                "meshed": True, "admin": ports.get("admin")})
+            self._gateways_registered.add(demo)
+        except ApiError as exc:
+            log.warning("could not register %s-ingress for telemetry yet: %s", demo, exc)
 
     def _deregister(self, inst: Instance, forget: bool = False) -> None:
         """Take it out of its services; with ``forget``, out of telemetry too (it is gone, not restarting)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -76,3 +77,37 @@ def test_a_new_endpoint_is_probed_once_then_judged_by_its_latency():
     balancer.load("new").pending = 0
     balancer.load("new").observe(0.001)
     assert balancer.pick(["old", "new"], key=lambda e: e) == "new"
+
+
+def test_an_idle_endpoints_estimate_decays_so_it_is_tried_again_within_seconds():
+    """After one slow response, "slow" lost every draw; with no traffic its estimate decays
+    towards zero, and within a few decay periods it is cheaper than a busy, fast endpoint."""
+    clock = FakeClock()
+    balancer: P2cBalancer[str] = P2cBalancer(random.Random(5), clock)
+    balancer.load("fast").observe(0.005)
+    balancer.load("slow").observe(2.0)  # one 2 s response
+    picks = Counter(balancer.pick(["fast", "slow"], key=lambda e: e) for _ in range(50))
+    assert picks == {"fast": 50}
+    seconds_until_tried = None
+    for tick in range(1, 61):  # "fast" keeps serving (1 request in flight, 5 ms each), "slow" idles
+        clock.now += 0.5
+        balancer.load("fast").pending = 1
+        balancer.load("fast").observe(0.005)
+        if balancer.pick(["fast", "slow"], key=lambda e: e) == "slow":
+            seconds_until_tried = tick * 0.5
+            break
+    # with the idle decay constant of 2 s: 2 s * e^(-t/2) < 2 * 5 ms  ->  t > 2 * ln(200) ≈ 10.6 s
+    assert seconds_until_tried is not None and 9 <= seconds_until_tried <= 12, seconds_until_tried
+
+
+def test_idle_decay_with_the_injected_clock_is_exponential_and_only_while_idle():
+    clock = FakeClock()
+    load = PeakEwma(clock, decay=10.0, idle_decay=2.0)
+    load.observe(1.0)
+    clock.now += 2.0
+    assert abs(load.cost() - math.exp(-1)) < 1e-9
+    clock.now += 2.0
+    assert abs(load.cost() - math.exp(-2)) < 1e-9
+    load.pending = 1  # a request in flight: no decay, and the cost doubles
+    clock.now += 2.0
+    assert abs(load.cost() - 2 * math.exp(-2)) < 1e-9

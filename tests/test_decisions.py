@@ -61,7 +61,7 @@ def test_weighted_split_within_statistical_bounds():
     ([{"backendRefs": [{"name": "a", "weight": "half"}]}], "spec.rules[0].backendRefs[0].weight"),
     ([{"backendRefs": [{"name": "a", "weight": 0}]}], "spec.rules[0].backendRefs"),
     ([{"timeouts": {"request": "3 seconds"}}], "spec.rules[0].timeouts.request"),
-    ([{"retry": {"attempts": 0}}], "spec.rules[0].retry.attempts"),
+    ([{"retry": {"attempts": 11}}], "spec.rules[0].retry.attempts"),
     ([{"retry": {"codes": [200]}}], "spec.rules[0].retry.codes"),
     ([{"matches": [{"method": "FETCH"}]}], "spec.rules[0].matches[0].method"),
 ])
@@ -165,3 +165,9 @@ def test_token_bucket():
     assert bucket.take() and not bucket.take()
     clock.now += 100
     assert sum(bucket.take() for _ in range(10)) == 3  # never more than the burst
+    assert bucket.wait() == 0.5  # empty at 2 tokens/s: the next one in half a second
+    slow = TokenBucket(rate=4 / 60, burst=4, clock=clock)  # Istio's task: 4 per minute
+    assert [slow.take() for _ in range(5)] == [True, True, True, True, False]
+    assert abs(slow.wait() - 15.0) < 1e-9  # what Retry-After says: 15 s, not 1
+    clock.now += 10
+    assert abs(slow.wait() - 5.0) < 1e-9

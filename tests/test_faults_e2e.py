@@ -96,3 +96,39 @@ async def test_delay_with_a_header_match_and_invalid_batches_change_nothing(mesh
         assert elapsed >= 0.4 and marker == "delay 0.4s emojivoto/slow-for-jason"
         elapsed, marker = await timed({"end-user": "someone-else"})
         assert marker is None and elapsed < 0.4
+
+
+async def test_one_bad_instance_then_failure_accrual_takes_it_out(mesh: Mesh, echo_port: int):
+    """Linkerd's failure-accrual lesson: one failing replica behind a healthy one. A Pod-targeted
+    fault fails emoji-1 only; a CircuitBreaker ejects it and callers see success again. A
+    network fault on one instance (--instance) resets connections to that one only."""
+    healthy = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji-0")
+    bad = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji-1")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    for proxy, instance in ((healthy, "emoji-0"), (bad, "emoji-1")):
+        status, body = mesh.call("PUT", "/v1/services/emojivoto/emoji", {"ports": [8080], "selector": {"app": "emoji"}})
+        assert status == 200, body
+        status, body = mesh.call("PUT", f"/v1/services/emojivoto/emoji/endpoints/{instance}", {
+            "address": "127.0.0.1", "port": proxy.ports["inbound"], "identity": EMOJI, "labels": {"app": "emoji"}, "instance": instance})
+        assert status == 200, body
+    status, body = apply(mesh, {**fault("emoji-1-fault"), "spec": {"targetRef": {"kind": "Pod", "name": "emoji-1"},
+                                                                   "abort": {"httpStatus": 503}}})
+    assert status == 200, body
+    async with aiohttp.ClientSession() as session:
+        seen = await until(lambda: statuses(session, client.outbound, 40), lambda r: 503 in r and 200 in r, "one bad instance")
+        assert 0.2 < seen.count(503) / 40 < 0.8  # about half: the balancer still sends to both
+        assert "emoji-1-fault" in str(bad.config()["policies"]["inbound"]) and healthy.config()["policies"]["inbound"] == {}
+        status, body = apply(mesh, {**fault("emoji-breaker"), "kind": "CircuitBreaker",
+                                    "spec": {"targetRef": {"kind": "Service", "name": "emoji"}, "consecutiveFailures": 2,
+                                             "penalty": "30s", "maxPenalty": "30s"}})
+        assert status == 200, body
+        after = await until(lambda: statuses(session, client.outbound, 40), lambda r: r.count(200) == 40, "emoji-1 to be ejected", 5)
+        assert set(after) == {200}
+        mesh.call("DELETE", "/v1/policies/FaultInjection/emojivoto/emoji-1-fault")
+        mesh.call("DELETE", "/v1/policies/CircuitBreaker/emojivoto/emoji-breaker")
+        status, body = mesh.call("POST", "/v1/netfaults", {"kind": "reset", "to": {"namespace": "emojivoto", "service": "emoji",
+                                                                                      "instance": "emoji-1"}, "duration": "1m"})
+        assert status == 200 and "instance emoji-1 only" in body["applied"]["description"], body
+        reset = await until(lambda: statuses(session, client.outbound, 40), lambda r: any(s >= 500 for s in r) and 200 in r,
+                            "connections to emoji-1 only to be reset", 5)
+        assert 0.2 < sum(s >= 500 for s in reset) / 40 < 0.8

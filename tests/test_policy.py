@@ -47,7 +47,8 @@ def test_a_full_fault_parses():
 
 
 @pytest.mark.parametrize(("path", "value", "field", "what"), [
-    ("kind", "VirtualService", "kind", "unknown kind"),
+    ("kind", "VirtualService", "kind", "VirtualService (policy.meshdojo.dev/v1alpha1) is not a meshdojo kind; here that job is done by HTTPRoute"),
+    ("kind", "Gadget", "kind", "unknown kind"),
     ("apiVersion", "v1", "apiVersion", "policy.meshdojo.dev/v1alpha1"),
     ("spec.delay.fixedDelay", "7 seconds", "spec.delay.fixedDelay", "valid: 500ms, 2s, 1m"),
     ("spec.abort.percentage", {"value": 130}, "spec.abort.percentage.value", "from 0 to 100"),

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
             return rsp.status, rsp.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def inbound_requests(workload: dict) -> float:
+    """Requests a meshed instance's sidecar has received so far."""
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{workload['ports']['admin']}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("request_total{") and 'direction="inbound"' in line)
 
 
 def reachable(url: str) -> int:
@@ -137,13 +145,45 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
                and c["ready"], 30, "the control plane to be restarted")
     wait_until(lambda: cli.run("check", check=False).returncode == 0, 30, "check to pass after the restart")
 
+    # killed while the supervisor waits to restart it, the control plane is not killed "again": it says so
+    cli.run("kill", "controlplane")
+    wait_until(lambda: cli.status()["controlplane"]["restarting_in"] is not None, 10, "the restart wait")
+    waiting = cli.run("kill", "controlplane", check=False)
+    if cli.status()["controlplane"]["pid"] is None:  # (unless the restart won the race)
+        assert waiting.returncode == 1 and "not running right now" in waiting.stderr and "restarts it" in waiting.stderr
+    wait_until(lambda: cli.status()["controlplane"]["ready"], 30, "the control plane to be back")
+
+    # a killed sidecar: its endpoint is withdrawn while it is down, and it comes back on the same ports
+    voting = next(w for w in cli.status()["workloads"] if w["deployment"] == "voting")
+
+    def voting_endpoints() -> list[int]:
+        services = json.loads(urllib.request.urlopen(urllib.request.Request(
+            cli.status()["controlplane"]["api"] + "/v1/services",
+            headers={"Authorization": "Bearer " + (cli.home / "default" / "controlplane" / "admin-token").read_text().strip()}),
+            timeout=5).read())["services"]
+        return [ep["port"] for s in services if s["name"] == "voting" for ep in s["endpoints"].values()]
+
+    assert voting_endpoints() == [voting["ports"]["inbound"]]
+    assert "sidecar" in cli.run("kill", "voting", "--proxy").stdout
+    wait_until(lambda: voting_endpoints() == [], 10, "voting's endpoint to be withdrawn while its sidecar is down")
+    back = wait_until(lambda: (w := next(x for x in cli.status()["workloads"] if x["deployment"] == "voting"))["ready"]
+                      and w["pids"]["proxy"] != voting["pids"]["proxy"] and w, 30, "the sidecar to be restarted")
+    assert back["ports"] == voting["ports"]  # the same ports: the app's HTTP_PROXY still points at it
+    wait_until(lambda: voting_endpoints() == [voting["ports"]["inbound"]], 10, "voting's endpoint to return")
+
     # the ingress gateway comes back on the same port, so the printed URL keeps working
     cli.run("kill", "emojivoto-ingress")
     wait_until(lambda: reachable(gateway + "api/list") == 200, 30, "the gateway to return")
 
     # scale and uninject/inject
     cli.run("scale", "web", "2")
-    assert sum(w["deployment"] == "web" for w in cli.status()["workloads"]) == 2
+    webs = [w for w in cli.status()["workloads"] if w["deployment"] == "web"]
+    assert len(webs) == 2
+    scaled = time.monotonic()
+    counts = {w["name"]: inbound_requests(w) for w in webs}
+    # both instances serve within 10 s: the new one is probed at once, the old one is not starved
+    wait_until(lambda: all(inbound_requests(w) > counts[w["name"]] for w in webs), 10, "both web instances to serve")
+    print(f"both web instances served {time.monotonic() - scaled:.1f} s after the scale")
     cli.run("uninject", "emoji")
     st3 = cli.status()
     assert [w["meshed"] for w in st3["workloads"] if w["deployment"] == "emoji"] == [False]

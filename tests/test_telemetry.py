@@ -137,3 +137,18 @@ def test_the_line_cache_gives_what_a_cold_parse_gives():
     assert cached.requests == cold.requests and cached.failures == cold.failures
     assert cached.buckets == cold.buckets and cached.bounds == cold.bounds
     assert sum(cached.requests.values()) == 4
+
+
+def test_a_restart_inside_the_window_is_counted_like_prometheus_rate():
+    """Counters restart at zero with the proxy: the increase before and after is added up, so
+    `stat` right after a restart or a scale does not under-report."""
+    from controlplane.telemetry import Sample, WorkloadHistory, golden
+
+    key = ("inbound", "", "", "", "true")
+    history = WorkloadHistory("emojivoto", "emoji-0", "emoji", "spiffe://x", True)
+    for t, total in enumerate([100, 110, 120, 5, 15]):  # restarted between the third and fourth scrape
+        history.add(Sample(float(t), {key: float(total)}, {key: 1.0 if t < 3 else 0.0}))
+    g = golden(history, 60)
+    assert g.requests == 20 + 15 and g.seconds == 4.0  # not max(15 - 100, 0) = 0
+    assert g.failures == 0 and g.secured == 35
+    assert history.samples[3].reset and not history.samples[4].reset

@@ -55,7 +55,7 @@ async def test_a_retry_route_brings_a_30_percent_abort_back_above_97_percent(emo
         before = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 300)]
         assert 0.6 < before.count(200) / 300 < 0.8
         apply(mesh, doc("HTTPRoute", "emoji-retries", {"parentRefs": [{"kind": "Service", "name": "emoji"}],
-                                                       "rules": [{"retry": {"codes": [503], "attempts": 4, "backoff": "10ms"}}]}))  # 1 - 0.3**4 = 99.2 %
+                                                       "rules": [{"retry": {"codes": [503], "attempts": 4, "backoff": "10ms"}}]}))  # four retries: 1 - 0.3**5 = 99.8 %
         await until(lambda: fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"}),
                     lambda r: "route=emojivoto/emoji-retries#0" in r[1].get("x-meshdojo-fate", ""), "the route")
         after = await many(session, client.outbound, "http://emoji/", 300, headers={"x-meshdojo-debug": "1"})
@@ -187,7 +187,7 @@ async def test_routes_show_effective_and_actual_success_so_retries_are_visible(e
     rows = {row["route"]: row for row in body["rows"]}
     vote, other = rows["emojivoto/emoji-routes#0"], rows["emojivoto/emoji-routes#1"]
     assert vote["match"] == "prefix /api/vote" and other["match"] == "prefix /"
-    assert vote["effective_success"] > 0.97, vote  # 1 - 0.3**5
+    assert vote["effective_success"] > 0.97, vote  # five retries: 1 - 0.3**6
     # every attempt: the fault's 70 %; bounds of ~4.5 standard deviations for the ~400 attempts and 200 requests
     assert 0.6 < vote["actual_success"] < 0.8, vote
     assert 0.55 < other["effective_success"] < 0.85 and other["effective_success"] == other["actual_success"], other
@@ -241,3 +241,33 @@ async def test_no_header_a_client_writes_escapes_a_deny(mesh: Mesh, echo_port: i
     for request in ESCAPES:
         line = await asyncio.to_thread(_raw_exchange, port, request)
         assert b" 403 " in line, (request, line)
+
+
+async def test_connection_pool_limits_overflow_grows_with_concurrency_as_in_istios_task(emoji_mesh):
+    """Istio's circuit-breaking task: 1 connection, 1 pending request, 1 request per connection;
+    fortio -c 1, -c 2, -c 3. Requests beyond the limits get 503 at once, their fate says
+    overflow and a metric counts them; the endpoint's outlier breaker is not involved."""
+    from sandbox.loadgen import Target, run
+
+    mesh, _server, client = emoji_mesh
+    apply(mesh, doc("CircuitBreaker", "emoji-pool", {"targetRef": {"name": "emoji"}, "connectionPool": {
+        "tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1, "maxRequestsPerConnection": 1}}}))
+    target = Target("http://emoji/?delay_ms=5", client.outbound, "web's sidecar")
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.to_thread(lambda: "emoji-pool" in str(client.config()["policies"])), bool, "the policy")
+        _, headers, _ = await fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"})
+    shares = {}
+    for concurrency in (1, 2, 3, 6):
+        result = await run(target, concurrency, requests=60)
+        shares[concurrency] = result.statuses[503] / result.count
+        assert result.statuses[200] + result.statuses[503] == 60, result.statuses
+        assert result.errors.get("pool_overflow", 0) == result.statuses[503]
+    assert shares[1] == 0 and shares[2] <= 0.1 < shares[3] < shares[6], shares
+    metrics = client.metrics()
+    assert 'outbound_http_pool_overflow_total{service="emoji.emojivoto.svc.cluster.local"}' in metrics
+    assert "breaker_state" not in "".join(line for line in metrics.splitlines() if 'state="open"' in line)
+    async with aiohttp.ClientSession() as session:  # a request's fate names the overflow
+        results = await asyncio.gather(*(fetch(session, client.outbound, "http://emoji/?delay_ms=50", headers={"x-meshdojo-debug": "1"})
+                                         for _ in range(4)))
+    fates = [h.get("x-meshdojo-fate", "") for s, h, _ in results if s == 503]
+    assert fates and all("pool=overflow: 1 in flight, 1 pending" in f for f in fates), fates

@@ -96,7 +96,7 @@ def test_fate_lines_and_filters():
 
 
 def test_an_error_field_is_found_on_its_line():
-    text = "kind: HTTPRoute\nspec:\n  rules:\n  - retry:\n      attempts: 0\n"
+    text = "kind: HTTPRoute\nspec:\n  rules:\n  - retry:\n      attempts: 11\n"
     assert field_line(text, "spec.rules[0].retry.attempts") == 4
     assert field_line(text, "nowhere") is None
 

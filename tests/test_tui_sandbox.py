@@ -54,7 +54,7 @@ async def test_dashboard_topology_security_and_logs(sandbox):
     app = MeshdojoApp()
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one("#workloads", DataTable)
-        await until(pilot, lambda: table.row_count == 4 and any(d["rps"] > 0 for d in app.snapshot.deployments), "the workloads' traffic")
+        await until(pilot, lambda: table.row_count == 5 and any(d["rps"] > 0 for d in app.snapshot.deployments), "the workloads' traffic")
         assert "control plane up" in text(app, "#summary") and "emojivoto web UI" in text(app, "#summary")
 
         await pilot.press("2")
@@ -113,7 +113,7 @@ async def test_faults_and_policies_from_the_ui(sandbox):
 
         area = app.query_one("#yaml", TextArea)
         area.load_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: bad\n  namespace: emojivoto\n"
-                       "spec:\n  parentRefs:\n  - kind: Service\n    name: emoji\n  rules:\n  - retry:\n      attempts: 0\n")
+                       "spec:\n  parentRefs:\n  - kind: Service\n    name: emoji\n  rules:\n  - retry:\n      attempts: 11\n")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "✗ spec.rules[0].retry.attempts" in text(app, "#yaml-errors"), "the inline error")
         assert "(line 12)" in text(app, "#yaml-errors") and area.cursor_location[0] == 11

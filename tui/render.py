@@ -168,7 +168,7 @@ def topology(edges: list[dict[str, Any]], deployments: list[dict[str, Any]], edg
 
 # -- a request's fate -----------------------------------------------------------------------
 
-FATE_KEYS = ("route", "backend", "timeout", "breaker", "fault", "authz", "ratelimit")
+FATE_KEYS = ("route", "backend", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
 
 
 def fate_lines(event: dict[str, Any]) -> list[str]:

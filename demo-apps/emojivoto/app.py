@@ -1,7 +1,9 @@
 """emojivoto, as in Linkerd's demo: ``python app.py web|emoji|voting|vote-bot``.
 
 Kept from the original: voting for the doughnut fails with a 500 from ``voting``, so ``web``
-is never at 100 % success.
+is never at 100 % success. As in Linkerd's demo, ``voting`` has one method per emoji —
+``POST /emojivoto.v1.VotingService/VoteDoughnut`` — so ``meshdojo top`` and ``routes`` single
+out the failing one.
 """
 
 from __future__ import annotations
@@ -39,12 +41,33 @@ def emoji_routes() -> dict:
     return {"/api/list": list_all, "/api/find": find}
 
 
+VOTING = "/emojivoto.v1.VotingService/"
+
+
+def method_name(shortcode: str) -> str:
+    """``:stuck_out_tongue_winking_eye:`` -> ``VoteStuckOutTongueWinkingEye`` (Linkerd's method names)."""
+    return "Vote" + "".join(part.capitalize() for part in shortcode.strip(":").split("_"))
+
+
+METHODS = {method_name(code): code for code in EMOJI}
+
+
 def voting_routes() -> dict:
     votes: Counter[str] = Counter()
     lock = threading.Lock()
 
+    def vote_method(r: Request) -> Reply:
+        method = r.path.removeprefix(VOTING)
+        if method == "Results":
+            return results(r)
+        if method not in METHODS:
+            return Reply.json({"error": f"unknown method {method}"}, 404)
+        return vote_for(METHODS[method])
+
     def vote(r: Request) -> Reply:
-        choice = r.query.get("choice", "")
+        return vote_for(r.query.get("choice", ""))
+
+    def vote_for(choice: str) -> Reply:
         if choice == ":doughnut:":  # the classic bug, kept on purpose
             return Reply.json({"error": "ERROR: voting for the doughnut is broken"}, 500)
         if choice not in EMOJI:
@@ -57,7 +80,7 @@ def voting_routes() -> dict:
         with lock:
             return Reply.json([{"shortcode": k, "votes": n} for k, n in votes.most_common()])
 
-    return {"/api/vote": vote, "/api/results": results}
+    return {VOTING: vote_method, "/api/vote": vote, "/api/results": results}
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>emojivoto</title>
@@ -70,9 +93,9 @@ def web_routes() -> dict:
     emoji_url = f"http://{setting('EMOJI_ADDR', 'emoji:8080')}"
     voting_url = f"http://{setting('VOTING_ADDR', 'voting:8080')}"
 
-    def upstream(url: str) -> tuple[int, object]:
+    def upstream(url: str, method: str = "GET") -> tuple[int, object]:
         try:
-            return fetch(url, 5)
+            return fetch(url, 5, method=method)
         except OSError as exc:
             return 502, {"error": f"upstream unavailable: {exc}"}
 
@@ -92,11 +115,11 @@ def web_routes() -> dict:
         status, found = upstream(f"{emoji_url}/api/find?shortcode={choice}")
         if status != 200:
             return Reply.json(found, status)
-        status, body = upstream(f"{voting_url}/api/vote?choice={choice}")
+        status, body = upstream(f"{voting_url}{VOTING}{method_name(choice)}", "POST")
         return Reply.json(body, status)
 
     def leaderboard(_r: Request) -> Reply:
-        status, results = upstream(f"{voting_url}/api/results")
+        status, results = upstream(f"{voting_url}{VOTING}Results", "POST")
         if status != 200:
             return Reply.json(results, status)
         return Reply.json([{**r, "unicode": EMOJI.get(r["shortcode"], "?")} for r in results])

@@ -1,0 +1,23 @@
+"""``check``: the doctor."""
+
+from __future__ import annotations
+
+import argparse
+
+from sandbox.cli.common import add_name, fail
+
+
+def _check(args: argparse.Namespace) -> int:
+    from sandbox.check import run
+
+    try:
+        return 0 if run(args.name, args.pre) else 1
+    except ValueError as exc:
+        return fail(str(exc))
+
+
+def register(sub) -> None:
+    check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
+    check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
+    check.set_defaults(handler=_check)
+    add_name(check)

@@ -1,0 +1,83 @@
+"""``load``: a fortio/hey-like load generator, through a workload's sidecar or a gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from sandbox.cli.common import add_name, fail
+
+
+def _load(args: argparse.Namespace) -> int:
+    from controlplane.durations import InvalidDuration, parse_duration
+    from sandbox import loadgen, local, resources
+    from sandbox.cpapi import ApiError
+
+    if args.connections < 1 or args.connections > 256:
+        return fail("-c: from 1 to 256 connections")
+    try:
+        duration = parse_duration(args.duration) if args.duration else None
+    except InvalidDuration as exc:
+        return fail(f"-d: {exc}")
+    requests = args.requests if args.requests is not None else (None if duration else 100)
+    try:
+        target = load_target(args.name, args.target, args.path, args.source, args.namespace)
+        headers = dict(h.split(":", 1) for h in args.header) if args.header else {}
+        result = asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps,
+                                         {k.strip(): v.strip() for k, v in headers.items()}))
+    except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
+        return fail(str(exc))
+    numbers = loadgen.summary(result)
+    print(json.dumps(numbers, indent=2) if args.output == "json" else loadgen.render(numbers, target))
+    return 0
+
+
+def load_target(name: str, target: str, path: str, source: str | None, namespace: str | None):
+    """Where the requests go and how: ``svc/NAME`` through ``--from deploy/X``'s sidecar, or a
+    demo's ingress gateway when ``--from`` is left out and the service is behind one."""
+    from sandbox import local, resources
+    from sandbox.loadgen import Target
+
+    kind, _, service = target.partition("/")
+    if kind not in ("svc", "service") or not service:
+        raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/emoji --from deploy/web'")
+    path = path if path.startswith("/") else "/" + path
+    st = local._running_status(name)
+    ns = resources.service_namespace(name, service, namespace)
+    if source is None:
+        gateway = next((g for g in st.get("gateways", []) if g["service"] == service and g.get("url")), None)
+        if gateway is None:
+            raise ValueError(f"svc/{service} is not behind a gateway: send the load from a workload, e.g. --from deploy/web")
+        return Target(gateway["url"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway")
+    src_kind, _, deployment = source.partition("/")
+    if src_kind not in ("deploy", "deployment") or not deployment:
+        raise ValueError(f"--from {source!r}: expected deploy/NAME")
+    src_ns, src = local.find_deployment(st, deployment, None)
+    instance = next((w for w in st["workloads"] if w["deployment"] == src and w["namespace"] == src_ns and w["meshed"]
+                     and w["ports"].get("outbound")), None)
+    if instance is None:
+        raise ValueError(f"deploy/{src} has no running sidecar to send through (is it meshed? 'meshdojo inject {src}')")
+    port = next((s["ports"][0] for s in resources.api_for(name).call("GET", "/v1/services")["services"]
+                 if s["name"] == service and s["namespace"] == ns and s["ports"]), 80)
+    return Target(f"http://{service}.{ns}:{port}{path}", f"http://127.0.0.1:{instance['ports']['outbound']}",
+                  f"{instance['name']}'s sidecar (identity {instance['identity']})")
+
+
+def register(sub) -> None:
+    load = sub.add_parser("load", help="send load to a service, like fortio or hey: latency histogram and codes (e.g. "
+                                       "'meshdojo load svc/emoji /api/list --from deploy/web -c 3 -n 30')")
+    load.add_argument("target", help="svc/NAME")
+    load.add_argument("path", nargs="?", default="/", help="the path to request (default /)")
+    load.add_argument("--from", dest="source", metavar="deploy/NAME",
+                      help="send through this workload's sidecar, with its identity (default: the demo's gateway)")
+    load.add_argument("-c", dest="connections", type=int, default=4, help="connections sending at once (default 4)")
+    load.add_argument("-n", dest="requests", type=int, help="requests in all (default 100, unless -d)")
+    load.add_argument("-d", dest="duration", metavar="DURATION", help="send for this long instead, e.g. 10s")
+    load.add_argument("--qps", type=float, default=0.0, help="requests per second in all (default 0: as fast as answered)")
+    load.add_argument("-H", "--header", action="append", metavar="NAME:VALUE", help="a header to send (repeatable)")
+    load.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    load.add_argument("--namespace", dest="namespace", help="the service's namespace (needed only when ambiguous)")
+    load.set_defaults(handler=_load)
+    add_name(load)
+    # (-n is the request count here, as in hey; the namespace is --namespace)

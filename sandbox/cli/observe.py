@@ -1,0 +1,153 @@
+"""``stat``, ``routes``, ``edges``, ``identity``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sandbox.cli.common import add_name, add_namespace, fail, print_table
+
+
+def _wire(args: argparse.Namespace) -> int:
+    from sandbox import local, netcli, resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        seen = netcli.wire(args.name, args.source, args.target, args.namespace, args.timeout)
+    except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
+        return fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(seen, indent=2))
+    else:
+        print("\n".join(netcli.render_wire(seen)))
+    return 0 if seen["connections"] else 1
+
+
+def _observe(args: argparse.Namespace) -> int:
+    from sandbox import observe, resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        if args.command == "stat":
+            rows = observe.stat(args.name, args.target, args.namespace, args.window)
+            table = observe.stat_table(rows, args.output == "wide")
+        elif args.command == "routes":
+            rows = observe.routes(args.name, args.target, args.namespace, args.source, args.window)
+            table = observe.routes_table(rows, args.output == "wide")
+        elif args.command == "edges":
+            rows = observe.edges(args.name, args.namespace, args.window)
+            table = observe.edges_table(rows, args.output == "wide")
+        else:
+            data = observe.identities(args.name)
+            if args.output == "json":
+                print(json.dumps(data, indent=2))
+                return 0
+            print(f"trust anchor: {data['trust_anchor']['subject']}, valid until {data['trust_anchor']['notAfter']}")
+            print(f"issuer:       {data['issuer']['subject']}, valid until {data['issuer']['notAfter']}")
+            table = [("WORKLOAD", "IDENTITY", "SERIAL", "NOT_AFTER", "ROTATES_IN", "ROTATIONS", "MODE")]
+            for w in data["workloads"]:
+                table.append((w["workload"], w["identity"], (w.get("serial") or "-")[:12], (w.get("not_after") or "-")[:19],
+                              f"{w['rotation_in_seconds']:.0f}s" if w.get("rotation_in_seconds") is not None else "-",
+                              str(w.get("rotations", "-")), w.get("mode") or w.get("error", "-")))
+            print_table(table)
+            return 0
+    except ApiError as exc:
+        hint = " (see 'meshdojo status' for what runs)" if exc.status == 404 else ""
+        return fail(f"{exc.body.get('error') or exc}{hint}")
+    except (resources.ResourceError, ValueError) as exc:
+        return fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif len(table) == 1:
+        print("No traffic yet in this window (try a longer --window, or wait for the load generators).")
+    else:
+        print_table(table)
+    return 0
+
+
+def _attack(args: argparse.Namespace) -> int:
+    from sandbox import attack, resources
+    from sandbox.cpapi import ApiError
+
+    kind, _, service = args.target.partition("/")
+    if kind not in ("svc", "service") or not service:
+        return fail(f"{args.target!r}: expected svc/NAME, e.g. 'meshdojo attack svc/web'")
+    try:
+        results = attack.attack_service(args.name, service, args.namespace)
+    except (resources.ResourceError, ApiError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    for endpoint_id, port, meshed, outcomes in results:
+        where = "its sidecar's inbound port" if meshed else "the app itself (no sidecar)"
+        print(f"intruder -> {service} endpoint {endpoint_id} at 127.0.0.1:{port} ({where})")
+        for outcome in outcomes:
+            mark = {"refused": "√", "denied": "√", "let through": "‼"}[outcome.verdict]
+            label = "plaintext, no certificate" if outcome.attempt == "plaintext" else "TLS with a foreign CA's certificate"
+            print(f"  {mark} {label}: {outcome.verdict.upper()} — {outcome.detail}")
+            print(f"      {outcome.lesson}")
+    return 0
+
+
+def _tap(args: argparse.Namespace) -> int:
+    from sandbox import local, tapcli
+
+    try:
+        tapcli.run(args.name, args.target, args.namespace, args.to, args.path, args.method, args.output == "json",
+                   emit=lambda line: print(line, flush=True))
+    except (local.SandboxError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from sandbox import local, top
+
+    try:
+        result = top.run(args.name, args.target, args.namespace, args.duration, emit=lambda text: print(text, flush=True))
+    except (local.SandboxError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+    print(top.render(result))
+    return 0
+
+
+def register(sub) -> None:
+    wire = sub.add_parser("wire", help="what an eavesdropper between two workloads sees: TLS records, or readable HTTP")
+    wire.add_argument("source", metavar="deploy/A", help="the client deployment")
+    wire.add_argument("target", metavar="deploy/B", help="the server deployment")
+    wire.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a connection on the edge (default 10)")
+    wire.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    wire.set_defaults(handler=_wire)
+    stat = sub.add_parser("stat", help="golden metrics per deployment or service, like 'linkerd viz stat'")
+    stat.add_argument("target", nargs="?", help="deploy, deploy/NAME, svc or svc/NAME (default: deploy)")
+    routes = sub.add_parser("routes", help="per route of a service: EFFECTIVE (what callers saw) vs ACTUAL (every attempt)")
+    routes.add_argument("target", help="svc/NAME")
+    routes.add_argument("--from", dest="source", metavar="deploy/NAME", help="only this client's requests")
+    edges = sub.add_parser("edges", help="who talks to whom, and whether it is mutual TLS, like 'linkerd viz edges'")
+    ident = sub.add_parser("identity", aliases=["certs"], help="every workload's SPIFFE ID and certificate, with rotation countdowns")
+    for p in (stat, edges, routes):
+        p.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
+        p.add_argument("-t", "--window", default="1m", help="time window (default 1m; 10s for 'live')")
+    ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    for p in (stat, edges, routes, ident):
+        p.set_defaults(handler=_observe)
+    tap = sub.add_parser("tap", help="live requests of a deployment and each one's fate, like 'linkerd viz tap'")
+    tap.add_argument("target", help="deploy/NAME")
+    tap.add_argument("--to", help="only requests to this destination (e.g. deploy/emoji or svc/emoji)")
+    tap.add_argument("--path", help="only paths starting with this")
+    tap.add_argument("--method", help="only this method")
+    tap.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    tap.set_defaults(handler=_tap)
+    top = sub.add_parser("top", help="a live table of a deployment's traffic by source, destination, method and path")
+    top.add_argument("target", help="deploy/NAME")
+    top.add_argument("--duration", type=float, help="stop after this many seconds and print the table (default: run until Ctrl-C)")
+    top.set_defaults(handler=_top)
+    attack = sub.add_parser("attack", help="an intruder tries a service in plaintext and with a foreign CA: what gets through?")
+    attack.add_argument("target", help="svc/NAME")
+    attack.set_defaults(handler=_attack)
+    for p in (wire, stat, edges, routes, attack, tap, top):
+        add_namespace(p)
+    for p in (wire, stat, edges, routes, ident, attack, tap, top):
+        add_name(p)

@@ -1,0 +1,88 @@
+"""``apply``, ``get`` and ``delete``: policy resources."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sandbox.cli.common import add_name, add_namespace, fail, print_table
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        result = resources.apply(args.name, args.filename, args.namespace)
+    except ApiError as exc:
+        lines = [f"{e['source']}: document {e['index']}: {e['field']}: {e['message']}" for e in exc.body.get("errors", [])]
+        return fail("\n".join([str(exc), *lines]))
+    except (resources.ResourceError, ValueError) as exc:
+        return fail(str(exc))
+    for item in result["applied"]:
+        print(f"{item['kind'].lower()}/{item['name']} {item['action']} (namespace {item['namespace']})")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        items = resources.get(args.name, args.kind, args.resource, args.namespace)
+        conflicts = resources.conflicts(args.name)
+    except (resources.ResourceError, ApiError, ValueError) as exc:
+        return fail(str(exc))
+    for conflict in conflicts:
+        print(f"warning: conflict: {conflict['message']}", file=sys.stderr)
+    if args.output == "json":
+        print(json.dumps([i["document"] for i in items], indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump_all([i["document"] for i in items], sort_keys=False), end="")
+    elif not items:
+        print(f"No {args.kind + ' ' if args.kind else ''}resources found.")
+    else:
+        print_table(resources.table(items))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        if args.filename:
+            lines = resources.delete_files(args.name, args.filename)
+        elif args.kind and args.resource:
+            lines = resources.delete(args.name, args.kind, args.resource, args.namespace)
+        else:
+            return fail("say what to delete: 'meshdojo delete -f FILE' or 'meshdojo delete KIND NAME'")
+    except (resources.ResourceError, ApiError, ValueError) as exc:
+        return fail(str(exc))
+    print("\n".join(lines))
+    return 0
+
+
+def register(sub) -> None:
+    apply = sub.add_parser("apply", help="apply policy resources from YAML files or directories (all or nothing)")
+    apply.add_argument("-f", "--filename", action="append", required=True, help="a file or directory (repeatable)")
+    apply.set_defaults(handler=_apply)
+    get = sub.add_parser("get", help="list policy resources, e.g. 'meshdojo get faultinjection' (every kind without one)")
+    get.add_argument("kind", nargs="?", help="HTTPRoute, FaultInjection, RetryBudget, CircuitBreaker, AuthorizationPolicy, MeshTLS or "
+                                              "RateLimit (any case, plural or short: fault, route, authz); every kind when left out")
+    get.add_argument("resource", nargs="?", help="one resource's name")
+    get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+    get.set_defaults(handler=_get)
+    delete = sub.add_parser("delete", help="delete policy resources: -f FILE, or KIND NAME")
+    delete.add_argument("kind", nargs="?", help="the kind, as for 'get'")
+    delete.add_argument("resource", nargs="?", help="the resource's name")
+    delete.add_argument("-f", "--filename", action="append", help="delete what a file (or directory) describes")
+    delete.set_defaults(handler=_delete)
+    for p in (apply, get, delete):
+        add_namespace(p)
+        add_name(p)

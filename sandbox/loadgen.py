@@ -1,0 +1,129 @@
+"""``meshdojo load``: a load generator in the manner of fortio and hey — a number of connections
+(``-c``) sending requests back to back (or at ``--qps`` in all) for ``-n`` requests or ``-d``
+seconds — through a workload's sidecar (so the requests carry its identity and its policies
+apply) or through a demo's ingress gateway. It prints the latency histogram, quantiles and the
+count per status code, as fortio does.
+
+Measuring is :func:`run` (async, I/O); reading the numbers is :func:`summary` and
+:func:`render` (pure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+BUCKETS_MS = (1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000, math.inf)
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    statuses: Counter[int] = field(default_factory=Counter)  # 0: no response (connection error, timeout)
+    errors: Counter[str] = field(default_factory=Counter)  # x-meshdojo-error codes, and client-side errors
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.statuses.values())
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    proxy: str | None  # the sidecar's outbound listener, as HTTP_PROXY would name it
+    via: str  # for the learner: "web-0's sidecar" or "the emojivoto ingress gateway"
+
+
+async def run(target: Target, concurrency: int = 4, requests: int | None = None, duration: float | None = None,
+              qps: float = 0.0, headers: dict[str, str] | None = None, timeout: float = 10.0) -> LoadResult:
+    """Send requests until ``requests`` are done or ``duration`` is over (one of them is needed)."""
+    if requests is None and duration is None:
+        raise ValueError("say how much: -n REQUESTS or -d DURATION")
+    result = LoadResult(concurrency)
+    issued = 0
+    started = time.monotonic()
+    stop_at = started + duration if duration is not None else math.inf
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def worker() -> None:
+            nonlocal issued
+            while time.monotonic() < stop_at and (requests is None or issued < requests):
+                issued += 1
+                if qps > 0:  # paced: request k leaves at k/qps seconds
+                    await asyncio.sleep(max(started + (issued - 1) / qps - time.monotonic(), 0))
+                await _one(session, target, headers or {}, result)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+async def _one(session: aiohttp.ClientSession, target: Target, headers: dict[str, str], result: LoadResult) -> None:
+    began = time.perf_counter()
+    try:
+        async with session.get(target.url, proxy=target.proxy, headers=headers) as rsp:
+            await rsp.read()
+            result.statuses[rsp.status] += 1
+            if code := rsp.headers.get("x-meshdojo-error"):
+                result.errors[code] += 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        result.statuses[0] += 1
+        result.errors[type(exc).__name__] += 1
+        return
+    result.latencies_ms.append((time.perf_counter() - began) * 1000)
+
+
+def quantile(sorted_ms: list[float], q: float) -> float | None:
+    if not sorted_ms:
+        return None
+    return sorted_ms[min(len(sorted_ms) - 1, max(math.ceil(q * len(sorted_ms)) - 1, 0))]
+
+
+def summary(result: LoadResult) -> dict[str, Any]:
+    """The numbers, for ``-o json`` and for the text."""
+    ordered = sorted(result.latencies_ms)
+    histogram, previous = [], 0.0
+    for bound in BUCKETS_MS:
+        n = sum(1 for v in ordered if previous < v <= bound) if bound != math.inf else sum(1 for v in ordered if v > previous)
+        if n:
+            histogram.append({"from_ms": previous, "to_ms": None if bound == math.inf else bound, "count": n})
+        previous = bound
+    total = result.count
+    return {
+        "requests": total, "concurrency": result.concurrency, "seconds": round(result.elapsed, 3),
+        "qps": round(total / result.elapsed, 1) if result.elapsed else 0.0,
+        "codes": {str(code): {"count": n, "share": round(n / total, 4)} for code, n in sorted(result.statuses.items())},
+        "errors": dict(result.errors),
+        "latency_ms": {name: (round(v, 2) if (v := quantile(ordered, q)) is not None else None)
+                       for name, q in (("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))},
+        "histogram": histogram,
+    }
+
+
+def render(numbers: dict[str, Any], target: Target) -> str:
+    lines = [f"{numbers['requests']} requests to {target.url} via {target.via}: {numbers['concurrency']} connections, "
+             f"{numbers['seconds']:.1f}s, {numbers['qps']} req/s"]
+    lat = numbers["latency_ms"]
+    if lat["p50"] is not None:
+        lines.append("latency ms: " + ", ".join(f"{k} {v:.1f}" for k, v in lat.items()))
+        lines.append("histogram (ms):")
+        width = max(h["count"] for h in numbers["histogram"])
+        for h in numbers["histogram"]:
+            upper = "+" if h["to_ms"] is None else f"{h['to_ms']:g}"
+            bar = "#" * max(1, round(30 * h["count"] / width))
+            lines.append(f"  {h['from_ms']:>6g} - {upper:<6} {h['count']:>6}  {bar}")
+    for code, c in numbers["codes"].items():
+        label = "no response" if code == "0" else f"Code {code}"
+        lines.append(f"{label} : {c['count']} ({c['share'] * 100:.1f} %)")
+    if numbers["errors"]:
+        lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(numbers["errors"].items())))
+    return "\n".join(lines)
