@@ -106,3 +106,65 @@ def test_each_response_leaves_in_one_write_with_nodelay():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _app(tmp_path, role: str, script: str, env: dict[str, str] | None = None):
+    port = free_port()
+    proc = spawn([sys.executable, script, role], tmp_path / f"{role}.log",
+                 {"PORT": str(port), "BIND_HOST": "127.0.0.1", "PATH": "/usr/bin:/bin", **(env or {})}, cwd=DEMO)
+    wait_until(lambda: accepting(port), 10, f"the {role} app")
+    return proc, port
+
+
+def test_voting_has_a_method_per_emoji_and_the_doughnut_one_fails(tmp_path):
+    proc, port = _app(tmp_path, "voting", "emojivoto/app.py")
+    try:
+        got = talk(port, b"POST /emojivoto.v1.VotingService/VoteJoy HTTP/1.1\r\nHost: v\r\nContent-Length: 0\r\n\r\n"
+                         b"POST /emojivoto.v1.VotingService/VoteDoughnut HTTP/1.1\r\nHost: v\r\nContent-Length: 0\r\n\r\n"
+                         b"POST /emojivoto.v1.VotingService/Results HTTP/1.1\r\nHost: v\r\nContent-Length: 0\r\n\r\n", 3)
+        assert [g[0] for g in got[:3]] == [200, 500, 200]
+        assert json.loads(got[2][2]) == [{"shortcode": ":joy:", "votes": 1}]
+    finally:
+        stop_group(proc)
+
+
+def test_bookinfo_sign_in_sets_a_cookie_and_productpage_sends_end_user(tmp_path):
+    """Istio's bookinfo has a sign-in: the page's user becomes end-user on calls to reviews."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Reviews(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("end-user"))
+            body = json.dumps({"podname": "reviews-fake", "reviews": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), Reviews)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    addr = f"127.0.0.1:{fake.server_address[1]}"
+    proc, port = _app(tmp_path, "productpage", "bookinfo/app.py", {"REVIEWS_ADDR": addr, "DETAILS_ADDR": addr})
+    try:
+        got = talk(port, b"POST /login HTTP/1.1\r\nHost: p\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         b"Content-Length: 14\r\n\r\nusername=jason", 1)
+        assert got[0][0] == 303 and b"Set-Cookie: user=jason" in got[0][1]
+        page = talk(port, b"GET /productpage HTTP/1.1\r\nHost: p\r\nCookie: user=jason\r\n\r\n", 1)[0]
+        assert page[0] == 200 and b"signed in as <b>jason</b>" in page[2]
+        assert "jason" in seen
+        anonymous = talk(port, b"GET /productpage HTTP/1.1\r\nHost: p\r\n\r\n", 1)[0]
+        assert b"Sign in" in anonymous[2] and seen[-1] is None
+        bad = talk(port, b"POST /login HTTP/1.1\r\nHost: p\r\nContent-Length: 18\r\n\r\nusername=<script>x", 1)[0]
+        assert bad[0] == 400
+    finally:
+        stop_group(proc)
+        fake.shutdown()
+        fake.server_close()

@@ -132,3 +132,26 @@ def test_every_shipped_example_policy_is_valid():
     for file in files:
         for i, document in enumerate(yaml.safe_load_all(file.read_text())):
             parse(document, str(file), i)
+
+
+def test_files_that_are_not_text_or_too_large_are_refused_by_name(tmp_path):
+    from sandbox.resources import ResourceError, read_documents
+
+    binary = tmp_path / "policy.yaml"
+    binary.write_bytes(b"\x7fELF\x00\x01\x02")
+    with pytest.raises(ResourceError, match=f"{binary}: not a text file"):
+        read_documents([str(binary)])
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 * 1024 * 1024))
+    with pytest.raises(ResourceError, match=r"big.yaml: 2.0 MiB is more than a resource file may hold \(1 MiB\)"):
+        read_documents([str(big)])
+
+
+@pytest.mark.parametrize("kind, job", [("virtualservice", "HTTPRoute"), ("dr", "CircuitBreaker"), ("PeerAuthentications", "MeshTLS")])
+def test_istio_kinds_in_get_say_which_kind_does_that_job(kind, job):
+    from sandbox.resources import ResourceError, kind_of
+
+    with pytest.raises(ResourceError, match=f"is not a meshdojo kind; here that job is done by {job}"):
+        kind_of(kind)
+    with pytest.raises(ResourceError, match="the kinds are HTTPRoute, FaultInjection"):
+        kind_of("gizmo")

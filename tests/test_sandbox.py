@@ -125,6 +125,19 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     cli.run("fault", "clear", "voting")
     wait_until(lambda: get(gateway + "api/vote?choice=:joy:")[0] == 200, 5, "the fault to be cleared")
 
+    # an unknown deployment is an error, not "no traffic yet"; two MeshTLS for one workload are a conflict
+    nosuch = cli.run("stat", "deploy/nosuch", check=False)
+    assert nosuch.returncode == 1 and "no deployment 'nosuch'; known: emoji" in nosuch.stderr
+    tied = cli.home.parent / "tied.yaml"
+    tied.write_text("".join(f"---\napiVersion: policy.meshdojo.dev/v1alpha1\nkind: MeshTLS\nmetadata: {{name: {n}, namespace: emojivoto}}\n"
+                            f"spec: {{mode: PERMISSIVE, targetRef: {{kind: Deployment, name: emoji}}}}\n" for n in ("a-tls", "b-tls")))
+    cli.run("apply", "-f", str(tied))
+    listed = cli.run("get")  # every kind
+    assert "MeshTLS" in listed.stdout and "deploy/emoji" in listed.stdout
+    assert "conflict: MeshTLS emojivoto/a-tls, emojivoto/b-tls all apply to emojivoto/emoji-0" in listed.stderr
+    assert "‼ conflict: MeshTLS" in cli.run("check").stdout
+    cli.run("delete", "-f", str(tied))
+
     # a second up says so clearly, and changes nothing
     again = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)
     assert again.returncode == 1 and "already running" in again.stderr and "meshdojo down" in again.stderr
