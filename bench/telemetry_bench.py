@@ -30,7 +30,8 @@ def realistic_page() -> bytes:
         for service in ("emoji", "voting", "web"):
             labels = (direction, f"{service}:8080", "true", peer if direction == "inbound" else "",
                       "" if direction == "inbound" else f"spiffe://meshdojo.local/ns/emojivoto/sa/{service}",
-                      "emojivoto" if direction == "outbound" else "", service if direction == "outbound" else "")
+                      "emojivoto" if direction == "outbound" else "", service if direction == "outbound" else "",
+                      service if direction == "outbound" else "")
             for status, latency in ((200, 3.0), (200, 40.0), (500, 7.0)):
                 metrics.record(labels, status, latency, status >= 500)
     return generate_latest(metrics.registry)

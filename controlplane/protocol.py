@@ -34,6 +34,7 @@ class Endpoint:
     weight: int = 1
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     instance: str = ""
+    deployment: str = ""  # the workload behind it (Linkerd's dst_deployment label), when known
 
     @property
     def key(self) -> tuple[str, int]:
@@ -48,6 +49,7 @@ class Endpoint:
             "weight": self.weight,
             "labels": dict(self.labels),
             "instance": self.instance,
+            "deployment": self.deployment,
         }
 
     @classmethod
@@ -73,9 +75,10 @@ class Endpoint:
         if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise ProtocolError("endpoint.labels must map strings to strings")
         instance = raw.get("instance", "")
-        if not isinstance(instance, str):
-            raise ProtocolError("endpoint.instance must be a string")
-        return cls(address, port, identity if meshed else None, meshed, weight, labels, instance)
+        deployment = raw.get("deployment", "")
+        if not isinstance(instance, str) or not isinstance(deployment, str):
+            raise ProtocolError("endpoint.instance and endpoint.deployment must be strings")
+        return cls(address, port, identity if meshed else None, meshed, weight, labels, instance, deployment)
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

@@ -123,7 +123,8 @@ class Telemetry:
                     continue
                 server_id, dst_service, dst_ns = key[1], key[2], key[3]
                 candidates = by_identity.get(server_id, set())
-                dst = next(iter(candidates)) if len(candidates) == 1 else dst_service
+                # the deployment the proxy actually sent to (reviews-v1, not reviews); older proxies: by identity
+                dst = key[5] if len(key) > 5 and key[5] else next(iter(candidates)) if len(candidates) == 1 else dst_service
                 edge = found.setdefault((h.deployment, dst, h.namespace, dst_ns), _EdgeSum())
                 edge.add(g, h.identity, server_id)
         rows = [{"src": src, "dst": dst, "src_namespace": src_ns, "dst_namespace": dst_ns, **e.row()}

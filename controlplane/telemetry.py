@@ -23,11 +23,11 @@ class Sample:
     """What one scrape of one proxy said, reduced to what the golden metrics need."""
 
     time: float
-    # (direction, peer identity, dst_service, dst_namespace, tls) -> counts
-    requests: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
-    failures: dict[tuple[str, str, str, str, str], float] = field(default_factory=dict)
+    # (direction, peer identity, dst_service, dst_namespace, tls, dst_deployment) -> counts
+    requests: dict[tuple[str, ...], float] = field(default_factory=dict)
+    failures: dict[tuple[str, ...], float] = field(default_factory=dict)
     # key -> cumulative counts per bound of ``bounds`` (an array: histograms are most of a sample)
-    buckets: dict[tuple[str, str, str, str, str], array] = field(default_factory=dict)
+    buckets: dict[tuple[str, ...], array] = field(default_factory=dict)
     tcp_open: float = 0.0
     bounds: tuple[float, ...] = ()  # the histograms' upper bounds, shared by every key
     # per route, outbound: (dst "svc.ns", route, "effective"|"actual") -> counts; latency per (dst, route)
@@ -130,7 +130,7 @@ def parse_exposition(text: str, now: float, cache: dict[str, ParsedLine] | None 
 def _reduce(series, now: float) -> Sample:
     requests: dict = {}
     failures: dict = {}
-    buckets: dict[tuple[str, str, str, str, str], dict[float, float]] = {}
+    buckets: dict[tuple[str, ...], dict[float, float]] = {}
     route_requests: dict = {}
     route_failures: dict = {}
     route_buckets: dict[tuple[str, str], dict[float, float]] = {}
@@ -144,7 +144,7 @@ def _reduce(series, now: float) -> Sample:
             _reduce_route(name, labels, value, route_requests, route_failures, route_buckets)
             continue
         key = (labels.get("direction", ""), labels.get("client_id") or labels.get("server_id", ""),
-               labels.get("dst_service", ""), labels.get("dst_namespace", ""), labels.get("tls", ""))
+               labels.get("dst_service", ""), labels.get("dst_namespace", ""), labels.get("tls", ""), labels.get("dst_deployment", ""))
         if name == "response_total":
             requests[key] = requests.get(key, 0.0) + value
             if labels.get("classification") == "failure":

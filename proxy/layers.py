@@ -77,12 +77,14 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
             if client_id_of_peer:  # inbound: who called us
                 tls = "true" if request.peer.tls else "no_identity"
                 authority = authority_label(request, own_namespace, own_services() if own_services else frozenset())
-                labels = (direction, authority, tls, request.peer.identity or "", "", "", "")
+                labels = (direction, authority, tls, request.peer.identity or "", "", "", "", "")
             else:  # outbound: whom we called
                 # a refused endpoint is still labelled with whom we meant to reach
                 server_id = response.server_id or (request.endpoint.identity if request.endpoint else None) or ""
                 tls = "true" if response.tls or server_id else "no_identity"
-                labels = (direction, authority_label(request), tls, "", server_id, request.dst_namespace, request.dst_service)
+                dst_deployment = request.endpoint.deployment if request.endpoint else ""  # as Linkerd's dst_deployment
+                labels = (direction, authority_label(request), tls, "", server_id, request.dst_namespace, request.dst_service,
+                          dst_deployment)
             failure = classify(response).failure
             metrics.record(labels, response.status, latency_ms, failure)
             if not client_id_of_peer and request.dst_service:  # per route: what the caller saw

@@ -20,7 +20,7 @@ from proxy.http1 import HttpConnection
 # Linkerd's latency buckets, in milliseconds.
 LATENCY_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
                       1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000)
-HTTP_LABELS = ("direction", "authority", "tls", "client_id", "server_id", "dst_namespace", "dst_service")
+HTTP_LABELS = ("direction", "authority", "tls", "client_id", "server_id", "dst_namespace", "dst_service", "dst_deployment")
 TCP_LABELS = ("direction", "peer", "tls", "client_id", "server_id")
 # per route, as Linkerd's service-profile metrics: the effective response the caller saw, and
 # every actual attempt behind it (retries make the two differ)

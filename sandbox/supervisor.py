@@ -381,7 +381,7 @@ class Supervisor:
         meshed = inst.proxy is not None
         return {"address": "127.0.0.1", "port": inst.ports["inbound"] if meshed else inst.app_port,
                 "identity": inst.identity if meshed else None, "meshed": meshed,
-                "labels": dict(inst.deployment.labels), "instance": inst.name}
+                "labels": dict(inst.deployment.labels), "instance": inst.name, "deployment": inst.deployment.name}
 
     def _register(self, inst: Instance) -> None:
         try:

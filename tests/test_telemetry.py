@@ -15,7 +15,7 @@ from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
 
-LABELS = ("inbound", "emoji:8080", "true", "spiffe://meshdojo.local/ns/emojivoto/sa/web", "", "", "")
+LABELS = ("inbound", "emoji:8080", "true", "spiffe://meshdojo.local/ns/emojivoto/sa/web", "", "", "", "")
 
 
 def test_quantiles_interpolate_like_histogram_quantile():
