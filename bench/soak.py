@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +49,24 @@ class Sample:
 
 
 @dataclass
+class Growth:
+    """One proxy's RSS and metric series at its first and its latest sample (a leak shows here)."""
+
+    first_rss: float
+    first_series: int
+    last_rss: float = 0.0
+    last_series: int = 0
+    pid: int = 0
+    open_connections: int = 0
+    fds: int = 0
+
+
+@dataclass
 class Load:
     ok: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    growth: dict[str, Growth] = field(default_factory=dict)
 
 
 def fds(pid: int | None) -> int:
@@ -121,7 +136,35 @@ def main() -> int:
         slope = _slope([(s.minute, s.cp_rss) for s in steady])
         pslope = _slope([(s.minute, s.proxy_rss_max) for s in steady])
         print(f"- control plane RSS trend after minute 5: {slope:+.2f} MB/min; largest proxy: {pslope:+.2f} MB/min")
+    grown = sorted(load.growth.items(), key=lambda kv: kv[1].first_rss - kv[1].last_rss)[:3]
+    print("- proxies that grew most (same process, first -> last sample): " + "; ".join(
+        f"{name} {g.first_rss:.1f} -> {g.last_rss:.1f} MB, metric series {g.first_series} -> {g.last_series}, "
+        f"connections open by its metrics {g.open_connections} (open files {g.fds})" for name, g in grown))
     return 0
+
+
+def metric_series(admin: int | None) -> tuple[int, int]:
+    """(series exposed, connections its tcp_open_connections gauges count as open)."""
+    if not admin:
+        return 0, 0
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as rsp:
+            lines = [line for line in rsp.read().decode().splitlines() if line and not line.startswith("#")]
+    except OSError:
+        return 0, 0
+    return len(lines), int(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("tcp_open_connections{")))
+
+
+def _track(load: Load, st: dict) -> None:
+    """Follow each proxy process (a restarted one starts over) by name."""
+    procs = [(f"{w['name']} sidecar", w["pids"]["proxy"], w["ports"].get("admin")) for w in st["workloads"] if w["pids"]["proxy"]]
+    procs += [(f"{g['demo']} gateway", g["pid"], g.get("admin")) for g in st["gateways"] if g["pid"]]
+    for name, pid, admin in procs:
+        g = load.growth.get(name)
+        series, open_connections = metric_series(admin)
+        if g is None or g.pid != pid:
+            g = load.growth[name] = Growth(rss_mb(pid), series, pid=pid)
+        g.last_rss, g.last_series, g.open_connections, g.fds = rss_mb(pid), series, open_connections, fds(pid)
 
 
 async def _soak(cli, args) -> tuple[list[Sample], Load]:
@@ -150,6 +193,7 @@ async def _soak(cli, args) -> tuple[list[Sample], Load]:
                                   max((rss_mb(p) for p in proxies), default=0.0), sum(rss_mb(p) for p in proxies),
                                   max((fds(p) for p in proxies), default=0)))
             last = (requests, failed)
+            await asyncio.to_thread(_track, load, st)
             next_sample += args.sample
         await asyncio.sleep(0.5)
     stop.set()

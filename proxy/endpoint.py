@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from proxy.balancer import PeakEwma
-from proxy.errors import ClientError, UpstreamProtocolError
+from proxy.errors import ClientError, ConnectFailed, UpstreamProtocolError
 from proxy.exchange import Body, BytesBody, ConnectionBody, EmptyBody, Request, Response
 from proxy.http1 import (
     LAST_CHUNK,
@@ -24,6 +24,7 @@ from proxy.http1 import (
 from proxy.pool import ConnectionPool, Dest
 
 FLUSH_AT = 64 * 1024
+UNREACHABLE_RTT = 1.0  # seconds the balancer counts for an endpoint it could not connect to
 
 
 async def copy_body(conn: HttpConnection, body: Body, chunked: bool, from_client: bool = False) -> None:
@@ -70,7 +71,13 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
         load.pending += 1
     try:
         for attempt in (0, 1):
-            conn, reused = await pool.acquire(dest)
+            try:
+                conn, reused = await pool.acquire(dest)
+            except ConnectFailed:
+                if load is not None:  # unreachable: look slow, so the balancer tries others until it decays
+                    load.observe(UNREACHABLE_RTT)
+                observe = False
+                raise
             conn.requests += 1
             started = time.monotonic()  # the latency estimate leaves out connection set-up
             try:

@@ -19,7 +19,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: intruder\r\nConnection: close\r\n\r\n"
 @dataclass(frozen=True)
 class Outcome:
     attempt: str  # "plaintext" or "foreign-ca"
-    verdict: str  # "refused", "let through", "denied"
+    verdict: str  # "refused", "let through", "denied", or "no tls" (nothing there checks certificates at all)
     detail: str
     lesson: str
 
@@ -30,8 +30,8 @@ def classify(attempt: str, answer: bytes | None, error: str | None, meshed: bool
         if attempt == "plaintext" and answer:
             return Outcome(attempt, "let through", answer.split(b"\r\n", 1)[0].decode("latin-1", "replace"),
                            "no sidecar: the app answers anyone who can reach it, and nobody knows who called")
-        return Outcome(attempt, "refused" if not answer else "let through", error or "no TLS here",
-                       "the app speaks plaintext only: no identities are checked at all")
+        return Outcome(attempt, "no tls", "the app speaks no TLS: there is no certificate check to pass or fail",
+                       "without a sidecar nothing checks identities — the plaintext attempt above is what gets in")
     if answer is None or answer == b"":
         why = error or ("the proxy closed the connection before any HTTP answer" if attempt == "plaintext"
                         else "the proxy ended the TLS session at once: it does not trust the certificate's CA")

@@ -158,18 +158,29 @@ def _proxy_certificate(cat: str, w: dict, issuer: x509.Certificate) -> Result:
     return Result(cat, OK, f"{w['name']}: proxy ready with a valid certificate from this CA ({config['identity']})")
 
 
-def run(name: str, pre_only: bool, emit: Callable[[str], None] = print) -> bool:
-    results = list(pre_checks())
+def results(name: str, pre_only: bool) -> list[Result]:
+    found = list(pre_checks())
     if not pre_only:
-        results += list(sandbox_checks(name))
+        found += list(sandbox_checks(name))
+    return found
+
+
+def to_json(found: list[Result]) -> dict:
+    verdicts = {OK: "ok", WARN: "warning", FAIL: "failed"}
+    return {"ok": not any(r.verdict == FAIL for r in found),
+            "checks": [{"category": r.category, "verdict": verdicts[r.verdict], "message": r.message, "hint": r.hint} for r in found]}
+
+
+def run(name: str, pre_only: bool, emit: Callable[[str], None] = print) -> bool:
+    found = results(name, pre_only)
     category = None
-    for r in results:
+    for r in found:
         if r.category != category:
             category = r.category
             emit(f"\n{category}\n{'-' * len(category)}")
         emit(f"{r.verdict} {r.message}")
         if r.hint:
             emit(f"    see: {r.hint}")
-    failed = any(r.verdict == FAIL for r in results)
+    failed = any(r.verdict == FAIL for r in found)
     emit(f"\nStatus check results are {FAIL if failed else OK}")
     return not failed

@@ -57,6 +57,33 @@ def cleanup_leftovers(paths: SandboxPaths) -> list[int]:
     return killed
 
 
+FRESH_FILES = ("desired.json", "controlplane/policies.json", "controlplane/netfaults.json", "controlplane/registry.json")
+
+
+def carried_over(name: str) -> list[str]:
+    """What a new ``up`` brings back from the last run of this sandbox (scale, injection,
+    policies), in words for the learner; ``up --fresh`` starts without them."""
+    paths = SandboxPaths.for_name(name)
+    lines = []
+    for key, want in sorted((_read(paths.root / "desired.json") or {}).items()):
+        if "replicas" in want:
+            lines.append(f"{key} scaled to {want['replicas']}")
+        if "inject" in want:
+            lines.append(f"{key} {'injected' if want['inject'] else 'uninjected (no sidecar)'}")
+    policies = _read(paths.controlplane / "policies.json") or []
+    if policies:
+        kinds = sorted({p.get("document", {}).get("kind", "?") for p in policies})
+        lines.append(f"{len(policies)} policy resource{'s' if len(policies) != 1 else ''} ({', '.join(kinds)})")
+    return lines
+
+
+def forget(name: str) -> None:
+    """Remove what a new ``up`` would carry over (the CA and tokens stay)."""
+    paths = SandboxPaths.for_name(name)
+    for relative in FRESH_FILES:
+        (paths.root / relative).unlink(missing_ok=True)
+
+
 def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float = 90.0) -> dict[str, Any]:
     paths = SandboxPaths.for_name(name)
     for demo in demos:
@@ -206,6 +233,16 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return pids
+
+
+def has_sidecar(name: str, instance_or_deployment: str, namespace: str | None) -> bool:
+    """Does the instance (or any instance of the deployment) run a sidecar right now?"""
+    st = _running_status(name)
+    mine = [w for w in st["workloads"] if w["name"] == instance_or_deployment and namespace in (None, w["namespace"])]
+    if not mine:
+        ns, dep = find_deployment(st, instance_or_deployment, namespace)
+        mine = [w for w in st["workloads"] if w["deployment"] == dep and w["namespace"] == ns]
+    return any(w["meshed"] and w["pids"]["proxy"] for w in mine)
 
 
 def log_file(name: str, instance_or_deployment: str, namespace: str | None, proxy: bool) -> Path:

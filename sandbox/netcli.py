@@ -93,6 +93,43 @@ def clear(name: str, service: str | None, namespace: str | None) -> list[str]:
     return lines or ["no faults to clear"]
 
 
+def http_fault_summary(spec: dict[str, Any]) -> str:
+    """What a FaultInjection does, in one line: 'abort 500 on 50% of requests; delay 2s on 100%'."""
+    parts = []
+    if isinstance(spec.get("abort"), dict):
+        a = spec["abort"]
+        parts.append(f"abort {a.get('httpStatus')} on {(a.get('percentage') or {}).get('value', 100):g}% of requests")
+    if isinstance(spec.get("delay"), dict):
+        d = spec["delay"]
+        parts.append(f"delay {d.get('fixedDelay')} on {(d.get('percentage') or {}).get('value', 100):g}%")
+    return "; ".join(parts) or "no fault (neither abort nor delay)"
+
+
+def fault_listing(http_items: list[dict[str, Any]], net_faults: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Every fault in force, HTTP (FaultInjection resources) then network, as one list of records."""
+    out: list[dict[str, Any]] = []
+    for item in http_items:
+        doc, expires = item["document"], item.get("expiresAt")
+        ref = doc["spec"].get("targetRef") or {}
+        short = "pod" if ref.get("kind") == "Pod" else "svc"
+        out.append({"type": "http", "name": f"faultinjection/{doc['metadata']['name']}", "namespace": doc["metadata"]["namespace"],
+                    "target": f"{short}/{ref.get('name')}", "what": http_fault_summary(doc["spec"]),
+                    "remaining_seconds": None if expires is None else max(0.0, expires - now)})
+    for fault in net_faults:
+        if fault.get("kind") == "wire":
+            continue  # a 'meshdojo wire' session watches; it does not fail anything
+        what, _, edge = fault["description"].partition(": ")
+        out.append({"type": "network", "name": fault["name"], "namespace": (fault.get("target") or {}).get("namespace", ""),
+                    "target": edge, "what": what, "remaining_seconds": fault.get("remaining_seconds")})
+    return out
+
+
+def listing(name: str, clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
+    api = api_for(name)
+    return fault_listing(api.call("GET", "/v1/policies?kind=FaultInjection")["items"], api.call("GET", "/v1/netfaults")["faults"],
+                         clock())
+
+
 def active(name: str) -> list[dict[str, Any]]:
     try:
         return api_for(name).call("GET", "/v1/netfaults", timeout=2)["faults"]

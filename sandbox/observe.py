@@ -12,6 +12,18 @@ from urllib.parse import urlencode
 from sandbox.resources import api_for
 
 
+def human_duration(seconds: float) -> str:
+    """A duration as a learner reads it: 23h59m, 3d4h, 4m05s, 45s (the CLI and the UI alike)."""
+    seconds = int(seconds)
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
 def stat(name: str, target: str | None, namespace: str | None, window: str) -> list[dict[str, Any]]:
     kind, _, resource = (target or "deploy").partition("/")
     kind = {"deploy": "deploy", "deployment": "deploy", "deployments": "deploy", "svc": "svc", "service": "svc",

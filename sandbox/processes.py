@@ -34,7 +34,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None, *,
           die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` with stdout and stderr appended to ``log_path``, in a new process group."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = open(log_path, "ab", buffering=0)
     try:
         return subprocess.Popen(

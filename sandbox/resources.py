@@ -104,9 +104,10 @@ def delete(name: str, kind: str, resource: str, namespace: str | None) -> list[s
     return [f"{canonical} {ns}/{resource} deleted"]
 
 
-def delete_files(name: str, paths: list[str]) -> list[str]:
+def delete_files(name: str, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Delete what the files describe: (what was deleted, what was not there or failed)."""
     api = api_for(name)
-    done = []
+    done, missing = [], []
     for item in read_documents(paths):
         doc = item["document"]
         kind, meta = doc.get("kind"), doc.get("metadata") or {}
@@ -115,8 +116,8 @@ def delete_files(name: str, paths: list[str]) -> list[str]:
             api.call("DELETE", f"/v1/policies/{kind}/{ns}/{meta.get('name')}")
             done.append(f"{kind} {ns}/{meta.get('name')} deleted")
         except ApiError as exc:
-            done.append(f"{kind} {ns}/{meta.get('name')}: {exc}")
-    return done
+            missing.append(f"{kind} {ns}/{meta.get('name')}: {'not found' if exc.status == 404 else exc}")
+    return done, missing
 
 
 def service_namespace(name: str, service: str, namespace: str | None) -> str:

@@ -133,8 +133,8 @@ class Supervisor:
         self.tap_token_file = self.paths.secrets / "tap-token"
         if not self.tap_token_file.exists():
             write_private(self.tap_token_file, secrets.token_urlsafe(32))
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
-        (self.paths.root / "run").mkdir(exist_ok=True)
+        private_dir(self.paths.logs)  # logs hold paths and identities: 0700, as the docs say
+        private_dir(self.paths.root / "run")
         self._start_controlplane()
         for demo in self.demos:
             for service in demo.services:
@@ -228,8 +228,7 @@ class Supervisor:
     def _proxy_proc(self, name: str, namespace: str, service_account: str, app_port: int, *extra: str) -> Proc:
         token_file = self.paths.secrets / f"{name}.token"
         write_private(token_file, self.api.token(namespace, service_account))
-        run = self.paths.root / "run"
-        run.mkdir(exist_ok=True)
+        run = private_dir(self.paths.root / "run")
         ports_file = run / f"{name}.ports"
         ports_file.unlink(missing_ok=True)
         return Proc("proxy", [
@@ -451,7 +450,8 @@ class Supervisor:
                                                if self.cp is not None and self.cp.popen is None else None),
                              "restarts": self.cp.restarts if self.cp else 0},
             "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
-                          "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid}
+                          "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid,
+                          "admin": ports.get("admin") if ports else None}
                          for demo, (proc, ports, title) in self.gateways.items()],
             "deployments": {key: {"replicas": want["replicas"], "inject": want["inject"]} for key, want in self.desired().items()},
             "workloads": [{

@@ -83,13 +83,15 @@ def render(event: dict[str, Any]) -> str | None:
 
 
 def run(name: str, target: str, namespace: str | None, to: str | None, path: str | None, method: str | None,
-        as_json: bool, emit: Callable[[str], None] = print) -> None:
+        as_json: bool, emit: Callable[[str], None] = print, note: Callable[[str], None] | None = None) -> None:
+    """Print the tap's lines with ``emit``; what is about the tap itself goes to ``note`` (stderr),
+    so ``-o json`` is JSON lines only."""
     kind, _, deployment = target.partition("/")
     if kind not in ("deploy", "deployment") or not deployment:
         raise ValueError(f"{target!r}: expected deploy/NAME, e.g. 'meshdojo tap deploy/web'")
     to_name = to.partition("/")[2] if to and "/" in to else to
     instances, events = streams(name, deployment, namespace, to_name, path, method)
-    emit(f"# tapping {', '.join(instances)} (Ctrl-C to stop)")
+    (note or emit)(f"# tapping {', '.join(instances)} (Ctrl-C to stop)")
     for event in events:
         line = json.dumps(event) if as_json else render(event)
         if line:

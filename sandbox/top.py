@@ -69,3 +69,9 @@ def render(top: Top) -> str:
     table = top.table()
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
+
+
+def rows_json(top: Top) -> list[dict[str, Any]]:
+    return [{"source": src, "destination": dst, "method": method, "path": path, "count": r.count, "best_ms": round(r.best, 3),
+             "worst_ms": round(r.worst, 3), "last_ms": round(r.last, 3), "success": round(r.successes / r.count, 4)}
+            for (src, dst, method, path), r in sorted(top.rows.items(), key=lambda kv: -kv[1].count)]

@@ -1,64 +1,79 @@
-"""The terminal UI on fixed data: its pure rendering, and snapshots of its screens."""
+"""The terminal UI on fixed data: its pure rendering, its keys and focus, and snapshots of its
+screens at 120x40 and 80x24 (reviewed: what they show is right)."""
 
 from __future__ import annotations
 
 from collections import deque
 
+import pytest
+from textual.widgets import DataTable, Input, Static, TextArea
 from textual.worker import WorkerFailed
 
-from tui import render
-from tui.app import MeshdojoApp, field_line
+from tui import graph, render
+from tui.app import MeshdojoApp
+from tui.panes.policies import field_line
 from tui.source import MeshSource, Snapshot
 
-NOW = 1_800_000_000.0
+NOW = 1_800_000_000.0  # 2027-01-15
+DEMO = {"emojivoto": ["emojivoto-ingress", "vote-bot", "web", "emoji", "voting"],
+        "bookinfo": ["bookinfo-ingress", "traffic", "productpage", "details", "reviews-v1", "reviews-v2", "reviews-v3", "ratings"]}
 
 
-def _deploy(name: str, success: float | None, rps: float, meshed: str = "1/1", stale: tuple = ()) -> dict:
-    return {"namespace": "emojivoto", "name": name, "meshed": meshed, "success_rate": success, "rps": rps,
+def _deploy(name: str, success: float | None, rps: float, ns: str = "emojivoto", meshed: str = "1/1", stale: tuple = (),
+            mtls: float | None = 1.0) -> dict:
+    return {"namespace": ns, "name": name, "meshed": meshed, "success_rate": success, "rps": rps,
             "latency_ms": {"p50": 2.5, "p95": 9.0, "p99": 19.0} if success is not None else {"p50": None, "p95": None, "p99": None},
-            "tcp_conn": 2, "mtls_share": 1.0, "not_answering": list(stale)}
+            "tcp_conn": 2, "mtls_share": mtls if success is not None else None, "not_answering": list(stale)}
 
 
-def _edge(src: str, dst: str, secured: bool = True) -> dict:
-    return {"src": src, "dst": dst, "src_namespace": "emojivoto", "dst_namespace": "emojivoto", "secured": secured,
-            "client_id": f"spiffe://meshdojo.local/ns/emojivoto/sa/{src}",
-            "server_id": f"spiffe://meshdojo.local/ns/emojivoto/sa/{dst}" if secured else None}
+def _edge(src: str, dst: str, secured: bool = True, ns: str = "emojivoto", rps: float = 1.0, share: float | None = None) -> dict:
+    return {"src": src, "dst": dst, "src_namespace": ns, "dst_namespace": ns, "secured": secured,
+            "mtls_share": share if share is not None else (1.0 if secured else 0.0), "rps": rps, "success_rate": 1.0,
+            "client_id": f"spiffe://meshdojo.local/ns/{ns}/sa/{src}", "server_id": f"spiffe://meshdojo.local/ns/{ns}/sa/{dst}" if secured else None}
 
 
 class FixedSource(MeshSource):
-    """The same snapshot every time: what the UI shows is then deterministic."""
+    """The same snapshot every time (both demos): what the UI shows is then deterministic."""
 
-    def __init__(self) -> None:
+    def __init__(self, issuer_expires: str = "2028-01-15T08:00:00+00:00") -> None:
         super().__init__("default")
+        self.issuer_expires = issuer_expires
         for name, points in (("web", [(1.0, 2.0), (0.9, 2.0), (0.7, 2.1)]), ("voting", [(1.0, 1.0), (0.6, 1.0), (0.5, 1.0)])):
             self.history[("emojivoto", name)] = deque(points)
 
     def snapshot(self, window: str = "10s") -> Snapshot:
-        deployments = [_deploy("emoji", 1.0, 2.0), _deploy("vote-bot", None, 0.0), _deploy("voting", 0.5, 1.0),
-                       _deploy("web", 0.75, 2.0, stale=("web-1",))]
-        services = [{**_deploy(n, s, r, "-"), "tcp_conn": None} for n, s, r in (("emoji", 1.0, 2.0), ("voting", 0.5, 1.0), ("web", 0.75, 2.0))]
+        deployments = [_deploy("emojivoto-ingress", 1.0, 0.5), _deploy("vote-bot", None, 0.0), _deploy("web", 0.75, 2.0, stale=("web-1",)),
+                       _deploy("emoji", 1.0, 2.0, mtls=0.4), _deploy("voting", 0.5, 1.0)]
+        deployments += [_deploy(n, 1.0, 1.0, "bookinfo") for n in DEMO["bookinfo"]]
+        services = [{**_deploy(n, s, r, "emojivoto", "-"), "tcp_conn": None} for n, s, r in (("emoji", 1.0, 2.0), ("voting", 0.5, 1.0),
+                                                                                              ("web", 0.75, 2.0))]
+        workloads = [{"name": f"{d}-0", "namespace": ns, "deployment": d, "ready": True, "meshed": True, "restarts": 0, "pids": {},
+                      "ports": {}, "services": [d.rsplit("-v", 1)[0]]} for ns, names in DEMO.items() for d in names if "ingress" not in d]
         snap = Snapshot(
             NOW,
-            status={"name": "default", "backend": "local", "controlplane": {"ready": True, "pid": 1},
-                    "workloads": [{"name": f"{d}-0", "namespace": "emojivoto", "deployment": d, "ready": True, "meshed": True,
-                                   "restarts": 0, "pids": {}, "ports": {}} for d in ("emoji", "vote-bot", "voting", "web")],
-                    "gateways": [{"title": "emojivoto web UI", "url": "http://127.0.0.1:8080/"}]},
+            status={"name": "default", "backend": "local", "controlplane": {"ready": True, "pid": 1}, "workloads": workloads,
+                    "gateways": [{"demo": "emojivoto", "title": "emojivoto web UI", "url": "http://127.0.0.1:8080/"}]},
             deployments=deployments, services=services,
-            edges=[_edge("vote-bot", "web"), _edge("web", "emoji", secured=False), _edge("web", "voting")],
+            edges=[_edge("vote-bot", "web"), _edge("emojivoto-ingress", "web", rps=0.5), _edge("web", "emoji", secured=False, share=0.4),
+                   _edge("web", "voting"), _edge("productpage", "reviews-v2", ns="bookinfo"), _edge("reviews-v2", "ratings", ns="bookinfo")],
             netfaults=[{"kind": "latency", "name": "latency-emoji", "description": "latency 300ms ± 0ms: every client -> svc/emoji.emojivoto",
                         "remaining_seconds": 95.0}],
             policies=[{"document": {"kind": "FaultInjection", "metadata": {"namespace": "emojivoto", "name": "voting-fault"}},
                        "expiresAt": NOW + 61}],
-            ca={"issuer": {"notAfter": "2027-01-15T08:00:00+00:00"}},
+            ca={"issuer": {"notAfter": self.issuer_expires}},
         )
-        snap.service_names = [("emojivoto", s["name"]) for s in services]
-        by_service = {s["name"]: s for s in services}
-        snap.edge_stats = {(e["src"], e["dst"]): by_service.get(e["dst"], {}) for e in snap.edges}
+        snap.service_names = [("emojivoto", s["name"]) for s in services] + [("bookinfo", "reviews"), ("bookinfo", "ratings")]
         return snap
 
     def routes(self, service: str, namespace: str) -> list[dict]:
         return []
 
+
+def app(**kw) -> MeshdojoApp:
+    return MeshdojoApp(source=kw.pop("source", FixedSource()), refresh_every=3600, **kw)
+
+
+# -- pure rendering ----------------------------------------------------------------------------
 
 def test_sparkline_scales_and_leaves_gaps():
     assert render.sparkline([0.0, 0.5, 1.0], 3, top=1.0) == "▁▅█"
@@ -66,19 +81,32 @@ def test_sparkline_scales_and_leaves_gaps():
     assert render.sparkline([], 3) == "   "
 
 
-def test_layers_put_callers_left_of_callees_even_with_a_cycle():
-    edges = [("a/bot", "a/web"), ("a/web", "a/emoji"), ("a/web", "a/voting"), ("a/voting", "a/web")]
-    columns = render.layers(["a/bot", "a/web", "a/emoji", "a/voting"], edges)
-    assert columns[0] == ["a/bot"] and "a/emoji" in columns[-1]
-    assert sum(len(c) for c in columns) == 4
+def test_the_graph_puts_callers_left_and_marks_mtls_and_plaintext():
+    text = render.graph(FixedSource().snapshot()).plain
+    lines = text.splitlines()
+
+    def column(name: str) -> int:
+        return next(line.index(f"┌ {name} ") for line in lines if f"┌ {name} " in line)
+
+    assert column("vote-bot") < column("web") < column("emoji")  # callers left of whom they call
+    assert column("productpage") < column("reviews-v2") < column("ratings")  # bookinfo's versions are callees, not roots
+    assert "🔓½0.4/s" not in text and "🔓" in text and "🔒" in text  # plaintext and mutual TLS marks
+    assert "🔒1.0/s 100%" in text  # an edge's own numbers, for a versioned deployment too
 
 
-def test_topology_marks_mtls_and_plaintext_edges():
-    source = FixedSource()
-    snap = source.snapshot()
-    text = render.topology(snap.edges, snap.deployments, snap.edge_stats).plain
-    assert "└─🔒 1.0rps 50.0% ─▶ voting" in text and "└─🔓 2.0rps 100.0% ─▶ emoji" in text
-    assert text.index("[vote-bot]") < text.index("[web]") < text.index("[voting]")
+def test_the_graph_canvas_joins_lines_and_keeps_wide_glyphs():
+    canvas = graph.Canvas(6, 3)
+    canvas.line(1, 2, "─", "")
+    canvas.line(1, 2, "│", "")
+    canvas.put(0, 0, "🔒ab", "")
+    assert canvas.text().plain.splitlines() == ["🔒ab", "  ┼"]
+
+
+def test_summary_says_when_the_ca_expired():
+    expired = render.summary(FixedSource(issuer_expires="2026-01-01T00:00:00+00:00").snapshot()).plain
+    assert "CA EXPIRED" in expired and "CA ok" not in expired
+    fine = render.summary(FixedSource().snapshot()).plain
+    assert "CA ok, issuer expires in 365d0h" in fine
 
 
 def test_fate_lines_and_filters():
@@ -101,66 +129,166 @@ def test_an_error_field_is_found_on_its_line():
     assert field_line(text, "nowhere") is None
 
 
-def test_snapshot_dashboard(snap_compare):
-    assert snap_compare(MeshdojoApp(source=FixedSource(), refresh_every=3600), terminal_size=(100, 30))
+def test_copied_commands_name_the_sandbox_unless_it_is_the_default():
+    from tui import actions
+
+    assert actions.kill("default", "emoji").cli == "meshdojo kill emoji"
+    assert actions.kill("class-b", "emoji").cli == "meshdojo kill emoji --name class-b"
+    assert actions.retries("class-b", "emoji", "emojivoto").cli == "meshdojo apply -f FILE.yaml --name class-b   # with the YAML below"
 
 
-def test_snapshot_topology_at_80x24(snap_compare):
-    assert snap_compare(MeshdojoApp(source=FixedSource(), refresh_every=3600), press=["2"], terminal_size=(80, 24))
+# -- snapshots (reviewed: every deployment visible, numbers unclipped, the right CA state) ---------
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_snapshot_dashboard(snap_compare, size):
+    assert snap_compare(app(), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_snapshot_topology(snap_compare, size):
+    assert snap_compare(app(), press=["2"], terminal_size=size)
 
 
 def test_snapshot_fault_preview(snap_compare):
     async def fill(pilot):
+        await pilot.pause()  # the first refresh lands before any key
         await pilot.press("5")
-        await pilot.press(*"svc/voting", "tab", *"503 30")
+        await pilot.pause()
+        pilot.app.query_one("#fault-target", Input).value = "svc/voting"  # (typing is tested on its own below)
+        pilot.app.query_one("#fault-value", Input).value = "503 30"
         await pilot.pause()
 
-    assert snap_compare(MeshdojoApp(source=FixedSource(), refresh_every=3600), run_before=fill, terminal_size=(100, 30))
+    assert snap_compare(app(), run_before=fill, terminal_size=(80, 24))
 
 
-async def test_quitting_the_ui_that_up_started_asks_first():
-    app = MeshdojoApp(source=FixedSource(), refresh_every=3600, started_by_up=True)
-    async with app.run_test(size=(80, 24)) as pilot:
+# -- keys and focus ------------------------------------------------------------------------------
+
+async def test_no_screen_opens_with_focus_in_a_text_field_so_number_keys_switch_screens():
+    ui = app()
+    async with ui.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        for key, tab in zip("1234567", ("dashboard", "topology", "tap", "security", "faults", "policies", "logs"), strict=True):
+            await pilot.press(key)
+            await pilot.pause()
+            assert ui.active_tab() == tab
+            assert not isinstance(ui.focused, Input | TextArea), (tab, ui.focused)
+
+
+async def test_typing_on_a_form_control_never_fires_a_one_key_shortcut():
+    ui = app()
+    async with ui.run_test(size=(100, 30)) as pilot:
+        await pilot.press("5")
+        ui.query_one("#fault-kind").focus()  # a Select: letters must not clear faults
+        await pilot.press("x")
+        await pilot.pause()
+        assert type(ui.screen).__name__ != "ConfirmScreen"
+        ui.pane().focus()
+        await pilot.press("x")  # on the pane itself it does, and asks first
+        await pilot.pause()
+        assert type(ui.screen).__name__ == "ConfirmScreen"
+        await pilot.press("n")
+        assert type(ui.screen).__name__ != "ConfirmScreen"
+
+
+async def test_enter_in_a_field_runs_its_action_and_empty_fields_are_filled_with_real_defaults():
+    ui = app()
+    async with ui.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        assert ui.query_one("#wire-edge", Input).value == "vote-bot web" and ui.query_one("#intruder-svc", Input).value == "web"
+        await pilot.press("3")
+        await pilot.pause()
+        assert ui.query_one("#tap-target", Input).value == "web"
+        await pilot.press("5")
+        ui.query_one("#fault-target", Input).focus()
+        await pilot.press("enter")  # empty target: a sentence, not Python
+        await pilot.pause()
+        assert "target: type what to break, e.g. svc/voting" in str(ui.query_one("#fault-out", Static).render())
+        await pilot.press(*"svc/voting", "tab", *"503 fifty")
+        await pilot.pause()
+        assert "'fifty' is not a percentage; write a number from 0 to 100" in str(ui.query_one("#fault-out", Static).render())
+
+
+async def test_an_example_policy_is_previewed_and_applied_only_on_request():
+    ui = app()
+    async with ui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("6")
+        examples = ui.query_one("#examples")
+        first = examples._options[1][1]  # type: ignore[attr-defined]  (0 is the prompt)
+        examples.value = first  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert ui.query_one("#yaml", TextArea).text.startswith("#")
+        out = str(ui.query_one("#yaml-errors", Static).render())
+        assert out.startswith("preview of demo-apps/") and "a applies it" in out
+        assert ui.last_action is None  # nothing was applied
+
+
+async def test_quitting_asks_first_with_q_and_with_ctrl_c_when_up_started_the_ui():
+    ui = app(started_by_up=True)
+    async with ui.run_test(size=(80, 24)) as pilot:
         await pilot.press("q")
-        assert type(app.screen).__name__ == "QuitScreen"  # asks: stop the sandbox, or leave it running?
+        assert type(ui.screen).__name__ == "QuitScreen"
         await pilot.press("escape")
-        assert type(app.screen).__name__ != "QuitScreen"
-        await pilot.press("q", "l")
-    assert app.return_value == "leave"
+        assert type(ui.screen).__name__ != "QuitScreen"
+        await pilot.press("ctrl+c")
+        assert type(ui.screen).__name__ == "QuitScreen"
+        await pilot.press("l")
+    assert ui.return_value == "leave"
 
 
-async def test_help_lists_every_key():
-    app = MeshdojoApp(source=FixedSource(), refresh_every=3600)
-    async with app.run_test(size=(80, 24)) as pilot:
+async def test_help_shows_keys_as_typed_and_the_palette_lists_commands_before_typing():
+    ui = app()
+    async with ui.run_test(size=(100, 40)) as pilot:
         await pilot.press("question_mark")
-        body = "\n".join(str(s.render()) for s in app.screen.query("Static"))
-        for key in ("1 ", "7 ", "question_mark", "ctrl+p", "ctrl+s", "q "):
+        body = "\n".join(str(s.render()) for s in ui.screen.query("Static"))
+        for key in ("1-7", "7 Logs", "? ", "ctrl+c / ctrl+q", "ctrl+p", "5 Faults: p preview, a apply, x clear all"):
             assert key in body, key
+        assert "question_mark" not in body
+        await pilot.press("escape")
+        from tui.app import MeshCommands
+
+        hits = [hit async for hit in MeshCommands(ui.screen).discover()]
+        assert any("screen: topology" in str(h.display) for h in hits) and any("tap deploy/web" in str(h.display) for h in hits)
+
+
+async def test_the_topology_selection_survives_refreshes():
+    ui = app()
+    async with ui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        items = ui.query_one("#items", DataTable)
+        await pilot.press("down", "down", "down")
+        chosen = items.cursor_row
+        for _ in range(3):
+            ui.show_snapshot(ui.source.snapshot())
+            await pilot.pause()
+        assert items.cursor_row == chosen and chosen == 3
 
 
 async def test_action_output_with_brackets_is_shown_as_text_not_markup():
     from tui.actions import Action
 
-    app = MeshdojoApp(source=FixedSource(), refresh_every=3600)
+    ui = app()
     raw = "0000  17 03 03 5b 2f  |...[/|\nroute=[default] [bold]"
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with ui.run_test(size=(80, 24)) as pilot:
         await pilot.press("5")
-        app.perform(Action("bytes", "meshdojo wire deploy/a deploy/b", "-", lambda: raw), "#fault-out")
-        await app.workers.wait_for_complete()
+        ui.perform(Action("bytes", "meshdojo wire deploy/a deploy/b", "-", lambda: raw), ui.pane(), "#fault-out")
+        await ui.workers.wait_for_complete()
         await pilot.pause()
-        assert raw in str(app.query_one("#fault-out").render())
+        assert raw in str(ui.query_one("#fault-out").render())
 
 
 async def test_buttons_do_what_their_keys_do(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))  # no sandbox there: the action fails, and says why
-    app = MeshdojoApp(source=FixedSource(), refresh_every=3600)
-    async with app.run_test(size=(100, 30)) as pilot:
+    ui = app()
+    async with ui.run_test(size=(100, 30)) as pilot:
         await pilot.press("5")
         await pilot.click("#fault-clear")
-        await app.workers.wait_for_complete()
+        await pilot.press("y")
+        await ui.workers.wait_for_complete()
         await pilot.pause()
-        assert "✗ clear every fault" in str(app.query_one("#fault-out").render())
-        assert "is not running" in str(app.query_one("#fault-out").render())
+        assert "✗ clear every fault" in str(ui.query_one("#fault-out").render())
+        assert "is not running" in str(ui.query_one("#fault-out").render())
 
 
 class BrokenSource(FixedSource):
@@ -174,15 +302,15 @@ class BrokenSource(FixedSource):
 
 async def test_a_ui_failure_is_one_line_and_a_crash_log_and_exits_non_zero(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))
-    app = MeshdojoApp(source=BrokenSource(), refresh_every=3600)
+    ui = app(source=BrokenSource())
     try:
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with ui.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-    except WorkerFailed:
+    except (WorkerFailed, KeyError):
         pass  # run_test re-raises the app's exception for test frameworks; the real run() does not
-    assert app.return_code == 1
-    line, log = app.crash
+    assert ui.return_code == 1
+    line, log = ui.crash
     assert line == "KeyError: 'success_rate'"
     assert log.parent == tmp_path / "default" / "logs" and log.stat().st_mode & 0o777 == 0o600
     assert "Traceback" in log.read_text() and "success_rate" in log.read_text()
-    assert not app._exit_renderables  # nothing dumped on the terminal
+    assert not ui._exit_renderables  # nothing dumped on the terminal

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, RichLog, Select, Static, TextArea
+from textual.widgets import DataTable, Input, RichLog, Select, Static, TextArea
 
 from sandbox.processes import wait_until
 from tests.meshkit import eventually
@@ -55,21 +55,26 @@ async def test_dashboard_topology_security_and_logs(sandbox):
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one("#workloads", DataTable)
         await until(pilot, lambda: table.row_count == 5 and any(d["rps"] > 0 for d in app.snapshot.deployments), "the workloads' traffic")
-        assert "control plane up" in text(app, "#summary") and "emojivoto web UI" in text(app, "#summary")
+        assert "control plane up" in text(app, "#summary") and "emojivoto http://127.0.0.1:" in text(app, "#summary")
 
         await pilot.press("2")
-        await until(pilot, lambda: "🔒" in text(app, "#graph") and "─▶ web" in text(app, "#graph"), "the topology")
-        edges = app.query_one("#edges", DataTable)
-        edges.focus()
+        await until(pilot, lambda: "🔒" in text(app, "#graph") and "┌ web " in text(app, "#graph"), "the topology")
+        items = app.query_one("#items", DataTable)
+        await until(pilot, lambda: any(">" in str(r.key.value) for r in items.ordered_rows), "the edges in the list")
+        row = next(i for i, r in enumerate(items.ordered_rows) if str(r.key.value).endswith(">emojivoto/emoji"))
+        items.move_cursor(row=row)
         await pilot.press("enter")
-        await until(pilot, lambda: "client: spiffe://" in text(app, "#edge-detail"), "the edge's details")
-        assert "routes (1m):" in text(app, "#edge-detail")
+        await until(pilot, lambda: type(app.screen).__name__ == "TextScreen", "the edge's details")
+        body = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        assert "client: spiffe://" in body and "routes (1m):" in body
+        await pilot.press("escape")
 
         await pilot.press("4")
         ids = app.query_one("#identities", DataTable)
         await until(pilot, lambda: ids.row_count >= 3, "identities with rotation countdowns")
-        app.query_one("#wire-edge").value = "web emoji"
-        app.set_focus(None)
+        await until(pilot, lambda: app.query_one("#wire-edge", Input).value, "a default edge for the wire view")
+        app.query_one("#wire-edge", Input).value = "web emoji"
+        app.pane().focus()
         await pilot.press("w")
         await until(pilot, lambda: "no readable HTTP" in text(app, "#security-out"), "the wire view", 15)
         assert "TLS 1.3" in text(app, "#security-out")
@@ -79,34 +84,37 @@ async def test_dashboard_topology_security_and_logs(sandbox):
         log = app.query_one("#log", RichLog)
         await until(pilot, lambda: len(log.lines) > 0, "web's log")
         await pilot.press("c")  # the CLI equivalent of what is on screen
-        await until(pilot, lambda: "meshdojo logs web-0 -f" in str(app.screen.query_one(".dialog").query(Static)[1].render()), "the CLI hint")
+        await until(pilot, lambda: "meshdojo logs web-0 -f" in "\n".join(str(s.render()) for s in app.screen.query(Static)), "the CLI hint")
 
 
 async def test_faults_and_policies_from_the_ui(sandbox):
     app = MeshdojoApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.snapshot.service_names, "the first refresh")
-        await pilot.press("5")  # focus lands in the target field
-        await pilot.press(*"svc/voting", "tab", *"503 30", "enter")
+        await pilot.press("5")
+        await pilot.pause()
+        assert not isinstance(app.focused, Input)  # keys first: the form is a tab away
+        await pilot.press("tab", "tab", *"svc/voting", "tab", *"503 30", "enter")
         await until(pilot, lambda: "✓ HTTP fault on voting" in text(app, "#fault-out"), "the fault applied")
         assert "voting-fault" in sandbox.run("get", "faultinjection").stdout
 
         app.query_one("#fault-kind", Select).value = "net-latency"
-        app.query_one("#fault-target").value = "svc/emoji"
-        app.query_one("#fault-value").value = "200ms"
-        app.set_focus(None)
+        app.query_one("#fault-target", Input).value = "svc/emoji"
+        app.query_one("#fault-value", Input).value = "200ms"
+        app.pane().focus()
         await pilot.press("a")
         await until(pilot, lambda: "✓ network latency" in text(app, "#fault-out"), "the network fault")
         assert "latency-emoji" in sandbox.run("status").stdout
-        await until(pilot, lambda: "latency-emoji" in text(app, "#active") or "latency 200ms" in text(app, "#active"), "faults on the dashboard")
 
         await pilot.press("x")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
+        await pilot.press("y")
         await until(pilot, lambda: "network fault latency-emoji removed" in text(app, "#fault-out"), "everything cleared")
         assert "No faultinjection resources" in sandbox.run("get", "faultinjection").stdout
 
         await pilot.press("6")
-        app.query_one("#toggle-svc").value = "emoji"
-        app.set_focus(None)
+        await until(pilot, lambda: app.query_one("#toggle-svc", Input).value == "emoji", "a default service for the toggles")
+        app.pane().focus()
         await pilot.press("t")
         await until(pilot, lambda: "httproute/emoji-retries created" in text(app, "#yaml-errors"), "the retries toggle")
         assert "emoji-retries" in sandbox.run("get", "httproute").stdout
@@ -114,6 +122,7 @@ async def test_faults_and_policies_from_the_ui(sandbox):
         area = app.query_one("#yaml", TextArea)
         area.load_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: bad\n  namespace: emojivoto\n"
                        "spec:\n  parentRefs:\n  - kind: Service\n    name: emoji\n  rules:\n  - retry:\n      attempts: 11\n")
+        area.focus()
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "✗ spec.rules[0].retry.attempts" in text(app, "#yaml-errors"), "the inline error")
         assert "(line 12)" in text(app, "#yaml-errors") and area.cursor_location[0] == 11
@@ -121,10 +130,10 @@ async def test_faults_and_policies_from_the_ui(sandbox):
         sandbox.run("delete", "httproute", "emoji-retries")
 
         # kill an instance from the menu: the supervisor restarts it
-        await pilot.press("5")
+        await pilot.press("escape", "5")  # out of the editor first: there, 5 is a character
         app.query_one("#fault-kind", Select).value = "kill"
-        app.query_one("#fault-target").value = "emoji"
-        app.set_focus(None)
+        app.query_one("#fault-target", Input).value = "emoji"
+        app.pane().focus()
         await pilot.press("a")
         await until(pilot, lambda: "SIGKILL sent" in text(app, "#fault-out"), "the kill")
         wait_until(lambda: any(w["restarts"] >= 1 for w in sandbox.status()["workloads"] if w["deployment"] == "emoji"), 15, "a restart")
@@ -134,12 +143,16 @@ async def test_tap_shows_each_requests_fate(sandbox):
     app = MeshdojoApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.snapshot.status, "the first refresh")
-        await pilot.press("3", *"web", "enter")
+        await pilot.press("3")
+        await until(pilot, lambda: app.query_one("#tap-target", Input).value == "web", "web as the default")
+        app.query_one("#tap-target", Input).focus()
+        await pilot.press("enter")
         table = app.query_one("#tap-table", DataTable)
         await until(pilot, lambda: table.row_count >= 2, "tapped requests", 20)
         table.focus()
         await pilot.press("down")
         await until(pilot, lambda: "attempts" in text(app, "#fate") and "src " in text(app, "#fate"), "a request's fate")
+        await pilot.press("1")  # leaving the tap screen while its worker runs does not break anything
 
 
 async def test_losing_the_control_plane_is_shown_and_recovers(sandbox):
@@ -148,7 +161,7 @@ async def test_losing_the_control_plane_is_shown_and_recovers(sandbox):
         await until(pilot, lambda: app.snapshot.status and not app.snapshot.problem, "a healthy first refresh")
         await pilot.press("5")
         app.query_one("#fault-kind", Select).value = "kill-controlplane"
-        app.set_focus(None)
+        app.pane().focus()
         await pilot.press("a")
         await until(pilot, lambda: "control plane unreachable" in text(app, "#problem"), "the outage banner", 15)
         # back: the banner goes, and the numbers return (the supervisor registers the workloads again)
@@ -156,41 +169,89 @@ async def test_losing_the_control_plane_is_shown_and_recovers(sandbox):
                     and any(d["rps"] > 0 for d in app.snapshot.deployments), "recovery", 30)
 
 
+class Tmux:
+    """The real `meshdojo tui` in a tmux window: keys in, the screen and the cursor out."""
+
+    def __init__(self, sandbox, width: int = 100, height: int = 30) -> None:
+        self.session = f"meshdojo-tui-{os.getpid()}-{width}"
+        self.exit_file = sandbox.home / f"{self.session}.exit"
+        command = f"env MESHDOJO_HOME={sandbox.home} {sys.executable} -m sandbox.cli tui; echo $? > {self.exit_file}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+                        "-c", str(Path(__file__).parent.parent), command], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
+
+    def keys(self, *k: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *k], check=True)
+
+    def cursor(self) -> tuple[int, int]:
+        out = subprocess.run(["tmux", "display", "-p", "-t", self.session, "#{cursor_x} #{cursor_y}"], capture_output=True, text=True).stdout
+        x, y = (int(v) for v in out.split())
+        return x, y
+
+    def row_of(self, text: str) -> int | None:
+        return next((i for i, line in enumerate(self.screen().splitlines()) if text in line), None)
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.session], capture_output=True).returncode == 0
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
 def test_smoke_the_real_tui_in_tmux(sandbox):
-    session = f"meshdojo-smoke-{os.getpid()}"
-    env = f"MESHDOJO_HOME={sandbox.home}"
-    command = f"env {env} {sys.executable} -m sandbox.cli tui"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(Path(__file__).parent.parent), command],
-                   check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-    def keys(*k: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", session, *k], check=True)
-
+    ui = Tmux(sandbox)
     try:
-        wait_until(lambda: "Dashboard" in screen() and "emojivoto" in screen(), 20, "the UI's first paint")
-        keys("5")
-        wait_until(lambda: "Preview CLI/YAML" in screen(), 5, "the faults screen")
-        keys("-l", "svc/web")
-        wait_until(lambda: "value: expected a status" in screen(), 5, "the target to be read")
-
-        def cursor_x() -> int:
-            return int(subprocess.run(["tmux", "display", "-p", "-t", session, "#{cursor_x}"], capture_output=True, text=True).stdout or 0)
-
-        in_target = cursor_x()
-        keys("Tab")  # the next field: the terminal's cursor (the focused field's caret) moves right
-        wait_until(lambda: cursor_x() > in_target + 3, 5, "the value field to have the focus")
-        keys("-l", "500 20")
-        wait_until(lambda: "meshdojo fault inject web" in screen(), 5, "the live CLI preview")
-        keys("Enter")
+        wait_until(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
+        ui.keys("5")
+        wait_until(lambda: "Preview p" in ui.screen() and "Clear all" in ui.screen(), 5, "the faults screen, keys in the footer")
+        ui.keys("Tab", "Tab")  # the kind, then the target field: wait until the caret is really there
+        wait_until(lambda: (row := ui.row_of("target, e.g.")) is not None and ui.cursor()[1] == row, 5, "the target field's focus")
+        ui.keys("-l", "svc/web")
+        wait_until(lambda: "value: an HTTP status and a percentage" in ui.screen(), 5, "the target to be read")
+        ui.keys("Tab")
+        wait_until(lambda: (row := ui.row_of("value, e.g. 503 30")) is not None and ui.cursor()[1] == row, 5, "the value field's focus")
+        ui.keys("-l", "500 20")
+        wait_until(lambda: "meshdojo fault inject web" in ui.screen(), 5, "the live CLI preview")
+        ui.keys("Enter")
         wait_until(lambda: "web-fault" in sandbox.run("get", "faultinjection").stdout, 10, "the fault, seen by meshdojo get")
-        keys("C-q")  # ctrl+q works even inside a text field
-        wait_until(lambda: subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0, 10, "the UI to quit")
+        ui.keys("C-c")  # ctrl+c quits, as q does (the UI was not started by up: no question)
+        wait_until(lambda: not ui.alive(), 10, "the UI to quit")
+        assert ui.exit_file.read_text().strip() == "0"
         items = json.loads(sandbox.run("get", "faultinjection", "-o", "json").stdout)
         assert items[0]["spec"]["abort"] == {"httpStatus": 500, "percentage": {"value": 20.0}}
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        ui.close()
         sandbox.run("fault", "clear", check=False)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_plane_restart(sandbox):
+    """The README's lesson once crashed the UI: after uninject, an edge was briefly both mTLS
+    and plaintext. Every change runs under the real UI on its topology screen, at 80x24."""
+    ui = Tmux(sandbox, 80, 24)
+    try:
+        wait_until(lambda: "Dashboard" in ui.screen(), 20, "the UI's first paint")
+        ui.keys("2")
+        wait_until(lambda: "namespace emojivoto" in ui.screen(), 10, "the topology")
+        steps = [(("uninject", "emoji"), lambda: any(not w["meshed"] for w in sandbox.status()["workloads"] if w["deployment"] == "emoji")),
+                 (("inject", "emoji"), lambda: all(w["meshed"] for w in sandbox.status()["workloads"] if w["deployment"] == "emoji")),
+                 (("scale", "web", "2"), lambda: sum(w["deployment"] == "web" for w in sandbox.status()["workloads"]) == 2),
+                 (("kill", "controlplane"), lambda: sandbox.status()["controlplane"]["restarts"] >= 1)]
+        for argv, done in steps:
+            sandbox.run(*argv)
+            wait_until(done, 60, f"{' '.join(argv)} to take effect")
+            ui.keys("1")  # the dashboard refreshes every second too
+            wait_until(lambda: "control plane up" in ui.screen(), 40, f"the dashboard after {' '.join(argv)}")
+            ui.keys("2")
+            wait_until(lambda: "namespace emojivoto" in ui.screen(), 10, f"the topology after {' '.join(argv)}")
+            assert ui.alive() and "Traceback" not in ui.screen(), (argv, ui.screen())
+        ui.keys("q")
+        wait_until(lambda: not ui.alive(), 10, "the UI to quit")
+        assert ui.exit_file.read_text().strip() == "0"
+    finally:
+        ui.close()
+        sandbox.run("scale", "web", "1", check=False)

@@ -19,6 +19,14 @@ POLICY_API = "policy.meshdojo.dev/v1alpha1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
+def command(name: str, text: str) -> str:
+    """A CLI command as a learner can paste it: with ``--name`` unless the sandbox is the default."""
+    if name == "default" or not text.startswith("meshdojo "):
+        return text
+    head, sep, comment = text.partition("   #")
+    return f"{head.rstrip()} --name {name}" + (f"   #{comment}" if sep else "")
+
+
 @dataclass(frozen=True)
 class Action:
     title: str
@@ -48,35 +56,37 @@ def _dump(documents: list[dict[str, Any]]) -> str:
 # -- faults -------------------------------------------------------------------------------------
 
 def http_fault(name: str, service: str, namespace: str, abort: int | None, percent: float, delay: str | None,
-               duration: str = "2m") -> Action:
-    document = resources.fault_document(service, namespace, abort, percent, delay, percent, duration)
+               duration: str = "5m", instance: str | None = None) -> Action:
+    document = resources.fault_document(service, namespace, abort, percent, delay, percent, duration, instance)
     what = (f"abort {abort} for {percent:g}%" if abort else f"delay {delay} for {percent:g}%")
     flags = f"--abort {abort} --percent {percent:g}" if abort else f"--delay {delay} --delay-percent {percent:g}"
-    return Action(f"HTTP fault on {service}: {what}, for {duration}",
-                  f"meshdojo fault inject {service} {flags} --for {duration} -n {namespace}",
+    if instance:
+        flags += f" --instance {instance}"
+    return Action(f"HTTP fault on {instance or service}: {what}, for {duration}",
+                  command(name, f"meshdojo fault inject {service} {flags} --for {duration} -n {namespace}"),
                   "success rate of the service's callers drops (abort) or its latency rises (delay); tap shows fault=…",
                   lambda: apply_documents(name, [document], "meshdojo tui"), _dump([document]))
 
 
 def net_fault(name: str, kind: str, targets: list[str], source: str | None = None, latency: str | None = None,
-              rate: str | None = None, duration: str = "2m") -> Action:
-    flags = "".join(f" {flag} {value}" for flag, value in (("--from", source), ("--latency", latency), ("--rate", rate), ("--for", duration))
-                    if value)
+              rate: str | None = None, duration: str = "5m", instance: str | None = None) -> Action:
+    flags = "".join(f" {flag} {value}" for flag, value in (("--from", source), ("--latency", latency), ("--rate", rate),
+                                                          ("--for", duration), ("--instance", instance)) if value)
     return Action(f"network {kind} on {' <-> '.join(targets) if kind == 'partition' else targets[0]}" + (f" from {source}" if source else ""),
-                  f"meshdojo fault net {kind} {' '.join(targets)}{flags}",
+                  command(name, f"meshdojo fault net {kind} {' '.join(targets)}{flags}"),
                   netcli.WHAT_TO_WATCH[kind],
-                  lambda: netcli.describe(netcli.net_fault(name, kind, targets, source, None, latency, None, rate, duration)))
+                  lambda: netcli.describe(netcli.net_fault(name, kind, targets, source, None, latency, None, rate, duration, instance)))
 
 
 def clear_faults(name: str) -> Action:
-    return Action("clear every fault (HTTP and network)", "meshdojo fault clear", "traffic recovers within a second or two",
+    return Action("clear every fault (HTTP and network)", command(name, "meshdojo fault clear"), "traffic recovers within a second or two",
                   lambda: "\n".join(netcli.clear(name, None, None)))
 
 
 def kill(name: str, target: str) -> Action:
     watch = ("proxies keep serving what they last knew (static stability); the supervisor restarts it"
              if target == "controlplane" else "RESTARTS goes up in the workload table; callers see errors until it is back")
-    return Action(f"kill {target}", f"meshdojo kill {target}", watch,
+    return Action(f"kill {target}", command(name, f"meshdojo kill {target}"), watch,
                   lambda: f"SIGKILL sent to pid {', '.join(map(str, local.kill(name, target, None)))}")
 
 
@@ -85,7 +95,7 @@ def scale(name: str, deployment: str, namespace: str, replicas: int) -> Action:
         local.set_desired(name, deployment, namespace, replicas=replicas)
         return f"deployment {namespace}/{deployment} scaling to {replicas}"
 
-    return Action(f"scale {deployment} to {replicas}", f"meshdojo scale {deployment} {replicas} -n {namespace}",
+    return Action(f"scale {deployment} to {replicas}", command(name, f"meshdojo scale {deployment} {replicas} -n {namespace}"),
                   "MESHED shows the new count once instances are ready; the balancer spreads load over them", run)
 
 
@@ -98,7 +108,7 @@ def inject(name: str, deployment: str, namespace: str, meshed: bool) -> Action:
 
     watch = ("its edges turn 🔒 again" if meshed else
              "its inbound edges turn 🔓 (plaintext) on the topology; under STRICT its callers' requests now fail")
-    return Action(f"{verb} {deployment}", f"meshdojo {verb} {deployment} -n {namespace}", watch, run)
+    return Action(f"{verb} {deployment}", command(name, f"meshdojo {verb} {deployment} -n {namespace}"), watch, run)
 
 
 def intruder(name: str, service: str, namespace: str) -> Action:
@@ -109,7 +119,7 @@ def intruder(name: str, service: str, namespace: str) -> Action:
             lines += [f"  {o.attempt}: {o.verdict.upper()} — {o.detail}" for o in outcomes]
         return "\n".join(lines)
 
-    return Action(f"intruder against {service}", f"meshdojo attack svc/{service} -n {namespace}",
+    return Action(f"intruder against {service}", command(name, f"meshdojo attack svc/{service} -n {namespace}"),
                   "STRICT refuses both attempts; PERMISSIVE lets plaintext in; a DENY policy answers 403", run)
 
 
@@ -122,7 +132,7 @@ def _meta(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[st
 
 def _policy_action(name: str, title: str, documents: list[dict[str, Any]], watch: str) -> Action:
     text = _dump(documents)
-    return Action(title, "meshdojo apply -f FILE.yaml   # with the YAML below", watch,
+    return Action(title, command(name, "meshdojo apply -f FILE.yaml   # with the YAML below"), watch,
                   lambda: apply_documents(name, documents, "meshdojo tui"), text)
 
 
@@ -165,15 +175,21 @@ def example_policies() -> list[Path]:
     return sorted(DEMO_ROOT.glob("*/policies/*.yaml"))
 
 
+def preview_example(path: Path) -> tuple[str, str]:
+    """(what the example teaches — its first comment line, the whole file)."""
+    text = path.read_text()
+    return next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "read the file's comments"), text
+
+
 def apply_example(name: str, path: Path) -> Action:
     text = path.read_text()
     lesson = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "read the file's comments")
-    return Action(f"apply {path.parent.parent.name}/{path.name}", f"meshdojo apply -f {path.relative_to(DEMO_ROOT.parent)}", lesson,
+    return Action(f"apply {path.parent.parent.name}/{path.name}", command(name, f"meshdojo apply -f {path.relative_to(DEMO_ROOT.parent)}"), lesson,
                   lambda: "\n".join(f"{a['kind'].lower()}/{a['name']} {a['action']}"
                                     for a in resources.apply(name, [str(path)], None)["applied"]), text)
 
 
 def delete_policy(name: str, kind: str, namespace: str, resource: str) -> Action:
-    return Action(f"delete {kind.lower()}/{resource}", f"meshdojo delete {kind.lower()} {resource} -n {namespace}",
+    return Action(f"delete {kind.lower()}/{resource}", command(name, f"meshdojo delete {kind.lower()} {resource} -n {namespace}"),
                   "its effect ends within a second",
                   lambda: "\n".join(resources.delete(name, kind, resource, namespace)))

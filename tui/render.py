@@ -4,13 +4,13 @@ snapshot tests can feed it fixed data."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 SPARK = "▁▂▃▄▅▆▇█"
-LOCK, OPEN_LOCK = "🔒", "🔓"
+LOCK, OPEN_LOCK = "🔒", "🔓"  # the same marks as tui.graph
 
 
 def sparkline(values: Sequence[float | None], width: int = 20, top: float | None = None) -> str:
@@ -46,21 +46,71 @@ def health_style(success: float | None, not_answering: bool = False) -> str:
     return "green"
 
 
-def workload_rows(stats: list[dict[str, Any]], history: dict[tuple[str, str], list[tuple[float | None, float]]]) -> list[tuple]:
-    """The dashboard's table: one row per deployment, failing ones styled to stand out."""
+def workload_rows(stats: list[dict[str, Any]], history: dict[tuple[str, str], Any], wide: bool = False) -> list[tuple]:
+    """The dashboard's table: one row per deployment, failing ones styled to stand out.
+    Narrow (80 columns): name, meshed, mTLS share, success, RPS, p50, p99, a minute of success."""
     rows = []
     for r in stats:
         key = (r["namespace"], r["name"])
         past = history.get(key, [])
         style = health_style(r["success_rate"], bool(r["not_answering"]))
-        name = r["name"] + (" (not answering)" if r["not_answering"] else "")
-        rows.append((
-            Text(r["namespace"], style="dim"), Text(name, style=style), r["meshed"], Text(rate(r["success_rate"]), style=style),
-            f"{r['rps']:.1f}", ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p95"]), ms(r["latency_ms"]["p99"]),
-            "-" if r["tcp_conn"] is None else str(r["tcp_conn"]),
-            Text(sparkline([s for s, _ in past], 12, top=1.0), style=style), sparkline([q for _, q in past], 12),
-        ))
+        name = r["name"] + (" ✗" if r["not_answering"] else "")
+        mtls = r.get("mtls_share")
+        mtls_cell = Text("-" if mtls is None else f"{mtls * 100:.0f}%", style="green" if mtls == 1 else "bold yellow" if mtls is not None else "dim")
+        success = Text(rate(r["success_rate"]), style=style)
+        trend = Text(sparkline([s for s, _ in past], 10, top=1.0), style=style)
+        if wide:
+            rows.append((Text(r["namespace"], style="dim"), Text(name, style=style), r["meshed"], mtls_cell, success, f"{r['rps']:.1f}",
+                         ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p95"]), ms(r["latency_ms"]["p99"]),
+                         "-" if r["tcp_conn"] is None else str(r["tcp_conn"]), trend, sparkline([q for _, q in past], 10)))
+        else:
+            rows.append((Text(name, style=style), r["meshed"], mtls_cell, success, f"{r['rps']:.1f}", ms(r["latency_ms"]["p50"]),
+                         ms(r["latency_ms"]["p99"]), trend))
     return rows
+
+
+def summary(snap: Any) -> Text:
+    """The dashboard's first lines: sandbox, control plane, CA, readiness, gateways."""
+    import datetime as dt
+
+    st = snap.status or {}
+    cp = st.get("controlplane", {})
+    out = Text()
+    out.append(f"sandbox {st.get('name', '?')} · {st.get('backend', '?')} · ")
+    up = cp.get("ready") and not snap.problem
+    out.append(f"control plane {'up' if up else 'DOWN'}", style="green" if up else "bold red")
+    issuer = (snap.ca or {}).get("issuer", {})
+    if issuer.get("notAfter"):
+        left = dt.datetime.fromisoformat(issuer["notAfter"]) - dt.datetime.fromtimestamp(snap.taken, dt.UTC)
+        if left.total_seconds() <= 0:
+            out.append(" · CA EXPIRED", style="bold red")
+        else:
+            out.append(" · CA ok, issuer ")
+            out.append(f"expires in {remaining_text(left.total_seconds())}", style="yellow" if left.days < 7 else "")
+    else:
+        out.append(" · CA ?", style="dim")
+    workloads = st.get("workloads", [])
+    ready = sum(1 for w in workloads if w["ready"])
+    out.append(f" · ready {ready}/{len(workloads)}", style="" if ready == len(workloads) else "bold yellow")
+    gateways = [f"{g['demo']} {g['url']}" for g in st.get("gateways", []) if g.get("url")]
+    if gateways:
+        out.append("\n" + "  ".join(gateways), style="dim")
+    return out
+
+
+def remaining_text(seconds: float) -> str:
+    """A duration as a learner reads it (the same words as the CLI's)."""
+    from sandbox.observe import human_duration
+
+    return human_duration(seconds)
+
+
+def active_text(lines: list[str]) -> Text:
+    if not lines:
+        return Text("no faults or policies in force — the Faults (5) and Policies (6) screens add some", style="dim")
+    out = Text("in force: ", style="bold")
+    out.append("\n".join(lines))
+    return out
 
 
 def remaining(seconds: float | None) -> str:
@@ -85,90 +135,33 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
     return lines
 
 
-# -- topology ---------------------------------------------------------------------------------
-
-def layers(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:
-    """Nodes in columns: callers nobody calls first, each node one column right of its
-    furthest caller. A cycle (a calls b calls a) is broken where a depth-first walk from the
-    callers first meets it."""
-    nodes = sorted(set(nodes))
-    calls: dict[str, list[str]] = {n: [] for n in nodes}
-    called = set()
-    for src, dst in sorted(set(edges)):
-        if src != dst and src in calls and dst in calls:
-            calls[src].append(dst)
-            called.add(dst)
-    kept: dict[str, set[str]] = {n: set() for n in nodes}  # callee -> callers, back edges dropped
-    state: dict[str, int] = {}  # 1 on the walk's stack, 2 done
-
-    def walk(node: str) -> None:
-        state[node] = 1
-        for nxt in calls[node]:
-            if state.get(nxt) == 1:
-                continue  # a back edge: it would close a cycle
-            kept[nxt].add(node)
-            if nxt not in state:
-                walk(nxt)
-        state[node] = 2
-
-    for root in [n for n in nodes if n not in called] + nodes:
-        if root not in state:
-            walk(root)
-    depth: dict[str, int] = {}
-
-    def place(node: str) -> int:
-        if node not in depth:
-            depth[node] = 1 + max((place(c) for c in kept[node]), default=-1)
-        return depth[node]
-
-    columns: list[list[str]] = []
-    for n in nodes:
-        d = place(n)
-        columns += [[] for _ in range(d + 1 - len(columns))]
-        columns[d].append(n)
-    return columns
-
-
-def topology(edges: list[dict[str, Any]], deployments: list[dict[str, Any]], edge_stats: dict[tuple[str, str], dict[str, Any]],
-             selected: str | None = None) -> Text:
-    """The services as a graph: one line per edge, grouped by column, a lock on mTLS edges and an
-    open lock on plaintext ones, coloured by the destination's health."""
-    health = {(d["namespace"], d["name"]): d for d in deployments}
-    pairs = [(f"{e['src_namespace']}/{e['src']}", f"{e['dst_namespace']}/{e['dst']}") for e in edges]
-    names = {f"{d['namespace']}/{d['name']}" for d in deployments} | {p for pair in pairs for p in pair}
-    columns = layers(names, pairs)
-    out = Text()
-    width = max((len(n.split("/", 1)[1]) for n in names), default=8) + 2
-    for depth, column in enumerate(columns):
-        out.append(f"── tier {depth + 1} " + "─" * 40 + "\n", style="dim")
-        for node in column:
-            ns, name = node.split("/", 1)
-            d = health.get((ns, name))
-            style = health_style(d["success_rate"] if d else None, bool(d and d["not_answering"]))
-            marker = "▶ " if node == selected else "  "
-            out.append(marker)
-            out.append(f"[{name}]".ljust(width + 2), style=style + (" reverse" if node == selected else ""))
-            summary = f" {rate(d['success_rate'])} {d['rps']:.1f}rps" if d else ""
-            out.append(f"{ns}{summary}\n", style="dim")
-            for e in edges:
-                if f"{e['src_namespace']}/{e['src']}" != node:
-                    continue
-                stats = edge_stats.get((e["src"], e["dst"]), {})
-                lock = LOCK if e["secured"] else OPEN_LOCK
-                label = f" {stats.get('rps', 0):.1f}rps {rate(stats.get('success_rate'))} "
-                edge_style = "green" if e["secured"] else "bold yellow"
-                out.append(" " * (width + 4) + "└─" + lock, style=edge_style)
-                out.append(label, style=health_style(stats.get("success_rate")))
-                out.append("─▶ ", style=edge_style)
-                out.append(f"{e['dst']}\n", style="bold")
-    if not edges:
-        out.append("no traffic between workloads yet (the load generators start with the sandbox)\n", style="dim")
-    return out
-
-
 # -- a request's fate -----------------------------------------------------------------------
 
 FATE_KEYS = ("route", "backend", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
+
+
+def graph(snap: Any, selected: str | None = None) -> Text:
+    """The topology: a node per deployment, an arrow per edge (see tui.graph)."""
+    from tui.graph import Arrow, Node, draw
+
+    nodes, keys = [], set()
+    for d in snap.deployments:
+        key = f"{d['namespace']}/{d['name']}"
+        keys.add(key)
+        nodes.append(Node(key, d["name"], f"{rate(d['success_rate'])} {d['rps']:.1f}/s",
+                          health_style(d["success_rate"], bool(d["not_answering"]))))
+    arrows = []
+    for e in snap.edges:
+        src, dst = f"{e['src_namespace']}/{e['src']}", f"{e['dst_namespace']}/{e['dst']}"
+        for key, name in ((src, e["src"]), (dst, e["dst"])):
+            if key not in keys:  # an edge to something without a sidecar of its own shows up too
+                keys.add(key)
+                nodes.append(Node(key, name, "no sidecar", "dim"))
+        share = e.get("mtls_share", 1.0 if e["secured"] else 0.0)
+        success = e.get("success_rate")
+        arrows.append(Arrow(src, dst, e["secured"], 0 < share < 1, f"{e.get('rps', 0):.1f}/s {'-' if success is None else f'{success * 100:.0f}%'}",
+                            "green" if e["secured"] else "bold yellow"))
+    return draw(nodes, arrows, selected)
 
 
 def fate_lines(event: dict[str, Any]) -> list[str]:
@@ -216,3 +209,36 @@ def tap_matches(event: dict[str, Any], workload: str, dst: str, path: str, statu
     if status and not str(event.get("status", "")).startswith(status):
         return False
     return not failures_only or int(event.get("status", 0)) >= 500 or bool(event.get("error"))
+
+
+def edge_detail(edge: dict[str, Any], routes: list[dict[str, Any]], sandbox: str = "default") -> str:
+    secured = "mutual TLS " + LOCK if edge["secured"] else "PLAINTEXT " + OPEN_LOCK
+    lines = [f"{edge['src']} -> {edge['dst']}  {secured}  ({edge.get('mtls_share', 0) * 100:.0f}% of requests mTLS)",
+             f"client: {edge['client_id'] or '-'}", f"server: {edge['server_id'] or '-'}", "", "routes (1m):"]
+    lines += [f"  {r['route']}  {rate(r['effective_success'])} {r['effective_rps']:.1f}rps "
+              f"(actual {rate(r['actual_success'])} {r['actual_rps']:.1f}rps) p50 {ms(r['latency_ms']['p50'])} "
+              f"p99 {ms(r['latency_ms']['p99'])}" for r in routes] or ["  (no routes: everything goes to the service)"]
+    name = "" if sandbox == "default" else f" --name {sandbox}"
+    lines.append(f"\nsee the bytes: meshdojo wire deploy/{edge['src']} deploy/{edge['dst']}{name}")
+    return "\n".join(lines)
+
+
+def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "default") -> str:
+    callers = sorted({e["src"] for e in edges if e["dst"] == d["name"] and e["dst_namespace"] == d["namespace"]})
+    calls = sorted({e["dst"] for e in edges if e["src"] == d["name"] and e["src_namespace"] == d["namespace"]})
+    name = "" if sandbox == "default" else f" --name {sandbox}"
+    return "\n".join([
+        f"{d['namespace']}/{d['name']}  meshed {d['meshed']}  success {rate(d['success_rate'])}  {d['rps']:.1f} rps",
+        f"latency p50 {ms(d['latency_ms']['p50'])} p95 {ms(d['latency_ms']['p95'])} p99 {ms(d['latency_ms']['p99'])}",
+        f"called by: {', '.join(callers) or 'nobody yet'}", f"calls: {', '.join(calls) or 'nobody'}",
+        f"\nits requests: meshdojo tap deploy/{d['name']}{name}", f"its log: meshdojo logs {d['name']}{name}",
+    ])
+
+
+def action_result(action: Any, result: str, ok: bool) -> str:
+    """What the UI says after running an action: the outcome, what to watch, the CLI equivalent."""
+    return f"{'✓' if ok else '✗'} {action.title}\n{result}\n\nwatch for: {action.watch}\nCLI: {action.cli}  (c shows it with the YAML)"
+
+
+def problem_text(snap: Any) -> Text:
+    return Text(f"⚠ {snap.problem}", style="bold white on dark_red") if snap.problem else Text("")

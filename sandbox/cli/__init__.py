@@ -4,6 +4,7 @@ file per command), each registering its subcommands and their handlers."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sandbox.cli import doctor, faults, lifecycle, load, observe, policy, workloads
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return proxy_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say it with the usage of the command that was meant, not meshdojo's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -41,5 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except BrokenPipeError:  # e.g. `meshdojo stat | head`: the reader left, nothing to report
-        sys.stderr.close()
+        _quiet_stdout()
         return 0
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that was typed: ``fault inject``'s, not ``fault``'s."""
+    while True:
+        subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = subparsers.choices.get(getattr(args, subparsers.dest, None)) if subparsers else None
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
+def _quiet_stdout() -> None:
+    """After the reader of our stdout went away, let the interpreter's last flush go nowhere
+    (Python's own advice), so no 'Broken pipe' error follows."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -24,3 +24,9 @@ def add_name(parser: argparse.ArgumentParser) -> None:
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+
+
+def workload_name(text: str) -> str:
+    """``deploy/web``, ``deployment/web``, ``pod/web-0`` (kubectl's spelling) or plain ``web``."""
+    kind, slash, rest = text.partition("/")
+    return rest if slash and kind in ("deploy", "deployment", "deployments", "pod", "pods", "po") and rest else text

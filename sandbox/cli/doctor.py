@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from sandbox.cli.common import add_name, fail
 
@@ -11,6 +12,12 @@ def _check(args: argparse.Namespace) -> int:
     from sandbox.check import run
 
     try:
+        if args.output == "json":
+            from sandbox.check import results, to_json
+
+            report = to_json(results(args.name, args.pre))
+            print(json.dumps(report, indent=2))
+            return 0 if report["ok"] else 1
         return 0 if run(args.name, args.pre) else 1
     except ValueError as exc:
         return fail(str(exc))
@@ -19,5 +26,6 @@ def _check(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     check = sub.add_parser("check", help="check the machine and the sandbox, Linkerd-style")
     check.add_argument("--pre", action="store_true", help="only what must hold before 'meshdojo up'")
+    check.add_argument("-o", "--output", choices=["text", "json"], default="text")
     check.set_defaults(handler=_check)
     add_name(check)

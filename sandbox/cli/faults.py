@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sandbox.cli.common import add_name, add_namespace, fail
+from sandbox.cli.common import add_name, add_namespace, fail, print_table
 
 
 def _fault(args: argparse.Namespace) -> int:
@@ -14,6 +14,8 @@ def _fault(args: argparse.Namespace) -> int:
     from sandbox.cpapi import ApiError
 
     try:
+        if args.action == "list":
+            return _list(netcli.listing(args.name), args.output)
         if args.action == "clear":
             print("\n".join(netcli.clear(args.name, args.service, args.namespace)))
             return 0
@@ -28,7 +30,8 @@ def _fault(args: argparse.Namespace) -> int:
         if args.abort is None and args.delay is None:
             return fail("say which fault: --abort STATUS [--percent P] and/or --delay DURATION [--delay-percent P]")
         instance = netcli.instance_of(args.name, args.service, ns, args.instance) if args.instance else None
-        document = resources.fault_document(args.service, ns, args.abort, args.percent, args.delay, args.delay_percent, args.duration,
+        duration = None if args.duration == "forever" else args.duration
+        document = resources.fault_document(args.service, ns, args.abort, args.percent, args.delay, args.delay_percent, duration,
                                             instance)
         api = resources.api_for(args.name)
         api.call("POST", "/v1/policies", {"documents": [{"source": "meshdojo fault inject", "index": 0, "document": document}]})
@@ -43,8 +46,27 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(faults: list[dict], output: str) -> int:
+    import json
+
+    from sandbox.observe import human_duration
+
+    if output == "json":
+        print(json.dumps({"faults": faults}, indent=2))
+        return 0
+    if not faults:
+        print("no faults in force; inject one: meshdojo fault inject emoji --abort 500 --percent 50")
+        return 0
+    rows = [("TYPE", "NAME", "NAMESPACE", "TARGET", "WHAT", "LEFT")]
+    rows += [(f["type"], f["name"], f["namespace"], f["target"], f["what"],
+              "forever" if f["remaining_seconds"] is None else human_duration(f["remaining_seconds"])) for f in faults]
+    print_table(rows)
+    print("undo them: meshdojo fault clear [SERVICE]")
+    return 0
+
+
 def register(sub) -> None:
-    fault = sub.add_parser("fault", help="faults: 'fault inject SERVICE' (HTTP), 'fault net KIND TARGET' (network), 'fault clear'")
+    fault = sub.add_parser("fault", help="faults: 'fault inject SERVICE' (HTTP), 'fault net KIND TARGET' (network), 'fault list', 'fault clear'")
     fault.set_defaults(handler=_fault)
     fault_sub = fault.add_subparsers(dest="action", metavar="ACTION", required=True)
     finject = fault_sub.add_parser("inject", help="HTTP delay and/or abort on a service (a FaultInjection resource)")
@@ -53,8 +75,12 @@ def register(sub) -> None:
     finject.add_argument("--percent", type=float, default=100.0, help="share of requests aborted (default 100)")
     finject.add_argument("--delay", metavar="DURATION", help="delay requests by this long, e.g. 2s")
     finject.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
-    finject.add_argument("--for", dest="duration", metavar="DURATION", help="remove the fault by itself after this long, e.g. 2m")
+    finject.add_argument("--for", dest="duration", metavar="DURATION", default="5m",
+                         help="remove the fault by itself after this long (default 5m, as network faults; 'forever' keeps it)")
     finject.add_argument("--instance", metavar="INSTANCE", help="only this instance of the service fails, e.g. emoji-1 (one bad replica)")
+    flist = fault_sub.add_parser("list", help="every fault in force (HTTP and network) and how long it has left")
+    flist.add_argument("-o", "--output", choices=["table", "json"], default="table", help="table (default) or json")
+    add_name(flist)
     fclear = fault_sub.add_parser("clear", help="remove every fault (HTTP and network), or only those on one service")
     fclear.add_argument("service", nargs="?", help="only this service's faults")
     fnet = fault_sub.add_parser("net", help="a network fault on an edge: latency, bandwidth, reset, blackhole or partition")

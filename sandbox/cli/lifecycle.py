@@ -23,6 +23,13 @@ def _up(args: argparse.Namespace) -> int:
     if lifetime < 60:
         return fail("--cert-lifetime: must be at least 60s (try --cert-lifetime 2m to watch rotations)")
     demos = [d.strip() for d in args.demo.split(",") if d.strip()]
+    if local.status(args.name) is None:
+        if args.fresh:
+            local.forget(args.name)
+        elif restored := local.carried_over(args.name):
+            print("Restoring what the last run of this sandbox left (start clean with 'meshdojo up --fresh'):")
+            for line in restored:
+                print(f"  {line}")
     print(f"Starting sandbox {args.name!r} with {', '.join(demos)} ...", flush=True)
     try:
         st = local.up(args.name, demos, args.cert_lifetime)
@@ -137,6 +144,7 @@ def register(sub) -> None:
     up.add_argument("--demo", default="emojivoto,bookinfo", help="comma-separated: emojivoto, bookinfo (default both)")
     up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running (default: open the UI)")
     up.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime (at least 60s)")
+    up.add_argument("--fresh", action="store_true", help="start clean: forget the last run's scaling, injection and policies")
     up.set_defaults(handler=_up)
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
     down.set_defaults(handler=_down)

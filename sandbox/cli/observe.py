@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sandbox.cli.common import add_name, add_namespace, fail, print_table
 
@@ -47,7 +48,7 @@ def _observe(args: argparse.Namespace) -> int:
             table = [("WORKLOAD", "IDENTITY", "SERIAL", "NOT_AFTER", "ROTATES_IN", "ROTATIONS", "MODE")]
             for w in data["workloads"]:
                 table.append((w["workload"], w["identity"], (w.get("serial") or "-")[:12], (w.get("not_after") or "-")[:19],
-                              f"{w['rotation_in_seconds']:.0f}s" if w.get("rotation_in_seconds") is not None else "-",
+                              observe.human_duration(w["rotation_in_seconds"]) if w.get("rotation_in_seconds") is not None else "-",
                               str(w.get("rotations", "-")), w.get("mode") or w.get("error", "-")))
             print_table(table)
             return 0
@@ -76,15 +77,24 @@ def _attack(args: argparse.Namespace) -> int:
         results = attack.attack_service(args.name, service, args.namespace)
     except (resources.ResourceError, ApiError, ValueError, OSError) as exc:
         return fail(str(exc))
+    breached = any(o.verdict == "let through" for _eid, _port, _meshed, outcomes in results for o in outcomes)
+    if args.output == "json":
+        print(json.dumps([{"endpoint": eid, "port": port, "meshed": meshed,
+                           "attempts": [{"attempt": o.attempt, "verdict": o.verdict, "detail": o.detail, "lesson": o.lesson}
+                                        for o in outcomes]} for eid, port, meshed, outcomes in results], indent=2))
+        return 1 if breached else 0
     for endpoint_id, port, meshed, outcomes in results:
         where = "its sidecar's inbound port" if meshed else "the app itself (no sidecar)"
         print(f"intruder -> {service} endpoint {endpoint_id} at 127.0.0.1:{port} ({where})")
         for outcome in outcomes:
-            mark = {"refused": "√", "denied": "√", "let through": "‼"}[outcome.verdict]
+            mark = {"refused": "√", "denied": "√", "let through": "‼", "no tls": "·"}[outcome.verdict]
             label = "plaintext, no certificate" if outcome.attempt == "plaintext" else "TLS with a foreign CA's certificate"
             print(f"  {mark} {label}: {outcome.verdict.upper()} — {outcome.detail}")
             print(f"      {outcome.lesson}")
-    return 0
+    if breached:
+        print(f"\nthe intruder got through (exit status 1): make {service} meshed and STRICT "
+              f"('meshdojo inject', or apply a MeshTLS with mode STRICT)", file=sys.stderr)
+    return 1 if breached else 0
 
 
 def _tap(args: argparse.Namespace) -> int:
@@ -92,7 +102,9 @@ def _tap(args: argparse.Namespace) -> int:
 
     try:
         tapcli.run(args.name, args.target, args.namespace, args.to, args.path, args.method, args.output == "json",
-                   emit=lambda line: print(line, flush=True))
+                   emit=lambda line: print(line, flush=True), note=lambda line: print(line, file=sys.stderr, flush=True))
+    except BrokenPipeError:
+        raise  # our reader left (`| head`): main() ends quietly
     except (local.SandboxError, ValueError, OSError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -104,12 +116,16 @@ def _top(args: argparse.Namespace) -> int:
     from sandbox import local, top
 
     try:
+        if args.output == "json" and args.duration is None:
+            return fail("-o json needs --duration (the table is printed once, when it ends)")
         result = top.run(args.name, args.target, args.namespace, args.duration, emit=lambda text: print(text, flush=True))
+    except BrokenPipeError:
+        raise  # our reader left (`| head`): main() ends quietly
     except (local.SandboxError, ValueError, OSError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         return 0
-    print(top.render(result))
+    print(json.dumps(top.rows_json(result), indent=2) if args.output == "json" else top.render(result))
     return 0
 
 
@@ -143,9 +159,11 @@ def register(sub) -> None:
     top = sub.add_parser("top", help="a live table of a deployment's traffic by source, destination, method and path")
     top.add_argument("target", help="deploy/NAME")
     top.add_argument("--duration", type=float, help="stop after this many seconds and print the table (default: run until Ctrl-C)")
+    top.add_argument("-o", "--output", choices=["table", "json"], default="table")
     top.set_defaults(handler=_top)
     attack = sub.add_parser("attack", help="an intruder tries a service in plaintext and with a foreign CA: what gets through?")
     attack.add_argument("target", help="svc/NAME")
+    attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
     for p in (wire, stat, edges, routes, attack, tap, top):
         add_namespace(p)

@@ -57,7 +57,12 @@ def _delete(args: argparse.Namespace) -> int:
 
     try:
         if args.filename:
-            lines = resources.delete_files(args.name, args.filename)
+            lines, missing = resources.delete_files(args.name, args.filename)
+            if lines:
+                print("\n".join(lines))
+            if missing:
+                return fail("\n".join(missing) + "\n(nothing else was changed by these; 'meshdojo get' shows what is there)")
+            return 0
         elif args.kind and args.resource:
             lines = resources.delete(args.name, args.kind, args.resource, args.namespace)
         else:

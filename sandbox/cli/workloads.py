@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sandbox.cli.common import add_name, add_namespace, fail
+from sandbox.cli.common import add_name, add_namespace, fail, workload_name
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -65,6 +65,9 @@ def _logs(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if not path.exists():
         return fail(f"no log yet at {path}")
+    if args.proxy and not local.has_sidecar(args.name, args.target, args.namespace):
+        print(f"note: {args.target} has no sidecar now (uninjected, or gone): this log is from when it had one "
+              f"(last written {time.strftime('%H:%M:%S', time.localtime(path.stat().st_mtime))})", file=sys.stderr)
     with open(path, errors="replace") as f:
         sys.stdout.write(f.read())
         sys.stdout.flush()
@@ -80,7 +83,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     scale = sub.add_parser("scale", help="set a deployment's number of instances")
-    scale.add_argument("deployment", help="the deployment, e.g. web")
+    scale.add_argument("deployment", type=workload_name, help="the deployment, e.g. web")
     scale.add_argument("replicas", type=int, help="how many instances, 0 to 20")
     scale.set_defaults(handler=_scale)
     inject = sub.add_parser("inject", help="roll a deployment's instances with a sidecar (like linkerd inject)")
@@ -88,13 +91,13 @@ def register(sub) -> None:
     uninject = sub.add_parser("uninject", help="roll a deployment's instances without a sidecar")
     uninject.set_defaults(handler=lambda a: _inject(a, False))
     for p in (inject, uninject):
-        p.add_argument("deployment", help="the deployment, e.g. emoji")
+        p.add_argument("deployment", type=workload_name, help="the deployment, e.g. emoji")
     kill = sub.add_parser("kill", help="SIGKILL a deployment's, or one instance's, app (a fault: it is restarted)")
-    kill.add_argument("target", help="a deployment, an instance (e.g. web-0), a gateway (emojivoto-ingress) or 'controlplane'")
+    kill.add_argument("target", type=workload_name, help="a deployment, an instance (e.g. web-0), a gateway (emojivoto-ingress) or 'controlplane'")
     kill.add_argument("--proxy", action="store_true", help="kill the sidecar instead of the app")
     kill.set_defaults(handler=_kill)
     logs = sub.add_parser("logs", help="show a workload's log (the app's, or its sidecar's with --proxy)")
-    logs.add_argument("target", help="a deployment, an instance (e.g. web-0) or 'controlplane'")
+    logs.add_argument("target", type=workload_name, help="a deployment, an instance (e.g. web-0) or 'controlplane'")
     logs.add_argument("--proxy", action="store_true", help="the sidecar's log")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing what is written")
     logs.set_defaults(handler=_logs)

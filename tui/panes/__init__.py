@@ -1,0 +1,13 @@
+"""The UI's screens, one module each, in the order of their keys (1-7)."""
+
+from tui.panes.dashboard import Dashboard
+from tui.panes.faults import Faults
+from tui.panes.logs import Logs
+from tui.panes.policies import Policies
+from tui.panes.security import Security
+from tui.panes.tap import Tap
+from tui.panes.topology import Topology
+
+PANES = (Dashboard, Topology, Tap, Security, Faults, Policies, Logs)
+
+__all__ = ["PANES", "Dashboard", "Faults", "Logs", "Policies", "Security", "Tap", "Topology"]
