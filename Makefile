@@ -35,12 +35,9 @@ soak: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# every benchmark in one run (about 8 minutes); rewrites the figures section of docs/benchmarks.md
 bench: install
-	$(PY) -m bench.meshed_path
-	$(PY) -m bench.sandbox_up
-	$(PY) -m bench.policy_bench
-	$(PY) -m bench.telemetry_bench
-	$(PY) -m bench.tui_bench
+	$(PY) -m bench --write docs/benchmarks.md
 
 demo: install
 	$(VENV)/bin/meshdojo up

@@ -1,29 +1,30 @@
-"""``make bench``: the meshed path against the direct path, in one run.
+"""The meshed path against the direct path, in one run.
 
-A tiny upstream app is called directly and through outbound proxy -> mutual TLS -> inbound
-proxy -> app, at concurrency 1 and 16. Prints p50/p99 latency, requests per second, the
-meshed/direct ratios and the proxies' RSS, as a Markdown table for docs/benchmarks.md.
+A tiny upstream app is called three ways — directly; through a bare TLS byte-pipe pair (the
+floor for any design with two extra processes and a TLS hop); and meshed: outbound proxy →
+mutual TLS → inbound proxy → app — at concurrency 1 and 16, the cases interleaved and each
+repeated. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody
+tapping against the same with a reader of every event, checking the reader saw every request.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvloop
 
 from bench import loadgen
+from bench.measure import BenchError, Section, Settings, Spread, Target, rss_mb, targets_table
 from sandbox.processes import spawn, stop_group, wait_until
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Mesh, ProxyProc, spiffe
 
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+PATHS = ("direct", "bare TLS byte pipe pair (reference)", "meshed")
+C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
 
 
 def start_tls_pipe(root: Path, app_port: int, helpers: list) -> int:
@@ -41,84 +42,131 @@ def start_tls_pipe(root: Path, app_port: int, helpers: list) -> int:
     return int(wait_until(lambda: (root / "front.port").exists() and (root / "front.port").read_text(), 10, "pipe front"))
 
 
-def with_tap_reader(admin_port: int, run):
-    """Run ``run()`` while a thread reads the proxy's tap stream; return its result and the lines read."""
-    import threading
-    import urllib.request
+class TapReader:
+    """A thread reading a proxy's tap stream, counting the requests it saw end (and any it was
+    told were dropped)."""
 
-    count = [0]
-    stop = threading.Event()
+    def __init__(self, admin_port: int) -> None:
+        self.ended = 0
+        self.dropped = 0
+        self.lines = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(admin_port,), daemon=True)
+        self._thread.start()
+        wait_until(lambda: self.lines > 0, 10, "the tap to start")  # the hello line
 
-    def read() -> None:
+    def _read(self, admin_port: int) -> None:
+        import json
+
         request = urllib.request.Request(f"http://127.0.0.1:{admin_port}/tap", headers={"Authorization": "Bearer bench"})
         with urllib.request.urlopen(request, timeout=60) as stream:
-            for _line in stream:
-                count[0] += 1
-                if stop.is_set():
+            for line in stream:
+                self.lines += 1
+                event = json.loads(line)
+                if event.get("type") == "end":
+                    self.ended += 1
+                elif event.get("type") == "dropped":
+                    self.dropped += event["requests"]
+                if self._stop.is_set():
                     return
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    wait_until(lambda: count[0] > 0, 10, "the tap to start")  # the hello line
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@contextmanager
+def meshed_path(root: Path) -> Iterator[tuple[dict[str, tuple[int, str]], ProxyProc, ProxyProc]]:
+    """The three paths to one upstream app: {path: (port, request target)}, and the client and
+    server proxies; every process stopped on exit."""
+    mesh = Mesh(root)
+    helpers: list = []
     try:
-        return run(), count[0]
+        mesh.start_controlplane()
+        app = spawn([sys.executable, "-m", "bench.upstream", str(root / "app.port")], root / "app.log")
+        helpers.append(app)
+        app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
+        token = root / "tap-token"
+        token.write_text("bench")
+        server = mesh.start_proxy("bench", "app", app_port, name="server")
+        client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client")
+        mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
+        pipe_port = start_tls_pipe(root, app_port, helpers)
+        yield {PATHS[0]: (app_port, "/"), PATHS[1]: (pipe_port, "/"), PATHS[2]: (client.ports["outbound"], "http://bench-app/")}, \
+            client, server
     finally:
-        stop.set()
+        for helper in helpers:
+            stop_group(helper)
+        mesh.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="meshdojo-bench-") as tmp:
-        root = Path(tmp)
-        mesh = Mesh(root)
-        helpers: list = []
-        try:
-            mesh.start_controlplane()
-            app = spawn([sys.executable, "-m", "bench.upstream", str(root / "app.port")], root / "app.log")
-            helpers.append(app)
-            app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
-            token = root / "tap-token"
-            token.write_text("bench")
-            server = mesh.start_proxy("bench", "app", app_port, name="server")
-            client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client")
-            mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
-            pipe_port = start_tls_pipe(root, app_port, helpers)
-            rows = []
+def run(settings: Settings, root: Path) -> Section:
+    section = Section("Meshed path")
+    with meshed_path(root) as (ports, client, server):
+        def measure(path: str, concurrency: int) -> loadgen.Result:
+            port, target = ports[path]
+            return uvloop.run(loadgen.run(port, target, concurrency, settings.seconds)).check(f"{path}, c={concurrency}")
+
+        results: dict[tuple[int, str], list[loadgen.Result]] = {}
+        for _ in range(settings.repeats):  # interleaved, so drift on a shared machine hits every case alike
             for concurrency in (1, 16):
-                direct = uvloop.run(loadgen.run(app_port, "/", concurrency, args.duration))
-                pipe = uvloop.run(loadgen.run(pipe_port, "/", concurrency, args.duration))
-                meshed = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", concurrency, args.duration))
-                rows.append((concurrency, direct, pipe, meshed))
-            rss = {name: rss_mb(p.proc.pid) for name, p in (("outbound proxy", client), ("inbound proxy", server))}
-            tap_off = uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", 16, args.duration))
-            tapped, tapped_events = with_tap_reader(client.ports["admin"],
-                                                    lambda: uvloop.run(loadgen.run(client.ports["outbound"], "http://bench-app/", 16, args.duration)))
-        finally:
-            for helper in helpers:
-                stop_group(helper)
-            mesh.close()
+                for path in PATHS:
+                    results.setdefault((concurrency, path), []).append(measure(path, concurrency))
+        rss = {"outbound": rss_mb(client.proc.pid), "inbound": rss_mb(server.proc.pid)}
 
-    print("| concurrency | path | p50 ms | p99 ms | req/s | errors |")
-    print("|---|---|---|---|---|---|")
-    for concurrency, direct, pipe, meshed in rows:
-        for name, r in (("direct", direct), ("bare TLS byte pipe pair (reference)", pipe), ("meshed", meshed)):
-            print(f"| {concurrency} | {name} | {r.quantile(0.5):.3f} | {r.quantile(0.99):.3f} | {r.rps:,.0f} | {r.errors} |")
-    print()
-    for concurrency, direct, pipe, meshed in rows:
-        print(f"- c={concurrency}: meshed p50 overhead {meshed.quantile(0.5) - direct.quantile(0.5):+.3f} ms "
-              f"(TLS pipe: {pipe.quantile(0.5) - direct.quantile(0.5):+.3f} ms); "
-              f"p99 overhead {meshed.quantile(0.99) - direct.quantile(0.99):+.3f} ms; "
-              f"throughput meshed/direct {meshed.rps / direct.rps:.0%} (TLS pipe/direct {pipe.rps / direct.rps:.0%}, "
-              f"meshed/TLS pipe {meshed.rps / pipe.rps:.0%})")
-    for name, mb in rss.items():
-        print(f"- {name} RSS after the run: {mb:.1f} MB")
-    print(f"- tap, c=16 meshed: {tap_off.rps:,.0f} req/s with nobody tapping, {tapped.rps:,.0f} req/s with one tap subscriber "
-          f"reading every event ({tapped_events:,} lines): {tapped.rps / tap_off.rps:.0%}")
-    failed = sum(d.errors + m.errors for _, d, _, m in rows)
-    return 1 if failed else 0
+        untapped, tapped, seen = [], [], []
+        for _ in range(settings.repeats):
+            untapped.append(measure(PATHS[2], 16))
+            reader = TapReader(client.ports["admin"])
+            result = measure(PATHS[2], 16)
+            wait_until(lambda r=reader, n=result.completed: r.ended + r.dropped >= n, 30, "the tap reader to see every request")
+            reader.stop()
+            if reader.ended + reader.dropped != result.completed:
+                raise BenchError(f"tap: {result.completed} requests, the reader saw {reader.ended} end and {reader.dropped} dropped")
+            tapped.append(result)
+            seen.append((reader.ended, reader.dropped, result.completed))
 
+    section.add(f"Each case: {settings.repeats} × {settings.seconds:g} s after a 0.5 s warm-up, interleaved; median (min–max).")
+    section.add()
+    section.add("| concurrency | path | p50 ms | p99 ms | req/s |")
+    section.add("|---|---|---|---|---|")
+    rps: dict[tuple[int, str], Spread] = {}
+    p50: dict[tuple[int, str], Spread] = {}
+    for (concurrency, path), rs in results.items():
+        rps[concurrency, path] = Spread.of(r.rps for r in rs)
+        p50[concurrency, path] = Spread.of(r.quantile(0.5) for r in rs)
+        p99 = Spread.of(r.quantile(0.99) for r in rs)
+        section.figure(f"c={concurrency} {path} req/s", rps[concurrency, path].median)
+        section.figure(f"c={concurrency} {path} p50 ms", p50[concurrency, path].median)
+        section.add(f"| {concurrency} | {path} | {p50[concurrency, path].show('.3f')} | {p99.show('.3f')} | "
+                    f"{rps[concurrency, path].show()} |")
+    section.add()
+    for concurrency in (1, 16):
+        # ratios per repeat (cases of one repeat ran back to back), then their spread
+        share = Spread.of(m.rps / d.rps for m, d in zip(results[concurrency, PATHS[2]], results[concurrency, PATHS[0]], strict=True))
+        pipe_share = Spread.of(p.rps / d.rps for p, d in zip(results[concurrency, PATHS[1]], results[concurrency, PATHS[0]], strict=True))
+        overhead = Spread.of(m.quantile(0.5) - d.quantile(0.5)
+                             for m, d in zip(results[concurrency, PATHS[2]], results[concurrency, PATHS[0]], strict=True))
+        pipe_overhead = Spread.of(p.quantile(0.5) - d.quantile(0.5)
+                                  for p, d in zip(results[concurrency, PATHS[1]], results[concurrency, PATHS[0]], strict=True))
+        section.figure(f"c={concurrency} meshed/direct", share.median)
+        section.figure(f"c={concurrency} meshed p50 overhead ms", overhead.median)
+        section.add(f"- c={concurrency}: meshed/direct throughput {share.show('.0%')} (TLS pipe/direct {pipe_share.show('.0%')}); "
+                    f"meshed p50 overhead {overhead.show('+.3f', ' ms')} (TLS pipe {pipe_overhead.show('+.3f', ' ms')})")
+    for direction, mb in rss.items():
+        section.figure(f"{direction} proxy RSS MB", mb)
+    section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")
+    off, on = Spread.of(r.rps for r in untapped), Spread.of(r.rps for r in tapped)
+    section.figure("tap on/off", on.median / off.median)
+    section.add(f"- tap, c=16 meshed: {off.show()} req/s with nobody tapping, {on.show()} req/s with one subscriber reading "
+                f"every event ({on.median / off.median:.0%}); the reader saw {sum(s[0] for s in seen):,} of "
+                f"{sum(s[2] for s in seen):,} requests end, {sum(s[1] for s in seen):,} reported dropped")
 
-if __name__ == "__main__":
-    sys.exit(main())
+    c1 = section.figures["c=1 meshed p50 overhead ms"]
+    c16 = section.figures["c=16 meshed/direct"]
+    worst_rss = max(rss.values())
+    targets_table(section, [
+        Target(f"meshed p50 overhead ≤ +{C1_OVERHEAD_MS} ms at c=1", f"{c1:+.3f} ms", c1 <= C1_OVERHEAD_MS),
+        Target(f"meshed throughput ≥ {C16_SHARE:.0%} of direct at c=16", f"{c16:.0%}", c16 >= C16_SHARE),
+        Target(f"proxy RSS ≤ {RSS_MB:.0f} MB after the c=16 runs", f"{worst_rss:.1f} MB", worst_rss <= RSS_MB),
+    ])
+    return section

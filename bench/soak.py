@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.sandbox_up import rss_mb
+from bench.measure import rss_mb
 
 CHAOS = [
     ("kill emoji", ["kill", "emoji"]),

@@ -1,27 +1,23 @@
-"""``make bench`` (observability part): the control plane's cost of telemetry.
+"""Telemetry: the control plane's cost of scraping.
 
-N simulated proxies (20, 50, 100) serve a realistic ``/metrics`` page — a real proxy's
+N simulated proxies (0, 20, 50, 100) serve a realistic ``/metrics`` page — a real proxy's
 exposition after traffic to a few services, so the parser sees what it sees in a sandbox —
 and are registered as workloads; the control plane scrapes each once a second. Measured: the
-control plane's CPU (from /proc) over a 10 s window, and its RSS, against an idle baseline.
+control plane's CPU (from /proc) over repeated windows, and its RSS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from bench.sandbox_up import cpu_seconds, rss_mb
+from bench.measure import BenchError, Section, Settings, Spread, cpu_seconds, rss_mb
 from proxy.metrics import ProxyMetrics
 from tests.meshkit import Mesh
-
-WINDOW = 10.0
 
 
 def realistic_page() -> bytes:
@@ -37,7 +33,7 @@ def realistic_page() -> bytes:
     return generate_latest(metrics.registry)
 
 
-async def measure(mesh: Mesh, count: int, page: bytes) -> tuple[float, float]:
+async def measure(mesh: Mesh, count: int, page: bytes, settings: Settings) -> tuple[Spread, float]:
     async def handle(_request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/plain")
 
@@ -53,34 +49,50 @@ async def measure(mesh: Mesh, count: int, page: bytes) -> tuple[float, float]:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         await asyncio.to_thread(mesh.call, "PUT", f"/v1/workloads/bench/sim-{i}",
                                 {"deployment": f"sim-{i % 10}", "identity": "spiffe://meshdojo.local/ns/bench/sa/sim", "admin": port})
-    await asyncio.sleep(3)  # let the scrape loop reach steady state (a measurement window, not synchronization)
+    scraped = await asyncio.to_thread(_scraped_within, mesh, count, 10.0)
+    if not scraped:
+        raise BenchError(f"telemetry: the control plane did not scrape all {count} simulated proxies within 10 s")
+    await asyncio.sleep(2)  # steady state past the first scrapes (a measurement window, not synchronization)
     pid = mesh.cp.pid
-    before, t0 = cpu_seconds(pid), time.monotonic()
-    await asyncio.sleep(WINDOW)
-    cpu = (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+    windows = []
+    for _ in range(settings.repeats):
+        before, t0 = cpu_seconds(pid), time.monotonic()
+        await asyncio.sleep(settings.seconds)
+        windows.append((cpu_seconds(pid) - before) / (time.monotonic() - t0))
     rss = rss_mb(pid)
     for i in range(count):
         await asyncio.to_thread(mesh.call, "DELETE", f"/v1/workloads/bench/sim-{i}")
     await runner.cleanup()
-    return cpu, rss
+    return Spread.of(windows), rss
 
 
-def main() -> int:
+def _scraped_within(mesh: Mesh, count: int, timeout: float) -> bool:
+    """Has every simulated proxy been scraped (none listed as not answering)?"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = mesh.call("GET", "/v1/stats?namespace=bench")[1]["rows"]
+        registered = sum(int(r["meshed"].split("/")[1]) for r in rows)
+        if registered == count and not any(r["not_answering"] for r in rows):
+            return True
+        time.sleep(0.2)  # polling the condition, with a deadline
+    return False
+
+
+def run(settings: Settings, root: Path) -> Section:
+    section = Section("Telemetry")
     page = realistic_page()
     results = []
-    with tempfile.TemporaryDirectory(prefix="meshdojo-bench-") as tmp:
-        mesh = Mesh(Path(tmp))
-        try:
-            mesh.start_controlplane()
-            for count in (0, 20, 50, 100):
-                results.append((count, *asyncio.run(measure(mesh, count, page))))
-        finally:
-            mesh.close()
-    print(f"- control plane scraping N simulated proxies once a second ({len(page):,}-byte expositions, 15 min history):")
+    mesh = Mesh(root)
+    try:
+        mesh.start_controlplane()
+        for count in (0, 5) if settings.smoke else (0, 20, 50, 100):
+            results.append((count, *asyncio.run(measure(mesh, count, page, settings))))
+    finally:
+        mesh.close()
+    section.add(f"- the control plane scraping N simulated proxies once a second ({len(page):,}-byte expositions, "
+                f"15 min history; {settings.repeats} × {settings.seconds:g} s):")
     for count, cpu, rss in results:
-        print(f"  - N={count}: {cpu:.1%} of one core, RSS {rss:.0f} MB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        section.figure(f"N={count} CPU share", cpu.median)
+        section.figure(f"N={count} RSS MB", rss)
+        section.add(f"  - N={count}: {cpu.show('.1%')} of one core, RSS {rss:.0f} MB")
+    return section

@@ -545,14 +545,28 @@ def _authz(r: _Reader, raw: Any) -> AuthzSpec:
 
 
 def _authz_path(r: _Reader, path: str, field: str) -> PathMatch:
-    """Istio's four forms: exact ``/api/list``, prefix ``/api/*``, suffix ``*/info``, any ``*``."""
+    """Istio's forms: exact ``/api/list``, prefix ``/api/*``, suffix ``*/info``, any ``*``, and
+    path templates: ``{*}`` is one whole segment, ``{**}`` the rest of the path (last only)."""
     if path == "*":
         return PathMatch("PathPrefix", "/")
+    if "{*}" in path or "{**}" in path:
+        return PathMatch("RegularExpression", _path_template(r, path, field))
     if path.startswith("*"):
         return PathMatch("RegularExpression", ".*" + re.escape(path[1:]))
-    if not path.startswith("/") or "*" in path[:-1]:
-        raise r.fail(field, "expected an exact path (/api/list), a prefix (/api/*), a suffix (*/info) or * for any")
+    if not path.startswith("/") or "*" in path[:-1] or "{" in path:
+        raise r.fail(field, "expected an exact path (/api/list), a prefix (/api/*), a suffix (*/info), * for any, "
+                            "or a template (/api/{*}/vote, /static/{**})")
     return PathMatch("PathPrefix", path[:-1]) if path.endswith("*") else PathMatch("Exact", path)
+
+
+def _path_template(r: _Reader, path: str, field: str) -> str:
+    segments = path.split("/")
+    if segments[0] != "" or any(s != "{*}" and s != "{**}" and ("{" in s or "}" in s or "*" in s) for s in segments):
+        raise r.fail(field, f"{path!r}: a template's {{*}} and {{**}} must each be a whole segment, e.g. /api/{{*}}/vote")
+    if "{**}" in segments[:-1]:
+        raise r.fail(field, f"{path!r}: {{**}} matches the rest of the path, so it must be the last segment")
+    pattern = "/".join("[^/]+" if s == "{*}" else ".*" if s == "{**}" else re.escape(s) for s in segments)
+    return pattern
 
 
 def _strings(r: _Reader, value: Any, field: str) -> list[str]:

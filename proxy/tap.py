@@ -37,7 +37,8 @@ class TapFilter:
 class Subscriber:
     filters: TapFilter
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    dropped: int = 0
+    dropped: int = 0  # events not delivered since the last "dropped" line
+    dropped_requests: int = 0  # the requests they belonged to (a request's events go all or none)
 
 
 class TapHub:
@@ -56,6 +57,7 @@ class TapHub:
                 continue
             if sub.queue.maxsize - sub.queue.qsize() < len(events):
                 sub.dropped += len(events)
+                sub.dropped_requests += 1
                 self.dropped_total += len(events)
                 continue
             for event in events:
@@ -88,8 +90,8 @@ class TapBody:
                 while not self._sub.queue.empty():
                     lines.append(self._sub.queue.get_nowait())
                 if self._sub.dropped:
-                    lines.append({"type": "dropped", "count": self._sub.dropped})
-                    self._sub.dropped = 0
+                    lines.append({"type": "dropped", "count": self._sub.dropped, "requests": self._sub.dropped_requests})
+                    self._sub.dropped = self._sub.dropped_requests = 0
                 yield b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
         finally:
             self._hub.unsubscribe(self._sub)

@@ -63,7 +63,8 @@ def render(event: dict[str, Any]) -> str | None:
     if kind in ("hello", "tick"):
         return None
     if kind == "dropped":
-        return f"# {event['count']} events dropped: this terminal did not keep up (the proxy never waits for it)"
+        return (f"# {event['count']} events ({event.get('requests', '?')} requests) dropped: "
+                "this terminal did not keep up (the proxy never waits for it)")
     if kind == "lost":
         return f"# lost the stream from {event['workload']}: {event['error']}"
     proxy = "out" if event["direction"] == "outbound" else "in"

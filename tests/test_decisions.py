@@ -153,8 +153,17 @@ def test_authorization_by_service_account_namespace_and_path_forms():
                        "/x/health": True, "/healthz": False, "/api/list?q=1": True}
     anything = authz("any", "ALLOW", [{"to": [{"operation": {"paths": ["*"]}}]}])
     assert authorize([anything], None, "emojivoto", "/whatever", "GET").allowed
+    templates = authz("templates", "ALLOW", [{"to": [{"operation": {"paths": ["/api/{*}/vote", "/static/{**}"]}}]}])
+    allowed = {p: authorize([templates], web, "emojivoto", p, "GET").allowed
+               for p in ("/api/joy/vote", "/api/joy/x/vote", "/api//vote", "/static/a/b.js", "/static/", "/staticx/a")}
+    assert allowed == {"/api/joy/vote": True, "/api/joy/x/vote": False, "/api//vote": False, "/static/a/b.js": True,
+                       "/static/": True, "/staticx/a": False}
     with pytest.raises(PolicyError, match=r"paths\[0\]: expected an exact path"):
         authz("bad", "ALLOW", [{"to": [{"operation": {"paths": ["/a/*/b"]}}]}])
+    with pytest.raises(PolicyError, match=r"paths\[0\]: '/a/\{\*\*\}/b': \{\*\*\} matches the rest"):
+        authz("bad", "ALLOW", [{"to": [{"operation": {"paths": ["/a/{**}/b"]}}]}])
+    with pytest.raises(PolicyError, match="must each be a whole segment"):
+        authz("bad", "ALLOW", [{"to": [{"operation": {"paths": ["/a/x{*}"]}}]}])
 
 
 def test_token_bucket():

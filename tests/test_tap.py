@@ -101,13 +101,14 @@ async def test_a_reader_that_falls_behind_never_slows_the_proxy_and_sees_what_it
     async with aiohttp.ClientSession() as session:  # one more request, so the stream has something new to send
         async with session.get("http://emoji/", proxy=client.outbound) as r:
             await r.read()
-    seen_dropped = 0
+    seen_dropped, dropped_requests = 0, 0
     deadline = asyncio.get_running_loop().time() + 20
     while not seen_dropped and asyncio.get_running_loop().time() < deadline:
         line = await asyncio.wait_for(reader.readline(), 10)
         if b'"type":"dropped"' in line:
-            seen_dropped = json.loads(line)["count"]  # each chunk of the stream holds whole JSON lines
-    assert seen_dropped > 0
+            event = json.loads(line)  # each chunk of the stream holds whole JSON lines
+            seen_dropped, dropped_requests = event["count"], event["requests"]
+    assert seen_dropped > 0 and 0 < dropped_requests <= seen_dropped
     writer.close()
 
 
@@ -121,7 +122,7 @@ def test_a_full_subscriber_queue_drops_and_counts_whole_requests():
     for _ in range(QUEUE_SIZE // 3 + 5):
         hub.publish(events)
     assert slow.queue.qsize() == (QUEUE_SIZE // 3) * 3  # whole requests only: never a req without its end
-    assert slow.dropped == 15 and hub.dropped_total == 15
+    assert slow.dropped == 15 and slow.dropped_requests == 5 and hub.dropped_total == 15
     assert picky.queue.qsize() == 0 and picky.dropped == 0  # filtered out, not dropped
     hub.unsubscribe(slow)
     hub.unsubscribe(picky)

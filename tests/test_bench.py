@@ -1,0 +1,86 @@
+"""The benchmarks as CI runs them: every one, once and briefly (its figures are meaningless on
+a busy runner, but it must run, and its output must parse); and the rules of the harness — a
+failure is never a number, and the doc's figures are replaced only by a whole, clean run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+import bench.__main__ as harness
+from bench.measure import BenchError, Section, Spread
+
+EXPECTED = {
+    "Meshed path": ["c=1 meshed p50 overhead ms", "c=16 meshed/direct", "outbound proxy RSS MB", "inbound proxy RSS MB", "tap on/off"],
+    "Traffic policy": ["propagation p99 ms", "idle layers added p50 ms"],
+    "Telemetry": ["N=0 CPU share", "N=5 CPU share", "N=5 RSS MB"],
+    "Local sandbox": ["up seconds", "idle CPU share", "total RSS MB"],
+    "Terminal UI": ["first paint seconds", "idle CPU share", "fault to screen seconds", "key to screen seconds"],
+    "Demo apps": ["keep-alive p50 ms"],
+}
+
+
+@pytest.mark.timeout(400)
+def test_every_benchmark_runs_and_its_output_parses(tmp_path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], capture_output=True, text=True,
+                            timeout=380)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for section, names in EXPECTED.items():
+        for name in names:
+            value = figures[section][name]
+            assert isinstance(value, float | int) and math.isfinite(value), (section, name, value)
+    assert figures["Meshed path"]["c=16 meshed req/s"] > 0 and figures["Terminal UI"]["first paint seconds"] > 0
+    # the Markdown printed is what the doc would get: a table per comparison, a line per figure
+    assert "| concurrency | path | p50 ms | p99 ms | req/s |" in result.stdout and "### Terminal UI" in result.stdout
+
+
+def test_spread_is_median_with_its_range():
+    s = Spread.of([3.0, 1.0, 2.0, 10.0, 2.5])
+    assert (s.median, s.low, s.high) == (2.5, 1.0, 10.0)
+    assert s.show(".1f", " ms") == "2.5 ms (1.0–10.0)"
+    assert Spread.of([0.2, 0.25, 0.3]).show(".0%") == "25% (20–30%)"
+    assert Spread.of([4.0]).show(".0f") == "4"
+    with pytest.raises(BenchError):
+        Spread.of([])
+
+
+def test_figures_replace_only_what_is_between_the_markers(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\nprose before\n\n{harness.BEGIN}\nold figures\n{harness.END}\n\nprose after\n")
+    harness.write_figures(doc, f"{harness.BEGIN}\nnew figures\n{harness.END}")
+    assert doc.read_text() == f"# Benchmarks\n\nprose before\n\n{harness.BEGIN}\nnew figures\n{harness.END}\n\nprose after\n"
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Benchmarks\n\nonly prose\n")
+    harness.write_figures(bare, f"{harness.BEGIN}\nfigures\n{harness.END}")
+    assert bare.read_text().startswith("# Benchmarks\n\nonly prose\n\n## Figures\n\n" + harness.BEGIN)
+
+
+def test_a_failing_benchmark_fails_the_run_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import bench.demo_apps
+
+    def broken(settings, root):
+        raise BenchError("policy propagation: 3 of 100 watchers did not get apply 7 within 5 s")
+
+    def fine(settings, root):
+        section = Section("Fine")
+        section.add("- a figure: 1")
+        return section
+
+    monkeypatch.setattr(harness, "BENCHMARKS", ("demo_apps", "measure_ok"))
+    monkeypatch.setattr(bench.demo_apps, "run", broken)
+    monkeypatch.setitem(sys.modules, "bench.measure_ok", type(sys)("bench.measure_ok"))
+    sys.modules["bench.measure_ok"].run = fine
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("untouched")
+    assert harness.main(["--write", str(doc), "--repeats", "1", "--seconds", "0.1"]) == 1
+    assert doc.read_text() == "untouched"
+    err = capsys.readouterr().err
+    assert "demo_apps FAILED: policy propagation: 3 of 100 watchers" in err and "nothing written" in err
+    with pytest.raises(SystemExit):
+        harness.main(["--write", str(doc), "--only", "demo_apps"])  # a partial run never rewrites the doc
