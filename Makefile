@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test lint bench demo clean k8senv fuzz soak
+.PHONY: install test lint bench profile demo clean k8senv fuzz soak
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: install
 # every benchmark in one run (about 8 minutes); rewrites the figures section of docs/benchmarks.md
 bench: install
 	$(PY) -m bench --write docs/benchmarks.md
+
+# where a proxy's CPU goes on the meshed path (cProfile on a CPU clock in both proxies, c=16)
+profile: install
+	$(PY) -m bench.profile --cpu
 
 demo: install
 	$(VENV)/bin/meshdojo up

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,9 +75,11 @@ class TapReader:
 
 
 @contextmanager
-def meshed_path(root: Path) -> Iterator[tuple[dict[str, tuple[int, str]], ProxyProc, ProxyProc]]:
+def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
+                ) -> Iterator[tuple[dict[str, tuple[int, str]], ProxyProc, ProxyProc]]:
     """The three paths to one upstream app: {path: (port, request target)}, and the client and
-    server proxies; every process stopped on exit."""
+    server proxies (started by ``launcher(name)`` instead of ``python -m proxy`` when given);
+    every process stopped on exit."""
     mesh = Mesh(root)
     helpers: list = []
     try:
@@ -87,8 +89,9 @@ def meshed_path(root: Path) -> Iterator[tuple[dict[str, tuple[int, str]], ProxyP
         app_port = int(wait_until(lambda: (root / "app.port").exists() and (root / "app.port").read_text(), 10, "the app"))
         token = root / "tap-token"
         token.write_text("bench")
-        server = mesh.start_proxy("bench", "app", app_port, name="server")
-        client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client")
+        server = mesh.start_proxy("bench", "app", app_port, name="server", launcher=launcher("server") if launcher else None)
+        client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client",
+                                  launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
         pipe_port = start_tls_pipe(root, app_port, helpers)
         yield {PATHS[0]: (app_port, "/"), PATHS[1]: (pipe_port, "/"), PATHS[2]: (client.ports["outbound"], "http://bench-app/")}, \

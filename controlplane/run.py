@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from controlplane.castore import CaStoreError
-from controlplane.config import ControlPlaneConfig
+if TYPE_CHECKING:  # the proxy imports run_loop alone, without the control plane's CA (and cryptography)
+    from controlplane.config import ControlPlaneConfig
 
 
 def run_loop(coro) -> None:
@@ -20,6 +21,7 @@ def run_loop(coro) -> None:
 
 
 def main_with(config: ControlPlaneConfig) -> int:
+    from controlplane.castore import CaStoreError
     from controlplane.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

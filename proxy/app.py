@@ -92,8 +92,8 @@ class Proxy:
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
-        inbound = record_fate(self.fates, self.tap, self.workload)(_inbound_fate(build_inbound_stack(
-            self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace)))
+        inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
+            self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace))
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
@@ -163,14 +163,6 @@ class Proxy:
         if self._admin is not None:
             self._admin.close()
         self.admin_state.start_drain()
-
-
-def _inbound_fate(inner: Handler) -> Handler:
-    async def handle(request):
-        request.fate.direction = "inbound"
-        return await inner(request)
-
-    return handle
 
 
 class _Downstream(HttpConnection):

@@ -31,8 +31,19 @@ async def copy_body(conn: HttpConnection, body: Body, chunked: bool, from_client
     """Write ``body`` to ``conn``. Small bodies leave with their head in one system call;
     a streamed body is flushed whenever its source has nothing more ready, so it never stalls.
     With ``from_client``, what goes wrong while *reading* the body is the client's fault."""
+    # what is already here goes out at once, with no coroutine per chunk: an empty body, bytes
+    # in memory, or a body that arrived whole with its head (most small messages)
+    ready = [] if isinstance(body, EmptyBody) else [body.data] if isinstance(body, BytesBody) else \
+        body.take_ready() if isinstance(body, ConnectionBody) else None
+    if ready is not None:
+        for chunk in ready:
+            if chunk:
+                conn.write(encode_chunk(chunk) if chunked else chunk)
+        if chunked:
+            conn.write(LAST_CHUNK)
+        return
     source = getattr(body, "conn", None)  # a body still arriving on a connection
-    streamed = not isinstance(body, BytesBody | EmptyBody)
+    streamed = True
     chunks = body.chunks()
     while True:
         try:

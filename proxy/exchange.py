@@ -74,6 +74,17 @@ class ConnectionBody:
         self.complete = True
         self._finish(True)
 
+    def take_ready(self) -> list[bytes] | None:
+        """All of the body, if it has all arrived already (no wait): the body is then read to
+        its end. None if some of it is still to come."""
+        if self.finished:
+            return None
+        chunks = self.conn.take_body()
+        if chunks is not None:
+            self.complete = True
+            self._finish(True)
+        return chunks
+
     async def read_all(self, limit: int) -> bytes | None:
         """The whole body if it fits in ``limit`` bytes; None (and the body is abandoned) if not."""
         parts, size = [], 0

@@ -321,6 +321,28 @@ class HttpConnection(asyncio.Protocol):
             raise event
         raise ProtocolViolation("unexpected message head inside a body")
 
+    def take_body(self) -> list[bytes] | None:
+        """The rest of the current body, if all of it has arrived (its end included): taken
+        from the queue at once, without waiting. None when some of it is still to come (or
+        something else is queued): read it with :meth:`read_chunk`."""
+        events = self._events
+        count = 0
+        for event in events:
+            if event is _END:
+                break
+            if type(event) is not bytes:
+                return None
+            count += 1
+        else:
+            return None
+        chunks = [events.popleft() for _ in range(count)]  # type: ignore[misc]
+        events.popleft()  # the end
+        self._buffered -= sum(map(len, chunks))
+        if self._reading_paused and self._buffered < READ_HIGH_WATER // 2 and self.transport is not None and not self._refused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return chunks
+
     def write(self, data: bytes) -> None:
         """Queue ``data``; it goes out in one system call at :meth:`flush` (or before any wait)."""
         if self.transport is None or self.closed:

@@ -19,6 +19,7 @@ from proxy.http1 import Headers, ProtocolViolation, RequestHead
 # RFC 3986 host (reg-name, IPv4, [IPv6]) and an optional port
 _HOST = re.compile(rb"^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?$")
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a field value: controls other than HTAB
 
 
 def transfer_codings(headers: Headers) -> list[bytes]:
@@ -65,7 +66,7 @@ def check_request_head(head: RequestHead) -> ProtocolViolation | None:
     for name, value in head.headers:
         if not _TOKEN.match(name):
             return ProtocolViolation(f"header name {name[:40]!r} is not a token", 400)
-        if any(b < 0x20 and b != 0x09 for b in value) or b"\x7f" in value:
+        if _CONTROL.search(value) is not None:
             return ProtocolViolation(f"header {name.decode('latin-1')[:40]} holds a control character", 400)
     expect = head.header(b"expect")
     if expect is not None and expect.lower() != b"100-continue":

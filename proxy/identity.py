@@ -14,13 +14,13 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from controlplane import ca
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context, server_context
 from proxy.cpclient import ControlPlaneClient, ControlPlaneError, ControlPlaneRefused
+from proxy.keygen import key_and_csr
 from proxy.metrics import IdentityGauges
 
 log = logging.getLogger("meshdojo.proxy.identity")
@@ -49,7 +49,8 @@ class WorkloadIdentity:
     def __init__(self, identity: SpiffeId, anchor_pem: str, client: ControlPlaneClient, token: str | None,
                  gauges: IdentityGauges, rotate_every: float | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 keygen: Callable[[str], Awaitable[tuple[str, str]]] = key_and_csr) -> None:
         self.identity = identity
         self.anchor_pem = anchor_pem
         self._client = client
@@ -58,6 +59,7 @@ class WorkloadIdentity:
         self._rotate_every = rotate_every
         self._clock = clock
         self._rng = rng or random.Random()
+        self._keygen = keygen  # (SPIFFE ID) -> (key PEM, CSR PEM): a child process, so cryptography is not resident here
         self.certificate: Certificate | None = None
         self.server_ctx: ssl.SSLContext | None = None
         self.client_ctx: ssl.SSLContext | None = None
@@ -72,8 +74,10 @@ class WorkloadIdentity:
 
     async def obtain(self) -> None:
         """One CSR round trip: with the current certificate if it is still valid, else the token."""
-        key = ca.new_key()
-        csr = ca.csr_pem(ca.make_csr(self.identity, key))
+        try:
+            key_pem, csr = await self._keygen(self.identity.uri)
+        except (OSError, ValueError, KeyError, TimeoutError) as exc:  # KeygenError is an OSError; ValueError: bad JSON
+            raise ControlPlaneError(f"could not make a key and CSR: {exc}") from exc
         now = self._clock()
         use_cert = self.certificate is not None and self.certificate.not_after > now and self.client_ctx is not None
         if use_cert:
@@ -88,7 +92,6 @@ class WorkloadIdentity:
             not_before=dt.datetime.fromisoformat(reply["notBefore"]),
             not_after=dt.datetime.fromisoformat(reply["notAfter"]),
         )
-        key_pem = ca.key_pem(key)
         # build both contexts before swapping either in: a failure leaves the old identity whole
         server_ctx = server_context(self.anchor_pem, cert.chain_pem, key_pem)
         client_ctx = client_context(self.anchor_pem, cert.chain_pem, key_pem)

@@ -10,6 +10,7 @@ The stack, outermost first (built in :func:`build_inbound_stack`):
     metrics    count and time every request, labelled with the client's identity
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
+    policies   only when a policy below applies to this workload (else straight to app)
     authz      AuthorizationPolicy: DENY first, then ALLOW must match (403)
     ratelimit  RateLimit: the token bucket in force at this workload (429)
     fault      FaultInjection: delay and/or abort
@@ -57,6 +58,19 @@ TLS_HANDSHAKE_RECORD = 0x16
 class TlsMode(StrEnum):
     STRICT = "strict"
     PERMISSIVE = "permissive"
+
+
+def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
+    """Through ``shaped`` (authz, rate limit, faults) when one of their kinds applies to this
+    workload; else straight on (each would pass the request through)."""
+
+    def layer(plain: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            return await (shaped if policies.inbound_active else plain)(request)
+
+        return handle
+
+    return layer
 
 
 def client_identity() -> Layer:
@@ -177,10 +191,11 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
 
 def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
                         own_namespace: str, rng: random.Random | None = None) -> Handler:
-    handler = app(pool, app_port)  # plaintext to the local app, pooled
+    handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
     handler = authorize_requests(policies, metrics, own_namespace)(handler)  # AuthorizationPolicy: 403
+    handler = policy_layers(policies, shaped=handler)(plain)  # the three above, when one applies to this workload
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("inbound", metrics, client_id_of_peer=True, own_namespace=own_namespace,

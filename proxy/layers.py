@@ -131,9 +131,10 @@ class FateLog:
                 for t, m, a, p, s, fate in self._entries]
 
 
-def record_fate(fates: FateLog, tap: TapHub | None = None, workload: str = "") -> Layer:
+def record_fate(fates: FateLog, tap: TapHub | None = None, workload: str = "", direction: str = "outbound") -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
+            request.fate.direction = direction
             response = await inner(request)
             fate = request.fate
             fates.add(time.time(), request, response.status)

@@ -1,18 +1,20 @@
 """The proxy's Prometheus metrics, with Linkerd's names and labels.
 
-HTTP metrics use ``prometheus_client`` counters and histograms (children cached per label
-set, so the hot path does one dict lookup). TCP byte and connection counts are plain
-integers on each connection, summed at scrape time by a custom collector, so reading and
-writing bytes never takes a lock.
+What every request touches — request, response and latency per label set, the same per
+route, TCP bytes and connections — is kept in plain integers and lists by custom collectors
+and turned into metric families at scrape time: the hot path does a dict lookup, a bisect and
+a few additions, and takes no lock (the proxy is one thread). The rarer counters (errors,
+retries, faults, authorization, …) are ``prometheus_client`` counters.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from proxy.http1 import HttpConnection
@@ -113,18 +115,104 @@ class BreakerStates(Collector):
         yield family
 
 
+class _Latencies:
+    """One histogram's bucket counts (not cumulative: cumulated at scrape) and sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS_MS, value)] += 1  # le: a value on a bound counts in that bucket
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, n in zip((*map(_le, LATENCY_BUCKETS_MS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+def _le(bound: float) -> str:
+    return str(float(bound))  # prometheus_client's spelling: le="1.0"
+
+
+class HttpStats(Collector):
+    """``request_total``, ``response_total`` and ``response_latency_ms`` per label set, and the
+    per-route ``route_response_total``, ``route_actual_response_total`` and
+    ``route_response_latency_ms``, as counts the request path adds to."""
+
+    def __init__(self) -> None:
+        # (HTTP labels, status_code, classification) -> [responses, latencies]
+        self.responses: dict[tuple[tuple[str, ...], str, str], tuple[list[int], _Latencies]] = {}
+        # (dst, rt_route, status_code, classification, actual?) -> count; (dst, rt_route) -> latencies
+        self.route_responses: dict[tuple[str, str, str, str, bool], list[int]] = {}
+        self.route_latency: dict[tuple[str, str], _Latencies] = {}
+
+    def record(self, labels: tuple[str, ...], status: int, latency_ms: float, failure: bool) -> None:
+        key = (labels, str(status), "failure" if failure else "success")
+        entry = self.responses.get(key)
+        if entry is None:
+            entry = self.responses[key] = ([0], _Latencies())
+        entry[0][0] += 1
+        entry[1].observe(latency_ms)
+
+    def record_route(self, dst: str, route: str | None, status: int, failure: bool, latency_ms: float | None) -> None:
+        key = (dst, route or DEFAULT_ROUTE, str(status), "failure" if failure else "success", latency_ms is None)
+        count = self.route_responses.get(key)
+        if count is None:
+            count = self.route_responses[key] = [0]
+        count[0] += 1
+        if latency_ms is not None:
+            latencies = self.route_latency.get(key[:2])  # type: ignore[arg-type]
+            if latencies is None:
+                latencies = self.route_latency[key[:2]] = _Latencies()  # type: ignore[index]
+            latencies.observe(latency_ms)
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        requests = CounterMetricFamily("request", "Total count of HTTP requests", labels=HTTP_LABELS)
+        responses = CounterMetricFamily("response", "Total count of HTTP responses",
+                                        labels=(*HTTP_LABELS, "status_code", "classification"))
+        latency = HistogramMetricFamily(
+            "response_latency_ms",
+            "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds",
+            labels=(*HTTP_LABELS, "status_code"))
+        per_labels: dict[tuple[str, ...], int] = {}
+        by_status: dict[tuple[tuple[str, ...], str], _Latencies] = {}
+        for (labels, status, classification), (count, latencies) in self.responses.items():
+            per_labels[labels] = per_labels.get(labels, 0) + count[0]
+            responses.add_metric([*labels, status, classification], count[0])
+            merged = by_status.setdefault((labels, status), _Latencies())  # a status' successes and failures together
+            merged.counts = [a + b for a, b in zip(merged.counts, latencies.counts, strict=True)]
+            merged.total += latencies.total
+        for labels, count in per_labels.items():
+            requests.add_metric(list(labels), count)
+        for (labels, status), latencies in by_status.items():
+            latency.add_metric([*labels, status], latencies.buckets(), latencies.total)
+        route = CounterMetricFamily("route_response", "HTTP responses per route, as the caller saw them (after retries)",
+                                    labels=(*ROUTE_LABELS, "status_code", "classification"))
+        actual = CounterMetricFamily("route_actual_response", "HTTP responses per route, every attempt (retries included)",
+                                     labels=(*ROUTE_LABELS, "status_code", "classification"))
+        for (dst, rt, status, classification, is_actual), count in self.route_responses.items():
+            (actual if is_actual else route).add_metric(["outbound", dst, rt, status, classification], count[0])
+        route_latency = HistogramMetricFamily("route_response_latency_ms", "Per-route latency as the caller saw it, in milliseconds",
+                                              labels=ROUTE_LABELS)
+        for (dst, rt), latencies in self.route_latency.items():
+            route_latency.add_metric(["outbound", dst, rt], latencies.buckets(), latencies.total)
+        yield from (requests, responses, latency, route, actual, route_latency)
+
+
 class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("request", "Total count of HTTP requests", HTTP_LABELS, registry=self.registry)
-        self.responses = Counter(
-            "response", "Total count of HTTP responses", (*HTTP_LABELS, "status_code", "classification"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "response_latency_ms", "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds",
-            (*HTTP_LABELS, "status_code"), buckets=LATENCY_BUCKETS_MS, registry=self.registry,
-        )
+        self.http = HttpStats()
+        self.registry.register(self.http)
+        self.record = self.http.record  # one finished request: its count, response count and latency
+        # one response on a route: the effective one (with its latency) or, without a latency, one actual attempt
+        self.record_route = self.http.record_route
         self.tls_refused = Counter(
             "inbound_tls_refused", "Inbound connections refused before HTTP (plaintext under STRICT, failed handshakes)",
             ("reason",), registry=self.registry,
@@ -159,47 +247,7 @@ class ProxyMetrics:
         self.ratelimited = Counter(
             "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"), registry=self.registry,
         )
-        self.route_responses = Counter(
-            "route_response", "HTTP responses per route, as the caller saw them (after retries)",
-            (*ROUTE_LABELS, "status_code", "classification"), registry=self.registry,
-        )
-        self.route_actual_responses = Counter(
-            "route_actual_response", "HTTP responses per route, every attempt (retries included)",
-            (*ROUTE_LABELS, "status_code", "classification"), registry=self.registry,
-        )
-        self.route_latency = Histogram(
-            "route_response_latency_ms", "Per-route latency as the caller saw it, in milliseconds",
-            ROUTE_LABELS, buckets=LATENCY_BUCKETS_MS, registry=self.registry,
-        )
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
         self.registry.register(self.tcp)
         self.registry.register(self.identity)
-        self._children: dict[tuple[str, ...], tuple[object, dict[tuple[str, str], tuple[object, object]]]] = {}
-        self._route_children: dict[tuple[str, ...], object] = {}
-
-    def record(self, labels: tuple[str, ...], status: int, latency_ms: float, failure: bool) -> None:
-        """One finished request: its count, response count and latency."""
-        cached = self._children.get(labels)
-        if cached is None:
-            cached = self._children[labels] = (self.requests.labels(*labels), {})
-        request_child, by_status = cached
-        request_child.inc()  # type: ignore[attr-defined]
-        key = (str(status), "failure" if failure else "success")
-        pair = by_status.get(key)
-        if pair is None:
-            pair = by_status[key] = (self.responses.labels(*labels, *key), self.latency.labels(*labels, key[0]))
-        pair[0].inc()  # type: ignore[attr-defined]
-        pair[1].observe(latency_ms)  # type: ignore[attr-defined]
-
-    def record_route(self, dst: str, route: str | None, status: int, failure: bool, latency_ms: float | None) -> None:
-        """One response on a route: the effective one (with its latency) or, without a latency,
-        one actual attempt."""
-        key = (dst, route or DEFAULT_ROUTE, str(status), "failure" if failure else "success", latency_ms is None)
-        child = self._route_children.get(key)
-        if child is None:
-            family = self.route_actual_responses if latency_ms is None else self.route_responses
-            child = self._route_children[key] = family.labels("outbound", *key[:4])
-        child.inc()  # type: ignore[attr-defined]
-        if latency_ms is not None:
-            self.route_latency.labels("outbound", dst, key[1]).observe(latency_ms)

@@ -7,6 +7,8 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
     target     absolute-form URI or Host header -> logical service name and path
     discover   logical service -> its current endpoint set (watched, cached)
+    policies   only for a service an HTTPRoute or CircuitBreaker names (the others go on to
+               attempts, balance and endpoint: each layer in between would pass them through)
     route      HTTPRoute: matching rule, weighted backend          (proxy/traffic.py)
     concrete   the backend service's endpoints
     timeout    timeouts.request over the whole request, retries included
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import random
 import time
-from urllib.parse import urlsplit
 
 from controlplane.names import split_authority
 from proxy import traffic
@@ -49,16 +50,24 @@ def parse_target(request: Request) -> None:
             raise BadRequest("origin-form request without a Host header: send an absolute URI via HTTP_PROXY, or a Host header")
         request.authority, request.path = host.decode("latin-1"), target
         return
-    if target.lower().startswith("http://"):
-        parts = urlsplit(target)
-        if not parts.netloc:
+    if target[:7].lower() == "http://":
+        authority, path = _split_absolute(target[7:])
+        if not authority:
             raise BadRequest(f"request target {target!r} has no host")
-        request.authority = parts.netloc
-        request.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        request.authority, request.path = authority, path
         return
     if target.lower().startswith("https://") or request.head.method == "CONNECT":
         raise BadRequest("HTTPS through the mesh proxy is not supported: call the service over http://, the mesh adds mutual TLS")
     raise BadRequest(f"request target {target[:100]!r} is neither an absolute http:// URI nor an absolute path")
+
+
+def _split_absolute(rest: str) -> tuple[str, str]:
+    """``host:port/p?q#f`` (an absolute URI after its scheme) -> (``host:port``, ``/p?q``): the
+    fragment is never sent, and an empty path is ``/``."""
+    rest = rest.partition("#")[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    path = rest[cut:]
+    return rest[:cut], ("/" + path if path.startswith("?") else path) or "/"
 
 
 def target(gateway: str | None = None) -> Layer:
@@ -70,8 +79,7 @@ def target(gateway: str | None = None) -> Layer:
             if gateway is not None:  # whatever the client names, a gateway sends it to its one service
                 target = request.head.target
                 if not target.startswith("/"):
-                    parts = urlsplit(target)
-                    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                    target = _split_absolute(target.partition("://")[2])[1]
                 request.authority, request.path = gateway, target
                 request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]
                 request.head.headers.append((b"host", gateway.encode()))
@@ -144,7 +152,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
-    handler = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
+    handler = balanced = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
     handler = pool_limits(Limiters(policies), metrics)(handler)  # connectionPool: in flight + pending, else 503 overflow
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt
@@ -153,6 +161,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included
     handler = traffic.concrete(discovery)(handler)  # the chosen backend's endpoints
     handler = traffic.route(policies, rng)(handler)  # HTTPRoute match and weighted backend
+    plain = count_attempts(metrics)(balanced)  # no policy for this service: one try, counted as the route's attempt
+    handler = traffic.policy_layers(policies, shaped=handler)(plain)  # the layers above, for services with policies
     handler = discover(discovery)(handler)  # logical service -> endpoint set
     handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error

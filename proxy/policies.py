@@ -22,6 +22,10 @@ from proxy.identity import WorkloadIdentity
 log = logging.getLogger("meshdojo.proxy.policies")
 
 
+INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy")  # what the inbound policy layers act on
+SHAPING_KINDS = ("HTTPRoute", "CircuitBreaker")  # what the outbound policy layers act on (RetryBudget only with a route)
+
+
 class PolicyWatch:
     def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, workload: Workload,
                  rng: random.Random | None = None) -> None:
@@ -35,6 +39,8 @@ class PolicyWatch:
         self._expiry: dict[tuple[str, str, str], float | None] = {}
         self._index: dict[tuple[str, str, str | None], list[Resource]] = {}
         self.kinds: set[str] = set()  # kinds present at all: the hot path skips a layer in one set lookup
+        self.inbound_active = False  # does a FaultInjection, RateLimit or AuthorizationPolicy apply to this workload?
+        self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
         self.version = -1
         self.updated_at = 0.0
 
@@ -70,6 +76,7 @@ class PolicyWatch:
         selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])
                      if isinstance(item, dict) and isinstance(item.get("selector"), dict)}
         self.inbound = applicable([r for r, _ in entries], self.workload, selectors)
+        self.inbound_active = any(self.inbound.get(kind, Applied()).resources for kind in INBOUND_REQUEST_KINDS)
         self.services = frozenset(key for key, wanted in selectors.items()  # the services that select this workload
                                   if key[0] == self.workload.namespace and wanted
                                   and all(self.workload.labels.get(k) == v for k, v in wanted.items()))
@@ -78,6 +85,7 @@ class PolicyWatch:
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
         self._index = index
         self.kinds = {kind for kind, _ns, _target in index}
+        self.shaped = frozenset((ns, target) for kind, ns, target in index if kind in SHAPING_KINDS)
         self.version = event.get("version", self.version)
         self.updated_at = time.time()
         log.info("policy snapshot %s: %d resources", self.version, len(entries))

@@ -1,4 +1,6 @@
-"""The outbound policy layers, between discovery and the balancer:
+"""The outbound policy layers, between discovery and the balancer — for the services an
+HTTPRoute or a CircuitBreaker names (:func:`policy_layers`; the others skip them, since every
+one of them would pass the request through untouched):
 
     route      HTTPRoute: first matching rule, a backend by weight (404 if routes exist and none match)
     concrete   the chosen backend service's endpoints
@@ -55,6 +57,21 @@ class BreakerOpen(ProxyError):
 
 def _header(request: Request) -> Callable[[str], str | None]:
     return lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None
+
+
+def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
+    """Send a request through ``shaped`` (the policy layers) when an HTTPRoute or CircuitBreaker
+    names its service; else straight to the inner handler (one try, no timeouts, no breaker)."""
+
+    def layer(plain: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            if (request.dst_namespace, request.dst_service) in policies.shaped:
+                return await shaped(request)
+            return await plain(request)
+
+        return handle
+
+    return layer
 
 
 def route(policies: PolicyWatch, rng: random.Random) -> Layer:

@@ -101,8 +101,9 @@ class Mesh:
 
     # -- proxies ---------------------------------------------------------------------
     def start_proxy(self, ns: str, sa: str, app_port: int, *args: str, name: str | None = None,
-                    labels: dict[str, str] | None = None) -> ProxyProc:
-        """A proxy for one instance of deployment ``sa`` whose pods carry ``labels`` (default app=<sa>)."""
+                    labels: dict[str, str] | None = None, launcher: list[str] | None = None) -> ProxyProc:
+        """A proxy for one instance of deployment ``sa`` whose pods carry ``labels`` (default app=<sa>);
+        ``launcher`` replaces ``python -m proxy`` (a profiler's wrapper, say)."""
         name = name or f"{sa}-{len(self.procs)}"
         label_args = [arg for k, v in sorted((labels or {"app": sa}).items()) for arg in ("--label", f"{k}={v}")]
         token_file = self.root / f"{name}.token"
@@ -111,7 +112,7 @@ class Mesh:
         ports_file = self.root / f"{name}.ports"
         log = self.root / f"{name}.log"
         proc = spawn(
-            [sys.executable, "-m", "proxy", "--controlplane", self.mesh_url, "--trust-anchor", str(self.anchor),
+            [*(launcher or [sys.executable, "-m", "proxy"]), "--controlplane", self.mesh_url, "--trust-anchor", str(self.anchor),
              "--namespace", ns, "--service-account", sa, "--token-file", str(token_file), "--app-port", str(app_port),
              "--ports-file", str(ports_file), "--workload", name, "--deployment", sa, *label_args, *args],
             log,

@@ -106,3 +106,27 @@ async def test_draining_closes_idle_connections(server):
     state.start_drain()
     assert await asyncio.wait_for(loop.sock_recv(sock, 1000), 5) == b""
     sock.close()
+
+
+@pytest.mark.parametrize(("after_scheme", "authority", "path"), [
+    ("web", "web", "/"),
+    ("web:8080", "web:8080", "/"),
+    ("web/", "web", "/"),
+    ("web/api/list?x=1", "web", "/api/list?x=1"),
+    ("web?x=1", "web", "/?x=1"),
+    ("web:80?x=1/y", "web:80", "/?x=1/y"),
+    ("web/a#frag", "web", "/a"),
+    ("web#frag/x", "web", "/"),
+    ("", "", "/"),
+    ("[::1]:80/p", "[::1]:80", "/p"),
+])
+def test_absolute_form_targets_split_as_urlsplit_does(after_scheme, authority, path):
+    """The outbound listener's own split of ``http://…`` agrees with the standard library's."""
+    from urllib.parse import urlsplit
+
+    from proxy.outbound import _split_absolute
+
+    assert _split_absolute(after_scheme) == (authority, path)
+    parts = urlsplit("http://" + after_scheme)
+    assert parts.netloc == authority
+    assert (parts.path or "/") + (f"?{parts.query}" if parts.query else "") == path
