@@ -5,8 +5,10 @@ Used by the sandbox launcher, the CLI and the TUI. Unauthenticated calls get 401
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
+import json
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +17,7 @@ from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
 from controlplane.names import resolve
+from controlplane.policy import KINDS
 from controlplane.policystore import PolicyErrors, PolicyStore
 from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
@@ -174,6 +177,8 @@ async def resolve_name(request: web.Request) -> web.Response:
 
 
 async def put_service(request: web.Request) -> web.Response:
+    if request.app[REGISTRY].source is not None:
+        return json_error(409, f"services come from {request.app[REGISTRY].source} here: change them there (kubectl)")
     ns, name = _names(request)
     body = await _json_body(request)
     ports = body.get("ports", [])
@@ -188,6 +193,8 @@ async def put_service(request: web.Request) -> web.Response:
 
 
 async def delete_service(request: web.Request) -> web.Response:
+    if request.app[REGISTRY].source is not None:
+        return json_error(409, f"services come from {request.app[REGISTRY].source} here: change them there (kubectl)")
     ns, name = _names(request)
     if not request.app[REGISTRY].delete_service(ns, name):
         return json_error(404, f"service {name}.{ns} is not registered")
@@ -195,6 +202,8 @@ async def delete_service(request: web.Request) -> web.Response:
 
 
 async def put_endpoint(request: web.Request) -> web.Response:
+    if request.app[REGISTRY].source is not None:
+        return json_error(409, f"services come from {request.app[REGISTRY].source} here: change them there (kubectl)")
     ns, name = _names(request)
     try:
         endpoint = Endpoint.from_json(await _json_body(request))
@@ -209,6 +218,8 @@ async def put_endpoint(request: web.Request) -> web.Response:
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
+    if request.app[REGISTRY].source is not None:
+        return json_error(409, f"services come from {request.app[REGISTRY].source} here: change them there (kubectl)")
     ns, name = _names(request)
     if not request.app[REGISTRY].delete_endpoint(ns, name, request.match_info["endpoint"]):
         return json_error(404, f"no endpoint {request.match_info['endpoint']} in {name}.{ns}")
@@ -227,10 +238,18 @@ async def apply_policies(request: web.Request) -> web.Response:
     if not isinstance(items, list) or not all(isinstance(i, dict) and "document" in i for i in items):
         return json_error(400, 'expected {"documents": [{"source": ..., "index": ..., "document": {...}}]}')
     documents = [(str(i.get("source", "request")), int(i.get("index", n)), i["document"]) for n, i in enumerate(items)]
+    store, namespace = request.app[POLICIES], str(body.get("namespace") or "default")
     try:
-        applied = request.app[POLICIES].apply(documents, str(body.get("namespace") or "default"))
+        if store.cluster is not None:  # Kubernetes mode: the cluster holds policies; `kubectl apply` would do the same
+            resources = store.validate(documents, namespace)
+            await asyncio.to_thread(store.cluster.write, [_with_namespace(r) for r in resources])
+        applied = store.apply(documents, namespace)
     except PolicyErrors as exc:
         return json_error(400, "nothing was applied: fix these and apply again", errors=[e.to_json() for e in exc.errors])
+    except Exception as exc:  # the API server refused (RBAC, a webhook, its own schema): nothing is half-applied here
+        if store.cluster is None:
+            raise
+        return json_error(502, f"the Kubernetes API server refused the apply: {cluster_reason(exc)}")
     registry = request.app[REGISTRY]
     warnings = []
     for item in applied:
@@ -268,9 +287,30 @@ def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:
     return list(seen.values())
 
 
+def _with_namespace(resource: Any) -> dict[str, Any]:
+    doc = dict(resource.document)
+    doc["metadata"] = {**doc["metadata"], "namespace": resource.namespace}
+    return doc
+
+
+def cluster_reason(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    try:
+        return json.loads(body)["message"] if body else str(exc)
+    except (ValueError, KeyError, TypeError):
+        return str(exc)
+
+
 async def delete_policy(request: web.Request) -> web.Response:
     kind, ns, name = request.match_info["kind"], request.match_info["ns"], request.match_info["name"]
-    if not request.app[POLICIES].delete(kind, ns, name):
+    store = request.app[POLICIES]
+    removed = False
+    if store.cluster is not None and kind in KINDS:
+        try:  # the watch may take it out of the store before we do: the cluster's answer is what counts
+            removed = await asyncio.to_thread(store.cluster.remove, kind, ns, name)
+        except Exception as exc:
+            return json_error(502, f"the Kubernetes API server refused the delete: {cluster_reason(exc)}")
+    if not store.delete(kind, ns, name) and not removed:
         return json_error(404, f"no {kind} {ns}/{name}")
     return web.json_response({"deleted": {"kind": kind, "namespace": ns, "name": name}})
 

@@ -160,6 +160,34 @@ def sign_workload(
     )
 
 
+def sign_server(
+    key: ec.EllipticCurvePrivateKey,
+    dns_names: list[str],
+    ips: list,
+    issuer: KeyPair,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> x509.Certificate:
+    """A serving certificate for names (not a workload identity): the admission webhook's, which
+    the API server checks against the trust anchor given as the webhook's caBundle."""
+    names = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ip) for ip in ips]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(min(now + lifetime, issuer.certificate.not_valid_after_utc))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+
+
 def uri_sans(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

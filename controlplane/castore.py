@@ -32,7 +32,11 @@ class CaMaterial:
         return ca.cert_pem(self.issuer.certificate)
 
 
-class CaStoreError(RuntimeError):
+class StartupError(RuntimeError):
+    """The control plane cannot start, for a reason the operator can fix (the message says how)."""
+
+
+class CaStoreError(StartupError):
     pass
 
 

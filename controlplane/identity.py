@@ -39,12 +39,17 @@ class IdentityService:
     clock: Clock = utcnow
     issued: dict[str, IssuedCertificate] = field(default_factory=dict)  # latest per identity
     issued_count: int = 0
+    # token -> identity, raising tokens.InvalidToken; None: our own bootstrap tokens. In Kubernetes
+    # mode a TokenReview of the pod's projected ServiceAccount token (blocking: callers use a thread)
+    authenticate: Callable[[str], SpiffeId] | None = None
 
     def bootstrap_token(self, identity: SpiffeId, ttl: dt.timedelta = dt.timedelta(hours=1)) -> str:
         return tokens.issue(self.material.token_secret, identity, self.clock().timestamp(), ttl.total_seconds())
 
     def certify_with_token(self, csr_pem: str, token: str) -> IssuedCertificate:
         """Raises ``tokens.InvalidToken`` or ``ca.CertificateRequestRejected``."""
+        if self.authenticate is not None:
+            return self._sign(csr_pem, self.authenticate(token))
         identity = tokens.verify(self.material.token_secret, token, self.clock().timestamp())
         return self._sign(csr_pem, identity)
 

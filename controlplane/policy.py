@@ -4,7 +4,10 @@ Gateway API ``HTTPRoute`` where it has the field; ``policy.meshdojo.dev/v1alpha1
 (Istio's and Linkerd's field names) where it doesn't: ``FaultInjection``, ``RetryBudget``,
 ``CircuitBreaker``, ``AuthorizationPolicy``, ``MeshTLS``, ``RateLimit``. Every error
 names the source file, the document's index and the field path, and a batch is applied only
-if every document in it is valid.
+if every document in it is valid. Each kind's fields are defined once, in
+:mod:`controlplane.policyschema`: a document is checked against them (types, ranges, known
+fields) before it is read here, where only what a schema cannot say is checked; the CRDs are
+generated from the same definitions.
 
     apiVersion: policy.meshdojo.dev/v1alpha1
     kind: FaultInjection
@@ -23,13 +26,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane import policyschema
+from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
+from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
+from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
 
-POLICY_API = "policy.meshdojo.dev/v1alpha1"
-GATEWAY_API = "gateway.networking.k8s.io/v1"
-KINDS = {"HTTPRoute": GATEWAY_API, "FaultInjection": POLICY_API, "RetryBudget": POLICY_API, "CircuitBreaker": POLICY_API,
-         "AuthorizationPolicy": POLICY_API, "MeshTLS": POLICY_API, "RateLimit": POLICY_API}
+__all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS"]
+KINDS = {kind: api for kind, (api, _spec) in policyschema.KINDS.items()}
 KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS},
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
@@ -49,8 +54,6 @@ FOREIGN_KINDS = {
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
                            "selector or targetRef, action, rules[].from/to)",
 }
-PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 
 class PolicyError(ValueError):
@@ -151,9 +154,6 @@ class _Reader(FieldReader):
     def fail(self, field: str, message: str) -> PolicyError:
         return PolicyError(self.source, self.index, field, message)
 
-    def percentage(self, value: Any, field: str) -> float:
-        return self.number(self.obj(value, field, {"value"}, {"value"})["value"], f"{field}.value", 0, 100)
-
 
 def parse(raw: Any, source: str, index: int, default_namespace: str = "default") -> Resource:
     r = _Reader(source, index)
@@ -170,74 +170,55 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     for field, value in (("metadata.name", name), ("metadata.namespace", namespace)):
         if not is_dns_label(value):
             raise r.fail(field, f"{value!r} must be lowercase letters, digits and '-'")
+    check(policyschema.KINDS[kind][1], top["spec"], "spec", r)  # shape first: below, only what a schema cannot say
     parsers = {"FaultInjection": _fault, "HTTPRoute": _route, "RetryBudget": _budget, "CircuitBreaker": _breaker,
                "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
-def _service_ref(r: _Reader, raw: Any, field: str) -> str:
-    target = r.obj(raw, field, {"kind", "name", "group", "port", "namespace"}, {"name"})
-    if target.get("kind", "Service") != "Service":
-        raise r.fail(f"{field}.kind", "only Service targets are supported")
-    return r.string(target["name"], f"{field}.name")
+def _service_ref(ref: dict[str, Any]) -> str:
+    return ref["name"]
 
 
-TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
-
-
-def _workloads(r: _Reader, spec: dict[str, Any], kinds: tuple[str, ...], required: bool = False) -> WorkloadSelector | None:
-    """``targetRef`` (one of ``kinds``) or Istio's ``selector.matchLabels``; neither: the whole
-    namespace (the whole mesh in the meshdojo-system namespace)."""
+def _workloads(r: _Reader, spec: dict[str, Any], required: bool = False) -> WorkloadSelector | None:
+    """``targetRef`` or Istio's ``selector.matchLabels``; neither: the whole namespace (the whole
+    mesh in the meshdojo-system namespace)."""
     if "targetRef" in spec and "selector" in spec:
         raise r.fail("spec.selector", "give spec.targetRef or spec.selector, not both")
     if "targetRef" in spec:
-        ref = r.obj(spec["targetRef"], "spec.targetRef", {"kind", "name", "group", "namespace", "port"}, {"name"})
-        kind = ref.get("kind", "Service")
-        if kind not in kinds:
-            raise r.fail("spec.targetRef.kind", f"expected one of {', '.join(kinds)}, got {kind!r}")
+        ref = spec["targetRef"]
         if "namespace" in ref:
             raise r.fail("spec.targetRef.namespace", "a policy targets workloads of its own namespace: set metadata.namespace instead")
-        return WorkloadSelector(kind, r.string(ref["name"], "spec.targetRef.name"))
+        return WorkloadSelector(ref.get("kind", "Service"), ref["name"])
     if "selector" in spec:
-        sel = r.obj(spec["selector"], "spec.selector", {"matchLabels"}, {"matchLabels"})
-        labels = sel["matchLabels"]
-        if not isinstance(labels, dict) or not labels or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            raise r.fail("spec.selector.matchLabels", "expected a non-empty mapping of label names to values, e.g. {app: reviews}")
-        return WorkloadSelector("Labels", labels=tuple(sorted(labels.items())))
+        return WorkloadSelector("Labels", labels=tuple(sorted(spec["selector"]["matchLabels"].items())))
     if required:
+        kinds = policyschema.SERVED_KINDS
         raise r.fail("spec.targetRef", f"required: the workloads this applies to (kind {' or '.join(kinds)}), or spec.selector.matchLabels")
     return None
 
 
-def _fault(r: _Reader, raw: Any) -> FaultSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "selector", "match", "delay", "abort", "duration"})
-    workloads = _workloads(r, spec, ("Service", "Deployment", "Pod"), required=True)
+def _fault(r: _Reader, spec: dict[str, Any]) -> FaultSpec:
+    workloads = _workloads(r, spec, required=True)
     service = workloads.name if workloads and workloads.kind == "Service" else None
     match = _match(r, spec["match"]) if "match" in spec else None
     delay_s, delay_pct, abort_status, abort_pct = None, 0.0, None, 0.0
     if "delay" in spec:
-        delay = r.obj(spec["delay"], "spec.delay", {"fixedDelay", "percentage"}, {"fixedDelay"})
-        delay_s = r.duration(delay["fixedDelay"], "spec.delay.fixedDelay")
-        delay_pct = r.percentage(delay.get("percentage", {"value": 100}), "spec.delay.percentage")
+        delay_s = parse_duration(spec["delay"]["fixedDelay"])
+        delay_pct = float(spec["delay"].get("percentage", {"value": 100})["value"])
     if "abort" in spec:
-        abort = r.obj(spec["abort"], "spec.abort", {"httpStatus", "percentage"}, {"httpStatus"})
-        abort_status = r.integer(abort["httpStatus"], "spec.abort.httpStatus", 200, 599, "an HTTP status")
-        abort_pct = r.percentage(abort.get("percentage", {"value": 100}), "spec.abort.percentage")
+        abort_status = spec["abort"]["httpStatus"]
+        abort_pct = float(spec["abort"].get("percentage", {"value": 100})["value"])
     if delay_s is None and abort_status is None:
         raise r.fail("spec", "a FaultInjection needs a delay, an abort, or both")
-    duration = r.duration(spec["duration"], "spec.duration") if "duration" in spec else None
+    duration = parse_duration(spec["duration"]) if "duration" in spec else None
     return FaultSpec(service, match, delay_s, delay_pct, abort_status, abort_pct, duration, workloads)
 
 
-def _match(r: _Reader, raw: Any, where: str = "spec.match") -> RequestMatch:
-    m = r.obj(raw, where, {"path", "headers", "method"})
+def _match(r: _Reader, m: dict[str, Any], where: str = "spec.match") -> RequestMatch:
     path = None
     if "path" in m:
-        p = r.obj(m["path"], f"{where}.path", {"type", "value"}, {"value"})
-        kind = p.get("type", "PathPrefix")
-        if kind not in PATH_TYPES:
-            raise r.fail(f"{where}.path.type", f"expected one of {', '.join(PATH_TYPES)}, got {kind!r}")
-        value = r.string(p["value"], f"{where}.path.value")
+        kind, value = m["path"].get("type", "PathPrefix"), m["path"]["value"]
         if kind == "RegularExpression":
             try:
                 re.compile(value)
@@ -246,20 +227,8 @@ def _match(r: _Reader, raw: Any, where: str = "spec.match") -> RequestMatch:
         elif not value.startswith("/"):
             raise r.fail(f"{where}.path.value", "must start with '/'")
         path = PathMatch(kind, value)
-    headers = []
-    raw_headers = m.get("headers", [])
-    if not isinstance(raw_headers, list):
-        raise r.fail(f"{where}.headers", "expected a list of {name, value}")
-    for i, h in enumerate(raw_headers):
-        entry = r.obj(h, f"{where}.headers[{i}]", {"name", "value", "type"}, {"name", "value"})
-        if entry.get("type", "Exact") != "Exact":
-            raise r.fail(f"{where}.headers[{i}].type", "only Exact header matches are supported")
-        headers.append((r.string(entry["name"], f"{where}.headers[{i}].name").lower(),
-                        r.string(entry["value"], f"{where}.headers[{i}].value")))
-    method = m.get("method")
-    if method is not None and method not in METHODS:
-        raise r.fail(f"{where}.method", f"expected one of {', '.join(METHODS)}, got {method!r}")
-    return RequestMatch(path, tuple(headers), method)
+    headers = tuple((h["name"].lower(), h["value"]) for h in m.get("headers", []))
+    return RequestMatch(path, headers, m.get("method"))
 
 
 def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
@@ -321,48 +290,25 @@ class RouteSpec:
     rules: tuple[RouteRule, ...]
 
 
-def _route(r: _Reader, raw: Any) -> RouteSpec:
-    spec = r.obj(raw, "spec", {"parentRefs", "rules", "hostnames"}, {"parentRefs"})
-    parents = spec["parentRefs"]
-    if not isinstance(parents, list) or len(parents) != 1:
-        raise r.fail("spec.parentRefs", "expected exactly one parentRef: the Service whose traffic this route shapes")
-    service = _service_ref(r, parents[0], "spec.parentRefs[0]")
-    rules_raw = spec.get("rules", [{}])
-    if not isinstance(rules_raw, list) or not rules_raw:
-        raise r.fail("spec.rules", "expected a non-empty list")
+def _route(r: _Reader, spec: dict[str, Any]) -> RouteSpec:
+    service = _service_ref(spec["parentRefs"][0])
     rules = []
-    for i, rule_raw in enumerate(rules_raw):
+    for i, rule in enumerate(spec.get("rules", [{}])):
         where = f"spec.rules[{i}]"
-        rule = r.obj(rule_raw, where, {"matches", "backendRefs", "timeouts", "retry", "name"})
-        matches = tuple(_match(r, m, f"{where}.matches[{j}]") for j, m in enumerate(_list(r, rule.get("matches", []), f"{where}.matches")))
-        backends = []
-        for j, b in enumerate(_list(r, rule.get("backendRefs", []), f"{where}.backendRefs")):
-            bw = f"{where}.backendRefs[{j}]"
-            ref = r.obj(b, bw, {"name", "port", "weight", "kind", "group", "namespace"}, {"name"})
-            weight = r.integer(ref.get("weight", 1), f"{bw}.weight", 0, 1_000_000, "a whole number")
-            backends.append(Backend(r.string(ref["name"], f"{bw}.name"), weight))
+        matches = tuple(_match(r, m, f"{where}.matches[{j}]") for j, m in enumerate(rule.get("matches", [])))
+        backends = tuple(Backend(b["name"], b.get("weight", 1)) for b in rule.get("backendRefs", []))
         if backends and not any(b.weight for b in backends):
             raise r.fail(f"{where}.backendRefs", "at least one backend needs a weight above 0")
-        timeouts = r.obj(rule.get("timeouts", {}), f"{where}.timeouts", {"request", "backendRequest"})
-        request_timeout = r.duration(timeouts["request"], f"{where}.timeouts.request") if "request" in timeouts else None
-        backend_timeout = r.duration(timeouts["backendRequest"], f"{where}.timeouts.backendRequest") if "backendRequest" in timeouts else None
+        timeouts = rule.get("timeouts", {})
+        request_timeout = parse_duration(timeouts["request"]) if "request" in timeouts else None
+        backend_timeout = parse_duration(timeouts["backendRequest"]) if "backendRequest" in timeouts else None
         retry = None
         if "retry" in rule:
-            rr = r.obj(rule["retry"], f"{where}.retry", {"codes", "attempts", "backoff"})
-            codes = rr.get("codes", [500, 502, 503, 504])
-            if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in codes):
-                raise r.fail(f"{where}.retry.codes", "expected a list of HTTP statuses from 400 to 599")
-            attempts = r.integer(rr.get("attempts", 2), f"{where}.retry.attempts", 0, 10, "a number of retries")
-            backoff = r.duration(rr["backoff"], f"{where}.retry.backoff") if "backoff" in rr else 0.025
-            retry = Retry(tuple(codes), attempts, backoff)
-        rules.append(RouteRule(matches, tuple(backends), request_timeout, backend_timeout, retry))
+            rr = rule["retry"]
+            retry = Retry(tuple(rr.get("codes", [500, 502, 503, 504])), rr.get("attempts", 2),
+                          parse_duration(rr["backoff"]) if "backoff" in rr else 0.025)
+        rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry))
     return RouteSpec(service, tuple(rules))
-
-
-def _list(r: _Reader, value: Any, field: str) -> list:
-    if not isinstance(value, list):
-        raise r.fail(field, "expected a list")
-    return value
 
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
@@ -375,14 +321,9 @@ class BudgetSpec:
     ttl: float = 10.0
 
 
-def _budget(r: _Reader, raw: Any) -> BudgetSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "retryRatio", "minRetriesPerSecond", "ttl"}, {"targetRef"})
-    return BudgetSpec(
-        _service_ref(r, spec["targetRef"], "spec.targetRef"),
-        r.number(spec.get("retryRatio", 0.2), "spec.retryRatio", 0, 1000),
-        r.number(spec.get("minRetriesPerSecond", 10), "spec.minRetriesPerSecond", 0, 100000),
-        r.duration(spec.get("ttl", "10s"), "spec.ttl"),
-    )
+def _budget(r: _Reader, spec: dict[str, Any]) -> BudgetSpec:
+    return BudgetSpec(_service_ref(spec["targetRef"]), float(spec.get("retryRatio", 0.2)),
+                      float(spec.get("minRetriesPerSecond", 10)), parse_duration(spec.get("ttl", "10s")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,32 +348,21 @@ class BreakerSpec:
     pool: PoolLimits | None = None
 
 
-def _breaker(r: _Reader, raw: Any) -> BreakerSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "consecutiveFailures", "penalty", "maxPenalty", "jitter", "connectionPool"}, {"targetRef"})
-    failures = r.integer(spec.get("consecutiveFailures", 7), "spec.consecutiveFailures", 1, 1000, "a whole number")
-    penalty = r.duration(spec.get("penalty", "1s"), "spec.penalty")
-    max_penalty = r.duration(spec.get("maxPenalty", "60s"), "spec.maxPenalty")
+def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
+    penalty = parse_duration(spec.get("penalty", "1s"))
+    max_penalty = parse_duration(spec.get("maxPenalty", "60s"))
     if max_penalty < penalty:
         raise r.fail("spec.maxPenalty", "must not be shorter than spec.penalty")
-    pool = _pool(r, spec["connectionPool"]) if "connectionPool" in spec else None
+    pool = None
+    if "connectionPool" in spec:
+        raw = spec["connectionPool"]
+        if not raw:
+            raise r.fail("spec.connectionPool", "expected tcp.maxConnections and/or http.http1MaxPendingRequests, http.maxRequestsPerConnection")
+        tcp, http = raw.get("tcp", {}), raw.get("http", {})
+        pool = PoolLimits(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024), http.get("maxRequestsPerConnection", 0))
     outlier = pool is None or any(k in spec for k in ("consecutiveFailures", "penalty", "maxPenalty"))
-    return BreakerSpec(_service_ref(r, spec["targetRef"], "spec.targetRef"), failures, penalty, max_penalty,
-                       r.number(spec.get("jitter", 0.5), "spec.jitter", 0, 1), outlier, pool)
-
-
-def _pool(r: _Reader, raw: Any) -> PoolLimits:
-    pool = r.obj(raw, "spec.connectionPool", {"tcp", "http"})
-    if not pool:
-        raise r.fail("spec.connectionPool", "expected tcp.maxConnections and/or http.http1MaxPendingRequests, http.maxRequestsPerConnection")
-    tcp = r.obj(pool.get("tcp", {}), "spec.connectionPool.tcp", {"maxConnections"})
-    http = r.obj(pool.get("http", {}), "spec.connectionPool.http", {"http1MaxPendingRequests", "maxRequestsPerConnection"})
-    return PoolLimits(
-        r.integer(tcp.get("maxConnections", 1024), "spec.connectionPool.tcp.maxConnections", 1, 1_000_000, "a whole number"),
-        r.integer(http.get("http1MaxPendingRequests", 1024), "spec.connectionPool.http.http1MaxPendingRequests", 0, 1_000_000,
-                  "a whole number"),
-        r.integer(http.get("maxRequestsPerConnection", 0), "spec.connectionPool.http.maxRequestsPerConnection", 0, 1_000_000,
-                  "a whole number (0: no limit)"),
-    )
+    return BreakerSpec(_service_ref(spec["targetRef"]), spec.get("consecutiveFailures", 7), penalty, max_penalty,
+                       float(spec.get("jitter", 0.5)), outlier, pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,12 +373,11 @@ class RateLimitSpec:
     workloads: WorkloadSelector | None = None
 
 
-def _ratelimit(r: _Reader, raw: Any) -> RateLimitSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "selector", "requestsPerSecond", "burst"}, {"requestsPerSecond"})
-    rps = r.number(spec["requestsPerSecond"], "spec.requestsPerSecond", 0.001, 1_000_000)
-    burst = r.integer(spec.get("burst", max(1, int(rps))), "spec.burst", 1, 1_000_000, "a whole number")
-    workloads = _workloads(r, spec, ("Service", "Deployment", "Pod"))
-    return RateLimitSpec(workloads.name if workloads and workloads.kind == "Service" else None, rps, burst, workloads)
+def _ratelimit(r: _Reader, spec: dict[str, Any]) -> RateLimitSpec:
+    rps = float(spec["requestsPerSecond"])
+    workloads = _workloads(r, spec)
+    return RateLimitSpec(workloads.name if workloads and workloads.kind == "Service" else None, rps,
+                         spec.get("burst", max(1, int(rps))), workloads)
 
 
 # -- AuthorizationPolicy and MeshTLS -----------------------------------------------------------
@@ -504,44 +433,22 @@ class AuthzSpec:
     workloads: WorkloadSelector | None = None  # None: every workload of the namespace
 
 
-def _authz(r: _Reader, raw: Any) -> AuthzSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "selector", "action", "rules"})
-    workloads = _workloads(r, spec, TARGET_KINDS)
+def _authz(r: _Reader, spec: dict[str, Any]) -> AuthzSpec:
+    workloads = _workloads(r, spec)
     service = workloads.name if workloads and workloads.kind == "Service" else None
-    action = spec.get("action", "ALLOW")
-    if action not in ("ALLOW", "DENY", "AUDIT"):
-        raise r.fail("spec.action", f"expected ALLOW, DENY or AUDIT, got {action!r}")
     rules = []
-    for i, rule_raw in enumerate(_list(r, spec.get("rules", []), "spec.rules")):
+    for i, rule in enumerate(spec.get("rules", [])):
         where = f"spec.rules[{i}]"
-        rule = r.obj(rule_raw, where, {"from", "to"})
-        sources = []
-        for j, f in enumerate(_list(r, rule.get("from", []), f"{where}.from")):
-            src = r.obj(r.obj(f, f"{where}.from[{j}]", {"source"}, {"source"})["source"], f"{where}.from[{j}].source",
-                        {"principals", "namespaces", "serviceAccounts", "unauthenticated"})
-            principals = tuple(_strings(r, src.get("principals", []), f"{where}.from[{j}].source.principals"))
-            for k, p in enumerate(principals):
-                if not p.startswith("spiffe://meshdojo.local/ns/"):
-                    raise r.fail(f"{where}.from[{j}].source.principals[{k}]", "expected a SPIFFE ID like spiffe://meshdojo.local/ns/NS/sa/SA")
-            unauth = src.get("unauthenticated", False)
-            if not isinstance(unauth, bool):
-                raise r.fail(f"{where}.from[{j}].source.unauthenticated", "expected true or false")
-            sources.append(Source(principals, tuple(_strings(r, src.get("namespaces", []), f"{where}.from[{j}].source.namespaces")),
-                                  tuple(_strings(r, src.get("serviceAccounts", []), f"{where}.from[{j}].source.serviceAccounts")), unauth))
+        sources = tuple(Source(tuple(src.get("principals", [])), tuple(src.get("namespaces", [])),
+                               tuple(src.get("serviceAccounts", [])), src.get("unauthenticated", False))
+                        for src in (f["source"] for f in rule.get("from", [])))
         operations = []
-        for j, t in enumerate(_list(r, rule.get("to", []), f"{where}.to")):
-            op = r.obj(r.obj(t, f"{where}.to[{j}]", {"operation"}, {"operation"})["operation"], f"{where}.to[{j}].operation",
-                       {"paths", "methods"})
-            paths = []
-            for k, p in enumerate(_strings(r, op.get("paths", []), f"{where}.to[{j}].operation.paths")):
-                paths.append(_authz_path(r, p, f"{where}.to[{j}].operation.paths[{k}]"))
-            methods = tuple(_strings(r, op.get("methods", []), f"{where}.to[{j}].operation.methods"))
-            for k, m in enumerate(methods):
-                if m not in METHODS:
-                    raise r.fail(f"{where}.to[{j}].operation.methods[{k}]", f"expected one of {', '.join(METHODS)}")
-            operations.append(Operation(tuple(paths), methods))
-        rules.append(AuthzRule(tuple(sources), tuple(operations)))
-    return AuthzSpec(service, action, tuple(rules), workloads)
+        for j, t in enumerate(rule.get("to", [])):
+            op = t["operation"]
+            paths = tuple(_authz_path(r, p, f"{where}.to[{j}].operation.paths[{k}]") for k, p in enumerate(op.get("paths", [])))
+            operations.append(Operation(paths, tuple(op.get("methods", []))))
+        rules.append(AuthzRule(sources, tuple(operations)))
+    return AuthzSpec(service, spec.get("action", "ALLOW"), tuple(rules), workloads)
 
 
 def _authz_path(r: _Reader, path: str, field: str) -> PathMatch:
@@ -569,13 +476,6 @@ def _path_template(r: _Reader, path: str, field: str) -> str:
     return pattern
 
 
-def _strings(r: _Reader, value: Any, field: str) -> list[str]:
-    items = _list(r, value, field)
-    for i, item in enumerate(items):
-        r.string(item, f"{field}[{i}]")
-    return items
-
-
 @dataclass(frozen=True, slots=True)
 class MeshTlsSpec:
     service: str | None  # the Service targeted, if that is how the workloads are chosen
@@ -583,11 +483,8 @@ class MeshTlsSpec:
     workloads: WorkloadSelector | None = None  # None: the whole namespace (the mesh, in meshdojo-system)
 
 
-def _meshtls(r: _Reader, raw: Any) -> MeshTlsSpec:
-    spec = r.obj(raw, "spec", {"targetRef", "selector", "mode"}, {"mode"})
-    workloads = _workloads(r, spec, TARGET_KINDS)
-    if spec["mode"] not in ("STRICT", "PERMISSIVE"):
-        raise r.fail("spec.mode", f"expected STRICT or PERMISSIVE, got {spec['mode']!r}")
+def _meshtls(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
+    workloads = _workloads(r, spec)
     return MeshTlsSpec(workloads.name if workloads and workloads.kind == "Service" else None, spec["mode"], workloads)
 
 

@@ -21,6 +21,9 @@ class PolicyStore:
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
         self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
+        # Kubernetes mode: where applies and deletes are written (controlplane.kube.policies.KubePolicies),
+        # and what the cluster holds that the control plane cannot use. None: this store is the truth.
+        self.cluster: Any = None
 
     # -- reads ---------------------------------------------------------------------------
     def list(self, kind: str | None = None, namespace: str | None = None, name: str | None = None) -> list[tuple[Resource, float | None]]:
@@ -38,8 +41,8 @@ class PolicyStore:
         self._changed({None}, persist=False)
 
     # -- writes --------------------------------------------------------------------------
-    def apply(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[dict[str, str]]:
-        """Validate every document, then apply them all, or none (raises a list of PolicyError)."""
+    def validate(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[Resource]:
+        """Every document parsed, or PolicyErrors naming each bad one."""
         parsed, errors = [], []
         for source, index, raw in documents:
             try:
@@ -48,6 +51,27 @@ class PolicyStore:
                 errors.append(exc)
         if errors:
             raise PolicyErrors(errors)
+        return parsed
+
+    def sync(self, kind: str, entries: dict[tuple[str, str, str], tuple[Resource, float | None]]) -> None:
+        """Make the resources of ``kind`` exactly ``entries`` (Kubernetes mode: what the cluster holds)."""
+        now = self._clock()
+        entries = {key: e for key, e in entries.items() if e[1] is None or e[1] > now}
+        current = {key: e for key, e in self._resources.items() if key[0] == kind}
+        changed = set()
+        for key in current.keys() - entries.keys():
+            del self._resources[key]
+            changed.add(key[1])
+        for key, (resource, expires) in entries.items():
+            old = current.get(key)
+            if old is None or old[0].document != resource.document or old[1] != expires:
+                self._resources[key] = (resource, expires)
+                changed.add(key[1])
+        self._changed(changed)
+
+    def apply(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[dict[str, str]]:
+        """Validate every document, then apply them all, or none (raises a list of PolicyError)."""
+        parsed = self.validate(documents, default_namespace)
         now = self._clock()
         results, changed = [], set()
         for resource in parsed:

@@ -88,6 +88,7 @@ class Registry:
         self._watches: dict[tuple[str, str], set[Watch]] = {}
         self._on_change = on_change
         self.version = 0
+        self.source: str | None = None  # "the Kubernetes cluster" in Kubernetes mode: the operator API may not write
         # (namespace, service, client) -> endpoint id -> relay port; set by the relay manager
         self.redirector: Callable[[str, str, tuple[str, str] | None], dict[str, int]] | None = None
 

@@ -21,13 +21,13 @@ def run_loop(coro) -> None:
 
 
 def main_with(config: ControlPlaneConfig) -> int:
-    from controlplane.castore import CaStoreError
+    from controlplane.castore import StartupError
     from controlplane.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         run_loop(serve(config))
-    except CaStoreError as exc:
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

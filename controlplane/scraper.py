@@ -30,10 +30,11 @@ STALE_AFTER = 3.0
 class Telemetry:
     def __init__(self, clock=time.time) -> None:
         self.workloads: dict[tuple[str, str], WorkloadHistory] = {}
-        self.admin_ports: dict[tuple[str, str], int | None] = {}
+        self.admin_ports: dict[tuple[str, str], int | str | None] = {}  # a port on 127.0.0.1, or "address:port" (a pod's)
         self._clock = clock
 
-    def put_workload(self, namespace: str, name: str, deployment: str, identity: str | None, meshed: bool, admin: int | None) -> None:
+    def put_workload(self, namespace: str, name: str, deployment: str, identity: str | None, meshed: bool,
+                     admin: int | str | None) -> None:
         key = (namespace, name)
         current = self.workloads.get(key)
         if current is None or (current.identity, current.meshed, current.deployment) != (identity, meshed, deployment):
@@ -58,12 +59,13 @@ class Telemetry:
                 await asyncio.gather(*(self._scrape(session, key, port) for key, port in list(self.admin_ports.items()) if port))
                 await asyncio.sleep(max(SCRAPE_INTERVAL - (time.monotonic() - started), 0.05))
 
-    async def _scrape(self, session: aiohttp.ClientSession, key: tuple[str, str], port: int) -> None:
+    async def _scrape(self, session: aiohttp.ClientSession, key: tuple[str, str], port: int | str) -> None:
         history = self.workloads.get(key)
         if history is None:
             return
         try:
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as rsp:
+            where = port if isinstance(port, str) else f"127.0.0.1:{port}"
+            async with session.get(f"http://{where}/metrics") as rsp:
                 text = await rsp.text()
             history.add(parse_exposition(text, self._clock(), history.line_cache))
             history.last_success, history.last_error = self._clock(), None

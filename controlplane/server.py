@@ -62,15 +62,21 @@ class ControlPlane:
         self._runners: list[web.AppRunner] = []
         self.api_port = 0
         self.mesh_port = 0
+        self.kube = None  # Kubernetes mode (controlplane.kube.mode.KubernetesMode): the cluster is the source of truth
+        if config.kubernetes is not None:
+            from controlplane.kube.mode import KubernetesMode
+
+            self.kube = KubernetesMode(config.kubernetes, self.registry, self.policies, self.telemetry)
+        self.own_identity = self.kube.identity if self.kube is not None else CONTROLPLANE_IDENTITY
 
     async def start(self) -> None:
         state_dir = private_dir(self.config.state_dir)
-        if self._registry_file.exists():  # a restarted control plane serves what it served before
+        if self.kube is None and self._registry_file.exists():  # a restarted control plane serves what it served before
             try:
                 self.registry.load_json(read_json(self._registry_file))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s (%s): services must be registered again", self._registry_file, exc)
-        if self._policies_file.exists():
+        if self.kube is None and self._policies_file.exists():
             try:
                 self.policies.restore(read_json(self._policies_file))
             except (ValueError, KeyError, TypeError) as exc:
@@ -81,8 +87,13 @@ class ControlPlane:
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s (%s): network faults are gone", self._netfaults_file, exc)
         await self.relays.reconcile()
-        material = castore.load_or_create(state_dir, utcnow())
-        self.identity = IdentityService(material, self.config.leaf_lifetime)
+        if self.kube is not None:  # the issuer from its Secret; identities from TokenReviews; the rest from watches
+            material = await self.kube.material()
+            self.identity = IdentityService(material, self.config.leaf_lifetime, authenticate=self.kube.reviewer.authenticate)
+            await self.kube.start(material, self.config.host)
+        else:
+            material = castore.load_or_create(state_dir, utcnow())
+            self.identity = IdentityService(material, self.config.leaf_lifetime)
         admin_token = load_or_create_admin_token(state_dir)
 
         api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays), access_log=None, handle_signals=False)
@@ -105,20 +116,21 @@ class ControlPlane:
                 "apiPort": self.api_port,
                 "meshPort": self.mesh_port,
                 "trustAnchor": str(state_dir / "ca" / "trust-anchor.crt"),
-                "identity": CONTROLPLANE_IDENTITY.uri,
+                "identity": self.own_identity.uri,
+                **({"webhookPort": self.kube.webhook_port} if self.kube is not None else {}),
             },
         )
         self._expiry = asyncio.get_running_loop().create_task(self._expire_policies(), name="policies:expire")
         self._scraper = asyncio.get_running_loop().create_task(self.telemetry.scrape_forever(), name="telemetry:scrape")
-        log.info("control plane ready: api=127.0.0.1:%d mesh=127.0.0.1:%d", self.api_port, self.mesh_port)
+        log.info("control plane ready: api=%s:%d mesh=%s:%d", self.config.host, self.api_port, self.config.host, self.mesh_port)
 
     def _mesh_tls(self, material: castore.CaMaterial):
         """A serving certificate for the control plane itself, made fresh at every start."""
         key = ca.new_key()
         now = utcnow()
         leaf = ca.sign_workload(
-            ca.make_csr(CONTROLPLANE_IDENTITY, key),
-            CONTROLPLANE_IDENTITY,
+            ca.make_csr(self.own_identity, key),
+            self.own_identity,
             material.issuer,
             now,
             material.issuer.certificate.not_valid_after_utc - now,
@@ -131,16 +143,21 @@ class ControlPlane:
         """Resources with a ``duration`` remove themselves (auto-revert of time-boxed faults)."""
         while True:
             await asyncio.sleep(0.25)
-            for kind, ns, name in self.policies.expire():
+            expired = self.policies.expire()
+            for kind, ns, name in expired:
                 log.info("%s %s/%s expired and was removed", kind, ns, name)
+            if expired and self.kube is not None:
+                await self.kube.forget_expired(expired)
             for name in await self.relays.expire():
                 log.info("network fault %s expired and was removed", name)
 
     def _save_policies(self, store: PolicyStore) -> None:
-        write_json(self._policies_file, store.to_json())
+        if self.kube is None:  # in Kubernetes mode the cluster keeps them
+            write_json(self._policies_file, store.to_json())
 
     def _save_registry(self, registry: Registry) -> None:
-        write_json(self._registry_file, registry.to_json())
+        if self.kube is None:  # in Kubernetes mode the cluster keeps them
+            write_json(self._registry_file, registry.to_json())
         selectors = registry.selectors()
         if selectors != self._selectors:  # Service-targeted policies follow a service's selector
             self._selectors = selectors
@@ -155,6 +172,8 @@ class ControlPlane:
         for task in (self._expiry, self._scraper):
             if task is not None:
                 task.cancel()
+        if self.kube is not None:
+            await self.kube.stop()
         await self.relays.close()
         self.registry.close_watches()  # long-lived streams would otherwise hold the shutdown
         self.policies.close_watches()

@@ -76,7 +76,7 @@ class Proxy:
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap, self.config.tap_token)
         self._admin = await loop.create_server(
-            lambda: _Downstream(self, admin, self.admin_state, track=False), "127.0.0.1", self.config.admin_port
+            lambda: _Downstream(self, admin, self.admin_state, track=False), self.config.admin_address, self.config.admin_port
         )
         admin_port = self._admin.sockets[0].getsockname()[1]
 
@@ -96,7 +96,7 @@ class Proxy:
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace))
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
-        self.ports["inbound"] = self._inbound.listen("127.0.0.1", self.config.inbound_port)
+        self.ports["inbound"] = self._inbound.listen(self.config.inbound_address, self.config.inbound_port)
         self.ports["admin"] = admin_port
         if self.config.ports_file is not None:
             write_json(self.config.ports_file, {"pid": os.getpid(), **self.ports})

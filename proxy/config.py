@@ -40,6 +40,8 @@ class ProxyConfig:
     handshake_timeout: float = 10.0  # a client's first byte, then its TLS handshake, must arrive within this
     deployment: str = ""  # the Deployment this instance belongs to (for workload-selected policies)
     labels: tuple[tuple[str, str], ...] = ()  # the pod's labels (for Service- and label-selected policies)
+    inbound_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the inbound listener takes the port Services target
+    admin_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the control plane scrapes it
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -53,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--app-port", required=True, type=int, help="the app's port on 127.0.0.1")
     parser.add_argument("--inbound-port", type=int, default=0)
     parser.add_argument("--outbound-port", type=int, default=0)
+    parser.add_argument("--inbound-address", default="127.0.0.1", help="where the inbound listener binds (0.0.0.0 in a pod)")
+    parser.add_argument("--admin-address", default="127.0.0.1", help="where the admin listener binds (0.0.0.0 in a pod)")
     parser.add_argument("--admin-port", type=int, default=0)
     parser.add_argument("--mode", choices=[m.value for m in TlsMode], default=TlsMode.STRICT.value)
     parser.add_argument("--ports-file", type=Path, help="write the ports actually bound here (JSON) once listening")
@@ -127,6 +131,8 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         handshake_timeout=handshake,
         deployment=args.deployment,
         labels=tuple(sorted(labels.items())),
+        inbound_address=args.inbound_address,
+        admin_address=args.admin_address,
     )
 
 

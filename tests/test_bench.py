@@ -84,3 +84,22 @@ def test_a_failing_benchmark_fails_the_run_and_writes_nothing(tmp_path, monkeypa
     assert "demo_apps FAILED: policy propagation: 3 of 100 watchers" in err and "nothing written" in err
     with pytest.raises(SystemExit):
         harness.main(["--write", str(doc), "--only", "demo_apps"])  # a partial run never rewrites the doc
+
+
+def test_a_successful_run_writes_the_figures_with_todays_date_and_the_commit(tmp_path, monkeypatch):
+    import time
+
+    def fine(settings, root):
+        section = Section("Fine")
+        section.add("- a figure: 1")
+        return section
+
+    monkeypatch.setattr(harness, "BENCHMARKS", ("measure_ok",))
+    monkeypatch.setitem(sys.modules, "bench.measure_ok", type(sys)("bench.measure_ok"))
+    sys.modules["bench.measure_ok"].run = fine
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\nprose\n\n{harness.BEGIN}\nold\n{harness.END}\n")
+    assert harness.main(["--write", str(doc), "--repeats", "1", "--seconds", "0.1"]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nprose\n\n") and "old" not in text and "- a figure: 1" in text
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in text and f"`{harness.commit().split()[0]}" in text

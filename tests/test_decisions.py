@@ -62,7 +62,7 @@ def test_weighted_split_within_statistical_bounds():
     ([{"backendRefs": [{"name": "a", "weight": 0}]}], "spec.rules[0].backendRefs"),
     ([{"timeouts": {"request": "3 seconds"}}], "spec.rules[0].timeouts.request"),
     ([{"retry": {"attempts": 11}}], "spec.rules[0].retry.attempts"),
-    ([{"retry": {"codes": [200]}}], "spec.rules[0].retry.codes"),
+    ([{"retry": {"codes": [200]}}], "spec.rules[0].retry.codes[0]"),  # the item itself
     ([{"matches": [{"method": "FETCH"}]}], "spec.rules[0].matches[0].method"),
 ])
 def test_route_validation_names_the_field(rules, field):

@@ -7,9 +7,9 @@ import argparse
 import os
 import sys
 
-from sandbox.cli import doctor, faults, lifecycle, load, observe, policy, workloads
+from sandbox.cli import doctor, faults, install, lifecycle, load, observe, policy, workloads
 
-GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor)
+GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install)
 
 
 def build_parser() -> argparse.ArgumentParser:

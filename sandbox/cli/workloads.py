@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from sandbox.cli.common import add_name, add_namespace, fail, workload_name
 
@@ -22,8 +23,39 @@ def _scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inject_file(args: argparse.Namespace) -> int:
+    """``meshdojo inject -f FILE``: the manifests with the proxy added, printed (like ``linkerd
+    inject --manual``): nothing runs, nothing is applied; pipe it into ``kubectl apply -f -``."""
+    import yaml
+
+    from controlplane.injector import InjectConfig, inject_document
+    from sandbox.kube.image import image_ref
+
+    try:
+        text = sys.stdin.read() if str(args.filename) == "-" else args.filename.read_text()
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except OSError as exc:
+        return fail(f"cannot read {args.filename}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        return fail(f"{args.filename} is not YAML: {exc}")
+    config = InjectConfig(image=args.image or image_ref(), native_sidecars=not args.no_native_sidecar)
+    kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
+    injected = [inject_document(d, config) for d in docs]
+    print(yaml.safe_dump_all(injected, sort_keys=False), end="")
+    changed = sum(a != b for a, b in zip(docs, injected, strict=True))
+    print(f"{changed} of {len(kinds)} documents injected", file=sys.stderr)
+    return 0
+
+
 def _inject(args: argparse.Namespace, inject: bool) -> int:
     from sandbox import local
+
+    if inject and args.filename is not None:
+        if args.deployment:
+            return fail("give a deployment (the sandbox's) or -f FILE (manifests to print injected), not both")
+        return _inject_file(args)
+    if not args.deployment:
+        return fail("which deployment? e.g. `meshdojo inject deploy/web`, or `meshdojo inject -f deploy.yaml` for manifests")
 
     try:
         ns, dep = local.set_desired(args.name, args.deployment, args.namespace, inject=inject)
@@ -86,12 +118,19 @@ def register(sub) -> None:
     scale.add_argument("deployment", type=workload_name, help="the deployment, e.g. web")
     scale.add_argument("replicas", type=int, help="how many instances, 0 to 20")
     scale.set_defaults(handler=_scale)
-    inject = sub.add_parser("inject", help="roll a deployment's instances with a sidecar (like linkerd inject)")
+    inject = sub.add_parser("inject", help="roll a deployment's instances with a sidecar, or print manifests injected (-f)",
+                            description="Roll a sandbox deployment's instances with a sidecar; or, with -f, print Kubernetes "
+                                        "manifests with the proxy added (like `linkerd inject`), e.g. "
+                                        "`meshdojo inject -f deploy.yaml | kubectl apply -f -`.")
     inject.set_defaults(handler=lambda a: _inject(a, True))
+    inject.add_argument("deployment", nargs="?", type=workload_name, help="the deployment, e.g. emoji")
+    inject.add_argument("-f", "--filename", type=Path, help="manifests to print with the proxy added (- for stdin)")
+    inject.add_argument("--image", help="with -f: the proxy's image (default: this version's meshdojo image)")
+    inject.add_argument("--no-native-sidecar", action="store_true",
+                        help="with -f: the proxy as an ordinary first container (API servers before 1.29)")
     uninject = sub.add_parser("uninject", help="roll a deployment's instances without a sidecar")
     uninject.set_defaults(handler=lambda a: _inject(a, False))
-    for p in (inject, uninject):
-        p.add_argument("deployment", type=workload_name, help="the deployment, e.g. emoji")
+    uninject.add_argument("deployment", type=workload_name, help="the deployment, e.g. emoji")
     kill = sub.add_parser("kill", help="SIGKILL a deployment's, or one instance's, app (a fault: it is restarted)")
     kill.add_argument("target", type=workload_name, help="a deployment, an instance (e.g. web-0), a gateway (emojivoto-ingress) or 'controlplane'")
     kill.add_argument("--proxy", action="store_true", help="kill the sidecar instead of the app")

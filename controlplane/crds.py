@@ -1,0 +1,86 @@
+"""CustomResourceDefinitions for the policy kinds, generated from the validator's field
+definitions (:mod:`controlplane.policyschema`): the API server refuses what ``meshdojo apply``
+refuses, and names the same field.
+
+``HTTPRoute`` belongs to the Gateway API. A cluster that has its CRD keeps it (ours is never
+installed over it); a cluster without it gets :func:`httproute_subset_crd`, the subset of
+``gateway.networking.k8s.io/v1`` HTTPRoute that meshdojo implements (GAMMA: the parent is a
+Service), labelled as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.policyschema import KINDS, POLICY_GROUP, POLICY_VERSION
+from controlplane.schema import Field, openapi
+
+PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}
+SUBSET_ANNOTATION = "meshdojo.dev/subset"
+CATEGORY = "meshdojo"  # `kubectl get meshdojo -A` lists every policy
+
+
+def plural(kind: str) -> str:
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    if lower.endswith("s"):
+        return lower + "es"
+    return lower + "s"
+
+
+SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
+               "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": []}
+
+
+def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],
+         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    name = f"{plural(kind)}.{group}"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name, "labels": dict(labels), **({"annotations": annotations} if annotations else {})},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural(kind), "singular": kind.lower(), "listKind": f"{kind}List",
+                      "shortNames": short_names, "categories": [CATEGORY]},
+            "versions": [{
+                "name": version, "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": openapi(spec),
+                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    },
+                }},
+                "subresources": {"status": {}},
+            }],
+        },
+    }
+
+
+def policy_crds() -> list[dict[str, Any]]:
+    """One CRD per ``policy.meshdojo.dev`` kind."""
+    return [_crd(POLICY_GROUP, POLICY_VERSION, kind, spec, SHORT_NAMES.get(kind, []), PART_OF)
+            for kind, (api, spec) in KINDS.items() if api.startswith(POLICY_GROUP + "/")]
+
+
+def httproute_subset_crd() -> dict[str, Any]:
+    """Gateway API's HTTPRoute, only the fields meshdojo implements (for clusters without it)."""
+    api, spec = KINDS["HTTPRoute"]
+    group, _, version = api.partition("/")
+    return _crd(group, version, "HTTPRoute", spec, [], PART_OF,
+                {SUBSET_ANNOTATION: "the subset of Gateway API's HTTPRoute that meshdojo implements; "
+                                    "install the Gateway API CRDs to replace it",
+                 # *.k8s.io groups are protected: a CRD there must say whether the API was approved. Ours is
+                 # not Gateway API's own CRD, so it says so (the API server accepts it, with a condition)
+                 "api-approved.kubernetes.io": "unapproved, meshdojo's subset of Gateway API's HTTPRoute for clusters without it"})
+
+
+def crd_names(with_httproute: bool) -> list[str]:
+    return [c["metadata"]["name"] for c in policy_crds()] + ([httproute_subset_crd()["metadata"]["name"]] if with_httproute else [])

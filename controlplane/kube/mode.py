@@ -1,0 +1,96 @@
+"""The control plane's Kubernetes mode, assembled: one object the server starts and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from controlplane.castore import CaMaterial, StartupError
+from controlplane.config import KubernetesSettings
+from controlplane.injector import InjectConfig, native_sidecars_supported
+from controlplane.kube.castore import load_material
+from controlplane.kube.discovery import KubeDiscovery
+from controlplane.kube.policies import KubePolicies
+from controlplane.kube.tokenreview import TokenReviewer
+from controlplane.kube.trustanchor import TrustAnchorPublisher
+from controlplane.kube.webhook import build_webhook, tls_context
+from controlplane.policystore import PolicyStore
+from controlplane.registry import Registry
+from controlplane.spiffe import SpiffeId
+
+log = logging.getLogger("meshdojo.controlplane.kube")
+SERVICE_ACCOUNT = "meshdojo-controlplane"
+
+
+def api_client(settings: KubernetesSettings) -> Any:
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        if settings.kubeconfig is not None:
+            return config.new_client_from_config(str(settings.kubeconfig), context=settings.context)
+        config.load_incluster_config()
+    except (ConfigException, OSError) as exc:
+        where = settings.kubeconfig or "the pod's ServiceAccount (in-cluster)"
+        raise StartupError(f"no Kubernetes credentials from {where}: {exc}; give --kubeconfig FILE") from None
+    return client.ApiClient()
+
+
+class KubernetesMode:
+    def __init__(self, settings: KubernetesSettings, registry: Registry, policies: PolicyStore, telemetry: Any) -> None:
+        self.settings = settings
+        self.identity = SpiffeId(settings.namespace, SERVICE_ACCOUNT)
+        self.api = api_client(settings)
+        self.registry, self.policies = registry, policies
+        registry.source = "the Kubernetes cluster"
+        self.discovery = KubeDiscovery(self.api, registry, telemetry)
+        self.kube_policies = KubePolicies(self.api, policies)
+        policies.cluster = self.kube_policies
+        self.reviewer = TokenReviewer(self.api)
+        self.anchors: TrustAnchorPublisher | None = None
+        self._webhook: web.AppRunner | None = None
+        self.webhook_port = 0
+
+    async def material(self) -> CaMaterial:
+        return await asyncio.to_thread(load_material, self.api, self.settings.namespace)
+
+    async def start(self, material: CaMaterial, host: str) -> None:
+        from kubernetes import client
+
+        try:
+            version = await asyncio.to_thread(client.VersionApi(self.api).get_code)
+        except Exception as exc:  # urllib3's and the client's errors alike: say where
+            raise StartupError(f"cannot reach the Kubernetes API server at {self.api.configuration.host}: {exc}") from None
+        self.anchors = TrustAnchorPublisher(self.api, material.anchor_pem)
+        try:
+            await asyncio.gather(self.discovery.start(), self.kube_policies.start(), self.anchors.start())
+        except TimeoutError:
+            raise StartupError("the first list of pods, services, endpoint slices, policies or namespaces took over 30 s "
+                               "(is the control plane's ServiceAccount allowed to list them? kubectl auth can-i --list)") from None
+        inject = InjectConfig(image=self.settings.proxy_image, native_sidecars=native_sidecars_supported(version.major, version.minor),
+                              controlplane_identity=self.identity.uri)
+        self._webhook = web.AppRunner(build_webhook(inject, self.anchors.namespace_meta), access_log=None, handle_signals=False)
+        await self._webhook.setup()
+        site = web.TCPSite(self._webhook, host, self.settings.webhook_port,
+                           ssl_context=tls_context(material, (host, *self.settings.webhook_hosts), dt.datetime.now(dt.UTC)))
+        await site.start()
+        self.webhook_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("Kubernetes mode: API server %s %s.%s, %d services, webhook on %s:%d (native sidecars: %s)",
+                 self.api.configuration.host, version.major, version.minor, len(self.registry.services()), host,
+                 self.webhook_port, inject.native_sidecars)
+
+    async def forget_expired(self, expired: list[tuple[str, str, str]]) -> None:
+        """Resources whose ``duration`` is over are deleted from the cluster too."""
+        for kind, ns, name in expired:
+            await asyncio.to_thread(self.kube_policies.remove, kind, ns, name)
+
+    async def stop(self) -> None:
+        for part in (self.discovery, self.kube_policies, self.anchors):
+            if part is not None:
+                part.stop()
+        if self._webhook is not None:
+            await self._webhook.cleanup()

@@ -1,0 +1,143 @@
+"""Policies from the cluster: our CRs and HTTPRoutes into the policy store, and the operator
+API's apply and delete written to the cluster as CRs — so ``meshdojo apply -f X`` and
+``kubectl apply -f X`` are the same act, and either is seen by ``meshdojo get``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import threading
+from typing import Any
+
+from controlplane import policyschema
+from controlplane.crds import plural
+from controlplane.kube.watcher import Watcher
+from controlplane.policy import PolicyError, Resource, parse
+from controlplane.policystore import PolicyStore
+
+log = logging.getLogger("meshdojo.controlplane.kube")
+FIELD_MANAGER = "meshdojo-controlplane"
+DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/",)
+
+
+def document_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A CR as the learner wrote it: the server's bookkeeping (uid, resourceVersion, managedFields,
+    kubectl's last-applied copy, status) left out."""
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    if meta.get("labels"):
+        kept["labels"] = dict(meta["labels"])
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(DROPPED_ANNOTATIONS)}
+    if annotations:
+        kept["annotations"] = annotations
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept, "spec": obj.get("spec")}
+
+
+def expires_at(resource: Resource, obj: dict[str, Any]) -> float | None:
+    """A resource with ``duration`` ends that long after the object was created."""
+    duration = getattr(resource.spec, "duration", None)
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    if duration is None or not created:
+        return None
+    return dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() + duration
+
+
+def read(obj: dict[str, Any]) -> tuple[Resource, float | None] | PolicyError:
+    meta = obj.get("metadata") or {}
+    source = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')} in the cluster"
+    try:
+        resource = parse(document_of(obj), source, 0)
+    except PolicyError as exc:
+        return exc
+    return resource, expires_at(resource, obj)
+
+
+class KubePolicies:
+    """Watches every policy kind; ``write``/``remove`` are blocking (call them in a thread)."""
+
+    def __init__(self, api_client: Any, store: PolicyStore) -> None:
+        self._api = api_client
+        self.store = store
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {kind: {} for kind in policyschema.KINDS}
+        self.rejected: dict[tuple[str, str, str], str] = {}  # (kind, ns, name) -> why the control plane ignores it
+        self._watchers: list[Watcher] = []
+        self._dynamic: Any = None
+        self._dynamic_lock = threading.Lock()
+
+    async def start(self, timeout: float = 30.0) -> None:
+        from kubernetes import client
+
+        custom = client.CustomObjectsApi(self._api)
+        loop = asyncio.get_running_loop()
+        for kind, (api_version, _spec) in policyschema.KINDS.items():
+            group, _, version = api_version.partition("/")
+            self._watchers.append(Watcher(
+                kind, functools.partial(custom.list_cluster_custom_object, group, version, plural(kind)), loop,
+                functools.partial(self._sync, kind), functools.partial(self._event, kind)))
+        for w in self._watchers:
+            w.start()
+        await asyncio.wait_for(asyncio.gather(*(w.synced.wait() for w in self._watchers)), timeout)
+
+    def stop(self) -> None:
+        for w in self._watchers:
+            w.stop()
+
+    # -- from the cluster (on the event loop) ----------------------------------------------
+    def _sync(self, kind: str, items: list[dict[str, Any]]) -> None:
+        self._objects[kind] = {_key(o): o for o in items}
+        self._push(kind)
+
+    def _event(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED":
+            self._objects[kind].pop(_key(obj), None)
+        else:
+            self._objects[kind][_key(obj)] = obj
+        self._push(kind)
+
+    def _push(self, kind: str) -> None:
+        entries: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}
+        for (ns, name), obj in self._objects[kind].items():
+            result = read(obj)
+            if isinstance(result, PolicyError):
+                if self.rejected.get((kind, ns, name)) != str(result):
+                    log.warning("ignoring %s", result)
+                self.rejected[(kind, ns, name)] = str(result)
+                continue
+            self.rejected.pop((kind, ns, name), None)
+            entries[result[0].key] = result
+        self.store.sync(kind, entries)
+
+    # -- to the cluster (blocking) ---------------------------------------------------------
+    def _client(self) -> Any:
+        with self._dynamic_lock:
+            if self._dynamic is None:
+                from kubernetes import dynamic
+
+                self._dynamic = dynamic.DynamicClient(self._api)
+            return self._dynamic
+
+    def write(self, documents: list[dict[str, Any]]) -> None:
+        """Server-side apply each (already validated) document as a CR."""
+        dyn = self._client()
+        for doc in documents:
+            meta = doc["metadata"]
+            dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).server_side_apply(
+                body=doc, name=meta["name"], namespace=meta["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True)
+
+    def remove(self, kind: str, namespace: str, name: str) -> bool:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        api_version = policyschema.KINDS[kind][0]
+        try:
+            self._client().resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        return True
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace", ""), meta.get("name", ""))

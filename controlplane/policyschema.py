@@ -1,0 +1,139 @@
+"""The fields of each policy kind's ``spec``: what the validator checks and what the CRDs say.
+
+One definition per kind (see :mod:`controlplane.schema`): :func:`controlplane.policy.parse`
+checks a document against it before reading values, and :mod:`controlplane.crds` turns it
+into the kind's CustomResourceDefinition for Kubernetes.
+"""
+
+from __future__ import annotations
+
+from controlplane.schema import Bool, Duration, Field, Int, Labels, ListOf, Num, Obj, Str, obj
+
+POLICY_GROUP = "policy.meshdojo.dev"
+POLICY_VERSION = "v1alpha1"
+POLICY_API = f"{POLICY_GROUP}/{POLICY_VERSION}"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
+SERVED_KINDS = ("Service", "Deployment", "Pod")
+MANY = 1_000_000
+
+PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",))
+SERVICE_REF = obj({
+    "kind": Str(enum=("Service",), doc="Service (the default)"),
+    "name": Str(doc="the Service's name"),
+    "group": Str(allow_empty=True, doc='"" (the core API group)'),
+    "namespace": Str(),
+    "port": Int(1, 65535, "a port"),
+}, ("name",), doc="the Service whose traffic this shapes")
+SELECTOR = obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
+               doc="Istio's workload selector: the pods this applies to")
+
+
+def workload_ref(kinds: tuple[str, ...]) -> Obj:
+    return obj({
+        "kind": Str(enum=kinds, doc=f"one of {', '.join(kinds)} (Service by default)"),
+        "name": Str(),
+        "group": Str(allow_empty=True),
+        "namespace": Str(doc="must be left out: a policy targets workloads of its own namespace"),
+        "port": Int(1, 65535, "a port"),
+    }, ("name",), doc="the workloads this applies to; left out (and no selector): the whole namespace")
+
+
+MATCH = obj({
+    "path": obj({"type": Str(enum=PATH_TYPES, doc="PathPrefix by default"), "value": Str()}, ("value",)),
+    "headers": ListOf(obj({"name": Str(), "value": Str(), "type": Str(enum=("Exact",))}, ("name", "value")),
+                      hint="expected a list of {name, value}"),
+    "method": Str(enum=METHODS),
+}, doc="the requests this applies to (all of path, headers and method)")
+
+FAULT_INJECTION = obj({
+    "targetRef": workload_ref(SERVED_KINDS),
+    "selector": SELECTOR,
+    "match": MATCH,
+    "delay": obj({"fixedDelay": Duration(doc="e.g. 7s"), "percentage": PERCENTAGE}, ("fixedDelay",)),
+    "abort": obj({"httpStatus": Int(200, 599, "an HTTP status"), "percentage": PERCENTAGE}, ("httpStatus",)),
+    "duration": Duration(doc="the resource removes itself after this long"),
+})
+
+HTTP_ROUTE = obj({
+    "parentRefs": ListOf(SERVICE_REF, non_empty=True, max_items=1,
+                         hint="expected exactly one parentRef: the Service whose traffic this route shapes"),
+    "hostnames": ListOf(Str()),
+    "rules": ListOf(obj({
+        "name": Str(),
+        "matches": ListOf(MATCH),
+        "backendRefs": ListOf(obj({
+            "name": Str(), "port": Int(1, 65535, "a port"), "weight": Int(0, MANY, "a whole number"),
+            "kind": Str(enum=("Service",)), "group": Str(allow_empty=True), "namespace": Str(),
+        }, ("name",))),
+        "timeouts": obj({"request": Duration(), "backendRequest": Duration()}),
+        "retry": obj({"codes": ListOf(Int(400, 599, "an HTTP status")), "attempts": Int(0, 10, "a number of retries"),
+                      "backoff": Duration()}),
+    }), non_empty=True, hint="expected a non-empty list"),
+}, ("parentRefs",))
+
+RETRY_BUDGET = obj({
+    "targetRef": SERVICE_REF,
+    "retryRatio": Num(0, 1000, doc="retries allowed per original request (0.2: 20 %)"),
+    "minRetriesPerSecond": Num(0, 100000),
+    "ttl": Duration(doc="the window the ratio is computed over"),
+}, ("targetRef",))
+
+CIRCUIT_BREAKER = obj({
+    "targetRef": SERVICE_REF,
+    "consecutiveFailures": Int(1, 1000, "a whole number", doc="failures in a row that eject an endpoint"),
+    "penalty": Duration(doc="how long the first ejection lasts"),
+    "maxPenalty": Duration(),
+    "jitter": Num(0, 1),
+    "connectionPool": obj({
+        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number")}),
+        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number"),
+                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)")}),
+    }, doc="Istio's DestinationRule connectionPool: requests over these limits get 503 at once"),
+}, ("targetRef",))
+
+RATE_LIMIT = obj({
+    "targetRef": workload_ref(SERVED_KINDS),
+    "selector": SELECTOR,
+    # above 0, not "from 0.001": the API server compares an integer 0 with a fractional minimum as integers
+    "requestsPerSecond": Num(0, MANY, above_low=True, doc="the steady rate allowed"),
+    "burst": Int(1, MANY, "a whole number"),
+}, ("requestsPerSecond",))
+
+AUTHORIZATION_POLICY = obj({
+    "targetRef": workload_ref(TARGET_KINDS),
+    "selector": SELECTOR,
+    "action": Str(enum=("ALLOW", "DENY", "AUDIT"), doc="ALLOW by default"),
+    "rules": ListOf(obj({
+        "from": ListOf(obj({"source": obj({
+            "principals": ListOf(Str(pattern=r"^spiffe://meshdojo\.local/ns/",
+                                     hint="expected a SPIFFE ID like spiffe://meshdojo.local/ns/NS/sa/SA")),
+            "namespaces": ListOf(Str()),
+            "serviceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
+            "unauthenticated": Bool(doc="plaintext callers, with no identity"),
+        })}, ("source",))),
+        "to": ListOf(obj({"operation": obj({
+            "paths": ListOf(Str(doc="/exact, /prefix/*, */suffix, *, or a template /api/{*}/vote, /static/{**}")),
+            "methods": ListOf(Str(enum=METHODS)),
+        })}, ("operation",))),
+    })),
+})
+
+MESH_TLS = obj({
+    "targetRef": workload_ref(TARGET_KINDS),
+    "selector": SELECTOR,
+    "mode": Str(enum=("STRICT", "PERMISSIVE")),
+}, ("mode",))
+
+# kind -> (apiVersion, the spec's fields)
+KINDS: dict[str, tuple[str, Field]] = {
+    "HTTPRoute": (GATEWAY_API, HTTP_ROUTE),
+    "FaultInjection": (POLICY_API, FAULT_INJECTION),
+    "RetryBudget": (POLICY_API, RETRY_BUDGET),
+    "CircuitBreaker": (POLICY_API, CIRCUIT_BREAKER),
+    "AuthorizationPolicy": (POLICY_API, AUTHORIZATION_POLICY),
+    "MeshTLS": (POLICY_API, MESH_TLS),
+    "RateLimit": (POLICY_API, RATE_LIMIT),
+}

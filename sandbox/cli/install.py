@@ -1,0 +1,146 @@
+"""``install`` and ``uninstall``: meshdojo on a Kubernetes cluster (like ``linkerd install``).
+
+``install`` applies the CRDs (generated from the validator's field definitions, so the API
+server refuses what ``meshdojo apply`` refuses), waits until they are Established, then the
+control plane: namespace, RBAC, the issuer Secret, Deployment, Services and the injector's
+webhook. ``--crds`` stops after the CRDs; ``--dry-run -o yaml`` prints instead of applying.
+``uninstall`` deletes everything labelled ``app.kubernetes.io/part-of=meshdojo`` and checks that
+nothing remains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sandbox.cli.common import fail
+
+
+def _crds(args: argparse.Namespace, client=None) -> list[dict]:
+    from sandbox.kube import cluster
+    from sandbox.kube.install import HTTPROUTE_CRD, crd_manifests
+
+    with_httproute = not args.without_httproute
+    if client is not None and with_httproute:
+        existing = cluster.crd_exists(client, HTTPROUTE_CRD)
+        if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
+            with_httproute = False
+            print("the cluster has Gateway API's HTTPRoute CRD: meshdojo uses it as is", file=sys.stderr)
+    return crd_manifests(with_httproute)
+
+
+def _control_plane(args: argparse.Namespace, pki) -> list[dict]:
+    from sandbox.kube.image import image_ref
+    from sandbox.kube.install import control_plane_manifests, webhook_configuration
+
+    objects = control_plane_manifests(args.image or image_ref(), pki)
+    if args.webhook_url:
+        objects[-1] = webhook_configuration(pki.anchor_pem, args.webhook_url)
+    return objects
+
+
+def _given_pki(args: argparse.Namespace):
+    from sandbox.kube import cluster
+
+    if not args.identity_trust_anchor_file:
+        return None
+    return cluster.pki_from_files(args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
+
+
+def _print(objects: list[dict], output: str) -> None:
+    if output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+
+
+def _install(args: argparse.Namespace) -> int:
+    from sandbox.kube import cluster
+    from sandbox.kube.install import describe
+
+    files = (args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
+    if any(files) and not all(files):
+        return fail("give all three: --identity-trust-anchor-file, --identity-issuer-certificate-file, --identity-issuer-key-file")
+    if args.dry_run:
+        try:
+            pki = None if args.crds else (_given_pki(args) or cluster.new_pki())
+        except cluster.ClusterError as exc:
+            return fail(str(exc))
+        objects = _crds(args) + ([] if pki is None else _control_plane(args, pki))
+        _print(objects, args.output)
+        return 0
+    try:
+        client = cluster.connect(args.kubeconfig, args.context)
+        crds = _crds(args, client)
+        cluster.apply(client, crds)
+        for obj in crds:
+            print(f"{describe(obj)} serverside-applied")
+        cluster.wait_established(client, [o["metadata"]["name"] for o in crds], args.wait)
+        if args.crds:
+            print(f"{len(crds)} CRDs Established: `kubectl get crd -l app.kubernetes.io/part-of=meshdojo` lists them; "
+                  "`kubectl apply -f demo-apps/emojivoto/policies/` uses them")
+            return 0
+        pki = _given_pki(args) or cluster.existing_pki(client) or cluster.new_pki()
+        objects = _control_plane(args, pki)
+        cluster.apply(client, objects)
+        for obj in objects:
+            print(f"{describe(obj)} serverside-applied")
+    except cluster.ClusterError as exc:
+        return fail(str(exc))
+    print("meshdojo is installed: `kubectl -n meshdojo-system get deploy,svc`; annotate a namespace or pod with "
+          "meshdojo.dev/inject=enabled to mesh its pods")
+    return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from sandbox.kube import cluster
+
+    try:
+        client = cluster.connect(args.kubeconfig, args.context)
+        deleted = cluster.uninstall(client, args.wait)
+    except cluster.ClusterError as exc:
+        return fail(str(exc))
+    for name in deleted:
+        print(f"{name} deleted")
+    print("nothing of meshdojo's remains on the cluster" if deleted else "nothing of meshdojo's was installed")
+    return 0
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", type=Path, help="the kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="the kubeconfig context (default: its current context)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to wait for the cluster (default 60)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("install", help="install meshdojo's CRDs and control plane on a Kubernetes cluster",
+                       description="Install meshdojo on a Kubernetes cluster, as `linkerd install` does: the policy CRDs "
+                                   "(their schemas are the validator's field definitions), then the control plane. "
+                                   "`--dry-run -o yaml` prints the manifests instead, for `kubectl apply -f -`.")
+    _cluster_options(p)
+    p.add_argument("--crds", action="store_true", help="only the CRDs (and HTTPRoute's, if the cluster has none)")
+    p.add_argument("--dry-run", action="store_true", help="print the manifests instead of applying them (no cluster needed)")
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="with --dry-run: yaml (default) or json")
+    p.add_argument("--image", help="the meshdojo image for the control plane and the sidecars (default: this version's)")
+    p.add_argument("--without-httproute", action="store_true",
+                   help="leave out our HTTPRoute CRD (the subset of Gateway API's we implement); a live install leaves it "
+                        "out by itself when the cluster has Gateway API's own")
+    p.add_argument("--webhook-url", metavar="URL",
+                   help="where the API server sends pods to inject, instead of the in-cluster Service "
+                        "(a control plane running outside the cluster, e.g. https://127.0.0.1:8443/inject)")
+    for what, help_ in (("trust-anchor", "the trust anchor's certificate (PEM)"),
+                        ("issuer-certificate", "the issuer's certificate, signed by the trust anchor (PEM)"),
+                        ("issuer-key", "the issuer's private key, ECDSA P-256 (PEM)")):
+        p.add_argument(f"--identity-{what}-file", type=Path, metavar="FILE",
+                       help=f"{help_}; with the other two, your own CA instead of a new one")
+    p.set_defaults(handler=_install)
+    u = sub.add_parser("uninstall", help="remove everything `meshdojo install` put on a cluster",
+                       description="Remove everything `meshdojo install` put on a cluster (every object labelled "
+                                   "app.kubernetes.io/part-of=meshdojo; the policies go with their CRDs) and check that "
+                                   "nothing remains. Meshed pods keep their sidecars until they are restarted.")
+    _cluster_options(u)
+    u.set_defaults(handler=_uninstall)

@@ -1,0 +1,83 @@
+"""`meshdojo install`'s manifests as data (no cluster): least privilege, everything labelled
+ours, the webhook trusting the mesh's anchor, a user's own CA checked before anything is
+applied. tests/test_kube_controlplane.py applies them to a real API server."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+import yaml
+
+from controlplane import ca
+from sandbox.cli import main
+from sandbox.kube import cluster
+from sandbox.kube.install import control_plane_manifests
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return cluster.new_pki()
+
+
+def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
+    objects = control_plane_manifests("meshdojo/meshdojo:0.1.0-abc", pki)
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshdojo" for o in objects)
+    rules = [r for o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
+    assert not any("*" in r["verbs"] or "*" in r["resources"] or "*" in r["apiGroups"] for r in rules)
+    writes = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"]
+              if set(r["verbs"]) & {"create", "update", "patch", "delete"}}
+    assert {res for _, res in writes} <= {"faultinjections", "retrybudgets", "circuitbreakers", "authorizationpolicies",
+                                         "meshtlses", "ratelimits", "httproutes", "tokenreviews", "configmaps"}
+    (secrets,) = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer"]
+    (update_cm,) = [r for r in rules if "configmaps" in r["resources"] and "update" in r["verbs"]]
+    assert update_cm["resourceNames"] == ["meshdojo-trust-anchor"]
+
+
+def test_the_webhook_trusts_the_anchor_and_never_blocks_the_cluster(pki):
+    (hook,) = [o for o in control_plane_manifests("x:1", pki) if o["kind"] == "MutatingWebhookConfiguration"]
+    webhook = hook["webhooks"][0]
+    assert base64.b64decode(webhook["clientConfig"]["caBundle"]).decode() == pki.anchor_pem
+    assert webhook["failurePolicy"] == "Ignore" and webhook["sideEffects"] == "None"
+    excluded = webhook["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert {"kube-system", "meshdojo-system"} <= set(excluded)
+    (secret,) = [o for o in control_plane_manifests("x:1", pki) if o["kind"] == "Secret"]
+    assert "BEGIN" not in yaml.safe_dump(secret)  # base64 in data, as Kubernetes wants
+    assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+
+
+def test_dry_run_prints_everything_in_apply_order(capsys):
+    assert main(["install", "--dry-run", "--image", "meshdojo/meshdojo:0.1.0-abc"]) == 0
+    kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
+    assert kinds[:7] == ["CustomResourceDefinition"] * 7 and kinds[7] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_a_users_own_ca_is_checked_before_anything_is_applied(tmp_path, capsys):
+    now = dt.datetime.now(dt.UTC)
+    anchor = ca.make_trust_anchor(now)
+    issuer = ca.make_issuer(anchor, now)
+    files = {"anchor": _write(tmp_path / "anchor.crt", ca.cert_pem(anchor.certificate)),
+             "cert": _write(tmp_path / "issuer.crt", ca.cert_pem(issuer.certificate)),
+             "key": _write(tmp_path / "issuer.key", ca.key_pem(issuer.key))}
+    args = ["install", "--dry-run", "--image", "x:1", "--identity-trust-anchor-file", str(files["anchor"]),
+            "--identity-issuer-certificate-file", str(files["cert"]), "--identity-issuer-key-file", str(files["key"])]
+    assert main(args) == 0
+    (secret,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Secret"]
+    assert base64.b64decode(secret["data"]["tls.crt"]).decode() == ca.cert_pem(issuer.certificate)
+
+    other = ca.make_trust_anchor(now)
+    _write(tmp_path / "other.crt", ca.cert_pem(other.certificate))
+    assert main([*args[:5], str(tmp_path / "other.crt"), *args[6:]]) == 1
+    assert "was not issued by the trust anchor" in capsys.readouterr().err
+    _write(tmp_path / "wrong.key", ca.key_pem(ca.new_key()))
+    assert main([*args[:-1], str(tmp_path / "wrong.key")]) == 1
+    assert "is not the key of the certificate" in capsys.readouterr().err
+    assert main(args[:6]) == 1
+    assert "give all three" in capsys.readouterr().err

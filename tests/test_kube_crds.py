@@ -1,0 +1,172 @@
+"""The policy CRDs on a real API server: `meshdojo install --crds` applies them and waits for
+Established; every demo policy is accepted; what the validator refuses the API server refuses
+too, naming the same field (both come from one set of field definitions); uninstall leaves
+nothing of ours."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from controlplane import policy
+from sandbox.cli import main
+from sandbox.kube.install import crd_manifests
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_FILES = sorted(ROOT.glob("demo-apps/*/policies/*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def installed(k8s):
+    core = client.CoreV1Api(k8s.client())
+    for ns in ("emojivoto", "bookinfo", "crdtest"):
+        core.create_namespace({"metadata": {"name": ns}})
+    assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig), "--wait", "60"]) == 0
+    yield k8s
+
+
+def _ours(k8s) -> list[str]:
+    crds = client.ApiextensionsV1Api(k8s.client()).list_custom_resource_definition(label_selector="app.kubernetes.io/part-of=meshdojo")
+    return sorted(c.metadata.name for c in crds.items)
+
+
+def test_dry_run_prints_the_crds_without_a_cluster(capsys):
+    assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 7
+    names = {d["metadata"]["name"] for d in docs}
+    assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
+            "httproutes.gateway.networking.k8s.io"} <= names
+    assert main(["install", "--crds", "--dry-run", "--without-httproute"]) == 0
+    assert "httproutes" not in capsys.readouterr().out
+
+
+def test_install_without_a_cluster_says_how_to_get_one(capsys, tmp_path):
+    assert main(["install", "--crds", "--kubeconfig", str(tmp_path / "missing.kubeconfig")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no usable kubeconfig") and "--kubeconfig FILE" in err and "Traceback" not in err
+
+
+def test_crds_are_established_and_every_demo_policy_is_accepted(installed):
+    k8s = installed
+    assert _ours(k8s) == sorted(c["metadata"]["name"] for c in crd_manifests(True))
+    for path in POLICY_FILES:
+        out = k8s.kubectl("apply", "-f", str(path))
+        assert "created" in out.stdout or "configured" in out.stdout, (path, out.stdout, out.stderr)
+    listed = k8s.kubectl("get", "meshdojo", "-A", "-o", "name").stdout.split()  # the CRDs' category
+    expected = {f"{d['kind'].lower()}.{d['apiVersion'].split('/')[0]}/{d['metadata']['name']}"
+                for path in POLICY_FILES for d in yaml.safe_load_all(path.read_text()) if d["apiVersion"].startswith("policy.")}
+    assert expected <= set(listed)
+
+
+def _base(kind: str) -> dict:
+    return {
+        "FaultInjection": {"targetRef": {"kind": "Service", "name": "ratings"}, "delay": {"fixedDelay": "7s"}},
+        "CircuitBreaker": {"targetRef": {"name": "web"}, "consecutiveFailures": 3},
+        "HTTPRoute": {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [{"retry": {"attempts": 2}}]},
+        "AuthorizationPolicy": {"action": "DENY", "rules": [{"from": [{"source": {"principals": ["spiffe://meshdojo.local/ns/a/sa/b"]}}]}]},
+        "MeshTLS": {"mode": "STRICT"},
+        "RateLimit": {"requestsPerSecond": 5},
+        "RetryBudget": {"targetRef": {"name": "voting"}, "ttl": "10s"},
+    }[kind]
+
+
+# (kind, field path the change sets, value) — each must be refused by both, naming the field
+INVALID = [
+    ("CircuitBreaker", "spec.consecutiveFailures", 0),
+    ("CircuitBreaker", "spec.connectionPool.tcp.maxConnections", 0),
+    ("FaultInjection", "spec.delay.fixedDelay", "seven seconds"),
+    ("FaultInjection", "spec.abort.httpStatus", 99),
+    ("HTTPRoute", "spec.rules[0].retry.attempts", 11),
+    ("AuthorizationPolicy", "spec.action", "MAYBE"),
+    ("AuthorizationPolicy", "spec.rules[0].from[0].source.principals[0]", "web"),
+    ("MeshTLS", "spec.mode", "strict"),
+    ("RateLimit", "spec.requestsPerSecond", 0),
+    ("RetryBudget", "spec.ttl", 10),
+]
+
+
+def _set(doc: dict, path: str, value) -> None:
+    keys = path.replace("]", "").replace("[", ".").split(".")
+    node = doc
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), INVALID, ids=[f"{k}-{f}" for k, f, _ in INVALID])
+def test_the_api_server_and_the_validator_refuse_the_same_field(installed, kind, field, value):
+    k8s = installed
+    doc = {"apiVersion": policy.KINDS[kind], "kind": kind, "metadata": {"name": "bad", "namespace": "crdtest"},
+           "spec": copy.deepcopy(_base(kind))}
+    good = copy.deepcopy(doc)
+    policy.parse(good, "good.yaml", 0)  # the base is valid for both
+    _set(doc, field, value)
+    with pytest.raises(policy.PolicyError) as ours:
+        policy.parse(doc, "bad.yaml", 0)
+    assert ours.value.field == field
+    refused = k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc), check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert f"{field}: " in refused.stderr, refused.stderr  # the API server names list items as spec.rules[0] too
+
+
+def test_an_unknown_field_is_refused_by_name(installed):
+    doc = {"apiVersion": policy.POLICY_API, "kind": "MeshTLS", "metadata": {"name": "typo", "namespace": "crdtest"},
+           "spec": {"mode": "STRICT", "mdoe": "STRICT"}}
+    with pytest.raises(policy.PolicyError, match="spec.mdoe: unknown field"):
+        policy.parse(doc, "typo.yaml", 0)
+    refused = installed.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc), check=False)
+    assert refused.returncode != 0 and 'unknown field "spec.mdoe"' in refused.stderr, refused.stderr
+
+
+def test_uninstall_removes_the_crds_and_their_objects(installed, capsys):
+    k8s = installed
+    k8s.kubectl("apply", "-f", str(ROOT / "demo-apps/emojivoto/policies/strict-mtls.yaml"))
+    capsys.readouterr()
+    assert main(["uninstall", "--kubeconfig", str(k8s.kubeconfig)]) == 0
+    out = capsys.readouterr().out
+    assert "customresourcedefinition.apiextensions.k8s.io/meshtlses.policy.meshdojo.dev deleted" in out
+    assert "nothing of meshdojo's remains on the cluster" in out
+    assert _ours(k8s) == []
+    assert main(["uninstall", "--kubeconfig", str(k8s.kubeconfig)]) == 0
+    assert "nothing of meshdojo's was installed" in capsys.readouterr().out
+    # and it comes back, for whatever runs after
+    assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig)]) == 0
+
+
+def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
+    k8s = installed
+    ext = client.ApiextensionsV1Api(k8s.client())
+    ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+    from sandbox.processes import wait_until
+
+    wait_until(lambda: "httproutes.gateway.networking.k8s.io" not in _ours(k8s), 30, "our HTTPRoute CRD to go")
+    foreign = crd_manifests(True)[-1]
+    foreign["metadata"] = {"name": foreign["metadata"]["name"],  # someone else's: not labelled as ours
+                           "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/3328"}}
+    foreign["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {
+        "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+    def create():
+        try:
+            ext.create_custom_resource_definition(foreign)
+            return True
+        except client.ApiException as exc:  # the old one may still be terminating
+            if exc.status == 409:
+                return False
+            raise
+
+    wait_until(create, 30, "Gateway API's HTTPRoute CRD to be created")
+    capsys.readouterr()
+    assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig)]) == 0
+    captured = capsys.readouterr()
+    assert "Gateway API's HTTPRoute CRD: meshdojo uses it as is" in captured.err
+    assert "httproutes" not in captured.out
+    crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+    assert not (crd.metadata.labels or {}).get("app.kubernetes.io/part-of")
+    ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")  # not ours: the tests' to remove
