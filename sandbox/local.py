@@ -57,7 +57,7 @@ def cleanup_leftovers(paths: SandboxPaths) -> list[int]:
     return killed
 
 
-FRESH_FILES = ("desired.json", "controlplane/policies.json", "controlplane/netfaults.json", "controlplane/registry.json")
+FRESH_FILES = ("desired.json", "controlplane/policies.json", "controlplane/netfaults.json", "controlplane/registry.json", "applied.json")
 
 
 def carried_over(name: str) -> list[str]:
@@ -70,6 +70,10 @@ def carried_over(name: str) -> list[str]:
             lines.append(f"{key} scaled to {want['replicas']}")
         if "inject" in want:
             lines.append(f"{key} {'injected' if want['inject'] else 'uninjected (no sidecar)'}")
+    workloads = [e["document"] for e in _read(paths.root / "applied.json") or []]
+    if workloads:
+        lines.append("your applied " + ", ".join(f"{d.get('kind', '?').lower()}/{(d.get('metadata') or {}).get('name', '?')}"
+                                                 for d in workloads))
     policies = _read(paths.controlplane / "policies.json") or []
     if policies:
         kinds = sorted({p.get("document", {}).get("kind", "?") for p in policies})
@@ -163,6 +167,11 @@ def _running_status(name: str) -> dict[str, Any]:
     if st is None:
         raise SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
     return st
+
+
+def demos_of(name: str) -> list:
+    """The demos the running sandbox was started with, as read from their manifests."""
+    return [load_demo(DEMO_ROOT / demo) for demo in _running_status(name).get("demos", [])]
 
 
 def find_deployment(st: dict[str, Any], deployment: str, namespace: str | None) -> tuple[str, str]:

@@ -85,32 +85,54 @@ class _Doc(FieldReader):
 
 
 def load_demo(directory: Path) -> Demo:
-    deployments: list[Deployment] = []
-    services: list[Service] = []
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise ManifestError(directory, 0, "(directory)", "no *.yaml manifests here")
+    entries = []
     for path in files:
         try:
             documents = list(yaml.safe_load_all(path.read_text()))
         except yaml.YAMLError as exc:
             raise ManifestError(path, 0, "(yaml)", f"not valid YAML: {exc}") from None
-        for index, raw in enumerate(documents):
-            if raw is None:
-                continue
-            doc = _Doc(path, index)
-            top = doc.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata"})
-            kind = top["kind"]
-            meta = doc.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
-            name = doc.string(meta["name"], "metadata.name")
-            namespace = doc.string(meta.get("namespace", "default"), "metadata.namespace")
-            if kind == "Deployment":
-                deployments.append(_deployment(doc, top, name, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory))
-            elif kind == "Service":
-                services.append(_service(doc, top, name, namespace))
-            elif kind not in ("Namespace", "ServiceAccount"):
-                raise doc.fail("kind", f"{kind!r} is not one the local backend reads (Deployment, Service, ServiceAccount, Namespace)")
-    return Demo(directory.name, directory, tuple(deployments), tuple(services))
+        entries += [(path, index, raw) for index, raw in enumerate(documents) if raw is not None]
+    return read_documents(directory.name, directory, entries)
+
+
+def read_documents(name: str, directory: Path, entries: list[tuple[Path, int, Any]]) -> Demo:
+    """The Deployments and Services among ``(file, index, document)`` entries, as one Demo."""
+    deployments: list[Deployment] = []
+    services: list[Service] = []
+    for path, index, raw in entries:
+        doc = _Doc(path, index)
+        top = doc.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata"})
+        kind = top["kind"]
+        meta = doc.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
+        name_ = doc.string(meta["name"], "metadata.name")
+        namespace = doc.string(meta.get("namespace", "default"), "metadata.namespace")
+        if kind == "Deployment":
+            deployments.append(_deployment(doc, top, name_, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory))
+        elif kind == "Service":
+            services.append(_service(doc, top, name_, namespace))
+        elif kind not in ("Namespace", "ServiceAccount"):
+            raise doc.fail("kind", f"{kind!r} is not one the local backend reads (Deployment, Service, ServiceAccount, Namespace)")
+    return Demo(name, directory, tuple(deployments), tuple(services))
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` in a container's command and args: replaced by the container's
+    variable; ``$$`` is a literal ``$``; a reference to an unknown variable stays as written."""
+    out, i = [], 0
+    while i < len(arg):
+        if arg.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif arg.startswith("$(", i) and (end := arg.find(")", i + 2)) != -1 and arg[i + 2:end] in env:
+            out.append(env[arg[i + 2:end]])
+            i = end + 1
+        else:
+            out.append(arg[i])
+            i += 1
+    return "".join(out)
 
 
 def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[str, str], directory: Path) -> Deployment:

@@ -10,7 +10,6 @@ import yaml
 
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, foreign_kind, foreign_kind_message
 from sandbox.cpapi import ApiError, OperatorApi
-from sandbox.paths import SandboxPaths
 
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -21,10 +20,12 @@ class ResourceError(RuntimeError):
 
 def api_for(name: str) -> OperatorApi:
     from sandbox import local
+    from sandbox.backends import backend_for
 
-    if local.status(name) is None:
-        raise ResourceError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    return OperatorApi.from_state(SandboxPaths.for_name(name).controlplane)
+    try:
+        return backend_for(name).operator_api()
+    except local.SandboxError as exc:
+        raise ResourceError(str(exc)) from None
 
 
 def read_documents(paths: list[str]) -> list[dict[str, Any]]:
@@ -62,8 +63,34 @@ def read_documents(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
+    """Policies go to the control plane; Deployments, Services, ServiceAccounts and Namespaces
+    (a learner's own app) to the sandbox, which runs them. Both are checked before either is
+    applied: nothing is half-applied."""
+    from sandbox import applied
+    from sandbox.backends import backend_for
+    from sandbox.manifests import ManifestError
+
     documents = read_documents(paths)
-    return api_for(name).call("POST", "/v1/policies", {"documents": documents, "namespace": namespace or "default"})
+    for item in documents:  # kubectl's -n: documents without a namespace take it
+        doc = item["document"]
+        if namespace and isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and doc.get("kind") != "Namespace":
+            doc["metadata"].setdefault("namespace", namespace)
+    workloads = [d for d in documents if applied.is_workload(d["document"])]
+    policies = [d for d in documents if not applied.is_workload(d["document"])]
+    api = api_for(name)
+    commit = None
+    if workloads:
+        try:
+            commit = backend_for(name).apply_workloads(workloads)
+        except (ManifestError, applied.AppliedError) as exc:
+            raise ResourceError(f"{exc}\nnothing was applied: fix it and apply again") from None
+    outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default"}) if policies \
+        else {"applied": [], "warnings": []}
+    if commit is not None:
+        results = commit()  # the backend runs them (locally: the supervisor sees its file change)
+        outcome["applied"] = [{"kind": k, "namespace": ns or "-", "name": n, "action": action} for (k, ns, n), action in results] \
+            + outcome["applied"]
+    return outcome
 
 
 def kind_of(kind: str) -> str:
@@ -106,10 +133,21 @@ def delete(name: str, kind: str, resource: str, namespace: str | None) -> list[s
 
 def delete_files(name: str, paths: list[str]) -> tuple[list[str], list[str]]:
     """Delete what the files describe: (what was deleted, what was not there or failed)."""
+    from sandbox import applied
+    from sandbox.backends import backend_for
+
     api = api_for(name)
     done, missing = [], []
-    for item in read_documents(paths):
+    documents = read_documents(paths)
+    workloads = [d["document"] for d in documents if applied.is_workload(d["document"])]
+    if workloads:
+        removed, absent = backend_for(name).delete_workloads(workloads)
+        done += [f"{k} {ns + '/' if ns else ''}{n} deleted" for k, ns, n in removed]
+        missing += [f"{k} {ns + '/' if ns else ''}{n}: not found" for k, ns, n in absent]
+    for item in documents:
         doc = item["document"]
+        if applied.is_workload(doc):
+            continue
         kind, meta = doc.get("kind"), doc.get("metadata") or {}
         ns = meta.get("namespace", "default")
         try:

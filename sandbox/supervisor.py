@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.statefiles import private_dir, write_json, write_private
+from sandbox import applied
 from sandbox.cpapi import ApiError, OperatorApi
-from sandbox.manifests import Demo, Deployment, load_demo
+from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
 from sandbox.ports import accepting, free_port
 from sandbox.processes import spawn, stop_groups
@@ -121,6 +122,8 @@ class Supervisor:
         self.gateways: dict[str, tuple[Proc, dict[str, int], str]] = {}
         self.stopping = False
         self._desired_stamp: float | None = _mtime(paths.root / DESIRED_FILE)
+        self.applied: Demo | None = None  # a learner's own workloads (`meshdojo apply -f app.yaml`)
+        self._applied_stamp: float | None = None
         self._relaunch: list[tuple[float, Instance, bool]] = []  # (when, fresh instance, inject)
         self._targets: list[dict] = []
         self._gateways_registered: set[str] = set()
@@ -141,6 +144,7 @@ class Supervisor:
                 self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector))
             if demo.name in GATEWAYS:
                 self._start_gateway(demo)
+        self._reload_applied()
         self.reconcile()  # every sidecar and app starts now; tick() registers each instance once it is ready
 
     # -- desired state: replicas and injection per deployment ---------------------------
@@ -152,7 +156,7 @@ class Supervisor:
         except (OSError, ValueError):
             pass
         result = {}
-        for demo in self.demos:
+        for demo in self.all_demos:
             for d in demo.deployments:
                 key = f"{d.namespace}/{d.name}"
                 want = overrides.get(key, {})
@@ -160,9 +164,43 @@ class Supervisor:
                                "inject": want.get("inject", d.inject)}
         return result
 
+    @property
+    def all_demos(self) -> list[Demo]:
+        return [*self.demos, *([self.applied] if self.applied is not None else [])]
+
+    def services_for(self, d: Deployment) -> list[str]:
+        """Every service (a demo's or a learner's) whose selector picks the deployment's pods."""
+        return sorted({s.name for demo in self.all_demos for s in demo.services_for(d)})
+
+    def _reload_applied(self) -> None:
+        """The learner's applied workloads changed: services registered or removed, instances follow."""
+        self._applied_stamp = _mtime(self.paths.root / applied.APPLIED_FILE)
+        try:
+            new = applied.as_demo(self.paths.root, applied.load(self.paths.root))
+        except (ManifestError, ValueError, KeyError, TypeError) as exc:  # `apply` validated it: only a hand edit gets here
+            log.warning("ignoring %s: %s", self.paths.root / applied.APPLIED_FILE, exc)
+            return
+        old = {(s.namespace, s.name): s for s in (self.applied.services if self.applied else ())}
+        for service in new.services:
+            if old.pop((service.namespace, service.name), None) != service:
+                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector))
+        for namespace, name in old:
+            self.api.call("DELETE", f"/v1/services/{namespace}/{name}")
+        self.applied = new
+        for inst in self.instances:  # a new Service may select running instances, a deleted one no longer does
+            services = self.services_for(inst.deployment)
+            if services != inst.services:
+                if inst.registered:
+                    self._deregister(inst)
+                inst.services = services
+
     def reconcile(self) -> None:
         """Bring instances in line with the desired state, like a ReplicaSet controller."""
-        for key, want in self.desired().items():
+        desired = self.desired()
+        for inst in [i for i in self.instances if f"{i.deployment.namespace}/{i.deployment.name}" not in desired]:
+            self._remove(inst)  # its Deployment was deleted
+        self._relaunch = [r for r in self._relaunch if f"{r[1].deployment.namespace}/{r[1].deployment.name}" in desired]
+        for key, want in desired.items():
             d: Deployment = want["deployment"]
 
             def mine() -> list[Instance]:
@@ -180,7 +218,7 @@ class Supervisor:
                 while index in used:
                     index += 1
                 used.add(index)
-                self._launch(Instance(d, index, [s.name for s in want["demo"].services_for(d)]), want["inject"])
+                self._launch(Instance(d, index, self.services_for(d)), want["inject"])
 
     def _launch(self, inst: Instance, inject: bool) -> None:
         self._app_port(inst)
@@ -247,8 +285,10 @@ class Supervisor:
                     "POD_NAME": inst.name, "PYTHONUNBUFFERED": "1"})
         if inst.proxy is not None:
             env.update({"HTTP_PROXY": f"http://127.0.0.1:{inst.outbound_port}", "NO_PROXY": "127.0.0.1,localhost"})
-        argv = [sys.executable if part == "python" else part for part in d.container.command]
-        return Proc("app", argv, self.paths.logs / f"{inst.name}.log", env, cwd=DEMO_ROOT)
+        # as Kubernetes does, $(VAR) in the command is the container's variable: $(PORT) is the port it must serve
+        argv = [sys.executable if part == "python" else expand(part, env) for part in d.container.command]
+        cwd = DEMO_ROOT if self.applied is None or d not in self.applied.deployments else d.source.parent
+        return Proc("app", argv, self.paths.logs / f"{inst.name}.log", env, cwd=cwd)
 
     def _start_gateway(self, demo: Demo) -> None:
         service, port, title = GATEWAYS[demo.name]
@@ -265,6 +305,9 @@ class Supervisor:
         stamp = _mtime(self.paths.root / DESIRED_FILE)
         if stamp != self._desired_stamp:
             self._desired_stamp = stamp
+            self.reconcile()
+        if _mtime(self.paths.root / applied.APPLIED_FILE) != self._applied_stamp:
+            self._reload_applied()
             self.reconcile()
         for when, fresh, inject in [r for r in self._relaunch if r[0] <= now]:
             self._relaunch.remove((when, fresh, inject))

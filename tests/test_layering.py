@@ -61,3 +61,19 @@ async def test_keygen_failures_are_errors_not_keys():
         openssl_argv("spiffe://x/ns/a/sa/b,DNS:evil.example", "openssl")
     with pytest.raises(ValueError, match="no key"):
         split_openssl_output("-----BEGIN CERTIFICATE REQUEST-----\nAA\n-----END CERTIFICATE REQUEST-----\n")
+
+
+def test_the_ui_and_the_cli_reach_the_sandbox_through_the_backend_seam():
+    """Lifecycle, workloads, logs and the operator API go through sandbox.backends; what the UI
+    and the CLI may still take from sandbox.local directly is its error type and a pure lookup."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    allowed = {"SandboxError", "find_deployment"}
+    used = {}
+    for path in [*root.glob("tui/**/*.py"), *root.glob("sandbox/cli/*.py")]:
+        for name in re.findall(r"\blocal\.([A-Za-z_]+)", path.read_text()):
+            if name not in allowed:
+                used.setdefault(name, []).append(str(path.relative_to(root)))
+    assert used == {}, f"call these through sandbox.backends.backend_for(...): {used}"

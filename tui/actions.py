@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from sandbox import attack, local, netcli, resources
+from sandbox import attack, netcli, resources
+from sandbox.backends import backend_for
 
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
 POLICY_API = "policy.meshdojo.dev/v1alpha1"
@@ -87,12 +88,12 @@ def kill(name: str, target: str) -> Action:
     watch = ("proxies keep serving what they last knew (static stability); the supervisor restarts it"
              if target == "controlplane" else "RESTARTS goes up in the workload table; callers see errors until it is back")
     return Action(f"kill {target}", command(name, f"meshdojo kill {target}"), watch,
-                  lambda: f"SIGKILL sent to pid {', '.join(map(str, local.kill(name, target, None)))}")
+                  lambda: f"SIGKILL sent to pid {', '.join(map(str, backend_for(name).kill(target, None)))}")
 
 
 def scale(name: str, deployment: str, namespace: str, replicas: int) -> Action:
     def run() -> str:
-        local.set_desired(name, deployment, namespace, replicas=replicas)
+        backend_for(name).scale(deployment, namespace, replicas)
         return f"deployment {namespace}/{deployment} scaling to {replicas}"
 
     return Action(f"scale {deployment} to {replicas}", command(name, f"meshdojo scale {deployment} {replicas} -n {namespace}"),
@@ -103,7 +104,7 @@ def inject(name: str, deployment: str, namespace: str, meshed: bool) -> Action:
     verb = "inject" if meshed else "uninject"
 
     def run() -> str:
-        local.set_desired(name, deployment, namespace, inject=meshed)
+        backend_for(name).set_injected(deployment, namespace, meshed)
         return f"deployment {namespace}/{deployment} rolling {'with' if meshed else 'without'} a sidecar"
 
     watch = ("its edges turn 🔒 again" if meshed else

@@ -9,7 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import local, netcli, observe
+from sandbox import netcli, observe
+from sandbox.backends import backend_for
 from sandbox.cpapi import ApiError
 from sandbox.resources import ResourceError, api_for
 
@@ -41,7 +42,7 @@ class MeshSource:
     def snapshot(self, window: str = "10s") -> Snapshot:
         snap = Snapshot(time.time())
         try:
-            snap.status = local.status(self.name)
+            snap.status = backend_for(self.name).status()
         except ValueError as exc:
             snap.problem = str(exc)
             return snap

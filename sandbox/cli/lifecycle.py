@@ -9,6 +9,7 @@ import sys
 import threading
 
 from controlplane.durations import InvalidDuration, parse_duration
+from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, fail
 from sandbox.manifests import ManifestError
 
@@ -23,16 +24,16 @@ def _up(args: argparse.Namespace) -> int:
     if lifetime < 60:
         return fail("--cert-lifetime: must be at least 60s (try --cert-lifetime 2m to watch rotations)")
     demos = [d.strip() for d in args.demo.split(",") if d.strip()]
-    if local.status(args.name) is None:
+    if backend_for(args.name).status() is None:
         if args.fresh:
-            local.forget(args.name)
-        elif restored := local.carried_over(args.name):
+            backend_for(args.name).forget()
+        elif restored := backend_for(args.name).carried_over():
             print("Restoring what the last run of this sandbox left (start clean with 'meshdojo up --fresh'):")
             for line in restored:
                 print(f"  {line}")
     print(f"Starting sandbox {args.name!r} with {', '.join(demos)} ...", flush=True)
     try:
-        st = local.up(args.name, demos, args.cert_lifetime)
+        st = backend_for(args.name).up(demos, args.cert_lifetime)
     except (local.SandboxError, ManifestError, ValueError) as exc:
         return fail(str(exc))
     _summary(st)
@@ -47,7 +48,7 @@ def _up(args: argparse.Namespace) -> int:
             return _ui_crashed(ended.crash, args.name)
         if ended.choice == "stop":
             print("Stopping ...", flush=True)
-            local.down(args.name)
+            backend_for(args.name).down()
             print("Stopped; no process left behind.")
         else:
             print(f"The sandbox keeps running. Back to the UI: meshdojo tui --name {args.name}; stop it: meshdojo down --name {args.name}")
@@ -58,7 +59,7 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     print("\nStopping ...", flush=True)
-    local.down(args.name)
+    backend_for(args.name).down()
     print("Stopped; no process left behind.")
     return 0
 
@@ -72,10 +73,9 @@ def _summary(st: dict) -> None:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from sandbox import local
 
     try:
-        stopped = local.down(args.name)
+        stopped = backend_for(args.name).down()
     except ValueError as exc:
         return fail(str(exc))
     print(f"Sandbox {args.name!r} stopped." if stopped else f"Sandbox {args.name!r} was not running; nothing to stop.")
@@ -83,9 +83,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    from sandbox import local
 
-    if local.status(args.name) is None:
+    if backend_for(args.name).status() is None:
         return fail(f"sandbox {args.name!r} is not running; start it with 'meshdojo up --name {args.name}' (it opens the UI)")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return fail("the UI needs a terminal; run it in one (or use the CLI commands: stat, tap, fault ...)")
@@ -104,10 +103,9 @@ def _ui_crashed(crash: tuple, name: str) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sandbox import local
 
     try:
-        st = local.status(args.name)
+        st = backend_for(args.name).status()
     except ValueError as exc:
         return fail(str(exc))
     if st is None:

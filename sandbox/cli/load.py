@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 
+from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, fail
 
 
@@ -43,7 +44,9 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     if kind not in ("svc", "service") or not service:
         raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/emoji --from deploy/web'")
     path = path if path.startswith("/") else "/" + path
-    st = local._running_status(name)
+    st = backend_for(name).status()
+    if st is None:
+        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
     ns = resources.service_namespace(name, service, namespace)
     if source is None:
         gateway = next((g for g in st.get("gateways", []) if g["service"] == service and g.get("url")), None)

@@ -1,4 +1,4 @@
-"""``apply``, ``get`` and ``delete``: policy resources."""
+"""``apply``, ``get`` and ``delete``: policy resources, and a learner's own workloads (Deployment, Service ...)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def _apply(args: argparse.Namespace) -> int:
     except (resources.ResourceError, ValueError) as exc:
         return fail(str(exc))
     for item in result["applied"]:
-        print(f"{item['kind'].lower()}/{item['name']} {item['action']} (namespace {item['namespace']})")
+        where = "" if item["namespace"] == "-" else f" (namespace {item['namespace']})"
+        print(f"{item['kind'].lower()}/{item['name']} {item['action']}{where}")
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, add_namespace, fail, workload_name
 
 
@@ -15,8 +16,9 @@ def _scale(args: argparse.Namespace) -> int:
     if args.replicas < 0 or args.replicas > 20:
         return fail("replicas must be from 0 to 20")
     try:
-        ns, dep = local.set_desired(args.name, args.deployment, args.namespace, replicas=args.replicas)
-        local.wait_ready(args.name, lambda st: _settled(st, ns, dep, replicas=args.replicas))
+        backend = backend_for(args.name)
+        ns, dep = backend.scale(args.deployment, args.namespace, args.replicas)
+        backend.wait_until(lambda st: _settled(st, ns, dep, replicas=args.replicas))
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     print(f"deployment {ns}/{dep} scaled to {args.replicas}")
@@ -58,8 +60,9 @@ def _inject(args: argparse.Namespace, inject: bool) -> int:
         return fail("which deployment? e.g. `meshdojo inject deploy/web`, or `meshdojo inject -f deploy.yaml` for manifests")
 
     try:
-        ns, dep = local.set_desired(args.name, args.deployment, args.namespace, inject=inject)
-        local.wait_ready(args.name, lambda st: _settled(st, ns, dep, meshed=inject))
+        backend = backend_for(args.name)
+        ns, dep = backend.set_injected(args.deployment, args.namespace, inject)
+        backend.wait_until(lambda st: _settled(st, ns, dep, meshed=inject))
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     print(f"deployment {ns}/{dep} {'injected: every instance has a sidecar' if inject else 'uninjected: no sidecars'} (rolled)")
@@ -77,7 +80,7 @@ def _kill(args: argparse.Namespace) -> int:
     from sandbox import local
 
     try:
-        pids = local.kill(args.name, args.target, args.namespace, proxy=args.proxy)
+        pids = backend_for(args.name).kill(args.target, args.namespace, proxy=args.proxy)
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     what = f"the sidecar (proxy) of {args.target}" if args.proxy else args.target
@@ -92,12 +95,12 @@ def _logs(args: argparse.Namespace) -> int:
     from sandbox import local
 
     try:
-        path = local.log_file(args.name, args.target, args.namespace, args.proxy)
+        path = backend_for(args.name).log_file(args.target, args.namespace, args.proxy)
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     if not path.exists():
         return fail(f"no log yet at {path}")
-    if args.proxy and not local.has_sidecar(args.name, args.target, args.namespace):
+    if args.proxy and not backend_for(args.name).has_sidecar(args.target, args.namespace):
         print(f"note: {args.target} has no sidecar now (uninjected, or gone): this log is from when it had one "
               f"(last written {time.strftime('%H:%M:%S', time.localtime(path.stat().st_mtime))})", file=sys.stderr)
     with open(path, errors="replace") as f:

@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.widgets import Checkbox, RichLog, Select
 
 from sandbox import local
+from sandbox.backends import backend_for
 from tui.actions import Action, command
 from tui.panes.base import Pane
 from tui.source import Snapshot
@@ -64,7 +65,7 @@ class Logs(Pane):
     @work(thread=True, group="logs")
     def _follow(self, target: str, proxy: bool, stop: threading.Event) -> None:
         try:
-            path = local.log_file(self.sandbox, target, None, proxy and target != "controlplane")
+            path = backend_for(self.sandbox).log_file(target, None, proxy and target != "controlplane")
         except FAILURES as exc:
             self.meshdojo.safely(self._write, f"✗ {exc}")
             return
