@@ -7,9 +7,9 @@ import argparse
 import os
 import sys
 
-from sandbox.cli import doctor, faults, install, lifecycle, load, observe, policy, workloads
+from sandbox.cli import doctor, faults, install, lesson, lifecycle, load, observe, policy, workloads
 
-GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install)
+GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install, lesson)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +41,32 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
+    if args.command not in ("lesson", "up", "down") and isinstance(getattr(args, "name", None), str):
+        _remember(args.name, argv)
     try:
         return handler(args)
     except BrokenPipeError:  # e.g. `meshdojo stat | head`: the reader left, nothing to report
         _quiet_stdout()
         return 0
+
+
+def _remember(sandbox: str, argv: list[str]) -> None:
+    """What the learner ran, for lessons whose steps are to look at something (a 'ran' check)."""
+    from sandbox.lessons.checks import record
+
+    words = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--name":
+            skip = True
+        elif not word.startswith("--name="):
+            words.append(word)
+    try:
+        record(sandbox, words)
+    except OSError:  # a read-only state directory: the lesson check says so later, the command still runs
+        pass
 
 
 def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

@@ -1,0 +1,112 @@
+"""A step's check: a query of the sandbox (its status, the control plane's metrics, edges,
+routes and policies, or the commands the learner ran), a condition on the rows, a deadline.
+
+:func:`satisfied` is the decision (pure: rows in, yes or no); :func:`rows` is the I/O;
+:func:`wait` polls until the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox.lessons.model import Check
+from sandbox.paths import SandboxPaths
+
+HISTORY_FILE = "history.json"  # the meshdojo commands run against this sandbox, for 'ran' checks
+HISTORY_KEEP = 200
+_OPS: dict[str, Callable[[Any, Any], bool]] = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+                                               ">": operator.gt, ">=": operator.ge}
+
+
+def field(row: dict[str, Any], path: str) -> Any:
+    """``latency_ms.p50`` reads nested fields."""
+    value: Any = row
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def matches(row: dict[str, Any], check: Check) -> bool:
+    if any(field(row, k) != v for k, v in check.where):
+        return False
+    for name, op, want in check.expect:
+        got = field(row, name)
+        try:
+            if got is None or not _OPS[op](got, want):
+                return False
+        except TypeError:  # a number compared with a string: not met
+            return False
+    return True
+
+
+def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
+    found = any(matches(r, check) for r in rows)
+    return not found if check.absent else found
+
+
+def record(sandbox: str, argv: list[str], clock: Callable[[], float] = time.time) -> None:
+    """Remember a command run against a running sandbox (the verb and its arguments, no secrets:
+    meshdojo takes none on its command line)."""
+    from controlplane.statefiles import write_json
+
+    path = SandboxPaths.for_name(sandbox).root / HISTORY_FILE
+    if not path.parent.exists():
+        return
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    history.append({"at": clock(), "argv": argv})
+    write_json(path, history[-HISTORY_KEEP:])
+
+
+def history(sandbox: str) -> list[dict[str, Any]]:
+    try:
+        return json.loads((SandboxPaths.for_name(sandbox).root / HISTORY_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
+    """The rows the check's query returns now (``since``: when the step began, for 'ran')."""
+    from sandbox import observe
+    from sandbox.backends import backend_for
+    from sandbox.resources import api_for
+
+    params = dict(check.params)
+    if check.query == "ran":
+        return [{"command": h["argv"][0] if h["argv"] else "", "args": " ".join(h["argv"][1:])}
+                for h in history(sandbox) if h["at"] >= since and h["argv"][:1] == [params["command"]]]
+    if check.query == "status":
+        st = backend_for(sandbox).status() or {"workloads": []}
+        return st["workloads"]
+    window = params.get("window", "30s")
+    if check.query == "stat":
+        return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)
+    if check.query == "edges":
+        return observe.edges(sandbox, params.get("namespace"), window)
+    if check.query == "routes":
+        return observe.routes(sandbox, f"svc/{params['service']}", params.get("namespace"), None, window)
+    query = "&".join(f"{k}={params[k]}" for k in ("kind", "namespace") if k in params)
+    items = api_for(sandbox).call("GET", "/v1/policies" + (f"?{query}" if query else ""))["items"]
+    return [{"kind": i["document"]["kind"], "name": i["document"]["metadata"]["name"],
+             "namespace": i["document"]["metadata"].get("namespace", "default")} for i in items]
+
+
+def wait(sandbox: str, check: Check, since: float, deadline: float | None = None,
+         clock: Callable[[], float] = time.monotonic) -> tuple[bool, float]:
+    """Poll until the check passes or its deadline passes: (passed, seconds it took)."""
+    began = clock()
+    end = began + (check.deadline if deadline is None else deadline)
+    while True:
+        try:
+            ok = satisfied(rows(sandbox, check, since), check)
+        except (ValueError, OSError, RuntimeError):  # the control plane restarting, a name not there yet: not met
+            ok = False
+        if ok or clock() >= end:
+            return ok, clock() - began
+        time.sleep(0.25)  # polling the sandbox: metrics move once a second

@@ -1,0 +1,112 @@
+"""Lessons run unattended on the local backend, start to finish: each step's check fails before
+its action and passes after it (both asserted, through the real CLI and sandbox); `reset` from a
+later step puts back what the earlier steps leave; a broken lesson file is an error naming the
+file, the step and the field."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.lessons import checks, model
+from tests.test_sandbox import Cli
+
+LESSONS = model.all_lessons()
+
+
+def _write(tmp_path: Path, name: str, front: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"---\n{front}\n---\nbody\n")
+    return path
+
+
+STEP = "{title: t, explain: e, do: [status], hint: h, check: {query: ran, params: {command: status}}}"
+
+
+@pytest.mark.parametrize(("name", "front", "error"), [
+    ("1-x.md", f"title: x\ndemos: [emojivoto]\nsteps: [{STEP}]", "(file name): expected NN-topic.md"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: []", "steps: expected a non-empty list"),
+    ("01-x.md", f"title: x\ndemos: [istio]\nsteps: [{STEP}]", "demos: expected a list of emojivoto"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], hint: h, check: {query: grafana}}]",
+     "steps[0].check.query: expected one of status, stat"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: status, hint: h, check: {query: status}}]",
+     "steps[0].do: expected meshdojo's arguments as a list"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], check: {query: status}}]",
+     "steps[0].hint: required field is missing"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], hint: h, check: {query: status, deadline: soon}}]",
+     "steps[0].check.deadline:"),
+    ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], hint: h, check: {query: ran}}]",
+     "steps[0].check.params.command: a 'ran' check needs"),
+])
+def test_a_broken_lesson_names_the_file_step_and_field(tmp_path, name, front, error):
+    path = _write(tmp_path, name, front)
+    with pytest.raises(model.LessonError) as err:
+        model.load(path)
+    assert str(err.value).startswith(str(path)) and error in str(err.value)
+
+
+def test_conditions():
+    check = model.Check("edges", (), (("src", "web"),), (("mtls_share", ">", 0), ("latency_ms.p50", "<", 100)), False, 1.0)
+    row = {"src": "web", "mtls_share": 0.5, "latency_ms": {"p50": 3.0}}
+    assert checks.satisfied([row], check)
+    assert not checks.satisfied([{**row, "mtls_share": 0}], check)
+    assert not checks.satisfied([{**row, "src": "vote-bot"}], check)
+    assert not checks.satisfied([{**row, "latency_ms": {"p50": None}}], check)
+    absent = model.Check("policies", (), (("name", "x"),), (), True, 1.0)
+    assert checks.satisfied([{"name": "y"}], absent) and not checks.satisfied([{"name": "x"}], absent)
+
+
+def test_the_shipped_lessons_load():
+    assert [lesson.number for lesson in LESSONS] == list(range(1, len(LESSONS) + 1))
+    assert all(lesson.steps and lesson.body for lesson in LESSONS)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    c = Cli(tmp_path / "home")
+    yield c
+    c.run("down", check=False)
+
+
+@pytest.mark.timeout(400)
+def test_every_lesson_runs_unattended_and_each_check_fails_before_its_action(cli, capsys):
+    demos = sorted({d for lesson in LESSONS for d in lesson.demos})
+    cli.run("up", "--no-tui", "--demo", ",".join(demos))
+    timings: dict[str, list[float]] = {}
+    for lesson in LESSONS:
+        out = cli.run("lesson", "start", str(lesson.number)).stdout
+        assert f"Lesson {lesson.number}, step 1 of {len(lesson.steps)}" in out
+        for i in range(1, len(lesson.steps) + 1):
+            before = cli.run("lesson", "status").stdout
+            assert f"step {i} of" in before and "✗ not yet" in before, (lesson.number, i, before)
+            cli.run("lesson", "do")
+            began = time.monotonic()
+            done = cli.run("lesson", "check")
+            timings.setdefault(f"lesson {lesson.number}", []).append(time.monotonic() - began)
+            assert f"✓ step {i} done" in done.stdout, (lesson.number, i, done.stdout)
+        assert "is complete" in cli.run("lesson", "status").stdout
+    with capsys.disabled():
+        for name, times in timings.items():
+            print(f"\n{name}: check after the action took " + ", ".join(f"{t:.1f}s" for t in times))
+
+    # back to the last step of lesson 2: the retry route that step 4 applied is there again
+    last = LESSONS[1]
+    out = cli.run("lesson", "reset", str(last.number), "--to", str(len(last.steps))).stdout
+    assert "doughnut-retries.yaml" in out
+    routes = json.loads(cli.run("get", "httproute", "-o", "json").stdout)
+    assert [r["metadata"]["name"] for r in routes] == ["voting-retries"]
+    assert "✗ not yet" in cli.run("lesson", "status").stdout
+    # and to its start: no policy at all
+    cli.run("lesson", "reset", str(last.number))
+    assert json.loads(cli.run("get", "-o", "json").stdout) == []
+
+
+def test_lesson_commands_without_a_sandbox_say_what_to_do(tmp_path):
+    c = Cli(tmp_path / "home")
+    out = c.run("lesson", "start", "1", check=False)
+    assert out.returncode == 1 and "meshdojo up --demo emojivoto" in out.stderr
+    out = c.run("lesson", "check", check=False)
+    assert out.returncode == 1 and "meshdojo lesson start 1" in out.stderr
