@@ -37,6 +37,9 @@ def pytest_collection_modifyitems(config, items):
         return
     from tests.k8senv.cluster import missing_binaries
 
+    # the cluster runs from its first test to the end of the session: its tests go last, so its
+    # background CPU does not slow the timing-sensitive tests of the local sandbox
+    items.sort(key=lambda item: item.get_closest_marker("k8s") is not None)  # stable: the order within each part stays
     missing = missing_binaries()
     if missing:
         pytest.exit(f"the k8s tests need the Kubernetes binaries ({', '.join(missing)} missing): run `make k8senv` "

@@ -241,7 +241,7 @@ async def test_help_shows_keys_as_typed_and_the_palette_lists_commands_before_ty
     async with ui.run_test(size=(100, 40)) as pilot:
         await pilot.press("question_mark")
         body = "\n".join(str(s.render()) for s in ui.screen.query("Static"))
-        for key in ("1-7", "7 Logs", "? ", "ctrl+c / ctrl+q", "ctrl+p", "5 Faults: p preview, a apply, x clear all"):
+        for key in ("1-8", "7 Logs", "8 Lessons: d show me", "? ", "ctrl+c / ctrl+q", "ctrl+p", "5 Faults: p preview, a apply, x clear all"):
             assert key in body, key
         assert "question_mark" not in body
         await pilot.press("escape")
@@ -314,3 +314,46 @@ async def test_a_ui_failure_is_one_line_and_a_crash_log_and_exits_non_zero(tmp_p
     assert log.parent == tmp_path / "default" / "logs" and log.stat().st_mode & 0o777 == 0o600
     assert "Traceback" in log.read_text() and "success_rate" in log.read_text()
     assert not ui._exit_renderables  # nothing dumped on the terminal
+
+
+async def test_the_lessons_screen_lists_lessons_and_runs_a_step(tmp_path, monkeypatch):
+    """Lessons (8): Enter starts the selected lesson through the same code as `lesson start`;
+    d runs the step's command; n refuses to go on while the check fails, and goes on once it passes."""
+    from sandbox.lessons import checks, progress
+    from tui.panes import Lessons
+
+    started, ran = [], []
+    monkeypatch.setattr(progress, "reset", lambda name, lesson, step: started.append((lesson.number, step)) or
+                        progress.save(name, progress.Progress(lesson.number, step - 1, 0.0, [])) or [])
+    monkeypatch.setattr(progress, "run_verb", lambda name, argv, quiet=False: ran.append(tuple(argv)) or (0, "done"))
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))
+    (tmp_path / "default").mkdir()
+    outcome = {"passed": False}
+    monkeypatch.setattr(checks, "wait", lambda *a, **k: (outcome["passed"], 0.0))
+    the_app = app()
+    async with the_app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        pane = the_app.query_one(Lessons)
+        await wait_for(pilot, lambda: the_app.focused is pane.query_one("#lesson-list"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: started == [(1, 1)])
+        await pilot.press("d")
+        await wait_for(pilot, lambda: ran == [("status",)])
+        pane.show(the_app.snapshot)
+        await wait_for(pilot, lambda: pane._passed is False)
+        await pilot.press("n")
+        assert progress.load("default").step == 0 and "Hint:" in str(pane.query_one("#lesson-step").render())
+        outcome["passed"] = True
+        pane.show(the_app.snapshot)
+        await wait_for(pilot, lambda: pane._passed is True)
+        await pilot.press("n")
+        assert progress.load("default").step == 1
+
+
+async def wait_for(pilot, condition, rounds: int = 200) -> None:
+    """Let the app run until ``condition()`` holds (its workers report through the event loop)."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the UI did not get there")

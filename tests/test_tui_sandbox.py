@@ -206,7 +206,8 @@ def test_smoke_the_real_tui_in_tmux(sandbox):
     try:
         wait_until(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
         ui.keys("5")
-        wait_until(lambda: "Preview p" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
+        # the footer lists the pane's keys ("p Preview") only once the pane has the focus: Tab before that is lost
+        wait_until(lambda: "p Preview" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
         ui.keys("Tab", "Tab")  # the kind, then the target field: wait until the caret is really there
         wait_until(lambda: (row := ui.row_of("target, e.g.")) is not None and ui.cursor()[1] == row, 15, "the target field's focus")
         ui.keys("-l", "svc/web")

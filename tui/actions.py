@@ -194,3 +194,31 @@ def delete_policy(name: str, kind: str, namespace: str, resource: str) -> Action
     return Action(f"delete {kind.lower()}/{resource}", command(name, f"meshdojo delete {kind.lower()} {resource} -n {namespace}"),
                   "its effect ends within a second",
                   lambda: "\n".join(resources.delete(name, kind, resource, namespace)))
+
+
+# -- lessons ----------------------------------------------------------------------------------
+
+def lesson_start(name: str, number: int, step: int = 1) -> Action:
+    """Start a lesson (step 1), or go back to a step of it: policies and faults as the earlier steps leave them."""
+    from sandbox.lessons import model, progress
+
+    def run() -> str:
+        lesson = model.find(number)
+        ran = progress.reset(name, lesson, step)
+        return f"lesson {number}, step {step}: the sandbox is set" + (": " + "; ".join(ran) if ran else "")
+
+    cli = f"meshdojo lesson start {number}" if step == 1 else f"meshdojo lesson reset {number} --to {step}"
+    return Action(f"lesson {number}, step {step}", command(name, cli), "the step's text, and its check", run)
+
+
+def lesson_do(name: str, argv: tuple[str, ...]) -> Action:
+    """'Show me': the current step's command, run as the learner would type it."""
+    from sandbox.lessons import progress
+
+    def run() -> str:
+        code, out = progress.run_verb(name, argv, quiet=True)
+        if code != 0:
+            raise ValueError(out.strip()[-500:] or f"meshdojo {' '.join(argv)} failed")
+        return out.strip()[-2000:]
+
+    return Action(f"meshdojo {' '.join(argv)}", command(name, f"meshdojo {' '.join(argv)}"), "the step's check turning ✓", run)

@@ -204,7 +204,7 @@ class MeshdojoApp(App[str | None]):
         self.pane().shown()
 
     def action_help(self) -> None:
-        lines = [f"{'1-7':<14} the screens: " + ", ".join(f"{i + 1} {p.TITLE}" for i, p in enumerate(PANES))]
+        lines = [f"{'1-' + str(len(PANES)):<14} the screens: " + ", ".join(f"{i + 1} {p.TITLE}" for i, p in enumerate(PANES))]
         lines += [f"{self.get_key_display(b):<14} {b.description}" for b in self.BINDINGS if b.description and b.show]
         lines += [f"{'ctrl+c / ctrl+q':<14} quit (as q)", f"{'ctrl+p':<14} command palette: any screen, action or workload",
                   f"{'esc':<14} leave a text field", f"{'tab':<14} next field; enter runs the field's action", ""]

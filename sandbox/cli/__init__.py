@@ -65,7 +65,7 @@ def _remember(sandbox: str, argv: list[str]) -> None:
             words.append(word)
     try:
         record(sandbox, words)
-    except OSError:  # a read-only state directory: the lesson check says so later, the command still runs
+    except (OSError, ValueError):  # a read-only state directory, a bad --name (the command itself says so)
         pass
 
 

@@ -50,7 +50,10 @@ def run_verb(sandbox: str, argv: tuple[str, ...] | list[str], quiet: bool = Fals
     argv = [str(ROOT / a) if a.startswith(("demo-apps/", "lessons/")) and not Path(a).exists() and (ROOT / a).exists() else a
             for a in argv]
     out = io.StringIO()
-    with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if quiet:  # the terminal UI shows the output itself (its screen must not be written over)
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(out))
         code = main([*argv, "--name", sandbox])
     return code, out.getvalue()
 

@@ -1,13 +1,14 @@
-"""The UI's screens, one module each, in the order of their keys (1-7)."""
+"""The UI's screens, one module each, in the order of their keys (1-8)."""
 
 from tui.panes.dashboard import Dashboard
 from tui.panes.faults import Faults
+from tui.panes.lessons import Lessons
 from tui.panes.logs import Logs
 from tui.panes.policies import Policies
 from tui.panes.security import Security
 from tui.panes.tap import Tap
 from tui.panes.topology import Topology
 
-PANES = (Dashboard, Topology, Tap, Security, Faults, Policies, Logs)
+PANES = (Dashboard, Topology, Tap, Security, Faults, Policies, Logs, Lessons)
 
-__all__ = ["PANES", "Dashboard", "Faults", "Logs", "Policies", "Security", "Tap", "Topology"]
+__all__ = ["PANES", "Dashboard", "Faults", "Lessons", "Logs", "Policies", "Security", "Tap", "Topology"]
