@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from controlplane.injector import ADMIN_PORT, PROXY_CONTAINER, deployment_of
-from controlplane.kube.watcher import Watcher
+from controlplane.kube.watcher import Watcher, start_all
 from controlplane.protocol import Endpoint
 from controlplane.registry import Registry
 from controlplane.spiffe import SpiffeId
@@ -79,9 +79,7 @@ class KubeDiscovery:
             Watcher("endpointslices", discovery.list_endpoint_slice_for_all_namespaces, loop,
                     functools.partial(self._sync, self.slices), functools.partial(self._event, self.slices)),
         ]
-        for w in self._watchers:
-            w.start()
-        await asyncio.wait_for(asyncio.gather(*(w.synced.wait() for w in self._watchers)), timeout)
+        await start_all(self._watchers, timeout)
 
     def stop(self) -> None:
         for w in self._watchers:

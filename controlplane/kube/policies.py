@@ -14,7 +14,7 @@ from typing import Any
 
 from controlplane import policyschema
 from controlplane.crds import plural
-from controlplane.kube.watcher import Watcher
+from controlplane.kube.watcher import Watcher, start_all
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.policystore import PolicyStore
 
@@ -77,9 +77,7 @@ class KubePolicies:
             self._watchers.append(Watcher(
                 kind, functools.partial(custom.list_cluster_custom_object, group, version, plural(kind)), loop,
                 functools.partial(self._sync, kind), functools.partial(self._event, kind)))
-        for w in self._watchers:
-            w.start()
-        await asyncio.wait_for(asyncio.gather(*(w.synced.wait() for w in self._watchers)), timeout)
+        await start_all(self._watchers, timeout)
 
     def stop(self) -> None:
         for w in self._watchers:

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from controlplane.injector import EXCLUDED_NAMESPACES, TRUST_ANCHOR_CONFIGMAP
-from controlplane.kube.watcher import Watcher
+from controlplane.kube.watcher import Watcher, start_all
 
 log = logging.getLogger("meshdojo.controlplane.kube")
 
@@ -34,8 +34,7 @@ class TrustAnchorPublisher:
         core = client.CoreV1Api(self._api)
         loop = asyncio.get_running_loop()
         self._watcher = Watcher("namespaces", core.list_namespace, loop, self._sync, self._event)
-        self._watcher.start()
-        await asyncio.wait_for(self._watcher.synced.wait(), timeout)
+        await start_all([self._watcher], timeout)
 
     def stop(self) -> None:
         if self._watcher is not None:

@@ -81,6 +81,13 @@ class Watcher:
         self.synced.set()
 
 
+async def start_all(watchers: list[Watcher], timeout: float) -> None:
+    """Start them, and return once each has delivered its first list (TimeoutError after ``timeout``)."""
+    for w in watchers:
+        w.start()
+    await asyncio.wait_for(asyncio.gather(*(w.synced.wait() for w in watchers)), timeout)
+
+
 def _json(response: Any) -> dict[str, Any]:
     import json
 

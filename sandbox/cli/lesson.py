@@ -21,6 +21,21 @@ def _lesson_of(args: argparse.Namespace):
     return model.find(now.lesson), now
 
 
+def _current_step(args: argparse.Namespace):
+    """(lesson, progress, step) of the step in progress; an exit status instead when there is none
+    (no lesson started: an error; the lesson complete: it says so)."""
+    from sandbox.lessons import model
+
+    try:
+        lesson, now = _lesson_of(args)
+    except model.LessonError as exc:
+        return fail(str(exc))
+    if now.step >= len(lesson.steps):
+        _print_step(lesson, now.step)
+        return 0
+    return lesson, now, lesson.steps[now.step]
+
+
 def _print_step(lesson, index: int) -> None:
     if index >= len(lesson.steps):
         print(f"Lesson {lesson.number} ({lesson.title}) is complete. Next: `meshdojo lesson list`.")
@@ -82,52 +97,42 @@ def _start(args: argparse.Namespace, step: int = 1) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sandbox.lessons import checks, model
+    from sandbox.lessons import checks
 
-    try:
-        lesson, now = _lesson_of(args)
-    except model.LessonError as exc:
-        return fail(str(exc))
+    current = _current_step(args)
+    if isinstance(current, int):
+        return current
+    lesson, now, step = current
     _print_step(lesson, now.step)
-    if now.step < len(lesson.steps):
-        ok, _ = checks.wait(args.name, lesson.steps[now.step].check, now.since, deadline=0)
-        print(f"\n  Check now: {'✓ passes — `meshdojo lesson check` to go on' if ok else '✗ not yet'}")
+    ok, _ = checks.wait(args.name, step.check, now.since, deadline=0)
+    print(f"\n  Check now: {'✓ passes — `meshdojo lesson check` to go on' if ok else '✗ not yet'}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from sandbox.lessons import checks, model, progress
+    from sandbox.lessons import checks, progress
 
-    try:
-        lesson, now = _lesson_of(args)
-    except model.LessonError as exc:
-        return fail(str(exc))
-    if now.step >= len(lesson.steps):
-        _print_step(lesson, now.step)
-        return 0
-    step = lesson.steps[now.step]
+    current = _current_step(args)
+    if isinstance(current, int):
+        return current
+    lesson, now, step = current
     print(f"Checking step {now.step + 1}: {step.title} (up to {step.check.deadline:g}s) ...", flush=True)
     ok, took = checks.wait(args.name, step.check, now.since)
     if not ok:
         print(f"✗ not yet.\n  Hint: {step.hint}")
         return 1
     print(f"✓ step {now.step + 1} done ({took:.1f}s)\n")
-    progress.save(args.name, progress.Progress(lesson.number, now.step + 1, time.time(), [*now.passed, now.step + 1]))
-    _print_step(lesson, now.step + 1)
+    _print_step(lesson, progress.advance(args.name, lesson, now).step)
     return 0
 
 
 def _do(args: argparse.Namespace) -> int:
-    from sandbox.lessons import model, progress
+    from sandbox.lessons import progress
 
-    try:
-        lesson, now = _lesson_of(args)
-    except model.LessonError as exc:
-        return fail(str(exc))
-    if now.step >= len(lesson.steps):
-        _print_step(lesson, now.step)
-        return 0
-    step = lesson.steps[now.step]
+    current = _current_step(args)
+    if isinstance(current, int):
+        return current
+    _, _, step = current
     print(f"$ meshdojo {' '.join(step.do)}", flush=True)
     code, _ = progress.run_verb(args.name, step.do)
     if code == 0:

@@ -42,6 +42,13 @@ def save(sandbox: str, progress: Progress) -> None:
     write_json(SandboxPaths.for_name(sandbox).root / PROGRESS_FILE, progress.to_json())
 
 
+def advance(sandbox: str, lesson: Lesson, now: Progress) -> Progress:
+    """The current step passed: the next one begins now."""
+    nxt = Progress(lesson.number, now.step + 1, time.time(), [*now.passed, now.step + 1])
+    save(sandbox, nxt)
+    return nxt
+
+
 def run_verb(sandbox: str, argv: tuple[str, ...] | list[str], quiet: bool = False) -> tuple[int, str]:
     """Run one of meshdojo's commands against the sandbox, as the learner would type it."""
     from sandbox.cli import main

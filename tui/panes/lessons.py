@@ -3,8 +3,6 @@ itself), "show me" (d), the hint (h), the next step (n) and back to the start of
 
 from __future__ import annotations
 
-import time
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -108,7 +106,7 @@ class Lessons(Pane):
             self._out("✗ the check does not pass yet: do the step (d shows you), then n")
             self._draw_step(now)
             return
-        progress.save(self.sandbox, progress.Progress(lesson.number, where.step + 1, time.time(), [*where.passed, where.step + 1]))
+        progress.advance(self.sandbox, lesson, where)
         self.meshdojo.last_action = Action("next step", command(self.sandbox, "meshdojo lesson check"), "the next step", lambda: "")
         self._passed, self._hint = None, False
         self._out(f"✓ step {where.step + 1} done")
