@@ -33,13 +33,20 @@ async def echo_port() -> AsyncIterator[int]:
 @pytest.hookimpl(trylast=True)  # after -m/-k have deselected what will not run
 def pytest_collection_modifyitems(config, items):
     """k8s tests need the binaries `make k8senv` builds: say so in one line, never skip silently."""
+    # the cluster runs from its first test to the end of the session: its tests go last, so its
+    # background CPU does not slow the timing-sensitive tests of the local sandbox; the image's
+    # build (a minute of CPU) goes just before them
+    items.sort(key=lambda item: (item.get_closest_marker("k8s") is not None, item.get_closest_marker("docker") is not None))
+    if any(item.get_closest_marker("docker") for item in items):
+        from tests.dockerenv import missing_tools
+
+        if missing := missing_tools():
+            pytest.exit(f"the docker tests need {', '.join(missing)}: `apt-get install docker.io debootstrap` as root (.ci/run "
+                        "does), or run the rest with `make test PYTEST_ARGS='-m \"not docker\"'`", returncode=4)
     if not any(item.get_closest_marker("k8s") for item in items):
         return
     from tests.k8senv.cluster import missing_binaries
 
-    # the cluster runs from its first test to the end of the session: its tests go last, so its
-    # background CPU does not slow the timing-sensitive tests of the local sandbox
-    items.sort(key=lambda item: item.get_closest_marker("k8s") is not None)  # stable: the order within each part stays
     missing = missing_binaries()
     if missing:
         pytest.exit(f"the k8s tests need the Kubernetes binaries ({', '.join(missing)} missing): run `make k8senv` "

@@ -7,9 +7,9 @@ import argparse
 import os
 import sys
 
-from sandbox.cli import doctor, faults, install, lesson, lifecycle, load, observe, policy, workloads
+from sandbox.cli import doctor, faults, images, install, lesson, lifecycle, load, observe, policy, workloads
 
-GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install, lesson)
+GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install, images, lesson)
 
 
 def build_parser() -> argparse.ArgumentParser:
