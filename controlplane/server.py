@@ -94,7 +94,9 @@ class ControlPlane:
         else:
             material = castore.load_or_create(state_dir, utcnow())
             self.identity = IdentityService(material, self.config.leaf_lifetime)
-        admin_token = load_or_create_admin_token(state_dir)
+        # in a cluster, the token install keeps in a Secret (so `meshdojo` on the user's machine can read it)
+        admin_token = (await self.kube.operator_token() if self.kube is not None else None) or load_or_create_admin_token(state_dir)
+        write_private(state_dir / ADMIN_TOKEN_FILE, admin_token + "\n")  # 0600, where every mode keeps it
 
         api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays), access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)

@@ -158,8 +158,13 @@ def _proxy_certificate(cat: str, w: dict, issuer: x509.Certificate) -> Result:
     return Result(cat, OK, f"{w['name']}: proxy ready with a valid certificate from this CA ({config['identity']})")
 
 
-def results(name: str, pre_only: bool) -> list[Result]:
+def results(name: str, pre_only: bool, backend: str | None = None) -> list[Result]:
+    """``backend`` kind or minikube adds what making that cluster needs (sandbox.kube.preflight)."""
     found = list(pre_checks())
+    if backend in ("kind", "minikube"):
+        from sandbox.kube.preflight import checks
+
+        found += list(checks(backend, name))
     if not pre_only:
         found += list(sandbox_checks(name))
     return found
@@ -171,8 +176,8 @@ def to_json(found: list[Result]) -> dict:
             "checks": [{"category": r.category, "verdict": verdicts[r.verdict], "message": r.message, "hint": r.hint} for r in found]}
 
 
-def run(name: str, pre_only: bool, emit: Callable[[str], None] = print) -> bool:
-    found = results(name, pre_only)
+def run(name: str, pre_only: bool, emit: Callable[[str], None] = print, backend: str | None = None) -> bool:
+    found = results(name, pre_only, backend)
     category = None
     for r in found:
         if r.category != category:

@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.statefiles import private_dir
+from sandbox.errors import SandboxError
 from sandbox.manifests import load_demo
 from sandbox.paths import SandboxPaths, home
 from sandbox.processes import pid_alive, spawn
 from sandbox.supervisor import DEMO_ROOT
 
 DEMOS = ("emojivoto", "bookinfo")
-
-
-class SandboxError(RuntimeError):
-    """Something the learner can fix; the message says how."""
 
 
 def _read(path: Path) -> Any:

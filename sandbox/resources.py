@@ -68,6 +68,7 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
     applied: nothing is half-applied."""
     from sandbox import applied
     from sandbox.backends import backend_for
+    from sandbox.errors import SandboxError
     from sandbox.manifests import ManifestError
 
     documents = read_documents(paths)
@@ -84,10 +85,15 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
             commit = backend_for(name).apply_workloads(workloads)
         except (ManifestError, applied.AppliedError) as exc:
             raise ResourceError(f"{exc}\nnothing was applied: fix it and apply again") from None
+        except SandboxError as exc:  # a cluster's refusal (its message says that nothing was applied)
+            raise ResourceError(str(exc)) from None
     outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default"}) if policies \
         else {"applied": [], "warnings": []}
     if commit is not None:
-        results = commit()  # the backend runs them (locally: the supervisor sees its file change)
+        try:
+            results = commit()  # the backend runs them (locally: the supervisor sees its file change; a cluster applies them)
+        except SandboxError as exc:
+            raise ResourceError(str(exc)) from None
         outcome["applied"] = [{"kind": k, "namespace": ns or "-", "name": n, "action": action} for (k, ns, n), action in results] \
             + outcome["applied"]
     return outcome

@@ -22,7 +22,7 @@ def pki():
 
 
 def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
-    objects = control_plane_manifests("meshdojo/meshdojo:0.1.0-abc", pki)
+    objects = control_plane_manifests("meshdojo/meshdojo:0.1.0-abc", pki, "tok")
     assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshdojo" for o in objects)
     rules = [r for o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
     assert not any("*" in r["verbs"] or "*" in r["resources"] or "*" in r["apiGroups"] for r in rules)
@@ -31,19 +31,20 @@ def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
     assert {res for _, res in writes} <= {"faultinjections", "retrybudgets", "circuitbreakers", "authorizationpolicies",
                                          "meshtlses", "ratelimits", "httproutes", "tokenreviews", "configmaps"}
     (secrets,) = [r for r in rules if "secrets" in r["resources"]]
-    assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer"]
+    assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer", "meshdojo-operator-token"]
     (update_cm,) = [r for r in rules if "configmaps" in r["resources"] and "update" in r["verbs"]]
     assert update_cm["resourceNames"] == ["meshdojo-trust-anchor"]
 
 
 def test_the_webhook_trusts_the_anchor_and_never_blocks_the_cluster(pki):
-    (hook,) = [o for o in control_plane_manifests("x:1", pki) if o["kind"] == "MutatingWebhookConfiguration"]
+    (hook,) = [o for o in control_plane_manifests("x:1", pki, "tok") if o["kind"] == "MutatingWebhookConfiguration"]
     webhook = hook["webhooks"][0]
     assert base64.b64decode(webhook["clientConfig"]["caBundle"]).decode() == pki.anchor_pem
     assert webhook["failurePolicy"] == "Ignore" and webhook["sideEffects"] == "None"
     excluded = webhook["namespaceSelector"]["matchExpressions"][0]["values"]
     assert {"kube-system", "meshdojo-system"} <= set(excluded)
-    (secret,) = [o for o in control_plane_manifests("x:1", pki) if o["kind"] == "Secret"]
+    (secret,) = [o for o in control_plane_manifests("x:1", pki, "tok") if o["kind"] == "Secret"
+                 and o["metadata"]["name"] == "meshdojo-identity-issuer"]
     assert "BEGIN" not in yaml.safe_dump(secret)  # base64 in data, as Kubernetes wants
     assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
 
@@ -69,7 +70,8 @@ def test_a_users_own_ca_is_checked_before_anything_is_applied(tmp_path, capsys):
     args = ["install", "--dry-run", "--image", "x:1", "--identity-trust-anchor-file", str(files["anchor"]),
             "--identity-issuer-certificate-file", str(files["cert"]), "--identity-issuer-key-file", str(files["key"])]
     assert main(args) == 0
-    (secret,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Secret"]
+    (secret,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Secret"
+                 and d["metadata"]["name"] == "meshdojo-identity-issuer"]
     assert base64.b64decode(secret["data"]["tls.crt"]).decode() == ca.cert_pem(issuer.certificate)
 
     other = ca.make_trust_anchor(now)

@@ -14,6 +14,8 @@ from controlplane import ca
 from controlplane.castore import CaMaterial, CaStoreError
 
 ISSUER_SECRET = "meshdojo-identity-issuer"
+# the operator API's bearer token: the CLI and the UI read it with the user's own credentials
+OPERATOR_SECRET, OPERATOR_KEY = "meshdojo-operator-token", "token"
 # keys in the Secret (the kubernetes.io/tls layout, plus the anchor)
 ANCHOR_KEY, CERT_KEY, KEY_KEY = "ca.crt", "tls.crt", "tls.key"
 
@@ -46,3 +48,19 @@ def load_material(api_client: Any, namespace: str, name: str = ISSUER_SECRET) ->
         raise CaStoreError(f"cannot read the issuer Secret {namespace}/{name}: {exc.status} {exc.reason}; "
                            "run `meshdojo install` first") from None
     return material_from_secret(secret.data or {}, f"{namespace}/{name}")
+
+
+def load_operator_token(api_client: Any, namespace: str) -> str | None:
+    """The operator API's token from the Secret ``meshdojo install`` made (None: an install
+    without one; the control plane then makes its own, readable only inside its pod)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        secret = client.CoreV1Api(api_client).read_namespaced_secret(OPERATOR_SECRET, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise CaStoreError(f"cannot read the Secret {namespace}/{OPERATOR_SECRET}: {exc.status} {exc.reason}") from None
+    raw = (secret.data or {}).get(OPERATOR_KEY)
+    return base64.b64decode(raw).decode().strip() if raw else None

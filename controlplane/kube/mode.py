@@ -12,7 +12,7 @@ from aiohttp import web
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
 from controlplane.injector import InjectConfig, native_sidecars_supported
-from controlplane.kube.castore import load_material
+from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
 from controlplane.kube.policies import KubePolicies
 from controlplane.kube.tokenreview import TokenReviewer
@@ -57,6 +57,9 @@ class KubernetesMode:
 
     async def material(self) -> CaMaterial:
         return await asyncio.to_thread(load_material, self.api, self.settings.namespace)
+
+    async def operator_token(self) -> str | None:
+        return await asyncio.to_thread(load_operator_token, self.api, self.settings.namespace)
 
     async def start(self, material: CaMaterial, host: str) -> None:
         from kubernetes import client

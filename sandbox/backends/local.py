@@ -24,7 +24,7 @@ class LocalBackend:
         self.paths = SandboxPaths.for_name(sandbox)
 
     # -- lifecycle
-    def up(self, demos: list[str], cert_lifetime: str) -> Status:
+    def up(self, demos: list[str], cert_lifetime: str, say: Callable[[str], None] = print) -> Status:
         return local.up(self.sandbox, demos, cert_lifetime)
 
     def down(self) -> bool:

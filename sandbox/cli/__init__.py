@@ -8,6 +8,8 @@ import os
 import sys
 
 from sandbox.cli import doctor, faults, images, install, lesson, lifecycle, load, observe, policy, workloads
+from sandbox.cli.common import fail
+from sandbox.errors import SandboxError
 
 GROUPS = (lifecycle, workloads, policy, faults, observe, load, doctor, install, images, lesson)
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         _remember(args.name, argv)
     try:
         return handler(args)
+    except SandboxError as exc:  # e.g. a backend that cannot be reached, a bad $MESHDOJO_BACKEND: never a traceback
+        return fail(str(exc))
     except BrokenPipeError:  # e.g. `meshdojo stat | head`: the reader left, nothing to report
         _quiet_stdout()
         return 0

@@ -18,35 +18,16 @@ from pathlib import Path
 from sandbox.cli.common import fail
 
 
-def _crds(args: argparse.Namespace, client=None) -> list[dict]:
-    from sandbox.kube import cluster
-    from sandbox.kube.install import HTTPROUTE_CRD, crd_manifests
-
-    with_httproute = not args.without_httproute
-    if client is not None and with_httproute:
-        existing = cluster.crd_exists(client, HTTPROUTE_CRD)
-        if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
-            with_httproute = False
-            print("the cluster has Gateway API's HTTPRoute CRD: meshdojo uses it as is", file=sys.stderr)
-    return crd_manifests(with_httproute)
-
-
-def _control_plane(args: argparse.Namespace, pki) -> list[dict]:
-    from sandbox.kube.image import image_ref
-    from sandbox.kube.install import control_plane_manifests, webhook_configuration
-
-    objects = control_plane_manifests(args.image or image_ref(), pki)
-    if args.webhook_url:
-        objects[-1] = webhook_configuration(pki.anchor_pem, args.webhook_url)
-    return objects
-
-
 def _given_pki(args: argparse.Namespace):
     from sandbox.kube import cluster
 
     if not args.identity_trust_anchor_file:
         return None
     return cluster.pki_from_files(args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _print(objects: list[dict], output: str) -> None:
@@ -59,38 +40,34 @@ def _print(objects: list[dict], output: str) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from sandbox.kube import cluster
-    from sandbox.kube.install import describe
+    from sandbox.kube import cluster, setup
+    from sandbox.kube.image import image_ref
 
     files = (args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
     if any(files) and not all(files):
         return fail("give all three: --identity-trust-anchor-file, --identity-issuer-certificate-file, --identity-issuer-key-file")
+
+    image = args.image or image_ref()
     if args.dry_run:
         try:
             pki = None if args.crds else (_given_pki(args) or cluster.new_pki())
         except cluster.ClusterError as exc:
             return fail(str(exc))
-        objects = _crds(args) + ([] if pki is None else _control_plane(args, pki))
+        objects = setup.crds_for(None, not args.without_httproute, _note)
+        if pki is not None:
+            objects += setup.control_plane_for(image, pki, cluster.new_operator_token(), args.webhook_url)
         _print(objects, args.output)
         return 0
     try:
         client = cluster.connect(args.kubeconfig, args.context)
-        crds = _crds(args, client)
-        cluster.apply(client, crds)
-        for obj in crds:
-            print(f"{describe(obj)} serverside-applied")
-        cluster.wait_established(client, [o["metadata"]["name"] for o in crds], args.wait)
-        if args.crds:
-            print(f"{len(crds)} CRDs Established: `kubectl get crd -l app.kubernetes.io/part-of=meshdojo` lists them; "
-                  "`kubectl apply -f demo-apps/emojivoto/policies/` uses them")
-            return 0
-        pki = _given_pki(args) or cluster.existing_pki(client) or cluster.new_pki()
-        objects = _control_plane(args, pki)
-        cluster.apply(client, objects)
-        for obj in objects:
-            print(f"{describe(obj)} serverside-applied")
+        objects = setup.install(client, image, webhook_url=args.webhook_url, with_httproute=not args.without_httproute,
+                                pki=_given_pki(args), crds_only=args.crds, wait=args.wait, say=print)
     except cluster.ClusterError as exc:
         return fail(str(exc))
+    if args.crds:
+        print(f"{len(objects)} CRDs Established: `kubectl get crd -l app.kubernetes.io/part-of=meshdojo` lists them; "
+              "`kubectl apply -f demo-apps/emojivoto/policies/` uses them")
+        return 0
     print("meshdojo is installed: `kubectl -n meshdojo-system get deploy,svc`; annotate a namespace or pod with "
           "meshdojo.dev/inject=enabled to mesh its pods")
     return 0

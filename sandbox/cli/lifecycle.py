@@ -11,6 +11,7 @@ import threading
 from controlplane.durations import InvalidDuration, parse_duration
 from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, fail
+from sandbox.errors import SandboxError
 from sandbox.manifests import ManifestError
 
 
@@ -24,7 +25,13 @@ def _up(args: argparse.Namespace) -> int:
     if lifetime < 60:
         return fail("--cert-lifetime: must be at least 60s (try --cert-lifetime 2m to watch rotations)")
     demos = [d.strip() for d in args.demo.split(",") if d.strip()]
-    if backend_for(args.name).status() is None:
+    try:
+        choice = _choice(args)
+    except SandboxError as exc:
+        return fail(str(exc))
+    if choice.is_kubernetes:
+        return _up_on_cluster(args, choice, demos)
+    if backend_for(args.name, choice).status() is None:
         if args.fresh:
             backend_for(args.name).forget()
         elif restored := backend_for(args.name).carried_over():
@@ -64,6 +71,62 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _choice(args: argparse.Namespace):
+    """The backend asked for (flags, or what the sandbox remembers), with the cluster options given."""
+    import dataclasses
+
+    from sandbox.backends.choice import remembered, resolve
+    from sandbox.paths import SandboxPaths
+
+    root = SandboxPaths.for_name(args.name).root
+    choice = resolve(root, args.backend)
+    kept = remembered(root)
+    if kept is not None and args.backend and kept.kind != choice.kind and backend_for(args.name, kept).status() is not None:
+        raise SandboxError(f"sandbox {args.name!r} is up on {kept.describe()}; stop it first (meshdojo down --name {args.name}) "
+                           f"or use another --name")
+    given = {k: v for k, v in (("image", args.image), ("image_archive", args.image_archive), ("kubeconfig", args.kubeconfig),
+                                ("controlplane_url", args.controlplane_url), ("webhook_url", args.webhook_url)) if v}
+    if given and not choice.is_kubernetes:
+        raise SandboxError(f"--{next(iter(given)).replace('_', '-')} is for the Kubernetes backends (--backend kind|minikube|context)")
+    if args.image_archive and choice.kind == "context":
+        raise SandboxError("--image-archive is for kind and minikube (meshdojo loads it into the cluster it made); "
+                           "for your own cluster, push the image to a registry it reaches and pass --image")
+    return dataclasses.replace(choice, **given)
+
+
+def _up_on_cluster(args: argparse.Namespace, choice, demos: list[str]) -> int:
+    from sandbox.backends.choice import remember
+    from sandbox.paths import SandboxPaths
+
+    if choice.kind in ("kind", "minikube"):
+        from sandbox.kube.preflight import checks, failures
+
+        failed = failures(list(checks(choice.kind, args.name)))
+        if failed:
+            return fail("the cluster cannot be made here:\n" + "\n".join(f"  × {r.message}\n      fix: {r.hint}" for r in failed)
+                        + f"\n(`meshdojo check --pre --backend {choice.kind}` shows every check)")
+    remember(SandboxPaths.for_name(args.name).root, choice)
+    print(f"Starting sandbox {args.name!r} on {choice.describe()} with {', '.join(demos)} ...", flush=True)
+    try:
+        st = backend_for(args.name, choice).up(demos, args.cert_lifetime, say=lambda line: print(line, flush=True))
+    except (SandboxError, ValueError) as exc:
+        return fail(f"{exc}\n(what was made stays; `meshdojo down --name {args.name}` removes it, `meshdojo up` tries again)")
+    _summary(st)
+    if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(f"\nThe sandbox keeps running on the cluster. Stop it with: meshdojo down --name {args.name}")
+        return 0
+    from tui.app import run as run_tui
+
+    ended = run_tui(args.name, started_by_up=True)
+    if ended.crash is not None:
+        return _ui_crashed(ended.crash, args.name)
+    if ended.choice == "stop":
+        print("Stopping ...", flush=True)
+        backend_for(args.name).down()
+        print("Stopped.")
+    return 0
+
+
 def _summary(st: dict) -> None:
     workloads = st["workloads"]
     meshed = sum(1 for w in workloads if w["meshed"])
@@ -74,10 +137,19 @@ def _summary(st: dict) -> None:
 
 def _down(args: argparse.Namespace) -> int:
 
+    from sandbox.backends.choice import forget
+    from sandbox.paths import SandboxPaths
+
     try:
-        stopped = backend_for(args.name).down()
-    except ValueError as exc:
+        backend = backend_for(args.name)
+        stopped = backend.down()
+    except (SandboxError, ValueError) as exc:
         return fail(str(exc))
+    if backend.kind != "local":
+        forget(SandboxPaths.for_name(args.name).root)
+        print(f"Sandbox {args.name!r} removed from the cluster: nothing of meshdojo's remains there" if stopped
+              else f"Sandbox {args.name!r} was not up; nothing to remove.")
+        return 0
     print(f"Sandbox {args.name!r} stopped." if stopped else f"Sandbox {args.name!r} was not running; nothing to stop.")
     return 0
 
@@ -117,10 +189,18 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps({**st, "netfaults": faults}, indent=2))
         return 0
     cp = st["controlplane"]
+    on_cluster = st["backend"] != "local"
+    where = f"control plane {cp['api']}" if on_cluster else f"control plane pid {cp['pid']} {cp['api']}"
     print(f"sandbox {st['name']} (backend {st['backend']}): {'ready' if st['ready'] else 'starting'}; "
-          f"control plane pid {cp['pid']} {cp['api']} {'ready' if cp['ready'] else 'DOWN'}")
-    rows = [("NAMESPACE", "INSTANCE", "MESHED", "READY", "RESTARTS", "APP", "PROXY", "INBOUND")]
-    for w in st["workloads"]:
+          f"{where} {'ready' if cp['ready'] else 'DOWN'}")
+    if on_cluster:  # pods have addresses and nodes, not pids
+        rows = [("NAMESPACE", "POD", "MESHED", "READY", "RESTARTS", "IP", "NODE", "INBOUND")]
+        for w in st["workloads"]:
+            rows.append((w["namespace"], w["name"], "yes" if w["meshed"] else "no", "yes" if w["ready"] else "no",
+                         str(w["restarts"]), w.get("pod_ip") or "-", w.get("node") or "-", str(w["ports"]["inbound"] or "-")))
+    else:
+        rows = [("NAMESPACE", "INSTANCE", "MESHED", "READY", "RESTARTS", "APP", "PROXY", "INBOUND")]
+    for w in ([] if on_cluster else st["workloads"]):
         rows.append((w["namespace"], w["name"], "yes" if w["meshed"] else "no", "yes" if w["ready"] else "no",
                      str(w["restarts"]), str(w["pids"]["app"] or "-"), str(w["pids"]["proxy"] or "-"),
                      str(w["ports"]["inbound"] or "-")))
@@ -143,6 +223,17 @@ def register(sub) -> None:
     up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running (default: open the UI)")
     up.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime (at least 60s)")
     up.add_argument("--fresh", action="store_true", help="start clean: forget the last run's scaling, injection and policies")
+    k8s = up.add_argument_group("Kubernetes", "run the sandbox on a cluster (docs/kubernetes.md)")
+    k8s.add_argument("--backend", metavar="BACKEND",
+                     help="local (default: processes on this machine), kind, minikube (a cluster meshdojo makes), or "
+                          "context[=NAME] (a cluster you have; never deleted); remembered for the sandbox; $MESHDOJO_BACKEND")
+    k8s.add_argument("--image", help="the meshdojo image the cluster runs (default: this checkout's, `meshdojo images ref`)")
+    k8s.add_argument("--image-archive", metavar="FILE", help="kind/minikube: load this `meshdojo images save` archive (no registry needed)")
+    k8s.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    k8s.add_argument("--controlplane-url", metavar="URL",
+                     help="a control plane running outside the cluster (developing meshdojo): its operator API, used instead "
+                          "of a port-forward")
+    k8s.add_argument("--webhook-url", metavar="URL", help="with --controlplane-url: where the API server reaches its injector")
     up.set_defaults(handler=_up)
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
     down.set_defaults(handler=_down)

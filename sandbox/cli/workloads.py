@@ -80,9 +80,14 @@ def _kill(args: argparse.Namespace) -> int:
     from sandbox import local
 
     try:
-        pids = backend_for(args.name).kill(args.target, args.namespace, proxy=args.proxy)
+        backend = backend_for(args.name)
+        pids = backend.kill(args.target, args.namespace, proxy=args.proxy)
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
+    if backend.kind != "local":
+        print(f"deleted pod {', '.join(pids)}: its Deployment makes a new one — watch 'meshdojo status' "
+              "(the RESTARTS column counts container restarts; a new pod has a new name)")
+        return 0
     what = f"the sidecar (proxy) of {args.target}" if args.proxy else args.target
     print(f"killed {what} (SIGKILL to pid {', '.join(map(str, pids))}); the supervisor restarts it — "
           f"watch the RESTARTS column of 'meshdojo status'")
@@ -95,7 +100,13 @@ def _logs(args: argparse.Namespace) -> int:
     from sandbox import local
 
     try:
-        path = backend_for(args.name).log_file(args.target, args.namespace, args.proxy)
+        backend = backend_for(args.name)
+        if backend.kind != "local":  # the pods' logs, from the API server (kubectl logs)
+            for text in backend.logs(args.target, args.namespace, args.proxy, args.follow):
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            return 0
+        path = backend.log_file(args.target, args.namespace, args.proxy)
     except (local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     if not path.exists():

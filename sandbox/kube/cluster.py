@@ -51,14 +51,16 @@ def _resource(client: Any, obj: dict[str, Any]) -> Any:
     return client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
 
 
-def apply(client: Any, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Server-side apply each object in order; the first refusal stops (and is raised)."""
+def apply(client: Any, objects: list[dict[str, Any]], dry_run: bool = False) -> list[dict[str, Any]]:
+    """Server-side apply each object in order; the first refusal stops (and is raised).
+    ``dry_run``: the API server checks everything (admission included) and stores nothing."""
     applied = []
     for obj in objects:
         ns = obj["metadata"].get("namespace")
         try:
             applied.append(_resource(client, obj).server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=ns,
-                                                                     field_manager=FIELD_MANAGER, force_conflicts=True).to_dict())
+                                                                     field_manager=FIELD_MANAGER, force_conflicts=True,
+                                                                     dry_run="All" if dry_run else None).to_dict())
         except Exception as exc:
             raise ClusterError(f"{obj['kind']} {obj['metadata']['name']} was refused: {_reason(exc)}") from None
     return applied
@@ -108,6 +110,29 @@ def existing_pki(client: Any) -> Any:
     except (KeyError, ValueError):
         raise ClusterError(f"the Secret {CONTROLPLANE_NAMESPACE}/{ISSUER_SECRET} is not one meshdojo made; "
                            "`meshdojo uninstall` first, or repair it") from None
+
+
+def existing_operator_token(client: Any) -> str | None:
+    """The operator API's token an earlier install made (kept: a running CLI or UI keeps working)."""
+    import base64
+
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    from controlplane.injector import CONTROLPLANE_NAMESPACE
+    from controlplane.kube.castore import OPERATOR_KEY, OPERATOR_SECRET
+
+    try:
+        secret = client.resources.get(api_version="v1", kind="Secret").get(name=OPERATOR_SECRET, namespace=CONTROLPLANE_NAMESPACE).to_dict()
+    except NotFoundError:
+        return None
+    raw = (secret.get("data") or {}).get(OPERATOR_KEY)
+    return base64.b64decode(raw).decode().strip() if raw else None
+
+
+def new_operator_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)
 
 
 def pki_from_files(anchor: Path, certificate: Path, key: Path) -> Any:

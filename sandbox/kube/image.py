@@ -114,7 +114,14 @@ def assemble_context(context: Path, target: Target, root: Path = ROOT,
     shutil.copytree(root / "demo-apps", context / "demo-apps", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (context / "requirements.txt").write_text("\n".join(requirements(root)) + "\n")
-    for argv in pip_commands(root, context, target):
+    # meshdojo's wheel is built from a copy, so no build/ folder is left in (or reused from) the checkout
+    source = context / "source"
+    source.mkdir(exist_ok=True)
+    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+        shutil.copy2(root / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(root / package, source / package, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for argv in pip_commands(source, context, target):
         done = run(argv)
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])

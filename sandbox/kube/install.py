@@ -16,7 +16,7 @@ from typing import Any
 
 from controlplane.crds import PART_OF, httproute_subset_crd, plural, policy_crds
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
-from controlplane.kube.castore import ISSUER_SECRET, issuer_secret_data
+from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
 from controlplane.policyschema import KINDS, POLICY_GROUP
 
 HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
@@ -68,7 +68,7 @@ def rbac() -> list[dict[str, Any]]:
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(NAME, None),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME}, "subjects": subject},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(NAME),
-         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ISSUER_SECRET], "verbs": ["get"]}]},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ISSUER_SECRET, OPERATOR_SECRET], "verbs": ["get"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(NAME),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME}, "subjects": subject},
     ]
@@ -136,8 +136,9 @@ def webhook_configuration(anchor_pem: str, url: str | None = None) -> dict[str, 
     }
 
 
-def control_plane_manifests(image: str, pki: Pki) -> list[dict[str, Any]]:
-    """The control plane, in the order it is applied (the CRDs come first, on their own)."""
+def control_plane_manifests(image: str, pki: Pki, operator_token: str) -> list[dict[str, Any]]:
+    """The control plane, in the order it is applied (the CRDs come first, on their own).
+    ``operator_token`` is the operator API's bearer token, kept in a Secret."""
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(CONTROLPLANE_NAMESPACE, None,
                                                                     annotations={INJECT_ANNOTATION: "disabled"})},
@@ -145,6 +146,8 @@ def control_plane_manifests(image: str, pki: Pki) -> list[dict[str, Any]]:
         *rbac(),
         {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(ISSUER_SECRET), "type": "Opaque",
          "data": issuer_secret_data(pki.anchor_pem, pki.issuer_pem, pki.issuer_key_pem)},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(OPERATOR_SECRET), "type": "Opaque",
+         "data": {OPERATOR_KEY: base64.b64encode(operator_token.encode()).decode()}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(TRUST_ANCHOR_CONFIGMAP), "data": {"ca.crt": pki.anchor_pem}},
         deployment(image),
         *services(),

@@ -1,0 +1,51 @@
+"""``meshdojo install`` on a live cluster, as one function the CLI's ``install`` and the
+Kubernetes backends' ``up`` share: the CRDs (Established before anything uses them), then the
+control plane, with the CA and the operator API's token of an earlier install kept."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sandbox.kube import cluster
+from sandbox.kube.install import HTTPROUTE_CRD, Pki, control_plane_manifests, crd_manifests, describe, webhook_configuration
+
+
+def crds_for(client: Any | None, with_httproute: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Our CRDs; HTTPRoute's subset only when the cluster does not have Gateway API's own."""
+    if client is not None and with_httproute:
+        existing = cluster.crd_exists(client, HTTPROUTE_CRD)
+        if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
+            with_httproute = False
+            say("the cluster has Gateway API's HTTPRoute CRD: meshdojo uses it as is")
+    return crd_manifests(with_httproute)
+
+
+def control_plane_for(image: str, pki: Pki, operator_token: str, webhook_url: str | None) -> list[dict[str, Any]]:
+    objects = control_plane_manifests(image, pki, operator_token)
+    if webhook_url:
+        objects[-1] = webhook_configuration(pki.anchor_pem, webhook_url)
+    return objects
+
+
+def install(client: Any, image: str, *, webhook_url: str | None = None, with_httproute: bool = True, pki: Pki | None = None,
+            crds_only: bool = False, wait: float = 60.0, say: Callable[[str], None] = print,
+            note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> list[dict[str, Any]]:
+    """Apply the CRDs, wait until they are Established, then the control plane; each object is
+    reported to ``say`` as kubectl would, remarks to ``note``. Raises ClusterError (nothing after
+    the refusal is applied)."""
+    crds = crds_for(client, with_httproute, note)
+    cluster.apply(client, crds)
+    for obj in crds:
+        say(f"{describe(obj)} serverside-applied")
+    cluster.wait_established(client, [o["metadata"]["name"] for o in crds], wait)
+    if crds_only:
+        return crds
+    pki = pki or cluster.existing_pki(client) or cluster.new_pki()
+    token = cluster.existing_operator_token(client) or cluster.new_operator_token()
+    objects = control_plane_for(image, pki, token, webhook_url)
+    cluster.apply(client, objects)
+    for obj in objects:
+        say(f"{describe(obj)} serverside-applied")
+    return crds + objects

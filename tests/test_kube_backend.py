@@ -1,0 +1,158 @@
+"""`meshdojo up --backend context` against the real API server (tests/k8senv), then the learner's
+verbs on it — status, scale, uninject/inject, kill, logs' refusal, apply/get/delete of a policy and
+of a learner's own app — and `down`, which leaves nothing of ours and never the cluster itself.
+
+kwok's pods run no process, so the control plane runs beside the cluster as a local process in
+Kubernetes mode (its kubeconfig holds its own ServiceAccount's token); `up` is told where with
+--controlplane-url/--webhook-url, the options for a control plane outside the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.kube import cluster as kube
+from sandbox.processes import wait_until
+from tests.k8senv.cluster import free_port
+from tests.meshkit import Mesh
+from tests.test_kube_controlplane import IMAGE, _sa_kubeconfig
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(420)]
+ROOT = Path(__file__).resolve().parent.parent
+NS = "emojivoto"
+
+
+class Learner:
+    def __init__(self, k8s, home: Path) -> None:
+        self.env = {**os.environ, "MESHDOJO_HOME": str(home), "KUBECONFIG": str(k8s.kubeconfig)}
+        self.env.pop("MESHDOJO_BACKEND", None)
+
+    def run(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "sandbox.cli", *args, "--name", "lab"], capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+        if ok:
+            assert done.returncode == 0, f"meshdojo {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    def status(self) -> dict:
+        return json.loads(self.run("status", "-o", "json").stdout)
+
+
+def _pods(st: dict, deployment: str) -> list[dict]:
+    return [w for w in st["workloads"] if w["deployment"] == deployment]
+
+
+def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property):
+    api, webhook = free_port(), free_port()
+    learner = Learner(k8s, tmp_path / "home")
+    client = k8s.client()
+    # the control plane beside the cluster needs the install's Secrets: install first (up re-applies, keeping them)
+    from sandbox.cli import main
+
+    assert main(["install", "--kubeconfig", str(k8s.kubeconfig), "--image", IMAGE,
+                 "--webhook-url", f"https://127.0.0.1:{webhook}/inject"]) == 0
+    own = _sa_kubeconfig(k8s, client, tmp_path / "cp.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
+    mesh = Mesh(tmp_path)
+    try:
+        mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--webhook-port", str(webhook), "--webhook-host",
+                                "127.0.0.1", "--proxy-image", IMAGE, "--api-port", str(api), "--mesh-port", "0")
+        began = time.monotonic()
+        up = learner.run("up", "--backend", "context", "--demo", "emojivoto", "--no-tui", "--image", IMAGE,
+                         "--controlplane-url", f"http://127.0.0.1:{api}", "--webhook-url", f"https://127.0.0.1:{webhook}/inject")
+        record_property("up --backend context (s)", round(time.monotonic() - began, 1))
+        steps = [line for line in up.stdout.splitlines() if line.startswith("[")]
+        assert any("installing meshdojo" in s for s in steps) and any("applying the demos' manifests: emojivoto" in s for s in steps)
+        assert "ready: 4 pods (4 meshed)" in steps[-1], up.stdout
+        # the control plane's operator token is the install's Secret: the CLI read it with the user's credentials
+        assert mesh.admin_token == kube.existing_operator_token(kube.connect(k8s.kubeconfig, None))
+
+        # status: the pods, from the API server, as the local backend's table
+        table = learner.run("status").stdout
+        assert "(backend context): ready" in table and "POD" in table and "NODE" in table
+        st = learner.status()
+        assert st["backend"] == "context" and {w["deployment"] for w in st["workloads"]} == {"web", "emoji", "voting", "vote-bot"}
+        assert all(w["meshed"] and w["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/{w['deployment']}" for w in st["workloads"])
+        # the remembered backend: no flag needed from now on
+        assert json.loads((tmp_path / "home" / "lab" / "backend.json").read_text())["kind"] == "context"
+
+        # scale: the Deployment's replicas, waited for
+        assert "deployment emojivoto/web scaled to 2" in learner.run("scale", "deploy/web", "2").stdout
+        assert len(_pods(learner.status(), "web")) == 2
+
+        # uninject / inject: the template's annotation rolls the pods; the webhook decides each new one
+        assert "uninjected" in learner.run("uninject", "vote-bot").stdout
+        assert [w["meshed"] for w in _pods(learner.status(), "vote-bot")] == [False]
+        assert "injected" in learner.run("inject", "vote-bot").stdout
+        assert [w["meshed"] for w in _pods(learner.status(), "vote-bot")] == [True]
+
+        # kill: the pod is deleted and its Deployment makes another
+        before = {w["name"] for w in _pods(learner.status(), "emoji")}
+        assert "deleted pod emojivoto/" in learner.run("kill", "emoji").stdout
+        after = wait_until(lambda: {w["name"] for w in _pods(learner.status(), "emoji") if w["ready"]} - before or None, 60,
+                           "a new emoji pod")
+        assert len(after) == 1
+        refused = learner.run("kill", "emoji", "--proxy", ok=False)
+        assert refused.returncode == 1 and "kubectl exec" in refused.stderr and "Traceback" not in refused.stderr
+
+        # policies: through the operator API, which writes them as custom resources
+        policy = str(ROOT / "demo-apps/emojivoto/policies/voting-abort.yaml")
+        assert "faultinjection/voting-abort" in learner.run("apply", "-f", policy).stdout
+        assert json.loads(k8s.kubectl("get", "faultinjection", "voting-abort", "-n", NS, "-o", "json").stdout)["spec"]["abort"]
+        assert "voting-abort" in learner.run("get", "faultinjection").stdout
+        assert "deleted" in learner.run("delete", "-f", policy).stdout
+        assert k8s.kubectl("get", "faultinjection", "voting-abort", "-n", NS, check=False).returncode != 0
+
+        # a learner's own app: applied to the cluster (and injected there), deleted again
+        app = tmp_path / "hello.yaml"
+        app.write_text("""
+apiVersion: v1
+kind: Namespace
+metadata: {name: hello}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: hello}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}, annotations: {meshdojo.dev/inject: enabled}}
+    spec:
+      containers:
+      - {name: hello, image: ghcr.io/meshdojo/demo-apps:0.1, command: [python, emojivoto/app.py, emoji],
+         env: [{name: PORT, value: "8080"}], ports: [{containerPort: 8080}]}
+""")
+        applied = learner.run("apply", "-f", str(app)).stdout
+        assert "namespace/hello serverside-applied" in applied and "deployment/hello serverside-applied" in applied
+        hello = wait_until(lambda: [w for w in learner.status()["workloads"] if w["namespace"] == "hello" and w["ready"]] or None,
+                           60, "the learner's pod")
+        assert hello[0]["meshed"]
+        pod = json.loads(k8s.kubectl("get", "pods", "-n", "hello", "-o", "json").stdout)["items"][0]
+        assert pod["spec"]["containers"][-1]["image"] == IMAGE  # the demo apps' image is meshdojo's on a cluster
+        # a refused document: nothing of the file is applied
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(app.read_text().replace("name: hello, namespace: hello}", "name: hello2, namespace: hello}")
+                       .replace("replicas: 1", "replicas: many"))
+        refused = learner.run("apply", "-f", str(bad), ok=False)
+        assert refused.returncode == 1 and "nothing was applied" in refused.stderr and "Traceback" not in refused.stderr
+        assert k8s.kubectl("get", "deploy", "hello2", "-n", "hello", check=False).returncode != 0
+        assert "deployment hello/hello deleted" in learner.run("delete", "-f", str(app)).stdout.lower()
+
+        # down: the sandbox's namespaces and the install are gone; the cluster is not ours to delete
+        down = learner.run("down", timeout=300)
+        assert "nothing of meshdojo's remains" in down.stdout
+        admin = kube.connect(k8s.kubeconfig, None)
+        assert kube.ours(admin) == []
+        names = [n["metadata"]["name"] for n in admin.resources.get(api_version="v1", kind="Namespace").get().to_dict()["items"]]
+        assert NS not in names and "hello" not in names and "default" in names, names
+        assert not (tmp_path / "home" / "lab" / "backend.json").exists()
+        assert learner.run("status", ok=False).returncode == 1
+    finally:
+        mesh.close()
