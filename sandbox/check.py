@@ -166,7 +166,15 @@ def results(name: str, pre_only: bool, backend: str | None = None) -> list[Resul
 
         found += list(checks(backend, name))
     if not pre_only:
-        found += list(sandbox_checks(name))
+        from sandbox.backends import backend_for
+
+        backend = backend_for(name)
+        if backend.kind == "local":
+            found += list(sandbox_checks(name))
+        else:
+            from sandbox.kube.doctor import checks as cluster_checks
+
+            found += list(cluster_checks(backend))
     return found
 
 

@@ -21,7 +21,9 @@ def workloads(name: str, target: str, namespace: str | None, what: str) -> dict[
     if kind in ("svc", "service") and resource:
         return {"namespace": service_namespace(name, resource, namespace), "service": resource}
     if kind in ("deploy", "deployment") and resource:
-        st = local.status(name)
+        from sandbox.backends import backend_for
+
+        st = backend_for(name).status()
         if st is None:
             raise ResourceError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
         ns, deployment = local.find_deployment(st, resource, namespace)

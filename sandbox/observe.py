@@ -56,9 +56,9 @@ def routes(name: str, target: str, namespace: str | None, source: str | None, wi
 
 
 def identities(name: str) -> dict[str, Any]:
-    from sandbox import local
+    from sandbox.backends import backend_for
 
-    st = local.status(name) or {}
+    st = backend_for(name).status() or {}
     ca = api_for(name).call("GET", "/v1/ca")
     now = dt.datetime.now(dt.UTC)
     rows = []

@@ -18,10 +18,16 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
             method: str | None, stop: threading.Event | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """The merged stream of a deployment's instances; it ends once ``stop`` is set."""
     from sandbox import local
+    from sandbox.backends import backend_for
 
-    st = local.status(name)
+    backend = backend_for(name)
+    st = backend.status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    if backend.kind != "local":
+        raise local.SandboxError("tap and top read each sidecar's tap stream, which on a cluster needs the control plane's "
+                                 "relay (not built yet); meanwhile `meshdojo stat`, `routes` and `edges` show the same traffic "
+                                 "from the proxies' metrics")
     ns, dep = local.find_deployment(st, deployment, namespace)
     instances = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
     admin = [(w["name"], w["ports"]["admin"]) for w in instances if w["meshed"] and w["ports"]["admin"]]

@@ -82,6 +82,17 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         # the remembered backend: no flag needed from now on
         assert json.loads((tmp_path / "home" / "lab" / "backend.json").read_text())["kind"] == "context"
 
+        # the observing verbs answer on a cluster as they do locally (kwok's pods serve no metrics: empty, not an error)
+        for verb in (["stat"], ["edges"], ["routes", "svc/web"], ["identity"], ["check"]):
+            done = learner.run(*verb, ok=False)
+            assert done.returncode == 0 and "Traceback" not in done.stderr, (verb, done.stdout, done.stderr)
+
+        doctor = learner.run("check").stdout
+        assert "√ the operator API answers with the install's token" in doctor and "emojivoto/web-" in doctor, doctor
+        assert "√ the injector's webhook trusts the mesh's trust anchor" in doctor
+        top = learner.run("top", "deploy/web", "--duration", "1", ok=False)  # needs the relay in the control plane's pod
+        assert top.returncode == 1 and "not built yet" in top.stderr and "Traceback" not in top.stderr
+
         # scale: the Deployment's replicas, waited for
         assert "deployment emojivoto/web scaled to 2" in learner.run("scale", "deploy/web", "2").stdout
         assert len(_pods(learner.status(), "web")) == 2
