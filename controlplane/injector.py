@@ -154,6 +154,15 @@ def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployme
     }
 
 
+def gateway_pod_spec(config: InjectConfig, deployment: str, service_account: str, upstream: str) -> dict[str, Any]:
+    """An ingress gateway's pod: the proxy alone, in gateway mode (every request to ``upstream``),
+    its outbound listener open on the pod's address, with the sidecar's identity plumbing."""
+    proxy = _proxy_container(config, DEFAULT_INBOUND_PORT, APP_PORT, deployment)
+    proxy["args"] = [*proxy["args"], "--gateway", upstream, "--outbound-address", "0.0.0.0"]
+    proxy["ports"] = [{"name": "http", "containerPort": OUTBOUND_PORT}, *proxy["ports"]]
+    return {"serviceAccountName": service_account, "containers": [proxy], "volumes": _volumes()}
+
+
 def _volumes() -> list[dict[str, Any]]:
     return [
         {"name": "meshdojo-token", "projected": {"sources": [{"serviceAccountToken": {

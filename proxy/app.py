@@ -88,7 +88,7 @@ class Proxy:
                                         self.policies, self.fates, self.breakers, gateway=self.config.gateway,
                                         tap=self.tap, workload=self.workload)
         self._outbound_server = await loop.create_server(
-            lambda: _Downstream(self, outbound, self.outbound_state), "127.0.0.1", self.config.outbound_port
+            lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 

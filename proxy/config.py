@@ -41,6 +41,7 @@ class ProxyConfig:
     deployment: str = ""  # the Deployment this instance belongs to (for workload-selected policies)
     labels: tuple[tuple[str, str], ...] = ()  # the pod's labels (for Service- and label-selected policies)
     inbound_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the inbound listener takes the port Services target
+    outbound_address: str = "127.0.0.1"  # only a gateway's is reachable from elsewhere (0.0.0.0 in its pod)
     admin_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the control plane scrapes it
 
 
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--inbound-port", type=int, default=0)
     parser.add_argument("--outbound-port", type=int, default=0)
     parser.add_argument("--inbound-address", default="127.0.0.1", help="where the inbound listener binds (0.0.0.0 in a pod)")
+    parser.add_argument("--outbound-address", default="127.0.0.1",
+                        help="where the outbound listener binds; other than loopback only with --gateway (a gateway's pod)")
     parser.add_argument("--admin-address", default="127.0.0.1", help="where the admin listener binds (0.0.0.0 in a pod)")
     parser.add_argument("--admin-port", type=int, default=0)
     parser.add_argument("--mode", choices=[m.value for m in TlsMode], default=TlsMode.STRICT.value)
@@ -94,6 +97,9 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
             token = args.token_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"--token-file: cannot read {args.token_file}: {exc.strerror}") from None
+    if args.outbound_address not in ("127.0.0.1", "::1", "localhost") and not args.gateway:
+        raise ConfigError(f"--outbound-address {args.outbound_address}: only a gateway (--gateway) listens beyond loopback; "
+                          "a sidecar's outbound listener open to the network would let anyone send requests as its identity")
     for flag in ("app_port", "inbound_port", "outbound_port", "admin_port"):
         value = getattr(args, flag)
         if not 0 <= value < 65536 or (flag == "app_port" and value == 0):
@@ -132,6 +138,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         deployment=args.deployment,
         labels=tuple(sorted(labels.items())),
         inbound_address=args.inbound_address,
+        outbound_address=args.outbound_address,
         admin_address=args.admin_address,
     )
 

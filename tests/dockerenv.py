@@ -78,11 +78,19 @@ class Engine:
 
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"dockerd exited with {self.proc.returncode}:\n{(self.run_dir / 'dockerd.log').read_text()[-2000:]}")
+        import socket
+
+        try:  # the socket first: a client made against a dead socket leaks its connection pool
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(self.socket))
+        except OSError:
+            return None
+        client = docker.DockerClient(base_url=self.host, timeout=120)
         try:
-            client = docker.DockerClient(base_url=self.host, timeout=120)
             client.ping()
             return client
         except Exception:
+            client.close()
             return None
 
     def client(self):

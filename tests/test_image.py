@@ -227,6 +227,22 @@ def test_the_mesh_runs_from_the_image_across_containers(container_mesh: Containe
     web_config = json.loads(urllib.request.urlopen(f"http://{pods['web'][2]}:{ADMIN}/config", timeout=5).read())
     assert f"{TD}/ns/{NS}/sa/web" in json.dumps(web_config)
 
+    # the ingress gateway, from the same image: the learner's request enters the mesh there, from outside the network
+    token = _http("POST", f"{api}/v1/tokens", {"namespace": NS, "serviceAccount": "ingress-gateway", "ttl": "1h"}, admin)["token"]
+    gateway = m.run("ingress", [
+        "meshdojo", "proxy", "--controlplane", "https://controlplane:8086", "--trust-anchor", "/tmp/anchor.crt",
+        "--namespace", NS, "--service-account", "ingress-gateway", "--token-file", "/tmp/token", "--app-port", str(APP),
+        "--gateway", f"web.{NS}:{APP}", "--outbound-address", "0.0.0.0", "--outbound-port", str(OUTBOUND),
+        "--admin-address", "0.0.0.0", "--admin-port", str(ADMIN), "--workload", "ingress-0"],
+        files={"anchor.crt": (anchor, 0o644), "token": (token.encode(), 0o600)})
+    gateway_ip = m.ip(gateway)
+    wait_until(lambda: ready(gateway_ip), 60, "the gateway to be ready")
+    page = urllib.request.urlopen(f"http://{gateway_ip}:{OUTBOUND}/api/list", timeout=10)
+    assert page.status == 200 and "doughnut" in page.read().decode()
+    web_metrics = urllib.request.urlopen(f"http://{pods['web'][2]}:{ADMIN}/metrics", timeout=5).read().decode()
+    assert any('direction="inbound"' in line and f'client_id="{TD}/ns/{NS}/sa/ingress-gateway"' in line
+               for line in web_metrics.splitlines() if line.startswith("request_total{"))
+
     # static stability: with the control plane stopped, the proxies keep what they know
     cp.stop(timeout=5)
     cp.reload()

@@ -69,7 +69,8 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         record_property("up --backend context (s)", round(time.monotonic() - began, 1))
         steps = [line for line in up.stdout.splitlines() if line.startswith("[")]
         assert any("installing meshdojo" in s for s in steps) and any("applying the demos' manifests: emojivoto" in s for s in steps)
-        assert "ready: 4 pods (4 meshed)" in steps[-1], up.stdout
+        assert "ready: 5 pods (5 meshed)" in steps[-1], up.stdout  # the four demo apps and the ingress gateway
+        assert "kubectl -n emojivoto port-forward svc/emojivoto-ingress 8080:80" in up.stdout  # a context's own cluster: no host port
         # the control plane's operator token is the install's Secret: the CLI read it with the user's credentials
         assert mesh.admin_token == kube.existing_operator_token(kube.connect(k8s.kubeconfig, None))
 
@@ -77,8 +78,15 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         table = learner.run("status").stdout
         assert "(backend context): ready" in table and "POD" in table and "NODE" in table
         st = learner.status()
-        assert st["backend"] == "context" and {w["deployment"] for w in st["workloads"]} == {"web", "emoji", "voting", "vote-bot"}
-        assert all(w["meshed"] and w["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/{w['deployment']}" for w in st["workloads"])
+        assert st["backend"] == "context"
+        assert {w["deployment"] for w in st["workloads"]} == {"web", "emoji", "voting", "vote-bot", "emojivoto-ingress"}
+        assert all(w["meshed"] and w["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/{w['deployment']}"
+                   for w in st["workloads"] if w["deployment"] != "emojivoto-ingress")
+        (gateway,) = [w for w in st["workloads"] if w["deployment"] == "emojivoto-ingress"]
+        assert gateway["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/ingress-gateway"
+        gateway_pod = json.loads(k8s.kubectl("get", "pods", "-n", NS, "-l", "app=emojivoto-ingress", "-o", "json").stdout)["items"][0]
+        (proxy,) = gateway_pod["spec"]["containers"]  # the proxy alone, not injected again
+        assert proxy["args"][-4:] == ["--gateway", "web.emojivoto:80", "--outbound-address", "0.0.0.0"]
         # the remembered backend: no flag needed from now on
         assert json.loads((tmp_path / "home" / "lab" / "backend.json").read_text())["kind"] == "context"
 

@@ -125,10 +125,15 @@ class KubeBackend:
         self.provider.load_image(image=image)
 
     def _demo_documents(self, demos: list[str], image: str) -> list[dict[str, Any]]:
+        """The demos' own manifests, then each one's ingress gateway."""
+        from sandbox.kube import gateways
+
         documents = []
         for demo in demos:
             path = DEMO_ROOT / demo / "manifests.yaml"
             documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for demo in demos:
+            documents += gateways.manifests(demo, image, published=self.provider.creates)
         return kw.for_cluster(documents, self.sandbox, image)
 
     def _save_state(self, state: dict[str, Any]) -> None:
@@ -181,8 +186,12 @@ class KubeBackend:
         for ns in namespaces:
             pods += pods_api.get(namespace=ns).to_dict()["items"]
             deployments += deployments_api.get(namespace=ns).to_dict()["items"]
-        return kw.status_document(self.sandbox, self.choice.describe(), state.get("demos", []), pods, deployments, namespaces,
-                                  self._controlplane())
+        from sandbox.kube import gateways
+
+        st = kw.status_document(self.sandbox, self.choice.describe(), state.get("demos", []), pods, deployments, namespaces,
+                                self._controlplane())
+        st["gateways"] = gateways.entries(state.get("demos", []), published=self.provider.creates)
+        return st
 
     def _controlplane(self) -> dict[str, Any]:
         from kubernetes.dynamic.exceptions import NotFoundError

@@ -132,7 +132,8 @@ def _summary(st: dict) -> None:
     meshed = sum(1 for w in workloads if w["meshed"])
     print(f"Ready: control plane at {st['controlplane']['api']}, {len(workloads)} workload instances ({meshed} meshed).")
     for gw in st.get("gateways", []):
-        print(f"  {gw['title']:<24} {gw['url']}   (through the ingress gateway to {gw['service']})")
+        where = gw["url"] or f"after `{gw['reach']}`: http://127.0.0.1:{gw['reach'].rsplit(' ', 1)[1].split(':')[0]}/"
+        print(f"  {gw['title']:<24} {where}   (through the ingress gateway to {gw['service']})")
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -208,7 +209,7 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for gw in st.get("gateways", []):
-        print(f"{gw['title']}: {gw['url']}")
+        print(f"{gw['title']}: {gw['url'] or 'run: ' + gw['reach']}")
     faults = [f for f in faults if f["kind"] != "wire"]
     if faults:
         print("network faults (meshdojo fault clear removes them):")

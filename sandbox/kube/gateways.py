@@ -1,0 +1,51 @@
+"""The demos' ingress gateways on a cluster, as data: per demo a ServiceAccount, a Deployment of
+our proxy in gateway mode (as the local backend runs one), and a Service. On kind and minikube
+the Service is a NodePort the cluster config publishes on the host (providers.GATEWAY_PORTS), so
+the demo answers on http://127.0.0.1:8080/ as it does locally; on a cluster of the user's own it
+is a ClusterIP reached with ``kubectl port-forward``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.injector import INJECT_ANNOTATION, OUTBOUND_PORT, InjectConfig, gateway_pod_spec
+from sandbox.kube.providers import GATEWAY_PORTS
+
+# demo -> (namespace, the service it fronts, that service's port, title); the local backend's GATEWAYS
+DEMO_GATEWAYS = {"emojivoto": ("emojivoto", "web", 80, "emojivoto web UI"),
+                 "bookinfo": ("bookinfo", "productpage", 9080, "bookinfo product page")}
+SERVICE_ACCOUNT = "ingress-gateway"
+LABEL = "meshdojo.dev/gateway"
+
+
+def name_of(demo: str) -> str:
+    return f"{demo}-ingress"
+
+
+def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
+    namespace, service, port, _title = DEMO_GATEWAYS[demo]
+    name = name_of(demo)
+    labels = {"app": name, LABEL: demo}
+    spec = gateway_pod_spec(InjectConfig(image=image), name, SERVICE_ACCOUNT, f"{service}.{namespace}:{port}")
+    node_port = GATEWAY_PORTS[demo][0]
+    svc_port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": OUTBOUND_PORT, **({"nodePort": node_port} if published else {})}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                  "template": {"metadata": {"labels": labels, "annotations": {INJECT_ANNOTATION: "disabled"}}, "spec": spec}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "spec": {"type": "NodePort" if published else "ClusterIP", "selector": {"app": name}, "ports": [svc_port]}},
+    ]
+
+
+def entries(demos: list[str], published: bool) -> list[dict[str, Any]]:
+    """``status``'s gateways: where the learner opens each demo."""
+    out = []
+    for demo in demos:
+        namespace, service, _port, title = DEMO_GATEWAYS[demo]
+        host = GATEWAY_PORTS[demo][1]
+        out.append({"demo": demo, "service": service, "title": title, "pid": None, "admin": None,
+                    "url": f"http://127.0.0.1:{host}/" if published else None,
+                    "reach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {host}:80"})
+    return out
