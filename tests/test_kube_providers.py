@@ -221,3 +221,64 @@ def test_backend_choices_are_checked_and_remembered(tmp_path) -> None:
     assert own.returncode == 1 and "push the image to a registry" in own.stderr
     env["MESHDOJO_BACKEND"] = "minikube=x"
     assert "only 'context' takes a name" in _cli(env, "status", "--name", "lab").stderr
+
+
+# -- the port-forward to the control plane ------------------------------------------------------
+
+FAKE_KUBECTL = """#!{python}
+# kubectl port-forward as far as meshdojo relies on it: prints the port it took, then serves it
+import json, socket, sys
+with open({log!r}, "a") as f:
+    f.write(json.dumps(["kubectl", *sys.argv[1:]]) + "\\n")
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+print(f"Forwarding from 127.0.0.1:{{server.getsockname()[1]}} -> 8085", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.close()
+"""
+
+
+def test_the_port_forward_is_started_reused_restarted_and_stopped(tmp_path, monkeypatch) -> None:
+    from sandbox.kube import forward
+    from sandbox.processes import pid_alive, wait_until
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL.format(python=sys.executable, log=str(log)))
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    argv = forward.kubectl_argv("/k/config", "kind-meshdojo-lab", "meshdojo-system", "meshdojo-controlplane", 8085)
+    assert argv == ["kubectl", "--context", "kind-meshdojo-lab", "--kubeconfig", "/k/config", "port-forward", "--address",
+                    "127.0.0.1", "-n", "meshdojo-system", "svc/meshdojo-controlplane", ":8085"]
+    root = tmp_path / "sandbox"
+    try:
+        port = forward.ensure(root, argv)
+        first = json.loads((root / forward.FILE).read_text())["pid"]
+        assert forward.ensure(root, argv) == port and len(calls(log)) == 1  # kept for the next command
+        os.killpg(first, 9)  # the forward died (a pod restart breaks it)
+        wait_until(lambda: not pid_alive(first), 10, "the forward to die")
+        again = forward.ensure(root, argv)
+        assert len(calls(log)) == 2 and json.loads((root / forward.FILE).read_text())["pid"] != first and again > 0
+    finally:
+        pid = json.loads((root / forward.FILE).read_text())["pid"]
+        assert forward.stop(root)
+    wait_until(lambda: not pid_alive(pid), 10, "the forward to stop")
+    assert not (root / forward.FILE).exists()
+
+
+def test_a_forward_that_cannot_start_says_why(tmp_path, monkeypatch) -> None:
+    from sandbox.errors import SandboxError
+    from sandbox.kube import forward
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text("#!/bin/sh\necho 'error: services \"meshdojo-controlplane\" not found' >&2\nexit 1\n")
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(SandboxError, match=r'services "meshdojo-controlplane" not found.*kubectl -n meshdojo-system get pods'):
+        forward.ensure(tmp_path / "sb", forward.kubectl_argv(None, None, "meshdojo-system", "meshdojo-controlplane", 8085))
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(SandboxError, match="kubectl is not installed"):
+        forward.ensure(tmp_path / "sb", ["kubectl", "port-forward"])

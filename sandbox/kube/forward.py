@@ -19,6 +19,7 @@ from sandbox.errors import SandboxError
 from sandbox.processes import pid_alive
 
 FILE = "port-forward.json"
+_DETACHED: list[subprocess.Popen[bytes]] = []  # started here, outliving this command: kept so they are never collected while running
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
 
@@ -60,6 +61,7 @@ def ensure(root: Path, argv: list[str], timeout: float = 20.0) -> int:
         except FileNotFoundError:
             raise SandboxError("kubectl is not installed (or not on PATH): meshdojo reaches the control plane through "
                                "`kubectl port-forward`; install kubectl (https://kubernetes.io/docs/tasks/tools/)") from None
+    _DETACHED.append(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if match := FORWARDING.search(log.read_text(errors="replace")):
@@ -70,6 +72,7 @@ def ensure(root: Path, argv: list[str], timeout: float = 20.0) -> int:
             break
         time.sleep(0.05)  # kubectl prints its port once the API server has opened the stream
     proc.kill()
+    proc.wait()
     said = log.read_text(errors="replace").strip().splitlines()[-3:]
     raise SandboxError("cannot reach the control plane through `kubectl port-forward`: " + " / ".join(said)
                        + "; is it running? (kubectl -n meshdojo-system get pods)")
@@ -82,10 +85,13 @@ def stop(root: Path) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     record.unlink(missing_ok=True)
-    if pid_alive(pid):
+    alive = pid_alive(pid)
+    if alive:
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
-        return True
-    return False
+            alive = False
+    for proc in [p for p in _DETACHED if p.pid == pid]:  # started by this process: reap it
+        proc.wait(5)
+        _DETACHED.remove(proc)
+    return alive
