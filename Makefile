@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test lint bench profile demo clean k8senv fuzz soak
+.PHONY: install test lint bench profile demo clean k8senv fuzz soak image e2e-kind
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,6 +42,15 @@ bench: install
 # where a proxy's CPU goes on the meshed path (cProfile on a CPU clock in both proxies, c=16)
 profile: install
 	$(PY) -m bench.profile --cpu
+
+# meshdojo's image (control plane, proxy, demo apps) through the Docker engine: `meshdojo images build`
+image: install
+	$(VENV)/bin/meshdojo images build
+
+# the whole cluster path on a machine with Docker and kind (makes and deletes a kind cluster; not in CI:
+# it needs kind's node image from a registry, and says so in one line where it cannot run)
+e2e-kind: install
+	$(PY) -m tests.e2e_kind
 
 demo: install
 	$(VENV)/bin/meshdojo up
