@@ -52,8 +52,9 @@ image: install
 e2e-kind: install
 	$(PY) -m tests.e2e_kind
 
+# the start screen (local, kind, minikube or your cluster), then the dashboard
 demo: install
-	$(VENV)/bin/meshdojo up
+	$(VENV)/bin/meshdojo tui
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -22,6 +22,7 @@ from sandbox.processes import pid_alive, spawn
 from sandbox.supervisor import DEMO_ROOT
 
 DEMOS = ("emojivoto", "bookinfo")
+_SUPERVISORS: list = []  # supervisors this process started (the UI's start screen starts one in-process)
 
 
 def _read(path: Path) -> Any:
@@ -106,6 +107,7 @@ def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float =
     supervisor = spawn([sys.executable, "-m", "sandbox.supervisor", "--name", name, "--demo", ",".join(demos),
                         "--cert-lifetime", cert_lifetime], paths.logs / "supervisor.log", die_with_parent=False,
                        cwd=Path(__file__).resolve().parent.parent)
+    _SUPERVISORS.append(supervisor)  # it outlives this call (a daemon); kept so it is never collected while running
     deadline = time.monotonic() + timeout
     while True:
         status = _read(paths.status)
@@ -141,6 +143,9 @@ def down(name: str, timeout: float = 20.0) -> bool:
         _kill_groups(info.get("groups", []))
     paths.supervisor.unlink(missing_ok=True)
     paths.status.unlink(missing_ok=True)
+    for proc in [p for p in _SUPERVISORS if p.pid == pid]:  # started by this process: reap it
+        proc.wait(5)
+        _SUPERVISORS.remove(proc)
     return True
 
 

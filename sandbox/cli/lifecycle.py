@@ -157,13 +157,22 @@ def _down(args: argparse.Namespace) -> int:
 
 def _tui(args: argparse.Namespace) -> int:
 
-    if backend_for(args.name).status() is None:
-        return fail(f"sandbox {args.name!r} is not running; start it with 'meshdojo up --name {args.name}' (it opens the UI)")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return fail("the UI needs a terminal; run it in one (or use the CLI commands: stat, tap, fault ...)")
+    started_here = False
+    if backend_for(args.name).status() is None:  # nothing running: the start screen, then the dashboard
+        from tui.launcher import run as run_launcher
+
+        if run_launcher(args.name) != "started":
+            return 0
+        started_here = True
     from tui.app import run as run_tui
 
-    ended = run_tui(args.name)
+    ended = run_tui(args.name, started_by_up=started_here)
+    if ended.choice == "stop":
+        print("Stopping ...", flush=True)
+        backend_for(args.name).down()
+        print("Stopped.")
     return _ui_crashed(ended.crash, args.name) if ended.crash is not None else 0
 
 
@@ -238,7 +247,8 @@ def register(sub) -> None:
     up.set_defaults(handler=_up)
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
     down.set_defaults(handler=_down)
-    tui = sub.add_parser("tui", help="the terminal UI of a running sandbox: dashboard, topology, tap, security, faults, policies, logs")
+    tui = sub.add_parser("tui", help="the terminal UI: a start screen when no sandbox runs (local, kind, minikube or your cluster), "
+                                     "then dashboard, topology, tap, security, faults, policies, logs")
     tui.set_defaults(handler=_tui)
     st = sub.add_parser("status", help="the sandbox, its control plane and every workload instance")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
