@@ -86,6 +86,7 @@ class KubeBackend:
                 step(f"creating {self.kind} cluster {self.provider.name} (a minute or two the first time)")
                 self.provider.create()
                 made_cluster = True
+                self._save_state({"demos": demos, "made_cluster": True, "namespaces": []})  # from now on `down` deletes it
             self._load_image(step)
         image = self.image()
         step(f"installing meshdojo ({image}) into context {self.context or '(current)'}")
