@@ -98,6 +98,9 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         doctor = learner.run("check").stdout
         assert "√ the operator API answers with the install's token" in doctor and "emojivoto/web-" in doctor, doctor
         assert "√ the injector's webhook trusts the mesh's trust anchor" in doctor
+        # logs come from the API server (kubectl logs); kwok's nodes keep none, and saying so is not a traceback
+        logs = learner.run("logs", "web", ok=False)
+        assert logs.returncode == 1 and "the API server gives no log for emojivoto/web-" in logs.stderr, logs.stderr
         top = learner.run("top", "deploy/web", "--duration", "1", ok=False)  # needs the relay in the control plane's pod
         assert top.returncode == 1 and "not built yet" in top.stderr and "Traceback" not in top.stderr
 
