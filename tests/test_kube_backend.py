@@ -9,6 +9,7 @@ Kubernetes mode (its kubeconfig holds its own ServiceAccount's token); `up` is t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -47,6 +48,35 @@ class Learner:
 
 def _pods(st: dict, deployment: str) -> list[dict]:
     return [w for w in st["workloads"] if w["deployment"] == deployment]
+
+
+async def _dashboard_shows_the_pods(home: Path, kubeconfig: Path, deployments: set[str]) -> None:
+    from textual.widgets import DataTable, Static
+
+    from tui.app import MeshdojoApp
+
+    saved = {k: os.environ.get(k) for k in ("MESHDOJO_HOME", "KUBECONFIG")}
+    os.environ.update({"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)})
+    try:
+        app = MeshdojoApp("lab")
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = app.query_one("#workloads", DataTable)
+
+            def rows() -> set[str]:
+                return {str(r.key.value) for r in table.ordered_rows}
+
+            deadline = time.monotonic() + 30
+            while not deployments <= rows() and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert deployments <= rows(), (rows(), app.snapshot.problem)
+            assert "control plane up" in str(app.query_one("#summary", Static).render())
+        assert app.crash is None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property):
@@ -89,6 +119,10 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         assert proxy["args"][-4:] == ["--gateway", "web.emojivoto:80", "--outbound-address", "0.0.0.0"]
         # the remembered backend: no flag needed from now on
         assert json.loads((tmp_path / "home" / "lab" / "backend.json").read_text())["kind"] == "context"
+
+        # the terminal UI on the same sandbox: the dashboard lists its deployments, the control plane up
+        asyncio.run(_dashboard_shows_the_pods(tmp_path / "home", k8s.kubeconfig,
+                                              {f"{NS}/{d}" for d in ("web", "emoji", "voting", "vote-bot", "emojivoto-ingress")}))
 
         # the observing verbs answer on a cluster as they do locally (kwok's pods serve no metrics: empty, not an error)
         for verb in (["stat"], ["edges"], ["routes", "svc/web"], ["identity"], ["check"]):

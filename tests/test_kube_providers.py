@@ -282,3 +282,17 @@ def test_a_forward_that_cannot_start_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(SandboxError, match="kubectl is not installed"):
         forward.ensure(tmp_path / "sb", ["kubectl", "port-forward"])
+
+
+def test_a_cluster_that_does_not_answer_is_a_problem_line_in_the_ui_and_an_error_in_the_cli(tmp_path, monkeypatch) -> None:
+    from sandbox.backends.choice import BackendChoice, remember
+    from tui.source import MeshSource
+
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path / "home"))
+    root = tmp_path / "home" / "lab"
+    remember(root, BackendChoice(kind="context", kubeconfig=str(tmp_path / "gone.kubeconfig")))
+    (root / "kube.json").write_text(json.dumps({"demos": ["emojivoto"], "made_cluster": False, "namespaces": ["emojivoto"]}))
+    snap = MeshSource("lab").snapshot()
+    assert snap.status is None and "no usable kubeconfig" in snap.problem
+    done = _cli({**os.environ, "MESHDOJO_HOME": str(tmp_path / "home")}, "status", "--name", "lab")
+    assert done.returncode == 1 and "no usable kubeconfig" in done.stderr and "Traceback" not in done.stderr

@@ -12,6 +12,7 @@ from typing import Any
 from sandbox import netcli, observe
 from sandbox.backends import backend_for
 from sandbox.cpapi import ApiError
+from sandbox.errors import SandboxError
 from sandbox.resources import ResourceError, api_for
 
 HISTORY_POINTS = 60
@@ -43,7 +44,7 @@ class MeshSource:
         snap = Snapshot(time.time())
         try:
             snap.status = backend_for(self.name).status()
-        except ValueError as exc:
+        except (ValueError, SandboxError) as exc:  # a bad name; a cluster that does not answer (this screen recovers by itself)
             snap.problem = str(exc)
             return snap
         if snap.status is None:

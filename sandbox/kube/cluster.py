@@ -4,6 +4,7 @@ changed, and ``kubectl apply`` of the same objects is equivalent)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,10 @@ def connect(kubeconfig: Path | None, context: str | None) -> Any:
     from kubernetes import config, dynamic
     from kubernetes.config.config_exception import ConfigException
 
+    # $KUBECONFIG read now, not when the client was imported (a long-running UI, a test that sets it)
+    path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None
     try:
-        api = config.new_client_from_config(str(kubeconfig) if kubeconfig else None, context=context)
+        api = config.new_client_from_config(path, context=context)
     except (ConfigException, OSError) as exc:
         where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
         raise ClusterError(f"no usable kubeconfig ({where}): {exc}; pass --kubeconfig FILE (and --context NAME), "
