@@ -137,6 +137,9 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         assert logs.returncode == 1 and "the API server gives no log for emojivoto/web-" in logs.stderr, logs.stderr
         top = learner.run("top", "deploy/web", "--duration", "1", ok=False)  # needs the relay in the control plane's pod
         assert top.returncode == 1 and "not built yet" in top.stderr and "Traceback" not in top.stderr
+        for verb in (["wire", "deploy/web", "deploy/emoji"], ["attack", "svc/emoji"], ["fault", "net", "latency", "svc/emoji", "--latency", "1s"]):
+            refused = learner.run(*verb, ok=False)
+            assert refused.returncode == 1 and "relays in the control plane's pod" in refused.stderr, (verb, refused.stderr)
 
         # scale: the Deployment's replicas, waited for
         assert "deployment emojivoto/web scaled to 2" in learner.run("scale", "deploy/web", "2").stdout

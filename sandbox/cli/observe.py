@@ -6,13 +6,15 @@ import argparse
 import json
 import sys
 
-from sandbox.cli.common import add_name, add_namespace, fail, print_table
+from sandbox.cli.common import add_name, add_namespace, fail, local_only, print_table
 
 
 def _wire(args: argparse.Namespace) -> int:
     from sandbox import local, netcli, resources
     from sandbox.cpapi import ApiError
 
+    if refused := local_only(args.name, "the wire view"):
+        return fail(refused)
     try:
         seen = netcli.wire(args.name, args.source, args.target, args.namespace, args.timeout)
     except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
@@ -70,6 +72,8 @@ def _attack(args: argparse.Namespace) -> int:
     from sandbox import attack, resources
     from sandbox.cpapi import ApiError
 
+    if refused := local_only(args.name, "the intruder (attack)"):
+        return fail(refused)
     kind, _, service = args.target.partition("/")
     if kind not in ("svc", "service") or not service:
         return fail(f"{args.target!r}: expected svc/NAME, e.g. 'meshdojo attack svc/web'")
