@@ -296,3 +296,20 @@ def test_a_cluster_that_does_not_answer_is_a_problem_line_in_the_ui_and_an_error
     assert snap.status is None and "no usable kubeconfig" in snap.problem
     done = _cli({**os.environ, "MESHDOJO_HOME": str(tmp_path / "home")}, "status", "--name", "lab")
     assert done.returncode == 1 and "no usable kubeconfig" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_switching_to_local_after_a_failed_kind_start_deletes_the_cluster_it_made(tools, tmp_path, monkeypatch) -> None:
+    from sandbox.backends.choice import BackendChoice, remember, remembered
+    from tui.launcher import start_sandbox
+
+    tools("kind")
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path / "home"))
+    root = tmp_path / "home" / "lab"
+    remember(root, BackendChoice(kind="kind"))
+    (root / "kube.json").write_text(json.dumps({"demos": ["emojivoto"], "made_cluster": True, "namespaces": []}))
+    said: list[str] = []
+    with pytest.raises(Exception, match="unknown demo"):  # stops right after the clean-up, before anything local starts
+        start_sandbox("lab")("local", ["nope"], said.append)
+    assert calls(tools.log) == [["kind", "delete", "cluster", "--name", "meshdojo-lab"]]
+    assert said[0].endswith("removing what the kind start made") and remembered(root) is None
+    assert not (root / "kube.json").exists()

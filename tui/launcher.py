@@ -72,6 +72,10 @@ def start_sandbox(sandbox: str) -> Callable[[str, list[str], Say], object]:
         if kind != "local":
             remember(root, choice)  # before it starts: a half-made cluster is then `meshdojo down`'s to remove
         else:
+            earlier = backend_for(sandbox)
+            if earlier.kind != "local":  # a cluster start that failed: what it made goes, not forgotten
+                say(f"[   0.0s] removing what the {earlier.kind} start made")
+                earlier.down()
             forget(root)
             say("[   0.0s] starting the control plane, the demo apps and their sidecars")
         return backend_for(sandbox, choice).up(demos, "24h", say)
