@@ -48,18 +48,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"\nThe sandbox keeps running in the background. Stop it with: meshdojo down --name {args.name}")
         return 0
     if sys.stdin.isatty() and sys.stdout.isatty():
-        from tui.app import run as run_tui
-
-        ended = run_tui(args.name, started_by_up=True)
-        if ended.crash is not None:
-            return _ui_crashed(ended.crash, args.name)
-        if ended.choice == "stop":
-            print("Stopping ...", flush=True)
-            backend_for(args.name).down()
-            print("Stopped; no process left behind.")
-        else:
-            print(f"The sandbox keeps running. Back to the UI: meshdojo tui --name {args.name}; stop it: meshdojo down --name {args.name}")
-        return 0
+        return _run_ui(args.name, started_by_up=True, stopped="Stopped; no process left behind.",
+                       left=f"The sandbox keeps running. Back to the UI: meshdojo tui --name {args.name}; "
+                            f"stop it: meshdojo down --name {args.name}")
     print("\nNo terminal for the UI here. Press Ctrl-C to stop the sandbox.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -115,15 +106,22 @@ def _up_on_cluster(args: argparse.Namespace, choice, demos: list[str]) -> int:
     if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(f"\nThe sandbox keeps running on the cluster. Stop it with: meshdojo down --name {args.name}")
         return 0
+    return _run_ui(args.name, started_by_up=True)
+
+
+def _run_ui(name: str, started_by_up: bool, stopped: str = "Stopped.", left: str | None = None) -> int:
+    """The terminal UI until the learner quits: a crash is one line; 'stop' takes the sandbox down."""
     from tui.app import run as run_tui
 
-    ended = run_tui(args.name, started_by_up=True)
+    ended = run_tui(name, started_by_up=started_by_up)
     if ended.crash is not None:
-        return _ui_crashed(ended.crash, args.name)
+        return _ui_crashed(ended.crash, name)
     if ended.choice == "stop":
         print("Stopping ...", flush=True)
-        backend_for(args.name).down()
-        print("Stopped.")
+        backend_for(name).down()
+        print(stopped)
+    elif left:
+        print(left)
     return 0
 
 
@@ -166,14 +164,7 @@ def _tui(args: argparse.Namespace) -> int:
         if run_launcher(args.name) != "started":
             return 0
         started_here = True
-    from tui.app import run as run_tui
-
-    ended = run_tui(args.name, started_by_up=started_here)
-    if ended.choice == "stop":
-        print("Stopping ...", flush=True)
-        backend_for(args.name).down()
-        print("Stopped.")
-    return _ui_crashed(ended.crash, args.name) if ended.crash is not None else 0
+    return _run_ui(args.name, started_by_up=started_here)
 
 
 def _ui_crashed(crash: tuple, name: str) -> int:

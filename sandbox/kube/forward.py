@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sandbox.errors import SandboxError
+from sandbox.ports import accepting
 from sandbox.processes import pid_alive
 
 FILE = "port-forward.json"
@@ -32,22 +33,12 @@ def kubectl_argv(kubeconfig: str | None, context: str | None, namespace: str, se
     return argv
 
 
-def _accepting(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def ensure(root: Path, argv: list[str], timeout: float = 20.0) -> int:
     """The local port of a live forward (started now if there is none)."""
     record = root / FILE
     try:
         kept = json.loads(record.read_text())
-        if pid_alive(kept["pid"]) and _accepting(kept["port"]):
+        if pid_alive(kept["pid"]) and accepting(kept["port"]):
             return int(kept["port"])
         stop(root)
     except (OSError, ValueError, KeyError):
