@@ -25,6 +25,7 @@ from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, conflicts
 from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
+from controlplane.tapapi import add_tap_route
 from controlplane.watchstream import stream_watch
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
@@ -61,11 +62,13 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
               telemetry: Telemetry | None = None, relays: RelayManager | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
     app[TELEMETRY] = telemetry = telemetry or Telemetry()
-    add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry)
+    add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry,
+                     lambda: identity.material.anchor_pem)
     app[POLICIES] = policies
     app[REGISTRY] = registry
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
+    add_tap_route(app, TELEMETRY, IDENTITY)
     app.add_routes(
         [
             web.get("/v1/health", health),

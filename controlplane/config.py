@@ -29,6 +29,7 @@ class ControlPlaneConfig:
     api_port: int = 0  # operator API (admin token), plain HTTP on 127.0.0.1
     mesh_port: int = 0  # identity + discovery for proxies, TLS on 127.0.0.1
     host: str = "127.0.0.1"
+    relay_address: str | None = None  # where pods reach the relays (network faults, wire); None: ``host``
     leaf_lifetime: dt.timedelta = ca.DEFAULT_LEAF_LIFETIME
     kubernetes: KubernetesSettings | None = None
 
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> ControlPlaneConfig:
     parser.add_argument("--mesh-port", type=int, default=0, help="proxy-facing identity/discovery port (default: any free port)")
     parser.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime, at least 60s (default 24h)")
     parser.add_argument("--host", default="127.0.0.1", help="address the API and mesh listeners bind (0.0.0.0 in a pod)")
+    parser.add_argument("--relay-address", help="the address clients reach this control plane's relays at (network faults, "
+                        "the wire view); needed with --host 0.0.0.0 (in a pod: its IP, $(POD_IP))")
     kube = parser.add_argument_group("Kubernetes mode")
     kube.add_argument("--kubernetes", action="store_true", help="take services, policies and identities from a cluster")
     kube.add_argument("--kubeconfig", type=Path, help="a kubeconfig (default: the pod's ServiceAccount, in a cluster)")
@@ -59,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> ControlPlaneConfig:
         parser.error("--kubeconfig, --webhook-host and --proxy-image need --kubernetes")
     if args.kubernetes and not args.proxy_image:
         parser.error("--kubernetes needs --proxy-image (the image the injector gives the sidecar; `meshdojo install` sets it)")
+    if args.host in ("0.0.0.0", "::") and not args.relay_address:
+        parser.error(f"--host {args.host} needs --relay-address (the address clients are sent to for a network fault's relay)")
     for flag, port in (("--api-port", args.api_port), ("--mesh-port", args.mesh_port), ("--webhook-port", args.webhook_port)):
         if not 0 <= port < 65536:
             parser.error(f"{flag}: {port} is not a port number (0-65535; 0 picks a free one)")
@@ -68,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> ControlPlaneConfig:
         mesh_port=args.mesh_port,
         leaf_lifetime=dt.timedelta(seconds=lifetime),
         host=args.host,
+        relay_address=args.relay_address,
         kubernetes=KubernetesSettings(
             kubeconfig=args.kubeconfig.resolve() if args.kubeconfig else None, context=args.context,
             webhook_port=args.webhook_port, webhook_hosts=tuple(args.webhook_host), proxy_image=args.proxy_image,

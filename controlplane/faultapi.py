@@ -5,16 +5,20 @@
     DELETE /v1/netfaults/{name}     remove one; DELETE /v1/netfaults removes them all
     POST   /v1/wire                 watch an edge: {"from": {namespace, deployment}, "to": {...}}
     GET    /v1/wire/{name}          what crossed it: first bytes each way, records, handshake
+    POST   /v1/attack               the intruder against each endpoint of {"namespace", "service"}
+                                    (controlplane.intruder), from the control plane's own network place
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from controlplane import netfaults, wire
+from controlplane import intruder, netfaults, wire
 from controlplane.registry import Registry
 from controlplane.relay import Capture, RelayManager
 from controlplane.scraper import Telemetry
@@ -22,10 +26,13 @@ from controlplane.scraper import Telemetry
 RELAYS: web.AppKey[RelayManager] = web.AppKey("relays", RelayManager)
 WORKLOADS: web.AppKey[Telemetry] = web.AppKey("workloads", Telemetry)
 ENDPOINTS: web.AppKey[Registry] = web.AppKey("endpoints", Registry)
+TRUST_ANCHOR: web.AppKey[Callable[[], str]] = web.AppKey("trust_anchor", Callable[[], str])
 WIRE_SECONDS = 60.0
 
 
-def add_fault_routes(app: web.Application, relays: RelayManager, telemetry: Telemetry, registry: Registry) -> None:
+def add_fault_routes(app: web.Application, relays: RelayManager, telemetry: Telemetry, registry: Registry,
+                     trust_anchor: Callable[[], str]) -> None:
+    app[TRUST_ANCHOR] = trust_anchor
     app[RELAYS] = relays
     app[WORKLOADS] = telemetry
     app[ENDPOINTS] = registry
@@ -36,6 +43,7 @@ def add_fault_routes(app: web.Application, relays: RelayManager, telemetry: Tele
         web.delete("/v1/netfaults/{name}", delete_fault),
         web.post("/v1/wire", start_wire),
         web.get("/v1/wire/{name}", read_wire),
+        web.post("/v1/attack", attack),
     ])
 
 
@@ -113,6 +121,23 @@ async def read_wire(request: web.Request) -> web.Response:
     return web.json_response({"edge": {"from": source.describe(), "to": target.describe()},
                               "relayed_by": [f.describe() for f in shown],
                               "connections": [describe_capture(c, client_id, _server_identity(registry, c)) for c in captures]})
+
+
+async def attack(request: web.Request) -> web.Response:
+    body = await _body(request)
+    namespace, name = (body.get("namespace"), body.get("service")) if isinstance(body, dict) else (None, None)
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        return _error(400, 'expected {"namespace": NS, "service": NAME}')
+    service = request.app[ENDPOINTS].get(namespace, name)
+    if service is None or not service.endpoints:
+        return _error(404, f"service {name}.{namespace} has no endpoints to attack")
+    anchor = request.app[TRUST_ANCHOR]()
+    results = []
+    for eid, ep in sorted(service.endpoints.items()):  # blocking sockets and a key pair each: in a thread
+        outcomes = await asyncio.to_thread(intruder.attack_endpoint, ep.address, ep.port, anchor, ep.meshed)
+        results.append({"endpoint": eid, "address": ep.address, "port": ep.port, "meshed": ep.meshed,
+                        "attempts": [intruder.outcome_json(o) for o in outcomes]})
+    return web.json_response({"results": results})
 
 
 def _from_client(fault: netfaults.NetFault, client: netfaults.Workloads) -> bool:

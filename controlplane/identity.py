@@ -15,6 +15,7 @@ from cryptography import x509
 from controlplane import ca, tokens
 from controlplane.castore import CaMaterial
 from controlplane.spiffe import SpiffeId
+from controlplane.taptokens import tap_key, tap_token
 
 Clock = Callable[[], dt.datetime]
 
@@ -42,6 +43,13 @@ class IdentityService:
     # token -> identity, raising tokens.InvalidToken; None: our own bootstrap tokens. In Kubernetes
     # mode a TokenReview of the pod's projected ServiceAccount token (blocking: callers use a thread)
     authenticate: Callable[[str], SpiffeId] | None = None
+    _tap_key: bytes | None = field(default=None, repr=False)
+
+    def tap_token(self, identity_uri: str) -> str:
+        """The token with which the control plane reads this identity's tap (see controlplane.taptokens)."""
+        if self._tap_key is None:
+            self._tap_key = tap_key(self.material.issuer.key)
+        return tap_token(self._tap_key, identity_uri)
 
     def bootstrap_token(self, identity: SpiffeId, ttl: dt.timedelta = dt.timedelta(hours=1)) -> str:
         return tokens.issue(self.material.token_secret, identity, self.clock().timestamp(), ttl.total_seconds())

@@ -82,7 +82,8 @@ async def certify(request: web.Request) -> web.Response:
         return json_error(401, str(exc))
     except ca.CertificateRequestRejected as exc:
         return json_error(403, str(exc))
-    return web.json_response(_issued_json(issued))
+    # the tap token rides with the certificate: the proxy verified that this server is the control plane
+    return web.json_response({**_issued_json(issued), "tapToken": service.tap_token(issued.identity)})
 
 
 async def watch(request: web.Request) -> web.StreamResponse:

@@ -30,9 +30,9 @@ class Service:
     def fqdn(self) -> str:
         return fqdn(self.name, self.namespace)
 
-    def snapshot_event(self, redirects: dict[str, int] | None = None) -> dict[str, Any]:
-        """Every endpoint; those in ``redirects`` (endpoint id -> port) point at a relay on
-        127.0.0.1 instead, with the same identity (see controlplane.relay)."""
+    def snapshot_event(self, redirects: dict[str, tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Every endpoint; those in ``redirects`` (endpoint id -> (address, port)) point at a
+        relay of the control plane instead, with the same identity (see controlplane.relay)."""
         if not self.endpoints:
             return {"type": "no_endpoints", "snapshot": True, "service": self.fqdn}
         redirects = redirects or {}
@@ -40,7 +40,7 @@ class Service:
             "type": "add",
             "snapshot": True,
             "service": self.fqdn,
-            "endpoints": [(replace(ep, address="127.0.0.1", port=redirects[eid], labels=ep.labels) if eid in redirects else ep).to_json()
+            "endpoints": [(replace(ep, address=redirects[eid][0], port=redirects[eid][1], labels=ep.labels) if eid in redirects else ep).to_json()
                           for eid, ep in self.endpoints.items()],
         }
 
@@ -90,7 +90,7 @@ class Registry:
         self.version = 0
         self.source: str | None = None  # "the Kubernetes cluster" in Kubernetes mode: the operator API may not write
         # (namespace, service, client) -> endpoint id -> relay port; set by the relay manager
-        self.redirector: Callable[[str, str, tuple[str, str] | None], dict[str, int]] | None = None
+        self.redirector: Callable[[str, str, tuple[str, str] | None], dict[str, tuple[str, int]]] | None = None
 
     def _changed(self) -> None:
         self.version += 1
@@ -204,7 +204,7 @@ class Registry:
             if not watch.offer(service.snapshot_event(self._redirects(service, watch))):
                 self.unwatch(watch)
 
-    def _redirects(self, service: Service, watch: Watch) -> dict[str, int]:
+    def _redirects(self, service: Service, watch: Watch) -> dict[str, tuple[str, int]]:
         return self.redirector(service.namespace, service.name, watch.client) if self.redirector is not None else {}
 
     def _publish(self, service: Service, event: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Relays on the edges that have a network fault (or a ``meshdojo wire`` capture).
 
-For each fault and each endpoint it targets, a TCP relay listens on 127.0.0.1; the control
-plane points the affected clients' discovery at it (see ``Registry.redirector``), so their
+For each fault and each endpoint it targets, a TCP relay listens on the control plane's host
+(127.0.0.1 locally; in Kubernetes its pod's IP, which every pod can reach); the control plane points the affected clients' discovery at it (see ``Registry.redirector``), so their
 connections cross it while every other client keeps going direct. Mutual TLS passes through
 untouched: the client still verifies the identity discovery promised. What a relay does to
 the bytes is the fault's kind:
@@ -69,18 +69,20 @@ class Relay:
     """One listener: the relay for one fault in front of one endpoint."""
 
     def __init__(self, fault: NetFault, namespace: str, service: str, endpoint_id: str,
-                 target: Callable[[], tuple[str, int] | None], captures: deque[Capture], rng: random.Random) -> None:
+                 target: Callable[[], tuple[str, int] | None], captures: deque[Capture], rng: random.Random,
+                 host: str = LOCAL) -> None:
         self.fault, self.namespace, self.service, self.endpoint_id = fault, namespace, service, endpoint_id
         self._target = target
         self._captures = captures
         self._rng = rng
+        self._host = host
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task] = set()
         self.port = 0
         self.connections = 0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accepted, LOCAL, 0)
+        self._server = await asyncio.start_server(self._accepted, self._host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -180,8 +182,10 @@ class RelayManager:
 
     def __init__(self, registry: Registry, deployment_of: Callable[[str, str], str | None],
                  on_change: Callable[[RelayManager], None] | None = None, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, listen: str = LOCAL, advertised: str | None = None) -> None:
+        """``listen``: where relays listen; ``advertised``: the address clients are sent to (default: ``listen``)."""
         self.faults: dict[str, NetFault] = {}
+        self._listen, self._advertised = listen, advertised or listen
         self._registry = registry
         self._deployment_of = deployment_of
         self._on_change = on_change
@@ -194,20 +198,20 @@ class RelayManager:
         self._pending: asyncio.Task | None = None
 
     # -- what the registry asks -------------------------------------------------------------
-    def redirect(self, namespace: str, service: str, client: tuple[str, str] | None) -> dict[str, int]:
-        """For a watch of ``service`` by ``client`` (namespace, instance): endpoint id -> relay port."""
+    def redirect(self, namespace: str, service: str, client: tuple[str, str] | None) -> dict[str, tuple[str, int]]:
+        """For a watch of ``service`` by ``client`` (namespace, instance): endpoint id -> the relay's address."""
         if not self._relays:
             return {}
         who = None
         if client is not None:
             deployment = self._deployment_of(*client)
             who = Workloads(client[0], deployment=deployment) if deployment else None
-        found: dict[str, int] = {}
+        found: dict[str, tuple[str, int]] = {}
         for fault in self._by_precedence():
             for (name, ns, svc, eid), relay in self._relays.items():
                 if name == fault.name and ns == namespace and svc == service and eid not in found \
                         and fault.applies(who, ns, svc, self._endpoint_deployment(ns, svc, eid), self._endpoint_instance(ns, svc, eid)):
-                    found[eid] = relay.port
+                    found[eid] = (self._advertised, relay.port)
         return found
 
     def _by_precedence(self) -> list[NetFault]:
@@ -304,7 +308,8 @@ class RelayManager:
         for key, fault in wanted.items():
             if key in self._relays:
                 continue
-            relay = Relay(fault, key[1], key[2], key[3], lambda k=key: self._real_address(k), self.captures[fault.name], self._rng)
+            relay = Relay(fault, key[1], key[2], key[3], lambda k=key: self._real_address(k), self.captures[fault.name], self._rng,
+                          self._listen)
             await relay.start()
             self._relays[key] = relay
         now_redirected = {(k[1], k[2]) for k in self._relays}

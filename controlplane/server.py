@@ -55,7 +55,8 @@ class ControlPlane:
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
-        self.relays = RelayManager(self.registry, self.telemetry.deployment_of, on_change=self._save_netfaults)
+        self.relays = RelayManager(self.registry, self.telemetry.deployment_of, on_change=self._save_netfaults,
+                                   listen=config.host, advertised=config.relay_address)
         self.registry.redirector = self.relays.redirect
         self._netfaults_file = config.state_dir / NETFAULTS_FILE
         self._scraper: asyncio.Task | None = None

@@ -24,13 +24,16 @@ def _respond(status: int, content_type: str, body: bytes) -> Response:
 
 
 def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]],
-                fates: Callable[[], list[dict[str, Any]]] = list, tap: TapHub | None = None, tap_token: str | None = None) -> Handler:
+                fates: Callable[[], list[dict[str, Any]]] = list, tap: TapHub | None = None,
+                tap_tokens: Callable[[], tuple[str | None, ...]] = tuple) -> Handler:
+    """``tap_tokens``: the tokens that open /tap and /fates now — the sandbox's (``--tap-token-file``)
+    and the control plane's for this identity (it came with the certificate)."""
     async def handle(request: Request) -> Response:
         path, _, query = request.head.target.partition("?")
         if path == "/tap":
-            return _tap(request, query, tap, tap_token)
+            return _tap(request, query, tap, tap_tokens())
         if path == "/fates":  # recent requests' paths and query strings: as private as tap
-            return _authorized(request, tap_token) or _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
+            return _authorized(request, tap_tokens()) or _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
@@ -46,21 +49,22 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
     return handle
 
 
-def _authorized(request: Request, token: str | None) -> Response | None:
-    """None when the request carries the tap token; else the refusal."""
-    if not token:
+def _authorized(request: Request, tokens: tuple[str | None, ...]) -> Response | None:
+    """None when the request carries one of the tap tokens; else the refusal."""
+    valid = [t for t in tokens if t]
+    if not valid:
         return _respond(403, "text/plain", b"disabled on this proxy (start it with --tap-token-file)\n")
-    presented = (request.head.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(presented.encode(), token.encode()):
+    presented = (request.head.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip().encode()
+    if not any([hmac.compare_digest(presented, t.encode()) for t in valid]):  # a list: compare with each, always
         return _respond(401, "text/plain", b"needs 'Authorization: Bearer <tap token>' (the sandbox's tap-token file)\n")
     return None
 
 
-def _tap(request: Request, query: str, tap: TapHub | None, token: str | None) -> Response:
+def _tap(request: Request, query: str, tap: TapHub | None, tokens: tuple[str | None, ...]) -> Response:
     """Live request stream; needs the sandbox's tap token (requests carry paths and identities)."""
     if tap is None:
         return _respond(403, "text/plain", b"tap is disabled on this proxy (start it with --tap-token-file)\n")
-    refused = _authorized(request, token)
+    refused = _authorized(request, tokens)
     if refused is not None:
         return refused
     q = {k: v[0] for k, v in parse_qs(query).items()}

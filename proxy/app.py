@@ -74,7 +74,8 @@ class Proxy:
         loop = asyncio.get_running_loop()
         self.tasks.supervise(self.deadlines.run, name="deadlines")
         # admin first, so /live answers while we bootstrap
-        admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap, self.config.tap_token)
+        admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
+                            lambda: (self.config.tap_token, self.identity.tap_token))
         self._admin = await loop.create_server(
             lambda: _Downstream(self, admin, self.admin_state, track=False), self.config.admin_address, self.config.admin_port
         )

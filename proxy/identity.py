@@ -66,6 +66,7 @@ class WorkloadIdentity:
         # before bootstrap: trust the anchor, present nothing (only used to reach the control plane)
         self.anonymous_ctx = client_context(anchor_pem)
         self.refreshes = 0
+        self.tap_token: str | None = None  # the control plane's key to this proxy's tap (came with the certificate)
         self.changed = asyncio.Event()
 
     @property
@@ -97,6 +98,7 @@ class WorkloadIdentity:
         client_ctx = client_context(self.anchor_pem, cert.chain_pem, key_pem)
         first = self.certificate is None
         self.certificate, self.server_ctx, self.client_ctx = cert, server_ctx, client_ctx
+        self.tap_token = reply.get("tapToken") or self.tap_token
         if not first:
             self.refreshes += 1
         self._gauges.expiration = cert.not_after.timestamp()

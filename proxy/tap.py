@@ -21,16 +21,24 @@ QUEUE_SIZE = 1000
 class TapFilter:
     path_prefix: str | None = None
     method: str | None = None
-    to: str | None = None  # a substring of the destination (service, authority or server identity)
+    to: str | None = None  # the destination's name: its service, authority host (or its first label) or server identity's SA
 
     def matches(self, event: dict[str, Any]) -> bool:
         if self.path_prefix and not str(event.get("path", "")).startswith(self.path_prefix):
             return False
         if self.method and event.get("method") != self.method:
             return False
-        if self.to and not any(self.to in str(event.get(k) or "") for k in ("dst", "authority", "server_id")):
+        if self.to and self.to not in destination_names(event):
             return False
         return True
+
+
+def destination_names(event: dict[str, Any]) -> set[str]:
+    """What ``--to`` may name: ``emoji`` matches emoji, emoji:8080, emoji.emojivoto.svc and the SA
+    emoji's identity — and never emojivoto (a substring is not a name)."""
+    host = str(event.get("authority") or "").rpartition(":")[0] or str(event.get("authority") or "")
+    server = str(event.get("server_id") or "").rpartition("/sa/")[2]
+    return {n for n in (str(event.get("dst") or ""), host, host.split(".", 1)[0], server) if n}
 
 
 @dataclass

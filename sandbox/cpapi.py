@@ -43,6 +43,22 @@ class OperatorApi:
         except (urllib.error.URLError, OSError) as exc:
             raise ApiError(0, f"control plane not reachable at {self.base_url} ({exc})") from None
 
+    def stream(self, path: str, idle_timeout: float = 30.0) -> Any:
+        """An open NDJSON stream (iterate it for lines; close it when done). The server must
+        write something at least every ``idle_timeout`` seconds (``/v1/tap`` ticks every second)."""
+        request = urllib.request.Request(self.base_url + path)
+        request.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            return urllib.request.urlopen(request, timeout=idle_timeout)
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", err.reason)
+            except (ValueError, AttributeError):
+                message = err.reason
+            raise ApiError(err.code, message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ApiError(0, f"control plane not reachable at {self.base_url} ({exc})") from None
+
     def token(self, namespace: str, service_account: str) -> str:
         return self.call("POST", "/v1/tokens", {"namespace": namespace, "serviceAccount": service_account})["token"]
 

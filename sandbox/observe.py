@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlencode
 
+from sandbox.cpapi import ApiError
 from sandbox.resources import api_for
 
 
@@ -62,12 +63,16 @@ def identities(name: str) -> dict[str, Any]:
     ca = api_for(name).call("GET", "/v1/ca")
     now = dt.datetime.now(dt.UTC)
     rows = []
+    api = api_for(name)
     for w in st.get("workloads", []):
-        if not w["meshed"] or not w["ports"]["admin"]:
+        if not w["meshed"]:
             continue
         try:
-            config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
-        except OSError:
+            if w["ports"]["admin"]:  # a local sidecar's admin port is ours to read
+                config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
+            else:  # a pod's: only the control plane reaches it
+                config = api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
+        except (OSError, ApiError):
             rows.append({"workload": w["name"], "namespace": w["namespace"], "identity": w["identity"], "error": "proxy not answering"})
             continue
         cert = config.get("certificate") or {}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+from sandbox.cpapi import ApiError, OperatorApi
 from sandbox.paths import SandboxPaths
 
 
@@ -24,11 +26,9 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
     st = backend.status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    if backend.kind != "local":
-        raise local.SandboxError("tap and top read each sidecar's tap stream, which on a cluster needs the control plane's "
-                                 "relay (not built yet); meanwhile `meshdojo stat`, `routes` and `edges` show the same traffic "
-                                 "from the proxies' metrics")
     ns, dep = local.find_deployment(st, deployment, namespace)
+    if backend.kind != "local":  # only the control plane's pod reaches the sidecars: it reads and merges them
+        return _through_controlplane(backend.operator_api(), ns, dep, to, path, method, stop)
     instances = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
     admin = [(w["name"], w["ports"]["admin"]) for w in instances if w["meshed"] and w["ports"]["admin"]]
     if not admin:
@@ -54,14 +54,48 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
     for instance, port in admin:
         threading.Thread(target=follow, args=(instance, port), daemon=True, name=f"tap:{instance}").start()
 
-    def iterate() -> Iterator[dict[str, Any]]:
-        while stop is None or not stop.is_set():
-            try:
-                yield events.get(timeout=0.5)
-            except queue.Empty:
-                yield {"type": "tick"}  # nothing happened: lets a reader keep time
+    return [i for i, _ in admin], _iterate(events, stop)
 
-    return [i for i, _ in admin], iterate()
+
+def _iterate(events: queue.Queue[dict[str, Any]], stop: threading.Event | None) -> Iterator[dict[str, Any]]:
+    while stop is None or not stop.is_set():
+        try:
+            yield events.get(timeout=0.5)
+        except queue.Empty:
+            yield {"type": "tick"}  # nothing happened: lets a reader keep time
+
+
+def _through_controlplane(api: OperatorApi, namespace: str, deployment: str, to: str | None, path: str | None,
+                          method: str | None, stop: threading.Event | None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """The control plane's merged stream of the deployment's sidecars (``GET /v1/tap``)."""
+    from sandbox import local
+
+    query = urlencode({"namespace": namespace, "deployment": deployment,
+                       **{k: v for k, v in (("to", to), ("path", path), ("method", method)) if v}})
+    try:
+        stream = api.stream(f"/v1/tap?{query}")
+        hello = json.loads(stream.readline() or b"{}")
+    except ApiError as exc:
+        raise local.SandboxError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise local.SandboxError(f"the control plane's tap stream broke at once: {exc}") from None
+    events: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
+
+    def follow() -> None:
+        try:
+            with stream:
+                for line in stream:
+                    if stop is not None and stop.is_set():
+                        return
+                    event = json.loads(line)
+                    if event.get("type") != "tick":
+                        with contextlib.suppress(queue.Full):
+                            events.put_nowait(event)
+        except (OSError, ValueError) as exc:
+            events.put({"type": "lost", "workload": "the control plane", "error": str(exc)})
+
+    threading.Thread(target=follow, daemon=True, name=f"tap:{deployment}").start()
+    return list(hello.get("instances", [])), _iterate(events, stop)
 
 
 def render(event: dict[str, Any]) -> str | None:

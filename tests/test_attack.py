@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sandbox.attack import attack_port, classify
+from controlplane.intruder import attack_endpoint, classify
 from tests.meshkit import Mesh
 from tests.test_faults_e2e import until
 from tests.test_traffic_e2e import apply, doc
@@ -26,17 +26,17 @@ async def test_attack_outcomes_for_strict_permissive_and_deny(mesh: Mesh, echo_p
     server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
     anchor = mesh.anchor.read_text()
     port = server.ports["inbound"]
-    strict = await asyncio.to_thread(attack_port, port, anchor)
+    strict = await asyncio.to_thread(attack_endpoint, "127.0.0.1", port, anchor)
     assert verdicts(strict) == {"plaintext": "refused", "foreign-ca": "refused"}
     assert "trust anchor" in strict[1].lesson
 
     apply(mesh, doc("MeshTLS", "open", {"mode": "PERMISSIVE"}))
-    permissive = await until(lambda: asyncio.to_thread(attack_port, port, anchor),
+    permissive = await until(lambda: asyncio.to_thread(attack_endpoint, "127.0.0.1", port, anchor),
                              lambda o: verdicts(o)["plaintext"] == "let through", "PERMISSIVE")
     assert verdicts(permissive)["foreign-ca"] == "refused"  # PERMISSIVE still verifies certificates
     assert 'tls="no_identity"' in server.metrics()
 
     apply(mesh, doc("AuthorizationPolicy", "no-strangers", {"action": "DENY", "rules": [{"from": [{"source": {"unauthenticated": True}}]}]}))
-    denied = await until(lambda: asyncio.to_thread(attack_port, port, anchor),
+    denied = await until(lambda: asyncio.to_thread(attack_endpoint, "127.0.0.1", port, anchor),
                          lambda o: verdicts(o)["plaintext"] == "denied", "the DENY")
     assert "emojivoto/no-strangers" in denied[0].lesson

@@ -160,7 +160,7 @@ def container_mesh(built):
 
 def test_the_mesh_runs_from_the_image_across_containers(container_mesh: ContainerMesh) -> None:
     m = container_mesh
-    cp = m.run("controlplane", ["meshdojo", "controlplane", "--state-dir", "/tmp/state", "--host", "0.0.0.0",
+    cp = m.run("controlplane", ["meshdojo", "controlplane", "--state-dir", "/tmp/state", "--host", "0.0.0.0", "--relay-address", "controlplane",
                                 "--api-port", "8085", "--mesh-port", "8086"], hostname="controlplane")
 
     def started():

@@ -35,8 +35,12 @@ class Learner:
         self.env = {**os.environ, "MESHDOJO_HOME": str(home), "KUBECONFIG": str(k8s.kubeconfig)}
         self.env.pop("MESHDOJO_BACKEND", None)
 
+    @staticmethod
+    def argv(*args: str) -> list[str]:
+        return [sys.executable, "-m", "sandbox.cli", *args, "--name", "lab"]
+
     def run(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "sandbox.cli", *args, "--name", "lab"], capture_output=True, text=True,
+        done = subprocess.run(self.argv(*args), capture_output=True, text=True,
                               env=self.env, timeout=timeout)
         if ok:
             assert done.returncode == 0, f"meshdojo {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
@@ -135,11 +139,10 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         # logs come from the API server (kubectl logs); kwok's nodes keep none, and saying so is not a traceback
         logs = learner.run("logs", "web", ok=False)
         assert logs.returncode == 1 and "the API server gives no log for emojivoto/web-" in logs.stderr, logs.stderr
-        top = learner.run("top", "deploy/web", "--duration", "1", ok=False)  # needs the relay in the control plane's pod
-        assert top.returncode == 1 and "not built yet" in top.stderr and "Traceback" not in top.stderr
-        for verb in (["wire", "deploy/web", "deploy/emoji"], ["attack", "svc/emoji"], ["fault", "net", "latency", "svc/emoji", "--latency", "1s"]):
-            refused = learner.run(*verb, ok=False)
-            assert refused.returncode == 1 and "relays in the control plane's pod" in refused.stderr, (verb, refused.stderr)
+        # tap, top, wire, attack and network faults go through the control plane's pod (tested with pods that run, in
+        # test_kube_traffic.py); here kwok's pods run nothing, which top survives
+        top = learner.run("top", "deploy/web", "--duration", "1", ok=False)
+        assert top.returncode == 0 and "Traceback" not in top.stderr, top.stderr
 
         # scale: the Deployment's replicas, waited for
         assert "deployment emojivoto/web scaled to 2" in learner.run("scale", "deploy/web", "2").stdout

@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from proxy.tap import QUEUE_SIZE
+from proxy.tap import QUEUE_SIZE, TapFilter
 from tests.meshkit import Mesh, spiffe
 from tests.test_traffic_e2e import apply, doc
 
@@ -143,3 +143,10 @@ def test_top_aggregates_by_source_destination_method_and_path():
     assert rows[1] == ("web-0", "voting", "GET", "/api/vote", "2", "2.0ms", "9.0ms", "9.0ms", "50%")
     assert rows[2][:5] == ("web-0", "emoji", "GET", "/api/list", "1")
     assert "SUCCESS" in render(top).splitlines()[0]
+
+
+def test_the_to_filter_names_a_destination_not_a_substring():
+    event = {"dst": "voting", "authority": "voting.emojivoto:8080", "server_id": "spiffe://meshdojo.local/ns/emojivoto/sa/voting"}
+    assert TapFilter(to="voting").matches(event) and TapFilter(to="voting.emojivoto").matches(event)
+    assert not TapFilter(to="emoji").matches(event)  # the namespace emojivoto contains 'emoji'; the destination is voting
+    assert TapFilter(to="emoji").matches({"dst": "emoji", "authority": "emoji:8080"})

@@ -115,9 +115,9 @@ def inject(name: str, deployment: str, namespace: str, meshed: bool) -> Action:
 def intruder(name: str, service: str, namespace: str) -> Action:
     def run() -> str:
         lines = []
-        for eid, port, meshed, outcomes in attack.attack_service(name, service, namespace):
-            lines.append(f"{eid} at 127.0.0.1:{port} ({'sidecar' if meshed else 'no sidecar'})")
-            lines += [f"  {o.attempt}: {o.verdict.upper()} — {o.detail}" for o in outcomes]
+        for hit in attack.attack_service(name, service, namespace):
+            lines.append(f"{hit.endpoint} at {hit.address}:{hit.port} ({'sidecar' if hit.meshed else 'no sidecar'})")
+            lines += [f"  {o.attempt}: {o.verdict.upper()} — {o.detail}" for o in hit.outcomes]
         return "\n".join(lines)
 
     return Action(f"intruder against {service}", command(name, f"meshdojo attack svc/{service} -n {namespace}"),

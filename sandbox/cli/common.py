@@ -18,18 +18,6 @@ def fail(message: str) -> int:
     return 1
 
 
-NOT_ON_A_CLUSTER = ("{what} needs relays in the control plane's pod that reach each sidecar, which a cluster does not have "
-                    "yet; on a cluster, `meshdojo stat`, `routes` and `edges` show the traffic, and `meshdojo fault inject` "
-                    "(HTTP faults) works")
-
-
-def local_only(sandbox: str, what: str) -> str | None:
-    """The error for a verb that only the local backend has yet (None: this sandbox is local)."""
-    from sandbox.backends import backend_for
-
-    return None if backend_for(sandbox).kind == "local" else NOT_ON_A_CLUSTER.format(what=what)
-
-
 def add_name(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="default", help="which sandbox (default: default)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sandbox.cli.common import add_name, add_namespace, fail, local_only, print_table
+from sandbox.cli.common import add_name, add_namespace, fail, print_table
 
 
 def _fault(args: argparse.Namespace) -> int:
@@ -20,8 +20,6 @@ def _fault(args: argparse.Namespace) -> int:
             print("\n".join(netcli.clear(args.name, args.service, args.namespace)))
             return 0
         if args.action == "net":
-            if refused := local_only(args.name, "a network fault"):
-                return fail(refused)
             fault = netcli.net_fault(args.name, args.kind, args.targets, args.source, args.namespace, args.latency, args.jitter,
                                      args.rate, args.duration, args.instance)
             print(f"network fault {netcli.describe(fault)}")

@@ -6,15 +6,13 @@ import argparse
 import json
 import sys
 
-from sandbox.cli.common import add_name, add_namespace, fail, local_only, print_table
+from sandbox.cli.common import add_name, add_namespace, fail, print_table
 
 
 def _wire(args: argparse.Namespace) -> int:
     from sandbox import local, netcli, resources
     from sandbox.cpapi import ApiError
 
-    if refused := local_only(args.name, "the wire view"):
-        return fail(refused)
     try:
         seen = netcli.wire(args.name, args.source, args.target, args.namespace, args.timeout)
     except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
@@ -69,11 +67,10 @@ def _observe(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    from controlplane.intruder import outcome_json
     from sandbox import attack, resources
     from sandbox.cpapi import ApiError
 
-    if refused := local_only(args.name, "the intruder (attack)"):
-        return fail(refused)
     kind, _, service = args.target.partition("/")
     if kind not in ("svc", "service") or not service:
         return fail(f"{args.target!r}: expected svc/NAME, e.g. 'meshdojo attack svc/web'")
@@ -81,16 +78,15 @@ def _attack(args: argparse.Namespace) -> int:
         results = attack.attack_service(args.name, service, args.namespace)
     except (resources.ResourceError, ApiError, ValueError, OSError) as exc:
         return fail(str(exc))
-    breached = any(o.verdict == "let through" for _eid, _port, _meshed, outcomes in results for o in outcomes)
+    breached = any(o.verdict == "let through" for hit in results for o in hit.outcomes)
     if args.output == "json":
-        print(json.dumps([{"endpoint": eid, "port": port, "meshed": meshed,
-                           "attempts": [{"attempt": o.attempt, "verdict": o.verdict, "detail": o.detail, "lesson": o.lesson}
-                                        for o in outcomes]} for eid, port, meshed, outcomes in results], indent=2))
+        print(json.dumps([{"endpoint": hit.endpoint, "address": hit.address, "port": hit.port, "meshed": hit.meshed,
+                           "attempts": [outcome_json(o) for o in hit.outcomes]} for hit in results], indent=2))
         return 1 if breached else 0
-    for endpoint_id, port, meshed, outcomes in results:
-        where = "its sidecar's inbound port" if meshed else "the app itself (no sidecar)"
-        print(f"intruder -> {service} endpoint {endpoint_id} at 127.0.0.1:{port} ({where})")
-        for outcome in outcomes:
+    for hit in results:
+        where = "its sidecar's inbound port" if hit.meshed else "the app itself (no sidecar)"
+        print(f"intruder -> {service} endpoint {hit.endpoint} at {hit.address}:{hit.port} ({where})")
+        for outcome in hit.outcomes:
             mark = {"refused": "√", "denied": "√", "let through": "‼", "no tls": "·"}[outcome.verdict]
             label = "plaintext, no certificate" if outcome.attempt == "plaintext" else "TLS with a foreign CA's certificate"
             print(f"  {mark} {label}: {outcome.verdict.upper()} — {outcome.detail}")

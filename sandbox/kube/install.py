@@ -76,7 +76,9 @@ def rbac() -> list[dict[str, Any]]:
 
 def deployment(image: str) -> dict[str, Any]:
     labels = {"app": NAME, **PART_OF}
-    args = ["--kubernetes", "--state-dir", "/var/lib/meshdojo", "--host", "0.0.0.0", "--api-port", str(API_PORT),
+    # the relays of network faults listen on every address; pods are sent to the pod's own IP
+    args = ["--kubernetes", "--state-dir", "/var/lib/meshdojo", "--host", "0.0.0.0", "--relay-address", "$(POD_IP)",
+            "--api-port", str(API_PORT),
             "--mesh-port", str(MESH_PORT), "--webhook-port", str(WEBHOOK_PORT), "--proxy-image", image]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(NAME),
@@ -90,6 +92,7 @@ def deployment(image: str) -> dict[str, Any]:
                     "containers": [{
                         "name": "controlplane", "image": image, "imagePullPolicy": "IfNotPresent",
                         "command": ["meshdojo", "controlplane"], "args": args,
+                        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                         "ports": [{"name": "api", "containerPort": API_PORT}, {"name": "mesh", "containerPort": MESH_PORT},
                                   {"name": "webhook", "containerPort": WEBHOOK_PORT}],
                         "readinessProbe": {"tcpSocket": {"port": MESH_PORT}, "periodSeconds": 2},

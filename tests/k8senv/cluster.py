@@ -25,11 +25,17 @@ import yaml
 
 from sandbox.processes import spawn, stop_groups, wait_until
 from tests.k8senv import pki, stages
+from tests.k8senv.nodelogs import NodeLogs
 
 HERE = Path(__file__).resolve().parent
 NODES = ("kwok-node-0", "kwok-node-1")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+NODE_CIDR = "10.0.0.0/24"  # the kwok nodes' addresses (node_manifest)
+# the cluster's made-up networks answer "no route" at once on this machine instead of leaving it
+# through the default route (pods that run for real, tests/k8senv/pods.py, get a more specific route)
+FENCED = (POD_CIDR, SERVICE_CIDR, NODE_CIDR)
+FENCE_METRIC = "4242"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 CONTROLLERS = (  # what a cluster without kubelets needs: workloads, endpoints, service accounts, cleanup
     "deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller", "job-controller",
@@ -93,6 +99,7 @@ class Cluster:
     kubeconfig: Path = field(default_factory=Path)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_in: float = 0.0
+    node_logs: NodeLogs | None = None  # the nodes' kubelet API: container logs the pod runner registers
 
     def log(self, component: str) -> Path:
         return self.root / "logs" / f"{component}.log"
@@ -101,6 +108,7 @@ class Cluster:
     def start(self, timeout: float = 60.0) -> Cluster:
         began = time.monotonic()
         deadline = began + timeout
+        fence(True)
         files = pki.write_pki(self.root / "pki")
         self.version = subprocess.run([str(self.bin / "kube-apiserver"), "--version"], capture_output=True, text=True,
                                       check=True).stdout.split()[-1]
@@ -122,6 +130,10 @@ class Cluster:
             "--service-cluster-ip-range", SERVICE_CIDR, "--allow-privileged", "--profiling=false",
             "--enable-priority-and-fairness=false", "--event-ttl", "10m",
             "--endpoint-reconciler-type", "none",  # the kubernetes Service would point at 127.0.0.1, which it refuses
+            # the nodes' kubelet API is tests/k8senv/nodelogs.py on 127.0.0.1 (container logs), verified both ways
+            "--kubelet-preferred-address-types", "InternalIP", "--kubelet-certificate-authority", str(files["ca.crt"]),
+            "--kubelet-client-certificate", str(files["apiserver-kubelet-client.crt"]),
+            "--kubelet-client-key", str(files["apiserver-kubelet-client.key"]),
         ])
         wait_until(lambda: self._alive("kube-apiserver") and self._readyz(), max(deadline - time.monotonic(), 1),
                    "the API server's /readyz")
@@ -138,8 +150,9 @@ class Cluster:
         kwok_config.write_text(yaml.safe_dump_all(stages.all_stages(self.version)))
         self._spawn("kwok", ["--kubeconfig", str(configs["kwok"]), "--config", str(kwok_config), "--cidr", POD_CIDR,
                              "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake"])
-        for i, node in enumerate(NODES):
-            self.create(node_manifest(node, self.version, f"10.0.0.{10 + i}"))
+        self.node_logs = NodeLogs(files["kubelet.crt"], files["kubelet.key"], files["ca.crt"]).start()
+        for node in NODES:
+            self.create(node_manifest(node, self.version, "127.0.0.1", self.node_logs.port))
         wait_until(lambda: self._all_alive() and self._nodes_ready(), max(deadline - time.monotonic(), 1), "two Ready kwok nodes")
         wait_until(lambda: self._default_service_account(), max(deadline - time.monotonic(), 1), "the default ServiceAccount")
         self.started_in = time.monotonic() - began
@@ -248,12 +261,26 @@ class Cluster:
         for group in (order[:3], order[3:4], order[4:]):
             stop_groups([self.procs[name] for name in group if name in self.procs], grace=5)
         self.procs.clear()
+        if self.node_logs is not None:
+            self.node_logs.close()
+        fence(False)
 
 
-def node_manifest(name: str, version: str, address: str) -> dict[str, Any]:
+def fence(up: bool) -> None:
+    """Unreachable routes for the cluster's networks (root only; elsewhere a no-op: nothing is sent
+    there unless a test sends it)."""
+    if os.geteuid() != 0:
+        return
+    for cidr in FENCED:
+        subprocess.run(["ip", "route", "replace" if up else "del", "unreachable", cidr, "metric", FENCE_METRIC],
+                       capture_output=True, timeout=10)
+
+
+def node_manifest(name: str, version: str, address: str, kubelet_port: int) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
-                                                       "meshdojo.dev/node-ip": address},
+                                                       "meshdojo.dev/node-ip": address,
+                                                       "meshdojo.dev/kubelet-port": str(kubelet_port)},
                          "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                                     "type": "kwok"}},
             "spec": {}, "status": {"nodeInfo": {"kubeletVersion": version}}}

@@ -88,6 +88,11 @@ def write_pki(folder: Path, now: dt.datetime | None = None) -> dict[str, Path]:
                     dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                          "kubernetes.default.svc.cluster.local"), ips=("127.0.0.1", "10.0.0.1"))
     files |= {"apiserver.crt": serving.cert_pem, "apiserver.key": serving.key_pem}
+    # the nodes' kubelet API (tests/k8senv/nodelogs.py) and the API server's certificate to call it
+    kubelet = issue(ca, now, "kwok-node", server=True, dns=("localhost",), ips=("127.0.0.1",))
+    kubelet_client = issue(ca, now, "kube-apiserver-kubelet-client", "system:masters")
+    files |= {"kubelet.crt": kubelet.cert_pem, "kubelet.key": kubelet.key_pem,
+              "apiserver-kubelet-client.crt": kubelet_client.cert_pem, "apiserver-kubelet-client.key": kubelet_client.key_pem}
     for component, (user, group) in CLIENTS.items():
         pair = issue(ca, now, user, group)
         files |= {f"{component}.crt": pair.cert_pem, f"{component}.key": pair.key_pem}

@@ -41,6 +41,8 @@ def node_initialize(kubelet_version: str) -> dict[str, Any]:
 addresses:
 - {{type: InternalIP, address: {{{{ or (index .metadata.annotations "meshdojo.dev/node-ip") NodeIP | Quote }}}}}}
 - {{type: Hostname, address: {{{{ NodeName | Quote }}}}}}
+daemonEndpoints:
+  kubeletEndpoint: {{Port: {{{{ or (index .metadata.annotations "meshdojo.dev/kubelet-port") "10250" }}}}}}
 capacity: {{cpu: "32", memory: 64Gi, pods: "110"}}
 allocatable: {{cpu: "32", memory: 64Gi, pods: "110"}}
 nodeInfo:

@@ -1,0 +1,277 @@
+"""Pods that really run: what a kubelet does, for kwok's pods, in network namespaces.
+
+kwok makes pods Running and Ready with an IP from its CIDR, but runs nothing. For the tests that
+need real traffic on the cluster (tap, network faults, the wire view, the intruder), this runs a
+pod's containers the way a kubelet would, from the pod as the API server stores it (so exactly
+what the injector wrote):
+
+    network      one namespace per pod with the pod's IP on its eth0; every pod's eth0 and one
+                 veth of the host are ports of a bridge that lives in a namespace of its own (no
+                 host firewall rule applies there: Docker's FORWARD DROP does not get in the way).
+                 The host end holds ``HOST_IP``: the control plane beside the cluster listens
+                 there, and the API server's Service name for it resolves there (the pod's
+                 /etc/hosts, through ``ip netns exec``'s /etc/netns/<name>/ files)
+    containers   init containers with ``restartPolicy: Always`` (native sidecars) first, then the
+                 containers; command + args with ``$(VAR)`` expanded, env values and the
+                 downward API's fieldRefs; the image is this checkout (its virtualenv first on
+                 PATH, the image's WORKDIR ``demo-apps``)
+    volumes      projected ServiceAccount tokens (a TokenRequest bound to the pod, as the kubelet
+                 asks for), ConfigMaps and the downward API's labels, mounted in a private mount
+                 namespace per container (with a /run of its own) at the paths it expects
+
+Everything is in ``ip`` and ``unshare`` (iproute2, util-linux) and needs root, as the tests that
+use it say. Names carry this process's pid, so a run killed with SIGKILL is cleaned up by the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.processes import spawn, stop_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_IP = "10.244.255.254"  # in kwok's pod CIDR (tests/k8senv/cluster.py: POD_CIDR), never given to a pod
+PREFIX_LEN = 16
+PREFIX = "mdjt"
+
+
+class PodNetError(RuntimeError):
+    pass
+
+
+def usable() -> str | None:
+    """None when pods can run here; else why not."""
+    if os.geteuid() != 0:
+        return "running pods needs root (network namespaces)"
+    missing = [tool for tool in ("ip", "unshare", "mount") if shutil.which(tool) is None]
+    return f"running pods needs {', '.join(missing)}" if missing else None
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and done.returncode != 0:
+        raise PodNetError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale() -> None:
+    """Namespaces of runs whose process is gone (a SIGKILLed test run)."""
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        found = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
+        if found and not _alive(int(found.group(1))):
+            _ip("netns", "del", name, check=False)
+            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+
+
+# -- what a container runs: pure functions of the pod ------------------------------------------
+
+def _field(pod: dict[str, Any], path: str) -> str:
+    meta, spec, status = pod["metadata"], pod["spec"], pod.get("status", {})
+    known = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta.get("uid", ""),
+             "spec.serviceAccountName": spec.get("serviceAccountName", "default"), "spec.nodeName": spec.get("nodeName", ""),
+             "status.podIP": status.get("podIP", "")}
+    if path not in known:
+        raise PodNetError(f"fieldRef {path} is not one this pod runner knows")
+    return known[path]
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)``: a defined variable is replaced, ``$$`` escapes, anything else stays."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def container_env(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = _expand(str(var["value"]), env)
+        elif "fieldRef" in (var.get("valueFrom") or {}):
+            env[var["name"]] = _field(pod, var["valueFrom"]["fieldRef"]["fieldPath"])
+        else:
+            raise PodNetError(f"env {var['name']}: only values and fieldRefs are supported by this pod runner")
+    return env
+
+
+def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str]:
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if not argv:
+        raise PodNetError(f"container {container['name']}: no command (the image's default is not known here)")
+    return [_expand(a, env) for a in argv]
+
+
+def labels_file(labels: dict[str, str]) -> str:
+    """The downward API's format: one ``key="value"`` per line, sorted."""
+    return "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(labels.items()))
+
+
+@dataclass
+class RunningPod:
+    name: str
+    namespace: str
+    ip: str
+    netns: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # container -> process
+
+
+class PodNetwork:
+    """The bridge, its host end and the pods run on it; ``close()`` removes all of it."""
+
+    def __init__(self, root: Path, api_client: Any, hosts: dict[str, str],
+                 log_files: dict[tuple[str, str, str], Path] | None = None) -> None:
+        self.root = root
+        self._log_files = log_files if log_files is not None else {}  # the nodes' log server reads these
+        self._api = api_client
+        self._hosts = hosts  # name -> address, for every pod's /etc/hosts
+        self._id = f"{PREFIX}{os.getpid()}"
+        self._net = f"{self._id}-net"
+        self._host_if = f"mdjh{os.getpid() % 10**8}"
+        self.pods: dict[str, RunningPod] = {}
+        self._count = 0
+
+    def __enter__(self) -> PodNetwork:
+        remove_stale()
+        try:
+            _ip("netns", "add", self._net)
+            _ip("-n", self._net, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self._net, "link", "set", "br0", "up")
+            _ip("link", "add", self._host_if, "type", "veth", "peer", "name", "host", "netns", self._net)
+            _ip("-n", self._net, "link", "set", "host", "master", "br0", "up")
+            _ip("addr", "add", f"{HOST_IP}/{PREFIX_LEN}", "dev", self._host_if)
+            _ip("link", "set", self._host_if, "up")
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- pods ---------------------------------------------------------------------------------
+    def run(self, pod: dict[str, Any]) -> RunningPod:
+        """Start the pod's containers (sidecars first) in a namespace with its IP."""
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        ip = pod.get("status", {}).get("podIP")
+        if not ip:
+            raise PodNetError(f"pod {key} has no IP yet")
+        self._count += 1
+        running = RunningPod(meta["name"], meta["namespace"], ip, f"{self._id}-p{self._count}")
+        self.pods[key] = running
+        self._plumb(running)
+        volumes = self._volumes(pod, self.root / running.netns)
+        sidecars = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+        for container in [*sidecars, *pod["spec"]["containers"]]:
+            running.procs[container["name"]] = self._start(pod, running, container, volumes)
+            self._log_files[(running.namespace, running.name, container["name"])] = self.root / running.netns / f"{container['name']}.log"
+        return running
+
+    def stop(self, running: RunningPod) -> None:
+        stop_groups(list(running.procs.values()))
+        _ip("netns", "del", running.netns, check=False)
+        shutil.rmtree(f"/etc/netns/{running.netns}", ignore_errors=True)
+        self.pods.pop(f"{running.namespace}/{running.name}", None)
+
+    def close(self) -> None:
+        for running in list(self.pods.values()):
+            self.stop(running)
+        _ip("netns", "del", self._net, check=False)  # takes the bridge and both ends of the host's veth
+
+    def log(self, pod: str, container: str) -> str:
+        running = next(p for key, p in self.pods.items() if key.endswith(f"/{pod}"))
+        path = self.root / running.netns / f"{container}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _plumb(self, pod: RunningPod) -> None:
+        ns, peer = pod.netns, f"{pod.netns.rsplit('-', 1)[1]}-{os.getpid() % 10**6}"
+        _ip("netns", "add", ns)
+        _ip("-n", self._net, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("-n", self._net, "link", "set", peer, "master", "br0", "up")
+        _ip("-n", ns, "addr", "add", f"{pod.ip}/{PREFIX_LEN}", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        etc = Path("/etc/netns") / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in self._hosts.items()))
+
+    # -- volumes and containers ------------------------------------------------------------------
+    def _volumes(self, pod: dict[str, Any], where: Path) -> dict[str, Path]:
+        """Each volume of the pod as a directory (name -> path)."""
+        from kubernetes import client
+
+        meta, spec = pod["metadata"], pod["spec"]
+        core = client.CoreV1Api(self._api)
+        made: dict[str, Path] = {}
+        for volume in spec.get("volumes") or []:
+            path = where / "volumes" / volume["name"]
+            path.mkdir(parents=True, exist_ok=True)
+            if "projected" in volume:
+                for source in volume["projected"]["sources"]:
+                    sat = source.get("serviceAccountToken")
+                    if sat is None:
+                        continue
+                    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+                        audiences=[sat["audience"]] if sat.get("audience") else [],
+                        expiration_seconds=sat.get("expirationSeconds", 3600),
+                        bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name=meta["name"],
+                                                                        uid=meta["uid"])))
+                    token = core.create_namespaced_service_account_token(spec.get("serviceAccountName", "default"),
+                                                                         meta["namespace"], request)
+                    (path / sat["path"]).write_text(token.status.token)
+            elif "configMap" in volume:
+                data = core.read_namespaced_config_map(volume["configMap"]["name"], meta["namespace"]).data or {}
+                for key, value in data.items():
+                    (path / key).write_text(value)
+            elif "downwardAPI" in volume:
+                for item in volume["downwardAPI"]["items"]:
+                    if item["fieldRef"]["fieldPath"] != "metadata.labels":
+                        raise PodNetError(f"downwardAPI {item['fieldRef']['fieldPath']} is not supported by this pod runner")
+                    (path / item["path"]).write_text(labels_file(meta.get("labels") or {}))
+            elif "emptyDir" not in volume:
+                raise PodNetError(f"volume {volume['name']}: only projected tokens, ConfigMaps, downwardAPI and emptyDir here")
+            made[volume["name"]] = path
+        return made
+
+    def _start(self, pod: dict[str, Any], running: RunningPod, container: dict[str, Any],
+               volumes: dict[str, Path]) -> subprocess.Popen[bytes]:
+        env = container_env(pod, container)
+        argv = container_argv(container, env)
+        # a private mount namespace: this container's volumes at the paths it expects, nowhere else
+        mounts = " && ".join(f"mkdir -p {shlex.quote(m['mountPath'])} && mount --bind {shlex.quote(str(volumes[m['name']]))} "
+                             f"{shlex.quote(m['mountPath'])}" for m in container.get("volumeMounts") or [])
+        # /run of its own (a container's is not the host's): mount points made there vanish with the container
+        script = f"mount -t tmpfs -o mode=0755 tmpfs /run && {mounts + ' && ' if mounts else ''}exec \"$@\""
+        full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(self.root),
+                    "PYTHONUNBUFFERED": "1", "HOSTNAME": running.name, **env}
+        return spawn(["ip", "netns", "exec", running.netns, "unshare", "--mount", "--propagation", "private",
+                      "sh", "-c", script, "sh", *argv], self.root / running.netns / f"{container['name']}.log",
+                     env=full_env, cwd=ROOT / "demo-apps")
+
+
+def pods_of(api_client: Any, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's pods as the API server stores them (dicts in the API's own field names)."""
+    from kubernetes import client
+
+    raw = client.CoreV1Api(api_client).list_namespaced_pod(namespace, _preload_content=False)
+    return [p for p in json.loads(raw.data)["items"] if not p["metadata"].get("deletionTimestamp")]
+

@@ -1,0 +1,197 @@
+"""The mesh on a cluster carries real traffic, and the verbs that need the control plane's pod
+to reach the sidecars work there: `stat`/`edges` from scraped pods, `tap`, `top`, a network
+fault, the wire view and the intruder — against the real API server (tests/k8senv).
+
+`up --backend context` applies emojivoto as it is; the injector writes each pod's sidecar; then
+tests/k8senv/pods.py runs every pod the way a kubelet would (its IP from kwok, in a network
+namespace of its own, the containers' commands, env and volumes as the API server stores them,
+the ServiceAccount token from a TokenRequest). The control plane runs beside the cluster on the
+pod network's host address, where the pods' sidecars reach it by its Service's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.processes import wait_until
+from tests.k8senv import pods as podnet
+from tests.k8senv.cluster import free_port
+from tests.meshkit import Mesh
+from tests.test_kube_backend import Learner
+from tests.test_kube_controlplane import IMAGE, _sa_kubeconfig
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
+NS = "emojivoto"
+MESH_PORT = 8086  # the port the injected sidecars are told (the control plane's Service), on the pod network's host address
+
+
+def _stat(learner: Learner) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads(learner.run("stat", "-o", "json", "-t", "10s").stdout)}
+
+
+async def _tui_taps_web(home: Path, kubeconfig: Path) -> str:
+    """The UI's tap pane on the cluster sandbox: requests appear, and a request's fate."""
+    from textual.widgets import DataTable, Input
+
+    from tests.test_tui_sandbox import text, until
+    from tui.app import MeshdojoApp
+
+    saved = {k: os.environ.get(k) for k in ("MESHDOJO_HOME", "KUBECONFIG")}
+    os.environ.update({"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)})
+    try:
+        app = MeshdojoApp("lab")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.snapshot.status, "the first refresh", 30)
+            await pilot.press("3")
+            target = app.query_one("#tap-target", Input)
+            target.value = "web"
+            target.focus()
+            await pilot.press("enter")
+            table = app.query_one("#tap-table", DataTable)
+            await until(pilot, lambda: table.row_count >= 2, "tapped requests in the UI", 30)
+            table.focus()
+            await pilot.press("down")
+            await until(pilot, lambda: "src " in text(app, "#fate"), "a request's fate in the UI")
+            fate = text(app, "#fate")
+        assert app.crash is None
+        return fate
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> list[dict]:
+    """The first ``want`` request events of `meshdojo tap ... -o json`, then Ctrl-C."""
+    proc = subprocess.Popen([*learner.argv("tap", *args, "-o", "json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=learner.env)
+    events: list[dict] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("type") == "end":
+                events.append(event)
+                if len(events) >= want:
+                    break
+    finally:
+        timer.cancel()
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert len(events) >= want, f"tap gave {len(events)} of {want} events in {timeout}s: {err}"
+    return events
+
+
+@pytest.mark.skipif(podnet.usable() is not None, reason=podnet.usable() or "")
+def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s, tmp_path, record_property):
+    host = podnet.HOST_IP
+    api, webhook = free_port(), free_port()
+    learner = Learner(k8s, tmp_path / "home")
+    client = k8s.client()
+    from sandbox.cli import main
+
+    with podnet.PodNetwork(tmp_path / "pods", client, {"meshdojo-controlplane.meshdojo-system.svc": host},
+                           k8s.node_logs.files) as net:
+        assert main(["install", "--kubeconfig", str(k8s.kubeconfig), "--image", IMAGE,
+                     "--webhook-url", f"https://{host}:{webhook}/inject"]) == 0
+        own = _sa_kubeconfig(k8s, client, tmp_path / "cp.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
+        mesh = Mesh(tmp_path)
+        try:
+            mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--host", host, "--relay-address", host,
+                                    "--webhook-port", str(webhook), "--webhook-host", host, "--proxy-image", IMAGE,
+                                    "--api-port", str(api), "--mesh-port", str(MESH_PORT))
+            learner.run("up", "--backend", "context", "--demo", "emojivoto", "--no-tui", "--image", IMAGE,
+                        "--controlplane-url", f"http://{host}:{api}", "--webhook-url", f"https://{host}:{webhook}/inject")
+            began = time.monotonic()
+            for pod in podnet.pods_of(client, NS):
+                net.run(pod)
+            running = sorted(p.name.rsplit("-", 2)[0] for p in net.pods.values())
+            assert running == ["emoji", "emojivoto-ingress", "vote-bot", "voting", "web"], running
+
+            # vote-bot -> web -> emoji and voting, each hop through two sidecars over mTLS: stat and edges from scraped pods
+            def traffic() -> dict[str, dict] | None:
+                rows = _stat(learner)
+                return rows if all((rows.get(d) or {}).get("rps") for d in ("web", "emoji", "voting")) else None
+
+            try:
+                rows = wait_until(traffic, 90, "requests on web, emoji and voting in `meshdojo stat`", interval=0.5)
+            except Exception:
+                print("\n".join(f"--- {key}/{c}\n{net.log(p.name, c)[-1500:]}" for key, p in net.pods.items() for c in p.procs))
+                raise
+            record_property("pods started to traffic in stat (s)", round(time.monotonic() - began, 1))
+            assert rows["emoji"]["success_rate"] == 1.0 and rows["web"]["meshed"] == "1/1", rows
+            edges = json.loads(learner.run("edges", "-o", "json").stdout)
+            assert any(e["src"] == "web" and e["dst"] == "emoji" and e["secured"] for e in edges), edges
+
+            # logs: the pods' own, through the API server and the node (`kubectl logs`), the app's and the sidecar's
+            app_log = learner.run("logs", "emoji").stdout
+            assert "listening on 127.0.0.1:14080" in app_log, app_log  # the app moved to its private port (PORT)
+            proxy_log = learner.run("logs", "emoji", "--proxy").stdout
+            assert f"identity spiffe://meshdojo.local/ns/{NS}/sa/emoji: certificate serial" in proxy_log, proxy_log
+
+            # identities: each pod's sidecar, read through the control plane (its certificate, from a TokenReview'd token)
+            idents = {w["workload"].rsplit("-", 2)[0]: w for w in json.loads(learner.run("identity", "-o", "json").stdout)["workloads"]}
+            assert idents["emoji"]["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/emoji" and idents["emoji"]["serial"], idents
+            assert idents["emoji"]["mode"] == "permissive", idents["emoji"]
+
+            # tap: the control plane reads web's sidecar and streams it; the identities prove mTLS across pods
+            events = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+            assert all(e["tls"] and e["dst"].startswith("emoji") for e in events), events
+            assert {e.get("server_id") for e in events} == {f"spiffe://meshdojo.local/ns/{NS}/sa/emoji"}, events
+            top = learner.run("top", "deploy/web", "--duration", "3").stdout
+            assert "/api/list" in top or "/api/vote" in top, top
+            fate = asyncio.run(_tui_taps_web(tmp_path / "home", k8s.kubeconfig))
+            assert "mTLS: yes" in fate and "_id: spiffe://meshdojo.local/ns/emojivoto/sa/" in fate, fate  # client_id or server_id
+
+            # a network fault on the edge web -> emoji: the relay in the control plane holds emoji's answers 400 ms
+            learner.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "400ms", "--for", "2m")
+            slow = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+            assert min(e["latency_ms"] for e in slow) >= 380, [e["latency_ms"] for e in slow]
+            listing = json.loads(learner.run("fault", "list", "-o", "json").stdout)
+            assert any("400ms" in f["what"] or "400 ms" in f["what"] for f in listing["faults"]), listing
+            learner.run("fault", "clear")
+            fast = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+            assert max(e["latency_ms"] for e in fast) < 300, [e["latency_ms"] for e in fast]
+
+            # the wire view: what an eavesdropper between the pods sees is a TLS 1.3 handshake, then ciphertext
+            wire = json.loads(learner.run("wire", "deploy/web", "deploy/emoji", "--timeout", "30", "-o", "json").stdout)
+            assert wire["connections"], wire
+            assert wire["connections"][0]["handshake"]["version"] == "TLS 1.3", wire["connections"][0]
+
+            # the intruder, from the control plane's place in the network: PERMISSIVE lets plaintext in ...
+            attacked = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
+            assert attacked.returncode == 1, attacked.stderr
+            (hit,) = json.loads(attacked.stdout)
+            emoji_ip = next(p.ip for p in net.pods.values() if p.name.startswith("emoji-"))
+            assert hit["address"] == emoji_ip and hit["meshed"], hit
+            assert {a["attempt"]: a["verdict"] for a in hit["attempts"]} == {"plaintext": "let through", "foreign-ca": "refused"}
+            # ... and STRICT refuses both
+            strict = tmp_path / "strict.yaml"
+            strict.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: MeshTLS\nmetadata: {name: strict, namespace: emojivoto}\n"
+                              "spec:\n  targetRef: {kind: Service, name: emoji}\n  mode: STRICT\n")
+            learner.run("apply", "-f", str(strict))
+
+            def refused() -> bool:
+                done = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
+                return done.returncode == 0 and {a["verdict"] for a in json.loads(done.stdout)[0]["attempts"]} == {"refused"}
+
+            wait_until(refused, 30, "STRICT to refuse the intruder's plaintext")
+            print(f"\nreal traffic on the test cluster: {len(net.pods)} pods, web {rows['web']['rps']:.1f} rps; "
+                  f"latency fault {min(e['latency_ms'] for e in slow):.0f} ms, cleared {max(e['latency_ms'] for e in fast):.0f} ms")
+        finally:
+            try:
+                learner.run("down", ok=False)
+            finally:
+                mesh.close()
