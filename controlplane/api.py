@@ -90,6 +90,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
             web.get("/v1/stats", stats),
             web.get("/v1/edges", edges),
             web.get("/v1/routes", routes),
+            web.get("/v1/changes", changes),
         ]
     )
     return app
@@ -346,6 +347,25 @@ def _window(request: web.Request) -> float:
     return max(window, 2.0)
 
 
+def _until(request: web.Request) -> float | None:
+    """``until``: the window ends at this unix time instead of now (a report's earlier window)."""
+    raw = request.query.get("until")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "until: expected unix seconds, e.g. 1800000000.5"}',
+                                 content_type="application/json") from None
+
+
+async def changes(request: web.Request) -> web.Response:
+    """What was applied, changed, deleted or expired since the control plane started (policies
+    and network faults), oldest first: what a report shows between its two windows."""
+    merged = sorted([*request.app[POLICIES].changes, *request.app[RELAYS].changes], key=lambda c: c["time"])
+    return web.json_response({"changes": merged})
+
+
 async def stats(request: web.Request) -> web.Response:
     q = request.query
     telemetry = request.app[TELEMETRY]
@@ -355,7 +375,7 @@ async def stats(request: web.Request) -> web.Response:
     view = telemetry.deployment_rows if kind == "deploy" else telemetry.service_rows
     window = _window(request)
     name, namespace = q.get("name"), q.get("namespace")
-    rows = view(window, namespace, name)
+    rows = view(window, namespace, name, _until(request))
     if name and not rows:  # no traffic is a row of zeros; a name nobody knows is an error
         if kind == "deploy":
             known = sorted({h.deployment for h in telemetry.workloads.values() if namespace in (None, h.namespace)})
@@ -370,7 +390,8 @@ async def stats(request: web.Request) -> web.Response:
 
 async def edges(request: web.Request) -> web.Response:
     window = _window(request)
-    return web.json_response({"window": window, "rows": request.app[TELEMETRY].edges(window, request.query.get("namespace"))})
+    rows = request.app[TELEMETRY].edges(window, request.query.get("namespace"), _until(request))
+    return web.json_response({"window": window, "rows": rows})
 
 
 async def routes(request: web.Request) -> web.Response:

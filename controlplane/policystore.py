@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from controlplane.policy import PolicyError, Resource, parse
+
+CHANGES_KEPT = 500
 
 
 class PolicyStore:
@@ -21,6 +24,7 @@ class PolicyStore:
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
         self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
+        self.changes: deque[dict[str, Any]] = deque(maxlen=CHANGES_KEPT)  # what happened, for reports
         # Kubernetes mode: where applies and deletes are written (controlplane.kube.policies.KubePolicies),
         # and what the cluster holds that the control plane cannot use. None: this store is the truth.
         self.cluster: Any = None
@@ -62,11 +66,13 @@ class PolicyStore:
         for key in current.keys() - entries.keys():
             del self._resources[key]
             changed.add(key[1])
+            self._record(now, "deleted", key)
         for key, (resource, expires) in entries.items():
             old = current.get(key)
             if old is None or old[0].document != resource.document or old[1] != expires:
                 self._resources[key] = (resource, expires)
                 changed.add(key[1])
+                self._record(now, "created" if old is None else "configured", key)
         self._changed(changed)
 
     def apply(self, documents: list[tuple[str, int, Any]], default_namespace: str = "default") -> list[dict[str, str]]:
@@ -82,6 +88,8 @@ class PolicyStore:
             if action != "unchanged" or expires is not None:
                 self._resources[resource.key] = (resource, expires)
                 changed.add(resource.namespace)
+            if action != "unchanged":
+                self._record(now, action, resource.key)
             results.append({"kind": resource.kind, "namespace": resource.namespace, "name": resource.name, "action": action})
         self._changed(changed)
         return results
@@ -89,6 +97,7 @@ class PolicyStore:
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         if self._resources.pop((kind, namespace, name), None) is None:
             return False
+        self._record(self._clock(), "deleted", (kind, namespace, name))
         self._changed({namespace})
         return True
 
@@ -97,6 +106,7 @@ class PolicyStore:
         gone = [key for key, (_r, exp) in self._resources.items() if exp is not None and exp <= now]
         for key in gone:
             del self._resources[key]
+            self._record(now, "expired", key)
         if gone:
             self._changed({key[1] for key in gone})
         return gone
@@ -111,6 +121,9 @@ class PolicyStore:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"document": r.document, "expiresAt": exp} for r, exp in self.list()]
+
+    def _record(self, when: float, action: str, key: tuple[str, str, str]) -> None:
+        self.changes.append({"time": when, "action": action, "kind": key[0], "namespace": key[1], "name": key[2]})
 
     # -- watches -------------------------------------------------------------------------
     def watch(self, namespace: str | None) -> asyncio.Queue[dict[str, Any] | None]:

@@ -36,6 +36,7 @@ log = logging.getLogger("meshdojo.controlplane.relay")
 CAPTURE_BYTES = 4096
 CAPTURES_KEPT = 8
 CHUNK = 16 * 1024
+CHANGES_KEPT = 500
 LOCAL = "127.0.0.1"
 
 
@@ -195,6 +196,7 @@ class RelayManager:
         self.captures: dict[str, deque[Capture]] = {}
         self._lock = asyncio.Lock()
         self._redirected: set[tuple[str, str]] = set()  # services whose watchers see a relay
+        self.changes: deque[dict] = deque(maxlen=CHANGES_KEPT)  # faults put and removed, for reports
         self._pending: asyncio.Task | None = None
 
     # -- what the registry asks -------------------------------------------------------------
@@ -237,15 +239,20 @@ class RelayManager:
             self.faults[fault.name] = fault
             self.captures[fault.name] = deque(maxlen=CAPTURES_KEPT)
             await self._reconcile()
+        if fault.kind != "wire":
+            self._record("created" if old is None else "configured", fault)
         self._saved()
         return fault
 
     async def remove(self, name: str) -> bool:
         async with self._lock:
-            if self.faults.pop(name, None) is None:
+            fault = self.faults.pop(name, None)
+            if fault is None:
                 return False
             self.captures.pop(name, None)
             await self._reconcile()
+        if fault.kind != "wire":
+            self._record("deleted", fault)
         self._saved()
         return True
 
@@ -291,6 +298,10 @@ class RelayManager:
 
     def to_json(self) -> list[dict]:
         return [f.to_json() for f in self.faults.values()]
+
+    def _record(self, action: str, fault: NetFault) -> None:
+        self.changes.append({"time": self._clock(), "action": action, "kind": "NetworkFault", "namespace": fault.target.namespace,
+                             "name": fault.name, "detail": fault.describe()})
 
     def relay_count(self) -> int:
         return len(self._relays)

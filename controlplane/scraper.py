@@ -76,19 +76,22 @@ class Telemetry:
     def stale(self, history: WorkloadHistory) -> bool:
         return history.meshed and self._clock() - history.last_success > STALE_AFTER
 
-    def deployment_rows(self, window: float, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+    def deployment_rows(self, window: float, namespace: str | None = None, name: str | None = None,
+                        until: float | None = None) -> list[dict[str, Any]]:
+        """``until``: the window ends then (unix time), not now — a report's earlier window."""
         groups: dict[tuple[str, str], list[WorkloadHistory]] = {}
         for h in self.workloads.values():
             if (namespace is None or h.namespace == namespace) and (name is None or h.deployment == name):
                 groups.setdefault((h.namespace, h.deployment), []).append(h)
         rows = []
         for (ns, deployment), members in sorted(groups.items()):
-            g = sum_golden(golden(h, window) for h in members if h.meshed)
+            g = sum_golden(golden(h, window, until=until) for h in members if h.meshed)
             rows.append(_row(ns, deployment, f"{sum(h.meshed for h in members)}/{len(members)}", g,
                              [h.name for h in members if self.stale(h)]))
         return rows
 
-    def service_rows(self, window: float, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+    def service_rows(self, window: float, namespace: str | None = None, name: str | None = None,
+                     until: float | None = None) -> list[dict[str, Any]]:
         """Traffic to each service, as the meshed clients saw it (their outbound side)."""
         services = set()
         for h in self.workloads.values():
@@ -98,7 +101,7 @@ class Telemetry:
         for ns, svc in sorted(services):
             if (namespace is not None and ns != namespace) or (name is not None and svc != name):
                 continue
-            g = sum_golden(golden(h, window, "outbound", lambda k, ns=ns, svc=svc: k[3] == ns and k[2] == svc)
+            g = sum_golden(golden(h, window, "outbound", lambda k, ns=ns, svc=svc: k[3] == ns and k[2] == svc, until)
                            for h in self.workloads.values() if h.meshed)
             row = _row(ns, svc, "-", g, [])
             row["tcp_conn"] = None  # connections are counted per workload, not per service
@@ -106,7 +109,7 @@ class Telemetry:
             rows.append(row)
         return rows
 
-    def edges(self, window: float, namespace: str | None = None) -> list[dict[str, Any]]:
+    def edges(self, window: float, namespace: str | None = None, until: float | None = None) -> list[dict[str, Any]]:
         """One row per (client deployment, server deployment), as Linkerd's ``viz edges``: its
         own traffic numbers, and how much of it was mutually authenticated. A server that is
         being uninjected is briefly both: ``secured`` is true only when all of it was."""
@@ -120,7 +123,7 @@ class Telemetry:
             if pair is None:
                 continue
             for key in [k for k in pair.requests if k[0] == "outbound" and k[2]]:
-                g = golden(h, window, "outbound", lambda k, key=key: k == key)
+                g = golden(h, window, "outbound", lambda k, key=key: k == key, until)
                 if g is None or g.requests <= 0:
                     continue
                 server_id, dst_service, dst_ns = key[1], key[2], key[3]

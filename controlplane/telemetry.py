@@ -175,10 +175,13 @@ def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dic
         failures[key] = failures.get(key, 0.0) + value
 
 
-def _segments(samples: list[Sample], window: float) -> list[tuple[Sample | None, Sample]]:
-    """The window cut where the proxy restarted, as (start, end) pairs whose counter differences
-    add up to the window's increase — Prometheus' ``rate()`` rule for counter resets. A segment
-    that begins with a restart has ``None`` as its start: its counters began at zero."""
+def _segments(samples: list[Sample], window: float, until: float | None = None) -> list[tuple[Sample | None, Sample]]:
+    """The window (ending at the newest sample, or at ``until``) cut where the proxy restarted, as
+    (start, end) pairs whose counter differences add up to the window's increase — Prometheus'
+    ``rate()`` rule for counter resets. A segment that begins with a restart has ``None`` as its
+    start: its counters began at zero."""
+    if until is not None:
+        samples = [s for s in samples if s.time <= until]
     if len(samples) < 2:
         return []
     newest = samples[-1]
@@ -237,8 +240,8 @@ class Golden:
 
 
 def golden(history: WorkloadHistory, window: float, direction: str = "inbound",
-           keep: callable = lambda key: True) -> Golden | None:  # type: ignore[valid-type]
-    segments = _segments(history.samples, window)
+           keep: callable = lambda key: True, until: float | None = None) -> Golden | None:  # type: ignore[valid-type]
+    segments = _segments(history.samples, window, until)
     if not segments:
         return None
     total = failed = secured = 0.0

@@ -188,6 +188,12 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
                 return done.returncode == 0 and {a["verdict"] for a in json.loads(done.stdout)[0]["attempts"]} == {"refused"}
 
             wait_until(refused, 30, "STRICT to refuse the intruder's plaintext")
+
+            # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
+            report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))
+            assert "wrote" in report.stdout, report.stdout
+            page = (tmp_path / "report.html").read_text()
+            assert "NetworkFault" in page and "created MeshTLS" in page and "emojivoto/emoji" in page
             print(f"\nreal traffic on the test cluster: {len(net.pods)} pods, web {rows['web']['rps']:.1f} rps; "
                   f"latency fault {min(e['latency_ms'] for e in slow):.0f} ms, cleared {max(e['latency_ms'] for e in fast):.0f} ms")
         finally:

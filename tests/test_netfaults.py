@@ -112,6 +112,10 @@ async def test_latency_on_one_edge_only_and_it_reverts(edge_mesh):
         status, _ = mesh.call("DELETE", "/v1/netfaults/latency-web-emoji")
         assert status == 200
         await until(lambda: median_latency(session, web, "http://emoji/", 3), lambda t: t < base + 0.1, "the fault to go", 5)
+        # both are in the control plane's log of changes, for a report's "what changed in between"
+        changes = [(c["action"], c["kind"], c["name"], c.get("detail")) for c in mesh.call("GET", "/v1/changes")[1]["changes"]]
+        assert changes == [("created", "NetworkFault", "latency-web-emoji", fault["description"]),
+                           ("deleted", "NetworkFault", "latency-web-emoji", fault["description"])], changes
 
 
 async def test_bandwidth_reset_blackhole_and_expiry(edge_mesh):

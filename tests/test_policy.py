@@ -99,6 +99,9 @@ async def test_apply_is_atomic_and_time_boxed_resources_expire():
     clock.now += 2
     assert sorted(store.expire()) == [("FaultInjection", "bookinfo", "other"), ("FaultInjection", "bookinfo", "ratings-delay")]
     assert queue.get_nowait()["resources"] == []
+    # what happened, with when, for a report's "what changed in between" (a refused apply left no trace)
+    assert [(c["time"] - clock.now, c["action"], c["name"]) for c in store.changes] == [
+        (-121, "created", "ratings-delay"), (-121, "created", "other"), (0, "expired", "ratings-delay"), (0, "expired", "other")]
 
 
 def test_fault_percentages_hold_within_statistical_bounds():

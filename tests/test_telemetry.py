@@ -51,6 +51,17 @@ def test_the_window_picks_the_right_baseline():
     assert len(history.fine) + len(history.coarse) <= 120 + 90
 
 
+def test_a_window_can_end_in_the_past():
+    """A report's earlier window: ``until`` ends it there, with the same counter arithmetic."""
+    history = WorkloadHistory("ns", "w-0", "w", None, True)
+    key = ("inbound", "", "", "", "true")
+    for t in range(0, 100):  # 2 requests a second for 50 s, then 8
+        history.add(Sample(float(t), {key: 2.0 * t if t <= 50 else 100 + 8.0 * (t - 50)}, {}, {}, 0.0))
+    assert golden(history, 20, until=40).rps == 2.0 and golden(history, 20, until=40).seconds == 20.0
+    assert golden(history, 20).rps == 8.0
+    assert golden(history, 20, until=0.5) is None  # one sample is no window
+
+
 def test_fifteen_minutes_of_history_stay_small():
     import tracemalloc
     from array import array

@@ -256,3 +256,26 @@ def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_
     finally:
         ui.close()
         sandbox.run("scale", "web", "1", check=False)
+
+
+RETRIES = str(Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/policies/doughnut-retries.yaml")
+
+
+async def test_before_and_after_the_last_change(sandbox):
+    retries = RETRIES
+    sandbox.run("apply", "-f", retries)
+    try:
+        app = MeshdojoApp()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.snapshot.status, "the first refresh")
+            app.pane().focus()
+            await pilot.press("b")
+            await until(pilot, lambda: type(app.screen).__name__ == "TextScreen", "the before/after view", 20)
+            body = "\n".join(str(s.render()) for s in app.screen.query(Static))
+            assert "created HTTPRoute emojivoto/voting-retries" in body, body
+            assert "SUCCESS before -> after" in body and "emojivoto/voting" in body, body
+            assert "meshdojo report --" in body  # the CLI for the whole report
+            await pilot.press("escape")
+        assert app.crash is None
+    finally:
+        sandbox.run("delete", "-f", retries)

@@ -242,3 +242,34 @@ def action_result(action: Any, result: str, ok: bool) -> str:
 
 def problem_text(snap: Any) -> Text:
     return Text(f"⚠ {snap.problem}", style="bold white on dark_red") if snap.problem else Text("")
+
+
+def comparison_text(data: dict[str, Any], command: str) -> str:
+    """``meshdojo report``'s comparison as a table with sparklines: the UI's before/after view."""
+    import datetime as dt
+
+    from sandbox import report
+
+    def when(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
+
+    before, after = data["windows"]
+    rows = report.comparison(data)
+    lines = [f"before {when(before['start'])}-{when(before['end'])}   after {when(after['start'])}-{when(after['end'])} (UTC)", ""]
+    lines += ["changed in between:"] + ([f"  {when(c['time'])} {c['action']} {c['kind']} {c['namespace']}/{c['name']}"
+                                          for c in data["changes"]] or ["  nothing (no policy or fault was applied, changed or deleted)"])
+    lines += ["", "what moved:"] + [f"  {line}" for line in report.summary(rows)] + [""]
+    table = [("SERVICE", "SUCCESS before -> after", "P99 before -> after", "RPS", "SUCCESS OVER TIME")]
+    for r in rows:
+        key = (r["namespace"], r["name"])
+        series = [next((x["success_rate"] for x in point["rows"] if (x["namespace"], x["name"]) == key), None)
+                  for point in data["series"]]
+        table.append((f"{r['namespace']}/{r['name']}", f"{rate(r['success_rate'][0])} -> {rate(r['success_rate'][1])}",
+                      f"{ms(r['p99'][0])} -> {ms(r['p99'][1])}", f"{(r['rps'][0] or 0):.1f} -> {(r['rps'][1] or 0):.1f}",
+                      sparkline(series, width=len(series), top=1.0)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    if len(table) == 1:
+        lines.append("(no traffic in either window)")
+    lines += ["", f"the whole report, with charts, as one HTML file: {command}"]
+    return "\n".join(lines)

@@ -78,3 +78,23 @@ class MeshSource:
 
     def faults(self) -> list[dict[str, Any]]:
         return netcli.active(self.name)
+
+    def comparison(self) -> tuple[dict[str, Any], str]:
+        """The minute before the last change and the time since (at most a minute), as
+        ``meshdojo report --around-change`` compares them; with no recent change, the two
+        minutes before the last one. Returns the report's data and the equivalent command."""
+        from sandbox import report
+
+        api = api_for(self.name)
+        now = time.time()
+        changes = api.call("GET", "/v1/changes", timeout=2)["changes"]
+        try:
+            if not changes:
+                raise report.ReportError("no change yet")
+            before, after = report.around(changes[-1]["time"], "1m", "1m", now)
+            command = "meshdojo report --around-change"
+        except report.ReportError:  # none, too recent, or too old to have a before window: the last minutes
+            before, after = report.windows("2m", "1m", now)
+            command = "meshdojo report --before 2m --after 1m"
+        data = report.gather(lambda path: api.call("GET", path, timeout=5), before, after, points=24)
+        return data, (command if self.name == "default" else f"{command} --name {self.name}")
