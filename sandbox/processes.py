@@ -31,6 +31,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def die_with_parent() -> None:
+    """This process gets SIGKILL when its parent ends, however it ends (Linux)."""
+    _die_with_parent()
+
+
 def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None, *,
           die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` with stdout and stderr appended to ``log_path``, in a new process group."""

@@ -7,11 +7,11 @@ import argparse
 import os
 import sys
 
-from sandbox.cli import doctor, faults, images, install, lesson, lifecycle, load, observe, policy, report, workloads
+from sandbox.cli import doctor, faults, images, install, lesson, lifecycle, load, observe, policy, report, room, workloads
 from sandbox.cli.common import fail
 from sandbox.errors import SandboxError
 
-GROUPS = (lifecycle, workloads, policy, faults, observe, load, report, doctor, install, images, lesson)
+GROUPS = (lifecycle, workloads, policy, faults, observe, load, report, doctor, install, images, lesson, room)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -154,9 +155,13 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    served = os.environ.get("TEXTUAL_DRIVER", "").startswith("textual.drivers.web_driver")  # a browser session (meshdojo serve)
+    if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
         return fail("the UI needs a terminal; run it in one (or use the CLI commands: stat, tap, fault ...)")
+    if served:
+        from sandbox.processes import die_with_parent
+
+        die_with_parent()  # the session's UI ends with the server, even a killed one
     started_here = False
     if backend_for(args.name).status() is None:  # nothing running: the start screen, then the dashboard
         from tui.launcher import run as run_launcher
