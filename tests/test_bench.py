@@ -19,8 +19,10 @@ EXPECTED = {
     "Traffic policy": ["propagation p99 ms", "idle layers added p50 ms"],
     "Telemetry": ["N=0 CPU share", "N=5 CPU share", "N=5 RSS MB"],
     "Local sandbox": ["up seconds", "idle CPU share", "total RSS MB"],
-    "Terminal UI": ["first paint seconds", "idle CPU share", "fault to screen seconds", "key to screen seconds"],
+    "Terminal UI": ["first paint seconds", "idle CPU share", "idle CPU share, Lessons screen", "fault to screen seconds",
+                    "key to screen seconds"],
     "Demo apps": ["keep-alive p50 ms"],
+    "Lessons": ["step confirmed seconds (median)", "step confirmed seconds (max)"],
 }
 
 

@@ -263,6 +263,8 @@ RETRIES = str(Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/poli
 
 async def test_before_and_after_the_last_change(sandbox):
     retries = RETRIES
+    # an earlier test of this module restarts the control plane: it answers again first
+    wait_until(lambda: sandbox.run("get", check=False).returncode == 0, 30, "the control plane to answer", interval=0.2)
     sandbox.run("apply", "-f", retries)
     try:
         app = MeshdojoApp()

@@ -18,7 +18,8 @@ def fill(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
         columns = [c.key for c in table.ordered_columns]
         for key, cells in rows:
             for column, value in zip(columns, cells, strict=False):
-                table.update_cell(key, column, value)
+                if table.get_cell(key, column) != value:  # an unchanged cell costs no redraw
+                    table.update_cell(key, column, value)
         return
     selected = selected_key(table)
     table.clear()

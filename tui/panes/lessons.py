@@ -37,6 +37,7 @@ class Lessons(Pane):
     def on_mount(self) -> None:
         self._passed: bool | None = None
         self._hint = False
+        self._drawn = ""
         try:
             self._lessons = model.all_lessons()
         except model.LessonError as exc:
@@ -71,7 +72,9 @@ class Lessons(Pane):
                     f"Do:   {command(self.sandbox, 'meshdojo ' + ' '.join(step.do))}   (d: show me)\n"
                     + (f"Here: {step.tui}\n" if step.tui else "") + f"\nCheck: {state}"
                     + (f"\nHint: {step.hint}" if self._hint else "   (h: hint)"))
-        self.query_one("#lesson-step", Static).update(text)
+        if text != self._drawn:  # once a second the same text: no layout, no redraw
+            self._drawn = text
+            self.query_one("#lesson-step", Static).update(text)
 
     @work(thread=True, group="lesson-check", exclusive=True)
     def _run_check(self, check: model.Check, since: float) -> None:
