@@ -156,12 +156,15 @@ def test_bookinfos_pods_are_meshed_too_and_discovered(plane):
     def discovered():
         status, body = plane.mesh.call("GET", "/v1/services")
         found = {s["name"]: s for s in body["services"] if s["namespace"] == "bookinfo"}
-        return set(found) == services and all(s["endpoints"] for s in found.values()) and found
+        # every endpoint of every service: reviews' v1, v2 and v3 may reach its EndpointSlice one by one
+        return (set(found) == services and all(s["endpoints"] for s in found.values())
+                and len(found["reviews"]["endpoints"]) == 3 and found)
 
-    found = wait_until(discovered, 60, "every bookinfo service with its endpoints")
+    found = wait_until(discovered, 60, "every bookinfo service with its endpoints (reviews with three)")
     identities = {e["identity"] for e in found["reviews"]["endpoints"].values()}
     assert identities == {"spiffe://meshdojo.local/ns/bookinfo/sa/reviews"}
-    assert len(found["reviews"]["endpoints"]) == 3  # v1, v2, v3 behind one Service, as in Istio's bookinfo
+    # v1, v2, v3 behind one Service, as in Istio's bookinfo
+    assert {e["deployment"] for e in found["reviews"]["endpoints"].values()} == {"reviews-v1", "reviews-v2", "reviews-v3"}
 
 
 def _configmap(plane: Plane, ns: str, name: str):
