@@ -26,6 +26,8 @@ HOP_BY_HOP = frozenset(
 READ_HIGH_WATER = 256 * 1024
 # limits on what a peer may send before its message head is complete, enforced as bytes arrive
 MAX_HEAD_BYTES = 64 * 1024  # the whole head (431)
+# a staged close (RFC 9112 §9.6) reads and drops at most this much, for at most this long
+LINGER_BYTES, LINGER_SECONDS = 4 * 1024 * 1024, 2.0
 MAX_TARGET_BYTES = 8 * 1024  # the request target (414)
 MAX_FIELD_BYTES = 8 * 1024  # one header field, name and value (431)
 MAX_FIELDS = 100  # header fields in one head (431)
@@ -120,6 +122,8 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         self._unframed_body = False
         self._expect_body = False
+        self._linger: asyncio.TimerHandle | None = None  # a staged close in progress
+        self._linger_left = 0
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.bytes_read = 0
@@ -134,6 +138,11 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_read += len(data)
+        if self._linger is not None:  # closing in stages: what the peer still sends is dropped
+            self._linger_left -= len(data)
+            if self._linger_left < 0 and self.transport is not None:
+                self.transport.abort()
+            return
         while data and not self._refused:
             if self._in_body:
                 self._feed(data)
@@ -181,6 +190,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self._linger is not None:
+            self._linger.cancel()
         self._wbuf.clear()
         if self._unframed_body and self._in_message:
             self._in_message = False
@@ -379,9 +390,30 @@ class HttpConnection(asyncio.Protocol):
             raise ConnectionClosed("connection is closed")
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self._linger is None:  # a staged close ends by itself
             self.flush()
             self.transport.close()
+
+    def close_staged(self) -> None:
+        """Close after answering a request whose body was not read to its end (RFC 9112 §9.6):
+        our side ends after the response (FIN), and what the client still sends is read and
+        dropped — at most LINGER_BYTES for LINGER_SECONDS — so that it reads the response
+        instead of meeting a reset while it writes. (TLS cannot half-close: closed at once.)"""
+        if self.transport is None or self.closed or self._linger is not None:
+            return
+        self.flush()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._events.clear()  # nobody reads this connection any more
+        self._buffered = 0
+        self._cancel_timer()
+        self._linger_left = LINGER_BYTES
+        self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:

@@ -113,6 +113,8 @@ async def _serve_one(conn: HttpConnection, head: RequestHead, handler: Handler, 
         response.body.abandon()
         conn.abort()
         return False
+    if not request_done and response.error not in CLOSE_AFTER:
+        conn.close_staged()  # answered before the client finished sending: let it read the answer
     return keep_alive and not conn.closed
 
 

@@ -60,7 +60,8 @@ async def test_dashboard_topology_security_and_logs(sandbox):
         await pilot.press("2")
         await until(pilot, lambda: "🔒" in text(app, "#graph") and "┌ web " in text(app, "#graph"), "the topology")
         items = app.query_one("#items", DataTable)
-        await until(pilot, lambda: any(">" in str(r.key.value) for r in items.ordered_rows), "the edges in the list")
+        await until(pilot, lambda: any(str(r.key.value).endswith(">emojivoto/emoji") for r in items.ordered_rows),
+                    "the edge web -> emoji in the list")
         row = next(i for i, r in enumerate(items.ordered_rows) if str(r.key.value).endswith(">emojivoto/emoji"))
         items.move_cursor(row=row)
         await pilot.press("enter")

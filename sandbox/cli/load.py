@@ -44,7 +44,12 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     if kind not in ("svc", "service") or not service:
         raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/emoji --from deploy/web'")
     path = path if path.startswith("/") else "/" + path
-    st = backend_for(name).status()
+    backend = backend_for(name)
+    if backend.kind != "local":  # the generator runs here; a pod's sidecar listens inside its pod
+        raise ValueError("meshdojo load cannot reach into a cluster's pods yet; from a pod of your own, e.g. "
+                         f"kubectl -n {namespace or 'NAMESPACE'} run load --rm -it --restart=Never --image=fortio/fortio -- "
+                         f"load -c 4 -n 100 http://{service}{path}")
+    st = backend.status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
     ns = resources.service_namespace(name, service, namespace)
