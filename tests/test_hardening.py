@@ -390,3 +390,36 @@ async def test_a_silent_client_and_half_a_client_hello_are_dropped_at_the_deadli
     for data in (b"", hello_start):
         took = await asyncio.to_thread(dropped_after, data)
         assert 0.4 < took < 2.5, took
+
+
+def _upload_into_an_early_answer(port: int, total: int) -> tuple[bytes, str | None]:
+    """POST ``total`` bytes; once the answer has arrived, keep sending the rest. What was read
+    to the end, and the error sending or reading met (None: none)."""
+    import select
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST http://nosuch.emojivoto/upload HTTP/1.1\r\nHost: nosuch.emojivoto\r\n"
+                     b"Content-Length: %d\r\n\r\n" % total + b"x" * 65536)
+        readable, _, _ = select.select([sock], [], [], 10)
+        assert readable, "no answer while the body was still coming"
+        try:
+            left = total - 65536
+            while left > 0:  # a client that does not read while it writes, as many upload clients do
+                left -= sock.send(b"x" * min(left, 65536))
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError as exc:
+            return b"", f"{type(exc).__name__}: {exc}"
+    return data, None
+
+
+async def test_an_early_answer_to_an_upload_reaches_the_client_not_a_reset(mesh: Mesh, echo_port: int):
+    """RFC 9112 §9.6: the proxy answers a request for an unknown service before its 2 MiB body
+    arrived; it half-closes after the answer and drops the rest of the body, so the client can
+    finish writing and read the answer, instead of a reset."""
+    client = await asyncio.to_thread(mesh.start_proxy, "emojivoto", "web", echo_port, name="web")
+    data, error = await asyncio.to_thread(_upload_into_an_early_answer, client.ports["outbound"], 2 * 1024 * 1024)
+    assert error is None, error
+    head = data.split(b"\r\n", 1)[0]
+    assert head.startswith(b"HTTP/1.1 5") and b"connection: close" in data.lower(), data[:300]
