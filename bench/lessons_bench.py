@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 from bench.measure import BenchError, Section, Settings, Spread, Target, targets_table
 
@@ -43,16 +44,8 @@ def run(settings: Settings, root: Path) -> Section:
     def check() -> str:
         """`lesson check` in this process (it waits up to the step's deadline)."""
         out = io.StringIO()
-        saved = os.environ.get("MESHDOJO_HOME")
-        os.environ["MESHDOJO_HOME"] = str(root)
-        try:
-            with contextlib.redirect_stdout(out):
-                code = main(["lesson", "check"])
-        finally:
-            if saved is None:
-                os.environ.pop("MESHDOJO_HOME", None)
-            else:
-                os.environ["MESHDOJO_HOME"] = saved
+        with patch.dict(os.environ, {"MESHDOJO_HOME": str(root)}), contextlib.redirect_stdout(out):
+            code = main(["lesson", "check"])
         if code != 0:
             raise BenchError(f"lesson check failed: {out.getvalue().strip()}")
         return out.getvalue()

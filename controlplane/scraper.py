@@ -41,6 +41,13 @@ class Telemetry:
             self.workloads[key] = WorkloadHistory(namespace, name, deployment, identity, meshed)
         self.admin_ports[key] = admin
 
+    def admin_address(self, namespace: str, name: str) -> str | None:
+        """Where a workload's proxy serves its admin port: ``host:port`` (a local one's port is on 127.0.0.1)."""
+        admin = self.admin_ports.get((namespace, name))
+        if not admin:
+            return None
+        return f"127.0.0.1:{admin}" if isinstance(admin, int) else str(admin)
+
     def deployment_of(self, namespace: str, instance: str) -> str | None:
         history = self.workloads.get((namespace, instance))
         return history.deployment if history else None
@@ -56,15 +63,15 @@ class Telemetry:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_INTERVAL * 0.8)) as session:
             while True:
                 started = time.monotonic()
-                await asyncio.gather(*(self._scrape(session, key, port) for key, port in list(self.admin_ports.items()) if port))
+                await asyncio.gather(*(self._scrape(session, key, where) for key in list(self.admin_ports)
+                                       if (where := self.admin_address(*key))))
                 await asyncio.sleep(max(SCRAPE_INTERVAL - (time.monotonic() - started), 0.05))
 
-    async def _scrape(self, session: aiohttp.ClientSession, key: tuple[str, str], port: int | str) -> None:
+    async def _scrape(self, session: aiohttp.ClientSession, key: tuple[str, str], where: str) -> None:
         history = self.workloads.get(key)
         if history is None:
             return
         try:
-            where = port if isinstance(port, str) else f"127.0.0.1:{port}"
             async with session.get(f"http://{where}/metrics") as rsp:
                 text = await rsp.text()
             history.add(parse_exposition(text, self._clock(), history.line_cache))

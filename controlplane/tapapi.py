@@ -36,9 +36,9 @@ def tapped_instances(telemetry: Telemetry, namespace: str, deployment: str) -> l
     """(instance, admin address, identity) of the deployment's meshed instances. Pure."""
     found = []
     for (ns, name), history in sorted(telemetry.workloads.items()):
-        admin = telemetry.admin_ports.get((ns, name))
+        admin = telemetry.admin_address(ns, name)
         if ns == namespace and history.deployment == deployment and history.meshed and admin and history.identity:
-            found.append((name, f"127.0.0.1:{admin}" if isinstance(admin, int) else str(admin), history.identity))
+            found.append((name, admin, history.identity))
     return found
 
 
@@ -58,10 +58,9 @@ def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], id
     async def config(request: web.Request) -> web.Response:
         telemetry = request.app[telemetry_key]
         key = (request.match_info["ns"], request.match_info["name"])
-        admin = telemetry.admin_ports.get(key)
-        if not admin:
+        address = telemetry.admin_address(*key)
+        if address is None:
             return web.json_response({"error": f"no sidecar known as {key[0]}/{key[1]}"}, status=404)
-        address = f"127.0.0.1:{admin}" if isinstance(admin, int) else str(admin)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session, \
                     session.get(f"http://{address}/config") as upstream:

@@ -10,17 +10,8 @@ from collections.abc import Callable
 from proxy.balancer import PeakEwma
 from proxy.errors import ClientError, ConnectFailed, UpstreamProtocolError
 from proxy.exchange import Body, BytesBody, ConnectionBody, EmptyBody, Request, Response
-from proxy.http1 import (
-    LAST_CHUNK,
-    ConnectionClosed,
-    HttpConnection,
-    ProtocolViolation,
-    ReadTimeout,
-    ResponseHead,
-    encode_chunk,
-    encode_request_head,
-    forwardable,
-)
+from proxy.http1 import ConnectionClosed, HttpConnection, ProtocolViolation, ReadTimeout, ResponseHead
+from proxy.http1wire import LAST_CHUNK, encode_chunk, encode_request_head, forwardable
 from proxy.pool import ConnectionPool, Dest
 
 FLUSH_AT = 64 * 1024

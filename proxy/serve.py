@@ -16,15 +16,9 @@ from dataclasses import dataclass, field
 from proxy.endpoint import copy_body
 from proxy.errors import BadRequest, ProxyError
 from proxy.exchange import EMPTY, ConnectionBody, Handler, Peer, Request, Response
-from proxy.http1 import (
-    ConnectionClosed,
-    HttpConnection,
-    ProtocolViolation,
-    ReadTimeout,
-    RequestHead,
-    encode_response_head,
-)
+from proxy.http1 import ConnectionClosed, HttpConnection, ProtocolViolation, ReadTimeout, RequestHead
 from proxy.http1rules import authority_of, check_request_head
+from proxy.http1wire import encode_response_head
 
 log = logging.getLogger("meshdojo.proxy.serve")
 HEADER_TIMEOUT = 10.0

@@ -87,6 +87,15 @@ def around(change: float, before: str, after: str, now: float) -> tuple[Window, 
     return Window("before", change - lengths[0], change), Window("after", change, min(change + lengths[1], now))
 
 
+def around_last_change(changes: list[dict[str, Any]], before: str, after: str, now: float) -> tuple[Window, Window]:
+    """:func:`around` the newest of the control plane's changes (``/v1/changes``, oldest first)."""
+    if not changes:
+        raise ReportError("nothing was applied, deleted or injected since the control plane started: make a change "
+                          "(e.g. meshdojo apply -f demo-apps/emojivoto/policies/emoji-retries.yaml), or give "
+                          "--before/--after windows without --around-change")
+    return around(changes[-1]["time"], before, after, now)
+
+
 # -- gathering (the operator API) -------------------------------------------------------------------
 
 def gather(call: Callable[[str], Any], before: Window, after: Window, namespace: str | None = None,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -59,9 +60,8 @@ async def _dashboard_shows_the_pods(home: Path, kubeconfig: Path, deployments: s
 
     from tui.app import MeshdojoApp
 
-    saved = {k: os.environ.get(k) for k in ("MESHDOJO_HOME", "KUBECONFIG")}
-    os.environ.update({"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)})
-    try:
+    # the in-process UI finds the sandbox and the cluster as the CLI does; both restored after
+    with patch.dict(os.environ, {"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)}):
         app = MeshdojoApp("lab")
         async with app.run_test(size=(120, 40)) as pilot:
             table = app.query_one("#workloads", DataTable)
@@ -75,12 +75,6 @@ async def _dashboard_shows_the_pods(home: Path, kubeconfig: Path, deployments: s
             assert deployments <= rows(), (rows(), app.snapshot.problem)
             assert "control plane up" in str(app.query_one("#summary", Static).render())
         assert app.crash is None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property):

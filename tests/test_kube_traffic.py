@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -44,9 +45,8 @@ async def _tui_taps_web(home: Path, kubeconfig: Path) -> str:
     from tests.test_tui_sandbox import text, until
     from tui.app import MeshdojoApp
 
-    saved = {k: os.environ.get(k) for k in ("MESHDOJO_HOME", "KUBECONFIG")}
-    os.environ.update({"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)})
-    try:
+    # the in-process UI finds the sandbox and the cluster as the CLI does; both restored after
+    with patch.dict(os.environ, {"MESHDOJO_HOME": str(home), "KUBECONFIG": str(kubeconfig)}):
         app = MeshdojoApp("lab")
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.snapshot.status, "the first refresh", 30)
@@ -63,12 +63,6 @@ async def _tui_taps_web(home: Path, kubeconfig: Path) -> str:
             fate = text(app, "#fate")
         assert app.crash is None
         return fate
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> list[dict]:

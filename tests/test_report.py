@@ -118,3 +118,10 @@ def test_a_report_of_retries_for_a_flaky_emoji_drawn_by_chromium(tmp_path):
         assert bad.returncode == 1 and "keeps 15 minutes" in bad.stderr and "Traceback" not in bad.stderr
     finally:
         cli.run("down", check=False)
+
+
+def test_around_the_last_change_needs_one():
+    with pytest.raises(report.ReportError, match="nothing was applied"):
+        report.around_last_change([], "30s", "30s", NOW)
+    before, after = report.around_last_change([{"time": NOW - 40}, {"time": NOW - 10}], "30s", "30s", NOW)
+    assert (before.end, after.start, after.end) == (NOW - 10, NOW - 10, NOW)

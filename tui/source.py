@@ -89,9 +89,7 @@ class MeshSource:
         now = time.time()
         changes = api.call("GET", "/v1/changes", timeout=2)["changes"]
         try:
-            if not changes:
-                raise report.ReportError("no change yet")
-            before, after = report.around(changes[-1]["time"], "1m", "1m", now)
+            before, after = report.around_last_change(changes, "1m", "1m", now)
             command = "meshdojo report --around-change"
         except report.ReportError:  # none, too recent, or too old to have a before window: the last minutes
             before, after = report.windows("2m", "1m", now)

@@ -18,11 +18,7 @@ def _report(args: argparse.Namespace) -> int:
         api = resources.api_for(args.name)
         if args.around_change:
             changes = api.call("GET", "/v1/changes")["changes"]
-            if not changes:
-                return fail("nothing was applied, deleted or injected since the control plane started: make a change "
-                            "(e.g. meshdojo apply -f demo-apps/emojivoto/policies/doughnut-retries.yaml), or give "
-                            "--before/--after windows without --around-change")
-            before, after = report.around(changes[-1]["time"], args.before or "1m", args.after or "1m", now)
+            before, after = report.around_last_change(changes, args.before or "1m", args.after or "1m", now)
         else:
             before, after = report.windows(args.before or "2m", args.after or "1m", now)
         data = report.gather(lambda path: api.call("GET", path, timeout=10), before, after, args.namespace)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.processes import spawn, stop_groups
+from sandbox.processes import pid_alive, spawn, stop_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_IP = "10.244.255.254"  # in kwok's pod CIDR (tests/k8senv/cluster.py: POD_CIDR), never given to a pod
@@ -63,22 +63,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale() -> None:
     """Namespaces of runs whose process is gone (a SIGKILLed test run)."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         found = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
-        if found and not _alive(int(found.group(1))):
+        if found and not pid_alive(int(found.group(1))):
             _ip("netns", "del", name, check=False)
             shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
 
