@@ -5,6 +5,7 @@ terminal, until the dashboard lists it; a key, until its screen is drawn)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -19,23 +20,28 @@ from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_sec
 IDLE_CPU, EFFECT_SECONDS = 0.10, 1.5  # the targets
 
 
+SOCKETS = itertools.count()  # one tmux server per window
+
+
 class Window:
     """One tmux session running the UI."""
 
     def __init__(self, home: Path) -> None:
         self.session = f"meshdojo-bench-{os.getpid()}"
+        # a tmux server of its own (-L): no other test's, benchmark's or window's session ending can take it down
+        self.tmux = ["tmux", "-L", f"{self.session}-{next(SOCKETS)}"]
         command = f"env MESHDOJO_HOME={shlex.quote(str(home))} {shlex.quote(sys.executable)} -m sandbox.cli tui"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command], check=True)
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40", command], check=True)
         # a tmux server that is already running may keep its own default size: insist
-        subprocess.run(["tmux", "resize-window", "-t", self.session, "-x", "120", "-y", "40"], capture_output=True)
-        self.pid = int(subprocess.run(["tmux", "display", "-p", "-t", self.session, "#{pane_pid}"], capture_output=True,
+        subprocess.run([*self.tmux, "resize-window", "-t", self.session, "-x", "120", "-y", "40"], capture_output=True)
+        self.pid = int(subprocess.run([*self.tmux, "display", "-p", "-t", self.session, "#{pane_pid}"], capture_output=True,
                                       text=True, check=True).stdout)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.session, *keys], check=True)
 
     def until(self, ready: Callable[[str], bool], what: str, timeout: float = 30.0) -> float:
         """Seconds until ``ready(screen)`` (the measurement: the screen is polled every 20 ms)."""
@@ -47,7 +53,7 @@ class Window:
         return time.monotonic() - started
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        subprocess.run([*self.tmux, "kill-session", "-t", self.session], capture_output=True)
 
 
 def _dashboard(text: str) -> bool:

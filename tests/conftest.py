@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,6 +32,16 @@ async def echo_port() -> AsyncIterator[int]:
 # -- the real Kubernetes control plane (tests/k8senv) ------------------------------------------
 
 @pytest.hookimpl(trylast=True)  # after -m/-k have deselected what will not run
+@pytest.fixture
+def on_time(tmp_path_factory) -> Iterator[None]:
+    """For tests that time the real UI or benchmarks: one at a time across the test workers
+    (``make test`` runs two files at once), so neither steals the other's CPU or tmux."""
+    lock = tmp_path_factory.getbasetemp().parent / "on-time.lock"  # shared by every worker of this run
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def pytest_collection_modifyitems(config, items):
     """k8s tests need the binaries `make k8senv` builds: say so in one line, never skip silently."""
     # the cluster runs from its first test to the end of the session: its tests go last, so its

@@ -27,7 +27,7 @@ EXPECTED = {
 
 
 @pytest.mark.timeout(400)
-def test_every_benchmark_runs_and_its_output_parses(tmp_path):
+def test_every_benchmark_runs_and_its_output_parses(tmp_path, on_time):
     out = tmp_path / "figures.json"
     result = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], capture_output=True, text=True,
                             timeout=380)

@@ -3,6 +3,7 @@ pilot, and the real `meshdojo tui` in tmux."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -170,24 +171,29 @@ async def test_losing_the_control_plane_is_shown_and_recovers(sandbox):
                     and any(d["rps"] > 0 for d in app.snapshot.deployments), "recovery", 30)
 
 
+SOCKETS = itertools.count()  # one tmux server per window
+
+
 class Tmux:
     """The real `meshdojo tui` in a tmux window: keys in, the screen and the cursor out."""
 
     def __init__(self, sandbox, width: int = 100, height: int = 30) -> None:
         self.session = f"meshdojo-tui-{os.getpid()}-{width}"
+        # a tmux server of its own (-L): no other test's, benchmark's or window's session ending can take it down
+        self.tmux = ["tmux", "-L", f"{self.session}-{next(SOCKETS)}"]
         self.exit_file = sandbox.home / f"{self.session}.exit"
         command = f"env MESHDOJO_HOME={sandbox.home} {sys.executable} -m sandbox.cli tui; echo $? > {self.exit_file}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
                         "-c", str(Path(__file__).parent.parent), command], check=True)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
 
     def keys(self, *k: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *k], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.session, *k], check=True)
 
     def cursor(self) -> tuple[int, int]:
-        out = subprocess.run(["tmux", "display", "-p", "-t", self.session, "#{cursor_x} #{cursor_y}"], capture_output=True, text=True).stdout
+        out = subprocess.run([*self.tmux, "display", "-p", "-t", self.session, "#{cursor_x} #{cursor_y}"], capture_output=True, text=True).stdout
         x, y = (int(v) for v in out.split())
         return x, y
 
@@ -195,14 +201,15 @@ class Tmux:
         return next((i for i, line in enumerate(self.screen().splitlines()) if text in line), None)
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.session], capture_output=True).returncode == 0
+        return subprocess.run([*self.tmux, "has-session", "-t", self.session], capture_output=True).returncode == 0
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        subprocess.run([*self.tmux, "kill-session", "-t", self.session], capture_output=True)
 
 
+@pytest.mark.timeout(240)  # it may wait for the benchmarks' smoke run (on_time)
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
-def test_smoke_the_real_tui_in_tmux(sandbox):
+def test_smoke_the_real_tui_in_tmux(sandbox, on_time):
     ui = Tmux(sandbox)
     try:
         wait_until(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
@@ -231,7 +238,7 @@ def test_smoke_the_real_tui_in_tmux(sandbox):
 
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
-def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_plane_restart(sandbox):
+def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_plane_restart(sandbox, on_time):
     """The README's lesson once crashed the UI: after uninject, an edge was briefly both mTLS
     and plaintext. Every change runs under the real UI on its topology screen, at 80x24."""
     ui = Tmux(sandbox, 80, 24)
