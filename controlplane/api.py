@@ -16,6 +16,7 @@ from aiohttp import web
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
+from controlplane.loadapi import add_load_route
 from controlplane.names import resolve
 from controlplane.policy import KINDS
 from controlplane.policystore import PolicyErrors, PolicyStore
@@ -69,6 +70,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY)
+    add_load_route(app)
     app.add_routes(
         [
             web.get("/v1/health", health),

@@ -3,12 +3,14 @@ eavesdropper's view, through the control plane's relays (see controlplane/relay.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from controlplane.netfaults import WHAT_TO_WATCH  # noqa: F401 - the UI explains faults with these
 from sandbox import local
+from sandbox.backends import backend_for
 from sandbox.cpapi import ApiError
 from sandbox.resources import ResourceError, api_for, service_namespace
 
@@ -21,8 +23,6 @@ def workloads(name: str, target: str, namespace: str | None, what: str) -> dict[
     if kind in ("svc", "service") and resource:
         return {"namespace": service_namespace(name, resource, namespace), "service": resource}
     if kind in ("deploy", "deployment") and resource:
-        from sandbox.backends import backend_for
-
         st = backend_for(name).status()
         if st is None:
             raise ResourceError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
@@ -31,13 +31,33 @@ def workloads(name: str, target: str, namespace: str | None, what: str) -> dict[
     raise ValueError(f"{what} {target!r}: expected svc/NAME or deploy/NAME, e.g. svc/emoji or deploy/web")
 
 
+NEWEST = "newest"
+
+
+def newest_instance(instances: list[str], workloads: list[dict[str, Any]]) -> str:
+    """The instance started last: by the pod's creation time on a cluster, by the ordinal locally
+    (emoji-1 after emoji-0) — the one a scale-down removes first on both."""
+    created = {w["name"]: w.get("created") or "" for w in workloads}
+
+    def age_key(name: str) -> tuple[str, int, str]:
+        ordinal = re.search(r"(\d+)$", name)
+        return created.get(name, ""), int(ordinal.group(1)) if ordinal else -1, name
+
+    return max(instances, key=age_key)
+
+
 def instance_of(name: str, service: str, namespace: str, instance: str) -> str:
-    """``instance`` if it is one of ``service``'s endpoints; else an error listing them."""
+    """``instance`` if it is one of ``service``'s endpoints (``newest``: the one started last);
+    else an error listing them."""
     services = api_for(name).call("GET", "/v1/services")["services"]
     known = sorted(ep.get("instance") or eid for s in services if s["name"] == service and s["namespace"] == namespace
                    for eid, ep in s["endpoints"].items())
+    if instance == NEWEST and known:
+        st = backend_for(name).status() or {"workloads": []}
+        return newest_instance(known, st["workloads"])
     if instance not in known:
-        raise ValueError(f"--instance {instance!r} is not an instance of svc/{service} (its instances: {', '.join(known) or 'none yet'})")
+        raise ValueError(f"--instance {instance!r} is not an instance of svc/{service} (its instances: {', '.join(known) or 'none yet'}; "
+                         f"or --instance {NEWEST}: the one started last)")
     return instance
 
 

@@ -55,6 +55,18 @@ def test_dry_run_prints_everything_in_apply_order(capsys):
     assert kinds[:7] == ["CustomResourceDefinition"] * 7 and kinds[7] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
 
 
+def test_the_certificates_lifetime_reaches_the_control_plane(capsys):
+    """`install --cert-lifetime 2m` (and `up --backend ... --cert-lifetime 2m`): short certificates
+    on a cluster too, to watch rotations; below a minute is refused before anything is made."""
+    assert main(["install", "--dry-run", "--image", "x:1", "--cert-lifetime", "2m"]) == 0
+    (dep,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Deployment"]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--cert-lifetime") + 1] == "2m"
+    with pytest.raises(SystemExit):
+        main(["install", "--dry-run", "--cert-lifetime", "30s"])
+    assert "shorter than the minimum of 60s" in capsys.readouterr().err
+
+
 def _write(path, text):
     path.write_text(text)
     return path

@@ -59,6 +59,27 @@ def test_a_deployment_becomes_ready_pods_on_kwok_nodes_and_an_endpointslice(api,
     wait_until(lambda: _slice_pods(discovery) == replaced, 30, "the EndpointSlice to follow the replacement")
 
 
+def test_the_pod_runner_reports_readiness_as_a_kubelet_does(api, k8s):
+    """tests/k8senv/pods.py takes kwok's instant Ready back until the probes pass: the
+    EndpointSlice leaves the pod out meanwhile (uses the previous test's echo pods)."""
+    from tests.k8senv import pods as podnet
+
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    spec = {"initContainers": [{"name": "proxy", "restartPolicy": "Always", "ports": [{"name": "admin", "containerPort": 4191}],
+                                "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin"}}}],
+            "containers": [{"name": "app", "readinessProbe": {"tcpSocket": {"port": 8080}}}, {"name": "plain"}]}
+    assert podnet.readiness_probes({"spec": spec}) == (podnet.Probe("proxy", 4191, "/ready"), podnet.Probe("app", 8080, None))
+    pod = wait_until(lambda: (p := _ready_pods(core)) and p[0], 30, "a Ready pod")
+    name = pod.metadata.name
+    body = {"spec": {"containers": [{"name": "echo"}]}}
+    podnet.patch_status(api, NS, name, podnet.ready_patch(body, False, podnet.now_rfc3339()))
+    wait_until(lambda: name not in _slice_pods(discovery), 30, "the EndpointSlice to leave the not-ready pod out")
+    after = core.read_namespaced_pod(name, NS)
+    assert {c.type: c.status for c in after.status.conditions}["PodScheduled"] == "True"  # merged, not replaced
+    podnet.patch_status(api, NS, name, podnet.ready_patch(body, True, podnet.now_rfc3339()))
+    wait_until(lambda: name in _slice_pods(discovery), 30, "the pod back in the EndpointSlice")
+
+
 def test_a_service_account_without_a_role_is_refused(api, k8s):
     core = client.CoreV1Api(api)
     core.create_namespaced_service_account(NS, {"metadata": {"name": "nobody"}})

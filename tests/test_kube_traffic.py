@@ -12,11 +12,13 @@ pod network's host address, where the pods' sidecars reach it by its Service's n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
 
@@ -88,8 +90,11 @@ def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> 
     return events
 
 
-@pytest.mark.skipif(podnet.usable() is not None, reason=podnet.usable() or "")
-def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s, tmp_path, record_property):
+@contextlib.contextmanager
+def meshed_cluster(k8s, tmp_path: Path, demos: str) -> Iterator[tuple[Learner, podnet.PodNetwork]]:
+    """meshdojo installed on the test cluster, its control plane beside it on the pod network's
+    host address, ``up --backend context --demo DEMOS`` done; the pods run by the caller
+    (``net.run``, or ``net.follow`` to keep up with the cluster); ``down`` and cleanup after."""
     host = podnet.HOST_IP
     api, webhook = free_port(), free_port()
     learner = Learner(k8s, tmp_path / "home")
@@ -106,92 +111,99 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
             mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--host", host, "--relay-address", host,
                                     "--webhook-port", str(webhook), "--webhook-host", host, "--proxy-image", IMAGE,
                                     "--api-port", str(api), "--mesh-port", str(MESH_PORT))
-            learner.run("up", "--backend", "context", "--demo", "emojivoto", "--no-tui", "--image", IMAGE,
+            learner.run("up", "--backend", "context", "--demo", demos, "--no-tui", "--image", IMAGE,
                         "--controlplane-url", f"http://{host}:{api}", "--webhook-url", f"https://{host}:{webhook}/inject")
-            began = time.monotonic()
-            for pod in podnet.pods_of(client, NS):
-                net.run(pod)
-            running = sorted(p.name.rsplit("-", 2)[0] for p in net.pods.values())
-            assert running == ["emoji", "emojivoto-ingress", "vote-bot", "voting", "web"], running
-
-            # vote-bot -> web -> emoji and voting, each hop through two sidecars over mTLS: stat and edges from scraped pods
-            def traffic() -> dict[str, dict] | None:
-                rows = _stat(learner)
-                return rows if all((rows.get(d) or {}).get("rps") for d in ("web", "emoji", "voting")) else None
-
-            try:
-                rows = wait_until(traffic, 90, "requests on web, emoji and voting in `meshdojo stat`", interval=0.5)
-            except Exception:
-                print("\n".join(f"--- {key}/{c}\n{net.log(p.name, c)[-1500:]}" for key, p in net.pods.items() for c in p.procs))
-                raise
-            record_property("pods started to traffic in stat (s)", round(time.monotonic() - began, 1))
-            assert rows["emoji"]["success_rate"] == 1.0 and rows["web"]["meshed"] == "1/1", rows
-            edges = json.loads(learner.run("edges", "-o", "json").stdout)
-            assert any(e["src"] == "web" and e["dst"] == "emoji" and e["secured"] for e in edges), edges
-
-            # logs: the pods' own, through the API server and the node (`kubectl logs`), the app's and the sidecar's
-            app_log = learner.run("logs", "emoji").stdout
-            assert "listening on 127.0.0.1:14080" in app_log, app_log  # the app moved to its private port (PORT)
-            proxy_log = learner.run("logs", "emoji", "--proxy").stdout
-            assert f"identity spiffe://meshdojo.local/ns/{NS}/sa/emoji: certificate serial" in proxy_log, proxy_log
-
-            # identities: each pod's sidecar, read through the control plane (its certificate, from a TokenReview'd token)
-            idents = {w["workload"].rsplit("-", 2)[0]: w for w in json.loads(learner.run("identity", "-o", "json").stdout)["workloads"]}
-            assert idents["emoji"]["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/emoji" and idents["emoji"]["serial"], idents
-            assert idents["emoji"]["mode"] == "permissive", idents["emoji"]
-
-            # tap: the control plane reads web's sidecar and streams it; the identities prove mTLS across pods
-            events = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
-            assert all(e["tls"] and e["dst"].startswith("emoji") for e in events), events
-            assert {e.get("server_id") for e in events} == {f"spiffe://meshdojo.local/ns/{NS}/sa/emoji"}, events
-            top = learner.run("top", "deploy/web", "--duration", "3").stdout
-            assert "/api/list" in top or "/api/vote" in top, top
-            fate = asyncio.run(_tui_taps_web(tmp_path / "home", k8s.kubeconfig))
-            assert "mTLS: yes" in fate and "_id: spiffe://meshdojo.local/ns/emojivoto/sa/" in fate, fate  # client_id or server_id
-
-            # a network fault on the edge web -> emoji: the relay in the control plane holds emoji's answers 400 ms
-            learner.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "400ms", "--for", "2m")
-            slow = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
-            assert min(e["latency_ms"] for e in slow) >= 380, [e["latency_ms"] for e in slow]
-            listing = json.loads(learner.run("fault", "list", "-o", "json").stdout)
-            assert any("400ms" in f["what"] or "400 ms" in f["what"] for f in listing["faults"]), listing
-            learner.run("fault", "clear")
-            fast = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
-            assert max(e["latency_ms"] for e in fast) < 300, [e["latency_ms"] for e in fast]
-
-            # the wire view: what an eavesdropper between the pods sees is a TLS 1.3 handshake, then ciphertext
-            wire = json.loads(learner.run("wire", "deploy/web", "deploy/emoji", "--timeout", "30", "-o", "json").stdout)
-            assert wire["connections"], wire
-            assert wire["connections"][0]["handshake"]["version"] == "TLS 1.3", wire["connections"][0]
-
-            # the intruder, from the control plane's place in the network: PERMISSIVE lets plaintext in ...
-            attacked = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
-            assert attacked.returncode == 1, attacked.stderr
-            (hit,) = json.loads(attacked.stdout)
-            emoji_ip = next(p.ip for p in net.pods.values() if p.name.startswith("emoji-"))
-            assert hit["address"] == emoji_ip and hit["meshed"], hit
-            assert {a["attempt"]: a["verdict"] for a in hit["attempts"]} == {"plaintext": "let through", "foreign-ca": "refused"}
-            # ... and STRICT refuses both
-            strict = tmp_path / "strict.yaml"
-            strict.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: MeshTLS\nmetadata: {name: strict, namespace: emojivoto}\n"
-                              "spec:\n  targetRef: {kind: Service, name: emoji}\n  mode: STRICT\n")
-            learner.run("apply", "-f", str(strict))
-
-            def refused() -> bool:
-                done = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
-                return done.returncode == 0 and {a["verdict"] for a in json.loads(done.stdout)[0]["attempts"]} == {"refused"}
-
-            wait_until(refused, 30, "STRICT to refuse the intruder's plaintext")
-
-            # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
-            report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))
-            assert "wrote" in report.stdout, report.stdout
-            page = (tmp_path / "report.html").read_text()
-            assert "NetworkFault" in page and "created MeshTLS" in page and "emojivoto/emoji" in page
-            print(f"\nreal traffic on the test cluster: {len(net.pods)} pods, web {rows['web']['rps']:.1f} rps; "
-                  f"latency fault {min(e['latency_ms'] for e in slow):.0f} ms, cleared {max(e['latency_ms'] for e in fast):.0f} ms")
+            yield learner, net
         finally:
             try:
                 learner.run("down", ok=False)
             finally:
                 mesh.close()
+
+
+@pytest.mark.skipif(podnet.usable() is not None, reason=podnet.usable() or "")
+def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s, tmp_path, record_property):
+    client = k8s.client()
+    with meshed_cluster(k8s, tmp_path, "emojivoto") as (learner, net):
+        began = time.monotonic()
+        for pod in podnet.pods_of(client, NS):
+            net.run(pod)
+        running = sorted(p.name.rsplit("-", 2)[0] for p in net.pods.values())
+        assert running == ["emoji", "emojivoto-ingress", "vote-bot", "voting", "web"], running
+
+        # vote-bot -> web -> emoji and voting, each hop through two sidecars over mTLS: stat and edges from scraped pods
+        def traffic() -> dict[str, dict] | None:
+            rows = _stat(learner)
+            return rows if all((rows.get(d) or {}).get("rps") for d in ("web", "emoji", "voting")) else None
+
+        try:
+            rows = wait_until(traffic, 90, "requests on web, emoji and voting in `meshdojo stat`", interval=0.5)
+        except Exception:
+            print("\n".join(f"--- {key}/{c}\n{net.log(p.name, c)[-1500:]}" for key, p in net.pods.items() for c in p.procs))
+            raise
+        record_property("pods started to traffic in stat (s)", round(time.monotonic() - began, 1))
+        assert rows["emoji"]["success_rate"] == 1.0 and rows["web"]["meshed"] == "1/1", rows
+        edges = json.loads(learner.run("edges", "-o", "json").stdout)
+        assert any(e["src"] == "web" and e["dst"] == "emoji" and e["secured"] for e in edges), edges
+
+        # logs: the pods' own, through the API server and the node (`kubectl logs`), the app's and the sidecar's
+        app_log = learner.run("logs", "emoji").stdout
+        assert "listening on 127.0.0.1:14080" in app_log, app_log  # the app moved to its private port (PORT)
+        proxy_log = learner.run("logs", "emoji", "--proxy").stdout
+        assert f"identity spiffe://meshdojo.local/ns/{NS}/sa/emoji: certificate serial" in proxy_log, proxy_log
+
+        # identities: each pod's sidecar, read through the control plane (its certificate, from a TokenReview'd token)
+        idents = {w["workload"].rsplit("-", 2)[0]: w for w in json.loads(learner.run("identity", "-o", "json").stdout)["workloads"]}
+        assert idents["emoji"]["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/emoji" and idents["emoji"]["serial"], idents
+        assert idents["emoji"]["mode"] == "permissive", idents["emoji"]
+
+        # tap: the control plane reads web's sidecar and streams it; the identities prove mTLS across pods
+        events = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+        assert all(e["tls"] and e["dst"].startswith("emoji") for e in events), events
+        assert {e.get("server_id") for e in events} == {f"spiffe://meshdojo.local/ns/{NS}/sa/emoji"}, events
+        top = learner.run("top", "deploy/web", "--duration", "3").stdout
+        assert "/api/list" in top or "/api/vote" in top, top
+        fate = asyncio.run(_tui_taps_web(tmp_path / "home", k8s.kubeconfig))
+        assert "mTLS: yes" in fate and "_id: spiffe://meshdojo.local/ns/emojivoto/sa/" in fate, fate  # client_id or server_id
+
+        # a network fault on the edge web -> emoji: the relay in the control plane holds emoji's answers 400 ms
+        learner.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "400ms", "--for", "2m")
+        slow = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+        assert min(e["latency_ms"] for e in slow) >= 380, [e["latency_ms"] for e in slow]
+        listing = json.loads(learner.run("fault", "list", "-o", "json").stdout)
+        assert any("400ms" in f["what"] or "400 ms" in f["what"] for f in listing["faults"]), listing
+        learner.run("fault", "clear")
+        fast = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
+        assert max(e["latency_ms"] for e in fast) < 300, [e["latency_ms"] for e in fast]
+
+        # the wire view: what an eavesdropper between the pods sees is a TLS 1.3 handshake, then ciphertext
+        wire = json.loads(learner.run("wire", "deploy/web", "deploy/emoji", "--timeout", "30", "-o", "json").stdout)
+        assert wire["connections"], wire
+        assert wire["connections"][0]["handshake"]["version"] == "TLS 1.3", wire["connections"][0]
+
+        # the intruder, from the control plane's place in the network: PERMISSIVE lets plaintext in ...
+        attacked = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
+        assert attacked.returncode == 1, attacked.stderr
+        (hit,) = json.loads(attacked.stdout)
+        emoji_ip = next(p.ip for p in net.pods.values() if p.name.startswith("emoji-"))
+        assert hit["address"] == emoji_ip and hit["meshed"], hit
+        assert {a["attempt"]: a["verdict"] for a in hit["attempts"]} == {"plaintext": "let through", "foreign-ca": "refused"}
+        # ... and STRICT refuses both
+        strict = tmp_path / "strict.yaml"
+        strict.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: MeshTLS\nmetadata: {name: strict, namespace: emojivoto}\n"
+                          "spec:\n  targetRef: {kind: Service, name: emoji}\n  mode: STRICT\n")
+        learner.run("apply", "-f", str(strict))
+
+        def refused() -> bool:
+            done = learner.run("attack", "svc/emoji", "-o", "json", ok=False)
+            return done.returncode == 0 and {a["verdict"] for a in json.loads(done.stdout)[0]["attempts"]} == {"refused"}
+
+        wait_until(refused, 30, "STRICT to refuse the intruder's plaintext")
+
+        # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
+        report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))
+        assert "wrote" in report.stdout, report.stdout
+        page = (tmp_path / "report.html").read_text()
+        assert "NetworkFault" in page and "created MeshTLS" in page and "emojivoto/emoji" in page
+        print(f"\nreal traffic on the test cluster: {len(net.pods)} pods, web {rows['web']['rps']:.1f} rps; "
+              f"latency fault {min(e['latency_ms'] for e in slow):.0f} ms, cleared {max(e['latency_ms'] for e in fast):.0f} ms")

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ STEP = "{title: t, explain: e, do: [status], hint: h, check: {query: ran, params
     ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: []", "steps: expected a non-empty list"),
     ("01-x.md", f"title: x\ndemos: [istio]\nsteps: [{STEP}]", "demos: expected a list of emojivoto"),
     ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], hint: h, check: {query: grafana}}]",
-     "steps[0].check.query: expected one of status, stat"),
+     "steps[0].check.query: expected one of status, deployments, stat"),
     ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: status, hint: h, check: {query: status}}]",
      "steps[0].do: expected meshdojo's arguments as a list"),
     ("01-x.md", "title: x\ndemos: [emojivoto]\nsteps: [{title: t, explain: e, do: [status], check: {query: status}}]",
@@ -61,6 +62,23 @@ def test_conditions():
     assert checks.satisfied([{"name": "y"}], absent) and not checks.satisfied([{"name": "x"}], absent)
 
 
+def test_what_a_lesson_counts_and_names_is_the_same_on_every_backend():
+    from sandbox.netcli import newest_instance
+
+    def pod(name, ready=True, meshed=True, created=None):
+        return {"name": name, "namespace": "emojivoto", "deployment": "emoji", "ready": ready, "meshed": meshed, "created": created}
+
+    st = {"deployments": {"emojivoto/emoji": {"replicas": 2, "inject": True}, "emojivoto/web": {"replicas": 1, "inject": False}},
+          "workloads": [pod("emoji-0"), pod("emoji-1", ready=False)]}
+    assert checks.deployment_rows(st) == [
+        {"name": "emoji", "namespace": "emojivoto", "replicas": 2, "instances": 2, "ready": 1, "meshed": 2},
+        {"name": "web", "namespace": "emojivoto", "replicas": 1, "instances": 0, "ready": 0, "meshed": 0}]
+    # --instance newest: the ordinal locally, the creation time on a cluster (the pod a scale-down removes first)
+    assert newest_instance(["emoji-1", "emoji-0", "emoji-10"], []) == "emoji-10"
+    pods = [pod("emoji-7d9f-zzzzz", created="2026-11-27T01:00:00Z"), pod("emoji-7d9f-aaaaa", created="2026-11-27T01:05:00Z")]
+    assert newest_instance(["emoji-7d9f-zzzzz", "emoji-7d9f-aaaaa"], pods) == "emoji-7d9f-aaaaa"
+
+
 def test_the_shipped_lessons_load():
     assert [lesson.number for lesson in LESSONS] == list(range(1, len(LESSONS) + 1))
     assert all(lesson.steps and lesson.body for lesson in LESSONS)
@@ -85,27 +103,38 @@ def _in_process(*args: str) -> str:
     return out.getvalue()
 
 
+def run_every_lesson(act: Callable[..., str], ask: Callable[..., str]) -> dict[str, list[float]]:
+    """Each lesson from start to end: before each step its check is not met, after the step's
+    action (as the learner's command) it is. Returns each step's seconds from action to ✓."""
+    timings: dict[str, list[float]] = {}
+    for lesson in LESSONS:
+        out = act("lesson", "start", str(lesson.number))
+        assert f"Lesson {lesson.number}, step 1 of {len(lesson.steps)}" in out
+        for i in range(1, len(lesson.steps) + 1):
+            before = ask("lesson", "status")
+            assert f"step {i} of" in before and "✗ not yet" in before, (lesson.number, i, before)
+            act("lesson", "do")
+            began = time.monotonic()
+            done = ask("lesson", "check")
+            timings.setdefault(f"lesson {lesson.number}", []).append(time.monotonic() - began)
+            assert f"✓ step {i} done" in done, (lesson.number, i, done)
+        assert "is complete" in act("lesson", "status")
+    return timings
+
+
+def print_timings(timings: dict[str, list[float]]) -> None:
+    for name, times in timings.items():
+        print(f"\n{name}: check after the action took " + ", ".join(f"{t:.1f}s" for t in times))
+
+
 @pytest.mark.timeout(400)
 def test_every_lesson_runs_unattended_and_each_check_fails_before_its_action(cli, capsys, monkeypatch):
     monkeypatch.setenv("MESHDOJO_HOME", str(cli.home))
     demos = sorted({d for lesson in LESSONS for d in lesson.demos})
     cli.run("up", "--no-tui", "--demo", ",".join(demos))
-    timings: dict[str, list[float]] = {}
-    for lesson in LESSONS:
-        out = cli.run("lesson", "start", str(lesson.number)).stdout
-        assert f"Lesson {lesson.number}, step 1 of {len(lesson.steps)}" in out
-        for i in range(1, len(lesson.steps) + 1):
-            before = _in_process("lesson", "status")
-            assert f"step {i} of" in before and "✗ not yet" in before, (lesson.number, i, before)
-            cli.run("lesson", "do")
-            began = time.monotonic()
-            done = _in_process("lesson", "check")
-            timings.setdefault(f"lesson {lesson.number}", []).append(time.monotonic() - began)
-            assert f"✓ step {i} done" in done, (lesson.number, i, done)
-        assert "is complete" in cli.run("lesson", "status").stdout
+    timings = run_every_lesson(lambda *args: cli.run(*args).stdout, _in_process)
     with capsys.disabled():
-        for name, times in timings.items():
-            print(f"\n{name}: check after the action took " + ", ".join(f"{t:.1f}s" for t in times))
+        print_timings(timings)
 
     # back to the last step of lesson 2: the retry route that step 4 applied is there again
     last = LESSONS[1]

@@ -247,7 +247,7 @@ async def test_connection_pool_limits_overflow_grows_with_concurrency_as_in_isti
     """Istio's circuit-breaking task: 1 connection, 1 pending request, 1 request per connection;
     fortio -c 1, -c 2, -c 3. Requests beyond the limits get 503 at once, their fate says
     overflow and a metric counts them; the endpoint's outlier breaker is not involved."""
-    from sandbox.loadgen import Target, run
+    from controlplane.loadgen import Target, run
 
     mesh, _server, client = emoji_mesh
     apply(mesh, doc("CircuitBreaker", "emoji-pool", {"targetRef": {"name": "emoji"}, "connectionPool": {
@@ -271,3 +271,32 @@ async def test_connection_pool_limits_overflow_grows_with_concurrency_as_in_isti
                                          for _ in range(4)))
     fates = [h.get("x-meshdojo-fate", "") for s, h, _ in results if s == 503]
     assert fates and all("pool=overflow: 1 in flight, 1 pending" in f for f in fates), fates
+
+
+async def test_the_control_plane_sends_load_for_a_learner_on_a_cluster(mesh: Mesh, echo_port: int):
+    """`meshdojo load` on a cluster: POST /v1/load runs the generator in the control plane, to a
+    service's endpoint as discovery knows it; bad requests name the field."""
+    from controlplane.loadapi import parse
+
+    mesh.register("emojivoto", "emojivoto-ingress", "emojivoto-ingress-0", echo_port, None)
+    status, body = await asyncio.to_thread(mesh.call, "POST", "/v1/load", {
+        "namespace": "emojivoto", "service": "emojivoto-ingress", "path": "/api/list", "connections": 2, "requests": 20,
+        "headers": {"end-user": "jason"}})
+    assert status == 200, body
+    assert body["summary"]["codes"] == {"200": {"count": 20, "share": 1.0}}, body
+    assert body["url"] == f"http://127.0.0.1:{echo_port}/api/list" and body["summary"]["latency_ms"]["p50"] > 0
+    status, body = await asyncio.to_thread(mesh.call, "POST", "/v1/load", {"namespace": "emojivoto", "service": "nothing"})
+    assert status == 404 and "no endpoints" in body["error"]
+    status, body = await asyncio.to_thread(mesh.call, "POST", "/v1/load", {"namespace": "emojivoto", "service": "emoji",
+                                                                         "connections": 0})
+    assert status == 400 and body["error"].startswith("connections:")
+    status, _ = await asyncio.to_thread(mesh.call, "POST", "/v1/load", {"namespace": "emojivoto", "service": "emojivoto-ingress"},
+                                        None)
+    assert status == 401
+    for bad, field in (({"namespace": "a"}, "namespace, service"), ({"namespace": "a", "service": "b", "path": "x"}, "path"),
+                       ({"namespace": "a", "service": "b", "duration": "5 parsecs"}, "duration"),
+                       ({"namespace": "a", "service": "b", "duration": "10m"}, "duration: at most"),
+                       ({"namespace": "a", "service": "b", "headers": {"a": 1}}, "headers")):
+        with pytest.raises(ValueError, match=f"^{field}"):
+            parse(bad)
+    assert parse({"namespace": "a", "service": "b"})["requests"] == 100

@@ -92,7 +92,7 @@ class KubeBackend:
         step(f"installing meshdojo ({image}) into context {self.context or '(current)'}")
         try:
             client = self.client()
-            setup.install(client, image, webhook_url=self.choice.webhook_url, say=lambda _line: None)
+            setup.install(client, image, webhook_url=self.choice.webhook_url, cert_lifetime=cert_lifetime, say=lambda _line: None)
             documents = self._demo_documents(demos, image)
             step(f"applying the demos' manifests: {', '.join(demos)} ({len(documents)} objects)")
             cluster.apply(client, documents)

@@ -77,7 +77,7 @@ def register(sub) -> None:
     finject.add_argument("--delay-percent", type=float, default=100.0, help="share of requests delayed (default 100)")
     finject.add_argument("--for", dest="duration", metavar="DURATION", default="5m",
                          help="remove the fault by itself after this long (default 5m, as network faults; 'forever' keeps it)")
-    finject.add_argument("--instance", metavar="INSTANCE", help="only this instance of the service fails, e.g. emoji-1 (one bad replica)")
+    finject.add_argument("--instance", metavar="INSTANCE", help="only this instance of the service fails, e.g. emoji-1, or newest: the one started last (one bad replica)")
     flist = fault_sub.add_parser("list", help="every fault in force (HTTP and network) and how long it has left")
     flist.add_argument("-o", "--output", choices=["table", "json"], default="table", help="table (default) or json")
     add_name(flist)
@@ -91,7 +91,7 @@ def register(sub) -> None:
     fnet.add_argument("--jitter", metavar="DURATION", help="latency: ± this much at random, e.g. 50ms")
     fnet.add_argument("--rate", metavar="RATE", help="bandwidth: e.g. 10KB/s, 1MiB/s")
     fnet.add_argument("--for", dest="duration", metavar="DURATION", help="remove it by itself after this long (default 5m)")
-    fnet.add_argument("--instance", metavar="INSTANCE", help="only connections to this instance of the service, e.g. emoji-1")
+    fnet.add_argument("--instance", metavar="INSTANCE", help="only connections to this instance of the service, e.g. emoji-1, or newest")
     for p in (finject, fclear, fnet):
         add_namespace(p)
         add_name(p)

@@ -39,6 +39,19 @@ def _print(objects: list[dict], output: str) -> None:
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
 
 
+def _lifetime(text: str) -> str:
+    """A duration of at least a minute, as the control plane takes it (argparse shows the error)."""
+    from controlplane.durations import InvalidDuration, parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 60:
+        raise argparse.ArgumentTypeError(f"{text} is shorter than the minimum of 60s (try 2m to watch rotations)")
+    return text
+
+
 def _install(args: argparse.Namespace) -> int:
     from sandbox.kube import cluster, setup
     from sandbox.kube.image import image_ref
@@ -55,13 +68,14 @@ def _install(args: argparse.Namespace) -> int:
             return fail(str(exc))
         objects = setup.crds_for(None, not args.without_httproute, _note)
         if pki is not None:
-            objects += setup.control_plane_for(image, pki, cluster.new_operator_token(), args.webhook_url)
+            objects += setup.control_plane_for(image, pki, cluster.new_operator_token(), args.webhook_url, args.cert_lifetime)
         _print(objects, args.output)
         return 0
     try:
         client = cluster.connect(args.kubeconfig, args.context)
         objects = setup.install(client, image, webhook_url=args.webhook_url, with_httproute=not args.without_httproute,
-                                pki=_given_pki(args), crds_only=args.crds, wait=args.wait, say=print)
+                                pki=_given_pki(args), crds_only=args.crds, wait=args.wait, cert_lifetime=args.cert_lifetime,
+                                say=print)
     except cluster.ClusterError as exc:
         return fail(str(exc))
     if args.crds:
@@ -106,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--without-httproute", action="store_true",
                    help="leave out our HTTPRoute CRD (the subset of Gateway API's we implement); a live install leaves it "
                         "out by itself when the cluster has Gateway API's own")
+    p.add_argument("--cert-lifetime", default="24h", type=_lifetime,
+                   help="the workloads' certificates' lifetime, at least 60s (default 24h; 2m to watch rotations)")
     p.add_argument("--webhook-url", metavar="URL",
                    help="where the API server sends pods to inject, instead of the in-cluster Service "
                         "(a control plane running outside the cluster, e.g. https://127.0.0.1:8443/inject)")

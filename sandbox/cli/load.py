@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, fail
 
 
 def _load(args: argparse.Namespace) -> int:
+    from controlplane import loadgen
     from controlplane.durations import InvalidDuration, parse_duration
-    from sandbox import loadgen, local, resources
+    from sandbox import local, resources
     from sandbox.cpapi import ApiError
 
     if args.connections < 1 or args.connections > 256:
@@ -22,34 +24,61 @@ def _load(args: argparse.Namespace) -> int:
     except InvalidDuration as exc:
         return fail(f"-d: {exc}")
     requests = args.requests if args.requests is not None else (None if duration else 100)
+    path = args.path if args.path.startswith("/") else "/" + args.path
     try:
-        target = load_target(args.name, args.target, args.path, args.source, args.namespace)
-        headers = dict(h.split(":", 1) for h in args.header) if args.header else {}
-        result = asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps,
-                                         {k.strip(): v.strip() for k, v in headers.items()}))
+        headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header or [])}
+    except ValueError:
+        return fail("-H: expected NAME:VALUE, e.g. -H 'end-user: jason'")
+    try:
+        if backend_for(args.name).kind != "local":
+            numbers, target = in_cluster(args.name, args.target, path, args.source, args.namespace,
+                                         {"connections": args.connections, "requests": requests, "duration": args.duration,
+                                          "qps": args.qps, "headers": headers})
+        else:
+            target = load_target(args.name, args.target, path, args.source, args.namespace)
+            numbers = loadgen.summary(asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps, headers)))
     except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
         return fail(str(exc))
-    numbers = loadgen.summary(result)
     print(json.dumps(numbers, indent=2) if args.output == "json" else loadgen.render(numbers, target))
     return 0
+
+
+def in_cluster(name: str, target: str, path: str, source: str | None, namespace: str | None, how: dict[str, Any]):
+    """On a cluster the generator runs in the control plane's pod (``POST /v1/load``), sending to
+    the demo's gateway pod: the learner's machine reaches no pod. (summary, target) as run."""
+    from controlplane.loadapi import MAX_SECONDS
+    from controlplane.loadgen import Target
+    from sandbox import resources
+    from sandbox.kube.gateways import DEMO_GATEWAYS, name_of
+
+    kind, _, service = target.partition("/")
+    if kind not in ("svc", "service") or not service:
+        raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/web /api/list'")
+    if source is not None:  # a workload's identity means its own sidecar, inside its pod
+        raise ValueError(f"--from {source}: on a cluster the load cannot leave from a pod's sidecar yet; leave --from out to "
+                         f"load through the gateway, or from a pod of your own: kubectl -n {namespace or 'NAMESPACE'} run load --rm -it "
+                         f"--restart=Never --image=fortio/fortio -- load -c 4 -n 100 http://{service}{path}")
+    demo = next((d for d, (_ns, svc, _port, _title) in DEMO_GATEWAYS.items() if svc == service
+                 and (namespace is None or namespace == _ns)), None)
+    if demo is None:
+        raise ValueError(f"svc/{service} is not behind a demo's gateway; on a cluster meshdojo load sends through one "
+                         f"({', '.join('svc/' + v[1] for v in DEMO_GATEWAYS.values())})")
+    gateway_ns = DEMO_GATEWAYS[demo][0]
+    answer = resources.api_for(name).call("POST", "/v1/load", {"namespace": gateway_ns, "service": name_of(demo), "path": path, **how},
+                                          timeout=MAX_SECONDS + 30)
+    return answer["summary"], Target(answer["url"], None, answer["via"])
 
 
 def load_target(name: str, target: str, path: str, source: str | None, namespace: str | None):
     """Where the requests go and how: ``svc/NAME`` through ``--from deploy/X``'s sidecar, or a
     demo's ingress gateway when ``--from`` is left out and the service is behind one."""
+    from controlplane.loadgen import Target
     from sandbox import local, resources
-    from sandbox.loadgen import Target
 
     kind, _, service = target.partition("/")
     if kind not in ("svc", "service") or not service:
         raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/emoji --from deploy/web'")
-    path = path if path.startswith("/") else "/" + path
-    backend = backend_for(name)
-    if backend.kind != "local":  # the generator runs here; a pod's sidecar listens inside its pod
-        raise ValueError("meshdojo load cannot reach into a cluster's pods yet; from a pod of your own, e.g. "
-                         f"kubectl -n {namespace or 'NAMESPACE'} run load --rm -it --restart=Never --image=fortio/fortio -- "
-                         f"load -c 4 -n 100 http://{service}{path}")
-    st = backend.status()
+    st = backend_for(name).status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
     ns = resources.service_namespace(name, service, namespace)

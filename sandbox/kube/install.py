@@ -74,12 +74,13 @@ def rbac() -> list[dict[str, Any]]:
     ]
 
 
-def deployment(image: str) -> dict[str, Any]:
+def deployment(image: str, cert_lifetime: str = "24h") -> dict[str, Any]:
     labels = {"app": NAME, **PART_OF}
     # the relays of network faults listen on every address; pods are sent to the pod's own IP
     args = ["--kubernetes", "--state-dir", "/var/lib/meshdojo", "--host", "0.0.0.0", "--relay-address", "$(POD_IP)",
             "--api-port", str(API_PORT),
-            "--mesh-port", str(MESH_PORT), "--webhook-port", str(WEBHOOK_PORT), "--proxy-image", image]
+            "--mesh-port", str(MESH_PORT), "--webhook-port", str(WEBHOOK_PORT), "--proxy-image", image,
+            "--cert-lifetime", cert_lifetime]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(NAME),
         "spec": {
@@ -139,9 +140,10 @@ def webhook_configuration(anchor_pem: str, url: str | None = None) -> dict[str, 
     }
 
 
-def control_plane_manifests(image: str, pki: Pki, operator_token: str) -> list[dict[str, Any]]:
+def control_plane_manifests(image: str, pki: Pki, operator_token: str, cert_lifetime: str = "24h") -> list[dict[str, Any]]:
     """The control plane, in the order it is applied (the CRDs come first, on their own).
-    ``operator_token`` is the operator API's bearer token, kept in a Secret."""
+    ``operator_token`` is the operator API's bearer token, kept in a Secret; ``cert_lifetime`` the
+    workloads' certificates' (the control plane's --cert-lifetime)."""
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(CONTROLPLANE_NAMESPACE, None,
                                                                     annotations={INJECT_ANNOTATION: "disabled"})},
@@ -152,7 +154,7 @@ def control_plane_manifests(image: str, pki: Pki, operator_token: str) -> list[d
         {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(OPERATOR_SECRET), "type": "Opaque",
          "data": {OPERATOR_KEY: base64.b64encode(operator_token.encode()).decode()}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(TRUST_ANCHOR_CONFIGMAP), "data": {"ca.crt": pki.anchor_pem}},
-        deployment(image),
+        deployment(image, cert_lifetime),
         *services(),
         webhook_configuration(pki.anchor_pem),
     ]

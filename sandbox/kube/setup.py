@@ -22,15 +22,16 @@ def crds_for(client: Any | None, with_httproute: bool, say: Callable[[str], None
     return crd_manifests(with_httproute)
 
 
-def control_plane_for(image: str, pki: Pki, operator_token: str, webhook_url: str | None) -> list[dict[str, Any]]:
-    objects = control_plane_manifests(image, pki, operator_token)
+def control_plane_for(image: str, pki: Pki, operator_token: str, webhook_url: str | None,
+                      cert_lifetime: str = "24h") -> list[dict[str, Any]]:
+    objects = control_plane_manifests(image, pki, operator_token, cert_lifetime)
     if webhook_url:
         objects[-1] = webhook_configuration(pki.anchor_pem, webhook_url)
     return objects
 
 
 def install(client: Any, image: str, *, webhook_url: str | None = None, with_httproute: bool = True, pki: Pki | None = None,
-            crds_only: bool = False, wait: float = 60.0, say: Callable[[str], None] = print,
+            crds_only: bool = False, wait: float = 60.0, cert_lifetime: str = "24h", say: Callable[[str], None] = print,
             note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> list[dict[str, Any]]:
     """Apply the CRDs, wait until they are Established, then the control plane; each object is
     reported to ``say`` as kubectl would, remarks to ``note``. Raises ClusterError (nothing after
@@ -44,7 +45,7 @@ def install(client: Any, image: str, *, webhook_url: str | None = None, with_htt
         return crds
     pki = pki or cluster.existing_pki(client) or cluster.new_pki()
     token = cluster.existing_operator_token(client) or cluster.new_operator_token()
-    objects = control_plane_for(image, pki, token, webhook_url)
+    objects = control_plane_for(image, pki, token, webhook_url, cert_lifetime)
     cluster.apply(client, objects)
     for obj in objects:
         say(f"{describe(obj)} serverside-applied")

@@ -96,7 +96,7 @@ def workload(pod: dict[str, Any]) -> dict[str, Any]:
         "pids": {"app": None, "proxy": None},
         "ports": {"app": None, "inbound": _inbound_port(pod) if meshed else None, "outbound": None, "admin": None},
         "pod_ip": (pod.get("status") or {}).get("podIP"), "node": spec.get("nodeName"),
-        "phase": (pod.get("status") or {}).get("phase"),
+        "phase": (pod.get("status") or {}).get("phase"), "created": meta.get("creationTimestamp"),
         "services": [],
     }
 

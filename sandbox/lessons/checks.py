@@ -43,6 +43,18 @@ def matches(row: dict[str, Any], check: Check) -> bool:
     return True
 
 
+def deployment_rows(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row per deployment from a status document: instances counted (the same on every
+    backend: a pod's name on a cluster is not emoji-1, but a deployment's count is its count)."""
+    out = []
+    for key, want in sorted(st.get("deployments", {}).items()):
+        namespace, name = key.split("/", 1)
+        mine = [w for w in st["workloads"] if w["namespace"] == namespace and w["deployment"] == name]
+        out.append({"name": name, "namespace": namespace, "replicas": want["replicas"], "instances": len(mine),
+                    "ready": sum(1 for w in mine if w["ready"]), "meshed": sum(1 for w in mine if w["meshed"])})
+    return out
+
+
 def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
     found = any(matches(r, check) for r in rows)
     return not found if check.absent else found
@@ -82,8 +94,10 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return [{"command": h["argv"][0] if h["argv"] else "", "args": " ".join(h["argv"][1:])}
                 for h in history(sandbox) if h["at"] >= since and h["argv"][:1] == [params["command"]]]
     if check.query == "status":
-        st = backend_for(sandbox).status() or {"workloads": []}
+        st = backend_for(sandbox).status() or {"workloads": [], "deployments": {}}
         return st["workloads"]
+    if check.query == "deployments":
+        return deployment_rows(backend_for(sandbox).status() or {"workloads": [], "deployments": {}})
     window = params.get("window", "30s")
     if check.query == "stat":
         return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)

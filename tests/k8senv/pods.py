@@ -15,6 +15,10 @@ what the injector wrote):
                  containers; command + args with ``$(VAR)`` expanded, env values and the
                  downward API's fieldRefs; the image is this checkout (its virtualenv first on
                  PATH, the image's WORKDIR ``demo-apps``)
+    following    ``follow(namespaces)``: a thread that, like a kubelet's sync loop, starts each new
+                 pod once kwok gave it an IP, stops each deleted one, and reports readiness: kwok
+                 says Ready before anything runs, so the runner sets it back to not ready and
+                 then to Ready when the containers' readinessProbes pass (the sidecar's /ready)
     volumes      projected ServiceAccount tokens (a TokenRequest bound to the pod, as the kubelet
                  asks for), ConfigMaps and the downward API's labels, mounted in a private mount
                  namespace per container (with a /run of its own) at the paths it expects
@@ -25,27 +29,38 @@ use it say. Names carry this process's pid, so a run killed with SIGKILL is clea
 
 from __future__ import annotations
 
+import datetime as dt
+import http.client
+import itertools
 import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.processes import pid_alive, spawn, stop_groups
+from sandbox.processes import pid_alive, spawn, stop_groups, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_IP = "10.244.255.254"  # in kwok's pod CIDR (tests/k8senv/cluster.py: POD_CIDR), never given to a pod
 PREFIX_LEN = 16
 PREFIX = "mdjt"
+FOLLOW_EVERY = 0.2  # seconds between two looks at the API server's pods and the probes
+_NETWORKS = itertools.count(1)  # several pod networks in one test process, one after another
 
 
 class PodNetError(RuntimeError):
     pass
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def usable() -> str | None:
@@ -122,6 +137,67 @@ class RunningPod:
     ip: str
     netns: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # container -> process
+    probes: tuple[Probe, ...] = ()
+    ready: bool = False  # what this runner last reported for it
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A container's readinessProbe: ``path`` for httpGet, None for tcpSocket."""
+    container: str
+    port: int
+    path: str | None
+
+
+def readiness_probes(pod: dict[str, Any]) -> tuple[Probe, ...]:
+    """Every container's readinessProbe (sidecars included), named ports resolved. A container
+    without one is ready once it runs, as the kubelet has it."""
+    spec = pod["spec"]
+    out = []
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        probe = container.get("readinessProbe")
+        if not probe:
+            continue
+        action = probe.get("httpGet") or probe.get("tcpSocket")
+        if action is None:
+            raise PodNetError(f"container {container['name']}: only httpGet and tcpSocket readiness probes here")
+        port = action["port"]
+        if isinstance(port, str):
+            port = next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
+        out.append(Probe(container["name"], int(port), action.get("path", "/") if "httpGet" in probe else None))
+    return tuple(out)
+
+
+def ready_patch(pod: dict[str, Any], ready: bool, now: str) -> dict[str, Any]:
+    """The pod status a kubelet reports when its readiness changes (a strategic merge patch)."""
+    flag = "True" if ready else "False"
+    spec = pod["spec"]
+    return {"status": {
+        "conditions": [{"type": kind, "status": flag, "lastTransitionTime": now} for kind in ("ContainersReady", "Ready")],
+        "containerStatuses": [{"name": c["name"], "ready": ready} for c in spec["containers"]]}}
+
+
+def patch_status(api_client: Any, namespace: str, name: str, body: dict[str, Any]) -> None:
+    """A kubelet's status update (strategic merge: the other conditions stay)."""
+    from kubernetes import client
+
+    client.CoreV1Api(api_client).patch_namespaced_pod_status(name, namespace, body,
+                                                             _content_type="application/strategic-merge-patch+json")
+
+
+def probe_passes(probe: Probe, ip: str) -> bool:
+    try:
+        if probe.path is None:
+            socket.create_connection((ip, probe.port), timeout=0.5).close()
+            return True
+        connection = http.client.HTTPConnection(ip, probe.port, timeout=0.5)
+        try:
+            connection.request("GET", probe.path)
+            return 200 <= connection.getresponse().status < 400
+        finally:
+            connection.close()
+    except OSError:
+        return False
 
 
 class PodNetwork:
@@ -134,13 +210,23 @@ class PodNetwork:
         self._api = api_client
         self._hosts = hosts  # name -> address, for every pod's /etc/hosts
         self._id = f"{PREFIX}{os.getpid()}"
-        self._net = f"{self._id}-net"
-        self._host_if = f"mdjh{os.getpid() % 10**8}"
+        k = next(_NETWORKS)
+        self._net = f"{self._id}-net{k}"
+        self._pod_prefix = f"{self._id}-n{k}p"
+        self._host_if = f"mdjh{os.getpid() % 10**6}n{k}"
         self.pods: dict[str, RunningPod] = {}
         self._count = 0
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
+        self.errors: list[str] = []  # pods the follower could not run, for the test to assert on
+        self.hiccups: list[str] = []  # API calls that failed once (retried by the next round)
+        self._specs: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> PodNetwork:
         remove_stale()
+        # the kernel takes a deleted namespace's interfaces down in the background: the previous
+        # network's host end may still hold HOST_IP for a moment
+        wait_until(lambda: not _ip("-o", "addr", "show", "to", HOST_IP).stdout.strip(), 20, f"{HOST_IP} to be free")
         try:
             _ip("netns", "add", self._net)
             _ip("-n", self._net, "link", "add", "br0", "type", "bridge")
@@ -166,8 +252,9 @@ class PodNetwork:
         if not ip:
             raise PodNetError(f"pod {key} has no IP yet")
         self._count += 1
-        running = RunningPod(meta["name"], meta["namespace"], ip, f"{self._id}-p{self._count}")
+        running = RunningPod(meta["name"], meta["namespace"], ip, f"{self._pod_prefix}{self._count}")
         self.pods[key] = running
+        self._specs[key] = pod["spec"]
         self._plumb(running)
         volumes = self._volumes(pod, self.root / running.netns)
         sidecars = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
@@ -181,8 +268,51 @@ class PodNetwork:
         _ip("netns", "del", running.netns, check=False)
         shutil.rmtree(f"/etc/netns/{running.netns}", ignore_errors=True)
         self.pods.pop(f"{running.namespace}/{running.name}", None)
+        self._specs.pop(f"{running.namespace}/{running.name}", None)
+
+    def follow(self, namespaces: set[str]) -> None:
+        """Keep the namespaces' pods running as the API server changes them (as a kubelet does):
+        a new pod with an IP starts, a deleted one stops — an inject, a scale or a kill rolls."""
+        self._follower = threading.Thread(target=self._follow, args=(namespaces,), name="pod-follower", daemon=True)
+        self._follower.start()
+
+    def _follow(self, namespaces: set[str]) -> None:
+        while not self._stop_following.wait(FOLLOW_EVERY):  # a kubelet's sync loop, shortened
+            try:
+                self.sync(namespaces)
+                self.report_readiness()
+            except Exception as exc:  # the API server busy or restarting: the next round tries again
+                self.hiccups.append(f"{type(exc).__name__}: {exc}")
+
+    def sync(self, namespaces: set[str]) -> None:
+        """Run what the API server has and is not running; stop what it no longer has."""
+        wanted = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+                  for ns in sorted(namespaces) for p in pods_of(self._api, ns)}
+        for key in [k for k in self.pods if k.split("/")[0] in namespaces and k not in wanted]:
+            self.stop(self.pods[key])
+        for key, pod in wanted.items():
+            if key not in self.pods and pod.get("status", {}).get("podIP"):
+                try:
+                    # kwok said Ready before anything ran: not until the probes pass, as a kubelet has it
+                    patch_status(self._api, pod["metadata"]["namespace"], pod["metadata"]["name"], ready_patch(pod, False, now_rfc3339()))
+                    self.run(pod).probes = readiness_probes(pod)
+                except (PodNetError, OSError) as exc:
+                    self.errors.append(f"{key}: {exc}")
+
+    def report_readiness(self) -> None:
+        """Each pod not yet reported ready whose containers run and whose probes pass: Ready."""
+        for running in [p for p in list(self.pods.values()) if not p.ready]:
+            started = all(proc.poll() is None for proc in running.procs.values())
+            if started and all(probe_passes(probe, running.ip) for probe in running.probes):
+                pod = {"spec": self._specs[f"{running.namespace}/{running.name}"]}
+                patch_status(self._api, running.namespace, running.name, ready_patch(pod, True, now_rfc3339()))
+                running.ready = True
+
 
     def close(self) -> None:
+        self._stop_following.set()
+        if self._follower is not None:
+            self._follower.join(timeout=30)
         for running in list(self.pods.values()):
             self.stop(running)
         _ip("netns", "del", self._net, check=False)  # takes the bridge and both ends of the host's veth
