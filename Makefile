@@ -19,7 +19,7 @@ test: install
 ifeq (,$(findstring not k8s,$(PYTEST_ARGS)))
 	@tests/k8senv/build --if-go
 endif
-	$(PY) -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=12 $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 # etcd, kube-apiserver, controller-manager, scheduler, kubectl and kwok from Go modules (docs/testing.md)
 k8senv:

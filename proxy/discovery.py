@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controlplane.protocol import HEARTBEAT_SECONDS, Endpoint, decode_event
@@ -69,6 +70,19 @@ class Discovery:
         self._tasks = tasks
         self._rng = rng or random.Random()
         self.sets: dict[str, EndpointSet] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after any endpoint set changed (the balancer forgets what is gone)."""
+        self._listeners.append(listener)
+
+    def known_keys(self) -> set[tuple[str, int]]:
+        """Every endpoint any watch knows now."""
+        return {key for endpoints in self.sets.values() for key in endpoints.endpoints}
+
+    def changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     async def resolve(self, host: str) -> EndpointSet:
         """The endpoint set for ``host``; raises the proxy errors a client should see."""
@@ -100,8 +114,11 @@ class Discovery:
                 lines = self._client.stream_lines("/v1/watch", query, ctx, 3 * HEARTBEAT_SECONDS)
                 async for line in lines:
                     if line.strip():
-                        endpoints.apply(decode_event(line))
+                        event = decode_event(line)
+                        endpoints.apply(event)
                         endpoints.connected = True
+                        if event["type"] != "heartbeat":
+                            self.changed()
                         delay = 0.05
             except asyncio.CancelledError:
                 raise

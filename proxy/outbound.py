@@ -151,6 +151,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "") -> Handler:
     rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
+    # an endpoint gone from every service is forgotten (instances come and go on new ports)
+    discovery.on_change(lambda: balancer.forget_except(discovery.known_keys()))
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balanced = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints

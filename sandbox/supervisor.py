@@ -6,6 +6,9 @@ gateway per demo, registers them, and then watches them like a kubelet: a proces
 is restarted with exponential backoff and its restart count goes up. ``status.json`` says
 what is running; SIGTERM stops everything. Children die with the supervisor (PDEATHSIG),
 and their process groups are recorded so ``meshdojo down`` can clean up after a SIGKILL.
+
+What it runs is data in :mod:`sandbox.instances`; telling the control plane about it is
+:mod:`sandbox.registration`; ``status.json`` is :func:`sandbox.localstatus.status_document`.
 """
 
 from __future__ import annotations
@@ -16,24 +19,22 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.statefiles import private_dir, write_json, write_private
-from sandbox import applied
-from sandbox.cpapi import ApiError, OperatorApi
+from sandbox import applied, registration
+from sandbox.cpapi import OperatorApi
+from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc
+from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
 from sandbox.ports import accepting, free_port
-from sandbox.processes import spawn, stop_groups
+from sandbox.processes import stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
-GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
-BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
 
 
@@ -42,72 +43,6 @@ def _mtime(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None
-
-
-@dataclass
-class Proc:
-    """One supervised process: how to start it, and what happened to it."""
-
-    role: str  # "app", "proxy", "controlplane", "gateway"
-    argv: list[str]
-    log: Path
-    env: dict[str, str] | None = None
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    backoff: float = BACKOFF_START
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
-
-    started_at: float = 0.0
-
-    def start(self) -> None:
-        self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
-        self.started_at = time.monotonic()
-
-    def schedule_restart(self, now: float) -> float:
-        """Like a kubelet's CrashLoopBackOff: 1 s doubling to 30 s, reset after a minute of health.
-        Returns the delay it will really wait (to log the truth)."""
-        if now - self.started_at > HEALTHY_AFTER:
-            self.backoff = BACKOFF_START
-        self.popen = None
-        self.restarts += 1
-        self.next_start = now + self.backoff
-        return self.backoff
-
-    def exited(self) -> bool:
-        return self.popen is not None and self.popen.poll() is not None
-
-
-@dataclass
-class Instance:
-    deployment: Deployment
-    index: int
-    services: list[str]
-    app: Proc | None = None
-    proxy: Proc | None = None
-    app_port: int = 0
-    outbound_port: int = 0
-    ports: dict[str, int] = field(default_factory=dict)  # the proxy's
-    ready: bool = False
-    registered: bool = False
-    ever_ready: bool = False
-    earlier_restarts: int = 0  # from previous launches of this instance (on fresh ports)
-
-    @property
-    def name(self) -> str:
-        return f"{self.deployment.name}-{self.index}"
-
-    @property
-    def identity(self) -> str:
-        return f"spiffe://meshdojo.local/ns/{self.deployment.namespace}/sa/{self.deployment.service_account}"
-
-    @property
-    def meshed(self) -> bool:
-        return self.proxy is not None
 
 
 class Supervisor:
@@ -191,7 +126,7 @@ class Supervisor:
             services = self.services_for(inst.deployment)
             if services != inst.services:
                 if inst.registered:
-                    self._deregister(inst)
+                    registration.deregister(self.api, inst)
                 inst.services = services
 
     def reconcile(self) -> None:
@@ -239,7 +174,7 @@ class Supervisor:
             self._relaunch = [r for r in self._relaunch if r[1] is not inst]
             return
         if inst.registered:
-            self._deregister(inst, forget=True)
+            registration.deregister(self.api, inst, forget=True)
         stop_groups([p.popen for p in (inst.app, inst.proxy) if p is not None and p.popen is not None], grace=5)
         self.instances.remove(inst)
         (self.paths.root / "run" / f"{inst.name}.ports").unlink(missing_ok=True)
@@ -333,7 +268,7 @@ class Supervisor:
             inst.ready = app_ok and (inst.proxy is None or inst.proxy.pid is not None)
             inst.ever_ready = inst.ever_ready or inst.ready
             if inst.ready and not inst.registered:
-                self._register(inst)
+                registration.register(self.api, inst)
         for name, (proc, ports, title) in list(self.gateways.items()):
             if proc.exited():
                 log.warning("%s-ingress exited; restarting in %.0fs", name, proc.schedule_restart(now))
@@ -350,7 +285,10 @@ class Supervisor:
                 if file.exists():
                     self.gateways[name] = (proc, json.loads(file.read_text()), title)
             elif name not in self._gateways_registered:
-                self._register_gateway(name, ports)
+                service = GATEWAYS[name][0]
+                namespace = next(s.namespace for d in self.demos if d.name == name for s in d.services if s.name == service)
+                if registration.register_gateway(self.api, name, namespace, ports):
+                    self._gateways_registered.add(name)
         if self.cp is not None:
             if self.cp.exited():
                 self._controlplane_exited(now)
@@ -361,7 +299,10 @@ class Supervisor:
                       and all(p for _, p, _ in self.gateways.values()))
         self._record_groups()
         write_json(self.paths.status, self.status())
-        self._write_prometheus_targets()
+        targets = registration.prometheus_targets(self.instances)
+        if targets != self._targets:
+            self._targets = targets
+            registration.write_prometheus_targets(self.paths.root, targets)
 
     def _proxy_ready(self, inst: Instance) -> bool:
         if not inst.ports:
@@ -401,7 +342,7 @@ class Supervisor:
                          "--admin-port", str(inst.ports["admin"])]
         inst.ready = False
         if inst.registered:
-            self._deregister(inst)
+            registration.deregister(self.api, inst)
 
     def _controlplane_exited(self, now: float) -> None:
         """Restart it on its old ports with its old state: the proxies reconnect by themselves,
@@ -419,56 +360,6 @@ class Supervisor:
         return [sys.executable, "-m", "controlplane", "--state-dir", str(self.paths.controlplane),
                 "--cert-lifetime", self.cert_lifetime, "--api-port", str(api_port), "--mesh-port", str(mesh_port)]
 
-    def _endpoint(self, inst: Instance) -> dict:
-        meshed = inst.proxy is not None
-        return {"address": "127.0.0.1", "port": inst.ports["inbound"] if meshed else inst.app_port,
-                "identity": inst.identity if meshed else None, "meshed": meshed,
-                "labels": dict(inst.deployment.labels), "instance": inst.name, "deployment": inst.deployment.name}
-
-    def _register(self, inst: Instance) -> None:
-        try:
-            for service in inst.services:
-                self.api.put_endpoint(inst.deployment.namespace, service, inst.name, self._endpoint(inst))
-            self.api.call("PUT", f"/v1/workloads/{inst.deployment.namespace}/{inst.name}", {
-                "deployment": inst.deployment.name, "identity": inst.identity if inst.meshed else None, "meshed": inst.meshed,
-                "admin": inst.ports.get("admin") if inst.meshed else None})
-            inst.registered = True
-        except ApiError as exc:
-            log.warning("could not register %s yet: %s", inst.name, exc)
-
-    def _register_gateway(self, demo: str, ports: dict[str, int]) -> None:
-        """A gateway's traffic is telemetry too: its edges (gateway -> web) show in 'edges' and the UI."""
-        service = GATEWAYS[demo][0]
-        namespace = next(s.namespace for d in self.demos if d.name == demo for s in d.services if s.name == service)
-        try:
-            self.api.call("PUT", f"/v1/workloads/{namespace}/{demo}-ingress", {
-                "deployment": f"{demo}-ingress", "identity": f"spiffe://meshdojo.local/ns/{namespace}/sa/ingress-gateway",
-                "meshed": True, "admin": ports.get("admin")})
-            self._gateways_registered.add(demo)
-        except ApiError as exc:
-            log.warning("could not register %s-ingress for telemetry yet: %s", demo, exc)
-
-    def _deregister(self, inst: Instance, forget: bool = False) -> None:
-        """Take it out of its services; with ``forget``, out of telemetry too (it is gone, not restarting)."""
-        try:
-            for service in inst.services:
-                self.api.delete_endpoint(inst.deployment.namespace, service, inst.name)
-            if forget:
-                self.api.call("DELETE", f"/v1/workloads/{inst.deployment.namespace}/{inst.name}")
-        except ApiError as exc:
-            log.warning("could not deregister %s: %s", inst.name, exc)
-        inst.registered = False
-
-    def _write_prometheus_targets(self) -> None:
-        """``prometheus-targets.json`` (Prometheus file_sd format): every proxy's /metrics, for a
-        real Prometheus next to the sandbox (see docs/observability.md)."""
-        targets = [{"targets": [f"127.0.0.1:{i.ports['admin']}"],
-                    "labels": {"namespace": i.deployment.namespace, "deployment": i.deployment.name, "instance_name": i.name}}
-                   for i in self.instances if i.meshed and i.ports.get("admin")]
-        if targets != self._targets:
-            self._targets = targets
-            write_json(self.paths.root / "prometheus-targets.json", targets)
-
     def _procs(self) -> list[Proc]:
         procs = [p for i in self.instances for p in (i.app, i.proxy) if p is not None]
         procs += [g for g, _, _ in self.gateways.values()]
@@ -480,33 +371,8 @@ class Supervisor:
 
     def status(self) -> dict:
         cp_info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
-        return {
-            "name": self.paths.name,
-            "backend": "local",
-            "ready": self.ready,
-            "supervisor": os.getpid(),
-            "demos": [d.name for d in self.demos],
-            "controlplane": {"pid": self.cp.pid if self.cp else None, "api": cp_info["api"], "mesh": cp_info["mesh"],
-                             # ready: its API accepts connections (a process that is still starting is not)
-                             "ready": self.cp is not None and self.cp.pid is not None and accepting(cp_info["apiPort"]),
-                             "restarting_in": (round(max(self.cp.next_start - time.monotonic(), 0.0), 1)
-                                               if self.cp is not None and self.cp.popen is None else None),
-                             "restarts": self.cp.restarts if self.cp else 0},
-            "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
-                          "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid,
-                          "admin": ports.get("admin") if ports else None}
-                         for demo, (proc, ports, title) in self.gateways.items()],
-            "deployments": {key: {"replicas": want["replicas"], "inject": want["inject"]} for key, want in self.desired().items()},
-            "workloads": [{
-                "name": i.name, "deployment": i.deployment.name, "namespace": i.deployment.namespace,
-                "identity": i.identity if i.meshed else None, "meshed": i.meshed, "ready": i.ready,
-                "restarts": i.earlier_restarts + (i.app.restarts if i.app else 0) + (i.proxy.restarts if i.proxy else 0),
-                "pids": {"app": i.app.pid if i.app else None, "proxy": i.proxy.pid if i.proxy else None},
-                "ports": {"app": i.app_port or None, "inbound": i.ports.get("inbound"), "outbound": i.ports.get("outbound"),
-                          "admin": i.ports.get("admin")},
-                "services": i.services,
-            } for i in self.instances],
-        }
+        return status_document(self.paths.name, self.ready, os.getpid(), [d.name for d in self.demos], self.cp, cp_info,
+                               self.cp is not None and self.cp.pid is not None and accepting(cp_info["apiPort"]), self.gateways, self.desired(), self.instances, time.monotonic())
 
     def stop(self) -> None:
         # apps first, then gateways and sidecars (apps never lose their proxy mid-request), then the control plane

@@ -111,3 +111,22 @@ def test_idle_decay_with_the_injected_clock_is_exponential_and_only_while_idle()
     load.pending = 1  # a request in flight: no decay, and the cost doubles
     clock.now += 2.0
     assert abs(load.cost() - 2 * math.exp(-2)) < 1e-9
+
+
+async def test_an_endpoint_gone_from_every_service_is_forgotten_by_the_balancer():
+    """Instances come and go on new ports (a restart, a scale, a roll): the balancer keeps a
+    load estimate only for endpoints some discovery watch still knows, as the proxy wires it."""
+    from proxy.discovery import Discovery, EndpointSet
+
+    discovery = Discovery(None, None, None)  # type: ignore[arg-type]  # no watch runs here: events are applied by hand
+    balancer: P2cBalancer[str] = P2cBalancer(random.Random(1), FakeClock())
+    discovery.on_change(lambda: balancer.forget_except(discovery.known_keys()))
+    emoji = discovery.sets["emoji"] = EndpointSet("emoji")
+    emoji.apply({"type": "add", "snapshot": True, "endpoints": [{"address": "127.0.0.1", "port": p, "meshed": False} for p in (1, 2)]})
+    discovery.changed()
+    for port in (1, 2):
+        balancer.load(("127.0.0.1", port)).observe(0.5)
+    emoji.apply({"type": "remove", "endpoints": [{"address": "127.0.0.1", "port": 1}]})
+    discovery.changed()
+    assert balancer.load(("127.0.0.1", 2)).estimate != DEFAULT_RTT  # still known: its estimate stays
+    assert balancer.load(("127.0.0.1", 1)).estimate == DEFAULT_RTT  # gone: a new one would start afresh

@@ -20,7 +20,7 @@ from tests.test_kube_traffic import meshed_cluster
 from tests.test_lessons import LESSONS, _in_process, print_timings, run_every_lesson
 from tests.test_tui_sandbox import until
 
-pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.k8s, pytest.mark.long, pytest.mark.timeout(900)]
 NAMESPACES = {"emojivoto", "bookinfo"}
 
 

@@ -127,6 +127,7 @@ def print_timings(timings: dict[str, list[float]]) -> None:
         print(f"\n{name}: check after the action took " + ", ".join(f"{t:.1f}s" for t in times))
 
 
+@pytest.mark.long
 @pytest.mark.timeout(400)
 def test_every_lesson_runs_unattended_and_each_check_fails_before_its_action(cli, capsys, monkeypatch):
     monkeypatch.setenv("MESHDOJO_HOME", str(cli.home))

@@ -285,12 +285,14 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         await asyncio.to_thread(cli.run, "delete", "faultinjection", "ratings-delay")
         await asyncio.to_thread(cli.run, "delete", "httproute", "reviews")
 
-        # the same with the apps' own timeouts only: a slow ratings endpoint, no policy at all
-        for deployment, replicas in (("ratings-v1", "0"), ("reviews-v1", "0"), ("reviews-v3", "0")):
-            await asyncio.to_thread(cli.run, "scale", deployment, replicas)
+        # the same with the apps' own timeouts only: a slow ratings endpoint, no policy at all. The slow
+        # endpoint comes first, so ratings never has no endpoint at all (a fast 503, not a timeout); each
+        # scale-down takes an instance out of discovery before it stops it
         api = OperatorApi.from_state(cli.home / "default" / "controlplane")
         api.put_endpoint("bookinfo", "ratings", "slow-ratings",
                          {"address": "127.0.0.1", "port": slow_port, "meshed": False, "labels": {"app": "ratings"}})
+        for deployment, replicas in (("ratings-v1", "0"), ("reviews-v1", "0"), ("reviews-v3", "0")):
+            await asyncio.to_thread(cli.run, "scale", deployment, replicas)
         started = clock.monotonic()
         status, body = await asyncio.to_thread(get, page)
         elapsed = clock.monotonic() - started

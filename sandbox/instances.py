@@ -1,0 +1,83 @@
+"""What the local supervisor runs, as data: a supervised process (:class:`Proc`, restarted with
+a kubelet's CrashLoopBackOff) and one replica of a Deployment (:class:`Instance`: its app, its
+sidecar when injected, their ports and whether it is ready and registered)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.manifests import Deployment
+from sandbox.processes import spawn
+
+BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+# demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
+GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
+
+
+@dataclass
+class Proc:
+    """One supervised process: how to start it, and what happened to it."""
+
+    role: str  # "app", "proxy", "controlplane", "gateway"
+    argv: list[str]
+    log: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
+
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
+        self.started_at = time.monotonic()
+
+    def schedule_restart(self, now: float) -> float:
+        """Like a kubelet's CrashLoopBackOff: 1 s doubling to 30 s, reset after a minute of health.
+        Returns the delay it will really wait (to log the truth)."""
+        if now - self.started_at > HEALTHY_AFTER:
+            self.backoff = BACKOFF_START
+        self.popen = None
+        self.restarts += 1
+        self.next_start = now + self.backoff
+        return self.backoff
+
+    def exited(self) -> bool:
+        return self.popen is not None and self.popen.poll() is not None
+
+
+@dataclass
+class Instance:
+    deployment: Deployment
+    index: int
+    services: list[str]
+    app: Proc | None = None
+    proxy: Proc | None = None
+    app_port: int = 0
+    outbound_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)  # the proxy's
+    ready: bool = False
+    registered: bool = False
+    ever_ready: bool = False
+    earlier_restarts: int = 0  # from previous launches of this instance (on fresh ports)
+
+    @property
+    def name(self) -> str:
+        return f"{self.deployment.name}-{self.index}"
+
+    @property
+    def identity(self) -> str:
+        return f"spiffe://meshdojo.local/ns/{self.deployment.namespace}/sa/{self.deployment.service_account}"
+
+    @property
+    def meshed(self) -> bool:
+        return self.proxy is not None
