@@ -44,12 +44,12 @@ def on_time(tmp_path_factory) -> Iterator[None]:
 @pytest.hookimpl(trylast=True)  # after -m/-k have deselected what will not run
 def pytest_collection_modifyitems(config, items):
     """k8s tests need the binaries `make k8senv` builds: say so in one line, never skip silently."""
-    # the cluster runs from its first test to the end of the session: its tests go last, so its
-    # background CPU does not slow the timing-sensitive tests of the local sandbox; the image's
-    # build (a minute of CPU) goes just before them. Within each group the files of several
-    # minutes start first, so the two test workers finish at about the same time.
-    items.sort(key=lambda item: (item.get_closest_marker("k8s") is not None, item.get_closest_marker("docker") is not None,
-                                 item.get_closest_marker("long") is None))
+    # The files of several minutes start first (one on each test worker), so the two workers
+    # finish at about the same time; then the local tests; the cluster's tests after them (a
+    # worker's cluster runs from its first test to the end of the session), the image's build (a
+    # minute of CPU) just before those.
+    items.sort(key=lambda item: (item.get_closest_marker("long") is None, item.get_closest_marker("k8s") is not None,
+                                 item.get_closest_marker("docker") is not None))
     if any(item.get_closest_marker("docker") for item in items):
         from tests.dockerenv import missing_tools
 

@@ -142,11 +142,29 @@ def test_uninstall_removes_the_crds_and_their_objects(installed, capsys):
 def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     k8s = installed
     ext = client.ApiextensionsV1Api(k8s.client())
-    ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")
     from sandbox.processes import wait_until
 
+    # a CRD just re-applied re-initializes its storage; deleted then, the API server's CRD finalizer
+    # fails ("storage is (re)initializing") and retries with a growing backoff — minutes, once
+    def storage_ready() -> bool:
+        try:
+            client.CustomObjectsApi(k8s.client()).list_cluster_custom_object("gateway.networking.k8s.io", "v1", "httproutes")
+            return True
+        except client.ApiException:
+            return False
+
+    wait_until(storage_ready, 30, "the HTTPRoute CRD's storage to answer")
+    ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+
     # the CRD goes once its finalizer has emptied it: a busy API server (the end of a full run) took over 30 s once
-    wait_until(lambda: "httproutes.gateway.networking.k8s.io" not in _ours(k8s), 120, "our HTTPRoute CRD to go")
+    try:
+        wait_until(lambda: "httproutes.gateway.networking.k8s.io" not in _ours(k8s), 120, "our HTTPRoute CRD to go")
+    except Exception:  # say what holds it: the CRD's conditions (InstanceDeletionFailed ...) and what is left
+        crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        left = client.CustomObjectsApi(k8s.client()).list_cluster_custom_object("gateway.networking.k8s.io", "v1", "httproutes")
+        print([(c.type, c.status, c.message) for c in crd.status.conditions or []], crd.metadata.finalizers,
+              [(o["metadata"]["namespace"], o["metadata"]["name"], o["metadata"].get("finalizers")) for o in left["items"]])
+        raise
     foreign = crd_manifests(True)[-1]
     foreign["metadata"] = {"name": foreign["metadata"]["name"],  # someone else's: not labelled as ours
                            "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/3328"}}
