@@ -95,14 +95,14 @@ def meshed_cluster(k8s, tmp_path: Path, demos: str) -> Iterator[tuple[Learner, p
     """meshdojo installed on the test cluster, its control plane beside it on the pod network's
     host address, ``up --backend context --demo DEMOS`` done; the pods run by the caller
     (``net.run``, or ``net.follow`` to keep up with the cluster); ``down`` and cleanup after."""
-    host = podnet.HOST_IP
     api, webhook = free_port(), free_port()
     learner = Learner(k8s, tmp_path / "home")
     client = k8s.client()
     from sandbox.cli import main
 
-    with podnet.PodNetwork(tmp_path / "pods", client, {"meshdojo-controlplane.meshdojo-system.svc": host},
+    with podnet.PodNetwork(tmp_path / "pods", client, k8s.networks.pods, {"meshdojo-controlplane.meshdojo-system.svc": None},
                            k8s.node_logs.files) as net:
+        host = net.host_ip
         assert main(["install", "--kubeconfig", str(k8s.kubeconfig), "--image", IMAGE,
                      "--webhook-url", f"https://{host}:{webhook}/inject"]) == 0
         own = _sa_kubeconfig(k8s, client, tmp_path / "cp.kubeconfig", "meshdojo-system", "meshdojo-controlplane")

@@ -29,13 +29,39 @@ from tests.k8senv.nodelogs import NodeLogs
 
 HERE = Path(__file__).resolve().parent
 NODES = ("kwok-node-0", "kwok-node-1")
-SERVICE_CIDR = "10.96.0.0/16"
-POD_CIDR = "10.244.0.0/16"
-NODE_CIDR = "10.0.0.0/24"  # the kwok nodes' addresses (node_manifest)
-# the cluster's made-up networks answer "no route" at once on this machine instead of leaving it
-# through the default route (pods that run for real, tests/k8senv/pods.py, get a more specific route)
-FENCED = (POD_CIDR, SERVICE_CIDR, NODE_CIDR)
 FENCE_METRIC = "4242"
+
+
+@dataclass(frozen=True)
+class Networks:
+    """A cluster's made-up networks. Each test worker (``make test`` runs two) has a cluster of its
+    own, on networks of its own: ``lane`` N takes 10.(244+N).0.0/16 for pods and 10.(96+N).0.0/16
+    for Services, so two workers' pods that run for real (tests/k8senv/pods.py) never share an
+    address or a route. While the cluster runs these answer "no route" at once on this machine
+    instead of leaving it through the default route (a running pod's subnet gets a better route)."""
+
+    lane: int = 0
+
+    @classmethod
+    def for_this_worker(cls) -> Networks:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ... under pytest-xdist
+        return cls(int(worker[2:]) if worker[2:].isdigit() else 0)
+
+    @property
+    def pods(self) -> str:
+        return f"10.{244 + self.lane}.0.0/16"
+
+    @property
+    def services(self) -> str:
+        return f"10.{96 + self.lane}.0.0/16"
+
+    @property
+    def nodes(self) -> str:  # kwok's default node addresses (ours answer on 127.0.0.1: node_manifest)
+        return f"10.0.{self.lane}.0/24"
+
+    @property
+    def fenced(self) -> tuple[str, ...]:
+        return (self.pods, self.services, self.nodes)
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 CONTROLLERS = (  # what a cluster without kubelets needs: workloads, endpoints, service accounts, cleanup
     "deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller", "job-controller",
@@ -100,6 +126,7 @@ class Cluster:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_in: float = 0.0
     node_logs: NodeLogs | None = None  # the nodes' kubelet API: container logs the pod runner registers
+    networks: Networks = field(default_factory=Networks.for_this_worker)
 
     def log(self, component: str) -> Path:
         return self.root / "logs" / f"{component}.log"
@@ -108,7 +135,7 @@ class Cluster:
     def start(self, timeout: float = 60.0) -> Cluster:
         began = time.monotonic()
         deadline = began + timeout
-        fence(True)
+        fence(self.networks, True)
         files = pki.write_pki(self.root / "pki")
         self.version = subprocess.run([str(self.bin / "kube-apiserver"), "--version"], capture_output=True, text=True,
                                       check=True).stdout.split()[-1]
@@ -127,7 +154,7 @@ class Cluster:
             "--client-ca-file", str(files["ca.crt"]), "--authorization-mode", "Node,RBAC",
             "--service-account-issuer", ISSUER, "--service-account-key-file", str(files["sa.pub"]),
             "--service-account-signing-key-file", str(files["sa.key"]), "--api-audiences", ISSUER,
-            "--service-cluster-ip-range", SERVICE_CIDR, "--allow-privileged", "--profiling=false",
+            "--service-cluster-ip-range", self.networks.services, "--allow-privileged", "--profiling=false",
             "--enable-priority-and-fairness=false", "--event-ttl", "10m",
             "--endpoint-reconciler-type", "none",  # the kubernetes Service would point at 127.0.0.1, which it refuses
             # the nodes' kubelet API is tests/k8senv/nodelogs.py on 127.0.0.1 (container logs), verified both ways
@@ -148,7 +175,7 @@ class Cluster:
                                        "--bind-address", "127.0.0.1", "--secure-port", "0"])
         kwok_config = self.root / "kwok.yaml"
         kwok_config.write_text(yaml.safe_dump_all(stages.all_stages(self.version)))
-        self._spawn("kwok", ["--kubeconfig", str(configs["kwok"]), "--config", str(kwok_config), "--cidr", POD_CIDR,
+        self._spawn("kwok", ["--kubeconfig", str(configs["kwok"]), "--config", str(kwok_config), "--cidr", self.networks.pods,
                              "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake"])
         self.node_logs = NodeLogs(files["kubelet.crt"], files["kubelet.key"], files["ca.crt"]).start()
         for node in NODES:
@@ -263,15 +290,15 @@ class Cluster:
         self.procs.clear()
         if self.node_logs is not None:
             self.node_logs.close()
-        fence(False)
+        fence(self.networks, False)
 
 
-def fence(up: bool) -> None:
+def fence(networks: Networks, up: bool) -> None:
     """Unreachable routes for the cluster's networks (root only; elsewhere a no-op: nothing is sent
     there unless a test sends it)."""
     if os.geteuid() != 0:
         return
-    for cidr in FENCED:
+    for cidr in networks.fenced:
         subprocess.run(["ip", "route", "replace" if up else "del", "unreachable", cidr, "metric", FENCE_METRIC],
                        capture_output=True, timeout=10)
 

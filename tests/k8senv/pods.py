@@ -8,7 +8,8 @@ what the injector wrote):
     network      one namespace per pod with the pod's IP on its eth0; every pod's eth0 and one
                  veth of the host are ports of a bridge that lives in a namespace of its own (no
                  host firewall rule applies there: Docker's FORWARD DROP does not get in the way).
-                 The host end holds ``HOST_IP``: the control plane beside the cluster listens
+                 The host end holds ``host_ip`` (the pod CIDR's last usable address, never given
+                 to a pod): the control plane beside the cluster listens
                  there, and the API server's Service name for it resolves there (the pod's
                  /etc/hosts, through ``ip netns exec``'s /etc/netns/<name>/ files)
     containers   init containers with ``restartPolicy: Always`` (native sidecars) first, then the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import ipaddress
 import itertools
 import json
 import os
@@ -48,7 +50,6 @@ from typing import Any
 from sandbox.processes import pid_alive, spawn, stop_groups, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_IP = "10.244.255.254"  # in kwok's pod CIDR (tests/k8senv/cluster.py: POD_CIDR), never given to a pod
 PREFIX_LEN = 16
 PREFIX = "mdjt"
 FOLLOW_EVERY = 0.2  # seconds between two looks at the API server's pods and the probes
@@ -57,6 +58,14 @@ _NETWORKS = itertools.count(1)  # several pod networks in one test process, one 
 
 class PodNetError(RuntimeError):
     pass
+
+
+def host_address(pod_cidr: str) -> str:
+    """The address the host takes on the pod network: the CIDR's last usable one (kwok hands out
+    pod IPs from the start)."""
+    network = ipaddress.ip_network(pod_cidr)
+    assert network.prefixlen == PREFIX_LEN, pod_cidr
+    return str(network.broadcast_address - 1)
 
 
 def now_rfc3339() -> str:
@@ -203,12 +212,14 @@ def probe_passes(probe: Probe, ip: str) -> bool:
 class PodNetwork:
     """The bridge, its host end and the pods run on it; ``close()`` removes all of it."""
 
-    def __init__(self, root: Path, api_client: Any, hosts: dict[str, str],
+    def __init__(self, root: Path, api_client: Any, pod_cidr: str, hosts: dict[str, str | None],
                  log_files: dict[tuple[str, str, str], Path] | None = None) -> None:
+        """``hosts``: names every pod's /etc/hosts resolves (to ``host_ip`` when the value is None)."""
         self.root = root
+        self.host_ip = host_address(pod_cidr)
         self._log_files = log_files if log_files is not None else {}  # the nodes' log server reads these
         self._api = api_client
-        self._hosts = hosts  # name -> address, for every pod's /etc/hosts
+        self._hosts = {name: address or self.host_ip for name, address in hosts.items()}  # for every pod's /etc/hosts
         self._id = f"{PREFIX}{os.getpid()}"
         k = next(_NETWORKS)
         self._net = f"{self._id}-net{k}"
@@ -225,15 +236,15 @@ class PodNetwork:
     def __enter__(self) -> PodNetwork:
         remove_stale()
         # the kernel takes a deleted namespace's interfaces down in the background: the previous
-        # network's host end may still hold HOST_IP for a moment
-        wait_until(lambda: not _ip("-o", "addr", "show", "to", HOST_IP).stdout.strip(), 20, f"{HOST_IP} to be free")
+        # network's host end may still hold the host address for a moment
+        wait_until(lambda: not _ip("-o", "addr", "show", "to", self.host_ip).stdout.strip(), 20, f"{self.host_ip} to be free")
         try:
             _ip("netns", "add", self._net)
             _ip("-n", self._net, "link", "add", "br0", "type", "bridge")
             _ip("-n", self._net, "link", "set", "br0", "up")
             _ip("link", "add", self._host_if, "type", "veth", "peer", "name", "host", "netns", self._net)
             _ip("-n", self._net, "link", "set", "host", "master", "br0", "up")
-            _ip("addr", "add", f"{HOST_IP}/{PREFIX_LEN}", "dev", self._host_if)
+            _ip("addr", "add", f"{self.host_ip}/{PREFIX_LEN}", "dev", self._host_if)
             _ip("link", "set", self._host_if, "up")
         except Exception:
             self.close()
