@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, RichLog, Select, Static, TextArea
 
-from sandbox.processes import wait_until
+from sandbox.processes import WaitTimeout, wait_until
 from tests.meshkit import eventually
 from tests.test_sandbox import Cli
 from tui.app import MeshdojoApp
@@ -189,6 +189,13 @@ class Tmux:
     def screen(self) -> str:
         return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
 
+    def wait(self, condition, timeout: float, what: str) -> None:
+        """wait_until, and on a timeout the screen as it was, in the error."""
+        try:
+            wait_until(condition, timeout, what)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; the screen:\n{self.screen()}") from None
+
     def keys(self, *k: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", self.session, *k], check=True)
 
@@ -212,22 +219,22 @@ class Tmux:
 def test_smoke_the_real_tui_in_tmux(sandbox, on_time):
     ui = Tmux(sandbox)
     try:
-        wait_until(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
+        ui.wait(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
         ui.keys("5")
         # the footer lists the pane's keys ("p Preview") only once the pane has the focus: Tab before that is lost
-        wait_until(lambda: "p Preview" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
+        ui.wait(lambda: "p Preview" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
         ui.keys("Tab", "Tab")  # the kind, then the target field: wait until the caret is really there
-        wait_until(lambda: (row := ui.row_of("target, e.g.")) is not None and ui.cursor()[1] == row, 15, "the target field's focus")
+        ui.wait(lambda: (row := ui.row_of("target, e.g.")) is not None and ui.cursor()[1] == row, 15, "the target field's focus")
         ui.keys("-l", "svc/web")
-        wait_until(lambda: "value: an HTTP status and a percentage" in ui.screen(), 15, "the target to be read")
+        ui.wait(lambda: "value: an HTTP status and a percentage" in ui.screen(), 15, "the target to be read")
         ui.keys("Tab")
-        wait_until(lambda: (row := ui.row_of("value, e.g. 503 30")) is not None and ui.cursor()[1] == row, 15, "the value field's focus")
+        ui.wait(lambda: (row := ui.row_of("value, e.g. 503 30")) is not None and ui.cursor()[1] == row, 15, "the value field's focus")
         ui.keys("-l", "500 20")
-        wait_until(lambda: "meshdojo fault inject web" in ui.screen(), 15, "the live CLI preview")
+        ui.wait(lambda: "meshdojo fault inject web" in ui.screen(), 15, "the live CLI preview")
         ui.keys("Enter")
-        wait_until(lambda: "web-fault" in sandbox.run("get", "faultinjection").stdout, 10, "the fault, seen by meshdojo get")
+        ui.wait(lambda: "web-fault" in sandbox.run("get", "faultinjection").stdout, 10, "the fault, seen by meshdojo get")
         ui.keys("C-c")  # ctrl+c quits, as q does (the UI was not started by up: no question)
-        wait_until(lambda: not ui.alive(), 10, "the UI to quit")
+        ui.wait(lambda: not ui.alive(), 10, "the UI to quit")
         assert ui.exit_file.read_text().strip() == "0"
         items = json.loads(sandbox.run("get", "faultinjection", "-o", "json").stdout)
         assert items[0]["spec"]["abort"] == {"httpStatus": 500, "percentage": {"value": 20.0}}
