@@ -73,12 +73,11 @@ def test_the_pod_runner_reports_readiness_as_a_kubelet_does(api, k8s):
     assert podnet.readiness_probes({"spec": spec}) == (podnet.Probe("proxy", 4191, "/ready"), podnet.Probe("app", 8080, None))
     pod = wait_until(lambda: (p := _ready_pods(core)) and p[0], 30, "a Ready pod")
     name = pod.metadata.name
-    body = {"spec": {"containers": [{"name": "echo"}]}}
-    podnet.patch_status(api, NS, name, podnet.ready_patch(body, False, podnet.now_rfc3339()))
+    podnet.patch_status(api, NS, name, podnet.ready_patch(("echo",), False, podnet.now_rfc3339()))
     wait_until(lambda: name not in _slice_pods(discovery), 30, "the EndpointSlice to leave the not-ready pod out")
     after = core.read_namespaced_pod(name, NS)
     assert {c.type: c.status for c in after.status.conditions}["PodScheduled"] == "True"  # merged, not replaced
-    podnet.patch_status(api, NS, name, podnet.ready_patch(body, True, podnet.now_rfc3339()))
+    podnet.patch_status(api, NS, name, podnet.ready_patch(("echo",), True, podnet.now_rfc3339()))
     wait_until(lambda: name in _slice_pods(discovery), 30, "the pod back in the EndpointSlice")
 
 

@@ -58,8 +58,8 @@ def in_cluster(name: str, target: str, path: str, source: str | None, namespace:
         raise ValueError(f"--from {source}: on a cluster the load cannot leave from a pod's sidecar yet; leave --from out to "
                          f"load through the gateway, or from a pod of your own: kubectl -n {namespace or 'NAMESPACE'} run load --rm -it "
                          f"--restart=Never --image=fortio/fortio -- load -c 4 -n 100 http://{service}{path}")
-    demo = next((d for d, (_ns, svc, _port, _title) in DEMO_GATEWAYS.items() if svc == service
-                 and (namespace is None or namespace == _ns)), None)
+    demo = next((d for d, (ns, svc, _port, _title) in DEMO_GATEWAYS.items() if svc == service
+                 and namespace in (None, ns)), None)
     if demo is None:
         raise ValueError(f"svc/{service} is not behind a demo's gateway; on a cluster meshdojo load sends through one "
                          f"({', '.join('svc/' + v[1] for v in DEMO_GATEWAYS.values())})")

@@ -147,6 +147,7 @@ class RunningPod:
     netns: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # container -> process
     probes: tuple[Probe, ...] = ()
+    containers: tuple[str, ...] = ()  # the names the status reports readiness for
     ready: bool = False  # what this runner last reported for it
 
 
@@ -177,13 +178,17 @@ def readiness_probes(pod: dict[str, Any]) -> tuple[Probe, ...]:
     return tuple(out)
 
 
-def ready_patch(pod: dict[str, Any], ready: bool, now: str) -> dict[str, Any]:
-    """The pod status a kubelet reports when its readiness changes (a strategic merge patch)."""
+def container_names(pod: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(c["name"] for c in pod["spec"]["containers"])
+
+
+def ready_patch(containers: tuple[str, ...], ready: bool, now: str) -> dict[str, Any]:
+    """The pod status a kubelet reports when its readiness changes (a strategic merge patch);
+    ``containers``: the pod's containers' names."""
     flag = "True" if ready else "False"
-    spec = pod["spec"]
     return {"status": {
         "conditions": [{"type": kind, "status": flag, "lastTransitionTime": now} for kind in ("ContainersReady", "Ready")],
-        "containerStatuses": [{"name": c["name"], "ready": ready} for c in spec["containers"]]}}
+        "containerStatuses": [{"name": name, "ready": ready} for name in containers]}}
 
 
 def patch_status(api_client: Any, namespace: str, name: str, body: dict[str, Any]) -> None:
@@ -231,7 +236,6 @@ class PodNetwork:
         self._stop_following = threading.Event()
         self.errors: list[str] = []  # pods the follower could not run, for the test to assert on
         self.hiccups: list[str] = []  # API calls that failed once (retried by the next round)
-        self._specs: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> PodNetwork:
         remove_stale()
@@ -263,9 +267,9 @@ class PodNetwork:
         if not ip:
             raise PodNetError(f"pod {key} has no IP yet")
         self._count += 1
-        running = RunningPod(meta["name"], meta["namespace"], ip, f"{self._pod_prefix}{self._count}")
+        running = RunningPod(meta["name"], meta["namespace"], ip, f"{self._pod_prefix}{self._count}",
+                             probes=readiness_probes(pod), containers=container_names(pod))
         self.pods[key] = running
-        self._specs[key] = pod["spec"]
         self._plumb(running)
         volumes = self._volumes(pod, self.root / running.netns)
         sidecars = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
@@ -279,7 +283,6 @@ class PodNetwork:
         _ip("netns", "del", running.netns, check=False)
         shutil.rmtree(f"/etc/netns/{running.netns}", ignore_errors=True)
         self.pods.pop(f"{running.namespace}/{running.name}", None)
-        self._specs.pop(f"{running.namespace}/{running.name}", None)
 
     def follow(self, namespaces: set[str]) -> None:
         """Keep the namespaces' pods running as the API server changes them (as a kubelet does):
@@ -305,8 +308,9 @@ class PodNetwork:
             if key not in self.pods and pod.get("status", {}).get("podIP"):
                 try:
                     # kwok said Ready before anything ran: not until the probes pass, as a kubelet has it
-                    patch_status(self._api, pod["metadata"]["namespace"], pod["metadata"]["name"], ready_patch(pod, False, now_rfc3339()))
-                    self.run(pod).probes = readiness_probes(pod)
+                    patch_status(self._api, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                 ready_patch(container_names(pod), False, now_rfc3339()))
+                    self.run(pod)
                 except (PodNetError, OSError) as exc:
                     self.errors.append(f"{key}: {exc}")
 
@@ -315,8 +319,7 @@ class PodNetwork:
         for running in [p for p in list(self.pods.values()) if not p.ready]:
             started = all(proc.poll() is None for proc in running.procs.values())
             if started and all(probe_passes(probe, running.ip) for probe in running.probes):
-                pod = {"spec": self._specs[f"{running.namespace}/{running.name}"]}
-                patch_status(self._api, running.namespace, running.name, ready_patch(pod, True, now_rfc3339()))
+                patch_status(self._api, running.namespace, running.name, ready_patch(running.containers, True, now_rfc3339()))
                 running.ready = True
 
 
