@@ -13,6 +13,7 @@ otherwise, and refuses sessions beyond ``--max-sessions``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import html
 import logging
@@ -117,14 +118,31 @@ class RoomServer(Server):
         except Exception:  # one session's trouble is logged, never the room's end
             log.exception("session of %s", attendee)
         finally:
-            self.sessions.pop(id(websocket), None)
-            await service.stop()
+            try:
+                await service.stop()
+                await _reap(service)
+            finally:  # the session counts until its UI process is gone
+                self.sessions.pop(id(websocket), None)
             log.info("%s's session ended", attendee)
         return websocket
 
     async def app(self) -> web.Application:
         """The aiohttp application (tests run it on a port of their own)."""
         return await self._make_app()
+
+
+async def _reap(service: AppService, grace: float = 5.0) -> None:
+    """Wait for the session's UI process to exit (killed after ``grace`` seconds): textual-serve
+    never waits for it, so its pipes' transport outlived the session and was only closed, with a
+    ResourceWarning, when garbage-collected."""
+    process = service._process  # textual-serve keeps the process private
+    if process is None:
+        return
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 def _local_only(template: Path) -> str | None:

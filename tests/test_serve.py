@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from textual_serve.app_service import AppService
 
 from sandbox import room
 from sandbox.lessons import model, progress
@@ -101,6 +102,22 @@ async def test_chromium_opens_the_room_and_a_key_reaches_the_ui(served):
             assert elsewhere == [], elsewhere
         finally:
             await browser.close()
+
+
+async def test_a_sessions_ui_process_is_reaped_when_the_session_ends():
+    from textual_serve.download_manager import DownloadManager
+
+    from sandbox.serve import _reap
+
+    async def nowhere(*_args) -> None:
+        return None
+
+    for command, exited_with in (("exec true", 0), ("exec sleep 30", -9)):  # a UI that ignores quit is killed
+        service = AppService(command, write_bytes=nowhere, write_str=nowhere, close=nowhere,
+                             download_manager=DownloadManager(), debug=False)
+        process = await service._open_app_process()
+        await _reap(service, grace=0.5)
+        assert process.returncode == exited_with
 
 
 async def _async(value):
