@@ -1,9 +1,10 @@
 """The meshed path against the direct path, in one run.
 
-A tiny upstream app is called three ways — directly; through a bare TLS byte-pipe pair (the
-floor for any design with two extra processes and a TLS hop); and meshed: outbound proxy →
-mutual TLS → inbound proxy → app — at concurrency 1 and 16, the cases interleaved and each
-repeated. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody
+A tiny upstream app is called four ways — directly; through a bare TLS byte-pipe pair (the
+floor for any design with two extra processes and a TLS hop); through our HTTP/1 forwarding
+with none of the request stack's layers (``bench.httpfloor``: what the proxy's machinery costs
+before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy → app — at
+concurrency 1 and 16, the cases interleaved and each repeated. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody
 tapping against the same with a reader of every event, checking the reader saw every request.
 """
 
@@ -23,23 +24,27 @@ from bench.measure import BenchError, Section, Settings, Spread, Target, rss_mb,
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
-PATHS = ("direct", "bare TLS byte pipe pair (reference)", "meshed")
+DIRECT, PIPE, FLOOR, MESHED = "direct", "bare TLS byte pipe pair (reference)", "HTTP/1 forwarding, no layers (reference)", "meshed"
+PATHS = (DIRECT, PIPE, FLOOR, MESHED)
 C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
 
 
-def start_tls_pipe(root: Path, app_port: int, helpers: list) -> int:
+def start_pair(module: str, root: Path, app_port: int, helpers: list) -> int:
+    """A reference relay pair (``bench.tlspipe`` or ``bench.httpfloor``): front → TLS 1.3 → back →
+    the app; the front's port."""
     from bench.tlspipe import make_material
 
     material = root / "pipe-material"
-    material.write_text("\n\n\n".join(make_material()))
-    back = spawn([sys.executable, "-m", "bench.tlspipe", "back", str(root / "back.port"), str(app_port), str(material)],
-                 root / "back.log")
-    helpers.append(back)
-    back_port = int(wait_until(lambda: (root / "back.port").exists() and (root / "back.port").read_text(), 10, "pipe back"))
-    front = spawn([sys.executable, "-m", "bench.tlspipe", "front", str(root / "front.port"), str(back_port), str(material)],
-                  root / "front.log")
-    helpers.append(front)
-    return int(wait_until(lambda: (root / "front.port").exists() and (root / "front.port").read_text(), 10, "pipe front"))
+    if not material.exists():
+        material.write_text("\n\n\n".join(make_material()))
+    name = module.rpartition(".")[2]
+    port_files = {role: root / f"{name}-{role}.port" for role in ("front", "back")}
+    upstream = app_port
+    for role in ("back", "front"):
+        helpers.append(spawn([sys.executable, "-m", module, role, str(port_files[role]), str(upstream), str(material)],
+                             root / f"{name}-{role}.log"))
+        upstream = int(wait_until(lambda f=port_files[role]: f.exists() and f.read_text(), 10, f"{name} {role}"))
+    return upstream
 
 
 class TapReader:
@@ -93,9 +98,9 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
         client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client",
                                   launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
-        pipe_port = start_tls_pipe(root, app_port, helpers)
-        yield {PATHS[0]: (app_port, "/"), PATHS[1]: (pipe_port, "/"), PATHS[2]: (client.ports["outbound"], "http://bench-app/")}, \
-            client, server
+        yield {DIRECT: (app_port, "/"), PIPE: (start_pair("bench.tlspipe", root, app_port, helpers), "/"),
+               FLOOR: (start_pair("bench.httpfloor", root, app_port, helpers), "http://bench-app/"),
+               MESHED: (client.ports["outbound"], "http://bench-app/")}, client, server
     finally:
         for helper in helpers:
             stop_group(helper)
@@ -118,9 +123,9 @@ def run(settings: Settings, root: Path) -> Section:
 
         untapped, tapped, seen = [], [], []
         for _ in range(settings.repeats):
-            untapped.append(measure(PATHS[2], 16))
+            untapped.append(measure(MESHED, 16))
             reader = TapReader(client.ports["admin"])
-            result = measure(PATHS[2], 16)
+            result = measure(MESHED, 16)
             wait_until(lambda r=reader, n=result.completed: r.ended + r.dropped >= n, 30, "the tap reader to see every request")
             reader.stop()
             if reader.ended + reader.dropped != result.completed:
@@ -145,16 +150,22 @@ def run(settings: Settings, root: Path) -> Section:
     section.add()
     for concurrency in (1, 16):
         # ratios per repeat (cases of one repeat ran back to back), then their spread
-        share = Spread.of(m.rps / d.rps for m, d in zip(results[concurrency, PATHS[2]], results[concurrency, PATHS[0]], strict=True))
-        pipe_share = Spread.of(p.rps / d.rps for p, d in zip(results[concurrency, PATHS[1]], results[concurrency, PATHS[0]], strict=True))
-        overhead = Spread.of(m.quantile(0.5) - d.quantile(0.5)
-                             for m, d in zip(results[concurrency, PATHS[2]], results[concurrency, PATHS[0]], strict=True))
-        pipe_overhead = Spread.of(p.quantile(0.5) - d.quantile(0.5)
-                                  for p, d in zip(results[concurrency, PATHS[1]], results[concurrency, PATHS[0]], strict=True))
-        section.figure(f"c={concurrency} meshed/direct", share.median)
-        section.figure(f"c={concurrency} meshed p50 overhead ms", overhead.median)
-        section.add(f"- c={concurrency}: meshed/direct throughput {share.show('.0%')} (TLS pipe/direct {pipe_share.show('.0%')}); "
-                    f"meshed p50 overhead {overhead.show('+.3f', ' ms')} (TLS pipe {pipe_overhead.show('+.3f', ' ms')})")
+        direct = results[concurrency, DIRECT]
+
+        def share(path: str) -> Spread:
+            return Spread.of(r.rps / d.rps for r, d in zip(results[concurrency, path], direct, strict=True))
+
+        def overhead(path: str) -> Spread:
+            return Spread.of(r.quantile(0.5) - d.quantile(0.5) for r, d in zip(results[concurrency, path], direct, strict=True))
+
+        section.figure(f"c={concurrency} meshed/direct", share(MESHED).median)
+        section.figure(f"c={concurrency} meshed p50 overhead ms", overhead(MESHED).median)
+        section.figure(f"c={concurrency} no-layers/direct", share(FLOOR).median)
+        section.figure(f"c={concurrency} no-layers p50 overhead ms", overhead(FLOOR).median)
+        section.add(f"- c={concurrency}: throughput against direct: meshed {share(MESHED).show('.0%')}, HTTP/1 forwarding with "
+                    f"no layers {share(FLOOR).show('.0%')}, TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed "
+                    f"{overhead(MESHED).show('+.3f', ' ms')}, no layers {overhead(FLOOR).show('+.3f', ' ms')}, "
+                    f"TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
     for direction, mb in rss.items():
         section.figure(f"{direction} proxy RSS MB", mb)
     section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")

@@ -121,6 +121,7 @@ class HttpConnection(asyncio.Protocol):
         self._linger: asyncio.TimerHandle | None = None  # a staged close in progress
         self._linger_left = 0
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # kept: asking asyncio costs a getpid() system call each time
         self.closed = False
         self.bytes_read = 0
         self.bytes_written = 0
@@ -131,6 +132,7 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.bytes_read += len(data)
@@ -223,11 +225,7 @@ class HttpConnection(asyncio.Protocol):
             raise ProtocolViolation("the request target is longer than 8 KiB", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-        if len(name) + len(value) > MAX_FIELD_BYTES:
-            raise ProtocolViolation(f"header {name[:40].decode('latin-1')} is longer than 8 KiB", 431)
-        if len(self._headers) > MAX_FIELDS:
-            raise ProtocolViolation(f"more than {MAX_FIELDS} header fields", 431)
+        self._headers.append((name.lower(), value))  # their limits are checked once the head is whole (<= 64 KiB)
 
     def on_headers_complete(self) -> None:
         self._head_bytes = 0
@@ -235,7 +233,11 @@ class HttpConnection(asyncio.Protocol):
         self._in_body = True
         parser = self._parser
         chunked, length = False, None
+        if len(self._headers) > MAX_FIELDS:
+            raise ProtocolViolation(f"more than {MAX_FIELDS} header fields", 431)
         for name, value in self._headers:
+            if len(name) + len(value) > MAX_FIELD_BYTES:
+                raise ProtocolViolation(f"header {name[:40].decode('latin-1')} is longer than 8 KiB", 431)
             if name == b"transfer-encoding":
                 codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
                 chunked = bool(codings) and codings[-1] == b"chunked"  # anything else is refused (http1rules)
@@ -380,7 +382,7 @@ class HttpConnection(asyncio.Protocol):
             raise ConnectionClosed("connection is closed")
         if not self._write_paused:
             return
-        self._drain_waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiter = (self._loop or asyncio.get_running_loop()).create_future()
         await self._drain_waiter
         if self.closed:
             raise ConnectionClosed("connection is closed")
@@ -433,7 +435,7 @@ class HttpConnection(asyncio.Protocol):
         while not self._events:
             if self.closed:
                 return _EOF
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -450,7 +452,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.on_deadline)
+        self._timer = (self._loop or asyncio.get_running_loop()).call_later(seconds, self.on_deadline)
 
     def _cancel_timer(self) -> None:
         if not self._armed:
