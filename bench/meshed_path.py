@@ -150,13 +150,11 @@ def run(settings: Settings, root: Path) -> Section:
     section.add()
     for concurrency in (1, 16):
         # ratios per repeat (cases of one repeat ran back to back), then their spread
-        direct = results[concurrency, DIRECT]
+        def share(path: str, c: int = concurrency) -> Spread:
+            return Spread.of(r.rps / d.rps for r, d in zip(results[c, path], results[c, DIRECT], strict=True))
 
-        def share(path: str) -> Spread:
-            return Spread.of(r.rps / d.rps for r, d in zip(results[concurrency, path], direct, strict=True))
-
-        def overhead(path: str) -> Spread:
-            return Spread.of(r.quantile(0.5) - d.quantile(0.5) for r, d in zip(results[concurrency, path], direct, strict=True))
+        def overhead(path: str, c: int = concurrency) -> Spread:
+            return Spread.of(r.quantile(0.5) - d.quantile(0.5) for r, d in zip(results[c, path], results[c, DIRECT], strict=True))
 
         section.figure(f"c={concurrency} meshed/direct", share(MESHED).median)
         section.figure(f"c={concurrency} meshed p50 overhead ms", overhead(MESHED).median)

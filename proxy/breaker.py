@@ -46,6 +46,12 @@ class Breaker:
     def state(self, key: object) -> str:
         return self._get(key).state(self._clock())
 
+    def forget_except(self, keys: set[object]) -> None:
+        """Drop the accrual of every endpoint not in ``keys`` (it is gone: a new one starts closed)."""
+        for key in list(self.endpoints):
+            if key not in keys:
+                del self.endpoints[key]
+
     def admit(self, key: object) -> bool:
         """May a request go to this endpoint now? In half-open state, only one probe at a time."""
         accrual = self._get(key)

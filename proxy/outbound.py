@@ -146,13 +146,24 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
     return handle
 
 
+def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers: traffic.Breakers) -> None:
+    """An endpoint gone from every service is forgotten by the balancer and the breakers
+    (instances come and go on new ports: neither may keep state for each one ever seen)."""
+
+    def forget() -> None:
+        known: set[object] = set(discovery.known_keys())
+        balancer.forget_except(known)
+        breakers.forget_except(known)
+
+    discovery.on_change(forget)
+
+
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "") -> Handler:
     rng = rng or random.Random()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
-    # an endpoint gone from every service is forgotten (instances come and go on new ports)
-    discovery.on_change(lambda: balancer.forget_except(discovery.known_keys()))
+    forget_gone_endpoints(discovery, balancer, breakers)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balanced = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints

@@ -263,6 +263,10 @@ class Breakers:
             self._breakers[(namespace, service)] = current
         return current[1]
 
+    def forget_except(self, keys: set[object]) -> None:
+        for _spec, br in self._breakers.values():
+            br.forget_except(keys)
+
     def states(self) -> dict[str, dict[str, str]]:
         return {fqdn(svc, ns): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.spiffe import SpiffeId
 from sandbox.manifests import Deployment
 from sandbox.processes import spawn
 
@@ -76,7 +77,7 @@ class Instance:
 
     @property
     def identity(self) -> str:
-        return f"spiffe://meshdojo.local/ns/{self.deployment.namespace}/sa/{self.deployment.service_account}"
+        return SpiffeId(self.deployment.namespace, self.deployment.service_account).uri
 
     @property
     def meshed(self) -> bool:

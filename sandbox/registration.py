@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from controlplane.spiffe import SpiffeId
 from controlplane.statefiles import write_json
 from sandbox.cpapi import ApiError, OperatorApi
 from sandbox.instances import Instance
@@ -43,7 +44,7 @@ def register_gateway(api: OperatorApi, demo: str, namespace: str, ports: dict[st
     """A gateway's traffic is telemetry too: its edges (gateway -> web) show in 'edges' and the UI."""
     try:
         api.call("PUT", f"/v1/workloads/{namespace}/{demo}-ingress", {
-            "deployment": f"{demo}-ingress", "identity": f"spiffe://meshdojo.local/ns/{namespace}/sa/ingress-gateway",
+            "deployment": f"{demo}-ingress", "identity": SpiffeId(namespace, "ingress-gateway").uri,
             "meshed": True, "admin": ports.get("admin")})
         return True
     except ApiError as exc:

@@ -130,3 +130,37 @@ async def test_an_endpoint_gone_from_every_service_is_forgotten_by_the_balancer(
     discovery.changed()
     assert balancer.load(("127.0.0.1", 2)).estimate != DEFAULT_RTT  # still known: its estimate stays
     assert balancer.load(("127.0.0.1", 1)).estimate == DEFAULT_RTT  # gone: a new one would start afresh
+
+
+async def test_an_endpoint_gone_is_forgotten_by_the_outlier_breakers_too():
+    """A CircuitBreaker's per-endpoint state (tripped or counting failures) goes with the
+    endpoint: `meshdojo` shows breakers for endpoints that exist, and a returning address starts closed."""
+    from pathlib import Path
+
+    import yaml
+
+    from controlplane.selection import Workload
+    from proxy.discovery import Discovery, EndpointSet
+    from proxy.outbound import forget_gone_endpoints
+    from proxy.policies import PolicyWatch
+    from proxy.traffic import Breakers
+
+    policy = yaml.safe_load((Path(__file__).parent.parent / "demo-apps/emojivoto/policies/emoji-outlier.yaml").read_text())
+    watch = PolicyWatch(None, None, Workload("emojivoto", "web"))  # type: ignore[arg-type]  # the snapshot is applied by hand
+    watch.apply_snapshot({"resources": [{"document": policy}]})
+    breakers = Breakers(watch, FakeClock(), random.Random(1))
+    discovery = Discovery(None, None, None)  # type: ignore[arg-type]
+    forget_gone_endpoints(discovery, P2cBalancer(random.Random(1), FakeClock()), breakers)
+    emoji = discovery.sets["emoji"] = EndpointSet("emoji")
+    emoji.apply({"type": "add", "snapshot": True, "endpoints": [{"address": "127.0.0.1", "port": p, "meshed": False} for p in (1, 2)]})
+    discovery.changed()
+    breaker = breakers.get("emojivoto", "emoji")
+    assert breaker is not None
+    for port in (1, 2):
+        for _ in range(breaker.threshold):
+            breaker.record(("127.0.0.1", port), failure=True)
+    assert breakers.states() == {"emoji.emojivoto.svc.cluster.local": {"127.0.0.1:1": "open", "127.0.0.1:2": "open"}}
+    emoji.apply({"type": "remove", "endpoints": [{"address": "127.0.0.1", "port": 1}]})
+    discovery.changed()
+    assert breakers.states() == {"emoji.emojivoto.svc.cluster.local": {"127.0.0.1:2": "open"}}
+    assert breaker.admit(("127.0.0.1", 1))  # back on the same address later: closed, a new endpoint

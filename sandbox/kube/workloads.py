@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from controlplane.injector import INJECT_ANNOTATION, PROXY_CONTAINER
+from controlplane.spiffe import SpiffeId
 
 SANDBOX_LABEL = "meshdojo.dev/sandbox"  # on every namespace a sandbox made: `down` deletes them
 DEMO_IMAGE_PREFIX = "ghcr.io/meshdojo/demo-apps"  # the demos' manifests name this; the cluster runs our image
-TRUST_DOMAIN = "meshdojo.local"
 WORKLOAD_KINDS = ("Namespace", "ServiceAccount", "Service", "Deployment")
 
 
@@ -91,7 +91,7 @@ def workload(pod: dict[str, Any]) -> dict[str, Any]:
     sa = spec.get("serviceAccountName") or "default"
     return {
         "name": meta["name"], "deployment": pod_deployment(pod), "namespace": meta["namespace"],
-        "identity": f"spiffe://{TRUST_DOMAIN}/ns/{meta['namespace']}/sa/{sa}" if meshed else None,
+        "identity": SpiffeId(meta["namespace"], sa).uri if meshed else None,
         "meshed": meshed, "ready": _ready(pod), "restarts": _restarts(pod),
         "pids": {"app": None, "proxy": None},
         "ports": {"app": None, "inbound": _inbound_port(pod) if meshed else None, "outbound": None, "admin": None},
