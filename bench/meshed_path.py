@@ -16,17 +16,24 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import uvloop
 
 from bench import loadgen
-from bench.measure import BenchError, Section, Settings, Spread, Target, rss_mb, targets_table
+from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_seconds, rss_mb, targets_table
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
 DIRECT, PIPE, FLOOR, MESHED = "direct", "bare TLS byte pipe pair (reference)", "HTTP/1 forwarding, no layers (reference)", "meshed"
 PATHS = (DIRECT, PIPE, FLOOR, MESHED)
 C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
+
+
+class BenchPath(NamedTuple):
+    port: int  # where the load generator sends
+    target: str  # its request target
+    relays: tuple[int, ...] = ()  # the processes between it and the app (their CPU is the path's cost)
 
 
 def start_pair(module: str, root: Path, app_port: int, helpers: list) -> int:
@@ -98,9 +105,12 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
         client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client",
                                   launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
-        yield {DIRECT: (app_port, "/"), PIPE: (start_pair("bench.tlspipe", root, app_port, helpers), "/"),
-               FLOOR: (start_pair("bench.httpfloor", root, app_port, helpers), "http://bench-app/"),
-               MESHED: (client.ports["outbound"], "http://bench-app/")}, client, server
+        pipe = start_pair("bench.tlspipe", root, app_port, helpers)
+        pipe_relays = (helpers[-1].pid, helpers[-2].pid)
+        floor = start_pair("bench.httpfloor", root, app_port, helpers)
+        yield {DIRECT: BenchPath(app_port, "/"), PIPE: BenchPath(pipe, "/", pipe_relays),
+               FLOOR: BenchPath(floor, "http://bench-app/", (helpers[-1].pid, helpers[-2].pid)),
+               MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}, client, server
     finally:
         for helper in helpers:
             stop_group(helper)
@@ -110,15 +120,23 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
 def run(settings: Settings, root: Path) -> Section:
     section = Section("Meshed path")
     with meshed_path(root) as (ports, client, server):
+        relay_cpu: dict[tuple[int, str], list[float]] = {}  # µs of CPU per request, per relay process
+
         def measure(path: str, concurrency: int) -> loadgen.Result:
-            port, target = ports[path]
-            return uvloop.run(loadgen.run(port, target, concurrency, settings.seconds)).check(f"{path}, c={concurrency}")
+            port, target, relays = ports[path]
+            before = sum(cpu_seconds(pid) for pid in relays)
+            result = uvloop.run(loadgen.run(port, target, concurrency, settings.seconds)).check(f"{path}, c={concurrency}")
+            if relays:  # the warm-up's requests are in both the CPU and the count
+                used = sum(cpu_seconds(pid) for pid in relays) - before
+                relay_cpu.setdefault((concurrency, path), []).append(used / result.completed / len(relays) * 1e6)
+            return result
 
         results: dict[tuple[int, str], list[loadgen.Result]] = {}
         for _ in range(settings.repeats):  # interleaved, so drift on a shared machine hits every case alike
             for concurrency in (1, 16):
                 for path in PATHS:
                     results.setdefault((concurrency, path), []).append(measure(path, concurrency))
+        cpu = {case: Spread.of(values) for case, values in relay_cpu.items()}  # before the tap runs add theirs
         rss = {"outbound": rss_mb(client.proc.pid), "inbound": rss_mb(server.proc.pid)}
 
         untapped, tapped, seen = [], [], []
@@ -135,8 +153,8 @@ def run(settings: Settings, root: Path) -> Section:
 
     section.add(f"Each case: {settings.repeats} × {settings.seconds:g} s after a 0.5 s warm-up, interleaved; median (min–max).")
     section.add()
-    section.add("| concurrency | path | p50 ms | p99 ms | req/s |")
-    section.add("|---|---|---|---|---|")
+    section.add("| concurrency | path | p50 ms | p99 ms | req/s | CPU per request, each relay |")
+    section.add("|---|---|---|---|---|---|")
     rps: dict[tuple[int, str], Spread] = {}
     p50: dict[tuple[int, str], Spread] = {}
     for (concurrency, path), rs in results.items():
@@ -145,8 +163,11 @@ def run(settings: Settings, root: Path) -> Section:
         p99 = Spread.of(r.quantile(0.99) for r in rs)
         section.figure(f"c={concurrency} {path} req/s", rps[concurrency, path].median)
         section.figure(f"c={concurrency} {path} p50 ms", p50[concurrency, path].median)
+        relay = cpu.get((concurrency, path))
+        if relay is not None:
+            section.figure(f"c={concurrency} {path} relay CPU us", relay.median)
         section.add(f"| {concurrency} | {path} | {p50[concurrency, path].show('.3f')} | {p99.show('.3f')} | "
-                    f"{rps[concurrency, path].show()} |")
+                    f"{rps[concurrency, path].show()} | {relay.show('.0f', ' µs') if relay else '—'} |")
     section.add()
     for concurrency in (1, 16):
         # ratios per repeat (cases of one repeat ran back to back), then their spread
@@ -164,6 +185,10 @@ def run(settings: Settings, root: Path) -> Section:
                     f"no layers {share(FLOOR).show('.0%')}, TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed "
                     f"{overhead(MESHED).show('+.3f', ' ms')}, no layers {overhead(FLOOR).show('+.3f', ' ms')}, "
                     f"TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
+        pipe_cpu = cpu[concurrency, PIPE].median
+        section.figure(f"c={concurrency} no-layers/pipe relay CPU", cpu[concurrency, FLOOR].median / pipe_cpu)
+        section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 forwarding with no layers "
+                    f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
     for direction, mb in rss.items():
         section.figure(f"{direction} proxy RSS MB", mb)
     section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")
