@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 from textual.worker import WorkerFailed
 
 from tui import graph, render
@@ -172,6 +172,27 @@ async def test_no_screen_opens_with_focus_in_a_text_field_so_number_keys_switch_
             await pilot.pause()
             assert ui.active_tab() == tab
             assert not isinstance(ui.focused, Input | TextArea), (tab, ui.focused)
+
+
+async def test_a_focus_landing_after_the_next_key_does_not_switch_back():
+    """4 then 1 typed quickly: a focus given on the Security screen reaches the tabs (as a message)
+    after 1 chose the dashboard; the UI must stay on the dashboard (Textual alone would show the
+    tab of the focused widget again)."""
+    ui = app()
+    async with ui.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        tabs = ui.query_one("#tabs", TabbedContent)
+        for first, last in (("security", "dashboard"), ("faults", "topology"), ("policies", "dashboard")):
+            tabs.active = first
+            await pilot.pause()
+            pane = ui.pane(first)
+            target = next((w for w in pane.query("*") if w.focusable and w is not ui.focused), pane)
+            ui.screen.set_focus(target)  # a focus on the first screen: its message to the tabs is on its way...
+            tabs.active = last  # ...and the next key is handled before the tabs read it
+            await pilot.pause()
+            await pilot.pause()
+            assert ui.active_tab() == last, (first, last, ui.active_tab())
+            assert ui.focused is not None and ui.pane(last) in ui.focused.ancestors_with_self, (last, ui.focused)  # keys go there
 
 
 async def test_typing_on_a_form_control_never_fires_a_one_key_shortcut():

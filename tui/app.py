@@ -60,6 +60,16 @@ class MeshCommands(Provider):
                 yield Hit(score, matcher.highlight(label), callback, help=help_text)
 
 
+class ScreenTabs(TabbedContent):
+    """The screens' tabs, switched by keys, the palette and actions only. Textual also shows the
+    tab that holds a widget given the focus; a focus that lands after the next key was handled
+    (4 then 1 typed quickly) would switch back to the screen just left."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+        event.prevent_default()  # not TabbedContent's: it would make the focused widget's tab active
+
+
 class MeshdojoApp(App[str | None]):
     TITLE = "meshdojo"
     CSS_PATH = "app.tcss"
@@ -116,7 +126,7 @@ class MeshdojoApp(App[str | None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="problem", markup=False)
-        with TabbedContent(initial="dashboard", id="tabs"):
+        with ScreenTabs(initial="dashboard", id="tabs"):
             for i, pane in enumerate(PANES):
                 with TabPane(f"{i + 1} {pane.TITLE}", id=pane.KEY):
                     yield pane(id=f"{pane.KEY}-pane")
