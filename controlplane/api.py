@@ -25,7 +25,7 @@ from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, conflicts
-from controlplane.spiffe import InvalidIdentity, SpiffeId, is_dns_label
+from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.tapapi import add_tap_route
 from controlplane.watchstream import stream_watch
 
@@ -60,7 +60,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
-              telemetry: Telemetry | None = None, relays: RelayManager | None = None) -> web.Application:
+              telemetry: Telemetry | None = None, relays: RelayManager | None = None,
+              own_identity: SpiffeId = LOCAL_CONTROLPLANE) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
     app[TELEMETRY] = telemetry = telemetry or Telemetry()
     add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry,
@@ -69,7 +70,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     app[REGISTRY] = registry
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
-    add_tap_route(app, TELEMETRY, IDENTITY)
+    add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
     add_load_route(app)
     app.add_routes(
         [

@@ -7,6 +7,7 @@ call it. The clock is injected.
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from cryptography import x509
 from controlplane import ca, tokens
 from controlplane.castore import CaMaterial
 from controlplane.spiffe import SpiffeId
+from controlplane.sslcontext import client_context
 from controlplane.taptokens import tap_key, tap_token
 
 Clock = Callable[[], dt.datetime]
@@ -50,6 +52,13 @@ class IdentityService:
         if self._tap_key is None:
             self._tap_key = tap_key(self.material.issuer.key)
         return tap_token(self._tap_key, identity_uri)
+
+    def client_context(self, identity: SpiffeId, lifetime: dt.timedelta = dt.timedelta(hours=1)) -> ssl.SSLContext:
+        """Mutual TLS as ``identity`` (the control plane's own), to read a sidecar's admin port:
+        a fresh leaf each time, short-lived (it only has to outlive a handshake)."""
+        key = ca.new_key()
+        leaf = ca.sign_workload(ca.make_csr(identity, key), identity, self.material.issuer, self.clock(), lifetime)
+        return client_context(self.material.anchor_pem, ca.cert_pem(leaf) + self.material.issuer_pem, ca.key_pem(key))
 
     def bootstrap_token(self, identity: SpiffeId, ttl: dt.timedelta = dt.timedelta(hours=1)) -> str:
         return tokens.issue(self.material.token_secret, identity, self.clock().timestamp(), ttl.total_seconds())

@@ -20,12 +20,11 @@ from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
-from controlplane.spiffe import SpiffeId
+from controlplane.spiffe import LOCAL_CONTROLPLANE
 from controlplane.sslcontext import server_context
 from controlplane.statefiles import private_dir, read_json, write_json, write_private
 
 log = logging.getLogger("meshdojo.controlplane")
-CONTROLPLANE_IDENTITY = SpiffeId("meshdojo", "controlplane")
 STATE_FILE = "controlplane.json"
 REGISTRY_FILE = "registry.json"
 POLICIES_FILE = "policies.json"
@@ -68,7 +67,7 @@ class ControlPlane:
             from controlplane.kube.mode import KubernetesMode
 
             self.kube = KubernetesMode(config.kubernetes, self.registry, self.policies, self.telemetry)
-        self.own_identity = self.kube.identity if self.kube is not None else CONTROLPLANE_IDENTITY
+        self.own_identity = self.kube.identity if self.kube is not None else LOCAL_CONTROLPLANE
 
     async def start(self) -> None:
         state_dir = private_dir(self.config.state_dir)
@@ -99,7 +98,8 @@ class ControlPlane:
         admin_token = (await self.kube.operator_token() if self.kube is not None else None) or load_or_create_admin_token(state_dir)
         write_private(state_dir / ADMIN_TOKEN_FILE, admin_token + "\n")  # 0600, where every mode keeps it
 
-        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays), access_log=None, handle_signals=False)
+        api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays,
+                                         self.own_identity), access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()

@@ -50,3 +50,6 @@ class SpiffeId:
         if match["td"] != TRUST_DOMAIN:
             raise InvalidIdentity(f"{uri!r} belongs to trust domain {match['td']!r}, expected {TRUST_DOMAIN!r}")
         return cls(namespace=match["ns"], service_account=match["sa"])
+
+
+LOCAL_CONTROLPLANE = SpiffeId("meshdojo", "controlplane")  # the local backend's control plane (a cluster's is its ServiceAccount's)

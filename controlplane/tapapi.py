@@ -9,7 +9,10 @@ the control plane and merged into one NDJSON stream — what ``meshdojo tap``, `
 tap pane read on a cluster, where only the control plane's pod can reach the sidecars' admin
 ports (as Linkerd's tap server reads the proxies for ``linkerd viz tap``).
 
-Each sidecar is asked with its own identity's tap token (controlplane.taptokens). The stream
+Each sidecar is read over mutual TLS — the control plane presents its own identity and checks
+that the sidecar presents the one discovery knows for it, before the token is sent — and asked
+with its own identity's tap token (controlplane.taptokens); a sidecar answers /tap from
+another host over TLS only, so the token never crosses the pod network in clear. The stream
 starts with ``{"type": "hello", "instances": [...]}``; a sidecar that cannot be read becomes a
 ``lost`` event; a quiet second becomes a ``tick``, so a client that left is noticed.
 """
@@ -19,13 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
 from controlplane.identity import IdentityService
 from controlplane.scraper import Telemetry
+from controlplane.spiffe import SpiffeId
+from controlplane.sslcontext import peer_identity
 
 EVENTS_QUEUED = 10_000
 TICK_SECONDS = 1.0
@@ -42,7 +49,8 @@ def tapped_instances(telemetry: Telemetry, namespace: str, deployment: str) -> l
     return found
 
 
-def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], identity_key: web.AppKey[IdentityService]) -> None:
+def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], identity_key: web.AppKey[IdentityService],
+                  own_identity: SpiffeId) -> None:
     async def tap(request: web.Request) -> web.StreamResponse:
         namespace, deployment = request.query.get("namespace", ""), request.query.get("deployment", "")
         if not namespace or not deployment:
@@ -53,7 +61,8 @@ def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], id
                                                f"'meshdojo inject {deployment}' first"}, status=404)
         identity = request.app[identity_key]
         filters = {k: request.query[k] for k in FILTERS if request.query.get(k)}
-        return await _merged(request, instances, {name: identity.tap_token(uri) for name, _, uri in instances}, filters)
+        return await _merged(request, instances, {name: identity.tap_token(uri) for name, _, uri in instances}, filters,
+                             identity.client_context(own_identity))
 
     async def config(request: web.Request) -> web.Response:
         telemetry = request.app[telemetry_key]
@@ -72,7 +81,7 @@ def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], id
 
 
 async def _merged(request: web.Request, instances: list[tuple[str, str, str]], tokens: dict[str, str],
-                  filters: dict[str, str]) -> web.StreamResponse:
+                  filters: dict[str, str], tls: ssl.SSLContext) -> web.StreamResponse:
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENTS_QUEUED)
     dropped = 0
 
@@ -83,44 +92,56 @@ async def _merged(request: web.Request, instances: list[tuple[str, str, str]], t
         except asyncio.QueueFull:  # the reader is slow: drop, as the proxies do, and say so
             dropped += 1
 
-    async def follow(session: aiohttp.ClientSession, name: str, address: str) -> None:
+    async def follow(name: str, address: str, expected: str) -> None:
+        host, _, port = address.rpartition(":")
+        writer = None
         try:
-            async with session.get(f"http://{address}/tap", params=filters,
-                                   headers={"Authorization": f"Bearer {tokens[name]}"}) as upstream:
-                if upstream.status != 200:
-                    reason = (await upstream.text()).strip()
-                    offer({"type": "lost", "workload": name, "error": f"{upstream.status} from its sidecar: {reason}"})
-                    return
-                async for line in upstream.content:
-                    if line.strip():
-                        offer(json.loads(line))
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=tls, server_hostname=""), 3)
+            presented = peer_identity(writer.get_extra_info("ssl_object"))
+            if presented != expected:  # checked before the token is sent: it goes to that identity only
+                offer({"type": "lost", "workload": name, "error": f"{address} presented {presented}, not {expected}: not read"})
+                return
+            # HTTP/1.0: the stream comes unchunked and ends with the connection
+            query = f"?{urlencode(filters)}" if filters else ""
+            writer.write(f"GET /tap{query} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {tokens[name]}\r\n\r\n".encode())
+            status = (await reader.readline()).split(b" ", 2)
+            while (await reader.readline()).strip():  # the response's header fields
+                pass
+            if len(status) < 2 or status[1] != b"200":
+                reason = (await reader.read(2000)).decode("utf-8", "replace").strip()
+                offer({"type": "lost", "workload": name, "error": f"{b' '.join(status[1:]).decode('latin-1').strip()} from its sidecar: {reason}"})
+                return
+            async for line in reader:
+                if line.strip():
+                    offer(json.loads(line))
             offer({"type": "lost", "workload": name, "error": "its sidecar ended the stream (the pod went away?)"})
-        except (aiohttp.ClientError, ValueError, OSError, TimeoutError) as exc:
+        except (ssl.SSLError, ValueError, OSError, TimeoutError) as exc:
             offer({"type": "lost", "workload": name, "error": f"{address}: {exc or type(exc).__name__}"})
+        finally:
+            if writer is not None:
+                writer.close()
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
     await response.prepare(request)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=3)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        loop = asyncio.get_running_loop()  # named, kept and cancelled below
-        followers = [loop.create_task(follow(session, name, address), name=f"tap:{name}") for name, address, _ in instances]
-        try:
-            await response.write(_line({"type": "hello", "instances": [name for name, _, _ in instances]}))
-            while True:
-                try:
-                    event = await asyncio.wait_for(events.get(), TICK_SECONDS)
-                except TimeoutError:
-                    event = {"type": "tick"}
-                if dropped and event["type"] == "tick":
-                    event, dropped = {"type": "dropped", "count": dropped}, 0
-                await response.write(_line(event))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            for task in followers:
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*followers, return_exceptions=True)
+    loop = asyncio.get_running_loop()  # named, kept and cancelled below
+    followers = [loop.create_task(follow(name, address, uri), name=f"tap:{name}") for name, address, uri in instances]
+    try:
+        await response.write(_line({"type": "hello", "instances": [name for name, _, _ in instances]}))
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), TICK_SECONDS)
+            except TimeoutError:
+                event = {"type": "tick"}
+            if dropped and event["type"] == "tick":
+                event, dropped = {"type": "dropped", "count": dropped}, 0
+            await response.write(_line(event))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        for task in followers:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*followers, return_exceptions=True)
     return response
 
 

@@ -1,4 +1,6 @@
-"""The admin listener: ``/metrics`` (Prometheus), ``/ready``, ``/live`` and ``/config`` (JSON).
+"""The admin listener: ``/metrics`` (Prometheus), ``/ready``, ``/live`` and ``/config`` (JSON),
+and for holders of a tap token ``/tap`` and ``/fates`` — from another host only over mutual TLS
+(the listener takes plaintext and TLS on one port, as a PERMISSIVE inbound listener does).
 
 Served by the proxy's own HTTP/1.1 stack rather than a web framework, which keeps the
 sidecar's memory small.
@@ -7,6 +9,7 @@ sidecar's memory small.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +17,7 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from proxy.exchange import BytesBody, Handler, Request, Response
+from proxy.exchange import BytesBody, Handler, Peer, Request, Response
 from proxy.metrics import ProxyMetrics
 from proxy.tap import TapBody, TapFilter, TapHub
 
@@ -49,8 +52,22 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
     return handle
 
 
+def over_the_network_in_clear(peer: Peer) -> bool:
+    """A plaintext connection from another machine (or pod): no token may travel on it. Pure."""
+    if peer.tls:
+        return False
+    host = peer.address.rpartition(":")[0].strip("[]")
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def _authorized(request: Request, tokens: tuple[str | None, ...]) -> Response | None:
     """None when the request carries one of the tap tokens; else the refusal."""
+    if over_the_network_in_clear(request.peer):  # before the token is even read: it was exposed on the way
+        return _respond(403, "text/plain", b"from another host, /tap and /fates answer only over mutual TLS, so that their "
+                        b"token is never sent in clear: use 'meshdojo tap' (the control plane reads this proxy over mutual TLS)\n")
     valid = [t for t in tokens if t]
     if not valid:
         return _respond(403, "text/plain", b"disabled on this proxy (start it with --tap-token-file)\n")

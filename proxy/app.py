@@ -62,7 +62,7 @@ class Proxy:
         self.ports: dict[str, int] = {}
         self._outbound_server: asyncio.AbstractServer | None = None
         self._inbound: InboundListener | None = None
-        self._admin: asyncio.AbstractServer | None = None
+        self._admin: InboundListener | None = None
         self.admin_state = ServerState(idle_timeout=60.0)
         self.started_at = time.time()
 
@@ -76,10 +76,11 @@ class Proxy:
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
                             lambda: (self.config.tap_token, self.identity.tap_token))
-        self._admin = await loop.create_server(
-            lambda: _Downstream(self, admin, self.admin_state, track=False), self.config.admin_address, self.config.admin_port
-        )
-        admin_port = self._admin.sockets[0].getsockname()[1]
+        # plaintext for probes and scrapes; mutual TLS (once we have a certificate) for /tap and
+        # /fates from anywhere but this machine, so their tokens never cross a network in clear
+        self._admin = InboundListener(admin, lambda: self.identity.server_ctx, lambda: TlsMode.PERMISSIVE, self.metrics,
+                                      self.tasks, self.admin_state, self.deadlines, self.config.handshake_timeout, counted=False)
+        admin_port = self._admin.listen(self.config.admin_address, self.config.admin_port)
 
         await self.identity.bootstrap(time.monotonic() + self.config.bootstrap_timeout)
         self.tasks.supervise(self.identity.rotate_forever, name="identity:rotate")
@@ -167,20 +168,18 @@ class Proxy:
 
 
 class _Downstream(HttpConnection):
-    """A connection to the outbound or admin listener; serving starts once it is made."""
+    """A connection to the outbound listener (the app's, through HTTP_PROXY); serving starts once it is made."""
 
-    def __init__(self, proxy: Proxy, handler: Handler, state: ServerState, track: bool = True) -> None:
+    def __init__(self, proxy: Proxy, handler: Handler, state: ServerState) -> None:
         super().__init__("request", on_lost=lambda conn, exc: proxy.metrics.tcp.closed(conn), deadlines=proxy.deadlines)
         self._proxy = proxy
         self._handler = handler
         self._state = state
-        self._track = track
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
-        if self._track:
-            self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
+        self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
         self._proxy.tasks.spawn(
             serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None), self._state),
             name=f"downstream:{peer[0]}:{peer[1]}",

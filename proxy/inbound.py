@@ -204,11 +204,14 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
 
 
 class InboundListener:
-    """Accepts connections itself so it can peek at the first byte before choosing TLS or not."""
+    """Accepts connections itself so it can peek at the first byte before choosing TLS or not.
+    Also the admin port's listener (``counted=False``: its connections are not the workload's
+    traffic, so they stay out of the TCP and TLS metrics)."""
 
     def __init__(self, handler: Handler, server_ctx: Callable[[], ssl.SSLContext | None], mode: Callable[[], TlsMode],
                  metrics: ProxyMetrics, tasks: TaskSet, state: ServerState, deadlines: Deadlines | None = None,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, counted: bool = True) -> None:
+        self._counted = counted
         self._deadlines = deadlines
         self._handshake_timeout = handshake_timeout  # for the first byte, then for the TLS handshake
         self._handler = handler
@@ -262,7 +265,7 @@ class InboundListener:
             sock.close()
             return
         peer_addr = f"{addr[0]}:{addr[1]}"
-        lost = lambda conn, exc: self._metrics.tcp.closed(conn)  # noqa: E731
+        lost = (lambda conn, exc: self._metrics.tcp.closed(conn)) if self._counted else None
         if first[0] == TLS_HANDSHAKE_RECORD:
             ctx = self._server_ctx()
             if ctx is None:
@@ -276,7 +279,8 @@ class InboundListener:
                 )
             except (ssl.SSLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", None) or type(exc).__name__
-                self._metrics.tls_refused.labels("handshake").inc()
+                if self._counted:
+                    self._metrics.tls_refused.labels("handshake").inc()
                 log.info("refused TLS from %s: %s", peer_addr, reason)
                 sock.close()
                 return
@@ -291,7 +295,8 @@ class InboundListener:
             log.info("refused plaintext connection from %s: this workload is STRICT (mutual TLS only)", peer_addr)
             sock.close()
             return
-        self._metrics.tcp.opened(conn, ("inbound", "src", "true" if peer.tls else "no_identity", peer.identity or "", ""))
+        if self._counted:
+            self._metrics.tcp.opened(conn, ("inbound", "src", "true" if peer.tls else "no_identity", peer.identity or "", ""))
         await serve_connection(conn, self._handler, peer, self.state)
 
 

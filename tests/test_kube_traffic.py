@@ -18,12 +18,15 @@ import os
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
 
+from controlplane.injector import ADMIN_PORT
 from sandbox.processes import wait_until
 from tests.k8senv import pods as podnet
 from tests.k8senv.cluster import free_port
@@ -161,6 +164,12 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         events = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)
         assert all(e["tls"] and e["dst"].startswith("emoji") for e in events), events
         assert {e.get("server_id") for e in events} == {f"spiffe://meshdojo.local/ns/{NS}/sa/emoji"}, events
+        # ... over mutual TLS: a sidecar's tap asked in clear from another host is refused before its token is read
+        web_ip = next(p.ip for p in net.pods.values() if p.name.startswith("web-"))
+        plain = urllib.request.Request(f"http://{web_ip}:{ADMIN_PORT}/tap", headers={"Authorization": "Bearer guessed"})
+        with pytest.raises(urllib.error.HTTPError) as clear:
+            urllib.request.urlopen(plain, timeout=10)
+        assert clear.value.code == 403 and b"only over mutual TLS" in clear.value.read()
         top = learner.run("top", "deploy/web", "--duration", "3").stdout
         assert "/api/list" in top or "/api/vote" in top, top
         fate = asyncio.run(_tui_taps_web(tmp_path / "home", k8s.kubeconfig))

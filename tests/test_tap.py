@@ -150,3 +150,49 @@ def test_the_to_filter_names_a_destination_not_a_substring():
     assert TapFilter(to="voting").matches(event) and TapFilter(to="voting.emojivoto").matches(event)
     assert not TapFilter(to="emoji").matches(event)  # the namespace emojivoto contains 'emoji'; the destination is voting
     assert TapFilter(to="emoji").matches({"dst": "emoji", "authority": "emoji:8080"})
+
+
+async def test_the_control_plane_reads_a_sidecars_tap_over_mutual_tls_and_only_from_the_identity_it_expects(mesh: Mesh, echo_port: int):
+    """`GET /v1/tap` (what `meshdojo tap` reads on a cluster): the control plane connects to each
+    sidecar's admin port over mutual TLS, checks the identity it presents against the one it was
+    told before sending that identity's token, and merges the streams."""
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")  # no --tap-token-file: the control plane's token
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+    assert mesh.call("PUT", "/v1/workloads/emojivoto/web-0", {"deployment": "web", "identity": spiffe("emojivoto", "web"),
+                                                               "admin": client.ports["admin"]})[0] == 200
+    # an admin port that answers with another identity than the one the control plane knows: not read
+    assert mesh.call("PUT", "/v1/workloads/emojivoto/web-1", {"deployment": "web", "identity": spiffe("emojivoto", "vote-bot"),
+                                                               "admin": client.ports["admin"]})[0] == 200
+    headers = {"Authorization": f"Bearer {mesh.admin_token}"}
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"{mesh.api}/v1/tap?namespace=emojivoto&deployment=web", headers=headers) as stream:
+        assert stream.status == 200
+        hello = await read_until(stream, lambda e: e["type"] == "hello", "hello")
+        assert hello["instances"] == ["web-0", "web-1"]
+        lost = await read_until(stream, lambda e: e["type"] == "lost", "the impostor refused")
+        assert lost["workload"] == "web-1" and "presented spiffe://meshdojo.local/ns/emojivoto/sa/web, not " in lost["error"]
+
+        async def send() -> None:
+            while True:
+                async with session.get("http://emoji/through-the-control-plane", proxy=client.outbound) as rsp:
+                    await rsp.read()
+                await asyncio.sleep(0.2)
+
+        sender = asyncio.get_running_loop().create_task(send(), name="sender")  # until the stream shows one (kept, cancelled below)
+        try:
+            end = await read_until(stream, lambda e: e["type"] == "end" and e["path"] == "/through-the-control-plane", "a request's end")
+        finally:
+            sender.cancel()
+        assert end["workload"] == "web" and end["status"] == 200 and end["server_id"] == spiffe("emojivoto", "emoji")
+
+
+def test_tap_and_fates_refuse_plaintext_from_another_host():
+    from proxy.admin import over_the_network_in_clear
+    from proxy.exchange import Peer
+
+    assert not over_the_network_in_clear(Peer("127.0.0.1:5000", False, None))  # this machine: the sandbox's own CLI
+    assert not over_the_network_in_clear(Peer("::1:5000", False, None))
+    assert not over_the_network_in_clear(Peer("10.244.0.9:5000", True, spiffe("meshdojo", "controlplane")))  # mutual TLS
+    assert over_the_network_in_clear(Peer("10.244.0.9:5000", False, None))  # a pod, in clear
+    assert over_the_network_in_clear(Peer("?:0", False, None))  # not even an address: refused
