@@ -4,8 +4,9 @@ A tiny upstream app is called four ways — directly; through a bare TLS byte-pi
 floor for any design with two extra processes and a TLS hop); through our HTTP/1 forwarding
 with none of the request stack's layers (``bench.httpfloor``: what the proxy's machinery costs
 before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy → app — at
-concurrency 1 and 16, the cases interleaved and each repeated. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody
-tapping against the same with a reader of every event, checking the reader saw every request.
+concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay process
+spends per request. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with
+nobody tapping against the same with a reader of every event, checking the reader saw every request.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ class BenchPath(NamedTuple):
     relays: tuple[int, ...] = ()  # the processes between it and the app (their CPU is the path's cost)
 
 
-def start_pair(module: str, root: Path, app_port: int, helpers: list) -> int:
+def start_pair(module: str, root: Path, app_port: int, helpers: list) -> tuple[int, tuple[int, ...]]:
     """A reference relay pair (``bench.tlspipe`` or ``bench.httpfloor``): front → TLS 1.3 → back →
-    the app; the front's port."""
+    the app; the front's port, and both relays' pids."""
     from bench.tlspipe import make_material
 
     material = root / "pipe-material"
@@ -46,12 +47,14 @@ def start_pair(module: str, root: Path, app_port: int, helpers: list) -> int:
         material.write_text("\n\n\n".join(make_material()))
     name = module.rpartition(".")[2]
     port_files = {role: root / f"{name}-{role}.port" for role in ("front", "back")}
-    upstream = app_port
+    upstream, pids = app_port, []
     for role in ("back", "front"):
-        helpers.append(spawn([sys.executable, "-m", module, role, str(port_files[role]), str(upstream), str(material)],
-                             root / f"{name}-{role}.log"))
+        relay = spawn([sys.executable, "-m", module, role, str(port_files[role]), str(upstream), str(material)],
+                      root / f"{name}-{role}.log")
+        helpers.append(relay)
+        pids.append(relay.pid)
         upstream = int(wait_until(lambda f=port_files[role]: f.exists() and f.read_text(), 10, f"{name} {role}"))
-    return upstream
+    return upstream, tuple(pids)
 
 
 class TapReader:
@@ -105,11 +108,10 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
         client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client",
                                   launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
-        pipe = start_pair("bench.tlspipe", root, app_port, helpers)
-        pipe_relays = (helpers[-1].pid, helpers[-2].pid)
-        floor = start_pair("bench.httpfloor", root, app_port, helpers)
+        pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
+        floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
         yield {DIRECT: BenchPath(app_port, "/"), PIPE: BenchPath(pipe, "/", pipe_relays),
-               FLOOR: BenchPath(floor, "http://bench-app/", (helpers[-1].pid, helpers[-2].pid)),
+               FLOOR: BenchPath(floor, "http://bench-app/", floor_relays),
                MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}, client, server
     finally:
         for helper in helpers:

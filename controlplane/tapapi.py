@@ -101,7 +101,8 @@ async def _merged(request: web.Request, instances: list[tuple[str, str, str]], t
             if presented != expected:  # checked before the token is sent: it goes to that identity only
                 offer({"type": "lost", "workload": name, "error": f"{address} presented {presented}, not {expected}: not read"})
                 return
-            # HTTP/1.0: the stream comes unchunked and ends with the connection
+            # by hand rather than with aiohttp, which sends the request (and the token) as soon as the
+            # handshake ends; HTTP/1.0, so the stream comes unchunked and ends with the connection
             query = f"?{urlencode(filters)}" if filters else ""
             writer.write(f"GET /tap{query} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {tokens[name]}\r\n\r\n".encode())
             status = (await reader.readline()).split(b" ", 2)
