@@ -1,11 +1,12 @@
 """The meshed path against the direct path, in one run.
 
-A tiny upstream app is called four ways — directly; through a bare TLS byte-pipe pair (the
-floor for any design with two extra processes and a TLS hop); through our HTTP/1 forwarding
-with none of the request stack's layers (``bench.httpfloor``: what the proxy's machinery costs
-before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy → app — at
-concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay process
-spends per request. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with
+A tiny upstream app is called five ways — directly; through a bare TLS byte-pipe pair (the
+floor for any design with two extra processes and a TLS hop); through the least HTTP/1 relay
+CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing else); through our
+HTTP/1 forwarding with none of the request stack's layers (``bench.httpfloor``: what the proxy's
+machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
+app — at concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay
+process spends per request, and on the direct path the CPU the load generator and the app spend. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with
 nobody tapping against the same with a reader of every event, checking the reader saw every request.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,8 +28,9 @@ from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_sec
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
-DIRECT, PIPE, FLOOR, MESHED = "direct", "bare TLS byte pipe pair (reference)", "HTTP/1 forwarding, no layers (reference)", "meshed"
-PATHS = (DIRECT, PIPE, FLOOR, MESHED)
+DIRECT, PIPE, MESHED = "direct", "bare TLS byte pipe pair (reference)", "meshed"
+CALLBACKS, FLOOR = "HTTP/1 relay, callbacks only (reference)", "HTTP/1 forwarding, no layers (reference)"
+PATHS = (DIRECT, PIPE, CALLBACKS, FLOOR, MESHED)
 C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
 
 
@@ -35,10 +38,11 @@ class BenchPath(NamedTuple):
     port: int  # where the load generator sends
     target: str  # its request target
     relays: tuple[int, ...] = ()  # the processes between it and the app (their CPU is the path's cost)
+    app: int | None = None  # the app's pid, on the direct path (with the load generator, what the path itself costs)
 
 
 def start_pair(module: str, root: Path, app_port: int, helpers: list) -> tuple[int, tuple[int, ...]]:
-    """A reference relay pair (``bench.tlspipe`` or ``bench.httpfloor``): front → TLS 1.3 → back →
+    """A reference relay pair (``bench.tlspipe``, ``bench.callbackrelay`` or ``bench.httpfloor``): front → TLS 1.3 → back →
     the app; the front's port, and both relays' pids."""
     from bench.tlspipe import make_material
 
@@ -109,8 +113,10 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
                                   launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
         pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
+        callbacks, callback_relays = start_pair("bench.callbackrelay", root, app_port, helpers)
         floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
-        yield {DIRECT: BenchPath(app_port, "/"), PIPE: BenchPath(pipe, "/", pipe_relays),
+        yield {DIRECT: BenchPath(app_port, "/", app=app.pid), PIPE: BenchPath(pipe, "/", pipe_relays),
+               CALLBACKS: BenchPath(callbacks, "http://bench-app/", callback_relays),
                FLOOR: BenchPath(floor, "http://bench-app/", floor_relays),
                MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}, client, server
     finally:
@@ -123,14 +129,20 @@ def run(settings: Settings, root: Path) -> Section:
     section = Section("Meshed path")
     with meshed_path(root) as (ports, client, server):
         relay_cpu: dict[tuple[int, str], list[float]] = {}  # µs of CPU per request, per relay process
+        ends_cpu: dict[int, list[float]] = {}  # µs of CPU per request, load generator and app, direct path
 
         def measure(path: str, concurrency: int) -> loadgen.Result:
-            port, target, relays = ports[path]
-            before = sum(cpu_seconds(pid) for pid in relays)
+            port, target, relays, app = ports[path]
+            before, own_before = sum(cpu_seconds(pid) for pid in relays), time.process_time()
+            app_before = cpu_seconds(app) if app is not None else 0.0
             result = uvloop.run(loadgen.run(port, target, concurrency, settings.seconds)).check(f"{path}, c={concurrency}")
-            if relays:  # the warm-up's requests are in both the CPU and the count
+            # the warm-up's requests are in both the CPU and the count
+            if relays:
                 used = sum(cpu_seconds(pid) for pid in relays) - before
                 relay_cpu.setdefault((concurrency, path), []).append(used / result.completed / len(relays) * 1e6)
+            if app is not None:
+                used = time.process_time() - own_before + cpu_seconds(app) - app_before
+                ends_cpu.setdefault(concurrency, []).append(used / result.completed * 1e6)
             return result
 
         results: dict[tuple[int, str], list[loadgen.Result]] = {}
@@ -139,6 +151,7 @@ def run(settings: Settings, root: Path) -> Section:
                 for path in PATHS:
                     results.setdefault((concurrency, path), []).append(measure(path, concurrency))
         cpu = {case: Spread.of(values) for case, values in relay_cpu.items()}  # before the tap runs add theirs
+        ends = {concurrency: Spread.of(values) for concurrency, values in ends_cpu.items()}
         rss = {"outbound": rss_mb(client.proc.pid), "inbound": rss_mb(server.proc.pid)}
 
         untapped, tapped, seen = [], [], []
@@ -155,7 +168,7 @@ def run(settings: Settings, root: Path) -> Section:
 
     section.add(f"Each case: {settings.repeats} × {settings.seconds:g} s after a 0.5 s warm-up, interleaved; median (min–max).")
     section.add()
-    section.add("| concurrency | path | p50 ms | p99 ms | req/s | CPU per request, each relay |")
+    section.add("| concurrency | path | p50 ms | p99 ms | req/s | CPU per request, each relay (direct: load generator + app) |")
     section.add("|---|---|---|---|---|---|")
     rps: dict[tuple[int, str], Spread] = {}
     p50: dict[tuple[int, str], Spread] = {}
@@ -165,11 +178,10 @@ def run(settings: Settings, root: Path) -> Section:
         p99 = Spread.of(r.quantile(0.99) for r in rs)
         section.figure(f"c={concurrency} {path} req/s", rps[concurrency, path].median)
         section.figure(f"c={concurrency} {path} p50 ms", p50[concurrency, path].median)
-        relay = cpu.get((concurrency, path))
-        if relay is not None:
-            section.figure(f"c={concurrency} {path} relay CPU us", relay.median)
+        relay = cpu[concurrency, path] if path != DIRECT else ends[concurrency]
+        section.figure(f"c={concurrency} {path} {'relay' if path != DIRECT else 'load generator + app'} CPU us", relay.median)
         section.add(f"| {concurrency} | {path} | {p50[concurrency, path].show('.3f')} | {p99.show('.3f')} | "
-                    f"{rps[concurrency, path].show()} | {relay.show('.0f', ' µs') if relay else '—'} |")
+                    f"{rps[concurrency, path].show()} | {relay.show('.0f', ' µs')} |")
     section.add()
     for concurrency in (1, 16):
         # ratios per repeat (cases of one repeat ran back to back), then their spread
@@ -183,14 +195,23 @@ def run(settings: Settings, root: Path) -> Section:
         section.figure(f"c={concurrency} meshed p50 overhead ms", overhead(MESHED).median)
         section.figure(f"c={concurrency} no-layers/direct", share(FLOOR).median)
         section.figure(f"c={concurrency} no-layers p50 overhead ms", overhead(FLOOR).median)
+        section.figure(f"c={concurrency} callbacks-only/direct", share(CALLBACKS).median)
+        section.figure(f"c={concurrency} callbacks-only p50 overhead ms", overhead(CALLBACKS).median)
         section.add(f"- c={concurrency}: throughput against direct: meshed {share(MESHED).show('.0%')}, HTTP/1 forwarding with "
-                    f"no layers {share(FLOOR).show('.0%')}, TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed "
-                    f"{overhead(MESHED).show('+.3f', ' ms')}, no layers {overhead(FLOOR).show('+.3f', ' ms')}, "
+                    f"no layers {share(FLOOR).show('.0%')}, HTTP/1 relay with callbacks only {share(CALLBACKS).show('.0%')}, "
+                    f"TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed {overhead(MESHED).show('+.3f', ' ms')}, "
+                    f"no layers {overhead(FLOOR).show('+.3f', ' ms')}, callbacks only {overhead(CALLBACKS).show('+.3f', ' ms')}, "
                     f"TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
-        pipe_cpu = cpu[concurrency, PIPE].median
+        pipe_cpu, ends_median = cpu[concurrency, PIPE].median, ends[concurrency].median
         section.figure(f"c={concurrency} no-layers/pipe relay CPU", cpu[concurrency, FLOOR].median / pipe_cpu)
-        section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 forwarding with no layers "
+        section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 relay with callbacks only "
+                    f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
                     f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
+        relays = {"TLS pipe": PIPE, "callbacks only": CALLBACKS, "no layers": FLOOR, "meshed": MESHED}
+        section.figure(f"c={concurrency} meshed relay/ends CPU", cpu[concurrency, MESHED].median / ends_median)
+        section.add(f"  - each relay's CPU per request against what the direct path's two ends (load generator + app) spend, "
+                    f"{ends_median:.0f} µs: " + ", ".join(f"{name} {cpu[concurrency, path].median / ends_median:.2f}"
+                                                         for name, path in relays.items()))
     for direction, mb in rss.items():
         section.figure(f"{direction} proxy RSS MB", mb)
     section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")

@@ -92,7 +92,7 @@ def cpu_profiles(seconds: float, concurrency: int, root: Path) -> dict[str, Prox
     outs = {name: root / f"{name}.prof" for name in ("outbound", "inbound")}
     launcher = lambda name: [sys.executable, "-m", "bench.cpuprofile", str(outs["outbound" if name == "client" else "inbound"])]  # noqa: E731
     with meshed_path(root, launcher) as (ports, client, server):
-        port, target, _relays = ports[MESHED]
+        port, target = ports[MESHED].port, ports[MESHED].target
         uvloop.run(loadgen.run(port, target, concurrency, 1.0))  # warm
         for p in (client, server):
             os.kill(p.proc.pid, signal.SIGUSR1)
@@ -155,7 +155,7 @@ def main() -> int:
         print("error: py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="meshdojo-profile-") as tmp, meshed_path(Path(tmp)) as (ports, client, server):
-        port, target, _relays = ports[MESHED]
+        port, target = ports[MESHED].port, ports[MESHED].target
         uvloop.run(loadgen.run(port, target, args.concurrency, 1.0))  # warm
         outs = {"outbound (client) proxy": Path(tmp) / "client.txt", "inbound (server) proxy": Path(tmp) / "server.txt"}
         spies = [record(client.proc.pid, args.seconds, outs["outbound (client) proxy"]),
