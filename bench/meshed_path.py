@@ -95,8 +95,8 @@ class TapReader:
 
 @contextmanager
 def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
-                ) -> Iterator[tuple[dict[str, tuple[int, str]], ProxyProc, ProxyProc]]:
-    """The three paths to one upstream app: {path: (port, request target)}, and the client and
+                ) -> Iterator[tuple[dict[str, BenchPath], ProxyProc, ProxyProc]]:
+    """The paths to one upstream app, {path: where to send, and what runs on the way}, and the client and
     server proxies (started by ``launcher(name)`` instead of ``python -m proxy`` when given);
     every process stopped on exit."""
     mesh = Mesh(root)
