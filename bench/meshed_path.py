@@ -202,16 +202,11 @@ def run(settings: Settings, root: Path) -> Section:
                     f"TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed {overhead(MESHED).show('+.3f', ' ms')}, "
                     f"no layers {overhead(FLOOR).show('+.3f', ' ms')}, callbacks only {overhead(CALLBACKS).show('+.3f', ' ms')}, "
                     f"TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
-        pipe_cpu, ends_median = cpu[concurrency, PIPE].median, ends[concurrency].median
+        pipe_cpu = cpu[concurrency, PIPE].median
         section.figure(f"c={concurrency} no-layers/pipe relay CPU", cpu[concurrency, FLOOR].median / pipe_cpu)
         section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 relay with callbacks only "
                     f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
                     f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
-        relays = {"TLS pipe": PIPE, "callbacks only": CALLBACKS, "no layers": FLOOR, "meshed": MESHED}
-        section.figure(f"c={concurrency} meshed relay/ends CPU", cpu[concurrency, MESHED].median / ends_median)
-        section.add(f"  - each relay's CPU per request against what the direct path's two ends (load generator + app) spend, "
-                    f"{ends_median:.0f} µs: " + ", ".join(f"{name} {cpu[concurrency, path].median / ends_median:.2f}"
-                                                         for name, path in relays.items()))
     for direction, mb in rss.items():
         section.figure(f"{direction} proxy RSS MB", mb)
     section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")
