@@ -8,8 +8,13 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-install: $(PY)
+# installed once per change of the dependencies (the package itself is editable): lint, test and
+# bench all depend on install, and CI runs all three
+INSTALLED := $(VENV)/.installed
+install: $(INSTALLED)
+$(INSTALLED): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	@touch $@
 
 # PYTEST_ARGS='-m "not k8s"' runs everything but the tests against a real API server (no Go needed).
 # TEST_JOBS test files run at once (pytest-xdist; a file's tests stay together): most tests wait on
