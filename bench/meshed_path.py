@@ -6,8 +6,9 @@ CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing else)
 HTTP/1 forwarding with none of the request stack's layers (``bench.httpfloor``: what the proxy's
 machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
 app — at concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay
-process spends per request, and on the direct path the CPU the load generator and the app spend. Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with
-nobody tapping against the same with a reader of every event, checking the reader saw every request.
+process spends per request (on the direct path, what the load generator and the app spend).
+Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody tapping
+against the same with a reader of every event, checking the reader saw every request.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ class BenchPath(NamedTuple):
     port: int  # where the load generator sends
     target: str  # its request target
     relays: tuple[int, ...] = ()  # the processes between it and the app (their CPU is the path's cost)
-    app: int | None = None  # the app's pid, on the direct path (with the load generator, what the path itself costs)
+    app: int | None = None  # the app's pid, on the direct path (it and the load generator are the path's cost)
 
 
 def start_pair(module: str, root: Path, app_port: int, helpers: list) -> tuple[int, tuple[int, ...]]:
-    """A reference relay pair (``bench.tlspipe``, ``bench.callbackrelay`` or ``bench.httpfloor``): front → TLS 1.3 → back →
-    the app; the front's port, and both relays' pids."""
+    """A reference relay pair (``bench.tlspipe``, ``bench.callbackrelay`` or ``bench.httpfloor``):
+    front → TLS 1.3 → back → the app; the front's port, and both relays' pids."""
     from bench.tlspipe import make_material
 
     material = root / "pipe-material"
@@ -96,9 +97,9 @@ class TapReader:
 @contextmanager
 def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
                 ) -> Iterator[tuple[dict[str, BenchPath], ProxyProc, ProxyProc]]:
-    """The paths to one upstream app, {path: where to send, and what runs on the way}, and the client and
-    server proxies (started by ``launcher(name)`` instead of ``python -m proxy`` when given);
-    every process stopped on exit."""
+    """The paths to one upstream app ({path: where to send, and what runs on the way}), and the
+    client and server proxies (started by ``launcher(name)`` instead of ``python -m proxy`` when
+    given); every process stopped on exit."""
     mesh = Mesh(root)
     helpers: list = []
     try:
