@@ -15,13 +15,11 @@ get on this machine, once it parses and re-frames each message.
 from __future__ import annotations
 
 import asyncio
-import ssl
-import sys
 from pathlib import Path
 
 import httptools
-import uvloop
 
+from bench.tlspipe import connect_done, run_relay
 from controlplane.sslcontext import client_context, server_context
 
 
@@ -126,12 +124,7 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
         task = loop.create_task(loop.create_connection(lambda: downstream.upstream, "127.0.0.1", upstream_port,
                                                        ssl=upstream_ctx, server_hostname="" if upstream_ctx else None))
         connecting.add(task)
-        task.add_done_callback(_connected)
-
-    def _connected(task: asyncio.Task) -> None:
-        connecting.discard(task)
-        if not task.cancelled() and task.exception():
-            print(f"relay connect failed: {task.exception()!r}", file=sys.stderr, flush=True)
+        task.add_done_callback(connect_done(connecting))
 
     server = await loop.create_server(lambda: _Downstream(connect), "127.0.0.1", 0, ssl=server_ctx)
     listen_port_file.write_text(str(server.sockets[0].getsockname()[1]))  # noqa: ASYNC240
@@ -139,7 +132,4 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
 
 
 if __name__ == "__main__":
-    role, port_file, upstream, material_file = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-    parts = tuple(material_file.read_text().split("\n\n\n"))
-    assert ssl.HAS_TLSv1_3
-    uvloop.run(serve(role, port_file, upstream, parts))  # type: ignore[arg-type]
+    run_relay(serve)

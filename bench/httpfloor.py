@@ -14,12 +14,9 @@ proxy's cost in two: the HTTP/1 machinery every request needs, and the layers on
 from __future__ import annotations
 
 import asyncio
-import ssl
-import sys
 from pathlib import Path
 
-import uvloop
-
+from bench.tlspipe import run_relay
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context, server_context
 from proxy.deadlines import Deadlines
@@ -77,7 +74,4 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
 
 
 if __name__ == "__main__":
-    role, port_file, upstream, material_file = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-    parts = tuple(material_file.read_text().split("\n\n\n"))
-    assert ssl.HAS_TLSv1_3
-    uvloop.run(serve(role, port_file, upstream, parts))  # type: ignore[arg-type]
+    run_relay(serve)

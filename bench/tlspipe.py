@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from controlplane import ca
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context, server_context
 
@@ -50,11 +51,6 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
 
     tasks: set[asyncio.Task] = set()
 
-    def _report(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception():
-            print(f"relay connect failed: {task.exception()!r}", file=sys.stderr, flush=True)
-
     def made(down: Relay) -> None:
         async def connect() -> None:
             up = Relay()
@@ -66,7 +62,7 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
 
         task = loop.create_task(connect())
         tasks.add(task)
-        task.add_done_callback(_report)
+        task.add_done_callback(connect_done(tasks))
 
     def factory() -> Relay:
         return Relay(on_made=made)
@@ -79,6 +75,8 @@ async def serve(role: str, listen_port_file: Path, upstream_port: int, material:
 def make_material() -> tuple[str, str, str]:
     import datetime as dt
 
+    from controlplane import ca  # only here: the relays themselves never load cryptography
+
     now = dt.datetime.now(dt.UTC)
     anchor = ca.make_trust_anchor(now)
     issuer = ca.make_issuer(anchor, now)
@@ -88,8 +86,24 @@ def make_material() -> tuple[str, str, str]:
     return ca.cert_pem(anchor.certificate), ca.cert_pem(leaf) + ca.cert_pem(issuer.certificate), ca.key_pem(key)
 
 
-if __name__ == "__main__":
+def connect_done(tasks: set[asyncio.Task]) -> Callable[[asyncio.Task], None]:
+    """A relay's connection attempt is over: forget it, and say why if it failed."""
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception():
+            print(f"relay connect failed: {task.exception()!r}", file=sys.stderr, flush=True)
+
+    return done
+
+
+def run_relay(serve: Callable[[str, Path, int, tuple[str, str, str]], Coroutine[Any, Any, None]]) -> None:
+    """The reference relays' command line: ``front|back PORT_FILE UPSTREAM_PORT MATERIAL_FILE``."""
     role, port_file, upstream, material_file = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     parts = tuple(material_file.read_text().split("\n\n\n"))
-    assert ssl.HAS_TLSv1_3
+    assert ssl.HAS_TLSv1_3 and len(parts) == 3
     uvloop.run(serve(role, port_file, upstream, parts))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    run_relay(serve)
