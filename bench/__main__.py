@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.measure import BenchError, Section, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("meshed_path", "profile", "policy_bench", "telemetry_bench", "sandbox_up", "tui_bench", "demo_apps", "lessons_bench")
+BENCHMARKS = ("meshed_path", "proxy_memory", "profile", "policy_bench", "telemetry_bench", "sandbox_up", "tui_bench", "demo_apps", "lessons_bench")
 BEGIN = "<!-- figures: written by `make bench` from one run; edit the prose around them, not them -->"
 END = "<!-- end of figures -->"
 

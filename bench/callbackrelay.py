@@ -96,8 +96,9 @@ class _Downstream(asyncio.Protocol, _Message):
 
     def on_message_complete(self) -> None:
         target = self.url
-        if not target.startswith(b"/"):  # absolute form, as HTTP_PROXY sends it: forward the path
-            target = httptools.parse_url(target).path or b"/"
+        if not target.startswith(b"/"):  # absolute form, as HTTP_PROXY sends it: forward the path and query
+            url = httptools.parse_url(target)
+            target = (url.path or b"/") + (b"?" + url.query if url.query else b"")
         self.upstream.send(self.framed(b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), target)))
 
     def send(self, data: bytes) -> None:

@@ -100,10 +100,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (0 when it is gone)."""
+    return memory_mb(pid).resident
+
+
+@dataclass(frozen=True)
+class Memory:
+    resident: float  # MB, VmRSS
+    private: float  # MB of it anonymous (RssAnon): the process's own; the rest is shared libraries
+
+    def show(self) -> str:
+        return f"{self.resident:.1f} MB ({self.private:.1f} MB private)"
+
+
+def memory_mb(pid: int) -> Memory:
+    """A process's resident memory and the private part of it (zeros when it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return Memory(int(fields["VmRSS"].split()[0]) / 1024, int(fields["RssAnon"].split()[0]) / 1024)
+    except (OSError, KeyError):
+        return Memory(0.0, 0.0)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import uvloop
 
 from bench import loadgen
-from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_seconds, rss_mb, targets_table
+from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_seconds, memory_mb, targets_table
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
@@ -129,6 +129,7 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
 def run(settings: Settings, root: Path) -> Section:
     section = Section("Meshed path")
     with meshed_path(root) as (ports, client, server):
+        at_start = {"outbound": memory_mb(client.proc.pid), "inbound": memory_mb(server.proc.pid)}
         relay_cpu: dict[tuple[int, str], list[float]] = {}  # µs of CPU per request, per relay process
         ends_cpu: dict[int, list[float]] = {}  # µs of CPU per request, load generator and app, direct path
 
@@ -153,7 +154,7 @@ def run(settings: Settings, root: Path) -> Section:
                     results.setdefault((concurrency, path), []).append(measure(path, concurrency))
         cpu = {case: Spread.of(values) for case, values in relay_cpu.items()}  # before the tap runs add theirs
         ends = {concurrency: Spread.of(values) for concurrency, values in ends_cpu.items()}
-        rss = {"outbound": rss_mb(client.proc.pid), "inbound": rss_mb(server.proc.pid)}
+        after = {"outbound": memory_mb(client.proc.pid), "inbound": memory_mb(server.proc.pid)}
 
         untapped, tapped, seen = [], [], []
         for _ in range(settings.repeats):
@@ -208,9 +209,12 @@ def run(settings: Settings, root: Path) -> Section:
         section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 relay with callbacks only "
                     f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
                     f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
-    for direction, mb in rss.items():
-        section.figure(f"{direction} proxy RSS MB", mb)
-    section.add(f"- proxies' RSS after the c=16 runs: outbound {rss['outbound']:.1f} MB, inbound {rss['inbound']:.1f} MB")
+    for direction, memory in after.items():
+        section.figure(f"{direction} proxy RSS MB", memory.resident)
+        section.figure(f"{direction} proxy private MB", memory.private)
+    section.add(f"- proxies' resident memory: outbound {at_start['outbound'].show()} when started, "
+                f"{after['outbound'].show()} after the c=16 runs; inbound {at_start['inbound'].show()} when started, "
+                f"{after['inbound'].show()} after the c=16 runs")
     off, on = Spread.of(r.rps for r in untapped), Spread.of(r.rps for r in tapped)
     section.figure("tap on/off", on.median / off.median)
     section.add(f"- tap, c=16 meshed: {off.show()} req/s with nobody tapping, {on.show()} req/s with one subscriber reading "
@@ -219,7 +223,7 @@ def run(settings: Settings, root: Path) -> Section:
 
     c1 = section.figures["c=1 meshed p50 overhead ms"]
     c16 = section.figures["c=16 meshed/direct"]
-    worst_rss = max(rss.values())
+    worst_rss = max(memory.resident for memory in after.values())
     targets_table(section, [
         Target(f"meshed p50 overhead ≤ +{C1_OVERHEAD_MS} ms at c=1", f"{c1:+.3f} ms", c1 <= C1_OVERHEAD_MS),
         Target(f"meshed throughput ≥ {C16_SHARE:.0%} of direct at c=16", f"{c16:.0%}", c16 >= C16_SHARE),

@@ -16,7 +16,8 @@ from bench.measure import BenchError, Section, Spread
 
 EXPECTED = {
     "Meshed path": ["c=1 meshed p50 overhead ms", "c=16 meshed/direct", "c=16 callbacks-only/direct",
-                    "c=16 direct load generator + app CPU us", "outbound proxy RSS MB", "inbound proxy RSS MB", "tap on/off"],
+                    "c=16 direct load generator + app CPU us", "outbound proxy RSS MB", "inbound proxy RSS MB", "outbound proxy private MB", "tap on/off"],
+    "Proxy memory": ["imported RSS MB", "imported private MB", "the proxy's own modules RSS MB"],
     "Traffic policy": ["propagation p99 ms", "idle layers added p50 ms"],
     "Telemetry": ["N=0 CPU share", "N=5 CPU share", "N=5 RSS MB"],
     "Local sandbox": ["up seconds", "idle CPU share", "total RSS MB"],
@@ -106,3 +107,49 @@ def test_a_successful_run_writes_the_figures_with_todays_date_and_the_commit(tmp
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nprose\n\n") and "old" not in text and "- a figure: 1" in text
     assert time.strftime("%Y-%m-%d", time.gmtime()) in text and f"`{harness.commit().split()[0]}" in text
+
+
+@pytest.mark.parametrize("module", ["bench.tlspipe", "bench.callbackrelay", "bench.httpfloor"])
+def test_a_reference_relay_pair_carries_the_request_to_the_app_and_its_answer_back(tmp_path, module):
+    """The references the meshed path is measured against forward what the proxy forwards: the
+    path with its query (an HTTP relay is sent the absolute form, as through HTTP_PROXY), and the
+    app's answer unchanged; over keep-alive, request after request."""
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench.meshed_path import start_pair
+    from sandbox.processes import stop_group
+
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = f"{self.path} host={self.headers['host']}".encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    app = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    helpers: list = []
+    try:
+        port, _pids = start_pair(module, tmp_path, app.server_address[1], helpers)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for n in range(3):
+                target = f"/echo/{n}?q={n}&r=x" if module == "bench.tlspipe" else f"http://bench-app/echo/{n}?q={n}&r=x"
+                conn.request("GET", target, headers={"Host": "bench-app"})
+                answer = conn.getresponse()
+                assert (answer.status, answer.read().decode()) == (200, f"/echo/{n}?q={n}&r=x host=bench-app")
+        finally:
+            conn.close()
+    finally:
+        for helper in helpers:
+            stop_group(helper)
+        app.shutdown()
+        app.server_close()
