@@ -124,7 +124,7 @@ def test_a_reference_relay_pair_carries_the_request_to_the_app_and_its_answer_ba
     class Echo(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):  # http.server's name for it
             body = f"{self.path} host={self.headers['host']}".encode()
             self.send_response(200)
             self.send_header("content-length", str(len(body)))
