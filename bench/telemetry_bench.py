@@ -2,13 +2,16 @@
 
 N simulated proxies (0, 20, 50, 100) serve a realistic ``/metrics`` page — a real proxy's
 exposition after traffic to a few services, so the parser sees what it sees in a sandbox —
-and are registered as workloads; the control plane scrapes each once a second. Measured: the
-control plane's CPU (from /proc) over repeated windows, and its RSS.
+and are registered as workloads; the control plane scrapes each once a second. Two cases: a
+quiet mesh (the pages do not change) and live traffic (every counter moves between one scrape
+and the next, as in a sandbox with its load generators). Measured: the control plane's CPU
+(from /proc) over repeated windows, and its RSS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -20,8 +23,8 @@ from proxy.metrics import ProxyMetrics
 from tests.meshkit import Mesh
 
 
-def realistic_page() -> bytes:
-    metrics = ProxyMetrics()
+def _traffic(metrics: ProxyMetrics) -> None:
+    """A few requests to and from each of three services, successes and failures."""
     for direction, peer in (("inbound", "spiffe://meshdojo.local/ns/emojivoto/sa/web"), ("outbound", "")):
         for service in ("emoji", "voting", "web"):
             labels = (direction, f"{service}:8080", "true", peer if direction == "inbound" else "",
@@ -30,12 +33,28 @@ def realistic_page() -> bytes:
                       service if direction == "outbound" else "")
             for status, latency in ((200, 3.0), (200, 40.0), (500, 7.0)):
                 metrics.record(labels, status, latency, status >= 500)
+
+
+def realistic_page() -> bytes:
+    metrics = ProxyMetrics()
+    _traffic(metrics)
     return generate_latest(metrics.registry)
 
 
-async def measure(mesh: Mesh, count: int, page: bytes, settings: Settings) -> tuple[Spread, float]:
-    async def handle(_request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/plain")
+def live_pages(count: int = 30) -> list[bytes]:
+    """One proxy's page, second after second, under steady traffic: the values move, the series stay."""
+    metrics, pages = ProxyMetrics(), []
+    for _ in range(count):
+        _traffic(metrics)
+        pages.append(generate_latest(metrics.registry))
+    return pages
+
+
+async def measure(mesh: Mesh, count: int, pages: list[bytes], settings: Settings) -> tuple[Spread, float]:
+    served = itertools.count()
+
+    async def handle(_request: web.Request) -> web.Response:  # each scrape gets the next page
+        return web.Response(body=pages[next(served) % len(pages)], content_type="text/plain")
 
     app = web.Application()
     app.router.add_get("/metrics", handle)
@@ -80,19 +99,29 @@ def _scraped_within(mesh: Mesh, count: int, timeout: float) -> bool:
 
 def run(settings: Settings, root: Path) -> Section:
     section = Section("Telemetry")
-    page = realistic_page()
+    quiet, live = [realistic_page()], live_pages()
     results = []
     mesh = Mesh(root)
     try:
         mesh.start_controlplane()
-        for count in (0, 5) if settings.smoke else (0, 20, 50, 100):
-            results.append((count, *asyncio.run(measure(mesh, count, page, settings))))
+        for case, pages, counts in (("quiet", quiet, (0, 5) if settings.smoke else (0, 20, 50, 100)),
+                                    ("live", live, (5,) if settings.smoke else (20, 50, 100))):
+            for count in counts:
+                results.append((case, count, *asyncio.run(measure(mesh, count, pages, settings))))
     finally:
         mesh.close()
-    section.add(f"- the control plane scraping N simulated proxies once a second ({len(page):,}-byte expositions, "
-                f"15 min history; {settings.repeats} × {settings.seconds:g} s):")
-    for count, cpu, rss in results:
-        section.figure(f"N={count} CPU share", cpu.median)
-        section.figure(f"N={count} RSS MB", rss)
-        section.add(f"  - N={count}: {cpu.show('.1%')} of one core, RSS {rss:.0f} MB")
+    section.add(f"- the control plane scraping N simulated proxies once a second ({len(quiet[0]):,}-byte expositions, "
+                f"15 min history; {settings.repeats} × {settings.seconds:g} s), of one core:")
+    section.add()
+    section.add("| N | quiet mesh (pages unchanged) | live traffic (every counter moves) | RSS |")
+    section.add("|---|---|---|---|")
+    by_count: dict[int, dict[str, tuple[Spread, float]]] = {}
+    for case, count, cpu, rss in results:
+        by_count.setdefault(count, {})[case] = (cpu, rss)
+        section.figure(f"N={count} CPU share" if case == "quiet" else f"N={count} live CPU share", cpu.median)
+        section.figure(f"N={count} RSS MB" if case == "quiet" else f"N={count} live RSS MB", rss)
+    for count, cases in sorted(by_count.items()):
+        cells = [cases[case][0].show(".1%") if case in cases else "—" for case in ("quiet", "live")]
+        rss = cases.get("live", cases["quiet"])[1] if cases else 0.0
+        section.add(f"| {count} | {cells[0]} | {cells[1]} | {rss:.0f} MB |")
     return section

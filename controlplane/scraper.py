@@ -74,7 +74,7 @@ class Telemetry:
         try:
             async with session.get(f"http://{where}/metrics") as rsp:
                 text = await rsp.text()
-            history.add(parse_exposition(text, self._clock(), history.line_cache))
+            history.add(parse_exposition(text, self._clock(), history.series_cache))
             history.last_success, history.last_error = self._clock(), None
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             history.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

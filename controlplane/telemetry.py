@@ -58,7 +58,7 @@ class WorkloadHistory:
     coarse: deque[Sample] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS // COARSE_EVERY))
     last_error: str | None = None
     last_success: float = 0.0
-    line_cache: dict = field(default_factory=dict)  # the previous scrape's parsed lines
+    series_cache: dict = field(default_factory=dict)  # the previous scrape's parsed series
     _count: int = 0
 
     def add(self, sample: Sample) -> None:
@@ -99,32 +99,44 @@ def _share_arrays(new: dict, old: dict) -> dict:
 
 NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
                  "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{")
-ParsedLine = tuple[str, dict[str, str], float]
+Series = tuple[str, dict[str, str]]  # a series' metric name and labels
 
 
-def parse_exposition(text: str, now: float, cache: dict[str, ParsedLine] | None = None) -> Sample:
+def parse_exposition(text: str, now: float, cache: dict[str, Series] | None = None) -> Sample:
     """A scrape, reduced to what the golden metrics use.
 
-    Only the series the golden metrics need are parsed, with ``prometheus_client``'s parser.
-    With ``cache`` (one per proxy), a line identical to one of the previous scrape is not
-    parsed again: from one second to the next most lines do not change, and the parser is
-    pure Python. The cache is replaced by this scrape's lines.
+    Only the series the golden metrics need are read, and a series is parsed with
+    ``prometheus_client``'s parser the first time it is seen. With ``cache`` (one per proxy), a
+    series of the previous scrape is not parsed again: only the value after its label set is
+    read. From one second to the next a proxy's series hardly change while their values do,
+    and the parser is pure Python. The cache is replaced by this scrape's series.
     """
-    from prometheus_client.parser import text_string_to_metric_families
-
     lines = [line for line in text.splitlines() if line.startswith(NEEDED_SERIES)]
     previous = cache if cache is not None else {}
-    fresh = [line for line in lines if line not in previous]
-    parsed: dict[str, ParsedLine] = {}
+    # a series is its line up to the label set's closing brace (a label value may hold one;
+    # the value and timestamp after the last never do)
+    split = [line.rpartition("}") for line in lines]
+    fresh = [line for line, (series, _, _) in zip(lines, split, strict=True) if series not in previous]
+    parsed: dict[str, Series] = {}
     if fresh:  # without TYPE lines every series parses as untyped: name, labels and value are all we need
+        from prometheus_client.parser import text_string_to_metric_families
+
         samples = [s for family in text_string_to_metric_families("\n".join(fresh) + "\n") for s in family.samples]
         for line, sample in zip(fresh, samples, strict=True):
-            parsed[line] = (sample.name, sample.labels, sample.value)
-    current = {line: previous.get(line) or parsed[line] for line in lines}
+            parsed[line.rpartition("}")[0]] = (sample.name, sample.labels)
+    current = {series: previous.get(series) or parsed[series] for series, _, _ in split}
     if cache is not None:
         cache.clear()
         cache.update(current)
-    return _reduce(current.values(), now)
+    return _reduce(((*current[series], _value(rest)) for series, _, rest in split), now)
+
+
+def _value(rest: str) -> float:
+    """The value after a series' label set (a timestamp may follow), as the text format writes it."""
+    fields = rest.split()
+    if not 1 <= len(fields) <= 2 or "_" in fields[0]:
+        raise ValueError(f"malformed sample value {rest.strip()[:40]!r}")
+    return float(fields[0])
 
 
 def _reduce(series, now: float) -> Sample:

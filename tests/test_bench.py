@@ -19,7 +19,7 @@ EXPECTED = {
                     "c=16 direct load generator + app CPU us", "outbound proxy RSS MB", "inbound proxy RSS MB", "outbound proxy private MB", "tap on/off"],
     "Proxy memory": ["imported RSS MB", "imported private MB", "the proxy's own modules RSS MB"],
     "Traffic policy": ["propagation p99 ms", "idle layers added p50 ms"],
-    "Telemetry": ["N=0 CPU share", "N=5 CPU share", "N=5 RSS MB"],
+    "Telemetry": ["N=0 CPU share", "N=5 CPU share", "N=5 RSS MB", "N=5 live CPU share"],
     "Local sandbox": ["up seconds", "idle CPU share", "total RSS MB"],
     "Terminal UI": ["first paint seconds", "idle CPU share", "idle CPU share, Lessons screen", "fault to screen seconds",
                     "key to screen seconds"],

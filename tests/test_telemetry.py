@@ -7,6 +7,7 @@ import math
 import time
 
 import aiohttp
+import pytest
 from prometheus_client import generate_latest
 
 from controlplane.telemetry import Sample, WorkloadHistory, golden, parse_exposition, quantile, sum_golden
@@ -143,7 +144,7 @@ async def test_known_traffic_gives_the_right_numbers_and_edges(mesh: Mesh):
         await runner.cleanup()
 
 
-def test_the_line_cache_gives_what_a_cold_parse_gives():
+def test_the_series_cache_gives_what_a_cold_parse_gives():
     metrics = ProxyMetrics()
     cache: dict = {}
     metrics.record(LABELS, 200, 3.0, False)
@@ -155,6 +156,34 @@ def test_the_line_cache_gives_what_a_cold_parse_gives():
     assert cached.requests == cold.requests and cached.failures == cold.failures
     assert cached.buckets == cold.buckets and cached.bounds == cold.bounds
     assert sum(cached.requests.values()) == 4
+
+
+def test_a_known_series_is_not_parsed_again_only_its_new_value_is_read(monkeypatch):
+    """Live traffic changes every counter each second, not the set of series: the pure-Python
+    parser sees a series once, and after that only the value after its label set is read."""
+    import prometheus_client.parser as parser
+
+    real, parsed_lines = parser.text_string_to_metric_families, []
+
+    def counting(text):
+        parsed_lines.extend(text.splitlines())
+        return real(text)
+
+    monkeypatch.setattr(parser, "text_string_to_metric_families", counting)
+    tricky = 'response_total{direction="outbound",dst_service="we} ird",classification="success",tls="true"}'
+    cache: dict = {}
+    first = parse_exposition(f"{tricky} 3.0\n# HELP not a series\n", 1.0, cache)
+    assert len(parsed_lines) == 1 and sum(first.requests.values()) == 3.0
+    second = parse_exposition(f"{tricky} 17.0\n", 2.0, cache)
+    assert len(parsed_lines) == 1  # the same series with a new value: not parsed again
+    assert list(second.requests) == list(first.requests) and sum(second.requests.values()) == 17.0
+    assert next(iter(second.requests))[2] == "we} ird"  # a brace inside a label value stays in the label
+    other = tricky.replace("we} ird", "emoji")
+    third = parse_exposition(f"{tricky} 18.0\n{other} 1e3\n", 3.0, cache)
+    assert parsed_lines[1:] == [f"{other} 1e3"] and sorted(third.requests.values()) == [18.0, 1000.0]
+    for bad in ("17.0 12 13", "", "1_000", "many"):  # not a value: the scrape fails with the line, never a traceback
+        with pytest.raises(ValueError):
+            parse_exposition(f"{tricky} {bad}\n", 4.0, cache)
 
 
 def test_a_restart_inside_the_window_is_counted_like_prometheus_rate():
