@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from proxy.exchange import BytesBody, Handler, Peer, Request, Response
 from proxy.metrics import ProxyMetrics
@@ -40,7 +40,7 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
-            return _respond(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
+            return _respond(200, CONTENT_TYPE_LATEST, metrics.exposition())
         if path == "/ready":
             return _respond(200, "text/plain", b"ready\n") if ready() else _respond(503, "text/plain", b"not ready\n")
         if path == "/live":

@@ -52,7 +52,7 @@ class Proxy:
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
         self.breakers = Breakers(self.policies)
-        self.metrics.registry.register(BreakerStates(self.breakers.states))
+        self.metrics.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
         self.inbound_state = ServerState(idle_timeout=60.0)

@@ -13,10 +13,11 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.exposition import TextExposition
 from proxy.http1 import HttpConnection
 
 # Linkerd's latency buckets, in milliseconds.
@@ -207,47 +208,51 @@ class HttpStats(Collector):
 
 class ProxyMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=True)  # every family: what generate_latest would write
+        self._others = CollectorRegistry(auto_describe=True)  # every family but the request metrics
+        self._http_text = TextExposition()
         self.http = HttpStats()
         self.registry.register(self.http)
         self.record = self.http.record  # one finished request: its count, response count and latency
         # one response on a route: the effective one (with its latency) or, without a latency, one actual attempt
         self.record_route = self.http.record_route
-        self.tls_refused = Counter(
-            "inbound_tls_refused", "Inbound connections refused before HTTP (plaintext under STRICT, failed handshakes)",
-            ("reason",), registry=self.registry,
-        )
-        self.proxy_errors = Counter(
-            "proxy_errors", "Requests answered by the proxy itself, by x-meshdojo-error code", ("direction", "error"),
-            registry=self.registry,
-        )
-        self.faults = Counter(
-            "inbound_fault_injected", "Requests delayed or aborted by a FaultInjection resource", ("kind", "policy"),
-            registry=self.registry,
-        )
-        self.retries = Counter(
+        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+            made = Counter(name, documentation, labels, registry=None)
+            self.register(made)
+            return made
+
+        self.tls_refused = counter(
+            "inbound_tls_refused", "Inbound connections refused before HTTP (plaintext under STRICT, failed handshakes)", ("reason",))
+        self.proxy_errors = counter(
+            "proxy_errors", "Requests answered by the proxy itself, by x-meshdojo-error code", ("direction", "error"))
+        self.faults = counter(
+            "inbound_fault_injected", "Requests delayed or aborted by a FaultInjection resource", ("kind", "policy"))
+        self.retries = counter(
             "outbound_http_route_retry", "Retry decisions: retried, overflow (budget exhausted), limit_exceeded (attempts used)",
-            ("route", "outcome"), registry=self.registry,
-        )
-        self.timeouts = Counter(
-            "outbound_http_route_timeouts", "Requests that hit a route timeout (request or backendRequest)", ("kind", "route"),
-            registry=self.registry,
-        )
-        self.pool_overflow = Counter(
+            ("route", "outcome"))
+        self.timeouts = counter(
+            "outbound_http_route_timeouts", "Requests that hit a route timeout (request or backendRequest)", ("kind", "route"))
+        self.pool_overflow = counter(
             "outbound_http_pool_overflow", "Requests answered 503 at once: connectionPool limits full (Envoy's pending overflow)",
-            ("service",), registry=self.registry,
-        )
-        self.breaker_transitions = Counter(
-            "outbound_http_breaker_transitions", "Circuit breaker state changes per service (tripped, closed)",
-            ("service", "transition"), registry=self.registry,
-        )
-        self.authz_allow = Counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",), registry=self.registry)
-        self.authz_deny = Counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",), registry=self.registry)
-        self.authz_audit = Counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",), registry=self.registry)
-        self.ratelimited = Counter(
-            "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"), registry=self.registry,
-        )
+            ("service",))
+        self.breaker_transitions = counter(
+            "outbound_http_breaker_transitions", "Circuit breaker state changes per service (tripped, closed)", ("service", "transition"))
+        self.authz_allow = counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",))
+        self.authz_deny = counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",))
+        self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))
+        self.ratelimited = counter(
+            "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"))
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
-        self.registry.register(self.tcp)
-        self.registry.register(self.identity)
+        self.register(self.tcp)
+        self.register(self.identity)
+
+    def register(self, collector: Collector) -> None:
+        """A collector beside the request metrics (in the exposition's order: after them)."""
+        self.registry.register(collector)
+        self._others.register(collector)
+
+    def exposition(self) -> bytes:
+        """``/metrics``: what ``generate_latest(self.registry)`` writes, the request metrics'
+        lines written with their label text kept between scrapes (:mod:`proxy.exposition`)."""
+        return self._http_text.render(self.http.collect()).encode() + generate_latest(self._others)
