@@ -168,12 +168,14 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
 
     # a killed sidecar: its endpoint is withdrawn while it is down, and it comes back on the same ports
     voting = next(w for w in cli.status()["workloads"] if w["deployment"] == "voting")
+    # asked of the API directly, not through `status` (a process each time): the sidecar is down
+    # for its restart delay and start-up only, and each look must be quicker than that
+    services_url = cli.status()["controlplane"]["api"] + "/v1/services"
+    admin_token = (cli.home / "default" / "controlplane" / "admin-token").read_text().strip()
 
     def voting_endpoints() -> list[int]:
         services = json.loads(urllib.request.urlopen(urllib.request.Request(
-            cli.status()["controlplane"]["api"] + "/v1/services",
-            headers={"Authorization": "Bearer " + (cli.home / "default" / "controlplane" / "admin-token").read_text().strip()}),
-            timeout=5).read())["services"]
+            services_url, headers={"Authorization": "Bearer " + admin_token}), timeout=5).read())["services"]
         return [ep["port"] for s in services if s["name"] == "voting" for ep in s["endpoints"].values()]
 
     assert voting_endpoints() == [voting["ports"]["inbound"]]
