@@ -89,7 +89,7 @@ class IdentityGauges(Collector):
         self.expiration = 0.0
         self.refreshes = 0
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily(
             "identity_cert_expiration_timestamp_seconds", "Time when this proxy's current certificate expires",
             value=self.expiration,
@@ -131,14 +131,39 @@ class _Latencies:
 
     def buckets(self) -> list[tuple[str, int]]:
         out, running = [], 0
-        for bound, n in zip((*map(_le, LATENCY_BUCKETS_MS), "+Inf"), self.counts, strict=True):
+        for bound, n in zip(BOUNDS, self.counts, strict=True):
             running += n
             out.append((bound, running))
         return out
 
 
-def _le(bound: float) -> str:
-    return str(float(bound))  # prometheus_client's spelling: le="1.0"
+BOUNDS = (*(str(float(bound)) for bound in LATENCY_BUCKETS_MS), "+Inf")  # prometheus_client's spelling: le="1.0"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What a family of the request metrics is called and labelled by."""
+
+    name: str
+    documentation: str
+    type: str  # counter or histogram
+    labels: tuple[str, ...]
+
+
+REQUESTS = FamilySpec("request", "Total count of HTTP requests", "counter", HTTP_LABELS)
+RESPONSES = FamilySpec("response", "Total count of HTTP responses", "counter", (*HTTP_LABELS, "status_code", "classification"))
+LATENCY = FamilySpec(
+    "response_latency_ms",
+    "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds",
+    "histogram", (*HTTP_LABELS, "status_code"))
+ROUTE_RESPONSES = FamilySpec("route_response", "HTTP responses per route, as the caller saw them (after retries)", "counter",
+                             (*ROUTE_LABELS, "status_code", "classification"))
+ROUTE_ACTUAL = FamilySpec("route_actual_response", "HTTP responses per route, every attempt (retries included)", "counter",
+                          (*ROUTE_LABELS, "status_code", "classification"))
+ROUTE_LATENCY = FamilySpec("route_response_latency_ms", "Per-route latency as the caller saw it, in milliseconds", "histogram",
+                           ROUTE_LABELS)
+# a family's rows: (label values, count) for a counter; (label values, cumulative buckets, sum) for a histogram
+Rows = list[tuple[tuple[str, ...], int]] | list[tuple[tuple[str, ...], list[tuple[str, int]], float]]
 
 
 class HttpStats(Collector):
@@ -173,37 +198,41 @@ class HttpStats(Collector):
                 latencies = self.route_latency[key[:2]] = _Latencies()  # type: ignore[index]
             latencies.observe(latency_ms)
 
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
-        requests = CounterMetricFamily("request", "Total count of HTTP requests", labels=HTTP_LABELS)
-        responses = CounterMetricFamily("response", "Total count of HTTP responses",
-                                        labels=(*HTTP_LABELS, "status_code", "classification"))
-        latency = HistogramMetricFamily(
-            "response_latency_ms",
-            "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds",
-            labels=(*HTTP_LABELS, "status_code"))
+    def rows(self) -> list[tuple[FamilySpec, Rows]]:
+        """Every family with its rows, as a scrape shows them: the one reading of the counts that
+        both :meth:`collect` (``prometheus_client``'s families) and ``/metrics``' writer use."""
         per_labels: dict[tuple[str, ...], int] = {}
+        responses: list[tuple[tuple[str, ...], int]] = []
         by_status: dict[tuple[tuple[str, ...], str], _Latencies] = {}
         for (labels, status, classification), (count, latencies) in self.responses.items():
             per_labels[labels] = per_labels.get(labels, 0) + count[0]
-            responses.add_metric([*labels, status, classification], count[0])
+            responses.append(((*labels, status, classification), count[0]))
             merged = by_status.setdefault((labels, status), _Latencies())  # a status' successes and failures together
             merged.counts = [a + b for a, b in zip(merged.counts, latencies.counts, strict=True)]
             merged.total += latencies.total
-        for labels, count in per_labels.items():
-            requests.add_metric(list(labels), count)
-        for (labels, status), latencies in by_status.items():
-            latency.add_metric([*labels, status], latencies.buckets(), latencies.total)
-        route = CounterMetricFamily("route_response", "HTTP responses per route, as the caller saw them (after retries)",
-                                    labels=(*ROUTE_LABELS, "status_code", "classification"))
-        actual = CounterMetricFamily("route_actual_response", "HTTP responses per route, every attempt (retries included)",
-                                     labels=(*ROUTE_LABELS, "status_code", "classification"))
+        route: list[tuple[tuple[str, ...], int]] = []
+        actual: list[tuple[tuple[str, ...], int]] = []
         for (dst, rt, status, classification, is_actual), count in self.route_responses.items():
-            (actual if is_actual else route).add_metric(["outbound", dst, rt, status, classification], count[0])
-        route_latency = HistogramMetricFamily("route_response_latency_ms", "Per-route latency as the caller saw it, in milliseconds",
-                                              labels=ROUTE_LABELS)
-        for (dst, rt), latencies in self.route_latency.items():
-            route_latency.add_metric(["outbound", dst, rt], latencies.buckets(), latencies.total)
-        yield from (requests, responses, latency, route, actual, route_latency)
+            (actual if is_actual else route).append((("outbound", dst, rt, status, classification), count[0]))
+        latency: list[tuple[tuple[str, ...], list[tuple[str, int]], float]] = [
+            ((*labels, status), latencies.buckets(), latencies.total) for (labels, status), latencies in by_status.items()]
+        route_latency: list[tuple[tuple[str, ...], list[tuple[str, int]], float]] = [
+            (("outbound", dst, rt), latencies.buckets(), latencies.total) for (dst, rt), latencies in self.route_latency.items()]
+        return [(REQUESTS, list(per_labels.items())), (RESPONSES, responses), (LATENCY, latency),
+                (ROUTE_RESPONSES, route), (ROUTE_ACTUAL, actual), (ROUTE_LATENCY, route_latency)]
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        for spec, rows in self.rows():
+            if spec.type == "counter":
+                counter = CounterMetricFamily(spec.name, spec.documentation, labels=spec.labels)
+                for values, count in rows:  # type: ignore[misc]
+                    counter.add_metric(list(values), count)
+                yield counter
+            else:
+                histogram = HistogramMetricFamily(spec.name, spec.documentation, labels=spec.labels)
+                for values, buckets, total in rows:  # type: ignore[misc]
+                    histogram.add_metric(list(values), buckets, total)
+                yield histogram
 
 
 class ProxyMetrics:
@@ -255,4 +284,4 @@ class ProxyMetrics:
     def exposition(self) -> bytes:
         """``/metrics``: what ``generate_latest(self.registry)`` writes, the request metrics'
         lines written with their label text kept between scrapes (:mod:`proxy.exposition`)."""
-        return self._http_text.render(self.http.collect()).encode() + generate_latest(self._others)
+        return self._http_text.render(self.http.rows()).encode() + generate_latest(self._others)

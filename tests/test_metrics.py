@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.core import InfoMetricFamily
 
 from proxy.exposition import TextExposition
 from proxy.http1 import HttpConnection
-from proxy.metrics import BreakerStates, ProxyMetrics
+from proxy.metrics import BreakerStates, FamilySpec, ProxyMetrics
 
 TRICKY = 'we"ird\\host\nname:8080'  # a quote, a backslash, a newline: each escaped in the text format
 
@@ -55,6 +54,6 @@ def test_the_metrics_page_is_what_generate_latest_writes():
 
 
 def test_the_label_caching_writer_refuses_a_family_it_does_not_write():
-    info = InfoMetricFamily("build", "Build facts", value={"version": "1"})
+    info = FamilySpec("build", "Build facts", "info", ("version",))
     with pytest.raises(ValueError, match="info families are written by generate_latest"):
-        TextExposition().render([info])
+        TextExposition().render([(info, [])])
