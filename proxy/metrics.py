@@ -2,9 +2,11 @@
 
 What every request touches — request, response and latency per label set, the same per
 route, TCP bytes and connections — is kept in plain integers and lists by custom collectors
-and turned into metric families at scrape time: the hot path does a dict lookup, a bisect and
-a few additions, and takes no lock (the proxy is one thread). The rarer counters (errors,
-retries, faults, authorization, …) are ``prometheus_client`` counters.
+and read at scrape time: the hot path does a dict lookup, a bisect and a few additions, and
+takes no lock (the proxy is one thread). The rarer counters (errors, retries, faults,
+authorization, …) are ``prometheus_client`` counters. ``/metrics`` is
+:meth:`ProxyMetrics.exposition`: the request metrics written straight from their counts
+(:mod:`proxy.exposition`), then everything else by ``generate_latest``.
 """
 
 from __future__ import annotations
