@@ -122,6 +122,6 @@ def run(settings: Settings, root: Path) -> Section:
         section.figure(f"N={count} RSS MB" if case == "quiet" else f"N={count} live RSS MB", rss)
     for count, cases in sorted(by_count.items()):
         cells = [cases[case][0].show(".1%") if case in cases else "—" for case in ("quiet", "live")]
-        rss = cases.get("live", cases["quiet"])[1] if cases else 0.0
+        rss = (cases.get("live") or cases["quiet"])[1]  # after the last case measured at this N
         section.add(f"| {count} | {cells[0]} | {cells[1]} | {rss:.0f} MB |")
     return section

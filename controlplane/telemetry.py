@@ -116,14 +116,15 @@ def parse_exposition(text: str, now: float, cache: dict[str, Series] | None = No
     # a series is its line up to the label set's closing brace (a label value may hold one;
     # the value and timestamp after the last never do)
     split = [line.rpartition("}") for line in lines]
-    fresh = [line for line, (series, _, _) in zip(lines, split, strict=True) if series not in previous]
+    fresh = [(line, series) for line, (series, _, _) in zip(lines, split, strict=True) if series not in previous]
     parsed: dict[str, Series] = {}
     if fresh:  # without TYPE lines every series parses as untyped: name, labels and value are all we need
         from prometheus_client.parser import text_string_to_metric_families
 
-        samples = [s for family in text_string_to_metric_families("\n".join(fresh) + "\n") for s in family.samples]
-        for line, sample in zip(fresh, samples, strict=True):
-            parsed[line.rpartition("}")[0]] = (sample.name, sample.labels)
+        text = "\n".join(line for line, _ in fresh) + "\n"
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        for (_, series), sample in zip(fresh, samples, strict=True):
+            parsed[series] = (sample.name, sample.labels)
     current = {series: previous.get(series) or parsed[series] for series, _, _ in split}
     if cache is not None:
         cache.clear()
