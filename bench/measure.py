@@ -113,6 +113,18 @@ class Memory:
         return f"{self.resident:.1f} MB ({self.private:.1f} MB private)"
 
 
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its resident pages, each shared page divided among the
+    processes that share it, so that a sum over processes counts every page once (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def memory_mb(pid: int) -> Memory:
     """A process's resident memory and the private part of it (zeros when it is gone)."""
     try:

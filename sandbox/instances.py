@@ -4,14 +4,14 @@ sidecar when injected, their ports and whether it is ready and registered)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.spiffe import SpiffeId
+from sandbox.forkserver import ForkServer
 from sandbox.manifests import Deployment
-from sandbox.processes import spawn
+from sandbox.processes import Child, spawn
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
@@ -27,7 +27,7 @@ class Proc:
     log: Path
     env: dict[str, str] | None = None
     cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = None
+    popen: Child | None = None
     restarts: int = 0
     next_start: float = 0.0
     backoff: float = BACKOFF_START
@@ -37,9 +37,13 @@ class Proc:
         return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
 
     started_at: float = 0.0
+    forkserver: ForkServer | None = None  # forks it when it can (a sidecar with the supervisor's environment)
 
     def start(self) -> None:
-        self.popen = spawn(self.argv, self.log, self.env, cwd=self.cwd)
+        forked = None
+        if self.forkserver is not None and self.env is None and self.cwd is None:
+            forked = self.forkserver.spawn(self.argv, self.log)
+        self.popen = forked or spawn(self.argv, self.log, self.env, cwd=self.cwd)
         self.started_at = time.monotonic()
 
     def schedule_restart(self, now: float) -> float:

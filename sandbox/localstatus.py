@@ -11,14 +11,16 @@ from sandbox.instances import GATEWAYS, Instance, Proc
 
 def status_document(name: str, ready: bool, supervisor_pid: int, demos: list[str], cp: Proc | None, cp_info: dict[str, Any],
                     cp_answers: bool, gateways: dict[str, tuple[Proc, dict[str, int], str]], desired: dict[str, dict[str, Any]],
-                    instances: list[Instance], now: float) -> dict[str, Any]:
+                    instances: list[Instance], now: float, forkserver_pid: int | None = None) -> dict[str, Any]:
     """``cp_answers``: the control plane's API accepts connections (a process still starting
-    does not); ``now``: the monotonic clock, for a pending restart's countdown."""
+    does not); ``now``: the monotonic clock, for a pending restart's countdown;
+    ``forkserver_pid``: the process the sidecars are forked from, while it runs."""
     return {
         "name": name,
         "backend": "local",
         "ready": ready,
         "supervisor": supervisor_pid,
+        "forkserver": forkserver_pid,
         "demos": demos,
         "controlplane": {"pid": cp.pid if cp else None, "api": cp_info["api"], "mesh": cp_info["mesh"],
                          "ready": cp is not None and cp.pid is not None and cp_answers,

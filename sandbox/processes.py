@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
@@ -23,6 +23,18 @@ PR_SET_PDEATHSIG = 1
 
 class WaitTimeout(TimeoutError):
     pass
+
+
+class Child(Protocol):
+    """A started child as the supervisor sees it: ``subprocess.Popen``, or a fork server's
+    child (:class:`sandbox.forkserver.ForkedProcess`)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -37,20 +49,22 @@ def die_with_parent() -> None:
 
 
 def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None, *,
-          die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``argv`` with stdout and stderr appended to ``log_path``, in a new process group."""
+          die_with_parent: bool = True, cwd: Path | None = None, pipes: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdout and stderr appended to ``log_path``, in a new process group.
+    With ``pipes``, its stdin and stdout are pipes to us instead (stderr still goes to the log)."""
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = open(log_path, "ab", buffering=0)
+    stdin, stdout = (subprocess.PIPE, subprocess.PIPE) if pipes else (subprocess.DEVNULL, log)
     try:
         return subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            list(argv), stdin=stdin, stdout=stdout, stderr=log, env=env, cwd=cwd,
             start_new_session=True, preexec_fn=_die_with_parent if die_with_parent else None,
         )
     finally:
         log.close()
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+def stop_group(proc: Child, grace: float = 5.0) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace``."""
     if proc.poll() is None:
         _signal_group(proc.pid, signal.SIGTERM)
@@ -100,7 +114,7 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def stop_groups(procs: list[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+def stop_groups(procs: Sequence[Child], grace: float = 5.0) -> None:
     """Like :func:`stop_group` for many children at once: one grace period for all of them."""
     for proc in procs:
         if proc.poll() is None:

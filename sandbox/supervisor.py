@@ -26,6 +26,7 @@ from pathlib import Path
 from controlplane.statefiles import private_dir, write_json, write_private
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
+from sandbox.forkserver import ForkServer
 from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
@@ -36,6 +37,7 @@ from sandbox.processes import stop_groups
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
 DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
+FORKSERVER_ENV = "MESHDOJO_FORKSERVER"  # "off": every sidecar is started by exec, as before the fork server
 
 
 def _mtime(path: Path) -> int | None:
@@ -64,6 +66,8 @@ class Supervisor:
         self._gateways_registered: set[str] = set()
         self.ready = False
         self.started = time.time()
+        # sidecars are forked from one process that has imported the proxy (sandbox.forkserver)
+        self.forkserver = ForkServer(paths.logs / "forkserver.log") if os.environ.get(FORKSERVER_ENV) != "off" else None
 
     # -- start -----------------------------------------------------------------------
     def start(self) -> None:
@@ -73,6 +77,8 @@ class Supervisor:
             write_private(self.tap_token_file, secrets.token_urlsafe(32))
         private_dir(self.paths.logs)  # logs hold paths and identities: 0700, as the docs say
         private_dir(self.paths.root / "run")
+        if self.forkserver is not None:
+            self.forkserver.start()  # it imports the proxy while the control plane starts
         self._start_controlplane()
         for demo in self.demos:
             for service in demo.services:
@@ -210,7 +216,7 @@ class Supervisor:
             "--namespace", namespace, "--service-account", service_account, "--token-file", str(token_file),
             "--app-port", str(app_port), "--ports-file", str(ports_file), "--workload", name,
             "--tap-token-file", str(self.tap_token_file), *extra,
-        ], self.paths.logs / f"{name}.proxy.log")
+        ], self.paths.logs / f"{name}.proxy.log", forkserver=self.forkserver)
 
     def _app_proc(self, inst: Instance) -> Proc:
         d = inst.deployment
@@ -366,18 +372,23 @@ class Supervisor:
         return procs + ([self.cp] if self.cp else [])
 
     def _record_groups(self) -> None:
-        groups = sorted({p.popen.pid for p in self._procs() if p.popen is not None})
-        write_json(self.paths.supervisor, {"pid": os.getpid(), "groups": groups, "started": self.started})
+        groups = {p.popen.pid for p in self._procs() if p.popen is not None}
+        if self.forkserver is not None and self.forkserver.popen is not None:
+            groups.add(self.forkserver.popen.pid)
+        write_json(self.paths.supervisor, {"pid": os.getpid(), "groups": sorted(groups), "started": self.started})
 
     def status(self) -> dict:
         cp_info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
         return status_document(self.paths.name, self.ready, os.getpid(), [d.name for d in self.demos], self.cp, cp_info,
-                               self.cp is not None and self.cp.pid is not None and accepting(cp_info["apiPort"]), self.gateways, self.desired(), self.instances, time.monotonic())
+                               self.cp is not None and self.cp.pid is not None and accepting(cp_info["apiPort"]), self.gateways, self.desired(), self.instances, time.monotonic(),
+                               self.forkserver.popen.pid if self.forkserver is not None and self.forkserver.alive else None)
 
     def stop(self) -> None:
         # apps first, then gateways and sidecars (apps never lose their proxy mid-request), then the control plane
         for roles in (("app",), ("gateway", "proxy"), ("controlplane",)):
             stop_groups([p.popen for p in self._procs() if p.popen is not None and p.role in roles], grace=5)
+            if roles == ("gateway", "proxy") and self.forkserver is not None:
+                self.forkserver.stop()
         self.paths.status.unlink(missing_ok=True)
         self.paths.supervisor.unlink(missing_ok=True)
 

@@ -36,7 +36,7 @@ class Cli:
 
 
 def all_pids(st: dict) -> list[int]:
-    pids = [st["supervisor"], st["controlplane"]["pid"]] + [g["pid"] for g in st["gateways"]]
+    pids = [st["supervisor"], st["forkserver"], st["controlplane"]["pid"]] + [g["pid"] for g in st["gateways"]]
     for w in st["workloads"]:
         pids += [p for p in w["pids"].values() if p]
     return [p for p in pids if p]
