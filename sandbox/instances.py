@@ -14,6 +14,9 @@ from sandbox.manifests import Deployment
 from sandbox.processes import Child, spawn
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+# a ready app's port is probed this often (a kubelet's readinessProbe periodSeconds); one not
+# ready yet at every round, so that `up` sees it the moment it listens
+READY_PROBE_PERIOD = 2.0
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
 
@@ -74,6 +77,12 @@ class Instance:
     registered: bool = False
     ever_ready: bool = False
     earlier_restarts: int = 0  # from previous launches of this instance (on fresh ports)
+    app_answered: bool = False  # its app's port accepted a connection at the last probe
+    probed_at: float = float("-inf")  # monotonic time of that probe
+
+    def probe_due(self, now: float) -> bool:
+        """Whether its app's port should be probed now (see READY_PROBE_PERIOD)."""
+        return not self.ready or not self.app_answered or now - self.probed_at >= READY_PROBE_PERIOD
 
     @property
     def name(self) -> str:

@@ -413,3 +413,21 @@ def test_an_instance_that_dies_before_it_is_ready_is_relaunched_on_fresh_ports(t
         assert workload["ready"] and workload["restarts"] == 1 and workload["ports"]["app"] != first_port
     finally:
         supervisor.stop()
+
+
+def test_an_app_is_probed_at_every_round_until_ready_then_once_per_period():
+    """Like a kubelet's readinessProbe: a ready app's port is not connected to twice a second
+    (each probe costs a demo app a thread), but one that is not ready is probed at every round."""
+    from sandbox.instances import READY_PROBE_PERIOD, Instance
+    from sandbox.manifests import load_demo
+
+    deployment = load_demo(DEMO_POLICIES.parent).deployments[0]
+    inst = Instance(deployment, 0, [])
+    assert inst.probe_due(0.0)  # never probed
+    inst.app_answered, inst.probed_at = False, 10.0
+    assert inst.probe_due(10.1)  # not answering yet: at every round
+    inst.app_answered, inst.probed_at, inst.ready = True, 10.1, True
+    assert not inst.probe_due(10.1 + READY_PROBE_PERIOD / 2)
+    assert inst.probe_due(10.1 + READY_PROBE_PERIOD)
+    inst.ready = False  # e.g. its app crashed and was restarted: at every round again
+    assert inst.probe_due(10.2)
