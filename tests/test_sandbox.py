@@ -81,6 +81,10 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     st = cli.status()
     assert st["ready"] and st["backend"] == "local" and st["controlplane"]["ready"]
     assert {w["deployment"] for w in st["workloads"]} == {"web", "emoji", "voting", "vote-bot"}
+    # every sidecar and the gateway are forked from the fork server (sandbox/forkserver.py), and say so
+    assert f"sidecars forked from pid {st['forkserver']}" in cli.run("status").stdout
+    for pid in [w["pids"]["proxy"] for w in st["workloads"]] + [g["pid"] for g in st["gateways"]]:
+        assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1]) == st["forkserver"]
     for w in st["workloads"]:
         assert w["meshed"] and w["ready"] and w["identity"] == f"spiffe://meshdojo.local/ns/emojivoto/sa/{w['deployment']}"
         assert set(w["ports"]) == {"app", "inbound", "outbound", "admin"} and w["pids"]["proxy"]
@@ -229,9 +233,13 @@ def test_sigkill_of_the_supervisor_then_down_leaves_nothing(cli):
 @pytest.mark.timeout(180)
 def test_two_named_sandboxes_side_by_side(cli):
     cli.run("up", "--no-tui", "--demo", "emojivoto", "--name", "a")
+    cli.env["MESHDOJO_FORKSERVER"] = "off"  # b starts its sidecars by exec, as before the fork server
     cli.run("up", "--no-tui", "--demo", "emojivoto", "--name", "b")
     a, b = cli.status("a"), cli.status("b")
     assert a["controlplane"]["api"] != b["controlplane"]["api"]
+    assert a["forkserver"] and b["forkserver"] is None
+    for w in b["workloads"]:  # b's sidecars are the supervisor's own children
+        assert int(Path(f"/proc/{w['pids']['proxy']}/stat").read_text().rsplit(") ", 1)[1].split()[1]) == b["supervisor"]
     assert get(a["gateways"][0]["url"] + "api/list")[0] == 200
     assert get(b["gateways"][0]["url"] + "api/list")[0] == 200
     cli.run("down", "--name", "a")

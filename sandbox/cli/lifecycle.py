@@ -197,8 +197,9 @@ def _status(args: argparse.Namespace) -> int:
     cp = st["controlplane"]
     on_cluster = st["backend"] != "local"
     where = f"control plane {cp['api']}" if on_cluster else f"control plane pid {cp['pid']} {cp['api']}"
+    forked = f"; sidecars forked from pid {st['forkserver']} (the fork server)" if st.get("forkserver") else ""
     print(f"sandbox {st['name']} (backend {st['backend']}): {'ready' if st['ready'] else 'starting'}; "
-          f"{where} {'ready' if cp['ready'] else 'DOWN'}")
+          f"{where} {'ready' if cp['ready'] else 'DOWN'}{forked}")
     if on_cluster:  # pods have addresses and nodes, not pids
         rows = [("NAMESPACE", "POD", "MESHED", "READY", "RESTARTS", "IP", "NODE", "INBOUND")]
         for w in st["workloads"]:
