@@ -45,7 +45,7 @@ soak: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# every benchmark in one run (about 8 minutes); rewrites the figures section of docs/benchmarks.md
+# every benchmark in one run (about 10 minutes); rewrites the figures section of docs/benchmarks.md
 bench: install
 	$(PY) -m bench --write docs/benchmarks.md
 
