@@ -116,6 +116,7 @@ class ForkServer:
             if reply is None:
                 break
             if "pid" in reply:
+                self._exits.pop(reply["pid"], None)  # a pid used again: what was recorded is the old child's
                 self._children.add(reply["pid"])
                 return ForkedProcess(reply["pid"], self)
             log.warning("the fork server could not start %s: %s", log_path.name, reply.get("error"))
@@ -132,9 +133,14 @@ class ForkServer:
             timeout = 0.0
 
     def exit_code(self, pid: int) -> int | None:
+        """The exit status of child ``pid`` once it has ended (handed out once: its
+        :class:`ForkedProcess` keeps it), else None."""
         if pid in self._exits:
-            return self._exits[pid]
-        return EXIT_UNKNOWN if self._gone and pid in self._children else None
+            return self._exits.pop(pid)
+        if self._gone and pid in self._children:
+            self._children.discard(pid)
+            return EXIT_UNKNOWN
+        return None
 
     def stop(self, grace: float = 5.0) -> None:
         """End it (closing its stdin is its signal to exit); its children, if any are left, die with it."""
