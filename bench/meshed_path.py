@@ -1,7 +1,8 @@
 """The meshed path against the direct path, in one run.
 
-A tiny upstream app is called five ways — directly; through a bare TLS byte-pipe pair (the
-floor for any design with two extra processes and a TLS hop); through the least HTTP/1 relay
+A tiny upstream app is called six ways — directly; through a bare TLS byte-pipe pair (the
+floor for any design with two extra processes and a TLS hop); through a compiled HTTP/1 proxy
+pair with mutual TLS (``bench.nginxpair``: nginx, what a native data path does); through the least HTTP/1 relay
 CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing else); through our
 HTTP/1 forwarding with none of the request stack's layers (``bench.httpfloor``: what the proxy's
 machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
@@ -24,14 +25,15 @@ from typing import NamedTuple
 
 import uvloop
 
-from bench import loadgen
+from bench import loadgen, nginxpair
 from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_seconds, memory_mb, targets_table
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
 DIRECT, PIPE, MESHED = "direct", "bare TLS byte pipe pair (reference)", "meshed"
 CALLBACKS, FLOOR = "HTTP/1 relay, callbacks only (reference)", "HTTP/1 forwarding, no layers (reference)"
-PATHS = (DIRECT, PIPE, CALLBACKS, FLOOR, MESHED)
+NATIVE = "nginx pair, mutual TLS (compiled reference)"
+PATHS = (DIRECT, PIPE, NATIVE, CALLBACKS, FLOOR, MESHED)
 C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
 
 
@@ -42,14 +44,20 @@ class BenchPath(NamedTuple):
     app: int | None = None  # the app's pid, on the direct path (it and the load generator are the path's cost)
 
 
-def start_pair(module: str, root: Path, app_port: int, helpers: list) -> tuple[int, tuple[int, ...]]:
-    """A reference relay pair (``bench.tlspipe``, ``bench.callbackrelay`` or ``bench.httpfloor``):
-    front → TLS 1.3 → back → the app; the front's port, and both relays' pids."""
+def _material(root: Path) -> Path:
+    """The reference pairs' trust anchor, certificate chain and key (made once per run)."""
     from bench.tlspipe import make_material
 
     material = root / "pipe-material"
     if not material.exists():
         material.write_text("\n\n\n".join(make_material()))
+    return material
+
+
+def start_pair(module: str, root: Path, app_port: int, helpers: list) -> tuple[int, tuple[int, ...]]:
+    """A reference relay pair (``bench.tlspipe``, ``bench.callbackrelay`` or ``bench.httpfloor``):
+    front → TLS 1.3 → back → the app; the front's port, and both relays' pids."""
+    material = _material(root)
     name = module.rpartition(".")[2]
     port_files = {role: root / f"{name}-{role}.port" for role in ("front", "back")}
     upstream, pids = app_port, []
@@ -116,7 +124,9 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
         pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
         callbacks, callback_relays = start_pair("bench.callbackrelay", root, app_port, helpers)
         floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
+        native, native_relays = nginxpair.start_pair(root, app_port, tuple(_material(root).read_text().split("\n\n\n")), helpers)
         yield {DIRECT: BenchPath(app_port, "/", app=app.pid), PIPE: BenchPath(pipe, "/", pipe_relays),
+               NATIVE: BenchPath(native, "http://bench-app/", native_relays),
                CALLBACKS: BenchPath(callbacks, "http://bench-app/", callback_relays),
                FLOOR: BenchPath(floor, "http://bench-app/", floor_relays),
                MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}, client, server
@@ -199,14 +209,18 @@ def run(settings: Settings, root: Path) -> Section:
         section.figure(f"c={concurrency} no-layers p50 overhead ms", overhead(FLOOR).median)
         section.figure(f"c={concurrency} callbacks-only/direct", share(CALLBACKS).median)
         section.figure(f"c={concurrency} callbacks-only p50 overhead ms", overhead(CALLBACKS).median)
+        section.figure(f"c={concurrency} nginx/direct", share(NATIVE).median)
+        section.figure(f"c={concurrency} nginx p50 overhead ms", overhead(NATIVE).median)
         section.add(f"- c={concurrency}: throughput against direct: meshed {share(MESHED).show('.0%')}, HTTP/1 forwarding with "
                     f"no layers {share(FLOOR).show('.0%')}, HTTP/1 relay with callbacks only {share(CALLBACKS).show('.0%')}, "
-                    f"TLS pipe {share(PIPE).show('.0%')}; p50 overhead: meshed {overhead(MESHED).show('+.3f', ' ms')}, "
+                    f"nginx pair {share(NATIVE).show('.0%')}, TLS pipe {share(PIPE).show('.0%')}; "
+                    f"p50 overhead: meshed {overhead(MESHED).show('+.3f', ' ms')}, "
                     f"no layers {overhead(FLOOR).show('+.3f', ' ms')}, callbacks only {overhead(CALLBACKS).show('+.3f', ' ms')}, "
-                    f"TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
+                    f"nginx pair {overhead(NATIVE).show('+.3f', ' ms')}, TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
         pipe_cpu = cpu[concurrency, PIPE].median
         section.figure(f"c={concurrency} no-layers/pipe relay CPU", cpu[concurrency, FLOOR].median / pipe_cpu)
-        section.add(f"  - CPU per request in each relay, against the TLS pipe's: HTTP/1 relay with callbacks only "
+        section.add(f"  - CPU per request in each relay, against the TLS pipe's: nginx ×{cpu[concurrency, NATIVE].median / pipe_cpu:.1f}, "
+                    f"HTTP/1 relay with callbacks only "
                     f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
                     f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
     for direction, memory in after.items():
