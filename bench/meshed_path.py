@@ -2,10 +2,10 @@
 
 A tiny upstream app is called six ways — directly; through a bare TLS byte-pipe pair (the
 floor for any design with two extra processes and a TLS hop); through a compiled HTTP/1 proxy
-pair with mutual TLS (``bench.nginxpair``: nginx, what a native data path does); through the least HTTP/1 relay
-CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing else); through our
-HTTP/1 forwarding with none of the request stack's layers (``bench.httpfloor``: what the proxy's
-machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
+pair with mutual TLS (``bench.nginxpair``: nginx, what a native data path does); through the
+least HTTP/1 relay CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing
+else); through our HTTP/1 forwarding with none of the request stack's layers
+(``bench.httpfloor``: what the proxy's machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
 app — at concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay
 process spends per request (on the direct path, what the load generator and the app spend).
 Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody tapping

@@ -48,7 +48,7 @@ def config(role: str, root: Path, listen: int, upstream: int) -> str:
 def start_pair(root: Path, app_port: int, material: tuple[str, str, str], helpers: list) -> tuple[int, tuple[int, ...]]:
     """Both nginx processes (appended to ``helpers``, to be stopped by the caller): the front's
     port, and both pids."""
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")  # sbin: not on every user's PATH
     if nginx is None:
         raise BenchError("nginx is not installed: the compiled reference pair needs it (Debian: apt install nginx)")
     for name, pem in zip(("anchor", "chain", "key"), material, strict=True):
