@@ -46,7 +46,7 @@ def run(settings: Settings, root: Path) -> Section:
     env = {**os.environ, "MESHDOJO_HOME": str(root)}
     runs: dict[str, list[tuple[float, float, float]]] = {"exec": [], "forkserver": []}
     try:
-        # each `up` is a cold start of 26 processes; exec and fork server interleaved, the fork
+        # each `up` is a cold start of every process; exec and fork server interleaved, the fork
         # server's last, so the sandbox measured idling below is the default one
         for _ in range(min(settings.repeats, 3)):
             for mode in ("exec", "forkserver"):
