@@ -103,11 +103,12 @@ class TapReader:
 
 
 @contextmanager
-def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
+def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None, references: bool = True
                 ) -> Iterator[tuple[dict[str, BenchPath], ProxyProc, ProxyProc]]:
     """The paths to one upstream app ({path: where to send, and what runs on the way}), and the
     client and server proxies (started by ``launcher(name)`` instead of ``python -m proxy`` when
-    given); every process stopped on exit."""
+    given); without ``references``, only the direct and meshed paths (what a profile needs).
+    Every process stopped on exit."""
     mesh = Mesh(root)
     helpers: list = []
     try:
@@ -121,15 +122,17 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None
         client = mesh.start_proxy("bench", "client", app_port, "--tap-token-file", str(token), name="client",
                                   launcher=launcher("client") if launcher else None)
         mesh.register("bench", "bench-app", "app-0", server.ports["inbound"], spiffe("bench", "app"))
-        pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
-        callbacks, callback_relays = start_pair("bench.callbackrelay", root, app_port, helpers)
-        floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
-        native, native_relays = nginxpair.start_pair(root, app_port, tuple(_material(root).read_text().split("\n\n\n")), helpers)
-        yield {DIRECT: BenchPath(app_port, "/", app=app.pid), PIPE: BenchPath(pipe, "/", pipe_relays),
-               NATIVE: BenchPath(native, "http://bench-app/", native_relays),
-               CALLBACKS: BenchPath(callbacks, "http://bench-app/", callback_relays),
-               FLOOR: BenchPath(floor, "http://bench-app/", floor_relays),
-               MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}, client, server
+        paths = {DIRECT: BenchPath(app_port, "/", app=app.pid),
+                 MESHED: BenchPath(client.ports["outbound"], "http://bench-app/", (client.proc.pid, server.proc.pid))}
+        if references:
+            pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
+            callbacks, callback_relays = start_pair("bench.callbackrelay", root, app_port, helpers)
+            floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
+            native, native_relays = nginxpair.start_pair(root, app_port, tuple(_material(root).read_text().split("\n\n\n")), helpers)
+            paths.update({PIPE: BenchPath(pipe, "/", pipe_relays), NATIVE: BenchPath(native, "http://bench-app/", native_relays),
+                          CALLBACKS: BenchPath(callbacks, "http://bench-app/", callback_relays),
+                          FLOOR: BenchPath(floor, "http://bench-app/", floor_relays)})
+        yield paths, client, server
     finally:
         for helper in helpers:
             stop_group(helper)

@@ -91,7 +91,7 @@ def cpu_profiles(seconds: float, concurrency: int, root: Path) -> dict[str, Prox
 
     outs = {name: root / f"{name}.prof" for name in ("outbound", "inbound")}
     launcher = lambda name: [sys.executable, "-m", "bench.cpuprofile", str(outs["outbound" if name == "client" else "inbound"])]  # noqa: E731
-    with meshed_path(root, launcher) as (ports, client, server):
+    with meshed_path(root, launcher, references=False) as (ports, client, server):
         port, target = ports[MESHED].port, ports[MESHED].target
         uvloop.run(loadgen.run(port, target, concurrency, 1.0))  # warm
         for p in (client, server):
@@ -154,7 +154,7 @@ def main() -> int:
     if _py_spy() is None:
         print("error: py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="meshdojo-profile-") as tmp, meshed_path(Path(tmp)) as (ports, client, server):
+    with tempfile.TemporaryDirectory(prefix="meshdojo-profile-") as tmp, meshed_path(Path(tmp), references=False) as (ports, client, server):
         port, target = ports[MESHED].port, ports[MESHED].target
         uvloop.run(loadgen.run(port, target, args.concurrency, 1.0))  # warm
         outs = {"outbound (client) proxy": Path(tmp) / "client.txt", "inbound (server) proxy": Path(tmp) / "server.txt"}
