@@ -62,6 +62,20 @@ def test_conditions():
     assert checks.satisfied([{"name": "y"}], absent) and not checks.satisfied([{"name": "x"}], absent)
 
 
+def test_no_traffic_over_a_window_counts_only_once_the_whole_window_is_after_the_step_began():
+    """"No traffic to v2 in the last 10 s" right after the route changed would still read the
+    traffic (or a quiet spell) from before the learner acted."""
+    quiet = model.Check("edges", (("window", "10s"),), (("dst", "reviews-v2"),), (("rps", ">", 0),), True, 40.0)
+    assert not checks.window_since_step(quiet, since=1000.0, now=1009.9)
+    assert checks.window_since_step(quiet, since=1000.0, now=1010.0)
+    present = model.Check("edges", (("window", "10s"),), (("dst", "reviews-v3"),), (("rps", ">", 0),), False, 30.0)
+    gone = model.Check("policies", (), (("name", "x"),), (), True, 1.0)
+    assert checks.window_since_step(present, since=1000.0, now=1000.0)  # traffic seen is traffic seen
+    assert checks.window_since_step(gone, since=1000.0, now=1000.0)  # not a window of metrics
+    default = model.Check("stat", (), (), (), True, 1.0)  # the views' default window, 30 s
+    assert not checks.window_since_step(default, 1000.0, 1029.0) and checks.window_since_step(default, 1000.0, 1030.0)
+
+
 def test_what_a_lesson_counts_and_names_is_the_same_on_every_backend():
     from sandbox.netcli import newest_instance
 

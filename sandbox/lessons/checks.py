@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.durations import parse_duration
 from sandbox.lessons.model import Check
 from sandbox.paths import SandboxPaths
 
@@ -58,6 +59,21 @@ def deployment_rows(st: dict[str, Any]) -> list[dict[str, Any]]:
 def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
     found = any(matches(r, check) for r in rows)
     return not found if check.absent else found
+
+
+METRIC_QUERIES = frozenset({"stat", "edges", "routes"})
+
+
+def window_seconds(check: Check) -> float:
+    return parse_duration(str(dict(check.params).get("window", "30s")))
+
+
+def window_since_step(check: Check, since: float, now: float) -> bool:
+    """Whether an ``absent`` check of the metrics can be judged yet: its whole window must lie
+    after the step began (``since``, ``now``: wall clock). Before that, the window still holds
+    traffic from before the learner acted, or a quiet spell by chance: "no traffic to v2 in the
+    last 10 s" means 10 s of it since the change."""
+    return not check.absent or check.query not in METRIC_QUERIES or now - since >= window_seconds(check)
 
 
 def record(sandbox: str, argv: list[str], clock: Callable[[], float] = time.time) -> None:
@@ -112,13 +128,13 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
 
 
 def wait(sandbox: str, check: Check, since: float, deadline: float | None = None,
-         clock: Callable[[], float] = time.monotonic) -> tuple[bool, float]:
+         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> tuple[bool, float]:
     """Poll until the check passes or its deadline passes: (passed, seconds it took)."""
     began = clock()
     end = began + (check.deadline if deadline is None else deadline)
     while True:
         try:
-            ok = satisfied(rows(sandbox, check, since), check)
+            ok = window_since_step(check, since, wall()) and satisfied(rows(sandbox, check, since), check)
         except (ValueError, OSError, RuntimeError):  # the control plane restarting, a name not there yet: not met
             ok = False
         if ok or clock() >= end:
