@@ -11,6 +11,7 @@ from pathlib import Path
 from controlplane.spiffe import SpiffeId
 from sandbox.forkserver import ForkServer
 from sandbox.manifests import Deployment
+from sandbox.ports import accepting
 from sandbox.processes import Child, spawn
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
@@ -19,6 +20,23 @@ BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 READY_PROBE_PERIOD = 2.0
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
+
+
+@dataclass
+class ReadinessProbe:
+    """Whether a port accepted a connection at the last look: looked at every round until it
+    does (or while what it belongs to is not ready), then every READY_PROBE_PERIOD."""
+
+    answered: bool = False
+    probed_at: float = float("-inf")  # monotonic time of the last look
+
+    def due(self, now: float, ready: bool = True) -> bool:
+        return not ready or not self.answered or now - self.probed_at >= READY_PROBE_PERIOD
+
+    def look(self, port: int, now: float, ready: bool = True) -> bool:
+        if self.due(now, ready):
+            self.answered, self.probed_at = accepting(port), now
+        return self.answered
 
 
 @dataclass
@@ -77,12 +95,11 @@ class Instance:
     registered: bool = False
     ever_ready: bool = False
     earlier_restarts: int = 0  # from previous launches of this instance (on fresh ports)
-    app_answered: bool = False  # its app's port accepted a connection at the last probe
-    probed_at: float = float("-inf")  # monotonic time of that probe
+    app_probe: ReadinessProbe = field(default_factory=ReadinessProbe)  # its app's port
 
     def probe_due(self, now: float) -> bool:
         """Whether its app's port should be probed now (see READY_PROBE_PERIOD)."""
-        return not self.ready or not self.app_answered or now - self.probed_at >= READY_PROBE_PERIOD
+        return self.app_probe.due(now, self.ready)
 
     @property
     def name(self) -> str:

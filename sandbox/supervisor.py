@@ -27,11 +27,11 @@ from controlplane.statefiles import private_dir, write_json, write_private
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
 from sandbox.forkserver import ForkServer
-from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, READY_PROBE_PERIOD, Instance, Proc
+from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
-from sandbox.ports import accepting, free_port
+from sandbox.ports import free_port
 from sandbox.processes import stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
@@ -66,7 +66,7 @@ class Supervisor:
         self._gateways_registered: set[str] = set()
         self.ready = False
         self.started = time.time()
-        self._cp_answered, self._cp_probed_at = False, float("-inf")  # its API accepted a connection at the last probe
+        self._cp_probe = ReadinessProbe()  # the control plane's API port
         # sidecars are forked from one process that has imported the proxy (sandbox.forkserver)
         self.forkserver = ForkServer(paths.logs / "forkserver.log") if os.environ.get(FORKSERVER_ENV) != "off" else None
 
@@ -270,11 +270,8 @@ class Supervisor:
             if inst.proxy is not None and inst.proxy.pid and not self._proxy_ready(inst):
                 inst.ready = False
                 continue
-            if inst.deployment.container.port is None:
-                inst.app_answered = True
-            elif inst.probe_due(now):
-                inst.app_answered, inst.probed_at = accepting(inst.app_port), now
-            app_ok = inst.app is not None and inst.app.pid is not None and inst.app_answered
+            app_answers = inst.deployment.container.port is None or inst.app_probe.look(inst.app_port, now, inst.ready)
+            app_ok = inst.app is not None and inst.app.pid is not None and app_answers
             inst.ready = app_ok and (inst.proxy is None or inst.proxy.pid is not None)
             inst.ever_ready = inst.ever_ready or inst.ready
             if inst.ready and not inst.registered:
@@ -362,7 +359,7 @@ class Supervisor:
         code = self.cp.popen.returncode if self.cp.popen else None
         log.warning("control plane exited with %s; restarting it on the same ports in %.0fs", code, self.cp.schedule_restart(now))
         self.cp.argv = self._controlplane_argv(info["apiPort"], info["meshPort"])
-        self._cp_answered = False  # the next one is probed at every round until it answers
+        self._cp_probe = ReadinessProbe()  # the next one is probed at every round until it answers
         for inst in self.instances:  # endpoints are saved with the registry; telemetry's workloads are not: register again
             inst.registered = False
         self._gateways_registered.clear()
@@ -385,11 +382,9 @@ class Supervisor:
     def status(self) -> dict:
         cp_info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
         now = time.monotonic()
-        cp_answers = self.cp is not None and self.cp.pid is not None
-        if cp_answers and (not self._cp_answered or now - self._cp_probed_at >= READY_PROBE_PERIOD):
-            self._cp_answered, self._cp_probed_at = accepting(cp_info["apiPort"]), now
+        cp_answers = self.cp is not None and self.cp.pid is not None and self._cp_probe.look(cp_info["apiPort"], now)
         return status_document(self.paths.name, self.ready, os.getpid(), [d.name for d in self.demos], self.cp, cp_info,
-                               cp_answers and self._cp_answered, self.gateways, self.desired(), self.instances, now,
+                               cp_answers, self.gateways, self.desired(), self.instances, now,
                                self.forkserver.popen.pid if self.forkserver is not None and self.forkserver.alive else None)
 
     def stop(self) -> None:

@@ -432,9 +432,9 @@ def test_an_app_is_probed_at_every_round_until_ready_then_once_per_period():
     deployment = load_demo(DEMO_POLICIES.parent).deployments[0]
     inst = Instance(deployment, 0, [])
     assert inst.probe_due(0.0)  # never probed
-    inst.app_answered, inst.probed_at = False, 10.0
+    inst.app_probe.answered, inst.app_probe.probed_at = False, 10.0
     assert inst.probe_due(10.1)  # not answering yet: at every round
-    inst.app_answered, inst.probed_at, inst.ready = True, 10.1, True
+    inst.app_probe.answered, inst.app_probe.probed_at, inst.ready = True, 10.1, True
     assert not inst.probe_due(10.1 + READY_PROBE_PERIOD / 2)
     assert inst.probe_due(10.1 + READY_PROBE_PERIOD)
     inst.ready = False  # e.g. its app crashed and was restarted: at every round again

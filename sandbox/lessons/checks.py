@@ -62,10 +62,11 @@ def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
 
 
 METRIC_QUERIES = frozenset({"stat", "edges", "routes"})
+DEFAULT_WINDOW = "30s"  # a metrics query's window when its check names none
 
 
 def window_seconds(check: Check) -> float:
-    return parse_duration(str(dict(check.params).get("window", "30s")))
+    return parse_duration(str(dict(check.params).get("window", DEFAULT_WINDOW)))
 
 
 def window_since_step(check: Check, since: float, now: float) -> bool:
@@ -114,7 +115,7 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return st["workloads"]
     if check.query == "deployments":
         return deployment_rows(backend_for(sandbox).status() or {"workloads": [], "deployments": {}})
-    window = params.get("window", "30s")
+    window = params.get("window", DEFAULT_WINDOW)
     if check.query == "stat":
         return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)
     if check.query == "edges":
