@@ -32,5 +32,31 @@ def write_json(path: Path, value: Any) -> None:
     write_private(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+class JsonRecord:
+    """A JSON state file rewritten only when its content changes — and, with ``heartbeat``, at
+    least every ``heartbeat`` seconds, so that its age says whether its writer is alive. A
+    writer that runs every fraction of a second then costs no write (and no fsync) while
+    nothing changes."""
+
+    def __init__(self, path: Path, heartbeat: float | None = None) -> None:
+        self.path = path
+        self.heartbeat = heartbeat
+        self._text: str | None = None
+        self._written = 0.0
+
+    def due(self, text: str, now: float, exists: bool) -> bool:
+        """Whether ``text`` must be written at ``now`` (a monotonic clock): pure, for tests."""
+        stale = self.heartbeat is not None and now - self._written >= self.heartbeat
+        return text != self._text or stale or not exists
+
+    def write(self, value: Any, now: float) -> bool:
+        text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+        if not self.due(text, now, self.path.exists()):
+            return False
+        write_private(self.path, text)
+        self._text, self._written = text, now
+        return True
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())

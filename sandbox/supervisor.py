@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from controlplane.statefiles import private_dir, write_json, write_private
+from controlplane.statefiles import JsonRecord, private_dir, write_json, write_private
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
 from sandbox.forkserver import ForkServer
@@ -37,6 +37,9 @@ from sandbox.processes import stop_groups
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
 DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
+# status.json is rewritten when it changes and at least this often: its age tells `meshdojo check`
+# whether the supervisor is stuck (it warns at 30 s)
+STATUS_HEARTBEAT = 10.0
 FORKSERVER_ENV = "MESHDOJO_FORKSERVER"  # "off": every sidecar is started by exec, as before the fork server
 
 
@@ -67,6 +70,9 @@ class Supervisor:
         self.ready = False
         self.started = time.time()
         self._cp_probe = ReadinessProbe()  # the control plane's API port
+        # written each round only if something changed: no write (and no fsync) while the sandbox idles
+        self._status_file = JsonRecord(paths.status, heartbeat=STATUS_HEARTBEAT)
+        self._groups_file = JsonRecord(paths.supervisor)
         # sidecars are forked from one process that has imported the proxy (sandbox.forkserver)
         self.forkserver = ForkServer(paths.logs / "forkserver.log") if os.environ.get(FORKSERVER_ENV) != "off" else None
 
@@ -304,8 +310,8 @@ class Supervisor:
                 self.cp.backoff = min(self.cp.backoff * 2, BACKOFF_MAX)
         self.ready = (all(i.ready for i in self.instances) and not self._relaunch
                       and all(p for _, p, _ in self.gateways.values()))
-        self._record_groups()
-        write_json(self.paths.status, self.status())
+        self._record_groups(now)
+        self._status_file.write(self.status(), now)
         targets = registration.prometheus_targets(self.instances)
         if targets != self._targets:
             self._targets = targets
@@ -373,11 +379,11 @@ class Supervisor:
         procs += [g for g, _, _ in self.gateways.values()]
         return procs + ([self.cp] if self.cp else [])
 
-    def _record_groups(self) -> None:
+    def _record_groups(self, now: float) -> None:
         groups = {p.popen.pid for p in self._procs() if p.popen is not None}
         if self.forkserver is not None and self.forkserver.popen is not None:
             groups.add(self.forkserver.popen.pid)
-        write_json(self.paths.supervisor, {"pid": os.getpid(), "groups": sorted(groups), "started": self.started})
+        self._groups_file.write({"pid": os.getpid(), "groups": sorted(groups), "started": self.started}, now)
 
     def status(self) -> dict:
         cp_info = json.loads((self.paths.controlplane / "controlplane.json").read_text())
