@@ -313,3 +313,18 @@ def test_switching_to_local_after_a_failed_kind_start_deletes_the_cluster_it_mad
     assert calls(tools.log) == [["kind", "delete", "cluster", "--name", "meshdojo-lab"]]
     assert said[0].endswith("removing what the kind start made") and remembered(root) is None
     assert not (root / "kube.json").exists()
+
+
+def test_the_start_screen_asks_the_engine_and_kubectl_once_for_both_cluster_kinds() -> None:
+    from tui.launcher import machine_availability
+
+    machine, asked = Machine(docker=None), []
+    probes = machine.probes()
+    refused, run = probes.docker_info, probes.run
+    probes.docker_info = lambda: asked.append("docker") or refused()
+    probes.run = lambda argv, timeout: asked.append(" ".join(argv)) or run(argv, timeout)
+    found = machine_availability("lab", probes)
+    assert found["kind"] == found["minikube"] == "no Docker engine answers (connection refused); start Docker"
+    assert asked.count("docker") == 1  # its refusal is kept for minikube's checks too
+    assert asked.count("kubectl version --client -o json") == 1
+    assert "kind version" in asked and "minikube version --short" in asked

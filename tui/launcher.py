@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -24,6 +25,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Footer, Header, RadioButton, RadioSet, Static
 
 from sandbox.errors import SandboxError
+
+if TYPE_CHECKING:
+    from sandbox.kube.preflight import Probes
 
 BACKENDS = (("local", "local — processes on this machine (nothing to install)"),
             ("kind", "kind — a cluster in Docker that meshdojo makes"),
@@ -43,13 +47,14 @@ class Launch:
     start: Callable[[str, list[str], Say], object]
 
 
-def machine_availability(sandbox: str) -> dict[str, str | None]:
+def machine_availability(sandbox: str, probes: Probes | None = None) -> dict[str, str | None]:
     """This machine's answers: the kind/minikube preflight's first failure, the kubeconfig's current context."""
-    from sandbox.kube.preflight import checks, failures
+    from sandbox.kube.preflight import Probes, asked_once, checks, failures
 
+    probes = asked_once(probes or Probes())  # kind and minikube share the engine and kubectl: ask each once
     found: dict[str, str | None] = {"local": None}
     for kind in ("kind", "minikube"):
-        failed = failures(list(checks(kind, sandbox)))
+        failed = failures(list(checks(kind, sandbox, probes)))
         found[kind] = (failed[0].hint or failed[0].message) if failed else None
     try:
         from kubernetes import config

@@ -53,6 +53,27 @@ class Probes:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def asked_once(probes: Probes) -> Probes:
+    """The same probes, each question put to the machine once (its answer, or its error, kept):
+    for checking kind and minikube one after the other, which share the Docker engine and kubectl."""
+    answers: dict[tuple[str, ...], Any] = {}
+
+    def once(key: tuple[str, ...], ask: Callable[[], Any]) -> Any:
+        if key not in answers:
+            try:
+                answers[key] = (ask(), None)
+            except Exception as exc:  # the same error again for the next asker
+                answers[key] = (None, exc)
+        answer, error = answers[key]
+        if error is not None:
+            raise error
+        return answer
+
+    return Probes(docker_info=lambda: once(("docker",), probes.docker_info), which=probes.which,
+                  run=lambda argv, timeout: once(tuple(argv), lambda: probes.run(argv, timeout)),
+                  read=probes.read, port_free=probes.port_free, extra=probes.extra)
+
+
 def _version(tool: str, probes: Probes) -> str | None:
     argv = {"kind": ["kind", "version"], "minikube": ["minikube", "version", "--short"],
             "kubectl": ["kubectl", "version", "--client", "-o", "json"]}[tool]
