@@ -99,6 +99,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The whole machine's CPU time so far, from ``/proc/stat``: (all of it, idle of it), in clock ticks."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[3] + fields[4]  # user … steal (guest time is already in user); idle + iowait
+
+
+def cores_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy, on average, between two :func:`cpu_ticks`."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (1 - idle / total) * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, in MB (0 when it is gone)."""
     return memory_mb(pid).resident

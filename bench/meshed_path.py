@@ -26,7 +26,18 @@ from typing import NamedTuple
 import uvloop
 
 from bench import loadgen, nginxpair
-from bench.measure import BenchError, Section, Settings, Spread, Target, cpu_seconds, memory_mb, targets_table
+from bench.measure import (
+    BenchError,
+    Section,
+    Settings,
+    Spread,
+    Target,
+    cores_busy,
+    cpu_seconds,
+    cpu_ticks,
+    memory_mb,
+    targets_table,
+)
 from sandbox.processes import spawn, stop_group, wait_until
 from tests.meshkit import Mesh, ProxyProc, spiffe
 
@@ -145,12 +156,15 @@ def run(settings: Settings, root: Path) -> Section:
         at_start = {"outbound": memory_mb(client.proc.pid), "inbound": memory_mb(server.proc.pid)}
         relay_cpu: dict[tuple[int, str], list[float]] = {}  # µs of CPU per request, per relay process
         ends_cpu: dict[int, list[float]] = {}  # µs of CPU per request, load generator and app, direct path
+        busy: dict[tuple[int, str], list[float]] = {}  # the machine's cores busy on average, per case
 
         def measure(path: str, concurrency: int) -> loadgen.Result:
             port, target, relays, app = ports[path]
             before, own_before = sum(cpu_seconds(pid) for pid in relays), time.process_time()
             app_before = cpu_seconds(app) if app is not None else 0.0
+            machine_before = cpu_ticks()
             result = uvloop.run(loadgen.run(port, target, concurrency, settings.seconds)).check(f"{path}, c={concurrency}")
+            busy.setdefault((concurrency, path), []).append(cores_busy(machine_before, cpu_ticks()))
             # the warm-up's requests are in both the CPU and the count
             if relays:
                 used = sum(cpu_seconds(pid) for pid in relays) - before
@@ -167,6 +181,7 @@ def run(settings: Settings, root: Path) -> Section:
                     results.setdefault((concurrency, path), []).append(measure(path, concurrency))
         cpu = {case: Spread.of(values) for case, values in relay_cpu.items()}  # before the tap runs add theirs
         ends = {concurrency: Spread.of(values) for concurrency, values in ends_cpu.items()}
+        cores = {case: Spread.of(values) for case, values in busy.items()}
         after = {"outbound": memory_mb(client.proc.pid), "inbound": memory_mb(server.proc.pid)}
 
         untapped, tapped, seen = [], [], []
@@ -183,8 +198,9 @@ def run(settings: Settings, root: Path) -> Section:
 
     section.add(f"Each case: {settings.repeats} × {settings.seconds:g} s after a 0.5 s warm-up, interleaved; median (min–max).")
     section.add()
-    section.add("| concurrency | path | p50 ms | p99 ms | req/s | CPU per request, each relay (direct: load generator + app) |")
-    section.add("|---|---|---|---|---|---|")
+    section.add("| concurrency | path | p50 ms | p99 ms | req/s | CPU per request, each relay (direct: load generator + app) "
+                "| cores busy |")
+    section.add("|---|---|---|---|---|---|---|")
     rps: dict[tuple[int, str], Spread] = {}
     p50: dict[tuple[int, str], Spread] = {}
     for (concurrency, path), rs in results.items():
@@ -195,8 +211,9 @@ def run(settings: Settings, root: Path) -> Section:
         section.figure(f"c={concurrency} {path} p50 ms", p50[concurrency, path].median)
         relay = cpu[concurrency, path] if path != DIRECT else ends[concurrency]
         section.figure(f"c={concurrency} {path} {'relay' if path != DIRECT else 'load generator + app'} CPU us", relay.median)
+        section.figure(f"c={concurrency} {path} cores busy", cores[concurrency, path].median)
         section.add(f"| {concurrency} | {path} | {p50[concurrency, path].show('.3f')} | {p99.show('.3f')} | "
-                    f"{rps[concurrency, path].show()} | {relay.show('.0f', ' µs')} |")
+                    f"{rps[concurrency, path].show()} | {relay.show('.0f', ' µs')} | {cores[concurrency, path].show('.2f')} |")
     section.add()
     for concurrency in (1, 16):
         # ratios per repeat (cases of one repeat ran back to back), then their spread

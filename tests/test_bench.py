@@ -15,7 +15,7 @@ import bench.__main__ as harness
 from bench.measure import BenchError, Section, Spread
 
 EXPECTED = {
-    "Meshed path": ["c=1 meshed p50 overhead ms", "c=16 meshed/direct", "c=16 callbacks-only/direct", "c=16 nginx/direct",
+    "Meshed path": ["c=1 meshed p50 overhead ms", "c=16 meshed/direct", "c=16 meshed cores busy", "c=16 callbacks-only/direct", "c=16 nginx/direct",
                     "c=16 direct load generator + app CPU us", "outbound proxy RSS MB", "inbound proxy RSS MB", "outbound proxy private MB", "tap on/off"],
     "Proxy memory": ["imported RSS MB", "imported private MB", "the proxy's own modules RSS MB"],
     "Traffic policy": ["propagation p99 ms", "idle layers added p50 ms"],
