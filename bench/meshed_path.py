@@ -1,15 +1,17 @@
 """The meshed path against the direct path, in one run.
 
-A tiny upstream app is called six ways — directly; through a bare TLS byte-pipe pair (the
+A tiny upstream app is called seven ways — directly; through a bare TLS byte-pipe pair (the
 floor for any design with two extra processes and a TLS hop); through a compiled HTTP/1 proxy
 pair with mutual TLS (``bench.nginxpair``: nginx, what a native data path does); through the
 least HTTP/1 relay CPython can run (``bench.callbackrelay``: httptools' callbacks and nothing
-else); through our HTTP/1 forwarding with none of the request stack's layers
-(``bench.httpfloor``: what the proxy's machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound proxy →
-app — at concurrency 1 and 16, the cases interleaved and each repeated, with the CPU each relay
-process spends per request (on the direct path, what the load generator and the app spend).
-Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody tapping
-against the same with a reader of every event, checking the reader saw every request.
+else); through the same relay doing the proxy's per-request work with the proxy's own functions
+(``bench.workrelay``: what a request path rewritten around callbacks could do at best); through
+our HTTP/1 forwarding with none of the request stack's layers (``bench.httpfloor``: what the
+proxy's machinery costs before any feature); and meshed: outbound proxy → mutual TLS → inbound
+proxy → app — at concurrency 1 and 16, the cases interleaved and each repeated, with the CPU
+each relay process spends per request (on the direct path, what the load generator and the app
+spend). Then the proxies' RSS after the c=16 runs, and tap's cost: c=16 meshed with nobody
+tapping against the same with a reader of every event, checking the reader saw every request.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from tests.meshkit import Mesh, ProxyProc, spiffe
 
 DIRECT, PIPE, MESHED = "direct", "bare TLS byte pipe pair (reference)", "meshed"
 CALLBACKS, FLOOR = "HTTP/1 relay, callbacks only (reference)", "HTTP/1 forwarding, no layers (reference)"
+WORK = "HTTP/1 relay, callbacks + the proxy's per-request work (reference)"
 NATIVE = "nginx pair, mutual TLS (compiled reference)"
-PATHS = (DIRECT, PIPE, NATIVE, CALLBACKS, FLOOR, MESHED)
+PATHS = (DIRECT, PIPE, NATIVE, CALLBACKS, WORK, FLOOR, MESHED)
 C1_OVERHEAD_MS, C16_SHARE, RSS_MB = 0.5, 0.5, 40.0  # the targets
 
 
@@ -138,10 +141,12 @@ def meshed_path(root: Path, launcher: Callable[[str], list[str]] | None = None, 
         if references:
             pipe, pipe_relays = start_pair("bench.tlspipe", root, app_port, helpers)
             callbacks, callback_relays = start_pair("bench.callbackrelay", root, app_port, helpers)
+            work, work_relays = start_pair("bench.workrelay", root, app_port, helpers)
             floor, floor_relays = start_pair("bench.httpfloor", root, app_port, helpers)
             native, native_relays = nginxpair.start_pair(root, app_port, tuple(_material(root).read_text().split("\n\n\n")), helpers)
             paths.update({PIPE: BenchPath(pipe, "/", pipe_relays), NATIVE: BenchPath(native, "http://bench-app/", native_relays),
                           CALLBACKS: BenchPath(callbacks, "http://bench-app/", callback_relays),
+                          WORK: BenchPath(work, "http://bench-app/", work_relays),
                           FLOOR: BenchPath(floor, "http://bench-app/", floor_relays)})
         yield paths, client, server
     finally:
@@ -229,19 +234,24 @@ def run(settings: Settings, root: Path) -> Section:
         section.figure(f"c={concurrency} no-layers p50 overhead ms", overhead(FLOOR).median)
         section.figure(f"c={concurrency} callbacks-only/direct", share(CALLBACKS).median)
         section.figure(f"c={concurrency} callbacks-only p50 overhead ms", overhead(CALLBACKS).median)
+        section.figure(f"c={concurrency} callbacks+work/direct", share(WORK).median)
+        section.figure(f"c={concurrency} callbacks+work p50 overhead ms", overhead(WORK).median)
         section.figure(f"c={concurrency} nginx/direct", share(NATIVE).median)
         section.figure(f"c={concurrency} nginx p50 overhead ms", overhead(NATIVE).median)
         section.add(f"- c={concurrency}: throughput against direct: meshed {share(MESHED).show('.0%')}, HTTP/1 forwarding with "
-                    f"no layers {share(FLOOR).show('.0%')}, HTTP/1 relay with callbacks only {share(CALLBACKS).show('.0%')}, "
+                    f"no layers {share(FLOOR).show('.0%')}, HTTP/1 relay with callbacks and the proxy's per-request work "
+                    f"{share(WORK).show('.0%')}, HTTP/1 relay with callbacks only {share(CALLBACKS).show('.0%')}, "
                     f"nginx pair {share(NATIVE).show('.0%')}, TLS pipe {share(PIPE).show('.0%')}; "
                     f"p50 overhead: meshed {overhead(MESHED).show('+.3f', ' ms')}, "
-                    f"no layers {overhead(FLOOR).show('+.3f', ' ms')}, callbacks only {overhead(CALLBACKS).show('+.3f', ' ms')}, "
+                    f"no layers {overhead(FLOOR).show('+.3f', ' ms')}, callbacks and per-request work "
+                    f"{overhead(WORK).show('+.3f', ' ms')}, callbacks only {overhead(CALLBACKS).show('+.3f', ' ms')}, "
                     f"nginx pair {overhead(NATIVE).show('+.3f', ' ms')}, TLS pipe {overhead(PIPE).show('+.3f', ' ms')}")
         pipe_cpu = cpu[concurrency, PIPE].median
         section.figure(f"c={concurrency} no-layers/pipe relay CPU", cpu[concurrency, FLOOR].median / pipe_cpu)
         section.add(f"  - CPU per request in each relay, against the TLS pipe's: nginx ×{cpu[concurrency, NATIVE].median / pipe_cpu:.1f}, "
                     f"HTTP/1 relay with callbacks only "
-                    f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
+                    f"×{cpu[concurrency, CALLBACKS].median / pipe_cpu:.1f}, HTTP/1 relay with callbacks and the proxy's "
+                    f"per-request work ×{cpu[concurrency, WORK].median / pipe_cpu:.1f}, HTTP/1 forwarding with no layers "
                     f"×{cpu[concurrency, FLOOR].median / pipe_cpu:.1f}, meshed proxies ×{cpu[concurrency, MESHED].median / pipe_cpu:.1f}")
     for direction, memory in after.items():
         section.figure(f"{direction} proxy RSS MB", memory.resident)

@@ -110,7 +110,7 @@ def test_a_successful_run_writes_the_figures_with_todays_date_and_the_commit(tmp
     assert time.strftime("%Y-%m-%d", time.gmtime()) in text and f"`{harness.commit().split()[0]}" in text
 
 
-@pytest.mark.parametrize("module", ["bench.tlspipe", "bench.callbackrelay", "bench.httpfloor"])
+@pytest.mark.parametrize("module", ["bench.tlspipe", "bench.callbackrelay", "bench.workrelay", "bench.httpfloor"])
 def test_a_reference_relay_pair_carries_the_request_to_the_app_and_its_answer_back(tmp_path, module):
     """The references the meshed path is measured against forward what the proxy forwards: the
     path with its query (an HTTP relay is sent the absolute form, as through HTTP_PROXY), and the
