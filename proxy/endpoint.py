@@ -65,7 +65,12 @@ async def exchange(pool: ConnectionPool, dest: Dest, request: Request, extra_hea
     """One request on one pooled connection to ``dest``; a connection that has carried
     ``max_requests`` (when set) is closed rather than pooled again."""
     head = request.head
-    wire_head = encode_request_head(head.method, request.path, forwardable(head.headers), request.body.length, extra_headers)
+    headers = forwardable(head.headers)
+    if head.version == "1.0" and head.header(b"host") is None:
+        # HTTP/1.0 may leave Host out, HTTP/1.1 may not (RFC 9112 §3.2), and we forward as HTTP/1.1
+        # (an HTTP/1.1 request without exactly one Host was refused on arrival)
+        headers.append((b"host", f"{dest.host}:{dest.port}".encode("latin-1")))
+    wire_head = encode_request_head(head.method, request.path, headers, request.body.length, extra_headers)
     replayable = isinstance(request.body, (EmptyBody, BytesBody))
     started = time.monotonic()
     observe = True  # a latency sample for the balancer, unless the client was at fault

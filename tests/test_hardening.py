@@ -152,6 +152,17 @@ async def test_refused_before_anything_is_forwarded_with_one_response_then_close
     assert seen() == before
 
 
+async def test_an_http10_request_without_host_reaches_the_app_as_valid_http11(recorded):
+    """HTTP/1.0 does not need Host; the proxy forwards as HTTP/1.1, which does (RFC 9112 §3.2), so
+    it names the address it forwards to (found by the fuzzer: the app refused what it got)."""
+    _mesh, server, _client = recorded
+    before, garbage = seen(), RecordingApp.seen["garbage"]
+    raw, closed = await asyncio.to_thread(exchange, server.ports["inbound"], b"GET /old HTTP/1.0\r\nHosd: emoji\r\n\r\n")
+    assert statuses(raw) == [200] and raw.endswith(b"ok\n"), raw
+    assert closed  # HTTP/1.0 without keep-alive: closed after the answer
+    assert (seen(), RecordingApp.seen["garbage"]) == (before + 1, garbage)
+
+
 async def test_the_absolute_form_authority_replaces_host(mesh: Mesh):
     from tests.apps import start_echo_app
 
