@@ -28,8 +28,13 @@ def write_private(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
+def json_text(value: Any) -> str:
+    """How state files hold JSON: indented, keys sorted, one newline at the end."""
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: Path, value: Any) -> None:
-    write_private(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    write_private(path, json_text(value))
 
 
 class JsonRecord:
@@ -50,7 +55,7 @@ class JsonRecord:
         return text != self._text or stale or not exists
 
     def write(self, value: Any, now: float) -> bool:
-        text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+        text = json_text(value)
         if not self.due(text, now, self.path.exists()):
             return False
         write_private(self.path, text)
