@@ -6,7 +6,8 @@ whole message handled from the callback that completes it — and does, with the
 functions, the work our proxy does for every request it forwards:
 
 - the heads as :class:`proxy.http1.RequestHead` / ``ResponseHead``, checked against RFC 9112's
-  rules (:func:`proxy.http1rules.check_request_head`), the absolute-form authority made the Host,
+  rules (:func:`proxy.http1rules.check_request_head`, and each request line's spaces read where
+  :class:`proxy.requeststarts.RequestStarts` says it begins), the absolute-form authority made the Host,
   hop-by-hop headers dropped and the heads written by :mod:`proxy.http1wire`;
 - one keep-alive pool of upstream connections shared by every downstream connection (mutual TLS
   from ``front``, the peer's identity checked once per connection, as the proxy's pool does);
@@ -45,6 +46,7 @@ from proxy.http1 import Headers, RequestHead, ResponseHead
 from proxy.http1rules import authority_of, check_request_head
 from proxy.http1wire import encode_request_head, encode_response_head, forwardable
 from proxy.metrics import HttpStats
+from proxy.requeststarts import RequestStarts
 from proxy.tap import TapHub
 
 IDENTITY = str(SpiffeId("bench", "pipe"))  # whom bench.tlspipe.make_material's leaf names
@@ -178,6 +180,9 @@ class Downstream(_Message):
         self.relay = relay
         self.parser = httptools.HttpRequestParser(self)
         self.identity: str | None = None
+        self.starts = RequestStarts()  # where each request begins: its request line's spaces
+        self.in_body = False
+        self.ends = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -185,12 +190,27 @@ class Downstream(_Message):
             self.identity = peer_identity(transport.get_extra_info("ssl_object"))
 
     def data_received(self, data: bytes) -> None:
+        starts = self.starts
         try:
-            self.parser.feed_data(data)
+            while data:  # fed in pieces that end where a request may end, as the proxy does
+                size = starts.segment(data, self.in_body)
+                piece, data = (data, b"") if size >= len(data) else (data[:size], data[size:])
+                if starts.refusal(piece) is not None:
+                    self.close()
+                    return
+                ends = self.ends
+                self.parser.feed_data(piece)
+                starts.fed(piece, self.ends != ends)
         except httptools.HttpParserError:
             self.close()
 
+    def on_headers_complete(self) -> None:
+        self.in_body = True
+        self.starts.head_complete(self.content_length(), False)
+
     def on_message_complete(self) -> None:
+        self.in_body = False
+        self.ends += 1
         relay, parser = self.relay, self.parser
         head = RequestHead(parser.get_method().decode("latin-1"), self.url.decode("latin-1"), parser.get_http_version(),
                            self.headers, parser.should_keep_alive(), False, self.content_length())

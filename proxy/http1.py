@@ -18,6 +18,7 @@ import httptools
 
 from proxy.deadlines import Deadlines
 from proxy.http1wire import Headers
+from proxy.requeststarts import RequestStarts
 
 READ_HIGH_WATER = 256 * 1024
 # limits on what a peer may send before its message head is complete, enforced as bytes arrive
@@ -114,6 +115,8 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0  # bytes received since the current head began (limit: MAX_HEAD_BYTES)
         self._in_body = False  # between a head's end and its message's end
         self._heads = 0  # heads completed on this connection
+        self._ends = 0  # messages completed on this connection
+        self._starts = RequestStarts() if self._is_request else None
         self._refused = False
         self._in_message = False
         self._unframed_body = False
@@ -141,18 +144,28 @@ class HttpConnection(asyncio.Protocol):
             if self._linger_left < 0 and self.transport is not None:
                 self.transport.abort()
             return
+        starts = self._starts
         while data and not self._refused:
-            if self._in_body:
+            in_body = self._in_body
+            if in_body and starts is None:
                 self._feed(data)
                 return
             # a head is being read: never hand the parser more than the head limit allows, so a
-            # field without an end (or a flood of fields) is refused at the limit, not buffered
-            room = MAX_HEAD_BYTES - self._head_bytes
-            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
-            self._head_bytes += len(piece)  # on_headers_complete starts the count again
-            heads = self._heads
+            # field without an end (or a flood of fields) is refused at the limit, not buffered;
+            # a server connection also cuts where a request may end (requeststarts)
+            room = len(data) if in_body else MAX_HEAD_BYTES - self._head_bytes
+            size = room if starts is None else min(room, starts.segment(data, in_body))
+            piece, data = (data, b"") if size >= len(data) else (data[:size], data[size:])
+            if starts is not None and (refusal := starts.refusal(piece)) is not None:
+                self._refuse(ProtocolViolation(refusal))
+                return
+            if not in_body:
+                self._head_bytes += len(piece)  # on_headers_complete starts the count again
+            heads, ends = self._heads, self._ends
             self._feed(piece)
-            if data and self._heads == heads and not self._in_body:
+            if starts is not None:
+                starts.fed(piece, self._ends != ends)
+            if data and size == room and not in_body and self._heads == heads and not self._in_body:
                 self._refuse(ProtocolViolation("the request head is larger than 64 KiB", 431))
 
     def _feed(self, data: bytes) -> None:
@@ -250,6 +263,7 @@ class HttpConnection(asyncio.Protocol):
             )
             self._unframed_body = False
             self._expect_body = chunked or bool(length)
+            self._starts.head_complete(length, chunked)  # type: ignore[union-attr]
         else:
             status = parser.get_status_code()
             head = ResponseHead(status, b"", parser.get_http_version(), self._headers, parser.should_keep_alive(), chunked, length)
@@ -268,6 +282,7 @@ class HttpConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
+        self._ends += 1
         self._in_message = False
         self._in_body = False
         if self._expect_body:  # a bodiless message has no reader waiting for its end
