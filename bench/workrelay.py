@@ -192,15 +192,17 @@ class Downstream(_Message):
     def data_received(self, data: bytes) -> None:
         starts = self.starts
         try:
-            while data:  # fed in pieces that end where a request may end, as the proxy does
-                size = starts.segment(data, self.in_body)
-                piece, data = (data, b"") if size >= len(data) else (data[:size], data[size:])
+            start, end = 0, len(data)
+            while start < end:  # fed in pieces that end where a request may end, as the proxy does
+                stop = start + starts.segment(data, start, self.in_body)
+                piece = data if start == 0 and stop == end else data[start:stop]
                 if starts.refusal(piece) is not None:
                     self.close()
                     return
                 ends = self.ends
                 self.parser.feed_data(piece)
                 starts.fed(piece, self.ends != ends)
+                start = stop
         except httptools.HttpParserError:
             self.close()
 

@@ -145,17 +145,19 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.abort()
             return
         starts = self._starts
-        while data and not self._refused:
+        start, end = 0, len(data)
+        while start < end and not self._refused:
             in_body = self._in_body
             if in_body and starts is None:
-                self._feed(data)
+                self._feed(data if start == 0 else data[start:])
                 return
             # a head is being read: never hand the parser more than the head limit allows, so a
             # field without an end (or a flood of fields) is refused at the limit, not buffered;
             # a server connection also cuts where a request may end (requeststarts)
-            room = len(data) if in_body else MAX_HEAD_BYTES - self._head_bytes
-            size = room if starts is None else min(room, starts.segment(data, in_body))
-            piece, data = (data, b"") if size >= len(data) else (data[:size], data[size:])
+            room = end - start if in_body else MAX_HEAD_BYTES - self._head_bytes
+            size = room if starts is None else min(room, starts.segment(data, start, in_body))
+            stop = min(end, start + size)
+            piece = data if start == 0 and stop == end else data[start:stop]
             if starts is not None and (refusal := starts.refusal(piece)) is not None:
                 self._refuse(ProtocolViolation(refusal))
                 return
@@ -165,7 +167,8 @@ class HttpConnection(asyncio.Protocol):
             self._feed(piece)
             if starts is not None:
                 starts.fed(piece, self._ends != ends)
-            if data and size == room and not in_body and self._heads == heads and not self._in_body:
+            start = stop
+            if start < end and size == room and not in_body and self._heads == heads and not self._in_body:
                 self._refuse(ProtocolViolation("the request head is larger than 64 KiB", 431))
 
     def _feed(self, data: bytes) -> None:

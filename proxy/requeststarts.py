@@ -35,17 +35,19 @@ class RequestStarts:
         """A request head was parsed: a Content-Length body is counted, a chunked one ends at a blank line."""
         self._body_left = None if chunked else content_length
 
-    def segment(self, data: bytes, in_body: bool) -> int:
-        """How many bytes of ``data`` to feed next: no request ends before the segment's last byte."""
+    def segment(self, data: bytes, start: int, in_body: bool) -> int:
+        """How many bytes of ``data`` from ``start`` to feed next: no request ends before the
+        segment's last byte. (Offsets, not slices: a read cut in many places is copied once.)"""
         self._counted = in_body and self._body_left is not None
         if self._counted:
-            return min(len(data), self._body_left)  # type: ignore[type-var]
+            return min(len(data) - start, self._body_left)  # type: ignore[type-var]
         tail = self._tail
-        if not tail:
-            i = data.find(BLANK_LINE)
-            return len(data) if i < 0 else i + 4
-        i = (tail + data).find(BLANK_LINE)
-        return len(data) if i < 0 else i + 4 - len(tail)  # a blank line that began in the last segment
+        if tail:  # a blank line that began in the last segment ends in this one's first 3 bytes
+            i = (tail + data[start:start + 3]).find(BLANK_LINE)
+            if i >= 0:
+                return i + 4 - len(tail)
+        i = data.find(BLANK_LINE, start)
+        return len(data) - start if i < 0 else i + 4 - start
 
     def refusal(self, segment: bytes) -> str | None:
         """Why the request line that begins or continues in ``segment`` is refused, or None."""

@@ -200,3 +200,13 @@ async def test_extra_spaces_get_400_and_nothing_reaches_the_handler(server):
     out = await exchange(port, b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET  /bad HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400") and out.count(b"HTTP/1.1") == 1
     assert (await exchange(port, b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startswith(b"HTTP/1.1 200")
+
+
+def test_a_body_full_of_blank_lines_is_cut_at_each_and_still_read_whole():
+    """Each blank line in a chunked body may end it, so each cuts a piece (12,288 in one read):
+    the body arrives whole and the requests around it are parsed as ever — the one behind it
+    still held to single spaces."""
+    blank = b"\r\n\r\n" * 12288
+    body = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(blank) + blank + b"\r\n0\r\n\r\n"
+    assert parsed([PIPELINED[0] + body + PIPELINED[3]]) == ["/a", "/b", blank, "/d"]
+    assert parsed([PIPELINED[0] + body + b"GET  /d HTTP/1.1\r\nHost: x\r\n\r\n"]) == ["/a", "/b", blank, "400 " + EXTRA_SPACE]
