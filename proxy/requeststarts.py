@@ -8,6 +8,9 @@ where a message begins nor the request line's raw bytes, so the connection feeds
 segments that end wherever a request can end: right after a blank line (the end of a head, or of
 a chunked body) and right after a Content-Length body's last byte. A request that follows another
 then begins a segment, and its first line is read from there before the parser sees it.
+A chunked body full of blank lines is cut at each of them, about a microsecond a cut (14 ms
+for a 48 KiB read of nothing else, measured once): still less per byte than the same bytes
+sent as small requests, which any client may send.
 
 Pure bookkeeping over bytes, no I/O: ``HttpConnection.data_received`` asks for each segment's
 length, shows the segment to :meth:`RequestStarts.refusal` before feeding it, and reports with
