@@ -182,6 +182,7 @@ class Downstream(_Message):
         self.identity: str | None = None
         self.starts = RequestStarts()  # where each request begins: its request line's spaces
         self.in_body = False
+        self.length: int | None = None  # the current request's Content-Length
         self.ends = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -208,14 +209,15 @@ class Downstream(_Message):
 
     def on_headers_complete(self) -> None:
         self.in_body = True
-        self.starts.head_complete(self.content_length(), False)
+        self.length = self.content_length()
+        self.starts.head_complete(self.length, False)
 
     def on_message_complete(self) -> None:
         self.in_body = False
         self.ends += 1
         relay, parser = self.relay, self.parser
         head = RequestHead(parser.get_method().decode("latin-1"), self.url.decode("latin-1"), parser.get_http_version(),
-                           self.headers, parser.should_keep_alive(), False, self.content_length())
+                           self.headers, parser.should_keep_alive(), False, self.length)
         if check_request_head(head) is not None:
             self.close()
             return

@@ -41,7 +41,7 @@ class RequestStarts:
     def segment(self, data: bytes, start: int, in_body: bool) -> int:
         """How many bytes of ``data`` from ``start`` to feed next: no request ends before the
         segment's last byte. (Offsets, not slices: a read cut in many places is copied once.)"""
-        self._counted = in_body and self._body_left is not None
+        self._counted = in_body and bool(self._body_left)  # (a count run out goes on by blank lines: never a 0)
         if self._counted:
             return min(len(data) - start, self._body_left)  # type: ignore[type-var]
         tail = self._tail

@@ -12,7 +12,7 @@ from proxy.exchange import BytesBody, ConnectionBody, Peer, Request, Response
 from proxy.http1 import HttpConnection, ProtocolViolation, RequestHead
 from proxy.layers import errors
 from proxy.metrics import ProxyMetrics
-from proxy.requeststarts import EXTRA_SPACE
+from proxy.requeststarts import EXTRA_SPACE, RequestStarts
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
 
@@ -210,3 +210,12 @@ def test_a_body_full_of_blank_lines_is_cut_at_each_and_still_read_whole():
     body = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(blank) + blank + b"\r\n0\r\n\r\n"
     assert parsed([PIPELINED[0] + body + PIPELINED[3]]) == ["/a", "/b", blank, "/d"]
     assert parsed([PIPELINED[0] + body + b"GET  /d HTTP/1.1\r\nHost: x\r\n\r\n"]) == ["/a", "/b", blank, "400 " + EXTRA_SPACE]
+
+
+def test_a_segment_is_never_empty():
+    """Whatever the bookkeeping holds, the next segment takes at least one byte (so reading goes on)."""
+    starts = RequestStarts()
+    starts.head_complete(0, False)  # a count already run out
+    assert starts.segment(b"GET", 0, True) == 3
+    starts.fed(b"\r\n\r", False)  # carries bytes that could begin a blank line
+    assert starts.segment(b"\nX", 0, False) == 1 and starts.segment(b"abc", 1, True) == 2
