@@ -185,13 +185,13 @@ async def test_routes_show_effective_and_actual_success_so_retries_are_visible(e
     def read():
         return asyncio.to_thread(mesh.call, "GET", "/v1/routes?service=emoji&namespace=emojivoto&from=web&window=1m")
 
-    def rates(r):
-        return [(row["route"], row["effective_rps"], row["actual_rps"]) for row in r[1]["rows"]]
+    def rates(body):
+        return [(row["route"], row["effective_rps"], row["actual_rps"]) for row in body["rows"]]
 
     # the scrape behind the first settled reading may have come mid-traffic; a reading whose
     # rates moved comes from a scrape after it, so after all of the traffic
     _, first = await until(read, settled, "route metrics after the traffic", 6)
-    _, body = await until(read, lambda r: settled(r) and rates(r) != rates((None, first)), "a scrape after the traffic", 6)
+    _, body = await until(read, lambda r: settled(r) and rates(r[1]) != rates(first), "a scrape after the traffic", 6)
     rows = {row["route"]: row for row in body["rows"]}
     vote, other = rows["emojivoto/emoji-routes#0"], rows["emojivoto/emoji-routes#1"]
     assert vote["match"] == "prefix /api/vote" and other["match"] == "prefix /"
