@@ -30,6 +30,7 @@ from controlplane import policyschema
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
+from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
 
@@ -41,7 +42,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit"}
 # what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
 FOREIGN_KINDS = {
-    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry) "
+    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry; filters "
+                      "for mirror, headers, rewrite and redirect) "
                       "and FaultInjection (delay, abort)",
     "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
                        "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
@@ -270,6 +272,7 @@ class RouteRule:
     request_timeout: float | None
     backend_timeout: float | None
     retry: Retry | None
+    filters: RouteFilters | None = None  # None: the rule has none
 
     def matches_request(self, path: str, header: Any, method: str) -> bool:
         return not self.matches or any(m.matches(path, header, method) for m in self.matches)
@@ -281,6 +284,8 @@ class RouteRule:
             matches += " -> " + ", ".join(f"{b.service} {b.weight}" for b in self.backends)
         elif self.backends:
             matches += f" -> {self.backends[0].service}"
+        if self.filters is not None:
+            matches += f" [{self.filters.describe()}]"
         return matches
 
 
@@ -307,7 +312,8 @@ def _route(r: _Reader, spec: dict[str, Any]) -> RouteSpec:
             rr = rule["retry"]
             retry = Retry(tuple(rr.get("codes", [500, 502, 503, 504])), rr.get("attempts", 2),
                           parse_duration(rr["backoff"]) if "backoff" in rr else 0.025)
-        rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry))
+        filters = parse_filters(r, rule.get("filters", []), matches, bool(backends), where) if rule.get("filters") else None
+        rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry, filters))
     return RouteSpec(service, tuple(rules))
 
 

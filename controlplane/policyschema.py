@@ -57,6 +57,48 @@ FAULT_INJECTION = obj({
     "duration": Duration(doc="the resource removes itself after this long"),
 })
 
+# Gateway API's HTTPRoute filters, each a field named after its type
+HEADER_NAME = Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", hint="expected a header name (letters, digits and !#$%&'*+.^_`|~-)")
+HEADER_VALUE = Str(allow_empty=True, pattern=r"^[\t\x20-\x7e]*$",
+                   hint="expected a header value of printable ASCII (no line breaks or control characters)")
+HEADER = obj({"name": HEADER_NAME, "value": HEADER_VALUE}, ("name", "value"))
+HEADER_MODIFIER = obj({
+    "set": ListOf(HEADER, hint="expected a list of {name, value}", doc="replace the header (or add it)"),
+    "add": ListOf(HEADER, hint="expected a list of {name, value}", doc="add a value, keeping the ones there"),
+    "remove": ListOf(HEADER_NAME, doc="header names to drop"),
+})
+PATH_PATTERN = r"^/[!-~]*$"  # what a request line can carry: printable ASCII, no spaces
+PATH_HINT = "expected a path starting with '/', of printable ASCII without spaces"
+PATH_MODIFIER = obj({
+    "type": Str(enum=("ReplaceFullPath", "ReplacePrefixMatch")),
+    "replaceFullPath": Str(pattern=PATH_PATTERN, hint=PATH_HINT),
+    "replacePrefixMatch": Str(pattern=PATH_PATTERN, hint=PATH_HINT),
+}, ("type",), doc="the path: all of it, or the prefix the rule's PathPrefix match matched")
+FILTER_TYPES = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite")
+FILTER = obj({
+    "type": Str(enum=FILTER_TYPES),
+    "requestHeaderModifier": HEADER_MODIFIER,
+    "responseHeaderModifier": HEADER_MODIFIER,
+    "requestMirror": obj({
+        "backendRef": obj({"name": Str(doc="the Service that gets a copy"), "port": Int(1, 65535, "a port"),
+                           "kind": Str(enum=("Service",)), "group": Str(allow_empty=True)}, ("name",)),
+        "percent": Int(0, 100, "a percentage", doc="of the matching requests (100 by default)"),
+        "fraction": obj({"numerator": Int(0, MANY, "a whole number"), "denominator": Int(1, MANY, "a whole number")},
+                        ("numerator",), doc="of the matching requests: numerator / denominator (100 by default)"),
+    }, ("backendRef",), doc="send a copy of each request to another Service; its response is thrown away"),
+    "requestRedirect": obj({
+        "scheme": Str(enum=("http", "https")),
+        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name"),
+        "path": PATH_MODIFIER,
+        "port": Int(1, 65535, "a port"),
+        "statusCode": Int(301, 308, "a redirect status", doc="301, 302 (the default), 303, 307 or 308"),
+    }, doc="answer with a redirect instead of forwarding"),
+    "urlRewrite": obj({
+        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name"),
+        "path": PATH_MODIFIER,
+    }, doc="change the Host header or the path before forwarding"),
+}, ("type",))
+
 HTTP_ROUTE = obj({
     "parentRefs": ListOf(SERVICE_REF, non_empty=True, max_items=1,
                          hint="expected exactly one parentRef: the Service whose traffic this route shapes"),
@@ -68,6 +110,7 @@ HTTP_ROUTE = obj({
             "name": Str(), "port": Int(1, 65535, "a port"), "weight": Int(0, MANY, "a whole number"),
             "kind": Str(enum=("Service",)), "group": Str(allow_empty=True), "namespace": Str(),
         }, ("name",))),
+        "filters": ListOf(FILTER, hint="expected a list of filters, each {type: ..., <its field>: ...}"),
         "timeouts": obj({"request": Duration(), "backendRequest": Duration()}),
         "retry": obj({"codes": ListOf(Int(400, 599, "an HTTP status")), "attempts": Int(0, 10, "a number of retries"),
                       "backoff": Duration()}),

@@ -24,10 +24,11 @@ class Fate:
     authz: str | None = None
     ratelimit: str | None = None
     pool: str | None = None  # connection-pool limits: overflow
+    filters: str | None = None  # what the rule's filters did (headers, rewrite, mirror, redirect)
 
     def summary(self) -> str:
         parts = []
-        for key in ("route", "backend", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
+        for key in ("route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

@@ -261,6 +261,9 @@ class ProxyMetrics:
         self.retries = counter(
             "outbound_http_route_retry", "Retry decisions: retried, overflow (budget exhausted), limit_exceeded (attempts used)",
             ("route", "outcome"))
+        self.mirrors = counter(
+            "outbound_http_route_mirror", "Copies sent by a RequestMirror filter: sent (answered), failed, skipped (too many in flight)",
+            ("route", "backend", "outcome"))
         self.timeouts = counter(
             "outbound_http_route_timeouts", "Requests that hit a route timeout (request or backendRequest)", ("kind", "route"))
         self.pool_overflow = counter(

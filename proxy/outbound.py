@@ -10,6 +10,7 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     policies   only for a service an HTTPRoute or CircuitBreaker names (the others go on to
                attempts, balance and endpoint: each layer in between would pass them through)
     route      HTTPRoute: matching rule, weighted backend          (proxy/traffic.py)
+    filters    the rule's filters: redirect, headers, rewrite, mirror (proxy/filters.py)
     concrete   the backend service's endpoints
     timeout    timeouts.request over the whole request, retries included
     retry      retry policy within the RetryBudget
@@ -33,12 +34,14 @@ from proxy.discovery import Discovery
 from proxy.endpoint import exchange
 from proxy.errors import BadRequest, NoEndpoints, ProxyError
 from proxy.exchange import Handler, Layer, Request, Response
+from proxy.filters import Mirrors, route_filters
 from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
 from proxy.poollimits import Limiters, pool_limits
 from proxy.tap import TapHub
+from proxy.tasks import TaskSet
 
 
 def parse_target(request: Request) -> None:
@@ -160,8 +163,10 @@ def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers:
 
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
-                         clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "") -> Handler:
+                         clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",
+                         tasks: TaskSet | None = None) -> Handler:
     rng = rng or random.Random()
+    tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     forget_gone_endpoints(discovery, balancer, breakers)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
@@ -173,6 +178,10 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget
     handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included
     handler = traffic.concrete(discovery)(handler)  # the chosen backend's endpoints
+    # a RequestMirror's copies go straight to balance + endpoint, counted like the app's own requests (so edges show them)
+    mirrored = record_metrics("outbound", metrics, client_id_of_peer=False)(errors("outbound", metrics)(balanced))
+    mirrors = Mirrors(discovery, mirrored, metrics, tasks.spawn, rng)
+    handler = route_filters(mirrors)(handler)  # the rule's filters: redirect, headers, rewrite, mirror
     handler = traffic.route(policies, rng)(handler)  # HTTPRoute match and weighted backend
     plain = count_attempts(metrics)(balanced)  # no policy for this service: one try, counted as the route's attempt
     handler = traffic.policy_layers(policies, shaped=handler)(plain)  # the layers above, for services with policies

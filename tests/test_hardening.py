@@ -89,6 +89,25 @@ async def test_a_malformed_body_is_the_clients_fault_and_never_trips_the_breaker
     assert not [line for line in client.metrics().splitlines() if 'transition="tripped"' in line or 'state="open"' in line]
 
 
+async def test_a_body_that_breaks_while_buffered_for_a_retry_or_a_mirror_is_the_clients_fault(recorded):
+    """Retries and mirrors read the body before anything is forwarded: a malformed chunk there
+    is the client's 400 too, never a proxy failure (a 502, a traceback in the log)."""
+    mesh, _server, client = recorded
+    port = client.ports["outbound"]
+    for name, rule in (("retry", {"retry": {"attempts": 2}}),
+                       ("mirror", {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "emoji"}}}]})):
+        apply(mesh, doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [rule]}))
+        ok = b"GET http://emoji/ HTTP/1.1\r\nHost: emoji\r\nx-meshdojo-debug: 1\r\n\r\n"
+        wanted = b"route=emojivoto/emoji#0" if name == "retry" else b"mirrored to emoji"
+        await eventually(lambda: asyncio.to_thread(exchange, port, ok, 1.0), lambda r, w=wanted: w in r[0], f"the {name} route")
+        broken = [b"POST http://emoji/api/vote HTTP/1.1\r\nHost: emoji\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                  b"zz\r\n"]
+        raw, closed = await asyncio.to_thread(exchange, port, broken)
+        assert statuses(raw) == [400] and closed, (name, raw)
+        assert b"x-meshdojo-error: bad_request" in raw and b"malformed" in raw, raw
+    assert "internal proxy error" not in client.log_text() and "Traceback" not in client.log_text()
+
+
 async def test_an_unterminated_header_is_refused_at_the_limit_and_memory_stays_bounded(recorded):
     _mesh, server, client = recorded
     for port, proxy in ((server.ports["inbound"], server), (client.ports["outbound"], client)):

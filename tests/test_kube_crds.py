@@ -68,7 +68,8 @@ def _base(kind: str) -> dict:
     return {
         "FaultInjection": {"targetRef": {"kind": "Service", "name": "ratings"}, "delay": {"fixedDelay": "7s"}},
         "CircuitBreaker": {"targetRef": {"name": "web"}, "consecutiveFailures": 3},
-        "HTTPRoute": {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [{"retry": {"attempts": 2}}]},
+        "HTTPRoute": {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [{"retry": {"attempts": 2}, "filters": [
+            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-canary", "value": "1"}]}}]}]},
         "AuthorizationPolicy": {"action": "DENY", "rules": [{"from": [{"source": {"principals": ["spiffe://meshdojo.local/ns/a/sa/b"]}}]}]},
         "MeshTLS": {"mode": "STRICT"},
         "RateLimit": {"requestsPerSecond": 5},
@@ -83,6 +84,8 @@ INVALID = [
     ("FaultInjection", "spec.delay.fixedDelay", "seven seconds"),
     ("FaultInjection", "spec.abort.httpStatus", 99),
     ("HTTPRoute", "spec.rules[0].retry.attempts", 11),
+    ("HTTPRoute", "spec.rules[0].filters[0].type", "HeaderModifier"),
+    ("HTTPRoute", "spec.rules[0].filters[0].requestHeaderModifier.set[0].value", "a\r\nb"),
     ("AuthorizationPolicy", "spec.action", "MAYBE"),
     ("AuthorizationPolicy", "spec.rules[0].from[0].source.principals[0]", "web"),
     ("MeshTLS", "spec.mode", "strict"),

@@ -244,6 +244,25 @@ async def test_an_example_policy_is_previewed_and_applied_only_on_request():
         assert ui.last_action is None  # nothing was applied
 
 
+async def test_the_mirror_toggle_sends_to_the_first_version_and_copies_to_the_last():
+    import yaml
+
+    from controlplane import policy
+    from tui.panes.policies import Policies
+
+    ui = app()
+    async with ui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("6")
+        pane = ui.query_one(Policies)
+        action = pane._toggle("mirror", "bookinfo", "reviews")
+        rule = policy.parse(next(yaml.safe_load_all(action.yaml)), "toggle", 0).spec.rules[0]
+        assert [b.service for b in rule.backends] == ["reviews-v1"]
+        assert [(m.service, m.share) for m in rule.filters.mirrors] == [("reviews-v3", 1.0)]
+        assert "reviews-v3 takes as many requests" in action.watch
+        with pytest.raises(ValueError, match="a mirror needs two versions of emoji"):
+            pane._toggle("mirror", "emojivoto", "emoji")
+
+
 async def test_quitting_asks_first_with_q_and_with_ctrl_c_when_up_started_the_ui():
     ui = app(started_by_up=True)
     async with ui.run_test(size=(80, 24)) as pilot:

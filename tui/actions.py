@@ -159,6 +159,15 @@ def split(name: str, service: str, namespace: str, first: str, second: str) -> A
                           "the two backends each get about half the requests (meshdojo stat svc)")
 
 
+def mirror(name: str, service: str, namespace: str, first: str, second: str) -> Action:
+    doc = _meta("HTTPRoute", f"{service}-mirror", namespace, {
+        "parentRefs": [{"kind": "Service", "name": service}],
+        "rules": [{"backendRefs": [{"name": first}],
+                   "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": second}, "percent": 100}}]}]})
+    return _policy_action(name, f"{service} to {first}, a copy of each request to {second}", [doc],
+                          f"callers only ever get {first}'s answers, yet {second} takes as many requests (meshdojo stat deploy)")
+
+
 def strict_mtls(name: str, namespace: str) -> Action:
     doc = _meta("MeshTLS", "strict", namespace, {"mode": "STRICT"})
     return _policy_action(name, f"STRICT mTLS in {namespace}", [doc], "plaintext callers are refused; meshdojo attack shows it")

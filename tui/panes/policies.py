@@ -21,8 +21,8 @@ from tui.actions import Action, command
 from tui.panes.base import Pane
 from tui.source import Snapshot
 
-TOGGLES = [("retries", "retries"), ("timeout 500ms", "timeout"), ("50/50 split", "split"), ("STRICT mTLS", "strict"),
-           ("deny an edge", "deny")]
+TOGGLES = [("retries", "retries"), ("timeout 500ms", "timeout"), ("50/50 split", "split"), ("mirror to a version", "mirror"),
+           ("STRICT mTLS", "strict"), ("deny an edge", "deny")]
 
 
 class Policies(Pane):
@@ -102,12 +102,13 @@ class Policies(Pane):
             return actions.timeout(self.sandbox, service, ns)
         if kind == "strict":
             return actions.strict_mtls(self.sandbox, ns)
-        if kind == "split":
+        if kind in ("split", "mirror"):
             versions = sorted({w["deployment"] for w in (self.snapshot.status or {}).get("workloads", [])
                                if w["deployment"].startswith(f"{service}-")})
             if len(versions) < 2:
-                raise ValueError(f"a split needs two versions of {service} (try reviews: reviews-v1, reviews-v3)")
-            return actions.split(self.sandbox, service, ns, versions[0], versions[-1])
+                raise ValueError(f"a {kind} needs two versions of {service} (try reviews: reviews-v1, reviews-v3)")
+            make = actions.split if kind == "split" else actions.mirror
+            return make(self.sandbox, service, ns, versions[0], versions[-1])
         callers = sorted({e["src"] for e in self.snapshot.edges if e["dst"] == service})
         if not callers:
             raise ValueError(f"nobody calls {service} yet: no edge to deny")

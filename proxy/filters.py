@@ -1,0 +1,214 @@
+"""An HTTPRoute rule's filters, in the client's outbound proxy, right after the rule matched
+(Gateway API's ``filters``; what they may say is checked in :mod:`controlplane.routefilters`):
+
+    redirect           RequestRedirect: answer 3xx with a Location at once; nothing is forwarded
+    request headers    RequestHeaderModifier: remove, set, add
+    rewrite            URLRewrite: the Host header, the path (all of it, or the matched prefix)
+    mirror             RequestMirror: a copy to another Service, its answer thrown away
+    ... the rest of the stack (backend, timeouts, retries, balancer) ...
+    response headers   ResponseHeaderModifier, on the backend's response
+
+Every filter that acted is written in the request's fate (``filters=``). The URL arithmetic is
+pure functions below; the layer only applies them, and :class:`Mirrors` does the one piece of
+I/O, sending copies in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from controlplane.protocol import fqdn
+from controlplane.routefilters import Mirror, PathEdit, Redirect, RouteFilters
+from proxy.discovery import Discovery
+from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response
+from proxy.fate import Fate
+from proxy.http1 import RequestHead
+from proxy.metrics import ProxyMetrics
+from proxy.traffic import MAX_REPLAY_BYTES, buffer_body
+
+log = logging.getLogger("meshdojo.proxy.filters")
+
+MIRRORS_IN_FLIGHT = 64  # per proxy; a copy beyond this is skipped (counted), never queued
+MIRROR_TIMEOUT = 10.0  # seconds a copy may take, unless the rule's request timeout is shorter
+
+
+# -- pure: what the filters make of a request -------------------------------------------------
+
+def matched_prefix(request_path: str, rule_matches: tuple[Any, ...], header: Callable[[str], str | None],
+                   method: str) -> str | None:
+    """The PathPrefix value of the first of the rule's matches this request matches."""
+    for match in rule_matches:
+        if match.path is not None and match.path.type == "PathPrefix" and match.matches(request_path, header, method):
+            return match.path.value
+    return None
+
+
+def rewrite_path(path: str, edit: PathEdit, prefix: str | None) -> str:
+    """``path`` (with its query, which is kept) after ReplaceFullPath, or ReplacePrefixMatch of
+    ``prefix`` as Gateway API defines it: ``/foo`` → ``/bar`` makes ``/foo/x`` ``/bar/x``, and
+    ``/foo`` → ``/`` makes it ``/x``."""
+    bare, mark, query = path.partition("?")
+    if edit.type == "ReplaceFullPath":
+        bare = edit.value
+    elif prefix is not None:
+        rest = bare[len(prefix.rstrip("/")):]  # "" or "/..." (a PathPrefix matches whole segments)
+        bare = edit.value.rstrip("/") + rest or "/"
+    return bare + mark + query
+
+
+def split_host(authority: str) -> tuple[str, int | None]:
+    host, _, port = authority.rpartition(":")
+    if host and port.isdigit() and not authority.endswith("]"):
+        return host, int(port)
+    return authority, None
+
+
+def redirect_location(redirect: Redirect, authority: str, path: str, prefix: str | None) -> str:
+    """Gateway API's Location: scheme, hostname and path from the filter where it gives them,
+    else from the request; the port given, else the well-known one of a scheme the filter
+    changed, else the request's; a scheme's default port is left out."""
+    host, port = split_host(authority)
+    scheme = redirect.scheme or "http"
+    if redirect.port is not None:
+        port = redirect.port
+    elif redirect.scheme is not None:
+        port = None
+    if port == {"http": 80, "https": 443}[scheme]:
+        port = None
+    new_path = rewrite_path(path, redirect.path, prefix) if redirect.path is not None else path
+    return f"{scheme}://{redirect.hostname or host}{f':{port}' if port is not None else ''}{new_path}"
+
+
+def shadow_authority(host: bytes) -> bytes:
+    """A mirrored request's Host, as Envoy (Istio) writes it: ``reviews:9080`` → ``reviews-shadow:9080``."""
+    name, port = split_host(host.decode("latin-1"))
+    return f"{name}-shadow{f':{port}' if port is not None else ''}".encode("latin-1")
+
+
+# -- I/O: sending copies ------------------------------------------------------------------------
+
+class Mirrors:
+    """Sends RequestMirror copies in the background: through the balancer and mutual TLS like
+    any request, each with a deadline, at most :data:`MIRRORS_IN_FLIGHT` at once. A copy never
+    delays or changes the request it copies; its fate is counted in
+    ``outbound_http_route_mirror_total{route, backend, outcome}``, and ``send`` counts it in the
+    golden metrics as a request to the mirror's service."""
+
+    def __init__(self, discovery: Discovery, send: Handler, metrics: ProxyMetrics,
+                 spawn: Callable[[Coroutine[Any, Any, None], str], object], rng: random.Random) -> None:
+        self._discovery, self._send, self._metrics, self._spawn, self._rng = discovery, send, metrics, spawn, rng
+        self.in_flight = 0
+
+    def chosen(self, mirror: Mirror) -> bool:
+        return mirror.share >= 1 or self._rng.random() < mirror.share
+
+    def start(self, request: Request, mirror: Mirror, data: bytes, timeout: float) -> str:
+        """Send a copy of ``request`` (whose body is ``data``) to ``mirror``; what happened, for the fate."""
+        route = request.fate.route or ""
+        if self.in_flight >= MIRRORS_IN_FLIGHT:
+            self._count(route, mirror.service, request.dst_namespace, "skipped")
+            return f"not mirrored to {mirror.service}: {self.in_flight} copies already in flight"
+        host = request.head.header(b"host") or request.authority.encode("latin-1")  # HTTP/1.0 may have sent none
+        headers = [(n, v) for n, v in request.head.headers if n != b"host"] + [(b"host", shadow_authority(host))]
+        head = RequestHead(request.head.method, request.path, "1.1", headers, True, False, len(data))
+        copy = Request(head, BytesBody(data) if data else EMPTY, request.peer, authority=request.authority, path=request.path,
+                       dst_service=mirror.service, dst_namespace=request.dst_namespace, fate=Fate(backend=mirror.service))
+        self.in_flight += 1
+        self._spawn(self._copy(copy, route, timeout), f"mirror:{mirror.service}")
+        return f"mirrored to {mirror.service}"
+
+    async def _copy(self, copy: Request, route: str, timeout: float) -> None:
+        outcome = "failed"
+        try:
+            async with asyncio.timeout(timeout):
+                endpoint_set = await self._discovery.resolve(f"{copy.dst_service}.{copy.dst_namespace}")
+                copy.endpoints = endpoint_set.ordered
+                response = await self._send(copy)
+                async for _chunk in response.body.chunks():  # read to the end, so the connection is pooled again
+                    pass
+            outcome = "sent" if response.error is None else "failed"  # error: the proxy answered for the copy
+        except Exception as exc:  # a copy's failure is nobody's but the counter's
+            log.debug("mirror to %s.%s failed: %s", copy.dst_service, copy.dst_namespace, exc)
+        finally:
+            self.in_flight -= 1
+            self._count(route, copy.dst_service, copy.dst_namespace, outcome)
+
+    def _count(self, route: str, service: str, namespace: str, outcome: str) -> None:
+        self._metrics.mirrors.labels(route, fqdn(service, namespace), outcome).inc()
+
+
+# -- the layer ---------------------------------------------------------------------------------
+
+def route_filters(mirrors: Mirrors) -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            rule = request.rule
+            filters: RouteFilters | None = rule.filters if rule is not None else None
+            if filters is None:
+                return await inner(request)
+            assert rule is not None
+            done: list[str] = []
+            header = lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None  # noqa: E731
+            prefix = matched_prefix(request.path, rule.matches, header, request.head.method)
+            if filters.redirect is not None:  # answered here: nothing is forwarded
+                location = redirect_location(filters.redirect, request.authority, request.path, prefix)
+                request.fate.filters = f"redirect {filters.redirect.status} to {location}"
+                response = Response(filters.redirect.status, [(b"location", location.encode("latin-1"))], EMPTY)
+                return _edit_response(filters, response)
+            if filters.request_headers is not None:
+                request.head.headers = filters.request_headers.apply(request.head.headers)
+                done.append(f"request headers: {filters.request_headers.describe()}")
+            if filters.rewrite is not None:
+                done.append(_rewrite(filters, request, prefix))
+            if filters.mirrors:
+                done += await _mirror(mirrors, filters, request, rule.request_timeout)
+            request.fate.filters = "; ".join(done) or None
+            return _edit_response(filters, await inner(request))
+
+        return handle
+
+    return layer
+
+
+def _edit_response(filters: RouteFilters, response: Response) -> Response:
+    """ResponseHeaderModifier, on what the backend answered (or a redirect); not on the answers
+    the proxy makes itself when something failed (those carry ``x-meshdojo-error``)."""
+    if filters.response_headers is not None and response.error is None:
+        response.headers = filters.response_headers.apply(response.headers)
+    return response
+
+
+def _rewrite(filters: RouteFilters, request: Request, prefix: str | None) -> str:
+    rewrite = filters.rewrite
+    assert rewrite is not None
+    said = []
+    if rewrite.hostname is not None:
+        request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"] + [(b"host", rewrite.hostname.encode())]
+        said.append(f"host {rewrite.hostname}")
+    if rewrite.path is not None:
+        before, request.path = request.path, rewrite_path(request.path, rewrite.path, prefix)
+        said.append(f"path {before} -> {request.path}")
+    return "rewrote " + ", ".join(said)
+
+
+async def _mirror(mirrors: Mirrors, filters: RouteFilters, request: Request, request_timeout: float | None) -> list[str]:
+    chosen = [m for m in filters.mirrors if mirrors.chosen(m)]
+    if not chosen:
+        return []
+    body = request.body
+    if isinstance(body, ConnectionBody):  # buffered (as for retries) so it can go twice
+        if body.length is not None and body.length > MAX_REPLAY_BYTES:
+            return [f"not mirrored: body of {body.length} bytes is over 64 KiB"]
+        request.body = body = await buffer_body(body, MAX_REPLAY_BYTES)
+    if isinstance(body, EmptyBody):
+        data = b""
+    elif isinstance(body, BytesBody):
+        data = body.data
+    else:
+        return ["not mirrored: body over 64 KiB"]
+    timeout = min(MIRROR_TIMEOUT, request_timeout) if request_timeout else MIRROR_TIMEOUT
+    return [mirrors.start(request, m, data, timeout) for m in chosen]
