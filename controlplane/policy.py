@@ -173,6 +173,10 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         if not is_dns_label(value):
             raise r.fail(field, f"{value!r} must be lowercase letters, digits and '-'")
     check(policyschema.KINDS[kind][1], top["spec"], "spec", r)  # shape first: below, only what a schema cannot say
+    for field, other, why in _service_ref_namespaces(kind, top["spec"]):
+        if other != namespace:
+            fix = "name Services of this namespace" if "backendRefs" in field else f"set metadata.namespace to {other}"
+            raise r.fail(field, f"{other!r} is another namespace: {why} (here {namespace}); leave namespace out, or {fix}")
     parsers = {"FaultInjection": _fault, "HTTPRoute": _route, "RetryBudget": _budget, "CircuitBreaker": _breaker,
                "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
@@ -180,6 +184,22 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
 
 def _service_ref(ref: dict[str, Any]) -> str:
     return ref["name"]
+
+
+def _service_ref_namespaces(kind: str, spec: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, namespace, why it must be the resource's own) of each Service reference that names one."""
+    found = []
+    if kind == "HTTPRoute":
+        found += [(f"spec.parentRefs[{i}].namespace", ref["namespace"], "a route attaches to a Service of its own namespace")
+                  for i, ref in enumerate(spec["parentRefs"]) if "namespace" in ref]
+        found += [(f"spec.rules[{i}].backendRefs[{j}].namespace", ref["namespace"],
+                   "a route's backends are Services of its own namespace (meshdojo has no ReferenceGrant)")
+                  for i, rule in enumerate(spec.get("rules", [])) for j, ref in enumerate(rule.get("backendRefs", []))
+                  if "namespace" in ref]
+    elif kind in ("RetryBudget", "CircuitBreaker") and "namespace" in spec["targetRef"]:
+        found.append(("spec.targetRef.namespace", spec["targetRef"]["namespace"],
+                      f"a {kind} applies to a Service of its own namespace"))
+    return found
 
 
 def _workloads(r: _Reader, spec: dict[str, Any], required: bool = False) -> WorkloadSelector | None:

@@ -94,10 +94,10 @@ async def test_a_body_that_breaks_while_buffered_for_a_retry_or_a_mirror_is_the_
     is the client's 400 too, never a proxy failure (a 502, a traceback in the log)."""
     mesh, _server, client = recorded
     port = client.ports["outbound"]
+    ok = b"GET http://emoji/ HTTP/1.1\r\nHost: emoji\r\nx-meshdojo-debug: 1\r\n\r\n"
     for name, rule in (("retry", {"retry": {"attempts": 2}}),
                        ("mirror", {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "emoji"}}}]})):
         apply(mesh, doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [rule]}))
-        ok = b"GET http://emoji/ HTTP/1.1\r\nHost: emoji\r\nx-meshdojo-debug: 1\r\n\r\n"
         wanted = b"route=emojivoto/emoji#0" if name == "retry" else b"mirrored to emoji"
         await eventually(lambda: asyncio.to_thread(exchange, port, ok, 1.0), lambda r, w=wanted: w in r[0], f"the {name} route")
         broken = [b"POST http://emoji/api/vote HTTP/1.1\r\nHost: emoji\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",

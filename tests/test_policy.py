@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from controlplane.policy import PolicyError, parse
+from controlplane.policy import GATEWAY_API, POLICY_API, PolicyError, parse
 from controlplane.policystore import PolicyErrors, PolicyStore
 from proxy.faults import decide
 
@@ -122,6 +122,30 @@ def test_fault_matching_by_path_and_header():
     assert decide([rule], "/ratings/0", jason, rng) is not None
     assert decide([rule], "/ratings/0", {}.get, rng) is None  # no header
     assert decide([rule], "/other", jason, rng) is None  # path
+
+
+@pytest.mark.parametrize(("kind", "spec", "field", "words"), [
+    ("HTTPRoute", {"parentRefs": [{"name": "reviews", "namespace": "default"}]}, "spec.parentRefs[0].namespace",
+     "'default' is another namespace: a route attaches to a Service of its own namespace (here bookinfo); leave namespace out, "
+     "or set metadata.namespace to default"),
+    ("HTTPRoute", {"parentRefs": [{"name": "reviews"}], "rules": [{}, {"backendRefs": [{"name": "v1", "namespace": "other"}]}]},
+     "spec.rules[1].backendRefs[0].namespace", "its own namespace (meshdojo has no ReferenceGrant)"),
+    ("CircuitBreaker", {"targetRef": {"name": "reviews", "namespace": "default"}}, "spec.targetRef.namespace",
+     "a CircuitBreaker applies to a Service of its own namespace"),
+    ("RetryBudget", {"targetRef": {"name": "reviews", "namespace": "default"}}, "spec.targetRef.namespace", "RetryBudget"),
+])
+def test_a_service_in_another_namespace_is_refused_not_silently_read_as_this_ones(kind, spec, field, words):
+    """These kinds act on Services of their own namespace: a reference to another namespace
+    used to be read as the same name here, and shaped the wrong Service."""
+    api = GATEWAY_API if kind == "HTTPRoute" else POLICY_API
+    doc = {"apiVersion": api, "kind": kind, "metadata": {"name": "x", "namespace": "bookinfo"}, "spec": spec}
+    with pytest.raises(PolicyError) as refused:
+        parse(doc, "x.yaml", 0)
+    assert refused.value.field == field and words in str(refused.value)
+    same = {**doc, "spec": {k: ([{**ref, "namespace": "bookinfo"} for ref in v] if k == "parentRefs" else
+                                {**v, "namespace": "bookinfo"} if k == "targetRef" else v) for k, v in spec.items()}}
+    if kind != "HTTPRoute" or "rules" not in spec:
+        parse(same, "x.yaml", 0)  # its own namespace, written out: fine
 
 
 def test_every_shipped_example_policy_is_valid():
