@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +97,19 @@ def test_what_a_lesson_counts_and_names_is_the_same_on_every_backend():
 def test_the_shipped_lessons_load():
     assert [lesson.number for lesson in LESSONS] == list(range(1, len(LESSONS) + 1))
     assert all(lesson.steps and lesson.body for lesson in LESSONS)
+
+
+def test_every_step_names_the_ui_screen_by_its_key():
+    """A step's `tui` hint says "Policies (6): ..." — the number is the key that opens that
+    screen, so it must be the screen's place in the UI's tabs."""
+    from tui.panes import PANES
+
+    keys = {pane.TITLE: str(i + 1) for i, pane in enumerate(PANES)}
+    hints = [(lesson.slug, step.title, step.tui) for lesson in LESSONS for step in lesson.steps if step.tui]
+    assert len(hints) > 40
+    for lesson, step, hint in hints:
+        named = re.match(r"(\w+) \((\d)\)", hint)
+        assert named is not None and keys.get(named[1]) == named[2], (lesson, step, hint, keys)
 
 
 @pytest.fixture
