@@ -41,12 +41,16 @@ def workload_ref(kinds: tuple[str, ...]) -> Obj:
     }, ("name",), doc="the workloads this applies to; left out (and no selector): the whole namespace")
 
 
+VALUE_TYPES = ("Exact", "RegularExpression")
 MATCH = obj({
     "path": obj({"type": Str(enum=PATH_TYPES, doc="PathPrefix by default"), "value": Str()}, ("value",)),
-    "headers": ListOf(obj({"name": Str(), "value": Str(), "type": Str(enum=("Exact",))}, ("name", "value")),
+    "headers": ListOf(obj({"name": Str(), "value": Str(), "type": Str(enum=VALUE_TYPES, doc="Exact by default")}, ("name", "value")),
                       hint="expected a list of {name, value}"),
+    "queryParams": ListOf(obj({"name": Str(doc="case-sensitive"), "value": Str(),
+                               "type": Str(enum=VALUE_TYPES, doc="Exact by default")}, ("name", "value")),
+                          hint="expected a list of {name, value}"),
     "method": Str(enum=METHODS),
-}, doc="the requests this applies to (all of path, headers and method)")
+}, doc="the requests this applies to (all of path, headers, query parameters and method)")
 
 FAULT_INJECTION = obj({
     "targetRef": workload_ref(SERVED_KINDS),

@@ -47,6 +47,25 @@ def test_route_matching_order_and_header_routing():
     assert choose_route([jason], "/reviewsX", no_headers, "GET", rng) is None  # a prefix is per path segment
 
 
+def test_header_regular_expressions_and_query_parameters_match_as_gateway_api_says():
+    canary = route("canary", [
+        {"matches": [{"queryParams": [{"name": "version", "value": "v3"}]}], "backendRefs": [{"name": "reviews-v3"}]},
+        {"matches": [{"headers": [{"name": "End-User", "type": "RegularExpression", "value": "jason|json"}]}],
+         "backendRefs": [{"name": "reviews-v2"}]},
+        {"matches": [{"queryParams": [{"name": "beta", "type": "RegularExpression", "value": "[0-9]+"}]}],
+         "backendRefs": [{"name": "reviews-v1"}]}])
+    rng = random.Random(0)
+    pick = lambda path, headers=None: choose_route([canary], path, (headers or {}).get, "GET", rng)  # noqa: E731
+    assert pick("/reviews/0?version=v3").backend == "reviews-v3"
+    assert pick("/reviews/0?a=1&version=v3&version=v1").backend == "reviews-v3"  # the first value counts
+    assert pick("/reviews/0?Version=v3") is None  # query parameter names are case-sensitive
+    assert pick("/reviews/0?version=v3x") is None  # exact is exact
+    assert pick("/reviews/0", {"end-user": "json"}).backend == "reviews-v2"
+    assert pick("/reviews/0", {"end-user": "jason2"}) is None  # a regular expression matches the whole value
+    assert pick("/?beta=42").backend == "reviews-v1" and pick("/?beta=4x2") is None and pick("/?beta") is None
+    assert [r.matches[0].describe() for r in canary.spec.rules] == ["?version=v3", "end-user~jason|json", "?beta~[0-9]+"]
+
+
 def test_weighted_split_within_statistical_bounds():
     split = route("split", [{"backendRefs": [{"name": "reviews-v1", "weight": 50}, {"name": "reviews-v3", "weight": 50}]}])
     rng = random.Random(7)
@@ -64,6 +83,8 @@ def test_weighted_split_within_statistical_bounds():
     ([{"retry": {"attempts": 11}}], "spec.rules[0].retry.attempts"),
     ([{"retry": {"codes": [200]}}], "spec.rules[0].retry.codes[0]"),  # the item itself
     ([{"matches": [{"method": "FETCH"}]}], "spec.rules[0].matches[0].method"),
+    ([{"matches": [{"headers": [{"name": "x", "value": "(", "type": "RegularExpression"}]}]}], "spec.rules[0].matches[0].headers[0].value"),
+    ([{"matches": [{"queryParams": [{"name": "x", "value": "a", "type": "Prefix"}]}]}], "spec.rules[0].matches[0].queryParams[0].type"),
 ])
 def test_route_validation_names_the_field(rules, field):
     with pytest.raises(PolicyError) as err:

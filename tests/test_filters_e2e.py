@@ -180,6 +180,8 @@ async def test_a_redirect_is_answered_by_the_callers_proxy(mesh: Mesh):
                                                                 "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}]},
             {"matches": [{"path": {"type": "PathPrefix", "value": "/secure"}}], "filters": [
                 {"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]},
+            {"matches": [{"queryParams": [{"name": "legacy", "type": "RegularExpression", "value": "[0-9]+"}]}], "filters": [
+                {"type": "RequestRedirect", "requestRedirect": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/legacy"}}}]},
             {}, name="web", parent="web"))
         async with aiohttp.ClientSession() as session:
             status, headers, body = await until(
@@ -189,7 +191,10 @@ async def test_a_redirect_is_answered_by_the_callers_proxy(mesh: Mesh):
             assert "filters=redirect 301 to http://web:8080/new/page?a=b" in headers["x-meshdojo-fate"]
             status, headers, _ = await get(session, client.outbound, "http://web:8080/secure/x")
             assert status == 302 and headers["Location"] == "https://web/secure/x"
-            assert not [s for s in web_app.seen if s["path"].startswith(("/old", "/secure"))]  # nothing was forwarded
+            status, headers, _ = await get(session, client.outbound, "http://web:8080/any/page?legacy=12&x=y")
+            assert status == 302 and headers["Location"] == "http://web:8080/legacy?legacy=12&x=y"  # matched by query parameter
+            assert (await get(session, client.outbound, "http://web:8080/any/page?legacy=new"))[0] == 200
+            assert not [s for s in web_app.seen if s["path"].startswith(("/old", "/secure")) or "legacy=12" in s["path"]]
             assert (await get(session, client.outbound, "http://web:8080/new/page"))[0] == 200
     finally:
         await web_app.close()
