@@ -28,7 +28,7 @@ from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler,
 from proxy.fate import Fate
 from proxy.http1 import RequestHead
 from proxy.metrics import ProxyMetrics
-from proxy.traffic import MAX_REPLAY_BYTES, buffer_body
+from proxy.traffic import MAX_REPLAY_BYTES, buffer_body, header_of
 
 log = logging.getLogger("meshdojo.proxy.filters")
 
@@ -152,8 +152,7 @@ def route_filters(mirrors: Mirrors) -> Layer:
                 return await inner(request)
             assert rule is not None
             done: list[str] = []
-            header = lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None  # noqa: E731
-            prefix = matched_prefix(request.path, rule.matches, header, request.head.method)
+            prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
             if filters.redirect is not None:  # answered here: nothing is forwarded
                 location = redirect_location(filters.redirect, request.authority, request.path, prefix)
                 request.fate.filters = f"redirect {filters.redirect.status} to {location}"
@@ -172,6 +171,14 @@ def route_filters(mirrors: Mirrors) -> Layer:
         return handle
 
     return layer
+
+
+def _prefix(filters: RouteFilters, request: Request) -> str | None:
+    """The matched PathPrefix, when a ReplacePrefixMatch needs it."""
+    edits = [f.path for f in (filters.redirect, filters.rewrite) if f is not None and f.path is not None]
+    if not any(edit.type == "ReplacePrefixMatch" for edit in edits) or request.rule is None:
+        return None
+    return matched_prefix(request.path, request.rule.matches, header_of(request), request.head.method)
 
 
 def _edit_response(filters: RouteFilters, response: Response) -> Response:

@@ -55,7 +55,8 @@ class BreakerOpen(ProxyError):
     code = "breaker_open"
 
 
-def _header(request: Request) -> Callable[[str], str | None]:
+def header_of(request: Request) -> Callable[[str], str | None]:
+    """A header of the request by name (as the pure decisions read headers), decoded."""
     return lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None
 
 
@@ -80,7 +81,7 @@ def route(policies: PolicyWatch, rng: random.Random) -> Layer:
             routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service) if "HTTPRoute" in policies.kinds else ()
             if not routes:
                 return await inner(request)
-            choice = choose_route(routes, request.path, _header(request), request.head.method, rng)
+            choice = choose_route(routes, request.path, header_of(request), request.head.method, rng)
             if choice is None:
                 names = ", ".join(f"{r.namespace}/{r.name}" for r in routes)
                 raise NoRoute(f"no rule of HTTPRoute {names} matches {request.head.method} {request.path} "
