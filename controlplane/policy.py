@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from controlplane import policyschema
+from controlplane import policyschema, routeannotations
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
@@ -51,7 +51,8 @@ FOREIGN_KINDS = {
     "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
     "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
     "Sidecar": "nothing: every meshed workload sees every service",
-    "ServiceProfile": "HTTPRoute (per-route retries and timeouts) and RetryBudget",
+    "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
+                      "timeout.linkerd.io annotations) and RetryBudget",
     "Server": "MeshTLS and AuthorizationPolicy",
     "ServerAuthorization": "AuthorizationPolicy",
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
@@ -209,7 +210,12 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         if other != namespace:
             fix = "name Services of this namespace" if "backendRefs" in field else f"set metadata.namespace to {other}"
             raise r.fail(field, f"{other!r} is another namespace: {why} (here {namespace}); leave namespace out, or {fix}")
-    parsers = {"FaultInjection": _fault, "HTTPRoute": _route, "RetryBudget": _budget, "CircuitBreaker": _breaker,
+    annotations = meta.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
+    if kind == "HTTPRoute":  # Linkerd's retry and timeout annotations mean rule fields here
+        return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
+    parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker,
                "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
@@ -358,7 +364,7 @@ class RouteSpec:
     rules: tuple[RouteRule, ...]
 
 
-def _route(r: _Reader, spec: dict[str, Any]) -> RouteSpec:
+def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnnotations) -> RouteSpec:
     service = _service_ref(spec["parentRefs"][0])
     rules = []
     for i, rule in enumerate(spec.get("rules", [{}])):
@@ -368,9 +374,15 @@ def _route(r: _Reader, spec: dict[str, Any]) -> RouteSpec:
         if backends and not any(b.weight for b in backends):
             raise r.fail(f"{where}.backendRefs", "at least one backend needs a weight above 0")
         timeouts = rule.get("timeouts", {})
-        request_timeout = parse_duration(timeouts["request"]) if "request" in timeouts else None
-        backend_timeout = parse_duration(timeouts["backendRequest"]) if "backendRequest" in timeouts else None
-        retry = None
+        for field, given, annotation in (("timeouts.request", "request" in timeouts, linkerd.request_timeout is not None),
+                                         ("timeouts.backendRequest", "backendRequest" in timeouts, linkerd.try_timeout is not None),
+                                         ("retry", "retry" in rule, linkerd.retries)):
+            if given and annotation:
+                raise r.fail(f"{where}.{field}", "this route's Linkerd annotations (metadata.annotations) already set it: "
+                                                 "give the field or the annotation, not both")
+        request_timeout = parse_duration(timeouts["request"]) if "request" in timeouts else linkerd.request_timeout
+        backend_timeout = parse_duration(timeouts["backendRequest"]) if "backendRequest" in timeouts else linkerd.try_timeout
+        retry = Retry(linkerd.retry_codes, linkerd.retry_limit, 0.025) if linkerd.retry_codes is not None else None
         if "retry" in rule:
             rr = rule["retry"]
             retry = Retry(tuple(rr.get("codes", [500, 502, 503, 504])), rr.get("attempts", 2),

@@ -68,6 +68,24 @@ async def test_a_retry_route_brings_a_30_percent_abort_back_above_97_percent(emo
     assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji-retries#0"}' in metrics
 
 
+async def test_linkerds_retry_and_timeout_annotations_act_as_in_linkerd(emoji_mesh):
+    mesh, _server, client = emoji_mesh
+    apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}))
+    route = doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [{}]})
+    route["metadata"]["annotations"] = {"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "3",
+                                        "timeout.linkerd.io/request": "300ms"}
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: many(session, client.outbound, "http://emoji/", 10), lambda r: any(s == 503 for s, _, _ in r), "the fault")
+        apply(mesh, route)
+        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"}),
+                    lambda r: "route=emojivoto/emoji#0" in r[1].get("x-meshdojo-fate", ""), "the route")
+        after = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 300)]
+        assert after.count(200) / 300 > 0.97, after.count(200)  # three retries: 1 - 0.3**4 = 99.2 %
+        status, headers, _ = await fetch(session, client.outbound, "http://emoji/?delay_ms=2000")
+        assert status == 504 and headers["x-meshdojo-error"] == "request_timeout"
+    assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji#0"}' in client.metrics()
+
+
 async def test_deny_gives_403_while_other_callers_keep_working(emoji_mesh, echo_port):
     mesh, server, client = emoji_mesh
     voting = mesh.start_proxy("emojivoto", "voting", echo_port, name="voting")
