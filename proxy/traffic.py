@@ -27,8 +27,10 @@ from proxy.budget import RetryBudget
 from proxy.classify import classify
 from proxy.decisions import choose_route
 from proxy.discovery import Discovery
+from proxy.endpoint import client_error
 from proxy.errors import ProxyError
 from proxy.exchange import BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response
+from proxy.http1 import ConnectionClosed, ProtocolViolation, ReadTimeout
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 
@@ -229,14 +231,19 @@ class PrefixedBody:
 
 
 async def buffer_body(body: ConnectionBody, limit: int) -> BytesBody | PrefixedBody:
-    """The whole body in memory if it fits in ``limit`` bytes, else what was read plus the rest."""
+    """The whole body of a client's request in memory if it fits in ``limit`` bytes, else what
+    was read plus the rest. A body that breaks while it is read is the client's fault (a 400,
+    as when it breaks while being forwarded), never a proxy failure."""
     parts, size = [], 0
     chunks = body.chunks()
-    async for chunk in chunks:
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return PrefixedBody(parts, body, chunks)
+    try:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return PrefixedBody(parts, body, chunks)
+    except (ProtocolViolation, ReadTimeout, ConnectionClosed) as exc:
+        raise client_error(exc) from None
     return BytesBody(b"".join(parts))
 
 

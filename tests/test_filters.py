@@ -1,5 +1,6 @@
-"""HTTPRoute filters: what the validator refuses (naming the field), and the pure URL and
-header arithmetic the proxy applies (tests/test_filters_e2e.py sends traffic through them)."""
+"""HTTPRoute filters: what the validator refuses (naming the field), the pure URL and header
+arithmetic the proxy applies (tests/test_filters_e2e.py sends traffic through them), and how a
+body buffered for a mirror (or a retry) can break."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 
 from controlplane.policy import PolicyError, parse
 from controlplane.routefilters import HeaderEdits, Mirror, PathEdit, Redirect
+from proxy.errors import ClientError
+from proxy.exchange import ConnectionBody
 from proxy.filters import matched_prefix, redirect_location, rewrite_path, shadow_authority
+from proxy.http1 import ConnectionClosed, ProtocolViolation, ReadTimeout
+from proxy.traffic import buffer_body
 
 
 def route(*filters: dict, matches: list | None = None, backends: list | None = None) -> dict:
@@ -161,3 +166,31 @@ def test_the_location_of_a_redirect(redirect, authority, path, prefix, location)
 def test_a_mirrored_request_names_its_host_as_envoy_does():
     assert shadow_authority(b"reviews:9080") == b"reviews-shadow:9080"
     assert shadow_authority(b"reviews.bookinfo.svc.cluster.local") == b"reviews.bookinfo.svc.cluster.local-shadow"
+
+
+class _BreakingConnection:
+    """What ConnectionBody reads from: one chunk, then ``failure``."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure, self.reads = failure, 0
+
+    async def read_chunk(self, _timeout):
+        self.reads += 1
+        if self.reads == 1:
+            return b"hello"
+        raise self.failure
+
+
+@pytest.mark.parametrize(("failure", "status", "code"), [
+    (ProtocolViolation("Invalid character in chunk size"), 400, "bad_request_body"),
+    (ReadTimeout("30 s without a byte"), 408, "request_body_timeout"),
+    (ConnectionClosed("peer closed"), 400, "client_closed"),
+])
+async def test_a_body_that_breaks_while_buffered_for_a_retry_or_a_mirror_is_the_clients_fault(failure, status, code):
+    """Retries and mirrors buffer a body before anything is forwarded; a break there is the
+    client's, as it is while forwarding (tests/test_hardening.py sends one over sockets)."""
+    body = ConnectionBody(_BreakingConnection(failure), None)  # type: ignore[arg-type]
+    with pytest.raises(ClientError) as refused:
+        await buffer_body(body, 64 * 1024)
+    assert (refused.value.status, refused.value.code, refused.value.client_fault) == (status, code, True)
+    assert body.finished and not body.complete  # the connection's framing is lost: it is not reused
