@@ -105,7 +105,7 @@ FILTER_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHead
 
 
 def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any, ...], has_backends: bool,
-             where: str) -> RouteFilters:
+                  where: str) -> RouteFilters:
     """What Gateway API's CEL rules say about filters: each type's own field and only it, each
     type once (mirrors excepted), a redirect neither with a rewrite nor with backendRefs."""
     seen: dict[str, int] = {}
