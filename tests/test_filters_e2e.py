@@ -122,7 +122,7 @@ async def test_a_mirror_gets_a_copy_of_each_request_and_the_caller_never_waits_f
             copies = [line for line in metrics.splitlines() if line.startswith("response_total{") and 'dst_service="reviews-v2"' in line]
             assert copies and 'direction="outbound"' in copies[0] and 'tls="true"' in copies[0]  # an edge productpage -> reviews-v2
 
-            # HTTP/1.0 without Host: the copy is valid HTTP/1.1 all the same
+            # an HTTP/1.0 request: its copy goes out as HTTP/1.1, with the shadow Host
             reader, writer = await asyncio.open_connection("127.0.0.1", int(client.outbound.rsplit(":", 1)[1]))
             writer.write(b"GET http://reviews:9080/h10 HTTP/1.0\r\n\r\n")
             assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
