@@ -1,0 +1,106 @@
+"""Which requests a policy applies to: a path, headers, query parameters and a method, as
+Gateway API's HTTPRoute ``matches`` and a FaultInjection's ``match`` write them (and the path
+forms an AuthorizationPolicy's ``paths`` become). Read once; matched per request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from controlplane.fields import FieldReader
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    type: str
+    value: str
+
+    def matches(self, path: str) -> bool:
+        path = path.partition("?")[0]
+        if self.type == "Exact":
+            return path == self.value
+        if self.type == "PathPrefix":
+            return path == self.value or path.startswith(self.value.rstrip("/") + "/") or self.value == "/"
+        return re.fullmatch(self.value, path) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueMatch:
+    """A header's or a query parameter's value: exactly, or a regular expression over all of it."""
+
+    name: str  # a header's lower-cased; a query parameter's as written (they are case-sensitive)
+    value: str
+    regex: bool = False
+
+    def matches(self, actual: str | None) -> bool:
+        if actual is None:
+            return False
+        return re.fullmatch(self.value, actual) is not None if self.regex else actual == self.value
+
+    def describe(self) -> str:
+        return f"{self.name}{'~' if self.regex else '='}{self.value}"
+
+
+def query_param(path: str, name: str) -> str | None:
+    """The first value of query parameter ``name`` in ``path`` (None if it has none)."""
+    query = path.partition("?")[2]
+    if not query:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMatch:
+    path: PathMatch | None = None
+    headers: tuple[ValueMatch, ...] = ()
+    method: str | None = None
+    query: tuple[ValueMatch, ...] = ()
+
+    def matches(self, path: str, header: Any, method: str | None = None) -> bool:
+        if self.method is not None and method != self.method:
+            return False
+        if self.path is not None and not self.path.matches(path):
+            return False
+        return (all(h.matches(header(h.name)) for h in self.headers)
+                and all(q.matches(query_param(path, q.name)) for q in self.query))
+
+    def describe(self) -> str:
+        parts = [self.method] if self.method else []
+        if self.path is not None:
+            parts.append({"Exact": "", "PathPrefix": "prefix "}.get(self.path.type, "regex ") + self.path.value)
+        parts += [h.describe() for h in self.headers]
+        parts += [f"?{q.describe()}" for q in self.query]
+        return " ".join(parts) or "everything"
+
+
+def read_match(r: FieldReader, m: dict[str, Any], where: str = "spec.match") -> RequestMatch:
+    path = None
+    if "path" in m:
+        kind, value = m["path"].get("type", "PathPrefix"), m["path"]["value"]
+        if kind == "RegularExpression":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise r.fail(f"{where}.path.value", f"not a regular expression: {exc}") from None
+        elif not value.startswith("/"):
+            raise r.fail(f"{where}.path.value", "must start with '/'")
+        path = PathMatch(kind, value)
+    headers = tuple(_value_match(r, h, f"{where}.headers[{i}]", h["name"].lower()) for i, h in enumerate(m.get("headers", [])))
+    query = tuple(_value_match(r, q, f"{where}.queryParams[{i}]", q["name"]) for i, q in enumerate(m.get("queryParams", [])))
+    return RequestMatch(path, headers, m.get("method"), query)
+
+
+def _value_match(r: FieldReader, m: dict[str, Any], where: str, name: str) -> ValueMatch:
+    regex = m.get("type", "Exact") == "RegularExpression"
+    if regex:
+        try:
+            re.compile(m["value"])
+        except re.error as exc:
+            raise r.fail(f"{where}.value", f"not a regular expression: {exc}") from None
+    return ValueMatch(name, m["value"], regex)
