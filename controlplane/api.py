@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from controlplane import serviceannotations
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
@@ -82,6 +83,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
             web.get("/v1/resolve", resolve_name),
             web.put("/v1/services/{ns}/{name}", put_service),
             web.delete("/v1/services/{ns}/{name}", delete_service),
+            web.put("/v1/services/{ns}/{name}/annotations", put_service_annotations),
             web.put("/v1/services/{ns}/{name}/endpoints/{endpoint}", put_endpoint),
             web.delete("/v1/services/{ns}/{name}/endpoints/{endpoint}", delete_endpoint),
             web.get("/v1/watch/{ns}/{name}", watch_service),
@@ -195,8 +197,40 @@ async def put_service(request: web.Request) -> web.Response:
     if selector is not None and (not isinstance(selector, dict)
                                  or not all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
         return json_error(400, "selector must map label names to values, e.g. {\"app\": \"emoji\"}")
-    service = request.app[REGISTRY].put_service(ns, name, tuple(ports), selector)
+    annotations = body.get("annotations")
+    if annotations is not None and (problem := _annotations_problem(ns, name, annotations)):
+        return problem
+    service = request.app[REGISTRY].put_service(ns, name, tuple(ports), selector, annotations)
     return web.json_response(service.to_json())
+
+
+async def put_service_annotations(request: web.Request) -> web.Response:
+    """A service's Linkerd annotations, all of them (``meshdojo annotate`` on the local backend)."""
+    registry = request.app[REGISTRY]
+    if registry.source is not None:
+        return json_error(409, f"services come from {registry.source} here: annotate them there "
+                               "(kubectl annotate svc/NAME, or meshdojo annotate, which does that)")
+    ns, name = _names(request)
+    service = registry.get(ns, name)
+    if service is None:
+        return json_error(404, f"no service {ns}/{name}", reason="unknown_service")
+    annotations = (await _json_body(request)).get("annotations")
+    if problem := _annotations_problem(ns, name, annotations):
+        return problem
+    return web.json_response(registry.put_service(ns, name, service.ports, None, annotations).to_json())
+
+
+def _annotations_problem(ns: str, name: str, annotations: Any) -> web.Response | None:
+    if not isinstance(annotations, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
+        return json_error(400, "annotations must map names to strings, e.g. {\"retry.linkerd.io/http\": \"5xx\"}")
+    if others := sorted(set(annotations) - set(serviceannotations.linkerd_only(annotations))):
+        return json_error(400, f"only Linkerd's annotations ({', '.join(serviceannotations.PREFIXES)}) mean something to "
+                               f"the mesh; not {', '.join(others)}")
+    try:
+        serviceannotations.read(ns, name, annotations)
+    except serviceannotations.AnnotationError as exc:
+        return json_error(400, str(exc), field=exc.field)
+    return None
 
 
 async def delete_service(request: web.Request) -> web.Response:
@@ -279,7 +313,8 @@ async def list_policies(request: web.Request) -> web.Response:
                       request.app[REGISTRY].selectors())
     return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
-                                             "message": c.describe()} for c in found]})
+                                             "message": c.describe()} for c in found],
+                              "annotationProblems": store.effective()[1]})
 
 
 def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:
@@ -403,7 +438,7 @@ async def routes(request: web.Request) -> web.Response:
     if not service or not namespace:
         return json_error(400, "routes need ?service=NAME&namespace=NS")
     configured = []
-    for resource, _expires in request.app[POLICIES].list("HTTPRoute", namespace):
+    for resource in request.app[POLICIES].effective("HTTPRoute", namespace)[0]:
         if resource.target == service:
             configured += [(f"{resource.namespace}/{resource.name}#{i}", rule.describe())
                            for i, rule in enumerate(resource.spec.rules)]  # type: ignore[attr-defined]

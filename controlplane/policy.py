@@ -265,6 +265,11 @@ class RouteRule:
         return matches
 
 
+def linkerd_retry(linkerd: routeannotations.RouteAnnotations) -> Retry | None:
+    """The retry Linkerd's annotations ask for (with a route retry's default backoff, 25 ms)."""
+    return Retry(linkerd.retry_codes, linkerd.retry_limit, 0.025) if linkerd.retry_codes is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     service: str
@@ -289,7 +294,7 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
                                                  "give the field or the annotation, not both")
         request_timeout = parse_duration(timeouts["request"]) if "request" in timeouts else linkerd.request_timeout
         backend_timeout = parse_duration(timeouts["backendRequest"]) if "backendRequest" in timeouts else linkerd.try_timeout
-        retry = Retry(linkerd.retry_codes, linkerd.retry_limit, 0.025) if linkerd.retry_codes is not None else None
+        retry = linkerd_retry(linkerd)
         if "retry" in rule:
             rr = rule["retry"]
             retry = Retry(tuple(rr.get("codes", [500, 502, 503, 504])), rr.get("attempts", 2),

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from controlplane import serviceannotations
 from controlplane.policy import PolicyError, Resource, parse
 
 CHANGES_KEPT = 500
@@ -17,10 +18,12 @@ CHANGES_KEPT = 500
 
 class PolicyStore:
     def __init__(self, clock: Callable[[], float] = time.time, on_change: Callable[[PolicyStore], None] | None = None,
-                 selectors: Callable[[], dict[tuple[str, str], dict[str, str]]] | None = None) -> None:
+                 selectors: Callable[[], dict[tuple[str, str], dict[str, str]]] | None = None,
+                 annotations: Callable[[], dict[tuple[str, str], dict[str, str]]] | None = None) -> None:
         self._clock = clock
         self._on_change = on_change
         self.selectors = selectors or dict  # services' pod selectors: proxies need them for Service-targeted policies
+        self.annotations = annotations or dict  # services' Linkerd annotations: proxies derive policies from them
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
         self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
@@ -38,10 +41,19 @@ class PolicyStore:
         """The resources of ``namespace`` (None: of every namespace)."""
         return {"type": "snapshot", "version": self.version, "namespace": namespace,
                 "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)],
-                "selectors": [{"namespace": ns, "name": name, "selector": sel} for (ns, name), sel in sorted(self.selectors().items())]}
+                "selectors": [{"namespace": ns, "name": name, "selector": sel} for (ns, name), sel in sorted(self.selectors().items())],
+                "annotations": [{"namespace": ns, "name": name, "annotations": ann} for (ns, name), ann in sorted(self.annotations().items())
+                                if namespace is None or ns == namespace]}
+
+    def effective(self, kind: str | None = None, namespace: str | None = None) -> tuple[list[Resource], list[str]]:
+        """The resources in force as the proxies see them — with what the Services' Linkerd
+        annotations add (controlplane.serviceannotations) — and what of those could not be used."""
+        resources, notes = serviceannotations.derive([r for r, _ in self.list(namespace=namespace)],
+                                                     {k: v for k, v in self.annotations().items() if namespace is None or k[0] == namespace})
+        return [r for r in resources if kind is None or r.kind == kind], notes
 
     def refresh(self) -> None:
-        """Push a new snapshot although no resource changed (a service's selector did)."""
+        """Push a new snapshot although no resource changed (a service's selector or annotations did)."""
         self._changed({None}, persist=False)
 
     # -- writes --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class Service:
     ports: tuple[int, ...] = ()
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by endpoint id
     selector: dict[str, str] = field(default_factory=dict)  # the pod labels it selects (for workload-selected policies)
+    annotations: dict[str, str] = field(default_factory=dict)  # its Linkerd annotations (controlplane.serviceannotations)
 
     @property
     def fqdn(self) -> str:
@@ -51,6 +52,7 @@ class Service:
             "fqdn": self.fqdn,
             "ports": list(self.ports),
             "selector": dict(self.selector),
+            **({"annotations": dict(self.annotations)} if self.annotations else {}),
             "endpoints": {eid: ep.to_json() for eid, ep in sorted(self.endpoints.items())},
         }
 
@@ -104,7 +106,8 @@ class Registry:
     def load_json(self, raw: dict[str, Any]) -> None:
         """Restore services and endpoints saved by :meth:`to_json` (before any watch exists)."""
         for svc in raw.get("services", []):
-            service = Service(svc["namespace"], svc["name"], tuple(svc.get("ports", ())), selector=dict(svc.get("selector") or {}))
+            service = Service(svc["namespace"], svc["name"], tuple(svc.get("ports", ())), selector=dict(svc.get("selector") or {}),
+                              annotations=dict(svc.get("annotations") or {}))
             for eid, ep in svc.get("endpoints", {}).items():
                 service.endpoints[eid] = Endpoint.from_json(ep)
             self._services[(service.namespace, service.name)] = service
@@ -124,14 +127,23 @@ class Registry:
         """Every service's pod selector (services without one select nothing)."""
         return {key: dict(s.selector) for key, s in self._services.items() if s.selector}
 
-    def put_service(self, namespace: str, name: str, ports: tuple[int, ...], selector: dict[str, str] | None = None) -> Service:
+    def annotations(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Every service's Linkerd annotations (services without any are left out)."""
+        return {key: dict(s.annotations) for key, s in self._services.items() if s.annotations}
+
+    def put_service(self, namespace: str, name: str, ports: tuple[int, ...], selector: dict[str, str] | None = None,
+                    annotations: dict[str, str] | None = None) -> Service:
+        """``selector`` and ``annotations`` None: keep what the service has."""
         service = self._services.get((namespace, name))
         if service is None:
-            service = self._services[(namespace, name)] = Service(namespace, name, ports, selector=dict(selector or {}))
+            service = self._services[(namespace, name)] = Service(namespace, name, ports, selector=dict(selector or {}),
+                                                                  annotations=dict(annotations or {}))
         else:
             service.ports = ports
             if selector is not None:
                 service.selector = dict(selector)
+            if annotations is not None:
+                service.annotations = dict(annotations)
         self._changed()
         return service
 

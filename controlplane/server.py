@@ -49,8 +49,8 @@ class ControlPlane:
         self.config = config
         self.registry = Registry(on_change=self._save_registry)
         self._registry_file = config.state_dir / REGISTRY_FILE
-        self.policies = PolicyStore(on_change=self._save_policies, selectors=self.registry.selectors)
-        self._selectors: dict = {}
+        self.policies = PolicyStore(on_change=self._save_policies, selectors=self.registry.selectors, annotations=self.registry.annotations)
+        self._selectors: tuple = ({}, {})  # (selectors, annotations) last pushed
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
@@ -161,10 +161,12 @@ class ControlPlane:
     def _save_registry(self, registry: Registry) -> None:
         if self.kube is None:  # in Kubernetes mode the cluster keeps them
             write_json(self._registry_file, registry.to_json())
-        selectors = registry.selectors()
-        if selectors != self._selectors:  # Service-targeted policies follow a service's selector
+        selectors = (registry.selectors(), registry.annotations())
+        if selectors != self._selectors:  # policies follow a service's selector, and its Linkerd annotations
             self._selectors = selectors
             self.policies.refresh()
+            for note in self.policies.effective()[1]:
+                log.warning("%s", note)
         if self._runners:  # serving: relays follow endpoint changes
             self.relays.poke()
 

@@ -16,6 +16,7 @@ import time
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.selection import Applied, Workload, applicable
+from controlplane.serviceannotations import derive
 from proxy.cpclient import ControlPlaneClient
 from proxy.identity import WorkloadIdentity
 
@@ -71,6 +72,14 @@ class PolicyWatch:
                 entries.append((parse(item["document"], "control plane", i), item.get("expiresAt")))
             except (PolicyError, KeyError, TypeError) as exc:  # the control plane validated it; be safe anyway
                 log.warning("ignoring a policy the proxy cannot read: %s", exc)
+        annotations = {(item["namespace"], item["name"]): item["annotations"] for item in event.get("annotations", [])
+                       if isinstance(item, dict) and isinstance(item.get("annotations"), dict)}
+        if annotations:  # what the Services' Linkerd annotations add: routes, retries, timeouts, failure accrual
+            expiry = {r.key: expires for r, expires in entries}
+            resources, problems = derive([r for r, _ in entries], annotations)
+            entries = [(r, expiry.get(r.key)) for r in resources]
+            for problem in problems:
+                log.warning("%s", problem)
         self._entries = entries
         self._expiry = {r.key: expires for r, expires in entries}
         selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])

@@ -110,16 +110,7 @@ def sandbox_checks(name: str) -> Iterator[Result]:
             yield Result(cat, WARN, f"deployment {key} is not meshed: no sidecar, so its traffic is plaintext and unmeasured",
                          f"meshdojo inject {deployment} --name {name}")
 
-    cat = "meshdojo-policy"
-    try:
-        conflicts = api.call("GET", "/v1/policies?kind=-")["conflicts"]
-    except ApiError as exc:
-        yield Result(cat, FAIL, f"policies can be read ({exc})", f"meshdojo logs controlplane --name {name}")
-        conflicts = []
-    for conflict in conflicts:
-        yield Result(cat, WARN, f"conflict: {conflict['message']}", f"meshdojo get {conflict['kind'].lower()} --name {name}")
-    if not conflicts:
-        yield Result(cat, OK, "no two policies of one kind tie at any workload")
+    yield from policy_checks(api, name)
 
     cat = "meshdojo-clock"
     skew = abs((_now() - dt.datetime.fromtimestamp(os.stat(paths.status).st_mtime, dt.UTC)).total_seconds())
@@ -127,6 +118,23 @@ def sandbox_checks(name: str) -> Iterator[Result]:
         yield Result(cat, OK, "the sandbox's status is fresh and clocks agree (all processes share this host's clock)")
     else:
         yield Result(cat, WARN, f"the sandbox's status is {skew:.0f}s old", "is the supervisor stuck? see 'meshdojo logs' and 'meshdojo status'")
+
+
+def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
+    """Policies that tie, and Services' Linkerd annotations that cannot be used (on a cluster,
+    ``kubectl annotate`` takes any value)."""
+    cat = "meshdojo-policy"
+    try:
+        found = api.call("GET", "/v1/policies?kind=-")
+    except ApiError as exc:
+        yield Result(cat, FAIL, f"policies can be read ({exc})", f"meshdojo logs controlplane --name {name}")
+        return
+    for conflict in found["conflicts"]:
+        yield Result(cat, WARN, f"conflict: {conflict['message']}", f"meshdojo get {conflict['kind'].lower()} --name {name}")
+    if not found["conflicts"]:
+        yield Result(cat, OK, "no two policies of one kind tie at any workload")
+    for problem in found.get("annotationProblems", []):
+        yield Result(cat, WARN, problem, f"meshdojo annotate svc/NAME -n NAMESPACE KEY=VALUE --overwrite --name {name}  (or KEY- to remove it)")
 
 
 def _validity(cat: str, what: str, not_after: dt.datetime, warn_within: dt.timedelta) -> Iterator[Result]:

@@ -62,8 +62,11 @@ class OperatorApi:
     def token(self, namespace: str, service_account: str) -> str:
         return self.call("POST", "/v1/tokens", {"namespace": namespace, "serviceAccount": service_account})["token"]
 
-    def put_service(self, namespace: str, name: str, ports: list[int], selector: dict[str, str] | None = None) -> None:
-        self.call("PUT", f"/v1/services/{namespace}/{name}", {"ports": ports, **({"selector": selector} if selector else {})})
+    def put_service(self, namespace: str, name: str, ports: list[int], selector: dict[str, str] | None = None,
+                    annotations: dict[str, str] | None = None) -> None:
+        """``annotations`` (Linkerd's) only when the manifest has some: those set by ``meshdojo annotate`` stay."""
+        self.call("PUT", f"/v1/services/{namespace}/{name}", {"ports": ports, **({"selector": selector} if selector else {}),
+                                                             **({"annotations": annotations} if annotations else {})})
 
     def put_endpoint(self, namespace: str, service: str, endpoint_id: str, endpoint: dict[str, Any]) -> None:
         self.call("PUT", f"/v1/services/{namespace}/{service}/endpoints/{endpoint_id}", endpoint)

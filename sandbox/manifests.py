@@ -1,7 +1,8 @@
 """Reading demo manifests (Kubernetes YAML) for the local backend.
 
 The local backend interprets a documented subset: names, namespace, labels, replicas,
-container command/env/ports, service account, annotations, Service ports and selectors. The
+container command/env/ports, service account, annotations, Service ports, selectors and
+Linkerd's annotations (controlplane.serviceannotations). The
 documents are parsed once into frozen values; anything outside the subset, a wrong type or a
 missing command is an error naming the file, the document and the field.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from controlplane import serviceannotations
 from controlplane.fields import FieldReader
 
 INJECT_ANNOTATION = "meshdojo.dev/inject"
@@ -50,6 +52,7 @@ class Service:
     namespace: str
     selector: dict[str, str] = field(hash=False)
     ports: tuple[tuple[int, int], ...]  # (port, targetPort)
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)  # its Linkerd annotations (retries, timeouts, failure accrual)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def read_documents(name: str, directory: Path, entries: list[tuple[Path, int, An
         if kind == "Deployment":
             deployments.append(_deployment(doc, top, name_, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory))
         elif kind == "Service":
-            services.append(_service(doc, top, name_, namespace))
+            services.append(_service(doc, top, name_, namespace, meta.get("annotations")))
         elif kind not in ("Namespace", "ServiceAccount"):
             raise doc.fail("kind", f"{kind!r} is not one the local backend reads (Deployment, Service, ServiceAccount, Namespace)")
     return Demo(name, directory, tuple(deployments), tuple(services))
@@ -175,8 +178,13 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
     )
 
 
-def _service(doc: _Doc, top: dict, name: str, namespace: str) -> Service:
+def _service(doc: _Doc, top: dict, name: str, namespace: str, annotations: Any) -> Service:
     spec = doc.obj(top.get("spec"), "spec", {"selector", "ports", "type"}, {"ports"})
+    linkerd = serviceannotations.linkerd_only(annotations)
+    try:
+        serviceannotations.read(namespace, name, linkerd)
+    except serviceannotations.AnnotationError as exc:
+        raise doc.fail(exc.field, exc.message) from None
     ports = []
     if not isinstance(spec["ports"], list) or not spec["ports"]:
         raise doc.fail("spec.ports", "expected a non-empty list")
@@ -184,7 +192,7 @@ def _service(doc: _Doc, top: dict, name: str, namespace: str) -> Service:
         p = doc.obj(raw, f"spec.ports[{i}]", {"name", "port", "targetPort", "protocol"}, {"port"})
         port = doc.integer(p["port"], f"spec.ports[{i}].port", 1, 65535)
         ports.append((port, doc.integer(p.get("targetPort", port), f"spec.ports[{i}].targetPort", 1, 65535)))
-    return Service(name, namespace, doc.labels(spec.get("selector"), "spec.selector"), tuple(ports))
+    return Service(name, namespace, doc.labels(spec.get("selector"), "spec.selector"), tuple(ports), linkerd)
 
 
 def _scalar(doc: _Doc, value: Any, where: str) -> str:

@@ -89,7 +89,8 @@ class Supervisor:
         self._start_controlplane()
         for demo in self.demos:
             for service in demo.services:
-                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector))
+                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector),
+                                     service.annotations)
             if demo.name in GATEWAYS:
                 self._start_gateway(demo)
         self._reload_applied()
@@ -131,7 +132,8 @@ class Supervisor:
         old = {(s.namespace, s.name): s for s in (self.applied.services if self.applied else ())}
         for service in new.services:
             if old.pop((service.namespace, service.name), None) != service:
-                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector))
+                self.api.put_service(service.namespace, service.name, [p for p, _ in service.ports], dict(service.selector),
+                                     service.annotations)
         for namespace, name in old:
             self.api.call("DELETE", f"/v1/services/{namespace}/{name}")
         self.applied = new

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.apps import start_echo_app
-from tests.meshkit import Mesh
+from tests.meshkit import Mesh, spiffe
 
 
 @pytest.fixture
@@ -77,3 +77,12 @@ def k8s(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def emoji_mesh(mesh: Mesh, echo_port: int):
+    """A control plane, emoji's proxy in front of the echo app (registered as emoji-0), and web's proxy as the client."""
+    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
+    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
+    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+    return mesh, server, client

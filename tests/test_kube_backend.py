@@ -169,6 +169,23 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         assert "deleted" in learner.run("delete", "-f", policy).stdout
         assert k8s.kubectl("get", "faultinjection", "voting-abort", "-n", NS, check=False).returncode != 0
 
+        # Linkerd's tasks annotate the Service: `meshdojo annotate` patches it through the API server, Linkerd's keys only
+        done = learner.run("annotate", "svc/emoji", "retry.linkerd.io/http=5xx", "retry.linkerd.io/limit=3")
+        assert "service/emoji annotated" in done.stdout and "retried on 500-599, up to 3 times" in done.stdout
+        k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "example.com/owner=me")  # another's annotation, left alone
+        svc = json.loads(k8s.kubectl("get", "svc", "emoji", "-n", NS, "-o", "json").stdout)
+        assert {k: v for k, v in svc["metadata"]["annotations"].items() if "linkerd" in k or "example" in k} == {
+            "retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "3", "example.com/owner": "me"}
+        refused = learner.run("annotate", "svc/emoji", "retry.linkerd.io/limit=lots", "--overwrite", ok=False)
+        assert refused.returncode == 1 and "nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
+        assert "emojivoto/emoji.annotations#0" in learner.run("routes", "svc/emoji").stdout
+        k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "--overwrite", "retry.linkerd.io/limit=lots")  # kubectl takes any value
+        wait_until(lambda: "‼ Service emojivoto/emoji: metadata.annotations.retry.linkerd.io/limit: expected" in learner.run("check").stdout,
+                   30, "check to name the annotation it cannot use")
+        learner.run("annotate", "svc/emoji", "retry.linkerd.io/http-", "retry.linkerd.io/limit-")
+        svc = json.loads(k8s.kubectl("get", "svc", "emoji", "-n", NS, "-o", "json").stdout)
+        assert not [k for k in svc["metadata"]["annotations"] if "linkerd" in k] and svc["metadata"]["annotations"]["example.com/owner"] == "me"
+
         # a learner's own app: applied to the cluster (and injected there), deleted again
         app = tmp_path / "hello.yaml"
         app.write_text("""

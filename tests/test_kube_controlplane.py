@@ -418,6 +418,26 @@ def test_policies_from_kubectl_and_from_meshdojo_apply_are_the_same(plane):
     wait_until(lambda: not listed("FaultInjection", "voting-abort"), 15, "the deleted FaultInjection to leave the operator API")
 
 
+def test_linkerds_annotations_on_a_service_come_from_kubectl_annotate(plane):
+    """Linkerd's tasks annotate the Service: the control plane reads them from its watch, routes
+    show the Service's own route, and a value it cannot use is said, not silently dropped."""
+    plane.k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "retry.linkerd.io/http=5xx", "example.com/owner=me")
+    emoji = wait_until(lambda: (s := plane.services().get("emoji")) and s.get("annotations") and s, 15, "the annotation")
+    assert emoji["annotations"] == {"retry.linkerd.io/http": "5xx"}  # only Linkerd's are kept
+    status, body = plane.mesh.call("GET", f"/v1/routes?service=emoji&namespace={NS}")
+    assert status == 200 and [(r["route"], r["match"]) for r in body["rows"]] == [(f"{NS}/emoji.annotations#0", "everything")]
+
+    plane.k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "--overwrite", "retry.linkerd.io/http=5xxx")
+    problems = wait_until(lambda: plane.mesh.call("GET", "/v1/policies?kind=-")[1]["annotationProblems"] or None, 15, "the problem")
+    assert problems == [f"Service {NS}/emoji: metadata.annotations.retry.linkerd.io/http: '5xxx' is not a status, a range or a "
+                        "name (expected e.g. 504, 500-504, gateway-error or 5xx); its Linkerd annotations are not used until this is fixed"]
+    assert plane.mesh.call("GET", f"/v1/routes?service=emoji&namespace={NS}")[1]["rows"] == []
+
+    plane.k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "retry.linkerd.io/http-", "example.com/owner-")
+    wait_until(lambda: not plane.services()["emoji"].get("annotations"), 15, "the annotation to go")
+    assert plane.mesh.call("GET", "/v1/policies?kind=-")[1]["annotationProblems"] == []
+
+
 def test_the_operator_api_does_not_register_services_by_hand_here(plane):
     status, body = plane.mesh.call("PUT", f"/v1/services/{NS}/extra", {"ports": [80]})
     assert status == 409 and "the Kubernetes cluster" in body["error"]

@@ -142,6 +142,16 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     assert "‼ conflict: MeshTLS" in cli.run("check").stdout
     cli.run("delete", "-f", str(tied))
 
+    # Linkerd's retries task annotates the Service: `meshdojo annotate`, with kubectl's rules, checked before it is written
+    done = cli.run("annotate", "svc/web", "retry.linkerd.io/http=5xx", "retry.linkerd.io/limit=3")
+    assert "service/web annotated" in done.stdout and "retried on 500-599, up to 3 times" in done.stdout
+    assert "emojivoto/web.annotations#0" in cli.run("routes", "svc/web").stdout
+    for args, message in ((["retry.linkerd.io/limit=lots", "--overwrite"], "metadata.annotations.retry.linkerd.io/limit: expected"),
+                          (["retry.linkerd.io/limit=2"], "--overwrite is false"), (["owner=me"], "not one of Linkerd's")):
+        refused = cli.run("annotate", "svc/web", *args, check=False)
+        assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert cli.run("annotate", "svc/web").stdout.splitlines() == ["retry.linkerd.io/http=5xx", "retry.linkerd.io/limit=3"]
+
     # a second up says so clearly, and changes nothing
     again = cli.run("up", "--no-tui", "--demo", "emojivoto", check=False)
     assert again.returncode == 1 and "already running" in again.stderr and "meshdojo down" in again.stderr
@@ -169,6 +179,10 @@ def test_lifecycle_up_kill_scale_inject_down(cli):
     if cli.status()["controlplane"]["pid"] is None:  # (unless the restart won the race)
         assert waiting.returncode == 1 and "not running right now" in waiting.stderr and "restarts it" in waiting.stderr
     wait_until(lambda: cli.status()["controlplane"]["ready"], 30, "the control plane to be back")
+    # the Service's annotations outlive the control plane's restarts (they are its registry's), then go as kubectl's KEY-
+    assert cli.run("annotate", "svc/web").stdout.splitlines() == ["retry.linkerd.io/http=5xx", "retry.linkerd.io/limit=3"]
+    assert "no retries, timeouts or failure accrual" in cli.run("annotate", "svc/web", "retry.linkerd.io/http-",
+                                                                "retry.linkerd.io/limit-").stdout
 
     # a killed sidecar: its endpoint is withdrawn while it is down, and it comes back on the same ports
     voting = next(w for w in cli.status()["workloads"] if w["deployment"] == "voting")

@@ -39,14 +39,6 @@ async def many(session, proxy, url, n, **kw) -> list[tuple[int, dict, str]]:
     return out
 
 
-@pytest.fixture
-def emoji_mesh(mesh: Mesh, echo_port: int):
-    server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
-    client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
-    mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
-    return mesh, server, client
-
-
 async def test_a_retry_route_brings_a_30_percent_abort_back_above_97_percent(emoji_mesh):
     mesh, server, client = emoji_mesh
     apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}))

@@ -16,6 +16,7 @@ from controlplane.injector import ADMIN_PORT, PROXY_CONTAINER, deployment_of
 from controlplane.kube.watcher import Watcher, start_all
 from controlplane.protocol import Endpoint
 from controlplane.registry import Registry
+from controlplane.serviceannotations import linkerd_only
 from controlplane.spiffe import SpiffeId
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -114,9 +115,11 @@ class KubeDiscovery:
                 by_service.setdefault(((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL, ""), []).append(s)
         for name, svc in wanted.items():
             selector = (svc.get("spec") or {}).get("selector") or {}
+            annotations = linkerd_only((svc.get("metadata") or {}).get("annotations"))
             current = self.registry.get(namespace, name)
-            if current is None or current.ports != service_ports(svc) or current.selector != selector:
-                current = self.registry.put_service(namespace, name, service_ports(svc), selector)
+            if (current is None or current.ports != service_ports(svc) or current.selector != selector
+                    or current.annotations != annotations):
+                current = self.registry.put_service(namespace, name, service_ports(svc), selector, annotations)
             endpoints = endpoints_of(by_service.get(name, []), self.pods, namespace)
             for eid in [eid for eid in current.endpoints if eid not in endpoints]:
                 self.registry.delete_endpoint(namespace, name, eid)

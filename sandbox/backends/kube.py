@@ -283,6 +283,19 @@ class KubeBackend:
             self._resource("v1", "Pod").delete(name=pod["name"], namespace=pod["namespace"])
         return [f"{pod['namespace']}/{pod['name']}" for pod in pods]
 
+    def annotate_service(self, namespace: str, name: str, annotations: dict[str, str], before: dict[str, str]) -> None:
+        """Patch the Service's Linkerd annotations from ``before`` to ``annotations`` (as ``kubectl
+        annotate`` would: other annotations are left alone); the control plane sees it through its watch."""
+        from kubernetes.client.rest import ApiException
+
+        patch: dict[str, str | None] = {k: v for k, v in annotations.items() if before.get(k) != v}
+        patch.update({k: None for k in before if k not in annotations})  # a merge patch's null removes the key
+        try:
+            self._resource("v1", "Service").patch(name=name, namespace=namespace, body={"metadata": {"annotations": patch}},
+                                                  content_type="application/merge-patch+json")
+        except ApiException as exc:
+            raise SandboxError(f"the API server refused to annotate service {namespace}/{name}: {exc.status} {exc.reason}") from None
+
     def has_sidecar(self, target: str, namespace: str | None) -> bool:
         return any(w["meshed"] for w in self._pods_of(target, namespace))
 

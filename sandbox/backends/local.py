@@ -75,6 +75,10 @@ class LocalBackend:
         applied.save(self.paths.root, kept)
         return removed, absent
 
+    def annotate_service(self, namespace: str, name: str, annotations: dict[str, str], before: dict[str, str]) -> None:
+        """Set a Service's Linkerd annotations to ``annotations`` (the registry is the Service here)."""
+        self.operator_api().call("PUT", f"/v1/services/{namespace}/{name}/annotations", {"annotations": annotations})
+
     # -- the control plane
     def operator_api(self) -> OperatorApi:
         if local.status(self.sandbox) is None:

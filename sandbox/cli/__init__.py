@@ -7,11 +7,25 @@ import argparse
 import os
 import sys
 
-from sandbox.cli import doctor, faults, images, install, lesson, lifecycle, load, observe, policy, report, room, workloads
+from sandbox.cli import (
+    annotate,
+    doctor,
+    faults,
+    images,
+    install,
+    lesson,
+    lifecycle,
+    load,
+    observe,
+    policy,
+    report,
+    room,
+    workloads,
+)
 from sandbox.cli.common import fail
 from sandbox.errors import SandboxError
 
-GROUPS = (lifecycle, workloads, policy, faults, observe, load, report, doctor, install, images, lesson, room)
+GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, load, report, doctor, install, images, lesson, room)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return proxy_main(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    tail = getattr(args, "positional_tail", None)
+    if extra and tail and not any(e.startswith("-") for e in extra):  # positionals after an option, kubectl's order:
+        setattr(args, tail, [*getattr(args, tail), *extra])           # annotate svc/emoji -n emojivoto KEY=VALUE
+        extra = []
     if extra:  # say it with the usage of the command that was meant, not meshdojo's
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     handler = getattr(args, "handler", None)

@@ -90,7 +90,7 @@ def _start(args: argparse.Namespace, step: int = 1) -> int:
     if step == 1 and lesson.body:
         print("\n" + textwrap.indent(lesson.body, "  ") + "\n")
     if ran:
-        print("The sandbox was set to the start of this step: policies and faults cleared, then "
+        print("The sandbox was set to the start of this step: policies, faults and Linkerd annotations cleared, then "
               + "; ".join(f"`{r}`" for r in ran) + "\n")
     _print_step(lesson, step - 1)
     return 0

@@ -7,7 +7,7 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.check import FAIL, OK, WARN, Result
+from sandbox.check import FAIL, OK, WARN, Result, policy_checks
 from sandbox.errors import SandboxError
 
 CAT = "meshdojo-cluster"
@@ -41,10 +41,13 @@ def checks(backend: Any) -> Iterator[Result]:
     cp = st["controlplane"]
     yield (Result(CAT, OK, f"the control plane is ready ({cp['api']})") if cp["ready"] else
            Result(CAT, FAIL, "the control plane is ready", f"kubectl -n {CONTROLPLANE_NAMESPACE} describe deploy/meshdojo-controlplane"))
+    api = None
     try:
-        backend.operator_api().call("GET", "/v1/health")
+        api = backend.operator_api()
+        api.call("GET", "/v1/health")
         yield Result(CAT, OK, "the operator API answers with the install's token")
     except (ApiError, SandboxError) as exc:
+        api = None  # its policy checks below are skipped
         yield Result(CAT, FAIL, "the operator API answers", str(exc))
     anchors = client.resources.get(api_version="v1", kind="ConfigMap")
     try:
@@ -69,3 +72,5 @@ def checks(backend: Any) -> Iterator[Result]:
                                     "was unreachable?)", f"meshdojo kill {w['deployment']} -n {w['namespace']}  (its new pod is injected)")
         else:
             yield Result(cat, OK, f"{w['namespace']}/{w['name']}: ready{', meshed as ' + w['identity'] if w['meshed'] else ''}")
+    if api is not None:
+        yield from policy_checks(api, backend.sandbox)

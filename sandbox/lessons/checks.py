@@ -1,5 +1,6 @@
 """A step's check: a query of the sandbox (its status, the control plane's metrics, edges,
-routes and policies, or the commands the learner ran), a condition on the rows, a deadline.
+routes, policies and Services' Linkerd annotations, or the commands the learner ran), a
+condition on the rows, a deadline.
 
 :func:`satisfied` is the decision (pure: rows in, yes or no); :func:`rows` is the I/O;
 :func:`wait` polls until the deadline.
@@ -115,6 +116,10 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return st["workloads"]
     if check.query == "deployments":
         return deployment_rows(backend_for(sandbox).status() or {"workloads": [], "deployments": {}})
+    if check.query == "annotations":  # a row per Linkerd annotation on a Service
+        return [{"name": s["name"], "namespace": s["namespace"], "annotation": key, "value": value}
+                for s in api_for(sandbox).call("GET", "/v1/services")["services"] for key, value in sorted(s.get("annotations", {}).items())
+                if "namespace" not in params or s["namespace"] == params["namespace"]]
     window = params.get("window", DEFAULT_WINDOW)
     if check.query == "stat":
         return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)

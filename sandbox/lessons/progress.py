@@ -66,7 +66,8 @@ def run_verb(sandbox: str, argv: tuple[str, ...] | list[str], quiet: bool = Fals
 
 
 def clear(sandbox: str) -> None:
-    """No policy and no fault in force: where every lesson starts from."""
+    """No policy, no fault and no Linkerd annotation on a Service in force: where every lesson starts from."""
+    from sandbox.backends import backend_for
     from sandbox.resources import api_for
 
     api = api_for(sandbox)
@@ -74,6 +75,9 @@ def clear(sandbox: str) -> None:
         doc = item["document"]
         api.call("DELETE", f"/v1/policies/{doc['kind']}/{doc['metadata'].get('namespace', 'default')}/{doc['metadata']['name']}")
     api.call("DELETE", "/v1/netfaults")
+    for service in api.call("GET", "/v1/services")["services"]:
+        if service.get("annotations"):
+            backend_for(sandbox).annotate_service(service["namespace"], service["name"], {}, service["annotations"])
 
 
 def reset(sandbox: str, lesson: Lesson, step: int) -> list[str]:
