@@ -55,6 +55,12 @@ FOREIGN_KINDS = {
                       "timeout.linkerd.io annotations) and RetryBudget",
     "Server": "MeshTLS and AuthorizationPolicy",
     "ServerAuthorization": "AuthorizationPolicy",
+    "MeshTLSAuthentication": "AuthorizationPolicy's rules[].from[].source (principals as SPIFFE IDs, serviceAccounts, namespaces)",
+    "NetworkAuthentication": "nothing: meshdojo authorizes callers by their workload identity, not by their network",
+    "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
+    "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
+    "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
+    "ServiceEntry": "nothing yet: through the sidecar only the mesh's own Services can be reached (no egress)",
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
                            "selector or targetRef, action, rules[].from/to)",
 }

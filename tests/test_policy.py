@@ -174,7 +174,8 @@ def test_files_that_are_not_text_or_too_large_are_refused_by_name(tmp_path):
         read_documents([str(big)])
 
 
-@pytest.mark.parametrize("kind, job", [("virtualservice", "HTTPRoute"), ("dr", "CircuitBreaker"), ("PeerAuthentications", "MeshTLS")])
+@pytest.mark.parametrize("kind, job", [("virtualservice", "HTTPRoute"), ("dr", "CircuitBreaker"), ("PeerAuthentications", "MeshTLS"),
+                                       ("trafficsplit", "HTTPRoute with weighted backendRefs"), ("HTTPLocalRateLimitPolicy", "RateLimit")])
 def test_istio_kinds_in_get_say_which_kind_does_that_job(kind, job):
     from sandbox.resources import ResourceError, kind_of
 
