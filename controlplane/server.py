@@ -50,7 +50,7 @@ class ControlPlane:
         self.registry = Registry(on_change=self._save_registry)
         self._registry_file = config.state_dir / REGISTRY_FILE
         self.policies = PolicyStore(on_change=self._save_policies, selectors=self.registry.selectors, annotations=self.registry.annotations)
-        self._selectors: tuple = ({}, {})  # (selectors, annotations) last pushed
+        self._pushed: tuple = ({}, {})  # the services' (selectors, annotations) the last snapshot had
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
@@ -161,9 +161,9 @@ class ControlPlane:
     def _save_registry(self, registry: Registry) -> None:
         if self.kube is None:  # in Kubernetes mode the cluster keeps them
             write_json(self._registry_file, registry.to_json())
-        selectors = (registry.selectors(), registry.annotations())
-        if selectors != self._selectors:  # policies follow a service's selector, and its Linkerd annotations
-            self._selectors = selectors
+        seen = (registry.selectors(), registry.annotations())
+        if seen != self._pushed:  # policies follow a service's selector, and its Linkerd annotations
+            self._pushed = seen
             self.policies.refresh()
             for note in self.policies.effective()[1]:
                 log.warning("%s", note)

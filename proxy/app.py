@@ -24,6 +24,7 @@ from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
 from proxy.layers import FateLog, record_fate
+from proxy.memory import malloc_trim, resident_bytes, return_freed_memory
 from proxy.metrics import BreakerStates, ProxyMetrics
 from proxy.outbound import build_outbound_stack
 from proxy.policies import PolicyWatch
@@ -73,6 +74,9 @@ class Proxy:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.tasks.supervise(self.deadlines.run, name="deadlines")
+        if (trim := malloc_trim()) is not None:  # freed heap pages back to the system after a burst (proxy.memory)
+            self.tasks.supervise(lambda: return_freed_memory(trim, resident_bytes, self.metrics.memory_returned.inc),
+                                 name="memory:trim")
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
                             lambda: (self.config.tap_token, self.identity.tap_token))

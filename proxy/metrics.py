@@ -276,6 +276,9 @@ class ProxyMetrics:
         self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))
         self.ratelimited = counter(
             "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"))
+        self.memory_returned = Counter("proxy_memory_returned_bytes", "Freed memory the proxy gave back to the system (malloc_trim)",
+                                       registry=None)
+        self.register(self.memory_returned)
         self.tcp = TcpStats()
         self.identity = IdentityGauges()
         self.register(self.tcp)
