@@ -78,21 +78,22 @@ def _annotate(args: argparse.Namespace) -> int:
                 print(f"service {namespace}/{args.service} has no Linkerd annotations", file=sys.stderr)
             return 0
         wanted, absent = changed(current, args.changes, args.overwrite)
-        meaning = read(namespace, args.service, wanted).describe()
+        given = read(namespace, args.service, wanted)
         for key in absent:
             print(f"note: annotation {key!r} not found", file=sys.stderr)
         if wanted != current:
             backend.annotate_service(namespace, args.service, wanted, current)
             _wait_until_seen(api, namespace, args.service, wanted)
+        routes = _routes_of(api, namespace, args.service) if given.shapes_routes else []
     except AnnotationError as exc:
         return fail(f"{exc}\nnothing was changed; Linkerd's reference: https://linkerd.io/2/reference/retries/ "
                     "and https://linkerd.io/2/reference/circuit-breaking/")
     except (ApiError, ChangeError, local.SandboxError, ValueError) as exc:
         return fail(str(exc))
     print(f"service/{args.service} annotated")
-    if meaning:
+    if meaning := given.describe():
         print(f"every request a meshed client sends to {args.service}.{namespace}: " + "; ".join(meaning))
-        if routes := _routes_of(api, namespace, args.service):
+        if routes:
             print(f"note: HTTPRoute {', '.join(routes)} is attached to {args.service}: its rules keep their own retry and timeouts "
                   "(fields or annotations); these fill in what a rule leaves out")
         print(f"watch it: meshdojo routes svc/{args.service} -n {namespace}   (or tap a client: meshdojo tap deploy/NAME)")
