@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane import policyschema, routeannotations
-from controlplane.durations import parse_duration
+from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
@@ -266,6 +266,15 @@ class RouteRule:
             matches += " -> " + ", ".join(f"{b.service} {b.weight}" for b in self.backends)
         elif self.backends:
             matches += f" -> {self.backends[0].service}"
+        shaping = []
+        if self.retry is not None:
+            shaping.append(f"retries on {routeannotations.status_ranges(self.retry.codes) or 'timeouts and failed connections'}, up to {self.retry.attempts}")
+        if self.backend_timeout is not None:
+            shaping.append(f"each try {format_duration(self.backend_timeout)}")
+        if self.request_timeout is not None:
+            shaping.append(f"request {format_duration(self.request_timeout)}")
+        if shaping:
+            matches += f" [{'; '.join(shaping)}]"
         if self.filters is not None:
             matches += f" [{self.filters.describe()}]"
         return matches

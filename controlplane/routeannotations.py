@@ -97,3 +97,14 @@ def _duration(r: FieldReader, ours: dict[str, str], key: str) -> float:
         return parse_duration(ours[key])
     except InvalidDuration:
         raise r.fail(f"metadata.annotations.{key}", f"{ours[key]!r} is not a duration (valid: 500ms, 2s, 1m)") from None
+
+
+def status_ranges(codes: tuple[int, ...]) -> str:
+    """``(500, 501, ..., 599, 429)`` as ``429, 500-599``: what :func:`_codes` reads, written back."""
+    runs: list[list[int]] = []
+    for code in sorted(codes):
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

@@ -32,7 +32,7 @@ from controlplane import routeannotations
 from controlplane.durations import format_duration
 from controlplane.fields import FieldReader
 from controlplane.policy import GATEWAY_API, POLICY_API, BreakerSpec, Resource, RouteRule, RouteSpec, linkerd_retry
-from controlplane.routeannotations import RouteAnnotations
+from controlplane.routeannotations import RouteAnnotations, status_ranges
 
 ACCRUAL = "balancer.linkerd.io/failure-accrual"
 MAX_FAILURES = f"{ACCRUAL}-consecutive-max-failures"
@@ -82,7 +82,7 @@ class ServiceAnnotations:
         """What the annotations do to each request, a phrase each (for ``meshdojo annotate``)."""
         route, out = self.route, []
         if route.retries:
-            codes = _ranges(route.retry_codes or ()) or "no status (only tries that time out, and failed connections)"
+            codes = status_ranges(route.retry_codes or ()) or "no status (only tries that time out, and failed connections)"
             out.append(f"retried on {codes}, up to {route.retry_limit} time{'s' if route.retry_limit != 1 else ''}")
         if route.try_timeout is not None:
             out.append(f"each try within {format_duration(route.try_timeout)}" + (" (a try that runs out is retried)" if route.retries else ""))
@@ -92,16 +92,6 @@ class ServiceAnnotations:
             out.append(f"an endpoint is left out after {self.accrual.consecutive_failures} failures in a row, for "
                        f"{format_duration(self.accrual.penalty)} at first, doubling up to {format_duration(self.accrual.max_penalty)}")
         return out
-
-
-def _ranges(codes: tuple[int, ...]) -> str:
-    runs: list[list[int]] = []
-    for code in codes:
-        if runs and code == runs[-1][1] + 1:
-            runs[-1][1] = code
-        else:
-            runs.append([code, code])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def read(namespace: str, name: str, annotations: dict[str, Any]) -> ServiceAnnotations:

@@ -425,7 +425,7 @@ def test_linkerds_annotations_on_a_service_come_from_kubectl_annotate(plane):
     emoji = wait_until(lambda: (s := plane.services().get("emoji")) and s.get("annotations") and s, 15, "the annotation")
     assert emoji["annotations"] == {"retry.linkerd.io/http": "5xx"}  # only Linkerd's are kept
     status, body = plane.mesh.call("GET", f"/v1/routes?service=emoji&namespace={NS}")
-    assert status == 200 and [(r["route"], r["match"]) for r in body["rows"]] == [(f"{NS}/emoji.annotations#0", "everything")]
+    assert status == 200 and [(r["route"], r["match"]) for r in body["rows"]] == [(f"{NS}/emoji.annotations#0", "everything [retries on 500-599, up to 1]")]
 
     plane.k8s.kubectl("annotate", "svc", "emoji", "-n", NS, "--overwrite", "retry.linkerd.io/http=5xxx")
     problems = wait_until(lambda: plane.mesh.call("GET", "/v1/policies?kind=-")[1]["annotationProblems"] or None, 15, "the problem")

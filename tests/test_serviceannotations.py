@@ -126,6 +126,14 @@ def test_annotations_that_cannot_be_read_are_left_out_and_said():
                      "(expected e.g. 504, 500-504, gateway-error or 5xx); its Linkerd annotations are not used until this is fixed"]
 
 
+def test_routes_show_what_a_rule_retries_and_times_out():  # `meshdojo routes -o wide`'s MATCH
+    [derived] = derive([], {("emojivoto", "emoji-svc"): {"retry.linkerd.io/http": "gateway-error,429", "retry.linkerd.io/limit": "3",
+                                                         "retry.linkerd.io/timeout": "300ms", "timeout.linkerd.io/request": "2s"}})[0]
+    assert derived.spec.rules[0].describe() == "everything [retries on 429, 502-504, up to 3; each try 300ms; request 2s]"
+    only_timeout = route("emoji", [{"matches": [{"method": "GET"}], "retry": {"codes": [], "attempts": 1}}]).spec.rules[0]
+    assert only_timeout.describe() == "GET [retries on timeouts and failed connections, up to 1]"
+
+
 def test_describe_says_what_each_request_gets():
     assert read("e", "s", {"retry.linkerd.io/http": "500-504,429", "retry.linkerd.io/limit": "2", "retry.linkerd.io/timeout": "300ms",
                            "timeout.linkerd.io/request": "2s", **ACCRUAL}).describe() == [

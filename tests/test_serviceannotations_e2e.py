@@ -53,7 +53,7 @@ async def test_a_wrong_annotation_is_refused_and_nothing_changes(emoji_mesh):
     [emoji] = [s for s in services["services"] if s["name"] == "emoji"]
     assert emoji["annotations"] == {"retry.linkerd.io/http": "5xx"}
     _status, routes = mesh.call("GET", "/v1/routes?service=emoji&namespace=emojivoto")  # `meshdojo routes svc/emoji`
-    assert [(r["route"], r["match"]) for r in routes["rows"]] == [("emojivoto/emoji.annotations#0", "everything")]
+    assert [(r["route"], r["match"]) for r in routes["rows"]] == [("emojivoto/emoji.annotations#0", "everything [retries on 500-599, up to 1]")]
     _status, policies = mesh.call("GET", "/v1/policies")
     assert policies["items"] == [] and policies["annotationProblems"] == []  # nothing applied: `get` lists what was
 

@@ -204,7 +204,7 @@ async def test_routes_show_effective_and_actual_success_so_retries_are_visible(e
     _, body = await until(read, lambda r: settled(r) and rates(r[1]) != rates(first), "a scrape after the traffic", 6)
     rows = {row["route"]: row for row in body["rows"]}
     vote, other = rows["emojivoto/emoji-routes#0"], rows["emojivoto/emoji-routes#1"]
-    assert vote["match"] == "prefix /api/vote" and other["match"] == "prefix /"
+    assert vote["match"] == "prefix /api/vote [retries on 503, up to 5]" and other["match"] == "prefix /"
     assert vote["effective_success"] > 0.97, vote  # five retries: 1 - 0.3**6
     # every attempt: the fault's 70 %; bounds of ~4.5 standard deviations for the ~400 attempts and 200 requests
     assert 0.6 < vote["actual_success"] < 0.8, vote
