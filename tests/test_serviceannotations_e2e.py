@@ -7,7 +7,7 @@ import aiohttp
 
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
-from tests.test_traffic_e2e import apply, doc, fetch, many
+from tests.test_traffic_e2e import apply, doc, fetch, linkerds_retries_and_timeout_act, many
 
 ANNOTATIONS = "/v1/services/emojivoto/emoji/annotations"
 
@@ -19,21 +19,10 @@ def annotate(mesh: Mesh, annotations: dict) -> None:
 
 async def test_retry_and_timeout_annotations_on_the_service(emoji_mesh):
     mesh, _server, client = emoji_mesh
-    apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}))
-    debug = {"x-meshdojo-debug": "1"}
+    await linkerds_retries_and_timeout_act(mesh, client, lambda annotations: annotate(mesh, annotations), "emojivoto/emoji.annotations#0")
     async with aiohttp.ClientSession() as session:
-        await until(lambda: many(session, client.outbound, "http://emoji/", 10), lambda r: any(s == 503 for s, _, _ in r), "the fault")
-        annotate(mesh, {"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "3", "timeout.linkerd.io/request": "300ms"})
-        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers=debug),
-                    lambda r: "route=emojivoto/emoji.annotations#0" in r[1].get("x-meshdojo-fate", ""), "the Service's route")
-        after = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 300)]
-        assert after.count(200) / 300 > 0.97, after.count(200)  # three retries: 1 - 0.3**4 = 99.2 %
-        status, headers, _ = await fetch(session, client.outbound, "http://emoji/?delay_ms=2000")
-        assert status == 504 and headers["x-meshdojo-error"] == "request_timeout"
-        assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji.annotations#0"}' in client.metrics()
-
         annotate(mesh, {})  # kubectl annotate svc/emoji retry.linkerd.io/http- ...: no route, no retries
-        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers=debug),
+        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"}),
                     lambda r: "route=" not in r[1].get("x-meshdojo-fate", ""), "the route to go")
         without = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 200)]
         assert without.count(503) > 20, without.count(503)  # the fault's 30 % shows again

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -60,22 +61,35 @@ async def test_a_retry_route_brings_a_30_percent_abort_back_above_97_percent(emo
     assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji-retries#0"}' in metrics
 
 
-async def test_linkerds_retry_and_timeout_annotations_act_as_in_linkerd(emoji_mesh):
-    mesh, _server, client = emoji_mesh
+LINKERD_RETRIES = {"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "3", "timeout.linkerd.io/request": "300ms"}
+
+
+async def linkerds_retries_and_timeout_act(mesh: Mesh, client, place: Callable[[dict], None], route: str) -> None:
+    """Linkerd's retries task: under a 30 % abort, ``place`` puts :data:`LINKERD_RETRIES` where
+    Linkerd's docs put them (an HTTPRoute, or the Service); then success is above 97 %, a slow
+    request gets 504, and the retries are counted on ``route``."""
     apply(mesh, doc("FaultInjection", "flaky", {"targetRef": {"name": "emoji"}, "abort": {"httpStatus": 503, "percentage": {"value": 30}}}))
-    route = doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [{}]})
-    route["metadata"]["annotations"] = {"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "3",
-                                        "timeout.linkerd.io/request": "300ms"}
     async with aiohttp.ClientSession() as session:
         await until(lambda: many(session, client.outbound, "http://emoji/", 10), lambda r: any(s == 503 for s, _, _ in r), "the fault")
-        apply(mesh, route)
+        place(LINKERD_RETRIES)
         await until(lambda: fetch(session, client.outbound, "http://emoji/", headers={"x-meshdojo-debug": "1"}),
-                    lambda r: "route=emojivoto/emoji#0" in r[1].get("x-meshdojo-fate", ""), "the route")
+                    lambda r: f"route={route}" in r[1].get("x-meshdojo-fate", ""), "the route")
         after = [s for s, _, _ in await many(session, client.outbound, "http://emoji/", 300)]
         assert after.count(200) / 300 > 0.97, after.count(200)  # three retries: 1 - 0.3**4 = 99.2 %
         status, headers, _ = await fetch(session, client.outbound, "http://emoji/?delay_ms=2000")
         assert status == 504 and headers["x-meshdojo-error"] == "request_timeout"
-    assert 'outbound_http_route_retry_total{outcome="retried",route="emojivoto/emoji#0"}' in client.metrics()
+    assert f'outbound_http_route_retry_total{{outcome="retried",route="{route}"}}' in client.metrics()
+
+
+async def test_linkerds_retry_and_timeout_annotations_act_as_in_linkerd(emoji_mesh):
+    mesh, _server, client = emoji_mesh
+
+    def on_a_route(annotations: dict) -> None:
+        route = doc("HTTPRoute", "emoji", {"parentRefs": [{"kind": "Service", "name": "emoji"}], "rules": [{}]})
+        route["metadata"]["annotations"] = annotations
+        apply(mesh, route)
+
+    await linkerds_retries_and_timeout_act(mesh, client, on_a_route, "emojivoto/emoji#0")
 
 
 async def test_deny_gives_403_while_other_callers_keep_working(emoji_mesh, echo_port):

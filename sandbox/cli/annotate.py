@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from sandbox.cli.common import add_name, add_namespace, fail
 
@@ -110,15 +109,17 @@ def _routes_of(api, namespace: str, service: str) -> list[str]:
 
 def _wait_until_seen(api, namespace: str, name: str, wanted: dict[str, str], timeout: float = 30.0) -> None:
     """On a cluster the control plane learns it from its watch: wait, so the next command sees it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        services = api.call("GET", "/v1/services")["services"]
-        if any(s["namespace"] == namespace and s["name"] == name and s.get("annotations", {}) == wanted for s in services):
-            return
-        if time.monotonic() > deadline:
-            raise ChangeError(f"the Service was annotated, but the control plane has not seen it after {timeout:g}s: "
-                              "see 'meshdojo check' and 'meshdojo logs controlplane'")
-        time.sleep(0.1)
+    from sandbox.processes import WaitTimeout, wait_until
+
+    def seen() -> bool:
+        return any(s["namespace"] == namespace and s["name"] == name and s.get("annotations", {}) == wanted
+                   for s in api.call("GET", "/v1/services")["services"])
+
+    try:
+        wait_until(seen, timeout, "the control plane to see the annotations", interval=0.1)
+    except WaitTimeout:
+        raise ChangeError(f"the Service was annotated, but the control plane has not seen it after {timeout:g}s: "
+                          "see 'meshdojo check' and 'meshdojo logs controlplane'") from None
 
 
 def register(sub) -> None:
