@@ -207,6 +207,15 @@ class Tmux:
     def row_of(self, text: str) -> int | None:
         return next((i for i, line in enumerate(self.screen().splitlines()) if text in line), None)
 
+    def caret_at(self, placeholder: str) -> bool:
+        """Whether the caret is in the empty field showing ``placeholder``: on its row and within
+        its columns (two fields side by side share a row, so the row alone does not say which has it)."""
+        for y, line in enumerate(self.screen().splitlines()):
+            if (x := line.find(placeholder)) >= 0:
+                caret_x, caret_y = self.cursor()
+                return caret_y == y and x <= caret_x < x + len(placeholder)
+        return False
+
     def alive(self) -> bool:
         return subprocess.run([*self.tmux, "has-session", "-t", self.session], capture_output=True).returncode == 0
 
@@ -224,11 +233,11 @@ def test_smoke_the_real_tui_in_tmux(sandbox, on_time):
         # the footer lists the pane's keys ("p Preview") only once the pane has the focus: Tab before that is lost
         ui.wait(lambda: "p Preview" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
         ui.keys("Tab", "Tab")  # the kind, then the target field: wait until the caret is really there
-        ui.wait(lambda: (row := ui.row_of("target, e.g.")) is not None and ui.cursor()[1] == row, 15, "the target field's focus")
+        ui.wait(lambda: ui.caret_at("target, e.g."), 15, "the target field's focus")
         ui.keys("-l", "svc/web")
         ui.wait(lambda: "value: an HTTP status and a percentage" in ui.screen(), 15, "the target to be read")
         ui.keys("Tab")
-        ui.wait(lambda: (row := ui.row_of("value, e.g. 503 30")) is not None and ui.cursor()[1] == row, 15, "the value field's focus")
+        ui.wait(lambda: ui.caret_at("value, e.g. 503 30"), 15, "the value field's focus")
         ui.keys("-l", "500 20")
         ui.wait(lambda: "meshdojo fault inject web" in ui.screen(), 15, "the live CLI preview")
         ui.keys("Enter")
