@@ -4,6 +4,7 @@ with IPs, EndpointSlices follow, RBAC refuses, CRD schemas validate, server-side
 from __future__ import annotations
 
 import ipaddress
+import sys
 
 import pytest
 from kubernetes import client
@@ -79,6 +80,41 @@ def test_the_pod_runner_reports_readiness_as_a_kubelet_does(api, k8s):
     assert {c.type: c.status for c in after.status.conditions}["PodScheduled"] == "True"  # merged, not replaced
     podnet.patch_status(api, NS, name, podnet.ready_patch(("echo",), True, podnet.now_rfc3339()))
     wait_until(lambda: name in _slice_pods(discovery), 30, "the pod back in the EndpointSlice")
+
+
+def test_the_pod_runner_retries_a_start_that_failed_once_and_gives_up_on_one_that_keeps_failing(api, k8s, tmp_path, monkeypatch):
+    """A spawn can fail once (a CI run saw ``[Errno 14] Bad address: 'ip'``): the runner undoes the
+    half-started pod and starts it again next round; one that fails every time becomes an error."""
+    from tests.k8senv import pods as podnet
+
+    core = client.CoreV1Api(api)
+    ns = "podrunner"
+    core.create_namespace({"metadata": {"name": ns}})
+    sleeper = {"name": "app", "image": "meshdojo/not-pulled:0", "command": [sys.executable, "-c", "import time; time.sleep(600)"]}
+    for name in ("flaky", "broken"):
+        core.create_namespaced_pod(ns, {"metadata": {"name": name}, "spec": {"containers": [sleeper]}})
+    failures = {"flaky": 1, "broken": 10**6}
+    real_spawn = podnet.spawn
+
+    def spawn(argv, log, **kwargs):
+        pod = kwargs["env"]["HOSTNAME"]
+        if failures[pod] > 0:
+            failures[pod] -= 1
+            raise OSError(14, "Bad address", "ip")
+        return real_spawn(argv, log, **kwargs)
+
+    monkeypatch.setattr(podnet, "spawn", spawn)
+    try:
+        with podnet.PodNetwork(tmp_path / "pods", api, k8s.networks.pods, {}) as net:
+            net.follow({ns})
+            wait_until(lambda: len(net.errors) == 1, 60, "the always-failing pod to become an error")
+            wait_until(lambda: f"{ns}/flaky" in net.pods and net.pods[f"{ns}/flaky"].ready, 60, "the flaky pod to run")
+            assert f"{ns}/broken" not in net.pods  # nothing half made is left running
+            assert net.errors == [f"{ns}/broken: [Errno 14] Bad address: 'ip' (3 attempts)"]
+            assert [h for h in net.hiccups if "flaky" in h] == [f"{ns}/flaky: [Errno 14] Bad address: 'ip' (attempt 1, retried)"]
+            assert net.pods[f"{ns}/flaky"].procs["app"].poll() is None
+    finally:
+        core.delete_namespace(ns)
 
 
 def test_a_service_account_without_a_role_is_refused(api, k8s):

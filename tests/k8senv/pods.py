@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX_LEN = 16
 PREFIX = "mdjt"
 FOLLOW_EVERY = 0.2  # seconds between two looks at the API server's pods and the probes
+START_ATTEMPTS = 3  # a pod whose start fails with an OSError this often is an error, not a hiccup
 _NETWORKS = itertools.count(1)  # several pod networks in one test process, one after another
 
 
@@ -235,7 +236,8 @@ class PodNetwork:
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
         self.errors: list[str] = []  # pods the follower could not run, for the test to assert on
-        self.hiccups: list[str] = []  # API calls that failed once (retried by the next round)
+        self.hiccups: list[str] = []  # API calls and pod starts that failed once (retried by the next round)
+        self._start_failures: dict[str, int] = {}  # pod -> OSErrors while starting it
 
     def __enter__(self) -> PodNetwork:
         remove_stale()
@@ -305,14 +307,28 @@ class PodNetwork:
         for key in [k for k in self.pods if k.split("/")[0] in namespaces and k not in wanted]:
             self.stop(self.pods[key])
         for key, pod in wanted.items():
-            if key not in self.pods and pod.get("status", {}).get("podIP"):
+            if key not in self.pods and self._start_failures.get(key, 0) < START_ATTEMPTS and pod.get("status", {}).get("podIP"):
                 try:
                     # kwok said Ready before anything ran: not until the probes pass, as a kubelet has it
                     patch_status(self._api, pod["metadata"]["namespace"], pod["metadata"]["name"],
                                  ready_patch(container_names(pod), False, now_rfc3339()))
                     self.run(pod)
-                except (PodNetError, OSError) as exc:
+                except PodNetError as exc:  # what this runner cannot do: another round would not help
                     self.errors.append(f"{key}: {exc}")
+                except OSError as exc:
+                    self._undo(key, exc)
+
+    def _undo(self, key: str, exc: OSError) -> None:
+        """A pod that failed to start on an ``OSError``: a spawn can fail once (EFAULT from a fork
+        while other threads are busy was seen in CI), so stop what was half made and let the next
+        round start it again; a pod that keeps failing is an error."""
+        failures = self._start_failures[key] = self._start_failures.get(key, 0) + 1
+        if key in self.pods:
+            self.stop(self.pods[key])
+        if failures >= START_ATTEMPTS:
+            self.errors.append(f"{key}: {exc} ({failures} attempts)")
+        else:
+            self.hiccups.append(f"{key}: {exc} (attempt {failures}, retried)")
 
     def report_readiness(self) -> None:
         """Each pod not yet reported ready whose containers run and whose probes pass: Ready."""
