@@ -26,46 +26,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import policyschema, routeannotations
+from controlplane import egress, policyschema, routeannotations
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
+from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
 from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
+from controlplane.workloadselector import WorkloadSelector
 
-__all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS"]
+__all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "WorkloadSelector"]
 KINDS = {kind: api for kind, (api, _spec) in policyschema.KINDS.items()}
 KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS},
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
-                "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit"}
-# what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
-FOREIGN_KINDS = {
-    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry; filters "
-                      "for mirror, headers, rewrite and redirect) "
-                      "and FaultInjection (delay, abort)",
-    "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
-                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
-    "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
-    "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
-    "Sidecar": "nothing: every meshed workload sees every service",
-    "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
-                      "timeout.linkerd.io annotations) and RetryBudget",
-    "Server": "MeshTLS and AuthorizationPolicy",
-    "ServerAuthorization": "AuthorizationPolicy",
-    "MeshTLSAuthentication": "AuthorizationPolicy's rules[].from[].source (principals as SPIFFE IDs, serviceAccounts, namespaces)",
-    "NetworkAuthentication": "nothing: meshdojo authorizes callers by their workload identity, not by their network",
-    "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
-    "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
-    "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
-    "ServiceEntry": "nothing yet: through the sidecar only the mesh's own Services can be reached (no egress)",
-    "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
-                           "selector or targetRef, action, rules[].from/to)",
-}
-
-
+                "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
+                "serviceentries": "ServiceEntry", "se": "ServiceEntry"}
 class PolicyError(ValueError):
     def __init__(self, source: str, index: int, field: str, message: str) -> None:
         super().__init__(f"{source}: document {index}: {field}: {message}")
@@ -73,23 +51,6 @@ class PolicyError(ValueError):
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "index": self.index, "field": self.field, "message": self.message}
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadSelector:
-    """Which workloads an inbound policy (AuthorizationPolicy, RateLimit, MeshTLS,
-    FaultInjection) applies to: the pods a Service selects, a Deployment's pods, one Pod, a
-    ServiceAccount's pods, or pods with some labels (Istio's ``selector.matchLabels``). The
-    proxy decides it from what it knows about its own workload, never from a request."""
-
-    kind: str  # Service, Deployment, Pod, ServiceAccount, Labels
-    name: str = ""
-    labels: tuple[tuple[str, str], ...] = ()
-
-    def describe(self) -> str:
-        if self.kind == "Labels":
-            return ",".join(f"{k}={v}" for k, v in self.labels)
-        return f"{self.kind.lower()}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +117,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     if kind == "HTTPRoute":  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker,
-               "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit}
+               "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
+               "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
@@ -213,19 +175,6 @@ def _fault(r: _Reader, spec: dict[str, Any]) -> FaultSpec:
         raise r.fail("spec", "a FaultInjection needs a delay, an abort, or both")
     duration = parse_duration(spec["duration"]) if "duration" in spec else None
     return FaultSpec(service, match, delay_s, delay_pct, abort_status, abort_pct, duration, workloads)
-
-
-def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
-    source = f"{kind} ({api_version})" if api_version else kind
-    return (f"{source} is not a meshdojo kind; here that job is done by {FOREIGN_KINDS[kind]} — "
-            f"see docs/policy.md, 'Coming from Istio or Linkerd'")
-
-
-def foreign_kind(text: str) -> str | None:
-    """The Istio/Linkerd kind ``text`` names (``virtualservice``, ``dr`` ...), if any."""
-    aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {
-        "vs": "VirtualService", "dr": "DestinationRule", "pa": "PeerAuthentication", "sp": "ServiceProfile"}
-    return aliases.get(text.lower())
 
 
 def canonical_kind(text: str) -> str | None:

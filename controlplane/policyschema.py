@@ -7,7 +7,7 @@ into the kind's CustomResourceDefinition for Kubernetes.
 
 from __future__ import annotations
 
-from controlplane.schema import Bool, Duration, Field, Int, Labels, ListOf, Num, Obj, Str, obj
+from controlplane.schema import Bool, Duration, Field, Int, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
 POLICY_GROUP = "policy.meshdojo.dev"
 POLICY_VERSION = "v1alpha1"
@@ -174,6 +174,38 @@ MESH_TLS = obj({
     "mode": Str(enum=("STRICT", "PERMISSIVE")),
 }, ("mode",))
 
+# Istio's ServiceEntry: external hosts the mesh knows by name (plain HTTP from the sidecar)
+HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+PORT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SERVICE_ENTRY = obj({
+    "hosts": ListOf(Str(pattern=HOST_PATTERN, hint="expected a lower-case host name, e.g. httpbin.org or *.example.com"),
+                    non_empty=True, hint="expected a non-empty list of host names"),
+    "ports": ListOf(obj({
+        "number": Int(1, 65535, "a port", doc="the port the application calls"),
+        "name": Str(pattern=PORT_NAME, hint="expected a port name of lower-case letters, digits and '-'"),
+        "protocol": Str(enum=("HTTP",), doc="HTTP: the sidecar forwards plain HTTP/1.1 (call https:// hosts directly)"),
+        "targetPort": Int(1, 65535, "a port", doc="the endpoints' port (the number by default)"),
+    }, ("number", "name")), non_empty=True, hint="expected a non-empty list of {number, name, protocol}"),
+    "resolution": Str(enum=("DNS", "STATIC", "NONE"),
+                      doc="DNS (the host's or the endpoints' names), STATIC (the endpoints' addresses) or NONE (the host asked for)"),
+    "location": Str(enum=("MESH_EXTERNAL",), doc="MESH_EXTERNAL (the default): outside the mesh, no mutual TLS"),
+    "endpoints": ListOf(obj({
+        "address": Str(pattern=r"^[A-Za-z0-9.:-]+$", hint="expected an IP address or a host name"),
+        "ports": MapOf(Int(1, 65535, "a port"), hint="expected a mapping of port names to numbers, e.g. {http: 8080}",
+                       doc="port name (from spec.ports) -> the port to connect to at this address"),
+    }, ("address",)), doc="where to connect: required with resolution STATIC"),
+}, ("hosts", "ports"))
+
+SIDECAR = obj({
+    "workloadSelector": obj({"labels": Labels(doc="the pods with all of these labels")}, ("labels",),
+                            doc="the pods this applies to; left out: the whole namespace (the mesh in meshdojo-system)"),
+    "outboundTrafficPolicy": obj({
+        "mode": Str(enum=("ALLOW_ANY", "REGISTRY_ONLY"),
+                    doc="ALLOW_ANY (the default): any host outside the mesh is passed through; "
+                        "REGISTRY_ONLY: only Services and ServiceEntry hosts"),
+    }, ("mode",)),
+}, ("outboundTrafficPolicy",))
+
 # kind -> (apiVersion, the spec's fields)
 KINDS: dict[str, tuple[str, Field]] = {
     "HTTPRoute": (GATEWAY_API, HTTP_ROUTE),
@@ -183,4 +215,6 @@ KINDS: dict[str, tuple[str, Field]] = {
     "AuthorizationPolicy": (POLICY_API, AUTHORIZATION_POLICY),
     "MeshTLS": (POLICY_API, MESH_TLS),
     "RateLimit": (POLICY_API, RATE_LIMIT),
+    "ServiceEntry": (POLICY_API, SERVICE_ENTRY),
+    "Sidecar": (POLICY_API, SIDECAR),
 }

@@ -74,13 +74,22 @@ class Labels:
 
 
 @dataclass(frozen=True)
+class MapOf:
+    """A non-empty mapping of names to values of one field type (Istio's endpoint ``ports``)."""
+
+    value: Field
+    hint: str = "expected a non-empty mapping of names to values"
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class Obj:
     fields: Mapping[str, Field]
     required: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
 
 
-Field = Str | Int | Num | Bool | Duration | ListOf | Labels | Obj
+Field = Str | Int | Num | Bool | Duration | ListOf | Labels | MapOf | Obj
 
 
 def obj(fields: Mapping[str, Field], required: tuple[str, ...] = (), doc: str = "") -> Obj:
@@ -126,6 +135,11 @@ def check(schema: Field, value: Any, path: str, reader: FieldReader) -> None:
     elif isinstance(schema, Labels):
         if not isinstance(value, dict) or not value or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise reader.fail(path, "expected a non-empty mapping of label names to values, e.g. {app: reviews}")
+    elif isinstance(schema, MapOf):
+        if not isinstance(value, dict) or not value or not all(isinstance(k, str) and k for k in value):
+            raise reader.fail(path, schema.hint)
+        for key, item in value.items():
+            check(schema.value, item, f"{path}.{key}", reader)
     else:  # pragma: no cover - the union is closed
         raise TypeError(schema)
 
@@ -162,6 +176,8 @@ def openapi(schema: Field) -> dict[str, Any]:
             out["maxItems"] = schema.max_items
     elif isinstance(schema, Labels):
         out = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1}
+    elif isinstance(schema, MapOf):
+        out = {"type": "object", "additionalProperties": openapi(schema.value), "minProperties": 1}
     else:  # pragma: no cover
         raise TypeError(schema)
     if schema.doc:

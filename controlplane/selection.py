@@ -1,8 +1,8 @@
-"""Which inbound policies apply to a workload, decided from what the workload is — never from
-what a request says.
+"""Which workload-scoped policies apply to a workload, decided from what the workload is — never
+from what a request says.
 
-An inbound policy (AuthorizationPolicy, RateLimit, MeshTLS, FaultInjection) applies at one of
-three levels, most specific first:
+A workload-scoped policy (the inbound AuthorizationPolicy, RateLimit, MeshTLS and
+FaultInjection; the outbound Sidecar) applies at one of three levels, most specific first:
 
     workload   it names this workload: a Service that selects its pods, its Deployment, the
                Pod itself, its ServiceAccount, or labels its pods carry
@@ -10,7 +10,7 @@ three levels, most specific first:
     mesh       no target, in the mesh's root namespace (meshdojo-system, as istio-system)
 
 AuthorizationPolicy and FaultInjection combine every policy that applies (as Istio's
-AuthorizationPolicy does). MeshTLS and RateLimit take one: the most specific level wins, and
+AuthorizationPolicy does). MeshTLS, RateLimit and Sidecar take one: the most specific level wins, and
 two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
 say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
 runs them over every known workload to find conflicts.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from controlplane.policy import Resource
 
 MESH_NAMESPACE = "meshdojo-system"
-INBOUND_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection")
-SINGLE_KINDS = ("MeshTLS", "RateLimit")  # one applies: most specific wins
+WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar")
+SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
 LEVELS = ("workload", "namespace", "mesh")
 
 # (namespace, service) -> the labels that service selects pods by
@@ -79,8 +79,8 @@ class Applied:
 
 
 def applicable(resources: Iterable[Resource], workload: Workload, selectors: ServiceSelectors) -> dict[str, Applied]:
-    """Per inbound kind: what applies to ``workload``."""
-    found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in INBOUND_KINDS}
+    """Per workload-scoped kind: what applies to ``workload``."""
+    found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
         if resource.kind not in found:
             continue

@@ -92,7 +92,8 @@ class Proxy:
 
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
                                         self.policies, self.fates, self.breakers, gateway=self.config.gateway,
-                                        tap=self.tap, workload=self.workload, tasks=self.tasks)
+                                        tap=self.tap, workload=self.workload, tasks=self.tasks,
+                                        own_ports=lambda: set(self.ports.values()))
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )

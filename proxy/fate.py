@@ -25,10 +25,11 @@ class Fate:
     ratelimit: str | None = None
     pool: str | None = None  # connection-pool limits: overflow
     filters: str | None = None  # what the rule's filters did (headers, rewrite, mirror, redirect)
+    egress: str | None = None  # a host outside the mesh: which ServiceEntry, passthrough, or why refused
 
     def summary(self) -> str:
         parts = []
-        for key in ("route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
+        for key in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

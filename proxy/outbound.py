@@ -6,7 +6,8 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     metrics    count and time every request, labelled with what was chosen below
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
     target     absolute-form URI or Host header -> logical service name and path
-    discover   logical service -> its current endpoint set (watched, cached)
+    discover   logical service -> its current endpoint set (watched, cached); a host that is
+               not a Service: a ServiceEntry's endpoints, passed through, or refused (egress)
     policies   only for a service an HTTPRoute or CircuitBreaker names (the others go on to
                attempts, balance and endpoint: each layer in between would pass them through)
     route      HTTPRoute: matching rule, weighted backend          (proxy/traffic.py)
@@ -26,13 +27,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
 from controlplane.names import split_authority
 from proxy import traffic
 from proxy.balancer import P2cBalancer
 from proxy.discovery import Discovery
+from proxy.egress import leaves_the_mesh, outside_the_mesh
 from proxy.endpoint import exchange
-from proxy.errors import BadRequest, NoEndpoints, ProxyError
+from proxy.errors import BadRequest, ConnectFailed, NoEndpoints, ProxyError, UnknownService
 from proxy.exchange import Handler, Layer, Request, Response
 from proxy.filters import Mirrors, route_filters
 from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
@@ -95,14 +98,27 @@ def target(gateway: str | None = None) -> Layer:
     return layer
 
 
-def discover(discovery: Discovery) -> Layer:
+def discover(discovery: Discovery, outside: Callable[[Request, str, int | None], None] | None = None) -> Layer:
+    """``outside``: what to do with a host that is not a Service (None: refuse it, as a gateway does)."""
+
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             try:
-                host, _port = split_authority(request.authority)
+                host, port = split_authority(request.authority)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-            endpoint_set = await discovery.resolve(host)
+            try:
+                endpoint_set = await discovery.resolve(host)
+            except UnknownService:
+                if outside is None or not leaves_the_mesh(host):
+                    raise
+                outside(request, host, port)  # egress: a ServiceEntry, passthrough, or refused
+                try:
+                    return await inner(request)
+                except ConnectFailed as exc:  # a mistyped Service name ends here too: say where it went
+                    raise ConnectFailed(f"{exc.message} — {host!r} is not a Service of the mesh, so the request went "
+                                        f"outside it ({request.fate.egress.partition(':')[0]}); check the name with "
+                                        f"'meshdojo stat svc'") from None
             service, _, rest = endpoint_set.service.partition(".")
             request.dst_service, request.dst_namespace = service, rest.partition(".")[0]
             request.endpoints = endpoint_set.ordered
@@ -135,7 +151,8 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
         # tell the destination which service was asked for (as Linkerd does), for its policies
         request.head.headers = [(n, v) for n, v in request.head.headers if n != b"l5d-dst-canonical"]
         service = request.fate.backend or request.dst_service
-        canonical = f"l5d-dst-canonical: {service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()
+        canonical = b"" if request.fate.egress else \
+            f"l5d-dst-canonical: {service}.{request.dst_namespace}.svc.cluster.local\r\n".encode()  # not to the world outside
         where = ep.instance or f"{ep.address}:{ep.port}"
         try:
             response = await exchange(pool, dest, request, canonical, balancer.load(ep.key),
@@ -164,7 +181,7 @@ def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers:
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",
-                         tasks: TaskSet | None = None) -> Handler:
+                         tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set) -> Handler:
     rng = rng or random.Random()
     tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
@@ -185,7 +202,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = traffic.route(policies, rng)(handler)  # HTTPRoute match and weighted backend
     plain = count_attempts(metrics)(balanced)  # no policy for this service: one try, counted as the route's attempt
     handler = traffic.policy_layers(policies, shaped=handler)(plain)  # the layers above, for services with policies
-    handler = discover(discovery)(handler)  # logical service -> endpoint set
+    outside = None if gateway is not None else outside_the_mesh(policies, own_ports)  # egress (a gateway has none)
+    handler = discover(discovery, outside)(handler)  # logical service -> endpoint set, or egress
     handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 
+from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.selection import Applied, Workload, applicable
@@ -42,6 +43,7 @@ class PolicyWatch:
         self.kinds: set[str] = set()  # kinds present at all: the hot path skips a layer in one set lookup
         self.inbound_active = False  # does a FaultInjection, RateLimit or AuthorizationPolicy apply to this workload?
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
+        self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.version = -1
         self.updated_at = 0.0
 
@@ -64,6 +66,13 @@ class PolicyWatch:
         """The mode of the MeshTLS in force at this workload (the most specific level wins)."""
         chosen = self.applied("MeshTLS").chosen
         return chosen.spec.mode if chosen is not None else None  # type: ignore[union-attr]
+
+    def outbound_mode(self) -> tuple[str, str]:
+        """The outbound traffic policy in force here, and what set it (the Sidecar, or the default)."""
+        chosen = self.applied("Sidecar").chosen
+        if chosen is None:
+            return ALLOW_ANY, "the default"
+        return chosen.spec.mode, f"Sidecar {chosen.namespace}/{chosen.name}"  # type: ignore[union-attr]
 
     def apply_snapshot(self, event: dict) -> None:
         entries = []
@@ -93,6 +102,8 @@ class PolicyWatch:
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
         self._index = index
+        self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
+                                     if r.kind == "ServiceEntry")
         self.kinds = {kind for kind, _ns, _target in index}
         self.shaped = frozenset((ns, target) for kind, ns, target in index if kind in SHAPING_KINDS)
         self.version = event.get("version", self.version)

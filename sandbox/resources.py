@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from controlplane.policy import KINDS, POLICY_API, canonical_kind, foreign_kind, foreign_kind_message
+from controlplane.foreignkinds import foreign_kind, foreign_kind_message
+from controlplane.policy import KINDS, POLICY_API, canonical_kind
 from sandbox.cpapi import ApiError, OperatorApi
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -190,6 +191,10 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
 
 
 def _target(spec: dict[str, Any]) -> str:
+    if isinstance(spec.get("hosts"), list):  # ServiceEntry
+        return ",".join(map(str, spec["hosts"]))
+    if isinstance(spec.get("workloadSelector"), dict):  # Sidecar
+        return ",".join(f"{k}={v}" for k, v in (spec["workloadSelector"].get("labels") or {}).items())
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
     if isinstance(spec.get("selector"), dict):
         return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
@@ -205,6 +210,11 @@ def _detail(kind: str, spec: dict[str, Any]) -> str:
         return str(spec.get("action", "ALLOW"))
     if kind == "MeshTLS":
         return str(spec.get("mode", ""))
+    if kind == "Sidecar":
+        return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
+    if kind == "ServiceEntry":
+        ports = ",".join(str(p.get("number")) for p in spec.get("ports") or [] if isinstance(p, dict))
+        return f"{spec.get('resolution', 'NONE')}, port {ports}"
     return ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("targetRef", "parentRefs") and not isinstance(v, dict | list))[:60] or "-"
 
 

@@ -32,7 +32,7 @@ from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
 from sandbox.ports import free_port
-from sandbox.processes import stop_groups
+from sandbox.processes import pid_alive, stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
@@ -40,6 +40,7 @@ DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninj
 # status.json is rewritten when it changes and at least this often: its age tells `meshdojo check`
 # whether the supervisor is stuck (it warns at 30 s)
 STATUS_HEARTBEAT = 10.0
+OWNER_ENV = "MESHDOJO_OWNER_PID"  # set: the sandbox stops once that process is gone (tests set it to their worker)
 FORKSERVER_ENV = "MESHDOJO_FORKSERVER"  # "off": every sidecar is started by exec, as before the fork server
 
 
@@ -418,9 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    owner = int(os.environ.get(OWNER_ENV, "0") or 0)  # a test run's worker: the sandbox ends with it, even if it is SIGKILLed
     try:
         supervisor.start()
         while not stop:
+            if owner and not pid_alive(owner):
+                log.warning("the process that owns this sandbox (pid %d, %s) is gone: stopping", owner, OWNER_ENV)
+                break
             supervisor.tick()
             time.sleep(0.1 if not supervisor.ready else 0.5)
     except Exception as exc:

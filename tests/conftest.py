@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -8,6 +9,10 @@ import pytest
 
 from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
+
+# a sandbox a test brings up (`meshdojo up` leaves it running, as a daemon) stops by itself when
+# this test worker is gone, even after a SIGKILL that left its teardown unrun
+os.environ["MESHDOJO_OWNER_PID"] = str(os.getpid())
 
 
 @pytest.fixture

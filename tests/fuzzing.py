@@ -437,6 +437,16 @@ async def run_against_mesh(root, seconds_per_listener: float, seed: int) -> list
         gateway = await asyncio.to_thread(mesh.start_proxy, "emojivoto", "ingress-gateway", 1, "--gateway", "emoji.emojivoto:8080",
                                           name="gateway")
         await asyncio.to_thread(mesh.register, "emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
+        # a mutated host name is not a Service: under REGISTRY_ONLY it is refused, never looked up or sent off this machine
+        status, body = await asyncio.to_thread(mesh.call, "POST", "/v1/policies", {"documents": [{"source": "fuzzing", "index": 0, "document": {
+            "apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "Sidecar", "metadata": {"name": "mesh", "namespace": "meshdojo-system"},
+            "spec": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}}]})
+        assert status == 200, body
+        deadline = time.monotonic() + 10
+        while not (await asyncio.to_thread(client.config))["policies"]["inbound"].get("Sidecar"):
+            if time.monotonic() > deadline:
+                raise AssertionError("the client's sidecar never got the REGISTRY_ONLY Sidecar")
+            await asyncio.sleep(0.02)
         targets = [("sidecar outbound", client, client.ports["outbound"], "emoji", True),
                    ("sidecar inbound", server, server.ports["inbound"], "emoji", False),
                    ("ingress gateway", gateway, gateway.ports["outbound"], "meshdojo.example", False)]

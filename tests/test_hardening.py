@@ -216,12 +216,18 @@ def _series(metrics: str) -> int:
 
 
 async def test_a_thousand_hosts_add_no_metric_series(recorded):
+    """Inbound, a thousand Host headers; outbound, a thousand hosts outside the mesh, passed
+    through (ALLOW_ANY): every one is counted as PassthroughCluster, none by its name. They are
+    loopback addresses at a closed port, so nothing is looked up or sent off this machine."""
     _mesh, server, client = recorded
+    with socket.socket() as probe:  # a port nothing listens on: each passthrough is refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
 
     def hosts(port: int, absolute: bool, first: int, n: int) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             for i in range(first, first + n):
-                target = f"http://h{i}.example/" if absolute else "/"
+                target = f"http://127.0.{i // 250}.{i % 250 + 1}:{closed}/" if absolute else "/"
                 sock.sendall(f"GET {target} HTTP/1.1\r\nHost: h{i}.example\r\n\r\n".encode())
                 got = b""
                 while b"\r\n\r\n" not in got or not re.search(rb"content-length: (\d+)", got.lower()):
@@ -236,7 +242,8 @@ async def test_a_thousand_hosts_add_no_metric_series(recorded):
         await asyncio.to_thread(hosts, port, absolute, 20, 1000)
         after = proxy.metrics()
         assert _series(after) == series, (series, _series(after))
-        assert 'authority="unknown"' in after and "h999.example" not in after
+        assert 'authority="unknown"' in after and "h999.example" not in after and "127.0.3.250" not in after
+    assert 'dst_service="PassthroughCluster"' in after
 
 
 def test_fates_need_the_tap_token(mesh: Mesh, tmp_path):
@@ -425,13 +432,17 @@ async def test_a_silent_client_and_half_a_client_hello_are_dropped_at_the_deadli
 
 
 def _upload_into_an_early_answer(port: int, total: int) -> tuple[bytes, str | None]:
-    """POST ``total`` bytes; once the answer has arrived, keep sending the rest. What was read
-    to the end, and the error sending or reading met (None: none)."""
+    """POST ``total`` bytes to a host outside the mesh where nothing listens; once the answer
+    has arrived, keep sending the rest. What was read to the end, and the error sending or
+    reading met (None: none)."""
     import select
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST http://nosuch.emojivoto/upload HTTP/1.1\r\nHost: nosuch.emojivoto\r\n"
-                     b"Content-Length: %d\r\n\r\n" % total + b"x" * 65536)
+        sock.sendall(b"POST http://127.0.0.1:%d/upload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (closed, closed)
+                     + b"Content-Length: %d\r\n\r\n" % total + b"x" * 65536)
         readable, _, _ = select.select([sock], [], [], 10)
         assert readable, "no answer while the body was still coming"
         try:
@@ -447,8 +458,8 @@ def _upload_into_an_early_answer(port: int, total: int) -> tuple[bytes, str | No
 
 
 async def test_an_early_answer_to_an_upload_reaches_the_client_not_a_reset(mesh: Mesh, echo_port: int):
-    """RFC 9112 §9.6: the proxy answers a request for an unknown service before its 2 MiB body
-    arrived; it half-closes after the answer and drops the rest of the body, so the client can
+    """RFC 9112 §9.6: the proxy answers a request it cannot forward (nothing listens at the
+    host) before its 2 MiB body arrived; it half-closes after the answer and drops the rest of the body, so the client can
     finish writing and read the answer, instead of a reset."""
     client = await asyncio.to_thread(mesh.start_proxy, "emojivoto", "web", echo_port, name="web")
     data, error = await asyncio.to_thread(_upload_into_an_early_answer, client.ports["outbound"], 2 * 1024 * 1024)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -26,7 +27,7 @@ from unittest.mock import patch
 
 import pytest
 
-from controlplane.injector import ADMIN_PORT
+from controlplane.injector import ADMIN_PORT, OUTBOUND_PORT
 from sandbox.processes import wait_until
 from tests.k8senv import pods as podnet
 from tests.k8senv.cluster import free_port
@@ -91,6 +92,42 @@ def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> 
         _out, err = proc.communicate(timeout=10)
     assert len(events) >= want, f"tap gave {len(events)} of {want} events in {timeout}s: {err}"
     return events
+
+
+@contextlib.contextmanager
+def _outside_server(address: str) -> Iterator[str]:
+    """An HTTP server outside the mesh (no sidecar, not a Service), at ``address``: its URL."""
+    import http.server
+
+    class Outside(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-length", "7")
+            self.end_headers()
+            self.wfile.write(b"outside")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Outside)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _from_pod(netns: str, url: str) -> str:
+    """GET ``url`` from inside a pod, through its sidecar (HTTP_PROXY, as its app does): "status body"."""
+    script = ("import urllib.request, urllib.error\n"
+              f"opener = urllib.request.build_opener(urllib.request.ProxyHandler({{'http': 'http://127.0.0.1:{OUTBOUND_PORT}'}}))\n"
+              "try:\n"
+              f"    r = opener.open({url!r}, timeout=10); print(r.status, r.read().decode())\n"
+              "except urllib.error.HTTPError as e:\n"
+              "    print(e.code, e.headers.get('x-meshdojo-error'), e.read().decode())\n")
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    return (done.stdout or done.stderr).strip()
 
 
 @contextlib.contextmanager
@@ -174,6 +211,22 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert "/api/list" in top or "/api/vote" in top, top
         fate = asyncio.run(_tui_taps_web(tmp_path / "home", k8s.kubeconfig))
         assert "mTLS: yes" in fate and "_id: spiffe://meshdojo.local/ns/emojivoto/sa/" in fate, fate  # client_id or server_id
+
+        # egress, Istio's task on the cluster: from web's pod, through its sidecar, to a server outside the mesh (on the
+        # pod network's host address): passed through; a Sidecar CRD makes the namespace REGISTRY_ONLY, and the
+        # control plane's watch of the CRD brings it to the pod's proxy
+        with _outside_server(net.host_ip) as outside:
+            web_netns = next(p.netns for p in net.pods.values() if p.name.startswith("web-"))
+            assert _from_pod(web_netns, outside) == "200 outside", outside
+            sidecar = tmp_path / "sidecar.yaml"
+            sidecar.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: Sidecar\nmetadata: {name: default, namespace: emojivoto}\n"
+                               "spec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+            learner.run("apply", "-f", str(sidecar))
+            wait_until(lambda: _from_pod(web_netns, outside).startswith("502 "), 30, "REGISTRY_ONLY to refuse the outside host")
+            assert "egress_blocked" in _from_pod(web_netns, outside) and "Sidecar emojivoto/default" in _from_pod(web_netns, outside)
+            assert "Sidecar" in learner.run("get", "sidecar", "-n", NS).stdout
+            learner.run("delete", "-f", str(sidecar))
+            wait_until(lambda: _from_pod(web_netns, outside) == "200 outside", 30, "passthrough again")
 
         # a network fault on the edge web -> emoji: the relay in the control plane holds emoji's answers 400 ms
         learner.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "400ms", "--for", "2m")

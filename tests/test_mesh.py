@@ -63,8 +63,16 @@ async def test_errors_the_client_sees(mesh: Mesh, echo_port: int):
     mesh.call("PUT", "/v1/services/emojivoto/empty", {"ports": [80]})
     mesh.register("emojivoto", "liar", "liar-0", server.ports["inbound"], spiffe("emojivoto", "voting"))
     mesh.register("emojivoto", "gone", "gone-0", closed_port, spiffe("emojivoto", "gone"))
+    # a host outside the mesh is refused (not looked up) once the mesh is REGISTRY_ONLY
+    status, body = mesh.call("POST", "/v1/policies", {"documents": [{"source": "t", "index": 0, "document": {
+        "apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "Sidecar", "metadata": {"name": "mesh", "namespace": "meshdojo-system"},
+        "spec": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}}]})
+    assert status == 200, body
+    await eventually(lambda: asyncio.to_thread(client.config), lambda c: c["policies"]["inbound"].get("Sidecar"),
+                     "the Sidecar to reach the client")
     cases = {
-        "http://nope:8080/": (502, "unknown_service"),
+        "http://nope:8080/": (502, "unknown_service"),  # a cluster-local name is a Service or nothing
+        "http://nope.example:8080/": (502, "egress_blocked"),
         "http://empty/": (503, "no_endpoints"),
         "http://liar/": (502, "identity_mismatch"),
         "http://gone/": (502, "connect_failed"),
@@ -313,7 +321,7 @@ async def test_exposition_passes_promtool_but_for_linkerds_ms_unit(mesh: Mesh, e
     async with aiohttp.ClientSession() as session:
         for path in ("/", "/status/500"):
             await get(session, client.outbound, f"http://emoji{path}")
-        await get(session, client.outbound, "http://nope/")
+        await get(session, client.outbound, f"http://127.0.0.1:{_free_port()}/")  # an error: nothing listens there
     for proxy in (server, client):
         result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=proxy.metrics(),
                                          capture_output=True, text=True, timeout=30)

@@ -52,6 +52,10 @@ def in_cluster(name: str, target: str, path: str, source: str | None, namespace:
     from sandbox.kube.gateways import DEMO_GATEWAYS, name_of
 
     kind, _, service = target.partition("/")
+    if target.lower().startswith("http://"):
+        raise ValueError(f"{target}: on a cluster the load runs in the control plane's pod, which has no sidecar to leave the "
+                         f"mesh through; call it from a meshed pod of your own: kubectl -n {namespace or 'NAMESPACE'} exec "
+                         f"deploy/NAME -c app -- curl -s {target}")
     if kind not in ("svc", "service") or not service:
         raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/web /api/list'")
     if source is not None:  # a workload's identity means its own sidecar, inside its pod
@@ -75,13 +79,17 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     from controlplane.loadgen import Target
     from sandbox import local, resources
 
+    outside = target.lower().startswith("http://")  # a host outside the mesh: egress, through --from's sidecar
     kind, _, service = target.partition("/")
-    if kind not in ("svc", "service") or not service:
-        raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/emoji --from deploy/web'")
+    if not outside and (kind not in ("svc", "service") or not service):
+        raise ValueError(f"{target!r}: expected svc/NAME (e.g. 'meshdojo load svc/emoji --from deploy/web') or a URL "
+                         f"outside the mesh (e.g. 'meshdojo load http://127.0.0.1:9000/ --from deploy/web')")
+    if outside and source is None:
+        raise ValueError(f"{target}: a host outside the mesh is called from a workload: add --from deploy/NAME (e.g. --from deploy/web)")
     st = backend_for(name).status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    ns = resources.service_namespace(name, service, namespace)
+    ns = "" if outside else resources.service_namespace(name, service, namespace)
     if source is None:
         gateway = next((g for g in st.get("gateways", []) if g["service"] == service and g.get("url")), None)
         if gateway is None:
@@ -95,6 +103,12 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
                      and w["ports"].get("outbound")), None)
     if instance is None:
         raise ValueError(f"deploy/{src} has no running sidecar to send through (is it meshed? 'meshdojo inject {src}')")
+    via = f"http://127.0.0.1:{instance['ports']['outbound']}"
+    if outside:  # the URL's own path, or the one given after it
+        in_url = "/" in target[len("http://"):]
+        if in_url and path != "/":
+            raise ValueError(f"{target}: give the path in the URL or after it, not both")
+        return Target(target if in_url else target + path, via, f"{instance['name']}'s sidecar, out of the mesh")
     port = next((s["ports"][0] for s in resources.api_for(name).call("GET", "/v1/services")["services"]
                  if s["name"] == service and s["namespace"] == ns and s["ports"]), 80)
     return Target(f"http://{service}.{ns}:{port}{path}", f"http://127.0.0.1:{instance['ports']['outbound']}",
@@ -104,7 +118,7 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
 def register(sub) -> None:
     load = sub.add_parser("load", help="send load to a service, like fortio or hey: latency histogram and codes (e.g. "
                                        "'meshdojo load svc/emoji /api/list --from deploy/web -c 3 -n 30')")
-    load.add_argument("target", help="svc/NAME")
+    load.add_argument("target", help="svc/NAME, or a URL outside the mesh (http://HOST[:PORT]/PATH, with --from)")
     load.add_argument("path", nargs="?", default="/", help="the path to request (default /)")
     load.add_argument("--from", dest="source", metavar="deploy/NAME",
                       help="send through this workload's sidecar, with its identity (default: the demo's gateway)")

@@ -1,0 +1,50 @@
+"""Kinds from Istio's and Linkerd's docs, and which of meshdojo's kinds does each one's job.
+
+A learner following their tasks applies these; the validator and ``meshdojo get`` answer with
+a pointer instead of "unknown kind".
+"""
+
+from __future__ import annotations
+
+# what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
+FOREIGN_KINDS = {
+    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry; filters "
+                      "for mirror, headers, rewrite and redirect) "
+                      "and FaultInjection (delay, abort)",
+    "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
+                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
+    "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
+    "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
+    "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
+               "workloadSelector; egress and ingress listeners are not configurable)",
+    "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
+                      "timeout.linkerd.io annotations) and RetryBudget",
+    "Server": "MeshTLS and AuthorizationPolicy",
+    "ServerAuthorization": "AuthorizationPolicy",
+    "MeshTLSAuthentication": "AuthorizationPolicy's rules[].from[].source (principals as SPIFFE IDs, serviceAccounts, namespaces)",
+    "NetworkAuthentication": "nothing: meshdojo authorizes callers by their workload identity, not by their network",
+    "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
+    "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
+    "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
+    "ServiceEntry": "ServiceEntry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: hosts, ports, "
+                    "resolution, endpoints; location MESH_EXTERNAL)",
+    "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
+                     "ServiceEntry (the external hosts that stay allowed)",
+    "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
+                           "selector or targetRef, action, rules[].from/to)",
+}
+
+
+
+
+def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
+    source = f"{kind} ({api_version})" if api_version else kind
+    return (f"{source} is not a meshdojo kind; here that job is done by {FOREIGN_KINDS[kind]} — "
+            f"see docs/policy.md, 'Coming from Istio or Linkerd'")
+
+
+def foreign_kind(text: str) -> str | None:
+    """The Istio/Linkerd kind ``text`` names (``virtualservice``, ``dr`` ...), if any."""
+    aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {
+        "vs": "VirtualService", "dr": "DestinationRule", "pa": "PeerAuthentication", "sp": "ServiceProfile"}
+    return aliases.get(text.lower())

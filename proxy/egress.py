@@ -1,0 +1,76 @@
+"""The outbound stack's answer for a host that is not a Service: pass it through, send it to
+the ServiceEntry's endpoints, or refuse it (see :mod:`controlplane.egress` for the rules).
+
+Egress traffic leaves in plain HTTP (the far end is outside the mesh, with no identity to
+check) and never carries the mesh's own headers. Its metrics are labelled with bounded values
+only: the ServiceEntry's host, or Istio's ``PassthroughCluster`` / ``BlackHoleCluster``,
+never the name a client wrote.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from controlplane.egress import Egress, decide
+from controlplane.protocol import Endpoint
+from proxy.errors import BadRequest, ProxyError
+from proxy.exchange import Request
+from proxy.policies import PolicyWatch
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+
+
+class EgressBlocked(ProxyError):
+    status = 502  # as Istio's BlackHoleCluster
+    code = "egress_blocked"
+
+
+def outside_the_mesh(policies: PolicyWatch, own_ports: Callable[[], set[int]]) -> Callable[[Request, str, int | None], None]:
+    """Fill ``request`` for ``host:port`` (not a Service): its endpoints and labels, or raise."""
+
+    def route(request: Request, host: str, port: int | None) -> None:
+        mode, mode_from = policies.outbound_mode()
+        egress = decide(host, port, policies.service_entries, mode, mode_from)
+        request.dst_service, request.dst_namespace = egress.label, egress.namespace
+        request.fate.egress = egress.why
+        if not egress.allowed:
+            raise EgressBlocked(egress.why)
+        loop = next((t for t in egress.targets if t[1] in own_ports() and _is_loopback(t[0])), None)
+        if loop is not None:
+            raise BadRequest(f"{host}:{port or 80} is this proxy's own listener ({loop[0]}:{loop[1]}): "
+                             f"forwarding it would loop; call a service by its name")
+        request.endpoints = endpoints(egress)
+
+    return route
+
+
+def leaves_the_mesh(host: str) -> bool:
+    """Whether ``host`` may be a host outside the mesh. A cluster-local form — one label
+    (``emoj``), or ``….svc`` / ``….svc.cluster.local`` — names a Service or nothing: it is never
+    looked up elsewhere, so a mistyped Service name is an unknown service, as it always was."""
+    if host.lower() in LOOPBACK_NAMES or _is_ip(host):
+        return True
+    return "." in host and not host.endswith((".svc", ".svc.cluster.local"))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def endpoints(egress: Egress) -> list[Endpoint]:
+    """Plaintext endpoints (no identity to check) for the balancer and the endpoint layer."""
+    return [Endpoint(address, port, None, meshed=False, instance=f"{address}:{port}") for address, port in egress.targets]
+
+
+def _is_loopback(address: str) -> bool:
+    if address.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback or ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False

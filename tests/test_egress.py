@@ -1,0 +1,93 @@
+"""ServiceEntry and Sidecar as documents (every refusal names the field), and the egress
+decision as a pure function of the host, the port and what applies."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.egress import NamedEntry, decide
+from controlplane.policy import POLICY_API, PolicyError, parse
+from controlplane.selection import Workload, applicable
+
+ENTRY = {"hosts": ["httpbin.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS"}
+
+
+def resource(kind: str, spec: dict, ns: str = "shop", name: str = "x"):
+    return parse({"apiVersion": POLICY_API, "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec}, "egress.yaml", 0)
+
+
+def entry(spec: dict, ns: str = "shop", name: str = "x") -> NamedEntry:
+    return NamedEntry(ns, name, resource("ServiceEntry", spec, ns, name).spec)
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"hosts": []}, "spec.hosts", "expected a non-empty list of host names"),
+    ({"hosts": ["HTTPBIN.example"]}, "spec.hosts[0]", "expected a lower-case host name"),
+    ({"ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}]}, "spec.ports[0].protocol", "expected one of HTTP"),
+    ({"ports": [{"number": 80, "name": "a"}, {"number": 80, "name": "b"}]}, "spec.ports", "two ports with the number 80"),
+    ({"resolution": "STATIC"}, "spec.endpoints", "resolution STATIC needs endpoints"),
+    ({"resolution": "STATIC", "endpoints": [{"address": "db.internal"}]}, "spec.endpoints[0].address", "is not an IP address"),
+    ({"resolution": "NONE", "endpoints": [{"address": "10.0.0.1"}]}, "spec.endpoints", "resolution NONE connects to the host asked for"),
+    ({"endpoints": [{"address": "a.example", "ports": {"web": 8080}}]}, "spec.endpoints[0].ports.web", "no port named 'web'"),
+    ({"endpoints": [{"address": "a.example", "ports": {"http": 0}}]}, "spec.endpoints[0].ports.http", "expected a port"),
+    ({"hosts": ["*.example.com"]}, "spec.resolution", "a wildcard host ('*.example.com') has no one name to look up"),
+    ({"location": "MESH_INTERNAL"}, "spec.location", "expected one of MESH_EXTERNAL"),
+])
+def test_a_service_entry_is_refused_with_its_field(change, field, words):
+    with pytest.raises(PolicyError) as refused:
+        resource("ServiceEntry", {**ENTRY, **change})
+    assert refused.value.field == field and words in refused.value.message, refused.value
+
+
+def test_istios_own_kinds_point_to_ours():
+    for kind in ("ServiceEntry", "Sidecar"):
+        with pytest.raises(PolicyError, match=f"{kind} with apiVersion policy.meshdojo.dev/v1alpha1"):
+            parse({"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": {"name": "x"}, "spec": {}}, "f.yaml", 0)
+    with pytest.raises(PolicyError, match="Sidecar .*outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny"):
+        parse({"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "EgressNetwork", "metadata": {"name": "x"}, "spec": {}}, "f.yaml", 0)
+    with pytest.raises(PolicyError) as refused:
+        resource("Sidecar", {"outboundTrafficPolicy": {"mode": "DENY"}})
+    assert refused.value.field == "spec.outboundTrafficPolicy.mode"
+
+
+def test_the_decision():
+    dns = entry(ENTRY, name="httpbin")
+    static = entry({"hosts": ["db.example"], "ports": [{"number": 80, "name": "http", "targetPort": 8080}], "resolution": "STATIC",
+                    "endpoints": [{"address": "10.0.0.1"}, {"address": "10.0.0.2", "ports": {"http": 9090}}]}, "data", "db")
+    wild = entry({"hosts": ["*.wiki.example"], "ports": [{"number": 80, "name": "http"}]}, name="wiki")
+    entries = [wild, static, dns]
+    found = decide("httpbin.example", None, entries, "REGISTRY_ONLY", "Sidecar shop/x")
+    assert (found.verdict, found.label, found.namespace, found.targets) == ("entry", "httpbin.example", "shop", (("httpbin.example", 80),))
+    found = decide("db.example", 80, entries, "REGISTRY_ONLY", "")
+    assert found.targets == (("10.0.0.1", 8080), ("10.0.0.2", 9090)) and found.why == "ServiceEntry data/db"
+    found = decide("en.wiki.example", 80, entries, "REGISTRY_ONLY", "")
+    assert (found.label, found.targets) == ("*.wiki.example", (("en.wiki.example", 80),))  # the label: the entry's host, bounded
+    assert decide("wiki.example", 80, entries, "REGISTRY_ONLY", "").verdict == "blocked"  # *.x is not x itself
+    blocked = decide("httpbin.example", 8080, entries, "REGISTRY_ONLY", "Sidecar shop/x")
+    assert (blocked.verdict, blocked.label, blocked.targets) == ("blocked", "BlackHoleCluster", ())
+    assert "ServiceEntry shop/httpbin names httpbin.example but not port 8080: add it to spec.ports" in blocked.why
+    passed = decide("other.example", 8080, entries, "ALLOW_ANY", "the default")
+    assert (passed.verdict, passed.label, passed.namespace, passed.targets) == ("passthrough", "PassthroughCluster", "", (("other.example", 8080),))
+
+
+def test_the_most_specific_sidecar_wins_and_two_at_one_level_conflict():
+    web = Workload("shop", "web", "web", "web-0", {"app": "web"})
+    mesh = resource("Sidecar", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}, "meshdojo-system", "mesh")
+    ns = resource("Sidecar", {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}, "shop", "ns")
+    mine = resource("Sidecar", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}, "workloadSelector": {"labels": {"app": "web"}}},
+                    "shop", "web")
+    other = resource("Sidecar", {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}, "workloadSelector": {"labels": {"app": "api"}}},
+                     "shop", "api")
+    assert applicable([mesh], web, {})["Sidecar"].chosen is mesh
+    assert applicable([mesh, ns, other], web, {})["Sidecar"].chosen is ns
+    assert applicable([mesh, ns, mine, other], web, {})["Sidecar"].chosen is mine
+    tied = applicable([ns, resource("Sidecar", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}, "shop", "also")], web, {})
+    assert tied["Sidecar"].conflict == ("shop/also", "shop/ns")
+
+
+def test_a_cluster_local_name_never_leaves_the_mesh():
+    """A mistyped Service name stays an unknown service: it is not looked up in anyone's DNS."""
+    from proxy.egress import leaves_the_mesh
+
+    assert [h for h in ("emoj", "emoji.emojivoto.svc", "emoji.emojivoto.svc.cluster.local") if leaves_the_mesh(h)] == []
+    assert all(leaves_the_mesh(h) for h in ("httpbin.org", "api.example.com", "127.0.0.1", "::1", "localhost"))

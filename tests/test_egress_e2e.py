@@ -1,0 +1,113 @@
+"""Istio's egress tasks through real proxies: a host outside the mesh is passed through by
+default (ALLOW_ANY), refused under a Sidecar's REGISTRY_ONLY, and reached again through a
+ServiceEntry — each request's fate says which, and the metrics name it with bounded labels."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.apps import serve_app
+from tests.test_faults_e2e import until
+from tests.test_traffic_e2e import apply, doc, fetch
+
+DEBUG = {"x-meshdojo-debug": "1"}
+
+
+@pytest.fixture
+async def outside_port():
+    """A server outside the mesh (no proxy, not registered): it says which headers reached it."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"served_by": "outside", "path": request.path_qs, "host": request.host,
+                                  "headers": sorted(h.lower() for h in request.headers)})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner, port = await serve_app(app)
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def sidecar(mode: str, ns: str = "emojivoto", **spec) -> dict:
+    return doc("Sidecar", "egress", {"outboundTrafficPolicy": {"mode": mode}, **spec}, ns)
+
+
+async def test_passthrough_then_registry_only_then_a_service_entry(emoji_mesh, outside_port):
+    mesh, _server, client = emoji_mesh
+    outside = f"http://127.0.0.1:{outside_port}/get?x=1"
+    async with aiohttp.ClientSession() as session:
+        # ALLOW_ANY, the default: straight through, in plain HTTP, with none of the mesh's headers
+        status, headers, body = await fetch(session, client.outbound, outside, headers=DEBUG)
+        assert status == 200, body
+        seen = json.loads(body)
+        assert seen["served_by"] == "outside" and seen["path"] == "/get?x=1"
+        assert not [h for h in seen["headers"] if h.startswith(("l5d-", "x-meshdojo-client"))], seen["headers"]
+        assert "egress=passthrough: 127.0.0.1 is not a Service of the mesh (outbound traffic policy ALLOW_ANY, the default)" \
+            in headers["x-meshdojo-fate"]
+        metrics = client.metrics()
+        assert 'dst_service="PassthroughCluster"' in metrics and f"127.0.0.1:{outside_port}" not in metrics.split("# HELP proxy_")[0]
+
+        # a loop back into this proxy is refused, never forwarded
+        status, headers, body = await fetch(session, client.outbound, f"http://127.0.0.1:{client.ports['outbound']}/")
+        assert status == 400 and "own listener" in body
+
+        # nothing there: the error says the request left the mesh (a mistyped Service name ends the same way)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        status, headers, body = await fetch(session, client.outbound, f"http://127.0.0.1:{closed}/")
+        assert status == 502 and headers["x-meshdojo-error"] == "connect_failed"
+        assert f"cannot connect to 127.0.0.1:{closed}" in body and "'127.0.0.1' is not a Service of the mesh, so the request " \
+            "went outside it (passthrough); check the name with 'meshdojo stat svc'" in body
+
+        # Istio's REGISTRY_ONLY (a Sidecar for the namespace): only the mesh's Services
+        apply(mesh, sidecar("REGISTRY_ONLY"))
+        status, headers, body = await until(lambda: fetch(session, client.outbound, outside, headers=DEBUG),
+                                            lambda r: r[0] == 502, "the outside host to be refused")
+        assert headers["x-meshdojo-error"] == "egress_blocked"
+        assert (f"127.0.0.1:{outside_port} is not in the mesh's registry and the outbound traffic policy is REGISTRY_ONLY "
+                f"(Sidecar emojivoto/egress): add a ServiceEntry for 127.0.0.1 (port {outside_port})") in body
+        assert (await fetch(session, client.outbound, "http://emoji/"))[0] == 200  # the mesh's own Services still answer
+        assert 'dst_service="BlackHoleCluster"' in client.metrics()
+
+        # a ServiceEntry names the outside host: reachable again, by that name, and labelled with it
+        apply(mesh, sidecar("REGISTRY_ONLY"), doc("ServiceEntry", "outside", {
+            "hosts": ["outside.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}}]}, "default"))
+        status, headers, body = await until(lambda: fetch(session, client.outbound, "http://outside.example/entry", headers=DEBUG),
+                                            lambda r: r[0] == 200, "the ServiceEntry's host to answer")
+        seen = json.loads(body)
+        assert seen["path"] == "/entry" and seen["host"] == "outside.example"
+        assert "egress=ServiceEntry default/outside" in headers["x-meshdojo-fate"]
+        assert 'dst_namespace="default",dst_service="outside.example"' in client.metrics()
+        status, _headers, body = await fetch(session, client.outbound, "http://outside.example:8080/")
+        assert status == 502 and "ServiceEntry default/outside names outside.example but not port 8080" in body
+
+        # Sidecar gone: ALLOW_ANY again
+        status, _body = mesh.call("DELETE", "/v1/policies/Sidecar/emojivoto/egress")
+        assert status == 200, _body
+        await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 200, "passthrough again")
+
+
+async def test_a_sidecar_for_other_workloads_leaves_this_one_alone(emoji_mesh, outside_port):
+    """A Sidecar with a workloadSelector applies only to the pods it selects; a namespace-wide
+    one in meshdojo-system is the mesh's default, and a more specific one wins over it."""
+    mesh, _server, client = emoji_mesh
+    outside = f"http://127.0.0.1:{outside_port}/"
+    apply(mesh, sidecar("REGISTRY_ONLY", workloadSelector={"labels": {"app": "somebody-else"}}))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: fetch(session, client.outbound, "http://emoji/", headers=DEBUG), lambda r: r[0] == 200, "the mesh")
+        assert (await fetch(session, client.outbound, outside))[0] == 200
+        apply(mesh, sidecar("REGISTRY_ONLY", ns="meshdojo-system"))  # the mesh-wide default
+        _status, headers, body = await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 502,
+                                             "the mesh-wide Sidecar to refuse it")
+        assert "(Sidecar meshdojo-system/egress)" in body
+        apply(mesh, sidecar("REGISTRY_ONLY", ns="meshdojo-system"), sidecar("ALLOW_ANY"))  # the namespace's is more specific
+        await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 200, "the namespace's Sidecar to win")
