@@ -301,6 +301,10 @@ async def apply_policies(request: web.Request) -> web.Response:
             if registry.get(resource.namespace, service) is None:
                 warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
                                 "does not exist (yet); the resource is stored and takes effect when it does")
+        entry = getattr(resource.spec, "entry", None)
+        if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
+            warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
+                            "does not exist (yet); the route takes effect when it does")
     return web.json_response({"applied": applied, "warnings": warnings})
 
 

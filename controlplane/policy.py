@@ -75,7 +75,8 @@ class Resource:
 
     @property
     def target(self) -> str | None:
-        """The service this resource is about (None: the whole namespace)."""
+        """The service this resource is about (None: the whole namespace, or a route whose
+        parent is a ServiceEntry: see ``RouteSpec.entry``)."""
         return getattr(self.spec, "service", None)
 
     @property
@@ -236,12 +237,18 @@ def linkerd_retry(linkerd: routeannotations.RouteAnnotations) -> Retry | None:
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
-    service: str
+    service: str | None  # the parent Service (None when the parent is a ServiceEntry)
     rules: tuple[RouteRule, ...]
+    entry: str | None = None  # the parent ServiceEntry: the route shapes requests to its hosts
 
 
 def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnnotations) -> RouteSpec:
-    service = _service_ref(spec["parentRefs"][0])
+    parent = spec["parentRefs"][0]
+    is_entry = parent.get("kind", "Service") == "ServiceEntry"
+    if (parent.get("group", "") == "") == is_entry:
+        want = "policy.meshdojo.dev (or networking.istio.io)" if is_entry else '"" (the core API group)'
+        raise r.fail("spec.parentRefs[0].group", f"a {parent.get('kind', 'Service')} parent's group is {want}")
+    service = None if is_entry else _service_ref(parent)
     rules = []
     for i, rule in enumerate(spec.get("rules", [{}])):
         where = f"spec.rules[{i}]"
@@ -265,7 +272,7 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
                           parse_duration(rr["backoff"]) if "backoff" in rr else 0.025)
         filters = parse_filters(r, rule.get("filters", []), matches, bool(backends), where) if rule.get("filters") else None
         rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry, filters))
-    return RouteSpec(service, tuple(rules))
+    return RouteSpec(service, tuple(rules), parent["name"] if is_entry else None)
 
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------

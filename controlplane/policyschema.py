@@ -27,6 +27,16 @@ SERVICE_REF = obj({
     "namespace": Str(),
     "port": Int(1, 65535, "a port"),
 }, ("name",), doc="the Service whose traffic this shapes")
+# an HTTPRoute's parent: a Service (GAMMA), or a ServiceEntry's hosts (as Istio's Gateway API support has it)
+PARENT_GROUPS = ("", "policy.meshdojo.dev", "networking.istio.io")
+PARENT_REF = obj({
+    "kind": Str(enum=("Service", "ServiceEntry"), doc="Service (the default), or ServiceEntry: the entry's hosts, outside the mesh"),
+    "name": Str(doc="the Service's (or ServiceEntry's) name"),
+    "group": Str(enum=PARENT_GROUPS, allow_empty=True,
+                 doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry'),
+    "namespace": Str(),
+    "port": Int(1, 65535, "a port"),
+}, ("name",), doc="the Service (or ServiceEntry) whose traffic this route shapes")
 SELECTOR = obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
                doc="Istio's workload selector: the pods this applies to")
 
@@ -104,7 +114,7 @@ FILTER = obj({
 }, ("type",))
 
 HTTP_ROUTE = obj({
-    "parentRefs": ListOf(SERVICE_REF, non_empty=True, max_items=1,
+    "parentRefs": ListOf(PARENT_REF, non_empty=True, max_items=1,
                          hint="expected exactly one parentRef: the Service whose traffic this route shapes"),
     "hostnames": ListOf(Str()),
     "rules": ListOf(obj({

@@ -55,6 +55,8 @@ def authority_label(request: Request, own_namespace: str = "", own_services: fro
     """The ``authority`` label, bounded whatever a client writes: the service discovery resolved
     (outbound), or one of the services this workload belongs to (inbound); else ``unknown``."""
     if own_services is None:  # outbound
+        if request.fate.egress is not None:  # outside the mesh: bounded names (proxy/egress.py)
+            return request.dst_service or UNKNOWN_AUTHORITY
         service, namespace = request.dst_service, request.dst_namespace
     else:
         host = request.authority.rpartition(":")[0] if request.authority.rpartition(":")[2].isdigit() else request.authority
@@ -63,6 +65,14 @@ def authority_label(request: Request, own_namespace: str = "", own_services: fro
             return UNKNOWN_AUTHORITY
         namespace, service = found
     return fqdn(service, namespace) if service and namespace else UNKNOWN_AUTHORITY
+
+
+def route_destination(request: Request) -> str:
+    """The ``dst`` of route metrics: a Service's name in full, or, for a host outside the mesh,
+    its ServiceEntry's host (or PassthroughCluster, BlackHoleCluster)."""
+    if request.fate.egress is not None:
+        return request.dst_service
+    return fqdn(request.dst_service, request.dst_namespace)
 
 
 def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: bool,
@@ -88,7 +98,7 @@ def record_metrics(direction: str, metrics: ProxyMetrics, client_id_of_peer: boo
             failure = classify(response).failure
             metrics.record(labels, response.status, latency_ms, failure)
             if not client_id_of_peer and request.dst_service:  # per route: what the caller saw
-                metrics.record_route(fqdn(request.dst_service, request.dst_namespace), request.fate.route, response.status,
+                metrics.record_route(route_destination(request), request.fate.route, response.status,
                                      failure, latency_ms)
             return response
 
@@ -102,7 +112,7 @@ def count_attempts(metrics: ProxyMetrics) -> Layer:
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            dst = fqdn(request.dst_service, request.dst_namespace)
+            dst = route_destination(request)
             try:
                 response = await inner(request)
             except ProxyError as exc:

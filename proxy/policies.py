@@ -101,6 +101,12 @@ class PolicyWatch:
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
+        # a route whose parent is a ServiceEntry shapes the requests to each of its hosts (egress labels them with the host)
+        hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if r.kind == "ServiceEntry"}  # type: ignore[attr-defined]
+        for resource, _expires in sorted(entries, key=lambda e: e[0].key):
+            entry = getattr(resource.spec, "entry", None)
+            for host in hosts.get((resource.namespace, entry), ()) if entry else ():
+                index.setdefault(("HTTPRoute", resource.namespace, host), []).append(resource)
         self._index = index
         self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
                                      if r.kind == "ServiceEntry")

@@ -91,3 +91,19 @@ def test_a_cluster_local_name_never_leaves_the_mesh():
 
     assert [h for h in ("emoj", "emoji.emojivoto.svc", "emoji.emojivoto.svc.cluster.local") if leaves_the_mesh(h)] == []
     assert all(leaves_the_mesh(h) for h in ("httpbin.org", "api.example.com", "127.0.0.1", "::1", "localhost"))
+
+
+def test_a_route_on_a_service_entry():
+    def route(parent: dict):
+        return parse({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "shop"},
+                      "spec": {"parentRefs": [parent], "rules": [{"timeouts": {"request": "3s"}}]}}, "route.yaml", 0)
+
+    parsed = route({"kind": "ServiceEntry", "group": "networking.istio.io", "name": "httpbin"})
+    assert (parsed.spec.entry, parsed.spec.service, parsed.target) == ("httpbin", None, None)
+    assert route({"kind": "Service", "name": "web"}).spec.entry is None
+    for parent, words in (({"kind": "ServiceEntry", "name": "httpbin"}, "a ServiceEntry parent's group is policy.meshdojo.dev"),
+                          ({"kind": "Service", "group": "policy.meshdojo.dev", "name": "web"}, "a Service parent's group is \"\""),
+                          ({"kind": "ServiceEntry", "group": "example.com", "name": "x"}, "expected one of")):
+        with pytest.raises(PolicyError) as refused:
+            route(parent)
+        assert refused.value.field.startswith("spec.parentRefs[0].group") and words in refused.value.message, refused.value

@@ -4,6 +4,7 @@ ServiceEntry — each request's fate says which, and the metrics name it with bo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -23,6 +24,8 @@ async def outside_port():
     """A server outside the mesh (no proxy, not registered): it says which headers reached it."""
 
     async def handle(request: web.Request) -> web.Response:
+        if request.path.startswith("/delay/"):  # httpbin's /delay/N, in milliseconds here
+            await asyncio.sleep(int(request.path.rsplit("/", 1)[1]) / 1000)
         return web.json_response({"served_by": "outside", "path": request.path_qs, "host": request.host,
                                   "headers": sorted(h.lower() for h in request.headers)})
 
@@ -111,3 +114,26 @@ async def test_a_sidecar_for_other_workloads_leaves_this_one_alone(emoji_mesh, o
         assert "(Sidecar meshdojo-system/egress)" in body
         apply(mesh, sidecar("REGISTRY_ONLY", ns="meshdojo-system"), sidecar("ALLOW_ANY"))  # the namespace's is more specific
         await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 200, "the namespace's Sidecar to win")
+
+
+async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji_mesh, outside_port):
+    """Istio's "manage traffic to external services": an HTTPRoute whose parent is the
+    ServiceEntry sets a timeout on requests to its host."""
+    mesh, _server, client = emoji_mesh
+    entry = doc("ServiceEntry", "slowbin", {"hosts": ["slowbin.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                                            "resolution": "STATIC",
+                                            "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}}]})
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "slowbin-timeout", "namespace": "emojivoto"},
+             "spec": {"parentRefs": [{"kind": "ServiceEntry", "group": "networking.istio.io", "name": "slowbin"}],
+                      "rules": [{"timeouts": {"request": "300ms"}}]}}
+    apply(mesh, entry, route)
+    async with aiohttp.ClientSession() as session:
+        status, headers, body = await until(lambda: fetch(session, client.outbound, "http://slowbin.example/delay/2000", headers=DEBUG),
+                                            lambda r: r[0] == 504, "the route's timeout")
+        assert "egress=ServiceEntry emojivoto/slowbin" in headers["x-meshdojo-fate"]
+        assert "route=emojivoto/slowbin-timeout#0" in headers["x-meshdojo-fate"] and "timeout of 0.3s" in body
+        assert (await fetch(session, client.outbound, "http://slowbin.example/delay/10"))[0] == 200  # under the timeout
+    metrics = client.metrics()
+    routed = [line for line in metrics.splitlines() if line.startswith("route_response_total{") and "slowbin-timeout" in line]
+    assert routed and all('dst="slowbin.example"' in line for line in routed), routed  # the host, not a made-up Service name
+    assert "slowbin.example.emojivoto.svc" not in metrics
