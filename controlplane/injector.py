@@ -26,6 +26,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane import inboundpolicy
+
 INJECT_ANNOTATION = "meshdojo.dev/inject"
 INJECTED_ANNOTATION = "meshdojo.dev/injected"  # the proxy version that was injected
 SKIPPED_ANNOTATION = "meshdojo.dev/inject-skipped"
@@ -82,8 +84,10 @@ def deployment_of(meta: dict[str, Any]) -> str:
     return ""
 
 
-def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig, deployment: str = "") -> tuple[dict, dict]:
-    """(metadata, spec) of the pod with the proxy; unchanged if it already has it."""
+def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig, deployment: str = "",
+               default_policy: str | None = None) -> tuple[dict, dict]:
+    """(metadata, spec) of the pod with the proxy; unchanged if it already has it.
+    ``default_policy``: Linkerd's default inbound policy for the proxy (see :func:`default_policy_of`)."""
     if is_injected(spec):
         return meta, spec
     meta, spec = copy.deepcopy(meta), copy.deepcopy(spec)
@@ -93,7 +97,7 @@ def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
     app_port = APP_PORT if inbound != APP_PORT else APP_PORT + 1
     for container in apps:
         _point_at_proxy(container, app_port)
-    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta))
+    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta), default_policy)
     if config.native_sidecars:
         spec["initContainers"] = [{**proxy, "restartPolicy": "Always"}, *(spec.get("initContainers") or [])]
     else:
@@ -102,6 +106,12 @@ def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
     annotations = meta.setdefault("annotations", {})
     annotations[INJECTED_ANNOTATION] = config.image.rpartition(":")[2] or config.image
     return meta, spec
+
+
+def default_policy_of(meta: dict[str, Any], namespace_meta: dict[str, Any] | None = None) -> str | None:
+    """Linkerd's ``config.linkerd.io/default-inbound-policy``: the pod's annotation, else its
+    namespace's; raises InboundPolicyError for a value that is not Linkerd's."""
+    return inboundpolicy.chosen(meta.get("annotations") or {}, (namespace_meta or {}).get("annotations") or {})
 
 
 def _point_at_proxy(container: dict[str, Any], app_port: int) -> None:
@@ -117,7 +127,8 @@ def _field(path: str) -> dict[str, Any]:
     return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployment: str) -> dict[str, Any]:
+def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployment: str,
+                     default_policy: str | None = None) -> dict[str, Any]:
     args = [
         "--controlplane", config.controlplane_url, "--controlplane-identity", config.controlplane_identity,
         "--trust-anchor", f"{MOUNT}/trust-anchor/ca.crt",
@@ -132,6 +143,8 @@ def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployme
     ]
     if deployment:
         args += ["--deployment", deployment]
+    if default_policy:
+        args += ["--default-inbound-policy", default_policy]
     return {
         "name": PROXY_CONTAINER,
         "image": config.image,
@@ -176,12 +189,14 @@ def _volumes() -> list[dict[str, Any]]:
 
 def inject_document(doc: dict[str, Any], config: InjectConfig) -> dict[str, Any]:
     """A Pod or a workload (its pod template) with the proxy; other kinds unchanged. The
-    template is annotated ``meshdojo.dev/inject: enabled`` too, so the webhook agrees."""
+    template is annotated ``meshdojo.dev/inject: enabled`` too, so the webhook agrees. A wrong
+    default inbound policy annotation raises InboundPolicyError."""
     if not isinstance(doc, dict):
         return doc
     kind = doc.get("kind")
     if kind == "Pod":
-        meta, spec = inject_pod(doc.get("metadata") or {}, doc.get("spec") or {}, config)
+        meta = doc.get("metadata") or {}
+        meta, spec = inject_pod(meta, doc.get("spec") or {}, config, default_policy=default_policy_of(meta))
         return {**doc, "metadata": meta, "spec": spec}
     if kind in WORKLOAD_KINDS:
         out = copy.deepcopy(doc)
@@ -189,7 +204,8 @@ def inject_document(doc: dict[str, Any], config: InjectConfig) -> dict[str, Any]
         template_meta = template.setdefault("metadata", {})
         template_meta.setdefault("annotations", {})[INJECT_ANNOTATION] = "enabled"
         deployment = doc["metadata"]["name"] if kind == "Deployment" else ""
-        template["metadata"], template["spec"] = inject_pod(template_meta, template.get("spec") or {}, config, deployment)
+        template["metadata"], template["spec"] = inject_pod(template_meta, template.get("spec") or {}, config, deployment,
+                                                            default_policy_of(template_meta))
         return out
     return doc
 
@@ -207,7 +223,12 @@ def review(request_review: dict[str, Any], config: InjectConfig, namespace_meta:
     if (request.get("kind") or {}).get("kind") == "Pod" and request.get("operation") == "CREATE" \
             and namespace not in EXCLUDED_NAMESPACES and not spec.get("hostNetwork") \
             and wants_injection(meta, namespace_meta) and not is_injected(spec):
-        new_meta, new_spec = inject_pod(meta, spec, config)
+        try:
+            default_policy = default_policy_of(meta, namespace_meta)
+        except inboundpolicy.InboundPolicyError as exc:  # injected all the same, with Linkerd's default; kubectl shows why
+            default_policy = None
+            response["warnings"] = [f"meshdojo: {exc}; the proxy uses {inboundpolicy.DEFAULT}"]
+        new_meta, new_spec = inject_pod(meta, spec, config, default_policy=default_policy)
         patch = json_patch(meta, spec, new_meta, new_spec)
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()

@@ -100,7 +100,8 @@ class Proxy:
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
 
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
-            self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace))
+            self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
+            default_policy=self.config.default_inbound_policy))
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen(self.config.inbound_address, self.config.inbound_port)
@@ -121,6 +122,7 @@ class Proxy:
             "identity": self.config.identity.uri,
             "workload": self.config.workload,
             "mode": self.tls_mode().value,
+            "defaultInboundPolicy": self.config.default_inbound_policy,
             "gateway": self.config.gateway,
             "ports": self.ports,
             "appPort": self.config.app_port,

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane import inboundpolicy
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.spiffe import InvalidIdentity, SpiffeId
 from proxy.inbound import TlsMode
@@ -43,6 +44,7 @@ class ProxyConfig:
     inbound_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the inbound listener takes the port Services target
     outbound_address: str = "127.0.0.1"  # only a gateway's is reachable from elsewhere (0.0.0.0 in its pod)
     admin_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the control plane scrapes it
+    default_inbound_policy: str = inboundpolicy.DEFAULT  # Linkerd's: who may call when no ALLOW AuthorizationPolicy applies
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--deployment", default="", help="the Deployment this instance belongs to")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the pod (repeatable)")
     parser.add_argument("--labels-file", type=Path, help="the pod's labels, one KEY=\"VALUE\" per line (Kubernetes' downward API format)")
+    parser.add_argument("--default-inbound-policy", choices=inboundpolicy.POLICIES, default=inboundpolicy.DEFAULT,
+                        help="who may call when no ALLOW AuthorizationPolicy applies (Linkerd's "
+                             f"{inboundpolicy.ANNOTATION}; default {inboundpolicy.DEFAULT})")
     args = parser.parse_args(argv)
     try:
         return _build(args)
@@ -140,6 +145,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         inbound_address=args.inbound_address,
         outbound_address=args.outbound_address,
         admin_address=args.admin_address,
+        default_inbound_policy=args.default_inbound_policy,
     )
 
 

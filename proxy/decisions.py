@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from controlplane import inboundpolicy
 from controlplane.policy import AuthzSpec, Resource, RouteRule, RouteSpec
 
 Header = Callable[[str], str | None]
@@ -47,15 +48,25 @@ class AuthzDecision:
     allowed: bool
     policy: str | None  # which policy decided; None when none applies
     audited: tuple[str, ...] = ()
+    default: str | None = None  # the default inbound policy decided (no ALLOW policy applies)
 
     def describe(self) -> str:
         verdict = "allow" if self.allowed else "deny"
+        if self.default is not None:
+            return f"{verdict} by the default inbound policy {self.default}"
         return f"{verdict} by {self.policy}" if self.policy else f"{verdict} (no policy)"
 
+    @property
+    def label(self) -> str:
+        """The ``policy`` label of the authz metrics (bounded: a policy's name, or default:<policy>)."""
+        return f"default:{self.default}" if self.default is not None else self.policy or ""
 
-def authorize(policies: Sequence[Resource], identity: str | None, own_namespace: str, path: str, method: str) -> AuthzDecision:
+
+def authorize(policies: Sequence[Resource], identity: str | None, own_namespace: str, path: str, method: str,
+              default: str = inboundpolicy.DEFAULT) -> AuthzDecision:
     """Istio's order: any matching DENY denies; AUDIT only records; if any ALLOW policy exists,
-    one of them must match. A policy with no rules never matches."""
+    one of them must match. A policy with no rules never matches. With no ALLOW policy,
+    Linkerd's default inbound policy (``default``) decides (controlplane/inboundpolicy.py)."""
 
     def matches(r: Resource) -> bool:
         spec: AuthzSpec = r.spec  # type: ignore[assignment]
@@ -68,7 +79,11 @@ def authorize(policies: Sequence[Resource], identity: str | None, own_namespace:
             return AuthzDecision(False, name(r), audited)
     allows = [r for r in policies if r.spec.action == "ALLOW"]  # type: ignore[union-attr]
     if not allows:
-        return AuthzDecision(True, None, audited)
+        if default == inboundpolicy.DEFAULT:
+            return AuthzDecision(True, None, audited)
+        if default == "audit":  # let in, but note each caller as one that deny would refuse
+            return AuthzDecision(True, None, (*audited, "default:audit"), default)
+        return AuthzDecision(inboundpolicy.admits(default, identity), None, audited, default)
     for r in allows:
         if matches(r):
             return AuthzDecision(True, name(r), audited)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from controlplane import inboundpolicy
 from controlplane.sslcontext import peer_identity
 from proxy.deadlines import Deadlines
 from proxy.decisions import authorize
@@ -60,13 +61,13 @@ class TlsMode(StrEnum):
     PERMISSIVE = "permissive"
 
 
-def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
+def policy_layers(policies: PolicyWatch, shaped: Handler, always: bool = False) -> Layer:
     """Through ``shaped`` (authz, rate limit, faults) when one of their kinds applies to this
-    workload; else straight on (each would pass the request through)."""
+    workload, or ``always``; else straight on (each would pass the request through)."""
 
     def layer(plain: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            return await (shaped if policies.inbound_active else plain)(request)
+            return await (shaped if always or policies.inbound_active else plain)(request)
 
         return handle
 
@@ -120,27 +121,34 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, rng: random.Rand
     return layer
 
 
-def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str) -> Layer:
-    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match.
-    Which policies apply is decided by this workload (see controlplane.selection) — a client's
-    Host or l5d-dst-canonical header cannot choose them."""
+def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str,
+                       default: str = inboundpolicy.DEFAULT) -> Layer:
+    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match;
+    else Linkerd's default inbound policy (``default``) decides. Which policies apply is decided
+    by this workload (see controlplane.selection) — a client's Host or l5d-dst-canonical header
+    cannot choose them."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             rules = policies.applied("AuthorizationPolicy").resources
-            if not rules:
+            if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
-            decision = authorize(rules, request.peer.identity, own_namespace, request.path, request.head.method)
+            decision = authorize(rules, request.peer.identity, own_namespace, request.path, request.head.method, default)
             for name in decision.audited:
                 metrics.authz_audit.labels(name).inc()
                 log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
             request.fate.authz = decision.describe()
             if decision.allowed:
-                metrics.authz_allow.labels(decision.policy or "").inc()
+                metrics.authz_allow.labels(decision.label).inc()
                 return await inner(request)
-            metrics.authz_deny.labels(decision.policy or "").inc()
-            log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated", decision.policy)
-            body = f"meshdojo: denied by AuthorizationPolicy {decision.policy}\n".encode()
+            metrics.authz_deny.labels(decision.label).inc()
+            log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated",
+                     decision.describe())
+            if decision.default is not None:
+                body = (f"meshdojo: denied by the default inbound policy {decision.default} ({inboundpolicy.ANNOTATION}): "
+                        f"an AuthorizationPolicy that ALLOWs this caller lets it in\n").encode()
+            else:
+                body = f"meshdojo: denied by AuthorizationPolicy {decision.policy}\n".encode()
             return Response(403, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"authz_denied")], BytesBody(body),
                             error="authz_denied")
 
@@ -190,12 +198,13 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
 
 
 def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
-                        own_namespace: str, rng: random.Random | None = None) -> Handler:
+                        own_namespace: str, rng: random.Random | None = None, default_policy: str = inboundpolicy.DEFAULT) -> Handler:
     handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
-    handler = authorize_requests(policies, metrics, own_namespace)(handler)  # AuthorizationPolicy: 403
-    handler = policy_layers(policies, shaped=handler)(plain)  # the three above, when one applies to this workload
+    handler = authorize_requests(policies, metrics, own_namespace, default_policy)(handler)  # AuthorizationPolicy: 403
+    # the three above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
+    handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("inbound", metrics, client_id_of_peer=True, own_namespace=own_namespace,

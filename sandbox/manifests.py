@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from controlplane import serviceannotations
+from controlplane import inboundpolicy, serviceannotations
 from controlplane.fields import FieldReader
 
 INJECT_ANNOTATION = "meshdojo.dev/inject"
@@ -44,6 +44,7 @@ class Deployment:
     inject: bool
     container: Container
     source: Path = field(compare=False)
+    default_inbound_policy: str | None = None  # Linkerd's annotation, on the pod template or its Namespace
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def read_documents(name: str, directory: Path, entries: list[tuple[Path, int, An
     """The Deployments and Services among ``(file, index, document)`` entries, as one Demo."""
     deployments: list[Deployment] = []
     services: list[Service] = []
+    namespaces = _namespace_annotations(entries)
     for path, index, raw in entries:
         doc = _Doc(path, index)
         top = doc.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata"})
@@ -113,12 +115,30 @@ def read_documents(name: str, directory: Path, entries: list[tuple[Path, int, An
         name_ = doc.string(meta["name"], "metadata.name")
         namespace = doc.string(meta.get("namespace", "default"), "metadata.namespace")
         if kind == "Deployment":
-            deployments.append(_deployment(doc, top, name_, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory))
+            deployments.append(_deployment(doc, top, name_, namespace, doc.labels(meta.get("labels"), "metadata.labels"), directory,
+                                           namespaces.get(namespace, {})))
         elif kind == "Service":
             services.append(_service(doc, top, name_, namespace, meta.get("annotations")))
         elif kind not in ("Namespace", "ServiceAccount"):
             raise doc.fail("kind", f"{kind!r} is not one the local backend reads (Deployment, Service, ServiceAccount, Namespace)")
     return Demo(name, directory, tuple(deployments), tuple(services))
+
+
+def _namespace_annotations(entries: list[tuple[Path, int, Any]]) -> dict[str, dict[str, str]]:
+    """The annotations of each Namespace among the entries (a pod's default inbound policy may
+    come from its namespace, as in Linkerd); a wrong default inbound policy is refused here."""
+    found: dict[str, dict[str, str]] = {}
+    for path, index, raw in entries:
+        if not (isinstance(raw, dict) and raw.get("kind") == "Namespace" and isinstance(raw.get("metadata"), dict)):
+            continue
+        doc = _Doc(path, index)
+        annotations = doc.labels(raw["metadata"].get("annotations"), "metadata.annotations")
+        try:
+            inboundpolicy.chosen({}, annotations, namespace_field="metadata.annotations")
+        except inboundpolicy.InboundPolicyError as exc:
+            raise doc.fail(exc.field, exc.message) from None
+        found[str(raw["metadata"].get("name"))] = annotations
+    return found
 
 
 def expand(arg: str, env: dict[str, str]) -> str:
@@ -138,7 +158,8 @@ def expand(arg: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[str, str], directory: Path) -> Deployment:
+def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[str, str], directory: Path,
+                namespace_annotations: dict[str, str]) -> Deployment:
     spec = doc.obj(top.get("spec"), "spec", {"replicas", "selector", "template"}, {"template"})
     replicas = doc.integer(spec.get("replicas", 1), "spec.replicas", 0, 20)
     template = doc.obj(spec["template"], "spec.template", {"metadata", "spec"}, {"spec"})
@@ -148,6 +169,10 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
     inject = annotations.get(INJECT_ANNOTATION, "disabled")
     if inject not in ("enabled", "disabled"):
         raise doc.fail(f"spec.template.metadata.annotations.{INJECT_ANNOTATION}", f"expected enabled or disabled, got {inject!r}")
+    try:
+        default_policy = inboundpolicy.chosen(annotations, namespace_annotations, "spec.template.metadata.annotations")
+    except inboundpolicy.InboundPolicyError as exc:
+        raise doc.fail(exc.field, exc.message) from None
     pod = doc.obj(template["spec"], "spec.template.spec", {"serviceAccountName", "containers"}, {"containers"})
     containers = pod["containers"]
     if not isinstance(containers, list) or len(containers) != 1:
@@ -175,6 +200,7 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
         name=name, namespace=namespace, labels=pod_labels, replicas=replicas,
         service_account=doc.string(pod.get("serviceAccountName", "default"), "spec.template.spec.serviceAccountName"),
         inject=inject == "enabled", container=Container(tuple(command) + tuple(args), tuple(env), port), source=doc.path,
+        default_inbound_policy=default_policy,
     )
 
 

@@ -177,9 +177,11 @@ class Supervisor:
             # the outbound port is chosen here, so the app (whose HTTP_PROXY names it) starts alongside its sidecar
             inst.outbound_port = free_port()
             labels = [arg for k, v in sorted(inst.deployment.labels.items()) for arg in ("--label", f"{k}={v}")]
+            policy = inst.deployment.default_inbound_policy  # Linkerd's annotation, handed to the proxy as its injector does
             inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
                                           inst.app_port, "--outbound-port", str(inst.outbound_port),
-                                          "--deployment", inst.deployment.name, *labels)
+                                          "--deployment", inst.deployment.name, *labels,
+                                          *(("--default-inbound-policy", policy) if policy else ()))
             inst.proxy.start()
         inst.app = self._app_proc(inst)
         inst.app.start()

@@ -115,3 +115,26 @@ def test_a_learners_app_runs_meshed_beside_the_demo_and_goes_away(cli, tmp_path)
     wait_until(lambda: not any(w["deployment"] == "hello" for w in cli.status()["workloads"]), 30, "hello's instance to stop")
     gone = cli.run("load", "svc/hello", "/", "--from", "deploy/web", "-n", "1", check=False)
     assert gone.returncode != 0 or '"200"' not in gone.stdout
+
+
+def test_linkerds_default_inbound_policy_on_a_learners_namespace(cli, tmp_path):
+    """config.linkerd.io/default-inbound-policy: deny on the Namespace: hello's sidecar refuses
+    every caller until an AuthorizationPolicy ALLOWs one (Linkerd's "restricting access" task)."""
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    docs = json.loads(json.dumps(HELLO[:4]))
+    docs[0]["metadata"]["annotations"] = {"config.linkerd.io/default-inbound-policy": "deny"}
+    app = tmp_path / "hello.yaml"
+    app.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    cli.run("apply", "-f", str(app))
+    wait_until(lambda: any(w["deployment"] == "hello" and w["ready"] for w in cli.status()["workloads"]), 60, "hello-0 ready")
+
+    def codes() -> dict:
+        return json.loads(cli.run("load", "svc/hello", "/", "--from", "deploy/web", "-n", "4", "-c", "1", "-o", "json").stdout)["codes"]
+
+    assert set(codes()) == {"403"}
+    allow = tmp_path / "allow.yaml"
+    allow.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: allow-web, namespace: lessons}\n"
+                     "spec:\n  targetRef: {kind: Service, name: hello}\n"
+                     "  rules: [{from: [{source: {serviceAccounts: [emojivoto/web]}}]}]\n")
+    cli.run("apply", "-f", str(allow))
+    wait_until(lambda: set(codes()) == {"200"}, 20, "the ALLOW to let web in")

@@ -135,6 +135,34 @@ def test_breaker_jitter_stays_within_half():
     assert 5.0 <= min(spans) and max(spans) <= 15.0 and max(spans) - min(spans) > 5
 
 
+def test_linkerds_default_inbound_policy_decides_only_without_an_allow():
+    from controlplane import inboundpolicy
+
+    web = "spiffe://meshdojo.local/ns/emojivoto/sa/web"
+    deny_bot = authz("deny-bot", "DENY", [{"from": [{"source": {"serviceAccounts": ["vote-bot"]}}]}])
+    allow_web = authz("allow-web", "ALLOW", [{"from": [{"source": {"serviceAccounts": ["web"]}}]}])
+    verdicts = {policy: (authorize([], web, "emojivoto", "/", "GET", policy).allowed,
+                         authorize([], None, "emojivoto", "/", "GET", policy).allowed) for policy in inboundpolicy.POLICIES}
+    assert verdicts == {"all-unauthenticated": (True, True), "cluster-unauthenticated": (True, True), "audit": (True, True),
+                        "all-authenticated": (True, False), "cluster-authenticated": (True, False), "deny": (False, False)}
+    denied = authorize([deny_bot], web, "emojivoto", "/", "GET", "deny")  # a DENY policy alone is no ALLOW: the default decides
+    assert (denied.allowed, denied.label, denied.describe()) == (False, "default:deny", "deny by the default inbound policy deny")
+    allowed = authorize([allow_web], web, "emojivoto", "/", "GET", "deny")  # an ALLOW policy: the default steps aside
+    assert (allowed.allowed, allowed.label) == (True, "emojivoto/allow-web")
+    assert authorize([], None, "emojivoto", "/", "GET", "audit").audited == ("default:audit",)
+
+
+def test_the_default_inbound_policy_is_read_as_linkerd_reads_it():
+    from controlplane.inboundpolicy import ANNOTATION, InboundPolicyError, chosen
+
+    assert chosen({}, {}) is None
+    assert chosen({}, {ANNOTATION: "deny"}) == "deny"
+    assert chosen({ANNOTATION: "all-authenticated"}, {ANNOTATION: "deny"}) == "all-authenticated"  # the pod's wins
+    with pytest.raises(InboundPolicyError) as refused:
+        chosen({}, {ANNOTATION: "none"}, namespace_field="Namespace shop: metadata.annotations")
+    assert str(refused.value).startswith(f"Namespace shop: metadata.annotations.{ANNOTATION}: expected one of all-unauthenticated")
+
+
 def test_authorization_in_istios_order():
     web = "spiffe://meshdojo.local/ns/emojivoto/sa/web"
     bot = "spiffe://meshdojo.local/ns/emojivoto/sa/vote-bot"

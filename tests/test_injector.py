@@ -139,6 +139,28 @@ def test_the_webhook_answers_with_a_patch_that_makes_the_injected_pod():
     assert "patch" not in again and again["allowed"] is True
 
 
+def test_linkerds_default_inbound_policy_reaches_the_proxy_from_the_pod_or_its_namespace():
+    def policy_arg(pod: dict, namespace_meta: dict) -> tuple[str | None, list]:
+        response = injector.review(_review(pod), InjectConfig(IMAGE), namespace_meta=namespace_meta)["response"]
+        spec = _apply_patch(pod, json.loads(base64.b64decode(response["patch"])))["spec"]
+        args = spec["initContainers"][0]["args"]
+        return (args[args.index("--default-inbound-policy") + 1] if "--default-inbound-policy" in args else None,
+                response.get("warnings", []))
+
+    key = "config.linkerd.io/default-inbound-policy"
+    assert policy_arg(_web_pod(), {}) == (None, [])  # the proxy's own default: all-unauthenticated
+    assert policy_arg(_web_pod(), {"annotations": {key: "deny"}}) == ("deny", [])
+    pod = _web_pod()
+    pod["metadata"]["annotations"][key] = "all-authenticated"
+    assert policy_arg(pod, {"annotations": {key: "deny"}}) == ("all-authenticated", [])  # the pod's wins
+    pod["metadata"]["annotations"][key] = "closed"
+    arg, warnings = policy_arg(pod, {})  # injected all the same, and kubectl shows why the value was not used
+    assert arg is None and warnings[0].startswith(f"meshdojo: metadata.annotations.{key}: expected one of all-unauthenticated")
+    manual = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(pod)}
+    with pytest.raises(ValueError, match="expected one of"):  # `meshdojo inject -f`: an error, nothing printed
+        injector.inject_document(manual, InjectConfig(IMAGE))
+
+
 @pytest.mark.parametrize("change", ["excluded-namespace", "host-network", "not-annotated", "update"])
 def test_the_webhook_admits_unchanged_what_it_must_not_inject(change):
     pod = _web_pod()

@@ -62,6 +62,9 @@ def test_a_good_manifest(tmp_path):
     (("port: 80,", "port: '80',"), "document 1: spec.ports[0].port", "expected an integer"),
     (("kind: Service", "kind: Ingress"), "document 1: kind", "not one the local backend reads"),
     (("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: yes-please"), "meshdojo.dev/inject", "expected enabled or disabled"),
+    (("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: enabled, config.linkerd.io/default-inbound-policy: none"),
+     "document 0: spec.template.metadata.annotations.config.linkerd.io/default-inbound-policy",
+     "expected one of all-unauthenticated, all-authenticated"),
 ])
 def test_bad_manifests_name_file_document_and_field(tmp_path, change, where, what):
     old, new = change
@@ -70,6 +73,20 @@ def test_bad_manifests_name_file_document_and_field(tmp_path, change, where, wha
         load_demo(write(tmp_path, GOOD.replace(old, new, 1)))
     message = str(err.value)
     assert str(tmp_path / "m.yaml") in message and where in message and what in message
+
+
+def test_the_default_inbound_policy_comes_from_the_pod_template_else_its_namespace(tmp_path):
+    """Linkerd's config.linkerd.io/default-inbound-policy: the pod template's annotation wins over
+    its Namespace's; a wrong one on the Namespace is refused naming that document."""
+    namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: emojivoto\n  annotations: {config.linkerd.io/default-inbound-policy: %s}\n---\n"
+    (web,) = load_demo(write(tmp_path, namespace % "deny" + GOOD)).deployments
+    assert web.default_inbound_policy == "deny"
+    pod = GOOD.replace("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: enabled, config.linkerd.io/default-inbound-policy: audit")
+    (web,) = load_demo(write(tmp_path, namespace % "deny" + pod)).deployments
+    assert web.default_inbound_policy == "audit"
+    assert load_demo(write(tmp_path, GOOD)).deployments[0].default_inbound_policy is None
+    with pytest.raises(ManifestError, match=r"document 0: metadata.annotations.config.linkerd.io/default-inbound-policy: expected one of"):
+        load_demo(write(tmp_path, namespace % "closed" + GOOD))
 
 
 def test_invalid_yaml(tmp_path):

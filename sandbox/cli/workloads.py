@@ -30,6 +30,7 @@ def _inject_file(args: argparse.Namespace) -> int:
     inject --manual``): nothing runs, nothing is applied; pipe it into ``kubectl apply -f -``."""
     import yaml
 
+    from controlplane.inboundpolicy import InboundPolicyError
     from controlplane.injector import InjectConfig, inject_document
     from sandbox.kube.image import image_ref
 
@@ -42,7 +43,10 @@ def _inject_file(args: argparse.Namespace) -> int:
         return fail(f"{args.filename} is not YAML: {exc}")
     config = InjectConfig(image=args.image or image_ref(), native_sidecars=not args.no_native_sidecar)
     kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
-    injected = [inject_document(d, config) for d in docs]
+    try:
+        injected = [inject_document(d, config) for d in docs]
+    except InboundPolicyError as exc:
+        return fail(f"{args.filename}: {exc}; nothing was printed")
     print(yaml.safe_dump_all(injected, sort_keys=False), end="")
     changed = sum(a != b for a, b in zip(docs, injected, strict=True))
     print(f"{changed} of {len(kinds)} documents injected", file=sys.stderr)
