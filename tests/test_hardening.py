@@ -236,13 +236,14 @@ async def test_a_thousand_hosts_add_no_metric_series(recorded):
                 while len(got.partition(b"\r\n\r\n")[2]) < length:
                     got += sock.recv(65536)
 
-    for proxy, port, absolute in ((server, server.ports["inbound"], False), (client, client.ports["outbound"], True)):
+    for proxy, port, absolute, authority in ((server, server.ports["inbound"], False, "unknown"),
+                                             (client, client.ports["outbound"], True, "PassthroughCluster")):
         await asyncio.to_thread(hosts, port, absolute, 0, 20)
         series = _series(proxy.metrics())
         await asyncio.to_thread(hosts, port, absolute, 20, 1000)
         after = proxy.metrics()
         assert _series(after) == series, (series, _series(after))
-        assert 'authority="unknown"' in after and "h999.example" not in after and "127.0.3.250" not in after
+        assert f'authority="{authority}"' in after and "h999.example" not in after and "127.0.3.250" not in after
     assert 'dst_service="PassthroughCluster"' in after
 
 

@@ -438,6 +438,33 @@ def test_linkerds_annotations_on_a_service_come_from_kubectl_annotate(plane):
     assert plane.mesh.call("GET", "/v1/policies?kind=-")[1]["annotationProblems"] == []
 
 
+def test_the_webhook_hands_linkerds_default_inbound_policy_to_the_proxy(plane):
+    """config.linkerd.io/default-inbound-policy on the Namespace reaches the stored pod's proxy
+    arguments; a pod's own wrong value is injected with the default, and kubectl shows why."""
+    key = "config.linkerd.io/default-inbound-policy"
+    plane.core.create_namespace({"metadata": {"name": "locked", "annotations": {key: "deny", "meshdojo.dev/inject": "enabled"}}})
+
+    def pod(name: str, annotations: dict) -> str:
+        return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "locked", "annotations": annotations},
+                               "spec": {"containers": [{"name": "app", "image": "x", "command": ["sleep", "1"],
+                                                        "ports": [{"containerPort": 8080}]}]}})
+
+    def policy_arg(name: str) -> str | None:
+        args = plane.core.read_namespaced_pod(name, "locked").spec.init_containers[0].args
+        return args[args.index("--default-inbound-policy") + 1] if "--default-inbound-policy" in args else None
+
+    try:
+        plane.k8s.kubectl("apply", "-f", "-", input=pod("from-namespace", {}))
+        assert policy_arg("from-namespace") == "deny"
+        plane.k8s.kubectl("apply", "-f", "-", input=pod("own", {key: "all-authenticated"}))
+        assert policy_arg("own") == "all-authenticated"
+        done = plane.k8s.kubectl("apply", "-f", "-", input=pod("wrong", {key: "closed"}))
+        assert policy_arg("wrong") is None
+        assert f"Warning: meshdojo: metadata.annotations.{key}: expected one of" in done.stderr, done.stderr
+    finally:
+        plane.core.delete_namespace("locked")
+
+
 def test_the_operator_api_does_not_register_services_by_hand_here(plane):
     status, body = plane.mesh.call("PUT", f"/v1/services/{NS}/extra", {"ports": [80]})
     assert status == 409 and "the Kubernetes cluster" in body["error"]

@@ -121,6 +121,10 @@ def test_fate_lines_and_filters():
     assert render.tap_matches(event, "", "voting", "/api", "2", False)
     assert not render.tap_matches(event, "", "", "", "", True)  # only failures
     assert render.tap_row(event)[-1].plain.startswith("attempts=2; route=")
+    assert not any(line.startswith("egress") for line in lines)  # only for a host outside the mesh
+    outside = {**event, "fate": {"egress": "ServiceEntry emojivoto/httpbin", "attempts": ["127.0.0.1:9000 -> 200"]}}
+    assert "egress     ServiceEntry emojivoto/httpbin" in render.fate_lines(outside)
+    assert render.tap_row(outside)[-1].plain == "egress=ServiceEntry emojivoto/httpbin"
 
 
 def test_an_error_field_is_found_on_its_line():

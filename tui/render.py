@@ -137,7 +137,7 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
 
 # -- a request's fate -----------------------------------------------------------------------
 
-FATE_KEYS = ("route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
+FATE_KEYS = ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
 
 
 def graph(snap: Any, selected: str | None = None) -> Text:
@@ -175,7 +175,8 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
         if event.get(key):
             lines.append(f"{key}: {event[key]}")
     for key in FATE_KEYS:
-        lines.append(f"{key:<10} {fate.get(key) or '-'}")
+        if key != "egress" or fate.get(key):  # egress only for a host outside the mesh
+            lines.append(f"{key:<10} {fate.get(key) or '-'}")
     attempts = fate.get("attempts") or []
     lines.append(f"attempts   {len(attempts)}" + "".join(f"\n  {i + 1}. {a}" for i, a in enumerate(attempts)))
     for reason in fate.get("retry") or []:
