@@ -98,10 +98,14 @@ def read_service_entry(r: FieldReader, spec: dict[str, Any]) -> ServiceEntrySpec
         for name in raw.get("ports", {}):
             if name not in names:
                 raise r.fail(f"{where}.ports.{name}", f"no port named {name!r} in spec.ports (names: {', '.join(names)})")
-        if resolution == "STATIC" and not _is_ip(raw["address"]):
+        if resolution == "STATIC" and not is_ip(raw["address"]):
             raise r.fail(f"{where}.address", f"{raw['address']!r} is not an IP address: resolution STATIC connects to "
                                               f"addresses; use resolution DNS for host names")
         endpoints.append(EntryEndpoint(raw["address"], tuple(sorted(raw.get("ports", {}).items()))))
+    for i, host in enumerate(spec["hosts"]):  # these name a cluster's Services: the proxy never looks them up outside
+        if "." not in host or host.endswith((".svc", ".svc.cluster.local")):
+            raise r.fail(f"spec.hosts[{i}]", f"{host!r} is a cluster-local name (a Service's): a ServiceEntry names hosts "
+                                             f"outside the mesh, like httpbin.org")
     wildcard = next((h for h in spec["hosts"] if h.startswith("*.")), None)
     if resolution == "STATIC" and not endpoints:
         raise r.fail("spec.endpoints", "resolution STATIC needs endpoints: the addresses to connect to")
@@ -121,7 +125,7 @@ def read_sidecar(r: FieldReader, spec: dict[str, Any]) -> SidecarSpec:
     return SidecarSpec(spec["outboundTrafficPolicy"]["mode"], workloads)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -44,6 +44,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
                 "serviceentries": "ServiceEntry", "se": "ServiceEntry"}
+
+
 class PolicyError(ValueError):
     def __init__(self, source: str, index: int, field: str, message: str) -> None:
         super().__init__(f"{source}: document {index}: {field}: {message}")

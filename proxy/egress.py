@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from controlplane.egress import Egress, decide
+from controlplane.egress import Egress, decide, is_ip
 from controlplane.protocol import Endpoint
 from proxy.errors import BadRequest, ProxyError
 from proxy.exchange import Request
@@ -49,17 +49,9 @@ def leaves_the_mesh(host: str) -> bool:
     """Whether ``host`` may be a host outside the mesh. A cluster-local form — one label
     (``emoj``), or ``….svc`` / ``….svc.cluster.local`` — names a Service or nothing: it is never
     looked up elsewhere, so a mistyped Service name is an unknown service, as it always was."""
-    if host.lower() in LOOPBACK_NAMES or _is_ip(host):
+    if host.lower() in LOOPBACK_NAMES or is_ip(host):
         return True
     return "." in host and not host.endswith((".svc", ".svc.cluster.local"))
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def endpoints(egress: Egress) -> list[Endpoint]:
@@ -71,6 +63,7 @@ def _is_loopback(address: str) -> bool:
     if address.lower() in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(address).is_loopback or ipaddress.ip_address(address).is_unspecified
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    return ip.is_loopback or ip.is_unspecified

@@ -421,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
-    owner = int(os.environ.get(OWNER_ENV, "0") or 0)  # a test run's worker: the sandbox ends with it, even if it is SIGKILLed
+    given = os.environ.get(OWNER_ENV, "")
+    owner = int(given) if given.isdigit() else 0  # a test run's worker: the sandbox ends with it, even if it is SIGKILLed
     try:
         supervisor.start()
         while not stop:

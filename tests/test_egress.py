@@ -23,6 +23,8 @@ def entry(spec: dict, ns: str = "shop", name: str = "x") -> NamedEntry:
 @pytest.mark.parametrize("change, field, words", [
     ({"hosts": []}, "spec.hosts", "expected a non-empty list of host names"),
     ({"hosts": ["HTTPBIN.example"]}, "spec.hosts[0]", "expected a lower-case host name"),
+    ({"hosts": ["httpbin.example", "legacy"]}, "spec.hosts[1]", "'legacy' is a cluster-local name"),
+    ({"hosts": ["legacy.shop.svc.cluster.local"]}, "spec.hosts[0]", "is a cluster-local name"),
     ({"ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}]}, "spec.ports[0].protocol", "expected one of HTTP"),
     ({"ports": [{"number": 80, "name": "a"}, {"number": 80, "name": "b"}]}, "spec.ports", "two ports with the number 80"),
     ({"resolution": "STATIC"}, "spec.endpoints", "resolution STATIC needs endpoints"),
