@@ -83,7 +83,8 @@ def identities(name: str) -> dict[str, Any]:
                      "issuer": ca["issuer"]["subject"], "serial": cert.get("serial"),
                      "not_before": cert.get("notBefore"), "not_after": cert.get("notAfter"),
                      "rotation_in_seconds": max((rotate_at - now).total_seconds(), 0) if rotate_at else None,
-                     "rotations": cert.get("refreshes", 0), "mode": config.get("mode")})
+                     "rotations": cert.get("refreshes", 0), "mode": config.get("mode"),
+                     "default_inbound_policy": config.get("defaultInboundPolicy")})
     return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "workloads": rows}
 
 

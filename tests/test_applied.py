@@ -132,6 +132,8 @@ def test_linkerds_default_inbound_policy_on_a_learners_namespace(cli, tmp_path):
         return json.loads(cli.run("load", "svc/hello", "/", "--from", "deploy/web", "-n", "4", "-c", "1", "-o", "json").stdout)["codes"]
 
     assert set(codes()) == {"403"}
+    (hello,) = [line for line in cli.run("identity").stdout.splitlines() if line.startswith("hello-")]
+    assert hello.rstrip().endswith(", default deny"), hello  # `meshdojo identity` shows it beside the TLS mode
     allow = tmp_path / "allow.yaml"
     allow.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: allow-web, namespace: lessons}\n"
                      "spec:\n  targetRef: {kind: Service, name: hello}\n"

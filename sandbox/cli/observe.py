@@ -49,7 +49,7 @@ def _observe(args: argparse.Namespace) -> int:
             for w in data["workloads"]:
                 table.append((w["workload"], w["identity"], (w.get("serial") or "-")[:12], (w.get("not_after") or "-")[:19],
                               observe.human_duration(w["rotation_in_seconds"]) if w.get("rotation_in_seconds") is not None else "-",
-                              str(w.get("rotations", "-")), w.get("mode") or w.get("error", "-")))
+                              str(w.get("rotations", "-")), _mode(w)))
             print_table(table)
             return 0
     except ApiError as exc:
@@ -169,3 +169,11 @@ def register(sub) -> None:
         add_namespace(p)
     for p in (wire, stat, edges, routes, ident, attack, tap, top):
         add_name(p)
+
+
+def _mode(row: dict) -> str:
+    """STRICT or PERMISSIVE, and Linkerd's default inbound policy when it is not the default."""
+    if not row.get("mode"):
+        return row.get("error", "-")
+    policy = row.get("default_inbound_policy")
+    return row["mode"] if policy in (None, "all-unauthenticated") else f"{row['mode']}, default {policy}"
