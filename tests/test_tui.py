@@ -94,6 +94,21 @@ def test_the_graph_puts_callers_left_and_marks_mtls_and_plaintext():
     assert "🔒1.0/s 100%" in text  # an edge's own numbers, for a versioned deployment too
 
 
+def test_traffic_leaving_the_mesh_is_drawn_beside_its_caller():
+    from types import SimpleNamespace
+
+    web = {"namespace": "emojivoto", "name": "web", "success_rate": 1.0, "rps": 2.0, "not_answering": []}
+    edges = [{"src": "web", "dst": "PassthroughCluster", "src_namespace": "emojivoto", "dst_namespace": "", "secured": False,
+              "mtls_share": 0.0, "rps": 5.6, "success_rate": 1.0},
+             {"src": "web", "dst": "httpbin.example", "src_namespace": "emojivoto", "dst_namespace": "shared", "secured": False,
+              "mtls_share": 0.0, "rps": 1.0, "success_rate": 0.5}]
+    lines = render.graph(SimpleNamespace(deployments=[web], edges=edges)).plain.splitlines()
+    assert [line for line in lines if line.startswith("── namespace")] == [next(x for x in lines if "namespace emojivoto" in x)]
+    arrows = [line for line in lines if "▶│" in line]
+    assert len(arrows) == 2 and all("│ outside the mesh" in line for line in lines if "outside" in line)
+    assert "🔓5.6/s 100%" in "\n".join(lines) and "🔓1.0/s 50%" in "\n".join(lines)
+
+
 def test_the_graph_canvas_joins_lines_and_keeps_wide_glyphs():
     canvas = graph.Canvas(6, 3)
     canvas.line(1, 2, "─", "")

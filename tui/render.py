@@ -152,11 +152,15 @@ def graph(snap: Any, selected: str | None = None) -> Text:
                           health_style(d["success_rate"], bool(d["not_answering"]))))
     arrows = []
     for e in snap.edges:
-        src, dst = f"{e['src_namespace']}/{e['src']}", f"{e['dst_namespace']}/{e['dst']}"
+        # egress (PassthroughCluster, a ServiceEntry's host: a name with a dot, never a Deployment's) is drawn
+        # beside its caller, so the arrow shows
+        outside = not e["dst_namespace"] or "." in e["dst"]
+        src = f"{e['src_namespace']}/{e['src']}"
+        dst = f"{e['src_namespace'] if outside else e['dst_namespace']}/{e['dst']}"
         for key, name in ((src, e["src"]), (dst, e["dst"])):
             if key not in keys:  # an edge to something without a sidecar of its own shows up too
                 keys.add(key)
-                nodes.append(Node(key, name, "no sidecar", "dim"))
+                nodes.append(Node(key, name, "outside the mesh" if outside and key == dst else "no sidecar", "dim"))
         share = e.get("mtls_share", 1.0 if e["secured"] else 0.0)
         success = e.get("success_rate")
         arrows.append(Arrow(src, dst, e["secured"], 0 < share < 1, f"{e.get('rps', 0):.1f}/s {'-' if success is None else f'{success * 100:.0f}%'}",
