@@ -1,8 +1,13 @@
-"""Tiny upstream apps for tests, served in the test's own event loop."""
+"""Tiny upstream apps for tests: aiohttp ones served in the test's own event loop, and a plain
+one in a thread for tests without a loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiohttp import web
 
@@ -40,3 +45,31 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def plain_http_server(address: str = "127.0.0.1",
+                      answer: Callable[[str, str], str] = lambda path, host: f"{path} host={host}") -> Iterator[int]:
+    """An HTTP/1.1 server of the standard library in a thread, at ``address`` on a port the OS
+    picks (yielded): every GET gets 200 and ``answer(path, host)``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # http.server's name for it
+            body = answer(self.path, self.headers["host"] or "").encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((address, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -116,41 +116,24 @@ def test_a_reference_relay_pair_carries_the_request_to_the_app_and_its_answer_ba
     path with its query (an HTTP relay is sent the absolute form, as through HTTP_PROXY), and the
     app's answer unchanged; over keep-alive, request after request."""
     import http.client
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from bench.meshed_path import start_pair
     from sandbox.processes import stop_group
+    from tests.apps import plain_http_server
 
-    class Echo(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):  # http.server's name for it
-            body = f"{self.path} host={self.headers['host']}".encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    app = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
     helpers: list = []
-    try:
-        port, _pids = start_pair(module, tmp_path, app.server_address[1], helpers)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    with plain_http_server() as app_port:  # answers "<path> host=<Host>"
         try:
-            for n in range(3):
-                target = f"/echo/{n}?q={n}&r=x" if module == "bench.tlspipe" else f"http://bench-app/echo/{n}?q={n}&r=x"
-                conn.request("GET", target, headers={"Host": "bench-app"})
-                answer = conn.getresponse()
-                assert (answer.status, answer.read().decode()) == (200, f"/echo/{n}?q={n}&r=x host=bench-app")
+            port, _pids = start_pair(module, tmp_path, app_port, helpers)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                for n in range(3):
+                    target = f"/echo/{n}?q={n}&r=x" if module == "bench.tlspipe" else f"http://bench-app/echo/{n}?q={n}&r=x"
+                    conn.request("GET", target, headers={"Host": "bench-app"})
+                    answer = conn.getresponse()
+                    assert (answer.status, answer.read().decode()) == (200, f"/echo/{n}?q={n}&r=x host=bench-app")
+            finally:
+                conn.close()
         finally:
-            conn.close()
-    finally:
-        for helper in helpers:
-            stop_group(helper)
-        app.shutdown()
-        app.server_close()
+            for helper in helpers:
+                stop_group(helper)

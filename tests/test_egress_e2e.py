@@ -1,6 +1,7 @@
-"""Istio's egress tasks through real proxies: a host outside the mesh is passed through by
-default (ALLOW_ANY), refused under a Sidecar's REGISTRY_ONLY, and reached again through a
-ServiceEntry — each request's fate says which, and the metrics name it with bounded labels."""
+"""Istio's egress tasks through real proxies, then with the learner's commands in the local
+sandbox: a host outside the mesh is passed through by default (ALLOW_ANY), refused under a
+Sidecar's REGISTRY_ONLY, and reached again through a ServiceEntry — each request's fate says
+which, and the metrics name it with bounded labels."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.apps import serve_app
+from sandbox.processes import wait_until
+from tests.apps import plain_http_server, serve_app
 from tests.test_faults_e2e import until
+from tests.test_sandbox import Cli
 from tests.test_traffic_e2e import apply, doc, fetch
 
 DEBUG = {"x-meshdojo-debug": "1"}
@@ -137,3 +140,50 @@ async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji
     routed = [line for line in metrics.splitlines() if line.startswith("route_response_total{") and "slowbin-timeout" in line]
     assert routed and all('dst="slowbin.example"' in line for line in routed), routed  # the host, not a made-up Service name
     assert "slowbin.example.emojivoto.svc" not in metrics
+
+
+@pytest.fixture
+def cli(tmp_path):
+    c = Cli(tmp_path / "home")
+    yield c
+    c.run("down", check=False)
+
+
+@pytest.mark.timeout(180)
+def test_egress_from_the_cli_passthrough_registry_only_and_a_service_entry(cli, tmp_path):
+    """Istio's egress task with the learner's commands, in the local sandbox: `meshdojo load URL
+    --from deploy/web` leaves the mesh through web's sidecar; a Sidecar makes the namespace
+    REGISTRY_ONLY; a ServiceEntry lets one host through again, by its name."""
+    with plain_http_server() as port:
+        outside = f"http://127.0.0.1:{port}/headers"
+        cli.run("up", "--no-tui", "--demo", "emojivoto")
+
+        def codes(url: str) -> dict:
+            return json.loads(cli.run("load", url, "--from", "deploy/web", "-n", "4", "-c", "1", "-o", "json").stdout)["codes"]
+
+        assert codes(outside)["200"]["count"] == 4  # passed through (ALLOW_ANY, the default)
+        refused = cli.run("load", outside, check=False)
+        assert refused.returncode == 1 and "add --from deploy/NAME" in refused.stderr
+        policy = tmp_path / "egress.yaml"
+        policy.write_text(f"""
+apiVersion: policy.meshdojo.dev/v1alpha1
+kind: Sidecar
+metadata: {{name: default, namespace: emojivoto}}
+spec:
+  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+---
+apiVersion: policy.meshdojo.dev/v1alpha1
+kind: ServiceEntry
+metadata: {{name: outside, namespace: emojivoto}}
+spec:
+  hosts: [outside.example]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
+""")
+        cli.run("apply", "-f", str(policy))
+        wait_until(lambda: set(codes(outside)) == {"502"}, 20, "the outside host to be refused")
+        assert set(codes("http://outside.example/headers")) == {"200"}
+        listed = cli.run("get", "se").stdout
+        assert "outside.example" in listed and "STATIC, port 80" in listed
+        assert "outbound REGISTRY_ONLY" in cli.run("get", "sidecar", "-n", "emojivoto").stdout

@@ -29,6 +29,7 @@ import pytest
 
 from controlplane.injector import ADMIN_PORT, OUTBOUND_PORT
 from sandbox.processes import wait_until
+from tests.apps import plain_http_server
 from tests.k8senv import pods as podnet
 from tests.k8senv.cluster import free_port
 from tests.meshkit import Mesh
@@ -92,30 +93,6 @@ def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> 
         _out, err = proc.communicate(timeout=10)
     assert len(events) >= want, f"tap gave {len(events)} of {want} events in {timeout}s: {err}"
     return events
-
-
-@contextlib.contextmanager
-def _outside_server(address: str) -> Iterator[str]:
-    """An HTTP server outside the mesh (no sidecar, not a Service), at ``address``: its URL."""
-    import http.server
-
-    class Outside(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-length", "7")
-            self.end_headers()
-            self.wfile.write(b"outside")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer((address, 0), Outside)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _from_pod(netns: str, url: str) -> str:
@@ -215,7 +192,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         # egress, Istio's task on the cluster: from web's pod, through its sidecar, to a server outside the mesh (on the
         # pod network's host address): passed through; a Sidecar CRD makes the namespace REGISTRY_ONLY, and the
         # control plane's watch of the CRD brings it to the pod's proxy
-        with _outside_server(net.host_ip) as outside:
+        with plain_http_server(net.host_ip, lambda _path, _host: "outside") as outside_port:
+            outside = f"http://{net.host_ip}:{outside_port}/"
             web_netns = next(p.netns for p in net.pods.values() if p.name.startswith("web-"))
             assert _from_pod(web_netns, outside) == "200 outside", outside
             sidecar = tmp_path / "sidecar.yaml"

@@ -244,65 +244,6 @@ def test_sigkill_of_the_supervisor_then_down_leaves_nothing(cli):
     cli.run("up", "--no-tui", "--demo", "emojivoto")
 
 
-@pytest.mark.timeout(180)
-def test_egress_from_the_cli_passthrough_registry_only_and_a_service_entry(cli, tmp_path):
-    """Istio's egress task with the learner's commands: `meshdojo load URL --from deploy/web`
-    leaves the mesh through web's sidecar; a Sidecar makes the namespace REGISTRY_ONLY; a
-    ServiceEntry lets one host through again, by its name."""
-    import http.server
-    import threading
-
-    class Outside(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"outside saw {self.headers['Host']}{self.path}".encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Outside)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    outside = f"http://127.0.0.1:{server.server_address[1]}/headers"
-    try:
-        cli.run("up", "--no-tui", "--demo", "emojivoto")
-
-        def codes(url: str) -> dict:
-            return json.loads(cli.run("load", url, "--from", "deploy/web", "-n", "4", "-c", "1", "-o", "json").stdout)["codes"]
-
-        assert codes(outside)["200"]["count"] == 4  # passed through (ALLOW_ANY, the default)
-        refused = cli.run("load", outside, check=False)
-        assert refused.returncode == 1 and "add --from deploy/NAME" in refused.stderr
-        policy = tmp_path / "egress.yaml"
-        policy.write_text(f"""
-apiVersion: policy.meshdojo.dev/v1alpha1
-kind: Sidecar
-metadata: {{name: default, namespace: emojivoto}}
-spec:
-  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
----
-apiVersion: policy.meshdojo.dev/v1alpha1
-kind: ServiceEntry
-metadata: {{name: outside, namespace: emojivoto}}
-spec:
-  hosts: [outside.example]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {server.server_address[1]}}}}}]
-""")
-        cli.run("apply", "-f", str(policy))
-        wait_until(lambda: set(codes(outside)) == {"502"}, 20, "the outside host to be refused")
-        assert set(codes("http://outside.example/headers")) == {"200"}
-        listed = cli.run("get", "se").stdout
-        assert "outside.example" in listed and "STATIC, port 80" in listed
-        assert "outbound REGISTRY_ONLY" in cli.run("get", "sidecar", "-n", "emojivoto").stdout
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.timeout(120)
 def test_a_sandbox_whose_owner_is_sigkilled_stops_by_itself(cli):
     """MESHDOJO_OWNER_PID (the test workers set it): a test's sandbox ends with the test run,
