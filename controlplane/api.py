@@ -28,6 +28,7 @@ from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, conflicts
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.tapapi import add_tap_route
+from controlplane.traceapi import add_trace_route
 from controlplane.watchstream import stream_watch
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
@@ -72,6 +73,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
+    add_trace_route(app, TELEMETRY, IDENTITY, own_identity)
     add_load_route(app)
     app.add_routes(
         [

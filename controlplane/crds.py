@@ -30,7 +30,8 @@ def plural(kind: str) -> str:
 
 
 SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
-               "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": []}
+               "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
+               "Telemetry": []}
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],

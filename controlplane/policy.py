@@ -43,7 +43,7 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
-                "serviceentries": "ServiceEntry", "se": "ServiceEntry"}
+                "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry"}
 
 
 class PolicyError(ValueError):
@@ -121,7 +121,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker,
                "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
-               "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar}
+               "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
@@ -454,4 +454,14 @@ def _meshtls(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
     return MeshTlsSpec(workloads.name if workloads and workloads.kind == "Service" else None, spec["mode"], workloads)
 
 
-Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec
+@dataclass(frozen=True, slots=True)
+class TelemetrySpec:
+    sampling_percent: float  # tracing[0].randomSamplingPercentage
+    workloads: WorkloadSelector | None  # None: the whole namespace (or mesh)
+
+
+def _telemetry(r: _Reader, spec: dict[str, Any]) -> TelemetrySpec:
+    return TelemetrySpec(float(spec["tracing"][0]["randomSamplingPercentage"]), _workloads(r, spec))
+
+
+Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec

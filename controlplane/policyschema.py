@@ -216,6 +216,16 @@ SIDECAR = obj({
     }, ("mode",)),
 }, ("outboundTrafficPolicy",))
 
+# Istio's Telemetry, its tracing part: how many of the requests that start a trace here are sampled
+TELEMETRY = obj({
+    "targetRef": workload_ref(TARGET_KINDS),
+    "selector": SELECTOR,
+    "tracing": ListOf(obj({
+        "randomSamplingPercentage": Num(0, 100, doc="percent of the requests that start a trace at these sidecars (1 by default)"),
+    }, ("randomSamplingPercentage",)), non_empty=True, max_items=1,
+        hint="expected a list of one tracing entry", doc="one entry: how these sidecars sample traces"),
+}, ("tracing",))
+
 # kind -> (apiVersion, the spec's fields)
 KINDS: dict[str, tuple[str, Field]] = {
     "HTTPRoute": (GATEWAY_API, HTTP_ROUTE),
@@ -227,4 +237,5 @@ KINDS: dict[str, tuple[str, Field]] = {
     "RateLimit": (POLICY_API, RATE_LIMIT),
     "ServiceEntry": (POLICY_API, SERVICE_ENTRY),
     "Sidecar": (POLICY_API, SIDECAR),
+    "Telemetry": (POLICY_API, TELEMETRY),
 }

@@ -2,7 +2,7 @@
 from what a request says.
 
 A workload-scoped policy (the inbound AuthorizationPolicy, RateLimit, MeshTLS and
-FaultInjection; the outbound Sidecar) applies at one of three levels, most specific first:
+FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels, most specific first:
 
     workload   it names this workload: a Service that selects its pods, its Deployment, the
                Pod itself, its ServiceAccount, or labels its pods carry
@@ -10,7 +10,7 @@ FaultInjection; the outbound Sidecar) applies at one of three levels, most speci
     mesh       no target, in the mesh's root namespace (meshdojo-system, as istio-system)
 
 AuthorizationPolicy and FaultInjection combine every policy that applies (as Istio's
-AuthorizationPolicy does). MeshTLS, RateLimit and Sidecar take one: the most specific level wins, and
+AuthorizationPolicy does). MeshTLS, RateLimit, Sidecar and Telemetry take one: the most specific level wins, and
 two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
 say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
 runs them over every known workload to find conflicts.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from controlplane.policy import Resource
 
 MESH_NAMESPACE = "meshdojo-system"
-WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar")
-SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
+WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry")
+SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar", "Telemetry")  # one applies: most specific wins
 LEVELS = ("workload", "namespace", "mesh")
 
 # (namespace, service) -> the labels that service selects pods by

@@ -9,10 +9,8 @@ the control plane and merged into one NDJSON stream — what ``meshdojo tap``, `
 tap pane read on a cluster, where only the control plane's pod can reach the sidecars' admin
 ports (as Linkerd's tap server reads the proxies for ``linkerd viz tap``).
 
-Each sidecar is read over mutual TLS — the control plane presents its own identity and checks
-that the sidecar presents the one discovery knows for it, before the token is sent — and asked
-with its own identity's tap token (controlplane.taptokens); a sidecar answers /tap from
-another host over TLS only, so the token never crosses the pod network in clear. The stream
+Each sidecar is read over mutual TLS, its identity checked before the token is sent
+(controlplane.adminreader), and asked with its own identity's tap token (controlplane.taptokens). The stream
 starts with ``{"type": "hello", "instances": [...]}``; a sidecar that cannot be read becomes a
 ``lost`` event; a quiet second becomes a ``tick``, so a client that left is noticed.
 """
@@ -29,10 +27,10 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from controlplane.adminreader import AdminReadError, open_admin
 from controlplane.identity import IdentityService
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
-from controlplane.sslcontext import peer_identity
 
 EVENTS_QUEUED = 10_000
 TICK_SECONDS = 1.0
@@ -93,29 +91,16 @@ async def _merged(request: web.Request, instances: list[tuple[str, str, str]], t
             dropped += 1
 
     async def follow(name: str, address: str, expected: str) -> None:
-        host, _, port = address.rpartition(":")
         writer = None
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=tls, server_hostname=""), 3)
-            presented = peer_identity(writer.get_extra_info("ssl_object"))
-            if presented != expected:  # checked before the token is sent: it goes to that identity only
-                offer({"type": "lost", "workload": name, "error": f"{address} presented {presented}, not {expected}: not read"})
-                return
-            # by hand rather than with aiohttp, which sends the request (and the token) as soon as the
-            # handshake ends; HTTP/1.0, so the stream comes unchunked and ends with the connection
             query = f"?{urlencode(filters)}" if filters else ""
-            writer.write(f"GET /tap{query} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {tokens[name]}\r\n\r\n".encode())
-            status = (await reader.readline()).split(b" ", 2)
-            while (await reader.readline()).strip():  # the response's header fields
-                pass
-            if len(status) < 2 or status[1] != b"200":
-                reason = (await reader.read(2000)).decode("utf-8", "replace").strip()
-                offer({"type": "lost", "workload": name, "error": f"{b' '.join(status[1:]).decode('latin-1').strip()} from its sidecar: {reason}"})
-                return
+            reader, writer = await open_admin(address, expected, f"/tap{query}", tokens[name], tls)
             async for line in reader:
                 if line.strip():
                     offer(json.loads(line))
             offer({"type": "lost", "workload": name, "error": "its sidecar ended the stream (the pod went away?)"})
+        except AdminReadError as exc:
+            offer({"type": "lost", "workload": name, "error": str(exc)})
         except (ssl.SSLError, ValueError, OSError, TimeoutError) as exc:
             offer({"type": "lost", "workload": name, "error": f"{address}: {exc or type(exc).__name__}"})
         finally:

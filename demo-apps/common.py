@@ -154,6 +154,18 @@ def make_server(routes: dict[str, Route], host: str, port: int) -> ThreadingHTTP
     return server
 
 
+# the headers that carry a distributed trace's context (W3C Trace Context, and B3 as Istio's
+# bookinfo propagates it): an app copies them from the request it serves to the requests it
+# makes for it, so its sidecar can tell one trace from another
+TRACE_HEADERS = ("traceparent", "tracestate", "x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+                 "x-b3-sampled", "x-b3-flags", "b3")
+
+
+def trace_context(request: Request) -> dict[str, str]:
+    """The trace headers of ``request``, to send on with each request made for it."""
+    return {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
+
+
 def fetch(url: str, timeout: float, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, Any]:
     """(status, body) of a request — decoded JSON, or text when it is not JSON. Raises OSError
     (connection refused, timeouts) when there is no answer at all."""

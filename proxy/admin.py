@@ -1,5 +1,5 @@
 """The admin listener: ``/metrics`` (Prometheus), ``/ready``, ``/live`` and ``/config`` (JSON),
-and for holders of a tap token ``/tap`` and ``/fates`` — from another host only over mutual TLS
+and for holders of a tap token ``/tap``, ``/fates`` and ``/spans`` — from another host only over mutual TLS
 (the listener takes plaintext and TLS on one port, as a PERMISSIVE inbound listener does).
 
 Served by the proxy's own HTTP/1.1 stack rather than a web framework, which keeps the
@@ -28,15 +28,18 @@ def _respond(status: int, content_type: str, body: bytes) -> Response:
 
 def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]],
                 fates: Callable[[], list[dict[str, Any]]] = list, tap: TapHub | None = None,
-                tap_tokens: Callable[[], tuple[str | None, ...]] = tuple) -> Handler:
-    """``tap_tokens``: the tokens that open /tap and /fates now — the sandbox's (``--tap-token-file``)
-    and the control plane's for this identity (it came with the certificate)."""
+                tap_tokens: Callable[[], tuple[str | None, ...]] = tuple,
+                spans: Callable[[str | None, int], list[dict[str, Any]]] = lambda _trace, _limit: []) -> Handler:
+    """``tap_tokens``: the tokens that open /tap, /fates and /spans now — the sandbox's
+    (``--tap-token-file``) and the control plane's for this identity (it came with the certificate)."""
     async def handle(request: Request) -> Response:
         path, _, query = request.head.target.partition("?")
         if path == "/tap":
             return _tap(request, query, tap, tap_tokens())
         if path == "/fates":  # recent requests' paths and query strings: as private as tap
             return _authorized(request, tap_tokens()) or _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
+        if path == "/spans":  # the spans this sidecar recorded (?trace=ID or its first digits; ?limit=N latest): as private as tap
+            return _authorized(request, tap_tokens()) or _spans(query, spans)
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
@@ -47,9 +50,18 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
             return _respond(200, "text/plain", b"live\n")
         if path == "/config":
             return _respond(200, "application/json", json.dumps(config(), indent=2).encode() + b"\n")
-        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config or /fates\n")
+        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config, /fates or /spans\n")
 
     return handle
+
+
+def _spans(query: str, spans: Callable[[str | None, int], list[dict[str, Any]]]) -> Response:
+    q = {k: v[0] for k, v in parse_qs(query).items()}
+    limit = q.get("limit", "2048")
+    if not limit.isdigit():
+        return _respond(400, "text/plain", b"limit: expected a whole number\n")
+    found = spans(q["trace"].lower() if q.get("trace") else None, int(limit))
+    return _respond(200, "application/json", json.dumps(found, separators=(",", ":")).encode() + b"\n")
 
 
 def over_the_network_in_clear(peer: Peer) -> bool:
@@ -66,7 +78,7 @@ def over_the_network_in_clear(peer: Peer) -> bool:
 def _authorized(request: Request, tokens: tuple[str | None, ...]) -> Response | None:
     """None when the request carries one of the tap tokens; else the refusal."""
     if over_the_network_in_clear(request.peer):  # before the token is even read: it was exposed on the way
-        return _respond(403, "text/plain", b"from another host, /tap and /fates answer only over mutual TLS, so that their "
+        return _respond(403, "text/plain", b"from another host, /tap, /fates and /spans answer only over mutual TLS, so that their "
                         b"token is never sent in clear: use 'meshdojo tap' (the control plane reads this proxy over mutual TLS)\n")
     valid = [t for t in tokens if t]
     if not valid:

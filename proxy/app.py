@@ -32,6 +32,7 @@ from proxy.pool import ConnectionPool
 from proxy.serve import ServerState, serve_connection
 from proxy.tap import TapHub
 from proxy.tasks import TaskSet
+from proxy.tracing import SpanLog, trace_layer
 from proxy.traffic import Breakers
 
 log = logging.getLogger("meshdojo.proxy")
@@ -50,8 +51,10 @@ class Proxy:
         self.policies = PolicyWatch(self.client, self.identity, Workload(
             config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels)))
         self.fates = FateLog()
+        self.spans = SpanLog()
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
+        self.span_workload = f"{config.identity.namespace}/{self.workload}"
         self.breakers = Breakers(self.policies)
         self.metrics.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
@@ -79,7 +82,7 @@ class Proxy:
                                  name="memory:trim")
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
-                            lambda: (self.config.tap_token, self.identity.tap_token))
+                            lambda: (self.config.tap_token, self.identity.tap_token), self.spans.entries)
         # plaintext for probes and scrapes; mutual TLS (once we have a certificate) for /tap and
         # /fates from anywhere but this machine, so their tokens never cross a network in clear
         self._admin = InboundListener(admin, lambda: self.identity.server_ctx, lambda: TlsMode.PERMISSIVE, self.metrics,
@@ -93,7 +96,8 @@ class Proxy:
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
                                         self.policies, self.fates, self.breakers, gateway=self.config.gateway,
                                         tap=self.tap, workload=self.workload, tasks=self.tasks,
-                                        own_ports=lambda: set(self.ports.values()))
+                                        own_ports=lambda: set(self.ports.values()), spans=self.spans,
+                                        span_workload=self.span_workload)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
@@ -102,6 +106,7 @@ class Proxy:
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
             default_policy=self.config.default_inbound_policy))
+        inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling, self.span_workload)(inbound)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen(self.config.inbound_address, self.config.inbound_port)
@@ -136,6 +141,7 @@ class Proxy:
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
+            "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded},
             "discovery": {
                 name: {
                     "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,

@@ -26,6 +26,7 @@ class Fate:
     pool: str | None = None  # connection-pool limits: overflow
     filters: str | None = None  # what the rule's filters did (headers, rewrite, mirror, redirect)
     egress: str | None = None  # a host outside the mesh: which ServiceEntry, passthrough, or why refused
+    trace: str | None = None  # the trace id, when this sidecar recorded a span of the request (proxy/tracing.py)
 
     def summary(self) -> str:
         parts = []

@@ -5,8 +5,11 @@ with this workload's certificate and the client's chain is verified against the 
 anchor; the client's SPIFFE ID becomes the request's identity. Plaintext is refused under
 STRICT and accepted, labelled ``tls="no_identity"``, under PERMISSIVE.
 
-The stack, outermost first (built in :func:`build_inbound_stack`):
+The stack, outermost first (built in :func:`build_inbound_stack`; ``proxy.app`` puts the first
+two around it):
 
+    trace      a span of each sampled request; the trace's context passed on to the app
+    fate       record what happens (tap, x-meshdojo-fate)
     metrics    count and time every request, labelled with the client's identity
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)

@@ -2,6 +2,7 @@
 
 The stack, outermost first (built in :func:`build_outbound_stack`):
 
+    trace      a span of each sampled request; the trace's context passed on (proxy/tracing.py)
     fate       record what happens; summarise it in x-meshdojo-fate on x-meshdojo-debug: 1
     metrics    count and time every request, labelled with what was chosen below
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
@@ -45,6 +46,7 @@ from proxy.pool import ConnectionPool, Dest
 from proxy.poollimits import Limiters, pool_limits
 from proxy.tap import TapHub
 from proxy.tasks import TaskSet
+from proxy.tracing import SpanLog, trace_layer
 
 
 def parse_target(request: Request) -> None:
@@ -181,7 +183,8 @@ def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers:
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",
-                         tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set) -> Handler:
+                         tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set, spans: SpanLog | None = None,
+                         span_workload: str = "") -> Handler:
     rng = rng or random.Random()
     tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
@@ -208,4 +211,6 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it
+    if spans is not None:  # a span of each sampled request, the trace's context passed on
+        handler = trace_layer("outbound", spans, policies.trace_sampling, span_workload or workload, rng)(handler)
     return handler

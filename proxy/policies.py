@@ -20,6 +20,7 @@ from controlplane.selection import Applied, Workload, applicable
 from controlplane.serviceannotations import derive
 from proxy.cpclient import ControlPlaneClient
 from proxy.identity import WorkloadIdentity
+from proxy.tracing import DEFAULT_SAMPLING_PERCENT
 
 log = logging.getLogger("meshdojo.proxy.policies")
 
@@ -44,6 +45,7 @@ class PolicyWatch:
         self.inbound_active = False  # does a FaultInjection, RateLimit or AuthorizationPolicy apply to this workload?
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
+        self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.version = -1
         self.updated_at = 0.0
 
@@ -66,6 +68,10 @@ class PolicyWatch:
         """The mode of the MeshTLS in force at this workload (the most specific level wins)."""
         chosen = self.applied("MeshTLS").chosen
         return chosen.spec.mode if chosen is not None else None  # type: ignore[union-attr]
+
+    def trace_sampling(self) -> float:
+        """The percentage of requests that start a trace here: a Telemetry's, else Istio's default 1 %."""
+        return self.sampling_percent
 
     def outbound_mode(self) -> tuple[str, str]:
         """The outbound traffic policy in force here, and what set it (the Sidecar, or the default)."""
@@ -94,6 +100,8 @@ class PolicyWatch:
         selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])
                      if isinstance(item, dict) and isinstance(item.get("selector"), dict)}
         self.inbound = applicable([r for r, _ in entries], self.workload, selectors)
+        telemetry = self.applied("Telemetry").chosen
+        self.sampling_percent = telemetry.spec.sampling_percent if telemetry is not None else DEFAULT_SAMPLING_PERCENT  # type: ignore[union-attr]
         self.inbound_active = any(self.inbound.get(kind, Applied()).resources for kind in INBOUND_REQUEST_KINDS)
         self.services = frozenset(key for key, wanted in selectors.items()  # the services that select this workload
                                   if key[0] == self.workload.namespace and wanted

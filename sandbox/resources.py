@@ -212,6 +212,9 @@ def _detail(kind: str, spec: dict[str, Any]) -> str:
         return str(spec.get("mode", ""))
     if kind == "Sidecar":
         return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
+    if kind == "Telemetry":
+        tracing = spec.get("tracing") or [{}]
+        return f"tracing {tracing[0].get('randomSamplingPercentage', '?')}% sampled" if isinstance(tracing[0], dict) else "-"
     if kind == "ServiceEntry":
         ports = ",".join(str(p.get("number")) for p in spec.get("ports") or [] if isinstance(p, dict))
         return f"{spec.get('resolution', 'NONE')}, port {ports}"

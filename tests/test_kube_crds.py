@@ -38,7 +38,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 9
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 10
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io"} <= names
@@ -77,6 +77,7 @@ def _base(kind: str) -> dict:
         "ServiceEntry": {"hosts": ["httpbin.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
                          "resolution": "DNS", "endpoints": [{"address": "httpbin.internal", "ports": {"http": 8080}}]},
         "Sidecar": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}, "workloadSelector": {"labels": {"app": "web"}}},
+        "Telemetry": {"selector": {"matchLabels": {"app": "web"}}, "tracing": [{"randomSamplingPercentage": 10}]},
     }[kind]
 
 
@@ -98,6 +99,7 @@ INVALID = [
     ("ServiceEntry", "spec.hosts[0]", "Not A Host"),
     ("ServiceEntry", "spec.endpoints[0].ports.http", 0),
     ("Sidecar", "spec.outboundTrafficPolicy.mode", "DENY"),
+    ("Telemetry", "spec.tracing[0].randomSamplingPercentage", 101),
 ]
 
 

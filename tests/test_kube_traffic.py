@@ -36,6 +36,8 @@ from tests.meshkit import Mesh
 from tests.test_kube_backend import Learner
 from tests.test_kube_controlplane import IMAGE, _sa_kubeconfig
 
+ROOT = Path(__file__).resolve().parent.parent
+
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 NS = "emojivoto"
 MESH_PORT = 8086  # the port the injected sidecars are told (the control plane's Service), on the pod network's host address
@@ -205,6 +207,22 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
             assert "Sidecar" in learner.run("get", "sidecar", "-n", NS).stdout
             learner.run("delete", "-f", str(sidecar))
             wait_until(lambda: _from_pod(web_netns, outside) == "200 outside", 30, "passthrough again")
+
+        # distributed tracing: a Telemetry CRD samples every request; the apps pass the context on, the control plane
+        # reads each pod's spans over mutual TLS, and a vote is one trace through the four sidecars it crosses
+        learner.run("apply", "-f", str(ROOT / "demo-apps/emojivoto/policies/tracing-all.yaml"))
+
+        def a_vote() -> list[dict] | None:
+            for t in json.loads(learner.run("trace", "-n", NS, "-o", "json").stdout):
+                if t["root"]["path"].startswith("/api/vote") and t["spans"] == 6:
+                    return json.loads(learner.run("trace", t["traceId"], "-o", "json").stdout)["spans"]
+            return None
+
+        vote = wait_until(a_vote, 60, "a vote's whole trace on the cluster", interval=1)
+        assert [(s["depth"], s["workload"].split("/")[1].rsplit("-", 2)[0], s["direction"]) for s in vote] == [
+            (0, "vote-bot", "outbound"), (1, "web", "inbound"), (2, "web", "outbound"), (3, "emoji", "inbound"),
+            (2, "web", "outbound"), (3, "voting", "inbound")], vote
+        assert vote[1]["peer"] == f"spiffe://meshdojo.local/ns/{NS}/sa/vote-bot", vote[1]
 
         # a network fault on the edge web -> emoji: the relay in the control plane holds emoji's answers 400 ms
         learner.run("fault", "net", "latency", "svc/emoji", "--from", "deploy/web", "--latency", "400ms", "--for", "2m")

@@ -53,3 +53,40 @@ def test_routes_wire_and_network_faults_from_the_cli(emojivoto):
     cli.run("uninject", "emoji")
     out = cli.run("wire", "deploy/web", "deploy/emoji").stdout
     assert "PLAINTEXT" in out and "readable HTTP crossed the wire" in out and "|GET /" in out, out
+
+
+@pytest.mark.timeout(120)
+def test_a_vote_is_one_trace_through_four_sidecars_and_a_fault_shows_where_it_struck(emojivoto):
+    """Istio's and Linkerd's tracing task with the learner's commands: a Telemetry samples every
+    request, the apps pass the context on, and ``meshdojo trace`` puts the spans together."""
+    cli = emojivoto
+    cli.run("apply", "-f", "demo-apps/emojivoto/policies/tracing-all.yaml")
+    assert "tracing 100% sampled" in cli.run("get", "telemetries").stdout
+
+    def trace_of(path: str, accept) -> dict | None:
+        for t in json.loads(cli.run("trace", "-n", "emojivoto", "-o", "json").stdout):
+            if t["root"]["path"].startswith(path) and t["spans"] == 6:
+                spans = json.loads(cli.run("trace", t["traceId"][:12], "-o", "json").stdout)["spans"]
+                if accept(spans):
+                    return {"id": t["traceId"], "spans": spans}
+        return None
+
+    vote = wait_until(lambda: trace_of("/api/vote", lambda spans: True), 30, "a vote's whole trace")
+    assert [(s["depth"], s["workload"].rsplit("-", 1)[0], s["direction"]) for s in vote["spans"]] == [
+        (0, "emojivoto/vote-bot", "outbound"), (1, "emojivoto/web", "inbound"),
+        (2, "emojivoto/web", "outbound"), (3, "emojivoto/emoji", "inbound"),
+        (2, "emojivoto/web", "outbound"), (3, "emojivoto/voting", "inbound")]
+    text = cli.run("trace", vote["id"][:10]).stdout
+    assert f"trace {vote['id']}: 6 spans at 4 sidecars" in text and "emojivoto/voting-0 inbound: POST voting:8080/" in text
+    assert "from web (mutual TLS)" in text
+
+    cli.run("apply", "-f", "demo-apps/emojivoto/policies/voting-abort.yaml")
+    struck = wait_until(lambda: trace_of("/api/vote", lambda spans: "fault=abort 503" in spans[-1]["fate"]), 30,
+                        "a vote the fault struck")
+    assert [s["status"] for s in struck["spans"]] == [503, 503, 200, 200, 503, 503]  # what failed, and where it began
+    assert "503 (4 failed)" in cli.run("trace", "-n", "emojivoto").stdout  # the list says which traces went wrong
+
+    bad = cli.run("trace", "not-a-trace", check=False)
+    assert bad.returncode == 1 and "trace: expected a trace id" in bad.stderr and "Traceback" not in bad.stderr
+    gone = cli.run("trace", "0" * 32, check=False)
+    assert gone.returncode == 1 and "no trace '" in gone.stderr and "meshdojo trace' lists the latest traces" in gone.stderr

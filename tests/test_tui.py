@@ -140,6 +140,9 @@ def test_fate_lines_and_filters():
     outside = {**event, "fate": {"egress": "ServiceEntry emojivoto/httpbin", "attempts": ["127.0.0.1:9000 -> 200"]}}
     assert "egress     ServiceEntry emojivoto/httpbin" in render.fate_lines(outside)
     assert render.tap_row(outside)[-1].plain == "egress=ServiceEntry emojivoto/httpbin"
+    assert not any(line.startswith("trace") for line in lines)  # only for a sampled request
+    traced = {**event, "fate": {**event["fate"], "trace": "4bf92f3577b34da6a3ce929d0e0e4736"}}
+    assert "trace      4bf92f3577b34da6a3ce929d0e0e4736: meshdojo trace 4bf92f3577b34da6" in render.fate_lines(traced)
 
 
 def test_an_error_field_is_found_on_its_line():

@@ -187,6 +187,8 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
         lines.append(f"retry      {reason}")
     if event.get("error"):
         lines.append(f"error      {event['error']}")
+    if fate.get("trace"):  # a sampled request: its whole path, every sidecar's span, from the CLI
+        lines.append(f"trace      {fate['trace']}: meshdojo trace {fate['trace'][:16]}")
     return lines
 
 

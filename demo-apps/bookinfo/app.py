@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Reply, Request, fetch, serve, setting
+from common import TRACE_HEADERS, Reply, Request, fetch, serve, setting
 
-PROPAGATE = ("end-user", "x-request-id")
+PROPAGATE = ("end-user", *TRACE_HEADERS)  # as Istio's bookinfo: the user, and the trace's context
 POOL = ThreadPoolExecutor(max_workers=16)
 
 

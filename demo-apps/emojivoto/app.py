@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Reply, Request, fetch, serve, setting
+from common import Reply, Request, fetch, serve, setting, trace_context
 
 EMOJI = {
     ":joy:": "😂", ":sunglasses:": "😎", ":doughnut:": "🍩", ":stuck_out_tongue_winking_eye:": "😜",
@@ -93,33 +93,33 @@ def web_routes() -> dict:
     emoji_url = f"http://{setting('EMOJI_ADDR', 'emoji:8080')}"
     voting_url = f"http://{setting('VOTING_ADDR', 'voting:8080')}"
 
-    def upstream(url: str, method: str = "GET") -> tuple[int, object]:
-        try:
-            return fetch(url, 5, method=method)
+    def upstream(url: str, r: Request, method: str = "GET") -> tuple[int, object]:
+        try:  # the trace's headers passed on: each call is part of the request it serves
+            return fetch(url, 5, trace_context(r), method=method)
         except OSError as exc:
             return 502, {"error": f"upstream unavailable: {exc}"}
 
-    def index(_r: Request) -> Reply:
-        status, emojis = upstream(f"{emoji_url}/api/list")
+    def index(r: Request) -> Reply:
+        status, emojis = upstream(f"{emoji_url}/api/list", r)
         if status != 200:
             return Reply.json(emojis, 502)
         links = " ".join(f'<a href="/api/vote?choice={e["shortcode"]}" title="{e["shortcode"]}">{e["unicode"]}</a>' for e in emojis)
         return Reply.html(PAGE.format(links=links))
 
-    def api_list(_r: Request) -> Reply:
-        status, body = upstream(f"{emoji_url}/api/list")
+    def api_list(r: Request) -> Reply:
+        status, body = upstream(f"{emoji_url}/api/list", r)
         return Reply.json(body, status)
 
     def api_vote(r: Request) -> Reply:
         choice = r.query.get("choice", "")
-        status, found = upstream(f"{emoji_url}/api/find?shortcode={choice}")
+        status, found = upstream(f"{emoji_url}/api/find?shortcode={choice}", r)
         if status != 200:
             return Reply.json(found, status)
-        status, body = upstream(f"{voting_url}{VOTING}{method_name(choice)}", "POST")
+        status, body = upstream(f"{voting_url}{VOTING}{method_name(choice)}", r, "POST")
         return Reply.json(body, status)
 
-    def leaderboard(_r: Request) -> Reply:
-        status, results = upstream(f"{voting_url}{VOTING}Results", "POST")
+    def leaderboard(r: Request) -> Reply:
+        status, results = upstream(f"{voting_url}{VOTING}Results", r, "POST")
         if status != 200:
             return Reply.json(results, status)
         return Reply.json([{**r, "unicode": EMOJI.get(r["shortcode"], "?")} for r in results])

@@ -79,8 +79,9 @@ def register(sub) -> None:
     apply.add_argument("-f", "--filename", action="append", required=True, help="a file or directory (repeatable)")
     apply.set_defaults(handler=_apply)
     get = sub.add_parser("get", help="list policy resources, e.g. 'meshdojo get faultinjection' (every kind without one)")
-    get.add_argument("kind", nargs="?", help="HTTPRoute, FaultInjection, RetryBudget, CircuitBreaker, AuthorizationPolicy, MeshTLS or "
-                                              "RateLimit (any case, plural or short: fault, route, authz); every kind when left out")
+    get.add_argument("kind", nargs="?", help="HTTPRoute, FaultInjection, RetryBudget, CircuitBreaker, AuthorizationPolicy, MeshTLS, "
+                                              "RateLimit, ServiceEntry, Sidecar or Telemetry (any case, plural or short: fault, "
+                                              "route, authz, se); every kind when left out")
     get.add_argument("resource", nargs="?", help="one resource's name")
     get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
     get.set_defaults(handler=_get)
