@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from proxy.exchange import BytesBody, Handler, Peer, Request, Response
 from proxy.metrics import ProxyMetrics
 from proxy.tap import TapBody, TapFilter, TapHub
+from proxy.tracing import SPANS_KEPT
 
 
 def _respond(status: int, content_type: str, body: bytes) -> Response:
@@ -57,7 +58,7 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
 
 def _spans(query: str, spans: Callable[[str | None, int], list[dict[str, Any]]]) -> Response:
     q = {k: v[0] for k, v in parse_qs(query).items()}
-    limit = q.get("limit", "2048")
+    limit = q.get("limit", str(SPANS_KEPT))
     if not limit.isdigit():
         return _respond(400, "text/plain", b"limit: expected a whole number\n")
     found = spans(q["trace"].lower() if q.get("trace") else None, int(limit))

@@ -51,10 +51,9 @@ class Proxy:
         self.policies = PolicyWatch(self.client, self.identity, Workload(
             config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels)))
         self.fates = FateLog()
-        self.spans = SpanLog()
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
-        self.span_workload = f"{config.identity.namespace}/{self.workload}"
+        self.spans = SpanLog(f"{config.identity.namespace}/{self.workload}", config.deployment)
         self.breakers = Breakers(self.policies)
         self.metrics.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
@@ -96,8 +95,7 @@ class Proxy:
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
                                         self.policies, self.fates, self.breakers, gateway=self.config.gateway,
                                         tap=self.tap, workload=self.workload, tasks=self.tasks,
-                                        own_ports=lambda: set(self.ports.values()), spans=self.spans,
-                                        span_workload=self.span_workload)
+                                        own_ports=lambda: set(self.ports.values()), spans=self.spans)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
@@ -106,7 +104,7 @@ class Proxy:
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
             default_policy=self.config.default_inbound_policy))
-        inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling, self.span_workload)(inbound)
+        inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling)(inbound)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen(self.config.inbound_address, self.config.inbound_port)

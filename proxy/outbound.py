@@ -183,8 +183,8 @@ def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers:
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",
-                         tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set, spans: SpanLog | None = None,
-                         span_workload: str = "") -> Handler:
+                         tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set,
+                         spans: SpanLog | None = None) -> Handler:
     rng = rng or random.Random()
     tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
@@ -212,5 +212,5 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it
     if spans is not None:  # a span of each sampled request, the trace's context passed on
-        handler = trace_layer("outbound", spans, policies.trace_sampling, span_workload or workload, rng)(handler)
+        handler = trace_layer("outbound", spans, policies.trace_sampling, rng)(handler)
     return handler

@@ -148,9 +148,9 @@ def test_the_waterfall_draws_each_span_where_it_sits_in_time_with_its_fate():
 def test_the_span_log_keeps_the_latest_and_finds_a_trace_by_its_first_digits():
     from proxy.tracing import Span
 
-    log = SpanLog(size=3)
+    log = SpanLog("shop/web-0", "web", size=3)
     for i in range(5):
-        log.add(Span(f"{i:032x}", f"{i + 1:016x}", None, "shop/web-0", "outbound", "GET", "api", "/", 200, float(i), 1.0, "", "", None))
+        log.add(Span(f"{i:032x}", f"{i + 1:016x}", None, "shop/web-0", "web", "outbound", "GET", "api", "/", 200, float(i), 1.0, "", "", None))
     assert log.recorded == 5 and [s["start"] for s in log.entries()] == [2.0, 3.0, 4.0]
     assert [s["start"] for s in log.entries(limit=1)] == [4.0] and log.entries(limit=0) == []
     assert [s["start"] for s in log.entries("0" * 31 + "3")] == [3.0] and log.entries("0" * 31 + "1") == []

@@ -75,6 +75,7 @@ async def test_a_sampled_context_gets_a_span_at_each_sidecar_linked_parent_to_ch
         outbound, inbound = ordered[0][1], ordered[1][1]
         assert outbound["parentId"] == APP_SPAN and inbound["parentId"] == outbound["spanId"]
         assert outbound["traceId"] == inbound["traceId"] == TRACE
+        assert (outbound["deployment"], inbound["deployment"]) == ("web", "emoji")
         assert outbound["peer"] == spiffe("emojivoto", "emoji") and inbound["peer"] == spiffe("emojivoto", "web")
         assert outbound["path"] == inbound["path"] == "/traced" and outbound["status"] == 200
         assert f"attempts=1[127.0.0.1:{server.ports['inbound']} -> 200]" in outbound["fate"]

@@ -20,12 +20,13 @@ from sandbox.cli import (
     policy,
     report,
     room,
+    trace,
     workloads,
 )
 from sandbox.cli.common import fail
 from sandbox.errors import SandboxError
 
-GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, load, report, doctor, install, images, lesson, room)
+GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, trace, load, report, doctor, install, images, lesson, room)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``stat``, ``routes``, ``edges``, ``identity``, ``tap``, ``top``, ``trace``, ``wire`` and ``attack``: seeing the mesh."""
+"""``stat``, ``routes``, ``edges``, ``identity``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
 
 from __future__ import annotations
 
@@ -129,46 +129,6 @@ def _top(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace(args: argparse.Namespace) -> int:
-    from controlplane import traces
-    from sandbox import resources, tracecli
-    from sandbox.cpapi import ApiError
-
-    prefix = args.trace.lower() if args.trace else None
-    try:
-        found = tracecli.gather(args.name, args.namespace, prefix, args.limit)
-    except ApiError as exc:
-        hint = ": 'meshdojo trace' lists the latest traces and their ids" if exc.status == 400 else ""
-        return fail(f"{exc.body.get('error') or exc}{hint}")
-    except resources.ResourceError as exc:
-        return fail(str(exc))
-    for lost in found["lost"]:
-        print(f"# not read: {lost['workload']}: {lost['error']}", file=sys.stderr)
-    spans = found["spans"]
-    if prefix is None:
-        summaries = traces.summarize(spans)
-        if args.output == "json":
-            print(json.dumps([t.to_json() for t in summaries], indent=2))
-        elif not summaries:
-            print(tracecli.NO_TRACES)
-        else:
-            print_table(tracecli.list_table(summaries))
-            print(f"\n'meshdojo trace {summaries[0].trace_id[:16]}' shows one trace's spans and their fates")
-        return 0
-    ids = traces.matching(spans, prefix)
-    if not ids:
-        return fail(f"no trace {args.trace!r} at any sidecar (each sidecar keeps only its latest spans): "
-                    f"'meshdojo trace' lists the latest traces")
-    if len(ids) > 1:
-        return fail(f"{args.trace!r} starts {len(ids)} traces ({', '.join(i[:16] for i in ids[:5])} ...): type more of its digits")
-    members = [s for s in spans if s["traceId"] == ids[0]]
-    if args.output == "json":
-        print(json.dumps({"traceId": ids[0], "spans": [{**s, "depth": depth} for depth, s in traces.tree(members)]}, indent=2))
-    else:
-        print("\n".join(tracecli.waterfall(ids[0], members)))
-    return 0
-
-
 def register(sub) -> None:
     wire = sub.add_parser("wire", help="what an eavesdropper between two workloads sees: TLS records, or readable HTTP")
     wire.add_argument("source", metavar="deploy/A", help="the client deployment")
@@ -201,19 +161,13 @@ def register(sub) -> None:
     top.add_argument("--duration", type=float, help="stop after this many seconds and print the table (default: run until Ctrl-C)")
     top.add_argument("-o", "--output", choices=["table", "json"], default="table")
     top.set_defaults(handler=_top)
-    trace = sub.add_parser("trace", help="distributed traces: the latest, or one request's path through every sidecar "
-                                         "(e.g. 'meshdojo trace -n emojivoto', 'meshdojo trace 4bf92f35')")
-    trace.add_argument("trace", nargs="?", metavar="TRACE", help="a trace id, or its first digits: that trace's spans")
-    trace.add_argument("--limit", type=int, default=200, help="how many of its latest spans each sidecar sends (default 200)")
-    trace.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    trace.set_defaults(handler=_trace)
     attack = sub.add_parser("attack", help="an intruder tries a service in plaintext and with a foreign CA: what gets through?")
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, attack, tap, top, trace):
+    for p in (wire, stat, edges, routes, attack, tap, top):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, ident, attack, tap, top, trace):
+    for p in (wire, stat, edges, routes, ident, attack, tap, top):
         add_name(p)
 
 

@@ -1,6 +1,6 @@
 """A step's check: a query of the sandbox (its status, the control plane's metrics, edges,
-routes, policies and Services' Linkerd annotations, or the commands the learner ran), a
-condition on the rows, a deadline.
+routes, policies and Services' Linkerd annotations, the sidecars' trace spans, or the commands
+the learner ran), a condition on the rows, a deadline.
 
 :func:`satisfied` is the decision (pure: rows in, yes or no); :func:`rows` is the I/O;
 :func:`wait` polls until the deadline.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import operator
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,7 @@ def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
 
 METRIC_QUERIES = frozenset({"stat", "edges", "routes"})
 DEFAULT_WINDOW = "30s"  # a metrics query's window when its check names none
+SPANS_READ = 200  # a spans query reads each sidecar's latest spans
 
 
 def window_seconds(check: Check) -> float:
@@ -120,6 +122,12 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return [{"name": s["name"], "namespace": s["namespace"], "annotation": key, "value": value}
                 for s in api_for(sandbox).call("GET", "/v1/services")["services"] for key, value in sorted(s.get("annotations", {}).items())
                 if "namespace" not in params or s["namespace"] == params["namespace"]]
+    if check.query == "spans":  # a row per span recorded since the step began, with how many spans its trace has
+        from sandbox.tracecli import gather
+
+        spans = [s for s in gather(sandbox, params.get("namespace"), None, SPANS_READ)["spans"] if s["start"] >= since]
+        sizes = Counter(s["traceId"] for s in spans)
+        return [{**s, "traceSpans": sizes[s["traceId"]]} for s in spans]
     window = params.get("window", DEFAULT_WINDOW)
     if check.query == "stat":
         return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)

@@ -15,7 +15,7 @@ file, the step and the field.
       do: [inject, deploy/web]     # the action: the CLI command ("show me" runs it)
       tui: "Topology (2): select web, press i"
       check:                       # a query of the sandbox, a condition, a deadline
-        query: status              # status | deployments | stat | edges | routes | policies | annotations | ran
+        query: status              # status | deployments | stat | edges | routes | policies | annotations | spans | ran
         where: {deployment: web}
         expect: {meshed: true, ready: true}
         deadline: 30s
@@ -37,7 +37,7 @@ from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.fields import FieldReader
 
 LESSON_DIR = Path(__file__).resolve().parents[2] / "lessons"
-QUERIES = ("status", "deployments", "stat", "edges", "routes", "policies", "annotations", "ran")
+QUERIES = ("status", "deployments", "stat", "edges", "routes", "policies", "annotations", "spans", "ran")
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 _FILE = re.compile(r"(\d\d)-[a-z0-9-]+\.md")
 
