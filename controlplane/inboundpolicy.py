@@ -19,30 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from controlplane.podannotations import AnnotationError, pod_or_namespace
+
 ANNOTATION = "config.linkerd.io/default-inbound-policy"
 POLICIES = ("all-unauthenticated", "all-authenticated", "cluster-authenticated", "cluster-unauthenticated", "deny", "audit")
 DEFAULT = "all-unauthenticated"
 
 
-class InboundPolicyError(ValueError):
-    def __init__(self, field: str, value: str) -> None:
-        self.field = field
-        self.message = (f"expected one of {', '.join(POLICIES)}, got {value!r} "
-                        f"(Linkerd's default inbound policies: https://linkerd.io/2/reference/authorization-policy/)")
-        super().__init__(f"{field}: {self.message}")
+InboundPolicyError = AnnotationError
+REFERENCE = "Linkerd's default inbound policies: https://linkerd.io/2/reference/authorization-policy/"
 
 
 def chosen(pod_annotations: Mapping[str, str], namespace_annotations: Mapping[str, str],
            pod_field: str = "metadata.annotations", namespace_field: str = "Namespace metadata.annotations") -> str | None:
     """The pod's annotation, else its namespace's; None when neither sets one. A value that is
     not one of Linkerd's raises, naming the annotation where it was read."""
-    for given, field in ((pod_annotations, pod_field), (namespace_annotations, namespace_field)):
-        value = given.get(ANNOTATION)
-        if value is not None:
-            if value not in POLICIES:
-                raise InboundPolicyError(f"{field}.{ANNOTATION}", value)
-            return value
-    return None
+    return pod_or_namespace(ANNOTATION, POLICIES, REFERENCE, pod_annotations, namespace_annotations, pod_field, namespace_field)
 
 
 def admits(policy: str, identity: str | None) -> bool:

@@ -26,7 +26,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import inboundpolicy
+from controlplane import accesslogannotation, inboundpolicy
+from controlplane.podannotations import AnnotationError
 
 INJECT_ANNOTATION = "meshdojo.dev/inject"
 INJECTED_ANNOTATION = "meshdojo.dev/injected"  # the proxy version that was injected
@@ -85,9 +86,9 @@ def deployment_of(meta: dict[str, Any]) -> str:
 
 
 def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig, deployment: str = "",
-               default_policy: str | None = None) -> tuple[dict, dict]:
+               settings: LinkerdSettings | None = None) -> tuple[dict, dict]:
     """(metadata, spec) of the pod with the proxy; unchanged if it already has it.
-    ``default_policy``: Linkerd's default inbound policy for the proxy (see :func:`default_policy_of`)."""
+    ``settings``: Linkerd's proxy annotations for the proxy (see :func:`settings_of`)."""
     if is_injected(spec):
         return meta, spec
     meta, spec = copy.deepcopy(meta), copy.deepcopy(spec)
@@ -97,7 +98,7 @@ def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
     app_port = APP_PORT if inbound != APP_PORT else APP_PORT + 1
     for container in apps:
         _point_at_proxy(container, app_port)
-    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta), default_policy)
+    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta), settings or LinkerdSettings())
     if config.native_sidecars:
         spec["initContainers"] = [{**proxy, "restartPolicy": "Always"}, *(spec.get("initContainers") or [])]
     else:
@@ -108,10 +109,37 @@ def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
     return meta, spec
 
 
-def default_policy_of(meta: dict[str, Any], namespace_meta: dict[str, Any] | None = None) -> str | None:
-    """Linkerd's ``config.linkerd.io/default-inbound-policy``: the pod's annotation, else its
-    namespace's; raises InboundPolicyError for a value that is not Linkerd's."""
-    return inboundpolicy.chosen(meta.get("annotations") or {}, (namespace_meta or {}).get("annotations") or {})
+@dataclass(frozen=True)
+class LinkerdSettings:
+    """Linkerd's proxy annotations, as the proxy's arguments."""
+
+    default_policy: str | None = None  # config.linkerd.io/default-inbound-policy
+    access_log: str | None = None  # config.linkerd.io/access-log
+
+    def args(self) -> list[str]:
+        return [*(("--default-inbound-policy", self.default_policy) if self.default_policy else ()),
+                *(("--access-log", self.access_log) if self.access_log else ())]
+
+
+SETTINGS = (("default_policy", inboundpolicy.chosen), ("access_log", accesslogannotation.chosen))
+
+
+def settings_of(meta: dict[str, Any], namespace_meta: dict[str, Any] | None = None) -> tuple[LinkerdSettings, list[str]]:
+    """Each of Linkerd's proxy annotations: the pod's, else its namespace's. A value that is not
+    Linkerd's is left out (the proxy's default), with a warning naming it."""
+    found: dict[str, str | None] = {}
+    warnings = []
+    for name, read in SETTINGS:
+        try:
+            found[name] = read(meta.get("annotations") or {}, (namespace_meta or {}).get("annotations") or {})
+        except AnnotationError as exc:
+            warnings.append(f"meshdojo: {exc}; the proxy goes without it")
+    return LinkerdSettings(**found), warnings
+
+
+def checked_settings_of(meta: dict[str, Any]) -> LinkerdSettings:
+    """The same for ``meshdojo inject -f``: a wrong value raises AnnotationError, nothing is printed."""
+    return LinkerdSettings(**{name: read(meta.get("annotations") or {}, {}) for name, read in SETTINGS})
 
 
 def _point_at_proxy(container: dict[str, Any], app_port: int) -> None:
@@ -128,7 +156,7 @@ def _field(path: str) -> dict[str, Any]:
 
 
 def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployment: str,
-                     default_policy: str | None = None) -> dict[str, Any]:
+                     settings: LinkerdSettings = LinkerdSettings()) -> dict[str, Any]:
     args = [
         "--controlplane", config.controlplane_url, "--controlplane-identity", config.controlplane_identity,
         "--trust-anchor", f"{MOUNT}/trust-anchor/ca.crt",
@@ -143,8 +171,7 @@ def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployme
     ]
     if deployment:
         args += ["--deployment", deployment]
-    if default_policy:
-        args += ["--default-inbound-policy", default_policy]
+    args += settings.args()
     return {
         "name": PROXY_CONTAINER,
         "image": config.image,
@@ -190,13 +217,13 @@ def _volumes() -> list[dict[str, Any]]:
 def inject_document(doc: dict[str, Any], config: InjectConfig) -> dict[str, Any]:
     """A Pod or a workload (its pod template) with the proxy; other kinds unchanged. The
     template is annotated ``meshdojo.dev/inject: enabled`` too, so the webhook agrees. A wrong
-    default inbound policy annotation raises InboundPolicyError."""
+    value of one of Linkerd's proxy annotations raises AnnotationError."""
     if not isinstance(doc, dict):
         return doc
     kind = doc.get("kind")
     if kind == "Pod":
         meta = doc.get("metadata") or {}
-        meta, spec = inject_pod(meta, doc.get("spec") or {}, config, default_policy=default_policy_of(meta))
+        meta, spec = inject_pod(meta, doc.get("spec") or {}, config, settings=checked_settings_of(meta))
         return {**doc, "metadata": meta, "spec": spec}
     if kind in WORKLOAD_KINDS:
         out = copy.deepcopy(doc)
@@ -205,7 +232,7 @@ def inject_document(doc: dict[str, Any], config: InjectConfig) -> dict[str, Any]
         template_meta.setdefault("annotations", {})[INJECT_ANNOTATION] = "enabled"
         deployment = doc["metadata"]["name"] if kind == "Deployment" else ""
         template["metadata"], template["spec"] = inject_pod(template_meta, template.get("spec") or {}, config, deployment,
-                                                            default_policy_of(template_meta))
+                                                            checked_settings_of(template_meta))
         return out
     return doc
 
@@ -223,12 +250,10 @@ def review(request_review: dict[str, Any], config: InjectConfig, namespace_meta:
     if (request.get("kind") or {}).get("kind") == "Pod" and request.get("operation") == "CREATE" \
             and namespace not in EXCLUDED_NAMESPACES and not spec.get("hostNetwork") \
             and wants_injection(meta, namespace_meta) and not is_injected(spec):
-        try:
-            default_policy = default_policy_of(meta, namespace_meta)
-        except inboundpolicy.InboundPolicyError as exc:  # injected all the same, with Linkerd's default; kubectl shows why
-            default_policy = None
-            response["warnings"] = [f"meshdojo: {exc}; the proxy uses {inboundpolicy.DEFAULT}"]
-        new_meta, new_spec = inject_pod(meta, spec, config, default_policy=default_policy)
+        settings, warnings = settings_of(meta, namespace_meta)  # a wrong value: injected all the same, kubectl shows why
+        if warnings:
+            response["warnings"] = warnings
+        new_meta, new_spec = inject_pod(meta, spec, config, settings=settings)
         patch = json_patch(meta, spec, new_meta, new_spec)
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()

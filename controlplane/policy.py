@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import egress, policyschema, routeannotations
+from controlplane import egress, policyschema, routeannotations, telemetrypolicy
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
@@ -35,6 +35,7 @@ from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_A
 from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
+from controlplane.telemetrypolicy import TelemetrySpec
 from controlplane.workloadselector import WorkloadSelector
 
 __all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "WorkloadSelector"]
@@ -454,14 +455,8 @@ def _meshtls(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
     return MeshTlsSpec(workloads.name if workloads and workloads.kind == "Service" else None, spec["mode"], workloads)
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetrySpec:
-    sampling_percent: float  # tracing[0].randomSamplingPercentage
-    workloads: WorkloadSelector | None  # None: the whole namespace (or mesh)
-
-
 def _telemetry(r: _Reader, spec: dict[str, Any]) -> TelemetrySpec:
-    return TelemetrySpec(float(spec["tracing"][0]["randomSamplingPercentage"]), _workloads(r, spec))
+    return telemetrypolicy.read(r, spec, _workloads(r, spec))
 
 
 Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec

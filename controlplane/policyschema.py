@@ -216,7 +216,7 @@ SIDECAR = obj({
     }, ("mode",)),
 }, ("outboundTrafficPolicy",))
 
-# Istio's Telemetry, its tracing part: how many of the requests that start a trace here are sampled
+# Istio's Telemetry: how many of the requests that start a trace here are sampled, and access logs
 TELEMETRY = obj({
     "targetRef": workload_ref(TARGET_KINDS),
     "selector": SELECTOR,
@@ -224,7 +224,13 @@ TELEMETRY = obj({
         "randomSamplingPercentage": Num(0, 100, doc="percent of the requests that start a trace at these sidecars (1 by default)"),
     }, ("randomSamplingPercentage",)), non_empty=True, max_items=1,
         hint="expected a list of one tracing entry", doc="one entry: how these sidecars sample traces"),
-}, ("tracing",))
+    "accessLogging": ListOf(obj({
+        "providers": ListOf(obj({"name": Str(enum=("envoy",), doc="envoy: Envoy's default text format, in the sidecar's log")},
+                                ("name",)), max_items=1),
+        "disabled": Bool(doc="true: no access log at these sidecars (false by default)"),
+    }), non_empty=True, max_items=1, hint="expected a list of one accessLogging entry",
+        doc="one entry: a line per request in these sidecars' logs (meshdojo logs DEPLOYMENT --proxy)"),
+})
 
 # kind -> (apiVersion, the spec's fields)
 KINDS: dict[str, tuple[str, Field]] = {

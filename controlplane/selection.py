@@ -10,7 +10,8 @@ FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels,
     mesh       no target, in the mesh's root namespace (meshdojo-system, as istio-system)
 
 AuthorizationPolicy and FaultInjection combine every policy that applies (as Istio's
-AuthorizationPolicy does). MeshTLS, RateLimit, Sidecar and Telemetry take one: the most specific level wins, and
+AuthorizationPolicy does); Telemetry too, field by field: the most specific one that sets a field
+sets it (Istio merges Telemetry so). MeshTLS, RateLimit and Sidecar take one: the most specific level wins, and
 two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
 say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
 runs them over every known workload to find conflicts.
@@ -25,7 +26,7 @@ from controlplane.policy import Resource
 
 MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry")
-SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar", "Telemetry")  # one applies: most specific wins
+SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
 LEVELS = ("workload", "namespace", "mesh")
 
 # (namespace, service) -> the labels that service selects pods by

@@ -14,6 +14,7 @@ from prometheus_client import disable_created_metrics
 
 from controlplane.selection import Workload
 from controlplane.statefiles import write_json
+from proxy.accesslog import access_log, access_logger, chosen_format
 from proxy.admin import build_admin
 from proxy.config import ProxyConfig
 from proxy.cpclient import ControlPlaneClient
@@ -51,6 +52,7 @@ class Proxy:
         self.policies = PolicyWatch(self.client, self.identity, Workload(
             config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels)))
         self.fates = FateLog()
+        self.access = access_logger()
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
         self.spans = SpanLog(f"{config.identity.namespace}/{self.workload}", config.deployment)
@@ -95,7 +97,8 @@ class Proxy:
         outbound = build_outbound_stack(self.discovery, self.outbound_pool, self.metrics, self.config.identity.uri,
                                         self.policies, self.fates, self.breakers, gateway=self.config.gateway,
                                         tap=self.tap, workload=self.workload, tasks=self.tasks,
-                                        own_ports=lambda: set(self.ports.values()), spans=self.spans)
+                                        own_ports=lambda: set(self.ports.values()), spans=self.spans,
+                                        write_access=self.access.info)
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
@@ -104,6 +107,8 @@ class Proxy:
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
             default_policy=self.config.default_inbound_policy))
+        linkerd = self.config.access_log
+        inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info)(inbound)
         inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling)(inbound)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
@@ -140,6 +145,8 @@ class Proxy:
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
             "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded},
+            "accessLog": {direction: chosen_format(self.policies.access_log, self.config.access_log, direction)
+                          for direction in ("inbound", "outbound")},
             "discovery": {
                 name: {
                     "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane import inboundpolicy
+from controlplane import accesslogannotation, inboundpolicy
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.spiffe import InvalidIdentity, SpiffeId
 from proxy.inbound import TlsMode
@@ -45,6 +45,7 @@ class ProxyConfig:
     outbound_address: str = "127.0.0.1"  # only a gateway's is reachable from elsewhere (0.0.0.0 in its pod)
     admin_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the control plane scrapes it
     default_inbound_policy: str = inboundpolicy.DEFAULT  # Linkerd's: who may call when no ALLOW AuthorizationPolicy applies
+    access_log: str | None = None  # Linkerd's config.linkerd.io/access-log: apache or json, inbound requests
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -77,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--default-inbound-policy", choices=inboundpolicy.POLICIES, default=inboundpolicy.DEFAULT,
                         help="who may call when no ALLOW AuthorizationPolicy applies (Linkerd's "
                              f"{inboundpolicy.ANNOTATION}; default {inboundpolicy.DEFAULT})")
+    parser.add_argument("--access-log", choices=accesslogannotation.FORMATS,
+                        help=f"a line per inbound request in this log, in Linkerd's format ({accesslogannotation.ANNOTATION})")
     args = parser.parse_args(argv)
     try:
         return _build(args)
@@ -146,6 +149,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         outbound_address=args.outbound_address,
         admin_address=args.admin_address,
         default_inbound_policy=args.default_inbound_policy,
+        access_log=args.access_log,
     )
 
 

@@ -6,9 +6,11 @@ anchor; the client's SPIFFE ID becomes the request's identity. Plaintext is refu
 STRICT and accepted, labelled ``tls="no_identity"``, under PERMISSIVE.
 
 The stack, outermost first (built in :func:`build_inbound_stack`; ``proxy.app`` puts the first
-two around it):
+three around it):
 
     trace      a span of each sampled request; the trace's context passed on to the app
+    access     a line per request in the sidecar's log (a Telemetry's accessLogging, or
+               Linkerd's config.linkerd.io/access-log)
     fate       record what happens (tap, x-meshdojo-fate)
     metrics    count and time every request, labelled with the client's identity
     errors     a ProxyError becomes a 5xx with x-meshdojo-error

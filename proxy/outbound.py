@@ -3,6 +3,7 @@
 The stack, outermost first (built in :func:`build_outbound_stack`):
 
     trace      a span of each sampled request; the trace's context passed on (proxy/tracing.py)
+    access     a line per request in the sidecar's log, when a Telemetry's accessLogging says so
     fate       record what happens; summarise it in x-meshdojo-fate on x-meshdojo-debug: 1
     metrics    count and time every request, labelled with what was chosen below
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
@@ -32,6 +33,7 @@ from collections.abc import Callable
 
 from controlplane.names import split_authority
 from proxy import traffic
+from proxy.accesslog import access_log, chosen_format
 from proxy.balancer import P2cBalancer
 from proxy.discovery import Discovery
 from proxy.egress import leaves_the_mesh, outside_the_mesh
@@ -184,7 +186,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",
                          tasks: TaskSet | None = None, own_ports: Callable[[], set[int]] = set,
-                         spans: SpanLog | None = None) -> Handler:
+                         spans: SpanLog | None = None, write_access: Callable[[str], None] = print) -> Handler:
     rng = rng or random.Random()
     tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
@@ -211,6 +213,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it
+    handler = access_log(lambda: chosen_format(policies.access_log, None, "outbound"), write_access)(handler)  # a Telemetry's
     if spans is not None:  # a span of each sampled request, the trace's context passed on
         handler = trace_layer("outbound", spans, policies.trace_sampling, rng)(handler)
     return handler

@@ -18,6 +18,7 @@ from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.selection import Applied, Workload, applicable
 from controlplane.serviceannotations import derive
+from controlplane.telemetrypolicy import effective
 from proxy.cpclient import ControlPlaneClient
 from proxy.identity import WorkloadIdentity
 from proxy.tracing import DEFAULT_SAMPLING_PERCENT
@@ -46,6 +47,7 @@ class PolicyWatch:
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
+        self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
         self.version = -1
         self.updated_at = 0.0
 
@@ -100,8 +102,9 @@ class PolicyWatch:
         selectors = {(item["namespace"], item["name"]): item["selector"] for item in event.get("selectors", [])
                      if isinstance(item, dict) and isinstance(item.get("selector"), dict)}
         self.inbound = applicable([r for r, _ in entries], self.workload, selectors)
-        telemetry = self.applied("Telemetry").chosen
-        self.sampling_percent = telemetry.spec.sampling_percent if telemetry is not None else DEFAULT_SAMPLING_PERCENT  # type: ignore[union-attr]
+        telemetry = effective(self.applied("Telemetry").resources)  # field by field, the most specific Telemetry first
+        self.sampling_percent = DEFAULT_SAMPLING_PERCENT if telemetry.sampling_percent is None else telemetry.sampling_percent
+        self.access_log = telemetry.access_log
         self.inbound_active = any(self.inbound.get(kind, Applied()).resources for kind in INBOUND_REQUEST_KINDS)
         self.services = frozenset(key for key, wanted in selectors.items()  # the services that select this workload
                                   if key[0] == self.workload.namespace and wanted

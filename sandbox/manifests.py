@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from controlplane import inboundpolicy, serviceannotations
+from controlplane import accesslogannotation, inboundpolicy, serviceannotations
 from controlplane.fields import FieldReader
+from controlplane.podannotations import AnnotationError
 
 INJECT_ANNOTATION = "meshdojo.dev/inject"
 IGNORED = frozenset({"image", "imagePullPolicy", "resources", "readinessProbe", "livenessProbe"})  # meaningful only in Kubernetes
@@ -45,6 +46,7 @@ class Deployment:
     container: Container
     source: Path = field(compare=False)
     default_inbound_policy: str | None = None  # Linkerd's annotation, on the pod template or its Namespace
+    access_log: str | None = None  # Linkerd's config.linkerd.io/access-log (apache, json), the same way
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,9 @@ def _namespace_annotations(entries: list[tuple[Path, int, Any]]) -> dict[str, di
         doc = _Doc(path, index)
         annotations = doc.labels(raw["metadata"].get("annotations"), "metadata.annotations")
         try:
-            inboundpolicy.chosen({}, annotations, namespace_field="metadata.annotations")
-        except inboundpolicy.InboundPolicyError as exc:
+            for chosen in (inboundpolicy.chosen, accesslogannotation.chosen):
+                chosen({}, annotations, namespace_field="metadata.annotations")
+        except AnnotationError as exc:
             raise doc.fail(exc.field, exc.message) from None
         found[str(raw["metadata"].get("name"))] = annotations
     return found
@@ -171,7 +174,8 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
         raise doc.fail(f"spec.template.metadata.annotations.{INJECT_ANNOTATION}", f"expected enabled or disabled, got {inject!r}")
     try:
         default_policy = inboundpolicy.chosen(annotations, namespace_annotations, "spec.template.metadata.annotations")
-    except inboundpolicy.InboundPolicyError as exc:
+        access_log = accesslogannotation.chosen(annotations, namespace_annotations, "spec.template.metadata.annotations")
+    except AnnotationError as exc:
         raise doc.fail(exc.field, exc.message) from None
     pod = doc.obj(template["spec"], "spec.template.spec", {"serviceAccountName", "containers"}, {"containers"})
     containers = pod["containers"]
@@ -200,7 +204,7 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
         name=name, namespace=namespace, labels=pod_labels, replicas=replicas,
         service_account=doc.string(pod.get("serviceAccountName", "default"), "spec.template.spec.serviceAccountName"),
         inject=inject == "enabled", container=Container(tuple(command) + tuple(args), tuple(env), port), source=doc.path,
-        default_inbound_policy=default_policy,
+        default_inbound_policy=default_policy, access_log=access_log,
     )
 
 

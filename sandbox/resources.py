@@ -213,8 +213,13 @@ def _detail(kind: str, spec: dict[str, Any]) -> str:
     if kind == "Sidecar":
         return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
     if kind == "Telemetry":
-        tracing = spec.get("tracing") or [{}]
-        return f"tracing {tracing[0].get('randomSamplingPercentage', '?')}% sampled" if isinstance(tracing[0], dict) else "-"
+        parts = []
+        for key, say in (("tracing", lambda e: f"tracing {e.get('randomSamplingPercentage', '?')}% sampled"),
+                         ("accessLogging", lambda e: "access log " + ("off" if e.get("disabled") else "on"))):
+            entries = spec.get(key)
+            if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+                parts.append(say(entries[0]))
+        return ", ".join(parts) or "-"
     if kind == "ServiceEntry":
         ports = ",".join(str(p.get("number")) for p in spec.get("ports") or [] if isinstance(p, dict))
         return f"{spec.get('resolution', 'NONE')}, port {ports}"

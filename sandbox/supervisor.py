@@ -181,7 +181,8 @@ class Supervisor:
             inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
                                           inst.app_port, "--outbound-port", str(inst.outbound_port),
                                           "--deployment", inst.deployment.name, *labels,
-                                          *(("--default-inbound-policy", policy) if policy else ()))
+                                          *(("--default-inbound-policy", policy) if policy else ()),
+                                          *(("--access-log", inst.deployment.access_log) if inst.deployment.access_log else ()))
             inst.proxy.start()
         inst.app = self._app_proc(inst)
         inst.app.start()

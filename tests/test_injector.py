@@ -161,6 +161,21 @@ def test_linkerds_default_inbound_policy_reaches_the_proxy_from_the_pod_or_its_n
         injector.inject_document(manual, InjectConfig(IMAGE))
 
 
+def test_linkerds_access_log_annotation_reaches_the_proxy_and_a_wrong_one_is_warned():
+    key = "config.linkerd.io/access-log"
+    pod = _web_pod()
+    pod["metadata"]["annotations"][key] = "json"
+    response = injector.review(_review(pod), InjectConfig(IMAGE), namespace_meta={"annotations": {key: "apache"}})["response"]
+    args = _apply_patch(pod, json.loads(base64.b64decode(response["patch"])))["spec"]["initContainers"][0]["args"]
+    assert args[args.index("--access-log") + 1] == "json" and "warnings" not in response  # the pod's wins
+    pod["metadata"]["annotations"][key] = "syslog"
+    response = injector.review(_review(pod), InjectConfig(IMAGE), namespace_meta={})["response"]
+    args = _apply_patch(pod, json.loads(base64.b64decode(response["patch"])))["spec"]["initContainers"][0]["args"]
+    assert "--access-log" not in args
+    assert response["warnings"] == [f"meshdojo: metadata.annotations.{key}: expected one of apache, json, got 'syslog' "
+                                    f"(Linkerd's access logging: https://linkerd.io/2/features/access-logging/); the proxy goes without it"]
+
+
 @pytest.mark.parametrize("change", ["excluded-namespace", "host-network", "not-annotated", "update"])
 def test_the_webhook_admits_unchanged_what_it_must_not_inject(change):
     pod = _web_pod()

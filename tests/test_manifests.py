@@ -65,6 +65,8 @@ def test_a_good_manifest(tmp_path):
     (("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: enabled, config.linkerd.io/default-inbound-policy: none"),
      "document 0: spec.template.metadata.annotations.config.linkerd.io/default-inbound-policy",
      "expected one of all-unauthenticated, all-authenticated"),
+    (("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: enabled, config.linkerd.io/access-log: xml"),
+     "document 0: spec.template.metadata.annotations.config.linkerd.io/access-log", "expected one of apache, json, got 'xml'"),
 ])
 def test_bad_manifests_name_file_document_and_field(tmp_path, change, where, what):
     old, new = change
@@ -87,6 +89,16 @@ def test_the_default_inbound_policy_comes_from_the_pod_template_else_its_namespa
     assert load_demo(write(tmp_path, GOOD)).deployments[0].default_inbound_policy is None
     with pytest.raises(ManifestError, match=r"document 0: metadata.annotations.config.linkerd.io/default-inbound-policy: expected one of"):
         load_demo(write(tmp_path, namespace % "closed" + GOOD))
+
+
+def test_linkerds_access_log_comes_from_the_pod_template_else_its_namespace(tmp_path):
+    namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: emojivoto\n  annotations: {config.linkerd.io/access-log: %s}\n---\n"
+    assert load_demo(write(tmp_path, namespace % "json" + GOOD)).deployments[0].access_log == "json"
+    pod = GOOD.replace("meshdojo.dev/inject: enabled", "meshdojo.dev/inject: enabled, config.linkerd.io/access-log: apache")
+    assert load_demo(write(tmp_path, namespace % "json" + pod)).deployments[0].access_log == "apache"
+    assert load_demo(write(tmp_path, GOOD)).deployments[0].access_log is None
+    with pytest.raises(ManifestError, match=r"document 0: metadata.annotations.config.linkerd.io/access-log: expected one of apache, json"):
+        load_demo(write(tmp_path, namespace % "text" + GOOD))
 
 
 def test_invalid_yaml(tmp_path):

@@ -86,6 +86,15 @@ def test_a_vote_is_one_trace_through_four_sidecars_and_a_fault_shows_where_it_st
     assert [s["status"] for s in struck["spans"]] == [503, 503, 200, 200, 503, 503]  # what failed, and where it began
     assert "503 (4 failed)" in cli.run("trace", "-n", "emojivoto").stdout  # the list says which traces went wrong
 
+    # Istio's access-log task: the same Telemetry kind, a line per request in each sidecar's log
+    cli.run("apply", "-f", "demo-apps/emojivoto/policies/access-logs.yaml")
+    def logged(deployment: str, text: str) -> list[str] | None:
+        return [ln for ln in cli.run("logs", deployment, "--proxy").stdout.splitlines() if text in ln] or None
+
+    # the abort still in force: voting's sidecar injected the 503 (Envoy's flag FI), web's passed it on as it came
+    assert wait_until(lambda: logged("voting", '" 503 FI fault_filter_abort '), 20, "voting's sidecar to log an injected abort")
+    assert wait_until(lambda: logged("web", '" 503 - via_upstream '), 20, "web's sidecar to log the 503 it passed on")
+
     bad = cli.run("trace", "not-a-trace", check=False)
     assert bad.returncode == 1 and "trace: expected a trace id" in bad.stderr and "Traceback" not in bad.stderr
     gone = cli.run("trace", "0" * 32, check=False)

@@ -10,6 +10,7 @@ import pytest
 from controlplane import traces
 from controlplane.policy import PolicyError, parse
 from controlplane.selection import Workload, applicable
+from controlplane.telemetrypolicy import Effective
 from proxy.tracing import SpanLog, TraceContext, context_headers, parse_b3, parse_traceparent, read_context, start_or_continue
 from sandbox import tracecli
 
@@ -76,7 +77,9 @@ def telemetry(spec: dict, ns: str = "shop", name: str = "t"):
 
 
 @pytest.mark.parametrize(("spec", "field", "message"), [
-    ({}, "spec.tracing", "required"),
+    ({}, "spec", "a Telemetry needs tracing, accessLogging, or both"),
+    ({"accessLogging": [{"providers": [{"name": "otel"}]}]}, "spec.accessLogging[0].providers[0].name", "envoy"),
+    ({"accessLogging": [{"disabled": "yes"}]}, "spec.accessLogging[0].disabled", "true or false"),
     ({"tracing": []}, "spec.tracing", "a list of one tracing entry"),
     ({"tracing": [{"randomSamplingPercentage": 1}, {"randomSamplingPercentage": 2}]}, "spec.tracing", "a list of one tracing entry"),
     ({"tracing": [{"randomSamplingPercentage": 150}]}, "spec.tracing[0].randomSamplingPercentage", "100"),
@@ -95,6 +98,20 @@ def test_istios_telemetry_points_to_ours():
     with pytest.raises(PolicyError, match="Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 .*randomSamplingPercentage"):
         parse({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "mesh-default"},
                "spec": {"tracing": [{"randomSamplingPercentage": 100}]}}, "istio.yaml", 0)
+
+
+def test_telemetries_merge_field_by_field_the_most_specific_first():
+    from controlplane.telemetrypolicy import effective
+
+    web = Workload("shop", "web", "web", "web-0", {"app": "web"})
+    logs = telemetry({"accessLogging": [{"providers": [{"name": "envoy"}]}]}, "meshdojo-system", "mesh-logs")
+    sampled = telemetry({"tracing": [{"randomSamplingPercentage": 100}]}, "shop", "ns-tracing")
+    quiet = telemetry({"accessLogging": [{"disabled": True}], "selector": {"matchLabels": {"app": "web"}}}, "shop", "web-quiet")
+    assert effective(applicable([logs, sampled], web, {})["Telemetry"].resources) == \
+        Effective(100.0, True, "shop/ns-tracing", "meshdojo-system/mesh-logs")
+    assert effective(applicable([logs, sampled, quiet], web, {})["Telemetry"].resources) == \
+        Effective(100.0, False, "shop/ns-tracing", "shop/web-quiet")
+    assert effective(()) == Effective(None, None)
 
 
 def test_the_most_specific_telemetry_applies():

@@ -30,8 +30,8 @@ def _inject_file(args: argparse.Namespace) -> int:
     inject --manual``): nothing runs, nothing is applied; pipe it into ``kubectl apply -f -``."""
     import yaml
 
-    from controlplane.inboundpolicy import InboundPolicyError
     from controlplane.injector import InjectConfig, inject_document
+    from controlplane.podannotations import AnnotationError
     from sandbox.kube.image import image_ref
 
     try:
@@ -45,7 +45,7 @@ def _inject_file(args: argparse.Namespace) -> int:
     kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
     try:
         injected = [inject_document(d, config) for d in docs]
-    except InboundPolicyError as exc:
+    except AnnotationError as exc:
         return fail(f"{args.filename}: {exc}; nothing was printed")
     print(yaml.safe_dump_all(injected, sort_keys=False), end="")
     changed = sum(a != b for a, b in zip(docs, injected, strict=True))
