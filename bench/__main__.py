@@ -39,10 +39,10 @@ def commit() -> str:
     return f"{head} with {len(changed)} uncommitted file change{'s' if len(changed) != 1 else ''}" if changed else head
 
 
-def render(sections: list[Section], settings: Settings, started: float, wall_started: float) -> str:
+def render(sections: list[Section], settings: Settings, started: float, wall_started: float, ran_on: str) -> str:
     cpus = os.cpu_count()
     lines = [BEGIN, "",
-             f"Measured in one run of `make bench` at commit `{commit()}`, {time.strftime('%Y-%m-%d', time.gmtime(wall_started))}, "
+             f"Measured in one run of `make bench` at commit `{ran_on}`, {time.strftime('%Y-%m-%d', time.gmtime(wall_started))}, "
              f"on {cpus} shared cores, Python {platform.python_version()}; every case {settings.repeats} × "
              f"{settings.seconds:g} s unless it says otherwise, reported as median (min–max). The run took "
              f"{(time.monotonic() - started) / 60:.1f} min.", ""]
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--write needs the whole run: no --only, no --smoke")
     settings = Settings.for_smoke() if args.smoke else Settings(args.repeats, args.seconds)
     started, wall_started = time.monotonic(), time.time()  # the duration, and the date it ran
+    ran_on = commit()  # the code measured: a file edited while the run goes on changes nothing of it
     sections, failed = [], []
     for name in args.only or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks failed: {', '.join(failed)} (nothing written)", file=sys.stderr)
         return 1
     if args.write:
-        write_figures(args.write, render(sections, settings, started, wall_started))
+        write_figures(args.write, render(sections, settings, started, wall_started, ran_on))
         print(f"figures written to {args.write}", file=sys.stderr)
     return 0
 

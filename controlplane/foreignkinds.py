@@ -17,8 +17,8 @@ FOREIGN_KINDS = {
     "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
     "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
                "workloadSelector; egress and ingress listeners are not configurable)",
-    "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage "
-                 "and selector or targetRef; metrics and access logs are always on: see meshdojo stat and tap)",
+    "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage, "
+                 "accessLogging with the envoy provider, and selector or targetRef; metrics are always on: meshdojo stat)",
     "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
                       "timeout.linkerd.io annotations) and RetryBudget",
     "Server": "MeshTLS and AuthorizationPolicy",

@@ -133,7 +133,7 @@ def settings_of(meta: dict[str, Any], namespace_meta: dict[str, Any] | None = No
         try:
             found[name] = read(meta.get("annotations") or {}, (namespace_meta or {}).get("annotations") or {})
         except AnnotationError as exc:
-            warnings.append(f"meshdojo: {exc}; the proxy goes without it")
+            warnings.append(f"meshdojo: {exc}; left out: the proxy uses Linkerd's default")
     return LinkerdSettings(**found), warnings
 
 

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from controlplane.protocol import fqdn
 from proxy.exchange import Handler, Layer, Request, Response
 
-FORMATS = ("envoy", "apache", "json")
-
 # what the sidecar itself answered (x-meshdojo-error) -> Envoy's response flag
 RESPONSE_FLAGS = {
     "connect_failed": "UF", "app_unavailable": "UF", "identity_mismatch": "UF", "no_endpoints": "UH", "breaker_open": "UH",

@@ -84,8 +84,8 @@ class Proxy:
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
                             lambda: (self.config.tap_token, self.identity.tap_token), self.spans.entries)
-        # plaintext for probes and scrapes; mutual TLS (once we have a certificate) for /tap and
-        # /fates from anywhere but this machine, so their tokens never cross a network in clear
+        # plaintext for probes and scrapes; mutual TLS (once we have a certificate) for /tap, /fates
+        # and /spans from anywhere but this machine, so their tokens never cross a network in clear
         self._admin = InboundListener(admin, lambda: self.identity.server_ctx, lambda: TlsMode.PERMISSIVE, self.metrics,
                                       self.tasks, self.admin_state, self.deadlines, self.config.handshake_timeout, counted=False)
         admin_port = self._admin.listen(self.config.admin_address, self.config.admin_port)

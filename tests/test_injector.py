@@ -173,7 +173,7 @@ def test_linkerds_access_log_annotation_reaches_the_proxy_and_a_wrong_one_is_war
     args = _apply_patch(pod, json.loads(base64.b64decode(response["patch"])))["spec"]["initContainers"][0]["args"]
     assert "--access-log" not in args
     assert response["warnings"] == [f"meshdojo: metadata.annotations.{key}: expected one of apache, json, got 'syslog' "
-                                    f"(Linkerd's access logging: https://linkerd.io/2/features/access-logging/); the proxy goes without it"]
+                                    f"(Linkerd's access logging: https://linkerd.io/2/features/access-logging/); left out: the proxy uses Linkerd's default"]
 
 
 @pytest.mark.parametrize("change", ["excluded-namespace", "host-network", "not-annotated", "update"])
