@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from controlplane.protocol import fqdn
@@ -129,10 +129,13 @@ def access_log(form: Callable[[], str | None], write: Callable[[str], None], clo
     """A line per request in the format ``form()`` says now (None: no access log, one call)."""
 
     def layer(inner: Handler) -> Handler:
-        async def handle(request: Request) -> Response:
+        def handle(request: Request) -> Awaitable[Response]:
             chosen = form()
-            if chosen is None:
-                return await inner(request)
+            if chosen is None:  # the common case: straight on (and no coroutine of our own)
+                return inner(request)
+            return logged(request, chosen)
+
+        async def logged(request: Request, chosen: str) -> Response:
             start = clock()
             response = await inner(request)
             write(LINES[chosen](request, response, start, round((clock() - start) * 1000)))

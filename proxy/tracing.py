@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,12 +190,14 @@ def trace_layer(direction: str, spans: SpanLog, percent: Callable[[], float], rn
     outbound = direction == "outbound"
 
     def layer(inner: Handler) -> Handler:
-        async def handle(request: Request) -> Response:
+        def handle(request: Request) -> Awaitable[Response]:
             # a request from another sidecar (mutual TLS) was that sidecar's to sample
             decided = start_or_continue(carried(request.head.headers), percent(), outbound or not request.peer.tls, rng)
-            if decided is None:  # the common case: no span, nothing touched
-                return await inner(request)
-            trace_id, parent_id = decided
+            if decided is None:  # the common case: no span, nothing touched (and no coroutine of our own)
+                return inner(request)
+            return traced(request, *decided)
+
+        async def traced(request: Request, trace_id: str, parent_id: str | None) -> Response:
             span_id = f"{rng.getrandbits(64):016x}"
             request.head.headers = [(n, v) for n, v in request.head.headers if n not in TRACE_HEADERS] \
                 + context_headers(trace_id, span_id, parent_id)
