@@ -37,14 +37,22 @@ TICK_SECONDS = 1.0
 FILTERS = ("to", "path", "method")
 
 
-def tapped_instances(telemetry: Telemetry, namespace: str, deployment: str) -> list[tuple[str, str, str]]:
-    """(instance, admin address, identity) of the deployment's meshed instances. Pure."""
+def sidecars(telemetry: Telemetry, namespace: str | None = None, deployment: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(namespace, instance, admin address, identity) of the meshed instances whose admin port the
+    control plane can read, in a namespace and of a deployment when given. Pure."""
     found = []
     for (ns, name), history in sorted(telemetry.workloads.items()):
         admin = telemetry.admin_address(ns, name)
-        if ns == namespace and history.deployment == deployment and history.meshed and admin and history.identity:
-            found.append((name, admin, history.identity))
+        if namespace not in (None, ns) or deployment not in (None, history.deployment):
+            continue
+        if history.meshed and admin and history.identity:
+            found.append((ns, name, admin, history.identity))
     return found
+
+
+def tapped_instances(telemetry: Telemetry, namespace: str, deployment: str) -> list[tuple[str, str, str]]:
+    """(instance, admin address, identity) of the deployment's meshed instances. Pure."""
+    return [(name, admin, identity) for _ns, name, admin, identity in sidecars(telemetry, namespace, deployment)]
 
 
 def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], identity_key: web.AppKey[IdentityService],

@@ -25,20 +25,11 @@ from controlplane.adminreader import AdminReadError, open_admin
 from controlplane.identity import IdentityService
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
+from controlplane.tapapi import sidecars
 
 DEFAULT_LIMIT = 200
 READ_SECONDS = 5.0
 TRACE_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
-
-
-def traced_instances(telemetry: Telemetry, namespace: str | None) -> list[tuple[str, str, str, str]]:
-    """(namespace, instance, admin address, identity) of every meshed instance. Pure."""
-    found = []
-    for (ns, name), history in sorted(telemetry.workloads.items()):
-        admin = telemetry.admin_address(ns, name)
-        if (namespace is None or ns == namespace) and history.meshed and admin and history.identity:
-            found.append((ns, name, admin, history.identity))
-    return found
 
 
 def query_of(request: web.Request) -> tuple[str | None, str | None, int]:
@@ -65,7 +56,7 @@ def add_trace_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], 
         identity = request.app[identity_key]
         tls = identity.client_context(own_identity)
         path = "/spans?" + urlencode({"trace": trace} if trace else {"limit": limit})
-        instances = traced_instances(request.app[telemetry_key], namespace)
+        instances = sidecars(request.app[telemetry_key], namespace)
 
         async def read(address: str, uri: str) -> list[dict[str, Any]]:
             reader, writer = await open_admin(address, uri, path, identity.tap_token(uri), tls)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.apps import start_echo_app
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Cli, Mesh, spiffe
 
 # a sandbox a test brings up (`meshdojo up` leaves it running, as a daemon) stops by itself when
 # this test worker is gone, even after a SIGKILL that left its teardown unrun
@@ -23,6 +23,17 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
         yield m
     finally:
         m.close()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    """The `meshdojo` command with a MESHDOJO_HOME of the test's own; every sandbox started in it
+    is stopped afterwards."""
+    c = Cli(tmp_path / "home")
+    yield c
+    for state in sorted(c.home.iterdir()) if c.home.is_dir() else ():
+        if state.is_dir():
+            c.run("down", "--name", state.name, check=False)
 
 
 @pytest.fixture

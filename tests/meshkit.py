@@ -7,6 +7,7 @@ PDEATHSIG and is killed at teardown.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -30,6 +31,25 @@ async def eventually(probe, accept, what: str, timeout: float = 5.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last saw {result!r}")
         await asyncio.sleep(0.02)
+
+
+class Cli:
+    """The real `meshdojo` command, run against its own MESHDOJO_HOME (a sandbox of the test's own)."""
+
+    def __init__(self, home: Path) -> None:
+        self.env = {**os.environ, "MESHDOJO_HOME": str(home)}
+        self.home = home
+
+    def run(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "sandbox.cli", *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"meshdojo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def status(self, name: str = "default") -> dict:
+        return json.loads(self.run("status", "-o", "json", "--name", name).stdout)
+
 
 TD = "spiffe://meshdojo.local"
 

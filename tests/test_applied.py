@@ -14,7 +14,6 @@ import yaml
 from sandbox import applied
 from sandbox.manifests import ManifestError, expand, load_demo
 from sandbox.processes import wait_until
-from tests.test_sandbox import Cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,13 +70,6 @@ def test_merging_validates_and_refuses_a_demos_names(tmp_path):
 
     kept, removed, absent = applied.remove(merged, [workloads[2], {"kind": "Service", "metadata": {"name": "nope", "namespace": "x"}}])
     assert removed == [("Deployment", "lessons", "hello")] and absent == [("Service", "x", "nope")] and len(kept) == 3
-
-
-@pytest.fixture
-def cli(tmp_path):
-    c = Cli(tmp_path / "home")
-    yield c
-    c.run("down", check=False)
 
 
 @pytest.mark.timeout(240)

@@ -15,7 +15,7 @@ import pytest
 from sandbox.cli import build_parser
 from sandbox.netcli import fault_listing, http_fault_summary
 from sandbox.processes import wait_until
-from tests.test_sandbox import Cli
+from tests.meshkit import Cli
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("meshdojo",)):

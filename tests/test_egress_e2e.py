@@ -16,7 +16,6 @@ from aiohttp import web
 from sandbox.processes import wait_until
 from tests.apps import plain_http_server, serve_app
 from tests.test_faults_e2e import until
-from tests.test_sandbox import Cli
 from tests.test_traffic_e2e import apply, doc, fetch
 
 DEBUG = {"x-meshdojo-debug": "1"}
@@ -140,13 +139,6 @@ async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji
     routed = [line for line in metrics.splitlines() if line.startswith("route_response_total{") and "slowbin-timeout" in line]
     assert routed and all('dst="slowbin.example"' in line for line in routed), routed  # the host, not a made-up Service name
     assert "slowbin.example.emojivoto.svc" not in metrics
-
-
-@pytest.fixture
-def cli(tmp_path):
-    c = Cli(tmp_path / "home")
-    yield c
-    c.run("down", check=False)
 
 
 @pytest.mark.timeout(180)

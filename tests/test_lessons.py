@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.lessons import checks, model
-from tests.test_sandbox import Cli
+from tests.meshkit import Cli
 
 LESSONS = model.all_lessons()
 
@@ -110,13 +110,6 @@ def test_every_step_names_the_ui_screen_by_its_key():
     for lesson, step, hint in hints:
         named = re.match(r"(\w+) \((\d)\)", hint)
         assert named is not None and keys.get(named[1]) == named[2], (lesson, step, hint, keys)
-
-
-@pytest.fixture
-def cli(tmp_path):
-    c = Cli(tmp_path / "home")
-    yield c
-    c.run("down", check=False)
 
 
 def _in_process(*args: str) -> str:

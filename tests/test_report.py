@@ -14,7 +14,7 @@ import pytest
 
 from sandbox import report
 from sandbox.processes import wait_until
-from tests.test_sandbox import Cli
+from tests.meshkit import Cli
 
 NOW = 1_800_000_000.0
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,25 +14,10 @@ from pathlib import Path
 import pytest
 
 from sandbox.processes import pid_alive, wait_until
+from tests.meshkit import Cli
 
 DEMO_POLICIES = Path(__file__).resolve().parent.parent / "demo-apps" / "emojivoto" / "policies"
 BOOKINFO_POLICIES = DEMO_POLICIES.parent.parent / "bookinfo" / "policies"
-
-
-class Cli:
-    def __init__(self, home: Path) -> None:
-        self.env = {**os.environ, "MESHDOJO_HOME": str(home)}
-        self.home = home
-
-    def run(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "sandbox.cli", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and result.returncode != 0:
-            raise AssertionError(f"meshdojo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def status(self, name: str = "default") -> dict:
-        return json.loads(self.run("status", "-o", "json", "--name", name).stdout)
 
 
 def all_pids(st: dict) -> list[int]:
@@ -64,14 +49,6 @@ def reachable(url: str) -> int:
         return get(url)[0]
     except OSError:
         return 0
-
-
-@pytest.fixture
-def cli(tmp_path):
-    c = Cli(tmp_path / "home")
-    yield c
-    for name in ("default", "a", "b"):
-        c.run("down", "--name", name, check=False)
 
 
 @pytest.mark.timeout(240)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sandbox.processes import wait_until
-from tests.test_sandbox import Cli
+from tests.meshkit import Cli
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ import pytest
 from textual.widgets import DataTable, Input, RichLog, Select, Static, TextArea
 
 from sandbox.processes import WaitTimeout, wait_until
-from tests.meshkit import eventually
-from tests.test_sandbox import Cli
+from tests.meshkit import Cli, eventually
 from tui.app import MeshdojoApp
 
 pytestmark = pytest.mark.timeout(120)
