@@ -17,6 +17,8 @@ from controlplane import serviceannotations
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
+from controlplane.jwtapi import add_jwt_routes
+from controlplane.jwtissuer import DemoIssuer
 from controlplane.loadapi import add_load_route
 from controlplane.names import resolve
 from controlplane.policy import KINDS
@@ -63,7 +65,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
               telemetry: Telemetry | None = None, relays: RelayManager | None = None,
-              own_identity: SpiffeId = LOCAL_CONTROLPLANE) -> web.Application:
+              own_identity: SpiffeId = LOCAL_CONTROLPLANE, issuer: DemoIssuer | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_admin_token])
     app[TELEMETRY] = telemetry = telemetry or Telemetry()
     add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry,
@@ -75,6 +77,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
     add_trace_route(app, TELEMETRY, IDENTITY, own_identity)
     add_load_route(app)
+    add_jwt_routes(app, issuer or DemoIssuer())
     app.add_routes(
         [
             web.get("/v1/health", health),

@@ -14,7 +14,9 @@ FOREIGN_KINDS = {
     "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
                        "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
     "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
-    "RequestAuthentication": "nothing yet: meshdojo authenticates workloads (mTLS), not end users' JWTs",
+    "RequestAuthentication": "RequestAuthentication with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
+                             "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
+                             "meshdojo jwt issues demo tokens)",
     "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
                "workloadSelector; egress and ingress listeners are not configurable)",
     "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage, "
@@ -24,7 +26,7 @@ FOREIGN_KINDS = {
     "Server": "MeshTLS and AuthorizationPolicy",
     "ServerAuthorization": "AuthorizationPolicy",
     "MeshTLSAuthentication": "AuthorizationPolicy's rules[].from[].source (principals as SPIFFE IDs, serviceAccounts, namespaces)",
-    "NetworkAuthentication": "nothing: meshdojo authorizes callers by their workload identity, not by their network",
+    "NetworkAuthentication": "AuthorizationPolicy's rules[].from[].source.ipBlocks and notIpBlocks (CIDR blocks)",
     "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
     "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
     "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
@@ -33,7 +35,7 @@ FOREIGN_KINDS = {
     "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
                      "ServiceEntry (the external hosts that stay allowed)",
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
-                           "selector or targetRef, action, rules[].from/to)",
+                           "selector or targetRef, action, rules[].from/to/when)",
 }
 
 

@@ -22,16 +22,17 @@ generated from the same definitions.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import egress, policyschema, routeannotations, telemetrypolicy
+from controlplane import authzrules, egress, policyschema, requestauthn, routeannotations, telemetrypolicy
+from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.matching import PathMatch, RequestMatch, read_match
+from controlplane.matching import RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
+from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
@@ -44,7 +45,9 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
-                "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry"}
+                "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
+                "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
+                "ra": "RequestAuthentication"}
 
 
 class PolicyError(ValueError):
@@ -122,7 +125,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker,
                "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
-               "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry}
+               "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
+               "RequestAuthentication": _requestauthn}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
@@ -350,49 +354,6 @@ def _ratelimit(r: _Reader, spec: dict[str, Any]) -> RateLimitSpec:
 # -- AuthorizationPolicy and MeshTLS -----------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    principals: tuple[str, ...] = ()  # SPIFFE IDs
-    namespaces: tuple[str, ...] = ()
-    service_accounts: tuple[str, ...] = ()  # "sa" (same namespace) or "ns/sa"
-    unauthenticated: bool = False
-
-    def matches(self, identity: str | None, own_namespace: str) -> bool:
-        if self.unauthenticated:
-            return identity is None
-        if identity is None:
-            return False
-        ns, _, sa = identity.removeprefix("spiffe://meshdojo.local/ns/").partition("/sa/")
-        if self.principals and identity not in self.principals:
-            return False
-        if self.namespaces and ns not in self.namespaces:
-            return False
-        if self.service_accounts and not any(
-            (f"{ns}/{sa}" == want) if "/" in want else (ns == own_namespace and sa == want) for want in self.service_accounts
-        ):
-            return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    paths: tuple[PathMatch, ...] = ()
-    methods: tuple[str, ...] = ()
-
-    def matches(self, path: str, method: str) -> bool:
-        return (not self.paths or any(p.matches(path) for p in self.paths)) and (not self.methods or method in self.methods)
-
-
-@dataclass(frozen=True, slots=True)
-class AuthzRule:
-    sources: tuple[Source, ...]  # any of; empty: anyone
-    operations: tuple[Operation, ...]  # any of; empty: anything
-
-    def matches(self, identity: str | None, own_namespace: str, path: str, method: str) -> bool:
-        return ((not self.sources or any(s.matches(identity, own_namespace) for s in self.sources))
-                and (not self.operations or any(o.matches(path, method) for o in self.operations)))
-
-
-@dataclass(frozen=True, slots=True)
 class AuthzSpec:
     service: str | None  # the Service targeted, if that is how the workloads are chosen
     action: str  # ALLOW, DENY, AUDIT
@@ -403,44 +364,7 @@ class AuthzSpec:
 def _authz(r: _Reader, spec: dict[str, Any]) -> AuthzSpec:
     workloads = _workloads(r, spec)
     service = workloads.name if workloads and workloads.kind == "Service" else None
-    rules = []
-    for i, rule in enumerate(spec.get("rules", [])):
-        where = f"spec.rules[{i}]"
-        sources = tuple(Source(tuple(src.get("principals", [])), tuple(src.get("namespaces", [])),
-                               tuple(src.get("serviceAccounts", [])), src.get("unauthenticated", False))
-                        for src in (f["source"] for f in rule.get("from", [])))
-        operations = []
-        for j, t in enumerate(rule.get("to", [])):
-            op = t["operation"]
-            paths = tuple(_authz_path(r, p, f"{where}.to[{j}].operation.paths[{k}]") for k, p in enumerate(op.get("paths", [])))
-            operations.append(Operation(paths, tuple(op.get("methods", []))))
-        rules.append(AuthzRule(sources, tuple(operations)))
-    return AuthzSpec(service, spec.get("action", "ALLOW"), tuple(rules), workloads)
-
-
-def _authz_path(r: _Reader, path: str, field: str) -> PathMatch:
-    """Istio's forms: exact ``/api/list``, prefix ``/api/*``, suffix ``*/info``, any ``*``, and
-    path templates: ``{*}`` is one whole segment, ``{**}`` the rest of the path (last only)."""
-    if path == "*":
-        return PathMatch("PathPrefix", "/")
-    if "{*}" in path or "{**}" in path:
-        return PathMatch("RegularExpression", _path_template(r, path, field))
-    if path.startswith("*"):
-        return PathMatch("RegularExpression", ".*" + re.escape(path[1:]))
-    if not path.startswith("/") or "*" in path[:-1] or "{" in path:
-        raise r.fail(field, "expected an exact path (/api/list), a prefix (/api/*), a suffix (*/info), * for any, "
-                            "or a template (/api/{*}/vote, /static/{**})")
-    return PathMatch("PathPrefix", path[:-1]) if path.endswith("*") else PathMatch("Exact", path)
-
-
-def _path_template(r: _Reader, path: str, field: str) -> str:
-    segments = path.split("/")
-    if segments[0] != "" or any(s != "{*}" and s != "{**}" and ("{" in s or "}" in s or "*" in s) for s in segments):
-        raise r.fail(field, f"{path!r}: a template's {{*}} and {{**}} must each be a whole segment, e.g. /api/{{*}}/vote")
-    if "{**}" in segments[:-1]:
-        raise r.fail(field, f"{path!r}: {{**}} matches the rest of the path, so it must be the last segment")
-    pattern = "/".join("[^/]+" if s == "{*}" else ".*" if s == "{**}" else re.escape(s) for s in segments)
-    return pattern
+    return AuthzSpec(service, spec.get("action", "ALLOW"), authzrules.read_rules(r, spec.get("rules", [])), workloads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,4 +383,9 @@ def _telemetry(r: _Reader, spec: dict[str, Any]) -> TelemetrySpec:
     return telemetrypolicy.read(r, spec, _workloads(r, spec))
 
 
-Spec = FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
+def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
+    return requestauthn.read(r, spec, _workloads(r, spec))
+
+
+Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
+        | RequestAuthnSpec)

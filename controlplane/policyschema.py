@@ -7,6 +7,7 @@ into the kind's CustomResourceDefinition for Kubernetes.
 
 from __future__ import annotations
 
+from controlplane import authzrules
 from controlplane.schema import Bool, Duration, Field, Int, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
 POLICY_GROUP = "policy.meshdojo.dev"
@@ -159,23 +160,42 @@ RATE_LIMIT = obj({
     "burst": Int(1, MANY, "a whole number"),
 }, ("requestsPerSecond",))
 
+# Istio's string forms: exact, prefix*, *suffix, or * for any value
+VALUES = ListOf(Str(doc="exact, prefix*, *suffix, or * for any"))
+PRINCIPALS = ListOf(Str(pattern=authzrules.PRINCIPAL_PATTERN, hint=authzrules.PRINCIPAL_HINT,
+                        doc="cluster.local/ns/NS/sa/SA (Istio's form) or spiffe://meshdojo.local/ns/NS/sa/SA; * at the start or end"))
+IP_BLOCKS = ListOf(Str(doc="an IP address or a CIDR block"))
+PORTS = ListOf(Str(pattern=r"^[0-9]+$", hint='expected a port number as a string, e.g. "8080"'))
+AUTHZ_PATHS = ListOf(Str(doc="/exact, /prefix*, */suffix, *, or a template /api/{*}/vote, /static/{**}"))
+AUTHZ_SOURCE = obj({
+    "principals": PRINCIPALS, "notPrincipals": PRINCIPALS,
+    "namespaces": VALUES, "notNamespaces": VALUES,
+    "serviceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
+    "notServiceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
+    "requestPrincipals": VALUES, "notRequestPrincipals": VALUES,
+    "ipBlocks": IP_BLOCKS, "notIpBlocks": IP_BLOCKS, "remoteIpBlocks": IP_BLOCKS, "notRemoteIpBlocks": IP_BLOCKS,
+    "unauthenticated": Bool(doc="plaintext callers, with no identity"),
+}, doc="who: every field set must match (a field: one of its values; its not- twin: none of them)")
+AUTHZ_OPERATION = obj({
+    "hosts": VALUES, "notHosts": VALUES,
+    "ports": PORTS, "notPorts": PORTS,
+    "methods": ListOf(Str(enum=METHODS)), "notMethods": ListOf(Str(enum=METHODS)),
+    "paths": AUTHZ_PATHS, "notPaths": AUTHZ_PATHS,
+}, doc="what: every field set must match")
+AUTHZ_CONDITION = obj({
+    "key": Str(pattern=authzrules.CONDITION_KEY_PATTERN, hint=authzrules.CONDITION_KEY_HINT, doc="what the condition reads"),
+    "values": VALUES,
+    "notValues": VALUES,
+}, ("key",), doc="when: the key must have one of values, and none of notValues")
 AUTHORIZATION_POLICY = obj({
     "targetRef": workload_ref(TARGET_KINDS),
     "selector": SELECTOR,
     "action": Str(enum=("ALLOW", "DENY", "AUDIT"), doc="ALLOW by default"),
     "rules": ListOf(obj({
-        "from": ListOf(obj({"source": obj({
-            "principals": ListOf(Str(pattern=r"^spiffe://meshdojo\.local/ns/",
-                                     hint="expected a SPIFFE ID like spiffe://meshdojo.local/ns/NS/sa/SA")),
-            "namespaces": ListOf(Str()),
-            "serviceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
-            "unauthenticated": Bool(doc="plaintext callers, with no identity"),
-        })}, ("source",))),
-        "to": ListOf(obj({"operation": obj({
-            "paths": ListOf(Str(doc="/exact, /prefix/*, */suffix, *, or a template /api/{*}/vote, /static/{**}")),
-            "methods": ListOf(Str(enum=METHODS)),
-        })}, ("operation",))),
-    })),
+        "from": ListOf(obj({"source": AUTHZ_SOURCE}, ("source",))),
+        "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",))),
+        "when": ListOf(AUTHZ_CONDITION),
+    }, doc="matches when one of from, one of to and every when match")),
 })
 
 MESH_TLS = obj({
@@ -232,6 +252,25 @@ TELEMETRY = obj({
         doc="one entry: a line per request in these sidecars' logs (meshdojo logs DEPLOYMENT --proxy)"),
 })
 
+# Istio's RequestAuthentication: the end users' JWTs these workloads accept
+REQUEST_AUTHENTICATION = obj({
+    "targetRef": workload_ref(TARGET_KINDS),
+    "selector": SELECTOR,
+    "jwtRules": ListOf(obj({
+        "issuer": Str(doc="the token's iss claim; with neither jwks nor jwksUri, a URL its keys are discovered from"),
+        "audiences": ListOf(Str(), doc="the token's aud must name one (left out: any)"),
+        "jwks": Str(doc='the issuer\'s keys, a JWKS as JSON text: {"keys": [...]}'),
+        "jwksUri": Str(pattern=r"^https?://[^\s]+$", hint="expected an http:// or https:// URL",
+                       doc="where the control plane fetches the issuer's JWKS"),
+        "fromHeaders": ListOf(obj({"name": HEADER_NAME, "prefix": Str(allow_empty=True, doc='e.g. "Bearer "')}, ("name",)),
+                              doc="headers the token is in (default: Authorization with Bearer, and ?access_token)"),
+        "fromParams": ListOf(Str(), doc="query parameters the token is in"),
+        "forwardOriginalToken": Bool(doc="keep the token in the request the app gets (false: it is removed, as in Istio)"),
+        "outputPayloadToHeader": HEADER_NAME,
+        "outputClaimToHeaders": ListOf(obj({"header": HEADER_NAME, "claim": Str()}, ("header", "claim"))),
+    }, ("issuer",)), non_empty=True, hint="expected a non-empty list of {issuer, jwks or jwksUri}"),
+}, ("jwtRules",))
+
 # kind -> (apiVersion, the spec's fields)
 KINDS: dict[str, tuple[str, Field]] = {
     "HTTPRoute": (GATEWAY_API, HTTP_ROUTE),
@@ -244,4 +283,5 @@ KINDS: dict[str, tuple[str, Field]] = {
     "ServiceEntry": (POLICY_API, SERVICE_ENTRY),
     "Sidecar": (POLICY_API, SIDECAR),
     "Telemetry": (POLICY_API, TELEMETRY),
+    "RequestAuthentication": (POLICY_API, REQUEST_AUTHENTICATION),
 }

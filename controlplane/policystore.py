@@ -24,6 +24,7 @@ class PolicyStore:
         self._on_change = on_change
         self.selectors = selectors or dict  # services' pod selectors: proxies need them for Service-targeted policies
         self.annotations = annotations or dict  # services' Linkerd annotations: proxies derive policies from them
+        self.keys: Callable[[], list[dict[str, Any]]] = list  # RequestAuthentication issuers' keys (controlplane.jwks)
         self._resources: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}  # -> (resource, expires_at)
         self._watchers: dict[str | None, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.version = 0
@@ -43,7 +44,8 @@ class PolicyStore:
                 "resources": [_wire(r, exp) for r, exp in self.list(namespace=namespace)],
                 "selectors": [{"namespace": ns, "name": name, "selector": sel} for (ns, name), sel in sorted(self.selectors().items())],
                 "annotations": [{"namespace": ns, "name": name, "annotations": ann} for (ns, name), ann in sorted(self.annotations().items())
-                                if namespace is None or ns == namespace]}
+                                if namespace is None or ns == namespace],
+                "jwks": self.keys()}
 
     def effective(self, kind: str | None = None, namespace: str | None = None) -> tuple[list[Resource], list[str]]:
         """The resources in force as the proxies see them — with what the Services' Linkerd

@@ -1,16 +1,16 @@
 """Which workload-scoped policies apply to a workload, decided from what the workload is — never
 from what a request says.
 
-A workload-scoped policy (the inbound AuthorizationPolicy, RateLimit, MeshTLS and
-FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels, most specific first:
+A workload-scoped policy (the inbound AuthorizationPolicy, RequestAuthentication, RateLimit,
+MeshTLS and FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels, most specific first:
 
     workload   it names this workload: a Service that selects its pods, its Deployment, the
                Pod itself, its ServiceAccount, or labels its pods carry
     namespace  no target, in the workload's namespace
     mesh       no target, in the mesh's root namespace (meshdojo-system, as istio-system)
 
-AuthorizationPolicy and FaultInjection combine every policy that applies (as Istio's
-AuthorizationPolicy does); Telemetry too, field by field: the most specific one that sets a field
+AuthorizationPolicy, RequestAuthentication and FaultInjection combine every policy that applies
+(as Istio's AuthorizationPolicy and RequestAuthentication do); Telemetry too, field by field: the most specific one that sets a field
 sets it (Istio merges Telemetry so). MeshTLS, RateLimit and Sidecar take one: the most specific level wins, and
 two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
 say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from controlplane.policy import Resource
 
 MESH_NAMESPACE = "meshdojo-system"
-WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry")
+WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
 LEVELS = ("workload", "namespace", "mesh")
 

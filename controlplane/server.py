@@ -15,6 +15,8 @@ from controlplane import ca, castore
 from controlplane.api import build_api
 from controlplane.config import ControlPlaneConfig
 from controlplane.identity import IdentityService, utcnow
+from controlplane.jwks import JwksResolver
+from controlplane.jwtissuer import DemoIssuer
 from controlplane.meshapi import build_mesh_api
 from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
@@ -50,6 +52,10 @@ class ControlPlane:
         self.registry = Registry(on_change=self._save_registry)
         self._registry_file = config.state_dir / REGISTRY_FILE
         self.policies = PolicyStore(on_change=self._save_policies, selectors=self.registry.selectors, annotations=self.registry.annotations)
+        self.issuer = DemoIssuer()  # the sandbox's own JWT issuer (meshdojo jwt)
+        self.jwks = JwksResolver(self.policies, self.issuer)  # RequestAuthentication keys, for the sidecars
+        self.policies.keys = self.jwks.snapshot
+        self._resolver: asyncio.Task | None = None
         self._pushed: tuple = ({}, {})  # the services' (selectors, annotations) the last snapshot had
         self._policies_file = config.state_dir / POLICIES_FILE
         self._expiry: asyncio.Task | None = None
@@ -99,7 +105,7 @@ class ControlPlane:
         write_private(state_dir / ADMIN_TOKEN_FILE, admin_token + "\n")  # 0600, where every mode keeps it
 
         api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays,
-                                         self.own_identity), access_log=None, handle_signals=False)
+                                         self.own_identity, self.issuer), access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()
@@ -125,6 +131,7 @@ class ControlPlane:
         )
         self._expiry = asyncio.get_running_loop().create_task(self._expire_policies(), name="policies:expire")
         self._scraper = asyncio.get_running_loop().create_task(self.telemetry.scrape_forever(), name="telemetry:scrape")
+        self._resolver = asyncio.get_running_loop().create_task(self.jwks.run(), name="jwks:resolve")
         log.info("control plane ready: api=%s:%d mesh=%s:%d", self.config.host, self.api_port, self.config.host, self.mesh_port)
 
     def _mesh_tls(self, material: castore.CaMaterial):
@@ -155,6 +162,7 @@ class ControlPlane:
                 log.info("network fault %s expired and was removed", name)
 
     def _save_policies(self, store: PolicyStore) -> None:
+        self.jwks.poke()  # a RequestAuthentication may name keys to fetch
         if self.kube is None:  # in Kubernetes mode the cluster keeps them
             write_json(self._policies_file, store.to_json())
 
@@ -174,7 +182,7 @@ class ControlPlane:
         write_json(self._netfaults_file, relays.to_json())
 
     async def stop(self) -> None:
-        for task in (self._expiry, self._scraper):
+        for task in (self._expiry, self._scraper, self._resolver):
             if task is not None:
                 task.cancel()
         if self.kube is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from controlplane import inboundpolicy
+from controlplane.authzrules import RequestFacts
 from controlplane.policy import AuthzSpec, Resource, RouteRule, RouteSpec
 
 Header = Callable[[str], str | None]
@@ -62,15 +63,14 @@ class AuthzDecision:
         return f"default:{self.default}" if self.default is not None else self.policy or ""
 
 
-def authorize(policies: Sequence[Resource], identity: str | None, own_namespace: str, path: str, method: str,
-              default: str = inboundpolicy.DEFAULT) -> AuthzDecision:
+def authorize(policies: Sequence[Resource], facts: RequestFacts, default: str = inboundpolicy.DEFAULT) -> AuthzDecision:
     """Istio's order: any matching DENY denies; AUDIT only records; if any ALLOW policy exists,
     one of them must match. A policy with no rules never matches. With no ALLOW policy,
     Linkerd's default inbound policy (``default``) decides (controlplane/inboundpolicy.py)."""
 
     def matches(r: Resource) -> bool:
         spec: AuthzSpec = r.spec  # type: ignore[assignment]
-        return any(rule.matches(identity, own_namespace, path, method) for rule in spec.rules)
+        return any(rule.matches(facts) for rule in spec.rules)
 
     name = lambda r: f"{r.namespace}/{r.name}"  # noqa: E731
     audited = tuple(name(r) for r in policies if r.spec.action == "AUDIT" and matches(r))  # type: ignore[union-attr]
@@ -83,7 +83,7 @@ def authorize(policies: Sequence[Resource], identity: str | None, own_namespace:
             return AuthzDecision(True, None, audited)
         if default == "audit":  # let in, but note each caller as one that deny would refuse
             return AuthzDecision(True, None, (*audited, "default:audit"), default)
-        return AuthzDecision(inboundpolicy.admits(default, identity), None, audited, default)
+        return AuthzDecision(inboundpolicy.admits(default, facts.identity), None, audited, default)
     for r in allows:
         if matches(r):
             return AuthzDecision(True, name(r), audited)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controlplane.authzrules import JwtAuth
 from controlplane.policy import RouteRule
 from controlplane.protocol import Endpoint
 from proxy.fate import Fate
@@ -113,6 +114,7 @@ class Peer:
     address: str
     tls: bool
     identity: str | None  # verified SPIFFE ID of the client, inbound only
+    local: str = ""  # host:port this side of the connection (inbound: where the request arrived)
 
 
 @dataclass(slots=True)
@@ -131,6 +133,7 @@ class Request:
     rule: RouteRule | None = None  # the HTTPRoute rule that matched, if any
     max_requests_per_connection: int = 0  # connectionPool.http.maxRequestsPerConnection (0: no limit)
     fate: Fate = field(default_factory=Fate)
+    jwt: JwtAuth | None = None  # inbound: the end user's token, verified by a RequestAuthentication
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ class Fate:
     timeout: str | None = None
     breaker: str | None = None
     fault: str | None = None
+    authn: str | None = None  # an end user's JWT: whose, and which RequestAuthentication checked it (or why it was refused)
     authz: str | None = None
     ratelimit: str | None = None
     pool: str | None = None  # connection-pool limits: overflow
@@ -30,7 +31,7 @@ class Fate:
 
     def summary(self) -> str:
         parts = []
-        for key in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit"):
+        for key in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

@@ -16,6 +16,7 @@ three around it):
     errors     a ProxyError becomes a 5xx with x-meshdojo-error
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
     policies   only when a policy below applies to this workload (else straight to app)
+    authn      RequestAuthentication: an end user's JWT verified (401 if it is not valid)
     authz      AuthorizationPolicy: DENY first, then ALLOW must match (403)
     ratelimit  RateLimit: the token bucket in force at this workload (429)
     fault      FaultInjection: delay and/or abort
@@ -39,6 +40,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from controlplane import inboundpolicy
+from controlplane.authzrules import RequestFacts
 from controlplane.sslcontext import peer_identity
 from proxy.deadlines import Deadlines
 from proxy.decisions import authorize
@@ -47,6 +49,7 @@ from proxy.errors import AppUnavailable, ConnectFailed
 from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response
 from proxy.faults import decide
 from proxy.http1 import HttpConnection
+from proxy.jwt import Refused, Verified
 from proxy.layers import errors, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -138,7 +141,7 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
             rules = policies.applied("AuthorizationPolicy").resources
             if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
-            decision = authorize(rules, request.peer.identity, own_namespace, request.path, request.head.method, default)
+            decision = authorize(rules, request_facts(request, own_namespace), default)
             for name in decision.audited:
                 metrics.authz_audit.labels(name).inc()
                 log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
@@ -160,6 +163,67 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
         return handle
 
     return layer
+
+
+def authenticate_requests(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer:
+    """RequestAuthentication, as Envoy's jwt_authn filter for Istio: a request with no token
+    passes with no principal; an invalid one is refused with 401; a valid one gives the request
+    its principal and claims (for AuthorizationPolicy), and leaves the app's request without the
+    token unless ``forwardOriginalToken`` (proxy/jwt.py checks it)."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            checker = policies.jwt
+            if checker is None:
+                return await inner(request)
+            outcome = checker.check(lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) is not None
+                                                  else None), request.path)
+            if outcome is None:  # no token: no principal, and AuthorizationPolicy decides
+                return await inner(request)
+            if isinstance(outcome, Refused):
+                metrics.jwt.labels(outcome.policy, "refused").inc()
+                request.fate.authn = f"refused: {outcome.reason}"
+                realm = f"http://{request.authority}{request.path.partition('?')[0]}"
+                body = (f"{outcome.reason}\nmeshdojo: refused by RequestAuthentication {outcome.policy or '(none names this issuer)'}: "
+                        "send a valid token, or none\n").encode()
+                return Response(401, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"jwt_refused"),
+                                      (b"www-authenticate", f'Bearer realm="{realm}", error="invalid_token"'.encode("latin-1"))],
+                                BytesBody(body), error="jwt_refused")
+            metrics.jwt.labels(outcome.policy, "verified").inc()
+            request.jwt = outcome.auth
+            request.fate.authn = f"jwt {outcome.auth.principal} by {outcome.policy}"
+            request.head.headers = jwt_headers(request.head.headers, outcome)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def jwt_headers(headers: list[tuple[bytes, bytes]], verified: Verified) -> list[tuple[bytes, bytes]]:
+    """The app's request headers after a verified token: without the token (unless the rule
+    forwards it) and with the rule's output headers, which replace any the caller sent."""
+    rule = verified.rule
+    outputs = {h.lower().encode() for h, _ in rule.claim_headers} | ({rule.payload_header.lower().encode()} if rule.payload_header else set())
+    dropped = outputs | ({verified.location.header.encode()} if verified.location.header and not rule.forward else set())
+    kept = [(n, v) for n, v in headers if n not in dropped]
+    if rule.payload_header:
+        kept.append((rule.payload_header.lower().encode(), verified.payload.encode()))
+    for header, claim in rule.claim_headers:
+        value = verified.auth.claims.get(claim)
+        if isinstance(value, str | int | float | bool):
+            kept.append((header.lower().encode(), (str(value).lower() if isinstance(value, bool) else str(value)).encode("latin-1", "replace")))
+    return kept
+
+
+def request_facts(request: Request, own_namespace: str) -> RequestFacts:
+    """What an AuthorizationPolicy may read of ``request``: the verified caller, the request, the
+    connection's two ends (never anything the caller could forge about who it is)."""
+    source_ip = request.peer.address.rpartition(":")[0].strip("[]")
+    local_ip, _, local_port = request.peer.local.rpartition(":")
+    return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, request.authority,
+                        lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None),
+                        source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
 
 
 def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
@@ -208,7 +272,8 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
     handler = authorize_requests(policies, metrics, own_namespace, default_policy)(handler)  # AuthorizationPolicy: 403
-    # the three above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
+    handler = authenticate_requests(policies, metrics)(handler)  # RequestAuthentication: JWTs, 401
+    # the four above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
     handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
@@ -279,6 +344,8 @@ class InboundListener:
             sock.close()
             return
         peer_addr = f"{addr[0]}:{addr[1]}"
+        local = sock.getsockname()
+        local_addr = f"{local[0]}:{local[1]}"
         lost = (lambda conn, exc: self._metrics.tcp.closed(conn)) if self._counted else None
         if first[0] == TLS_HANDSHAKE_RECORD:
             ctx = self._server_ctx()
@@ -299,11 +366,11 @@ class InboundListener:
                 sock.close()
                 return
             identity = peer_identity(transport.get_extra_info("ssl_object"))
-            peer = Peer(peer_addr, True, identity)
+            peer = Peer(peer_addr, True, identity, local_addr)
         elif self._mode() is TlsMode.PERMISSIVE:
             conn = HttpConnection("request", on_lost=lost, deadlines=self._deadlines)
             await loop.connect_accepted_socket(lambda: conn, sock)
-            peer = Peer(peer_addr, False, None)
+            peer = Peer(peer_addr, False, None, local_addr)
         else:
             self._metrics.tls_refused.labels("plaintext").inc()
             log.info("refused plaintext connection from %s: this workload is STRICT (mutual TLS only)", peer_addr)

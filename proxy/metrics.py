@@ -271,6 +271,8 @@ class ProxyMetrics:
             ("service",))
         self.breaker_transitions = counter(
             "outbound_http_breaker_transitions", "Circuit breaker state changes per service (tripped, closed)", ("service", "transition"))
+        self.jwt = counter("inbound_http_jwt", "End users' tokens checked by a RequestAuthentication: verified or refused (401)",
+                           ("policy", "outcome"))
         self.authz_allow = counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",))
         self.authz_deny = counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",))
         self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))

@@ -21,12 +21,13 @@ from controlplane.serviceannotations import derive
 from controlplane.telemetrypolicy import effective
 from proxy.cpclient import ControlPlaneClient
 from proxy.identity import WorkloadIdentity
+from proxy.jwt import JwtChecker
 from proxy.tracing import DEFAULT_SAMPLING_PERCENT
 
 log = logging.getLogger("meshdojo.proxy.policies")
 
 
-INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy")  # what the inbound policy layers act on
+INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy", "RequestAuthentication")  # what the inbound policy layers act on
 SHAPING_KINDS = ("HTTPRoute", "CircuitBreaker")  # what the outbound policy layers act on (RetryBudget only with a route)
 
 
@@ -48,6 +49,7 @@ class PolicyWatch:
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
+        self.jwt: JwtChecker | None = None  # the RequestAuthentications in force here, with their issuers' keys
         self.version = -1
         self.updated_at = 0.0
 
@@ -105,6 +107,10 @@ class PolicyWatch:
         telemetry = effective(self.applied("Telemetry").resources)  # field by field, the most specific Telemetry first
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT if telemetry.sampling_percent is None else telemetry.sampling_percent
         self.access_log = telemetry.access_log
+        authn = self.applied("RequestAuthentication").resources  # the most specific first
+        keys = {item["source"]: (item.get("jwks"), item.get("error")) for item in event.get("jwks", []) if isinstance(item, dict)}
+        self.jwt = JwtChecker([(f"{r.namespace}/{r.name}", rule) for r in authn for rule in r.spec.rules],  # type: ignore[union-attr]
+                              keys) if authn else None
         self.inbound_active = any(self.inbound.get(kind, Applied()).resources for kind in INBOUND_REQUEST_KINDS)
         self.services = frozenset(key for key, wanted in selectors.items()  # the services that select this workload
                                   if key[0] == self.workload.namespace and wanted

@@ -114,7 +114,7 @@ def render(event: dict[str, Any]) -> str | None:
     if kind == "rsp":
         return f"{head} :status={event['status']} latency={event['latency_ms'] * 1000:.0f}µs"
     fate = event.get("fate") or {}
-    parts = [f"{k}={fate[k]}" for k in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
+    parts = [f"{k}={fate[k]}" for k in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
              if fate.get(k)]
     if fate.get("attempts"):
         parts.append(f"attempts={len(fate['attempts'])}[{'; '.join(fate['attempts'])}]")

@@ -7,15 +7,23 @@ from collections import Counter
 
 import pytest
 
+from controlplane import inboundpolicy
+from controlplane.authzrules import RequestFacts
 from controlplane.policy import PolicyError, parse
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from proxy.budget import RetryBudget
-from proxy.decisions import authorize, choose_route
+from proxy.decisions import authorize as decide
+from proxy.decisions import choose_route
 from proxy.ratelimit import TokenBucket
 from tests.test_balancer import FakeClock
 
 GW = "gateway.networking.k8s.io/v1"
 POL = "policy.meshdojo.dev/v1alpha1"
+
+
+def authorize(policies, identity, namespace, path, method, default=inboundpolicy.DEFAULT):
+    """The decision for a request with only a caller, a path and a method."""
+    return decide(policies, RequestFacts(identity, namespace, method, path), default)
 
 
 def route(name: str, rules: list, service: str = "reviews") -> object:

@@ -38,7 +38,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 10
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 11
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io"} <= names
@@ -70,7 +70,9 @@ def _base(kind: str) -> dict:
         "CircuitBreaker": {"targetRef": {"name": "web"}, "consecutiveFailures": 3},
         "HTTPRoute": {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [{"retry": {"attempts": 2}, "filters": [
             {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-canary", "value": "1"}]}}]}]},
-        "AuthorizationPolicy": {"action": "DENY", "rules": [{"from": [{"source": {"principals": ["spiffe://meshdojo.local/ns/a/sa/b"]}}]}]},
+        "AuthorizationPolicy": {"action": "DENY", "rules": [{"from": [{"source": {"principals": ["spiffe://meshdojo.local/ns/a/sa/b"]}}],
+                                                             "to": [{"operation": {"notPorts": ["8080"]}}],
+                                                             "when": [{"key": "request.headers[x-token]", "notValues": ["admin"]}]}]},
         "MeshTLS": {"mode": "STRICT"},
         "RateLimit": {"requestsPerSecond": 5},
         "RetryBudget": {"targetRef": {"name": "voting"}, "ttl": "10s"},
@@ -78,6 +80,8 @@ def _base(kind: str) -> dict:
                          "resolution": "DNS", "endpoints": [{"address": "httpbin.internal", "ports": {"http": 8080}}]},
         "Sidecar": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}, "workloadSelector": {"labels": {"app": "web"}}},
         "Telemetry": {"selector": {"matchLabels": {"app": "web"}}, "tracing": [{"randomSamplingPercentage": 10}]},
+        "RequestAuthentication": {"selector": {"matchLabels": {"app": "web"}},
+                                  "jwtRules": [{"issuer": "https://idp.example", "jwksUri": "https://idp.example/keys"}]},
     }[kind]
 
 
@@ -92,6 +96,8 @@ INVALID = [
     ("HTTPRoute", "spec.rules[0].filters[0].requestHeaderModifier.set[0].value", "a\r\nb"),
     ("AuthorizationPolicy", "spec.action", "MAYBE"),
     ("AuthorizationPolicy", "spec.rules[0].from[0].source.principals[0]", "web"),
+    ("AuthorizationPolicy", "spec.rules[0].to[0].operation.notPorts[0]", "http"),
+    ("AuthorizationPolicy", "spec.rules[0].when[0].key", "connection.sni"),
     ("MeshTLS", "spec.mode", "strict"),
     ("RateLimit", "spec.requestsPerSecond", 0),
     ("RetryBudget", "spec.ttl", 10),
@@ -100,6 +106,8 @@ INVALID = [
     ("ServiceEntry", "spec.endpoints[0].ports.http", 0),
     ("Sidecar", "spec.outboundTrafficPolicy.mode", "DENY"),
     ("Telemetry", "spec.tracing[0].randomSamplingPercentage", 101),
+    ("RequestAuthentication", "spec.jwtRules[0].jwksUri", "file:///etc/passwd"),
+    ("RequestAuthentication", "spec.jwtRules", []),
 ]
 
 

@@ -28,6 +28,7 @@ from unittest.mock import patch
 import pytest
 
 from controlplane.injector import ADMIN_PORT, OUTBOUND_PORT
+from controlplane.jwtissuer import ISSUER
 from sandbox.processes import wait_until
 from tests.apps import plain_http_server
 from tests.k8senv import pods as podnet
@@ -97,12 +98,13 @@ def _tap_lines(learner: Learner, *args: str, want: int, timeout: float = 60) -> 
     return events
 
 
-def _from_pod(netns: str, url: str) -> str:
+def _from_pod(netns: str, url: str, bearer: str | None = None) -> str:
     """GET ``url`` from inside a pod, through its sidecar (HTTP_PROXY, as its app does): "status body"."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     script = ("import urllib.request, urllib.error\n"
               f"opener = urllib.request.build_opener(urllib.request.ProxyHandler({{'http': 'http://127.0.0.1:{OUTBOUND_PORT}'}}))\n"
               "try:\n"
-              f"    r = opener.open({url!r}, timeout=10); print(r.status, r.read().decode())\n"
+              f"    r = opener.open(urllib.request.Request({url!r}, headers={headers!r}), timeout=10); print(r.status, r.read().decode())\n"
               "except urllib.error.HTTPError as e:\n"
               "    print(e.code, e.headers.get('x-meshdojo-error'), e.read().decode())\n")
     done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
@@ -257,6 +259,23 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
             return done.returncode == 0 and {a["verdict"] for a in json.loads(done.stdout)[0]["attempts"]} == {"refused"}
 
         wait_until(refused, 30, "STRICT to refuse the intruder's plaintext")
+
+        # end users' JWTs, Istio's RequestAuthentication as CRDs: the control plane issues a token and hands its
+        # issuer's keys to emoji's sidecar; a forged token gets 401, alice's 200, and a DENY of mallory's principal 403
+        jwt = tmp_path / "jwt.yaml"
+        jwt.write_text(f"apiVersion: policy.meshdojo.dev/v1alpha1\nkind: RequestAuthentication\nmetadata: {{name: jwt, namespace: {NS}}}\n"
+                       f"spec:\n  selector: {{matchLabels: {{app: emoji}}}}\n  jwtRules: [{{issuer: '{ISSUER}'}}]\n---\n"
+                       f"apiVersion: policy.meshdojo.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: no-mallory, namespace: {NS}}}\n"
+                       f"spec:\n  selector: {{matchLabels: {{app: emoji}}}}\n  action: DENY\n"
+                       f"  rules: [{{from: [{{source: {{requestPrincipals: ['{ISSUER}/mallory']}}}}]}}]\n")
+        learner.run("apply", "-f", str(jwt))
+        alice, mallory = (learner.run("jwt", user).stdout.strip() for user in ("alice", "mallory"))
+        emoji_url = f"http://emoji.{NS}:8080/api/list"
+        forged = wait_until(lambda: (r := _from_pod(web_netns, emoji_url, "e30.e30.x")).startswith("401 ") and r, 30,
+                            "emoji's sidecar to check tokens")
+        assert "jwt_refused" in forged, forged
+        assert _from_pod(web_netns, emoji_url, alice).startswith("200 ")
+        assert _from_pod(web_netns, emoji_url, mallory).startswith("403 authz_denied")
 
         # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
         report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))

@@ -137,7 +137,7 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
 
 # -- a request's fate -----------------------------------------------------------------------
 
-FATE_KEYS = ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authz", "ratelimit")
+FATE_KEYS = ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
 
 
 def graph(snap: Any, selected: str | None = None) -> Text:

@@ -13,6 +13,7 @@ from sandbox.cli import (
     faults,
     images,
     install,
+    jwt,
     lesson,
     lifecycle,
     load,
@@ -26,7 +27,7 @@ from sandbox.cli import (
 from sandbox.cli.common import fail
 from sandbox.errors import SandboxError
 
-GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, trace, load, report, doctor, install, images, lesson, room)
+GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, trace, jwt, load, report, doctor, install, images, lesson, room)
 
 
 def build_parser() -> argparse.ArgumentParser:

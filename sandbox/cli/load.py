@@ -9,6 +9,7 @@ from typing import Any
 
 from sandbox.backends import backend_for
 from sandbox.cli.common import add_name, fail
+from sandbox.cli.jwt import claim
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -29,7 +30,14 @@ def _load(args: argparse.Namespace) -> int:
         headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header or [])}
     except ValueError:
         return fail("-H: expected NAME:VALUE, e.g. -H 'end-user: jason'")
+    if args.jwt_claims and not args.jwt:
+        return fail("--jwt-claim: give the token's user with --jwt too, e.g. --jwt alice --jwt-claim groups=group1")
+    if args.jwt and any(k.lower() == "authorization" for k in headers):
+        return fail("--jwt sends an Authorization header itself: leave out -H 'Authorization: ...'")
     try:
+        if args.jwt:  # a token from the sandbox's own issuer, as `meshdojo jwt SUBJECT` prints it
+            token = resources.api_for(args.name).call("POST", "/v1/jwt", {"subject": args.jwt, "claims": dict(args.jwt_claims or [])})
+            headers["Authorization"] = f"Bearer {token['token']}"
         if backend_for(args.name).kind != "local":
             numbers, target = in_cluster(args.name, args.target, path, args.source, args.namespace,
                                          {"connections": args.connections, "requests": requests, "duration": args.duration,
@@ -127,6 +135,10 @@ def register(sub) -> None:
     load.add_argument("-d", dest="duration", metavar="DURATION", help="send for this long instead, e.g. 10s")
     load.add_argument("--qps", type=float, default=0.0, help="requests per second in all (default 0: as fast as answered)")
     load.add_argument("-H", "--header", action="append", metavar="NAME:VALUE", help="a header to send (repeatable)")
+    load.add_argument("--jwt", metavar="SUBJECT", help="send a token for this user from the sandbox's issuer "
+                                                       "(as -H \"Authorization: Bearer $(meshdojo jwt SUBJECT)\")")
+    load.add_argument("--jwt-claim", dest="jwt_claims", action="append", type=claim, metavar="KEY=VALUE",
+                      help="a claim of that token (repeatable), e.g. groups=group1,group2")
     load.add_argument("-o", "--output", choices=["text", "json"], default="text")
     load.add_argument("--namespace", dest="namespace", help="the service's namespace (needed only when ambiguous)")
     load.set_defaults(handler=_load)

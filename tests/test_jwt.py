@@ -1,0 +1,195 @@
+"""End users' JWTs (RequestAuthentication), as pure decisions: what the sidecar's checker
+accepts and refuses and why, what the app's request keeps, what the validator refuses, and how
+the control plane finds an issuer's keys. (Through real proxies: tests/test_jwt_e2e.py.)"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from controlplane.jwks import JwksResolver, KeysUnavailable
+from controlplane.jwtissuer import ISSUER, DemoIssuer, b64url, token_request
+from controlplane.policy import PolicyError, parse
+from controlplane.policystore import PolicyStore
+from proxy.inbound import jwt_headers
+from proxy.jwt import JwtChecker, Refused, Verified
+
+NOW = 1_800_000_000.0
+
+
+def ra_doc(name: str, rules: list, ns: str = "foo") -> dict:
+    return {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "RequestAuthentication",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"jwtRules": rules}}
+
+
+def ra(name: str, rules: list, ns: str = "foo"):
+    return parse(ra_doc(name, rules, ns), "ra.yaml", 0)
+
+
+def signed(header: dict, payload: dict, sign) -> str:
+    data = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+    return f"{data}.{b64url(sign(data.encode()))}"
+
+
+def checker(resource, keys: dict | None = None) -> JwtChecker:
+    return JwtChecker([(f"{resource.namespace}/{resource.name}", rule) for rule in resource.spec.rules], keys or {}, clock=lambda: NOW)
+
+
+def bearer(token: str):
+    return lambda name: f"Bearer {token}" if name == "authorization" else None
+
+
+def test_the_sandbox_issuers_token_verifies_and_names_its_user():
+    issuer = DemoIssuer(clock=lambda: NOW)
+    token, payload = issuer.mint("alice", {"groups": ["group1"]}, ["bookinfo"])
+    policy = ra("jwt", [{"issuer": ISSUER, "audiences": ["bookinfo"]}])
+    outcome = checker(policy, {ISSUER: (json.dumps(issuer.jwks()), None)}).check(bearer(token), "/")
+    assert isinstance(outcome, Verified) and outcome.policy == "foo/jwt"
+    assert outcome.auth.principal == f"{ISSUER}/alice" and outcome.auth.claims["groups"] == ["group1"]
+    assert payload["exp"] == NOW + 3600
+    no_keys = checker(policy, {ISSUER: (None, "GET https://x: HTTP 404")}).check(bearer(token), "/")
+    assert isinstance(no_keys, Refused) and "Jwks remote fetch is failed" in no_keys.reason and "HTTP 404" in no_keys.reason
+    assert checker(policy, {ISSUER: (json.dumps(issuer.jwks()), None)}).check(lambda n: None, "/") is None  # no token
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS384", "EdDSA", "HS512"])
+def test_each_family_of_algorithms(alg: str):
+    if alg == "HS512":
+        secret = b"s" * 64
+        jwk = {"kty": "oct", "k": b64url(secret)}
+        sign = lambda data: hmac.new(secret, data, hashlib.sha512).digest()  # noqa: E731
+    elif alg == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(key.public_key().public_bytes_raw())}
+        sign = key.sign
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = key.public_key().public_numbers()
+        jwk = {"kty": "RSA", "n": b64url(numbers.n.to_bytes(256, "big")), "e": b64url(numbers.e.to_bytes(3, "big"))}
+        digest = hashes.SHA256() if alg == "RS256" else hashes.SHA384()
+        pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(digest), digest.digest_size)
+        sign = lambda data: key.sign(data, pad, digest)  # noqa: E731
+    policy = ra("jwt", [{"issuer": "testing@secure.istio.io", "jwks": json.dumps({"keys": [jwk]})}])
+    token = signed({"alg": alg}, {"iss": "testing@secure.istio.io", "sub": "testing@secure.istio.io"}, sign)
+    outcome = checker(policy).check(bearer(token), "/")
+    assert isinstance(outcome, Verified) and outcome.auth.principal == "testing@secure.istio.io/testing@secure.istio.io"
+    head, body, sig = token.split(".")
+    forged = f"{head}.{b64url(json.dumps({'iss': 'testing@secure.istio.io', 'sub': 'admin'}).encode())}.{sig}"
+    assert "Jwt verification fails" in checker(policy).check(bearer(forged), "/").reason
+
+
+def test_refusals_say_why_in_envoys_words():
+    issuer = DemoIssuer(clock=lambda: NOW)
+    keys = {ISSUER: (json.dumps(issuer.jwks()), None)}
+    policy = ra("jwt", [{"issuer": ISSUER, "audiences": ["bookinfo"]}])
+    check = lambda token: checker(policy, keys).check(bearer(token), "/")  # noqa: E731
+    assert check(issuer.mint("alice", {}, ["bookinfo"], lifetime=-61)[0]).reason == "Jwt is expired"
+    assert check(issuer.mint("alice", {}, ["bookinfo"], lifetime=-59)[0]).auth.principal.endswith("/alice")  # 60 s of skew
+    assert check(issuer.mint("alice", {"nbf": NOW + 120}, ["bookinfo"])[0]).reason == "Jwt not yet valid"
+    assert check(issuer.mint("alice", {}, ["other"])[0]).reason.startswith("Audiences in Jwt are not allowed")
+    other = DemoIssuer(clock=lambda: NOW)  # the same issuer name, another key
+    assert "Jwt verification fails" in check(other.mint("alice", {}, ["bookinfo"])[0]).reason
+    unsigned = signed({"alg": "none"}, {"iss": ISSUER, "sub": "mallory", "aud": "bookinfo"}, lambda data: b"")
+    assert "Jwt verification fails" in check(unsigned).reason
+    stranger = signed({"alg": "HS256"}, {"iss": "someone@else", "sub": "x"}, lambda data: b"x")
+    refused = check(stranger)
+    assert refused.reason.startswith("Jwt issuer is not configured") and refused.policy == ""
+    assert check("not-a-token").reason == "Jwt is not in the form of Header.Payload.Signature"
+    assert "base64url-encoded JSON" in check("a.b.c").reason
+
+
+def test_tokens_are_looked_for_where_the_rule_says():
+    issuer = DemoIssuer(clock=lambda: NOW)
+    token, _ = issuer.mint("alice")
+    keys = {ISSUER: (json.dumps(issuer.jwks()), None)}
+    default = checker(ra("jwt", [{"issuer": ISSUER}]), keys)
+    assert isinstance(default.check(lambda n: None, f"/p?access_token={token}"), Verified)
+    assert default.check(lambda n: f"Basic {token}" if n == "authorization" else None, "/") is None  # not a bearer token
+    custom = checker(ra("jwt", [{"issuer": ISSUER, "fromHeaders": [{"name": "X-Jwt-Assertion", "prefix": "Token "}]}]), keys)
+    assert isinstance(custom.check(lambda n: f"Token {token}" if n == "x-jwt-assertion" else None, "/"), Verified)
+    assert custom.check(bearer(token), "/") is None  # only where the rule looks
+
+
+def test_the_app_gets_the_request_without_the_token_and_with_the_rules_headers():
+    issuer = DemoIssuer(clock=lambda: NOW)
+    token, _ = issuer.mint("alice", {"groups": ["g"], "team": "blue", "admin": True})
+    keys = {ISSUER: (json.dumps(issuer.jwks()), None)}
+    rules = [{"issuer": ISSUER, "outputPayloadToHeader": "x-jwt-payload",
+              "outputClaimToHeaders": [{"header": "x-team", "claim": "team"}, {"header": "x-admin", "claim": "admin"}]}]
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"x-team", b"forged"), (b"accept", b"*/*")]
+    verified = checker(ra("jwt", rules), keys).check(bearer(token), "/")
+    out = dict(jwt_headers(headers, verified))
+    assert b"authorization" not in out and out[b"x-team"] == b"blue" and out[b"x-admin"] == b"true" and out[b"accept"] == b"*/*"
+    assert json.loads(base64.urlsafe_b64decode(out[b"x-jwt-payload"] + b"=="))["sub"] == "alice"
+    forwarded = checker(ra("jwt", [{**rules[0], "forwardOriginalToken": True}]), keys).check(bearer(token), "/")
+    assert dict(jwt_headers(headers, forwarded))[b"authorization"] == f"Bearer {token}".encode()
+
+
+@pytest.mark.parametrize("rule, field, says", [
+    ({"issuer": "a", "jwks": "{}", "jwksUri": "https://x/jwks"}, "spec.jwtRules[0].jwksUri", "one way"),
+    ({"issuer": "a", "jwks": "not json"}, "spec.jwtRules[0].jwks", "expected a JWKS as JSON text"),
+    ({"issuer": "a", "jwks": '{"keys": [{"kty": "RSA", "n": "AQAB"}]}'}, "spec.jwtRules[0].jwks", "keys[0].e: a RSA key needs it"),
+    ({"issuer": "a", "jwks": '{"keys": [{"kty": "EC", "crv": "P-255", "x": "AA", "y": "AA"}]}'}, "spec.jwtRules[0].jwks",
+     "keys[0].crv: expected one of P-256"),
+    ({"issuer": "a", "jwks": '{"keys": [{"kty": "oct", "k": "no+pad="}]}'}, "spec.jwtRules[0].jwks", "expected base64url"),
+    ({"issuer": "testing@secure.istio.io"}, "spec.jwtRules[0].issuer", "not a URL to discover keys from"),
+    ({"issuer": "a", "jwksUri": "file:///etc/passwd"}, "spec.jwtRules[0].jwksUri", "expected an http:// or https:// URL"),
+    ({"jwksUri": "https://x/jwks"}, "spec.jwtRules[0].issuer", "required"),
+])
+def test_the_validator_refuses_by_field(rule: dict, field: str, says: str):
+    with pytest.raises(PolicyError) as refused:
+        ra("bad", [rule])
+    assert refused.value.field == field and says in refused.value.message
+    with pytest.raises(PolicyError) as twice:
+        ra("bad", [{"issuer": ISSUER}, {"issuer": ISSUER}])
+    assert twice.value.field == "spec.jwtRules[1].issuer"
+
+
+def test_token_requests_are_checked_by_field():
+    assert token_request({"subject": "alice", "claims": {"groups": ["a"]}}) == ("alice", {"groups": ["a"]}, [], 3600.0)
+    for body, says in (({}, "subject:"), ({"subject": "a", "claims": {"iss": "x"}}, "claims: iss is set by the issuer"),
+                       ({"subject": "a", "audiences": "x"}, "audiences:"), ({"subject": "a", "lifetimeSeconds": 1e9}, "lifetimeSeconds:"),
+                       (None, "expected a JSON object")):
+        with pytest.raises(ValueError, match=says):
+            token_request(body)
+
+
+async def test_the_control_plane_finds_each_issuers_keys():
+    store = PolicyStore()
+    fetched = []
+    issuer = DemoIssuer()
+    other = json.dumps(DemoIssuer().jwks())
+    pages = {"https://idp.example/.well-known/openid-configuration": json.dumps({"jwks_uri": "https://idp.example/keys"}),
+             "https://idp.example/keys": other, "http://127.0.0.1:1/jwks": other}
+
+    async def fetch(url: str) -> str:
+        fetched.append(url)
+        if url not in pages:
+            raise KeysUnavailable(f"GET {url}: HTTP 404")
+        return pages[url]
+
+    clock = [0.0]
+    resolver = JwksResolver(store, issuer, fetch, refresh_every=300, retry_after=5, clock=lambda: clock[0])
+    store.keys = resolver.snapshot
+    store.apply([("ra.yaml", 0, ra_doc("jwt", [{"issuer": ISSUER}, {"issuer": "https://idp.example"}, {"issuer": "x", "jwksUri": "http://127.0.0.1:1/jwks"},
+                            {"issuer": "gone", "jwksUri": "https://nowhere.example/jwks"}]))])
+    assert await resolver.resolve_once()
+    got = {e["source"]: e for e in resolver.snapshot()}
+    assert json.loads(got[ISSUER]["jwks"]) == issuer.jwks()  # the sandbox's own issuer: from memory, no fetch
+    assert got["https://idp.example"]["jwks"] == other and got["http://127.0.0.1:1/jwks"]["jwks"] == other
+    assert got["https://nowhere.example/jwks"] == {"source": "https://nowhere.example/jwks", "jwks": None,
+                                                   "error": "GET https://nowhere.example/jwks: HTTP 404"}
+    assert ISSUER not in fetched and store.snapshot(None)["jwks"] == resolver.snapshot()
+    fetched.clear()
+    assert not await resolver.resolve_once() and fetched == []  # nothing due
+    clock[0] = 6  # the failed one is retried sooner than the others are refreshed
+    pages["https://nowhere.example/jwks"] = other
+    assert await resolver.resolve_once() and fetched == ["https://nowhere.example/jwks"]
+    store.apply([("ra.yaml", 0, ra_doc("jwt", [{"issuer": ISSUER}]))])  # the others are no longer named
+    assert await resolver.resolve_once() and [e["source"] for e in resolver.snapshot()] == [ISSUER]
