@@ -27,7 +27,7 @@ from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
-from controlplane.selection import Workload, conflicts
+from controlplane.selection import Workload, conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.tapapi import add_tap_route
 from controlplane.traceapi import add_trace_route
@@ -310,6 +310,10 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
+    names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
+    if names:  # a token rule with nothing to verify tokens where it applies
+        warnings += [p.describe() for p in unverified_tokens([r for r, _ in store.list()], known_workloads(registry, request.app[TELEMETRY]),
+                                                             registry.selectors()) if p.policy in names]
     return web.json_response({"applied": applied, "warnings": warnings})
 
 
@@ -318,12 +322,15 @@ async def list_policies(request: web.Request) -> web.Response:
     q = request.query
     store = request.app[POLICIES]
     entries = store.list(q.get("kind"), q.get("namespace"), q.get("name"))
-    found = conflicts([r for r, _ in store.list()], known_workloads(request.app[REGISTRY], request.app[TELEMETRY]),
-                      request.app[REGISTRY].selectors())
+    workloads = known_workloads(request.app[REGISTRY], request.app[TELEMETRY])
+    everything = [r for r, _ in store.list()]
+    found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
     return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
                                              "message": c.describe()} for c in found],
-                              "annotationProblems": store.effective()[1]})
+                              "annotationProblems": store.effective()[1],
+                              "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
+                                                                                         request.app[REGISTRY].selectors())]})
 
 
 def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:

@@ -118,3 +118,31 @@ def conflicts(resources: Sequence[Resource], workloads: Iterable[Workload], sele
             if applied.conflict:
                 out.append(Conflict(kind, workload.describe(), applied.conflict))
     return sorted(out, key=lambda c: (c.kind, c.workload))
+
+
+
+@dataclass(frozen=True)
+class TokenProblem:
+    policy: str  # namespace/name of the AuthorizationPolicy
+    workloads: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = ", ".join(self.workloads[:3]) + (" ..." if len(self.workloads) > 3 else "")
+        return (f"AuthorizationPolicy {self.policy} reads end users' tokens (requestPrincipals or request.auth), but no "
+                f"RequestAuthentication selects {where}: no request there has a verified token, so those rules never match "
+                f"one; apply a RequestAuthentication for the same workloads (e.g. demo-apps/bookinfo/policies/jwt-productpage.yaml)")
+
+
+def unverified_tokens(resources: Sequence[Resource], workloads: Iterable[Workload], selectors: ServiceSelectors) -> list[TokenProblem]:
+    """AuthorizationPolicies whose rules read an end user's token (``requestPrincipals``,
+    ``request.auth.*``) at workloads no RequestAuthentication selects: no request there has a
+    verified token, so those rules never match one (Istio says nothing; a learner would see 403s)."""
+    found: dict[str, list[str]] = {}
+    for workload in workloads:
+        applied = applicable(resources, workload, selectors)
+        if applied.get("RequestAuthentication", Applied()).resources:
+            continue
+        for policy in applied.get("AuthorizationPolicy", Applied()).resources:
+            if any(rule.reads_jwt for rule in policy.spec.rules):  # type: ignore[union-attr]
+                found.setdefault(f"{policy.namespace}/{policy.name}", []).append(workload.describe())
+    return [TokenProblem(policy, tuple(sorted(where))) for policy, where in sorted(found.items())]

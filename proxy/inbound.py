@@ -49,7 +49,7 @@ from proxy.errors import AppUnavailable, ConnectFailed
 from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response
 from proxy.faults import decide
 from proxy.http1 import HttpConnection
-from proxy.jwt import Refused, Verified
+from proxy.jwt import Refused, Verified, without_param
 from proxy.layers import errors, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -193,6 +193,8 @@ def authenticate_requests(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer
             request.jwt = outcome.auth
             request.fate.authn = f"jwt {outcome.auth.principal} by {outcome.policy}"
             request.head.headers = jwt_headers(request.head.headers, outcome)
+            if outcome.location.param and not outcome.rule.forward:  # nor in the URL: out of the app's logs
+                request.path = without_param(request.path, outcome.location.param)
             return await inner(request)
 
         return handle

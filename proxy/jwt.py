@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from controlplane.authzrules import JwtAuth
 from controlplane.matching import query_param
@@ -136,6 +137,15 @@ class JwtChecker:
             if value:
                 return value, location
         return None
+
+
+def without_param(path: str, name: str) -> str:
+    """``path`` without query parameter ``name`` (every other parameter kept as it was written)."""
+    base, question, query = path.partition("?")
+    if not question:
+        return path
+    kept = [part for part in query.split("&") if unquote_plus(part.partition("=")[0]) != name]
+    return f"{base}?{'&'.join(kept)}" if kept else base
 
 
 def _b64(text: str) -> bytes:

@@ -133,6 +133,8 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
         yield Result(cat, WARN, f"conflict: {conflict['message']}", f"meshdojo get {conflict['kind'].lower()} --name {name}")
     if not found["conflicts"]:
         yield Result(cat, OK, "no two policies of one kind tie at any workload")
+    for problem in found.get("tokenProblems", []):
+        yield Result(cat, WARN, problem, f"meshdojo get requestauthentications --name {name}")
     for problem in found.get("annotationProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo annotate svc/NAME -n NAMESPACE KEY=VALUE --overwrite --name {name}  (or KEY- to remove it)")
 

@@ -18,7 +18,7 @@ from controlplane.jwtissuer import ISSUER, DemoIssuer, b64url, token_request
 from controlplane.policy import PolicyError, parse
 from controlplane.policystore import PolicyStore
 from proxy.inbound import jwt_headers
-from proxy.jwt import JwtChecker, Refused, Verified
+from proxy.jwt import JwtChecker, Refused, Verified, without_param
 
 NOW = 1_800_000_000.0
 
@@ -116,6 +116,12 @@ def test_tokens_are_looked_for_where_the_rule_says():
     assert custom.check(bearer(token), "/") is None  # only where the rule looks
 
 
+def test_a_token_in_the_query_leaves_it_and_nothing_else_does():
+    assert without_param("/p?access_token=abc&q=1", "access_token") == "/p?q=1"
+    assert without_param("/p?q=a%26b&access%5Ftoken=abc", "access_token") == "/p?q=a%26b"
+    assert without_param("/p?access_token=abc", "access_token") == "/p" and without_param("/p", "access_token") == "/p"
+
+
 def test_the_app_gets_the_request_without_the_token_and_with_the_rules_headers():
     issuer = DemoIssuer(clock=lambda: NOW)
     token, _ = issuer.mint("alice", {"groups": ["g"], "team": "blue", "admin": True})
@@ -193,3 +199,21 @@ async def test_the_control_plane_finds_each_issuers_keys():
     assert await resolver.resolve_once() and fetched == ["https://nowhere.example/jwks"]
     store.apply([("ra.yaml", 0, ra_doc("jwt", [{"issuer": ISSUER}]))])  # the others are no longer named
     assert await resolver.resolve_once() and [e["source"] for e in resolver.snapshot()] == [ISSUER]
+
+
+def test_a_token_rule_where_no_request_authentication_applies_is_named():
+    from controlplane.selection import Workload, unverified_tokens
+
+    def authz(name: str, rule: dict):
+        return parse({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                      "metadata": {"name": name, "namespace": "foo"},
+                      "spec": {"selector": {"matchLabels": {"app": "httpbin"}}, "rules": [rule]}}, "a.yaml", 0)
+
+    needs_token = authz("require-jwt", {"from": [{"source": {"requestPrincipals": ["*"]}}]})
+    by_claim = authz("by-claim", {"when": [{"key": "request.auth.claims[groups]", "values": ["g"]}]})
+    by_identity = authz("by-identity", {"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/sleep"]}}]})
+    httpbin, sleep = Workload("foo", "httpbin", "httpbin", "httpbin-0", {"app": "httpbin"}), Workload("foo", "sleep", "sleep", "sleep-0", {"app": "sleep"})
+    found = unverified_tokens([needs_token, by_claim, by_identity], [httpbin, sleep], {})
+    assert [(p.policy, p.workloads) for p in found] == [("foo/by-claim", ("foo/httpbin-0",)), ("foo/require-jwt", ("foo/httpbin-0",))]
+    assert "no RequestAuthentication selects foo/httpbin-0" in found[0].describe()
+    assert unverified_tokens([needs_token, by_claim, ra("jwt", [{"issuer": ISSUER}])], [httpbin], {}) == []  # the namespace's verifies

@@ -31,7 +31,7 @@ async def recording_app() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     async def handle(request: web.Request) -> web.Response:
-        seen.append({k.lower(): v for k, v in request.headers.items()})
+        seen.append({"(path)": request.path_qs, **{k.lower(): v for k, v in request.headers.items()}})
         return web.json_response({"ok": True})
 
     app = web.Application()
@@ -72,6 +72,8 @@ async def test_istios_jwt_tasks_with_the_sandboxs_issuer(mesh: Mesh, recording_a
         status, _body, fate = await call(alice)
         assert status == 200 and f"authn=jwt {ISSUER}/alice by foo/jwt-example" in fate
         assert "authorization" not in seen[-1]  # the app never sees the token (forwardOriginalToken: false)
+        async with session.get(f"http://httpbin/headers?access_token={alice}&q=1", proxy=sleep.outbound) as rsp:
+            assert rsp.status == 200 and seen[-1]["(path)"] == "/headers?q=1"  # nor in the URL (Istio's other default place)
         stranger = DemoIssuer().mint("alice")[0]  # the same issuer's name, signed with another key
         assert "Jwt verification fails" in (await call(stranger))[1]
 

@@ -37,13 +37,21 @@ def test_istios_jwt_tasks_on_bookinfo(bookinfo):
     claims = json.loads(cli.run("jwt", "carol", "--claim", "admin=true", "--aud", "bookinfo", "-o", "json").stdout)["payload"]
     assert claims["admin"] is True and claims["aud"] == "bookinfo" and claims["sub"] == "carol"
 
+    # a token required where nothing verifies tokens would answer every request 403: apply and check say so
+    early = cli.run("apply", "-f", f"{POLICIES}/require-jwt.yaml")
+    assert "warning: AuthorizationPolicy bookinfo/require-jwt reads end users' tokens" in early.stderr, early.stderr
+    assert "no RequestAuthentication selects bookinfo/productpage" in early.stderr, early.stderr
+    assert "require-jwt reads end users' tokens" in cli.run("check", check=False).stdout
+    cli.run("delete", "-f", f"{POLICIES}/require-jwt.yaml")
+
     cli.run("apply", "-f", f"{POLICIES}/jwt-productpage.yaml")
     assert "productpage-jwt" in cli.run("get", "requestauthentications").stdout
     wait_until(lambda: codes(f"Authorization: Bearer {expired}") == {"401": 4}, 10, "the expired token to be refused")
     assert codes() == {"200": 4}  # no token: let in, with no principal
     assert codes(f"Authorization: Bearer {alice}") == {"200": 4}
 
-    cli.run("apply", "-f", f"{POLICIES}/require-jwt.yaml")
+    assert "warning" not in cli.run("apply", "-f", f"{POLICIES}/require-jwt.yaml").stderr
+    assert "reads end users' tokens" not in cli.run("check", check=False).stdout
     wait_until(lambda: codes() == {"403": 4}, 10, "a token to be required")
     assert codes(f"Authorization: Bearer {bob}") == {"200": 4}
     cli.run("apply", "-f", f"{POLICIES}/deny-without-group1.yaml")
