@@ -205,6 +205,22 @@ class AuthzRule:
 
 # -- reading a document --------------------------------------------------------------------------
 
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+
+
+def dry_run(r: FieldReader, annotations: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Istio's ``istio.io/dry-run`` annotation: "true" (evaluated and reported, not enforced) or "false"."""
+    field = f"metadata.annotations.{DRY_RUN_ANNOTATION}"
+    value = annotations.get(DRY_RUN_ANNOTATION)
+    if value is None:
+        return False
+    if value not in ("true", "false"):
+        raise r.fail(field, f'expected "true" or "false", got {value!r}')
+    if value == "true" and spec.get("action", "ALLOW") not in ("ALLOW", "DENY"):
+        raise r.fail(field, "only ALLOW and DENY policies can be dry-run (as in Istio): an AUDIT policy already only reports")
+    return value == "true"
+
+
 def read_rules(r: FieldReader, rules: Sequence[dict[str, Any]]) -> tuple[AuthzRule, ...]:
     """``spec.rules``, already checked against the schema; what a schema cannot say is checked here."""
     read = []

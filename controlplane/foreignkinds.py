@@ -35,7 +35,7 @@ FOREIGN_KINDS = {
     "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
                      "ServiceEntry (the external hosts that stay allowed)",
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
-                           "selector or targetRef, action, rules[].from/to/when)",
+                           "selector or targetRef, action, rules[].from/to/when, the istio.io/dry-run annotation)",
 }
 
 

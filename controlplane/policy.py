@@ -123,8 +123,9 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
     if kind == "HTTPRoute":  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
-    parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker,
-               "AuthorizationPolicy": _authz, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
+    if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
+        return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
+    parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
                "RequestAuthentication": _requestauthn}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
@@ -359,12 +360,13 @@ class AuthzSpec:
     action: str  # ALLOW, DENY, AUDIT
     rules: tuple[AuthzRule, ...]  # a policy without rules matches nothing (so an ALLOW without rules allows nothing); one empty rule matches everything
     workloads: WorkloadSelector | None = None  # None: every workload of the namespace
+    dry_run: bool = False  # Istio's istio.io/dry-run annotation: evaluated and reported, never enforced
 
 
-def _authz(r: _Reader, spec: dict[str, Any]) -> AuthzSpec:
+def _authz(r: _Reader, spec: dict[str, Any], dry_run: bool = False) -> AuthzSpec:
     workloads = _workloads(r, spec)
     service = workloads.name if workloads and workloads.kind == "Service" else None
-    return AuthzSpec(service, spec.get("action", "ALLOW"), authzrules.read_rules(r, spec.get("rules", [])), workloads)
+    return AuthzSpec(service, spec.get("action", "ALLOW"), authzrules.read_rules(r, spec.get("rules", [])), workloads, dry_run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
@@ -50,12 +50,16 @@ class AuthzDecision:
     policy: str | None  # which policy decided; None when none applies
     audited: tuple[str, ...] = ()
     default: str | None = None  # the default inbound policy decided (no ALLOW policy applies)
+    dry_run: tuple[tuple[str, str, str], ...] = ()  # (action, result, policy) of the dry-run ALLOWs, then DENYs
 
     def describe(self) -> str:
         verdict = "allow" if self.allowed else "deny"
         if self.default is not None:
-            return f"{verdict} by the default inbound policy {self.default}"
-        return f"{verdict} by {self.policy}" if self.policy else f"{verdict} (no policy)"
+            said = f"{verdict} by the default inbound policy {self.default}"
+        else:
+            said = f"{verdict} by {self.policy}" if self.policy else f"{verdict} (no policy)"
+        return "; ".join([said, *(f"dry-run {action}: {result}{' by ' + policy if policy else ''}"
+                                  for action, result, policy in self.dry_run)])
 
     @property
     def label(self) -> str:
@@ -63,16 +67,39 @@ class AuthzDecision:
         return f"default:{self.default}" if self.default is not None else self.policy or ""
 
 
+def _matches(r: Resource, facts: RequestFacts) -> bool:
+    spec: AuthzSpec = r.spec  # type: ignore[assignment]
+    return any(rule.matches(facts) for rule in spec.rules)
+
+
+def _name(r: Resource) -> str:
+    return f"{r.namespace}/{r.name}"
+
+
 def authorize(policies: Sequence[Resource], facts: RequestFacts, default: str = inboundpolicy.DEFAULT) -> AuthzDecision:
     """Istio's order: any matching DENY denies; AUDIT only records; if any ALLOW policy exists,
     one of them must match. A policy with no rules never matches. With no ALLOW policy,
-    Linkerd's default inbound policy (``default``) decides (controlplane/inboundpolicy.py)."""
+    Linkerd's default inbound policy (``default``) decides (controlplane/inboundpolicy.py).
 
-    def matches(r: Resource) -> bool:
-        spec: AuthzSpec = r.spec  # type: ignore[assignment]
-        return any(rule.matches(facts) for rule in spec.rules)
+    Policies annotated ``istio.io/dry-run: "true"`` take no part in that; as Envoy's shadow
+    rules, the dry-run ALLOWs and the dry-run DENYs each give a result of their own: allowed if
+    a dry-run ALLOW matches (else denied), denied if a dry-run DENY matches (else allowed)."""
+    enforced = [r for r in policies if not r.spec.dry_run]  # type: ignore[union-attr]
+    decision = _enforce(enforced, facts, default)
+    if len(enforced) == len(policies):
+        return decision
+    shadow = []
+    for action, hit, miss in (("ALLOW", "allowed", "denied"), ("DENY", "denied", "allowed")):
+        dry = [r for r in policies if r.spec.dry_run and r.spec.action == action]  # type: ignore[union-attr]
+        if dry:
+            matched = next((r for r in dry if _matches(r, facts)), None)
+            shadow.append((action.lower(), hit if matched else miss, _name(matched) if matched else ""))
+    return replace(decision, dry_run=tuple(shadow))
 
-    name = lambda r: f"{r.namespace}/{r.name}"  # noqa: E731
+
+def _enforce(policies: Sequence[Resource], facts: RequestFacts, default: str) -> AuthzDecision:
+    matches = lambda r: _matches(r, facts)  # noqa: E731
+    name = _name
     audited = tuple(name(r) for r in policies if r.spec.action == "AUDIT" and matches(r))  # type: ignore[union-attr]
     for r in policies:
         if r.spec.action == "DENY" and matches(r):  # type: ignore[union-attr]

@@ -145,6 +145,10 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
             for name in decision.audited:
                 metrics.authz_audit.labels(name).inc()
                 log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
+            for action, result, name in decision.dry_run:  # istio.io/dry-run: reported, never enforced
+                metrics.authz_dry_run.labels(action, result, name).inc()
+                log.info("dry-run %s policies: %s%s: %s %s from %s", action.upper(), result, f" by {name}" if name else "",
+                         request.head.method, request.path, request.peer.identity or "unauthenticated")
             request.fate.authz = decision.describe()
             if decision.allowed:
                 metrics.authz_allow.labels(decision.label).inc()

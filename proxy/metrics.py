@@ -276,6 +276,8 @@ class ProxyMetrics:
         self.authz_allow = counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",))
         self.authz_deny = counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",))
         self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))
+        self.authz_dry_run = counter("inbound_http_authz_dry_run", "What the dry-run (istio.io/dry-run) ALLOW and DENY policies "
+                                     "would have done", ("action", "result", "policy"))
         self.ratelimited = counter(
             "inbound_http_local_ratelimit_requests", "Requests checked by a RateLimit", ("ratelimit", "outcome"))
         self.memory_returned = Counter("proxy_memory_returned_bytes", "Freed memory the proxy gave back to the system (malloc_trim)",

@@ -202,12 +202,12 @@ def _target(spec: dict[str, Any]) -> str:
     return f"{short.get(ref.get('kind', 'Service'), ref.get('kind'))}/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
 
 
-def _detail(kind: str, spec: dict[str, Any]) -> str:
+def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None) -> str:
     if kind == "HTTPRoute":
         rules = spec.get("rules") or [{}]
         return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
-    if kind == "AuthorizationPolicy":
-        return str(spec.get("action", "ALLOW"))
+    if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
+        return str(spec.get("action", "ALLOW")) + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else "")
     if kind == "MeshTLS":
         return str(spec.get("mode", ""))
     if kind == "Sidecar":
@@ -245,5 +245,5 @@ def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             ))
         else:
             rows.append((doc["metadata"].get("namespace", "default"), doc.get("kind", "?"), doc["metadata"]["name"], _target(spec),
-                         _detail(doc.get("kind", ""), spec), expires))
+                         _detail(doc.get("kind", ""), spec, (doc.get("metadata") or {}).get("annotations")), expires))
     return rows

@@ -78,3 +78,23 @@ async def test_rules_read_the_verified_caller_its_address_and_the_port_it_came_t
         await until(lambda: status(session, sleep.outbound, "GET", "/"), lambda s: s == 200, "the DENY of callers with no principal")
         refused = await asyncio.to_thread(_plaintext_status, port)  # plaintext: no principal, so not any of "*"
         assert refused[0] == 403 and b"denied by AuthorizationPolicy foo/only-sleep" in refused[1]
+
+
+async def test_istios_dry_run_task(mesh: Mesh, echo_port: int):
+    httpbin, sleep = _httpbin_and_sleep(mesh, echo_port)
+    deny_headers = authz("deny-path-headers", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]})
+    deny_headers["metadata"]["annotations"] = {"istio.io/dry-run": "true"}
+    apply(mesh, deny_headers)
+    async with aiohttp.ClientSession() as session:
+
+        async def fate(path: str) -> tuple[int, str]:
+            async with session.get(f"http://httpbin{path}", proxy=sleep.outbound, headers={"x-meshdojo-debug": "1"}) as rsp:
+                return rsp.status, rsp.headers.get("x-meshdojo-fate", "")
+
+        status, said = await until(lambda: fate("/headers"), lambda r: "dry-run" in r[1], "the dry-run policy")
+        assert status == 200 and "dry-run deny: denied by foo/deny-path-headers" in said  # reported, not enforced
+        assert "dry-run deny: allowed" in (await fate("/ip"))[1]
+        assert 'inbound_http_authz_dry_run_total{action="deny",policy="foo/deny-path-headers",result="denied"} 1.0' in httpbin.metrics()
+        deny_headers["metadata"]["annotations"]["istio.io/dry-run"] = "false"
+        apply(mesh, deny_headers)
+        await until(lambda: fate("/headers"), lambda r: r[0] == 403, "the policy to be enforced")

@@ -15,9 +15,13 @@ SLEEP = "spiffe://meshdojo.local/ns/foo/sa/sleep"
 OTHER = "spiffe://meshdojo.local/ns/bar/sa/sleep"
 
 
-def policy(name: str, spec: dict):
-    return parse({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
-                  "metadata": {"name": name, "namespace": "foo"}, "spec": spec}, "authz.yaml", 0)
+def policy(name: str, spec: dict, annotations: dict | None = None):
+    meta = {"name": name, "namespace": "foo", **({"annotations": annotations} if annotations else {})}
+    return parse({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy", "metadata": meta, "spec": spec},
+                 "authz.yaml", 0)
+
+
+DRY_RUN = {"istio.io/dry-run": "true"}
 
 
 def facts(identity: str | None = SLEEP, method: str = "GET", path: str = "/", headers: dict | None = None, **kw) -> RequestFacts:
@@ -97,6 +101,35 @@ def test_jwt_conditions_read_the_verified_token_only():
     assert not allowed([rules])  # no token: no request principal
     assert not allowed([rules], auth=JwtAuth(alice.principal, {**alice.claims, "groups": ["group2"]}))
     assert not allowed([rules], headers={"authorization": "Bearer forged"})  # only a verified token counts
+
+
+def test_a_dry_run_policy_is_evaluated_and_reported_but_never_enforced():
+    """Istio's Dry Run task: a DENY of /headers in dry-run lets the request through and reports
+    that it would have denied it; ALLOW and DENY policies each have their own result."""
+    deny_headers = policy("deny-path-headers", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]}, DRY_RUN)
+    d = authorize([deny_headers], facts(path="/headers"))
+    assert d.allowed and d.policy is None and d.dry_run == (("deny", "denied", "foo/deny-path-headers"),)
+    assert "dry-run deny: denied by foo/deny-path-headers" in d.describe()
+    assert authorize([deny_headers], facts(path="/ip")).dry_run == (("deny", "allowed", ""),)
+    only_web = policy("only-web", {"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/web"]}}]}]}, DRY_RUN)
+    d = authorize([only_web, deny_headers], facts())  # sleep: no ALLOW enforced, so allowed; the dry-run ALLOW would refuse it
+    assert d.allowed and d.dry_run == (("allow", "denied", ""), ("deny", "allowed", ""))
+    assert authorize([only_web], facts(identity=WEB)).dry_run == (("allow", "allowed", "foo/only-web"),)
+    enforced = policy("deny-get", {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]})
+    d = authorize([enforced, deny_headers], facts(path="/headers"))  # the enforced one decides; the dry-run one still reports
+    assert not d.allowed and d.policy == "foo/deny-get" and d.dry_run == (("deny", "denied", "foo/deny-path-headers"),)
+    from sandbox.resources import table
+
+    assert table([{"document": deny_headers.document, "expiresAt": None}])[1][4] == "DENY (dry-run)"  # meshdojo get
+    off = policy("deny-path-headers", {"action": "DENY", "rules": [{}]}, {"istio.io/dry-run": "false"})
+    assert not authorize([off], facts()).allowed  # "false": enforced
+    for value, field, says in (("yes", "metadata.annotations.istio.io/dry-run", 'expected "true" or "false"'),):
+        with pytest.raises(PolicyError) as refused:
+            policy("bad", {"rules": [{}]}, {"istio.io/dry-run": value})
+        assert refused.value.field == field and says in refused.value.message
+    with pytest.raises(PolicyError) as audit:
+        policy("bad", {"action": "AUDIT", "rules": [{}]}, DRY_RUN)
+    assert audit.value.field == "metadata.annotations.istio.io/dry-run" and "ALLOW and DENY" in audit.value.message
 
 
 @pytest.mark.parametrize("rule, field, says", [

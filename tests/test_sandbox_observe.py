@@ -99,3 +99,23 @@ def test_a_vote_is_one_trace_through_four_sidecars_and_a_fault_shows_where_it_st
     assert bad.returncode == 1 and "trace: expected a trace id" in bad.stderr and "Traceback" not in bad.stderr
     gone = cli.run("trace", "0" * 32, check=False)
     assert gone.returncode == 1 and "no trace '" in gone.stderr and "meshdojo trace' lists the latest traces" in gone.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_dry_run_deny_reports_what_it_would_refuse_then_refuses_it(emojivoto):
+    """Istio's Dry Run task with emojivoto's demo file: the bot still gets through, web's sidecar
+    says the policy would have denied it, and without the annotation it does."""
+    cli = emojivoto
+    policies = "demo-apps/emojivoto/policies"
+
+    def bot_codes() -> dict[str, int]:
+        out = cli.run("load", "svc/web", "/api/list", "--from", "deploy/vote-bot", "-n", "3", "-c", "1", "-o", "json").stdout
+        return {code: c["count"] for code, c in json.loads(out)["codes"].items()}
+
+    cli.run("apply", "-f", f"{policies}/deny-vote-bot-dry-run.yaml")
+    assert "DENY (dry-run)" in cli.run("get", "authz", "-n", "emojivoto").stdout
+    wait_until(lambda: "dry-run DENY policies: denied by emojivoto/deny-vote-bot" in cli.run("logs", "web", "--proxy").stdout, 20,
+               "web's sidecar to report the dry-run DENY")
+    assert bot_codes() == {"200": 3}  # reported, never enforced
+    cli.run("apply", "-f", f"{policies}/deny-vote-bot.yaml")  # the same policy, enforced
+    wait_until(lambda: bot_codes() == {"403": 3}, 10, "the DENY to be enforced")
