@@ -147,5 +147,10 @@ class Response:
     error: str | None = None  # x-meshdojo-error code when the proxy itself answered
 
 
+def header_of(request: Request) -> Callable[[str], str | None]:
+    """A header of the request by (lower-case) name, decoded, as the pure decisions read headers."""
+    return lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 Layer = Callable[[Handler], Handler]

@@ -24,11 +24,11 @@ from typing import Any
 from controlplane.protocol import fqdn
 from controlplane.routefilters import Mirror, PathEdit, Redirect, RouteFilters
 from proxy.discovery import Discovery
-from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response
+from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response, header_of
 from proxy.fate import Fate
 from proxy.http1 import RequestHead
 from proxy.metrics import ProxyMetrics
-from proxy.traffic import MAX_REPLAY_BYTES, buffer_body, header_of
+from proxy.traffic import MAX_REPLAY_BYTES, buffer_body
 
 log = logging.getLogger("meshdojo.proxy.filters")
 

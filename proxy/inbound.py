@@ -46,7 +46,7 @@ from proxy.deadlines import Deadlines
 from proxy.decisions import authorize
 from proxy.endpoint import exchange
 from proxy.errors import AppUnavailable, ConnectFailed
-from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response
+from proxy.exchange import BytesBody, Handler, Layer, Peer, Request, Response, header_of
 from proxy.faults import decide
 from proxy.http1 import HttpConnection
 from proxy.jwt import Refused, Verified, without_param
@@ -106,8 +106,7 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, rng: random.Rand
             rules = policies.faults()
             if not rules:
                 return await inner(request)
-            decision = decide(rules, request.path,
-                              lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) else None), rng)
+            decision = decide(rules, request.path, header_of(request), rng)
             if decision is None:
                 return await inner(request)
             request.fate.fault = f"{'delay ' + format(decision.delay, 'g') + 's ' if decision.delay else ''}" \
@@ -180,8 +179,7 @@ def authenticate_requests(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer
             checker = policies.jwt
             if checker is None:
                 return await inner(request)
-            outcome = checker.check(lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) is not None
-                                                  else None), request.path)
+            outcome = checker.check(header_of(request), request.path)
             if outcome is None:  # no token: no principal, and AuthorizationPolicy decides
                 return await inner(request)
             if isinstance(outcome, Refused):
@@ -228,8 +226,7 @@ def request_facts(request: Request, own_namespace: str) -> RequestFacts:
     source_ip = request.peer.address.rpartition(":")[0].strip("[]")
     local_ip, _, local_port = request.peer.local.rpartition(":")
     return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, request.authority,
-                        lambda name: (v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None),
-                        source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
+                        header_of(request), source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
 
 
 def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:

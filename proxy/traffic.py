@@ -29,7 +29,7 @@ from proxy.decisions import choose_route
 from proxy.discovery import Discovery
 from proxy.endpoint import client_error
 from proxy.errors import ProxyError
-from proxy.exchange import BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response
+from proxy.exchange import BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response, header_of
 from proxy.http1 import ConnectionClosed, ProtocolViolation, ReadTimeout
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -55,11 +55,6 @@ class BackendTimeout(ProxyError):
 class BreakerOpen(ProxyError):
     status = 503
     code = "breaker_open"
-
-
-def header_of(request: Request) -> Callable[[str], str | None]:
-    """A header of the request by name (as the pure decisions read headers), decoded."""
-    return lambda name: v.decode("latin-1") if (v := request.head.header(name.encode())) is not None else None
 
 
 def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
