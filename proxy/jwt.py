@@ -131,7 +131,7 @@ class JwtChecker:
             else:
                 value = header(location.header)
                 if value is not None:
-                    if not value.startswith(location.prefix):
+                    if value[:len(location.prefix)].lower() != location.prefix.lower():  # "bearer" too (RFC 7235)
                         continue
                     value = value[len(location.prefix):].strip()
             if value:

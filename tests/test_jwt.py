@@ -111,6 +111,7 @@ def test_tokens_are_looked_for_where_the_rule_says():
     default = checker(ra("jwt", [{"issuer": ISSUER}]), keys)
     assert isinstance(default.check(lambda n: None, f"/p?access_token={token}"), Verified)
     assert default.check(lambda n: f"Basic {token}" if n == "authorization" else None, "/") is None  # not a bearer token
+    assert isinstance(default.check(lambda n: f"bearer {token}" if n == "authorization" else None, "/"), Verified)  # any case
     custom = checker(ra("jwt", [{"issuer": ISSUER, "fromHeaders": [{"name": "X-Jwt-Assertion", "prefix": "Token "}]}]), keys)
     assert isinstance(custom.check(lambda n: f"Token {token}" if n == "x-jwt-assertion" else None, "/"), Verified)
     assert custom.check(bearer(token), "/") is None  # only where the rule looks
