@@ -105,8 +105,8 @@ class JwtChecker:
         if issuer is None:
             return Refused(f"Jwt issuer is not configured: no RequestAuthentication here names {payload.get('iss')!r}", "")
         if issuer.problem is not None and not issuer.keys:
-            return Refused(f"Jwks remote fetch is failed: the keys of {issuer.rule.issuer} could not be had ({issuer.problem})",
-                           issuer.policy)
+            what = "Jwks is not valid" if issuer.rule.jwks is not None else "Jwks remote fetch is failed"
+            return Refused(f"{what}: the keys of {issuer.rule.issuer} could not be had ({issuer.problem})", issuer.policy)
         alg = head.get("alg")
         if not isinstance(alg, str) or not _verify(alg, head.get("kid"), issuer.keys, f"{parts[0]}.{parts[1]}".encode(), signature):
             return Refused(f"Jwt verification fails: no key of {issuer.rule.issuer} verifies its signature (alg {alg})",

@@ -104,6 +104,13 @@ def test_refusals_say_why_in_envoys_words():
     assert "base64url-encoded JSON" in check("a.b.c").reason
 
 
+def test_an_inline_key_that_is_no_key_is_said_so():
+    off_curve = {"kty": "EC", "crv": "P-256", "x": b64url((1).to_bytes(32, "big")), "y": b64url((1).to_bytes(32, "big"))}
+    policy = ra("jwt", [{"issuer": "a", "jwks": json.dumps({"keys": [off_curve]})}])  # well-formed, so the validator lets it in
+    refused = checker(policy).check(bearer(signed({"alg": "ES256"}, {"iss": "a"}, lambda data: b"x" * 64)), "/")
+    assert refused.reason.startswith("Jwks is not valid: the keys of a could not be had (keys[0]:"), refused.reason
+
+
 def test_tokens_are_looked_for_where_the_rule_says():
     issuer = DemoIssuer(clock=lambda: NOW)
     token, _ = issuer.mint("alice")
