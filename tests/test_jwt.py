@@ -17,7 +17,7 @@ from controlplane.jwks import JwksResolver, KeysUnavailable
 from controlplane.jwtissuer import ISSUER, DemoIssuer, b64url, token_request
 from controlplane.policy import PolicyError, parse
 from controlplane.policystore import PolicyStore
-from proxy.inbound import jwt_headers
+from proxy.access import jwt_headers
 from proxy.jwt import JwtChecker, Refused, Verified, without_param
 
 NOW = 1_800_000_000.0

@@ -1,0 +1,125 @@
+"""Who may come in: the RequestAuthentication and AuthorizationPolicy layers, shared by a
+workload's inbound side and the ingress gateways (the edge of the mesh, as Istio's).
+
+    authn   RequestAuthentication: an end user's JWT verified (proxy/jwt.py); 401 if invalid
+    authz   AuthorizationPolicy: DENY first, then an ALLOW must match (403); dry-run ones report
+
+Which policies apply is decided once per policy snapshot from what the workload *is*
+(controlplane/selection.py), never from what a request says; the rules read the request's
+facts (controlplane/authzrules.py), built here from what the proxy verified.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from controlplane import inboundpolicy
+from controlplane.authzrules import RequestFacts
+from proxy.decisions import authorize
+from proxy.exchange import BytesBody, Handler, Layer, Request, Response, header_of
+from proxy.jwt import Refused, Verified, without_param
+from proxy.metrics import ProxyMetrics
+from proxy.policies import PolicyWatch
+
+log = logging.getLogger("meshdojo.proxy.access")
+
+
+def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str,
+                       default: str = inboundpolicy.DEFAULT) -> Layer:
+    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match;
+    else Linkerd's default inbound policy (``default``) decides. Which policies apply is decided
+    by this workload (see controlplane.selection) — a client's Host or l5d-dst-canonical header
+    cannot choose them."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            rules = policies.applied("AuthorizationPolicy").resources
+            if not rules and default == inboundpolicy.DEFAULT:
+                return await inner(request)
+            decision = authorize(rules, request_facts(request, own_namespace), default)
+            for name in decision.audited:
+                metrics.authz_audit.labels(name).inc()
+                log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
+            for action, result, name in decision.dry_run:  # istio.io/dry-run: reported, never enforced
+                metrics.authz_dry_run.labels(action, result, name).inc()
+                log.info("dry-run %s policies: %s%s: %s %s from %s", action.upper(), result, f" by {name}" if name else "",
+                         request.head.method, request.path, request.peer.identity or "unauthenticated")
+            request.fate.authz = decision.describe()
+            if decision.allowed:
+                metrics.authz_allow.labels(decision.label).inc()
+                return await inner(request)
+            metrics.authz_deny.labels(decision.label).inc()
+            log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated",
+                     decision.describe())
+            if decision.default is not None:
+                body = (f"meshdojo: denied by the default inbound policy {decision.default} ({inboundpolicy.ANNOTATION}): "
+                        f"an AuthorizationPolicy that ALLOWs this caller lets it in\n").encode()
+            else:
+                body = f"meshdojo: denied by AuthorizationPolicy {decision.policy}\n".encode()
+            return Response(403, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"authz_denied")], BytesBody(body),
+                            error="authz_denied")
+
+        return handle
+
+    return layer
+
+
+def authenticate_requests(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer:
+    """RequestAuthentication, as Envoy's jwt_authn filter for Istio: a request with no token
+    passes with no principal; an invalid one is refused with 401; a valid one gives the request
+    its principal and claims (for AuthorizationPolicy), and leaves the app's request without the
+    token unless ``forwardOriginalToken`` (proxy/jwt.py checks it)."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            checker = policies.jwt
+            if checker is None:
+                return await inner(request)
+            outcome = checker.check(header_of(request), request.path)
+            if outcome is None:  # no token: no principal, and AuthorizationPolicy decides
+                return await inner(request)
+            if isinstance(outcome, Refused):
+                metrics.jwt.labels(outcome.policy, "refused").inc()
+                request.fate.authn = f"refused: {outcome.reason}"
+                realm = f"http://{request.authority}{request.path.partition('?')[0]}"
+                body = (f"{outcome.reason}\nmeshdojo: refused by RequestAuthentication {outcome.policy or '(none names this issuer)'}: "
+                        "send a valid token, or none\n").encode()
+                return Response(401, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"jwt_refused"),
+                                      (b"www-authenticate", f'Bearer realm="{realm}", error="invalid_token"'.encode("latin-1"))],
+                                BytesBody(body), error="jwt_refused")
+            metrics.jwt.labels(outcome.policy, "verified").inc()
+            request.jwt = outcome.auth
+            request.fate.authn = f"jwt {outcome.auth.principal} by {outcome.policy}"
+            request.head.headers = jwt_headers(request.head.headers, outcome)
+            if outcome.location.param and not outcome.rule.forward:  # nor in the URL: out of the app's logs
+                request.path = without_param(request.path, outcome.location.param)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def jwt_headers(headers: list[tuple[bytes, bytes]], verified: Verified) -> list[tuple[bytes, bytes]]:
+    """The app's request headers after a verified token: without the token (unless the rule
+    forwards it) and with the rule's output headers, which replace any the caller sent."""
+    rule = verified.rule
+    outputs = {h.lower().encode() for h, _ in rule.claim_headers} | ({rule.payload_header.lower().encode()} if rule.payload_header else set())
+    dropped = outputs | ({verified.location.header.encode()} if verified.location.header and not rule.forward else set())
+    kept = [(n, v) for n, v in headers if n not in dropped]
+    if rule.payload_header:
+        kept.append((rule.payload_header.lower().encode(), verified.payload.encode()))
+    for header, claim in rule.claim_headers:
+        value = verified.auth.claims.get(claim)
+        if isinstance(value, str | int | float | bool):
+            kept.append((header.lower().encode(), (str(value).lower() if isinstance(value, bool) else str(value)).encode("latin-1", "replace")))
+    return kept
+
+
+def request_facts(request: Request, own_namespace: str) -> RequestFacts:
+    """What an AuthorizationPolicy may read of ``request``: the verified caller, the request, the
+    connection's two ends (never anything the caller could forge about who it is)."""
+    source_ip = request.peer.address.rpartition(":")[0].strip("[]")
+    local_ip, _, local_port = request.peer.local.rpartition(":")
+    return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, request.authority,
+                        header_of(request), source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
