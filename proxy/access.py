@@ -121,5 +121,22 @@ def request_facts(request: Request, own_namespace: str) -> RequestFacts:
     connection's two ends (never anything the caller could forge about who it is)."""
     source_ip = request.peer.address.rpartition(":")[0].strip("[]")
     local_ip, _, local_port = request.peer.local.rpartition(":")
-    return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, request.authority,
+    host = (request.head.header(b"host") or b"").decode("latin-1")  # as the caller wrote it (a gateway's authority is its upstream)
+    return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, host,
                         header_of(request), source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
+
+
+def at_the_edge(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer:
+    """An ingress gateway's RequestAuthentication and AuthorizationPolicy, when one selects it (as
+    Istio's ``selector: {istio: ingressgateway}``): the edge decides before any request enters
+    the mesh. The caller is outside, in plaintext: its facts are its address and its request."""
+
+    def layer(plain: Handler) -> Handler:
+        shaped = authenticate_requests(policies, metrics)(authorize_requests(policies, metrics, policies.workload.namespace)(plain))
+
+        async def handle(request: Request) -> Response:
+            return await (shaped if policies.inbound_active else plain)(request)
+
+        return handle
+
+    return layer

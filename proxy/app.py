@@ -197,9 +197,10 @@ class _Downstream(HttpConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)  # a gateway's policies read where the request arrived
         self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
         self._proxy.tasks.spawn(
-            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None), self._state),
+            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}"), self._state),
             name=f"downstream:{peer[0]}:{peer[1]}",
         )
 

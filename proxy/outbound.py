@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from controlplane.names import split_authority
 from proxy import traffic
+from proxy.access import at_the_edge
 from proxy.accesslog import access_log, chosen_format
 from proxy.balancer import P2cBalancer
 from proxy.discovery import Discovery
@@ -209,6 +210,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = traffic.policy_layers(policies, shaped=handler)(plain)  # the layers above, for services with policies
     outside = None if gateway is not None else outside_the_mesh(policies, own_ports)  # egress (a gateway has none)
     handler = discover(discovery, outside)(handler)  # logical service -> endpoint set, or egress
+    if gateway is not None:  # the mesh's edge: RequestAuthentication and AuthorizationPolicy that select the gateway
+        handler = at_the_edge(policies, metrics)(handler)
     handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics

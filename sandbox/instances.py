@@ -20,6 +20,13 @@ BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 READY_PROBE_PERIOD = 2.0
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
+GATEWAY_LABEL = "meshdojo.dev/gateway"
+
+
+def gateway_labels(name: str, demo: str) -> dict[str, str]:
+    """A gateway's labels, in both backends: its app, the demo it fronts, and Istio's
+    ``istio: ingressgateway``, which the policies of Istio's ingress tasks select."""
+    return {"app": name, GATEWAY_LABEL: demo, "istio": "ingressgateway"}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from controlplane.statefiles import JsonRecord, private_dir, write_json, write_p
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
 from sandbox.forkserver import ForkServer
-from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe
+from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe, gateway_labels
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
@@ -248,7 +248,9 @@ class Supervisor:
         service, port, title = GATEWAYS[demo.name]
         namespace = next(s.namespace for s in demo.services if s.name == service)
         name = f"{demo.name}-ingress"
-        proc = self._proxy_proc(name, namespace, "ingress-gateway", 1, "--gateway", f"{service}.{namespace}:{port}")
+        labels = [arg for k, v in sorted(gateway_labels(name, demo.name).items()) for arg in ("--label", f"{k}={v}")]
+        proc = self._proxy_proc(name, namespace, "ingress-gateway", 1, "--gateway", f"{service}.{namespace}:{port}",
+                                "--deployment", name, *labels)
         proc.start()
         self.gateways[demo.name] = (proc, {}, title)
 

@@ -117,3 +117,42 @@ async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh:
             assert status == 401 and "Jwks remote fetch is failed" in body
     finally:
         await runner.cleanup()
+
+
+async def test_the_ingress_gateway_checks_tokens_and_addresses_before_the_mesh(mesh: Mesh, recording_app):
+    """Istio's end-user authentication at the ingress gateway (``selector: {istio: ingressgateway}``
+    in the mesh's root namespace) and its ingress access control (``ipBlocks``): the edge decides,
+    and a sidecar inside the mesh is not asked."""
+    app_port, seen = recording_app
+    httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
+    gateway = mesh.start_proxy("foo", "ingress-gateway", 1, "--gateway", "httpbin.foo:8080", name="gateway",
+                               labels={"app": "foo-ingress", "istio": "ingressgateway"})
+    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+    edge = {"selector": {"matchLabels": {"istio": "ingressgateway"}}}
+    docs = [{"apiVersion": POL, "kind": "RequestAuthentication", "metadata": {"name": "jwt", "namespace": "meshdojo-system"},
+             "spec": {**edge, "jwtRules": [{"issuer": ISSUER}]}},
+            {"apiVersion": POL, "kind": "AuthorizationPolicy", "metadata": {"name": "front-door", "namespace": "meshdojo-system"},
+             "spec": {**edge, "rules": [{"from": [{"source": {"requestPrincipals": ["*"], "ipBlocks": ["127.0.0.0/8"]}}]}]}}]
+    alice = token(mesh, "alice")
+    url = f"http://127.0.0.1:{gateway.ports['outbound']}/headers"
+    async with aiohttp.ClientSession() as session:
+
+        async def call(bearer: str | None = None) -> tuple[int, str]:
+            headers = {"x-meshdojo-debug": "1", **({"authorization": f"Bearer {bearer}"} if bearer else {})}
+            async with session.get(url, headers=headers) as rsp:
+                return rsp.status, rsp.headers.get("x-meshdojo-fate", "")
+
+        await until(lambda: call(), lambda r: r[0] == 200, "the gateway to reach httpbin")
+        apply(mesh, *docs)
+        status, fate = await until(lambda: call(), lambda r: r[0] == 403, "the gateway to require a token")
+        assert "authz=deny by meshdojo-system/front-door (no ALLOW rule matched)" in fate
+        assert (await call("not.a.token"))[0] == 401
+        seen.clear()
+        status, fate = await call(alice)
+        assert status == 200 and f"authn=jwt {ISSUER}/alice by meshdojo-system/jwt" in fate
+        assert "authorization" not in seen[-1]  # the token stopped at the edge
+        docs[1]["spec"]["rules"][0]["from"][0]["source"]["ipBlocks"] = ["10.0.0.0/8"]  # only callers from another network
+        apply(mesh, docs[1])
+        await until(lambda: call(alice), lambda r: r[0] == 403, "the gateway to refuse loopback callers")
+    assert 'inbound_http_authz_deny_total{policy="meshdojo-system/front-door' in gateway.metrics()
+    assert "inbound_http_jwt_total{" not in httpbin.metrics()  # the sidecar inside was not asked

@@ -65,6 +65,12 @@ def test_istios_jwt_tasks_on_bookinfo(bookinfo):
 
     assert through_gateway("--jwt", "alice", "--jwt-claim", "groups=group1") == {"200": 3}
     assert through_gateway("--jwt", "bob") == {"403": 3}
+    # the same at the edge: bookinfo's ingress gateway asks for a token, the mesh inside does not
+    cli.run("delete", "-f", f"{POLICIES}/deny-without-group1.yaml", "-f", f"{POLICIES}/require-jwt.yaml",
+            "-f", f"{POLICIES}/jwt-productpage.yaml")
+    cli.run("apply", "-f", f"{POLICIES}/ingress-jwt.yaml")
+    wait_until(lambda: through_gateway() == {"403": 3}, 10, "the gateway to require a token")
+    assert through_gateway("--jwt", "bob") == {"200": 3} and codes() == {"200": 4}  # the traffic deployment: inside
     bad = cli.run("load", "svc/productpage", "--jwt-claim", "groups=group1", check=False)
     assert bad.returncode == 1 and "--jwt alice" in bad.stderr
 

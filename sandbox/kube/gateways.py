@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.injector import INJECT_ANNOTATION, OUTBOUND_PORT, InjectConfig, gateway_pod_spec
+from sandbox.instances import GATEWAY_LABEL, gateway_labels
 from sandbox.kube.providers import GATEWAY_PORTS
 
 # demo -> (namespace, the service it fronts, that service's port, title); the local backend's GATEWAYS
 DEMO_GATEWAYS = {"emojivoto": ("emojivoto", "web", 80, "emojivoto web UI"),
                  "bookinfo": ("bookinfo", "productpage", 9080, "bookinfo product page")}
 SERVICE_ACCOUNT = "ingress-gateway"
-LABEL = "meshdojo.dev/gateway"
+LABEL = GATEWAY_LABEL
 
 
 def name_of(demo: str) -> str:
@@ -25,7 +26,7 @@ def name_of(demo: str) -> str:
 def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
     namespace, service, port, _title = DEMO_GATEWAYS[demo]
     name = name_of(demo)
-    labels = {"app": name, LABEL: demo}
+    labels = gateway_labels(name, demo)
     spec = gateway_pod_spec(InjectConfig(image=image), name, SERVICE_ACCOUNT, f"{service}.{namespace}:{port}")
     node_port = GATEWAY_PORTS[demo][0]
     svc_port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": OUTBOUND_PORT, **({"nodePort": node_port} if published else {})}
