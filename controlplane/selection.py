@@ -28,6 +28,7 @@ MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
 LEVELS = ("workload", "namespace", "mesh")
+EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress gateway enforces (proxy.access.at_the_edge)
 
 # (namespace, service) -> the labels that service selects pods by
 ServiceSelectors = Mapping[tuple[str, str], Mapping[str, str]]
@@ -42,6 +43,7 @@ class Workload:
     deployment: str = ""
     instance: str = ""
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    gateway: bool = False  # an ingress gateway (see level: a namespace's access policies are not about it)
 
     def describe(self) -> str:
         return f"{self.namespace}/{self.instance or self.deployment or self.service_account}"
@@ -52,7 +54,9 @@ def level(resource: Resource, workload: Workload, selectors: ServiceSelectors) -
     target = getattr(resource.spec, "workloads", None)
     if target is None:
         if resource.namespace == workload.namespace:
-            return "namespace"
+            # the demos' gateways stand in for Istio's, which live in istio-system: a demo namespace's allow-nothing
+            # is about its workloads, not the door in front of them; a gateway is selected by name, label or the mesh
+            return None if workload.gateway and resource.kind in EDGE_KINDS else "namespace"
         return "mesh" if resource.namespace == MESH_NAMESPACE else None
     if target.kind == "Labels":  # in the root namespace a label selector reaches every namespace (as Istio's)
         if resource.namespace not in (workload.namespace, MESH_NAMESPACE):

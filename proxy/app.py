@@ -50,7 +50,8 @@ class Proxy:
                                          self.metrics.identity, config.rotate_every)
         self.discovery = Discovery(self.client, self.identity, self.tasks, workload=config.workload)
         self.policies = PolicyWatch(self.client, self.identity, Workload(
-            config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels)))
+            config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels),
+            gateway=config.gateway is not None))
         self.fates = FateLog()
         self.access = access_logger()
         self.tap = TapHub()

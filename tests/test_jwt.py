@@ -225,3 +225,20 @@ def test_a_token_rule_where_no_request_authentication_applies_is_named():
     assert [(p.policy, p.workloads) for p in found] == [("foo/by-claim", ("foo/httpbin-0",)), ("foo/require-jwt", ("foo/httpbin-0",))]
     assert "no RequestAuthentication selects foo/httpbin-0" in found[0].describe()
     assert unverified_tokens([needs_token, by_claim, ra("jwt", [{"issuer": ISSUER}])], [httpbin], {}) == []  # the namespace's verifies
+
+
+def test_a_gateway_is_selected_by_name_label_or_the_mesh_never_by_its_namespaces_access_policies():
+    from controlplane.selection import Workload, applicable
+
+    def authz(name: str, ns: str, spec: dict):
+        return parse({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                      "metadata": {"name": name, "namespace": ns}, "spec": {"rules": [{}], **spec}}, "a.yaml", 0)
+
+    nothing = authz("allow-nothing", "emojivoto", {})  # lesson 7's: the namespace's workloads, not its gateway
+    by_label = authz("edge", "meshdojo-system", {"selector": {"matchLabels": {"istio": "ingressgateway"}}})
+    mesh_wide = authz("mesh", "meshdojo-system", {})
+    gateway = Workload("emojivoto", "ingress-gateway", "emojivoto-ingress", "emojivoto-ingress",
+                       {"app": "emojivoto-ingress", "istio": "ingressgateway"}, gateway=True)
+    web = Workload("emojivoto", "web", "web", "web-0", {"app": "web"})
+    names = lambda w: [r.name for r in applicable([nothing, by_label, mesh_wide], w, {})["AuthorizationPolicy"].resources]  # noqa: E731
+    assert sorted(names(gateway)) == ["edge", "mesh"] and sorted(names(web)) == ["allow-nothing", "mesh"]

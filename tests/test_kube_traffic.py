@@ -277,6 +277,23 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert _from_pod(web_netns, emoji_url, alice).startswith("200 ")
         assert _from_pod(web_netns, emoji_url, mallory).startswith("403 authz_denied")
 
+        # the ingress gateway's pod enforces what selects it (Istio's istio: ingressgateway, from the pod's labels): a DENY
+        # in the mesh's root namespace refuses one path at the edge, the rest of the page still comes through
+        edge = tmp_path / "edge.yaml"
+        edge.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: AuthorizationPolicy\n"
+                        "metadata: {name: edge, namespace: meshdojo-system}\n"
+                        "spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
+                        "  rules: [{to: [{operation: {paths: [/api/vote*]}}]}]\n")
+        learner.run("apply", "-f", str(edge))
+
+        def through_gateway(path: str) -> dict:
+            out = json.loads(learner.run("load", "svc/web", path, "-n", "3", "-c", "1", "-o", "json").stdout)
+            return {code: c["count"] for code, c in out["codes"].items()}
+
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"403": 3}, 30, "the gateway to refuse /api/vote", interval=1)
+        assert through_gateway("/api/list") == {"200": 3}
+        learner.run("delete", "-f", str(edge))
+
         # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
         report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))
         assert "wrote" in report.stdout, report.stdout
