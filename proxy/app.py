@@ -198,10 +198,12 @@ class _Downstream(HttpConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)  # a gateway's policies read where the request arrived
+        # only a gateway's policies read where a request arrived (proxy.access): a sidecar need not ask
+        local = (transport.get_extra_info("sockname") or ("", 0)) if self._proxy.config.gateway is not None else None
         self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
         self._proxy.tasks.spawn(
-            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}"), self._state),
+            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}" if local else ""),
+                             self._state),
             name=f"downstream:{peer[0]}:{peer[1]}",
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiohttp import web
@@ -45,6 +45,24 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+@contextlib.asynccontextmanager
+async def recording_app(record: Callable[[web.Request], dict[str, str]]) -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
+    """An app that answers every request 200 and keeps ``record(request)`` of each: (its port, what it kept)."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(record(request))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner, port = await serve_app(app)
+    try:
+        yield port, seen
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.contextmanager

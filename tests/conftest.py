@@ -37,6 +37,20 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
 
 
 @pytest.fixture
+def emojivoto(cli: Cli) -> Cli:
+    """A sandbox with emojivoto up, as a learner starts it (the cli fixture takes it down)."""
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    return cli
+
+
+@pytest.fixture
+def bookinfo(cli: Cli) -> Cli:
+    """A sandbox with bookinfo up (the cli fixture takes it down)."""
+    cli.run("up", "--no-tui", "--demo", "bookinfo")
+    return cli
+
+
+@pytest.fixture
 async def echo_port() -> AsyncIterator[int]:
     runner, port = await start_echo_app("emoji")
     try:

@@ -62,14 +62,6 @@ def test_fault_listing_is_one_list_of_http_and_network_faults():
     assert http_fault_summary({}) == "no fault (neither abort nor delay)"
 
 
-@pytest.fixture
-def emojivoto(tmp_path):
-    cli = Cli(tmp_path / "home")
-    cli.run("up", "--no-tui", "--demo", "emojivoto")
-    yield cli
-    cli.run("down", check=False)
-
-
 @pytest.mark.timeout(240)
 def test_scriptable_output_and_exit_statuses(emojivoto):
     cli = emojivoto

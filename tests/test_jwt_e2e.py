@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from controlplane.jwtissuer import ISSUER, DemoIssuer
-from tests.apps import serve_app
+from tests.apps import recording_app, serve_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
 from tests.test_traffic_e2e import apply
@@ -26,19 +26,10 @@ def policy(kind: str, name: str, spec: dict) -> dict:
 
 
 @pytest.fixture
-async def recording_app() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
-    """An app that keeps the headers of every request it gets: (its port, what it saw)."""
-    seen: list[dict[str, str]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append({"(path)": request.path_qs, **{k.lower(): v for k, v in request.headers.items()}})
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner, port = await serve_app(app)
-    yield port, seen
-    await runner.cleanup()
+async def headers_app() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
+    """An app that keeps the path and headers of every request it gets: (its port, what it saw)."""
+    async with recording_app(lambda request: {"(path)": request.path_qs, **{k.lower(): v for k, v in request.headers.items()}}) as recorded:
+        yield recorded
 
 
 def token(mesh: Mesh, subject: str, **body) -> str:
@@ -54,8 +45,8 @@ async def get(session: aiohttp.ClientSession, proxy: str, bearer: str | None = N
         return rsp.status, await rsp.text(), rsp.headers.get("x-meshdojo-fate", "")
 
 
-async def test_istios_jwt_tasks_with_the_sandboxs_issuer(mesh: Mesh, recording_app):
-    app_port, seen = recording_app
+async def test_istios_jwt_tasks_with_the_sandboxs_issuer(mesh: Mesh, headers_app):
+    app_port, seen = headers_app
     httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
     sleep = mesh.start_proxy("foo", "sleep", app_port, name="sleep")
     mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
@@ -90,8 +81,8 @@ async def test_istios_jwt_tasks_with_the_sandboxs_issuer(mesh: Mesh, recording_a
     assert 'inbound_http_jwt_total{outcome="refused",policy="foo/jwt-example"}' in metrics
 
 
-async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh: Mesh, recording_app):
-    app_port, _seen = recording_app
+async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh: Mesh, headers_app):
+    app_port, _seen = headers_app
     idp = DemoIssuer()  # an identity provider outside the mesh: its keys at a URL, its tokens its own
 
     async def keys(request: web.Request) -> web.Response:
@@ -119,11 +110,11 @@ async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh:
         await runner.cleanup()
 
 
-async def test_the_ingress_gateway_checks_tokens_and_addresses_before_the_mesh(mesh: Mesh, recording_app):
+async def test_the_ingress_gateway_checks_tokens_and_addresses_before_the_mesh(mesh: Mesh, headers_app):
     """Istio's end-user authentication at the ingress gateway (``selector: {istio: ingressgateway}``
     in the mesh's root namespace) and its ingress access control (``ipBlocks``): the edge decides,
     and a sidecar inside the mesh is not asked."""
-    app_port, seen = recording_app
+    app_port, seen = headers_app
     httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
     gateway = mesh.start_proxy("foo", "ingress-gateway", 1, "--gateway", "httpbin.foo:8080", name="gateway",
                                labels={"app": "foo-ingress", "istio": "ingressgateway"})

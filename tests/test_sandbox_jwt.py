@@ -9,17 +9,8 @@ import json
 import pytest
 
 from sandbox.processes import wait_until
-from tests.meshkit import Cli
 
 POLICIES = "demo-apps/bookinfo/policies"
-
-
-@pytest.fixture
-def bookinfo(tmp_path):
-    cli = Cli(tmp_path / "home")
-    cli.run("up", "--no-tui", "--demo", "bookinfo")
-    yield cli
-    cli.run("down", check=False)
 
 
 @pytest.mark.timeout(180)

@@ -7,15 +7,6 @@ import json
 import pytest
 
 from sandbox.processes import wait_until
-from tests.meshkit import Cli
-
-
-@pytest.fixture
-def emojivoto(tmp_path):
-    cli = Cli(tmp_path / "home")
-    cli.run("up", "--no-tui", "--demo", "emojivoto")
-    yield cli
-    cli.run("down", check=False)
 
 
 @pytest.mark.timeout(180)

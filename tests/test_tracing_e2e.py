@@ -10,10 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from controlplane import traces
-from tests.apps import serve_app
+from tests.apps import recording_app
 from tests.meshkit import Mesh, eventually, spiffe
 from tests.test_traffic_e2e import apply, doc
 
@@ -24,17 +23,9 @@ APP_SPAN = "00f067aa0ba902b7"
 @pytest.fixture
 async def header_app() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
     """An app that keeps the trace headers of every request it gets: (its port, what it saw)."""
-    seen: list[dict[str, str]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append({k.lower(): v for k, v in request.headers.items() if k.lower() in ("traceparent", "b3") or k.lower().startswith("x-b3-")})
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner, port = await serve_app(app)
-    yield port, seen
-    await runner.cleanup()
+    async with recording_app(lambda request: {k.lower(): v for k, v in request.headers.items()
+                                              if k.lower() in ("traceparent", "b3") or k.lower().startswith("x-b3-")}) as recorded:
+        yield recorded
 
 
 def _pair(mesh: Mesh, app_port: int):
