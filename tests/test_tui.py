@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 from textual.worker import WorkerFailed
 
-from tui import graph, render
+from tui import graph, render, tables
 from tui.app import MeshdojoApp
 from tui.panes.policies import field_line
 from tui.source import MeshSource, Snapshot
@@ -38,6 +38,7 @@ class FixedSource(MeshSource):
     def __init__(self, issuer_expires: str = "2028-01-15T08:00:00+00:00") -> None:
         super().__init__("default")
         self.issuer_expires = issuer_expires
+        self.span_reads: list[tuple[str | None, str | None]] = []
         for name, points in (("web", [(1.0, 2.0), (0.9, 2.0), (0.7, 2.1)]), ("voting", [(1.0, 1.0), (0.6, 1.0), (0.5, 1.0)])):
             self.history[("emojivoto", name)] = deque(points)
 
@@ -67,6 +68,27 @@ class FixedSource(MeshSource):
 
     def routes(self, service: str, namespace: str) -> list[dict]:
         return []
+
+    def spans(self, namespace: str | None, trace: str | None = None, limit: int = 200) -> dict:
+        self.span_reads.append((namespace, trace))
+        found = [s for s in SPANS if (namespace is None or s["workload"].startswith(namespace + "/"))
+                 and (trace is None or s["traceId"].startswith(trace))]
+        return {"spans": found, "instances": 3, "lost": [{"workload": "emojivoto/voting-0", "error": "connection refused"}]}
+
+
+def _span(trace: str, span: str, parent: str | None, workload: str, direction: str, path: str, status: int, start: float,
+          ms: float, error: str = "") -> dict:
+    return {"traceId": trace, "spanId": span, "parentId": parent, "workload": workload, "deployment": workload.split("/")[1][:-2],
+            "direction": direction, "method": "GET", "authority": "web" if path.startswith("/api") else "emoji", "path": path,
+            "status": status, "start": start, "durationMs": ms, "peer": "spiffe://meshdojo.local/ns/emojivoto/sa/emoji",
+            "fate": "route=emojivoto/emoji#0" if direction == "outbound" else "", "error": error}
+
+
+FAST, SLOW = "a" * 32, "b" * 32
+SPANS = [_span(FAST, "1" * 16, None, "emojivoto/web-0", "inbound", "/api/list", 200, NOW - 5, 4.0),
+         _span(FAST, "2" * 16, "1" * 16, "emojivoto/web-0", "outbound", "/list", 200, NOW - 4.999, 3.0),
+         _span(SLOW, "3" * 16, None, "emojivoto/web-0", "inbound", "/api/vote", 503, NOW - 9, 40.0),
+         _span(SLOW, "4" * 16, "3" * 16, "emojivoto/web-0", "outbound", "/vote", 503, NOW - 8.99, 38.0, error="no healthy endpoint")]
 
 
 def app(**kw) -> MeshdojoApp:
@@ -142,7 +164,7 @@ def test_fate_lines_and_filters():
     assert render.tap_row(outside)[-1].plain == "egress=ServiceEntry emojivoto/httpbin"
     assert not any(line.startswith("trace") for line in lines)  # only for a sampled request
     traced = {**event, "fate": {**event["fate"], "trace": "4bf92f3577b34da6a3ce929d0e0e4736"}}
-    assert "trace      4bf92f3577b34da6a3ce929d0e0e4736: meshdojo trace 4bf92f3577b34da6" in render.fate_lines(traced)
+    assert "trace      4bf92f3577b34da6a3ce929d0e0e4736: t draws it (meshdojo trace 4bf92f3577b34da6)" in render.fate_lines(traced)
 
 
 def test_an_error_field_is_found_on_its_line():
@@ -303,7 +325,7 @@ async def test_help_shows_keys_as_typed_and_the_palette_lists_commands_before_ty
     async with ui.run_test(size=(100, 40)) as pilot:
         await pilot.press("question_mark")
         body = "\n".join(str(s.render()) for s in ui.screen.query("Static"))
-        for key in ("1-8", "7 Logs", "8 Lessons: d show me", "? ", "ctrl+c / ctrl+q", "ctrl+p", "5 Faults: p preview, a apply, x clear all"):
+        for key in ("1-9", "7 Logs", "8 Lessons: d show me", "? ", "ctrl+c / ctrl+q", "ctrl+p", "5 Faults: p preview, a apply, x clear all"):
             assert key in body, key
         assert "question_mark" not in body
         await pilot.press("escape")
@@ -419,3 +441,77 @@ async def wait_for(pilot, condition, rounds: int = 200) -> None:
             return
         await pilot.pause(0.01)
     raise AssertionError("the UI did not get there")
+
+
+async def test_traces_lists_the_latest_and_draws_the_highlighted_one():
+    ui = app()
+    async with ui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("9")
+        await pilot.pause()
+        table = ui.query_one("#traces-table", DataTable)
+        waterfall = ui.query_one("#waterfall", Static)
+        await pilot.pause(0.3)
+        assert [row.key.value for row in table.ordered_rows] == [FAST, SLOW]  # the latest first
+        assert "not read: emojivoto/voting-0: connection refused" in str(ui.query_one("#traces-status", Static).render())
+        drawn = str(waterfall.render())
+        assert drawn.startswith(f"trace {FAST}: 2 spans at 1 sidecars") and "web-0 outbound: GET emoji/list -> 200" in drawn
+        assert ui.last_action is not None and ui.last_action.cli == f"meshdojo trace {FAST[:16]}"
+
+        await pilot.press("s")  # the slowest: its failed hop and why the sidecar answered it
+        await pilot.pause(0.3)
+        assert table.cursor_row == 1
+        drawn = str(waterfall.render())
+        assert "-> 503" in drawn and "answered by the sidecar: no healthy endpoint" in drawn
+        assert ui.source.span_reads[-1] == (None, SLOW)
+
+        await pilot.press("up")  # moving the cursor draws that one
+        await pilot.pause(0.3)
+        assert str(waterfall.render()).startswith(f"trace {FAST}")
+
+        await pilot.click("#traces-failed")  # only the traces with a failed span
+        await pilot.pause(0.3)
+        assert [row.key.value for row in table.ordered_rows] == [SLOW]
+        assert str(waterfall.render()).startswith(f"trace {SLOW}")  # the first listed is drawn
+
+        ui.query_one("#traces-namespace", Input).value = "bookinfo"  # a namespace without traces: say how to get some
+        ui.query_one("#traces-namespace", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert table.row_count == 0 and "tracing-all.yaml" in str(waterfall.render())
+        assert ui.source.span_reads[-1] == ("bookinfo", None) and ui.last_action.cli == "meshdojo trace -n bookinfo"
+
+
+async def test_t_in_tap_opens_the_selected_requests_trace():
+    ui = app()
+    async with ui.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        tap = ui.pane("tap")
+        event = {"type": "end", "direction": "inbound", "workload": "web-0", "method": "GET", "authority": "web", "path": "/api/vote",
+                 "status": 503, "latency_ms": 40.0, "src": "vote-bot", "dst": "web", "tls": True, "fate": {}}
+        tap._add([event, {**event, "fate": {"trace": SLOW}}])
+        await pilot.pause()
+        ui.query_one("#tap-table", DataTable).move_cursor(row=0)
+        await pilot.press("t")  # not sampled: it says how to have requests traced
+        await pilot.pause()
+        assert ui.active_tab() == "tap"
+        ui.query_one("#tap-table", DataTable).move_cursor(row=1)
+        await pilot.press("t")
+        await pilot.pause(0.3)
+        assert ui.active_tab() == "traces"
+        assert str(ui.query_one("#waterfall", Static).render()).startswith(f"trace {SLOW}: 2 spans")
+        assert tables.selected_key(ui.query_one("#traces-table", DataTable)) == SLOW  # the list shows where it is
+
+
+def test_every_lessons_ui_hint_names_a_real_screen_by_its_key():
+    """A lesson's 'tui' line starts with a screen's title and its key, e.g. 'Traces (9): ...'."""
+    import re
+
+    from sandbox.lessons.model import all_lessons
+    from tui.panes import PANES
+
+    screens = {f"{pane.TITLE} ({i + 1})" for i, pane in enumerate(PANES)}
+    hints = [(lesson.number, step.tui) for lesson in all_lessons() for step in lesson.steps if step.tui]
+    assert len(hints) > 40
+    wrong = [(number, tui) for number, tui in hints if (m := re.match(r"^\w+ \(\d\)", tui)) is None or m.group(0) not in screens]
+    assert not wrong, wrong

@@ -19,6 +19,9 @@ from tests.meshkit import Cli, eventually
 from tui.app import MeshdojoApp
 
 pytestmark = pytest.mark.timeout(120)
+POLICIES = Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/policies"
+RETRIES = str(POLICIES / "doughnut-retries.yaml")
+TRACING_ALL = str(POLICIES / "tracing-all.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +159,36 @@ async def test_tap_shows_each_requests_fate(sandbox):
         await pilot.press("1")  # leaving the tap screen while its worker runs does not break anything
 
 
+async def test_a_tapped_request_opens_its_trace_and_the_traces_screen_lists_the_latest(sandbox):
+    sandbox.run("apply", "-f", TRACING_ALL)  # every request traced
+    try:
+        app = MeshdojoApp()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.snapshot.status, "the first refresh")
+            app.start_tap("web")
+            tap = app.pane("tap")
+            table = app.query_one("#tap-table", DataTable)
+            # web's inbound request from the bot: the root of a trace through web's and a backend's sidecars
+            await until(pilot, lambda: any((e.get("fate") or {}).get("trace") and e["direction"] == "inbound" for e in tap.events),
+                        "a traced request", 20)
+            index = next(i for i, e in enumerate(tap.events) if (e.get("fate") or {}).get("trace") and e["direction"] == "inbound")
+            trace = tap.events[index]["fate"]["trace"]
+            table.focus()
+            table.move_cursor(row=table.get_row_index(str(index)))
+            await pilot.press("t")
+            await until(pilot, lambda: app.active_tab() == "traces", "the traces screen")
+            waterfall = app.query_one("#waterfall", Static)
+            await until(pilot, lambda: str(waterfall.render()).startswith(f"trace {trace}") and " outbound: " in str(waterfall.render())
+                        and "(mutual TLS)" in str(waterfall.render()) and " at 1 sidecars" not in str(waterfall.render()),
+                        "its waterfall: the hops at each sidecar, over mutual TLS")
+            assert app.last_action is not None and app.last_action.cli == f"meshdojo trace {trace[:16]}"
+            listed = app.query_one("#traces-table", DataTable)
+            await until(pilot, lambda: listed.row_count >= 1, "the latest traces listed")
+            assert any(" GET web" in str(listed.get_row_at(i)[-1]) for i in range(listed.row_count))  # the bot's calls to web
+    finally:
+        sandbox.run("delete", "-f", TRACING_ALL)
+
+
 async def test_losing_the_control_plane_is_shown_and_recovers(sandbox):
     app = MeshdojoApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -227,7 +260,7 @@ class Tmux:
 def test_smoke_the_real_tui_in_tmux(sandbox, on_time):
     ui = Tmux(sandbox)
     try:
-        ui.wait(lambda: "Dashboard" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
+        ui.wait(lambda: "1 Dash" in ui.screen() and "emojivoto" in ui.screen(), 20, "the UI's first paint")
         ui.keys("5")
         # the footer lists the pane's keys ("p Preview") only once the pane has the focus: Tab before that is lost
         ui.wait(lambda: "p Preview" in ui.screen() and "Clear all" in ui.screen(), 15, "the faults screen, keys in the footer")
@@ -258,7 +291,7 @@ def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_
     and plaintext. Every change runs under the real UI on its topology screen, at 80x24."""
     ui = Tmux(sandbox, 80, 24)
     try:
-        wait_until(lambda: "Dashboard" in ui.screen(), 20, "the UI's first paint")
+        wait_until(lambda: "1 Dash" in ui.screen(), 20, "the UI's first paint")
         ui.keys("2")
         wait_until(lambda: "namespace emojivoto" in ui.screen(), 10, "the topology")
         steps = [(("uninject", "emoji"), lambda: any(not w["meshed"] for w in sandbox.status()["workloads"] if w["deployment"] == "emoji")),
@@ -281,7 +314,6 @@ def test_the_ui_survives_the_readmes_lesson_uninject_inject_scale_and_a_control_
         sandbox.run("scale", "web", "1", check=False)
 
 
-RETRIES = str(Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/policies/doughnut-retries.yaml")
 
 
 async def test_before_and_after_the_last_change(sandbox):

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -26,7 +26,7 @@ from sandbox.resources import ResourceError
 from tui import crash, render
 from tui.actions import Action
 from tui.dialogs import ConfirmScreen, QuitScreen, TextScreen
-from tui.panes import PANES, Logs, Security, Tap
+from tui.panes import PANES, Logs, Security, Tap, Traces
 from tui.panes.base import Pane
 from tui.source import MeshSource, Snapshot
 
@@ -63,7 +63,16 @@ class MeshCommands(Provider):
 class ScreenTabs(TabbedContent):
     """The screens' tabs, switched by keys, the palette and actions only. Textual also shows the
     tab that holds a widget given the focus; a focus that lands after the next key was handled
-    (4 then 1 typed quickly) would switch back to the screen just left."""
+    (4 then 1 typed quickly) would switch back to the screen just left. Narrower than
+    ``ROOMY`` columns, the tabs take short titles and less padding, so all nine show at 80."""
+
+    ROOMY = 96
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < self.ROOMY
+        self.set_class(narrow, "-narrow")
+        for i, pane in enumerate(PANES):
+            self.get_tab(pane.KEY).label = f"{i + 1} {pane.SHORT if narrow and pane.SHORT else pane.TITLE}"
 
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
         event.stop()
@@ -279,6 +288,12 @@ class MeshdojoApp(App[str | None]):
         logs = self.pane("logs")
         assert isinstance(logs, Logs)
         logs.follow(deployment)
+
+    def show_trace(self, trace_id: str) -> None:
+        self.action_show_tab("traces")
+        pane = self.pane("traces")
+        assert isinstance(pane, Traces)
+        pane.open(trace_id)
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
     if event.get("error"):
         lines.append(f"error      {event['error']}")
     if fate.get("trace"):  # a sampled request: its whole path, every sidecar's span, from the CLI
-        lines.append(f"trace      {fate['trace']}: meshdojo trace {fate['trace'][:16]}")
+        lines.append(f"trace      {fate['trace']}: t draws it (meshdojo trace {fate['trace'][:16]})")
     return lines
 
 

@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import netcli, observe
+from sandbox import netcli, observe, tracecli
 from sandbox.backends import backend_for
 from sandbox.cpapi import ApiError
 from sandbox.errors import SandboxError
@@ -78,6 +78,10 @@ class MeshSource:
 
     def faults(self) -> list[dict[str, Any]]:
         return netcli.active(self.name)
+
+    def spans(self, namespace: str | None, trace: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """What ``meshdojo trace`` reads: every sidecar's latest spans, or one trace's."""
+        return tracecli.gather(self.name, namespace, trace, limit)
 
     def comparison(self) -> tuple[dict[str, Any], str]:
         """The minute before the last change and the time since (at most a minute), as

@@ -20,6 +20,7 @@ FORM_CONTROLS = (Input, TextArea, Select, Checkbox, Button)
 class Pane(Vertical, can_focus=True):
     KEY: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
+    SHORT: ClassVar[str] = ""  # the title on a narrow terminal, when it is long
     FIRST: ClassVar[str | None] = None  # the widget to focus when the pane is shown (never a text field)
 
     @property

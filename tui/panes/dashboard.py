@@ -21,6 +21,7 @@ WIDE_AT = 110  # columns of terminal from which the wide table fits
 
 class Dashboard(Pane):
     KEY, TITLE, FIRST = "dashboard", "Dashboard", "#workloads"
+    SHORT = "Dash"
     BINDINGS = [Binding("b", "before_after", "Before/after")]
 
     def compose(self) -> ComposeResult:

@@ -1,5 +1,6 @@
 """Tap (3): every request a deployment makes or receives, live, with its fate; select one for
-the whole story. Enter in the deployment field starts (or moves) the tap."""
+the whole story, and t for its trace when it was sampled. Enter in the deployment field starts
+(or moves) the tap."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Checkbox, DataTable, Input, Static
 
 from sandbox import local, tapcli
-from tui import render
+from tui import render, tables
 from tui.actions import Action, command
 from tui.panes.base import Pane
 from tui.source import Snapshot
@@ -24,6 +26,7 @@ KEEP = 500  # rows
 
 class Tap(Pane):
     KEY, TITLE, FIRST = "tap", "Tap", "#tap-table"
+    BINDINGS = [Binding("t", "trace", "Its trace")]
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="filters"):
@@ -109,6 +112,18 @@ class Tap(Pane):
         index = int(event.row_key.value or 0) if event.row_key else 0
         if index < len(self.events):
             self.query_one("#fate", Static).update("\n".join(render.fate_lines(self.events[index])))
+
+    def action_trace(self) -> None:
+        """The selected request's whole trace (Traces, 9), when a sidecar sampled it."""
+        table = self.query_one("#tap-table", DataTable)
+        key = tables.selected_key(table)
+        event = self.events[int(key)] if key is not None and int(key) < len(self.events) else None
+        trace = ((event or {}).get("fate") or {}).get("trace")
+        if not trace:
+            self.notify("this request was not traced: a sidecar samples 1 % of requests unless a Telemetry says more "
+                        "(demo-apps/emojivoto/policies/tracing-all.yaml)", timeout=5)
+            return
+        self.meshdojo.show_trace(trace)
 
     def on_unmount(self) -> None:
         self.stop()

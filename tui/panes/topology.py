@@ -19,6 +19,7 @@ from tui.source import Snapshot
 
 class Topology(Pane):
     KEY, TITLE, FIRST = "topology", "Topology", "#items"
+    SHORT = "Topo"
 
     def compose(self) -> ComposeResult:
         with ScrollableContainer(id="graph-box"):
