@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import serviceannotations
+from controlplane import extauthz, serviceannotations
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
@@ -310,6 +310,8 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
+    if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider") for i in applied):  # a CUSTOM policy with no provider
+        warnings += extauthz.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
     if names:  # a token rule with nothing to verify tokens where it applies
         warnings += [p.describe() for p in unverified_tokens([r for r, _ in store.list()], known_workloads(registry, request.app[TELEMETRY]),
@@ -330,7 +332,8 @@ async def list_policies(request: web.Request) -> web.Response:
                                              "message": c.describe()} for c in found],
                               "annotationProblems": store.effective()[1],
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
-                                                                                         request.app[REGISTRY].selectors())]})
+                                                                                         request.app[REGISTRY].selectors())],
+                              "providerProblems": extauthz.missing_providers(everything)})
 
 
 def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:

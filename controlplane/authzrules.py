@@ -217,7 +217,8 @@ def dry_run(r: FieldReader, annotations: Mapping[str, Any], spec: Mapping[str, A
     if value not in ("true", "false"):
         raise r.fail(field, f'expected "true" or "false", got {value!r}')
     if value == "true" and spec.get("action", "ALLOW") not in ("ALLOW", "DENY"):
-        raise r.fail(field, "only ALLOW and DENY policies can be dry-run (as in Istio): an AUDIT policy already only reports")
+        raise r.fail(field, "only ALLOW and DENY policies can be dry-run (as in Istio): an AUDIT policy already only reports, "
+                            "and a CUSTOM one asks its provider")
     return value == "true"
 
 

@@ -31,7 +31,7 @@ def plural(kind: str) -> str:
 
 SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
                "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
-               "Telemetry": [], "RequestAuthentication": ["ra"]}
+               "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": []}
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules, egress, policyschema, requestauthn, routeannotations, telemetrypolicy
+from controlplane import authzrules, egress, extauthz, policyschema, requestauthn, routeannotations, telemetrypolicy
 from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
@@ -47,7 +47,7 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
                 "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
                 "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
-                "ra": "RequestAuthentication"}
+                "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider"}
 
 
 class PolicyError(ValueError):
@@ -113,6 +113,11 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     for field, value in (("metadata.name", name), ("metadata.namespace", namespace)):
         if not is_dns_label(value):
             raise r.fail(field, f"{value!r} must be lowercase letters, digits and '-'")
+    for dotted, why in policyschema.REFUSED.get(kind, {}).items():  # by name, with why (the schema would say "unknown")
+        parent, _, last = dotted.rpartition(".")
+        holder = top["spec"].get(parent) if parent else top["spec"]
+        if isinstance(holder, dict) and last in holder:
+            raise r.fail(f"spec.{dotted}", why)
     check(policyschema.KINDS[kind][1], top["spec"], "spec", r)  # shape first: below, only what a schema cannot say
     for field, other, why in _service_ref_namespaces(kind, top["spec"]):
         if other != namespace:
@@ -125,6 +130,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
+    if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
+        return Resource(kind, namespace, name, extauthz.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
                "RequestAuthentication": _requestauthn}
@@ -357,16 +364,24 @@ def _ratelimit(r: _Reader, spec: dict[str, Any]) -> RateLimitSpec:
 @dataclass(frozen=True, slots=True)
 class AuthzSpec:
     service: str | None  # the Service targeted, if that is how the workloads are chosen
-    action: str  # ALLOW, DENY, AUDIT
+    action: str  # ALLOW, DENY, AUDIT, CUSTOM
     rules: tuple[AuthzRule, ...]  # a policy without rules matches nothing (so an ALLOW without rules allows nothing); one empty rule matches everything
     workloads: WorkloadSelector | None = None  # None: every workload of the namespace
     dry_run: bool = False  # Istio's istio.io/dry-run annotation: evaluated and reported, never enforced
+    provider: str | None = None  # CUSTOM: the ExtensionProvider that decides (controlplane/extauthz.py)
 
 
 def _authz(r: _Reader, spec: dict[str, Any], dry_run: bool = False) -> AuthzSpec:
     workloads = _workloads(r, spec)
     service = workloads.name if workloads and workloads.kind == "Service" else None
-    return AuthzSpec(service, spec.get("action", "ALLOW"), authzrules.read_rules(r, spec.get("rules", [])), workloads, dry_run)
+    action = spec.get("action", "ALLOW")
+    provider = spec.get("provider", {}).get("name")
+    if action == "CUSTOM" and provider is None:
+        raise r.fail("spec.provider", "a CUSTOM policy names the external authorizer that decides: provider: {name: ...} "
+                                      "(an ExtensionProvider in meshdojo-system)")
+    if action != "CUSTOM" and provider is not None:
+        raise r.fail("spec.provider", f"only a CUSTOM policy asks a provider; this one's action is {action}")
+    return AuthzSpec(service, action, authzrules.read_rules(r, spec.get("rules", [])), workloads, dry_run, provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,4 +405,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
-        | RequestAuthnSpec)
+        | RequestAuthnSpec | extauthz.HttpProvider)

@@ -8,7 +8,7 @@ into the kind's CustomResourceDefinition for Kubernetes.
 from __future__ import annotations
 
 from controlplane import authzrules
-from controlplane.schema import Bool, Duration, Field, Int, Labels, ListOf, MapOf, Num, Obj, Str, obj
+from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
 POLICY_GROUP = "policy.meshdojo.dev"
 POLICY_VERSION = "v1alpha1"
@@ -190,7 +190,10 @@ AUTHZ_CONDITION = obj({
 AUTHORIZATION_POLICY = obj({
     "targetRef": workload_ref(TARGET_KINDS),
     "selector": SELECTOR,
-    "action": Str(enum=("ALLOW", "DENY", "AUDIT"), doc="ALLOW by default"),
+    "action": Str(enum=("ALLOW", "DENY", "AUDIT", "CUSTOM"),
+                  doc="ALLOW by default; CUSTOM: the requests the rules match are decided by provider (an ExtensionProvider)"),
+    "provider": obj({"name": Str(doc="an ExtensionProvider in meshdojo-system")}, ("name",),
+                    doc="with action CUSTOM: the external authorizer asked"),
     "rules": ListOf(obj({
         "from": ListOf(obj({"source": AUTHZ_SOURCE}, ("source",))),
         "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",))),
@@ -271,6 +274,38 @@ REQUEST_AUTHENTICATION = obj({
     }, ("issuer",)), non_empty=True, hint="expected a non-empty list of {issuer, jwks or jwksUri}"),
 }, ("jwtRules",))
 
+# Istio's meshConfig.extensionProviders[]: one resource per provider, named as the provider, in meshdojo-system
+HEADER_PATTERNS = ListOf(Str(pattern=r"^(\*|\*?[A-Za-z0-9!#$%&'+.^_`|~-]+\*?)$",
+                             hint="expected a header name, or one with a * at one end (x-ext-authz, x-*, *-id)"))
+EXTENSION_PROVIDER = obj({
+    "envoyExtAuthzHttp": obj({
+        "service": Str(pattern=r"^[a-z0-9.-]+$", hint="expected a Service as NAME.NAMESPACE.svc.cluster.local",
+                       doc="the authorizer's Service: NAME.NAMESPACE.svc.cluster.local (or NAME.NAMESPACE)"),
+        "port": IntOrStr(1, 65535, "a port", doc="the Service's port"),
+        "timeout": Duration(doc="how long to wait for its answer (10m by default, as Istio's)"),
+        "pathPrefix": Str(doc="put before the request's path in the check request (e.g. /check)"),
+        "failOpen": Bool(doc="true: a provider that cannot be asked lets requests through (false: statusOnError)"),
+        "statusOnError": Int(100, 599, "an HTTP status", doc="the status when the provider cannot be asked (403)"),
+        "includeRequestHeadersInCheck": HEADER_PATTERNS,
+        "includeAdditionalHeadersInCheck": MapOf(Str(allow_empty=True), hint="expected a mapping of header names to values",
+                                                 doc="fixed headers added to every check request"),
+        "headersToUpstreamOnAllow": HEADER_PATTERNS,
+        "headersToDownstreamOnAllow": HEADER_PATTERNS,
+        "headersToDownstreamOnDeny": HEADER_PATTERNS,
+    }, ("service", "port"), doc="an external authorizer over HTTP, as Envoy's ext_authz http_service"),
+}, ("envoyExtAuthzHttp",))
+# fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
+REFUSED: dict[str, dict[str, str]] = {
+    "ExtensionProvider": {
+        "envoyExtAuthzGrpc": "the sidecars speak HTTP/1.1 only: use envoyExtAuthzHttp (Istio's sample serves it on port 8000)",
+        "envoyExtAuthzHttp.includeRequestBodyInCheck": "the check request carries no body here (the headers and path only)",
+        "envoyExtAuthzHttp.includeHeadersInCheck": "deprecated in Istio: use includeRequestHeadersInCheck",
+        **{f: "not a provider meshdojo's sidecars have (only external authorization: envoyExtAuthzHttp)"
+           for f in ("zipkin", "datadog", "stackdriver", "skywalking", "opentelemetry", "envoyFileAccessLog",
+                     "envoyHttpAls", "envoyTcpAls", "envoyOtelAls", "prometheus", "sds", "lightstep", "opencensus")},
+    },
+}
+
 # kind -> (apiVersion, the spec's fields)
 KINDS: dict[str, tuple[str, Field]] = {
     "HTTPRoute": (GATEWAY_API, HTTP_ROUTE),
@@ -284,4 +319,5 @@ KINDS: dict[str, tuple[str, Field]] = {
     "Sidecar": (POLICY_API, SIDECAR),
     "Telemetry": (POLICY_API, TELEMETRY),
     "RequestAuthentication": (POLICY_API, REQUEST_AUTHENTICATION),
+    "ExtensionProvider": (POLICY_API, EXTENSION_PROVIDER),
 }

@@ -40,6 +40,17 @@ class Int:
 
 
 @dataclass(frozen=True)
+class IntOrStr:
+    """A whole number from ``low`` to ``high``, as a number or as a string of digits (Istio's
+    meshConfig ports are written both ways; Kubernetes' int-or-string)."""
+
+    low: int
+    high: int
+    what: str = "an integer"
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class Num:
     low: float
     high: float
@@ -89,7 +100,7 @@ class Obj:
     doc: str = ""
 
 
-Field = Str | Int | Num | Bool | Duration | ListOf | Labels | MapOf | Obj
+Field = Str | Int | IntOrStr | Num | Bool | Duration | ListOf | Labels | MapOf | Obj
 
 
 def obj(fields: Mapping[str, Field], required: tuple[str, ...] = (), doc: str = "") -> Obj:
@@ -114,6 +125,9 @@ def check(schema: Field, value: Any, path: str, reader: FieldReader) -> None:
             raise reader.fail(path, schema.hint or f"{value!r} does not match {schema.pattern}")
     elif isinstance(schema, Int):
         reader.integer(value, path, schema.low, schema.high, schema.what)
+    elif isinstance(schema, IntOrStr):
+        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        reader.integer(int(value) if digits else value, path, schema.low, schema.high, schema.what)
     elif isinstance(schema, Num):
         number = reader.number(value, path, schema.low, schema.high)
         if schema.above_low and number <= schema.low:
@@ -160,6 +174,10 @@ def openapi(schema: Field) -> dict[str, Any]:
             out["pattern"] = schema.pattern
     elif isinstance(schema, Int):
         out = {"type": "integer", "minimum": schema.low, "maximum": schema.high}
+    elif isinstance(schema, IntOrStr):
+        # structural: no types under it; minimum applies to a number only, pattern to a string only
+        out = {"x-kubernetes-int-or-string": True, "allOf": [{"minimum": schema.low, "maximum": schema.high},
+                                                             {"pattern": r"^[1-9][0-9]*$"}]}
     elif isinstance(schema, Num):
         out = {"type": "number", "minimum": schema.low, "maximum": schema.high}
         if schema.above_low:

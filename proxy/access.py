@@ -2,7 +2,8 @@
 workload's inbound side and the ingress gateways (the edge of the mesh, as Istio's).
 
     authn   RequestAuthentication: an end user's JWT verified (proxy/jwt.py); 401 if invalid
-    authz   AuthorizationPolicy: DENY first, then an ALLOW must match (403); dry-run ones report
+    authz   AuthorizationPolicy: CUSTOM first (an external authorizer asked: proxy/extauthz.py),
+            then DENY, then an ALLOW must match (403); dry-run ones report
 
 Which policies apply is decided once per policy snapshot from what the workload *is*
 (controlplane/selection.py), never from what a request says; the rules read the request's
@@ -15,8 +16,11 @@ import logging
 
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
-from proxy.decisions import authorize
+from controlplane.extauthz import Denied, no_provider, unreachable, with_headers
+from controlplane.policy import AuthzSpec, Resource
+from proxy.decisions import authorize, custom_check
 from proxy.exchange import BytesBody, Handler, Layer, Request, Response, header_of
+from proxy.extauthz import ask
 from proxy.jwt import Refused, Verified, without_param
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -25,18 +29,44 @@ log = logging.getLogger("meshdojo.proxy.access")
 
 
 def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str,
-                       default: str = inboundpolicy.DEFAULT) -> Layer:
-    """AuthorizationPolicy, in Istio's order: DENY first; if any ALLOW exists, one must match;
-    else Linkerd's default inbound policy (``default``) decides. Which policies apply is decided
-    by this workload (see controlplane.selection) — a client's Host or l5d-dst-canonical header
-    cannot choose them."""
+                       default: str = inboundpolicy.DEFAULT, send: Handler | None = None) -> Layer:
+    """AuthorizationPolicy, in Istio's order: CUSTOM first (its provider asked through ``send``,
+    this proxy's outbound side); then DENY; if any ALLOW exists, one must match; else Linkerd's
+    default inbound policy (``default``) decides. Which policies apply is decided by this
+    workload (see controlplane.selection) — a client's Host or l5d-dst-canonical header cannot
+    choose them."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             rules = policies.applied("AuthorizationPolicy").resources
             if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
-            decision = authorize(rules, request_facts(request, own_namespace), default)
+            facts = request_facts(request, own_namespace)
+            custom = custom_check(rules, facts)
+            if custom is None:
+                return await decide(request, rules, facts, inner)
+            spec: AuthzSpec = custom.spec  # type: ignore[assignment]
+            name, provider = f"{custom.namespace}/{custom.name}", policies.providers.get(spec.provider or "")
+            if provider is None:
+                verdict = no_provider(name, spec.provider or "")
+            else:  # (every stack that authorizes has a way out: send)
+                verdict = await ask(provider, request, send) if send is not None else unreachable(provider, "no way out")
+            metrics.ext_authz.labels(spec.provider, verdict.result).inc()
+            said = f"ext_authz {spec.provider} for {name}" + (f" ({verdict.reason})" if verdict.reason else "")
+            if isinstance(verdict, Denied):
+                metrics.authz_deny.labels(name).inc()
+                request.fate.authz = f"deny by {said}"
+                log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated", said)
+                return Response(verdict.status, [*verdict.headers, (b"x-meshdojo-error", b"ext_authz_denied")],
+                                BytesBody(verdict.body), error="ext_authz_denied")
+            request.head.headers = with_headers(request.head.headers, verdict.upstream)
+            response = await decide(request, rules, facts, inner, f"allow by {said}")
+            response.headers = with_headers(response.headers, verdict.downstream) if verdict.downstream else response.headers
+            return response
+
+        async def decide(request: Request, rules: tuple[Resource, ...], facts: RequestFacts, inner: Handler,
+                         custom: str = "") -> Response:
+            decision = authorize(rules, facts, default)
             for name in decision.audited:
                 metrics.authz_audit.labels(name).inc()
                 log.info("AUDIT %s: %s %s from %s", name, request.head.method, request.path, request.peer.identity or "unauthenticated")
@@ -44,7 +74,7 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
                 metrics.authz_dry_run.labels(action, result, name).inc()
                 log.info("dry-run %s policies: %s%s: %s %s from %s", action.upper(), result, f" by {name}" if name else "",
                          request.head.method, request.path, request.peer.identity or "unauthenticated")
-            request.fate.authz = decision.describe()
+            request.fate.authz = "; ".join(filter(None, (custom, decision.describe())))
             if decision.allowed:
                 metrics.authz_allow.labels(decision.label).inc()
                 return await inner(request)
@@ -129,10 +159,12 @@ def request_facts(request: Request, own_namespace: str) -> RequestFacts:
 def at_the_edge(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer:
     """An ingress gateway's RequestAuthentication and AuthorizationPolicy, when one selects it (as
     Istio's ``selector: {istio: ingressgateway}``): the edge decides before any request enters
-    the mesh. The caller is outside, in plaintext: its facts are its address and its request."""
+    the mesh. The caller is outside, in plaintext: its facts are its address and its request.
+    A CUSTOM policy's provider is asked through the layers below (discovery on)."""
 
     def layer(plain: Handler) -> Handler:
-        shaped = authenticate_requests(policies, metrics)(authorize_requests(policies, metrics, policies.workload.namespace)(plain))
+        shaped = authenticate_requests(policies, metrics)(
+            authorize_requests(policies, metrics, policies.workload.namespace, send=plain)(plain))
 
         async def handle(request: Request) -> Response:
             return await (shaped if policies.inbound_active else plain)(request)

@@ -107,7 +107,7 @@ class Proxy:
 
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
-            default_policy=self.config.default_inbound_policy))
+            default_policy=self.config.default_inbound_policy, outbound=outbound))
         linkerd = self.config.access_log
         inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info)(inbound)
         inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling)(inbound)

@@ -76,9 +76,15 @@ def _name(r: Resource) -> str:
     return f"{r.namespace}/{r.name}"
 
 
+def custom_check(policies: Sequence[Resource], facts: RequestFacts) -> Resource | None:
+    """The CUSTOM policy whose provider must be asked about this request (the first by name
+    whose rules match; Istio allows one provider per workload), or None."""
+    return next((r for r in policies if r.spec.action == "CUSTOM" and _matches(r, facts)), None)  # type: ignore[union-attr]
+
+
 def authorize(policies: Sequence[Resource], facts: RequestFacts, default: str = inboundpolicy.DEFAULT) -> AuthzDecision:
-    """Istio's order: any matching DENY denies; AUDIT only records; if any ALLOW policy exists,
-    one of them must match. A policy with no rules never matches. With no ALLOW policy,
+    """Istio's order (after CUSTOM, which ``custom_check`` picks and the proxy asks): any
+    matching DENY denies; AUDIT only records; if any ALLOW policy exists, one of them must match. A policy with no rules never matches. With no ALLOW policy,
     Linkerd's default inbound policy (``default``) decides (controlplane/inboundpolicy.py).
 
     Policies annotated ``istio.io/dry-run: "true"`` take no part in that; as Envoy's shadow

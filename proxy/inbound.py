@@ -17,7 +17,8 @@ three around it):
     identity   x-meshdojo-client-id set from the verified certificate (never from the client)
     policies   only when a policy below applies to this workload (else straight to app)
     authn      RequestAuthentication: an end user's JWT verified (401 if it is not valid)
-    authz      AuthorizationPolicy: DENY first, then ALLOW must match (403)
+    authz      AuthorizationPolicy: CUSTOM first (its provider asked over the outbound side),
+               then DENY, then ALLOW must match (403)
     ratelimit  RateLimit: the token bucket in force at this workload (429)
     fault      FaultInjection: delay and/or abort
 
@@ -167,11 +168,13 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
 
 
 def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
-                        own_namespace: str, rng: random.Random | None = None, default_policy: str = inboundpolicy.DEFAULT) -> Handler:
+                        own_namespace: str, rng: random.Random | None = None, default_policy: str = inboundpolicy.DEFAULT,
+                        outbound: Handler | None = None) -> Handler:
+    """``outbound``: this proxy's outbound side, through which a CUSTOM policy's provider is asked."""
     handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
-    handler = authorize_requests(policies, metrics, own_namespace, default_policy)(handler)  # AuthorizationPolicy: 403
+    handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound)(handler)  # AuthorizationPolicy: 403
     handler = authenticate_requests(policies, metrics)(handler)  # RequestAuthentication: JWTs, 401
     # the four above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
     handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)

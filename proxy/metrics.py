@@ -275,6 +275,8 @@ class ProxyMetrics:
                            ("policy", "outcome"))
         self.authz_allow = counter("inbound_http_authz_allow", "Requests allowed by authorization", ("policy",))
         self.authz_deny = counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",))
+        self.ext_authz = counter("inbound_http_ext_authz", "Requests a CUSTOM AuthorizationPolicy's external authorizer "
+                                 "decided: allowed or denied (Envoy's ext_authz ok and denied)", ("provider", "result"))
         self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))
         self.authz_dry_run = counter("inbound_http_authz_dry_run", "What the dry-run (istio.io/dry-run) ALLOW and DENY policies "
                                      "would have done", ("action", "result", "policy"))

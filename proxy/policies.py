@@ -14,6 +14,7 @@ import random
 import time
 
 from controlplane.egress import ALLOW_ANY, NamedEntry
+from controlplane.extauthz import HttpProvider, providers
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.selection import Applied, Workload, applicable
@@ -50,6 +51,7 @@ class PolicyWatch:
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
         self.jwt: JwtChecker | None = None  # the RequestAuthentications in force here, with their issuers' keys
+        self.providers: dict[str, HttpProvider] = {}  # the ExtensionProviders a CUSTOM AuthorizationPolicy may name
         self.version = -1
         self.updated_at = 0.0
 
@@ -125,6 +127,7 @@ class PolicyWatch:
             for host in hosts.get((resource.namespace, entry), ()) if entry else ():
                 index.setdefault(("HTTPRoute", resource.namespace, host), []).append(resource)
         self._index = index
+        self.providers = providers([r for r, _ in entries])
         self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
                                      if r.kind == "ServiceEntry")
         self.kinds = {kind for kind, _ns, _target in index}

@@ -191,6 +191,8 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
 
 
 def _target(spec: dict[str, Any]) -> str:
+    if "envoyExtAuthzHttp" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
+        return "(mesh)"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
         return ",".join(map(str, spec["hosts"]))
     if isinstance(spec.get("workloadSelector"), dict):  # Sidecar
@@ -207,7 +209,12 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         rules = spec.get("rules") or [{}]
         return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
-        return str(spec.get("action", "ALLOW")) + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else "")
+        provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
+        return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
+                + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))
+    if kind == "ExtensionProvider":
+        http = spec.get("envoyExtAuthzHttp") if isinstance(spec.get("envoyExtAuthzHttp"), dict) else {}
+        return f"ext_authz http://{http.get('service', '?')}:{http.get('port', '?')}{http.get('pathPrefix', '')}"
     if kind == "MeshTLS":
         return str(spec.get("mode", ""))
     if kind == "Sidecar":

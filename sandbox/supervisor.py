@@ -36,6 +36,14 @@ from sandbox.processes import pid_alive, stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
+
+
+def app_directory(manifest: Path) -> Path:
+    """Where an applied Deployment's command runs: the directory of its file, or — for a file
+    among the demo apps (demo-apps/extauthz/ext-authz.yaml) — demo-apps itself, as in the image
+    (its WORKDIR), so one manifest's command works in both backends."""
+    resolved = manifest.resolve()
+    return DEMO_ROOT if resolved.is_relative_to(DEMO_ROOT) else resolved.parent
 DESIRED_FILE = "desired.json"  # written by `meshdojo scale` / `inject` / `uninject`
 # status.json is rewritten when it changes and at least this often: its age tells `meshdojo check`
 # whether the supervisor is stuck (it warns at 30 s)
@@ -241,7 +249,7 @@ class Supervisor:
             env.update({"HTTP_PROXY": f"http://127.0.0.1:{inst.outbound_port}", "NO_PROXY": "127.0.0.1,localhost"})
         # as Kubernetes does, $(VAR) in the command is the container's variable: $(PORT) is the port it must serve
         argv = [sys.executable if part == "python" else expand(part, env) for part in d.container.command]
-        cwd = DEMO_ROOT if self.applied is None or d not in self.applied.deployments else d.source.parent
+        cwd = DEMO_ROOT if self.applied is None or d not in self.applied.deployments else app_directory(d.source)
         return Proc("app", argv, self.paths.logs / f"{inst.name}.log", env, cwd=cwd)
 
     def _start_gateway(self, demo: Demo) -> None:

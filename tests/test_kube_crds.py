@@ -18,13 +18,14 @@ from sandbox.kube.install import crd_manifests
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parent.parent
-POLICY_FILES = sorted(ROOT.glob("demo-apps/*/policies/*.yaml"))
+POLICY_FILES = sorted([*ROOT.glob("demo-apps/*/policies/*.yaml"), ROOT / "demo-apps/extauthz/provider.yaml",
+                       ROOT / "demo-apps/extauthz/web-ext-authz.yaml"])
 
 
 @pytest.fixture(scope="module")
 def installed(k8s):
     core = client.CoreV1Api(k8s.client())
-    for ns in ("emojivoto", "bookinfo", "crdtest"):
+    for ns in ("emojivoto", "bookinfo", "crdtest", "meshdojo-system"):
         core.create_namespace({"metadata": {"name": ns}})
     assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig), "--wait", "60"]) == 0
     yield k8s
@@ -38,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 11
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 12
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io"} <= names
@@ -82,6 +83,8 @@ def _base(kind: str) -> dict:
         "Telemetry": {"selector": {"matchLabels": {"app": "web"}}, "tracing": [{"randomSamplingPercentage": 10}]},
         "RequestAuthentication": {"selector": {"matchLabels": {"app": "web"}},
                                   "jwtRules": [{"issuer": "https://idp.example", "jwksUri": "https://idp.example/keys"}]},
+        "ExtensionProvider": {"envoyExtAuthzHttp": {"service": "ext-authz.foo.svc.cluster.local", "port": "8000",
+                                                    "includeRequestHeadersInCheck": ["x-ext-authz"]}},
     }[kind]
 
 
@@ -108,6 +111,10 @@ INVALID = [
     ("Telemetry", "spec.tracing[0].randomSamplingPercentage", 101),
     ("RequestAuthentication", "spec.jwtRules[0].jwksUri", "file:///etc/passwd"),
     ("RequestAuthentication", "spec.jwtRules", []),
+    ("ExtensionProvider", "spec.envoyExtAuthzHttp.port", "http"),
+    ("ExtensionProvider", "spec.envoyExtAuthzHttp.port", 0),
+    ("ExtensionProvider", "spec.envoyExtAuthzHttp.includeRequestHeadersInCheck[0]", "x ext"),
+    ("ExtensionProvider", "spec.envoyExtAuthzHttp.statusOnError", 99),
 ]
 
 
@@ -122,7 +129,8 @@ def _set(doc: dict, path: str, value) -> None:
 @pytest.mark.parametrize(("kind", "field", "value"), INVALID, ids=[f"{k}-{f}" for k, f, _ in INVALID])
 def test_the_api_server_and_the_validator_refuse_the_same_field(installed, kind, field, value):
     k8s = installed
-    doc = {"apiVersion": policy.KINDS[kind], "kind": kind, "metadata": {"name": "bad", "namespace": "crdtest"},
+    namespace = "meshdojo-system" if kind == "ExtensionProvider" else "crdtest"  # providers are mesh-wide (Istio's meshConfig)
+    doc = {"apiVersion": policy.KINDS[kind], "kind": kind, "metadata": {"name": "bad", "namespace": namespace},
            "spec": copy.deepcopy(_base(kind))}
     good = copy.deepcopy(doc)
     policy.parse(good, "good.yaml", 0)  # the base is valid for both

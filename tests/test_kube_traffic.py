@@ -286,13 +286,30 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
                         "  rules: [{to: [{operation: {paths: [/api/vote*]}}]}]\n")
         learner.run("apply", "-f", str(edge))
 
-        def through_gateway(path: str) -> dict:
-            out = json.loads(learner.run("load", "svc/web", path, "-n", "3", "-c", "1", "-o", "json").stdout)
+        def through_gateway(path: str, *headers: str) -> dict:
+            args = [arg for h in headers for arg in ("-H", h)]
+            out = json.loads(learner.run("load", "svc/web", path, "-n", "3", "-c", "1", *args, "-o", "json").stdout)
             return {code: c["count"] for code, c in out["codes"].items()}
 
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"403": 3}, 30, "the gateway to refuse /api/vote", interval=1)
         assert through_gateway("/api/list") == {"200": 3}
         learner.run("delete", "-f", str(edge))
+
+        # Istio's External Authorization task: the sample authorizer applied as a learner's Deployment (its pod run as the
+        # API server made it, injected), its ExtensionProvider and web's CUSTOM policy as CRDs; web asks it about each vote
+        task = ROOT / "demo-apps/extauthz"
+        learner.run("apply", "-f", str(task / "ext-authz.yaml"), "-f", str(task / "provider.yaml"), "-f", str(task / "web-ext-authz.yaml"))
+
+        def authorizer_pod() -> dict | None:
+            return next((p for p in podnet.pods_of(client, NS) if p["metadata"]["name"].startswith("ext-authz-")
+                         and p.get("status", {}).get("podIP")), None)
+
+        net.run(wait_until(authorizer_pod, 60, "the authorizer's pod", interval=0.5))
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:", "x-ext-authz: allow") == {"200": 3}, 60,
+                   "the authorizer's pod to allow a vote", interval=1)
+        assert through_gateway("/api/vote?choice=:joy:", "x-ext-authz: deny") == {"403": 3}
+        assert through_gateway("/api/list") == {"200": 3}
+        learner.run("delete", "-f", str(task / "web-ext-authz.yaml"))
 
         # a report of the last minutes on the cluster: the latency fault and the STRICT MeshTLS among its changes
         report = learner.run("report", "--before", "3m", "--after", "20s", "-o", str(tmp_path / "report.html"))

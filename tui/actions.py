@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from sandbox import attack, netcli, resources
+from sandbox import applied, attack, netcli, resources
 from sandbox.backends import backend_for
 
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
@@ -182,7 +182,16 @@ def deny_edge(name: str, service: str, namespace: str, source_sa: str) -> Action
 
 
 def example_policies() -> list[Path]:
-    return sorted(DEMO_ROOT.glob("*/policies/*.yaml"))
+    """Each demo's policies, then the policies of Istio's External Authorization task (its
+    authorizer, a Deployment, is applied from a terminal: the editor applies policies only)."""
+    task = [p for p in sorted(DEMO_ROOT.glob("extauthz/*.yaml"))
+            if not any(applied.is_workload(d) for d in yaml.safe_load_all(p.read_text()))]
+    return sorted(DEMO_ROOT.glob("*/policies/*.yaml")) + task
+
+
+def example_label(path: Path) -> str:
+    """``emojivoto/allow-nothing.yaml``, ``extauthz/provider.yaml``: the demo (or task) and the file."""
+    return f"{(path.parent.parent if path.parent.name == 'policies' else path.parent).name}/{path.name}"
 
 
 def preview_example(path: Path) -> tuple[str, str]:

@@ -51,7 +51,7 @@ class Policies(Pane):
         for button in self.query(Button):
             button.can_focus = False
         self.query_one("#examples", Select).set_options(
-            [(f"{p.parent.parent.name}/{p.name}", str(p)) for p in actions.example_policies()])
+            [(actions.example_label(p), str(p)) for p in actions.example_policies()])
 
     def show(self, snap: Snapshot) -> None:
         if not self.query_one("#toggle-svc", Input).value and snap.service_names:
