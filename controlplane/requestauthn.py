@@ -20,11 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.workloadselector import WorkloadSelector
 
 DEFAULT_HEADER = ("authorization", "Bearer ")  # where a token is looked for when a rule does not say (Istio's default)
 DEFAULT_PARAM = "access_token"
+FETCH_TIMEOUT = 5.0  # Istio's default for a jwksUri's answer
+MAX_FETCH_TIMEOUT = 60.0
 # the members each kind of key needs (RFC 7518 section 6; RFC 8037 for OKP)
 KEY_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x"), "oct": ("k",)}
 CURVES = {"EC": ("P-256", "P-384", "P-521"), "OKP": ("Ed25519",)}
@@ -34,7 +37,8 @@ CURVES = {"EC": ("P-256", "P-384", "P-521"), "OKP": ("Ed25519",)}
 class TokenLocation:
     header: str = ""  # a header's (lower-case) name, or
     prefix: str = ""  # what precedes the token in that header ("Bearer ")
-    param: str = ""  # a query parameter's name
+    param: str = ""  # a query parameter's name, or
+    cookie: str = ""  # a cookie's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class JwtRule:
     forward: bool  # forwardOriginalToken: keep the token in the request the app gets
     payload_header: str | None  # outputPayloadToHeader
     claim_headers: tuple[tuple[str, str], ...]  # outputClaimToHeaders: (header, claim)
+    fetch_timeout: float = FETCH_TIMEOUT  # timeout: how long the control plane waits for the keys' server
 
     @property
     def keys_source(self) -> str:
@@ -77,10 +82,16 @@ def read(r: FieldReader, spec: dict[str, Any], workloads: WorkloadSelector | Non
             raise r.fail(f"{where}.issuer", f"{issuer!r} is not a URL to discover keys from: give jwks or jwksUri")
         locations = tuple(TokenLocation(header=h["name"].lower(), prefix=h.get("prefix", "")) for h in rule.get("fromHeaders", []))
         locations += tuple(TokenLocation(param=p) for p in rule.get("fromParams", []))
+        locations += tuple(TokenLocation(cookie=c) for c in rule.get("fromCookies", []))
+        timeout = parse_duration(rule["timeout"]) if "timeout" in rule else FETCH_TIMEOUT
+        if not 0 < timeout <= MAX_FETCH_TIMEOUT:
+            raise r.fail(f"{where}.timeout", f"expected a duration above 0 and up to {MAX_FETCH_TIMEOUT:g}s, got {rule['timeout']!r}")
+        if "timeout" in rule and "jwks" in rule:
+            raise r.fail(f"{where}.timeout", "the keys are inline (jwks): there is nothing to wait for")
         rules.append(JwtRule(issuer, tuple(rule.get("audiences", [])), rule.get("jwks"), rule.get("jwksUri"),
                              locations or (TokenLocation(*DEFAULT_HEADER), TokenLocation(param=DEFAULT_PARAM)),
                              rule.get("forwardOriginalToken", False), rule.get("outputPayloadToHeader"),
-                             tuple((c["header"], c["claim"]) for c in rule.get("outputClaimToHeaders", []))))
+                             tuple((c["header"], c["claim"]) for c in rule.get("outputClaimToHeaders", [])), timeout))
     return RequestAuthnSpec(tuple(rules), workloads, workloads.name if workloads and workloads.kind == "Service" else None)
 
 

@@ -21,7 +21,7 @@ from controlplane.policy import AuthzSpec, Resource
 from proxy.decisions import authorize, custom_check
 from proxy.exchange import BytesBody, Handler, Layer, Request, Response, header_of
 from proxy.extauthz import ask
-from proxy.jwt import Refused, Verified, without_param
+from proxy.jwt import Refused, Verified, without_cookie, without_param
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 
@@ -137,6 +137,9 @@ def jwt_headers(headers: list[tuple[bytes, bytes]], verified: Verified) -> list[
     outputs = {h.lower().encode() for h, _ in rule.claim_headers} | ({rule.payload_header.lower().encode()} if rule.payload_header else set())
     dropped = outputs | ({verified.location.header.encode()} if verified.location.header and not rule.forward else set())
     kept = [(n, v) for n, v in headers if n not in dropped]
+    if verified.location.cookie and not rule.forward:  # the token's cookie leaves; the app keeps its others
+        kept = [(n, without_cookie(v, verified.location.cookie) if n == b"cookie" else v) for n, v in kept]
+        kept = [(n, v) for n, v in kept if n != b"cookie" or v]
     if rule.payload_header:
         kept.append((rule.payload_header.lower().encode(), verified.payload.encode()))
     for header, claim in rule.claim_headers:

@@ -128,6 +128,8 @@ class JwtChecker:
         for location in self.locations:
             if location.param:
                 value = query_param(path, location.param)
+            elif location.cookie:
+                value = cookie_value(header("cookie"), location.cookie)
             else:
                 value = header(location.header)
                 if value is not None:
@@ -137,6 +139,21 @@ class JwtChecker:
             if value:
                 return value, location
         return None
+
+
+def cookie_value(cookies: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header (``a=1; session=TOKEN``)."""
+    for pair in (cookies or "").split(";"):
+        key, sep, value = pair.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
+
+
+def without_cookie(cookies: bytes, name: str) -> bytes:
+    """A ``Cookie`` header without cookie ``name`` (the others kept as written)."""
+    kept = [pair for pair in cookies.split(b";") if pair.strip().partition(b"=")[0] != name.encode("latin-1")]
+    return b";".join(kept).strip()
 
 
 def without_param(path: str, name: str) -> str:

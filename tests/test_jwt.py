@@ -4,6 +4,7 @@ the control plane finds an issuer's keys. (Through real proxies: tests/test_jwt_
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -122,6 +123,13 @@ def test_tokens_are_looked_for_where_the_rule_says():
     custom = checker(ra("jwt", [{"issuer": ISSUER, "fromHeaders": [{"name": "X-Jwt-Assertion", "prefix": "Token "}]}]), keys)
     assert isinstance(custom.check(lambda n: f"Token {token}" if n == "x-jwt-assertion" else None, "/"), Verified)
     assert custom.check(bearer(token), "/") is None  # only where the rule looks
+    cookie = checker(ra("jwt", [{"issuer": ISSUER, "fromCookies": ["session"]}]), keys)  # Istio's fromCookies
+    found = cookie.check(lambda n: f'theme=dark; session="{token}"; lang=en' if n == "cookie" else None, "/")
+    assert isinstance(found, Verified) and found.location.cookie == "session"
+    assert cookie.check(lambda n: f"sessions={token}" if n == "cookie" else None, "/") is None and cookie.check(bearer(token), "/") is None
+    headers = [(b"cookie", f'theme=dark; session="{token}"; lang=en'.encode()), (b"accept", b"*/*")]
+    assert jwt_headers(headers, found) == [(b"cookie", b"theme=dark; lang=en"), (b"accept", b"*/*")]  # the token's cookie leaves
+    assert jwt_headers([(b"cookie", f"session={token}".encode())], found) == []
 
 
 def test_a_token_in_the_query_leaves_it_and_nothing_else_does():
@@ -155,6 +163,9 @@ def test_the_app_gets_the_request_without_the_token_and_with_the_rules_headers()
     ({"issuer": "testing@secure.istio.io"}, "spec.jwtRules[0].issuer", "not a URL to discover keys from"),
     ({"issuer": "a", "jwksUri": "file:///etc/passwd"}, "spec.jwtRules[0].jwksUri", "expected an http:// or https:// URL"),
     ({"jwksUri": "https://x/jwks"}, "spec.jwtRules[0].issuer", "required"),
+    ({"issuer": "a", "jwksUri": "https://x/jwks", "timeout": "2m"}, "spec.jwtRules[0].timeout", "up to 60s"),
+    ({"issuer": "a", "jwks": '{"keys": [{"kty": "oct", "k": "AA"}]}', "timeout": "1s"}, "spec.jwtRules[0].timeout", "inline"),
+    ({"issuer": "a", "jwksUri": "https://x/jwks", "fromCookies": ["a b"]}, "spec.jwtRules[0].fromCookies[0]", "cookie's name"),
 ])
 def test_the_validator_refuses_by_field(rule: dict, field: str, says: str):
     with pytest.raises(PolicyError) as refused:
@@ -207,6 +218,20 @@ async def test_the_control_plane_finds_each_issuers_keys():
     assert await resolver.resolve_once() and fetched == ["https://nowhere.example/jwks"]
     store.apply([("ra.yaml", 0, ra_doc("jwt", [{"issuer": ISSUER}]))])  # the others are no longer named
     assert await resolver.resolve_once() and [e["source"] for e in resolver.snapshot()] == [ISSUER]
+
+
+async def test_a_keys_server_that_does_not_answer_in_the_rules_timeout_is_said_so():
+    store = PolicyStore()
+
+    async def never(url: str) -> str:
+        await asyncio.Event().wait()  # a server that accepted and never answered
+        raise AssertionError
+
+    resolver = JwksResolver(store, DemoIssuer(), never)
+    store.apply([("ra.yaml", 0, ra_doc("jwt", [{"issuer": "slow", "jwksUri": "https://slow.example/keys", "timeout": "50ms"}]))])
+    assert await resolver.resolve_once()
+    [entry] = resolver.snapshot()
+    assert entry["jwks"] is None and entry["error"] == "GET https://slow.example/keys: no answer within 0.05s (the rule's timeout)"
 
 
 def test_a_token_rule_where_no_request_authentication_applies_is_named():

@@ -502,16 +502,3 @@ async def test_t_in_tap_opens_the_selected_requests_trace():
         assert str(ui.query_one("#waterfall", Static).render()).startswith(f"trace {SLOW}: 2 spans")
         assert tables.selected_key(ui.query_one("#traces-table", DataTable)) == SLOW  # the list shows where it is
 
-
-def test_every_lessons_ui_hint_names_a_real_screen_by_its_key():
-    """A lesson's 'tui' line starts with a screen's title and its key, e.g. 'Traces (9): ...'."""
-    import re
-
-    from sandbox.lessons.model import all_lessons
-    from tui.panes import PANES
-
-    screens = {f"{pane.TITLE} ({i + 1})" for i, pane in enumerate(PANES)}
-    hints = [(lesson.number, step.tui) for lesson in all_lessons() for step in lesson.steps if step.tui]
-    assert len(hints) > 40
-    wrong = [(number, tui) for number, tui in hints if (m := re.match(r"^\w+ \(\d\)", tui)) is None or m.group(0) not in screens]
-    assert not wrong, wrong
