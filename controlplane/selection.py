@@ -77,6 +77,7 @@ class Applied:
 
     resources: tuple[Resource, ...] = ()
     conflict: tuple[str, ...] = ()  # namespace/name of policies tied at the winning level (the first is used)
+    levels: tuple[str, ...] = ()  # each resource's level: workload, namespace or mesh (for describe)
 
     @property
     def chosen(self) -> Resource | None:
@@ -97,9 +98,9 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
         items.sort(key=lambda item: (item[0], item[1]))
         if kind in SINGLE_KINDS and items:
             tied = [name for rank, name, _r in items if rank == items[0][0]]
-            result[kind] = Applied((items[0][2],), tuple(tied) if len(tied) > 1 else ())
+            result[kind] = Applied((items[0][2],), tuple(tied) if len(tied) > 1 else (), (LEVELS[items[0][0]],))
         else:
-            result[kind] = Applied(tuple(r for _rank, _name, r in items))
+            result[kind] = Applied(tuple(r for _rank, _name, r in items), (), tuple(LEVELS[rank] for rank, _name, _r in items))
     return result
 
 

@@ -140,8 +140,8 @@ class Proxy:
                 "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
             "policies": {"version": self.policies.version, "resources": self.policies.describe(),
-                         "inbound": {kind: {"applied": [f"{r.namespace}/{r.name}" for r in a.resources], "conflict": list(a.conflict)}
-                                     for kind, a in self.policies.inbound.items() if a.resources}},
+                         "inbound": self.policies.described(),
+                         "callers": self.policies.callers(), "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True))},
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},

@@ -32,6 +32,17 @@ INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy", "
 SHAPING_KINDS = ("HTTPRoute", "CircuitBreaker")  # what the outbound policy layers act on (RetryBudget only with a route)
 
 
+def _note(resource: Resource) -> str:
+    """A policy's gist for describe: ALLOW, DENY (dry-run), CUSTOM by a provider, 5 rps ..."""
+    spec = resource.spec
+    if resource.kind == "AuthorizationPolicy":
+        provider = getattr(spec, "provider", None)
+        return spec.action + (f" by {provider}" if provider else "") + (" (dry-run)" if spec.dry_run else "")  # type: ignore[union-attr]
+    if resource.kind == "RateLimit":
+        return f"{spec.requests_per_second:g} rps, burst {spec.burst}"  # type: ignore[union-attr]
+    return ""
+
+
 class PolicyWatch:
     def __init__(self, client: ControlPlaneClient, identity: WorkloadIdentity, workload: Workload,
                  rng: random.Random | None = None) -> None:
@@ -69,6 +80,24 @@ class PolicyWatch:
     def find(self, kind: str, namespace: str, service: str | None) -> list[Resource]:
         """Resources of ``kind`` in ``namespace`` that target ``service`` (sorted by name)."""
         return self._index.get((kind, namespace, service), [])
+
+    def described(self) -> dict[str, dict]:
+        """Per inbound kind in force here: the policies (most specific first), the level each
+        applies at, what each does in a word (an AuthorizationPolicy's action), any tie."""
+        return {kind: {"applied": [f"{r.namespace}/{r.name}" for r in a.resources], "levels": list(a.levels),
+                       "notes": [_note(r) for r in a.resources], "conflict": list(a.conflict)}
+                for kind, a in self.inbound.items() if a.resources}
+
+    def callers(self) -> dict[str, dict[str, list[str]]]:
+        """For each service that selects this workload: the policies its callers' sidecars act on
+        (routes, circuit breakers, retry budgets), by kind — what describe shows."""
+        found: dict[str, dict[str, list[str]]] = {}
+        for namespace, service in sorted(self.services):
+            for kind in (*SHAPING_KINDS, "RetryBudget"):
+                names = [f"{r.namespace}/{r.name}" for r in self.find(kind, namespace, service)]
+                if names:
+                    found.setdefault(f"{namespace}/{service}", {})[kind] = names
+        return found
 
     def tls_mode(self) -> str | None:
         """The mode of the MeshTLS in force at this workload (the most specific level wins)."""

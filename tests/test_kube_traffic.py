@@ -276,6 +276,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert "jwt_refused" in forged, forged
         assert _from_pod(web_netns, emoji_url, alice).startswith("200 ")
         assert _from_pod(web_netns, emoji_url, mallory).startswith("403 authz_denied")
+        described = learner.run("describe", "deploy/emoji").stdout  # the pod's sidecar, read through the control plane
+        assert f"RequestAuthentication  {NS}/jwt (workload)" in described and f"{NS}/no-mallory (DENY, workload)" in described, described
 
         # the ingress gateway's pod enforces what selects it (Istio's istio: ingressgateway, from the pod's labels): a DENY
         # in the mesh's root namespace refuses one path at the edge, the rest of the page still comes through

@@ -45,6 +45,8 @@ def test_istios_external_authorization_task_on_emojivoto(emojivoto):
     assert denied.value.read() == b"denied by ext_authz for not found header `x-ext-authz: allow` in the request\n"
 
     assert "CUSTOM by sample-ext-authz-http" in cli.run("get", "authz").stdout
+    described = cli.run("describe", "deploy/web").stdout  # what web's sidecar enforces, and why
+    assert "AuthorizationPolicy    emojivoto/web-ext-authz (CUSTOM by sample-ext-authz-http, workload)" in described, described
     assert "ext_authz http://ext-authz.emojivoto.svc.cluster.local:8000" in cli.run("get", "extensionproviders").stdout
     # web asks the authorizer over mutual TLS: an edge like any other
     wait_until(lambda: any(e["src"] == "web" and e["dst"] == "ext-authz" and e["secured"]

@@ -72,6 +72,13 @@ async def test_dashboard_topology_security_and_logs(sandbox):
         body = "\n".join(str(s.render()) for s in app.screen.query(Static))
         assert "client: spiffe://" in body and "routes (1m):" in body
         await pilot.press("escape")
+        items.move_cursor(row=next(i for i, r in enumerate(items.ordered_rows) if r.key.value == "emojivoto/web"))
+        await pilot.press("enter")  # a node: its traffic, then each instance as its sidecar sees it (meshdojo describe)
+        await until(pilot, lambda: type(app.screen).__name__ == "TextScreen", "the node's details")
+        body = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        assert "pod emojivoto/web-0 (deploy/web): ready" in body and "identity      spiffe://meshdojo.local/ns/emojivoto/sa/web" in body
+        assert "meshdojo describe deploy/web -n emojivoto" in body
+        await pilot.press("escape")
 
         await pilot.press("4")
         ids = app.query_one("#identities", DataTable)

@@ -239,6 +239,7 @@ def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "
         f"latency p50 {ms(d['latency_ms']['p50'])} p95 {ms(d['latency_ms']['p95'])} p99 {ms(d['latency_ms']['p99'])}",
         f"called by: {', '.join(callers) or 'nobody yet'}", f"calls: {', '.join(calls) or 'nobody'}",
         f"\nits requests: meshdojo tap deploy/{d['name']}{name}", f"its log: meshdojo logs {d['name']}{name}",
+        f"below, as its sidecars see it: meshdojo describe deploy/{d['name']} -n {d['namespace']}{name}",
     ])
 
 

@@ -79,6 +79,14 @@ class MeshSource:
     def faults(self) -> list[dict[str, Any]]:
         return netcli.active(self.name)
 
+    def described(self, deployment: str, namespace: str) -> list[str]:
+        """``meshdojo describe deploy/NAME``'s lines: each instance as its sidecar sees it."""
+        from sandbox import describe
+
+        st = backend_for(self.name).status() or {"workloads": []}
+        entries = describe.gather(self.name, describe.instances(st, f"deploy/{deployment}", namespace))
+        return [line for entry in entries for line in ["", *describe.lines(entry)]]
+
     def spans(self, namespace: str | None, trace: str | None = None, limit: int = 200) -> dict[str, Any]:
         """What ``meshdojo trace`` reads: every sidecar's latest spans, or one trace's."""
         return tracecli.gather(self.name, namespace, trace, limit)

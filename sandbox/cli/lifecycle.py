@@ -245,7 +245,7 @@ def register(sub) -> None:
     down = sub.add_parser("down", help="stop a sandbox and every process it started")
     down.set_defaults(handler=_down)
     tui = sub.add_parser("tui", help="the terminal UI: a start screen when no sandbox runs (local, kind, minikube or your cluster), "
-                                     "then dashboard, topology, tap, security, faults, policies, logs")
+                                     "then dashboard, topology, tap, security, faults, policies, logs, lessons, traces")
     tui.set_defaults(handler=_tui)
     st = sub.add_parser("status", help="the sandbox, its control plane and every workload instance")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")

@@ -97,6 +97,25 @@ def _attack(args: argparse.Namespace) -> int:
     return 1 if breached else 0
 
 
+def _describe(args: argparse.Namespace) -> int:
+    from sandbox import describe, local
+    from sandbox.backends import backend_for
+    from sandbox.resources import ResourceError
+
+    try:
+        st = backend_for(args.name).status()
+        if st is None:
+            return fail(f"sandbox {args.name!r} is not running: start it with 'meshdojo up'")
+        found = describe.gather(args.name, describe.instances(st, args.target, args.namespace))
+    except (local.SandboxError, ValueError, ResourceError) as exc:
+        return fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+    else:
+        print("\n\n".join("\n".join(describe.lines(entry)) for entry in found))
+    return 0
+
+
 def _tap(args: argparse.Namespace) -> int:
     from sandbox import local, tapcli
 
@@ -149,6 +168,11 @@ def register(sub) -> None:
     ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
     for p in (stat, edges, routes, ident):
         p.set_defaults(handler=_observe)
+    describe = sub.add_parser("describe", help="one workload as its sidecar sees it: identity, mutual TLS, the policies in force "
+                                               "there and at its callers, like 'istioctl x describe pod' (e.g. 'meshdojo describe deploy/web')")
+    describe.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
+    describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    describe.set_defaults(handler=_describe)
     tap = sub.add_parser("tap", help="live requests of a deployment and each one's fate, like 'linkerd viz tap'")
     tap.add_argument("target", help="deploy/NAME")
     tap.add_argument("--to", help="only requests to this destination (e.g. deploy/emoji or svc/emoji)")
@@ -165,9 +189,9 @@ def register(sub) -> None:
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, attack, tap, top):
+    for p in (wire, stat, edges, routes, attack, tap, top, describe):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, ident, attack, tap, top):
+    for p in (wire, stat, edges, routes, ident, attack, tap, top, describe):
         add_name(p)
 
 

@@ -62,7 +62,17 @@ class Topology(Pane):
         else:
             d = next((d for d in self.snapshot.deployments if f"{d['namespace']}/{d['name']}" == key), None)
             if d is not None:
-                self.app.push_screen(TextScreen(f"deployment {key}", render.node_detail(d, self.snapshot.edges, self.sandbox)))
+                self._node_detail(d)
+
+    @work(thread=True, group="detail", exclusive=True)
+    def _node_detail(self, d: dict[str, Any]) -> None:
+        """Its traffic, then each instance as its sidecar sees it (``meshdojo describe``)."""
+        try:
+            described = self.meshdojo.source.described(d["name"], d["namespace"])
+        except Exception as exc:  # the detail still shows its traffic
+            described = ["", f"(its sidecars could not be read: {exc})"]
+        text = "\n".join([render.node_detail(d, self.snapshot.edges, self.sandbox), *described])
+        self.meshdojo.safely(self.app.push_screen, TextScreen(f"deployment {d['namespace']}/{d['name']}", text))
 
     @work(thread=True, group="detail", exclusive=True)
     def _edge_detail(self, edge: dict[str, Any]) -> None:

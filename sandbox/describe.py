@@ -1,0 +1,129 @@
+"""``meshdojo describe``: one workload as its sidecar sees it — istioctl's ``x describe pod``.
+
+Its identity and certificate, the services that select it, its mutual TLS mode and what set it,
+the inbound policies in force there in the order they act (each with the level it applies at:
+the workload, its namespace, or the mesh), the default inbound policy, what its callers'
+sidecars do on the way to it (routes, circuit breakers, retry budgets), its outbound traffic
+policy and telemetry. Read from the sidecar itself (``/config``), so it is what is enforced,
+not what was meant. :func:`gather` reads; :func:`lines` is pure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from typing import Any
+
+from sandbox.cpapi import ApiError
+from sandbox.resources import api_for
+
+# the inbound policies in the order a request meets them (proxy/inbound.py)
+INBOUND_ORDER = ("MeshTLS", "RequestAuthentication", "AuthorizationPolicy", "RateLimit", "FaultInjection")
+LINKERD_DEFAULT = "all-unauthenticated"
+
+
+def instances(status: dict[str, Any], target: str, namespace: str | None) -> list[dict[str, Any]]:
+    """The status rows ``target`` names: ``pod/NAME`` one instance, ``deploy/NAME`` (or a bare
+    name) every instance of a deployment; ValueError says what exists."""
+    kind, slash, name = target.partition("/")
+    if not slash:
+        kind, name = "deploy", target
+    if kind not in ("deploy", "deployment", "pod", "po"):
+        raise ValueError(f"describe takes deploy/NAME or pod/NAME, not {target!r}")
+    rows = [w for w in status.get("workloads", []) if namespace is None or w["namespace"] == namespace]
+    found = [w for w in rows if (w["name"] == name if kind in ("pod", "po") else w["deployment"] == name)]
+    if not found:
+        known = ", ".join(sorted({w["deployment"] for w in rows})) or "none"
+        raise ValueError(f"no {'pod' if kind in ('pod', 'po') else 'deployment'} {name!r}"
+                         f"{f' in namespace {namespace}' if namespace else ''}; the deployments are {known}")
+    if len({w["namespace"] for w in found}) > 1:
+        raise ValueError(f"{name!r} is in {', '.join(sorted({w['namespace'] for w in found}))}: add -n NAMESPACE")
+    return found
+
+
+def gather(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each instance's status row with its sidecar's ``/config`` (None without a sidecar, or
+    ``error`` when it does not answer)."""
+    api = api_for(name)
+    out = []
+    for w in rows:
+        entry: dict[str, Any] = {"workload": w, "config": None}
+        if w["meshed"]:
+            try:
+                if (w.get("ports") or {}).get("admin"):  # a local sidecar's admin port is ours to read
+                    entry["config"] = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
+                else:  # a pod's: only the control plane reaches it
+                    entry["config"] = api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
+            except (OSError, ApiError, ValueError) as exc:
+                entry["error"] = f"its sidecar did not answer ({exc})"
+        out.append(entry)
+    return out
+
+
+def _applied(inbound: dict[str, Any], kind: str) -> str:
+    found = inbound.get(kind) or {}
+    names = found.get("applied") or []
+    if not names:
+        return "-"
+    levels = found.get("levels") or [""] * len(names)
+    notes = found.get("notes") or [""] * len(names)
+    said = ", ".join(f"{n} ({', '.join(filter(None, (note, level)))})" if note or level else n
+                     for n, level, note in zip(names, levels, notes, strict=False))
+    if found.get("conflict"):
+        said += f"  — CONFLICT: {', '.join(found['conflict'])} tie; the first is used"
+    return said
+
+
+def _rotates(cert: dict[str, Any], now: dt.datetime) -> str:
+    not_before, not_after = dt.datetime.fromisoformat(cert["notBefore"]), dt.datetime.fromisoformat(cert["notAfter"])
+    left = max((not_before + (not_after - not_before) * 0.7 - now).total_seconds(), 0)
+    return f"{int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+
+
+def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
+    """One instance, described for a learner."""
+    now = now or dt.datetime.now(dt.UTC)
+    w, config = entry["workload"], entry.get("config")
+    head = (f"pod {w['namespace']}/{w['name']} (deploy/{w['deployment']}): {'ready' if w['ready'] else 'NOT READY'}, "
+            f"{w.get('restarts', 0)} restarts")
+    out = [head, f"  services      {', '.join(w.get('services') or []) or '- (no Service selects it)'}"]
+    if not w["meshed"]:
+        return out + ["  sidecar       none: no mesh identity, no policies here; callers reach it in plaintext",
+                      f"                (meshdojo inject deploy/{w['deployment']} -n {w['namespace']} gives it one)"]
+    if config is None:
+        return out + [f"  sidecar       {entry.get('error', 'not answering')}"]
+    cert = config.get("certificate") or {}
+    policies = config.get("policies") or {}
+    inbound = policies.get("inbound") or {}
+    out.append(f"  identity      {config['identity']}")
+    if cert:
+        out.append(f"  certificate   serial {cert['serial']}, valid to {cert['notAfter'][:16].replace('T', ' ')}, "
+                   f"rotates in {_rotates(cert, now)} ({cert.get('refreshes', 0)} rotations so far)")
+    if config.get("labels"):
+        out.append(f"  labels        {', '.join(f'{k}={v}' for k, v in sorted(config['labels'].items()))}")
+    mtls = _applied(inbound, "MeshTLS")
+    out.append(f"  mutual TLS    {config['mode'].upper()}" + (f" by MeshTLS {mtls}" if mtls != "-" else
+                                                            " (how its sidecar started: no MeshTLS applies)"))
+    out.append("  inbound       the policies in force here, in the order a request meets them:")
+    for kind in INBOUND_ORDER[1:]:
+        out.append(f"    {kind:<22} {_applied(inbound, kind)}")
+    default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
+    out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else
+                                                       " (config.linkerd.io/default-inbound-policy)")
+               + ": decides who gets in when no ALLOW policy applies")
+    callers = policies.get("callers") or {}
+    for service, kinds in callers.items():
+        out.append(f"  callers       to svc/{service.split('/')[1]}, their sidecars act on: "
+                   + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items()))
+    outbound = policies.get("outbound") or {}
+    if outbound:
+        out.append(f"  outbound      {outbound['mode']} ({outbound['by']}): hosts outside the mesh "
+                   + ("are passed through" if outbound["mode"] == "ALLOW_ANY" else "only if a ServiceEntry names them"))
+    tracing, logs = config.get("tracing") or {}, config.get("accessLog") or {}
+    if tracing:
+        telemetry = _applied(inbound, "Telemetry")
+        out.append("  telemetry     " + (f"Telemetry {telemetry}: " if telemetry != "-" else "")
+                   + f"traces {tracing['samplingPercent']:g} % of new requests ({tracing.get('spansRecorded', 0)} spans so far), "
+                   f"access log {'/'.join(sorted({v or 'off' for v in logs.values()})) or 'off'}")
+    return out
