@@ -310,7 +310,7 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
-    if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider") for i in applied):  # a CUSTOM policy with no provider
+    if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += extauthz.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
     if names:  # a token rule with nothing to verify tokens where it applies

@@ -67,11 +67,39 @@ class HttpProvider:
         return f"{self.name} (http://{self.service_name}.{self.namespace}:{self.port})"
 
 
-def read_provider(r: FieldReader, spec: dict[str, Any], name: str, namespace: str) -> HttpProvider:
-    """An ``ExtensionProvider``'s spec, already checked against the schema."""
+@dataclass(frozen=True, slots=True)
+class ZipkinProvider:
+    """One ``zipkin`` provider: where the sidecars a Telemetry names it for send their spans."""
+
+    name: str
+    host: str  # a Service's name (NAME.NAMESPACE.svc.cluster.local) or a ServiceEntry's host
+    port: int
+    path: str
+    max_tag_length: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+
+Provider = HttpProvider | ZipkinProvider
+ZIPKIN_PATH = "/api/v2/spans"
+ZIPKIN_TAG_LENGTH = 256  # Istio's default maxTagLength
+
+
+def read_provider(r: FieldReader, spec: dict[str, Any], name: str, namespace: str) -> Provider:
+    """An ``ExtensionProvider``'s spec, already checked against the schema: one provider."""
     if namespace != MESH_NAMESPACE:
         raise r.fail("metadata.namespace", f"an ExtensionProvider is mesh-wide, as Istio's meshConfig.extensionProviders: "
                                            f"put it in {MESH_NAMESPACE}, not {namespace!r}")
+    given = [key for key in ("envoyExtAuthzHttp", "zipkin") if key in spec]
+    if len(given) != 1:
+        raise r.fail("spec", "expected one provider: envoyExtAuthzHttp (external authorization) or zipkin (traces)"
+                     + (f", not {' and '.join(given)}" if given else ""))
+    if "zipkin" in spec:
+        zipkin = spec["zipkin"]
+        return ZipkinProvider(name, zipkin["service"].rstrip("."), int(zipkin["port"]), zipkin.get("path", ZIPKIN_PATH),
+                              zipkin.get("maxTagLength", ZIPKIN_TAG_LENGTH))
     http = spec["envoyExtAuthzHttp"]
     where = "spec.envoyExtAuthzHttp"
     found = resolve(http["service"], "")
@@ -166,7 +194,7 @@ def with_headers(headers: Headers, added: Headers) -> Headers:
     return [(n, v) for n, v in headers if n not in names] + list(added)
 
 
-def providers(resources: Sequence[Any]) -> dict[str, HttpProvider]:
+def providers(resources: Sequence[Any]) -> dict[str, Provider]:
     """Provider name -> provider, from the ``ExtensionProvider`` resources among ``resources``."""
     return {r.name: r.spec for r in resources if r.kind == "ExtensionProvider" and r.namespace == MESH_NAMESPACE}
 
@@ -174,13 +202,17 @@ def providers(resources: Sequence[Any]) -> dict[str, HttpProvider]:
 def missing_providers(resources: Sequence[Any]) -> list[str]:
     """A sentence per CUSTOM AuthorizationPolicy that names a provider no ExtensionProvider
     defines: the requests its rules match are denied (Istio, too, fails closed)."""
-    known = providers(resources)
+    known = {name: p for name, p in providers(resources).items() if isinstance(p, HttpProvider)}
     out = []
     for r in resources:
         provider = getattr(r.spec, "provider", None) if r.kind == "AuthorizationPolicy" else None
         if provider is not None and provider not in known:
             defined = ", ".join(sorted(known)) or "none yet"
             out.append(f"AuthorizationPolicy {r.namespace}/{r.name} asks provider {provider!r}, which no ExtensionProvider in "
-                       f"{MESH_NAMESPACE} defines (defined: {defined}): the requests its rules match are denied (403) until one does; "
-                       f"apply one (e.g. demo-apps/extauthz/provider.yaml)")
+                       f"{MESH_NAMESPACE} defines as envoyExtAuthzHttp (defined: {defined}): the requests its rules match are "
+                       f"denied (403) until one does; apply one (e.g. demo-apps/extauthz/provider.yaml)")
+        trace_to = getattr(r.spec, "trace_provider", None) if r.kind == "Telemetry" else None
+        if trace_to is not None and not isinstance(providers(resources).get(trace_to), ZipkinProvider):
+            out.append(f"Telemetry {r.namespace}/{r.name} sends spans to provider {trace_to!r}, which no ExtensionProvider in "
+                       f"{MESH_NAMESPACE} defines as zipkin: the spans stay in the sidecars (meshdojo trace still reads them)")
     return out

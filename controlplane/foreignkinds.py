@@ -19,7 +19,7 @@ FOREIGN_KINDS = {
                              "meshdojo jwt issues demo tokens)",
     "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
                "workloadSelector; egress and ingress listeners are not configurable)",
-    "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage, "
+    "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage and providers, "
                  "accessLogging with the envoy provider, and selector or targetRef; metrics are always on: meshdojo stat)",
     "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
                       "timeout.linkerd.io annotations) and RetryBudget",

@@ -245,8 +245,10 @@ TELEMETRY = obj({
     "selector": SELECTOR,
     "tracing": ListOf(obj({
         "randomSamplingPercentage": Num(0, 100, doc="percent of the requests that start a trace at these sidecars (1 by default)"),
-    }, ("randomSamplingPercentage",)), non_empty=True, max_items=1,
-        hint="expected a list of one tracing entry", doc="one entry: how these sidecars sample traces"),
+        "providers": ListOf(obj({"name": Str(doc="a zipkin ExtensionProvider in meshdojo-system")}, ("name",)), max_items=1,
+                            hint="expected a list of one provider", doc="where these sidecars send their spans"),
+    }), non_empty=True, max_items=1,
+        hint="expected a list of one tracing entry", doc="one entry: how these sidecars sample traces, and where they send them"),
     "accessLogging": ListOf(obj({
         "providers": ListOf(obj({"name": Str(enum=("envoy",), doc="envoy: Envoy's default text format, in the sidecar's log")},
                                 ("name",)), max_items=1),
@@ -296,15 +298,24 @@ EXTENSION_PROVIDER = obj({
         "headersToDownstreamOnAllow": HEADER_PATTERNS,
         "headersToDownstreamOnDeny": HEADER_PATTERNS,
     }, ("service", "port"), doc="an external authorizer over HTTP, as Envoy's ext_authz http_service"),
-}, ("envoyExtAuthzHttp",))
+    "zipkin": obj({
+        "service": Str(pattern=r"^[a-z0-9.-]+$", hint="expected a host, e.g. zipkin.istio-system.svc.cluster.local",
+                       doc="the collector: a Service (NAME.NAMESPACE.svc.cluster.local) or a ServiceEntry's host"),
+        "port": IntOrStr(1, 65535, "a port", doc="its port (9411: Zipkin's, and Jaeger's Zipkin receiver)"),
+        "path": Str(pattern=r"^/[^\s]*$", hint="expected a path starting with /", doc="/api/v2/spans by default"),
+        "maxTagLength": Int(1, 65535, "a length", doc="tag values are cut to this (256 by default)"),
+    }, ("service", "port"), doc="a trace collector speaking Zipkin's v2 JSON (Zipkin, Jaeger): the sidecars send their spans"),
+}, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
 REFUSED: dict[str, dict[str, str]] = {
     "ExtensionProvider": {
         "envoyExtAuthzGrpc": "the sidecars speak HTTP/1.1 only: use envoyExtAuthzHttp (Istio's sample serves it on port 8000)",
         "envoyExtAuthzHttp.includeRequestBodyInCheck": "the check request carries no body here (the headers and path only)",
         "envoyExtAuthzHttp.includeHeadersInCheck": "deprecated in Istio: use includeRequestHeadersInCheck",
-        **{f: "not a provider meshdojo's sidecars have (only external authorization: envoyExtAuthzHttp)"
-           for f in ("zipkin", "datadog", "stackdriver", "skywalking", "opentelemetry", "envoyFileAccessLog",
+        "opentelemetry": "the sidecars send spans in Zipkin's v2 JSON: use zipkin (Jaeger and the OpenTelemetry "
+                         "collector both take it, on port 9411)",
+        **{f: "not a provider meshdojo's sidecars have (envoyExtAuthzHttp: external authorization; zipkin: traces)"
+           for f in ("datadog", "stackdriver", "skywalking", "envoyFileAccessLog",
                      "envoyHttpAls", "envoyTcpAls", "envoyOtelAls", "prometheus", "sds", "lightstep", "opencensus")},
     },
 }

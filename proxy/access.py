@@ -16,7 +16,7 @@ import logging
 
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
-from controlplane.extauthz import Denied, no_provider, unreachable, with_headers
+from controlplane.extauthz import Denied, HttpProvider, no_provider, unreachable, with_headers
 from controlplane.policy import AuthzSpec, Resource
 from proxy.decisions import authorize, custom_check
 from proxy.exchange import BytesBody, Handler, Layer, Request, Response, header_of
@@ -47,7 +47,7 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
                 return await decide(request, rules, facts, inner)
             spec: AuthzSpec = custom.spec  # type: ignore[assignment]
             name, provider = f"{custom.namespace}/{custom.name}", policies.providers.get(spec.provider or "")
-            if provider is None:
+            if not isinstance(provider, HttpProvider):  # none by that name, or not an authorizer (zipkin)
                 verdict = no_provider(name, spec.provider or "")
             else:  # (every stack that authorizes has a way out: send)
                 verdict = await ask(provider, request, send) if send is not None else unreachable(provider, "no way out")

@@ -27,7 +27,7 @@ from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
 from proxy.layers import FateLog, record_fate
 from proxy.memory import malloc_trim, resident_bytes, return_freed_memory
 from proxy.metrics import BreakerStates, ProxyMetrics
-from proxy.outbound import build_outbound_stack
+from proxy.outbound import build_internal_sender, build_outbound_stack
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool
 from proxy.serve import ServerState, serve_connection
@@ -35,6 +35,7 @@ from proxy.tap import TapHub
 from proxy.tasks import TaskSet
 from proxy.tracing import SpanLog, trace_layer
 from proxy.traffic import Breakers
+from proxy.zipkin import SpanExporter
 
 log = logging.getLogger("meshdojo.proxy")
 disable_created_metrics()
@@ -100,6 +101,12 @@ class Proxy:
                                         tap=self.tap, workload=self.workload, tasks=self.tasks,
                                         own_ports=lambda: set(self.ports.values()), spans=self.spans,
                                         write_access=self.access.info)
+        # a Telemetry's zipkin provider: this sidecar's spans leave a batch a second, by a path of their own
+        sender = build_internal_sender(self.discovery, self.outbound_pool, self.config.identity.uri, self.policies,
+                                       lambda: set(self.ports.values()))
+        exporter = SpanExporter(self.spans, self.policies.zipkin, sender, self.config.identity.namespace,
+                                lambda provider, outcome, n: self.metrics.spans_exported.labels(provider, outcome).inc(n))
+        self.tasks.supervise(exporter.run, name="tracing:export")
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
@@ -145,7 +152,8 @@ class Proxy:
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
-            "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded},
+            "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded,
+                        "provider": (z := self.policies.zipkin()) and {"name": z.name, "url": z.url}},
             "accessLog": {direction: chosen_format(self.policies.access_log, self.config.access_log, direction)
                           for direction in ("inbound", "outbound")},
             "discovery": {

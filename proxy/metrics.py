@@ -277,6 +277,8 @@ class ProxyMetrics:
         self.authz_deny = counter("inbound_http_authz_deny", "Requests denied by authorization", ("policy",))
         self.ext_authz = counter("inbound_http_ext_authz", "Requests a CUSTOM AuthorizationPolicy's external authorizer "
                                  "decided: allowed or denied (Envoy's ext_authz ok and denied)", ("provider", "result"))
+        self.spans_exported = counter("proxy_trace_spans_exported", "Spans sent to a Telemetry's zipkin provider: sent or failed "
+                                      "(dropped, as Envoy drops them)", ("provider", "outcome"))
         self.authz_audit = counter("inbound_http_authz_audit", "Requests matched by an AUDIT policy", ("policy",))
         self.authz_dry_run = counter("inbound_http_authz_dry_run", "What the dry-run (istio.io/dry-run) ALLOW and DENY policies "
                                      "would have done", ("action", "result", "policy"))

@@ -183,6 +183,17 @@ def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers:
     discovery.on_change(forget)
 
 
+def build_internal_sender(discovery: Discovery, pool: ConnectionPool, own_identity: str, policies: PolicyWatch,
+                          own_ports: Callable[[], set[int]] = set, rng: random.Random | None = None, clock=time.monotonic) -> Handler:
+    """The sidecar's own requests (span batches to a collector: proxy/zipkin.py), not the app's:
+    target -> discover (a Service, or a host outside the mesh as the app's would go) -> balance
+    -> endpoint (mutual TLS to a meshed one). No policies, fates, metrics or traces: failures
+    are raised, and nothing of them is counted as the workload's traffic."""
+    balancer = P2cBalancer(rng or random.Random(), clock)
+    handler = balance(balancer)(endpoint(pool, balancer, own_identity))
+    return target()(discover(discovery, outside_the_mesh(policies, own_ports))(handler))
+
+
 def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: ProxyMetrics, own_identity: str,
                          policies: PolicyWatch, fates: FateLog, breakers: traffic.Breakers, rng: random.Random | None = None,
                          clock=time.monotonic, gateway: str | None = None, tap: TapHub | None = None, workload: str = "",

@@ -14,7 +14,7 @@ import random
 import time
 
 from controlplane.egress import ALLOW_ANY, NamedEntry
-from controlplane.extauthz import HttpProvider, providers
+from controlplane.extauthz import Provider, ZipkinProvider, providers
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.selection import Applied, Workload, applicable
@@ -62,7 +62,8 @@ class PolicyWatch:
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
         self.jwt: JwtChecker | None = None  # the RequestAuthentications in force here, with their issuers' keys
-        self.providers: dict[str, HttpProvider] = {}  # the ExtensionProviders a CUSTOM AuthorizationPolicy may name
+        self.providers: dict[str, Provider] = {}  # the ExtensionProviders a CUSTOM policy or a Telemetry may name
+        self.trace_provider: str | None = None  # a Telemetry's tracing provider: where this sidecar's spans go
         self.version = -1
         self.updated_at = 0.0
 
@@ -104,6 +105,11 @@ class PolicyWatch:
         chosen = self.applied("MeshTLS").chosen
         return chosen.spec.mode if chosen is not None else None  # type: ignore[union-attr]
 
+    def zipkin(self) -> ZipkinProvider | None:
+        """The collector this sidecar sends its spans to (a Telemetry names it), if it is defined."""
+        provider = self.providers.get(self.trace_provider or "")
+        return provider if isinstance(provider, ZipkinProvider) else None
+
     def trace_sampling(self) -> float:
         """The percentage of requests that start a trace here: a Telemetry's, else Istio's default 1 %."""
         return self.sampling_percent
@@ -138,6 +144,7 @@ class PolicyWatch:
         telemetry = effective(self.applied("Telemetry").resources)  # field by field, the most specific Telemetry first
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT if telemetry.sampling_percent is None else telemetry.sampling_percent
         self.access_log = telemetry.access_log
+        self.trace_provider = telemetry.trace_provider
         authn = self.applied("RequestAuthentication").resources  # the most specific first
         keys = {item["source"]: (item.get("jwks"), item.get("error")) for item in event.get("jwks", []) if isinstance(item, dict)}
         self.jwt = JwtChecker([(f"{r.namespace}/{r.name}", rule) for r in authn for rule in r.spec.rules],  # type: ignore[union-attr]

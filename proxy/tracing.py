@@ -143,10 +143,12 @@ class SpanLog:
     def __init__(self, workload: str, deployment: str = "", size: int = SPANS_KEPT) -> None:
         self.workload, self.deployment = workload, deployment
         self._spans: deque[Span] = deque(maxlen=size)
+        self.outbox: deque[Span] = deque(maxlen=size)  # not yet sent to a collector (proxy/zipkin.py drains it)
         self.recorded = 0
 
     def add(self, span: Span) -> None:
         self._spans.append(span)
+        self.outbox.append(span)
         self.recorded += 1
 
     def entries(self, trace: str | None = None, limit: int = SPANS_KEPT) -> list[dict[str, Any]]:

@@ -124,6 +124,7 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
     if tracing:
         telemetry = _applied(inbound, "Telemetry")
         out.append("  telemetry     " + (f"Telemetry {telemetry}: " if telemetry != "-" else "")
-                   + f"traces {tracing['samplingPercent']:g} % of new requests ({tracing.get('spansRecorded', 0)} spans so far), "
-                   f"access log {'/'.join(sorted({v or 'off' for v in logs.values()})) or 'off'}")
+                   + f"traces {tracing['samplingPercent']:g} % of new requests ({tracing.get('spansRecorded', 0)} spans so far"
+                   + (f", spans sent to {tracing['provider']['name']} at {tracing['provider']['url']}" if tracing.get("provider") else "")
+                   + f"), access log {'/'.join(sorted({v or 'off' for v in logs.values()})) or 'off'}")
     return out

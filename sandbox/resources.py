@@ -191,7 +191,7 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
 
 
 def _target(spec: dict[str, Any]) -> str:
-    if "envoyExtAuthzHttp" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
+    if "envoyExtAuthzHttp" in spec or "zipkin" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
         return "(mesh)"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
         return ",".join(map(str, spec["hosts"]))
@@ -213,6 +213,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
                 + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))
     if kind == "ExtensionProvider":
+        if isinstance(spec.get("zipkin"), dict):
+            zipkin = spec["zipkin"]
+            return f"zipkin http://{zipkin.get('service', '?')}:{zipkin.get('port', '?')}{zipkin.get('path', '/api/v2/spans')}"
         http = spec.get("envoyExtAuthzHttp") if isinstance(spec.get("envoyExtAuthzHttp"), dict) else {}
         return f"ext_authz http://{http.get('service', '?')}:{http.get('port', '?')}{http.get('pathPrefix', '')}"
     if kind == "MeshTLS":
@@ -221,7 +224,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
     if kind == "Telemetry":
         parts = []
-        for key, say in (("tracing", lambda e: f"tracing {e.get('randomSamplingPercentage', '?')}% sampled"),
+        for key, say in (("tracing", lambda e: ", ".join(filter(None, (
+                f"tracing {e['randomSamplingPercentage']}% sampled" if "randomSamplingPercentage" in e else "",
+                f"spans to {e['providers'][0].get('name')}" if e.get("providers") else "")))),
                          ("accessLogging", lambda e: "access log " + ("off" if e.get("disabled") else "on"))):
             entries = spec.get(key)
             if isinstance(entries, list) and entries and isinstance(entries[0], dict):

@@ -41,7 +41,8 @@ def test_a_provider_reads_istios_fields_with_istios_defaults():
 @pytest.mark.parametrize(("doc", "field", "says"), [
     ({**PROVIDER, "metadata": {"name": "x", "namespace": "foo"}}, "metadata.namespace", "put it in meshdojo-system"),
     ({**PROVIDER, "spec": {"envoyExtAuthzGrpc": {"service": "a.b", "port": 9000}}}, "spec.envoyExtAuthzGrpc", "HTTP/1.1 only"),
-    ({**PROVIDER, "spec": {"zipkin": {"service": "z.b", "port": 9411}}}, "spec.zipkin", "only external authorization"),
+    ({**PROVIDER, "spec": {"datadog": {"service": "d.b", "port": 8126}}}, "spec.datadog", "not a provider meshdojo's sidecars have"),
+    ({**PROVIDER, "spec": {"opentelemetry": {"service": "o.b", "port": 4317}}}, "spec.opentelemetry", "use zipkin"),
     (with_http(includeRequestBodyInCheck={"maxRequestBytes": 10}), "spec.envoyExtAuthzHttp.includeRequestBodyInCheck", "no body"),
     (with_http(port="http"), "spec.envoyExtAuthzHttp.port", "expected a port from 1 to 65535"),
     (with_http(port=70000), "spec.envoyExtAuthzHttp.port", "expected a port from 1 to 65535"),

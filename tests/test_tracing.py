@@ -83,8 +83,9 @@ def telemetry(spec: dict, ns: str = "shop", name: str = "t"):
     ({"tracing": []}, "spec.tracing", "a list of one tracing entry"),
     ({"tracing": [{"randomSamplingPercentage": 1}, {"randomSamplingPercentage": 2}]}, "spec.tracing", "a list of one tracing entry"),
     ({"tracing": [{"randomSamplingPercentage": 150}]}, "spec.tracing[0].randomSamplingPercentage", "100"),
-    ({"tracing": [{}]}, "spec.tracing[0].randomSamplingPercentage", "required"),
-    ({"tracing": [{"randomSamplingPercentage": 5, "providers": [{"name": "zipkin"}]}]}, "spec.tracing[0].providers", "unknown field"),
+    ({"tracing": [{}]}, "spec.tracing[0]", "say randomSamplingPercentage, providers, or both"),
+    ({"tracing": [{"providers": [{"name": "a"}, {"name": "b"}]}]}, "spec.tracing[0].providers", "a list of one provider"),
+    ({"tracing": [{"randomSamplingPercentage": 5, "customTags": {}}]}, "spec.tracing[0].customTags", "unknown field"),
     ({"tracing": [{"randomSamplingPercentage": 5}], "targetRef": {"name": "web"}, "selector": {"matchLabels": {"app": "web"}}},
      "spec.selector", "not both"),
 ])

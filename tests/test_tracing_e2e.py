@@ -76,7 +76,7 @@ async def test_a_sampled_context_gets_a_span_at_each_sidecar_linked_parent_to_ch
     # the app gets the inbound span as its parent, in both formats, and nothing of the caller's left
     assert seen[-1] == {"traceparent": f"00-{TRACE}-{inbound['spanId']}-01", "x-b3-traceid": TRACE,
                         "x-b3-spanid": inbound["spanId"], "x-b3-sampled": "1", "x-b3-parentspanid": outbound["spanId"]}
-    assert client.config()["tracing"] == {"samplingPercent": 1.0, "spansRecorded": 1}
+    assert client.config()["tracing"] == {"samplingPercent": 1.0, "spansRecorded": 1, "provider": None}
 
 
 async def test_telemetry_sets_who_starts_traces_and_an_unsampled_context_passes_untouched(mesh: Mesh, header_app):
