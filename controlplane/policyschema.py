@@ -253,6 +253,8 @@ TELEMETRY = obj({
         "providers": ListOf(obj({"name": Str(enum=("envoy",), doc="envoy: Envoy's default text format, in the sidecar's log")},
                                 ("name",)), max_items=1),
         "disabled": Bool(doc="true: no access log at these sidecars (false by default)"),
+        "filter": obj({"expression": Str(doc="a CEL expression over Envoy's attributes, e.g. response.code >= 400")}, ("expression",),
+                      doc="only the requests it is true for are logged"),
     }), non_empty=True, max_items=1, hint="expected a list of one accessLogging entry",
         doc="one entry: a line per request in these sidecars' logs (meshdojo logs DEPLOYMENT --proxy)"),
 })

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.accessfilter import FilterError, compile_filter
 from controlplane.fields import FieldReader
 from controlplane.workloadselector import WorkloadSelector
 
@@ -23,6 +24,7 @@ class TelemetrySpec:
     access_log: bool | None  # accessLogging[0]: on, unless disabled
     workloads: WorkloadSelector | None  # None: the whole namespace (or mesh)
     trace_provider: str | None = None  # tracing[0].providers[0].name: where the spans are sent
+    access_filter: str | None = None  # accessLogging[0].filter.expression (CEL), checked when read
 
 
 def read(r: FieldReader, spec: dict[str, Any], workloads: WorkloadSelector | None) -> TelemetrySpec:
@@ -35,7 +37,13 @@ def read(r: FieldReader, spec: dict[str, Any], workloads: WorkloadSelector | Non
     sampling = float(tracing["randomSamplingPercentage"]) if "randomSamplingPercentage" in tracing else None
     provider = tracing["providers"][0]["name"] if tracing.get("providers") else None
     access = not spec["accessLogging"][0].get("disabled", False) if "accessLogging" in spec else None
-    return TelemetrySpec(sampling, access, workloads, provider)
+    expression = spec["accessLogging"][0].get("filter", {}).get("expression") if "accessLogging" in spec else None
+    if expression is not None:
+        try:
+            compile_filter(expression)
+        except FilterError as exc:
+            raise r.fail("spec.accessLogging[0].filter.expression", f"{exc} in {expression!r}") from None
+    return TelemetrySpec(sampling, access, workloads, provider, expression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +54,15 @@ class Effective:
     access_log_from: str = ""
     trace_provider: str | None = None  # None: spans stay in the sidecars (meshdojo trace reads them)
     trace_provider_from: str = ""
+    access_filter: str | None = None  # the filter of the Telemetry that decided access_log
 
 
 def effective(applied: Sequence[Any]) -> Effective:
     """``applied``: the Telemetry resources that apply to a workload, most specific first."""
     sampling = next(((r.spec.sampling_percent, f"{r.namespace}/{r.name}") for r in applied
                      if r.spec.sampling_percent is not None), (None, ""))
-    access = next(((r.spec.access_log, f"{r.namespace}/{r.name}") for r in applied if r.spec.access_log is not None), (None, ""))
+    access = next(((r.spec.access_log, f"{r.namespace}/{r.name}", r.spec.access_filter) for r in applied
+                   if r.spec.access_log is not None), (None, "", None))
     provider = next(((r.spec.trace_provider, f"{r.namespace}/{r.name}") for r in applied if r.spec.trace_provider is not None),
                     (None, ""))
-    return Effective(sampling[0], access[0], sampling[1], access[1], provider[0], provider[1])
+    return Effective(sampling[0], access[0], sampling[1], access[1], provider[0], provider[1], access[2])

@@ -22,8 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from controlplane.accessfilter import LogFacts
 from controlplane.protocol import fqdn
-from proxy.exchange import Handler, Layer, Request, Response
+from proxy.exchange import Handler, Layer, Request, Response, header_of
 
 # what the sidecar itself answered (x-meshdojo-error) -> Envoy's response flag
 RESPONSE_FLAGS = {
@@ -125,8 +126,10 @@ def access_logger() -> logging.Logger:
     return logger
 
 
-def access_log(form: Callable[[], str | None], write: Callable[[str], None], clock=time.time) -> Layer:
-    """A line per request in the format ``form()`` says now (None: no access log, one call)."""
+def access_log(form: Callable[[], str | None], write: Callable[[str], None], clock=time.time,
+               keep: Callable[[], Callable[[LogFacts], bool] | None] = lambda: None) -> Layer:
+    """A line per request in the format ``form()`` says now (None: no access log, one call);
+    with a Telemetry's format, only for the requests its filter (``keep()``) is true for."""
 
     def layer(inner: Handler) -> Handler:
         def handle(request: Request) -> Awaitable[Response]:
@@ -138,7 +141,11 @@ def access_log(form: Callable[[], str | None], write: Callable[[str], None], clo
         async def logged(request: Request, chosen: str) -> Response:
             start = clock()
             response = await inner(request)
-            write(LINES[chosen](request, response, start, round((clock() - start) * 1000)))
+            took = clock() - start
+            wanted = keep() if chosen == "envoy" else None
+            if wanted is None or wanted(LogFacts(request.head.method, request.path, request.authority, response.status, took,
+                                                 header_of(request), response.tls or request.peer.tls, request.peer.address)):
+                write(LINES[chosen](request, response, start, round(took * 1000)))
             return response
 
         return handle

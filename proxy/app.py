@@ -116,7 +116,8 @@ class Proxy:
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
             default_policy=self.config.default_inbound_policy, outbound=outbound))
         linkerd = self.config.access_log
-        inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info)(inbound)
+        inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info,
+                             keep=lambda: self.policies.access_filter)(inbound)
         inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling)(inbound)
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
@@ -154,8 +155,8 @@ class Proxy:
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
             "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded,
                         "provider": (z := self.policies.zipkin()) and {"name": z.name, "url": z.url}},
-            "accessLog": {direction: chosen_format(self.policies.access_log, self.config.access_log, direction)
-                          for direction in ("inbound", "outbound")},
+            "accessLog": {**{direction: chosen_format(self.policies.access_log, self.config.access_log, direction)
+                             for direction in ("inbound", "outbound")}, "filter": self.policies.access_filter_text},
             "discovery": {
                 name: {
                     "service": s.service, "connected": s.connected, "unknown": s.unknown_since is not None,

@@ -227,7 +227,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it
-    handler = access_log(lambda: chosen_format(policies.access_log, None, "outbound"), write_access)(handler)  # a Telemetry's
+    handler = access_log(lambda: chosen_format(policies.access_log, None, "outbound"), write_access,  # a Telemetry's
+                         keep=lambda: policies.access_filter)(handler)
     if spans is not None:  # a span of each sampled request, the trace's context passed on
         handler = trace_layer("outbound", spans, policies.trace_sampling, rng)(handler)
     return handler

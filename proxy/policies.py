@@ -12,7 +12,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 
+from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.extauthz import Provider, ZipkinProvider, providers
 from controlplane.policy import PolicyError, Resource, parse
@@ -61,6 +63,8 @@ class PolicyWatch:
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
+        self.access_filter: Callable[[LogFacts], bool] | None = None  # its filter.expression, compiled
+        self.access_filter_text: str | None = None
         self.jwt: JwtChecker | None = None  # the RequestAuthentications in force here, with their issuers' keys
         self.providers: dict[str, Provider] = {}  # the ExtensionProviders a CUSTOM policy or a Telemetry may name
         self.trace_provider: str | None = None  # a Telemetry's tracing provider: where this sidecar's spans go
@@ -144,6 +148,8 @@ class PolicyWatch:
         telemetry = effective(self.applied("Telemetry").resources)  # field by field, the most specific Telemetry first
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT if telemetry.sampling_percent is None else telemetry.sampling_percent
         self.access_log = telemetry.access_log
+        self.access_filter = compile_filter(telemetry.access_filter) if telemetry.access_filter else None
+        self.access_filter_text = telemetry.access_filter
         self.trace_provider = telemetry.trace_provider
         authn = self.applied("RequestAuthentication").resources  # the most specific first
         keys = {item["source"]: (item.get("jwks"), item.get("error")) for item in event.get("jwks", []) if isinstance(item, dict)}

@@ -126,5 +126,6 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
         out.append("  telemetry     " + (f"Telemetry {telemetry}: " if telemetry != "-" else "")
                    + f"traces {tracing['samplingPercent']:g} % of new requests ({tracing.get('spansRecorded', 0)} spans so far"
                    + (f", spans sent to {tracing['provider']['name']} at {tracing['provider']['url']}" if tracing.get("provider") else "")
-                   + f"), access log {'/'.join(sorted({v or 'off' for v in logs.values()})) or 'off'}")
+                   + f"), access log {'/'.join(sorted({logs.get(d) or 'off' for d in ('inbound', 'outbound')}))}"
+                   + (f" where {logs['filter']}" if logs.get("filter") else ""))
     return out

@@ -31,7 +31,7 @@ async def test_telemetry_access_logging_writes_envoys_lines_and_a_workload_can_t
     server = mesh.start_proxy("emojivoto", "emoji", echo_port, name="emoji")
     client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
     mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
-    assert client.config()["accessLog"] == {"inbound": None, "outbound": None}  # off until something turns it on
+    assert client.config()["accessLog"] == {"inbound": None, "outbound": None, "filter": None}  # off until something turns it on
     apply(mesh, doc("Telemetry", "logs", {"accessLogging": [{"providers": [{"name": "envoy"}]}]}))  # the namespace
     await eventually(lambda: asyncio.to_thread(client.config), lambda c: c["accessLog"]["outbound"] == "envoy", "web's access log")
     await eventually(lambda: asyncio.to_thread(server.config), lambda c: c["accessLog"]["inbound"] == "envoy", "emoji's access log")
@@ -53,12 +53,24 @@ async def test_telemetry_access_logging_writes_envoys_lines_and_a_workload_can_t
         await _logged(server, "/quiet")  # emoji logged it: by then web would have too
         assert "/quiet" not in client.log_text()
 
+        # Istio's filter: emoji logs only what its CEL expression is true for (the failures, and one header)
+        apply(mesh, doc("Telemetry", "logs", {"accessLogging": [{"providers": [{"name": "envoy"}], "filter": {
+            "expression": "response.code >= 500 || request.headers['x-debug'] == 'yes'"}}]}))
+        await eventually(lambda: asyncio.to_thread(server.config), lambda c: c["accessLog"]["filter"], "emoji's filter")
+        assert await _get(session, client.outbound, "http://emoji/status/500") == 500
+        assert await _get(session, client.outbound, "http://emoji/skipped") == 200
+        async with session.get("http://emoji/debugged", proxy=client.outbound, headers={"x-debug": "yes"}) as rsp:
+            assert rsp.status == 200
+        await _logged(server, '"GET /status/500 HTTP/1.1" 500')
+        await _logged(server, "/debugged")  # logged after /skipped was answered: had it been logged, it would be there
+        assert "/skipped" not in server.log_text()
+
 
 async def test_linkerds_access_log_annotation_gives_json_lines_for_inbound_requests(mesh: Mesh, echo_port: int):
     server = mesh.start_proxy("emojivoto", "emoji", echo_port, "--access-log", "json", name="emoji")
     client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
     mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
-    assert server.config()["accessLog"] == {"inbound": "json", "outbound": None}  # Linkerd logs inbound requests only
+    assert server.config()["accessLog"] == {"inbound": "json", "outbound": None, "filter": None}  # Linkerd logs inbound requests only
     async with aiohttp.ClientSession() as session:
         assert await _get(session, client.outbound, "http://emoji/json-logged") == 200
     line = json.loads(await _logged(server, '"uri":"/json-logged"'))
