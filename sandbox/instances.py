@@ -18,6 +18,7 @@ BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 # a ready app's port is probed this often (a kubelet's readinessProbe periodSeconds); one not
 # ready yet at every round, so that `up` sees it the moment it listens
 READY_PROBE_PERIOD = 2.0
+FAILURE_THRESHOLD = 3  # a kubelet's readinessProbe default
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
 GATEWAY_LABEL = "meshdojo.dev/gateway"
@@ -31,19 +32,28 @@ def gateway_labels(name: str, demo: str) -> dict[str, str]:
 
 @dataclass
 class ReadinessProbe:
-    """Whether a port accepted a connection at the last look: looked at every round until it
-    does (or while what it belongs to is not ready), then every READY_PROBE_PERIOD."""
+    """Whether a port accepts connections: looked at every round until it does (or while what
+    it belongs to is not ready), then every READY_PROBE_PERIOD. A ready app becomes not ready
+    only after FAILURE_THRESHOLD looks in a row fail, as a kubelet's readinessProbe has it: one
+    slow accept on a busy machine (a connect that takes over 0.2 s) is no outage."""
 
     answered: bool = False
     probed_at: float = float("-inf")  # monotonic time of the last look
+    failures: int = 0  # looks in a row that found the port not accepting (looked at every round while > 0)
 
     def due(self, now: float, ready: bool = True) -> bool:
-        return not ready or not self.answered or now - self.probed_at >= READY_PROBE_PERIOD
+        return not ready or not self.answered or self.failures > 0 or now - self.probed_at >= READY_PROBE_PERIOD
 
     def look(self, port: int, now: float, ready: bool = True) -> bool:
         if self.due(now, ready):
-            self.answered, self.probed_at = accepting(port), now
+            self.answer(accepting(port), now, ready)
         return self.answered
+
+    def answer(self, accepted: bool, now: float, ready: bool) -> None:
+        """One look's outcome (pure: ``look`` connects, this decides)."""
+        self.probed_at = now
+        self.failures = 0 if accepted else self.failures + 1
+        self.answered = accepted or (ready and self.answered and self.failures < FAILURE_THRESHOLD)
 
 
 @dataclass

@@ -447,3 +447,24 @@ def test_an_app_is_probed_at_every_round_until_ready_then_once_per_period():
     assert inst.probe_due(10.1 + READY_PROBE_PERIOD)
     inst.ready = False  # e.g. its app crashed and was restarted: at every round again
     assert inst.probe_due(10.2)
+
+
+def test_a_ready_app_is_not_ready_only_after_three_failed_looks_in_a_row():
+    """A kubelet's failureThreshold: one connect that took too long on a busy machine (the full
+    suite once saw voting-0 "not ready" for one round) is no outage; three in a row are."""
+    from sandbox.instances import FAILURE_THRESHOLD, ReadinessProbe
+
+    probe = ReadinessProbe()
+    probe.answer(False, 1.0, ready=False)
+    assert not probe.answered  # starting: not ready until it accepts
+    probe.answer(True, 1.5, ready=False)
+    assert probe.answered and not probe.due(2.0)
+    for i in range(FAILURE_THRESHOLD - 1):
+        probe.answer(False, 4.0 + i, ready=True)
+        assert probe.answered and probe.due(4.1 + i)  # still ready, but looked at every round now
+    probe.answer(False, 9.0, ready=True)
+    assert not probe.answered
+    probe.answer(True, 9.5, ready=False)
+    probe.answer(False, 12.0, ready=True)
+    probe.answer(True, 12.5, ready=True)  # one failure, then an answer: the count starts again
+    assert probe.answered and probe.failures == 0
