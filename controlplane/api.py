@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import extauthz, serviceannotations
+from controlplane import providers, serviceannotations
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
@@ -311,7 +311,7 @@ async def apply_policies(request: web.Request) -> web.Response:
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
     if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
-        warnings += extauthz.missing_providers([r for r, _ in store.list()])
+        warnings += providers.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
     if names:  # a token rule with nothing to verify tokens where it applies
         warnings += [p.describe() for p in unverified_tokens([r for r, _ in store.list()], known_workloads(registry, request.app[TELEMETRY]),
@@ -333,7 +333,7 @@ async def list_policies(request: web.Request) -> web.Response:
                               "annotationProblems": store.effective()[1],
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
                                                                                          request.app[REGISTRY].selectors())],
-                              "providerProblems": extauthz.missing_providers(everything)})
+                              "providerProblems": providers.missing_providers(everything)})
 
 
 def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:

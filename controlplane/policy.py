@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules, egress, extauthz, policyschema, requestauthn, routeannotations, telemetrypolicy
+from controlplane import authzrules, egress, policyschema, providers, requestauthn, routeannotations, telemetrypolicy
 from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
@@ -131,7 +131,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
-        return Resource(kind, namespace, name, extauthz.read_provider(r, top["spec"], name, namespace), top)
+        return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
                "RequestAuthentication": _requestauthn}
@@ -368,7 +368,7 @@ class AuthzSpec:
     rules: tuple[AuthzRule, ...]  # a policy without rules matches nothing (so an ALLOW without rules allows nothing); one empty rule matches everything
     workloads: WorkloadSelector | None = None  # None: every workload of the namespace
     dry_run: bool = False  # Istio's istio.io/dry-run annotation: evaluated and reported, never enforced
-    provider: str | None = None  # CUSTOM: the ExtensionProvider that decides (controlplane/extauthz.py)
+    provider: str | None = None  # CUSTOM: the ExtensionProvider that decides (controlplane/providers.py)
 
 
 def _authz(r: _Reader, spec: dict[str, Any], dry_run: bool = False) -> AuthzSpec:
@@ -405,4 +405,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
-        | RequestAuthnSpec | extauthz.HttpProvider)
+        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider)

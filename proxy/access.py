@@ -16,8 +16,9 @@ import logging
 
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
-from controlplane.extauthz import Denied, HttpProvider, no_provider, unreachable, with_headers
+from controlplane.extauthz import Denied, no_provider, unreachable, with_headers
 from controlplane.policy import AuthzSpec, Resource
+from controlplane.providers import HttpProvider
 from proxy.decisions import authorize, custom_check
 from proxy.exchange import BytesBody, Handler, Layer, Request, Response, header_of
 from proxy.extauthz import ask

@@ -135,6 +135,7 @@ class Proxy:
 
     def describe(self) -> dict[str, Any]:
         cert = self.identity.certificate
+        zipkin = self.policies.zipkin()  # where this sidecar's spans go, if a Telemetry names a collector
         return {
             "identity": self.config.identity.uri,
             "workload": self.config.workload,
@@ -154,7 +155,7 @@ class Proxy:
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
             "tracing": {"samplingPercent": self.policies.trace_sampling(), "spansRecorded": self.spans.recorded,
-                        "provider": (z := self.policies.zipkin()) and {"name": z.name, "url": z.url}},
+                        "provider": None if zipkin is None else {"name": zipkin.name, "url": zipkin.url}},
             "accessLog": {**{direction: chosen_format(self.policies.access_log, self.config.access_log, direction)
                              for direction in ("inbound", "outbound")}, "filter": self.policies.access_filter_text},
             "discovery": {

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.extauthz import HttpProvider, Verdict, check_headers, check_target, unreachable, verdict
+from controlplane.extauthz import Verdict, check_headers, check_target, unreachable, verdict
+from controlplane.providers import HttpProvider
 from proxy.errors import ProxyError
 from proxy.exchange import EMPTY, Handler, Peer, Request
 from proxy.http1 import RequestHead

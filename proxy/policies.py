@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.egress import ALLOW_ANY, NamedEntry
-from controlplane.extauthz import Provider, ZipkinProvider, providers
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
+from controlplane.providers import Provider, ZipkinProvider, providers
 from controlplane.selection import Applied, Workload, applicable
 from controlplane.serviceannotations import derive
 from controlplane.telemetrypolicy import effective

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.extauthz import ZipkinProvider
+from controlplane.providers import ZipkinProvider
 from proxy.errors import ProxyError
 from proxy.exchange import BytesBody, Handler, Peer, Request
 from proxy.http1 import RequestHead

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 
-from controlplane import extauthz
+from controlplane import extauthz, providers
 from controlplane.authzrules import RequestFacts
 from controlplane.policy import PolicyError, parse
 from proxy.decisions import authorize, custom_check
@@ -108,9 +108,9 @@ def test_custom_is_asked_first_and_takes_no_part_in_allow_or_deny():
 
 def test_a_custom_policy_without_its_provider_is_named_and_get_says_who_decides():
     resources = [parse(custom(), "p", 0)]
-    [problem] = extauthz.missing_providers(resources)
+    [problem] = providers.missing_providers(resources)
     assert "foo/ext-authz asks provider 'sample-ext-authz-http'" in problem and "defined: none yet" in problem
-    assert extauthz.missing_providers([*resources, parse(PROVIDER, "p", 1)]) == []
+    assert providers.missing_providers([*resources, parse(PROVIDER, "p", 1)]) == []
     rows = table([{"document": custom(), "expiresAt": None}, {"document": PROVIDER, "expiresAt": None}])
     assert rows[1][4] == "CUSTOM by sample-ext-authz-http"
     assert rows[2][3:5] == ("(mesh)", "ext_authz http://ext-authz.foo.svc.cluster.local:8000")

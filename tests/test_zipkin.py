@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from controlplane import extauthz
+from controlplane import providers
 from controlplane.policy import PolicyError, parse
 from controlplane.telemetrypolicy import effective
 from proxy.exchange import BytesBody, Response
@@ -55,9 +55,9 @@ def test_telemetry_chooses_the_collector_field_by_field():
     assert provider.url == "http://zipkin.istio-system.svc.cluster.local:9411/api/v2/spans" and provider.max_tag_length == 256
     with pytest.raises(PolicyError, match="expected one provider"):
         parse({**ZIPKIN, "spec": {**ZIPKIN["spec"], "envoyExtAuthzHttp": {"service": "a.b", "port": 1}}}, "p.yaml", 0)
-    [problem] = extauthz.missing_providers([mesh])
+    [problem] = providers.missing_providers([mesh])
     assert "Telemetry meshdojo-system/mesh-default sends spans to provider 'zipkin'" in problem
-    assert extauthz.missing_providers([mesh, parse(ZIPKIN, "p.yaml", 0)]) == []
+    assert providers.missing_providers([mesh, parse(ZIPKIN, "p.yaml", 0)]) == []
     rows = table([{"document": ZIPKIN, "expiresAt": None}, {"document": mesh.document, "expiresAt": None}])
     assert rows[1][3:5] == ("(mesh)", "zipkin http://zipkin.istio-system.svc.cluster.local:9411/api/v2/spans")
     assert rows[2][4] == "spans to zipkin"
