@@ -7,7 +7,9 @@ The part of CEL that access-log filters use: the attributes below; ``==``, ``!=`
 and boolean literals, ``duration('100ms')``; the string methods ``startsWith``, ``endsWith``,
 ``contains``. It is compiled once, when the Telemetry is read, with its types checked, so a
 typo is refused by ``meshdojo apply`` with where it is — never found by a request. A header
-that is not there makes the expression false, as a missing key does in Envoy (no line).
+that is not there is an error, as a missing key is in CEL: ``||`` and ``&&`` forgive it when
+their other side decides (``true || error`` is true), else the expression is false (no line,
+as in Envoy).
 
 Pure: :func:`compile_filter` returns a predicate over :class:`LogFacts`.
 """
@@ -104,7 +106,7 @@ class _Parser:
             at = self.take()[2]
             right = self.conjunction()
             self._want(left, "bool", at), self._want(right, "bool", at)
-            left = (lambda f, a=left[0], b=right[0]: a(f) or b(f), "bool")  # (CEL's || forgives an error on one side: not here)
+            left = (lambda f, a=left[0], b=right[0]: _either(a, b, f), "bool")
         return left
 
     def conjunction(self) -> Compiled:
@@ -113,7 +115,7 @@ class _Parser:
             at = self.take()[2]
             right = self.unary()
             self._want(left, "bool", at), self._want(right, "bool", at)
-            left = (lambda f, a=left[0], b=right[0]: a(f) and b(f), "bool")
+            left = (lambda f, a=left[0], b=right[0]: _both(a, b, f), "bool")
         return left
 
     def unary(self) -> Compiled:
@@ -220,6 +222,36 @@ class _Parser:
     def _want(node: Compiled, kind: str, at: int) -> None:
         if node[1] != kind:
             raise FilterError(f"expected {_a(kind)} on both sides, found {_a(node[1])}", at)
+
+
+def _either(a: Callable[[LogFacts], Any], b: Callable[[LogFacts], Any], facts: LogFacts) -> bool:
+    """CEL's ``||``: true if either side is, even when the other is an error (a missing header)."""
+    try:
+        left = a(facts)
+    except MissingKey:
+        left = None
+    if left:
+        return True
+    if b(facts):  # an error here, with a false or erring left: the whole is an error
+        return True
+    if left is None:
+        raise MissingKey("left")
+    return False
+
+
+def _both(a: Callable[[LogFacts], Any], b: Callable[[LogFacts], Any], facts: LogFacts) -> bool:
+    """CEL's ``&&``: false if either side is, even when the other is an error."""
+    try:
+        left = a(facts)
+    except MissingKey:
+        left = None
+    if left is False:
+        return False
+    if not b(facts):
+        return False
+    if left is None:
+        raise MissingKey("left")
+    return True
 
 
 def _a(kind: str) -> str:

@@ -20,6 +20,11 @@ FACTS = LogFacts("GET", "/api/login?x=1", "web", 503, 0.25, lambda n: {"x-user-t
     ("request.duration > duration('1s')", False),
     ("request.url_path.contains('login') && request.headers['x-user-type'] == 'dev'", True),
     ("request.headers['x-missing'] == 'x'", False),  # a header that is not there: no line, as in Envoy
+    ("request.headers['x-missing'] == 'x' || response.code >= 500", True),  # CEL: true || error is true, either way round
+    ("response.code >= 500 || request.headers['x-missing'] == 'x'", True),
+    ("request.headers['x-missing'] == 'x' && response.code >= 600", False),  # false && error is false
+    ("request.headers['x-missing'] == 'x' && response.code >= 500", False),  # true && error is an error: no line
+    ("!(request.headers['x-missing'] == 'x')", False),
     ("!(request.method in ['GET', 'HEAD'])", False),
     ("response.code in [500, 503]", True),
     ("connection.mtls && source.address.startsWith('10.')", True),
