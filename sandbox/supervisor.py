@@ -31,7 +31,7 @@ from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Pr
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
-from sandbox.ports import free_port
+from sandbox.ports import accepting, free_port
 from sandbox.processes import pid_alive, stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
@@ -278,6 +278,8 @@ class Supervisor:
             self._launch(fresh, inject)
         for inst in list(self.instances):
             early = [p for p in (inst.proxy, inst.app) if p is not None and p.exited() and not inst.ever_ready]
+            if not early and inst.app is not None and inst.app.exited() and self._port_held_by_another(inst):
+                early = [inst.app]  # it never served: the readiness probe reached whoever holds its port
             if early:
                 self._relaunch_fresh(inst, early[0], now)
                 continue
@@ -344,10 +346,19 @@ class Supervisor:
                 return False
         return True
 
+    @staticmethod
+    def _port_held_by_another(inst: Instance) -> bool:
+        """The app exited, yet its port still accepts: another process took the port between
+        its choosing and the app's binding (the app then fails with "Address already in use"),
+        and the readiness probe was answered by that process. Restarting on the same port would
+        fail forever."""
+        return inst.deployment.container.port is not None and bool(inst.app_port) and accepting(inst.app_port)
+
     def _relaunch_fresh(self, inst: Instance, proc: Proc, now: float) -> None:
-        """A process died before its instance was ever ready — most often a port taken between
-        choosing and binding it. Start the whole instance again on fresh ports (at once the
-        first time, then with backoff, so a broken command does not spin)."""
+        """A process died before its instance was ever ready (or its app died while another
+        process holds its port) — most often a port taken between choosing and binding it. Start
+        the whole instance again on fresh ports (at once the first time, then with backoff, so a
+        broken command does not spin)."""
         restarts = inst.earlier_restarts + 1
         delay = 0.0 if restarts == 1 else min(BACKOFF_START * 2 ** (restarts - 2), BACKOFF_MAX)
         log.warning("%s %s exited with %s before becoming ready; relaunching the instance on fresh ports in %.0fs (see %s)",
