@@ -101,21 +101,19 @@ class _Parser:
 
     # expr := or;  or := and ('||' and)*;  and := unary ('&&' unary)*;  unary := '!' unary | relation
     def expression(self) -> Compiled:
-        left = self.conjunction()
-        while self.peek("||"):
-            at = self.take()[2]
-            right = self.conjunction()
-            self._want(left, "bool", at), self._want(right, "bool", at)
-            left = (lambda f, a=left[0], b=right[0]: _either(a, b, f), "bool")
-        return left
+        return self._chain("||", self.conjunction, _either)
 
     def conjunction(self) -> Compiled:
-        left = self.unary()
-        while self.peek("&&"):
+        return self._chain("&&", self.unary, _both)
+
+    def _chain(self, op: str, operand: Callable[[], Compiled], combine: Callable[..., bool]) -> Compiled:
+        """``operand (op operand)*``, each side a bool, combined left to right."""
+        left = operand()
+        while self.peek(op):
             at = self.take()[2]
-            right = self.unary()
+            right = operand()
             self._want(left, "bool", at), self._want(right, "bool", at)
-            left = (lambda f, a=left[0], b=right[0]: _both(a, b, f), "bool")
+            left = (lambda f, a=left[0], b=right[0]: combine(a, b, f), "bool")
         return left
 
     def unary(self) -> Compiled:

@@ -11,11 +11,10 @@ not what was meant. :func:`gather` reads; :func:`lines` is pure.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import urllib.request
 from typing import Any
 
 from sandbox.cpapi import ApiError
+from sandbox.observe import sidecar_config
 from sandbox.resources import api_for
 
 # the inbound policies in the order a request meets them (proxy/inbound.py)
@@ -51,10 +50,7 @@ def gather(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"workload": w, "config": None}
         if w["meshed"]:
             try:
-                if (w.get("ports") or {}).get("admin"):  # a local sidecar's admin port is ours to read
-                    entry["config"] = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
-                else:  # a pod's: only the control plane reaches it
-                    entry["config"] = api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
+                entry["config"] = sidecar_config(api, w)
             except (OSError, ApiError, ValueError) as exc:
                 entry["error"] = f"its sidecar did not answer ({exc})"
         out.append(entry)

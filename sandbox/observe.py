@@ -56,6 +56,15 @@ def routes(name: str, target: str, namespace: str | None, source: str | None, wi
     return api_for(name).call("GET", "/v1/routes?" + urlencode(query))["rows"]
 
 
+def sidecar_config(api: Any, w: dict[str, Any]) -> dict[str, Any]:
+    """A meshed instance's sidecar ``/config`` (identity, certificate, policies): a local one's
+    from its admin port, a pod's through the control plane (only it reaches the pods).
+    OSError or ApiError when the sidecar does not answer."""
+    if (w.get("ports") or {}).get("admin"):
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
+    return api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
+
+
 def identities(name: str) -> dict[str, Any]:
     from sandbox.backends import backend_for
 
@@ -68,10 +77,7 @@ def identities(name: str) -> dict[str, Any]:
         if not w["meshed"]:
             continue
         try:
-            if w["ports"]["admin"]:  # a local sidecar's admin port is ours to read
-                config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/config", timeout=3).read())
-            else:  # a pod's: only the control plane reaches it
-                config = api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
+            config = sidecar_config(api, w)
         except (OSError, ApiError):
             rows.append({"workload": w["name"], "namespace": w["namespace"], "identity": w["identity"], "error": "proxy not answering"})
             continue

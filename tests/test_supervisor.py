@@ -10,6 +10,18 @@ from sandbox.processes import wait_until
 from tests.test_sandbox import DEMO_POLICIES
 
 
+def one_deployment(tmp_path, name: str, command: list[str], env: dict[str, str] | None = None):
+    """A directory with one meshed Deployment, ``name`` in namespace demo, running ``command``."""
+    manifests = tmp_path / name
+    manifests.mkdir()
+    (manifests / "m.yaml").write_text(json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "demo"},
+        "spec": {"template": {"metadata": {"labels": {"app": name}, "annotations": {"meshdojo.dev/inject": "enabled"}},
+                              "spec": {"serviceAccountName": name, "containers": [{
+                                  "name": name, "command": command, "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                                  "ports": [{"containerPort": 8080}]}]}}}}))
+    return manifests
+
 def test_an_instance_that_dies_before_it_is_ready_is_relaunched_on_fresh_ports(tmp_path, monkeypatch):
     """E.g. a port taken between being chosen and being bound: retrying the same port forever
     would never work, so the whole instance starts again on new ports."""
@@ -22,14 +34,7 @@ def test_an_instance_that_dies_before_it_is_ready_is_relaunched_on_fresh_ports(t
               "if not os.path.exists(os.environ['FLAG']):\n"
               "    open(os.environ['FLAG'], 'w').close(); sys.exit(3)\n"
               "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), http.server.BaseHTTPRequestHandler).serve_forever()\n")
-    manifests = tmp_path / "flaky"
-    manifests.mkdir()
-    (manifests / "m.yaml").write_text(json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "flaky", "namespace": "demo"},
-        "spec": {"template": {"metadata": {"labels": {"app": "flaky"}, "annotations": {"meshdojo.dev/inject": "enabled"}},
-                              "spec": {"serviceAccountName": "flaky", "containers": [{
-                                  "name": "flaky", "command": ["python", "-c", script],
-                                  "env": [{"name": "FLAG", "value": str(flag)}], "ports": [{"containerPort": 8080}]}]}}}}))
+    manifests = one_deployment(tmp_path, "flaky", ["python", "-c", script], {"FLAG": str(flag)})
     monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path / "home"))
     supervisor = Supervisor(SandboxPaths.for_name("flaky"), [load_demo(manifests)], "24h")
     try:
@@ -60,14 +65,7 @@ def test_an_app_whose_port_another_process_took_is_relaunched_on_fresh_ports(tmp
     from sandbox.paths import SandboxPaths
     from sandbox.supervisor import Supervisor
 
-    manifests = tmp_path / "plain"
-    manifests.mkdir()
-    (manifests / "m.yaml").write_text(json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "plain", "namespace": "demo"},
-        "spec": {"template": {"metadata": {"labels": {"app": "plain"}, "annotations": {"meshdojo.dev/inject": "enabled"}},
-                              "spec": {"serviceAccountName": "plain", "containers": [{
-                                  "name": "plain", "command": ["python", "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"],
-                                  "ports": [{"containerPort": 8080}]}]}}}}))
+    manifests = one_deployment(tmp_path, "plain", ["python", "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"])
     with socket.socket() as thief:  # takes the first port the supervisor picks for an app
         thief.bind(("127.0.0.1", 0))
         thief.listen()
