@@ -104,7 +104,7 @@ class Proxy:
         # a Telemetry's zipkin provider: this sidecar's spans leave a batch a second, by a path of their own
         sender = build_internal_sender(self.discovery, self.outbound_pool, self.config.identity.uri, self.policies,
                                        lambda: set(self.ports.values()))
-        exporter = SpanExporter(self.spans, self.policies.zipkin, sender, self.config.identity.namespace,
+        exporter = SpanExporter(self.spans, self.policies.zipkin, self.policies.exporting, sender, self.config.identity.namespace,
                                 lambda provider, outcome, n: self.metrics.spans_exported.labels(provider, outcome).inc(n))
         self.tasks.supervise(exporter.run, name="tracing:export")
         self._outbound_server = await loop.create_server(

@@ -68,6 +68,7 @@ class PolicyWatch:
         self.jwt: JwtChecker | None = None  # the RequestAuthentications in force here, with their issuers' keys
         self.providers: dict[str, Provider] = {}  # the ExtensionProviders a CUSTOM policy or a Telemetry may name
         self.trace_provider: str | None = None  # a Telemetry's tracing provider: where this sidecar's spans go
+        self.exporting = asyncio.Event()  # set while that provider is defined: the span exporter wakes only then
         self.version = -1
         self.updated_at = 0.0
 
@@ -170,6 +171,10 @@ class PolicyWatch:
                 index.setdefault(("HTTPRoute", resource.namespace, host), []).append(resource)
         self._index = index
         self.providers = providers([r for r, _ in entries])
+        if self.zipkin() is not None:
+            self.exporting.set()
+        else:
+            self.exporting.clear()
         self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
                                      if r.kind == "ServiceEntry")
         self.kinds = {kind for kind, _ns, _target in index}

@@ -144,11 +144,13 @@ class SpanLog:
         self.workload, self.deployment = workload, deployment
         self._spans: deque[Span] = deque(maxlen=size)
         self.outbox: deque[Span] = deque(maxlen=size)  # not yet sent to a collector (proxy/zipkin.py drains it)
+        self.exporting = False  # is a collector named? only then does a span wait in the outbox
         self.recorded = 0
 
     def add(self, span: Span) -> None:
         self._spans.append(span)
-        self.outbox.append(span)
+        if self.exporting:
+            self.outbox.append(span)
         self.recorded += 1
 
     def entries(self, trace: str | None = None, limit: int = SPANS_KEPT) -> list[dict[str, Any]]:

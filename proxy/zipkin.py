@@ -6,8 +6,8 @@ A ``Telemetry`` names the provider (``tracing: [{providers: [{name: zipkin}]}]``
 second the spans recorded since the last batch leave in one ``POST`` of Zipkin's v2 JSON. They
 leave through a small outbound path of their own (discovery, a ServiceEntry's host, mutual TLS
 to a meshed collector), not through the app's: the batches are not traced, tapped or counted as
-the workload's requests, as Envoy's are not. Spans recorded while no provider is named are not
-kept for later. :func:`zipkin_span` is pure.
+the workload's requests, as Envoy's are not. While no provider is named the exporter sleeps (no
+wakeup a second in every sidecar) and spans are not kept for later. :func:`zipkin_span` is pure.
 """
 
 from __future__ import annotations
@@ -66,15 +66,21 @@ def batch_request(provider: ZipkinProvider, spans: list[Span], namespace: str) -
 class SpanExporter:
     """Drains a SpanLog's outbox to the provider its Telemetry names, a batch a second."""
 
-    def __init__(self, spans: SpanLog, provider: Callable[[], ZipkinProvider | None], send: Handler, namespace: str,
-                 count: Callable[[str, str, int], None], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, spans: SpanLog, provider: Callable[[], ZipkinProvider | None], named: asyncio.Event, send: Handler,
+                 namespace: str, count: Callable[[str, str, int], None], clock: Callable[[], float] = time.monotonic) -> None:
         self._spans, self._provider, self._send, self._namespace = spans, provider, send, namespace
+        self._named = named  # set while a Telemetry names a provider that is defined
         self._count = count  # (provider, outcome, spans)
         self._clock = clock
         self._warned = -WARN_EVERY
 
     async def run(self, sleep=asyncio.sleep) -> None:
         while True:
+            if not self._named.is_set():
+                self._spans.exporting = False
+                self._spans.outbox.clear()
+                await self._named.wait()  # asleep until a snapshot names a collector
+                self._spans.exporting = True
             await sleep(EVERY_SECONDS)
             await self.export_once()
 

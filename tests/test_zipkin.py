@@ -4,6 +4,7 @@ the collector. Through real proxies and a real receiver: tests/test_zipkin_e2e.p
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -12,8 +13,9 @@ from controlplane import providers
 from controlplane.policy import PolicyError, parse
 from controlplane.telemetrypolicy import effective
 from proxy.exchange import BytesBody, Response
+from proxy.tasks import TaskSet
 from proxy.tracing import Span, SpanLog
-from proxy.zipkin import BATCH, SpanExporter, zipkin_span
+from proxy.zipkin import BATCH, EVERY_SECONDS, SpanExporter, zipkin_span
 from sandbox.resources import table
 
 POL = "policy.meshdojo.dev/v1alpha1"
@@ -79,11 +81,12 @@ async def test_the_exporter_sends_what_was_recorded_once_in_batches_and_drops_wh
     provider = parse(ZIPKIN, "p.yaml", 0).spec
     chosen: list = [None]
     send = Recorder()
-    exporter = SpanExporter(log, lambda: chosen[0], send, "bookinfo", lambda *c: counted.append(c))
+    exporter = SpanExporter(log, lambda: chosen[0], asyncio.Event(), send, "bookinfo", lambda *c: counted.append(c))
     log.add(span())
     await exporter.export_once()  # no collector named: nothing waits to be sent later
     assert send.batches == [] and not log.outbox and len(log.entries()) == 1
     chosen[0] = provider
+    log.exporting = True
     for _ in range(BATCH + 3):
         log.add(span())
     await exporter.export_once()
@@ -94,3 +97,44 @@ async def test_the_exporter_sends_what_was_recorded_once_in_batches_and_drops_wh
     log.add(span())
     await exporter.export_once()
     assert counted[-1] == ("zipkin", "failed", 1) and not log.outbox  # dropped, as Envoy drops them
+
+
+async def test_the_exporter_sleeps_until_a_collector_is_named_and_keeps_nothing_meanwhile():
+    log, named, recorder = SpanLog("bookinfo/productpage-v1-0", "productpage-v1"), asyncio.Event(), Recorder()
+    provider = parse(ZIPKIN, "p.yaml", 0).spec
+    ticks: asyncio.Queue[float] = asyncio.Queue()  # the exporter's sleeps, each held until the test lets it go
+    gate: asyncio.Queue[None] = asyncio.Queue()
+    sent = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        ticks.put_nowait(seconds)
+        await gate.get()
+
+    async def send(request):
+        response = await recorder(request)
+        sent.set()
+        return response
+
+    async def settle() -> None:  # let the exporter's task run to its next wait
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    exporter = SpanExporter(log, lambda: provider if named.is_set() else None, named, send, "bookinfo", lambda *c: None)
+    tasks = TaskSet()
+    tasks.spawn(exporter.run(sleep), "tracing:export")
+    await settle()
+    log.add(span())
+    assert ticks.empty() and not log.outbox  # no collector: no wakeup at all, nothing kept for later
+    named.set()
+    assert await asyncio.wait_for(ticks.get(), 5) == EVERY_SECONDS
+    log.add(span())
+    gate.put_nowait(None)
+    await asyncio.wait_for(sent.wait(), 5)
+    assert [len(b) for b in recorder.batches] == [1]  # only what was recorded once a collector was named
+    await asyncio.wait_for(ticks.get(), 5)
+    named.clear()
+    gate.put_nowait(None)
+    await settle()
+    log.add(span())
+    assert not log.exporting and not log.outbox and ticks.empty()  # asleep again
+    await tasks.close()
