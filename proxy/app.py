@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from proxy.metrics import BreakerStates, ProxyMetrics
 from proxy.outbound import build_internal_sender, build_outbound_stack
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool
+from proxy.requestid import request_id
 from proxy.serve import ServerState, serve_connection
 from proxy.tap import TapHub
 from proxy.tasks import TaskSet
@@ -119,6 +121,7 @@ class Proxy:
         inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info,
                              keep=lambda: self.policies.access_filter)(inbound)
         inbound = trace_layer("inbound", self.spans, self.policies.trace_sampling)(inbound)
+        inbound = request_id(random.Random())(inbound)  # a caller without a sidecar sent none: one from here on
         self._inbound = InboundListener(inbound, lambda: self.identity.server_ctx, self.tls_mode, self.metrics,
                                         self.tasks, self.inbound_state, self.deadlines, self.config.handshake_timeout)
         self.ports["inbound"] = self._inbound.listen(self.config.inbound_address, self.config.inbound_port)

@@ -28,6 +28,7 @@ class Fate:
     filters: str | None = None  # what the rule's filters did (headers, rewrite, mirror, redirect)
     egress: str | None = None  # a host outside the mesh: which ServiceEntry, passthrough, or why refused
     trace: str | None = None  # the trace id, when this sidecar recorded a span of the request (proxy/tracing.py)
+    request_id: str | None = None  # its x-request-id, carried or given here (proxy/requestid.py)
 
     def summary(self) -> str:
         parts = []

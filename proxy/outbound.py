@@ -2,6 +2,7 @@
 
 The stack, outermost first (built in :func:`build_outbound_stack`):
 
+    request id x-request-id: the app's kept, or a fresh one (a gateway always gives its own)
     trace      a span of each sampled request; the trace's context passed on (proxy/tracing.py)
     access     a line per request in the sidecar's log, when a Telemetry's accessLogging says so
     fate       record what happens; summarise it in x-meshdojo-fate on x-meshdojo-debug: 1
@@ -47,6 +48,7 @@ from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
 from proxy.poollimits import Limiters, pool_limits
+from proxy.requestid import request_id
 from proxy.tap import TapHub
 from proxy.tasks import TaskSet
 from proxy.tracing import SpanLog, trace_layer
@@ -231,4 +233,4 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
                          keep=lambda: policies.access_filter)(handler)
     if spans is not None:  # a span of each sampled request, the trace's context passed on
         handler = trace_layer("outbound", spans, policies.trace_sampling, rng)(handler)
-    return handler
+    return request_id(rng, edge=gateway is not None)(handler)  # one x-request-id on every hop (an edge's own)

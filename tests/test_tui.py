@@ -163,8 +163,9 @@ def test_fate_lines_and_filters():
     assert "egress     ServiceEntry emojivoto/httpbin" in render.fate_lines(outside)
     assert render.tap_row(outside)[-1].plain == "egress=ServiceEntry emojivoto/httpbin"
     assert not any(line.startswith("trace") for line in lines)  # only for a sampled request
-    traced = {**event, "fate": {**event["fate"], "trace": "4bf92f3577b34da6a3ce929d0e0e4736"}}
+    traced = {**event, "fate": {**event["fate"], "trace": "4bf92f3577b34da6a3ce929d0e0e4736", "request_id": "5f0c1d2e-0000-4000-8000-000000000001"}}
     assert "trace      4bf92f3577b34da6a3ce929d0e0e4736: t draws it (meshdojo trace 4bf92f3577b34da6)" in render.fate_lines(traced)
+    assert "request id 5f0c1d2e-0000-4000-8000-000000000001" in render.fate_lines(traced)
 
 
 def test_an_error_field_is_found_on_its_line():

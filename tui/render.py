@@ -187,6 +187,8 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
         lines.append(f"retry      {reason}")
     if event.get("error"):
         lines.append(f"error      {event['error']}")
+    if fate.get("request_id"):  # the same on every hop: grep the sidecars' access logs for it
+        lines.append(f"request id {fate['request_id']}")
     if fate.get("trace"):  # a sampled request: its whole path, every sidecar's span, from the CLI
         lines.append(f"trace      {fate['trace']}: t draws it (meshdojo trace {fate['trace'][:16]})")
     return lines
