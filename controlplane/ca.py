@@ -218,7 +218,10 @@ def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
 
 
 def _aki(parent: KeyPair) -> x509.AuthorityKeyIdentifier:
-    ski = parent.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    try:
+        ski = parent.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:  # an issuer of the learner's own made without one: the key's hash, as RFC 5280 suggests
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.certificate.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 

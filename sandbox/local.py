@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -86,7 +87,10 @@ def forget(name: str) -> None:
         (paths.root / relative).unlink(missing_ok=True)
 
 
-def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float = 90.0) -> dict[str, Any]:
+def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float = 90.0, own_ca: Any = None,
+       new_ca: bool = False) -> dict[str, Any]:
+    """Start the supervisor and wait until the sandbox is ready. ``own_ca``: a learner's CA
+    (checked), used from now on in place of the one kept; ``new_ca``: forget the kept one."""
     paths = SandboxPaths.for_name(name)
     for demo in demos:
         if demo not in DEMOS:
@@ -104,6 +108,12 @@ def up(name: str, demos: list[str], cert_lifetime: str = "24h", timeout: float =
         raise SandboxError(f"cannot use the state directory {paths.root} ({exc.strerror}); "
                            f"set MESHDOJO_HOME to a directory you can write to") from None
     (paths.root / "failed.json").unlink(missing_ok=True)
+    if new_ca:
+        shutil.rmtree(paths.controlplane / "ca", ignore_errors=True)
+    if own_ca is not None:
+        from controlplane import castore  # cryptography: only when a CA is given
+
+        castore.use_own_ca(paths.controlplane, own_ca.anchor_pem, own_ca.issuer_pem, own_ca.issuer_key_pem)
     supervisor = spawn([sys.executable, "-m", "sandbox.supervisor", "--name", name, "--demo", ",".join(demos),
                         "--cert-lifetime", cert_lifetime], paths.logs / "supervisor.log", die_with_parent=False,
                        cwd=Path(__file__).resolve().parent.parent)

@@ -32,6 +32,8 @@ from sandbox.kube import cluster as kube
 from sandbox.processes import spawn, stop_groups, wait_until
 from tests.k8senv.cluster import ISSUER, free_port, write_private
 from tests.meshkit import Mesh
+from tests.test_own_ca import flags as ca_flags
+from tests.test_own_ca import learners_ca
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +64,9 @@ class Plane:
     def start(self) -> None:
         webhook_port = free_port()
         began = time.monotonic()
-        assert main(["install", "--kubeconfig", str(self.k8s.kubeconfig), "--image", IMAGE,
+        # a CA of the learner's own, as Linkerd's docs make it with step (test_kube_backend.py's install makes its own)
+        self.learners_ca = learners_ca(self.root)
+        assert main(["install", "--kubeconfig", str(self.k8s.kubeconfig), "--image", IMAGE, *ca_flags(self.learners_ca),
                      "--webhook-url", f"https://127.0.0.1:{webhook_port}/inject"]) == 0
         own = _sa_kubeconfig(self.k8s, self.api, self.root / "controlplane.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
         self.mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--webhook-port", str(webhook_port),
@@ -71,6 +75,7 @@ class Plane:
         self.timings["install to the control plane answering (s)"] = time.monotonic() - began
         secret = self.core.read_namespaced_secret("meshdojo-identity-issuer", "meshdojo-system").data
         self.anchor_pem = base64.b64decode(secret["ca.crt"]).decode()
+        assert self.anchor_pem == self.learners_ca["anchor"].read_text()
         self.anchor = write_private(self.root / "anchor.crt", self.anchor_pem)
 
     def stop(self) -> None:
@@ -225,6 +230,7 @@ def test_identity_comes_from_a_tokenreview_of_the_pods_serviceaccount_token(plan
     assert body["identity"] == web
     cert = ca.x509.load_pem_x509_certificate(body["certificateChainPEM"].encode())
     assert ca.uri_sans(cert) == [web]
+    assert cert.issuer.rfc4514_string() == "CN=identity.linkerd.cluster.local"  # the learner's issuer signed it
 
     status, body = _certify(plane, csr, plane.sa_token("emoji", ["meshdojo"]))  # another ServiceAccount's token
     assert status == 403 and "may only obtain spiffe://meshdojo.local/ns/emojivoto/sa/emoji" in body["error"]

@@ -67,7 +67,8 @@ class KubeBackend:
         return self.choice.image or image_ref()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def up(self, demos: list[str], cert_lifetime: str, say: Callable[[str], None] = print) -> Status:
+    def up(self, demos: list[str], cert_lifetime: str, say: Callable[[str], None] = print,
+           own_ca: Any = None, new_ca: bool = False) -> Status:
         from sandbox.kube import setup
 
         started = self.clock()
@@ -92,7 +93,8 @@ class KubeBackend:
         step(f"installing meshdojo ({image}) into context {self.context or '(current)'}")
         try:
             client = self.client()
-            setup.install(client, image, webhook_url=self.choice.webhook_url, cert_lifetime=cert_lifetime, say=lambda _line: None)
+            setup.install(client, image, webhook_url=self.choice.webhook_url, cert_lifetime=cert_lifetime, pki=own_ca,
+                          say=lambda _line: None)
             documents = self._demo_documents(demos, image)
             step(f"applying the demos' manifests: {', '.join(demos)} ({len(documents)} objects)")
             cluster.apply(client, documents)

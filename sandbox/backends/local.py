@@ -24,8 +24,9 @@ class LocalBackend:
         self.paths = SandboxPaths.for_name(sandbox)
 
     # -- lifecycle
-    def up(self, demos: list[str], cert_lifetime: str, say: Callable[[str], None] = print) -> Status:
-        return local.up(self.sandbox, demos, cert_lifetime)
+    def up(self, demos: list[str], cert_lifetime: str, say: Callable[[str], None] = print,
+           own_ca: Any = None, new_ca: bool = False) -> Status:
+        return local.up(self.sandbox, demos, cert_lifetime, own_ca=own_ca, new_ca=new_ca)
 
     def down(self) -> bool:
         return local.down(self.sandbox)

@@ -22,6 +22,36 @@ def add_name(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="default", help="which sandbox (default: default)")
 
 
+CA_FILES = (("trust-anchor", "the trust anchor's certificate (PEM)"),
+            ("issuer-certificate", "the issuer's certificate, signed by the trust anchor (PEM)"),
+            ("issuer-key", "the issuer's private key, ECDSA P-256 (PEM)"))
+
+
+def add_ca_files(parser: argparse.ArgumentParser) -> None:
+    """Linkerd's ``--identity-*-file`` options: a CA of the learner's own instead of a new one."""
+    from pathlib import Path
+
+    for what, help_ in CA_FILES:
+        parser.add_argument(f"--identity-{what}-file", type=Path, metavar="FILE",
+                            help=f"{help_}; with the other two, your own CA instead of a new one")
+
+
+def given_ca(args: argparse.Namespace):
+    """The CA the three ``--identity-*-file`` options give, checked (a ``Pki``), or None if none
+    is given. Raises ValueError with what to fix (one or two missing, unreadable, not a CA ...)."""
+    from sandbox.kube import cluster
+
+    files = (args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError("give all three: --identity-trust-anchor-file, --identity-issuer-certificate-file, --identity-issuer-key-file")
+    try:
+        return cluster.pki_from_files(*files)
+    except cluster.ClusterError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def add_namespace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
 

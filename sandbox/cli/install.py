@@ -15,15 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from sandbox.cli.common import fail
-
-
-def _given_pki(args: argparse.Namespace):
-    from sandbox.kube import cluster
-
-    if not args.identity_trust_anchor_file:
-        return None
-    return cluster.pki_from_files(args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
+from sandbox.cli.common import add_ca_files, fail, given_ca
 
 
 def _note(line: str) -> None:
@@ -56,16 +48,14 @@ def _install(args: argparse.Namespace) -> int:
     from sandbox.kube import cluster, setup
     from sandbox.kube.image import image_ref
 
-    files = (args.identity_trust_anchor_file, args.identity_issuer_certificate_file, args.identity_issuer_key_file)
-    if any(files) and not all(files):
-        return fail("give all three: --identity-trust-anchor-file, --identity-issuer-certificate-file, --identity-issuer-key-file")
+    try:
+        own_ca = given_ca(args)
+    except ValueError as exc:
+        return fail(str(exc))
 
     image = args.image or image_ref()
     if args.dry_run:
-        try:
-            pki = None if args.crds else (_given_pki(args) or cluster.new_pki())
-        except cluster.ClusterError as exc:
-            return fail(str(exc))
+        pki = None if args.crds else (own_ca or cluster.new_pki())
         objects = setup.crds_for(None, not args.without_httproute, _note)
         if pki is not None:
             objects += setup.control_plane_for(image, pki, cluster.new_operator_token(), args.webhook_url, args.cert_lifetime)
@@ -74,7 +64,7 @@ def _install(args: argparse.Namespace) -> int:
     try:
         client = cluster.connect(args.kubeconfig, args.context)
         objects = setup.install(client, image, webhook_url=args.webhook_url, with_httproute=not args.without_httproute,
-                                pki=_given_pki(args), crds_only=args.crds, wait=args.wait, cert_lifetime=args.cert_lifetime,
+                                pki=own_ca, crds_only=args.crds, wait=args.wait, cert_lifetime=args.cert_lifetime,
                                 say=print)
     except cluster.ClusterError as exc:
         return fail(str(exc))
@@ -125,11 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--webhook-url", metavar="URL",
                    help="where the API server sends pods to inject, instead of the in-cluster Service "
                         "(a control plane running outside the cluster, e.g. https://127.0.0.1:8443/inject)")
-    for what, help_ in (("trust-anchor", "the trust anchor's certificate (PEM)"),
-                        ("issuer-certificate", "the issuer's certificate, signed by the trust anchor (PEM)"),
-                        ("issuer-key", "the issuer's private key, ECDSA P-256 (PEM)")):
-        p.add_argument(f"--identity-{what}-file", type=Path, metavar="FILE",
-                       help=f"{help_}; with the other two, your own CA instead of a new one")
+    add_ca_files(p)
     p.set_defaults(handler=_install)
     u = sub.add_parser("uninstall", help="remove everything `meshdojo install` put on a cluster",
                        description="Remove everything `meshdojo install` put on a cluster (every object labelled "

@@ -11,7 +11,7 @@ import threading
 
 from controlplane.durations import InvalidDuration, parse_duration
 from sandbox.backends import backend_for
-from sandbox.cli.common import add_name, fail
+from sandbox.cli.common import add_ca_files, add_name, fail, given_ca
 from sandbox.errors import SandboxError
 from sandbox.manifests import ManifestError
 
@@ -28,10 +28,16 @@ def _up(args: argparse.Namespace) -> int:
     demos = [d.strip() for d in args.demo.split(",") if d.strip()]
     try:
         choice = _choice(args)
-    except SandboxError as exc:
+        own_ca = given_ca(args)  # checked before anything starts
+    except (SandboxError, ValueError) as exc:
         return fail(str(exc))
+    if own_ca is not None and args.new_ca:
+        return fail("--new-ca makes a new CA; leave it out to use yours (--identity-*-file)")
     if choice.is_kubernetes:
-        return _up_on_cluster(args, choice, demos)
+        if args.new_ca:
+            return fail("--new-ca is for the local backend; on a cluster the issuer lives in a Secret: "
+                        "`meshdojo uninstall`, then `meshdojo up` makes a new one")
+        return _up_on_cluster(args, choice, demos, own_ca)
     if backend_for(args.name, choice).status() is None:
         if args.fresh:
             backend_for(args.name).forget()
@@ -40,8 +46,10 @@ def _up(args: argparse.Namespace) -> int:
             for line in restored:
                 print(f"  {line}")
     print(f"Starting sandbox {args.name!r} with {', '.join(demos)} ...", flush=True)
+    if own_ca is not None:
+        print("Using your CA: the workloads' certificates will chain to your trust anchor", flush=True)
     try:
-        st = backend_for(args.name).up(demos, args.cert_lifetime)
+        st = backend_for(args.name).up(demos, args.cert_lifetime, own_ca=own_ca, new_ca=args.new_ca)
     except (local.SandboxError, ManifestError, ValueError) as exc:
         return fail(str(exc))
     _summary(st)
@@ -86,7 +94,7 @@ def _choice(args: argparse.Namespace):
     return dataclasses.replace(choice, **given)
 
 
-def _up_on_cluster(args: argparse.Namespace, choice, demos: list[str]) -> int:
+def _up_on_cluster(args: argparse.Namespace, choice, demos: list[str], own_ca) -> int:
     from sandbox.backends.choice import remember
     from sandbox.paths import SandboxPaths
 
@@ -100,7 +108,7 @@ def _up_on_cluster(args: argparse.Namespace, choice, demos: list[str]) -> int:
     remember(SandboxPaths.for_name(args.name).root, choice)
     print(f"Starting sandbox {args.name!r} on {choice.describe()} with {', '.join(demos)} ...", flush=True)
     try:
-        st = backend_for(args.name, choice).up(demos, args.cert_lifetime, say=lambda line: print(line, flush=True))
+        st = backend_for(args.name, choice).up(demos, args.cert_lifetime, say=lambda line: print(line, flush=True), own_ca=own_ca)
     except (SandboxError, ValueError) as exc:
         return fail(f"{exc}\n(what was made stays; `meshdojo down --name {args.name}` removes it, `meshdojo up` tries again)")
     _summary(st)
@@ -230,6 +238,9 @@ def register(sub) -> None:
     up.add_argument("--no-tui", action="store_true", help="return once ready and leave the sandbox running (default: open the UI)")
     up.add_argument("--cert-lifetime", default="24h", help="workload certificate lifetime (at least 60s)")
     up.add_argument("--fresh", action="store_true", help="start clean: forget the last run's scaling, injection and policies")
+    ca = up.add_argument_group("Identity", "the mesh's CA (by default a new one, kept for the next runs)")
+    add_ca_files(ca)
+    ca.add_argument("--new-ca", action="store_true", help="forget the CA the last runs used (yours or one meshdojo made) and make a new one")
     k8s = up.add_argument_group("Kubernetes", "run the sandbox on a cluster (docs/kubernetes.md)")
     k8s.add_argument("--backend", metavar="BACKEND",
                      help="local (default: processes on this machine), kind, minikube (a cluster meshdojo makes), or "

@@ -140,30 +140,19 @@ def new_operator_token() -> str:
 
 def pki_from_files(anchor: Path, certificate: Path, key: Path) -> Any:
     """A CA the user brings (as ``linkerd install --identity-*-file``), checked before anything is applied."""
-    from cryptography import x509
+    import datetime as dt
 
-    from controlplane import ca
+    from controlplane.castore import CaStoreError, check_own_ca
     from sandbox.kube.install import Pki
 
     try:
         texts = [p.read_text() for p in (anchor, certificate, key)]
-    except OSError as exc:
-        raise ClusterError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterError(f"cannot read {getattr(exc, 'filename', None) or exc}: {getattr(exc, 'strerror', None) or 'not PEM text'}") from None
     try:
-        anchor_cert = x509.load_pem_x509_certificate(texts[0].encode())
-        issuer_cert = x509.load_pem_x509_certificate(texts[1].encode())
-        issuer_key = ca.load_key(texts[2].encode())
-    except ValueError as exc:
-        raise ClusterError(f"the identity files must be PEM (an ECDSA P-256 key): {exc}") from None
-    if issuer_key.public_key().public_numbers() != issuer_cert.public_key().public_numbers():
-        raise ClusterError(f"{key} is not the key of the certificate in {certificate}")
-    try:
-        issuer_cert.verify_directly_issued_by(anchor_cert)
-    except Exception as exc:
-        raise ClusterError(f"{certificate} was not issued by the trust anchor in {anchor} ({exc or 'bad signature'})") from None
-    constraints = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    if not constraints.ca:
-        raise ClusterError(f"{certificate} is not a CA certificate (basicConstraints CA:TRUE): it could not sign workloads")
+        check_own_ca(*texts, (str(anchor), str(certificate), str(key)), dt.datetime.now(dt.UTC))
+    except CaStoreError as exc:
+        raise ClusterError(str(exc)) from None
     return Pki(texts[0], texts[1], texts[2])
 
 
