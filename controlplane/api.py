@@ -327,7 +327,8 @@ async def list_policies(request: web.Request) -> web.Response:
     workloads = known_workloads(request.app[REGISTRY], request.app[TELEMETRY])
     everything = [r for r, _ in store.list()]
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
-    return web.json_response({"items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
+    return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
+                              "items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
                                              "message": c.describe()} for c in found],
                               "annotationProblems": store.effective()[1],

@@ -151,7 +151,7 @@ class Proxy:
                 "serial": cert.serial, "notBefore": cert.not_before.isoformat(), "notAfter": cert.not_after.isoformat(),
                 "refreshes": self.identity.refreshes, "chainPEM": cert.chain_pem,
             },
-            "policies": {"version": self.policies.version, "resources": self.policies.describe(),
+            "policies": {"version": self.policies.version, "updatedAt": self.policies.updated_at, "resources": self.policies.describe(),
                          "inbound": self.policies.described(),
                          "callers": self.policies.callers(), "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True))},
             "labels": dict(self.config.labels),

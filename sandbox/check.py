@@ -92,7 +92,7 @@ def sandbox_checks(name: str) -> Iterator[Result]:
         issuer.verify_directly_issued_by(anchor)
         yield Result(cat, OK, "issuer is signed by the trust anchor")
     except (ValueError, TypeError, Exception) as exc:
-        yield Result(cat, FAIL, f"issuer is not signed by the trust anchor ({exc})", f"remove {paths.controlplane}/ca and run 'meshdojo up' again")
+        yield Result(cat, FAIL, f"issuer is not signed by the trust anchor ({exc})", "meshdojo down, then meshdojo up --new-ca (or your own CA: --identity-*-file)")
         return
 
     cat = "meshdojo-data-plane"
@@ -110,6 +110,7 @@ def sandbox_checks(name: str) -> Iterator[Result]:
             yield Result(cat, WARN, f"deployment {key} is not meshed: no sidecar, so its traffic is plaintext and unmeasured",
                          f"meshdojo inject {deployment} --name {name}")
 
+    yield from sync_checks(api, st, name)
     yield from policy_checks(api, name)
 
     cat = "meshdojo-clock"
@@ -118,6 +119,29 @@ def sandbox_checks(name: str) -> Iterator[Result]:
         yield Result(cat, OK, "the sandbox's status is fresh and clocks agree (all processes share this host's clock)")
     else:
         yield Result(cat, WARN, f"the sandbox's status is {skew:.0f}s old", "is the supervisor stuck? see 'meshdojo logs' and 'meshdojo status'")
+
+
+def sync_checks(api: OperatorApi, st: dict, name: str) -> Iterator[Result]:
+    """Every sidecar that answers holds the control plane's latest policies and endpoints
+    (``meshdojo proxy-status``); one that does not answer is reported by the other checks."""
+    from sandbox import proxystatus
+    from sandbox.observe import sidecar_config
+
+    cat = "meshdojo-data-plane"
+    try:
+        found = [r for r in proxystatus.gather(api, st, lambda w: sidecar_config(api, w)) if r["policies"] != proxystatus.UNREACHABLE]
+    except ApiError as exc:
+        yield Result(cat, FAIL, f"the control plane's policy version can be read ({exc})", f"meshdojo logs controlplane --name {name}")
+        return
+    behind = [r for r in found if r["policies"] != proxystatus.SYNCED or r["endpoints"] != proxystatus.SYNCED]
+    for r in behind:
+        what = [f"policies v{r['policyVersion']} of v{r['controlPlaneVersion']}"] if r["policies"] != proxystatus.SYNCED else []
+        what += [f"endpoints of {s['service']}" for s in r["stale"]]
+        yield Result(cat, WARN, f"{r['namespace']}/{r['name']}: its sidecar is behind the control plane ({'; '.join(what)})",
+                     f"meshdojo proxy-status --name {name}; meshdojo logs {r['name']} --proxy (a lost watch reconnects by itself)")
+    if found and not behind:
+        yield Result(cat, OK, f"all {len(found)} sidecars hold the control plane's latest policies (v{found[0]['controlPlaneVersion']}) "
+                              "and endpoints")
 
 
 def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
@@ -144,7 +168,7 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
 def _validity(cat: str, what: str, not_after: dt.datetime, warn_within: dt.timedelta) -> Iterator[Result]:
     left = not_after - _now()
     if left <= dt.timedelta(0):
-        yield Result(cat, FAIL, f"{what} expired on {not_after:%Y-%m-%d}", "remove the sandbox's controlplane/ca directory and run 'meshdojo up' again")
+        yield Result(cat, FAIL, f"{what} expired on {not_after:%Y-%m-%d}", "meshdojo down, then meshdojo up --new-ca (or your own CA: --identity-*-file)")
     elif left < warn_within:
         yield Result(cat, WARN, f"{what} expires in {left.days} days ({not_after:%Y-%m-%d})", "rotate the CA soon")
     else:

@@ -177,6 +177,11 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         idents = {w["workload"].rsplit("-", 2)[0]: w for w in json.loads(learner.run("identity", "-o", "json").stdout)["workloads"]}
         assert idents["emoji"]["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/emoji" and idents["emoji"]["serial"], idents
         assert idents["emoji"]["mode"] == "permissive", idents["emoji"]
+        # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
+        synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))
+                            and all(r["policies"] == r["endpoints"] == "SYNCED" for r in rows) and rows, 30,
+                            "every pod's sidecar in step with the control plane", interval=0.5)
+        assert {r["name"].rsplit("-", 2)[0] for r in synced} >= {"web", "emoji", "voting", "vote-bot"}, synced
 
         # tap: the control plane reads web's sidecar and streams it; the identities prove mTLS across pods
         events = _tap_lines(learner, "deploy/web", "--to", "deploy/emoji", want=3)

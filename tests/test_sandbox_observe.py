@@ -7,6 +7,7 @@ import json
 import pytest
 
 from sandbox.processes import wait_until
+from tests.test_sandbox import DEMO_POLICIES
 
 
 @pytest.mark.timeout(180)
@@ -110,3 +111,30 @@ def test_a_dry_run_deny_reports_what_it_would_refuse_then_refuses_it(emojivoto):
     assert bot_codes() == {"200": 3}  # reported, never enforced
     cli.run("apply", "-f", f"{policies}/deny-vote-bot.yaml")  # the same policy, enforced
     wait_until(lambda: bot_codes() == {"403": 3}, 10, "the DENY to be enforced")
+
+
+@pytest.mark.timeout(120)
+def test_proxy_status_follows_an_apply_and_a_scale_and_check_says_every_sidecar_is_in_step(emojivoto):
+    cli = emojivoto
+
+    def status() -> list[dict]:
+        return json.loads(cli.run("proxy-status", "-o", "json").stdout)
+
+    def in_step(rows: list[dict]) -> list[dict] | None:
+        return rows if rows and all(r["policies"] == r["endpoints"] == "SYNCED" for r in rows) else None
+
+    before = wait_until(lambda: in_step(status()), 20, "every sidecar in step")
+    assert {r["name"] for r in before} == {"web-0", "emoji-0", "voting-0", "vote-bot-0", "emojivoto-ingress"}
+    version = before[0]["controlPlaneVersion"]
+    cli.run("apply", "-f", str(DEMO_POLICIES / "emoji-retries.yaml"))
+    after = wait_until(lambda: in_step(rows := status()) and rows[0]["controlPlaneVersion"] > version and rows, 20,
+                       "every sidecar holding the new snapshot")
+    assert all(r["policyVersion"] == after[0]["controlPlaneVersion"] for r in after)
+    # a second emoji: web's sidecar (which calls emoji) holds both endpoints once it is in step
+    cli.run("scale", "deploy/emoji", "2")
+    wait_until(lambda: (rows := in_step(status())) and next(r for r in rows if r["name"] == "web-0")["services"] >= 2
+               and any(r["name"] == "emoji-1" for r in rows), 40, "web's sidecar in step with two emoji instances")
+    table = cli.run("ps", "-n", "emojivoto").stdout
+    assert table.startswith("control plane: policy snapshot v") and "SYNCED (v" in table and "emoji-1" in table
+    check = cli.run("check").stdout
+    assert "sidecars hold the control plane's latest policies" in check, check

@@ -1,4 +1,4 @@
-"""``stat``, ``routes``, ``edges``, ``identity``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
+"""``stat``, ``routes``, ``edges``, ``identity``, ``describe``, ``proxy-status``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
 
 from __future__ import annotations
 
@@ -116,6 +116,36 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy_status(args: argparse.Namespace) -> int:
+    from sandbox import local, proxystatus
+    from sandbox.backends import backend_for
+    from sandbox.cpapi import ApiError
+    from sandbox.observe import sidecar_config
+    from sandbox.resources import ResourceError, api_for
+
+    try:
+        st = backend_for(args.name).status()
+        if st is None:
+            return fail(f"sandbox {args.name!r} is not running: start it with 'meshdojo up'")
+        api = api_for(args.name)
+        found = proxystatus.gather(api, st, lambda w: sidecar_config(api, w), args.namespace)
+    except (local.SandboxError, ApiError, ResourceError, ValueError) as exc:
+        return fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print("no sidecars here" + (f" in namespace {args.namespace}" if args.namespace else ""))
+        return 0
+    print(f"control plane: policy snapshot v{found[0]['controlPlaneVersion']}\n")
+    print_table(proxystatus.table(found))
+    behind = [r for r in found if r["policies"] != proxystatus.SYNCED or r["endpoints"] != proxystatus.SYNCED]
+    if behind:
+        print(f"\n{len(behind)} of {len(found)} sidecars are not in step with the control plane: "
+              f"'meshdojo logs NAME --proxy' says why (a lost watch reconnects by itself within seconds)", file=sys.stderr)
+    return 0
+
+
 def _tap(args: argparse.Namespace) -> int:
     from sandbox import local, tapcli
 
@@ -173,6 +203,10 @@ def register(sub) -> None:
     describe.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
     describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
     describe.set_defaults(handler=_describe)
+    status = sub.add_parser("proxy-status", aliases=["ps"], help="has every sidecar got the control plane's latest policies and "
+                                                                  "endpoints? SYNCED or STALE, like 'istioctl proxy-status'")
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.set_defaults(handler=_proxy_status)
     tap = sub.add_parser("tap", help="live requests of a deployment and each one's fate, like 'linkerd viz tap'")
     tap.add_argument("target", help="deploy/NAME")
     tap.add_argument("--to", help="only requests to this destination (e.g. deploy/emoji or svc/emoji)")
@@ -189,9 +223,9 @@ def register(sub) -> None:
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, attack, tap, top, describe):
+    for p in (wire, stat, edges, routes, attack, tap, top, describe, status):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, ident, attack, tap, top, describe):
+    for p in (wire, stat, edges, routes, ident, attack, tap, top, describe, status):
         add_name(p)
 
 

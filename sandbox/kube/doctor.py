@@ -7,7 +7,7 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.check import FAIL, OK, WARN, Result, policy_checks
+from sandbox.check import FAIL, OK, WARN, Result, policy_checks, sync_checks
 from sandbox.errors import SandboxError
 
 CAT = "meshdojo-cluster"
@@ -73,4 +73,5 @@ def checks(backend: Any) -> Iterator[Result]:
         else:
             yield Result(cat, OK, f"{w['namespace']}/{w['name']}: ready{', meshed as ' + w['identity'] if w['meshed'] else ''}")
     if api is not None:
+        yield from sync_checks(api, st, backend.sandbox)
         yield from policy_checks(api, backend.sandbox)
