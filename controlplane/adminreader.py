@@ -21,10 +21,11 @@ class AdminReadError(Exception):
     """The sidecar could not be read: the message says why, for a ``lost`` line."""
 
 
-async def open_admin(address: str, expected: str, path: str, token: str,
-                     tls: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect, check the sidecar's identity, send ``GET path`` and read the head of a 200
-    answer; the body is left in the reader. Raises AdminReadError (and closes) otherwise."""
+async def open_admin(address: str, expected: str, path: str, token: str, tls: ssl.SSLContext,
+                     body: bytes | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect, check the sidecar's identity, send ``GET path`` (``POST`` with a JSON ``body``)
+    and read the head of a 200 answer; the body is left in the reader. Raises AdminReadError
+    (and closes) otherwise."""
     host, _, port = address.rpartition(":")
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=tls, server_hostname=""),
@@ -35,7 +36,9 @@ async def open_admin(address: str, expected: str, path: str, token: str,
         presented = peer_identity(writer.get_extra_info("ssl_object"))
         if presented != expected:
             raise AdminReadError(f"{address} presented {presented}, not {expected}: not read")
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sent = "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        writer.write(f"{'GET' if body is None else 'POST'} {path} HTTP/1.0\r\nHost: {address}\r\n"
+                     f"Authorization: Bearer {token}\r\n{sent}\r\n".encode() + (body or b""))
         status = (await reader.readline()).split(b" ", 2)
         while (await reader.readline()).strip():  # the response's header fields
             pass

@@ -76,7 +76,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
     add_trace_route(app, TELEMETRY, IDENTITY, own_identity)
-    add_load_route(app)
+    add_load_route(app, telemetry, identity, own_identity)
     add_jwt_routes(app, issuer or DemoIssuer())
     app.add_routes(
         [

@@ -1,67 +1,37 @@
-"""``POST /v1/load``: ``meshdojo load`` run from the control plane's place in the network.
+"""``POST /v1/load``: ``meshdojo load`` on a cluster, where the learner's machine reaches no pod.
 
-On a cluster the learner's machine reaches no pod, but the control plane's pod reaches them
-all (as it does for ``/v1/attack``): the load generator (controlplane.loadgen) runs here and
-sends to the endpoints discovery knows for a service — a demo's ingress gateway, in the lessons.
-The answer is the same summary ``meshdojo load -o json`` prints.
+Through a demo's gateway, the load generator (controlplane.loadgen) runs here, in the control
+plane's pod, which reaches them all (as it does for ``/v1/attack``), and sends to the endpoints
+discovery knows for the service:
 
     {"namespace": NS, "service": NAME, "path": "/api/list", "connections": 4, "requests": 100,
      "duration": "10s", "qps": 0, "headers": {"end-user": "jason"}}
+
+``--from deploy/X``, with the workload's identity, must leave from X's own sidecar: the control
+plane asks that pod's sidecar (``POST /load`` on its admin port, over mutual TLS, the sidecar's
+identity checked before its token is sent, as for tap) to send the requests through its outbound
+side as the app would (proxy.loadhere):
+
+    {"from": {"namespace": NS, "pod": NAME}, "url": "http://emoji.emojivoto:8080/api/list", ...}
+
+The answer is the same summary ``meshdojo load -o json`` prints.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
 
 from controlplane import loadgen
-from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.adminreader import AdminReadError, open_admin
 from controlplane.faultapi import ENDPOINTS
-
-MAX_CONNECTIONS = 256
-MAX_REQUESTS = 100_000
-MAX_SECONDS = 120.0  # one operator call; longer runs are several calls
-
-
-class LoadRequestError(ValueError):
-    pass
-
-
-def parse(body: Any) -> dict[str, Any]:
-    """The request's fields, checked (pure): the errors name the field and what was expected."""
-    if not isinstance(body, dict):
-        raise LoadRequestError('expected {"namespace": NS, "service": NAME, ...}')
-    namespace, service = body.get("namespace"), body.get("service")
-    if not isinstance(namespace, str) or not isinstance(service, str):
-        raise LoadRequestError("namespace, service: expected the names of the service to send to")
-    path = body.get("path", "/")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise LoadRequestError("path: expected a path starting with /")
-    connections = body.get("connections", 4)
-    if not isinstance(connections, int) or not 1 <= connections <= MAX_CONNECTIONS:
-        raise LoadRequestError(f"connections: expected 1 to {MAX_CONNECTIONS}")
-    requests, duration = body.get("requests"), body.get("duration")
-    if requests is not None and (not isinstance(requests, int) or not 1 <= requests <= MAX_REQUESTS):
-        raise LoadRequestError(f"requests: expected 1 to {MAX_REQUESTS}")
-    seconds = None
-    if duration is not None:
-        try:
-            seconds = parse_duration(str(duration))
-        except InvalidDuration as exc:
-            raise LoadRequestError(f"duration: {exc}") from None
-    if requests is None and seconds is None:
-        requests = 100
-    if (seconds or 0) > MAX_SECONDS:
-        raise LoadRequestError(f"duration: at most {MAX_SECONDS:g}s in one call")
-    qps = body.get("qps", 0)
-    if not isinstance(qps, (int, float)) or qps < 0:
-        raise LoadRequestError("qps: expected a number of requests per second, 0 for as fast as answered")
-    headers = body.get("headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise LoadRequestError("headers: expected an object of header names to values")
-    return {"namespace": namespace, "service": service, "path": path, "connections": connections, "requests": requests,
-            "seconds": seconds, "qps": float(qps), "headers": headers}
+from controlplane.identity import IdentityService
+from controlplane.loadspec import MAX_SECONDS, LoadRequestError, parse, parse_from
+from controlplane.scraper import Telemetry
+from controlplane.spiffe import SpiffeId
 
 
 async def load(request: web.Request) -> web.Response:
@@ -70,6 +40,8 @@ async def load(request: web.Request) -> web.Response:
             body = await request.json()
         except ValueError:
             raise LoadRequestError("the body must be JSON") from None
+        if isinstance(body, dict) and "from" in body:
+            return await _from_sidecar(request, parse_from(body))
         want = parse(body)
     except LoadRequestError as exc:
         return web.json_response({"error": str(exc)}, status=400)
@@ -86,5 +58,39 @@ async def load(request: web.Request) -> web.Response:
     return web.json_response({"url": target.url, "via": target.via, "summary": loadgen.summary(result)})
 
 
-def add_load_route(app: web.Application) -> None:
+async def _from_sidecar(request: web.Request, want: dict[str, Any]) -> web.Response:
+    telemetry, identity = request.app[TELEMETRY_KEY], request.app[IDENTITY_KEY]
+    namespace, pod = want["namespace"], want["pod"]
+    address, history = telemetry.admin_address(namespace, pod), telemetry.workloads.get((namespace, pod))
+    if address is None or history is None or not history.meshed or not history.identity:
+        return web.json_response({"error": f"{namespace}/{pod} has no sidecar the control plane can reach: is it meshed and "
+                                           f"ready? ('meshdojo status')"}, status=404)
+    ask = {k: v for k, v in request_body_fields(want).items() if v is not None}
+    try:
+        reader, writer = await open_admin(address, history.identity, "/load", identity.tap_token(history.identity),
+                                          identity.client_context(request.app[OWN_IDENTITY_KEY]), json.dumps(ask).encode())
+        try:
+            async with asyncio.timeout(MAX_SECONDS + 15):
+                answer = json.loads(await reader.read())
+        finally:
+            writer.close()
+    except (AdminReadError, ValueError, OSError, TimeoutError) as exc:
+        return web.json_response({"error": f"{namespace}/{pod}'s sidecar did not send the load: {exc or type(exc).__name__}"},
+                                 status=502)
+    return web.json_response({"url": want["url"], "via": f"{pod}'s sidecar (identity {history.identity})", "summary": answer})
+
+
+def request_body_fields(want: dict[str, Any]) -> dict[str, Any]:
+    """What the sidecar is asked for (it checks it again): the URL and the amounts. Pure."""
+    return {"url": want["url"], "connections": want["connections"], "requests": want["requests"],
+            "duration": None if want["seconds"] is None else f"{want['seconds']:g}s", "qps": want["qps"], "headers": want["headers"]}
+
+
+TELEMETRY_KEY: web.AppKey[Telemetry] = web.AppKey("load-telemetry", Telemetry)
+IDENTITY_KEY: web.AppKey[IdentityService] = web.AppKey("load-identity", IdentityService)
+OWN_IDENTITY_KEY: web.AppKey[SpiffeId] = web.AppKey("load-own-identity", SpiffeId)
+
+
+def add_load_route(app: web.Application, telemetry: Telemetry, identity: IdentityService, own_identity: SpiffeId) -> None:
+    app[TELEMETRY_KEY], app[IDENTITY_KEY], app[OWN_IDENTITY_KEY] = telemetry, identity, own_identity
     app.add_routes([web.post("/v1/load", load)])

@@ -14,10 +14,9 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import aiohttp
 
 BUCKETS_MS = (1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000, math.inf)
 
@@ -42,43 +41,71 @@ class Target:
     via: str  # for the learner: "web-0's sidecar" or "the emojivoto ingress gateway"
 
 
+Send = Callable[[], Awaitable[tuple[int, str | None]]]  # one request: its status and x-meshdojo-error, or SendFailed
+
+
+class SendFailed(Exception):
+    """No response: the message names what went wrong (a connection error, a timeout)."""
+
+
 async def run(target: Target, concurrency: int = 4, requests: int | None = None, duration: float | None = None,
-              qps: float = 0.0, headers: dict[str, str] | None = None, timeout: float = 10.0) -> LoadResult:
-    """Send requests until ``requests`` are done or ``duration`` is over (one of them is needed)."""
+              qps: float = 0.0, headers: dict[str, str] | None = None, timeout: float = 10.0,
+              send: Send | None = None) -> LoadResult:
+    """Send requests until ``requests`` are done or ``duration`` is over (one of them is needed).
+    ``send``: how one request goes (default: over HTTP with aiohttp, to ``target``; a sidecar
+    passes its own outbound stack, proxy.loadhere)."""
     if requests is None and duration is None:
         raise ValueError("say how much: -n REQUESTS or -d DURATION")
+    if send is not None:
+        return await _drive(send, concurrency, requests, duration, qps, timeout)
+    import aiohttp  # only here: a sidecar that sends load never loads a web framework
+
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def over_http() -> tuple[int, str | None]:
+            try:
+                async with session.get(target.url, proxy=target.proxy, headers=headers or {}) as rsp:
+                    await rsp.read()
+                    return rsp.status, rsp.headers.get("x-meshdojo-error")
+            except aiohttp.ClientError as exc:
+                raise SendFailed(type(exc).__name__) from None
+
+        return await _drive(over_http, concurrency, requests, duration, qps, timeout)
+
+
+async def _drive(send: Send, concurrency: int, requests: int | None, duration: float | None, qps: float,
+                 timeout: float) -> LoadResult:
     result = LoadResult(concurrency)
     issued = 0
     started = time.monotonic()
     stop_at = started + duration if duration is not None else math.inf
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
-        async def worker() -> None:
-            nonlocal issued
-            while time.monotonic() < stop_at and (requests is None or issued < requests):
-                issued += 1
-                if qps > 0:  # paced: request k leaves at k/qps seconds
-                    await asyncio.sleep(max(started + (issued - 1) / qps - time.monotonic(), 0))
-                await _one(session, target, headers or {}, result)
+    async def worker() -> None:
+        nonlocal issued
+        while time.monotonic() < stop_at and (requests is None or issued < requests):
+            issued += 1
+            if qps > 0:  # paced: request k leaves at k/qps seconds
+                await asyncio.sleep(max(started + (issued - 1) / qps - time.monotonic(), 0))
+            await _one(send, timeout, result)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.elapsed = time.monotonic() - started
     return result
 
 
-async def _one(session: aiohttp.ClientSession, target: Target, headers: dict[str, str], result: LoadResult) -> None:
+async def _one(send: Send, timeout: float, result: LoadResult) -> None:
     began = time.perf_counter()
     try:
-        async with session.get(target.url, proxy=target.proxy, headers=headers) as rsp:
-            await rsp.read()
-            result.statuses[rsp.status] += 1
-            if code := rsp.headers.get("x-meshdojo-error"):
-                result.errors[code] += 1
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        async with asyncio.timeout(timeout):
+            status, code = await send()
+    except (SendFailed, TimeoutError) as exc:
         result.statuses[0] += 1
-        result.errors[type(exc).__name__] += 1
+        result.errors[str(exc) if isinstance(exc, SendFailed) else type(exc).__name__] += 1
         return
+    result.statuses[status] += 1
+    if code:
+        result.errors[code] += 1
     result.latencies_ms.append((time.perf_counter() - began) * 1000)
 
 

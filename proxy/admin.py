@@ -1,5 +1,6 @@
 """The admin listener: ``/metrics`` (Prometheus), ``/ready``, ``/live`` and ``/config`` (JSON),
-and for holders of a tap token ``/tap``, ``/fates`` and ``/spans`` — from another host only over mutual TLS
+and for holders of a tap token ``/tap``, ``/fates``, ``/spans`` and ``POST /load`` (requests sent
+as the app would, proxy.loadhere) — from another host only over mutual TLS
 (the listener takes plaintext and TLS on one port, as a PERMISSIVE inbound listener does).
 
 Served by the proxy's own HTTP/1.1 stack rather than a web framework, which keeps the
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +23,8 @@ from proxy.metrics import ProxyMetrics
 from proxy.tap import TapBody, TapFilter, TapHub
 from proxy.tracing import SPANS_KEPT
 
+LOAD_BODY_LIMIT = 64 * 1024
+
 
 def _respond(status: int, content_type: str, body: bytes) -> Response:
     return Response(status, [(b"content-type", content_type.encode())], BytesBody(body))
@@ -30,7 +33,8 @@ def _respond(status: int, content_type: str, body: bytes) -> Response:
 def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callable[[], dict[str, Any]],
                 fates: Callable[[], list[dict[str, Any]]] = list, tap: TapHub | None = None,
                 tap_tokens: Callable[[], tuple[str | None, ...]] = tuple,
-                spans: Callable[[str | None, int], list[dict[str, Any]]] = lambda _trace, _limit: []) -> Handler:
+                spans: Callable[[str | None, int], list[dict[str, Any]]] = lambda _trace, _limit: [],
+                load: Callable[[Any], Awaitable[tuple[int, dict[str, Any]]]] | None = None) -> Handler:
     """``tap_tokens``: the tokens that open /tap, /fates and /spans now — the sandbox's
     (``--tap-token-file``) and the control plane's for this identity (it came with the certificate)."""
     async def handle(request: Request) -> Response:
@@ -41,6 +45,8 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
             return _authorized(request, tap_tokens()) or _respond(200, "application/json", json.dumps(fates(), indent=1).encode() + b"\n")
         if path == "/spans":  # the spans this sidecar recorded (?trace=ID or its first digits; ?limit=N latest): as private as tap
             return _authorized(request, tap_tokens()) or _spans(query, spans)
+        if path == "/load":  # send requests as this workload's app would: as private as tap, and more
+            return _authorized(request, tap_tokens()) or await _load(request, load)
         if request.head.method not in ("GET", "HEAD"):
             return _respond(405, "text/plain", b"only GET\n")
         if path == "/metrics":
@@ -51,9 +57,27 @@ def build_admin(metrics: ProxyMetrics, ready: Callable[[], bool], config: Callab
             return _respond(200, "text/plain", b"live\n")
         if path == "/config":
             return _respond(200, "application/json", json.dumps(config(), indent=2).encode() + b"\n")
-        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config, /fates or /spans\n")
+        return _respond(404, "text/plain", b"not found: try /metrics, /ready, /live, /config, /fates, /spans or POST /load\n")
 
     return handle
+
+
+async def _load(request: Request, load: Callable[[Any], Awaitable[tuple[int, dict[str, Any]]]] | None) -> Response:
+    if load is None:
+        return _respond(404, "text/plain", b"not found: this proxy sends no load\n")
+    if request.head.method != "POST":
+        return _respond(405, "text/plain", b"only POST, with the load as JSON\n")
+    body = b""
+    async for chunk in request.body.chunks():
+        body += chunk
+        if len(body) > LOAD_BODY_LIMIT:
+            return _respond(413, "text/plain", b"the load's description is too large\n")
+    try:
+        asked = json.loads(body)
+    except ValueError:
+        return _respond(400, "application/json", b'{"error": "the body must be JSON"}\n')
+    status, answer = await load(asked)
+    return _respond(status, "application/json", json.dumps(answer).encode() + b"\n")
 
 
 def _spans(query: str, spans: Callable[[str | None, int], list[dict[str, Any]]]) -> Response:

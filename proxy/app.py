@@ -26,6 +26,7 @@ from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
 from proxy.layers import FateLog, record_fate
+from proxy.loadhere import LoadFromHere
 from proxy.memory import malloc_trim, resident_bytes, return_freed_memory
 from proxy.metrics import BreakerStates, ProxyMetrics
 from proxy.outbound import build_internal_sender, build_outbound_stack
@@ -60,6 +61,7 @@ class Proxy:
         self.tap = TapHub()
         self.workload = config.workload or config.identity.service_account
         self.spans = SpanLog(f"{config.identity.namespace}/{self.workload}", config.deployment)
+        self.loads = LoadFromHere()  # requests sent from here as the app would (POST /load: meshdojo load --from on a cluster)
         self.breakers = Breakers(self.policies)
         self.metrics.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
@@ -87,7 +89,7 @@ class Proxy:
                                  name="memory:trim")
         # admin first, so /live answers while we bootstrap
         admin = build_admin(self.metrics, lambda: self.ready, self.describe, self.fates.entries, self.tap,
-                            lambda: (self.config.tap_token, self.identity.tap_token), self.spans.entries)
+                            lambda: (self.config.tap_token, self.identity.tap_token), self.spans.entries, self.loads)
         # plaintext for probes and scrapes; mutual TLS (once we have a certificate) for /tap, /fates
         # and /spans from anywhere but this machine, so their tokens never cross a network in clear
         self._admin = InboundListener(admin, lambda: self.identity.server_ctx, lambda: TlsMode.PERMISSIVE, self.metrics,
@@ -109,6 +111,7 @@ class Proxy:
         exporter = SpanExporter(self.spans, self.policies.zipkin, self.policies.exporting, sender, self.config.identity.namespace,
                                 lambda provider, outcome, n: self.metrics.spans_exported.labels(provider, outcome).inc(n))
         self.tasks.supervise(exporter.run, name="tracing:export")
+        self.loads.outbound = outbound  # POST /load on the admin port: meshdojo load --from, on a cluster
         self._outbound_server = await loop.create_server(
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )

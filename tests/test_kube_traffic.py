@@ -177,6 +177,9 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         idents = {w["workload"].rsplit("-", 2)[0]: w for w in json.loads(learner.run("identity", "-o", "json").stdout)["workloads"]}
         assert idents["emoji"]["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/emoji" and idents["emoji"]["serial"], idents
         assert idents["emoji"]["mode"] == "permissive", idents["emoji"]
+        # load with web's identity, from web's own sidecar: emoji's sidecar counts the requests as web's, over mutual TLS
+        sent = json.loads(learner.run("load", "svc/emoji", "/api/list", "--from", "deploy/web", "-n", "6", "-o", "json").stdout)
+        assert sent["codes"] == {"200": {"count": 6, "share": 1.0}}, sent
         # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
         synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))
                             and all(r["policies"] == r["endpoints"] == "SYNCED" for r in rows) and rows, 30,
@@ -205,6 +208,9 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
             outside = f"http://{net.host_ip}:{outside_port}/"
             web_netns = next(p.netns for p in net.pods.values() if p.name.startswith("web-"))
             assert _from_pod(web_netns, outside) == "200 outside", outside
+            # meshdojo load --from: the control plane asks web's own sidecar, in its pod, to send as web's app would
+            sent = json.loads(learner.run("load", outside, "--from", "deploy/web", "-n", "4", "-c", "2", "-o", "json").stdout)
+            assert sent["codes"] == {"200": {"count": 4, "share": 1.0}}, sent
             sidecar = tmp_path / "sidecar.yaml"
             sidecar.write_text("apiVersion: policy.meshdojo.dev/v1alpha1\nkind: Sidecar\nmetadata: {name: default, namespace: emojivoto}\n"
                                "spec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")

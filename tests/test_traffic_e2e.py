@@ -311,7 +311,7 @@ async def test_connection_pool_limits_overflow_grows_with_concurrency_as_in_isti
 async def test_the_control_plane_sends_load_for_a_learner_on_a_cluster(mesh: Mesh, echo_port: int):
     """`meshdojo load` on a cluster: POST /v1/load runs the generator in the control plane, to a
     service's endpoint as discovery knows it; bad requests name the field."""
-    from controlplane.loadapi import parse
+    from controlplane.loadspec import parse
 
     mesh.register("emojivoto", "emojivoto-ingress", "emojivoto-ingress-0", echo_port, None)
     status, body = await asyncio.to_thread(mesh.call, "POST", "/v1/load", {

@@ -54,22 +54,19 @@ def _load(args: argparse.Namespace) -> int:
 def in_cluster(name: str, target: str, path: str, source: str | None, namespace: str | None, how: dict[str, Any]):
     """On a cluster the generator runs in the control plane's pod (``POST /v1/load``), sending to
     the demo's gateway pod: the learner's machine reaches no pod. (summary, target) as run."""
-    from controlplane.loadapi import MAX_SECONDS
     from controlplane.loadgen import Target
+    from controlplane.loadspec import MAX_SECONDS
     from sandbox import resources
     from sandbox.kube.gateways import DEMO_GATEWAYS, name_of
 
     kind, _, service = target.partition("/")
-    if target.lower().startswith("http://"):
-        raise ValueError(f"{target}: on a cluster the load runs in the control plane's pod, which has no sidecar to leave the "
-                         f"mesh through; call it from a meshed pod of your own: kubectl -n {namespace or 'NAMESPACE'} exec "
-                         f"deploy/NAME -c app -- curl -s {target}")
-    if kind not in ("svc", "service") or not service:
+    outside = target.lower().startswith("http://")
+    if not outside and (kind not in ("svc", "service") or not service):
         raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/web /api/list'")
-    if source is not None:  # a workload's identity means its own sidecar, inside its pod
-        raise ValueError(f"--from {source}: on a cluster the load cannot leave from a pod's sidecar yet; leave --from out to "
-                         f"load through the gateway, or from a pod of your own: kubectl -n {namespace or 'NAMESPACE'} run load --rm -it "
-                         f"--restart=Never --image=fortio/fortio -- load -c 4 -n 100 http://{service}{path}")
+    if outside and source is None:
+        raise ValueError(f"{target}: a host outside the mesh is called from a workload: add --from deploy/NAME (e.g. --from deploy/web)")
+    if source is not None:  # a workload's identity: its own sidecar sends, inside its pod (asked by the control plane)
+        return _from_pod(name, target, service, path, source, namespace, how)
     demo = next((d for d, (ns, svc, _port, _title) in DEMO_GATEWAYS.items() if svc == service
                  and namespace in (None, ns)), None)
     if demo is None:
@@ -79,6 +76,43 @@ def in_cluster(name: str, target: str, path: str, source: str | None, namespace:
     answer = resources.api_for(name).call("POST", "/v1/load", {"namespace": gateway_ns, "service": name_of(demo), "path": path, **how},
                                           timeout=MAX_SECONDS + 30)
     return answer["summary"], Target(answer["url"], None, answer["via"])
+
+
+def _from_pod(name: str, target: str, service: str, path: str, source: str, namespace: str | None, how: dict[str, Any]):
+    """``--from deploy/X`` on a cluster: one of X's ready, meshed pods sends through its own sidecar."""
+    from controlplane.loadgen import Target
+    from controlplane.loadspec import MAX_SECONDS
+    from sandbox import local, resources
+
+    src_kind, _, deployment = source.partition("/")
+    if src_kind not in ("deploy", "deployment") or not deployment:
+        raise ValueError(f"--from {source!r}: expected deploy/NAME")
+    st = backend_for(name).status()
+    if st is None:
+        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    src_ns, src = local.find_deployment(st, deployment, None)
+    pod = next((w for w in st["workloads"] if w["deployment"] == src and w["namespace"] == src_ns and w["meshed"] and w["ready"]), None)
+    if pod is None:
+        raise ValueError(f"deploy/{src} has no ready pod with a sidecar to send from (is it meshed? 'meshdojo inject {src}')")
+    url = _url(name, target, service, path, namespace)
+    answer = resources.api_for(name).call("POST", "/v1/load", {"from": {"namespace": src_ns, "pod": pod["name"]}, "url": url,
+                                                               **how}, timeout=MAX_SECONDS + 30)
+    return answer["summary"], Target(answer["url"], None, answer["via"])
+
+
+def _url(name: str, target: str, service: str, path: str, namespace: str | None) -> str:
+    """What the app would ask its sidecar for: a URL outside the mesh as given, or the service's."""
+    from sandbox import resources
+
+    if target.lower().startswith("http://"):
+        in_url = "/" in target[len("http://"):]
+        if in_url and path != "/":
+            raise ValueError(f"{target}: give the path in the URL or after it, not both")
+        return target if in_url else target + path
+    ns = resources.service_namespace(name, service, namespace)
+    port = next((s["ports"][0] for s in resources.api_for(name).call("GET", "/v1/services")["services"]
+                 if s["name"] == service and s["namespace"] == ns and s["ports"]), 80)
+    return f"http://{service}.{ns}:{port}{path}"
 
 
 def load_target(name: str, target: str, path: str, source: str | None, namespace: str | None):
@@ -97,7 +131,8 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     st = backend_for(name).status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    ns = "" if outside else resources.service_namespace(name, service, namespace)
+    if not outside:  # an unknown or ambiguous service is named before anything is sent
+        resources.service_namespace(name, service, namespace)
     if source is None:
         gateway = next((g for g in st.get("gateways", []) if g["service"] == service and g.get("url")), None)
         if gateway is None:
@@ -112,15 +147,10 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     if instance is None:
         raise ValueError(f"deploy/{src} has no running sidecar to send through (is it meshed? 'meshdojo inject {src}')")
     via = f"http://127.0.0.1:{instance['ports']['outbound']}"
-    if outside:  # the URL's own path, or the one given after it
-        in_url = "/" in target[len("http://"):]
-        if in_url and path != "/":
-            raise ValueError(f"{target}: give the path in the URL or after it, not both")
-        return Target(target if in_url else target + path, via, f"{instance['name']}'s sidecar, out of the mesh")
-    port = next((s["ports"][0] for s in resources.api_for(name).call("GET", "/v1/services")["services"]
-                 if s["name"] == service and s["namespace"] == ns and s["ports"]), 80)
-    return Target(f"http://{service}.{ns}:{port}{path}", f"http://127.0.0.1:{instance['ports']['outbound']}",
-                  f"{instance['name']}'s sidecar (identity {instance['identity']})")
+    url = _url(name, target, service, path, namespace)
+    if outside:
+        return Target(url, via, f"{instance['name']}'s sidecar, out of the mesh")
+    return Target(url, via, f"{instance['name']}'s sidecar (identity {instance['identity']})")
 
 
 def register(sub) -> None:
