@@ -13,7 +13,9 @@ AuthorizationPolicy, RequestAuthentication and FaultInjection combine every poli
 (as Istio's AuthorizationPolicy and RequestAuthentication do); Telemetry too, field by field: the most specific one that sets a field
 sets it (Istio merges Telemetry so). MeshTLS, RateLimit and Sidecar take one: the most specific level wins, and
 two at that level are a *conflict* — the first by name is used, and ``meshdojo get``/``check``
-say so. Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
+say so. So are two Telemetry resources at one level that set the same field (Istio leaves that
+undefined), and CUSTOM AuthorizationPolicies that name different providers for one workload
+(Istio supports one provider per workload). Pure functions: the proxy runs them when a policy snapshot arrives, the control plane
 runs them over every known workload to find conflicts.
 """
 
@@ -78,6 +80,7 @@ class Applied:
     resources: tuple[Resource, ...] = ()
     conflict: tuple[str, ...] = ()  # namespace/name of policies tied at the winning level (the first is used)
     levels: tuple[str, ...] = ()  # each resource's level: workload, namespace or mesh (for describe)
+    detail: str = ""  # what the tie is about, when it is not the whole policy (a Telemetry field, CUSTOM providers)
 
     @property
     def chosen(self) -> Resource | None:
@@ -100,8 +103,31 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
             tied = [name for rank, name, _r in items if rank == items[0][0]]
             result[kind] = Applied((items[0][2],), tuple(tied) if len(tied) > 1 else (), (LEVELS[items[0][0]],))
         else:
-            result[kind] = Applied(tuple(r for _rank, _name, r in items), (), tuple(LEVELS[rank] for rank, _name, _r in items))
+            tied, detail = _field_ties(kind, items)
+            result[kind] = Applied(tuple(r for _rank, _name, r in items), tied, tuple(LEVELS[rank] for rank, _name, _r in items), detail)
     return result
+
+
+TELEMETRY_FIELDS = (("sampling_percent", "tracing's randomSamplingPercentage"), ("trace_provider", "tracing's providers"),
+                    ("access_log", "accessLogging"))
+
+
+def _field_ties(kind: str, items: list[tuple[int, str, Resource]]) -> tuple[tuple[str, ...], str]:
+    """Of the kinds that combine: policies that decide the same thing for one workload and
+    cannot both be used — (their names, first by name; what they tie on), or ((), "")."""
+    if kind == "Telemetry":
+        for attribute, field_name in TELEMETRY_FIELDS:
+            setting = [(rank, name) for rank, name, r in items if getattr(r.spec, attribute) is not None]
+            tied = [name for rank, name in setting if rank == setting[0][0]] if setting else []
+            if len(tied) > 1:
+                return tuple(tied), f"both set {field_name}"
+    if kind == "AuthorizationPolicy":
+        custom = [(name, r.spec.provider) for _rank, name, r in items if r.spec.action == "CUSTOM"]  # type: ignore[union-attr]
+        providers = sorted({provider for _name, provider in custom})
+        if len(providers) > 1:
+            return (tuple(sorted(name for name, _provider in custom)),
+                    f"are CUSTOM with different providers ({', '.join(providers)}); Istio supports one provider per workload")
+    return (), ""
 
 
 @dataclass(frozen=True)
@@ -109,8 +135,15 @@ class Conflict:
     kind: str
     workload: str  # namespace/instance
     policies: tuple[str, ...]  # the first is the one in force
+    detail: str = ""  # what they tie on, when it is not the whole policy
 
     def describe(self) -> str:
+        if self.kind == "AuthorizationPolicy":  # CUSTOM: not one used, but each request's first match asks its provider
+            return (f"{self.kind} {', '.join(self.policies)} {self.detail} at {self.workload}: each request asks the "
+                    f"provider of the first whose rules match it; keep one provider per workload")
+        if self.detail:
+            return (f"{self.kind} {', '.join(self.policies)} {self.detail} for {self.workload} at the same level; "
+                    f"{self.policies[0]} is used (the first by name): delete or narrow the others")
         return (f"{self.kind} {', '.join(self.policies)} all apply to {self.workload} at the same level; "
                 f"{self.policies[0]} is used (the first by name): delete or narrow the others")
 
@@ -121,7 +154,7 @@ def conflicts(resources: Sequence[Resource], workloads: Iterable[Workload], sele
     for workload in workloads:
         for kind, applied in applicable(resources, workload, selectors).items():
             if applied.conflict:
-                out.append(Conflict(kind, workload.describe(), applied.conflict))
+                out.append(Conflict(kind, workload.describe(), applied.conflict, applied.detail))
     return sorted(out, key=lambda c: (c.kind, c.workload))
 
 

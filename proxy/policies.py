@@ -91,7 +91,7 @@ class PolicyWatch:
         """Per inbound kind in force here: the policies (most specific first), the level each
         applies at, what each does in a word (an AuthorizationPolicy's action), any tie."""
         return {kind: {"applied": [f"{r.namespace}/{r.name}" for r in a.resources], "levels": list(a.levels),
-                       "notes": [_note(r) for r in a.resources], "conflict": list(a.conflict)}
+                       "notes": [_note(r) for r in a.resources], "conflict": list(a.conflict), "detail": a.detail}
                 for kind, a in self.inbound.items() if a.resources}
 
     def callers(self) -> dict[str, dict[str, list[str]]]:

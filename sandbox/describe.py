@@ -66,7 +66,9 @@ def _applied(inbound: dict[str, Any], kind: str) -> str:
     notes = found.get("notes") or [""] * len(names)
     said = ", ".join(f"{n} ({', '.join(filter(None, (note, level)))})" if note or level else n
                      for n, level, note in zip(names, levels, notes, strict=False))
-    if found.get("conflict"):
+    if found.get("conflict") and found.get("detail"):  # a tie on part of them (CUSTOM providers, a Telemetry field)
+        said += f"  — CONFLICT: {', '.join(found['conflict'])} {found['detail']}"
+    elif found.get("conflict"):
         said += f"  — CONFLICT: {', '.join(found['conflict'])} tie; the first is used"
     return said
 

@@ -44,6 +44,11 @@ def test_a_workload_is_described_as_its_sidecar_enforces():
     assert "to svc/web, their sidecars act on: HTTPRoute emojivoto/web-split; CircuitBreaker emojivoto/web-cb" in text
     assert "REGISTRY_ONLY (Sidecar emojivoto/registry-only): hosts outside the mesh only if a ServiceEntry names them" in text
     assert "traces 1 % of new requests (7 spans so far), access log off" in text
+    custom = {"applied": ["emojivoto/a", "emojivoto/b"], "levels": ["workload", "namespace"], "notes": ["CUSTOM by opa", "CUSTOM by x"],
+              "conflict": ["emojivoto/a", "emojivoto/b"], "detail": "are CUSTOM with different providers (opa, x)"}
+    tied = {**CONFIG, "policies": {**CONFIG["policies"], "inbound": {"AuthorizationPolicy": custom}}}
+    assert ("AuthorizationPolicy    emojivoto/a (CUSTOM by opa, workload), emojivoto/b (CUSTOM by x, namespace)  — CONFLICT: "
+            "emojivoto/a, emojivoto/b are CUSTOM with different providers (opa, x)") in "\n".join(describe.lines({"workload": WEB, "config": tied}, NOW))
 
 
 def test_without_a_sidecar_or_when_it_does_not_answer_it_says_so():

@@ -72,6 +72,30 @@ def test_the_most_specific_meshtls_wins_and_ties_are_conflicts():
     assert "bookinfo/a-rival is used" in found[0].describe()
 
 
+def test_telemetries_that_set_one_field_at_one_level_are_a_conflict_and_merging_ones_are_not():
+    sampling = {"tracing": [{"randomSamplingPercentage": 100}]}
+    mesh = policy("Telemetry", "mesh", sampling, namespace="meshdojo-system")
+    logs = policy("Telemetry", "logs", {"accessLogging": [{"providers": [{"name": "envoy"}]}]})
+    assert applicable([mesh, logs, policy("Telemetry", "traces", sampling)], REVIEWS_V1, SELECTORS)["Telemetry"].conflict == ()
+    rival = policy("Telemetry", "a-few", {"tracing": [{"randomSamplingPercentage": 1}]})
+    found = conflicts([mesh, logs, policy("Telemetry", "traces", sampling), rival], [REVIEWS_V1], SELECTORS)
+    assert [(c.kind, c.policies) for c in found] == [("Telemetry", ("bookinfo/a-few", "bookinfo/traces"))]
+    assert found[0].describe().startswith("Telemetry bookinfo/a-few, bookinfo/traces both set tracing's randomSamplingPercentage "
+                                          "for bookinfo/reviews-v1-0 at the same level; bookinfo/a-few is used")
+
+
+def test_custom_policies_naming_two_providers_at_one_workload_are_a_conflict():
+    def custom(name: str, provider: str, namespace: str = "bookinfo", **target):
+        return policy("AuthorizationPolicy", name, {"action": "CUSTOM", "provider": {"name": provider},
+                                                    "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}], **target}, namespace)
+
+    same = [custom("a", "opa"), custom("b", "opa", targetRef={"kind": "Service", "name": "reviews"})]
+    assert conflicts(same, [REVIEWS_V1], SELECTORS) == []  # one provider, asked about two sets of paths: fine
+    found = conflicts([*same, custom("c", "ext-authz", namespace="meshdojo-system")], [REVIEWS_V1], SELECTORS)
+    assert [(c.kind, c.policies) for c in found] == [("AuthorizationPolicy", ("bookinfo/a", "bookinfo/b", "meshdojo-system/c"))]
+    assert "are CUSTOM with different providers (ext-authz, opa); Istio supports one provider per workload" in found[0].describe()
+
+
 def test_authorization_policies_combine_across_levels():
     both = [authz("mesh", namespace="meshdojo-system"), authz("ns"), authz("mine", targetRef={"kind": "Service", "name": "reviews"})]
     applied = applicable(both, REVIEWS_V1, SELECTORS)["AuthorizationPolicy"]
