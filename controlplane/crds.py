@@ -2,10 +2,11 @@
 definitions (:mod:`controlplane.policyschema`): the API server refuses what ``meshdojo apply``
 refuses, and names the same field.
 
-``HTTPRoute`` belongs to the Gateway API. A cluster that has its CRD keeps it (ours is never
-installed over it); a cluster without it gets :func:`httproute_subset_crd`, the subset of
-``gateway.networking.k8s.io/v1`` HTTPRoute that meshdojo implements (GAMMA: the parent is a
-Service), labelled as such.
+``HTTPRoute`` and ``BackendTLSPolicy`` belong to the Gateway API. A cluster that has their CRDs
+keeps them (ours are never installed over them); a cluster without one gets
+:func:`gateway_subset_crd`, the subset of the ``gateway.networking.k8s.io/v1`` kind that meshdojo
+implements (an HTTPRoute's parent is a Service or a ServiceEntry, GAMMA; a BackendTLSPolicy's
+target a ServiceEntry), labelled as such.
 """
 
 from __future__ import annotations
@@ -71,17 +72,20 @@ def policy_crds() -> list[dict[str, Any]]:
             for kind, (api, spec) in KINDS.items() if api.startswith(POLICY_GROUP + "/")]
 
 
-def httproute_subset_crd() -> dict[str, Any]:
-    """Gateway API's HTTPRoute, only the fields meshdojo implements (for clusters without it)."""
-    api, spec = KINDS["HTTPRoute"]
+GATEWAY_KINDS = ("BackendTLSPolicy", "HTTPRoute")  # Gateway API's kinds meshdojo implements a subset of
+
+
+def gateway_subset_crd(kind: str) -> dict[str, Any]:
+    """One of Gateway API's kinds, only the fields meshdojo implements (for clusters without it)."""
+    api, spec = KINDS[kind]
     group, _, version = api.partition("/")
-    return _crd(group, version, "HTTPRoute", spec, [], PART_OF,
-                {SUBSET_ANNOTATION: "the subset of Gateway API's HTTPRoute that meshdojo implements; "
+    return _crd(group, version, kind, spec, [], PART_OF,
+                {SUBSET_ANNOTATION: f"the subset of Gateway API's {kind} that meshdojo implements; "
                                     "install the Gateway API CRDs to replace it",
                  # *.k8s.io groups are protected: a CRD there must say whether the API was approved. Ours is
                  # not Gateway API's own CRD, so it says so (the API server accepts it, with a condition)
-                 "api-approved.kubernetes.io": "unapproved, meshdojo's subset of Gateway API's HTTPRoute for clusters without it"})
+                 "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"})
 
 
-def crd_names(with_httproute: bool) -> list[str]:
-    return [c["metadata"]["name"] for c in policy_crds()] + ([httproute_subset_crd()["metadata"]["name"]] if with_httproute else [])
+def gateway_crd_name(kind: str) -> str:
+    return f"{plural(kind)}.{KINDS[kind][0].partition('/')[0]}"

@@ -144,6 +144,8 @@ class Egress:
     namespace: str  # dst_namespace: the entry's namespace ("" otherwise)
     targets: tuple[tuple[str, int], ...]  # (address, port) to connect to; none when blocked
     why: str  # for the fate and the 502's message
+    entry: str = ""  # the ServiceEntry's name and the name of its port asked for (verdict "entry"), for a BackendTLSPolicy
+    port_name: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -169,7 +171,8 @@ def decide(host: str, port: int | None, entries: Sequence[NamedEntry], mode: str
             targets = tuple((ep.address, ep.port_for(entry_port)) for ep in entry.spec.endpoints)
         else:
             targets = ((host, entry_port.target),)
-        return Egress("entry", pattern, entry.namespace, targets, f"ServiceEntry {entry.namespace}/{entry.name}")
+        return Egress("entry", pattern, entry.namespace, targets, f"ServiceEntry {entry.namespace}/{entry.name}", entry.name,
+                      entry_port.name)
     if mode == REGISTRY_ONLY:
         known = [e for e in entries if e.spec.host_matching(host)]
         hint = (f"ServiceEntry {known[0].namespace}/{known[0].name} names {host} but not port {number}: add it to spec.ports"

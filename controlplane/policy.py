@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules, egress, policyschema, providers, requestauthn, routeannotations, telemetrypolicy
+from controlplane import authzrules, backendtls, egress, policyschema, providers, requestauthn, routeannotations, telemetrypolicy
 from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
@@ -47,7 +47,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
                 "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
                 "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
-                "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider"}
+                "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
+                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy"}
 
 
 class PolicyError(ValueError):
@@ -134,7 +135,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn}
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
@@ -405,4 +406,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
-        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider)
+        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec)

@@ -229,6 +229,24 @@ SERVICE_ENTRY = obj({
     }, ("address",)), doc="where to connect: required with resolution STATIC"),
 }, ("hosts", "ports"))
 
+# Gateway API's BackendTLSPolicy, for a ServiceEntry's host: the sidecar originates TLS (controlplane/backendtls.py)
+BACKEND_TLS_POLICY = obj({
+    "targetRefs": ListOf(obj({
+        "group": Str(enum=("policy.meshdojo.dev", "networking.istio.io", ""), allow_empty=True,
+                     doc="networking.istio.io (Istio's) or policy.meshdojo.dev: a ServiceEntry's group"),
+        "kind": Str(enum=("ServiceEntry", "Service"), doc="ServiceEntry: a host outside the mesh"),
+        "name": Str(doc="the ServiceEntry's name, in this namespace"),
+        "sectionName": Str(pattern=PORT_NAME, hint="expected a port name of the ServiceEntry",
+                           doc="one of the entry's ports by name (left out: every port)"),
+    }, ("kind", "name")), non_empty=True, max_items=16, hint="expected a non-empty list of {group, kind, name, sectionName}",
+        doc="the ServiceEntries (and ports) whose hosts the sidecars reach over TLS"),
+    "validation": obj({
+        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                        hint="expected a host name, e.g. edition.cnn.com", doc="sent as SNI; the server's certificate must carry it"),
+        "wellKnownCACertificates": Str(enum=("System",), doc="System: the server's certificate is checked with the system's CAs"),
+    }, ("hostname",), doc="how the server is checked"),
+}, ("targetRefs", "validation"))
+
 SIDECAR = obj({
     "workloadSelector": obj({"labels": Labels(doc="the pods with all of these labels")}, ("labels",),
                             doc="the pods this applies to; left out: the whole namespace (the mesh in meshdojo-system)"),
@@ -310,6 +328,12 @@ EXTENSION_PROVIDER = obj({
 }, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
 REFUSED: dict[str, dict[str, str]] = {
+    "BackendTLSPolicy": {
+        "validation.caCertificateRefs": "not here yet: the server's certificate is checked with the system's CAs "
+                                        "(validation.wellKnownCACertificates: System)",
+        "validation.subjectAltNames": "not here yet: the server's certificate is checked against validation.hostname",
+        "options": "no TLS options here: TLS 1.2 or newer, with the system's defaults",
+    },
     "ExtensionProvider": {
         "envoyExtAuthzGrpc": "the sidecars speak HTTP/1.1 only: use envoyExtAuthzHttp (Istio's sample serves it on port 8000)",
         "envoyExtAuthzHttp.includeRequestBodyInCheck": "the check request carries no body here (the headers and path only)",
@@ -336,4 +360,5 @@ KINDS: dict[str, tuple[str, Field]] = {
     "Telemetry": (POLICY_API, TELEMETRY),
     "RequestAuthentication": (POLICY_API, REQUEST_AUTHENTICATION),
     "ExtensionProvider": (POLICY_API, EXTENSION_PROVIDER),
+    "BackendTLSPolicy": (GATEWAY_API, BACKEND_TLS_POLICY),
 }

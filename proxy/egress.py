@@ -2,7 +2,8 @@
 the ServiceEntry's endpoints, or refuse it (see :mod:`controlplane.egress` for the rules).
 
 Egress traffic leaves in plain HTTP (the far end is outside the mesh, with no identity to
-check) and never carries the mesh's own headers. Its metrics are labelled with bounded values
+check) — or over TLS the sidecar originates, when a BackendTLSPolicy names the ServiceEntry's
+port (controlplane.backendtls) — and never carries the mesh's own headers. Its metrics are labelled with bounded values
 only: the ServiceEntry's host, or Istio's ``PassthroughCluster`` / ``BlackHoleCluster``,
 never the name a client wrote.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from controlplane.backendtls import for_port
 from controlplane.egress import Egress, decide, is_ip
 from controlplane.protocol import Endpoint
 from proxy.errors import BadRequest, ProxyError
@@ -41,6 +43,10 @@ def outside_the_mesh(policies: PolicyWatch, own_ports: Callable[[], set[int]]) -
             raise BadRequest(f"{host}:{port or 80} is this proxy's own listener ({loop[0]}:{loop[1]}): "
                              f"forwarding it would loop; call a service by its name")
         request.endpoints = endpoints(egress)
+        if egress.verdict == "entry" and (tls := for_port(policies.backend_tls, egress.namespace, egress.entry, egress.port_name)):
+            name, spec = tls  # the sidecar originates TLS: the app spoke plain HTTP
+            request.origin_sni = spec.hostname
+            request.fate.egress = f"{egress.why}, TLS originated to {spec.hostname} (BackendTLSPolicy {egress.namespace}/{name})"
 
     return route
 

@@ -154,7 +154,7 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
     async def handle(request: Request) -> Response:
         ep = request.endpoint
         assert ep is not None
-        dest = Dest(ep.address, ep.port, ep.identity if ep.meshed else None)
+        dest = Dest(ep.address, ep.port, ep.identity if ep.meshed else None, request.origin_sni)
         # tell the destination which service was asked for (as Linkerd does), for its policies
         request.head.headers = [(n, v) for n, v in request.head.headers if n != b"l5d-dst-canonical"]
         service = request.fate.backend or request.dst_service

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from controlplane.accessfilter import LogFacts, compile_filter
+from controlplane.backendtls import BackendTlsSpec
 from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
@@ -61,6 +62,7 @@ class PolicyWatch:
         self.inbound_active = False  # does a FaultInjection, RateLimit or AuthorizationPolicy apply to this workload?
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
+        self.backend_tls: dict[tuple[str, str], BackendTlsSpec] = {}  # (namespace, name) -> a BackendTLSPolicy: TLS to an entry's host
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
         self.access_filter: Callable[[LogFacts], bool] | None = None  # its filter.expression, compiled
@@ -177,6 +179,7 @@ class PolicyWatch:
             self.exporting.clear()
         self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
                                      if r.kind == "ServiceEntry")
+        self.backend_tls = {(r.namespace, r.name): r.spec for r, _ in entries if r.kind == "BackendTLSPolicy"}  # type: ignore[misc]
         self.kinds = {kind for kind, _ns, _target in index}
         self.shaped = frozenset((ns, target) for kind, ns, target in index if kind in SHAPING_KINDS)
         self.version = event.get("version", self.version)

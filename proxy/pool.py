@@ -8,6 +8,7 @@ inbound side (plaintext to the local app).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -33,10 +34,20 @@ class Dest:
     host: str
     port: int
     identity: str | None  # None: plaintext (unmeshed endpoint, or the local app)
+    sni: str | None = None  # a host outside the mesh over TLS the sidecar originates: the name its certificate must carry
 
     @property
     def tls(self) -> bool:
         return self.identity is not None
+
+
+@functools.cache
+def origination_context() -> ssl.SSLContext:
+    """TLS to a host outside the mesh (a BackendTLSPolicy's): the system's CAs, the host's name
+    checked, TLS 1.2 or newer. Made once, on first use ($SSL_CERT_FILE and $SSL_CERT_DIR apply)."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 class ConnectionPool:
@@ -89,7 +100,7 @@ class ConnectionPool:
 
     async def _connect(self, dest: Dest) -> HttpConnection:
         loop = asyncio.get_running_loop()
-        ctx = self._tls_context() if dest.tls else None
+        ctx = self._tls_context() if dest.tls else origination_context() if dest.sni else None
         if dest.tls and ctx is None:
             raise ConnectFailed("this proxy has no certificate yet, so it cannot open mutual TLS")
         conn = HttpConnection("response", on_lost=self._lost, deadlines=self._deadlines)
@@ -97,7 +108,7 @@ class ConnectionPool:
             transport, _ = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: conn, dest.host, dest.port,
-                    ssl=ctx, server_hostname="" if ctx else None,
+                    ssl=ctx, server_hostname=(dest.sni or "") if ctx else None,
                 ),
                 CONNECT_TIMEOUT,
             )

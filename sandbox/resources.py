@@ -195,6 +195,9 @@ def _target(spec: dict[str, Any]) -> str:
         return "(mesh)"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
         return ",".join(map(str, spec["hosts"]))
+    if isinstance(spec.get("targetRefs"), list):  # BackendTLSPolicy: ServiceEntries, and a port by name
+        return ",".join(f"se/{r.get('name')}" + (f":{r['sectionName']}" if r.get("sectionName") else "")
+                        for r in spec["targetRefs"] if isinstance(r, dict))
     if isinstance(spec.get("workloadSelector"), dict):  # Sidecar
         return ",".join(f"{k}={v}" for k, v in (spec["workloadSelector"].get("labels") or {}).items())
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
@@ -212,6 +215,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
                 + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))
+    if kind == "BackendTLSPolicy":
+        validation = spec.get("validation") if isinstance(spec.get("validation"), dict) else {}
+        return f"TLS to {validation.get('hostname')} ({validation.get('wellKnownCACertificates', 'System')} CAs)"
     if kind == "ExtensionProvider":
         if isinstance(spec.get("zipkin"), dict):
             zipkin = spec["zipkin"]

@@ -39,12 +39,12 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 12
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 13
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
-            "httproutes.gateway.networking.k8s.io"} <= names
+            "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io"} <= names
     assert main(["install", "--crds", "--dry-run", "--without-httproute"]) == 0
-    assert "httproutes" not in capsys.readouterr().out
+    assert "gateway.networking.k8s.io" not in capsys.readouterr().out
 
 
 def test_install_without_a_cluster_says_how_to_get_one(capsys, tmp_path):
@@ -85,6 +85,9 @@ def _base(kind: str) -> dict:
                                   "jwtRules": [{"issuer": "https://idp.example", "jwksUri": "https://idp.example/keys"}]},
         "ExtensionProvider": {"envoyExtAuthzHttp": {"service": "ext-authz.foo.svc.cluster.local", "port": "8000",
                                                     "includeRequestHeadersInCheck": ["x-ext-authz"]}},
+        "BackendTLSPolicy": {"targetRefs": [{"group": "networking.istio.io", "kind": "ServiceEntry", "name": "httpbin",
+                                             "sectionName": "http"}],
+                             "validation": {"hostname": "httpbin.example", "wellKnownCACertificates": "System"}},
     }[kind]
 
 
@@ -115,6 +118,9 @@ INVALID = [
     ("ExtensionProvider", "spec.envoyExtAuthzHttp.port", 0),
     ("ExtensionProvider", "spec.envoyExtAuthzHttp.includeRequestHeadersInCheck[0]", "x ext"),
     ("ExtensionProvider", "spec.envoyExtAuthzHttp.statusOnError", 99),
+    ("BackendTLSPolicy", "spec.validation.hostname", "Not A Host"),
+    ("BackendTLSPolicy", "spec.targetRefs[0].kind", "Gateway"),
+    ("BackendTLSPolicy", "spec.validation.wellKnownCACertificates", "Mine"),
 ]
 
 

@@ -14,12 +14,11 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.crds import PART_OF, httproute_subset_crd, plural, policy_crds
+from controlplane.crds import GATEWAY_KINDS, PART_OF, gateway_subset_crd, plural, policy_crds
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
 from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
 from controlplane.policyschema import KINDS, POLICY_GROUP
 
-HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 NAME = "meshdojo-controlplane"
 WEBHOOK_SERVICE = "meshdojo-webhook"
 WEBHOOK_CONFIG = "meshdojo-sidecar-injector"
@@ -36,9 +35,11 @@ class Pki:
     issuer_key_pem: str
 
 
-def crd_manifests(with_httproute: bool) -> list[dict[str, Any]]:
-    """The CRDs, in the order they are applied."""
-    return [*policy_crds(), *([httproute_subset_crd()] if with_httproute else [])]
+def crd_manifests(gateway_kinds: bool | tuple[str, ...]) -> list[dict[str, Any]]:
+    """The CRDs, in the order they are applied: ours, then the subsets of Gateway API's kinds
+    (``True``: all of them; or those named; ``False``: none)."""
+    kinds = GATEWAY_KINDS if gateway_kinds is True else gateway_kinds or ()
+    return [*policy_crds(), *(gateway_subset_crd(k) for k in GATEWAY_KINDS if k in kinds)]
 
 
 def _meta(name: str, namespace: str | None = CONTROLPLANE_NAMESPACE, **extra: Any) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def rbac() -> list[dict[str, Any]]:
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [POLICY_GROUP], "resources": policy_plurals,
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"],
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": sorted(plural(k) for k in GATEWAY_KINDS),
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},  # create cannot be limited by name

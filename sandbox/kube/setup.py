@@ -8,18 +8,22 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.crds import GATEWAY_KINDS, gateway_crd_name
 from sandbox.kube import cluster
-from sandbox.kube.install import HTTPROUTE_CRD, Pki, control_plane_manifests, crd_manifests, describe, webhook_configuration
+from sandbox.kube.install import Pki, control_plane_manifests, crd_manifests, describe, webhook_configuration
 
 
-def crds_for(client: Any | None, with_httproute: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Our CRDs; HTTPRoute's subset only when the cluster does not have Gateway API's own."""
-    if client is not None and with_httproute:
-        existing = cluster.crd_exists(client, HTTPROUTE_CRD)
-        if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
-            with_httproute = False
-            say("the cluster has Gateway API's HTTPRoute CRD: meshdojo uses it as is")
-    return crd_manifests(with_httproute)
+def crds_for(client: Any | None, with_gateway: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Our CRDs; the subset of each of Gateway API's kinds (HTTPRoute, BackendTLSPolicy) only
+    when the cluster does not have Gateway API's own CRD for it."""
+    kinds = GATEWAY_KINDS if with_gateway else ()
+    if client is not None:
+        for kind in kinds:
+            existing = cluster.crd_exists(client, gateway_crd_name(kind))
+            if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
+                kinds = tuple(k for k in kinds if k != kind)
+                say(f"the cluster has Gateway API's {kind} CRD: meshdojo uses it as is")
+    return crd_manifests(kinds)
 
 
 def control_plane_for(image: str, pki: Pki, operator_token: str, webhook_url: str | None,
