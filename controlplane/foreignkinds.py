@@ -12,7 +12,8 @@ FOREIGN_KINDS = {
                       "for mirror, headers, rewrite and redirect) "
                       "and FaultInjection (delay, abort)",
     "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
-                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...)",
+                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...); trafficPolicy.tls "
+                       "for a ServiceEntry's host (TLS origination) is Gateway API's BackendTLSPolicy",
     "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
     "RequestAuthentication": "RequestAuthentication with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
                              "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
