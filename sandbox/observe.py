@@ -90,8 +90,11 @@ def identities(name: str) -> dict[str, Any]:
                      "not_before": cert.get("notBefore"), "not_after": cert.get("notAfter"),
                      "rotation_in_seconds": max((rotate_at - now).total_seconds(), 0) if rotate_at else None,
                      "rotations": cert.get("refreshes", 0), "mode": config.get("mode"),
-                     "default_inbound_policy": config.get("defaultInboundPolicy")})
-    return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "workloads": rows}
+                     "default_inbound_policy": config.get("defaultInboundPolicy"),
+                     "policy_version": (config.get("policies") or {}).get("version")})
+    # the control plane's policy snapshot, read after the sidecars: one behind it has not got the latest yet
+    version = api.call("GET", "/v1/policies?kind=-")["version"]
+    return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "policy_version": version, "workloads": rows}
 
 
 def fmt_rate(value: float | None) -> str:

@@ -168,6 +168,11 @@ def test_fate_lines_and_filters():
     assert "request id 5f0c1d2e-0000-4000-8000-000000000001" in render.fate_lines(traced)
 
 
+def test_a_sidecars_policies_against_the_control_planes():
+    assert render.policy_sync(9, 9) == "SYNCED v9" and render.policy_sync(8, 9) == "STALE v8 (v9)"
+    assert render.policy_sync(None, 9) == "-"  # a sidecar that did not answer
+
+
 def test_an_error_field_is_found_on_its_line():
     text = "kind: HTTPRoute\nspec:\n  rules:\n  - retry:\n      attempts: 11\n"
     assert field_line(text, "spec.rules[0].retry.attempts") == 4

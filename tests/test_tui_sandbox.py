@@ -83,6 +83,8 @@ async def test_dashboard_topology_security_and_logs(sandbox):
         await pilot.press("4")
         ids = app.query_one("#identities", DataTable)
         await until(pilot, lambda: ids.row_count >= 3, "identities with rotation countdowns")
+        # each sidecar's policy snapshot against the control plane's (meshdojo proxy-status)
+        await until(pilot, lambda: str(ids.get_row_at(0)[3]).startswith("SYNCED v"), "the sidecars' policies in step")
         await until(pilot, lambda: app.query_one("#wire-edge", Input).value, "a default edge for the wire view")
         app.query_one("#wire-edge", Input).value = "web emoji"
         app.pane().focus()

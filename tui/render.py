@@ -168,6 +168,13 @@ def graph(snap: Any, selected: str | None = None) -> Text:
     return draw(nodes, arrows, selected)
 
 
+def policy_sync(held: int | None, latest: int | None) -> str:
+    """A sidecar's policy snapshot against the control plane's, as meshdojo proxy-status says it."""
+    if held is None or latest is None:
+        return "-"
+    return f"SYNCED v{held}" if held >= latest else f"STALE v{held} (v{latest})"
+
+
 def fate_lines(event: dict[str, Any]) -> list[str]:
     """The whole fate of one tapped request, a line per decision, for the detail pane."""
     fate = event.get("fate") or {}

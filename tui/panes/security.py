@@ -1,4 +1,5 @@
-"""Security (4): the CA, every workload's identity and certificate with its rotation countdown,
+"""Security (4): the CA, every workload's identity and certificate with its rotation countdown
+and whether its sidecar holds the control plane's latest policies (``meshdojo proxy-status``),
 what an eavesdropper sees on an edge (w), and an intruder trying a service (i)."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Security(Pane):
     def compose(self) -> ComposeResult:
         yield Static(id="ca-info", markup=False)
         table: DataTable = DataTable(id="identities", cursor_type="row")
-        table.add_columns("WORKLOAD", "IDENTITY", "MODE", "SERIAL", "ROTATES IN", "ROTATIONS")
+        table.add_columns("WORKLOAD", "IDENTITY", "MODE", "POLICIES", "SERIAL", "ROTATES IN", "ROTATIONS")
         yield table
         with Horizontal(classes="filters"):
             yield Input(placeholder="edge: web emoji", id="wire-edge")
@@ -59,6 +60,7 @@ class Security(Pane):
         for w in data["workloads"]:
             left = w.get("rotation_in_seconds")
             rows.append((w["workload"], [w["workload"], w.get("identity") or "-", w.get("mode") or w.get("error", "-"),
+                                         render.policy_sync(w.get("policy_version"), data.get("policy_version")),
                                          (w.get("serial") or "-")[:12], "-" if left is None else render.remaining_text(left),
                                          str(w.get("rotations", "-"))]))
         tables.fill(self.query_one("#identities", DataTable), rows)
