@@ -258,13 +258,18 @@ class RouteSpec:
     entry: str | None = None  # the parent ServiceEntry: the route shapes requests to its hosts
 
 
+def _service_or_entry(r: _Reader, ref: dict[str, Any], field: str, role: str) -> tuple[str | None, str | None]:
+    """(the Service, None) or (None, the ServiceEntry) a reference names, its group checked."""
+    is_entry = ref.get("kind", "Service") == "ServiceEntry"
+    if (ref.get("group", "") == "") == is_entry:
+        want = "policy.meshdojo.dev (or networking.istio.io)" if is_entry else '"" (the core API group)'
+        raise r.fail(f"{field}.group", f"a {ref.get('kind', 'Service')} {role}'s group is {want}")
+    return (None, ref["name"]) if is_entry else (_service_ref(ref), None)
+
+
 def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnnotations) -> RouteSpec:
     parent = spec["parentRefs"][0]
-    is_entry = parent.get("kind", "Service") == "ServiceEntry"
-    if (parent.get("group", "") == "") == is_entry:
-        want = "policy.meshdojo.dev (or networking.istio.io)" if is_entry else '"" (the core API group)'
-        raise r.fail("spec.parentRefs[0].group", f"a {parent.get('kind', 'Service')} parent's group is {want}")
-    service = None if is_entry else _service_ref(parent)
+    service, entry = _service_or_entry(r, parent, "spec.parentRefs[0]", "parent")
     rules = []
     for i, rule in enumerate(spec.get("rules", [{}])):
         where = f"spec.rules[{i}]"
@@ -288,22 +293,24 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
                           parse_duration(rr["backoff"]) if "backoff" in rr else 0.025)
         filters = parse_filters(r, rule.get("filters", []), matches, bool(backends), where) if rule.get("filters") else None
         rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry, filters))
-    return RouteSpec(service, tuple(rules), parent["name"] if is_entry else None)
+    return RouteSpec(service, tuple(rules), entry)
 
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class BudgetSpec:
-    service: str
+    service: str | None  # None when the target is a ServiceEntry
     retry_ratio: float = 0.2
     min_retries_per_second: float = 10.0
     ttl: float = 10.0
+    entry: str | None = None  # the target ServiceEntry: the budget is its hosts'
 
 
 def _budget(r: _Reader, spec: dict[str, Any]) -> BudgetSpec:
-    return BudgetSpec(_service_ref(spec["targetRef"]), float(spec.get("retryRatio", 0.2)),
-                      float(spec.get("minRetriesPerSecond", 10)), parse_duration(spec.get("ttl", "10s")))
+    service, entry = _service_or_entry(r, spec["targetRef"], "spec.targetRef", "target")
+    return BudgetSpec(service, float(spec.get("retryRatio", 0.2)), float(spec.get("minRetriesPerSecond", 10)),
+                      parse_duration(spec.get("ttl", "10s")), entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,13 +326,14 @@ class PoolLimits:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSpec:
-    service: str
+    service: str | None  # None when the target is a ServiceEntry (``entry``: the breaker is its hosts')
     consecutive_failures: int = 7
     penalty: float = 1.0
     max_penalty: float = 60.0
     jitter: float = 0.5
     outlier: bool = True  # eject endpoints after consecutive failures (off when only connectionPool is given)
     pool: PoolLimits | None = None
+    entry: str | None = None
 
 
 def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
@@ -341,8 +349,9 @@ def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
         tcp, http = raw.get("tcp", {}), raw.get("http", {})
         pool = PoolLimits(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024), http.get("maxRequestsPerConnection", 0))
     outlier = pool is None or any(k in spec for k in ("consecutiveFailures", "penalty", "maxPenalty"))
-    return BreakerSpec(_service_ref(spec["targetRef"]), spec.get("consecutiveFailures", 7), penalty, max_penalty,
-                       float(spec.get("jitter", 0.5)), outlier, pool)
+    service, entry = _service_or_entry(r, spec["targetRef"], "spec.targetRef", "target")
+    return BreakerSpec(service, spec.get("consecutiveFailures", 7), penalty, max_penalty,
+                       float(spec.get("jitter", 0.5)), outlier, pool, entry)
 
 
 @dataclass(frozen=True, slots=True)

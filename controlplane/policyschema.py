@@ -21,15 +21,17 @@ SERVED_KINDS = ("Service", "Deployment", "Pod")
 MANY = 1_000_000
 
 PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",))
+# an HTTPRoute's parent, a CircuitBreaker's or RetryBudget's target: a Service (GAMMA), or a ServiceEntry's hosts
+# (as Istio's Gateway API support has it, and as a DestinationRule may name a ServiceEntry's host)
+PARENT_GROUPS = ("", "policy.meshdojo.dev", "networking.istio.io")
 SERVICE_REF = obj({
-    "kind": Str(enum=("Service",), doc="Service (the default)"),
-    "name": Str(doc="the Service's name"),
-    "group": Str(allow_empty=True, doc='"" (the core API group)'),
+    "kind": Str(enum=("Service", "ServiceEntry"), doc="Service (the default), or ServiceEntry: the entry's hosts, outside the mesh"),
+    "name": Str(doc="the Service's (or ServiceEntry's) name"),
+    "group": Str(enum=PARENT_GROUPS, allow_empty=True,
+                 doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry'),
     "namespace": Str(),
     "port": Int(1, 65535, "a port"),
-}, ("name",), doc="the Service whose traffic this shapes")
-# an HTTPRoute's parent: a Service (GAMMA), or a ServiceEntry's hosts (as Istio's Gateway API support has it)
-PARENT_GROUPS = ("", "policy.meshdojo.dev", "networking.istio.io")
+}, ("name",), doc="the Service (or ServiceEntry) whose traffic this shapes")
 PARENT_REF = obj({
     "kind": Str(enum=("Service", "ServiceEntry"), doc="Service (the default), or ServiceEntry: the entry's hosts, outside the mesh"),
     "name": Str(doc="the Service's (or ServiceEntry's) name"),

@@ -11,10 +11,10 @@ never the name a client wrote.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from controlplane.backendtls import for_port
-from controlplane.egress import Egress, decide, is_ip
+from controlplane.egress import Egress, NamedEntry, decide, is_ip
 from controlplane.protocol import Endpoint
 from proxy.errors import BadRequest, ProxyError
 from proxy.exchange import Request
@@ -58,6 +58,19 @@ def leaves_the_mesh(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES or is_ip(host):
         return True
     return "." in host and not host.endswith((".svc", ".svc.cluster.local"))
+
+
+def entry_targets(entries: Sequence[NamedEntry]) -> set[tuple[str, int]]:
+    """Every (address, port) a ServiceEntry sends to, as its endpoints' keys: the balancer and a
+    breaker keep what they know of them while discovery's own endpoints change. Pure."""
+    found = set()
+    for entry in entries:
+        for port in entry.spec.ports:
+            if entry.spec.endpoints:
+                found |= {(ep.address, ep.port_for(port)) for ep in entry.spec.endpoints}
+            else:
+                found |= {(host, port.target) for host in entry.spec.hosts if not host.startswith("*.")}
+    return found
 
 
 def endpoints(egress: Egress) -> list[Endpoint]:

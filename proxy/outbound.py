@@ -38,7 +38,7 @@ from proxy.access import at_the_edge
 from proxy.accesslog import access_log, chosen_format
 from proxy.balancer import P2cBalancer
 from proxy.discovery import Discovery
-from proxy.egress import leaves_the_mesh, outside_the_mesh
+from proxy.egress import entry_targets, leaves_the_mesh, outside_the_mesh
 from proxy.endpoint import exchange
 from proxy.errors import BadRequest, ConnectFailed, NoEndpoints, ProxyError, UnknownService
 from proxy.exchange import Handler, Layer, Request, Response
@@ -173,12 +173,14 @@ def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> 
     return handle
 
 
-def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers: traffic.Breakers) -> None:
-    """An endpoint gone from every service is forgotten by the balancer and the breakers
-    (instances come and go on new ports: neither may keep state for each one ever seen)."""
+def forget_gone_endpoints(discovery: Discovery, balancer: P2cBalancer, breakers: traffic.Breakers,
+                          policies: PolicyWatch | None = None) -> None:
+    """An endpoint gone from every service (and from every ServiceEntry) is forgotten by the
+    balancer and the breakers (instances come and go on new ports: neither may keep state for
+    each one ever seen)."""
 
     def forget() -> None:
-        known: set[object] = set(discovery.known_keys())
+        known: set[object] = set(discovery.known_keys()) | (entry_targets(policies.service_entries) if policies else set())
         balancer.forget_except(known)
         breakers.forget_except(known)
 
@@ -204,7 +206,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     rng = rng or random.Random()
     tasks = tasks or TaskSet()
     balancer: P2cBalancer = P2cBalancer(rng, clock)
-    forget_gone_endpoints(discovery, balancer, breakers)
+    forget_gone_endpoints(discovery, balancer, breakers, policies)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     handler = balanced = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints

@@ -165,12 +165,13 @@ class PolicyWatch:
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
-        # a route whose parent is a ServiceEntry shapes the requests to each of its hosts (egress labels them with the host)
+        # a route, circuit breaker or retry budget whose parent (target) is a ServiceEntry shapes the requests to each
+        # of its hosts (egress labels them with the host)
         hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if r.kind == "ServiceEntry"}  # type: ignore[attr-defined]
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             entry = getattr(resource.spec, "entry", None)
             for host in hosts.get((resource.namespace, entry), ()) if entry else ():
-                index.setdefault(("HTTPRoute", resource.namespace, host), []).append(resource)
+                index.setdefault((resource.kind, resource.namespace, host), []).append(resource)
         self._index = index
         self.providers = providers([r for r, _ in entries])
         if self.zipkin() is not None:

@@ -271,7 +271,9 @@ class Breakers:
             br.forget_except(keys)
 
     def states(self) -> dict[str, dict[str, str]]:
-        return {fqdn(svc, ns): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
+        # a ServiceEntry's host (always dotted, never a Service's name) is its own name
+        return {svc if "." in svc else fqdn(svc, ns): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints}
+                for (ns, svc), (_s, b) in self._breakers.items()}
 
 
 def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:

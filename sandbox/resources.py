@@ -203,7 +203,7 @@ def _target(spec: dict[str, Any]) -> str:
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
     if isinstance(spec.get("selector"), dict):
         return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
-    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa"}
+    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa", "ServiceEntry": "se"}
     return f"{short.get(ref.get('kind', 'Service'), ref.get('kind'))}/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
 
 

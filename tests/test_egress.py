@@ -109,3 +109,13 @@ def test_a_route_on_a_service_entry():
         with pytest.raises(PolicyError) as refused:
             route(parent)
         assert refused.value.field.startswith("spec.parentRefs[0].group") and words in refused.value.message, refused.value
+
+
+def test_the_addresses_of_every_entry_are_kept_by_the_balancer_and_the_breakers():
+    from proxy.egress import entry_targets
+
+    http = [{"number": 80, "name": "http", "protocol": "HTTP"}]
+    static = entry({"hosts": ["twice.example"], "ports": http, "resolution": "STATIC",
+                    "endpoints": [{"address": "127.0.0.1", "ports": {"http": 9001}}, {"address": "127.0.0.2"}]})
+    by_name = entry({"hosts": ["a.example", "*.b.example"], "ports": http}, name="byname")
+    assert entry_targets([static, by_name]) == {("127.0.0.1", 9001), ("127.0.0.2", 80), ("a.example", 80)}

@@ -16,7 +16,7 @@ from aiohttp import web
 from sandbox.processes import wait_until
 from tests.apps import plain_http_server, serve_app
 from tests.test_faults_e2e import until
-from tests.test_traffic_e2e import apply, doc, fetch
+from tests.test_traffic_e2e import apply, doc, fetch, many
 
 DEBUG = {"x-meshdojo-debug": "1"}
 
@@ -139,6 +139,33 @@ async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji
     routed = [line for line in metrics.splitlines() if line.startswith("route_response_total{") and "slowbin-timeout" in line]
     assert routed and all('dst="slowbin.example"' in line for line in routed), routed  # the host, not a made-up Service name
     assert "slowbin.example.emojivoto.svc" not in metrics
+
+
+async def test_a_circuit_breaker_on_a_service_entry_ejects_the_hosts_dead_endpoint(emoji_mesh, outside_port):
+    """A DestinationRule's outlierDetection for a host outside the mesh, here a CircuitBreaker whose
+    target is the ServiceEntry: of the entry's two endpoints, the dead one is ejected."""
+    mesh, _server, client = emoji_mesh
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    entry = doc("ServiceEntry", "twice", {"hosts": ["twice.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                                          "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}},
+                                                                                {"address": "127.0.0.1", "ports": {"http": dead}}]})
+    breaker = doc("CircuitBreaker", "twice-cb", {"targetRef": {"group": "networking.istio.io", "kind": "ServiceEntry", "name": "twice"},
+                                                 "consecutiveFailures": 2, "penalty": "30s"})
+    apply(mesh, entry, breaker)
+    await until(lambda: asyncio.to_thread(client.config), lambda c: any(r["kind"] == "CircuitBreaker" for r in c["policies"]["resources"]),
+                "the breaker at web's sidecar")
+
+    def ejected(_batch) -> bool:
+        return any(f'endpoint="127.0.0.1:{dead}"' in line and 'state="open"' in line
+                   for line in client.metrics().splitlines() if line.startswith("outbound_http_breaker_state{"))
+
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: many(session, client.outbound, "http://twice.example/", 10), ejected, "the dead endpoint to be ejected", 10)
+        batch = await many(session, client.outbound, "http://twice.example/", 10, headers=DEBUG)
+    assert all(s == 200 for s, _, _ in batch), [s for s, _, _ in batch]
+    assert 'service="twice.example"' in next(ln for ln in client.metrics().splitlines() if ln.startswith("outbound_http_breaker_state{"))
 
 
 @pytest.mark.timeout(180)
