@@ -34,6 +34,11 @@ from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
 
 
+TELEMETRY_KEY: web.AppKey[Telemetry] = web.AppKey("load-telemetry", Telemetry)
+IDENTITY_KEY: web.AppKey[IdentityService] = web.AppKey("load-identity", IdentityService)
+OWN_IDENTITY_KEY: web.AppKey[SpiffeId] = web.AppKey("load-own-identity", SpiffeId)
+
+
 async def load(request: web.Request) -> web.Response:
     try:
         try:
@@ -65,7 +70,7 @@ async def _from_sidecar(request: web.Request, want: dict[str, Any]) -> web.Respo
     if address is None or history is None or not history.meshed or not history.identity:
         return web.json_response({"error": f"{namespace}/{pod} has no sidecar the control plane can reach: is it meshed and "
                                            f"ready? ('meshdojo status')"}, status=404)
-    ask = {k: v for k, v in request_body_fields(want).items() if v is not None}
+    ask = {k: v for k, v in _asked(want).items() if v is not None}
     try:
         reader, writer = await open_admin(address, history.identity, "/load", identity.tap_token(history.identity),
                                           identity.client_context(request.app[OWN_IDENTITY_KEY]), json.dumps(ask).encode())
@@ -80,15 +85,10 @@ async def _from_sidecar(request: web.Request, want: dict[str, Any]) -> web.Respo
     return web.json_response({"url": want["url"], "via": f"{pod}'s sidecar (identity {history.identity})", "summary": answer})
 
 
-def request_body_fields(want: dict[str, Any]) -> dict[str, Any]:
+def _asked(want: dict[str, Any]) -> dict[str, Any]:
     """What the sidecar is asked for (it checks it again): the URL and the amounts. Pure."""
     return {"url": want["url"], "connections": want["connections"], "requests": want["requests"],
             "duration": None if want["seconds"] is None else f"{want['seconds']:g}s", "qps": want["qps"], "headers": want["headers"]}
-
-
-TELEMETRY_KEY: web.AppKey[Telemetry] = web.AppKey("load-telemetry", Telemetry)
-IDENTITY_KEY: web.AppKey[IdentityService] = web.AppKey("load-identity", IdentityService)
-OWN_IDENTITY_KEY: web.AppKey[SpiffeId] = web.AppKey("load-own-identity", SpiffeId)
 
 
 def add_load_route(app: web.Application, telemetry: Telemetry, identity: IdentityService, own_identity: SpiffeId) -> None:
