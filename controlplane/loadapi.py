@@ -33,7 +33,6 @@ from controlplane.loadspec import MAX_SECONDS, LoadRequestError, parse, parse_fr
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
 
-
 TELEMETRY_KEY: web.AppKey[Telemetry] = web.AppKey("load-telemetry", Telemetry)
 IDENTITY_KEY: web.AppKey[IdentityService] = web.AppKey("load-identity", IdentityService)
 OWN_IDENTITY_KEY: web.AppKey[SpiffeId] = web.AppKey("load-own-identity", SpiffeId)
