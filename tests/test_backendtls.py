@@ -136,7 +136,9 @@ async def test_the_sidecar_originates_tls_to_the_entrys_host_and_checks_its_cert
                                                 lambda r: r[0] != 200, "the other hostname to be checked")
             assert status == 502 and headers["x-meshdojo-error"] == "connect_failed", (status, headers, body)
             assert "TLS handshake with 127.0.0.1" in body and "CERTIFICATE_VERIFY_FAILED" in body, body
-            assert "/wrong" not in [s["path"] for s in seen]
+            # (requests sent before the new policy arrived went with the old one:) from now on none reaches the server
+            assert (await fetch(session, client.outbound, "http://secure.example/refused"))[0] == 502
+            assert "/refused" not in [s["path"] for s in seen]
     finally:
         client.proc.terminate()  # the proxy's pooled TLS connections end from its side first: none is left half-closed
         await asyncio.to_thread(client.proc.wait, 10)
