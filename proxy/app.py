@@ -156,7 +156,8 @@ class Proxy:
             },
             "policies": {"version": self.policies.version, "updatedAt": self.policies.updated_at, "resources": self.policies.describe(),
                          "inbound": self.policies.described(),
-                         "callers": self.policies.callers(), "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True))},
+                         "callers": self.policies.callers(), "calls": self.policies.shaping(self._called()),
+                         "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True))},
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
@@ -172,6 +173,15 @@ class Proxy:
                 for name, s in self.discovery.sets.items()
             },
         }
+
+    def _called(self) -> list[tuple[str, str]]:
+        """(namespace, service) of each Service this sidecar has looked up for its app."""
+        found = []
+        for s in self.discovery.sets.values():
+            name, _, rest = s.service.partition(".")
+            if name and rest.endswith(".svc.cluster.local") and s.unknown_since is None:
+                found.append((rest.partition(".")[0], name))
+        return found
 
     async def drain(self) -> None:
         """Stop accepting, let requests in flight finish (up to the drain timeout), then close."""

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.backendtls import BackendTlsSpec
@@ -99,8 +99,13 @@ class PolicyWatch:
     def callers(self) -> dict[str, dict[str, list[str]]]:
         """For each service that selects this workload: the policies its callers' sidecars act on
         (routes, circuit breakers, retry budgets), by kind — what describe shows."""
+        return self.shaping(self.services)
+
+    def shaping(self, services: Iterable[tuple[str, str]]) -> dict[str, dict[str, list[str]]]:
+        """For each (namespace, service): the policies a sidecar acts on for requests to it, by
+        kind; a service with none is left out. (This sidecar's own calls: the services it looked up.)"""
         found: dict[str, dict[str, list[str]]] = {}
-        for namespace, service in sorted(self.services):
+        for namespace, service in sorted(set(services)):
             for kind in (*SHAPING_KINDS, "RetryBudget"):
                 names = [f"{r.namespace}/{r.name}" for r in self.find(kind, namespace, service)]
                 if names:

@@ -3,7 +3,8 @@
 Its identity and certificate, the services that select it, its mutual TLS mode and what set it,
 the inbound policies in force there in the order they act (each with the level it applies at:
 the workload, its namespace, or the mesh), the default inbound policy, what its callers'
-sidecars do on the way to it (routes, circuit breakers, retry budgets), its outbound traffic
+sidecars do on the way to it (routes, circuit breakers, retry budgets), what its own sidecar does
+on the way to the services it called, its outbound traffic
 policy and telemetry. Read from the sidecar itself (``/config``), so it is what is enforced,
 not what was meant. :func:`gather` reads; :func:`lines` is pure.
 """
@@ -113,6 +114,9 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
     callers = policies.get("callers") or {}
     for service, kinds in callers.items():
         out.append(f"  callers       to svc/{service.split('/')[1]}, their sidecars act on: "
+                   + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items()))
+    for service, kinds in (policies.get("calls") or {}).items():  # what its own sidecar does on the way to the services it called
+        out.append(f"  calls         svc/{service.split('/')[1]} ({service.split('/')[0]}), its sidecar acts on: "
                    + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items()))
     outbound = policies.get("outbound") or {}
     if outbound:

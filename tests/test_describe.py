@@ -26,6 +26,7 @@ CONFIG = {
                           "conflict": ["emojivoto/a", "emojivoto/b"]},
         },
         "callers": {"emojivoto/web": {"HTTPRoute": ["emojivoto/web-split"], "CircuitBreaker": ["emojivoto/web-cb"]}},
+        "calls": {"emojivoto/emoji": {"HTTPRoute": ["emojivoto/emoji-retries"], "RetryBudget": ["emojivoto/emoji-budget"]}},
         "outbound": {"mode": "REGISTRY_ONLY", "by": "Sidecar emojivoto/registry-only"},
     },
     "tracing": {"samplingPercent": 1.0, "spansRecorded": 7}, "accessLog": {"inbound": None, "outbound": None},
@@ -42,6 +43,8 @@ def test_a_workload_is_described_as_its_sidecar_enforces():
     assert "RequestAuthentication  -" in text
     assert "default policy         deny (config.linkerd.io/default-inbound-policy)" in text
     assert "to svc/web, their sidecars act on: HTTPRoute emojivoto/web-split; CircuitBreaker emojivoto/web-cb" in text
+    assert ("calls         svc/emoji (emojivoto), its sidecar acts on: HTTPRoute emojivoto/emoji-retries; "
+            "RetryBudget emojivoto/emoji-budget") in text
     assert "REGISTRY_ONLY (Sidecar emojivoto/registry-only): hosts outside the mesh only if a ServiceEntry names them" in text
     assert "traces 1 % of new requests (7 spans so far), access log off" in text
     custom = {"applied": ["emojivoto/a", "emojivoto/b"], "levels": ["workload", "namespace"], "notes": ["CUSTOM by opa", "CUSTOM by x"],

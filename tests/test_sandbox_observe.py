@@ -138,3 +138,6 @@ def test_proxy_status_follows_an_apply_and_a_scale_and_check_says_every_sidecar_
     assert table.startswith("control plane: policy snapshot v") and "SYNCED (v" in table and "emoji-1" in table
     check = cli.run("check").stdout
     assert "sidecars hold the control plane's latest policies" in check, check
+    # describe: what web's own sidecar does on the way to the services it called (emoji's route, applied above)
+    described = cli.run("describe", "deploy/web").stdout
+    assert "calls         svc/emoji (emojivoto), its sidecar acts on: HTTPRoute emojivoto/" in described, described
