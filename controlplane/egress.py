@@ -65,6 +65,13 @@ class ServiceEntrySpec:
     resolution: str  # DNS, STATIC, NONE
     endpoints: tuple[EntryEndpoint, ...]
 
+    def targets(self, port: EntryPort, host: str) -> tuple[tuple[str, int], ...]:
+        """Where a request to ``host`` on ``port`` connects: each endpoint's address (on its port
+        for ``port``), or without endpoints the host itself, on the port's target."""
+        if self.endpoints:
+            return tuple((ep.address, ep.port_for(port)) for ep in self.endpoints)
+        return ((host, port.target),)
+
     def host_matching(self, host: str) -> str | None:
         """The entry's host that ``host`` matches (exactly, or under a ``*.`` wildcard)."""
         for pattern in self.hosts:
@@ -167,11 +174,7 @@ def decide(host: str, port: int | None, entries: Sequence[NamedEntry], mode: str
         pattern, entry_port = entry.spec.host_matching(host), entry.spec.port(number)
         if pattern is None or entry_port is None:
             continue
-        if entry.spec.endpoints:
-            targets = tuple((ep.address, ep.port_for(entry_port)) for ep in entry.spec.endpoints)
-        else:
-            targets = ((host, entry_port.target),)
-        return Egress("entry", pattern, entry.namespace, targets, f"ServiceEntry {entry.namespace}/{entry.name}", entry.name,
+        return Egress("entry", pattern, entry.namespace, entry.spec.targets(entry_port, host), f"ServiceEntry {entry.namespace}/{entry.name}", entry.name,
                       entry_port.name)
     if mode == REGISTRY_ONLY:
         known = [e for e in entries if e.spec.host_matching(host)]

@@ -63,14 +63,8 @@ def leaves_the_mesh(host: str) -> bool:
 def entry_targets(entries: Sequence[NamedEntry]) -> set[tuple[str, int]]:
     """Every (address, port) a ServiceEntry sends to, as its endpoints' keys: the balancer and a
     breaker keep what they know of them while discovery's own endpoints change. Pure."""
-    found = set()
-    for entry in entries:
-        for port in entry.spec.ports:
-            if entry.spec.endpoints:
-                found |= {(ep.address, ep.port_for(port)) for ep in entry.spec.endpoints}
-            else:
-                found |= {(host, port.target) for host in entry.spec.hosts if not host.startswith("*.")}
-    return found
+    return {target for entry in entries for port in entry.spec.ports for host in entry.spec.hosts
+            if not host.startswith("*.") for target in entry.spec.targets(port, host)}
 
 
 def endpoints(egress: Egress) -> list[Endpoint]:
