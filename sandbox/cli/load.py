@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.backends import backend_for
@@ -51,6 +52,42 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(target: str, source: str | None) -> tuple[bool, str]:
+    """(is it a URL outside the mesh, the service's name): ``svc/NAME``, or a URL with ``--from``."""
+    outside = target.lower().startswith("http://")  # a host outside the mesh: egress, through --from's sidecar
+    kind, _, service = target.partition("/")
+    if not outside and (kind not in ("svc", "service") or not service):
+        raise ValueError(f"{target!r}: expected svc/NAME (e.g. 'meshdojo load svc/emoji --from deploy/web') or a URL "
+                         f"outside the mesh (e.g. 'meshdojo load http://127.0.0.1:9000/ --from deploy/web')")
+    if outside and source is None:
+        raise ValueError(f"{target}: a host outside the mesh is called from a workload: add --from deploy/NAME (e.g. --from deploy/web)")
+    return outside, service
+
+
+def _running(name: str) -> dict[str, Any]:
+    from sandbox import local
+
+    st = backend_for(name).status()
+    if st is None:
+        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    return st
+
+
+def _sender(st: dict[str, Any], source: str, usable: Callable[[dict[str, Any]], bool], missing: str) -> dict[str, Any]:
+    """The instance of ``--from deploy/NAME`` that sends: meshed, and ``usable`` (``missing``
+    says what is not there when none is)."""
+    from sandbox import local
+
+    src_kind, _, deployment = source.partition("/")
+    if src_kind not in ("deploy", "deployment") or not deployment:
+        raise ValueError(f"--from {source!r}: expected deploy/NAME")
+    src_ns, src = local.find_deployment(st, deployment, None)
+    found = next((w for w in st["workloads"] if w["deployment"] == src and w["namespace"] == src_ns and w["meshed"] and usable(w)), None)
+    if found is None:
+        raise ValueError(f"deploy/{src} has no {missing} (is it meshed? 'meshdojo inject {src}')")
+    return found
+
+
 def in_cluster(name: str, target: str, path: str, source: str | None, namespace: str | None, how: dict[str, Any]):
     """On a cluster the generator runs in the control plane's pod (``POST /v1/load``), sending to
     the demo's gateway pod: the learner's machine reaches no pod. (summary, target) as run."""
@@ -59,12 +96,7 @@ def in_cluster(name: str, target: str, path: str, source: str | None, namespace:
     from sandbox import resources
     from sandbox.kube.gateways import DEMO_GATEWAYS, name_of
 
-    kind, _, service = target.partition("/")
-    outside = target.lower().startswith("http://")
-    if not outside and (kind not in ("svc", "service") or not service):
-        raise ValueError(f"{target!r}: expected svc/NAME, e.g. 'meshdojo load svc/web /api/list'")
-    if outside and source is None:
-        raise ValueError(f"{target}: a host outside the mesh is called from a workload: add --from deploy/NAME (e.g. --from deploy/web)")
+    _outside, service = _target(target, source)
     if source is not None:  # a workload's identity: its own sidecar sends, inside its pod (asked by the control plane)
         return _from_pod(name, target, service, path, source, namespace, how)
     demo = next((d for d, (ns, svc, _port, _title) in DEMO_GATEWAYS.items() if svc == service
@@ -82,20 +114,11 @@ def _from_pod(name: str, target: str, service: str, path: str, source: str, name
     """``--from deploy/X`` on a cluster: one of X's ready, meshed pods sends through its own sidecar."""
     from controlplane.loadgen import Target
     from controlplane.loadspec import MAX_SECONDS
-    from sandbox import local, resources
+    from sandbox import resources
 
-    src_kind, _, deployment = source.partition("/")
-    if src_kind not in ("deploy", "deployment") or not deployment:
-        raise ValueError(f"--from {source!r}: expected deploy/NAME")
-    st = backend_for(name).status()
-    if st is None:
-        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    src_ns, src = local.find_deployment(st, deployment, None)
-    pod = next((w for w in st["workloads"] if w["deployment"] == src and w["namespace"] == src_ns and w["meshed"] and w["ready"]), None)
-    if pod is None:
-        raise ValueError(f"deploy/{src} has no ready pod with a sidecar to send from (is it meshed? 'meshdojo inject {src}')")
+    pod = _sender(_running(name), source, lambda w: w["ready"], "ready pod with a sidecar to send from")
     url = _url(name, target, service, path, namespace)
-    answer = resources.api_for(name).call("POST", "/v1/load", {"from": {"namespace": src_ns, "pod": pod["name"]}, "url": url,
+    answer = resources.api_for(name).call("POST", "/v1/load", {"from": {"namespace": pod["namespace"], "pod": pod["name"]}, "url": url,
                                                                **how}, timeout=MAX_SECONDS + 30)
     return answer["summary"], Target(answer["url"], None, answer["via"])
 
@@ -119,18 +142,10 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
     """Where the requests go and how: ``svc/NAME`` through ``--from deploy/X``'s sidecar, or a
     demo's ingress gateway when ``--from`` is left out and the service is behind one."""
     from controlplane.loadgen import Target
-    from sandbox import local, resources
+    from sandbox import resources
 
-    outside = target.lower().startswith("http://")  # a host outside the mesh: egress, through --from's sidecar
-    kind, _, service = target.partition("/")
-    if not outside and (kind not in ("svc", "service") or not service):
-        raise ValueError(f"{target!r}: expected svc/NAME (e.g. 'meshdojo load svc/emoji --from deploy/web') or a URL "
-                         f"outside the mesh (e.g. 'meshdojo load http://127.0.0.1:9000/ --from deploy/web')")
-    if outside and source is None:
-        raise ValueError(f"{target}: a host outside the mesh is called from a workload: add --from deploy/NAME (e.g. --from deploy/web)")
-    st = backend_for(name).status()
-    if st is None:
-        raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
+    outside, service = _target(target, source)
+    st = _running(name)
     if not outside:  # an unknown or ambiguous service is named before anything is sent
         resources.service_namespace(name, service, namespace)
     if source is None:
@@ -138,14 +153,7 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
         if gateway is None:
             raise ValueError(f"svc/{service} is not behind a gateway: send the load from a workload, e.g. --from deploy/web")
         return Target(gateway["url"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway")
-    src_kind, _, deployment = source.partition("/")
-    if src_kind not in ("deploy", "deployment") or not deployment:
-        raise ValueError(f"--from {source!r}: expected deploy/NAME")
-    src_ns, src = local.find_deployment(st, deployment, None)
-    instance = next((w for w in st["workloads"] if w["deployment"] == src and w["namespace"] == src_ns and w["meshed"]
-                     and w["ports"].get("outbound")), None)
-    if instance is None:
-        raise ValueError(f"deploy/{src} has no running sidecar to send through (is it meshed? 'meshdojo inject {src}')")
+    instance = _sender(st, source, lambda w: bool(w["ports"].get("outbound")), "running sidecar to send through")
     via = f"http://127.0.0.1:{instance['ports']['outbound']}"
     url = _url(name, target, service, path, namespace)
     if outside:
