@@ -22,6 +22,12 @@ from sandbox.cpapi import ApiError
 SYNCED, STALE, UNREACHABLE = "SYNCED", "STALE", "NOT ANSWERING"
 
 
+def policy_state(held: int, latest: int) -> str:
+    """A sidecar's policy snapshot against the control plane's: SYNCED or STALE (one read a
+    moment after the control plane's may hold a newer one: in step too)."""
+    return SYNCED if held >= latest else STALE
+
+
 def _instances(endpoints: list[dict[str, Any]] | dict[str, dict[str, Any]]) -> set[str]:
     items = endpoints.values() if isinstance(endpoints, dict) else endpoints
     return {ep.get("instance") or f"{ep['address']}:{ep['port']}" for ep in items}
@@ -48,7 +54,7 @@ def rows(version: int, services: list[dict[str, Any]], sidecars: list[tuple[dict
             if have != want:
                 stale.append({"service": seen["service"], "name": name, "missing": sorted(want - have), "extra": sorted(have - want)})
         updated = config["policies"].get("updatedAt")
-        found.append({**row, "policies": SYNCED if held == version else STALE, "policyVersion": held,
+        found.append({**row, "policies": policy_state(held, version), "policyVersion": held,
                       "policyAge": None if not updated else max(0.0, now - updated),
                       "endpoints": STALE if stale else SYNCED, "services": len(watched), "stale": stale})
     return found

@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.text import Text
 
+from sandbox.proxystatus import SYNCED, policy_state
+
 SPARK = "▁▂▃▄▅▆▇█"
 LOCK, OPEN_LOCK = "🔒", "🔓"  # the same marks as tui.graph
 
@@ -172,7 +174,8 @@ def policy_sync(held: int | None, latest: int | None) -> str:
     """A sidecar's policy snapshot against the control plane's, as meshdojo proxy-status says it."""
     if held is None or latest is None:
         return "-"
-    return f"SYNCED v{held}" if held >= latest else f"STALE v{held} (v{latest})"
+    state = policy_state(held, latest)
+    return f"{state} v{held}" if state == SYNCED else f"{state} v{held} (v{latest})"
 
 
 def fate_lines(event: dict[str, Any]) -> list[str]:
