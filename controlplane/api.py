@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import providers, serviceannotations
+from controlplane import gatewayapi, providers, serviceannotations
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
@@ -306,6 +306,9 @@ async def apply_policies(request: web.Request) -> web.Response:
             if registry.get(resource.namespace, service) is None:
                 warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
                                 "does not exist (yet); the resource is stored and takes effect when it does")
+        if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
+            warnings += gatewayapi.warnings([r for r, _ in store.list()], resource,
+                                            lambda ns, name: registry.get(ns, name) is not None)
         entry = getattr(resource.spec, "entry", None)
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "

@@ -2,11 +2,11 @@
 definitions (:mod:`controlplane.policyschema`): the API server refuses what ``meshdojo apply``
 refuses, and names the same field.
 
-``HTTPRoute`` and ``BackendTLSPolicy`` belong to the Gateway API. A cluster that has their CRDs
+``HTTPRoute``, ``Gateway`` and ``BackendTLSPolicy`` belong to the Gateway API. A cluster that has their CRDs
 keeps them (ours are never installed over them); a cluster without one gets
 :func:`gateway_subset_crd`, the subset of the ``gateway.networking.k8s.io/v1`` kind that meshdojo
-implements (an HTTPRoute's parent is a Service or a ServiceEntry, GAMMA; a BackendTLSPolicy's
-target a ServiceEntry), labelled as such.
+implements (an HTTPRoute's parent is a Service or a ServiceEntry, GAMMA, or a Gateway; a Gateway's
+listeners are HTTP; a BackendTLSPolicy's target a ServiceEntry), labelled as such.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CATEGORY = "meshdojo"  # `kubectl get meshdojo -A` lists every policy
 
 def plural(kind: str) -> str:
     lower = kind.lower()
-    if lower.endswith("y"):
+    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "o", "u"):  # policies, telemetries; gateways
         return lower[:-1] + "ies"
     if lower.endswith("s"):
         return lower + "es"
@@ -72,7 +72,7 @@ def policy_crds() -> list[dict[str, Any]]:
             for kind, (api, spec) in KINDS.items() if api.startswith(POLICY_GROUP + "/")]
 
 
-GATEWAY_KINDS = ("BackendTLSPolicy", "HTTPRoute")  # Gateway API's kinds meshdojo implements a subset of
+GATEWAY_KINDS = ("BackendTLSPolicy", "Gateway", "HTTPRoute")  # Gateway API's kinds meshdojo implements a subset of
 
 
 def gateway_subset_crd(kind: str) -> dict[str, Any]:

@@ -25,13 +25,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules, backendtls, egress, policyschema, providers, requestauthn, routeannotations, telemetrypolicy
+from controlplane import (
+    authzrules,
+    backendtls,
+    egress,
+    gatewayapi,
+    policyschema,
+    providers,
+    requestauthn,
+    routeannotations,
+    telemetrypolicy,
+)
 from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
 from controlplane.matching import RequestMatch, read_match
-from controlplane.policyschema import GATEWAY_API, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
+from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
@@ -48,7 +58,7 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
                 "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
                 "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
-                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy"}
+                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway"}
 
 
 class PolicyError(ValueError):
@@ -128,14 +138,14 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     if not isinstance(annotations, dict):
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
     if kind == "HTTPRoute":  # Linkerd's retry and timeout annotations mean rule fields here
-        return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations)), top)
+        return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations), namespace), top)
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read}
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Gateway": gatewayapi.read_gateway}
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 
@@ -148,7 +158,7 @@ def _service_ref_namespaces(kind: str, spec: dict[str, Any]) -> list[tuple[str, 
     found = []
     if kind == "HTTPRoute":
         found += [(f"spec.parentRefs[{i}].namespace", ref["namespace"], "a route attaches to a Service of its own namespace")
-                  for i, ref in enumerate(spec["parentRefs"]) if "namespace" in ref]
+                  for i, ref in enumerate(spec["parentRefs"]) if "namespace" in ref and parent_kind(ref) != "Gateway"]
         found += [(f"spec.rules[{i}].backendRefs[{j}].namespace", ref["namespace"],
                    "a route's backends are Services of its own namespace (meshdojo has no ReferenceGrant)")
                   for i, rule in enumerate(spec.get("rules", [])) for j, ref in enumerate(rule.get("backendRefs", []))
@@ -252,10 +262,26 @@ def linkerd_retry(linkerd: routeannotations.RouteAnnotations) -> Retry | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentGateway:
+    namespace: str
+    name: str
+    section: str | None  # one listener by name; None: every listener
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
-    service: str | None  # the parent Service (None when the parent is a ServiceEntry)
+    service: str | None  # the parent Service (None when the parent is a ServiceEntry or a Gateway)
     rules: tuple[RouteRule, ...]
     entry: str | None = None  # the parent ServiceEntry: the route shapes requests to its hosts
+    gateway: ParentGateway | None = None  # the parent Gateway: its ingress gateway serves the route
+    hostnames: tuple[str, ...] = ()  # a Gateway's route: the hosts it serves (none: any)
+
+
+def parent_kind(ref: dict[str, Any]) -> str:
+    """A parentRef's kind: as written, else Gateway API's default — a Gateway, or a Service when
+    the group is the core group ("")."""
+    return ref.get("kind") or ("Service" if ref.get("group") == "" else "Gateway")
 
 
 def _service_or_entry(r: _Reader, ref: dict[str, Any], field: str, role: str) -> tuple[str | None, str | None]:
@@ -267,9 +293,21 @@ def _service_or_entry(r: _Reader, ref: dict[str, Any], field: str, role: str) ->
     return (None, ref["name"]) if is_entry else (_service_ref(ref), None)
 
 
-def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnnotations) -> RouteSpec:
+def _parent_gateway(r: _Reader, ref: dict[str, Any], namespace: str) -> ParentGateway:
+    if ref.get("group", GATEWAY_GROUP) != GATEWAY_GROUP:
+        raise r.fail("spec.parentRefs[0].group", f"a Gateway parent's group is {GATEWAY_GROUP} (or left out)")
+    return ParentGateway(ref.get("namespace", namespace), ref["name"], ref.get("sectionName"), ref.get("port"))
+
+
+def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnnotations, namespace: str) -> RouteSpec:
     parent = spec["parentRefs"][0]
-    service, entry = _service_or_entry(r, parent, "spec.parentRefs[0]", "parent")
+    gateway = _parent_gateway(r, parent, namespace) if parent_kind(parent) == "Gateway" else None
+    if gateway is None:
+        if "sectionName" in parent:
+            raise r.fail("spec.parentRefs[0].sectionName", "names a Gateway's listener: a Service or ServiceEntry has none")
+        service, entry = _service_or_entry(r, {**parent, "kind": parent_kind(parent)}, "spec.parentRefs[0]", "parent")
+    else:
+        service, entry = None, None
     rules = []
     for i, rule in enumerate(spec.get("rules", [{}])):
         where = f"spec.rules[{i}]"
@@ -292,8 +330,11 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
             retry = Retry(tuple(rr.get("codes", [500, 502, 503, 504])), rr.get("attempts", 2),
                           parse_duration(rr["backoff"]) if "backoff" in rr else 0.025)
         filters = parse_filters(r, rule.get("filters", []), matches, bool(backends), where) if rule.get("filters") else None
+        if gateway is not None and not backends and (filters is None or filters.redirect is None):
+            raise r.fail(f"{where}.backendRefs", "a Gateway's route sends each request to a Service: name it in "
+                                                 "backendRefs (or answer with a RequestRedirect filter)")
         rules.append(RouteRule(matches, backends, request_timeout, backend_timeout, retry, filters))
-    return RouteSpec(service, tuple(rules), entry)
+    return RouteSpec(service, tuple(rules), entry, gateway, tuple(spec.get("hostnames", ())) if gateway else ())
 
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
@@ -415,4 +456,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
-        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec)
+        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec)

@@ -13,13 +13,16 @@ from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, Li
 POLICY_GROUP = "policy.meshdojo.dev"
 POLICY_VERSION = "v1alpha1"
 POLICY_API = f"{POLICY_GROUP}/{POLICY_VERSION}"
-GATEWAY_API = "gateway.networking.k8s.io/v1"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_API = f"{GATEWAY_GROUP}/v1"
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
 SERVED_KINDS = ("Service", "Deployment", "Pod")
 MANY = 1_000_000
 
+HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HOST_HINT = "expected a lower-case host name, or *.domain"
 PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",))
 # an HTTPRoute's parent, a CircuitBreaker's or RetryBudget's target: a Service (GAMMA), or a ServiceEntry's hosts
 # (as Istio's Gateway API support has it, and as a DestinationRule may name a ServiceEntry's host)
@@ -33,13 +36,17 @@ SERVICE_REF = obj({
     "port": Int(1, 65535, "a port"),
 }, ("name",), doc="the Service (or ServiceEntry) whose traffic this shapes")
 PARENT_REF = obj({
-    "kind": Str(enum=("Service", "ServiceEntry"), doc="Service (the default), or ServiceEntry: the entry's hosts, outside the mesh"),
-    "name": Str(doc="the Service's (or ServiceEntry's) name"),
-    "group": Str(enum=PARENT_GROUPS, allow_empty=True,
-                 doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry'),
-    "namespace": Str(),
+    "kind": Str(enum=("Service", "ServiceEntry", "Gateway"),
+                doc="Service (GAMMA: the mesh's requests to it), ServiceEntry (the entry's hosts, outside the mesh) or "
+                    "Gateway (an ingress gateway's requests); left out: Gateway, or Service with group \"\""),
+    "name": Str(doc="the Service's, ServiceEntry's or Gateway's name"),
+    "group": Str(enum=(*PARENT_GROUPS, GATEWAY_GROUP), allow_empty=True,
+                 doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry; '
+                     'gateway.networking.k8s.io for a Gateway'),
+    "namespace": Str(doc="a Gateway's, when it is in another namespace (its listeners must allow routes from All)"),
     "port": Int(1, 65535, "a port"),
-}, ("name",), doc="the Service (or ServiceEntry) whose traffic this route shapes")
+    "sectionName": Str(doc="a Gateway's listener, by name (left out: every listener)"),
+}, ("name",), doc="the Service, ServiceEntry or Gateway whose traffic this route shapes")
 SELECTOR = obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
                doc="Istio's workload selector: the pods this applies to")
 
@@ -119,7 +126,8 @@ FILTER = obj({
 HTTP_ROUTE = obj({
     "parentRefs": ListOf(PARENT_REF, non_empty=True, max_items=1,
                          hint="expected exactly one parentRef: the Service whose traffic this route shapes"),
-    "hostnames": ListOf(Str()),
+    "hostnames": ListOf(Str(pattern=HOST_PATTERN, hint=HOST_HINT), max_items=16,
+                        doc="a Gateway's route: the hosts it serves (*.example.com: any name under it); a Service's: not read"),
     "rules": ListOf(obj({
         "name": Str(),
         "matches": ListOf(MATCH),
@@ -210,7 +218,6 @@ MESH_TLS = obj({
 }, ("mode",))
 
 # Istio's ServiceEntry: external hosts the mesh knows by name (plain HTTP from the sidecar)
-HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 PORT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVICE_ENTRY = obj({
     "hosts": ListOf(Str(pattern=HOST_PATTERN, hint="expected a lower-case host name, e.g. httpbin.org or *.example.com"),
@@ -230,6 +237,27 @@ SERVICE_ENTRY = obj({
                        doc="port name (from spec.ports) -> the port to connect to at this address"),
     }, ("address",)), doc="where to connect: required with resolution STATIC"),
 }, ("hosts", "ports"))
+
+# Gateway API's Gateway: an ingress gateway's listeners, which HTTPRoutes attach to (controlplane/gatewayapi.py)
+GATEWAY = obj({
+    "gatewayClassName": Str(enum=("istio", "meshdojo"),
+                            doc="istio (as Istio's tasks write it) or meshdojo: served by the ingress gateway of the "
+                                "Gateway's namespace"),
+    "listeners": ListOf(obj({
+        "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a lower-case name, e.g. http",
+                    doc="what a route's parentRefs[].sectionName names"),
+        "port": Int(1, 65535, "a port", doc="kept as written: the namespace's gateway serves every listener on its own port"),
+        "protocol": Str(doc="HTTP: the gateways speak plain HTTP/1.1"),
+        "hostname": Str(pattern=HOST_PATTERN, hint=HOST_HINT,
+                        doc="only requests for this host (*.example.com: any name under example.com); left out: any"),
+        "allowedRoutes": obj({
+            "namespaces": obj({"from": Str(enum=("Same", "All"),
+                                           doc="Same (the default): routes of the Gateway's namespace; All: of any")}),
+            "kinds": ListOf(obj({"kind": Str(enum=("HTTPRoute",)), "group": Str(enum=(GATEWAY_GROUP,))}, ("kind",))),
+        }, doc="which routes may attach"),
+    }, ("name", "port", "protocol")), non_empty=True, max_items=64, hint="expected a non-empty list of listeners",
+        doc="what the gateway accepts: each a name, port, protocol and (optionally) a hostname"),
+}, ("gatewayClassName", "listeners"))
 
 # Gateway API's BackendTLSPolicy, for a ServiceEntry's host: the sidecar originates TLS (controlplane/backendtls.py)
 BACKEND_TLS_POLICY = obj({
@@ -330,6 +358,11 @@ EXTENSION_PROVIDER = obj({
 }, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
 REFUSED: dict[str, dict[str, str]] = {
+    "Gateway": {
+        "addresses": "a Gateway here is served by the ingress gateway of its namespace (meshdojo up starts one per demo): "
+                     "leave addresses out",
+        "infrastructure": "a Gateway here is served by the ingress gateway of its namespace: nothing is deployed for it",
+    },
     "BackendTLSPolicy": {
         "validation.caCertificateRefs": "not here yet: the server's certificate is checked with the system's CAs "
                                         "(validation.wellKnownCACertificates: System)",
@@ -363,4 +396,5 @@ KINDS: dict[str, tuple[str, Field]] = {
     "RequestAuthentication": (POLICY_API, REQUEST_AUTHENTICATION),
     "ExtensionProvider": (POLICY_API, EXTENSION_PROVIDER),
     "BackendTLSPolicy": (GATEWAY_API, BACKEND_TLS_POLICY),
+    "Gateway": (GATEWAY_API, GATEWAY),
 }

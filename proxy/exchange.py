@@ -133,6 +133,7 @@ class Request:
     rule: RouteRule | None = None  # the HTTPRoute rule that matched, if any
     max_requests_per_connection: int = 0  # connectionPool.http.maxRequestsPerConnection (0: no limit)
     origin_sni: str | None = None  # egress over TLS the sidecar originates (a BackendTLSPolicy): the server's name
+    asked_for: str | None = None  # at an ingress gateway's route: the host[:port] the client sent (a redirect keeps it)
     fate: Fate = field(default_factory=Fate)
     jwt: JwtAuth | None = None  # inbound: the end user's token, verified by a RequestAuthentication
 

@@ -154,7 +154,7 @@ def route_filters(mirrors: Mirrors) -> Layer:
             done: list[str] = []
             prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
             if filters.redirect is not None:  # answered here: nothing is forwarded
-                location = redirect_location(filters.redirect, request.authority, request.path, prefix)
+                location = redirect_location(filters.redirect, request.asked_for or request.authority, request.path, prefix)
                 request.fate.filters = f"redirect {filters.redirect.status} to {location}"
                 response = Response(filters.redirect.status, [(b"location", location.encode("latin-1"))], EMPTY)
                 return _edit_response(filters, response)

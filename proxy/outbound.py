@@ -8,7 +8,8 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     fate       record what happens; summarise it in x-meshdojo-fate on x-meshdojo-debug: 1
     metrics    count and time every request, labelled with what was chosen below
     errors     a ProxyError becomes a 4xx/5xx with x-meshdojo-error and a one-line reason
-    target     absolute-form URI or Host header -> logical service name and path
+    target     absolute-form URI or Host header -> logical service name and path (a gateway's:
+               the HTTPRoute attached to its Gateway that matches, or its one front service)
     discover   logical service -> its current endpoint set (watched, cached); a host that is
                not a Service: a ServiceEntry's endpoints, passed through, or refused (egress)
     policies   only for a service an HTTPRoute or CircuitBreaker names (the others go on to
@@ -43,6 +44,7 @@ from proxy.endpoint import exchange
 from proxy.errors import BadRequest, ConnectFailed, NoEndpoints, ProxyError, UnknownService
 from proxy.exchange import Handler, Layer, Request, Response
 from proxy.filters import Mirrors, route_filters
+from proxy.gatewayroutes import asked_for, choose, host_of
 from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -83,21 +85,45 @@ def _split_absolute(rest: str) -> tuple[str, str]:
     return rest[:cut], ("/" + path if path.startswith("?") else path) or "/"
 
 
-def target(gateway: str | None = None) -> Layer:
-    """In gateway mode (an ingress gateway, as Istio's fronts bookinfo) every request goes to
-    one service, whatever Host a browser sent."""
+def target() -> Layer:
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            parse_target(request)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Layer:
+    """An ingress gateway's target: while no HTTPRoute is attached to a Gateway it serves, every
+    request goes to ``front`` (the demo's front service, ``name.namespace:port``), whatever Host
+    a browser sent; once routes are attached, the one that matches decides (proxy/gatewayroutes.py)
+    and becomes the request's route — its filters, timeouts and retries act on the way to its
+    backend, and the Host header stays the client's, as Envoy keeps it. No match: 404."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            if gateway is not None:  # whatever the client names, a gateway sends it to its one service
-                target = request.head.target
-                if not target.startswith("/"):
-                    target = _split_absolute(target.partition("://")[2])[1]
-                request.authority, request.path = gateway, target
+            target = request.head.target
+            request.path = target if target.startswith("/") else _split_absolute(target.partition("://")[2])[1]
+            routes = policies.gateway_routes
+            if not routes:  # the demo's gateway as it comes: one service, the browser's Host replaced by it
+                request.authority = front
                 request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]
-                request.head.headers.append((b"host", gateway.encode()))
-            else:
-                parse_target(request)
+                request.head.headers.append((b"host", front.encode()))
+                return await inner(request)
+            request.asked_for = asked_for(request)
+            host = host_of(request.asked_for)
+            chosen = choose(routes, host, request, rng)
+            if chosen is None:
+                names = ", ".join(f"{r.route.namespace}/{r.route.name}" for r in routes)
+                raise traffic.NoRoute(f"no rule of the routes attached to this gateway (HTTPRoute {names}) matches "
+                                      f"{request.head.method} {request.path} (host {host}): at a Gateway, only what a route matches gets in")
+            gateway_route, choice = chosen
+            request.rule, request.fate.route, request.fate.backend = choice.rule, choice.route, choice.backend
+            # a redirect-only rule answers in its filter: the front service is only there to be resolved on the way
+            request.authority = f"{choice.backend}.{gateway_route.route.namespace}" if choice.backend else front
             return await inner(request)
 
         return handle
@@ -227,7 +253,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = discover(discovery, outside)(handler)  # logical service -> endpoint set, or egress
     if gateway is not None:  # the mesh's edge: RequestAuthentication and AuthorizationPolicy that select the gateway
         handler = at_the_edge(policies, metrics)(handler)
-    handler = target(gateway)(handler)  # request target (or the gateway's one service) -> logical service + path
+    # request target -> logical service + path (a gateway's: its attached routes decide, or its one front service)
+    handler = (target() if gateway is None else gateway_target(gateway, policies, rng))(handler)
     handler = errors("outbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error
     handler = record_metrics("outbound", metrics, client_id_of_peer=False)(handler)  # golden metrics
     handler = record_fate(fates, tap, workload)(handler)  # keep each request's fate; tap and x-meshdojo-debug show it

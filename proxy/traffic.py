@@ -63,7 +63,7 @@ def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
 
     def layer(plain: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            if (request.dst_namespace, request.dst_service) in policies.shaped:
+            if request.rule is not None or (request.dst_namespace, request.dst_service) in policies.shaped:  # a gateway's route
                 return await shaped(request)
             return await plain(request)
 
@@ -75,6 +75,8 @@ def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
 def route(policies: PolicyWatch, rng: random.Random) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
+            if request.rule is not None:  # an ingress gateway's route chose already (proxy/gatewayroutes.py)
+                return await inner(request)
             routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service) if "HTTPRoute" in policies.kinds else ()
             if not routes:
                 return await inner(request)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
-from controlplane.policy import KINDS, POLICY_API, canonical_kind
+from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
 from sandbox.cpapi import ApiError, OperatorApi
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -200,17 +200,26 @@ def _target(spec: dict[str, Any]) -> str:
                         for r in spec["targetRefs"] if isinstance(r, dict))
     if isinstance(spec.get("workloadSelector"), dict):  # Sidecar
         return ",".join(f"{k}={v}" for k, v in (spec["workloadSelector"].get("labels") or {}).items())
+    if isinstance(spec.get("listeners"), list):  # Gateway: its listeners, name:port and host
+        return ",".join(f"{item.get('name')}:{item.get('port')}" + (f" {item['hostname']}" if item.get("hostname") else "")
+                        for item in spec["listeners"] if isinstance(item, dict))
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
     if isinstance(spec.get("selector"), dict):
         return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
-    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa", "ServiceEntry": "se"}
-    return f"{short.get(ref.get('kind', 'Service'), ref.get('kind'))}/{ref['name']}" if isinstance(ref, dict) and ref.get("name") else "(namespace)"
+    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa", "ServiceEntry": "se", "Gateway": "gateway"}
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return "(namespace)"
+    kind = parent_kind(ref) if "parentRefs" in spec else ref.get("kind", "Service")  # a route's parent: Gateway API's default
+    return f"{short.get(kind, kind)}/{ref['name']}" + (f":{ref['sectionName']}" if ref.get("sectionName") else "")
 
 
 def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None) -> str:
     if kind == "HTTPRoute":
         rules = spec.get("rules") or [{}]
-        return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+        hosts = f" for {', '.join(map(str, spec['hostnames']))}" if spec.get("hostnames") else ""
+        return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}{hosts}"
+    if kind == "Gateway":
+        return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")

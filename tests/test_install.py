@@ -29,7 +29,7 @@ def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
     writes = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"]
               if set(r["verbs"]) & {"create", "update", "patch", "delete"}}
     assert {res for _, res in writes} <= {"faultinjections", "retrybudgets", "circuitbreakers", "authorizationpolicies",
-                                         "meshtlses", "ratelimits", "serviceentries", "sidecars", "telemetries", "requestauthentications", "extensionproviders", "httproutes", "backendtlspolicies",
+                                         "meshtlses", "ratelimits", "serviceentries", "sidecars", "telemetries", "requestauthentications", "extensionproviders", "httproutes", "backendtlspolicies", "gateways",
                                          "tokenreviews", "configmaps"}
     (secrets,) = [r for r in rules if "secrets" in r["resources"]]
     assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer", "meshdojo-operator-token"]
@@ -53,7 +53,7 @@ def test_the_webhook_trusts_the_anchor_and_never_blocks_the_cluster(pki):
 def test_dry_run_prints_everything_in_apply_order(capsys):
     assert main(["install", "--dry-run", "--image", "meshdojo/meshdojo:0.1.0-abc"]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    assert kinds[:13] == ["CustomResourceDefinition"] * 13 and kinds[13] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
+    assert kinds[:14] == ["CustomResourceDefinition"] * 14 and kinds[14] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
 
 
 def test_the_certificates_lifetime_reaches_the_control_plane(capsys):

@@ -39,10 +39,10 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 13
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 14
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
-            "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io"} <= names
+            "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} <= names
     assert main(["install", "--crds", "--dry-run", "--without-httproute"]) == 0
     assert "gateway.networking.k8s.io" not in capsys.readouterr().out
 
@@ -88,6 +88,8 @@ def _base(kind: str) -> dict:
         "BackendTLSPolicy": {"targetRefs": [{"group": "networking.istio.io", "kind": "ServiceEntry", "name": "httpbin",
                                              "sectionName": "http"}],
                              "validation": {"hostname": "httpbin.example", "wellKnownCACertificates": "System"}},
+        "Gateway": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                                                "hostname": "*.example.com"}]},
     }[kind]
 
 
@@ -121,6 +123,9 @@ INVALID = [
     ("BackendTLSPolicy", "spec.validation.hostname", "Not A Host"),
     ("BackendTLSPolicy", "spec.targetRefs[0].kind", "Gateway"),
     ("BackendTLSPolicy", "spec.validation.wellKnownCACertificates", "Mine"),
+    ("Gateway", "spec.gatewayClassName", "nginx"),
+    ("Gateway", "spec.listeners[0].hostname", "Not A Host"),
+    ("Gateway", "spec.listeners[0].allowedRoutes.namespaces.from", "Selector"),
 ]
 
 

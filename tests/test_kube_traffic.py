@@ -308,6 +308,19 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert through_gateway("/api/list") == {"200": 3}
         learner.run("delete", "-f", str(edge))
 
+        # Istio's Gateway API ingress: a Gateway (a CR) served by the namespace's gateway pod, a route letting one path in
+        ingress = tmp_path / "ingress.yaml"
+        ingress.write_text(f"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: web-gateway, namespace: {NS}}}\n"
+                           "spec:\n  gatewayClassName: istio\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n---\n"
+                           f"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: {NS}}}\n"
+                           "spec:\n  parentRefs: [{name: web-gateway}]\n"
+                           "  rules: [{matches: [{path: {type: PathPrefix, value: /api/list}}], backendRefs: [{name: web, port: 80}]}]\n")
+        learner.run("apply", "-f", str(ingress))
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"404": 3}, 30, "the route to keep /api/vote out", interval=1)
+        assert through_gateway("/api/list") == {"200": 3}
+        learner.run("delete", "-f", str(ingress))
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
+
         # Istio's External Authorization task: the sample authorizer applied as a learner's Deployment (its pod run as the
         # API server made it, injected), its ExtensionProvider and web's CUSTOM policy as CRDs; web asks it about each vote
         task = ROOT / "demo-apps/extauthz"

@@ -125,10 +125,10 @@ def test_fault_matching_by_path_and_header():
 
 
 @pytest.mark.parametrize(("kind", "spec", "field", "words"), [
-    ("HTTPRoute", {"parentRefs": [{"name": "reviews", "namespace": "default"}]}, "spec.parentRefs[0].namespace",
+    ("HTTPRoute", {"parentRefs": [{"kind": "Service", "name": "reviews", "namespace": "default"}]}, "spec.parentRefs[0].namespace",
      "'default' is another namespace: a route attaches to a Service of its own namespace (here bookinfo); leave namespace out, "
      "or set metadata.namespace to default"),
-    ("HTTPRoute", {"parentRefs": [{"name": "reviews"}], "rules": [{}, {"backendRefs": [{"name": "v1", "namespace": "other"}]}]},
+    ("HTTPRoute", {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [{}, {"backendRefs": [{"name": "v1", "namespace": "other"}]}]},
      "spec.rules[1].backendRefs[0].namespace", "its own namespace (meshdojo has no ReferenceGrant)"),
     ("CircuitBreaker", {"targetRef": {"name": "reviews", "namespace": "default"}}, "spec.targetRef.namespace",
      "a CircuitBreaker applies to a Service of its own namespace"),

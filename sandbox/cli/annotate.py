@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from controlplane.policy import parent_kind
 from sandbox.cli.common import add_name, add_namespace, fail
 
 
@@ -104,7 +105,7 @@ def _annotate(args: argparse.Namespace) -> int:
 def _routes_of(api, namespace: str, service: str) -> list[str]:
     items = api.call("GET", f"/v1/policies?kind=HTTPRoute&namespace={namespace}")["items"]
     return [f"{namespace}/{i['document']['metadata']['name']}" for i in items
-            if any(ref.get("name") == service for ref in i["document"]["spec"].get("parentRefs", []))]
+            if any(ref.get("name") == service and parent_kind(ref) == "Service" for ref in i["document"]["spec"].get("parentRefs", []))]
 
 
 def _wait_until_seen(api, namespace: str, name: str, wanted: dict[str, str], timeout: float = 30.0) -> None:

@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="with --dry-run: yaml (default) or json")
     p.add_argument("--image", help="the meshdojo image for the control plane and the sidecars (default: this version's)")
     p.add_argument("--without-httproute", action="store_true",
-                   help="leave out our HTTPRoute and BackendTLSPolicy CRDs (the subsets of Gateway API's we implement); a "
+                   help="leave out our HTTPRoute, Gateway and BackendTLSPolicy CRDs (the subsets of Gateway API's we implement); a "
                         "live install leaves each out by itself when the cluster has Gateway API's own")
     p.add_argument("--cert-lifetime", default="24h", type=_lifetime,
                    help="the workloads' certificates' lifetime, at least 60s (default 24h; 2m to watch rotations)")

@@ -1,0 +1,152 @@
+"""Gateway API's ``Gateway``: which HTTPRoutes an ingress gateway serves, for which hosts.
+
+A Gateway here is served by the ingress gateway of its namespace — ``meshdojo up`` starts one
+per demo, so Istio's *Getting Started* Gateway in ``bookinfo`` is served by bookinfo's gateway
+(as Istio's "manual deployment" binds a Gateway to a gateway that already runs). The listeners
+say which routes may attach (``allowedRoutes``) and for which hosts (``hostname``); a route
+whose ``parentRefs`` name the Gateway (and, with ``sectionName``, one listener) attaches to the
+listeners that allow it, for the hosts both accept. While no route is attached, the gateway
+sends everything to the demo's front service, as before.
+
+Pure: the proxy (proxy/gatewayroutes.py) and ``meshdojo get`` read the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.fields import FieldReader
+
+TLS_PROTOCOLS = ("HTTPS", "TLS")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    port: int
+    hostname: str | None  # None: any host
+    routes_from: str  # "Same": routes of the Gateway's namespace; "All": of any
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySpec:
+    class_name: str
+    listeners: tuple[Listener, ...]
+
+
+def read_gateway(r: FieldReader, spec: dict[str, Any]) -> GatewaySpec:
+    """A Gateway's spec, the schema already checked: what a schema cannot say is refused here."""
+    listeners: list[Listener] = []
+    for i, item in enumerate(spec["listeners"]):
+        where = f"spec.listeners[{i}]"
+        protocol = item["protocol"]
+        if protocol != "HTTP":
+            why = ("TLS is not terminated here (the hops inside the mesh are mutual TLS already)"
+                   if protocol in TLS_PROTOCOLS else "the gateways forward HTTP requests only")
+            raise r.fail(f"{where}.protocol", f"{protocol!r}: {why}; use protocol: HTTP")
+        if any(other.name == item["name"] for other in listeners):
+            raise r.fail(f"{where}.name", f"{item['name']!r} names another listener too: each needs its own name")
+        routes_from = item.get("allowedRoutes", {}).get("namespaces", {}).get("from", "Same")
+        listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from))
+    return GatewaySpec(spec["gatewayClassName"], tuple(listeners))
+
+
+def covers(pattern: str, host: str) -> bool:
+    """Gateway API's host matching: ``*.example.com`` covers any name (or narrower wildcard)
+    under example.com, not example.com itself; any other pattern only itself."""
+    return pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+
+
+def _hosts_at(route_hosts: tuple[str, ...], listener_host: str | None) -> tuple[str, ...] | None:
+    """The hosts a route serves at a listener (the narrower of each pair); () any host; None: none."""
+    if listener_host is None:
+        return route_hosts
+    if not route_hosts:
+        return (listener_host,)
+    shared = tuple(dict.fromkeys(h if covers(listener_host, h) else listener_host
+                                 for h in route_hosts if covers(listener_host, h) or covers(h, listener_host)))
+    return shared or None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    route: Any  # the HTTPRoute Resource
+    gateway: str  # namespace/name of the Gateway it is attached to
+    hostnames: tuple[str, ...]  # the hosts it serves there; (): any
+
+    def rank(self, host: str) -> tuple[int, int] | None:
+        """How specifically this route's hosts match ``host`` (higher first), or None: not at all.
+        Gateway API's order: an exact host, then the longest wildcard, then a route for any host."""
+        if not self.hostnames:
+            return (0, 0)
+        ranks = [(2, len(h)) if h == host else (1, len(h)) for h in self.hostnames if covers(h, host)]
+        return max(ranks) if ranks else None
+
+
+def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ...]:
+    """The routes the ingress gateway of ``namespace`` serves: for each Gateway there, the
+    HTTPRoutes whose parent is that Gateway and that one of its listeners allows (by name,
+    port, the route's namespace and a host both accept). Routes in name order."""
+    resources = list(resources)
+    gateways = {r.name: r.spec for r in resources if r.kind == "Gateway" and r.namespace == namespace}
+    found = []
+    for route in sorted((r for r in resources if r.kind == "HTTPRoute"), key=lambda r: (r.namespace, r.name)):
+        parent = route.spec.gateway
+        if parent is None or parent.namespace != namespace or parent.name not in gateways:
+            continue
+        hosts: list[str] = []
+        any_host = attached_here = False
+        for listener in gateways[parent.name].listeners:
+            if (parent.section not in (None, listener.name) or parent.port not in (None, listener.port)
+                    or (listener.routes_from == "Same" and route.namespace != namespace)):
+                continue
+            shared = _hosts_at(route.spec.hostnames, listener.hostname)
+            if shared is None:
+                continue
+            attached_here = True
+            any_host = any_host or not shared
+            hosts += shared
+        if attached_here:
+            found.append(GatewayRoute(route, f"{namespace}/{parent.name}", () if any_host else tuple(dict.fromkeys(hosts))))
+    return tuple(found)
+
+
+def _exists(resources: list[Any], parent: Any) -> bool:
+    return any(r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name) for r in resources)
+
+
+def not_attached(resources: Iterable[Any], route: Any) -> str | None:
+    """Why an HTTPRoute whose parent is a Gateway serves nothing, or None: it is attached."""
+    parent = route.spec.gateway
+    resources = list(resources)
+    if not _exists(resources, parent):
+        return f"Gateway {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
+    if any(g.route.key == route.key for g in attached(resources, parent.namespace)):
+        return None
+    return (f"no listener of Gateway {parent.namespace}/{parent.name} takes it (check sectionName, port, the listeners' "
+            "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)")
+
+
+def warnings(resources: Iterable[Any], applied: Any, is_service: Callable[[str, str], bool]) -> list[str]:
+    """``apply``'s warnings for a Gateway or a route on one: each route that serves nothing, and
+    why. A route whose parentRef has no kind names a Gateway (Gateway API's default); when none
+    of that name exists but a Service does, the warning shows the kind: Service it likely meant."""
+    resources = list(resources)
+    if applied.kind == "Gateway":
+        routes = sorted((r for r in resources if r.kind == "HTTPRoute" and (parent := getattr(r.spec, "gateway", None)) is not None
+                         and (parent.namespace, parent.name) == (applied.namespace, applied.name)), key=lambda r: r.key)
+    else:
+        routes = [applied]
+    said = []
+    for route in routes:
+        why = not_attached(resources, route)
+        if why is None:
+            continue
+        parent = route.spec.gateway
+        if route is applied and not _exists(resources, parent) and is_service(parent.namespace, parent.name):
+            why += (f"; a parentRef without a kind names a Gateway (Gateway API's default): for the Service "
+                    f"{parent.name}'s traffic inside the mesh, write {{kind: Service, group: \"\", name: {parent.name}}}")
+        said.append(f"HTTPRoute {route.namespace}/{route.name}: {why}")
+    return said

@@ -1,0 +1,150 @@
+"""Gateway API's Gateway, pure: what is refused, which routes attach to which listeners for
+which hosts, which route a request takes, and what ``apply`` and ``get`` say."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from controlplane.crds import gateway_crd_name, plural
+from controlplane.gatewayapi import GatewayRoute, attached, covers, warnings
+from controlplane.policy import PolicyError, parse
+from proxy.exchange import Peer, Request
+from proxy.gatewayroutes import asked_for, choose, host_of
+from proxy.http1 import RequestHead
+from sandbox.resources import table
+
+GW = "gateway.networking.k8s.io/v1"
+
+
+def gateway(name: str = "web-gateway", namespace: str = "shop", **spec):
+    listeners = spec.pop("listeners", [{"name": "http", "port": 80, "protocol": "HTTP"}])
+    return parse({"apiVersion": GW, "kind": "Gateway", "metadata": {"name": name, "namespace": namespace},
+                  "spec": {"gatewayClassName": "istio", "listeners": listeners, **spec}}, "gw.yaml", 0)
+
+
+def route(name: str, parent: dict | None = None, namespace: str = "shop", hostnames: tuple[str, ...] = (), rules=None):
+    spec = {"parentRefs": [parent or {"name": "web-gateway"}],
+            "rules": rules if rules is not None else [{"backendRefs": [{"name": name}]}]}
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    return parse({"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": name, "namespace": namespace}, "spec": spec},
+                 "route.yaml", 0)
+
+
+@pytest.mark.parametrize(("doc", "field", "words"), [
+    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS"}]}, "spec.listeners[0].protocol",
+     "'HTTPS': TLS is not terminated here (the hops inside the mesh are mutual TLS already); use protocol: HTTP"),
+    ({"listeners": [{"name": "tcp", "port": 9000, "protocol": "TCP"}]}, "spec.listeners[0].protocol", "HTTP requests only"),
+    ({"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}, {"name": "http", "port": 8080, "protocol": "HTTP"}]},
+     "spec.listeners[1].name", "'http' names another listener too"),
+    ({"gatewayClassName": "nginx"}, "spec.gatewayClassName", "expected one of istio, meshdojo, got 'nginx'"),
+    ({"addresses": [{"type": "Hostname", "value": "istio-ingressgateway.istio-system.svc.cluster.local"}]}, "spec.addresses",
+     "served by the ingress gateway of its namespace"),
+    ({"listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                     "allowedRoutes": {"namespaces": {"from": "Selector"}}}]}, "spec.listeners[0].allowedRoutes.namespaces.from",
+     "expected one of Same, All"),
+    ({"listeners": []}, "spec.listeners", "expected a non-empty list of listeners"),
+])
+def test_what_a_gateway_cannot_say_here_is_refused_by_field(doc, field, words):
+    spec = {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}], **doc}
+    with pytest.raises(PolicyError) as refused:
+        parse({"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "g"}, "spec": spec}, "gw.yaml", 0)
+    assert refused.value.field == field and words in refused.value.message, refused.value
+
+
+def test_istios_own_gateway_kind_points_to_gateway_apis():
+    with pytest.raises(PolicyError) as refused:
+        parse({"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "g"}, "spec": {}}, "gw.yaml", 0)
+    assert "Gateway with apiVersion gateway.networking.k8s.io/v1" in refused.value.message
+
+
+def test_a_parent_ref_without_a_kind_is_a_gateway_as_gateway_api_defaults():
+    assert route("r").spec.gateway.name == "web-gateway" and route("r").target is None
+    assert route("r", {"name": "reviews", "group": ""}).spec.service == "reviews"  # the core group: a Service
+    assert route("r", {"kind": "Service", "name": "reviews"}).spec.gateway is None
+    other = route("r", {"name": "shared", "namespace": "infra", "sectionName": "http", "port": 80}).spec.gateway
+    assert (other.namespace, other.name, other.section, other.port) == ("infra", "shared", "http", 80)  # another namespace's
+    for parent, rules, field, words in (
+            ({"kind": "Service", "name": "reviews", "sectionName": "http"}, None, "spec.parentRefs[0].sectionName", "a Service"),
+            ({"name": "g", "group": "policy.meshdojo.dev", "kind": "Gateway"}, None, "spec.parentRefs[0].group",
+             "gateway.networking.k8s.io"),
+            ({"name": "g"}, [{"matches": [{"path": {"value": "/x"}}]}], "spec.rules[0].backendRefs", "name it in backendRefs")):
+        with pytest.raises(PolicyError) as refused:
+            route("r", parent, rules=rules)
+        assert refused.value.field == field and words in refused.value.message, refused.value
+
+
+def test_hosts_cover_as_gateway_api_says():
+    assert covers("*.example.com", "a.example.com") and covers("*.example.com", "a.b.example.com")
+    assert covers("*.example.com", "*.b.example.com") and not covers("*.example.com", "example.com")
+    assert covers("a.example.com", "a.example.com") and not covers("a.example.com", "b.example.com")
+
+
+def test_which_routes_attach_to_which_listeners_for_which_hosts():
+    gw = gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"},
+                            {"name": "open", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}])
+    routes = [route("any"), route("one", hostnames=("www.example.com", "www.example.org")),
+              route("http-only", {"name": "web-gateway", "sectionName": "http"}),
+              route("wide", {"name": "web-gateway", "sectionName": "http"}, hostnames=("*.shop.example.com",)),
+              route("elsewhere", {"name": "web-gateway", "namespace": "shop"}, namespace="blog"),
+              route("elsewhere-http", {"name": "web-gateway", "namespace": "shop", "sectionName": "http"}, namespace="blog"),
+              route("no-listener", {"name": "web-gateway", "sectionName": "https"}),
+              route("wrong-port", {"name": "web-gateway", "port": 443}),
+              route("no-host", {"name": "web-gateway", "sectionName": "http"}, hostnames=("www.example.org",)),
+              route("other-gateway", {"name": "nope"})]
+    found = {g.route.name: g.hostnames for g in attached([gw, *routes], "shop")}
+    assert found == {"any": (), "one": ("www.example.com", "www.example.org"), "http-only": ("*.example.com",), "wide": ("*.shop.example.com",), "elsewhere": ()}
+    assert attached([gw, *routes], "blog") == ()  # served by the gateway of the Gateway's namespace only
+    assert warnings([gw, *routes], routes[6], lambda ns, name: False) == [
+        "HTTPRoute shop/no-listener: no listener of Gateway shop/web-gateway takes it (check sectionName, port, the listeners' "
+        "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)"]
+    assert [w.split(":")[0] for w in warnings([gw, *routes], gw, lambda ns, name: False)] == [
+        "HTTPRoute blog/elsewhere-http", "HTTPRoute shop/no-host", "HTTPRoute shop/no-listener", "HTTPRoute shop/wrong-port"]
+    reviews = route("reviews", {"name": "reviews"})  # meant the Service: Gateway API's default kind is Gateway
+    assert warnings([gw, reviews], reviews, lambda ns, name: (ns, name) == ("shop", "reviews")) == [
+        "HTTPRoute shop/reviews: Gateway shop/reviews does not exist (yet): the route serves nothing until it does; a parentRef "
+        "without a kind names a Gateway (Gateway API's default): for the Service reviews's traffic inside the mesh, write "
+        '{kind: Service, group: "", name: reviews}']
+
+
+def request(target: str, host: str = "", method: str = "GET") -> Request:
+    headers = [(b"host", host.encode())] if host else []
+    req = Request(RequestHead(method, target, "HTTP/1.1", headers, True, False, 0), None,  # type: ignore[arg-type]
+                  Peer("127.0.0.1:1", False, None))
+    req.path = target if target.startswith("/") else "/" + target.partition("://")[2].partition("/")[2]
+    return req
+
+
+def test_the_most_specific_host_decides_then_the_rules_in_order():
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "/status"}}], "backendRefs": [{"name": "httpbin"}]}]
+    routes = (GatewayRoute(route("catch-all"), "shop/web-gateway", ()),
+              GatewayRoute(route("wild", hostnames=("*.example.com",)), "shop/web-gateway", ("*.example.com",)),
+              GatewayRoute(route("exact", hostnames=("httpbin.example.com",), rules=rules), "shop/web-gateway", ("httpbin.example.com",)))
+    rng = random.Random(1)
+
+    def taken(target: str, host: str) -> str | None:
+        chosen = choose(routes, host_of(asked_for(request(target, host))), request(target, host), rng)
+        return chosen[0].route.name if chosen else None
+
+    assert taken("/status/200", "HTTPBIN.example.com:8080") == "exact"  # the port and case do not count
+    assert taken("/headers", "httpbin.example.com") == "wild"  # the exact host's rules do not match: the next route's
+    assert taken("/headers", "www.example.com") == "wild"
+    assert taken("/headers", "example.com") == "catch-all"
+    assert taken("http://httpbin.example.com/status/1", "ignored") == "exact"  # an absolute target's host counts
+    assert choose(routes[2:], "www.example.com", request("/status", "www.example.com"), rng) is None  # nothing matches: 404
+
+
+def test_get_shows_a_gateways_listeners_and_a_routes_gateway():
+    items = [{"document": d.document, "expiresAt": None}
+             for d in (gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"}]),
+                       route("httpbin", {"name": "web-gateway", "sectionName": "http"}, hostnames=("httpbin.example.com",)))]
+    rows = table(items)
+    assert rows[1][3:5] == ("http:80 *.example.com", "class istio, served by the namespace's ingress gateway"), rows
+    assert rows[2][3:5] == ("gateway/web-gateway:http", "1 rule for httpbin.example.com"), rows
+
+
+def test_the_gateway_crd_is_named_as_gateway_apis():
+    assert plural("Gateway") == "gateways" and plural("Telemetry") == "telemetries" and plural("BackendTLSPolicy") == "backendtlspolicies"
+    assert gateway_crd_name("Gateway") == "gateways.gateway.networking.k8s.io"
