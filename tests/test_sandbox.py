@@ -286,7 +286,13 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
     runner, slow_port = await serve_app(app)
     try:
         await asyncio.to_thread(cli.run, "up", "--no-tui", "--demo", "bookinfo")
-        page = (await asyncio.to_thread(cli.status))["gateways"][0]["url"] + "api/v1/products/0"
+        root = (await asyncio.to_thread(cli.status))["gateways"][0]["url"]
+        page = root + "api/v1/products/0"
+
+        # Istio's Getting Started gateway: only the paths its route names get in; the lesson below goes through it
+        await asyncio.to_thread(cli.run, "apply", "-f", str(BOOKINFO_POLICIES / "bookinfo-gateway.yaml"))
+        await asyncio.to_thread(wait_until, lambda: get(root)[0] == 404, 5, "the gateway's route to keep / out")
+        assert "(HTTPRoute bookinfo/bookinfo) matches GET / " in get(root)[1] and get(root + "productpage")[0] == 200
 
         # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason
         policies = BOOKINFO_POLICIES
