@@ -462,9 +462,14 @@ async def routes(request: web.Request) -> web.Response:
         return json_error(400, "routes need ?service=NAME&namespace=NS")
     configured = []
     for resource in request.app[POLICIES].effective("HTTPRoute", namespace)[0]:
+        gateway = getattr(resource.spec, "gateway", None)
         if resource.target == service:
             configured += [(f"{resource.namespace}/{resource.name}#{i}", rule.describe())
                            for i, rule in enumerate(resource.spec.rules)]  # type: ignore[attr-defined]
+        elif gateway is not None:  # an ingress gateway's route: its rules that send to this service
+            configured += [(f"{resource.namespace}/{resource.name}#{i}", f"at Gateway {gateway.namespace}/{gateway.name}: {rule.describe()}")
+                           for i, rule in enumerate(resource.spec.rules)  # type: ignore[attr-defined]
+                           if any(b.service == service for b in rule.backends)]
     window = _window(request)
     rows = request.app[TELEMETRY].route_rows(window, namespace, service, q.get("from") or None, configured)
     return web.json_response({"window": window, "rows": rows})
