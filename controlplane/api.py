@@ -325,9 +325,9 @@ async def apply_policies(request: web.Request) -> web.Response:
 async def list_policies(request: web.Request) -> web.Response:
     """The resources asked for, and every conflict among the inbound policies in force."""
     q = request.query
-    store = request.app[POLICIES]
+    store, registry = request.app[POLICIES], request.app[REGISTRY]
     entries = store.list(q.get("kind"), q.get("namespace"), q.get("name"))
-    workloads = known_workloads(request.app[REGISTRY], request.app[TELEMETRY])
+    workloads = known_workloads(registry, request.app[TELEMETRY])
     everything = [r for r, _ in store.list()]
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
     return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
@@ -337,7 +337,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               "annotationProblems": store.effective()[1],
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
                                                                                          request.app[REGISTRY].selectors())],
-                              "providerProblems": providers.missing_providers(everything)})
+                              "providerProblems": providers.missing_providers(everything),
+                              "gatewayProblems": gatewayapi.route_problems(everything, lambda ns, name: registry.get(ns, name) is not None)})
 
 
 def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:

@@ -20,6 +20,7 @@ from typing import Any
 from controlplane.fields import FieldReader
 
 TLS_PROTOCOLS = ("HTTPS", "TLS")
+GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +86,36 @@ class GatewayRoute:
         return max(ranks) if ranks else None
 
 
+def takes(listener: Listener, route: Any, gateway_namespace: str) -> tuple[str, ...] | None:
+    """The hosts ``listener`` serves ``route`` for (() any), or None: it does not take the route
+    (another sectionName or port, a namespace its allowedRoutes leave out, no host in common)."""
+    parent = route.spec.gateway
+    if (parent.section not in (None, listener.name) or parent.port not in (None, listener.port)
+            or (listener.routes_from == "Same" and route.namespace != gateway_namespace)):
+        return None
+    return _hosts_at(route.spec.hostnames, listener.hostname)
+
+
+def routes_on(resources: Iterable[Any], gateway: Any) -> list[Any]:
+    """The HTTPRoutes whose parentRef names ``gateway`` (attached or not), in name order."""
+    return sorted((r for r in resources if r.kind == "HTTPRoute" and (parent := getattr(r.spec, "gateway", None)) is not None
+                   and (parent.namespace, parent.name) == (gateway.namespace, gateway.name)), key=lambda r: r.key)
+
+
 def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ...]:
     """The routes the ingress gateway of ``namespace`` serves: for each Gateway there, the
-    HTTPRoutes whose parent is that Gateway and that one of its listeners allows (by name,
+    HTTPRoutes whose parent is that Gateway and that one of its listeners takes (by name,
     port, the route's namespace and a host both accept). Routes in name order."""
     resources = list(resources)
-    gateways = {r.name: r.spec for r in resources if r.kind == "Gateway" and r.namespace == namespace}
     found = []
-    for route in sorted((r for r in resources if r.kind == "HTTPRoute"), key=lambda r: (r.namespace, r.name)):
-        parent = route.spec.gateway
-        if parent is None or parent.namespace != namespace or parent.name not in gateways:
-            continue
-        hosts: list[str] = []
-        any_host = attached_here = False
-        for listener in gateways[parent.name].listeners:
-            if (parent.section not in (None, listener.name) or parent.port not in (None, listener.port)
-                    or (listener.routes_from == "Same" and route.namespace != namespace)):
-                continue
-            shared = _hosts_at(route.spec.hostnames, listener.hostname)
-            if shared is None:
-                continue
-            attached_here = True
-            any_host = any_host or not shared
-            hosts += shared
-        if attached_here:
-            found.append(GatewayRoute(route, f"{namespace}/{parent.name}", () if any_host else tuple(dict.fromkeys(hosts))))
-    return tuple(found)
+    for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key):
+        for route in routes_on(resources, gateway):
+            shared = [h for listener in gateway.spec.listeners if (h := takes(listener, route, namespace)) is not None]
+            if shared:
+                any_host = any(not h for h in shared)
+                found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
+                                          () if any_host else tuple(dict.fromkeys(x for h in shared for x in h))))
+    return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name)))
 
 
 def _exists(resources: list[Any], parent: Any) -> bool:
@@ -134,11 +139,7 @@ def warnings(resources: Iterable[Any], applied: Any, is_service: Callable[[str, 
     why. A route whose parentRef has no kind names a Gateway (Gateway API's default); when none
     of that name exists but a Service does, the warning shows the kind: Service it likely meant."""
     resources = list(resources)
-    if applied.kind == "Gateway":
-        routes = sorted((r for r in resources if r.kind == "HTTPRoute" and (parent := getattr(r.spec, "gateway", None)) is not None
-                         and (parent.namespace, parent.name) == (applied.namespace, applied.name)), key=lambda r: r.key)
-    else:
-        routes = [applied]
+    routes = routes_on(resources, applied) if applied.kind == "Gateway" else [applied]
     said = []
     for route in routes:
         why = not_attached(resources, route)
@@ -150,3 +151,11 @@ def warnings(resources: Iterable[Any], applied: Any, is_service: Callable[[str, 
                     f"{parent.name}'s traffic inside the mesh, write {{kind: Service, group: \"\", name: {parent.name}}}")
         said.append(f"HTTPRoute {route.namespace}/{route.name}: {why}")
     return said
+
+
+def route_problems(resources: Iterable[Any], is_service: Callable[[str, str], bool]) -> list[str]:
+    """Every route on a Gateway that serves nothing, and why (``meshdojo check``)."""
+    resources = list(resources)
+    return [said for route in sorted((r for r in resources if r.kind == "HTTPRoute" and getattr(r.spec, "gateway", None)),
+                                     key=lambda r: r.key)
+            for said in warnings(resources, route, is_service)]

@@ -125,7 +125,7 @@ FILTER = obj({
 
 HTTP_ROUTE = obj({
     "parentRefs": ListOf(PARENT_REF, non_empty=True, max_items=1,
-                         hint="expected exactly one parentRef: the Service whose traffic this route shapes"),
+                         hint="expected exactly one parentRef: the Service, ServiceEntry or Gateway whose traffic this route shapes"),
     "hostnames": ListOf(Str(pattern=HOST_PATTERN, hint=HOST_HINT), max_items=16,
                         doc="a Gateway's route: the hosts it serves (*.example.com: any name under it); a Service's: not read"),
     "rules": ListOf(obj({

@@ -161,6 +161,8 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
         yield Result(cat, WARN, problem, f"meshdojo get requestauthentications --name {name}")
     for problem in found.get("providerProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo get extensionproviders --name {name}")
+    for problem in found.get("gatewayProblems", []):
+        yield Result(cat, WARN, problem, f"meshdojo get gateway --name {name}")
     for problem in found.get("annotationProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo annotate svc/NAME -n NAMESPACE KEY=VALUE --overwrite --name {name}  (or KEY- to remove it)")
 

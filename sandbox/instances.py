@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.gatewayapi import GATEWAY_LABEL
 from controlplane.spiffe import SpiffeId
 from sandbox.forkserver import ForkServer
 from sandbox.manifests import Deployment
@@ -21,7 +22,6 @@ READY_PROBE_PERIOD = 2.0
 FAILURE_THRESHOLD = 3  # a kubelet's readinessProbe default
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
-GATEWAY_LABEL = "meshdojo.dev/gateway"
 
 
 def gateway_labels(name: str, demo: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ def status_document(name: str, ready: bool, supervisor_pid: int, demos: list[str
                          "ready": cp is not None and cp.pid is not None and cp_answers,
                          "restarting_in": (round(max(cp.next_start - now, 0.0), 1) if cp is not None and cp.popen is None else None),
                          "restarts": cp.restarts if cp else 0},
-        "gateways": [{"demo": demo, "service": GATEWAYS[demo][0], "title": title,
+        "gateways": [{"demo": demo, "namespace": proc.argv[proc.argv.index("--namespace") + 1], "service": GATEWAYS[demo][0], "title": title,
                       "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid,
                       "admin": ports.get("admin") if ports else None}
                      for demo, (proc, ports, title) in gateways.items()],

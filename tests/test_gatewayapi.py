@@ -8,7 +8,7 @@ import random
 import pytest
 
 from controlplane.crds import gateway_crd_name, plural
-from controlplane.gatewayapi import GatewayRoute, attached, covers, warnings
+from controlplane.gatewayapi import GatewayRoute, attached, covers, route_problems, warnings
 from controlplane.policy import PolicyError, parse
 from proxy.exchange import Peer, Request
 from proxy.gatewayroutes import asked_for, choose, host_of
@@ -102,6 +102,9 @@ def test_which_routes_attach_to_which_listeners_for_which_hosts():
         "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)"]
     assert [w.split(":")[0] for w in warnings([gw, *routes], gw, lambda ns, name: False)] == [
         "HTTPRoute blog/elsewhere-http", "HTTPRoute shop/no-host", "HTTPRoute shop/no-listener", "HTTPRoute shop/wrong-port"]
+    assert [p.split(":")[0] for p in route_problems([gw, *routes], lambda ns, name: False)] == [  # meshdojo check's
+        "HTTPRoute blog/elsewhere-http", "HTTPRoute shop/no-host", "HTTPRoute shop/no-listener", "HTTPRoute shop/other-gateway",
+        "HTTPRoute shop/wrong-port"]
     reviews = route("reviews", {"name": "reviews"})  # meant the Service: Gateway API's default kind is Gateway
     assert warnings([gw, reviews], reviews, lambda ns, name: (ns, name) == ("shop", "reviews")) == [
         "HTTPRoute shop/reviews: Gateway shop/reviews does not exist (yet): the route serves nothing until it does; a parentRef "
@@ -148,3 +151,43 @@ def test_get_shows_a_gateways_listeners_and_a_routes_gateway():
 def test_the_gateway_crd_is_named_as_gateway_apis():
     assert plural("Gateway") == "gateways" and plural("Telemetry") == "telemetries" and plural("BackendTLSPolicy") == "backendtlspolicies"
     assert gateway_crd_name("Gateway") == "gateways.gateway.networking.k8s.io"
+
+
+def test_get_gateway_reads_as_kubectl_get_gateway():
+    from sandbox.gatewaystatus import rows, served
+
+    gw = gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}])
+    lonely = gateway(name="lonely", namespace="blog")
+    status = {"gateways": [{"demo": "shop", "namespace": "shop", "url": "http://127.0.0.1:8080/"},
+                           {"demo": "other", "namespace": "other", "url": None,
+                            "reach": "kubectl -n other port-forward svc/other-ingress 8081:80"}]}
+    assert served(status) == {"shop": "http://127.0.0.1:8080/", "other": "kubectl -n other port-forward svc/other-ingress 8081:80"}
+    items = [{"document": r.document} for r in (route("one"), route("two"), route("elsewhere", {"name": "nope"}))]
+    assert rows([{"document": gw.document}, {"document": lonely.document}], items, served(status)) == [
+        ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS"),
+        ("shop", "web-gateway", "istio", "http://127.0.0.1:8080/", "True", "2", "http:80"),
+        ("blog", "lonely", "istio", "-", "False (no ingress gateway runs in blog)", "0", "http:80")]
+
+
+def test_a_gateways_status_on_a_cluster_as_gateway_api_controllers_write_it():
+    from controlplane.kube.gatewaystatus import desired, ingress_gateways
+
+    gw = gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"},
+                            {"name": "shop", "port": 80, "protocol": "HTTP", "hostname": "shop.example.com"}])
+    routes = [route("all"), route("http-only", {"name": "web-gateway", "sectionName": "http"}),
+              route("blog", hostnames=("blog.example.org",))]
+    services = {("shop", "shop-ingress"): {"metadata": {"labels": {"meshdojo.dev/gateway": "shop"}}},
+                ("shop", "web"): {"metadata": {"labels": {"app": "web"}}}}
+    served = ingress_gateways(services, lambda ns, name: True)
+    assert served == {"shop": ("shop-ingress.shop.svc.cluster.local", True)}
+    status = desired([gw, *routes], {("shop", "web-gateway"): 3}, served, "2026-11-28T18:00:00Z")[("shop", "web-gateway")]
+    assert status["addresses"] == [{"type": "Hostname", "value": "shop-ingress.shop.svc.cluster.local"}]
+    programmed = status["conditions"][1]
+    assert (programmed["type"], programmed["status"], programmed["reason"], programmed["observedGeneration"]) == (
+        "Programmed", "True", "Programmed", 3)
+    assert [(item["name"], item["attachedRoutes"]) for item in status["listeners"]] == [("http", 3), ("shop", 1)]
+    pending = desired([gw], {}, ingress_gateways(services, lambda ns, name: False), "t")[("shop", "web-gateway")]
+    assert pending["conditions"][1]["status"] == "False" and pending["conditions"][1]["reason"] == "Pending"
+    alone = desired([gateway(namespace="blog")], {}, served, "t")[("blog", "web-gateway")]
+    assert alone["addresses"] == [] and alone["conditions"][1]["reason"] == "NoResources"
+    assert "no ingress gateway runs in namespace blog" in alone["conditions"][1]["message"]

@@ -318,6 +318,10 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         learner.run("apply", "-f", str(ingress))
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"404": 3}, 30, "the route to keep /api/vote out", interval=1)
         assert through_gateway("/api/list") == {"200": 3}
+        k8s.kubectl("wait", "--for=condition=programmed", "gateway/web-gateway", "-n", NS, "--timeout=30s")  # as Istio's tasks wait
+        written = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"]
+        assert written["addresses"] == [{"type": "Hostname", "value": f"emojivoto-ingress.{NS}.svc.cluster.local"}], written
+        assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written
         learner.run("delete", "-f", str(ingress))
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
 

@@ -293,6 +293,17 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         await asyncio.to_thread(cli.run, "apply", "-f", str(BOOKINFO_POLICIES / "bookinfo-gateway.yaml"))
         await asyncio.to_thread(wait_until, lambda: get(root)[0] == 404, 5, "the gateway's route to keep / out")
         assert "(HTTPRoute bookinfo/bookinfo) matches GET / " in get(root)[1] and get(root + "productpage")[0] == 200
+        listed = (await asyncio.to_thread(cli.run, "get", "gateway")).stdout.splitlines()  # as kubectl get gateway
+        assert listed[1].split() == ["bookinfo", "bookinfo-gateway", "istio", root, "True", "1", "http:80"], listed
+        # a route written for the Service without its kind names a Gateway (Gateway API's default): apply and check say so
+        stray = cli.home / "stray.yaml"
+        stray.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: stray, namespace: bookinfo}\n"
+                         "spec:\n  parentRefs: [{name: reviews}]\n  rules: [{backendRefs: [{name: reviews-v1}]}]\n")
+        said = (await asyncio.to_thread(cli.run, "apply", "-f", str(stray))).stderr
+        assert "Gateway bookinfo/reviews does not exist (yet)" in said and '{kind: Service, group: "", name: reviews}' in said, said
+        checked = (await asyncio.to_thread(cli.run, "check", check=False)).stdout
+        assert "HTTPRoute bookinfo/stray: Gateway bookinfo/reviews does not exist" in checked, checked
+        await asyncio.to_thread(cli.run, "delete", "-f", str(stray))
 
         # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason
         policies = BOOKINFO_POLICIES

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from controlplane.injector import ADMIN_PORT, PROXY_CONTAINER, deployment_of
@@ -65,6 +66,7 @@ class KubeDiscovery:
         self.services: dict[Key, dict[str, Any]] = {}
         self.slices: dict[Key, dict[str, Any]] = {}  # (namespace, slice name)
         self.pods: dict[Key, dict[str, Any]] = {}
+        self.on_change: list[Callable[[], None]] = []  # told after the registry followed a change (the Gateways' status)
         self._watchers: list[Watcher] = []
 
     async def start(self, timeout: float = 30.0) -> None:
@@ -125,6 +127,8 @@ class KubeDiscovery:
                 self.registry.delete_endpoint(namespace, name, eid)
             for eid, endpoint in endpoints.items():
                 self.registry.put_endpoint(namespace, name, eid, endpoint)
+        for listener in self.on_change:
+            listener()
 
     def _reconcile_workloads(self, namespace: str) -> None:
         if self.telemetry is None:

@@ -14,6 +14,7 @@ from controlplane.config import KubernetesSettings
 from controlplane.injector import InjectConfig, native_sidecars_supported
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
+from controlplane.kube.gatewaystatus import GatewayStatusWriter, ingress_gateways
 from controlplane.kube.policies import KubePolicies
 from controlplane.kube.tokenreview import TokenReviewer
 from controlplane.kube.trustanchor import TrustAnchorPublisher
@@ -40,6 +41,10 @@ def api_client(settings: KubernetesSettings) -> Any:
     return client.ApiClient()
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class KubernetesMode:
     def __init__(self, settings: KubernetesSettings, registry: Registry, policies: PolicyStore, telemetry: Any) -> None:
         self.settings = settings
@@ -50,10 +55,26 @@ class KubernetesMode:
         self.discovery = KubeDiscovery(self.api, registry, telemetry)
         self.kube_policies = KubePolicies(self.api, policies)
         policies.cluster = self.kube_policies
+        self.gateway_status = GatewayStatusWriter(self.api, self._gateway_facts, _now)
+        self.kube_policies.on_change.append(self._policies_changed)
+        self.discovery.on_change.append(self.gateway_status.update)
         self.reviewer = TokenReviewer(self.api)
         self.anchors: TrustAnchorPublisher | None = None
         self._webhook: web.AppRunner | None = None
         self.webhook_port = 0
+
+    def _policies_changed(self, kind: str) -> None:
+        if kind in ("Gateway", "HTTPRoute"):
+            self.gateway_status.update()
+
+    def _gateway_facts(self) -> tuple[list[Any], dict[tuple[str, str], int], dict[str, tuple[str, bool]]]:
+        """What the Gateways' status is made of: the policies, the Gateways' generations, the ingress gateways."""
+        def has_endpoints(namespace: str, name: str) -> bool:
+            service = self.registry.get(namespace, name)
+            return service is not None and bool(service.endpoints)
+
+        return ([r for r, _ in self.policies.list()], self.kube_policies.generations("Gateway"),
+                ingress_gateways(self.discovery.services, has_endpoints))
 
     async def material(self) -> CaMaterial:
         return await asyncio.to_thread(load_material, self.api, self.settings.namespace)

@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from controlplane import policyschema
@@ -63,6 +64,7 @@ class KubePolicies:
         self.store = store
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {kind: {} for kind in policyschema.KINDS}
         self.rejected: dict[tuple[str, str, str], str] = {}  # (kind, ns, name) -> why the control plane ignores it
+        self.on_change: list[Callable[[str], None]] = []  # told the kind after the store followed a change
         self._watchers: list[Watcher] = []
         self._dynamic: Any = None
         self._dynamic_lock = threading.Lock()
@@ -107,6 +109,12 @@ class KubePolicies:
             self.rejected.pop((kind, ns, name), None)
             entries[result[0].key] = result
         self.store.sync(kind, entries)
+        for listener in self.on_change:
+            listener(kind)
+
+    def generations(self, kind: str) -> dict[tuple[str, str], int]:
+        """(namespace, name) -> metadata.generation of each object of ``kind`` (a status's observedGeneration)."""
+        return {key: int((obj.get("metadata") or {}).get("generation") or 1) for key, obj in self._objects[kind].items()}
 
     # -- to the cluster (blocking) ---------------------------------------------------------
     def _client(self) -> Any:

@@ -47,9 +47,19 @@ def _get(args: argparse.Namespace) -> int:
         print(yaml.safe_dump_all([i["document"] for i in items], sort_keys=False), end="")
     elif not items:
         print(f"No {args.kind + ' ' if args.kind else ''}resources found.")
+    elif all(i["document"].get("kind") == "Gateway" for i in items):  # as kubectl get gateway: address, programmed
+        print_table(_gateway_rows(args.name, items))
     else:
         print_table(resources.table(items))
     return 0
+
+
+def _gateway_rows(sandbox: str, gateways: list[dict]) -> list[tuple[str, ...]]:
+    from sandbox import gatewaystatus, resources
+    from sandbox.backends import backend_for
+
+    routes = resources.get(sandbox, "HTTPRoute", None, None)
+    return gatewaystatus.rows(gateways, routes, gatewaystatus.served(backend_for(sandbox).status()))
 
 
 def _delete(args: argparse.Namespace) -> int:

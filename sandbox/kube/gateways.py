@@ -46,7 +46,7 @@ def entries(demos: list[str], published: bool) -> list[dict[str, Any]]:
     for demo in demos:
         namespace, service, _port, title = DEMO_GATEWAYS[demo]
         host = GATEWAY_PORTS[demo][1]
-        out.append({"demo": demo, "service": service, "title": title, "pid": None, "admin": None,
+        out.append({"demo": demo, "namespace": namespace, "service": service, "title": title, "pid": None, "admin": None,
                     "url": f"http://127.0.0.1:{host}/" if published else None,
                     "reach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {host}:80"})
     return out

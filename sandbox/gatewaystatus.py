@@ -1,0 +1,39 @@
+"""``meshdojo get gateway``, as ``kubectl get gateway`` reads: each Gateway's class, the address
+a client opens (the URL of the demo's ingress gateway that serves its namespace), whether it is
+PROGRAMMED (a gateway serves it), and the routes attached to it (controlplane/gatewayapi.py
+decides which)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.gatewayapi import attached
+from controlplane.policy import PolicyError, parse
+
+HEADER = ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS")
+
+
+def served(status: dict[str, Any] | None) -> dict[str, str]:
+    """namespace -> where its ingress gateway answers (a URL, or the port-forward that reaches it)."""
+    return {g["namespace"]: g.get("url") or g.get("reach") or "(starting)"
+            for g in (status or {}).get("gateways", []) if g.get("namespace")}
+
+
+def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at: dict[str, str]) -> list[tuple[str, ...]]:
+    """``gateways``, ``routes``: the API's items (Gateways, every HTTPRoute); ``served_at``: :func:`served`."""
+    resources = []
+    for i, item in enumerate([*gateways, *routes]):
+        try:
+            resources.append(parse(item["document"], "control plane", i))
+        except PolicyError:  # the control plane validated it; a row without it is better than none
+            continue
+    out = [HEADER]
+    for gateway in (r for r in resources if r.kind == "Gateway"):
+        mine = [a for a in attached(resources, gateway.namespace) if a.gateway == f"{gateway.namespace}/{gateway.name}"]
+        address = served_at.get(gateway.namespace)
+        listeners = ",".join(f"{item.name}:{item.port}" + (f" {item.hostname}" if item.hostname else "")
+                             for item in gateway.spec.listeners)  # type: ignore[union-attr]
+        out.append((gateway.namespace, gateway.name, gateway.spec.class_name, address or "-",  # type: ignore[union-attr]
+                    "True" if address else f"False (no ingress gateway runs in {gateway.namespace})",
+                    str(len(mine)), listeners))
+    return out
