@@ -15,6 +15,7 @@ from typing import Any
 class Fate:
     direction: str = "outbound"
     route: str | None = None  # HTTPRoute namespace/name and rule index
+    no_route: str | None = None  # routes are attached and none matched (404): which routes
     backend: str | None = None
     attempts: list[str] = field(default_factory=list)  # "endpoint -> status or error"
     retry: list[str] = field(default_factory=list)  # why each retry did or did not happen
@@ -32,7 +33,7 @@ class Fate:
 
     def summary(self) -> str:
         parts = []
-        for key in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
+        for key in ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

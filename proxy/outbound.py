@@ -118,6 +118,7 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
             chosen = choose(routes, host, request, rng)
             if chosen is None:
                 names = ", ".join(f"{r.route.namespace}/{r.route.name}" for r in routes)
+                request.fate.no_route = f"no rule of HTTPRoute {names} attached to this gateway matches host {host}"
                 raise traffic.NoRoute(f"no rule of the routes attached to this gateway (HTTPRoute {names}) matches "
                                       f"{request.head.method} {request.path} (host {host}): at a Gateway, only what a route matches gets in")
             gateway_route, choice = chosen

@@ -83,6 +83,7 @@ def route(policies: PolicyWatch, rng: random.Random) -> Layer:
             choice = choose_route(routes, request.path, header_of(request), request.head.method, rng)
             if choice is None:
                 names = ", ".join(f"{r.namespace}/{r.name}" for r in routes)
+                request.fate.no_route = f"no rule of HTTPRoute {names} matches"
                 raise NoRoute(f"no rule of HTTPRoute {names} matches {request.head.method} {request.path} "
                               f"(once a route is attached to a service, unmatched requests get 404)")
             request.rule = choice.rule

@@ -26,11 +26,16 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
     st = backend.status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    ns, dep = local.find_deployment(st, deployment, namespace)
-    if backend.kind != "local":  # only the control plane's pod reaches the sidecars: it reads and merges them
-        return _through_controlplane(backend.operator_api(), ns, dep, to, path, method, stop)
-    instances = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
-    admin = [(w["name"], w["ports"]["admin"]) for w in instances if w["meshed"] and w["ports"]["admin"]]
+    gateway = next((g for g in st.get("gateways", []) if f"{g['demo']}-ingress" == deployment
+                    and namespace in (None, g.get("namespace")) and g.get("admin")), None)
+    if gateway is not None:  # a demo's ingress gateway (local): what it let in, where each request went, what it refused
+        admin = [(deployment, gateway["admin"])]
+    else:
+        ns, dep = local.find_deployment(st, deployment, namespace)
+        if backend.kind != "local":  # only the control plane's pod reaches the sidecars: it reads and merges them
+            return _through_controlplane(backend.operator_api(), ns, dep, to, path, method, stop)
+        instances = [w for w in st["workloads"] if w["namespace"] == ns and w["deployment"] == dep]
+        admin = [(w["name"], w["ports"]["admin"]) for w in instances if w["meshed"] and w["ports"]["admin"]]
     if not admin:
         raise local.SandboxError(f"deployment {ns}/{dep} has no sidecar to tap: 'meshdojo inject {dep}' first")
     token = (SandboxPaths.for_name(name).secrets / "tap-token").read_text().strip()
@@ -114,7 +119,7 @@ def render(event: dict[str, Any]) -> str | None:
     if kind == "rsp":
         return f"{head} :status={event['status']} latency={event['latency_ms'] * 1000:.0f}µs"
     fate = event.get("fate") or {}
-    parts = [f"{k}={fate[k]}" for k in ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
+    parts = [f"{k}={fate[k]}" for k in ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
              if fate.get(k)]
     if fate.get("attempts"):
         parts.append(f"attempts={len(fate['attempts'])}[{'; '.join(fate['attempts'])}]")

@@ -319,6 +319,18 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"404": 3}, 30, "the route to keep /api/vote out", interval=1)
         assert through_gateway("/api/list") == {"200": 3}
         k8s.kubectl("wait", "--for=condition=programmed", "gateway/web-gateway", "-n", NS, "--timeout=30s")  # as Istio's tasks wait
+        sending = threading.Event()  # the gateway's pod tapped through the control plane, a request it refused explained
+
+        def keep_sending() -> None:
+            while not sending.wait(0.5):
+                through_gateway("/api/vote?choice=:joy:")
+
+        threading.Thread(target=keep_sending, daemon=True).start()
+        try:
+            (refused,) = _tap_lines(learner, "deploy/emojivoto-ingress", want=1)
+        finally:
+            sending.set()
+        assert refused["fate"]["no_route"].startswith(f"no rule of HTTPRoute {NS}/web attached to this gateway"), refused
         written = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"]
         assert written["addresses"] == [{"type": "Hostname", "value": f"emojivoto-ingress.{NS}.svc.cluster.local"}], written
         assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written

@@ -36,6 +36,31 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+def tapped_end(cli: Cli, target: str, send, timeout: float = 30) -> dict:
+    """The first request `meshdojo tap TARGET -o json` sees end, ``send`` called until it does."""
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.cli", "tap", target, "-o", "json"], env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+
+    def keep_sending() -> None:
+        while not done.wait(0.2):
+            send()
+
+    threading.Thread(target=keep_sending, daemon=True).start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        return next(e for line in proc.stdout if (e := json.loads(line)).get("type") == "end")
+    finally:
+        done.set()
+        timer.cancel()
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
 def inbound_requests(workload: dict) -> float:
     """Requests a meshed instance's sidecar has received so far."""
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{workload['ports']['admin']}/metrics", timeout=5).read().decode()
@@ -293,6 +318,8 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         await asyncio.to_thread(cli.run, "apply", "-f", str(BOOKINFO_POLICIES / "bookinfo-gateway.yaml"))
         await asyncio.to_thread(wait_until, lambda: get(root)[0] == 404, 5, "the gateway's route to keep / out")
         assert "(HTTPRoute bookinfo/bookinfo) matches GET / " in get(root)[1] and get(root + "productpage")[0] == 200
+        refused = await asyncio.to_thread(tapped_end, cli, "deploy/bookinfo-ingress", lambda: get(root))
+        assert refused["fate"]["no_route"] == "no rule of HTTPRoute bookinfo/bookinfo attached to this gateway matches host 127.0.0.1"
         listed = (await asyncio.to_thread(cli.run, "get", "gateway")).stdout.splitlines()  # as kubectl get gateway
         assert listed[1].split() == ["bookinfo", "bookinfo-gateway", "istio", root, "True", "1", "http:80"], listed
         # a route written for the Service without its kind names a Gateway (Gateway API's default): apply and check say so

@@ -139,7 +139,7 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
 
 # -- a request's fate -----------------------------------------------------------------------
 
-FATE_KEYS = ("egress", "route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
+FATE_KEYS = ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
 
 
 def graph(snap: Any, selected: str | None = None) -> Text:
@@ -189,7 +189,7 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
         if event.get(key):
             lines.append(f"{key}: {event[key]}")
     for key in FATE_KEYS:
-        if key != "egress" or fate.get(key):  # egress only for a host outside the mesh
+        if key not in ("egress", "no_route") or fate.get(key):  # egress only for a host outside the mesh; no_route for a 404
             lines.append(f"{key:<10} {fate.get(key) or '-'}")
     attempts = fate.get("attempts") or []
     lines.append(f"attempts   {len(attempts)}" + "".join(f"\n  {i + 1}. {a}" for i, a in enumerate(attempts)))
