@@ -157,7 +157,10 @@ class Proxy:
             "policies": {"version": self.policies.version, "updatedAt": self.policies.updated_at, "resources": self.policies.describe(),
                          "inbound": self.policies.described(),
                          "callers": self.policies.callers(), "calls": self.policies.shaping(self._called()),
-                         "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True))},
+                         "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True)),
+                         "gatewayRoutes": [{"route": f"{g.route.namespace}/{g.route.name}", "gateway": g.gateway,
+                                            "hosts": list(g.hostnames)} for g in self.policies.gateway_routes]
+                         if self.config.gateway is not None else []},
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},

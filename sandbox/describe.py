@@ -31,7 +31,7 @@ def instances(status: dict[str, Any], target: str, namespace: str | None) -> lis
         kind, name = "deploy", target
     if kind not in ("deploy", "deployment", "pod", "po"):
         raise ValueError(f"describe takes deploy/NAME or pod/NAME, not {target!r}")
-    rows = [w for w in status.get("workloads", []) if namespace is None or w["namespace"] == namespace]
+    rows = [w for w in [*status.get("workloads", []), *gateway_rows(status)] if namespace is None or w["namespace"] == namespace]
     found = [w for w in rows if (w["name"] == name if kind in ("pod", "po") else w["deployment"] == name)]
     if not found:
         known = ", ".join(sorted({w["deployment"] for w in rows})) or "none"
@@ -40,6 +40,13 @@ def instances(status: dict[str, Any], target: str, namespace: str | None) -> lis
     if len({w["namespace"] for w in found}) > 1:
         raise ValueError(f"{name!r} is in {', '.join(sorted({w['namespace'] for w in found}))}: add -n NAMESPACE")
     return found
+
+
+def gateway_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """A local sandbox's demo gateways as workload rows (on a cluster their pods are workloads already)."""
+    return [{"name": f"{g['demo']}-ingress", "deployment": f"{g['demo']}-ingress", "namespace": g["namespace"], "meshed": True,
+             "ready": True, "restarts": 0, "services": [], "ports": {"admin": g["admin"]}}
+            for g in status.get("gateways", []) if g.get("admin") and g.get("namespace")]
 
 
 def gather(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,16 +108,21 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
                    f"rotates in {_rotates(cert, now)} ({cert.get('refreshes', 0)} rotations so far)")
     if config.get("labels"):
         out.append(f"  labels        {', '.join(f'{k}={v}' for k, v in sorted(config['labels'].items()))}")
-    mtls = _applied(inbound, "MeshTLS")
-    out.append(f"  mutual TLS    {config['mode'].upper()}" + (f" by MeshTLS {mtls}" if mtls != "-" else
-                                                            " (how its sidecar started: no MeshTLS applies)"))
-    out.append("  inbound       the policies in force here, in the order a request meets them:")
-    for kind in INBOUND_ORDER[1:]:
-        out.append(f"    {kind:<22} {_applied(inbound, kind)}")
-    default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
-    out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else
-                                                       " (config.linkerd.io/default-inbound-policy)")
-               + ": decides who gets in when no ALLOW policy applies")
+    if config.get("gateway"):  # the mesh's edge: its clients are outside, so only who may come in is decided here
+        out.append("  edge          the policies that select it, before any route:")
+        for kind in ("RequestAuthentication", "AuthorizationPolicy"):
+            out.append(f"    {kind:<22} {_applied(inbound, kind)}")
+    else:
+        mtls = _applied(inbound, "MeshTLS")
+        out.append(f"  mutual TLS    {config['mode'].upper()}" + (f" by MeshTLS {mtls}" if mtls != "-" else
+                                                                " (how its sidecar started: no MeshTLS applies)"))
+        out.append("  inbound       the policies in force here, in the order a request meets them:")
+        for kind in INBOUND_ORDER[1:]:
+            out.append(f"    {kind:<22} {_applied(inbound, kind)}")
+        default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
+        out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else
+                                                           " (config.linkerd.io/default-inbound-policy)")
+                   + ": decides who gets in when no ALLOW policy applies")
     callers = policies.get("callers") or {}
     for service, kinds in callers.items():
         out.append(f"  callers       to svc/{service.split('/')[1]}, their sidecars act on: "
@@ -118,8 +130,13 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
     for service, kinds in (policies.get("calls") or {}).items():  # what its own sidecar does on the way to the services it called
         out.append(f"  calls         svc/{service.split('/')[1]} ({service.split('/')[0]}), its sidecar acts on: "
                    + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items()))
+    if config.get("gateway"):  # a demo's ingress gateway: what decides where a request from outside goes
+        routes = policies.get("gatewayRoutes") or []
+        out.append("  gateway       " + ("routes attached to its Gateways decide, the most specific host first: " + "; ".join(
+            f"HTTPRoute {r['route']} on Gateway {r['gateway']} ({', '.join(r['hosts']) or 'any host'})" for r in routes)
+            if routes else f"no route attached to a Gateway of {w['namespace']}: everything goes to {config['gateway']}"))
     outbound = policies.get("outbound") or {}
-    if outbound:
+    if outbound and not config.get("gateway"):  # a gateway has no egress
         out.append(f"  outbound      {outbound['mode']} ({outbound['by']}): hosts outside the mesh "
                    + ("are passed through" if outbound["mode"] == "ALLOW_ANY" else "only if a ServiceEntry names them"))
     tracing, logs = config.get("tracing") or {}, config.get("accessLog") or {}

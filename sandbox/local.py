@@ -232,7 +232,7 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
     """SIGKILL a workload's app (or its sidecar with ``proxy``), or the control plane: a fault
     the supervisor repairs by restarting it."""
     st = _running_status(name)
-    gateways = {f"{g['demo']}-ingress": g["pid"] for g in st.get("gateways", [])}
+    gateways = dict(zip(gateway_names(st), (g["pid"] for g in st.get("gateways", [])), strict=True))
     if target == "controlplane":
         pids = [st["controlplane"]["pid"]]
         if not pids[0]:
@@ -256,9 +256,17 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
     return pids
 
 
+def gateway_names(st: dict[str, Any]) -> list[str]:
+    """The demos' ingress gateways by the name the verbs take (``bookinfo-ingress``), in status order."""
+    return [f"{g['demo']}-ingress" for g in st.get("gateways", [])]
+
+
 def has_sidecar(name: str, instance_or_deployment: str, namespace: str | None) -> bool:
-    """Does the instance (or any instance of the deployment) run a sidecar right now?"""
+    """Does the instance (or any instance of the deployment) run a sidecar right now? (A demo's
+    gateway is a proxy itself.)"""
     st = _running_status(name)
+    if instance_or_deployment in gateway_names(st):
+        return True
     mine = [w for w in st["workloads"] if w["name"] == instance_or_deployment and namespace in (None, w["namespace"])]
     if not mine:
         ns, dep = find_deployment(st, instance_or_deployment, namespace)
@@ -271,6 +279,8 @@ def log_file(name: str, instance_or_deployment: str, namespace: str | None, prox
     paths = SandboxPaths.for_name(name)
     if instance_or_deployment == "controlplane":
         return paths.logs / "controlplane.log"
+    if instance_or_deployment in gateway_names(st):  # a demo's ingress gateway: a proxy, its log is the proxy's
+        return paths.logs / f"{instance_or_deployment}.proxy.log"
     names = [w["name"] for w in st["workloads"] if w["name"] == instance_or_deployment]
     if not names:
         ns, dep = find_deployment(st, instance_or_deployment, namespace)

@@ -331,6 +331,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         finally:
             sending.set()
         assert refused["fate"]["no_route"].startswith(f"no rule of HTTPRoute {NS}/web attached to this gateway"), refused
+        described = learner.run("describe", "deploy/emojivoto-ingress").stdout  # its pod's /config, through the control plane
+        assert f"HTTPRoute {NS}/web on Gateway {NS}/web-gateway (any host)" in described, described
         written = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"]
         assert written["addresses"] == [{"type": "Hostname", "value": f"emojivoto-ingress.{NS}.svc.cluster.local"}], written
         assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written

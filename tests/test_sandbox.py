@@ -320,6 +320,10 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         assert "(HTTPRoute bookinfo/bookinfo) matches GET / " in get(root)[1] and get(root + "productpage")[0] == 200
         refused = await asyncio.to_thread(tapped_end, cli, "deploy/bookinfo-ingress", lambda: get(root))
         assert refused["fate"]["no_route"] == "no rule of HTTPRoute bookinfo/bookinfo attached to this gateway matches host 127.0.0.1"
+        described = (await asyncio.to_thread(cli.run, "describe", "deploy/bookinfo-ingress")).stdout  # the gateway, as any workload
+        assert "gateway       routes attached to its Gateways decide, the most specific host first: HTTPRoute bookinfo/bookinfo " \
+               "on Gateway bookinfo/bookinfo-gateway (any host)" in described, described
+        assert "404 no_route" in (await asyncio.to_thread(cli.run, "logs", "bookinfo-ingress")).stdout
         listed = (await asyncio.to_thread(cli.run, "get", "gateway")).stdout.splitlines()  # as kubectl get gateway
         assert listed[1].split() == ["bookinfo", "bookinfo-gateway", "istio", root, "True", "1", "http:80"], listed
         # a route written for the Service without its kind names a Gateway (Gateway API's default): apply and check say so
