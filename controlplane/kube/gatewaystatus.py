@@ -67,6 +67,22 @@ def _without_times(status: dict) -> Any:
     return status
 
 
+def _keep_times(status: dict, before: dict | None) -> dict:
+    """``status`` with each condition's lastTransitionTime taken from ``before`` where that
+    condition (the Gateway's, or a listener's) had the same status: a time says when it changed."""
+    if before is None:
+        return status
+
+    def kept(conditions: list[dict], earlier: list[dict]) -> list[dict]:
+        was = {(c["type"], c["status"]): c["lastTransitionTime"] for c in earlier}
+        return [{**c, "lastTransitionTime": was.get((c["type"], c["status"]), c["lastTransitionTime"])} for c in conditions]
+
+    listeners_before = {item["name"]: item for item in before.get("listeners", [])}
+    return {**status, "conditions": kept(status["conditions"], before.get("conditions", [])),
+            "listeners": [{**item, "conditions": kept(item["conditions"], listeners_before.get(item["name"], {}).get("conditions", []))}
+                          for item in status["listeners"]]}
+
+
 def ingress_gateways(services: dict[Key, dict[str, Any]], has_endpoints: Callable[[str, str], bool]) -> dict[str, tuple[str, bool]]:
     """namespace -> (its ingress gateway's Service address, a pod of it ready), from the Services
     that carry the gateway label."""
@@ -85,7 +101,8 @@ class GatewayStatusWriter:
         self._api = api_client
         self._read = read
         self._clock = clock
-        self._written: dict[Key, Any] = {}
+        self._written: dict[Key, dict] = {}  # what was last written, times included
+        self._refused: dict[Key, Any] = {}  # a status the API server refused: said once, tried again at the next change
         self._pending: asyncio.Task | None = None
         self._again = False
 
@@ -100,15 +117,19 @@ class GatewayStatusWriter:
             self._again = False
             resources, generations, gateways = self._read()
             wanted = desired(resources, generations, gateways, self._clock())
-            changed = {k: v for k, v in wanted.items() if self._written.get(k) != _without_times(v)}
+            changed = {k: _keep_times(v, self._written.get(k)) for k, v in wanted.items()
+                       if k not in self._written or _without_times(self._written[k]) != _without_times(v)}
             for key in [k for k in self._written if k not in wanted]:
                 del self._written[key]
             for key, status in changed.items():
                 try:
                     await asyncio.to_thread(self._patch, key, status)
-                    self._written[key] = _without_times(status)
+                    self._written[key] = status
+                    self._refused.pop(key, None)
                 except Exception as exc:  # the Gateway went meanwhile, or RBAC: the next change tries again
-                    log.warning("could not write the status of Gateway %s/%s: %s", *key, exc)
+                    if self._refused.get(key) != _without_times(status):
+                        log.warning("could not write the status of Gateway %s/%s: %s", *key, exc)
+                    self._refused[key] = _without_times(status)
             if not self._again:
                 return
 
