@@ -15,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 from sandbox.cpapi import ApiError
+from sandbox.instances import gateway_rows
 from sandbox.observe import sidecar_config
 from sandbox.resources import api_for
 
@@ -40,13 +41,6 @@ def instances(status: dict[str, Any], target: str, namespace: str | None) -> lis
     if len({w["namespace"] for w in found}) > 1:
         raise ValueError(f"{name!r} is in {', '.join(sorted({w['namespace'] for w in found}))}: add -n NAMESPACE")
     return found
-
-
-def gateway_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
-    """A local sandbox's demo gateways as workload rows (on a cluster their pods are workloads already)."""
-    return [{"name": f"{g['demo']}-ingress", "deployment": f"{g['demo']}-ingress", "namespace": g["namespace"], "meshed": True,
-             "ready": True, "restarts": 0, "services": [], "ports": {"admin": g["admin"]}}
-            for g in status.get("gateways", []) if g.get("admin") and g.get("namespace")]
 
 
 def gather(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from controlplane.gatewayapi import GATEWAY_LABEL
 from controlplane.spiffe import SpiffeId
@@ -22,6 +23,19 @@ READY_PROBE_PERIOD = 2.0
 FAILURE_THRESHOLD = 3  # a kubelet's readinessProbe default
 # demo -> the service its ingress gateway fronts, that service's port, and what a learner opens there
 GATEWAYS = {"emojivoto": ("web", 80, "emojivoto web UI"), "bookinfo": ("productpage", 9080, "bookinfo product page")}
+
+
+def gateway_name(demo: str) -> str:
+    """A demo's ingress gateway's name in both backends, the one the verbs take: bookinfo-ingress."""
+    return f"{demo}-ingress"
+
+
+def gateway_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """A local sandbox's gateways as workload rows: each a proxy of its own, read at its admin
+    port (on a cluster their pods are workloads already, and no entry has an admin port)."""
+    return [{"name": gateway_name(g["demo"]), "deployment": gateway_name(g["demo"]), "namespace": g.get("namespace") or g["demo"],
+             "meshed": True, "ready": True, "restarts": 0, "services": [], "ports": {"admin": g["admin"]}}
+            for g in status.get("gateways", []) if g.get("admin")]
 
 
 def gateway_labels(name: str, demo: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from controlplane.statefiles import private_dir
 from sandbox.errors import SandboxError
+from sandbox.instances import gateway_name
 from sandbox.manifests import load_demo
 from sandbox.paths import SandboxPaths, home
 from sandbox.processes import pid_alive, spawn
@@ -258,7 +259,7 @@ def kill(name: str, target: str, namespace: str | None, proxy: bool = False) -> 
 
 def gateway_names(st: dict[str, Any]) -> list[str]:
     """The demos' ingress gateways by the name the verbs take (``bookinfo-ingress``), in status order."""
-    return [f"{g['demo']}-ingress" for g in st.get("gateways", [])]
+    return [gateway_name(g["demo"]) for g in st.get("gateways", [])]
 
 
 def has_sidecar(name: str, instance_or_deployment: str, namespace: str | None) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.cpapi import ApiError
+from sandbox.instances import gateway_rows
 
 SYNCED, STALE, UNREACHABLE = "SYNCED", "STALE", "NOT ANSWERING"
 
@@ -64,8 +65,7 @@ def gather(api: Any, status: dict[str, Any], read_config: Callable[[dict[str, An
            namespace: str | None = None, clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
     """Read the control plane, every meshed instance's sidecar, then the control plane again."""
     sidecars = [w for w in status.get("workloads", []) if w.get("meshed")]
-    sidecars += [{"name": f"{g['demo']}-ingress", "namespace": g.get("namespace") or g["demo"], "ports": {"admin": g["admin"]}}
-                 for g in status.get("gateways", []) if g.get("admin")]  # a local gateway: a proxy of its own
+    sidecars += gateway_rows(status)  # a local gateway: a proxy of its own
     sidecars = [w for w in sidecars if namespace is None or w["namespace"] == namespace]
     for _attempt in range(3):
         version = api.call("GET", "/v1/policies?kind=-")["version"]

@@ -15,7 +15,7 @@ from typing import Any
 from controlplane.spiffe import SpiffeId
 from controlplane.statefiles import write_json
 from sandbox.cpapi import ApiError, OperatorApi
-from sandbox.instances import Instance
+from sandbox.instances import Instance, gateway_name
 
 log = logging.getLogger("meshdojo.supervisor")
 
@@ -43,8 +43,8 @@ def register(api: OperatorApi, inst: Instance) -> None:
 def register_gateway(api: OperatorApi, demo: str, namespace: str, ports: dict[str, int]) -> bool:
     """A gateway's traffic is telemetry too: its edges (gateway -> web) show in 'edges' and the UI."""
     try:
-        api.call("PUT", f"/v1/workloads/{namespace}/{demo}-ingress", {
-            "deployment": f"{demo}-ingress", "identity": SpiffeId(namespace, "ingress-gateway").uri,
+        api.call("PUT", f"/v1/workloads/{namespace}/{gateway_name(demo)}", {
+            "deployment": gateway_name(demo), "identity": SpiffeId(namespace, "ingress-gateway").uri,
             "meshed": True, "admin": ports.get("admin")})
         return True
     except ApiError as exc:

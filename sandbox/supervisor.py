@@ -27,7 +27,7 @@ from controlplane.statefiles import JsonRecord, private_dir, write_json, write_p
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
 from sandbox.forkserver import ForkServer
-from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe, gateway_labels
+from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe, gateway_labels, gateway_name
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
@@ -255,7 +255,7 @@ class Supervisor:
     def _start_gateway(self, demo: Demo) -> None:
         service, port, title = GATEWAYS[demo.name]
         namespace = next(s.namespace for s in demo.services if s.name == service)
-        name = f"{demo.name}-ingress"
+        name = gateway_name(demo.name)
         labels = [arg for k, v in sorted(gateway_labels(name, demo.name).items()) for arg in ("--label", f"{k}={v}")]
         proc = self._proxy_proc(name, namespace, "ingress-gateway", 1, "--gateway", f"{service}.{namespace}:{port}",
                                 "--deployment", name, *labels)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sandbox.cpapi import ApiError, OperatorApi
+from sandbox.instances import gateway_rows
 from sandbox.paths import SandboxPaths
 
 
@@ -26,10 +27,9 @@ def streams(name: str, deployment: str, namespace: str | None, to: str | None, p
     st = backend.status()
     if st is None:
         raise local.SandboxError(f"sandbox {name!r} is not running; start it with 'meshdojo up --name {name}'")
-    gateway = next((g for g in st.get("gateways", []) if f"{g['demo']}-ingress" == deployment
-                    and namespace in (None, g.get("namespace")) and g.get("admin")), None)
+    gateway = next((g for g in gateway_rows(st) if g["name"] == deployment and namespace in (None, g["namespace"])), None)
     if gateway is not None:  # a demo's ingress gateway (local): what it let in, where each request went, what it refused
-        admin = [(deployment, gateway["admin"])]
+        admin = [(deployment, gateway["ports"]["admin"])]
     else:
         ns, dep = local.find_deployment(st, deployment, namespace)
         if backend.kind != "local":  # only the control plane's pod reaches the sidecars: it reads and merges them

@@ -154,8 +154,7 @@ async def test_an_ingress_gateway_asks_the_authorizer_before_the_mesh(mesh: Mesh
     authorizer_port, checks = authorizer
     httpbin = mesh.start_proxy("foo", "httpbin", echo_port, name="httpbin")
     ext = mesh.start_proxy("foo", "ext-authz", authorizer_port, name="ext-authz")
-    gateway = mesh.start_proxy("foo", "ingress-gateway", 1, "--gateway", "httpbin.foo:8080", name="gateway",
-                               labels={"app": "foo-ingress", "istio": "ingressgateway"})
+    gateway = mesh.start_gateway("foo", "httpbin.foo:8080")
     mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
     mesh.register("foo", "ext-authz", "ext-authz-0", ext.ports["inbound"], spiffe("foo", "ext-authz"))
     edge = {**CUSTOM, "metadata": {"name": "front-door", "namespace": "meshdojo-system"},

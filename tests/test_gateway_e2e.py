@@ -43,8 +43,7 @@ async def test_istios_ingress_task_routes_by_host_and_path_at_the_gateway(mesh: 
     (httpbin_port, httpbin_seen), (other_port, other_seen) = two_apps
     httpbin = mesh.start_proxy("foo", "httpbin", httpbin_port, name="httpbin")
     other = mesh.start_proxy("foo", "other", other_port, name="other")
-    edge = mesh.start_proxy("foo", "ingress-gateway", 1, "--gateway", "httpbin.foo:8000", name="gateway",
-                            labels={"app": "foo-ingress", "istio": "ingressgateway"})
+    edge = mesh.start_gateway("foo", "httpbin.foo:8000")
     mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
     mesh.register("foo", "other", "other-0", other.ports["inbound"], spiffe("foo", "other"))
     url = f"http://127.0.0.1:{edge.ports['outbound']}"

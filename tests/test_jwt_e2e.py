@@ -116,8 +116,7 @@ async def test_the_ingress_gateway_checks_tokens_and_addresses_before_the_mesh(m
     and a sidecar inside the mesh is not asked."""
     app_port, seen = headers_app
     httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
-    gateway = mesh.start_proxy("foo", "ingress-gateway", 1, "--gateway", "httpbin.foo:8080", name="gateway",
-                               labels={"app": "foo-ingress", "istio": "ingressgateway"})
+    gateway = mesh.start_gateway("foo", "httpbin.foo:8080")
     mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
     edge = {"selector": {"matchLabels": {"istio": "ingressgateway"}}}
     docs = [{"apiVersion": POL, "kind": "RequestAuthentication", "metadata": {"name": "jwt", "namespace": "meshdojo-system"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.injector import INJECT_ANNOTATION, OUTBOUND_PORT, InjectConfig, gateway_pod_spec
-from sandbox.instances import GATEWAY_LABEL, gateway_labels
+from sandbox.instances import GATEWAY_LABEL, gateway_labels, gateway_name
 from sandbox.kube.providers import GATEWAY_PORTS
 
 # demo -> (namespace, the service it fronts, that service's port, title); the local backend's GATEWAYS
@@ -20,7 +20,7 @@ LABEL = GATEWAY_LABEL
 
 
 def name_of(demo: str) -> str:
-    return f"{demo}-ingress"
+    return gateway_name(demo)
 
 
 def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
