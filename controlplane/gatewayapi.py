@@ -20,6 +20,7 @@ from typing import Any
 from controlplane.fields import FieldReader
 
 TLS_PROTOCOLS = ("HTTPS", "TLS")
+GATEWAY_CLASSES = ("istio", "meshdojo")  # the gatewayClassNames our gateways serve
 GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
 
 
@@ -118,20 +119,35 @@ def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ..
     return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name)))
 
 
-def _exists(resources: list[Any], parent: Any) -> bool:
-    return any(r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name) for r in resources)
+def refusal(resources: Iterable[Any], route: Any) -> tuple[str, str] | None:
+    """Why an HTTPRoute whose parent is a Gateway serves nothing — Gateway API's reason for
+    ``Accepted: False`` and a message — or None: it is attached."""
+    parent = route.spec.gateway
+    gateway = next((r for r in resources if r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name)), None)
+    if gateway is None:
+        return "NoMatchingParent", f"Gateway {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
+    listeners = gateway.spec.listeners
+    if any(takes(listener, route, gateway.namespace) is not None for listener in listeners):
+        return None
+    picked = [item for item in listeners if parent.section in (None, item.name) and parent.port in (None, item.port)]
+    if not picked:
+        reason = "NoMatchingParent"  # its sectionName or port names no listener
+    elif all(item.routes_from == "Same" and route.namespace != gateway.namespace for item in picked):
+        reason = "NotAllowedByListeners"
+    else:
+        reason = "NoMatchingListenerHostname"
+    return reason, (f"no listener of Gateway {parent.namespace}/{parent.name} takes it (check sectionName, port, the listeners' "
+                    "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)")
 
 
 def not_attached(resources: Iterable[Any], route: Any) -> str | None:
     """Why an HTTPRoute whose parent is a Gateway serves nothing, or None: it is attached."""
-    parent = route.spec.gateway
-    resources = list(resources)
-    if not _exists(resources, parent):
-        return f"Gateway {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
-    if any(g.route.key == route.key for g in attached(resources, parent.namespace)):
-        return None
-    return (f"no listener of Gateway {parent.namespace}/{parent.name} takes it (check sectionName, port, the listeners' "
-            "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)")
+    refused = refusal(resources, route)
+    return None if refused is None else refused[1]
+
+
+def _exists(resources: list[Any], parent: Any) -> bool:
+    return any(r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name) for r in resources)
 
 
 def warnings(resources: Iterable[Any], applied: Any, is_service: Callable[[str, str], bool]) -> list[str]:

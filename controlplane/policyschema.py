@@ -8,6 +8,7 @@ into the kind's CustomResourceDefinition for Kubernetes.
 from __future__ import annotations
 
 from controlplane import authzrules
+from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
 POLICY_GROUP = "policy.meshdojo.dev"
@@ -240,7 +241,7 @@ SERVICE_ENTRY = obj({
 
 # Gateway API's Gateway: an ingress gateway's listeners, which HTTPRoutes attach to (controlplane/gatewayapi.py)
 GATEWAY = obj({
-    "gatewayClassName": Str(enum=("istio", "meshdojo"),
+    "gatewayClassName": Str(enum=GATEWAY_CLASSES,
                             doc="istio (as Istio's tasks write it) or meshdojo: served by the ingress gateway of the "
                                 "Gateway's namespace"),
     "listeners": ListOf(obj({

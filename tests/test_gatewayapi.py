@@ -194,15 +194,16 @@ def test_a_gateways_status_on_a_cluster_as_gateway_api_controllers_write_it():
 
 
 def test_a_condition_keeps_its_time_until_its_status_changes():
-    from controlplane.kube.gatewaystatus import _keep_times, desired
+    from controlplane.kube.gatewaystatus import desired
+    from controlplane.kube.statuswriter import keep_times
 
     gw = gateway()
     served = {"shop": ("shop-ingress.shop.svc.cluster.local", True)}
     first = desired([gw], {}, served, "t1")[("shop", "web-gateway")]
     more = desired([gw, route("all")], {}, served, "t2")[("shop", "web-gateway")]  # a route attached: nothing transitioned
-    kept = _keep_times(more, first)
+    kept = keep_times(more, first)
     assert kept["listeners"][0]["attachedRoutes"] == 1
     assert {c["lastTransitionTime"] for c in kept["conditions"] + kept["listeners"][0]["conditions"]} == {"t1"}
-    down = _keep_times(desired([gw], {}, {"shop": (served["shop"][0], False)}, "t3")[("shop", "web-gateway")], kept)
+    down = keep_times(desired([gw], {}, {"shop": (served["shop"][0], False)}, "t3")[("shop", "web-gateway")], kept)
     assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in down["conditions"]] == [
         ("Accepted", "True", "t1"), ("Programmed", "False", "t3")]

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest.mock import patch
 
@@ -336,7 +336,27 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         written = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"]
         assert written["addresses"] == [{"type": "Hostname", "value": f"emojivoto-ingress.{NS}.svc.cluster.local"}], written
         assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written
-        learner.run("delete", "-f", str(ingress))
+
+        # the route's status.parents, as Istio and Linkerd write theirs: our entry says why, another controller's is kept
+        def parents() -> list[dict]:
+            return json.loads(k8s.kubectl("get", "httproute/web", "-n", NS, "-o", "json").stdout).get("status", {}).get("parents", [])
+
+        def ours(reason: str) -> Callable[[], dict | None]:
+            return lambda: next((p for p in parents() if p["controllerName"] == "meshdojo.dev/controller"
+                                 and p["conditions"][0]["reason"] == reason), None)
+
+        entry = wait_until(ours("Accepted"), 30, "the route's status to be written", interval=0.5)
+        assert entry["parentRef"] == {"name": "web-gateway"} and entry["conditions"][1]["reason"] == "ResolvedRefs", entry
+        theirs = {"parentRef": {"name": "web-gateway"}, "controllerName": "example.com/another-controller",
+                  "conditions": [{"type": "Accepted", "status": "False", "reason": "NoMatchingParent", "message": "",
+                                  "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        k8s.kubectl("patch", "httproute/web", "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"parents": [*parents(), theirs]}}))
+        learner.run("delete", "gateway", "web-gateway", "-n", NS)
+        gone = wait_until(ours("NoMatchingParent"), 30, "the route's status to say its Gateway is gone", interval=0.5)
+        assert gone["conditions"][0]["message"].startswith(f"Gateway {NS}/web-gateway does not exist"), gone
+        assert theirs in parents(), parents()
+        learner.run("delete", "httproute", "web", "-n", NS)
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
 
         # Istio's External Authorization task: the sample authorizer applied as a learner's Deployment (its pod run as the

@@ -11,11 +11,13 @@ from aiohttp import web
 
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
+from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.injector import InjectConfig, native_sidecars_supported
+from controlplane.kube import gatewaystatus, routestatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
-from controlplane.kube.gatewaystatus import GatewayStatusWriter, ingress_gateways
 from controlplane.kube.policies import KubePolicies
+from controlplane.kube.statuswriter import StatusWriter, Target
 from controlplane.kube.tokenreview import TokenReviewer
 from controlplane.kube.trustanchor import TrustAnchorPublisher
 from controlplane.kube.webhook import build_webhook, tls_context
@@ -55,26 +57,38 @@ class KubernetesMode:
         self.discovery = KubeDiscovery(self.api, registry, telemetry)
         self.kube_policies = KubePolicies(self.api, policies)
         policies.cluster = self.kube_policies
-        self.gateway_status = GatewayStatusWriter(self.api, self._gateway_facts, _now)
+        self.statuses = StatusWriter(self.api, self._statuses, _now)
         self.kube_policies.on_change.append(self._policies_changed)
-        self.discovery.on_change.append(self.gateway_status.update)
+        self.discovery.on_change.append(self.statuses.update)
         self.reviewer = TokenReviewer(self.api)
         self.anchors: TrustAnchorPublisher | None = None
         self._webhook: web.AppRunner | None = None
         self.webhook_port = 0
 
     def _policies_changed(self, kind: str) -> None:
-        if kind in ("Gateway", "HTTPRoute"):
-            self.gateway_status.update()
+        if kind in ("Gateway", "HTTPRoute", "ServiceEntry"):
+            self.statuses.update()
 
-    def _gateway_facts(self) -> tuple[list[Any], dict[tuple[str, str], int], dict[str, tuple[str, bool]]]:
-        """What the Gateways' status is made of: the policies, the Gateways' generations, the ingress gateways."""
+    def _statuses(self, now: str) -> dict[Target, dict]:
+        """The Gateways' statuses and our entries in the HTTPRoutes' status.parents, from the
+        policies, their generations, the Services and the ingress gateways' pods."""
+        def is_service(namespace: str, name: str) -> bool:
+            return self.registry.get(namespace, name) is not None
+
         def has_endpoints(namespace: str, name: str) -> bool:
             service = self.registry.get(namespace, name)
             return service is not None and bool(service.endpoints)
 
-        return ([r for r, _ in self.policies.list()], self.kube_policies.generations("Gateway"),
-                ingress_gateways(self.discovery.services, has_endpoints))
+        def foreign(namespace: str, name: str) -> bool:  # a Gateway of another class: another implementation's
+            gateway = self.kube_policies.object("Gateway", namespace, name)
+            return gateway is not None and (gateway.get("spec") or {}).get("gatewayClassName") not in GATEWAY_CLASSES
+
+        resources = [r for r, _ in self.policies.list()]
+        gateways = gatewaystatus.desired(resources, self.kube_policies.generations("Gateway"),
+                                         gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now)
+        routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), is_service, now, foreign)
+        return {**{("gateways", *key): status for key, status in gateways.items()},
+                **{("httproutes", *key): entry for key, entry in routes.items()}}
 
     async def material(self) -> CaMaterial:
         return await asyncio.to_thread(load_material, self.api, self.settings.namespace)

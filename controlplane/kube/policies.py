@@ -112,6 +112,10 @@ class KubePolicies:
         for listener in self.on_change:
             listener(kind)
 
+    def object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The cluster's object as last seen, valid or not (None: there is none)."""
+        return self._objects[kind].get((namespace, name))
+
     def generations(self, kind: str) -> dict[tuple[str, str], int]:
         """(namespace, name) -> metadata.generation of each object of ``kind`` (a status's observedGeneration)."""
         return {key: int((obj.get("metadata") or {}).get("generation") or 1) for key, obj in self._objects[kind].items()}

@@ -1,0 +1,75 @@
+"""Each HTTPRoute's ``status.parents`` on the cluster, as Gateway API implementations write it
+(Linkerd's policy controller for a Service parent, Istio's for a Gateway): per parentRef,
+whether the route is ``Accepted`` there and whether its backendRefs resolve (``ResolvedRefs``),
+with Gateway API's reasons — so ``kubectl get httproute NAME -o yaml`` says why a route does
+nothing, as it does in Linkerd's and Istio's troubleshooting guides.
+
+Pure; the status writer (controlplane/kube/statuswriter.py) patches it in, keeping the entries
+other controllers wrote for the same route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.gatewayapi import refusal
+
+CONTROLLER = "meshdojo.dev/controller"  # our entries in status.parents; another implementation's are left alone
+Key = tuple[str, str]
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, generation: int, now: str) -> dict[str, Any]:
+    """A metav1.Condition, as Gateway API's statuses hold them."""
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message,
+            "observedGeneration": generation, "lastTransitionTime": now}
+
+
+def _accepted(resources: list[Any], route: Any, is_service: Callable[[str, str], bool]) -> tuple[bool, str, str]:
+    spec = route.spec
+    if spec.gateway is not None:
+        refused = refusal(resources, route)
+        if refused is not None:
+            return False, *refused
+        return True, "Accepted", f"served by the ingress gateway of namespace {spec.gateway.namespace}"
+    if spec.entry is not None:
+        if any(r.kind == "ServiceEntry" and (r.namespace, r.name) == (route.namespace, spec.entry) for r in resources):
+            return True, "Accepted", f"shapes the mesh's requests to ServiceEntry {route.namespace}/{spec.entry}'s hosts"
+        return False, "NoMatchingParent", f"ServiceEntry {route.namespace}/{spec.entry} does not exist (yet)"
+    if is_service(route.namespace, spec.service):
+        return True, "Accepted", f"shapes the mesh's requests to Service {route.namespace}/{spec.service}"
+    return False, "NoMatchingParent", f"Service {route.namespace}/{spec.service} does not exist (yet)"
+
+
+def _resolved(route: Any, is_service: Callable[[str, str], bool]) -> tuple[bool, str, str]:
+    missing = list(dict.fromkeys(b.service for rule in route.spec.rules for b in rule.backends
+                                 if not is_service(route.namespace, b.service)))
+    if missing:
+        return False, "BackendNotFound", (f"no Service {', '.join(missing)} in namespace {route.namespace}: "
+                                          "the requests its rules send there are answered 502 unknown_service")
+    return True, "ResolvedRefs", "every backendRef names a Service"
+
+
+def desired(resources: list[Any], generations: dict[Key, int], is_service: Callable[[str, str], bool], now: str,
+            foreign: Callable[[str, str], bool] = lambda namespace, name: False) -> dict[Key, dict]:
+    """(namespace, name) of each HTTPRoute -> our entry of its ``status.parents`` (one parentRef
+    per route here). ``is_service(namespace, name)``: the Service exists; ``foreign(namespace,
+    name)``: that Gateway is another implementation's (another class): its routes are left to
+    it. ``now``: RFC 3339."""
+    out: dict[Key, dict] = {}
+    for route in (r for r in resources if r.kind == "HTTPRoute"):
+        if route.spec.gateway is not None and foreign(route.spec.gateway.namespace, route.spec.gateway.name):
+            continue
+        generation = generations.get((route.namespace, route.name), 1)
+        accepted, resolved = _accepted(resources, route, is_service), _resolved(route, is_service)
+        out[(route.namespace, route.name)] = {
+            "parentRef": route.document["spec"]["parentRefs"][0], "controllerName": CONTROLLER,
+            "conditions": [condition("Accepted", *accepted, generation, now), condition("ResolvedRefs", *resolved, generation, now)]}
+    return out
+
+
+def merged(current: dict[str, Any] | None, ours: dict[str, Any]) -> dict[str, Any]:
+    """A route's ``status`` with our parent entry in place of the one we wrote before, the
+    entries of other controllers (an Istio on the same cluster) kept as they are."""
+    others = [p for p in (current or {}).get("parents") or [] if p.get("controllerName") != CONTROLLER]
+    return {**(current or {}), "parents": [*others, ours]}
