@@ -29,6 +29,7 @@ from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
+from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
 from controlplane.traceapi import add_trace_route
 from controlplane.watchstream import stream_watch
@@ -38,6 +39,7 @@ IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
 POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
 TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry", Telemetry)
+STATUSES: web.AppKey[Statuses] = web.AppKey("statuses")
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -65,13 +67,17 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
               telemetry: Telemetry | None = None, relays: RelayManager | None = None,
-              own_identity: SpiffeId = LOCAL_CONTROLPLANE, issuer: DemoIssuer | None = None) -> web.Application:
+              own_identity: SpiffeId = LOCAL_CONTROLPLANE, issuer: DemoIssuer | None = None,
+              statuses: Statuses | None = None) -> web.Application:
+    """``statuses``: the Gateways' and HTTPRoutes' statuses ``get -o yaml`` shows (on a cluster,
+    what the status writer wrote; locally, the same decisions settled at each call)."""
     app = web.Application(middlewares=[json_errors, require_admin_token])
     app[TELEMETRY] = telemetry = telemetry or Telemetry()
     add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry,
                      lambda: identity.material.anchor_pem)
     app[POLICIES] = policies
     app[REGISTRY] = registry
+    app[STATUSES] = statuses or local_statuses(policies, lambda ns, name: registry.get(ns, name) is not None, rfc3339_now)
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
@@ -322,6 +328,11 @@ async def apply_policies(request: web.Request) -> web.Response:
     return web.json_response({"applied": applied, "warnings": warnings})
 
 
+def _status(shown: dict, resource: Any) -> dict[str, Any]:
+    status = shown.get((STATUS_PLURALS.get(resource.kind, ""), resource.namespace, resource.name))
+    return {"status": status} if status else {}
+
+
 async def list_policies(request: web.Request) -> web.Response:
     """The resources asked for, and every conflict among the inbound policies in force."""
     q = request.query
@@ -330,8 +341,9 @@ async def list_policies(request: web.Request) -> web.Response:
     workloads = known_workloads(registry, request.app[TELEMETRY])
     everything = [r for r, _ in store.list()]
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
+    shown = request.app[STATUSES]() if any(r.kind in STATUS_PLURALS for r, _ in entries) else {}
     return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
-                              "items": [{"document": r.document, "expiresAt": exp} for r, exp in entries],
+                              "items": [{"document": r.document, "expiresAt": exp, **_status(shown, r)} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
                                              "message": c.describe()} for c in found],
                               "annotationProblems": store.effective()[1],

@@ -105,7 +105,8 @@ class ControlPlane:
         write_private(state_dir / ADMIN_TOKEN_FILE, admin_token + "\n")  # 0600, where every mode keeps it
 
         api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays,
-                                         self.own_identity, self.issuer), access_log=None, handle_signals=False)
+                                         self.own_identity, self.issuer, self.kube.statuses.shown if self.kube is not None else None),
+                                 access_log=None, handle_signals=False)
         mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()

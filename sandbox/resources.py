@@ -110,6 +110,18 @@ def kind_of(kind: str) -> str:
     raise ResourceError(f"unknown kind {kind!r}; the kinds are {', '.join(KINDS)} (e.g. 'meshdojo get faultinjection')")
 
 
+def kind_and_name(kind: str | None, resource: str | None) -> tuple[str | None, str | None]:
+    """``KIND NAME`` or kubectl's ``KIND/NAME`` (``httproute/reviews``), as (kind, name)."""
+    if kind is None or "/" not in kind:
+        return kind, resource
+    if resource is not None:
+        raise ResourceError(f"{kind!r} names the resource already: write 'KIND/NAME' or 'KIND NAME', not both")
+    kind, _, resource = kind.partition("/")
+    if not kind or not resource:
+        raise ResourceError("expected KIND/NAME, e.g. httproute/reviews")
+    return kind, resource
+
+
 def get(name: str, kind: str | None, resource: str | None, namespace: str | None) -> list[dict[str, Any]]:
     """Resources of ``kind`` (every kind when None)."""
     canonical = kind_of(kind) if kind else None

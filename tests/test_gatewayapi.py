@@ -195,7 +195,7 @@ def test_a_gateways_status_on_a_cluster_as_gateway_api_controllers_write_it():
 
 def test_a_condition_keeps_its_time_until_its_status_changes():
     from controlplane.kube.gatewaystatus import desired
-    from controlplane.kube.statuswriter import keep_times
+    from controlplane.statusbook import keep_times
 
     gw = gateway()
     served = {"shop": ("shop-ingress.shop.svc.cluster.local", True)}

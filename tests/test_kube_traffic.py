@@ -347,6 +347,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
 
         entry = wait_until(ours("Accepted"), 30, "the route's status to be written", interval=0.5)
         assert entry["parentRef"] == {"name": "web-gateway"} and entry["conditions"][1]["reason"] == "ResolvedRefs", entry
+        shown = json.loads(learner.run("get", "httproute/web", "-n", NS, "-o", "json").stdout)[0]  # meshdojo's get, as kubectl's
+        assert shown["status"]["parents"] == [entry], shown
         theirs = {"parentRef": {"name": "web-gateway"}, "controllerName": "example.com/another-controller",
                   "conditions": [{"type": "Accepted", "status": "False", "reason": "NoMatchingParent", "message": "",
                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]}

@@ -4,9 +4,9 @@ controllers' and its transition times kept (pure; the cluster test writes them f
 
 from __future__ import annotations
 
-from controlplane.kube.routestatus import CONTROLLER, desired, merged
-from controlplane.kube.statuswriter import keep_times, without_times
 from controlplane.policy import parse
+from controlplane.routestatus import CONTROLLER, desired, merged
+from controlplane.statusbook import keep_times, without_times
 from tests.test_gatewayapi import GW, gateway, route
 
 SERVICES = {("shop", "web"), ("shop", "cart"), ("blog", "posts")}

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sandbox.processes import pid_alive, wait_until
 from tests.meshkit import Cli
@@ -334,7 +335,13 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         assert "Gateway bookinfo/reviews does not exist (yet)" in said and '{kind: Service, group: "", name: reviews}' in said, said
         checked = (await asyncio.to_thread(cli.run, "check", check=False)).stdout
         assert "HTTPRoute bookinfo/stray: Gateway bookinfo/reviews does not exist" in checked, checked
-        await asyncio.to_thread(cli.run, "delete", "-f", str(stray))
+        # ... and so does its status, as kubectl shows a route's on a cluster (kubectl's KIND/NAME and -A taken)
+        (shown,) = yaml.safe_load_all((await asyncio.to_thread(cli.run, "get", "httproute/stray", "-A", "-o", "yaml")).stdout)
+        (ours,) = shown["status"]["parents"]
+        assert ours["controllerName"] == "meshdojo.dev/controller" and ours["parentRef"] == {"name": "reviews"}, ours
+        assert [(c["type"], c["status"], c["reason"]) for c in ours["conditions"]] == [
+            ("Accepted", "False", "NoMatchingParent"), ("ResolvedRefs", "True", "ResolvedRefs")], ours
+        await asyncio.to_thread(cli.run, "delete", "httproute/stray", "-n", "bookinfo")
 
         # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason
         policies = BOOKINFO_POLICIES

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.gatewayapi import GATEWAY_LABEL, routes_on, takes
-from controlplane.kube.routestatus import condition
+from controlplane.routestatus import condition
 
 GROUP = "gateway.networking.k8s.io"
 Key = tuple[str, str]

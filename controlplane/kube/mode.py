@@ -9,21 +9,23 @@ from typing import Any
 
 from aiohttp import web
 
+from controlplane import routestatus
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
 from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.injector import InjectConfig, native_sidecars_supported
-from controlplane.kube import gatewaystatus, routestatus
+from controlplane.kube import gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
 from controlplane.kube.policies import KubePolicies
-from controlplane.kube.statuswriter import StatusWriter, Target
+from controlplane.kube.statuswriter import StatusWriter
 from controlplane.kube.tokenreview import TokenReviewer
 from controlplane.kube.trustanchor import TrustAnchorPublisher
 from controlplane.kube.webhook import build_webhook, tls_context
 from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
 from controlplane.spiffe import SpiffeId
+from controlplane.statusbook import Target, rfc3339_now
 
 log = logging.getLogger("meshdojo.controlplane.kube")
 SERVICE_ACCOUNT = "meshdojo-controlplane"
@@ -43,10 +45,6 @@ def api_client(settings: KubernetesSettings) -> Any:
     return client.ApiClient()
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class KubernetesMode:
     def __init__(self, settings: KubernetesSettings, registry: Registry, policies: PolicyStore, telemetry: Any) -> None:
         self.settings = settings
@@ -57,7 +55,7 @@ class KubernetesMode:
         self.discovery = KubeDiscovery(self.api, registry, telemetry)
         self.kube_policies = KubePolicies(self.api, policies)
         policies.cluster = self.kube_policies
-        self.statuses = StatusWriter(self.api, self._statuses, _now)
+        self.statuses = StatusWriter(self.api, self._statuses, rfc3339_now)
         self.kube_policies.on_change.append(self._policies_changed)
         self.discovery.on_change.append(self.statuses.update)
         self.reviewer = TokenReviewer(self.api)

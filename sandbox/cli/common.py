@@ -52,8 +52,14 @@ def given_ca(args: argparse.Namespace):
         raise ValueError(str(exc)) from None
 
 
-def add_namespace(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+def add_namespace(parser: argparse.ArgumentParser, every: bool = False) -> None:
+    """``-n``; with ``every``, kubectl's ``-A`` too (every namespace: what leaving out -n does)."""
+    if not every:
+        parser.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+        return
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-n", "--namespace", help="the namespace (needed only when a name is ambiguous)")
+    group.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace (the default without -n)")
 
 
 def workload_name(text: str) -> str:

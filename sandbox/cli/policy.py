@@ -35,16 +35,18 @@ def _get(args: argparse.Namespace) -> int:
     from sandbox.cpapi import ApiError
 
     try:
-        items = resources.get(args.name, args.kind, args.resource, args.namespace)
+        kind, resource = resources.kind_and_name(args.kind, args.resource)
+        items = resources.get(args.name, kind, resource, args.namespace)
         conflicts = resources.conflicts(args.name)
     except (resources.ResourceError, ApiError, ValueError) as exc:
         return fail(str(exc))
     for conflict in conflicts:
         print(f"warning: conflict: {conflict['message']}", file=sys.stderr)
+    objects = [{**i["document"], **({"status": i["status"]} if i.get("status") else {})} for i in items]  # as kubectl shows them
     if args.output == "json":
-        print(json.dumps([i["document"] for i in items], indent=2))
+        print(json.dumps(objects, indent=2))
     elif args.output == "yaml":
-        print(yaml.safe_dump_all([i["document"] for i in items], sort_keys=False), end="")
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
     elif not items:
         print(f"No {args.kind + ' ' if args.kind else ''}resources found.")
     elif all(i["document"].get("kind") == "Gateway" for i in items):  # as kubectl get gateway: address, programmed
@@ -74,10 +76,10 @@ def _delete(args: argparse.Namespace) -> int:
             if missing:
                 return fail("\n".join(missing) + "\n(nothing else was changed by these; 'meshdojo get' shows what is there)")
             return 0
-        elif args.kind and args.resource:
-            lines = resources.delete(args.name, args.kind, args.resource, args.namespace)
+        elif args.kind and (named := resources.kind_and_name(args.kind, args.resource))[1]:
+            lines = resources.delete(args.name, *named, args.namespace)
         else:
-            return fail("say what to delete: 'meshdojo delete -f FILE' or 'meshdojo delete KIND NAME'")
+            return fail("say what to delete: 'meshdojo delete -f FILE', 'meshdojo delete KIND NAME' or 'meshdojo delete KIND/NAME'")
     except (resources.ResourceError, ApiError, ValueError) as exc:
         return fail(str(exc))
     print("\n".join(lines))
@@ -88,18 +90,19 @@ def register(sub) -> None:
     apply = sub.add_parser("apply", help="apply policy resources from YAML files or directories (all or nothing)")
     apply.add_argument("-f", "--filename", action="append", required=True, help="a file or directory (repeatable)")
     apply.set_defaults(handler=_apply)
-    get = sub.add_parser("get", help="list policy resources, e.g. 'meshdojo get faultinjection' (every kind without one)")
+    get = sub.add_parser("get", help="list policy resources, e.g. 'meshdojo get faultinjection' or 'get httproute/NAME -o yaml' "
+                                     "(every kind without one)")
     get.add_argument("kind", nargs="?", help="HTTPRoute, FaultInjection, RetryBudget, CircuitBreaker, AuthorizationPolicy, MeshTLS, "
                                               "RateLimit, ServiceEntry, Sidecar or Telemetry (any case, plural or short: fault, "
                                               "route, authz, se); every kind when left out")
-    get.add_argument("resource", nargs="?", help="one resource's name")
+    get.add_argument("resource", nargs="?", help="one resource's name (or write KIND/NAME, as kubectl takes it)")
     get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
     get.set_defaults(handler=_get)
-    delete = sub.add_parser("delete", help="delete policy resources: -f FILE, or KIND NAME")
+    delete = sub.add_parser("delete", help="delete policy resources: -f FILE, or KIND NAME (or KIND/NAME)")
     delete.add_argument("kind", nargs="?", help="the kind, as for 'get'")
     delete.add_argument("resource", nargs="?", help="the resource's name")
     delete.add_argument("-f", "--filename", action="append", help="delete what a file (or directory) describes")
     delete.set_defaults(handler=_delete)
     for p in (apply, get, delete):
-        add_namespace(p)
+        add_namespace(p, every=p is get)
         add_name(p)

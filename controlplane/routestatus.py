@@ -4,8 +4,10 @@ whether the route is ``Accepted`` there and whether its backendRefs resolve (``R
 with Gateway API's reasons — so ``kubectl get httproute NAME -o yaml`` says why a route does
 nothing, as it does in Linkerd's and Istio's troubleshooting guides.
 
-Pure; the status writer (controlplane/kube/statuswriter.py) patches it in, keeping the entries
-other controllers wrote for the same route.
+Pure, and the same on both backends: on a cluster the status writer
+(controlplane/kube/statuswriter.py) patches it in, keeping the entries other controllers wrote
+for the same route; locally ``meshdojo get httproute NAME -o yaml`` shows it
+(controlplane/statusbook.py).
 """
 
 from __future__ import annotations
