@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.policyschema import KINDS, POLICY_GROUP, POLICY_VERSION
+from controlplane.policyschema import KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION
 from controlplane.schema import Field, openapi
 
 PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}
@@ -51,6 +51,7 @@ def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str
                 "name": version, "served": True, "storage": True,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
+                    "description": KIND_DOCS[kind],
                     "required": ["spec"],
                     "properties": {
                         "apiVersion": {"type": "string"},

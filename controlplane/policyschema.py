@@ -7,6 +7,8 @@ into the kind's CustomResourceDefinition for Kubernetes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
@@ -24,7 +26,8 @@ MANY = 1_000_000
 
 HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 HOST_HINT = "expected a lower-case host name, or *.domain"
-PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",))
+PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",),
+                 doc="how many of the matching requests (all when left out)")
 # an HTTPRoute's parent, a CircuitBreaker's or RetryBudget's target: a Service (GAMMA), or a ServiceEntry's hosts
 # (as Istio's Gateway API support has it, and as a DestinationRule may name a ServiceEntry's host)
 PARENT_GROUPS = ("", "policy.meshdojo.dev", "networking.istio.io")
@@ -33,8 +36,8 @@ SERVICE_REF = obj({
     "name": Str(doc="the Service's (or ServiceEntry's) name"),
     "group": Str(enum=PARENT_GROUPS, allow_empty=True,
                  doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry'),
-    "namespace": Str(),
-    "port": Int(1, 65535, "a port"),
+    "namespace": Str(doc="must be left out: the Service of this resource's namespace"),
+    "port": Int(1, 65535, "a port", doc="not read: every port of the Service"),
 }, ("name",), doc="the Service (or ServiceEntry) whose traffic this shapes")
 PARENT_REF = obj({
     "kind": Str(enum=("Service", "ServiceEntry", "Gateway"),
@@ -45,7 +48,7 @@ PARENT_REF = obj({
                  doc='"" for a Service; policy.meshdojo.dev (or Istio\'s networking.istio.io) for a ServiceEntry; '
                      'gateway.networking.k8s.io for a Gateway'),
     "namespace": Str(doc="a Gateway's, when it is in another namespace (its listeners must allow routes from All)"),
-    "port": Int(1, 65535, "a port"),
+    "port": Int(1, 65535, "a port", doc="a Gateway's listeners on this port only (left out: any port)"),
     "sectionName": Str(doc="a Gateway's listener, by name (left out: every listener)"),
 }, ("name",), doc="the Service, ServiceEntry or Gateway whose traffic this route shapes")
 SELECTOR = obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
@@ -55,30 +58,36 @@ SELECTOR = obj({"matchLabels": Labels(doc="the pods with all of these labels")},
 def workload_ref(kinds: tuple[str, ...]) -> Obj:
     return obj({
         "kind": Str(enum=kinds, doc=f"one of {', '.join(kinds)} (Service by default)"),
-        "name": Str(),
-        "group": Str(allow_empty=True),
+        "name": Str(doc="the Service's, Deployment's, Pod's or ServiceAccount's name, in this namespace"),
+        "group": Str(allow_empty=True, doc='"" (the core group) or apps for a Deployment; not read'),
         "namespace": Str(doc="must be left out: a policy targets workloads of its own namespace"),
-        "port": Int(1, 65535, "a port"),
+        "port": Int(1, 65535, "a port", doc="not read: every port of the workloads"),
     }, ("name",), doc="the workloads this applies to; left out (and no selector): the whole namespace")
 
 
 VALUE_TYPES = ("Exact", "RegularExpression")
 MATCH = obj({
-    "path": obj({"type": Str(enum=PATH_TYPES, doc="PathPrefix by default"), "value": Str()}, ("value",)),
-    "headers": ListOf(obj({"name": Str(), "value": Str(), "type": Str(enum=VALUE_TYPES, doc="Exact by default")}, ("name", "value")),
-                      hint="expected a list of {name, value}"),
-    "queryParams": ListOf(obj({"name": Str(doc="case-sensitive"), "value": Str(),
+    "path": obj({"type": Str(enum=PATH_TYPES, doc="PathPrefix by default"),
+                 "value": Str(doc="/exact/path, a /prefix (whole segments: /api matches /api/x, not /apix), or a regular expression")},
+                ("value",), doc="the request's path"),
+    "headers": ListOf(obj({"name": Str(doc="the header's name (any case)"), "value": Str(doc="the value, or a regular expression"),
+                           "type": Str(enum=VALUE_TYPES, doc="Exact by default")}, ("name", "value")),
+                      hint="expected a list of {name, value}", doc="headers the request must carry, every one"),
+    "queryParams": ListOf(obj({"name": Str(doc="case-sensitive"), "value": Str(doc="the value, or a regular expression"),
                                "type": Str(enum=VALUE_TYPES, doc="Exact by default")}, ("name", "value")),
-                          hint="expected a list of {name, value}"),
-    "method": Str(enum=METHODS),
+                          hint="expected a list of {name, value}", doc="query parameters the request must carry, every one"),
+    "method": Str(enum=METHODS, doc="the request's method"),
 }, doc="the requests this applies to (all of path, headers, query parameters and method)")
 
 FAULT_INJECTION = obj({
     "targetRef": workload_ref(SERVED_KINDS),
     "selector": SELECTOR,
     "match": MATCH,
-    "delay": obj({"fixedDelay": Duration(doc="e.g. 7s"), "percentage": PERCENTAGE}, ("fixedDelay",)),
-    "abort": obj({"httpStatus": Int(200, 599, "an HTTP status"), "percentage": PERCENTAGE}, ("httpStatus",)),
+    "delay": obj({"fixedDelay": Duration(doc="e.g. 7s"), "percentage": PERCENTAGE}, ("fixedDelay",),
+                 doc="hold matching requests this long before they go on (Istio's fault.delay)"),
+    "abort": obj({"httpStatus": Int(200, 599, "an HTTP status", doc="the status the sidecar answers with, e.g. 503"),
+                  "percentage": PERCENTAGE}, ("httpStatus",),
+                 doc="answer matching requests at once with httpStatus, the app never sees them (Istio's fault.abort)"),
     "duration": Duration(doc="the resource removes itself after this long"),
 })
 
@@ -86,7 +95,8 @@ FAULT_INJECTION = obj({
 HEADER_NAME = Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", hint="expected a header name (letters, digits and !#$%&'*+.^_`|~-)")
 HEADER_VALUE = Str(allow_empty=True, pattern=r"^[\t\x20-\x7e]*$",
                    hint="expected a header value of printable ASCII (no line breaks or control characters)")
-HEADER = obj({"name": HEADER_NAME, "value": HEADER_VALUE}, ("name", "value"))
+HEADER = obj({"name": replace(HEADER_NAME, doc="the header's name"), "value": replace(HEADER_VALUE, doc="its value")},
+             ("name", "value"))
 HEADER_MODIFIER = obj({
     "set": ListOf(HEADER, hint="expected a list of {name, value}", doc="replace the header (or add it)"),
     "add": ListOf(HEADER, hint="expected a list of {name, value}", doc="add a value, keeping the ones there"),
@@ -95,58 +105,72 @@ HEADER_MODIFIER = obj({
 PATH_PATTERN = r"^/[!-~]*$"  # what a request line can carry: printable ASCII, no spaces
 PATH_HINT = "expected a path starting with '/', of printable ASCII without spaces"
 PATH_MODIFIER = obj({
-    "type": Str(enum=("ReplaceFullPath", "ReplacePrefixMatch")),
-    "replaceFullPath": Str(pattern=PATH_PATTERN, hint=PATH_HINT),
-    "replacePrefixMatch": Str(pattern=PATH_PATTERN, hint=PATH_HINT),
+    "type": Str(enum=("ReplaceFullPath", "ReplacePrefixMatch"), doc="which of the two fields below says the new path"),
+    "replaceFullPath": Str(pattern=PATH_PATTERN, hint=PATH_HINT, doc="the whole new path"),
+    "replacePrefixMatch": Str(pattern=PATH_PATTERN, hint=PATH_HINT, doc="what replaces the prefix the rule matched"),
 }, ("type",), doc="the path: all of it, or the prefix the rule's PathPrefix match matched")
 FILTER_TYPES = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite")
 FILTER = obj({
-    "type": Str(enum=FILTER_TYPES),
-    "requestHeaderModifier": HEADER_MODIFIER,
-    "responseHeaderModifier": HEADER_MODIFIER,
+    "type": Str(enum=FILTER_TYPES, doc="which filter: its field (the type in lowerCamelCase) says how"),
+    "requestHeaderModifier": replace(HEADER_MODIFIER, doc="change the request's headers before forwarding"),
+    "responseHeaderModifier": replace(HEADER_MODIFIER, doc="change the response's headers before the caller gets it"),
     "requestMirror": obj({
-        "backendRef": obj({"name": Str(doc="the Service that gets a copy"), "port": Int(1, 65535, "a port"),
-                           "kind": Str(enum=("Service",)), "group": Str(allow_empty=True)}, ("name",)),
+        "backendRef": obj({"name": Str(doc="the Service that gets a copy"), "port": Int(1, 65535, "a port", doc="not read"),
+                           "kind": Str(enum=("Service",), doc="Service"), "group": Str(allow_empty=True, doc='""')}, ("name",),
+                          doc="the Service that gets a copy of each request"),
         "percent": Int(0, 100, "a percentage", doc="of the matching requests (100 by default)"),
-        "fraction": obj({"numerator": Int(0, MANY, "a whole number"), "denominator": Int(1, MANY, "a whole number")},
+        "fraction": obj({"numerator": Int(0, MANY, "a whole number", doc="copies per denominator requests"),
+                         "denominator": Int(1, MANY, "a whole number", doc="100 by default")},
                         ("numerator",), doc="of the matching requests: numerator / denominator (100 by default)"),
     }, ("backendRef",), doc="send a copy of each request to another Service; its response is thrown away"),
     "requestRedirect": obj({
-        "scheme": Str(enum=("http", "https")),
-        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name"),
+        "scheme": Str(enum=("http", "https"), doc="the Location's scheme (the request's by default)"),
+        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name",
+                        doc="the Location's host (the one the client asked for by default)"),
         "path": PATH_MODIFIER,
-        "port": Int(1, 65535, "a port"),
+        "port": Int(1, 65535, "a port", doc="the Location's port (the one the client asked for by default)"),
         "statusCode": Int(301, 308, "a redirect status", doc="301, 302 (the default), 303, 307 or 308"),
     }, doc="answer with a redirect instead of forwarding"),
     "urlRewrite": obj({
-        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name"),
+        "hostname": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name",
+                        doc="the Host header the backend gets"),
         "path": PATH_MODIFIER,
     }, doc="change the Host header or the path before forwarding"),
-}, ("type",))
+}, ("type",), doc="what the rule does to a request besides sending it: headers, a copy, a redirect, a rewrite")
 
 HTTP_ROUTE = obj({
     "parentRefs": ListOf(PARENT_REF, non_empty=True, max_items=1,
-                         hint="expected exactly one parentRef: the Service, ServiceEntry or Gateway whose traffic this route shapes"),
+                         hint="expected exactly one parentRef: the Service, ServiceEntry or Gateway whose traffic this route shapes",
+                         doc="the one Service, ServiceEntry or Gateway whose traffic this route shapes"),
     "hostnames": ListOf(Str(pattern=HOST_PATTERN, hint=HOST_HINT), max_items=16,
                         doc="a Gateway's route: the hosts it serves (*.example.com: any name under it); a Service's: not read"),
     "rules": ListOf(obj({
-        "name": Str(),
-        "matches": ListOf(MATCH),
+        "name": Str(doc="the rule's name (metrics and tap name a rule by its index: route#0)"),
+        "matches": ListOf(MATCH, doc="the requests this rule takes: any one of these (left out: every request); the first "
+                                     "rule with a match wins"),
         "backendRefs": ListOf(obj({
-            "name": Str(), "port": Int(1, 65535, "a port"), "weight": Int(0, MANY, "a whole number"),
-            "kind": Str(enum=("Service",)), "group": Str(allow_empty=True), "namespace": Str(),
-        }, ("name",))),
-        "filters": ListOf(FILTER, hint="expected a list of filters, each {type: ..., <its field>: ...}"),
-        "timeouts": obj({"request": Duration(), "backendRequest": Duration()}),
-        "retry": obj({"codes": ListOf(Int(400, 599, "an HTTP status")), "attempts": Int(0, 10, "a number of retries"),
-                      "backoff": Duration()}),
-    }), non_empty=True, hint="expected a non-empty list"),
+            "name": Str(doc="a Service of this namespace"),
+            "port": Int(1, 65535, "a port", doc="not read: the Service's port"),
+            "weight": Int(0, MANY, "a whole number", doc="its share of the requests, against the others' weights (1 by default)"),
+            "kind": Str(enum=("Service",), doc="Service"), "group": Str(allow_empty=True, doc='""'),
+            "namespace": Str(doc="must be left out: a Service of the route's namespace"),
+        }, ("name",)), doc="where the rule sends its requests, split by weight (left out: the parent Service itself)"),
+        "filters": ListOf(FILTER, hint="expected a list of filters, each {type: ..., <its field>: ...}",
+                          doc="what the rule does to a request besides sending it, in order"),
+        "timeouts": obj({"request": Duration(doc="the whole request, every retry included: then 504"),
+                         "backendRequest": Duration(doc="each try on its own")}, doc="how long the caller waits"),
+        "retry": obj({"codes": ListOf(Int(400, 599, "an HTTP status"), doc="the statuses that are retried (connection "
+                                                                           "failures always are)"),
+                      "attempts": Int(0, 10, "a number of retries", doc="retries after the first try (2 by default)"),
+                      "backoff": Duration(doc="the wait before a retry")},
+                     doc="Gateway API's retries (GEP-1731); a RetryBudget caps them"),
+    }), non_empty=True, hint="expected a non-empty list", doc="what to do with each request, the first matching rule first"),
 }, ("parentRefs",))
 
 RETRY_BUDGET = obj({
     "targetRef": SERVICE_REF,
     "retryRatio": Num(0, 1000, doc="retries allowed per original request (0.2: 20 %)"),
-    "minRetriesPerSecond": Num(0, 100000),
+    "minRetriesPerSecond": Num(0, 100000, doc="retries always allowed, whatever the ratio (10 by default)"),
     "ttl": Duration(doc="the window the ratio is computed over"),
 }, ("targetRef",))
 
@@ -154,12 +178,15 @@ CIRCUIT_BREAKER = obj({
     "targetRef": SERVICE_REF,
     "consecutiveFailures": Int(1, 1000, "a whole number", doc="failures in a row that eject an endpoint"),
     "penalty": Duration(doc="how long the first ejection lasts"),
-    "maxPenalty": Duration(),
-    "jitter": Num(0, 1),
+    "maxPenalty": Duration(doc="the longest an ejection lasts (each ejection in a row doubles the penalty)"),
+    "jitter": Num(0, 1, doc="a random share added to each penalty (0.1: up to 10 %)"),
     "connectionPool": obj({
-        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number")}),
-        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number"),
-                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)")}),
+        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number", doc="connections to the Service at once")},
+                   doc="connection limits"),
+        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number", doc="requests waiting for a connection"),
+                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)",
+                                                     doc="a connection is closed after this many (0: no limit)")},
+                    doc="request limits"),
     }, doc="Istio's DestinationRule connectionPool: requests over these limits get 503 at once"),
 }, ("targetRef",))
 
@@ -168,7 +195,7 @@ RATE_LIMIT = obj({
     "selector": SELECTOR,
     # above 0, not "from 0.001": the API server compares an integer 0 with a fractional minimum as integers
     "requestsPerSecond": Num(0, MANY, above_low=True, doc="the steady rate allowed"),
-    "burst": Int(1, MANY, "a whole number"),
+    "burst": Int(1, MANY, "a whole number", doc="requests allowed at once above the steady rate"),
 }, ("requestsPerSecond",))
 
 # Istio's string forms: exact, prefix*, *suffix, or * for any value
@@ -179,24 +206,34 @@ IP_BLOCKS = ListOf(Str(doc="an IP address or a CIDR block"))
 PORTS = ListOf(Str(pattern=r"^[0-9]+$", hint='expected a port number as a string, e.g. "8080"'))
 AUTHZ_PATHS = ListOf(Str(doc="/exact, /prefix*, */suffix, *, or a template /api/{*}/vote, /static/{**}"))
 AUTHZ_SOURCE = obj({
-    "principals": PRINCIPALS, "notPrincipals": PRINCIPALS,
-    "namespaces": VALUES, "notNamespaces": VALUES,
-    "serviceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
-    "notServiceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"')),
-    "requestPrincipals": VALUES, "notRequestPrincipals": VALUES,
-    "ipBlocks": IP_BLOCKS, "notIpBlocks": IP_BLOCKS, "remoteIpBlocks": IP_BLOCKS, "notRemoteIpBlocks": IP_BLOCKS,
+    "principals": replace(PRINCIPALS, doc="the caller's mTLS identity is one of these"),
+    "notPrincipals": replace(PRINCIPALS, doc="the caller's mTLS identity is none of these"),
+    "namespaces": replace(VALUES, doc="the caller's identity is of one of these namespaces"),
+    "notNamespaces": replace(VALUES, doc="the caller's identity is of none of these namespaces"),
+    "serviceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"'), doc="the caller's ServiceAccount is one of these"),
+    "notServiceAccounts": ListOf(Str(doc='"sa" (this namespace) or "ns/sa"'), doc="the caller's ServiceAccount is none of these"),
+    "requestPrincipals": replace(VALUES, doc="the end user's verified JWT (iss/sub) is one of these (RequestAuthentication)"),
+    "notRequestPrincipals": replace(VALUES, doc="the end user's verified JWT (iss/sub) is none of these"),
+    "ipBlocks": replace(IP_BLOCKS, doc="the connection's peer address is in one of these"),
+    "notIpBlocks": replace(IP_BLOCKS, doc="the connection's peer address is in none of these"),
+    "remoteIpBlocks": replace(IP_BLOCKS, doc="the original client (X-Forwarded-For) is in one of these"),
+    "notRemoteIpBlocks": replace(IP_BLOCKS, doc="the original client (X-Forwarded-For) is in none of these"),
     "unauthenticated": Bool(doc="plaintext callers, with no identity"),
 }, doc="who: every field set must match (a field: one of its values; its not- twin: none of them)")
 AUTHZ_OPERATION = obj({
-    "hosts": VALUES, "notHosts": VALUES,
-    "ports": PORTS, "notPorts": PORTS,
-    "methods": ListOf(Str(enum=METHODS)), "notMethods": ListOf(Str(enum=METHODS)),
-    "paths": AUTHZ_PATHS, "notPaths": AUTHZ_PATHS,
+    "hosts": replace(VALUES, doc="the request's Host is one of these"),
+    "notHosts": replace(VALUES, doc="the request's Host is none of these"),
+    "ports": replace(PORTS, doc="the port the request came to is one of these"),
+    "notPorts": replace(PORTS, doc="the port the request came to is none of these"),
+    "methods": ListOf(Str(enum=METHODS), doc="the request's method is one of these"),
+    "notMethods": ListOf(Str(enum=METHODS), doc="the request's method is none of these"),
+    "paths": replace(AUTHZ_PATHS, doc="the request's path is one of these"),
+    "notPaths": replace(AUTHZ_PATHS, doc="the request's path is none of these"),
 }, doc="what: every field set must match")
 AUTHZ_CONDITION = obj({
     "key": Str(pattern=authzrules.CONDITION_KEY_PATTERN, hint=authzrules.CONDITION_KEY_HINT, doc="what the condition reads"),
-    "values": VALUES,
-    "notValues": VALUES,
+    "values": replace(VALUES, doc="the key's value is one of these"),
+    "notValues": replace(VALUES, doc="the key's value is none of these"),
 }, ("key",), doc="when: the key must have one of values, and none of notValues")
 AUTHORIZATION_POLICY = obj({
     "targetRef": workload_ref(TARGET_KINDS),
@@ -206,34 +243,40 @@ AUTHORIZATION_POLICY = obj({
     "provider": obj({"name": Str(doc="an ExtensionProvider in meshdojo-system")}, ("name",),
                     doc="with action CUSTOM: the external authorizer asked"),
     "rules": ListOf(obj({
-        "from": ListOf(obj({"source": AUTHZ_SOURCE}, ("source",))),
-        "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",))),
-        "when": ListOf(AUTHZ_CONDITION),
-    }, doc="matches when one of from, one of to and every when match")),
+        "from": ListOf(obj({"source": AUTHZ_SOURCE}, ("source",)), doc="who may call: any one of these (left out: anyone)"),
+        "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",)), doc="what they may do: any one of these (left out: "
+                                                                               "anything)"),
+        "when": ListOf(AUTHZ_CONDITION, doc="conditions on the request, every one"),
+    }, doc="matches when one of from, one of to and every when match"),
+        doc="the requests the action is for; ALLOW with no rules allows nothing, and left out an ALLOW allows everything"),
 })
 
 MESH_TLS = obj({
     "targetRef": workload_ref(TARGET_KINDS),
     "selector": SELECTOR,
-    "mode": Str(enum=("STRICT", "PERMISSIVE")),
+    "mode": Str(enum=("STRICT", "PERMISSIVE"), doc="STRICT: mutual TLS only, plaintext refused; PERMISSIVE: both"),
 }, ("mode",))
 
 # Istio's ServiceEntry: external hosts the mesh knows by name (plain HTTP from the sidecar)
 PORT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVICE_ENTRY = obj({
     "hosts": ListOf(Str(pattern=HOST_PATTERN, hint="expected a lower-case host name, e.g. httpbin.org or *.example.com"),
-                    non_empty=True, hint="expected a non-empty list of host names"),
+                    non_empty=True, hint="expected a non-empty list of host names",
+                    doc="the names the apps call (httpbin.org, *.example.com)"),
     "ports": ListOf(obj({
         "number": Int(1, 65535, "a port", doc="the port the application calls"),
-        "name": Str(pattern=PORT_NAME, hint="expected a port name of lower-case letters, digits and '-'"),
+        "name": Str(pattern=PORT_NAME, hint="expected a port name of lower-case letters, digits and '-'",
+                    doc="the port's name (a BackendTLSPolicy's sectionName, an endpoint's ports name it)"),
         "protocol": Str(enum=("HTTP",), doc="HTTP: the sidecar forwards plain HTTP/1.1 (call https:// hosts directly)"),
         "targetPort": Int(1, 65535, "a port", doc="the endpoints' port (the number by default)"),
-    }, ("number", "name")), non_empty=True, hint="expected a non-empty list of {number, name, protocol}"),
+    }, ("number", "name")), non_empty=True, hint="expected a non-empty list of {number, name, protocol}",
+        doc="the ports the apps call the hosts on"),
     "resolution": Str(enum=("DNS", "STATIC", "NONE"),
                       doc="DNS (the host's or the endpoints' names), STATIC (the endpoints' addresses) or NONE (the host asked for)"),
     "location": Str(enum=("MESH_EXTERNAL",), doc="MESH_EXTERNAL (the default): outside the mesh, no mutual TLS"),
     "endpoints": ListOf(obj({
-        "address": Str(pattern=r"^[A-Za-z0-9.:-]+$", hint="expected an IP address or a host name"),
+        "address": Str(pattern=r"^[A-Za-z0-9.:-]+$", hint="expected an IP address or a host name",
+                       doc="an IP address (STATIC) or a host name (DNS)"),
         "ports": MapOf(Int(1, 65535, "a port"), hint="expected a mapping of port names to numbers, e.g. {http: 8080}",
                        doc="port name (from spec.ports) -> the port to connect to at this address"),
     }, ("address",)), doc="where to connect: required with resolution STATIC"),
@@ -253,8 +296,10 @@ GATEWAY = obj({
                         doc="only requests for this host (*.example.com: any name under example.com); left out: any"),
         "allowedRoutes": obj({
             "namespaces": obj({"from": Str(enum=("Same", "All"),
-                                           doc="Same (the default): routes of the Gateway's namespace; All: of any")}),
-            "kinds": ListOf(obj({"kind": Str(enum=("HTTPRoute",)), "group": Str(enum=(GATEWAY_GROUP,))}, ("kind",))),
+                                           doc="Same (the default): routes of the Gateway's namespace; All: of any")},
+                              doc="the namespaces whose routes may attach"),
+            "kinds": ListOf(obj({"kind": Str(enum=("HTTPRoute",), doc="HTTPRoute"), "group": Str(enum=(GATEWAY_GROUP,), doc=GATEWAY_GROUP)},
+                                ("kind",)), doc="the route kinds that may attach: HTTPRoute"),
         }, doc="which routes may attach"),
     }, ("name", "port", "protocol")), non_empty=True, max_items=64, hint="expected a non-empty list of listeners",
         doc="what the gateway accepts: each a name, port, protocol and (optionally) a hostname"),
@@ -285,7 +330,7 @@ SIDECAR = obj({
         "mode": Str(enum=("ALLOW_ANY", "REGISTRY_ONLY"),
                     doc="ALLOW_ANY (the default): any host outside the mesh is passed through; "
                         "REGISTRY_ONLY: only Services and ServiceEntry hosts"),
-    }, ("mode",)),
+    }, ("mode",), doc="what the sidecars do with a host outside the mesh"),
 }, ("outboundTrafficPolicy",))
 
 # Istio's Telemetry: how many of the requests that start a trace here are sampled, and access logs
@@ -300,7 +345,7 @@ TELEMETRY = obj({
         hint="expected a list of one tracing entry", doc="one entry: how these sidecars sample traces, and where they send them"),
     "accessLogging": ListOf(obj({
         "providers": ListOf(obj({"name": Str(enum=("envoy",), doc="envoy: Envoy's default text format, in the sidecar's log")},
-                                ("name",)), max_items=1),
+                                ("name",)), max_items=1, doc="envoy: the access log provider"),
         "disabled": Bool(doc="true: no access log at these sidecars (false by default)"),
         "filter": obj({"expression": Str(doc="a CEL expression over Envoy's attributes, e.g. response.code >= 400")}, ("expression",),
                       doc="only the requests it is true for are logged"),
@@ -318,16 +363,19 @@ REQUEST_AUTHENTICATION = obj({
         "jwks": Str(doc='the issuer\'s keys, a JWKS as JSON text: {"keys": [...]}'),
         "jwksUri": Str(pattern=r"^https?://[^\s]+$", hint="expected an http:// or https:// URL",
                        doc="where the control plane fetches the issuer's JWKS"),
-        "fromHeaders": ListOf(obj({"name": HEADER_NAME, "prefix": Str(allow_empty=True, doc='e.g. "Bearer "')}, ("name",)),
+        "fromHeaders": ListOf(obj({"name": replace(HEADER_NAME, doc="the header's name"), "prefix": Str(allow_empty=True, doc='e.g. "Bearer "')}, ("name",)),
                               doc="headers the token is in (default: Authorization with Bearer, and ?access_token)"),
         "fromParams": ListOf(Str(), doc="query parameters the token is in"),
         "fromCookies": ListOf(Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", hint="expected a cookie's name"),
                               doc="cookies the token is in (e.g. session)"),
         "timeout": Duration(doc="how long the control plane waits for the keys at jwksUri (5s by default)"),
         "forwardOriginalToken": Bool(doc="keep the token in the request the app gets (false: it is removed, as in Istio)"),
-        "outputPayloadToHeader": HEADER_NAME,
-        "outputClaimToHeaders": ListOf(obj({"header": HEADER_NAME, "claim": Str()}, ("header", "claim"))),
-    }, ("issuer",)), non_empty=True, hint="expected a non-empty list of {issuer, jwks or jwksUri}"),
+        "outputPayloadToHeader": replace(HEADER_NAME, doc="a header the app gets the token's payload in (base64url JSON)"),
+        "outputClaimToHeaders": ListOf(obj({"header": replace(HEADER_NAME, doc="the header the app gets"),
+                                            "claim": Str(doc="the claim whose value it carries")}, ("header", "claim")),
+                                       doc="claims the app gets as headers"),
+    }, ("issuer",)), non_empty=True, hint="expected a non-empty list of {issuer, jwks or jwksUri}",
+        doc="the issuers whose tokens are verified; a token that fails is refused (401), no token passes"),
 }, ("jwtRules",))
 
 # Istio's meshConfig.extensionProviders[]: one resource per provider, named as the provider, in meshdojo-system
@@ -342,12 +390,12 @@ EXTENSION_PROVIDER = obj({
         "pathPrefix": Str(doc="put before the request's path in the check request (e.g. /check)"),
         "failOpen": Bool(doc="true: a provider that cannot be asked lets requests through (false: statusOnError)"),
         "statusOnError": Int(100, 599, "an HTTP status", doc="the status when the provider cannot be asked (403)"),
-        "includeRequestHeadersInCheck": HEADER_PATTERNS,
+        "includeRequestHeadersInCheck": replace(HEADER_PATTERNS, doc="the request's headers the check request carries"),
         "includeAdditionalHeadersInCheck": MapOf(Str(allow_empty=True), hint="expected a mapping of header names to values",
                                                  doc="fixed headers added to every check request"),
-        "headersToUpstreamOnAllow": HEADER_PATTERNS,
-        "headersToDownstreamOnAllow": HEADER_PATTERNS,
-        "headersToDownstreamOnDeny": HEADER_PATTERNS,
+        "headersToUpstreamOnAllow": replace(HEADER_PATTERNS, doc="the authorizer's headers the app gets, when allowed"),
+        "headersToDownstreamOnAllow": replace(HEADER_PATTERNS, doc="the authorizer's headers the caller gets, when allowed"),
+        "headersToDownstreamOnDeny": replace(HEADER_PATTERNS, doc="the authorizer's headers the caller gets with a denial"),
     }, ("service", "port"), doc="an external authorizer over HTTP, as Envoy's ext_authz http_service"),
     "zipkin": obj({
         "service": Str(pattern=r"^[a-z0-9.-]+$", hint="expected a host, e.g. zipkin.istio-system.svc.cluster.local",
@@ -398,4 +446,27 @@ KINDS: dict[str, tuple[str, Field]] = {
     "ExtensionProvider": (POLICY_API, EXTENSION_PROVIDER),
     "BackendTLSPolicy": (GATEWAY_API, BACKEND_TLS_POLICY),
     "Gateway": (GATEWAY_API, GATEWAY),
+}
+
+# kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
+KIND_DOCS: dict[str, str] = {
+    "HTTPRoute": "Gateway API's route: on a Service (GAMMA) it shapes the mesh's requests to it — matches, weighted "
+                 "backendRefs, timeouts, retries, filters; on a Gateway it says which requests the ingress gateway lets in",
+    "FaultInjection": "Delays or aborts a share of the requests that reach the workloads it targets (Istio's fault injection)",
+    "RetryBudget": "How many retries the callers of a Service may add on top of their requests (Linkerd's retry budget)",
+    "CircuitBreaker": "Stops sending to an endpoint that keeps failing, and limits pending requests (Istio's outlier detection "
+                      "and connection pool)",
+    "AuthorizationPolicy": "Which callers may reach which workloads, paths and methods: ALLOW, DENY, AUDIT or CUSTOM "
+                           "(Istio's fields)",
+    "MeshTLS": "Whether the workloads it targets accept plaintext: STRICT or PERMISSIVE (Istio's PeerAuthentication)",
+    "RateLimit": "At most so many requests per interval to the workloads it targets (Envoy's local rate limit)",
+    "ServiceEntry": "A host outside the mesh that the sidecars may call, and how (Istio's ServiceEntry)",
+    "Sidecar": "Where a namespace's sidecars may send traffic: ALLOW_ANY or REGISTRY_ONLY (Istio's outboundTrafficPolicy)",
+    "Telemetry": "Trace sampling, the tracing provider and access logs for the workloads it targets (Istio's Telemetry)",
+    "RequestAuthentication": "Which JWTs the workloads it targets accept from end users, and from which issuers",
+    "ExtensionProvider": "An external authorizer or a tracing backend, named by AuthorizationPolicy and Telemetry "
+                         "(Istio's meshConfig extensionProviders)",
+    "BackendTLSPolicy": "Gateway API's TLS origination: the sidecar reaches a ServiceEntry's host over TLS and checks its "
+                        "certificate",
+    "Gateway": "Gateway API's Gateway: the listeners on which the namespace's ingress gateway takes the HTTPRoutes attached to it",
 }

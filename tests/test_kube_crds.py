@@ -228,3 +228,21 @@ def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
     assert not (crd.metadata.labels or {}).get("app.kubernetes.io/part-of")
     ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")  # not ours: the tests' to remove
+
+
+def test_kubectl_explain_reads_what_meshdojo_explain_prints(installed):
+    """One set of descriptions: the API server publishes the CRD's, kubectl explain and meshdojo explain show them."""
+    from controlplane import policyschema
+    from controlplane.schema import openapi
+    from sandbox.explain import explain
+
+    for kind, path, crd_path in (("FaultInjection", ["abort"], "faultinjections.spec.abort"),
+                                 ("HTTPRoute", ["rules", "timeouts"], "httproutes.spec.rules.timeouts")):
+        node = openapi(policyschema.KINDS[kind][1])
+        for name in path:
+            node = node["properties"][name]
+            node = node.get("items", node)
+        said = [node["description"], *(sub["description"] for sub in node["properties"].values())]
+        theirs = " ".join(installed.kubectl("explain", crd_path).stdout.split())
+        ours = " ".join(explain(".".join([kind, "spec", *path])).split())
+        assert all(text in theirs and text in ours for text in said), (said, theirs, ours)

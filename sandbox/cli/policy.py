@@ -86,6 +86,16 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from sandbox.explain import ExplainError, explain
+
+    try:
+        print(explain(args.target, args.recursive), end="")
+    except ExplainError as exc:
+        return fail(str(exc))
+    return 0
+
+
 def register(sub) -> None:
     apply = sub.add_parser("apply", help="apply policy resources from YAML files or directories (all or nothing)")
     apply.add_argument("-f", "--filename", action="append", required=True, help="a file or directory (repeatable)")
@@ -103,6 +113,11 @@ def register(sub) -> None:
     delete.add_argument("resource", nargs="?", help="the resource's name")
     delete.add_argument("-f", "--filename", action="append", help="delete what a file (or directory) describes")
     delete.set_defaults(handler=_delete)
+    explain = sub.add_parser("explain", help="a policy kind's fields, as kubectl explain: 'meshdojo explain httproute.spec.rules' "
+                                             "(no sandbox needed)")
+    explain.add_argument("target", metavar="KIND[.FIELD...]", help="a kind (any spelling get takes), then a path of fields")
+    explain.add_argument("--recursive", action="store_true", help="every field below, as a tree")
+    explain.set_defaults(handler=_explain)
     for p in (apply, get, delete):
         add_namespace(p, every=p is get)
         add_name(p)
