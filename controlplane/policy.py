@@ -111,7 +111,9 @@ class _Reader(FieldReader):
 
 def parse(raw: Any, source: str, index: int, default_namespace: str = "default") -> Resource:
     r = _Reader(source, index)
-    top = r.obj(raw, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"})
+    top = r.obj(raw, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"apiVersion", "kind", "metadata", "spec"})
+    # a status (as `get -o yaml` prints one) is the control plane's to write: ignored, as kubectl apply ignores it
+    top = {k: v for k, v in top.items() if k != "status"}
     kind = top["kind"]
     if kind in FOREIGN_KINDS and top["apiVersion"] != KINDS.get(kind):
         raise r.fail("kind", foreign_kind_message(kind, top["apiVersion"]))

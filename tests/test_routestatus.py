@@ -92,3 +92,8 @@ def test_a_gateway_route_refused_by_its_gateway_still_reads_the_same_from_apply(
                   "r.yaml", 0)
     status = desired([gateway(), stray], {}, exists, "t")[("shop", "stray")]
     assert status["conditions"][0]["message"] == not_attached([gateway(), stray], stray)
+
+
+def test_a_status_in_an_applied_document_is_ignored_as_kubectl_apply_ignores_it():
+    printed = {**route("web").document, "status": {"parents": [{"controllerName": CONTROLLER, "conditions": []}]}}
+    assert parse(printed, "web.yaml", 0).document == route("web").document

@@ -341,6 +341,8 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         assert ours["controllerName"] == "meshdojo.dev/controller" and ours["parentRef"] == {"name": "reviews"}, ours
         assert [(c["type"], c["status"], c["reason"]) for c in ours["conditions"]] == [
             ("Accepted", "False", "NoMatchingParent"), ("ResolvedRefs", "True", "ResolvedRefs")], ours
+        stray.write_text(yaml.safe_dump(shown))  # get -o yaml, applied back (as kubectl apply, the status is ignored)
+        assert (await asyncio.to_thread(cli.run, "apply", "-f", str(stray))).stdout == "httproute/stray unchanged (namespace bookinfo)\n"
         await asyncio.to_thread(cli.run, "delete", "httproute/stray", "-n", "bookinfo")
 
         # Istio's lesson with policies: jason is routed to reviews-v2, and ratings is 7 s slow for jason

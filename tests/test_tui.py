@@ -173,6 +173,17 @@ def test_a_sidecars_policies_against_the_control_planes():
     assert render.policy_sync(None, 9) == "-"  # a sidecar that did not answer
 
 
+def test_a_routes_status_in_a_line_or_what_does_not_hold():
+    from controlplane.routestatus import desired
+    from tests.test_gatewayapi import route
+
+    stray = {"parents": [desired([route("stray")], {}, lambda ns, name: True, "t")[("shop", "stray")]]}
+    assert render.status_text(stray) == ("status: Accepted False (NoMatchingParent): Gateway shop/web-gateway does not exist (yet): "
+                                         "the route serves nothing until it does")
+    mesh = {"parents": [desired([route("web", {"kind": "Service", "name": "web"})], {}, lambda ns, name: True, "t")[("shop", "web")]]}
+    assert render.status_text(mesh) == "status: Accepted, ResolvedRefs" and render.status_text(None) == ""
+
+
 def test_an_error_field_is_found_on_its_line():
     text = "kind: HTTPRoute\nspec:\n  rules:\n  - retry:\n      attempts: 11\n"
     assert field_line(text, "spec.rules[0].retry.attempts") == 4

@@ -131,6 +131,12 @@ async def test_faults_and_policies_from_the_ui(sandbox):
         await pilot.press("t")
         await until(pilot, lambda: "httproute/emoji-retries created" in text(app, "#yaml-errors"), "the retries toggle")
         assert "emoji-retries" in sandbox.run("get", "httproute").stdout
+        resources = app.query_one("#resources", DataTable)  # a route chosen: its YAML to edit, and its status in a line
+        await until(pilot, lambda: "HTTPRoute/emojivoto/emoji-retries" in {k.value for k in resources.rows}, "the route listed")
+        resources.focus()
+        resources.move_cursor(row=resources.get_row_index("HTTPRoute/emojivoto/emoji-retries"))
+        await pilot.press("enter")
+        await until(pilot, lambda: "status: Accepted, ResolvedRefs" in text(app, "#yaml-errors"), "the route's status")
 
         area = app.query_one("#yaml", TextArea)
         area.load_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: bad\n  namespace: emojivoto\n"

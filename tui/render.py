@@ -293,3 +293,15 @@ def comparison_text(data: dict[str, Any], command: str) -> str:
         lines.append("(no traffic in either window)")
     lines += ["", f"the whole report, with charts, as one HTML file: {command}"]
     return "\n".join(lines)
+
+
+def status_text(status: dict[str, Any] | None) -> str:
+    """A route's (or Gateway's) status in a line or two: what holds, or each condition that does
+    not, with its reason and message (as ``get -o yaml`` has them in full)."""
+    if not status:
+        return ""
+    conditions = [c for entry in status.get("parents") or [status] for c in entry.get("conditions") or []]
+    failing = [c for c in conditions if c.get("status") != "True"]
+    if not failing:
+        return "status: " + ", ".join(dict.fromkeys(c["type"] for c in conditions))
+    return "\n".join(f"status: {c['type']} False ({c.get('reason', '?')}): {c.get('message', '')}" for c in failing)

@@ -71,7 +71,8 @@ class Policies(Pane):
         item = next((i for i in self.snapshot.policies if _key(i["document"]) == event.row_key.value), None)
         if item is not None:
             self.query_one("#yaml", TextArea).load_text(yaml.safe_dump(item["document"], sort_keys=False))
-            self._out("its YAML is in the editor: change it and apply with a")
+            self._out("\n".join(x for x in ("its YAML is in the editor: change it and apply with a",
+                                            render.status_text(item.get("status"))) if x))
 
     @on(Select.Changed, "#examples")
     def _example(self, event: Select.Changed) -> None:
