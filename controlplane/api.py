@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane import gatewayapi, providers, serviceannotations
+from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService
@@ -27,23 +28,13 @@ from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
-from controlplane.selection import Workload, conflicts, unverified_tokens
+from controlplane.selection import conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
 from controlplane.traceapi import add_trace_route
+from controlplane.viewapi import add_view_routes, known_workloads
 from controlplane.watchstream import stream_watch
-
-REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
-IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
-ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
-POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
-TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry", Telemetry)
-STATUSES: web.AppKey[Statuses] = web.AppKey("statuses")
-
-
-def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
 
 
 @web.middleware
@@ -84,6 +75,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     add_trace_route(app, TELEMETRY, IDENTITY, own_identity)
     add_load_route(app, telemetry, identity, own_identity)
     add_jwt_routes(app, issuer or DemoIssuer())
+    add_view_routes(app)
     app.add_routes(
         [
             web.get("/v1/health", health),
@@ -103,9 +95,6 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
             web.delete("/v1/policies/{kind}/{ns}/{name}", delete_policy),
             web.put("/v1/workloads/{ns}/{name}", put_workload),
             web.delete("/v1/workloads/{ns}/{name}", delete_workload),
-            web.get("/v1/stats", stats),
-            web.get("/v1/edges", edges),
-            web.get("/v1/routes", routes),
             web.get("/v1/changes", changes),
         ]
     )
@@ -353,18 +342,6 @@ async def list_policies(request: web.Request) -> web.Response:
                               "gatewayProblems": gatewayapi.route_problems(everything, lambda ns, name: registry.get(ns, name) is not None)})
 
 
-def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:
-    """Every instance behind a registered service, as the selection rules see it."""
-    seen: dict[tuple[str, str], Workload] = {}
-    for service in registry.services():
-        for endpoint_id, ep in service.endpoints.items():
-            instance = ep.instance or endpoint_id
-            sa = ep.identity.rsplit("/sa/", 1)[-1] if ep.identity else ""
-            seen[(service.namespace, instance)] = Workload(service.namespace, sa, telemetry.deployment_of(service.namespace, instance) or "",
-                                                           instance, dict(ep.labels))
-    return list(seen.values())
-
-
 def _with_namespace(resource: Any) -> dict[str, Any]:
     doc = dict(resource.document)
     doc["metadata"] = {**doc["metadata"], "namespace": resource.namespace}
@@ -413,76 +390,8 @@ async def delete_workload(request: web.Request) -> web.Response:
     return web.json_response({"deleted": f"{ns}/{name}"})
 
 
-def _window(request: web.Request) -> float:
-    try:
-        window = parse_duration(request.query.get("window", "1m"))
-    except InvalidDuration as exc:
-        raise web.HTTPBadRequest(text=f'{{"error": "window: {exc}"}}', content_type="application/json") from None
-    return max(window, 2.0)
-
-
-def _until(request: web.Request) -> float | None:
-    """``until``: the window ends at this unix time instead of now (a report's earlier window)."""
-    raw = request.query.get("until")
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "until: expected unix seconds, e.g. 1800000000.5"}',
-                                 content_type="application/json") from None
-
-
 async def changes(request: web.Request) -> web.Response:
     """What was applied, changed, deleted or expired since the control plane started (policies
     and network faults), oldest first: what a report shows between its two windows."""
     merged = sorted([*request.app[POLICIES].changes, *request.app[RELAYS].changes], key=lambda c: c["time"])
     return web.json_response({"changes": merged})
-
-
-async def stats(request: web.Request) -> web.Response:
-    q = request.query
-    telemetry = request.app[TELEMETRY]
-    kind = q.get("resource", "deploy")
-    if kind not in ("deploy", "svc"):
-        return json_error(400, "resource must be deploy or svc")
-    view = telemetry.deployment_rows if kind == "deploy" else telemetry.service_rows
-    window = _window(request)
-    name, namespace = q.get("name"), q.get("namespace")
-    rows = view(window, namespace, name, _until(request))
-    if name and not rows:  # no traffic is a row of zeros; a name nobody knows is an error
-        if kind == "deploy":
-            known = sorted({h.deployment for h in telemetry.workloads.values() if namespace in (None, h.namespace)})
-        else:
-            known = sorted({s.name for s in request.app[REGISTRY].services() if namespace in (None, s.namespace)})
-        if name not in known:
-            what = "deployment" if kind == "deploy" else "service"
-            return json_error(404, f"no {what} {name!r}{f' in namespace {namespace}' if namespace else ''}; known: {', '.join(known) or 'none'}",
-                              reason=f"unknown_{what}")
-    return web.json_response({"window": window, "rows": rows})
-
-
-async def edges(request: web.Request) -> web.Response:
-    window = _window(request)
-    rows = request.app[TELEMETRY].edges(window, request.query.get("namespace"), _until(request))
-    return web.json_response({"window": window, "rows": rows})
-
-
-async def routes(request: web.Request) -> web.Response:
-    q = request.query
-    service, namespace = q.get("service"), q.get("namespace")
-    if not service or not namespace:
-        return json_error(400, "routes need ?service=NAME&namespace=NS")
-    configured = []
-    for resource in request.app[POLICIES].effective("HTTPRoute", namespace)[0]:
-        gateway = getattr(resource.spec, "gateway", None)
-        if resource.target == service:
-            configured += [(f"{resource.namespace}/{resource.name}#{i}", rule.describe())
-                           for i, rule in enumerate(resource.spec.rules)]  # type: ignore[attr-defined]
-        elif gateway is not None:  # an ingress gateway's route: its rules that send to this service
-            configured += [(f"{resource.namespace}/{resource.name}#{i}", f"at Gateway {gateway.namespace}/{gateway.name}: {rule.describe()}")
-                           for i, rule in enumerate(resource.spec.rules)  # type: ignore[attr-defined]
-                           if any(b.service == service for b in rule.backends)]
-    window = _window(request)
-    rows = request.app[TELEMETRY].route_rows(window, namespace, service, q.get("from") or None, configured)
-    return web.json_response({"window": window, "rows": rows})

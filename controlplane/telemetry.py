@@ -36,6 +36,8 @@ class Sample:
     route_buckets: dict[tuple[str, str], array] = field(default_factory=dict)
     reset: bool = False  # a counter went down since the previous sample: the proxy restarted (set by WorkloadHistory)
     overflow: dict[str, float] = field(default_factory=dict)  # service FQDN -> requests refused by connectionPool limits
+    # inbound authorization: (decision "allow"|"deny"|"audit", the policy label) -> requests (meshdojo authz)
+    authz: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _went_down(new: Sample, old: Sample) -> bool:
@@ -76,6 +78,7 @@ class WorkloadHistory:
                 _share_arrays(sample.route_buckets, previous.route_buckets),
                 _went_down(sample, previous),
                 _share(sample.overflow, previous.overflow),
+                _share(sample.authz, previous.authz),
             )
         self.fine.append(sample)
         if self._count % COARSE_EVERY == 0:
@@ -97,8 +100,10 @@ def _share_arrays(new: dict, old: dict) -> dict:
     return {k: (old[k] if old.get(k) == v else v) for k, v in new.items()}
 
 
+AUTHZ_DECISIONS = ("allow", "deny", "audit")
 NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
-                 "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{")
+                 "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{",
+                 *(f"inbound_http_authz_{decision}_total{{" for decision in AUTHZ_DECISIONS))
 Series = tuple[str, dict[str, str]]  # a series' metric name and labels
 
 
@@ -149,9 +154,14 @@ def _reduce(series, now: float) -> Sample:
     route_buckets: dict[tuple[str, str], dict[float, float]] = {}
     tcp_open = 0.0
     overflow: dict[str, float] = {}
+    authz: dict[tuple[str, str], float] = {}
     for name, labels, value in series:
         if name == "outbound_http_pool_overflow_total":
             overflow[labels.get("service", "")] = value
+            continue
+        if name.startswith("inbound_http_authz_"):
+            decision = name.removeprefix("inbound_http_authz_").removesuffix("_total")
+            authz[(decision, labels.get("policy", ""))] = value
             continue
         if name.startswith("route_"):
             _reduce_route(name, labels, value, route_requests, route_failures, route_buckets)
@@ -172,7 +182,7 @@ def _reduce(series, now: float) -> Sample:
     compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
     route_compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in route_buckets.items()}
     return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact,
-                  overflow=overflow)
+                  overflow=overflow, authz=authz)
 
 
 def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dict, failures: dict, buckets: dict) -> None:
@@ -317,6 +327,19 @@ def overflow_in(history: WorkloadHistory, window: float, dst: str) -> float:
     """Requests to ``dst`` (a service FQDN) this client refused at once: connectionPool overflow."""
     return sum(max(end.overflow.get(dst, 0.0) - (start or _EMPTY).overflow.get(dst, 0.0), 0.0)
                for start, end in _segments(history.samples, window))
+
+
+def authz_counts(history: WorkloadHistory, window: float) -> tuple[dict[tuple[str, str], float], float]:
+    """The inbound authorization decisions of the window, per (decision, policy label), and the
+    seconds the window covers (restarts as in golden())."""
+    segments = _segments(history.samples, window)
+    counts: dict[tuple[str, str], float] = {}
+    for start, end in segments:
+        old = start or _EMPTY
+        for key, value in end.authz.items():
+            counts[key] = counts.get(key, 0.0) + max(value - old.authz.get(key, 0.0), 0.0)
+    seconds = segments[-1][1].time - (segments[0][0] or segments[0][1]).time if segments else 0.0
+    return counts, seconds
 
 
 def route_golden(history: WorkloadHistory, window: float, dst: str) -> dict[str, RouteGolden]:

@@ -56,6 +56,29 @@ def routes(name: str, target: str, namespace: str | None, source: str | None, wi
     return api_for(name).call("GET", "/v1/routes?" + urlencode(query))["rows"]
 
 
+def authz(name: str, target: str, namespace: str | None, window: str) -> dict[str, Any]:
+    """A deployment's inbound authorization over ``window`` (``GET /v1/authz``)."""
+    kind, _, deployment = target.partition("/")
+    if kind not in ("deploy", "deployment", "deployments") or not deployment:
+        raise ValueError(f"{target!r}: expected deploy/NAME, e.g. 'meshdojo authz deploy/emoji'")
+    api = api_for(name)
+    if namespace is None:
+        found = sorted({r["namespace"] for r in api.call("GET", "/v1/stats?" + urlencode({"resource": "deploy", "name": deployment}))["rows"]})
+        if len(found) > 1:
+            raise ValueError(f"deployment {deployment!r} is in {', '.join(found)}: add -n NAMESPACE")
+        namespace = found[0] if found else "default"
+    return api.call("GET", "/v1/authz?" + urlencode({"namespace": namespace, "deployment": deployment, "window": window}))
+
+
+def authz_table(data: dict[str, Any]) -> list[tuple[str, ...]]:
+    """``meshdojo authz``'s table: a row per policy, as Linkerd's ``viz authz`` has per authorization."""
+    table = [("POLICY", "DECIDES", "ALLOWED", "DENIED", "AUDITED")]
+    for row in data["rows"]:
+        table.append((row["policy"], row["decides"], f"{row['allowed_rps']:.2f}rps", f"{row['denied_rps']:.2f}rps",
+                      f"{row['audited_rps']:.2f}rps"))
+    return table
+
+
 def sidecar_config(api: Any, w: dict[str, Any]) -> dict[str, Any]:
     """A meshed instance's sidecar ``/config`` (identity, certificate, policies): a local one's
     from its admin port, a pod's through the control plane (only it reaches the pods).

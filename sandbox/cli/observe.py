@@ -1,4 +1,4 @@
-"""``stat``, ``routes``, ``edges``, ``identity``, ``describe``, ``proxy-status``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
+"""``stat``, ``routes``, ``edges``, ``authz``, ``identity``, ``describe``, ``proxy-status``, ``tap``, ``top``, ``wire`` and ``attack``: seeing the mesh."""
 
 from __future__ import annotations
 
@@ -35,6 +35,19 @@ def _observe(args: argparse.Namespace) -> int:
         elif args.command == "routes":
             rows = observe.routes(args.name, args.target, args.namespace, args.source, args.window)
             table = observe.routes_table(rows, args.output == "wide")
+        elif args.command == "authz":
+            data = observe.authz(args.name, args.target, args.namespace, args.window)
+            if args.output == "json":
+                print(json.dumps(data, indent=2))
+                return 0
+            print(f"deploy/{data['deployment']} in {data['namespace']}: {data['inbound_rps']:.2f} requests/s inbound over the last "
+                  f"{args.window}")
+            if not data["rows"]:
+                print("No AuthorizationPolicy applies, and no decision was counted: every caller is let in "
+                      "(meshdojo explain authz, then lessons/07-authorization.md)")
+                return 0
+            print_table(observe.authz_table(data))
+            return 0
         elif args.command == "edges":
             rows = observe.edges(args.name, args.namespace, args.window)
             table = observe.edges_table(rows, args.output == "wide")
@@ -191,12 +204,15 @@ def register(sub) -> None:
     routes.add_argument("target", help="svc/NAME")
     routes.add_argument("--from", dest="source", metavar="deploy/NAME", help="only this client's requests")
     edges = sub.add_parser("edges", help="who talks to whom, and whether it is mutual TLS, like 'linkerd viz edges'")
+    authz = sub.add_parser("authz", help="which AuthorizationPolicy decided a deployment's inbound requests, and how often it "
+                                         "allowed or denied them, like 'linkerd viz authz' (e.g. 'meshdojo authz deploy/emoji')")
+    authz.add_argument("target", help="deploy/NAME")
     ident = sub.add_parser("identity", aliases=["certs"], help="every workload's SPIFFE ID and certificate, with rotation countdowns")
-    for p in (stat, edges, routes):
-        p.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
+    for p in (stat, edges, routes, authz):
+        p.add_argument("-o", "--output", choices=["table", "wide", "json"] if p is not authz else ["table", "json"], default="table")
         p.add_argument("-t", "--window", default="1m", help="time window (default 1m; 10s for 'live')")
     ident.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    for p in (stat, edges, routes, ident):
+    for p in (stat, edges, routes, ident, authz):
         p.set_defaults(handler=_observe)
     describe = sub.add_parser("describe", help="one workload as its sidecar sees it: identity, mutual TLS, the policies in force "
                                                "there and at its callers, like 'istioctl x describe pod' (e.g. 'meshdojo describe deploy/web')")
@@ -223,9 +239,9 @@ def register(sub) -> None:
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, attack, tap, top, describe, status):
+    for p in (wire, stat, edges, routes, authz, attack, tap, top, describe, status):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, ident, attack, tap, top, describe, status):
+    for p in (wire, stat, edges, routes, authz, ident, attack, tap, top, describe, status):
         add_name(p)
 
 

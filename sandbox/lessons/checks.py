@@ -63,7 +63,7 @@ def satisfied(rows: list[dict[str, Any]], check: Check) -> bool:
     return not found if check.absent else found
 
 
-METRIC_QUERIES = frozenset({"stat", "edges", "routes"})
+METRIC_QUERIES = frozenset({"stat", "edges", "routes", "authz"})
 DEFAULT_WINDOW = "30s"  # a metrics query's window when its check names none
 SPANS_READ = 200  # a spans query reads each sidecar's latest spans
 
@@ -135,6 +135,8 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return observe.edges(sandbox, params.get("namespace"), window)
     if check.query == "routes":
         return observe.routes(sandbox, f"svc/{params['service']}", params.get("namespace"), None, window)
+    if check.query == "authz":  # a row per policy at the deployment: allowed, denied (meshdojo authz)
+        return observe.authz(sandbox, params["target"], params.get("namespace"), window)["rows"]
     query = "&".join(f"{k}={params[k]}" for k in ("kind", "namespace") if k in params)
     items = api_for(sandbox).call("GET", "/v1/policies" + (f"?{query}" if query else ""))["items"]
     return [{"kind": i["document"]["kind"], "name": i["document"]["metadata"]["name"],

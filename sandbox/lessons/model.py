@@ -37,7 +37,7 @@ from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.fields import FieldReader
 
 LESSON_DIR = Path(__file__).resolve().parents[2] / "lessons"
-QUERIES = ("status", "deployments", "stat", "edges", "routes", "policies", "annotations", "spans", "ran")
+QUERIES = ("status", "deployments", "stat", "edges", "routes", "authz", "policies", "annotations", "spans", "ran")
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 _FILE = re.compile(r"(\d\d)-[a-z0-9-]+\.md")
 
@@ -147,6 +147,8 @@ def _check(r: _Reader, raw: Any, where: str) -> Check:
         raise r.fail(f"{where}.params", "expected a mapping of strings, e.g. {namespace: emojivoto}")
     if c["query"] == "ran" and "command" not in params:
         raise r.fail(f"{where}.params.command", "a 'ran' check needs the command the learner must run, e.g. stat")
+    if c["query"] == "authz" and "target" not in params:
+        raise r.fail(f"{where}.params.target", "an 'authz' check needs the deployment, e.g. {target: deploy/web}")
     match = c.get("where", {})
     if not isinstance(match, dict):
         raise r.fail(f"{where}.where", "expected a mapping of field to value")
