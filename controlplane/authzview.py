@@ -4,7 +4,7 @@ and how often it allowed or denied them — as Linkerd's ``viz authz`` shows per
 Pure: the rows come from the sidecars' decision counters (``inbound_http_authz_*_total``, by
 policy) over a window and from the AuthorizationPolicies that apply to the workload, so a policy
 in force shows even while nothing reached it. The operator API serves them
-(``GET /v1/authz``, controlplane/api.py's ``authz``) on both backends.
+(``GET /v1/authz``, controlplane/viewapi.py) on both backends.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each HTTPRoute's ``status.parents`` on the cluster, as Gateway API implementations write it
+"""Each HTTPRoute's ``status.parents``, as Gateway API implementations write it
 (Linkerd's policy controller for a Service parent, Istio's for a Gateway): per parentRef,
 whether the route is ``Accepted`` there and whether its backendRefs resolve (``ResolvedRefs``),
 with Gateway API's reasons — so ``kubectl get httproute NAME -o yaml`` says why a route does

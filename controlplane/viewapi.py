@@ -40,7 +40,6 @@ def _until(request: web.Request) -> float | None:
                                  content_type="application/json") from None
 
 
-
 async def stats(request: web.Request) -> web.Response:
     q = request.query
     telemetry = request.app[TELEMETRY]

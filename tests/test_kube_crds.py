@@ -137,6 +137,30 @@ def _set(doc: dict, path: str, value) -> None:
     node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
 
 
+def test_kubectl_explain_reads_what_meshdojo_explain_prints(installed):
+    """One set of descriptions: the API server publishes the CRD's, kubectl explain and meshdojo explain show them."""
+    from controlplane import policyschema
+    from controlplane.schema import openapi
+    from sandbox.explain import explain
+    from sandbox.processes import wait_until
+
+    for kind, path, crd_path in (("FaultInjection", ["abort"], "faultinjections.spec.abort"),
+                                 ("CircuitBreaker", ["connectionPool", "http"], "circuitbreakers.spec.connectionPool.http")):
+        node = openapi(policyschema.KINDS[kind][1])
+        for name in path:
+            node = node["properties"][name]
+        said = [node["description"], *(sub["description"] for sub in node["properties"].values())]
+        ours = " ".join(explain(".".join([kind, "spec", *path])).split())
+        assert all(text in ours for text in said), (said, ours)
+
+        def published(crd_path: str = crd_path) -> str | None:  # the API server publishes a CRD's OpenAPI a moment after it is Established
+            ran = installed.kubectl("explain", crd_path, check=False)
+            return " ".join(ran.stdout.split()) if ran.returncode == 0 else None
+
+        theirs = wait_until(published, 30, f"kubectl explain {crd_path}", interval=0.5)
+        assert all(text in theirs for text in said), (said, theirs)
+
+
 @pytest.mark.parametrize(("kind", "field", "value"), INVALID, ids=[f"{k}-{f}" for k, f, _ in INVALID])
 def test_the_api_server_and_the_validator_refuse_the_same_field(installed, kind, field, value):
     k8s = installed
@@ -228,21 +252,3 @@ def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
     assert not (crd.metadata.labels or {}).get("app.kubernetes.io/part-of")
     ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")  # not ours: the tests' to remove
-
-
-def test_kubectl_explain_reads_what_meshdojo_explain_prints(installed):
-    """One set of descriptions: the API server publishes the CRD's, kubectl explain and meshdojo explain show them."""
-    from controlplane import policyschema
-    from controlplane.schema import openapi
-    from sandbox.explain import explain
-
-    for kind, path, crd_path in (("FaultInjection", ["abort"], "faultinjections.spec.abort"),
-                                 ("HTTPRoute", ["rules", "timeouts"], "httproutes.spec.rules.timeouts")):
-        node = openapi(policyschema.KINDS[kind][1])
-        for name in path:
-            node = node["properties"][name]
-            node = node.get("items", node)
-        said = [node["description"], *(sub["description"] for sub in node["properties"].values())]
-        theirs = " ".join(installed.kubectl("explain", crd_path).stdout.split())
-        ours = " ".join(explain(".".join([kind, "spec", *path])).split())
-        assert all(text in theirs and text in ours for text in said), (said, theirs, ours)
