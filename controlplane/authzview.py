@@ -28,7 +28,9 @@ def _what(label: str, actions: dict[str, str]) -> str:
         return "the default inbound policy (config.linkerd.io/default-inbound-policy)"
     if label.endswith("(no ALLOW rule matched)"):
         return "ALLOW policies apply and none matched: denied"
-    return "let in: no DENY matched and no ALLOW applies" if not label else "-"
+    if not label:
+        return "let in: no DENY matched and no ALLOW applies"
+    return "a policy its sidecars applied (one that selects it by label)"
 
 
 def rows(counts: Iterable[tuple[dict[tuple[str, str], float], float]], applied: Iterable[Any],

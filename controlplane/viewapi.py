@@ -120,4 +120,5 @@ async def authz(request: web.Request) -> web.Response:
                           applied.levels if applied else ())
     inbound = telemetry.deployment_rows(window, namespace, deployment)
     return web.json_response({"window": window, "namespace": namespace, "deployment": deployment, "rows": rows,
+                              "listed": workload is not None,  # False: the policies in force are known only once they decide
                               "inbound_rps": inbound[0]["rps"] if inbound else 0.0})

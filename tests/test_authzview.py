@@ -43,7 +43,8 @@ def test_a_row_per_policy_in_force_then_per_decision_counted():
                policy("ext", "CUSTOM", provider={"name": "sample-ext-authz-http"}), policy("from-web", "ALLOW")]
     first = {("deny", "emojivoto/no-bots"): 20.0, ("allow", "emojivoto/from-web"): 40.0,
              ("deny", "emojivoto/from-web (no ALLOW rule matched)"): 4.0}
-    second = {("deny", "emojivoto/no-bots"): 10.0, ("deny", "default:deny"): 2.0, ("allow", ""): 6.0}
+    second = {("deny", "emojivoto/no-bots"): 10.0, ("deny", "default:deny"): 2.0, ("allow", ""): 6.0,
+              ("deny", "meshdojo-system/edge"): 8.0}
     rows = authzview.rows([(first, 10.0), (second, 8.0)], applied, ["workload", "workload", "workload", "namespace"])
     assert [(r["policy"], r["decides"], r["allowed_rps"], r["denied_rps"]) for r in rows] == [
         ("emojivoto/no-bots", "DENY, workload", 0.0, 3.0),
@@ -52,7 +53,8 @@ def test_a_row_per_policy_in_force_then_per_decision_counted():
         ("emojivoto/from-web", "ALLOW, namespace", 4.0, 0.0),
         ("(no policy)", "let in: no DENY matched and no ALLOW applies", 0.6, 0.0),
         ("default:deny", "the default inbound policy (config.linkerd.io/default-inbound-policy)", 0.0, 0.2),
-        ("emojivoto/from-web (no ALLOW rule matched)", "ALLOW policies apply and none matched: denied", 0.0, 0.4)]
+        ("emojivoto/from-web (no ALLOW rule matched)", "ALLOW policies apply and none matched: denied", 0.0, 0.4),
+        ("meshdojo-system/edge", "a policy its sidecars applied (one that selects it by label)", 0.0, 0.8)]
     assert rows[0]["denied"] == 30 and authzview.rows([], []) == []
 
 
@@ -83,7 +85,7 @@ async def test_a_deny_counted_for_its_policy_through_real_proxies(emoji_mesh, ec
                                counted, "the decisions scraped", 10)
     rows = {row["policy"]: row for row in body["rows"]}
     assert rows["emojivoto/no-web"]["decides"] == "DENY, namespace" and rows["emojivoto/no-web"]["allowed"] == 0
-    assert body["inbound_rps"] > 0
+    assert body["inbound_rps"] > 0 and body["listed"] is True
     missing = mesh.call("GET", "/v1/authz?namespace=emojivoto&deployment=nobody")
     assert missing[0] == 404 and "known: emoji" in missing[1]["error"]
     assert mesh.call("GET", "/v1/authz?namespace=emojivoto")[0] == 400

@@ -112,6 +112,16 @@ def test_a_dry_run_deny_reports_what_it_would_refuse_then_refuses_it(emojivoto):
     cli.run("apply", "-f", f"{policies}/deny-vote-bot.yaml")  # the same policy, enforced
     wait_until(lambda: bot_codes() == {"403": 3}, 10, "the DENY to be enforced")
 
+    def denied() -> int:  # meshdojo authz: the bot's requests counted as denied by the policy (once scraped)
+        rows = json.loads(cli.run("authz", "deploy/web", "-o", "json").stdout)["rows"]
+        return next((r["denied"] for r in rows if r["policy"] == "emojivoto/deny-vote-bot"), 0)
+
+    wait_until(lambda: denied() >= 3, 10, "the denials counted for the policy")
+    table = cli.run("authz", "deploy/web", "-n", "emojivoto").stdout.splitlines()
+    assert table[0].startswith("deploy/web in emojivoto: ") and table[1].split()[:3] == ["POLICY", "DECIDES", "ALLOWED"], table
+    (row,) = [line for line in table if line.startswith("emojivoto/deny-vote-bot ")]
+    assert "DENY, workload" in row and row.split()[-2] != "0.00rps", row  # DENIED, per second
+
 
 @pytest.mark.timeout(120)
 def test_proxy_status_follows_an_apply_and_a_scale_and_check_says_every_sidecar_is_in_step(emojivoto):

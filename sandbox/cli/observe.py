@@ -42,9 +42,13 @@ def _observe(args: argparse.Namespace) -> int:
                 return 0
             print(f"deploy/{data['deployment']} in {data['namespace']}: {data['inbound_rps']:.2f} requests/s inbound over the last "
                   f"{args.window}")
-            if not data["rows"]:
+            if not data["rows"] and data.get("listed", True):
                 print("No AuthorizationPolicy applies, and no decision was counted: every caller is let in "
                       "(meshdojo explain authz, then lessons/07-authorization.md)")
+                return 0
+            if not data["rows"]:  # an ingress gateway: not a Service's endpoint, so its policies are not listed in advance
+                print(f"No decision counted yet. The policies that select deploy/{data['deployment']} by label show here once "
+                      f"they decide a request; 'meshdojo describe deploy/{data['deployment']}' lists the ones in force.")
                 return 0
             print_table(observe.authz_table(data))
             return 0
