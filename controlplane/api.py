@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import gatewayapi, providers, serviceannotations
+from controlplane import gatewayapi, providers, routestatus, serviceannotations
 from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
@@ -331,6 +331,10 @@ async def list_policies(request: web.Request) -> web.Response:
     everything = [r for r, _ in store.list()]
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
     shown = request.app[STATUSES]() if any(r.kind in STATUS_PLURALS for r, _ in entries) else {}
+
+    def is_service(namespace: str, name: str) -> bool:
+        return registry.get(namespace, name) is not None
+
     return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
                               "items": [{"document": r.document, "expiresAt": exp, **_status(shown, r)} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
@@ -339,7 +343,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
                                                                                          request.app[REGISTRY].selectors())],
                               "providerProblems": providers.missing_providers(everything),
-                              "gatewayProblems": gatewayapi.route_problems(everything, lambda ns, name: registry.get(ns, name) is not None)})
+                              "gatewayProblems": gatewayapi.route_problems(everything, is_service),
+                              "routeProblems": routestatus.problems(everything, is_service)})
 
 
 def _with_namespace(resource: Any) -> dict[str, Any]:

@@ -70,6 +70,20 @@ def desired(resources: list[Any], generations: dict[Key, int], is_service: Calla
     return out
 
 
+def problems(resources: list[Any], is_service: Callable[[str, str], bool]) -> list[dict[str, str]]:
+    """``meshdojo check``'s findings for the routes whose status says they do not work as
+    written: a mesh route whose parent is missing, a backendRef to no Service. (A route on a
+    Gateway that attaches nowhere is gatewayapi.route_problems'.)"""
+    found = []
+    for route in sorted((r for r in resources if r.kind == "HTTPRoute"), key=lambda r: r.key):
+        failing = [] if route.spec.gateway is not None else [("Accepted", _accepted(resources, route, is_service))]
+        failing.append(("ResolvedRefs", _resolved(route, is_service)))
+        found += [{"namespace": route.namespace, "name": route.name,
+                   "message": f"HTTPRoute {route.namespace}/{route.name}: {kind} False ({reason}): {message}"}
+                  for kind, (ok, reason, message) in failing if not ok]
+    return found
+
+
 def merged(current: dict[str, Any] | None, ours: dict[str, Any]) -> dict[str, Any]:
     """A route's ``status`` with our parent entry in place of the one we wrote before, the
     entries of other controllers (an Istio on the same cluster) kept as they are."""

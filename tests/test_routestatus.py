@@ -97,3 +97,18 @@ def test_a_gateway_route_refused_by_its_gateway_still_reads_the_same_from_apply(
 def test_a_status_in_an_applied_document_is_ignored_as_kubectl_apply_ignores_it():
     printed = {**route("web").document, "status": {"parents": [{"controllerName": CONTROLLER, "conditions": []}]}}
     assert parse(printed, "web.yaml", 0).document == route("web").document
+
+
+def test_check_lists_the_routes_that_do_not_work_as_written():
+    from controlplane.routestatus import problems
+
+    routes = [route("web-split", {"kind": "Service", "name": "web"}, rules=[{"backendRefs": [{"name": "web"}, {"name": "web-v2"}]}]),
+              route("ghost", {"group": "", "name": "ghost"}, rules=[{}]),
+              route("fine", {"kind": "Service", "name": "cart"}, rules=[{}]),
+              route("stray", {"name": "nowhere"}, rules=[{"backendRefs": [{"name": "web"}]}])]  # gatewayapi.route_problems says it
+    assert problems(routes, exists) == [
+        {"namespace": "shop", "name": "ghost", "message": "HTTPRoute shop/ghost: Accepted False (NoMatchingParent): "
+                                                          "Service shop/ghost does not exist (yet)"},
+        {"namespace": "shop", "name": "web-split", "message": "HTTPRoute shop/web-split: ResolvedRefs False (BackendNotFound): "
+                                                              "no Service web-v2 in namespace shop: the requests its rules send "
+                                                              "there are answered 502 unknown_service"}]

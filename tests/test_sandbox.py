@@ -330,17 +330,18 @@ async def test_bookinfo_timeouts_reproduce_istios_delay_lesson(cli):
         # a route written for the Service without its kind names a Gateway (Gateway API's default): apply and check say so
         stray = cli.home / "stray.yaml"
         stray.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: stray, namespace: bookinfo}\n"
-                         "spec:\n  parentRefs: [{name: reviews}]\n  rules: [{backendRefs: [{name: reviews-v1}]}]\n")
+                         "spec:\n  parentRefs: [{name: reviews}]\n  rules: [{backendRefs: [{name: reviews-v1}, {name: reviews-v9}]}]\n")
         said = (await asyncio.to_thread(cli.run, "apply", "-f", str(stray))).stderr
         assert "Gateway bookinfo/reviews does not exist (yet)" in said and '{kind: Service, group: "", name: reviews}' in said, said
         checked = (await asyncio.to_thread(cli.run, "check", check=False)).stdout
         assert "HTTPRoute bookinfo/stray: Gateway bookinfo/reviews does not exist" in checked, checked
+        assert "HTTPRoute bookinfo/stray: ResolvedRefs False (BackendNotFound): no Service reviews-v9" in checked, checked
         # ... and so does its status, as kubectl shows a route's on a cluster (kubectl's KIND/NAME and -A taken)
         (shown,) = yaml.safe_load_all((await asyncio.to_thread(cli.run, "get", "httproute/stray", "-A", "-o", "yaml")).stdout)
         (ours,) = shown["status"]["parents"]
         assert ours["controllerName"] == "meshdojo.dev/controller" and ours["parentRef"] == {"name": "reviews"}, ours
         assert [(c["type"], c["status"], c["reason"]) for c in ours["conditions"]] == [
-            ("Accepted", "False", "NoMatchingParent"), ("ResolvedRefs", "True", "ResolvedRefs")], ours
+            ("Accepted", "False", "NoMatchingParent"), ("ResolvedRefs", "False", "BackendNotFound")], ours
         stray.write_text(yaml.safe_dump(shown))  # get -o yaml, applied back (as kubectl apply, the status is ignored)
         assert (await asyncio.to_thread(cli.run, "apply", "-f", str(stray))).stdout == "httproute/stray unchanged (namespace bookinfo)\n"
         await asyncio.to_thread(cli.run, "delete", "httproute/stray", "-n", "bookinfo")
