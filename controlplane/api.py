@@ -68,7 +68,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
                      lambda: identity.material.anchor_pem)
     app[POLICIES] = policies
     app[REGISTRY] = registry
-    app[STATUSES] = statuses or local_statuses(policies, lambda ns, name: registry.get(ns, name) is not None, rfc3339_now)
+    app[STATUSES] = statuses or local_statuses(policies, registry.has, rfc3339_now)
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
@@ -298,12 +298,11 @@ async def apply_policies(request: web.Request) -> web.Response:
         services = [resource.target] if resource.target else []
         services += [b.service for rule in getattr(resource.spec, "rules", ()) for b in getattr(rule, "backends", ())]
         for service in dict.fromkeys(services):
-            if registry.get(resource.namespace, service) is None:
+            if not registry.has(resource.namespace, service):
                 warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
                                 "does not exist (yet); the resource is stored and takes effect when it does")
         if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
-            warnings += gatewayapi.warnings([r for r, _ in store.list()], resource,
-                                            lambda ns, name: registry.get(ns, name) is not None)
+            warnings += gatewayapi.warnings([r for r, _ in store.list()], resource, registry.has)
         entry = getattr(resource.spec, "entry", None)
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
@@ -331,10 +330,6 @@ async def list_policies(request: web.Request) -> web.Response:
     everything = [r for r, _ in store.list()]
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
     shown = request.app[STATUSES]() if any(r.kind in STATUS_PLURALS for r, _ in entries) else {}
-
-    def is_service(namespace: str, name: str) -> bool:
-        return registry.get(namespace, name) is not None
-
     return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
                               "items": [{"document": r.document, "expiresAt": exp, **_status(shown, r)} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
@@ -343,8 +338,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
                                                                                          request.app[REGISTRY].selectors())],
                               "providerProblems": providers.missing_providers(everything),
-                              "gatewayProblems": gatewayapi.route_problems(everything, is_service),
-                              "routeProblems": routestatus.problems(everything, is_service)})
+                              "gatewayProblems": gatewayapi.route_problems(everything, registry.has),
+                              "routeProblems": routestatus.problems(everything, registry.has)})
 
 
 def _with_namespace(resource: Any) -> dict[str, Any]:

@@ -116,6 +116,10 @@ class Registry:
     def get(self, namespace: str, name: str) -> Service | None:
         return self._services.get((namespace, name))
 
+    def has(self, namespace: str, name: str) -> bool:
+        """Is there a Service of that name (the predicate the routes' status and warnings ask)?"""
+        return (namespace, name) in self._services
+
     def services(self) -> list[Service]:
         return [self._services[key] for key in sorted(self._services)]
 

@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from controlplane import routestatus
+
 Target = tuple[str, str, str]  # (plural, namespace, name): "gateways" or "httproutes"
 Statuses = Callable[[], dict[Target, dict]]  # every status given out, as `get -o yaml` shows it
 STATUS_PLURALS = {"Gateway": "gateways", "HTTPRoute": "httproutes"}
@@ -89,8 +91,6 @@ class StatusBook:
 def local_statuses(policies: Any, is_service: Callable[[str, str], bool], clock: Callable[[], str]) -> Statuses:
     """The local backend's statuses, as ``GET /v1/policies`` shows them: each HTTPRoute's
     ``status.parents`` (from the same decisions as on a cluster), settled at each call."""
-    from controlplane import routestatus
-
     book = StatusBook()
 
     def statuses() -> dict[Target, dict]:

@@ -70,9 +70,6 @@ class KubernetesMode:
     def _statuses(self, now: str) -> dict[Target, dict]:
         """The Gateways' statuses and our entries in the HTTPRoutes' status.parents, from the
         policies, their generations, the Services and the ingress gateways' pods."""
-        def is_service(namespace: str, name: str) -> bool:
-            return self.registry.get(namespace, name) is not None
-
         def has_endpoints(namespace: str, name: str) -> bool:
             service = self.registry.get(namespace, name)
             return service is not None and bool(service.endpoints)
@@ -84,7 +81,7 @@ class KubernetesMode:
         resources = [r for r, _ in self.policies.list()]
         gateways = gatewaystatus.desired(resources, self.kube_policies.generations("Gateway"),
                                          gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now)
-        routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), is_service, now, foreign)
+        routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), self.registry.has, now, foreign)
         return {**{("gateways", *key): status for key, status in gateways.items()},
                 **{("httproutes", *key): entry for key, entry in routes.items()}}
 
