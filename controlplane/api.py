@@ -28,10 +28,12 @@ from controlplane.protocol import Endpoint, ProtocolError
 from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
+from controlplane.secretapi import SECRETS, add_secret_routes
 from controlplane.selection import conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
+from controlplane.tlssecrets import SecretStore
 from controlplane.traceapi import add_trace_route
 from controlplane.viewapi import add_view_routes, known_workloads
 from controlplane.watchstream import stream_watch
@@ -59,7 +61,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 def build_api(registry: Registry, identity: IdentityService, admin_token: str, policies: PolicyStore,
               telemetry: Telemetry | None = None, relays: RelayManager | None = None,
               own_identity: SpiffeId = LOCAL_CONTROLPLANE, issuer: DemoIssuer | None = None,
-              statuses: Statuses | None = None) -> web.Application:
+              statuses: Statuses | None = None, secrets: SecretStore | None = None,
+              secrets_writable: bool = True) -> web.Application:
     """``statuses``: the Gateways' and HTTPRoutes' statuses ``get -o yaml`` shows (on a cluster,
     what the status writer wrote; locally, the same decisions settled at each call)."""
     app = web.Application(middlewares=[json_errors, require_admin_token])
@@ -76,6 +79,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     add_load_route(app, telemetry, identity, own_identity)
     add_jwt_routes(app, issuer or DemoIssuer())
     add_view_routes(app)
+    add_secret_routes(app, secrets or SecretStore(), secrets_writable)  # on a cluster, Secrets are the cluster's
     app.add_routes(
         [
             web.get("/v1/health", health),
@@ -303,6 +307,8 @@ async def apply_policies(request: web.Request) -> web.Response:
                                 "does not exist (yet); the resource is stored and takes effect when it does")
         if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
             warnings += gatewayapi.warnings([r for r, _ in store.list()], resource, registry.has)
+        if resource.kind == "Gateway":
+            warnings += gatewayapi.certificate_problems([resource], request.app[SECRETS].has)
         entry = getattr(resource.spec, "entry", None)
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
@@ -338,7 +344,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               "tokenProblems": [p.describe() for p in unverified_tokens(everything, workloads,
                                                                                          request.app[REGISTRY].selectors())],
                               "providerProblems": providers.missing_providers(everything),
-                              "gatewayProblems": gatewayapi.route_problems(everything, registry.has),
+                              "gatewayProblems": gatewayapi.route_problems(everything, registry.has)
+                              + gatewayapi.certificate_problems(everything, request.app[SECRETS].has),
                               "routeProblems": routestatus.problems(everything, registry.has)})
 
 

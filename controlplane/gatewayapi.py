@@ -19,9 +19,9 @@ from typing import Any
 
 from controlplane.fields import FieldReader
 
-TLS_PROTOCOLS = ("HTTPS", "TLS")
 GATEWAY_CLASSES = ("istio", "meshdojo")  # the gatewayClassNames our gateways serve
 GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
+GATEWAY_SERVICE_ACCOUNT = "ingress-gateway"  # the gateways' identity in both backends: only it is given the TLS keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class Listener:
     port: int
     hostname: str | None  # None: any host
     routes_from: str  # "Same": routes of the Gateway's namespace; "All": of any
+    protocol: str = "HTTP"  # or HTTPS: TLS terminated at the gateway with the certificate of a Secret
+    certificates: tuple[str, ...] = ()  # HTTPS: the Secrets (kubernetes.io/tls, in the Gateway's namespace) it serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +40,47 @@ class GatewaySpec:
     listeners: tuple[Listener, ...]
 
 
-def read_gateway(r: FieldReader, spec: dict[str, Any]) -> GatewaySpec:
+def read_gateway(r: FieldReader, spec: dict[str, Any], namespace: str) -> GatewaySpec:
     """A Gateway's spec, the schema already checked: what a schema cannot say is refused here."""
     listeners: list[Listener] = []
     for i, item in enumerate(spec["listeners"]):
         where = f"spec.listeners[{i}]"
         protocol = item["protocol"]
-        if protocol != "HTTP":
-            why = ("TLS is not terminated here (the hops inside the mesh are mutual TLS already)"
-                   if protocol in TLS_PROTOCOLS else "the gateways forward HTTP requests only")
-            raise r.fail(f"{where}.protocol", f"{protocol!r}: {why}; use protocol: HTTP")
+        if protocol not in ("HTTP", "HTTPS"):
+            why = ("TLS passthrough needs a TLSRoute, which meshdojo does not serve" if protocol == "TLS"
+                   else "the gateways forward HTTP requests only")
+            raise r.fail(f"{where}.protocol", f"{protocol!r}: {why}; use protocol: HTTP, or HTTPS to terminate TLS here")
         if any(other.name == item["name"] for other in listeners):
             raise r.fail(f"{where}.name", f"{item['name']!r} names another listener too: each needs its own name")
         routes_from = item.get("allowedRoutes", {}).get("namespaces", {}).get("from", "Same")
-        listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from))
+        certificates = _certificates(r, where, item, protocol, namespace)
+        listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from, protocol, certificates))
     return GatewaySpec(spec["gatewayClassName"], tuple(listeners))
+
+
+def _certificates(r: FieldReader, where: str, item: dict[str, Any], protocol: str, namespace: str) -> tuple[str, ...]:
+    """An HTTPS listener's Secrets: Gateway API's ``tls.mode: Terminate`` (the default) with
+    ``certificateRefs`` to Secrets of the Gateway's own namespace, as Istio's Secure Gateways
+    task writes them."""
+    tls = item.get("tls")
+    if protocol == "HTTP":
+        if tls is not None:
+            raise r.fail(f"{where}.tls", "an HTTP listener has no TLS: use protocol: HTTPS to terminate TLS here")
+        return ()
+    if tls is None or not tls.get("certificateRefs"):
+        raise r.fail(f"{where}.tls.certificateRefs", "an HTTPS listener needs the Secret holding its certificate and key, e.g. "
+                                                     "tls: {mode: Terminate, certificateRefs: [{kind: Secret, name: bookinfo-credential}]}")
+    if tls.get("mode", "Terminate") != "Terminate":
+        raise r.fail(f"{where}.tls.mode", f"{tls['mode']!r}: passing TLS through needs protocol: TLS and a TLSRoute, which "
+                                          "meshdojo does not serve; use mode: Terminate")
+    names = []
+    for j, ref in enumerate(tls["certificateRefs"]):
+        if ref.get("namespace", namespace) != namespace:
+            raise r.fail(f"{where}.tls.certificateRefs[{j}].namespace",
+                         f"{ref['namespace']!r}: a Secret of another namespace needs a ReferenceGrant, which meshdojo does not "
+                         f"read; create the Secret in the Gateway's namespace ({namespace})")
+        names.append(ref["name"])
+    return tuple(dict.fromkeys(names))
 
 
 def covers(pattern: str, host: str) -> bool:
@@ -77,6 +105,7 @@ class GatewayRoute:
     route: Any  # the HTTPRoute Resource
     gateway: str  # namespace/name of the Gateway it is attached to
     hostnames: tuple[str, ...]  # the hosts it serves there; (): any
+    protocol: str = "HTTP"  # the listeners it is attached to: HTTP (the plain port) or HTTPS (the TLS port)
 
     def rank(self, host: str) -> tuple[int, int] | None:
         """How specifically this route's hosts match ``host`` (higher first), or None: not at all.
@@ -106,17 +135,54 @@ def routes_on(resources: Iterable[Any], gateway: Any) -> list[Any]:
 def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ...]:
     """The routes the ingress gateway of ``namespace`` serves: for each Gateway there, the
     HTTPRoutes whose parent is that Gateway and that one of its listeners takes (by name,
-    port, the route's namespace and a host both accept). Routes in name order."""
+    port, the route's namespace and a host both accept) — once for its HTTP listeners and once
+    for its HTTPS ones, which the gateway serves on ports of their own. Routes in name order."""
     resources = list(resources)
     found = []
     for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key):
         for route in routes_on(resources, gateway):
-            shared = [h for listener in gateway.spec.listeners if (h := takes(listener, route, namespace)) is not None]
-            if shared:
-                any_host = any(not h for h in shared)
-                found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
-                                          () if any_host else tuple(dict.fromkeys(x for h in shared for x in h))))
-    return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name)))
+            for protocol in ("HTTP", "HTTPS"):
+                shared = [h for listener in gateway.spec.listeners
+                          if listener.protocol == protocol and (h := takes(listener, route, namespace)) is not None]
+                if shared:
+                    any_host = any(not h for h in shared)
+                    found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
+                                              () if any_host else tuple(dict.fromkeys(x for h in shared for x in h)), protocol))
+    return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name, g.protocol)))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """An HTTPS listener as the gateway's TLS port sees it: for which server name (SNI), which
+    Secret's certificate."""
+
+    hostname: str | None  # None: any name (and a client that sends none)
+    secret: str  # the Secret's name, in the gateway's namespace
+    gateway: str  # namespace/name, for what the learner is told
+
+
+def tls_listeners(resources: Iterable[Any], namespace: str) -> tuple[TlsListener, ...]:
+    """The HTTPS listeners of the Gateways of ``namespace``, in name order (a listener with
+    several certificateRefs serves the first; the others are for other key types elsewhere)."""
+    return tuple(TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}")
+                 for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key)
+                 for listener in gateway.spec.listeners if listener.protocol == "HTTPS")
+
+
+def secrets_named(resources: Iterable[Any], namespace: str) -> set[str]:
+    """The Secrets the Gateways of ``namespace`` name: the only ones its gateway is given."""
+    return {name for r in resources if r.kind == "Gateway" and r.namespace == namespace
+            for listener in r.spec.listeners for name in listener.certificates}
+
+
+def listener_for(server_name: str | None, listeners: tuple[TlsListener, ...]) -> TlsListener | None:
+    """The HTTPS listener a TLS client's server name (SNI) reaches, as Gateway API matches hosts:
+    an exact hostname, then the longest wildcard, then a listener for any host; None: none —
+    the handshake fails, as at Istio's gateway."""
+    name = (server_name or "").lower().rstrip(".")
+    ranked = [((2 if item.hostname == name else 1, len(item.hostname)) if item.hostname else (0, 0), -i, item)
+              for i, item in enumerate(listeners) if item.hostname is None or (name and covers(item.hostname, name))]
+    return max(ranked, key=lambda x: (x[0], x[1]))[2] if ranked else None
 
 
 def refusal(resources: Iterable[Any], route: Any) -> tuple[str, str] | None:
@@ -175,3 +241,13 @@ def route_problems(resources: Iterable[Any], is_service: Callable[[str, str], bo
     return [said for route in sorted((r for r in resources if r.kind == "HTTPRoute" and getattr(r.spec, "gateway", None)),
                                      key=lambda r: r.key)
             for said in warnings(resources, route, is_service)]
+
+
+def certificate_problems(resources: Iterable[Any], has_secret: Callable[[str, str], bool]) -> list[str]:
+    """Every HTTPS listener whose Secret is not there: its handshakes fail until it is."""
+    return [f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name} names Secret {name}, which does not exist (yet) "
+            f"or is not a valid kubernetes.io/tls Secret: TLS handshakes for it fail until it does "
+            f"(meshdojo create secret tls {name} --cert FILE --key FILE -n {gateway.namespace})"
+            for gateway in sorted((r for r in resources if r.kind == "Gateway"), key=lambda r: r.key)
+            for listener in gateway.spec.listeners for name in listener.certificates[:1]
+            if not has_secret(gateway.namespace, name)]

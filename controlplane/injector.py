@@ -34,6 +34,7 @@ INJECTED_ANNOTATION = "meshdojo.dev/injected"  # the proxy version that was inje
 SKIPPED_ANNOTATION = "meshdojo.dev/inject-skipped"
 PROXY_CONTAINER = "meshdojo-proxy"
 OUTBOUND_PORT = 4140
+GATEWAY_HTTPS_PORT = 4443  # an ingress gateway's TLS port: its Gateways' HTTPS listeners
 ADMIN_PORT = 4191
 DEFAULT_INBOUND_PORT = 4143  # for a pod that serves nothing (a pure client, like vote-bot)
 APP_PORT = 14080  # where the app moves to, on 127.0.0.1
@@ -198,8 +199,9 @@ def gateway_pod_spec(config: InjectConfig, deployment: str, service_account: str
     """An ingress gateway's pod: the proxy alone, in gateway mode (every request to ``upstream``),
     its outbound listener open on the pod's address, with the sidecar's identity plumbing."""
     proxy = _proxy_container(config, DEFAULT_INBOUND_PORT, APP_PORT, deployment)
-    proxy["args"] = [*proxy["args"], "--gateway", upstream, "--outbound-address", "0.0.0.0"]
-    proxy["ports"] = [{"name": "http", "containerPort": OUTBOUND_PORT}, *proxy["ports"]]
+    proxy["args"] = [*proxy["args"], "--gateway", upstream, "--outbound-address", "0.0.0.0", "--https-port", str(GATEWAY_HTTPS_PORT)]
+    proxy["ports"] = [{"name": "http", "containerPort": OUTBOUND_PORT}, {"name": "https", "containerPort": GATEWAY_HTTPS_PORT},
+                      *proxy["ports"]]
     return {"serviceAccountName": service_account, "containers": [proxy], "volumes": _volumes()}
 
 

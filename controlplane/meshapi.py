@@ -15,6 +15,7 @@ from aiohttp import web
 
 from controlplane import ca, tokens
 from controlplane.api import json_error
+from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT, secrets_named
 from controlplane.identity import IdentityService, IssuedCertificate
 from controlplane.names import resolve
 from controlplane.policystore import PolicyStore
@@ -22,6 +23,7 @@ from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.registry import Registry
 from controlplane.spiffe import InvalidIdentity, SpiffeId
 from controlplane.sslcontext import peer_identity
+from controlplane.tlssecrets import SecretStore
 from controlplane.watchstream import stream_watch
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
@@ -29,14 +31,17 @@ IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
 
 
 POLICIES: web.AppKey[PolicyStore] = web.AppKey("policies", PolicyStore)
+SECRETS: web.AppKey[SecretStore] = web.AppKey("secrets", SecretStore)
 
 
-def build_mesh_api(registry: Registry, identity: IdentityService, policies: PolicyStore) -> web.Application:
+def build_mesh_api(registry: Registry, identity: IdentityService, policies: PolicyStore, secrets: SecretStore) -> web.Application:
     app = web.Application()
     app[REGISTRY] = registry
     app[IDENTITY] = identity
     app[POLICIES] = policies
-    app.add_routes([web.post("/v1/certify", certify), web.get("/v1/watch", watch), web.get("/v1/policies/watch", watch_policies)])
+    app[SECRETS] = secrets
+    app.add_routes([web.post("/v1/certify", certify), web.get("/v1/watch", watch), web.get("/v1/policies/watch", watch_policies),
+                    web.get("/v1/gateway/credentials", watch_credentials)])
     return app
 
 
@@ -121,4 +126,45 @@ async def watch_policies(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         store.unwatch(None, queue)
+    return response
+
+
+def gateway_credentials(policies: PolicyStore, secrets: SecretStore, namespace: str) -> dict[str, dict[str, str]]:
+    """The certificates and keys of the Secrets the Gateways of ``namespace`` name (only those)."""
+    named = secrets_named((r for r, _ in policies.list("Gateway", namespace)), namespace)
+    return {name: {"certificateChainPEM": s.chain_pem, "privateKeyPEM": s.key_pem}
+            for name in sorted(named) if (s := secrets.secrets.get((namespace, name))) is not None}
+
+
+async def watch_credentials(request: web.Request) -> web.StreamResponse:
+    """An ingress gateway's TLS certificates (Istio's gateways have them by SDS): a snapshot now
+    and after every change of its namespace's Gateways or Secrets. Only the gateway's identity is
+    given them, and only its own namespace's Secrets that a Gateway names."""
+    caller = caller_identity(request)
+    if caller is None:
+        return json_error(401, "credentials require the gateway's client certificate")
+    if caller.service_account != GATEWAY_SERVICE_ACCOUNT:
+        return json_error(403, f"{caller.uri} is not an ingress gateway: only {GATEWAY_SERVICE_ACCOUNT} is given TLS keys")
+    policies, secrets = request.app[POLICIES], request.app[SECRETS]
+    queue = policies.watch(caller.namespace)  # woken by a change of the namespace's policies, or of the Secrets
+    secrets.wake(queue)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    sent = None
+    try:
+        while True:
+            current = gateway_credentials(policies, secrets, caller.namespace)
+            event = {"type": "snapshot", "certificates": current} if current != sent else {"type": "heartbeat"}
+            sent = current
+            await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+            try:
+                if await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS) is None:  # the store closed its watches
+                    break
+            except TimeoutError:
+                continue
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        secrets.unwake(queue)
+        policies.unwatch(caller.namespace, queue)
     return response

@@ -147,7 +147,9 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Gateway": gatewayapi.read_gateway}
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read}
+    if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
+        return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace), top)
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 

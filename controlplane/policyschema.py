@@ -291,7 +291,19 @@ GATEWAY = obj({
         "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a lower-case name, e.g. http",
                     doc="what a route's parentRefs[].sectionName names"),
         "port": Int(1, 65535, "a port", doc="kept as written: the namespace's gateway serves every listener on its own port"),
-        "protocol": Str(doc="HTTP: the gateways speak plain HTTP/1.1"),
+        "protocol": Str(doc="HTTP: plain HTTP/1.1 on the gateway's port; HTTPS: TLS terminated at the gateway's TLS port "
+                            "with the certificate of tls.certificateRefs"),
+        "tls": obj({
+            "mode": Str(enum=("Terminate", "Passthrough"), doc="Terminate (the default): the gateway ends TLS and routes "
+                                                               "the HTTP requests inside; Passthrough is not served here"),
+            "certificateRefs": ListOf(obj({
+                "name": Str(doc="a Secret of type kubernetes.io/tls (kubectl or meshdojo create secret tls NAME --cert --key)"),
+                "kind": Str(enum=("Secret",), doc="Secret (the default)"),
+                "group": Str(enum=("",), allow_empty=True, doc='"" (the default): the core group'),
+                "namespace": Str(doc="the Gateway's own (the default): Secrets of other namespaces need a ReferenceGrant, "
+                                     "which meshdojo does not read"),
+            }, ("name",)), max_items=64, doc="the Secret holding the listener's certificate and key (the first is served)"),
+        }, doc="HTTPS: how TLS ends at the gateway, with which certificate"),
         "hostname": Str(pattern=HOST_PATTERN, hint=HOST_HINT,
                         doc="only requests for this host (*.example.com: any name under example.com); left out: any"),
         "allowedRoutes": obj({

@@ -25,12 +25,14 @@ from controlplane.scraper import Telemetry
 from controlplane.spiffe import LOCAL_CONTROLPLANE
 from controlplane.sslcontext import server_context
 from controlplane.statefiles import private_dir, read_json, write_json, write_private
+from controlplane.tlssecrets import SecretStore
 
 log = logging.getLogger("meshdojo.controlplane")
 STATE_FILE = "controlplane.json"
 REGISTRY_FILE = "registry.json"
 POLICIES_FILE = "policies.json"
 NETFAULTS_FILE = "netfaults.json"
+SECRETS_FILE = "tls-secrets.json"  # 0600, as every state file: it holds private keys
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -58,6 +60,8 @@ class ControlPlane:
         self._resolver: asyncio.Task | None = None
         self._pushed: tuple = ({}, {})  # the services' (selectors, annotations) the last snapshot had
         self._policies_file = config.state_dir / POLICIES_FILE
+        self.secrets = SecretStore(on_change=self._save_secrets)  # the TLS Secrets of Gateways' HTTPS listeners
+        self._secrets_file = config.state_dir / SECRETS_FILE
         self._expiry: asyncio.Task | None = None
         self.telemetry = Telemetry()
         self.relays = RelayManager(self.registry, self.telemetry.deployment_of, on_change=self._save_netfaults,
@@ -72,7 +76,7 @@ class ControlPlane:
         if config.kubernetes is not None:
             from controlplane.kube.mode import KubernetesMode
 
-            self.kube = KubernetesMode(config.kubernetes, self.registry, self.policies, self.telemetry)
+            self.kube = KubernetesMode(config.kubernetes, self.registry, self.policies, self.telemetry, self.secrets)
         self.own_identity = self.kube.identity if self.kube is not None else LOCAL_CONTROLPLANE
 
     async def start(self) -> None:
@@ -87,6 +91,11 @@ class ControlPlane:
                 self.policies.restore(read_json(self._policies_file))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s (%s): policies must be applied again", self._policies_file, exc)
+        if self.kube is None and self._secrets_file.exists():
+            try:
+                self.secrets.restore(read_json(self._secrets_file))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable %s (%s): TLS Secrets must be created again", self._secrets_file, exc)
         if self._netfaults_file.exists():
             try:
                 self.relays.restore(read_json(self._netfaults_file))
@@ -105,9 +114,10 @@ class ControlPlane:
         write_private(state_dir / ADMIN_TOKEN_FILE, admin_token + "\n")  # 0600, where every mode keeps it
 
         api = web.AppRunner(build_api(self.registry, self.identity, admin_token, self.policies, self.telemetry, self.relays,
-                                         self.own_identity, self.issuer, self.kube.statuses.shown if self.kube is not None else None),
+                                         self.own_identity, self.issuer, self.kube.statuses.shown if self.kube is not None else None,
+                                         self.secrets, secrets_writable=self.kube is None),
                                  access_log=None, handle_signals=False)
-        mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies), access_log=None, handle_signals=False)
+        mesh = web.AppRunner(build_mesh_api(self.registry, self.identity, self.policies, self.secrets), access_log=None, handle_signals=False)
         for runner in (api, mesh):
             await runner.setup()
             self._runners.append(runner)
@@ -161,6 +171,10 @@ class ControlPlane:
                 await self.kube.forget_expired(expired)
             for name in await self.relays.expire():
                 log.info("network fault %s expired and was removed", name)
+
+    def _save_secrets(self, store: SecretStore) -> None:
+        if self.kube is None:  # in Kubernetes mode the cluster keeps them
+            write_json(self._secrets_file, store.to_json())
 
     def _save_policies(self, store: PolicyStore) -> None:
         self.jwks.poke()  # a RequestAuthentication may name keys to fetch

@@ -22,6 +22,7 @@ from proxy.cpclient import ControlPlaneClient
 from proxy.deadlines import Deadlines
 from proxy.discovery import Discovery
 from proxy.exchange import Handler, Peer
+from proxy.gatewaytls import GatewayCertificates
 from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
@@ -63,6 +64,8 @@ class Proxy:
         self.spans = SpanLog(f"{config.identity.namespace}/{self.workload}", config.deployment)
         self.loads = LoadFromHere()  # requests sent from here as the app would (POST /load: meshdojo load --from on a cluster)
         self.breakers = Breakers(self.policies)
+        self.certificates = (GatewayCertificates(self.client, self.identity, lambda: self.policies.gateway_tls)
+                             if config.https_port is not None else None)  # a gateway's HTTPS listeners
         self.metrics.register(BreakerStates(self.breakers.states))
         self.mode = config.mode
         self.outbound_state = ServerState(idle_timeout=90.0)
@@ -72,6 +75,7 @@ class Proxy:
         self.app_pool = ConnectionPool(lambda: None, self.metrics.tcp, "inbound", self.deadlines)
         self.ports: dict[str, int] = {}
         self._outbound_server: asyncio.AbstractServer | None = None
+        self._https_server: asyncio.AbstractServer | None = None
         self._inbound: InboundListener | None = None
         self._admin: InboundListener | None = None
         self.admin_state = ServerState(idle_timeout=60.0)
@@ -116,6 +120,12 @@ class Proxy:
             lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
         )
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
+        if self.certificates is not None:  # a gateway's TLS port: the same request path, for the routes of HTTPS listeners
+            self.tasks.supervise(self.certificates.run, name="gateway:certificates")
+            self._https_server = await loop.create_server(
+                lambda: _Downstream(self, outbound, self.outbound_state, https=True), self.config.outbound_address,
+                self.config.https_port, ssl=self.certificates.context, ssl_handshake_timeout=self.config.handshake_timeout)
+            self.ports["https"] = self._https_server.sockets[0].getsockname()[1]
 
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
@@ -159,8 +169,11 @@ class Proxy:
                          "callers": self.policies.callers(), "calls": self.policies.shaping(self._called()),
                          "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True)),
                          "gatewayRoutes": [{"route": f"{g.route.namespace}/{g.route.name}", "gateway": g.gateway,
-                                            "hosts": list(g.hostnames)} for g in self.policies.gateway_routes]
-                         if self.config.gateway is not None else []},
+                                            "hosts": list(g.hostnames), "protocol": g.protocol} for g in self.policies.gateway_routes]
+                         if self.config.gateway is not None else [],
+                         "gatewayTls": [{"gateway": item.gateway, "hostname": item.hostname, "secret": item.secret,
+                                         "loaded": item.secret in self.certificates.contexts} for item in self.policies.gateway_tls]
+                         if self.certificates is not None else []},
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
             "tap": {"subscribers": len(self.tap.subscribers), "dropped": self.tap.dropped_total},
@@ -190,8 +203,9 @@ class Proxy:
         """Stop accepting, let requests in flight finish (up to the drain timeout), then close."""
         log.info("draining: %d outbound and %d inbound requests in flight",
                  self.outbound_state.in_flight, self.inbound_state.in_flight)
-        if self._outbound_server is not None:
-            self._outbound_server.close()
+        for server in (self._outbound_server, self._https_server):
+            if server is not None:
+                server.close()
         if self._inbound is not None:
             self._inbound.close()
         for state in (self.outbound_state, self.inbound_state):
@@ -218,11 +232,12 @@ class Proxy:
 class _Downstream(HttpConnection):
     """A connection to the outbound listener (the app's, through HTTP_PROXY); serving starts once it is made."""
 
-    def __init__(self, proxy: Proxy, handler: Handler, state: ServerState) -> None:
+    def __init__(self, proxy: Proxy, handler: Handler, state: ServerState, https: bool = False) -> None:
         super().__init__("request", on_lost=lambda conn, exc: proxy.metrics.tcp.closed(conn), deadlines=proxy.deadlines)
         self._proxy = proxy
         self._handler = handler
         self._state = state
+        self._https = https  # a gateway's TLS port: its requests are for the routes of HTTPS listeners
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -231,7 +246,8 @@ class _Downstream(HttpConnection):
         local = (transport.get_extra_info("sockname") or ("", 0)) if self._proxy.config.gateway is not None else None
         self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
         self._proxy.tasks.spawn(
-            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}" if local else ""),
+            serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}" if local else "",
+                                                    "https" if self._https else "http"),
                              self._state),
             name=f"downstream:{peer[0]}:{peer[1]}",
         )

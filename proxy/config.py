@@ -37,6 +37,7 @@ class ProxyConfig:
     bootstrap_timeout: float = 30.0
     workload: str = ""
     gateway: str | None = None  # ingress gateway mode: send every request to this service (name[:port])
+    https_port: int | None = None  # a gateway's TLS port, for its Gateways' HTTPS listeners (0: the OS picks)
     tap_token: str | None = None  # enables /tap on the admin port for holders of this token
     handshake_timeout: float = 10.0  # a client's first byte, then its TLS handshake, must arrive within this
     deployment: str = ""  # the Deployment this instance belongs to (for workload-selected policies)
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--workload", default="", help="instance name, for logs")
     parser.add_argument("--tap-token-file", type=Path, help="a 0600 file with the token that /tap on the admin port requires")
     parser.add_argument("--gateway", help="ingress gateway mode: send every request to this service, e.g. web.emojivoto:80")
+    parser.add_argument("--https-port", type=int, help="with --gateway: the TLS port of the Gateways' HTTPS listeners (0: any free)")
     parser.add_argument("--handshake-timeout", default="10s", help="drop inbound clients silent (or mid-handshake) this long")
     parser.add_argument("--deployment", default="", help="the Deployment this instance belongs to")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the pod (repeatable)")
@@ -108,8 +110,12 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
     if args.outbound_address not in ("127.0.0.1", "::1", "localhost") and not args.gateway:
         raise ConfigError(f"--outbound-address {args.outbound_address}: only a gateway (--gateway) listens beyond loopback; "
                           "a sidecar's outbound listener open to the network would let anyone send requests as its identity")
-    for flag in ("app_port", "inbound_port", "outbound_port", "admin_port"):
+    if args.https_port is not None and not args.gateway:
+        raise ConfigError("--https-port: only a gateway (--gateway) terminates TLS for clients outside the mesh")
+    for flag in ("app_port", "inbound_port", "outbound_port", "admin_port", "https_port"):
         value = getattr(args, flag)
+        if value is None:
+            continue
         if not 0 <= value < 65536 or (flag == "app_port" and value == 0):
             raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not a valid port")
     try:
@@ -141,6 +147,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         drain_timeout=drain,
         workload=args.workload,
         gateway=args.gateway,
+        https_port=args.https_port,
         tap_token=_read_secret(args.tap_token_file, "--tap-token-file") if args.tap_token_file else None,
         handshake_timeout=handshake,
         deployment=args.deployment,

@@ -115,6 +115,7 @@ class Peer:
     tls: bool
     identity: str | None  # verified SPIFFE ID of the client, inbound only
     local: str = ""  # host:port this side of the connection (inbound: where the request arrived)
+    scheme: str = "http"  # https: at a gateway's TLS port (TLS from a client outside the mesh, ended here)
 
 
 @dataclass(slots=True)

@@ -67,12 +67,13 @@ def split_host(authority: str) -> tuple[str, int | None]:
     return authority, None
 
 
-def redirect_location(redirect: Redirect, authority: str, path: str, prefix: str | None) -> str:
+def redirect_location(redirect: Redirect, authority: str, path: str, prefix: str | None, asked_scheme: str = "http") -> str:
     """Gateway API's Location: scheme, hostname and path from the filter where it gives them,
-    else from the request; the port given, else the well-known one of a scheme the filter
-    changed, else the request's; a scheme's default port is left out."""
+    else from the request (``asked_scheme``: https at a gateway's TLS port); the port given,
+    else the well-known one of a scheme the filter changed, else the request's; a scheme's
+    default port is left out."""
     host, port = split_host(authority)
-    scheme = redirect.scheme or "http"
+    scheme = redirect.scheme or asked_scheme
     if redirect.port is not None:
         port = redirect.port
     elif redirect.scheme is not None:
@@ -154,7 +155,8 @@ def route_filters(mirrors: Mirrors) -> Layer:
             done: list[str] = []
             prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
             if filters.redirect is not None:  # answered here: nothing is forwarded
-                location = redirect_location(filters.redirect, request.asked_for or request.authority, request.path, prefix)
+                location = redirect_location(filters.redirect, request.asked_for or request.authority, request.path, prefix,
+                                             request.peer.scheme)
                 request.fate.filters = f"redirect {filters.redirect.status} to {location}"
                 response = Response(filters.redirect.status, [(b"location", location.encode("latin-1"))], EMPTY)
                 return _edit_response(filters, response)

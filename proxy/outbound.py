@@ -107,19 +107,23 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
         async def handle(request: Request) -> Response:
             target = request.head.target
             request.path = target if target.startswith("/") else _split_absolute(target.partition("://")[2])[1]
-            routes = policies.gateway_routes
-            if not routes:  # the demo's gateway as it comes: one service, the browser's Host replaced by it
+            secure = request.peer.scheme == "https"  # at the TLS port: the routes of HTTPS listeners; else of HTTP ones
+            request.head.headers = [(n, v) for n, v in request.head.headers if n != b"x-forwarded-proto"]
+            request.head.headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))  # as Envoy tells the backend
+            if not policies.gateway_routes:  # the demo's gateway as it comes: one service, the browser's Host replaced by it
                 request.authority = front
                 request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]
                 request.head.headers.append((b"host", front.encode()))
                 return await inner(request)
+            routes = tuple(r for r in policies.gateway_routes if (r.protocol == "HTTPS") == secure)
             request.asked_for = asked_for(request)
             host = host_of(request.asked_for)
             chosen = choose(routes, host, request, rng)
             if chosen is None:
-                names = ", ".join(f"{r.route.namespace}/{r.route.name}" for r in routes)
-                request.fate.no_route = f"no rule of HTTPRoute {names} attached to this gateway matches host {host}"
-                raise traffic.NoRoute(f"no rule of the routes attached to this gateway (HTTPRoute {names}) matches "
+                names = ", ".join(f"{r.route.namespace}/{r.route.name}" for r in routes) or "(none)"
+                over = " (its HTTPS listeners)" if secure else ""
+                request.fate.no_route = f"no rule of HTTPRoute {names} attached to this gateway{over} matches host {host}"
+                raise traffic.NoRoute(f"no rule of the routes attached to this gateway{over} (HTTPRoute {names}) matches "
                                       f"{request.head.method} {request.path} (host {host}): at a Gateway, only what a route matches gets in")
             gateway_route, choice = chosen
             request.rule, request.fate.route, request.fate.backend = choice.rule, choice.route, choice.backend

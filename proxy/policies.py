@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.backendtls import BackendTlsSpec
 from controlplane.egress import ALLOW_ANY, NamedEntry
-from controlplane.gatewayapi import GatewayRoute, attached
+from controlplane.gatewayapi import GatewayRoute, TlsListener, attached, tls_listeners
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.providers import Provider, ZipkinProvider, providers
@@ -65,6 +65,7 @@ class PolicyWatch:
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.backend_tls: dict[tuple[str, str], BackendTlsSpec] = {}  # (namespace, name) -> a BackendTLSPolicy: TLS to an entry's host
         self.gateway_routes: tuple[GatewayRoute, ...] = ()  # the HTTPRoutes attached to the Gateways of this namespace (a gateway's)
+        self.gateway_tls: tuple[TlsListener, ...] = ()  # their HTTPS listeners: which certificate for which server name
         self.sampling_percent = DEFAULT_SAMPLING_PERCENT  # of the requests that start a trace here (a Telemetry's)
         self.access_log: bool | None = None  # a Telemetry's accessLogging: on, off, or not said (None)
         self.access_filter: Callable[[LogFacts], bool] | None = None  # its filter.expression, compiled
@@ -189,6 +190,7 @@ class PolicyWatch:
                                      if r.kind == "ServiceEntry")
         self.backend_tls = {(r.namespace, r.name): r.spec for r, _ in entries if r.kind == "BackendTLSPolicy"}  # type: ignore[misc]
         self.gateway_routes = attached((r for r, _ in entries), self.workload.namespace)
+        self.gateway_tls = tls_listeners((r for r, _ in entries), self.workload.namespace)
         self.kinds = {kind for kind, _ns, _target in index}
         self.shaped = frozenset((ns, target) for kind, ns, target in index if kind in SHAPING_KINDS)
         self.version = event.get("version", self.version)

@@ -13,13 +13,15 @@ from controlplane.policy import PolicyError, parse
 HEADER = ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS")
 
 
-def served(status: dict[str, Any] | None) -> dict[str, str]:
-    """namespace -> where its ingress gateway answers (a URL, or the port-forward that reaches it)."""
-    return {g["namespace"]: g.get("url") or g.get("reach") or "(starting)"
+def served(status: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
+    """namespace -> where its ingress gateway answers: HTTP, and HTTPS (a URL, or the
+    port-forward that reaches it)."""
+    return {g["namespace"]: (g.get("url") or g.get("reach") or "(starting)",
+                             g.get("https") or g.get("httpsReach") or "(starting)")
             for g in (status or {}).get("gateways", []) if g.get("namespace")}
 
 
-def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at: dict[str, str]) -> list[tuple[str, ...]]:
+def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at: dict[str, tuple[str, str]]) -> list[tuple[str, ...]]:
     """``gateways``, ``routes``: the API's items (Gateways, every HTTPRoute); ``served_at``: :func:`served`."""
     resources = []
     for i, item in enumerate([*gateways, *routes]):
@@ -29,9 +31,12 @@ def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at
             continue
     out = [HEADER]
     for gateway in (r for r in resources if r.kind == "Gateway"):
-        mine = [a for a in attached(resources, gateway.namespace) if a.gateway == f"{gateway.namespace}/{gateway.name}"]
-        address = served_at.get(gateway.namespace)
-        listeners = ",".join(f"{item.name}:{item.port}" + (f" {item.hostname}" if item.hostname else "")
+        mine = {a.route.key for a in attached(resources, gateway.namespace) if a.gateway == f"{gateway.namespace}/{gateway.name}"}
+        at = served_at.get(gateway.namespace)
+        protocols = {item.protocol for item in gateway.spec.listeners}  # type: ignore[union-attr]
+        address = ",".join(url for protocol, url in zip(("HTTP", "HTTPS"), at, strict=True) if protocol in protocols) if at else None
+        listeners = ",".join(f"{item.name}:{item.port}" + (f"/{item.protocol}" if item.protocol != "HTTP" else "")
+                             + (f" {item.hostname}" if item.hostname else "")
                              for item in gateway.spec.listeners)  # type: ignore[union-attr]
         out.append((gateway.namespace, gateway.name, gateway.spec.class_name, address or "-",  # type: ignore[union-attr]
                     "True" if address else f"False (no ingress gateway runs in {gateway.namespace})",

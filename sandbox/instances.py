@@ -38,6 +38,17 @@ def gateway_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
             for g in status.get("gateways", []) if g.get("admin")]
 
 
+def with_flags(argv: list[str], values: dict[str, int | str]) -> list[str]:
+    """``argv`` with each ``--flag``'s value set: replaced where it is given, appended where not."""
+    out = list(argv)
+    for flag, value in values.items():
+        if flag in out[:-1]:
+            out[out.index(flag) + 1] = str(value)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
 def gateway_labels(name: str, demo: str) -> dict[str, str]:
     """A gateway's labels, in both backends: its app, the demo it fronts, and Istio's
     ``istio: ingressgateway``, which the policies of Istio's ingress tasks select."""

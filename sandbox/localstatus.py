@@ -28,6 +28,7 @@ def status_document(name: str, ready: bool, supervisor_pid: int, demos: list[str
                          "restarts": cp.restarts if cp else 0},
         "gateways": [{"demo": demo, "namespace": proc.argv[proc.argv.index("--namespace") + 1], "service": GATEWAYS[demo][0], "title": title,
                       "url": f"http://127.0.0.1:{ports['outbound']}/" if ports else None, "pid": proc.pid,
+                      "https": f"https://127.0.0.1:{ports['https']}/" if ports and ports.get("https") else None,
                       "admin": ports.get("admin") if ports else None}
                      for demo, (proc, ports, title) in gateways.items()],
         "deployments": {key: {"replicas": want["replicas"], "inject": want["inject"]} for key, want in desired.items()},

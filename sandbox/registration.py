@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT
 from controlplane.spiffe import SpiffeId
 from controlplane.statefiles import write_json
 from sandbox.cpapi import ApiError, OperatorApi
@@ -44,7 +45,7 @@ def register_gateway(api: OperatorApi, demo: str, namespace: str, ports: dict[st
     """A gateway's traffic is telemetry too: its edges (gateway -> web) show in 'edges' and the UI."""
     try:
         api.call("PUT", f"/v1/workloads/{namespace}/{gateway_name(demo)}", {
-            "deployment": gateway_name(demo), "identity": SpiffeId(namespace, "ingress-gateway").uri,
+            "deployment": gateway_name(demo), "identity": SpiffeId(namespace, GATEWAY_SERVICE_ACCOUNT).uri,
             "meshed": True, "admin": ports.get("admin")})
         return True
     except ApiError as exc:

@@ -77,8 +77,9 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
         doc = item["document"]
         if namespace and isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and doc.get("kind") != "Namespace":
             doc["metadata"].setdefault("namespace", namespace)
+    secrets = checked_secrets([d for d in documents if is_secret(d["document"])], namespace)
     workloads = [d for d in documents if applied.is_workload(d["document"])]
-    policies = [d for d in documents if not applied.is_workload(d["document"])]
+    policies = [d for d in documents if not applied.is_workload(d["document"]) and not is_secret(d["document"])]
     api = api_for(name)
     commit = None
     if workloads:
@@ -88,8 +89,16 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
             raise ResourceError(f"{exc}\nnothing was applied: fix it and apply again") from None
         except SandboxError as exc:  # a cluster's refusal (its message says that nothing was applied)
             raise ResourceError(str(exc)) from None
+    if secrets:  # before the policies: a Gateway and its Secret in one file serve at once
+        try:
+            stored = backend_for(name).apply_secrets(secrets)
+        except SandboxError as exc:
+            raise ResourceError(str(exc)) from None
     outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default"}) if policies \
         else {"applied": [], "warnings": []}
+    if secrets:
+        outcome["applied"] = [{"kind": k, "namespace": ns, "name": n, "action": action} for (k, ns, n), action in stored] \
+            + outcome["applied"]
     if commit is not None:
         try:
             results = commit()  # the backend runs them (locally: the supervisor sees its file change; a cluster applies them)
@@ -98,6 +107,26 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
         outcome["applied"] = [{"kind": k, "namespace": ns or "-", "name": n, "action": action} for (k, ns, n), action in results] \
             + outcome["applied"]
     return outcome
+
+
+def is_secret(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("kind") == "Secret" and document.get("apiVersion") == "v1"
+
+
+def checked_secrets(entries: list[dict[str, Any]], namespace: str | None) -> list[dict[str, Any]]:
+    """The Secret documents, each checked as the gateway will load it (before anything is applied),
+    with its namespace written in."""
+    from controlplane.tlssecrets import SecretError, read_secret
+
+    out = []
+    for entry in entries:
+        doc = entry["document"]
+        try:
+            secret = read_secret(doc, f"{entry['source']}: document {entry['index']}", namespace or "default")
+        except SecretError as exc:
+            raise ResourceError(f"{exc}\nnothing was applied: fix it and apply again") from None
+        out.append({**doc, "metadata": {**doc["metadata"], "namespace": secret.namespace}})
+    return out
 
 
 def kind_of(kind: str) -> str:

@@ -23,11 +23,22 @@ import sys
 import time
 from pathlib import Path
 
+from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT
 from controlplane.statefiles import JsonRecord, private_dir, write_json, write_private
 from sandbox import applied, registration
 from sandbox.cpapi import OperatorApi
 from sandbox.forkserver import ForkServer
-from sandbox.instances import BACKOFF_MAX, BACKOFF_START, GATEWAYS, Instance, Proc, ReadinessProbe, gateway_labels, gateway_name
+from sandbox.instances import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    GATEWAYS,
+    Instance,
+    Proc,
+    ReadinessProbe,
+    gateway_labels,
+    gateway_name,
+    with_flags,
+)
 from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
@@ -257,8 +268,8 @@ class Supervisor:
         namespace = next(s.namespace for s in demo.services if s.name == service)
         name = gateway_name(demo.name)
         labels = [arg for k, v in sorted(gateway_labels(name, demo.name).items()) for arg in ("--label", f"{k}={v}")]
-        proc = self._proxy_proc(name, namespace, "ingress-gateway", 1, "--gateway", f"{service}.{namespace}:{port}",
-                                "--deployment", name, *labels)
+        proc = self._proxy_proc(name, namespace, GATEWAY_SERVICE_ACCOUNT, 1, "--gateway", f"{service}.{namespace}:{port}",
+                                "--https-port", "0", "--deployment", name, *labels)
         proc.start()
         self.gateways[demo.name] = (proc, {}, title)
 
@@ -303,10 +314,11 @@ class Supervisor:
         for name, (proc, ports, title) in list(self.gateways.items()):
             if proc.exited():
                 log.warning("%s-ingress exited; restarting in %.0fs", name, proc.schedule_restart(now))
-                if ports:  # the same port again: the URL printed by `up` stays valid; the admin port is new
-                    proc.argv = [*proc.argv[:proc.argv.index("--gateway") + 2], "--outbound-port", str(ports["outbound"])]
+                if ports:  # the same ports again: the URLs printed by `up` stay valid; the admin port is new
+                    kept = {flag: ports[key] for flag, key in (("--outbound-port", "outbound"), ("--https-port", "https")) if key in ports}
+                    proc.argv = with_flags(proc.argv, kept)
                     (self.paths.root / "run" / f"{name}-ingress.ports").unlink(missing_ok=True)
-                    self.gateways[name] = (proc, {"outbound": ports["outbound"]}, title)
+                    self.gateways[name] = (proc, {key: ports[key] for key in ("outbound", "https") if key in ports}, title)
                     self._gateways_registered.discard(name)
             elif proc.popen is None and now >= proc.next_start:
                 proc.start()

@@ -147,10 +147,10 @@ class Mesh:
         ports = wait_until(ready, 20, f"proxy {name} to listen")
         return ProxyProc(proc, ports, spiffe(ns, sa), log)
 
-    def start_gateway(self, ns: str, front: str) -> ProxyProc:
+    def start_gateway(self, ns: str, front: str, *args: str) -> ProxyProc:
         """An ingress gateway of ``ns`` in front of ``front`` (name.namespace:port), labelled as the
         sandbox's are (Istio's istio: ingressgateway selects it)."""
-        return self.start_proxy(ns, "ingress-gateway", 1, "--gateway", front, name="gateway",
+        return self.start_proxy(ns, "ingress-gateway", 1, "--gateway", front, *args, name="gateway",
                                 labels={"app": f"{ns}-ingress", "istio": "ingressgateway"})
 
     def register(self, ns: str, service: str, endpoint_id: str, port: int, identity: str | None,

@@ -34,8 +34,20 @@ def route(name: str, parent: dict | None = None, namespace: str = "shop", hostna
 
 
 @pytest.mark.parametrize(("doc", "field", "words"), [
-    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS"}]}, "spec.listeners[0].protocol",
-     "'HTTPS': TLS is not terminated here (the hops inside the mesh are mutual TLS already); use protocol: HTTP"),
+    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS"}]}, "spec.listeners[0].tls.certificateRefs",
+     "an HTTPS listener needs the Secret holding its certificate and key"),
+    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
+                     "tls": {"mode": "Passthrough", "certificateRefs": [{"name": "c"}]}}]}, "spec.listeners[0].tls.mode",
+     "'Passthrough': passing TLS through needs protocol: TLS and a TLSRoute"),
+    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
+                     "tls": {"certificateRefs": [{"name": "c", "namespace": "istio-system"}]}}]},
+     "spec.listeners[0].tls.certificateRefs[0].namespace", "a Secret of another namespace needs a ReferenceGrant"),
+    ({"listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
+                     "tls": {"certificateRefs": [{"name": "c", "kind": "ConfigMap"}]}}]},
+     "spec.listeners[0].tls.certificateRefs[0].kind", "expected one of Secret"),
+    ({"listeners": [{"name": "http", "port": 80, "protocol": "HTTP", "tls": {"certificateRefs": [{"name": "c"}]}}]},
+     "spec.listeners[0].tls", "an HTTP listener has no TLS"),
+    ({"listeners": [{"name": "tls", "port": 443, "protocol": "TLS"}]}, "spec.listeners[0].protocol", "needs a TLSRoute"),
     ({"listeners": [{"name": "tcp", "port": 9000, "protocol": "TCP"}]}, "spec.listeners[0].protocol", "HTTP requests only"),
     ({"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}, {"name": "http", "port": 8080, "protocol": "HTTP"}]},
      "spec.listeners[1].name", "'http' names another listener too"),
@@ -157,15 +169,22 @@ def test_get_gateway_reads_as_kubectl_get_gateway():
     from sandbox.gatewaystatus import rows, served
 
     gw = gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}])
+    secure = gateway(name="secure", listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "shop.example.com",
+                                                "tls": {"certificateRefs": [{"name": "shop-credential"}]}}])
     lonely = gateway(name="lonely", namespace="blog")
-    status = {"gateways": [{"demo": "shop", "namespace": "shop", "url": "http://127.0.0.1:8080/"},
+    status = {"gateways": [{"demo": "shop", "namespace": "shop", "url": "http://127.0.0.1:8080/", "https": "https://127.0.0.1:8443/"},
                            {"demo": "other", "namespace": "other", "url": None,
-                            "reach": "kubectl -n other port-forward svc/other-ingress 8081:80"}]}
-    assert served(status) == {"shop": "http://127.0.0.1:8080/", "other": "kubectl -n other port-forward svc/other-ingress 8081:80"}
-    items = [{"document": r.document} for r in (route("one"), route("two"), route("elsewhere", {"name": "nope"}))]
-    assert rows([{"document": gw.document}, {"document": lonely.document}], items, served(status)) == [
+                            "reach": "kubectl -n other port-forward svc/other-ingress 8081:80",
+                            "httpsReach": "kubectl -n other port-forward svc/other-ingress 8444:443"}]}
+    assert served(status) == {"shop": ("http://127.0.0.1:8080/", "https://127.0.0.1:8443/"),
+                              "other": ("kubectl -n other port-forward svc/other-ingress 8081:80",
+                                        "kubectl -n other port-forward svc/other-ingress 8444:443")}
+    items = [{"document": r.document} for r in (route("one"), route("two"), route("elsewhere", {"name": "nope"}),
+                                                 route("tls", {"name": "secure"}))]
+    assert rows([{"document": gw.document}, {"document": secure.document}, {"document": lonely.document}], items, served(status)) == [
         ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS"),
         ("shop", "web-gateway", "istio", "http://127.0.0.1:8080/", "True", "2", "http:80"),
+        ("shop", "secure", "istio", "https://127.0.0.1:8443/", "True", "1", "https:443/HTTPS shop.example.com"),
         ("blog", "lonely", "istio", "-", "False (no ingress gateway runs in blog)", "0", "http:80")]
 
 

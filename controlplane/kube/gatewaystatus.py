@@ -20,9 +20,11 @@ GROUP = "gateway.networking.k8s.io"
 Key = tuple[str, str]
 
 
-def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[str, tuple[str, bool]], now: str) -> dict[Key, dict]:
+def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[str, tuple[str, bool]], now: str,
+            has_secret: Callable[[str, str], bool] = lambda ns, name: False) -> dict[Key, dict]:
     """(namespace, name) of each Gateway -> its status. ``gateways``: namespace -> (the address of
-    its ingress gateway's Service, whether a pod of it is ready); ``now``: RFC 3339."""
+    its ingress gateway's Service, whether a pod of it is ready); ``now``: RFC 3339;
+    ``has_secret``: whether an HTTPS listener's Secret is there (valid) to serve."""
     out: dict[Key, dict] = {}
     for gateway in (r for r in resources if r.kind == "Gateway"):
         key = (gateway.namespace, gateway.name)
@@ -39,11 +41,17 @@ def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[st
         listeners = []
         for listener in gateway.spec.listeners:
             count = sum(1 for route in routes if takes(listener, route, gateway.namespace) is not None)
+            missing = [name for name in listener.certificates[:1] if not has_secret(gateway.namespace, name)]
+            refs = (("InvalidCertificateRef", f"Secret {gateway.namespace}/{missing[0]} is not there, or is not a valid "
+                                              f"kubernetes.io/tls Secret: TLS handshakes for this listener fail") if missing
+                    else ("ResolvedRefs", ""))
+            listener_programmed = ("Invalid", refs[1]) if missing else (programmed[0], "")
             listeners.append({"name": listener.name, "attachedRoutes": count,
                               "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
                               "conditions": [condition("Accepted", True, "Accepted", "", generation, now),
-                                             condition("Programmed", programmed[0] == "Programmed", programmed[0], "", generation, now),
-                                             condition("ResolvedRefs", True, "ResolvedRefs", "", generation, now)]})
+                                             condition("Programmed", listener_programmed[0] == "Programmed", *listener_programmed,
+                                                       generation, now),
+                                             condition("ResolvedRefs", not missing, *refs, generation, now)]})
         out[key] = {"addresses": [{"type": "Hostname", "value": address}] if address else [],
                     "conditions": [condition("Accepted", True, "Accepted", "the Gateway is valid", generation, now),
                                    condition("Programmed", programmed[0] == "Programmed", *programmed, generation, now)],

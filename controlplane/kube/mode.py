@@ -18,6 +18,7 @@ from controlplane.kube import gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
 from controlplane.kube.policies import KubePolicies
+from controlplane.kube.secretreader import ClusterSecrets
 from controlplane.kube.statuswriter import StatusWriter
 from controlplane.kube.tokenreview import TokenReviewer
 from controlplane.kube.trustanchor import TrustAnchorPublisher
@@ -26,6 +27,7 @@ from controlplane.policystore import PolicyStore
 from controlplane.registry import Registry
 from controlplane.spiffe import SpiffeId
 from controlplane.statusbook import Target, rfc3339_now
+from controlplane.tlssecrets import SecretStore
 
 log = logging.getLogger("meshdojo.controlplane.kube")
 SERVICE_ACCOUNT = "meshdojo-controlplane"
@@ -46,7 +48,8 @@ def api_client(settings: KubernetesSettings) -> Any:
 
 
 class KubernetesMode:
-    def __init__(self, settings: KubernetesSettings, registry: Registry, policies: PolicyStore, telemetry: Any) -> None:
+    def __init__(self, settings: KubernetesSettings, registry: Registry, policies: PolicyStore, telemetry: Any,
+                 secrets: SecretStore) -> None:
         self.settings = settings
         self.identity = SpiffeId(settings.namespace, SERVICE_ACCOUNT)
         self.api = api_client(settings)
@@ -58,6 +61,8 @@ class KubernetesMode:
         self.statuses = StatusWriter(self.api, self._statuses, rfc3339_now)
         self.kube_policies.on_change.append(self._policies_changed)
         self.discovery.on_change.append(self.statuses.update)
+        self.secrets = secrets
+        self.secret_reader = ClusterSecrets(self.api, policies, secrets, self.statuses.update)  # the Gateways' TLS Secrets
         self.reviewer = TokenReviewer(self.api)
         self.anchors: TrustAnchorPublisher | None = None
         self._webhook: web.AppRunner | None = None
@@ -66,6 +71,8 @@ class KubernetesMode:
     def _policies_changed(self, kind: str) -> None:
         if kind in ("Gateway", "HTTPRoute", "ServiceEntry"):
             self.statuses.update()
+        if kind == "Gateway":  # the Secrets its HTTPS listeners name
+            self.secret_reader.poke()
 
     def _statuses(self, now: str) -> dict[Target, dict]:
         """The Gateways' statuses and our entries in the HTTPRoutes' status.parents, from the
@@ -80,7 +87,8 @@ class KubernetesMode:
 
         resources = [r for r, _ in self.policies.list()]
         gateways = gatewaystatus.desired(resources, self.kube_policies.generations("Gateway"),
-                                         gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now)
+                                         gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now,
+                                         self.secrets.has)
         routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), self.registry.has, now, foreign)
         return {**{("gateways", *key): status for key, status in gateways.items()},
                 **{("httproutes", *key): entry for key, entry in routes.items()}}
@@ -104,6 +112,7 @@ class KubernetesMode:
         except TimeoutError:
             raise StartupError("the first list of pods, services, endpoint slices, policies or namespaces took over 30 s "
                                "(is the control plane's ServiceAccount allowed to list them? kubectl auth can-i --list)") from None
+        self.secret_reader.start()
         inject = InjectConfig(image=self.settings.proxy_image, native_sidecars=native_sidecars_supported(version.major, version.minor),
                               controlplane_identity=self.identity.uri)
         self._webhook = web.AppRunner(build_webhook(inject, self.anchors.namespace_meta), access_log=None, handle_signals=False)
@@ -122,7 +131,7 @@ class KubernetesMode:
             await asyncio.to_thread(self.kube_policies.remove, kind, ns, name)
 
     async def stop(self) -> None:
-        for part in (self.discovery, self.kube_policies, self.anchors):
+        for part in (self.discovery, self.kube_policies, self.anchors, self.secret_reader):
             if part is not None:
                 part.stop()
         if self._webhook is not None:

@@ -358,6 +358,24 @@ class KubeBackend:
 
         return commit
 
+    def apply_secrets(self, documents: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], str]]:
+        """Into the cluster (all checked by a dry run first), where the control plane reads the ones a Gateway names."""
+        try:
+            cluster.apply(self.client(), documents, dry_run=True)
+            cluster.apply(self.client(), documents)
+        except cluster.ClusterError as exc:
+            raise SandboxError(str(exc)) from None
+        return [(("Secret", d["metadata"].get("namespace", "default"), d["metadata"]["name"]), "serverside-applied") for d in documents]
+
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            self._resource("v1", "Secret").delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        return True
+
     def delete_workloads(self, documents: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
         from kubernetes.dynamic.exceptions import NotFoundError
 

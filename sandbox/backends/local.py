@@ -76,6 +76,26 @@ class LocalBackend:
         applied.save(self.paths.root, kept)
         return removed, absent
 
+    def apply_secrets(self, documents: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], str]]:
+        """To the control plane, which keeps them (0600) and gives each to its namespace's gateway."""
+        api = self.operator_api()
+        out = []
+        for doc in documents:
+            answer = api.call("POST", "/v1/secrets", {"document": doc, "namespace": doc["metadata"].get("namespace", "default")})
+            out.append((("Secret", answer["secret"]["namespace"], answer["secret"]["name"]), answer["action"]))
+        return out
+
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        from sandbox.cpapi import ApiError
+
+        try:
+            self.operator_api().call("DELETE", f"/v1/secrets/{namespace}/{name}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def annotate_service(self, namespace: str, name: str, annotations: dict[str, str], before: dict[str, str]) -> None:
         """Set a Service's Linkerd annotations to ``annotations`` (the registry is the Service here)."""
         self.operator_api().call("PUT", f"/v1/services/{namespace}/{name}/annotations", {"annotations": annotations})

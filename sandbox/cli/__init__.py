@@ -21,13 +21,14 @@ from sandbox.cli import (
     policy,
     report,
     room,
+    secret,
     trace,
     workloads,
 )
 from sandbox.cli.common import fail
 from sandbox.errors import SandboxError
 
-GROUPS = (lifecycle, workloads, policy, annotate, faults, observe, trace, jwt, load, report, doctor, install, images, lesson, room)
+GROUPS = (lifecycle, workloads, policy, secret, annotate, faults, observe, trace, jwt, load, report, doctor, install, images, lesson, room)
 
 
 def build_parser() -> argparse.ArgumentParser:

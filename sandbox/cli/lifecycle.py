@@ -223,7 +223,8 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for gw in st.get("gateways", []):
-        print(f"{gw['title']}: {gw['url'] or 'run: ' + gw['reach']}")
+        tls = gw.get("https") or (f"run: {gw['httpsReach']}" if gw.get("httpsReach") else None)
+        print(f"{gw['title']}: {gw['url'] or 'run: ' + gw['reach']}" + (f"   (its Gateways' HTTPS listeners: {tls})" if tls else ""))
     faults = [f for f in faults if f["kind"] != "wire"]
     if faults:
         print("network faults (meshdojo fault clear removes them):")

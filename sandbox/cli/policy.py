@@ -7,6 +7,7 @@ import json
 import sys
 
 from sandbox.cli.common import add_name, add_namespace, fail, print_table
+from sandbox.cli.secret import SECRET_KINDS, delete_secret, get_secrets
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -36,6 +37,8 @@ def _get(args: argparse.Namespace) -> int:
 
     try:
         kind, resource = resources.kind_and_name(args.kind, args.resource)
+        if kind is not None and kind.lower() in SECRET_KINDS:  # TLS Secrets: names, hosts and expiry, never a key
+            return get_secrets(args.name, args.namespace, args.output)
         items = resources.get(args.name, kind, resource, args.namespace)
         conflicts = resources.conflicts(args.name)
     except (resources.ResourceError, ApiError, ValueError) as exc:
@@ -77,6 +80,8 @@ def _delete(args: argparse.Namespace) -> int:
                 return fail("\n".join(missing) + "\n(nothing else was changed by these; 'meshdojo get' shows what is there)")
             return 0
         elif args.kind and (named := resources.kind_and_name(args.kind, args.resource))[1]:
+            if named[0].lower() in SECRET_KINDS:
+                return delete_secret(args.name, named[1], args.namespace)
             lines = resources.delete(args.name, *named, args.namespace)
         else:
             return fail("say what to delete: 'meshdojo delete -f FILE', 'meshdojo delete KIND NAME' or 'meshdojo delete KIND/NAME'")

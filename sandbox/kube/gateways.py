@@ -8,14 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.injector import INJECT_ANNOTATION, OUTBOUND_PORT, InjectConfig, gateway_pod_spec
+from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT
+from controlplane.injector import (
+    CONTROLPLANE_NAMESPACE,
+    GATEWAY_HTTPS_PORT,
+    INJECT_ANNOTATION,
+    OUTBOUND_PORT,
+    InjectConfig,
+    gateway_pod_spec,
+)
 from sandbox.instances import GATEWAY_LABEL, gateway_labels, gateway_name
+from sandbox.kube.install import NAME as CONTROLPLANE_SERVICE_ACCOUNT
 from sandbox.kube.providers import GATEWAY_PORTS
 
 # demo -> (namespace, the service it fronts, that service's port, title); the local backend's GATEWAYS
 DEMO_GATEWAYS = {"emojivoto": ("emojivoto", "web", 80, "emojivoto web UI"),
                  "bookinfo": ("bookinfo", "productpage", 9080, "bookinfo product page")}
-SERVICE_ACCOUNT = "ingress-gateway"
+SERVICE_ACCOUNT = GATEWAY_SERVICE_ACCOUNT
+HTTPS_HOST_PORTS = {"emojivoto": 8443, "bookinfo": 9443}  # where `kubectl port-forward` puts each gateway's TLS port
+SECRET_READER = "meshdojo-gateway-secrets"  # the Role that lets the control plane read this namespace's Secrets, one by one
 LABEL = GATEWAY_LABEL
 
 
@@ -30,13 +41,21 @@ def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
     spec = gateway_pod_spec(InjectConfig(image=image), name, SERVICE_ACCOUNT, f"{service}.{namespace}:{port}")
     node_port = GATEWAY_PORTS[demo][0]
     svc_port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": OUTBOUND_PORT, **({"nodePort": node_port} if published else {})}
+    tls_port = {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace, "labels": labels},
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                   "template": {"metadata": {"labels": labels, "annotations": {INJECT_ANNOTATION: "disabled"}}, "spec": spec}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": labels},
-         "spec": {"type": "NodePort" if published else "ClusterIP", "selector": {"app": name}, "ports": [svc_port]}},
+         "spec": {"type": "NodePort" if published else "ClusterIP", "selector": {"app": name}, "ports": [svc_port, tls_port]}},
+        # the TLS Secrets a Gateway here names (its HTTPS listeners): the control plane may get a Secret of this
+        # namespace by name, and gives it to this gateway only; no list, no watch, no other namespace
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": SECRET_READER, "namespace": namespace},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": SECRET_READER, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SECRET_READER},
+         "subjects": [{"kind": "ServiceAccount", "name": CONTROLPLANE_SERVICE_ACCOUNT, "namespace": CONTROLPLANE_NAMESPACE}]},
     ]
 
 
@@ -48,5 +67,6 @@ def entries(demos: list[str], published: bool) -> list[dict[str, Any]]:
         host = GATEWAY_PORTS[demo][1]
         out.append({"demo": demo, "namespace": namespace, "service": service, "title": title, "pid": None, "admin": None,
                     "url": f"http://127.0.0.1:{host}/" if published else None,
-                    "reach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {host}:80"})
+                    "reach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {host}:80",
+                    "https": None, "httpsReach": f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {HTTPS_HOST_PORTS[demo]}:443"})
     return out

@@ -1,0 +1,177 @@
+"""TLS Secrets, as Kubernetes holds them (``type: kubernetes.io/tls``): the certificate and key
+an HTTPS listener of a Gateway serves (controlplane/gatewayapi.py).
+
+Locally ``meshdojo create secret tls`` (or ``apply -f`` of a Secret) hands one to the control
+plane, which keeps it in a 0600 file of its state directory; on a cluster they are the
+cluster's Secrets. Either way a Secret's key goes to one place only: the ingress gateway of the
+Secret's namespace, and only while a Gateway there names it (controlplane/meshapi.py). What the
+operator API lists of a Secret is its name, hosts and expiry — never the key.
+
+:func:`read_secret` is pure: a document in, a checked :class:`TlsSecret` (or a
+:class:`SecretError` naming the field) out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+TLS_TYPE = "kubernetes.io/tls"
+Key = tuple[str, str]
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a DNS subdomain, as Kubernetes names Secrets
+
+
+class SecretError(ValueError):
+    """A Secret that cannot be served: the message names the field and what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSecret:
+    namespace: str
+    name: str
+    chain_pem: str  # the leaf first, then any intermediates
+    key_pem: str
+    hosts: tuple[str, ...]  # the leaf's DNS names (its common name when it has none)
+    not_after: datetime
+
+    def summary(self) -> dict[str, Any]:
+        """What may be shown of it: everything but the key."""
+        return {"namespace": self.namespace, "name": self.name, "type": TLS_TYPE, "hosts": list(self.hosts),
+                "notAfter": self.not_after.isoformat()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "tls.crt": self.chain_pem, "tls.key": self.key_pem}
+
+
+def read_secret(document: Any, source: str, default_namespace: str) -> TlsSecret:
+    """A ``kind: Secret`` document (``data`` base64, or ``stringData``), checked: a PEM
+    certificate chain and an unencrypted PEM key that belongs to its first certificate."""
+    where = f"{source}: Secret"
+    if not isinstance(document, dict) or document.get("kind") != "Secret":
+        raise SecretError(f"{source}: expected a document of kind: Secret")
+    meta = document.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not NAME.match(name) or len(name) > 253:
+        raise SecretError(f"{where}: metadata.name: expected a lower-case name, e.g. bookinfo-credential")
+    namespace = meta.get("namespace") or default_namespace
+    where = f"{source}: Secret {namespace}/{name}"
+    if document.get("type") != TLS_TYPE:
+        raise SecretError(f"{where}: type: expected {TLS_TYPE} (a certificate and its key), got {document.get('type')!r}")
+    fields: dict[str, str] = {}
+    for section, decode in (("data", _base64), ("stringData", str)):
+        values = document.get(section) or {}
+        if not isinstance(values, dict):
+            raise SecretError(f"{where}: {section}: expected a mapping with tls.crt and tls.key")
+        for item in ("tls.crt", "tls.key"):
+            if item in values:
+                try:
+                    fields[item] = decode(values[item])
+                except ValueError:
+                    raise SecretError(f"{where}: {section}.{item}: expected base64 of a PEM file") from None
+    missing = [item for item in ("tls.crt", "tls.key") if item not in fields]
+    if missing:
+        raise SecretError(f"{where}: data.{missing[0]}: missing (a TLS Secret holds tls.crt and tls.key)")
+    return tls_secret(namespace, name, fields["tls.crt"], fields["tls.key"], where)
+
+
+def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: str) -> TlsSecret:
+    """A certificate chain and its key, checked as a TLS server would load them."""
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem.encode())
+    except ValueError:
+        raise SecretError(f"{where}: tls.crt: expected PEM certificates (-----BEGIN CERTIFICATE-----)") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except TypeError:
+        raise SecretError(f"{where}: tls.key: the key is encrypted; give it unencrypted (openssl's -nodes)") from None
+    except ValueError:
+        raise SecretError(f"{where}: tls.key: expected a PEM private key (-----BEGIN PRIVATE KEY-----)") from None
+    leaf = chain[0]
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise SecretError(f"{where}: tls.key: is not the key of tls.crt's first certificate; give the pair that belongs together")
+    try:
+        hosts = tuple(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        hosts = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+    return TlsSecret(namespace, name, chain_pem, key_pem, hosts, leaf.not_valid_after_utc)
+
+
+def _base64(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(value) from None
+
+
+class SecretStore:
+    """The TLS Secrets the gateways may be given, with a change signal for their watches."""
+
+    def __init__(self, on_change: Callable[[SecretStore], None] | None = None) -> None:
+        self.secrets: dict[Key, TlsSecret] = {}
+        self.version = 0
+        self._on_change = on_change
+        self._wakes: set[asyncio.Queue] = set()
+
+    def put(self, secret: TlsSecret) -> str:
+        """``created``, ``configured`` or ``unchanged``, as kubectl says it."""
+        key = (secret.namespace, secret.name)
+        before = self.secrets.get(key)
+        if before == secret:
+            return "unchanged"
+        self.secrets[key] = secret
+        self._bump()
+        return "created" if before is None else "configured"
+
+    def delete(self, namespace: str, name: str) -> bool:
+        if self.secrets.pop((namespace, name), None) is None:
+            return False
+        self._bump()
+        return True
+
+    def replace(self, secrets: dict[Key, TlsSecret]) -> None:
+        """All of them at once (a cluster's, as last read)."""
+        if secrets != self.secrets:
+            self.secrets = dict(secrets)
+            self._bump(persist=False)
+
+    def has(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.secrets
+
+    def listed(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [s.summary() for key, s in sorted(self.secrets.items()) if namespace in (None, key[0])]
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        for item in saved:
+            secret = tls_secret(item["namespace"], item["name"], item["tls.crt"], item["tls.key"], "saved Secret")
+            self.secrets[(secret.namespace, secret.name)] = secret
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [s.to_json() for _, s in sorted(self.secrets.items())]
+
+    def wake(self, queue: asyncio.Queue) -> None:
+        """Have ``queue`` (a watch's, which other stores fill too) woken by every change."""
+        self._wakes.add(queue)
+
+    def unwake(self, queue: asyncio.Queue) -> None:
+        self._wakes.discard(queue)
+
+    def _bump(self, persist: bool = True) -> None:
+        self.version += 1
+        for queue in self._wakes:
+            if queue.empty():  # a queue with something in it wakes its reader already (and may hold the closing None)
+                queue.put_nowait({"type": "secrets"})
+        if persist and self._on_change is not None:
+            self._on_change(self)

@@ -1,0 +1,98 @@
+"""TLS Secrets, as kubectl makes and shows them: ``create secret tls NAME --cert --key``,
+``get secrets`` and ``delete secret NAME`` — the certificates a Gateway's HTTPS listeners serve
+(docs/gateways.md). ``get`` never prints a key."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from sandbox.cli.common import add_name, fail, print_table
+
+SECRET_KINDS = ("secret", "secrets")
+MAX_PEM_BYTES = 256 * 1024
+
+
+def tls_document(name: str, namespace: str, cert: Path, key: Path) -> dict[str, Any]:
+    """What ``kubectl create secret tls`` sends. Raises ValueError naming the file it cannot read."""
+    data = {}
+    for field, path in (("tls.crt", cert), ("tls.key", key)):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            flag = "--cert" if field == "tls.crt" else "--key"
+            raise ValueError(f"{flag} {path}: {exc.strerror} (give the PEM file openssl wrote)") from None
+        if len(raw) > MAX_PEM_BYTES:
+            raise ValueError(f"{path}: {len(raw) // 1024} KiB is too much for a certificate or key: is it the right file?")
+        data[field] = base64.b64encode(raw).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace}, "data": data}
+
+
+def _create(args: argparse.Namespace) -> int:
+    from sandbox import resources
+    from sandbox.backends import backend_for
+    from sandbox.cpapi import ApiError
+    from sandbox.errors import SandboxError
+
+    try:
+        doc = tls_document(args.secret, args.namespace or "default", args.cert, args.key)
+        [checked] = resources.checked_secrets([{"source": f"{args.cert} and {args.key}", "index": 0, "document": doc}], args.namespace)
+        [((_, namespace, name), action)] = backend_for(args.name).apply_secrets([checked])
+    except (ValueError, resources.ResourceError, ApiError, SandboxError) as exc:
+        return fail(str(exc).replace(": document 0", "").replace("\nnothing was applied: fix it and apply again", ""))
+    print(f"secret/{name} {action} (namespace {namespace})")
+    return 0
+
+
+def get_secrets(sandbox: str, namespace: str | None, output: str) -> int:
+    from sandbox import resources
+    from sandbox.cpapi import ApiError
+
+    try:
+        items = resources.api_for(sandbox).call("GET", "/v1/secrets" + (f"?namespace={namespace}" if namespace else ""))["items"]
+    except (resources.ResourceError, ApiError) as exc:
+        return fail(str(exc))
+    if output != "table":
+        import yaml
+
+        print(json.dumps(items, indent=2) if output == "json" else yaml.safe_dump(items, sort_keys=False), end="\n" if output == "json" else "")
+    elif not items:
+        print("No TLS Secrets found (meshdojo create secret tls NAME --cert FILE --key FILE makes one).")
+    else:
+        print_table([("NAMESPACE", "NAME", "TYPE", "HOSTS", "EXPIRES", "USED BY"), *(
+            (s["namespace"], s["name"], s["type"], ",".join(s["hosts"]) or "-", s["notAfter"][:19].replace("T", " "),
+             ",".join(s["usedBy"]) or "(no Gateway names it)") for s in items)])
+    return 0
+
+
+def delete_secret(sandbox: str, name: str, namespace: str | None) -> int:
+    from sandbox.backends import backend_for
+    from sandbox.cpapi import ApiError
+    from sandbox.errors import SandboxError
+
+    try:
+        gone = backend_for(sandbox).delete_secret(namespace or "default", name)
+    except (ApiError, SandboxError) as exc:
+        return fail(str(exc))
+    if not gone:
+        return fail(f"no Secret {name!r} in namespace {namespace or 'default'} ('meshdojo get secrets -A' lists them)")
+    print(f'secret "{name}" deleted')
+    return 0
+
+
+def register(sub) -> None:
+    create = sub.add_parser("create", help="create a TLS Secret for a Gateway's HTTPS listener, as kubectl does: "
+                                           "'meshdojo create secret tls NAME --cert FILE --key FILE -n NAMESPACE'")
+    what = create.add_subparsers(dest="what", metavar="secret", required=True)
+    secret = what.add_parser("secret", help="a Secret").add_subparsers(dest="type", metavar="tls", required=True)
+    tls = secret.add_parser("tls", help="a kubernetes.io/tls Secret: a certificate (chain) and its unencrypted key")
+    tls.add_argument("secret", metavar="NAME", help="the Secret's name, as the Gateway's certificateRefs name it")
+    tls.add_argument("--cert", type=Path, required=True, help="the certificate, PEM (the leaf first, then intermediates)")
+    tls.add_argument("--key", type=Path, required=True, help="its private key, PEM, unencrypted")
+    tls.add_argument("-n", "--namespace", help="the Gateway's namespace (default: default)")
+    add_name(tls)
+    tls.set_defaults(handler=_create)

@@ -1,0 +1,131 @@
+"""TLS Secrets: what a Secret document must hold (pure), which HTTPS listener a server name
+reaches (pure), and who the control plane gives the keys to (its real APIs): the gateway of the
+Secret's namespace only, and only the Secrets a Gateway there names."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import aiohttp
+import pytest
+
+from controlplane import ca
+from controlplane.config import ControlPlaneConfig
+from controlplane.gatewayapi import TlsListener, attached, listener_for, secrets_named, tls_listeners
+from controlplane.policy import parse
+from controlplane.server import SECRETS_FILE, ControlPlane
+from controlplane.spiffe import SpiffeId
+from controlplane.sslcontext import client_context
+from controlplane.tlssecrets import SecretError, read_secret
+from tests.examplecerts import example_ca, server_cert
+from tests.test_gateway_tls_e2e import https_listener, secret
+
+GW = "gateway.networking.k8s.io/v1"
+
+
+def test_a_tls_secret_is_checked_as_a_server_would_load_it():
+    example = example_ca()
+    cert, key = server_cert(example, "httpbin.example.com")
+    good = read_secret(secret("httpbin-credential", (cert, key)), "s.yaml", "default")
+    assert (good.namespace, good.name, good.hosts) == ("foo", "httpbin-credential", ("httpbin.example.com",))
+    assert "tls.key" not in json.dumps(good.summary()) and key not in json.dumps(good.summary())
+    as_strings = {"kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "c"}, "stringData": {"tls.crt": cert, "tls.key": key}}
+    assert read_secret(as_strings, "s.yaml", "bookinfo").namespace == "bookinfo"  # stringData, and the default namespace
+    other_key = server_cert(example, "other.example.com")[1]
+    for doc, words in (
+            ({**secret("c", (cert, key)), "type": "Opaque"}, "Secret foo/c: type: expected kubernetes.io/tls"),
+            ({**secret("c", (cert, key)), "metadata": {"name": "Bad_Name"}}, "metadata.name: expected a lower-case name"),
+            ({**secret("c", (cert, key)), "data": {"tls.crt": base64.b64encode(cert.encode()).decode()}}, "data.tls.key: missing"),
+            ({**secret("c", (cert, key)), "data": {"tls.crt": "not base64!", "tls.key": "x"}}, "data.tls.crt: expected base64"),
+            (secret("c", ("-----BEGIN NOTHING-----", key)), "tls.crt: expected PEM certificates"),
+            (secret("c", (cert, "junk")), "tls.key: expected a PEM private key"),
+            (secret("c", (cert, other_key)), "tls.key: is not the key of tls.crt's first certificate"),
+            ({"kind": "ConfigMap"}, "expected a document of kind: Secret")):
+        with pytest.raises(SecretError) as refused:
+            read_secret(doc, "s.yaml", "default")
+        assert refused.value.args[0].startswith("s.yaml: ") and words in str(refused.value), (words, refused.value)
+
+
+def test_a_server_name_reaches_the_most_specific_https_listener():
+    listeners = (TlsListener("*.example.com", "wild", "ns/g"), TlsListener("httpbin.example.com", "exact", "ns/g"),
+                 TlsListener("*.apps.example.com", "longer", "ns/g"))
+    assert listener_for("httpbin.example.com", listeners).secret == "exact"
+    assert listener_for("HTTPBIN.example.com.", listeners).secret == "exact"  # as DNS compares names
+    assert listener_for("a.apps.example.com", listeners).secret == "longer"
+    assert listener_for("www.example.com", listeners).secret == "wild"
+    assert listener_for("example.com", listeners) is None and listener_for(None, listeners) is None
+    assert listener_for(None, (*listeners, TlsListener(None, "any", "ns/g"))).secret == "any"  # no SNI: a listener for any host
+
+
+def test_routes_attach_per_protocol_and_secrets_are_only_those_named():
+    gw = parse({"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "g", "namespace": "foo"}, "spec": {
+        "gatewayClassName": "istio", "listeners": [https_listener("https", "httpbin.example.com", "httpbin-credential"),
+                                                   {"name": "http", "port": 80, "protocol": "HTTP"}]}}, "g.yaml", 0)
+    both = parse({"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "foo"},
+                  "spec": {"parentRefs": [{"name": "g"}], "rules": [{"backendRefs": [{"name": "httpbin"}]}]}}, "r.yaml", 0)
+    assert [(r.protocol, r.hostnames) for r in attached([gw, both], "foo")] == [("HTTP", ()), ("HTTPS", ("httpbin.example.com",))]
+    assert tls_listeners([gw], "foo") == (TlsListener("httpbin.example.com", "httpbin-credential", "foo/g"),)
+    assert secrets_named([gw], "foo") == {"httpbin-credential"} and secrets_named([gw], "bar") == set()
+
+
+@pytest.fixture
+async def plane(tmp_path):
+    cp = ControlPlane(ControlPlaneConfig(state_dir=tmp_path / "state"))
+    await cp.start()
+    yield cp
+    await cp.stop()
+
+
+async def first_snapshot(session, base: str, ctx) -> dict:
+    async with session.get(f"{base}/v1/gateway/credentials", ssl=ctx) as rsp:
+        if rsp.status != 200:
+            return {"status": rsp.status, **(await rsp.json())}
+        return json.loads(await rsp.content.readline())
+
+
+async def test_only_the_gateway_of_the_namespace_gets_the_keys_a_gateway_names(plane, tmp_path):
+    admin = {"Authorization": f"Bearer {(tmp_path / 'state' / 'admin-token').read_text().strip()}"}
+    anchor = (tmp_path / "state" / "ca" / "trust-anchor.crt").read_text()
+    base, api = f"https://127.0.0.1:{plane.mesh_port}", f"http://127.0.0.1:{plane.api_port}"
+    example = example_ca()
+    httpbin, unnamed = server_cert(example, "httpbin.example.com"), server_cert(example, "other.example.com")
+
+    def as_workload(ns: str, sa: str):
+        me, key = SpiffeId(ns, sa), ca.new_key()
+        issued = plane.identity.certify_with_token(ca.csr_pem(ca.make_csr(me, key)), plane.identity.bootstrap_token(me))
+        return client_context(anchor, issued.chain_pem, ca.key_pem(key))
+
+    async with aiohttp.ClientSession() as session:
+        for doc in (secret("httpbin-credential", httpbin), secret("unnamed", unnamed), secret("httpbin-credential", httpbin, "bar")):
+            async with session.post(f"{api}/v1/secrets", json={"document": doc}, headers=admin) as rsp:
+                assert rsp.status == 200, await rsp.text()
+        async with session.post(f"{api}/v1/secrets", json={"document": {"kind": "Secret", "metadata": {"name": "x"}}}, headers=admin) as rsp:
+            assert rsp.status == 400 and "type: expected kubernetes.io/tls" in (await rsp.json())["error"]
+        async with session.post(f"{api}/v1/policies", headers=admin, json={"documents": [{"source": "g.yaml", "index": 0, "document": {
+                "apiVersion": GW, "kind": "Gateway", "metadata": {"name": "g", "namespace": "foo"},
+                "spec": {"gatewayClassName": "istio", "listeners": [https_listener("https", "httpbin.example.com", "httpbin-credential")]}}}]}) as rsp:
+            assert rsp.status == 200, await rsp.text()
+
+        assert (await first_snapshot(session, base, client_context(anchor)))["status"] == 401
+        refused = await first_snapshot(session, base, as_workload("foo", "httpbin"))  # a sidecar of the namespace
+        assert refused["status"] == 403 and "only ingress-gateway is given TLS keys" in refused["error"], refused
+        given = await first_snapshot(session, base, as_workload("foo", "ingress-gateway"))
+        assert given["type"] == "snapshot" and list(given["certificates"]) == ["httpbin-credential"], given  # not "unnamed"
+        assert given["certificates"]["httpbin-credential"]["privateKeyPEM"] == httpbin[1]
+        assert (await first_snapshot(session, base, as_workload("bar", "ingress-gateway")))["certificates"] == {}  # no Gateway names it
+
+        async with session.delete(f"{api}/v1/secrets/foo/httpbin-credential", headers=admin) as rsp:
+            assert rsp.status == 200
+        async with session.delete(f"{api}/v1/secrets/foo/httpbin-credential", headers=admin) as rsp:
+            assert rsp.status == 404 and "meshdojo get secrets" in (await rsp.json())["error"]
+    saved = tmp_path / "state" / SECRETS_FILE
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    assert {(s["namespace"], s["name"]) for s in json.loads(saved.read_text())} == {("foo", "unnamed"), ("bar", "httpbin-credential")}
+    again = ControlPlane(ControlPlaneConfig(state_dir=tmp_path / "state"))  # a restarted control plane still has them
+    await again.start()
+    try:
+        assert set(again.secrets.secrets) == {("foo", "unnamed"), ("bar", "httpbin-credential")}
+    finally:
+        await again.stop()
