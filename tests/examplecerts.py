@@ -48,11 +48,12 @@ def ca_pem(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> str:
     return _pem(ca[0])
 
 
-async def https_get(port: int, host: str, path: str, cadata: str, timeout: float = 10.0) -> tuple[int, dict[str, str], str, str]:
-    """GET https://host:port/path at 127.0.0.1, the CA trusted and the name checked (curl's
+async def https_get(port: int, host: str, path: str, cadata: str, timeout: float = 10.0,
+                    address: str = "127.0.0.1") -> tuple[int, dict[str, str], str, str]:
+    """GET https://host:port/path at ``address``, the CA trusted and the name checked (curl's
     ``--cacert`` and ``--resolve``): (status, headers, body, the served certificate's subject)."""
     ctx = ssl.create_default_context(cadata=cadata)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=host), timeout)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port, ssl=ctx, server_hostname=host), timeout)
     try:
         subject = dict(x[0] for x in writer.get_extra_info("peercert")["subject"])["commonName"]
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nX-Meshdojo-Debug: 1\r\n\r\n".encode())

@@ -226,3 +226,21 @@ def test_a_condition_keeps_its_time_until_its_status_changes():
     down = keep_times(desired([gw], {}, {"shop": (served["shop"][0], False)}, "t3")[("shop", "web-gateway")], kept)
     assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in down["conditions"]] == [
         ("Accepted", "True", "t1"), ("Programmed", "False", "t3")]
+
+
+def test_an_https_listeners_status_says_whether_its_secret_is_there():
+    from controlplane.kube.gatewaystatus import desired
+
+    gw = gateway(listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cred"}]}},
+                            {"name": "http", "port": 80, "protocol": "HTTP"}])
+    served = {"shop": ("shop-ingress.shop.svc.cluster.local", True)}
+
+    def listeners(has_secret) -> dict:
+        status = desired([gw], {}, served, "2026-11-29T02:00:00Z", has_secret)[("shop", "web-gateway")]
+        return {item["name"]: {c["type"]: (c["status"], c["reason"]) for c in item["conditions"]} for item in status["listeners"]}
+
+    missing = listeners(lambda ns, name: False)
+    assert missing["https"]["ResolvedRefs"] == ("False", "InvalidCertificateRef") and missing["https"]["Programmed"] == ("False", "Invalid")
+    assert missing["http"]["ResolvedRefs"] == ("True", "ResolvedRefs")  # no Secret to resolve
+    there = listeners(lambda ns, name: (ns, name) == ("shop", "cred"))
+    assert there["https"]["ResolvedRefs"] == ("True", "ResolvedRefs") and there["https"]["Programmed"] == ("True", "Programmed")

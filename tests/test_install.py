@@ -96,3 +96,18 @@ def test_a_users_own_ca_is_checked_before_anything_is_applied(tmp_path, capsys):
     assert "is not the key of the certificate" in capsys.readouterr().err
     assert main(args[:6]) == 1
     assert "give all three" in capsys.readouterr().err
+
+
+def test_a_gateways_tls_port_and_the_one_secret_right_it_needs():
+    """Each demo's gateway: a TLS port (Service 443 -> the pod's --https-port), and a Role in its own namespace that
+    lets the control plane get a Secret by name there — no list, no watch, no other namespace."""
+    from controlplane.injector import GATEWAY_HTTPS_PORT
+    from sandbox.kube.gateways import SECRET_READER, manifests
+
+    docs = {d["kind"]: d for d in manifests("bookinfo", "meshdojo/meshdojo:x", published=False)}
+    assert docs["Role"]["metadata"] == {"name": SECRET_READER, "namespace": "bookinfo"}
+    assert docs["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert docs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "meshdojo-controlplane", "namespace": "meshdojo-system"}]
+    assert {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT} in docs["Service"]["spec"]["ports"]
+    (proxy,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert proxy["args"][proxy["args"].index("--https-port") + 1] == str(GATEWAY_HTTPS_PORT)

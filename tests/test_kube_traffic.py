@@ -27,7 +27,7 @@ from unittest.mock import patch
 
 import pytest
 
-from controlplane.injector import ADMIN_PORT, OUTBOUND_PORT
+from controlplane.injector import ADMIN_PORT, GATEWAY_HTTPS_PORT, OUTBOUND_PORT
 from controlplane.jwtissuer import ISSUER
 from sandbox.processes import wait_until
 from tests.apps import plain_http_server
@@ -143,6 +143,55 @@ def meshed_cluster(k8s, tmp_path: Path, demos: str) -> Iterator[tuple[Learner, p
 
 
 @pytest.mark.skipif(podnet.usable() is not None, reason=podnet.usable() or "")
+def _secure_gateway(k8s, learner: Learner, net, tmp_path: Path) -> None:
+    from tests.examplecerts import ca_pem, example_ca, https_get, server_cert
+
+    example = example_ca()
+    for name, text in zip(("web.crt", "web.key"), server_cert(example, "web.example.com"), strict=True):
+        (tmp_path / name).write_text(text)
+    secure = tmp_path / "secure.yaml"
+    secure.write_text(f"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: web-gateway, namespace: {NS}}}\n"
+                      "spec:\n  gatewayClassName: istio\n  listeners:\n  - {name: https, port: 443, protocol: HTTPS, hostname: web.example.com,"
+                      " tls: {mode: Terminate, certificateRefs: [{name: web-credential}]}}\n---\n"
+                      f"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: {NS}}}\n"
+                      "spec:\n  parentRefs: [{name: web-gateway, sectionName: https}]\n  hostnames: [web.example.com]\n"
+                      "  rules: [{backendRefs: [{name: web, port: 80}]}]\n")
+    learner.run("apply", "-f", str(secure))
+
+    def listener_refs() -> tuple[str, str] | None:
+        status = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout).get("status", {})
+        conditions = {c["type"]: c for item in status.get("listeners", []) for c in item["conditions"]}
+        return (conditions["ResolvedRefs"]["status"], conditions["ResolvedRefs"]["reason"]) if conditions else None
+
+    wait_until(lambda: listener_refs() == ("False", "InvalidCertificateRef"), 30, "the listener to say its Secret is missing", interval=0.5)
+    k8s.kubectl("create", "secret", "tls", "web-credential", "-n", NS, "--cert", str(tmp_path / "web.crt"), "--key", str(tmp_path / "web.key"))
+    gateway_ip = next(p.ip for p in net.pods.values() if p.name.startswith(f"{NS}-ingress-"))
+
+    def over_tls(cadata: str) -> tuple | None:
+        try:
+            return asyncio.run(https_get(GATEWAY_HTTPS_PORT, "web.example.com", "/api/list", cadata, address=gateway_ip))
+        except (TimeoutError, OSError):  # no certificate yet: the handshake is refused
+            return None
+
+    answer = wait_until(lambda: (r := over_tls(ca_pem(example))) and r[0] == 200 and r, 30, "web's page over TLS at the gateway pod",
+                        interval=0.5)
+    assert answer[3] == "web.example.com" and "route=emojivoto/web#0" in answer[1]["x-meshdojo-fate"], answer
+    wait_until(lambda: listener_refs() == ("True", "ResolvedRefs"), 30, "the listener's ResolvedRefs once the Secret is read", interval=0.5)
+    listed = json.loads(learner.run("get", "secrets", "-n", NS, "-o", "json").stdout)
+    assert [(s["name"], s["usedBy"]) for s in listed] == [("web-credential", [f"{NS}/web-gateway:https"])], listed
+    # rotated with meshdojo's own verb (on a cluster it applies the Secret to the cluster): the next client gets the new one
+    renewed = example_ca("example Inc. 2")
+    for name, text in zip(("web.crt", "web.key"), server_cert(renewed, "web.example.com"), strict=True):
+        (tmp_path / name).write_text(text)
+    made = learner.run("create", "secret", "tls", "web-credential", "-n", NS, "--cert", str(tmp_path / "web.crt"),
+                       "--key", str(tmp_path / "web.key")).stdout
+    assert made.strip() == f"secret/web-credential serverside-applied (namespace {NS})", made
+    wait_until(lambda: (r := over_tls(ca_pem(renewed))) and r[0] == 200, 30, "the rotated certificate at the gateway pod", interval=0.5)
+    learner.run("delete", "-f", str(secure))
+    learner.run("delete", "secret", "web-credential", "-n", NS)
+    assert k8s.kubectl("get", "secret", "web-credential", "-n", NS, check=False).returncode != 0
+
+
 def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s, tmp_path, record_property):
     client = k8s.client()
     with meshed_cluster(k8s, tmp_path, "emojivoto") as (learner, net):
@@ -360,6 +409,10 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert theirs in parents(), parents()
         learner.run("delete", "httproute", "web", "-n", NS)
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
+
+        # Istio's Secure Gateways task: an HTTPS listener naming a Secret made with kubectl; the control plane reads it by
+        # name (a Role in the gateway's namespace: no list, no watch) and gives it to the gateway pod alone, which ends TLS
+        _secure_gateway(k8s, learner, net, tmp_path)
 
         # Istio's External Authorization task: the sample authorizer applied as a learner's Deployment (its pod run as the
         # API server made it, injected), its ExtensionProvider and web's CUSTOM policy as CRDs; web asks it about each vote

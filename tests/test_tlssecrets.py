@@ -129,3 +129,15 @@ async def test_only_the_gateway_of_the_namespace_gets_the_keys_a_gateway_names(p
         assert set(again.secrets.secrets) == {("foo", "unnamed"), ("bar", "httpbin-credential")}
     finally:
         await again.stop()
+
+
+def test_a_clusters_secret_is_read_as_the_api_server_returns_it():
+    from controlplane.kube.secretreader import from_object
+
+    cert, key = server_cert(example_ca(), "web.example.com")
+    obj = {**secret("web-credential", (cert, key)), "metadata": {"name": "web-credential", "namespace": "emojivoto", "uid": "x"}}
+    assert from_object(obj).hosts == ("web.example.com",)
+    with pytest.raises(SecretError, match="Secret emojivoto/web-credential: type is 'Opaque', not kubernetes.io/tls"):
+        from_object({**obj, "type": "Opaque"})
+    with pytest.raises(SecretError, match="data needs tls.crt and tls.key"):
+        from_object({**obj, "data": {"tls.crt": obj["data"]["tls.crt"]}})
