@@ -5,7 +5,8 @@ plane's pod, which reaches them all (as it does for ``/v1/attack``), and sends t
 discovery knows for the service:
 
     {"namespace": NS, "service": NAME, "path": "/api/list", "connections": 4, "requests": 100,
-     "duration": "10s", "qps": 0, "headers": {"end-user": "jason"}}
+     "duration": "10s", "qps": 0, "headers": {"end-user": "jason"},
+     "https": {"serverName": "bookinfo.example.com", "caPEM": "..."}}   # optional: to the gateway's TLS port
 
 ``--from deploy/X``, with the workload's identity, must leave from X's own sidecar: the control
 plane asks that pod's sidecar (``POST /load`` on its admin port, over mutual TLS, the sidecar's
@@ -29,6 +30,7 @@ from controlplane import loadgen
 from controlplane.adminreader import AdminReadError, open_admin
 from controlplane.faultapi import ENDPOINTS
 from controlplane.identity import IdentityService
+from controlplane.injector import GATEWAY_HTTPS_PORT
 from controlplane.loadspec import MAX_SECONDS, LoadRequestError, parse, parse_from
 from controlplane.scraper import Telemetry
 from controlplane.spiffe import SpiffeId
@@ -54,8 +56,12 @@ async def load(request: web.Request) -> web.Response:
         return web.json_response({"error": f"service {want['service']}.{want['namespace']} has no endpoints to send to"},
                                  status=404)
     name, endpoint = sorted(service.endpoints.items())[0]  # the demos' gateways have one instance
-    target = loadgen.Target(f"http://{endpoint.address}:{endpoint.port}{want['path']}", None,
-                            f"the control plane, to {want['service']}.{want['namespace']} ({name})")
+    https = want["https"]  # to the gateway pod's TLS port: its Gateways' HTTPS listeners
+    target = loadgen.Target(f"https://{endpoint.address}:{GATEWAY_HTTPS_PORT}{want['path']}" if https else
+                            f"http://{endpoint.address}:{endpoint.port}{want['path']}", None,
+                            f"the control plane, to {want['service']}.{want['namespace']} ({name})"
+                            + (f" over TLS as {https['serverName']}" if https else ""),
+                            https["serverName"] if https else None, https["caPEM"] if https else None)
     # -n alone is still bounded by one call's time: the summary says how many were sent
     seconds = want["seconds"] if want["seconds"] is not None else MAX_SECONDS
     result = await loadgen.run(target, want["connections"], want["requests"], seconds, want["qps"], want["headers"])

@@ -39,6 +39,8 @@ class Target:
     url: str
     proxy: str | None  # the sidecar's outbound listener, as HTTP_PROXY would name it
     via: str  # for the learner: "web-0's sidecar" or "the emojivoto ingress gateway"
+    server_name: str | None = None  # https: the name sent (SNI, and Host) and checked on the certificate
+    cadata: str | None = None  # https: the CA trusted for it (PEM), as fortio's -cacert
 
 
 Send = Callable[[], Awaitable[tuple[int, str | None]]]  # one request: its status and x-meshdojo-error, or SendFailed
@@ -63,9 +65,17 @@ async def run(target: Target, concurrency: int = 4, requests: int | None = None,
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
+        tls: dict[str, Any] = {}
+        if target.cadata is not None:  # to a gateway's HTTPS listener: its certificate checked for the name, by the CA given
+            import ssl
+
+            tls = {"ssl": ssl.create_default_context(cadata=target.cadata), "server_hostname": target.server_name}
+            headers = {**(headers or {}), "Host": target.server_name or ""}
+
         async def over_http() -> tuple[int, str | None]:
             try:
-                async with session.get(target.url, proxy=target.proxy, headers=headers or {}) as rsp:
+                # a redirect is an answer to count (fortio's default), not a request to send elsewhere
+                async with session.get(target.url, proxy=target.proxy, headers=headers or {}, allow_redirects=False, **tls) as rsp:
                     await rsp.read()
                     return rsp.status, rsp.headers.get("x-meshdojo-error")
             except aiohttp.ClientError as exc:

@@ -29,7 +29,18 @@ def parse(body: Any) -> dict[str, Any]:
     path = body.get("path", "/")
     if not isinstance(path, str) or not path.startswith("/"):
         raise LoadRequestError("path: expected a path starting with /")
-    return {"namespace": namespace, "service": service, "path": path, **_amounts(body)}
+    return {"namespace": namespace, "service": service, "path": path, "https": _https(body.get("https")), **_amounts(body)}
+
+
+def _https(value: Any) -> dict[str, str] | None:
+    """Over TLS to the gateway's HTTPS listeners: the server name to send (SNI and Host) and the
+    CA that signed its certificate (fortio's -cacert)."""
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or not isinstance(value.get("serverName"), str) or not value["serverName"]
+            or not isinstance(value.get("caPEM"), str) or "BEGIN CERTIFICATE" not in value["caPEM"] or len(value["caPEM"]) > 256 * 1024):
+        raise LoadRequestError('https: expected {"serverName": HOST, "caPEM": "<the CA certificate, PEM>"}')
+    return {"serverName": value["serverName"], "caPEM": value["caPEM"]}
 
 
 def _amounts(body: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 TLS_TYPE = "kubernetes.io/tls"
@@ -87,7 +89,9 @@ def read_secret(document: Any, source: str, default_namespace: str) -> TlsSecret
 def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: str) -> TlsSecret:
     """A certificate chain and its key, checked as a TLS server would load them."""
     try:
-        chain = x509.load_pem_x509_certificates(chain_pem.encode())
+        with warnings.catch_warnings():  # Istio's task signs with -set_serial 0, which RFC 5280 frowns on and servers take
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            chain = x509.load_pem_x509_certificates(chain_pem.encode())
     except ValueError:
         raise SecretError(f"{where}: tls.crt: expected PEM certificates (-----BEGIN CERTIFICATE-----)") from None
     try:

@@ -127,8 +127,14 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
     if config.get("gateway"):  # a demo's ingress gateway: what decides where a request from outside goes
         routes = policies.get("gatewayRoutes") or []
         out.append("  gateway       " + ("routes attached to its Gateways decide, the most specific host first: " + "; ".join(
-            f"HTTPRoute {r['route']} on Gateway {r['gateway']} ({', '.join(r['hosts']) or 'any host'})" for r in routes)
+            f"HTTPRoute {r['route']} on Gateway {r['gateway']} ({', '.join(r['hosts']) or 'any host'}"
+            + (", HTTPS)" if r.get("protocol") == "HTTPS" else ")") for r in routes)
             if routes else f"no route attached to a Gateway of {w['namespace']}: everything goes to {config['gateway']}"))
+        tls = policies.get("gatewayTls") or []
+        if tls:  # its HTTPS listeners: the certificate each server name gets, on the TLS port
+            out.append(f"  tls           port {(config.get('ports') or {}).get('https', '-')}, by server name (SNI): " + "; ".join(
+                f"{t['hostname'] or 'any name'} -> Secret {t['secret']} "
+                + ("(served)" if t["loaded"] else "(not there: handshakes for it fail)") for t in tls))
     outbound = policies.get("outbound") or {}
     if outbound and not config.get("gateway"):  # a gateway has no egress
         out.append(f"  outbound      {outbound['mode']} ({outbound['by']}): hosts outside the mesh "

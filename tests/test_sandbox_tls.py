@@ -68,6 +68,16 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     assert [(s["name"], s["hosts"], s["usedBy"]) for s in secrets] == [("bookinfo-credential", [HOST], ["bookinfo/bookinfo-gateway:https"])]
     assert "PRIVATE KEY" not in cli.run("get", "secrets", "-A", "-o", "yaml").stdout
     assert "Secret bookinfo-credential" not in cli.run("check", check=False).stdout
+    described = cli.run("describe", "deploy/bookinfo-ingress").stdout
+    assert f"tls           port {tls_port}, by server name (SNI): {HOST} -> Secret bookinfo-credential (served)" in described, described
+    assert f"HTTPRoute bookinfo/bookinfo-https on Gateway bookinfo/bookinfo-gateway ({HOST}, HTTPS)" in described
+    # fortio's -cacert: the load generator through the TLS port, as the host, the CA trusted
+    loaded = json.loads(cli.run("load", "svc/productpage", "/productpage", "--https", HOST, "--cacert", str(tmp_path / "example.com.crt"),
+                                "-n", "5", "-c", "1", "-o", "json").stdout)
+    assert loaded["codes"] == {"200": {"count": 5, "share": 1.0}}, loaded
+    wrong_ca = cli.run("load", "svc/productpage", "/productpage", "--https", HOST, "--cacert", str(tmp_path / f"{HOST}.crt"),
+                       "-n", "2", "-o", "json")  # not the CA that signed it: every handshake refused by the client
+    assert "200" not in json.loads(wrong_ca.stdout)["codes"], wrong_ca.stdout
 
     # the gateway killed: it comes back on the same TLS port, with the certificate
     cli.run("kill", "bookinfo-ingress")

@@ -141,3 +141,29 @@ def test_a_clusters_secret_is_read_as_the_api_server_returns_it():
         from_object({**obj, "type": "Opaque"})
     with pytest.raises(SecretError, match="data needs tls.crt and tls.key"):
         from_object({**obj, "data": {"tls.crt": obj["data"]["tls.crt"]}})
+
+
+def test_a_load_over_tls_names_the_server_and_its_ca_or_is_refused_naming_the_field():
+    from controlplane.loadspec import LoadRequestError, parse
+
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    body = {"namespace": "bookinfo", "service": "bookinfo-ingress", "path": "/productpage"}
+    assert parse(body)["https"] is None
+    assert parse({**body, "https": {"serverName": "bookinfo.example.com", "caPEM": ca}})["https"] == {
+        "serverName": "bookinfo.example.com", "caPEM": ca}
+    for bad in ({"serverName": "", "caPEM": ca}, {"serverName": "h"}, {"serverName": "h", "caPEM": "not a certificate"}, "h"):
+        with pytest.raises(LoadRequestError, match="^https: expected"):
+            parse({**body, "https": bad})
+
+
+def test_load_over_tls_without_its_ca_is_a_clear_error(tmp_path, capsys):
+    from sandbox.cli import main
+
+    (tmp_path / "not-a-ca.txt").write_text("hello")
+    for extra, words in ((["--https", "bookinfo.example.com"], "--https and --cacert go together"),
+                         (["--https", "h", "--cacert", str(tmp_path / "not-a-ca.txt")], "no PEM certificate in it"),
+                         (["--https", "h", "--cacert", str(tmp_path / "missing.crt")], "cannot read it"),
+                         (["--https", "h", "--cacert", str(tmp_path / "not-a-ca.txt"), "--from", "deploy/web"], "leave out --from")):
+        assert main(["load", "svc/productpage", *extra, "--name", "nope"]) == 1
+        said = capsys.readouterr().err
+        assert words in said and "Traceback" not in said, (extra, said)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sandbox.backends import backend_for
@@ -31,6 +32,19 @@ def _load(args: argparse.Namespace) -> int:
         headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header or [])}
     except ValueError:
         return fail("-H: expected NAME:VALUE, e.g. -H 'end-user: jason'")
+    if (args.https is None) != (args.cacert is None):
+        return fail("--https and --cacert go together: the gateway's host name, and the CA that signed its certificate "
+                    "(e.g. --https bookinfo.example.com --cacert example.com.crt)")
+    https = None
+    if args.https is not None:
+        if args.source is not None:
+            return fail("--https: to a gateway's HTTPS listener from outside the mesh; leave out --from")
+        try:
+            https = {"serverName": args.https, "caPEM": args.cacert.read_text()}
+        except (OSError, UnicodeDecodeError) as exc:
+            return fail(f"--cacert {args.cacert}: cannot read it ({exc}); give the CA certificate (PEM), e.g. example.com.crt")
+        if "BEGIN CERTIFICATE" not in https["caPEM"]:
+            return fail(f"--cacert {args.cacert}: no PEM certificate in it; give the CA that signed the gateway's certificate")
     if args.jwt_claims and not args.jwt:
         return fail("--jwt-claim: give the token's user with --jwt too, e.g. --jwt alice --jwt-claim groups=group1")
     if args.jwt and any(k.lower() == "authorization" for k in headers):
@@ -42,9 +56,9 @@ def _load(args: argparse.Namespace) -> int:
         if backend_for(args.name).kind != "local":
             numbers, target = in_cluster(args.name, args.target, path, args.source, args.namespace,
                                          {"connections": args.connections, "requests": requests, "duration": args.duration,
-                                          "qps": args.qps, "headers": headers})
+                                          "qps": args.qps, "headers": headers, **({"https": https} if https else {})})
         else:
-            target = load_target(args.name, args.target, path, args.source, args.namespace)
+            target = load_target(args.name, args.target, path, args.source, args.namespace, https)
             numbers = loadgen.summary(asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps, headers)))
     except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
         return fail(str(exc))
@@ -138,9 +152,11 @@ def _url(name: str, target: str, service: str, path: str, namespace: str | None)
     return f"http://{service}.{ns}:{port}{path}"
 
 
-def load_target(name: str, target: str, path: str, source: str | None, namespace: str | None):
+def load_target(name: str, target: str, path: str, source: str | None, namespace: str | None,
+                https: dict[str, str] | None = None):
     """Where the requests go and how: ``svc/NAME`` through ``--from deploy/X``'s sidecar, or a
-    demo's ingress gateway when ``--from`` is left out and the service is behind one."""
+    demo's ingress gateway when ``--from`` is left out and the service is behind one (with
+    ``https``, its TLS port: the server name sent and the CA trusted)."""
     from controlplane.loadgen import Target
     from sandbox import resources
 
@@ -152,6 +168,11 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
         gateway = next((g for g in st.get("gateways", []) if g["service"] == service and g.get("url")), None)
         if gateway is None:
             raise ValueError(f"svc/{service} is not behind a gateway: send the load from a workload, e.g. --from deploy/web")
+        if https is not None:
+            if not gateway.get("https"):
+                raise ValueError(f"the {gateway['demo']} ingress gateway has no TLS port yet (meshdojo status shows it once it runs)")
+            return Target(gateway["https"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway over TLS as "
+                          f"{https['serverName']}", https["serverName"], https["caPEM"])
         return Target(gateway["url"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway")
     instance = _sender(st, source, lambda w: bool(w["ports"].get("outbound")), "running sidecar to send through")
     via = f"http://127.0.0.1:{instance['ports']['outbound']}"
@@ -177,6 +198,9 @@ def register(sub) -> None:
                                                        "(as -H \"Authorization: Bearer $(meshdojo jwt SUBJECT)\")")
     load.add_argument("--jwt-claim", dest="jwt_claims", action="append", type=claim, metavar="KEY=VALUE",
                       help="a claim of that token (repeatable), e.g. groups=group1,group2")
+    load.add_argument("--https", metavar="HOST", help="through the gateway's TLS port (its Gateways' HTTPS listeners), "
+                                                      "as HOST (SNI and Host), as curl --resolve HOST:PORT:127.0.0.1 does")
+    load.add_argument("--cacert", type=Path, metavar="FILE", help="with --https: the CA that signed the gateway's certificate (PEM)")
     load.add_argument("-o", "--output", choices=["text", "json"], default="text")
     load.add_argument("--namespace", dest="namespace", help="the service's namespace (needed only when ambiguous)")
     load.set_defaults(handler=_load)

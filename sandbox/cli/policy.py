@@ -109,7 +109,8 @@ def register(sub) -> None:
                                      "(every kind without one)")
     get.add_argument("kind", nargs="?", help="HTTPRoute, FaultInjection, RetryBudget, CircuitBreaker, AuthorizationPolicy, MeshTLS, "
                                               "RateLimit, ServiceEntry, Sidecar or Telemetry (any case, plural or short: fault, "
-                                              "route, authz, se); every kind when left out")
+                                              "route, authz, se), or secrets (TLS Secrets: hosts and expiry, never a key); "
+                                              "every kind when left out")
     get.add_argument("resource", nargs="?", help="one resource's name (or write KIND/NAME, as kubectl takes it)")
     get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
     get.set_defaults(handler=_get)

@@ -128,6 +128,9 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         spans = [s for s in gather(sandbox, params.get("namespace"), None, SPANS_READ)["spans"] if s["start"] >= since]
         sizes = Counter(s["traceId"] for s in spans)
         return [{**s, "traceSpans": sizes[s["traceId"]]} for s in spans]
+    if check.query == "secrets":  # a row per TLS Secret the control plane holds (meshdojo get secrets): never a key
+        return [{**s, "hosts": ",".join(s["hosts"]), "usedBy": ",".join(s["usedBy"])}
+                for s in api_for(sandbox).call("GET", "/v1/secrets" + (f"?namespace={params['namespace']}" if "namespace" in params else ""))["items"]]
     window = params.get("window", DEFAULT_WINDOW)
     if check.query == "stat":
         return observe.stat(sandbox, params.get("target"), params.get("namespace"), window)

@@ -37,7 +37,7 @@ from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.fields import FieldReader
 
 LESSON_DIR = Path(__file__).resolve().parents[2] / "lessons"
-QUERIES = ("status", "deployments", "stat", "edges", "routes", "authz", "policies", "annotations", "spans", "ran")
+QUERIES = ("status", "deployments", "stat", "edges", "routes", "authz", "policies", "annotations", "spans", "secrets", "ran")
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 _FILE = re.compile(r"(\d\d)-[a-z0-9-]+\.md")
 
