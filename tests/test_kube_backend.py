@@ -114,7 +114,7 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
         assert gateway["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/ingress-gateway"
         gateway_pod = json.loads(k8s.kubectl("get", "pods", "-n", NS, "-l", "app=emojivoto-ingress", "-o", "json").stdout)["items"][0]
         (proxy,) = gateway_pod["spec"]["containers"]  # the proxy alone, not injected again
-        assert proxy["args"][-4:] == ["--gateway", "web.emojivoto:80", "--outbound-address", "0.0.0.0"]
+        assert proxy["args"][-6:] == ["--gateway", "web.emojivoto:80", "--outbound-address", "0.0.0.0", "--https-port", "4443"]
         # the remembered backend: no flag needed from now on
         assert json.loads((tmp_path / "home" / "lab" / "backend.json").read_text())["kind"] == "context"
 

@@ -83,6 +83,8 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     cli.run("kill", "bookinfo-ingress")
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage").stdout.startswith("200"), 30, "the restarted gateway's TLS port")
     assert cli.status()["gateways"][0]["https"] == gateway["https"]
+    relabelled = cli.run("describe", "deploy/bookinfo-ingress").stdout  # ... and with its labels (Istio's policies select them)
+    assert "labels        app=bookinfo-ingress, istio=ingressgateway, meshdojo.dev/gateway=bookinfo" in relabelled, relabelled
 
     cli.run("delete", "secret", "bookinfo-credential", "-n", "bookinfo")
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage").returncode != 0, 10, "the handshake to fail without the Secret")
