@@ -33,17 +33,17 @@ def tls_document(name: str, namespace: str, cert: Path, key: Path) -> dict[str, 
 
 
 def _create(args: argparse.Namespace) -> int:
-    from sandbox import resources
+    from controlplane.tlssecrets import read_secret
     from sandbox.backends import backend_for
     from sandbox.cpapi import ApiError
     from sandbox.errors import SandboxError
 
     try:
         doc = tls_document(args.secret, args.namespace or "default", args.cert, args.key)
-        [checked] = resources.checked_secrets([{"source": f"{args.cert} and {args.key}", "index": 0, "document": doc}], args.namespace)
-        [((_, namespace, name), action)] = backend_for(args.name).apply_secrets([checked])
-    except (ValueError, resources.ResourceError, ApiError, SandboxError) as exc:
-        return fail(str(exc).replace(": document 0", "").replace("\nnothing was applied: fix it and apply again", ""))
+        read_secret(doc, f"{args.cert} and {args.key}", "default")  # checked here first, as the gateway will load it
+        [((_, namespace, name), action)] = backend_for(args.name).apply_secrets([doc])
+    except (ValueError, ApiError, SandboxError) as exc:  # SecretError is a ValueError
+        return fail(str(exc))
     print(f"secret/{name} {action} (namespace {namespace})")
     return 0
 
