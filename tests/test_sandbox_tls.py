@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sandbox.processes import wait_until
 from tests.meshkit import Cli
@@ -83,10 +84,33 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     cli.run("kill", "bookinfo-ingress")
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage").stdout.startswith("200"), 30, "the restarted gateway's TLS port")
     assert cli.status()["gateways"][0]["https"] == gateway["https"]
-    relabelled = cli.run("describe", "deploy/bookinfo-ingress").stdout  # ... and with its labels (Istio's policies select them)
+    relabelled = wait_until(lambda: (r := cli.run("describe", "deploy/bookinfo-ingress", check=False)).returncode == 0 and r.stdout,
+                            30, "the restarted gateway registered again")  # ... with its labels (Istio's policies select them)
     assert "labels        app=bookinfo-ingress, istio=ingressgateway, meshdojo.dev/gateway=bookinfo" in relabelled, relabelled
 
     cli.run("delete", "secret", "bookinfo-credential", "-n", "bookinfo")
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage").returncode != 0, 10, "the handshake to fail without the Secret")
     gone = cli.run("delete", "secret/bookinfo-credential", "-n", "bookinfo", check=False)
     assert gone.returncode == 1 and "no Secret 'bookinfo-credential' in namespace bookinfo" in gone.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_secret_in_a_file_applies_with_its_gateway_or_not_at_all(cli: Cli, tmp_path: Path):
+    openssl_as_istios_task(tmp_path)
+    cli.run("up", "--no-tui", "--demo", "bookinfo")
+    cert, key = ((tmp_path / f"{HOST}.{ext}").read_text() for ext in ("crt", "key"))
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "bookinfo-credential"}, "stringData": {"tls.crt": cert, "tls.key": key}}
+    gateway = (BOOKINFO_POLICIES / "bookinfo-gateway-https.yaml").read_text()
+    broken = tmp_path / "broken.yaml"  # the Secret, and a route the validator refuses: nothing of it is applied
+    broken.write_text(yaml.safe_dump(secret) + "---\n" + gateway.replace("statusCode: 301", "statusCode: 399"))
+    refused = cli.run("apply", "-n", "bookinfo", "-f", str(broken), check=False)
+    assert refused.returncode == 1 and "statusCode" in refused.stderr, refused.stderr
+    assert json.loads(cli.run("get", "secrets", "-A", "-o", "json").stdout) == []
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(secret) + "---\n" + gateway)
+    applied = cli.run("apply", "-n", "bookinfo", "-f", str(whole))
+    assert "secret/bookinfo-credential created (namespace bookinfo)" in applied.stdout, applied.stdout
+    assert "names Secret bookinfo-credential" not in applied.stderr, applied.stderr  # it came in the same file
+    port = int(cli.status()["gateways"][0]["https"].rsplit(":", 1)[1].strip("/"))
+    wait_until(lambda: curl(tmp_path, port, "/productpage").stdout.startswith("200"), 10, "the product page over TLS")
