@@ -17,7 +17,7 @@ from controlplane import gatewayapi, providers, routestatus, serviceannotations
 from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
-from controlplane.identity import IdentityService
+from controlplane.identity import IdentityService, utcnow
 from controlplane.jwtapi import add_jwt_routes
 from controlplane.jwtissuer import DemoIssuer
 from controlplane.loadapi import add_load_route
@@ -33,7 +33,7 @@ from controlplane.selection import conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
-from controlplane.tlssecrets import SecretStore
+from controlplane.tlssecrets import SecretStore, expiry_problems
 from controlplane.traceapi import add_trace_route
 from controlplane.viewapi import add_view_routes, known_workloads
 from controlplane.watchstream import stream_watch
@@ -345,7 +345,8 @@ async def list_policies(request: web.Request) -> web.Response:
                                                                                          request.app[REGISTRY].selectors())],
                               "providerProblems": providers.missing_providers(everything),
                               "gatewayProblems": gatewayapi.route_problems(everything, registry.has)
-                              + gatewayapi.certificate_problems(everything, request.app[SECRETS].has),
+                              + gatewayapi.certificate_problems(everything, request.app[SECRETS].has)
+                              + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has)})
 
 

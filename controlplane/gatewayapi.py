@@ -171,7 +171,12 @@ def tls_listeners(resources: Iterable[Any], namespace: str) -> tuple[TlsListener
 
 def secrets_named(resources: Iterable[Any], namespace: str) -> set[str]:
     """The Secrets the Gateways of ``namespace`` name: the only ones its gateway is given."""
-    return {name for r in resources if r.kind == "Gateway" and r.namespace == namespace
+    return {name for ns, name in secret_keys(resources) if ns == namespace}
+
+
+def secret_keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
+    """(namespace, name) of every Secret a Gateway's HTTPS listener names."""
+    return {(r.namespace, name) for r in resources if r.kind == "Gateway"
             for listener in r.spec.listeners for name in listener.certificates}
 
 

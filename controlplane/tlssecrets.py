@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 TLS_TYPE = "kubernetes.io/tls"
 Key = tuple[str, str]
+RENEW_WITHIN = timedelta(days=7)  # a served certificate this close to its end is worth a warning
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a DNS subdomain, as Kubernetes names Secrets
 
 
@@ -109,6 +110,22 @@ def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: s
     except x509.ExtensionNotFound:
         hosts = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
     return TlsSecret(namespace, name, chain_pem, key_pem, hosts, leaf.not_valid_after_utc)
+
+
+def expiry_problems(secrets: dict[Key, TlsSecret], served: set[Key], now: datetime,
+                    within: timedelta = RENEW_WITHIN) -> list[str]:
+    """``meshdojo check``'s word on each served Secret (a Gateway names it) whose certificate has
+    ended, or ends within ``within``: clients refuse an expired one. Pure."""
+    out = []
+    for key in sorted(served):
+        secret = secrets.get(key)
+        if secret is None or secret.not_after - now > within:
+            continue
+        when = f"{secret.not_after:%Y-%m-%d %H:%M} UTC"
+        said = f"expired on {when}: clients refuse it" if secret.not_after <= now else f"expires on {when}"
+        out.append(f"Secret {key[0]}/{key[1]}, which a Gateway's HTTPS listener serves, {said}; give it a new certificate "
+                   f"(meshdojo create secret tls {key[1]} --cert FILE --key FILE -n {key[0]}: served without a restart)")
+    return out
 
 
 def _base64(value: Any) -> str:

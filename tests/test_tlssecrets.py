@@ -116,8 +116,15 @@ async def test_only_the_gateway_of_the_namespace_gets_the_keys_a_gateway_names(p
         assert given["certificates"]["httpbin-credential"]["privateKeyPEM"] == httpbin[1]
         assert (await first_snapshot(session, base, as_workload("bar", "ingress-gateway")))["certificates"] == {}  # no Gateway names it
 
+        async with session.get(f"{api}/v1/policies?kind=-", headers=admin) as rsp:  # what meshdojo check reads
+            problems = (await rsp.json())["gatewayProblems"]
+        assert [p.split(",")[0] for p in problems] == ["Secret foo/httpbin-credential"], problems  # a one-day certificate
+        assert "expires on" in problems[0] and "meshdojo create secret tls httpbin-credential" in problems[0], problems
         async with session.delete(f"{api}/v1/secrets/foo/httpbin-credential", headers=admin) as rsp:
             assert rsp.status == 200
+        async with session.get(f"{api}/v1/policies?kind=-", headers=admin) as rsp:  # gone: its listener's Secret is missing
+            problems = (await rsp.json())["gatewayProblems"]
+        assert len(problems) == 1 and "listener https names Secret httpbin-credential, which does not exist" in problems[0], problems
         async with session.delete(f"{api}/v1/secrets/foo/httpbin-credential", headers=admin) as rsp:
             assert rsp.status == 404 and "meshdojo get secrets" in (await rsp.json())["error"]
     saved = tmp_path / "state" / SECRETS_FILE
@@ -167,3 +174,17 @@ def test_load_over_tls_without_its_ca_is_a_clear_error(tmp_path, capsys):
         assert main(["load", "svc/productpage", *extra, "--name", "nope"]) == 1
         said = capsys.readouterr().err
         assert words in said and "Traceback" not in said, (extra, said)
+
+
+def test_check_warns_of_a_served_certificate_that_ends_soon_or_has_ended():
+    import datetime as dt
+
+    from controlplane.tlssecrets import expiry_problems, tls_secret
+
+    secret = tls_secret("foo", "c", *server_cert(example_ca(), "h.example.com"), "test")  # valid for one day
+    secrets = {("foo", "c"): secret}
+    assert expiry_problems(secrets, {("foo", "c")}, secret.not_after - dt.timedelta(days=8)) == []  # more than a week left: quiet
+    assert expiry_problems(secrets, {("foo", "c")}, secret.not_after - dt.timedelta(days=2))[0].startswith(
+        "Secret foo/c, which a Gateway's HTTPS listener serves, expires on ")
+    assert "expired on" in expiry_problems(secrets, {("foo", "c")}, secret.not_after + dt.timedelta(seconds=1))[0]
+    assert expiry_problems(secrets, set(), secret.not_after) == []  # not served: not a concern of the gateway's

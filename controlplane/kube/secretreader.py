@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.gatewayapi import secret_keys
 from controlplane.policystore import PolicyStore
 from controlplane.tlssecrets import TLS_TYPE, Key, SecretError, SecretStore, TlsSecret, tls_secret
 
@@ -25,8 +26,7 @@ REREAD_SECONDS = 5.0
 
 def wanted(policies: PolicyStore) -> set[Key]:
     """(namespace, name) of every Secret a Gateway's HTTPS listener names."""
-    return {(gateway.namespace, name) for gateway, _ in policies.list("Gateway")
-            for listener in gateway.spec.listeners for name in listener.certificates}  # type: ignore[union-attr]
+    return secret_keys(r for r, _ in policies.list("Gateway"))
 
 
 def from_object(obj: dict[str, Any]) -> TlsSecret:
