@@ -66,12 +66,14 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     """``statuses``: the Gateways' and HTTPRoutes' statuses ``get -o yaml`` shows (on a cluster,
     what the status writer wrote; locally, the same decisions settled at each call)."""
     app = web.Application(middlewares=[json_errors, require_admin_token])
+    secrets = secrets or SecretStore()
     app[TELEMETRY] = telemetry = telemetry or Telemetry()
     add_fault_routes(app, relays or RelayManager(registry, telemetry.deployment_of), telemetry, registry,
                      lambda: identity.material.anchor_pem)
     app[POLICIES] = policies
     app[REGISTRY] = registry
-    app[STATUSES] = statuses or local_statuses(policies, registry.has, rfc3339_now)
+    app[STATUSES] = statuses or local_statuses(policies, registry.has, rfc3339_now, lambda: local_gateways(telemetry),
+                                                secrets.has)
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
@@ -79,7 +81,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     add_load_route(app, telemetry, identity, own_identity)
     add_jwt_routes(app, issuer or DemoIssuer())
     add_view_routes(app)
-    add_secret_routes(app, secrets or SecretStore(), secrets_writable)  # on a cluster, Secrets are the cluster's
+    add_secret_routes(app, secrets, secrets_writable)  # on a cluster, Secrets are the cluster's
     app.add_routes(
         [
             web.get("/v1/health", health),
@@ -320,6 +322,13 @@ async def apply_policies(request: web.Request) -> web.Response:
         warnings += [p.describe() for p in unverified_tokens([r for r, _ in store.list()], known_workloads(registry, request.app[TELEMETRY]),
                                                              registry.selectors()) if p.policy in names]
     return web.json_response({"applied": applied, "warnings": warnings})
+
+
+def local_gateways(telemetry: Telemetry) -> dict[str, tuple[str, bool]]:
+    """namespace -> (127.0.0.1, True) where a local ingress gateway is registered (its identity
+    is the gateways' service account): what a local Gateway's status says serves it."""
+    return {namespace: ("127.0.0.1", True) for (namespace, _), history in sorted(telemetry.workloads.items())
+            if (history.identity or "").endswith(f"/sa/{gatewayapi.GATEWAY_SERVICE_ACCOUNT}")}
 
 
 def _status(shown: dict, resource: Any) -> dict[str, Any]:

@@ -88,15 +88,23 @@ class StatusBook:
         return self.kept()
 
 
-def local_statuses(policies: Any, is_service: Callable[[str, str], bool], clock: Callable[[], str]) -> Statuses:
-    """The local backend's statuses, as ``GET /v1/policies`` shows them: each HTTPRoute's
-    ``status.parents`` (from the same decisions as on a cluster), settled at each call."""
+def local_statuses(policies: Any, is_service: Callable[[str, str], bool], clock: Callable[[], str],
+                   gateways: Callable[[], dict[str, tuple[str, bool]]] = dict,
+                   has_secret: Callable[[str, str], bool] = lambda ns, name: False) -> Statuses:
+    """The local backend's statuses, as ``GET /v1/policies`` shows them, from the same decisions
+    as on a cluster, settled at each call: each HTTPRoute's ``status.parents``, and each
+    Gateway's status. ``gateways``: namespace -> (its ingress gateway's address, running);
+    ``has_secret``: whether an HTTPS listener's Secret is there."""
+    from controlplane.kube import gatewaystatus  # pure: the decisions a cluster's status writer writes
+
     book = StatusBook()
 
     def statuses() -> dict[Target, dict]:
-        resources = [r for r, _ in policies.list()]
-        wanted = {("httproutes", *key): {"parents": [entry]}
-                  for key, entry in routestatus.desired(resources, {}, is_service, clock()).items()}
+        resources, now = [r for r, _ in policies.list()], clock()
+        wanted: dict[Target, dict] = {("httproutes", *key): {"parents": [entry]}
+                                      for key, entry in routestatus.desired(resources, {}, is_service, now).items()}
+        wanted.update({("gateways", *key): status
+                       for key, status in gatewaystatus.desired(resources, {}, gateways(), now, has_secret).items()})
         return book.settle(wanted)
 
     return statuses

@@ -50,6 +50,14 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     assert "meshdojo create secret tls bookinfo-credential --cert FILE --key FILE -n bookinfo" in checked, checked
     assert curl(tmp_path, tls_port, "/productpage").returncode != 0  # no certificate yet: no handshake
 
+    def listener_refs() -> tuple[str, str]:  # as kubectl get gateway -o yaml shows it on a cluster
+        (shown,) = yaml.safe_load_all(cli.run("get", "gateway/bookinfo-gateway", "-n", "bookinfo", "-o", "yaml").stdout)
+        (https,) = [item for item in shown["status"]["listeners"] if item["name"] == "https"]
+        refs = next(c for c in https["conditions"] if c["type"] == "ResolvedRefs")
+        return refs["status"], refs["reason"]
+
+    assert listener_refs() == ("False", "InvalidCertificateRef")
+
     bad = cli.run("create", "secret", "tls", "bookinfo-credential", "-n", "bookinfo", "--cert", str(tmp_path / f"{HOST}.crt"),
                   "--key", str(tmp_path / "example.com.key"), check=False)  # the CA's key, not the certificate's
     assert bad.returncode == 1 and "tls.key: is not the key of tls.crt's first certificate" in bad.stderr, bad.stderr
@@ -58,6 +66,7 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
                    "--key", str(tmp_path / f"{HOST}.key"))
     assert made.stdout.strip() == "secret/bookinfo-credential created (namespace bookinfo)"
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage").stdout.startswith("200"), 10, "the product page over TLS")
+    assert listener_refs() == ("True", "ResolvedRefs")
     assert curl(tmp_path, tls_port, "/").stdout.startswith("404")  # only what the route matches gets in
     plain = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: {HOST}",
                             gateway["url"] + "productpage"], capture_output=True, text=True).stdout

@@ -459,3 +459,20 @@ async def wait_for(pilot, condition, rounds: int = 200) -> None:
         await pilot.pause(0.01)
     raise AssertionError("the UI did not get there")
 
+
+
+def test_a_gateways_status_in_a_line_names_the_listener_whose_secret_is_missing():
+    from controlplane.kube.gatewaystatus import desired
+    from tests.test_gatewayapi import gateway
+
+    gw = gateway(listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cred"}]}}])
+    served = {"shop": ("127.0.0.1", True)}
+    missing = desired([gw], {}, served, "t", lambda ns, name: False)[("shop", "web-gateway")]
+    assert render.status_text(missing).splitlines() == [
+        "status: listener https: Programmed False (Invalid): Secret shop/cred is not there, or is not a valid kubernetes.io/tls "
+        "Secret: TLS handshakes for this listener fail",
+        "status: listener https: ResolvedRefs False (InvalidCertificateRef): Secret shop/cred is not there, or is not a valid "
+        "kubernetes.io/tls Secret: TLS handshakes for this listener fail"]
+    there = desired([gw], {}, served, "t", lambda ns, name: True)[("shop", "web-gateway")]
+    assert render.status_text(there) == "status: Accepted, Programmed, ResolvedRefs"
+    assert there["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]  # the local gateway's

@@ -300,8 +300,10 @@ def status_text(status: dict[str, Any] | None) -> str:
     not, with its reason and message (as ``get -o yaml`` has them in full)."""
     if not status:
         return ""
-    conditions = [c for entry in status.get("parents") or [status] for c in entry.get("conditions") or []]
-    failing = [c for c in conditions if c.get("status") != "True"]
+    conditions = [("", c) for entry in status.get("parents") or [status] for c in entry.get("conditions") or []]
+    conditions += [(f"listener {item.get('name')}: ", c) for item in status.get("listeners") or [] for c in item.get("conditions") or []]
+    failing = [(where, c) for where, c in conditions if c.get("status") != "True"]
     if not failing:
-        return "status: " + ", ".join(dict.fromkeys(c["type"] for c in conditions))
-    return "\n".join(f"status: {c['type']} False ({c.get('reason', '?')}): {c.get('message', '')}" for c in failing)
+        return "status: " + ", ".join(dict.fromkeys(c["type"] for _, c in conditions))
+    return "\n".join(f"status: {where}{c['type']} False ({c.get('reason', '?')})" + (f": {c['message']}" if c.get("message") else "")
+                     for where, c in failing)

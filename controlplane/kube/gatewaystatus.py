@@ -52,7 +52,8 @@ def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[st
                                              condition("Programmed", listener_programmed[0] == "Programmed", *listener_programmed,
                                                        generation, now),
                                              condition("ResolvedRefs", not missing, *refs, generation, now)]})
-        out[key] = {"addresses": [{"type": "Hostname", "value": address}] if address else [],
+        kind = "IPAddress" if address.replace(".", "").isdigit() else "Hostname"  # locally the gateway is at 127.0.0.1
+        out[key] = {"addresses": [{"type": kind, "value": address}] if address else [],
                     "conditions": [condition("Accepted", True, "Accepted", "the Gateway is valid", generation, now),
                                    condition("Programmed", programmed[0] == "Programmed", *programmed, generation, now)],
                     "listeners": listeners}
