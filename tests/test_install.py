@@ -111,3 +111,17 @@ def test_a_gateways_tls_port_and_the_one_secret_right_it_needs():
     assert {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT} in docs["Service"]["spec"]["ports"]
     (proxy,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert proxy["args"][proxy["args"].index("--https-port") + 1] == str(GATEWAY_HTTPS_PORT)
+
+
+def test_on_kind_and_minikube_the_tls_port_is_published_on_the_host_as_the_http_one():
+    from sandbox.kube.gateways import entries, manifests
+    from sandbox.kube.providers import kind_config
+
+    service = next(d for d in manifests("bookinfo", "x:1", published=True) if d["kind"] == "Service")
+    assert {p["name"]: p.get("nodePort") for p in service["spec"]["ports"]} == {"http": 30980, "https": 30943}
+    mapped = {(m["containerPort"], m["hostPort"]) for m in kind_config("c")["nodes"][0]["extraPortMappings"]}
+    assert {(30980, 9080), (30943, 9443)} <= mapped
+    (kind,) = entries(["bookinfo"], published=True)
+    assert (kind["url"], kind["https"], kind["httpsReach"]) == ("http://127.0.0.1:9080/", "https://127.0.0.1:9443/", None)
+    (own,) = entries(["bookinfo"], published=False)  # a cluster of the user's own: a port-forward, as for HTTP
+    assert own["https"] is None and own["httpsReach"] == "kubectl -n bookinfo port-forward svc/bookinfo-ingress 9443:443"

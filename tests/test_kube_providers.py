@@ -80,7 +80,8 @@ def test_kind_create_load_delete_argv(tools, tmp_path) -> None:
     written = yaml.safe_load(Path(config).read_text())
     assert written["name"] == "meshdojo-lab" and written["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     mappings = written["nodes"][0]["extraPortMappings"]
-    assert {(m["containerPort"], m["hostPort"], m["listenAddress"]) for m in mappings} == {(30080, 8080, "127.0.0.1"), (30980, 9080, "127.0.0.1")}
+    assert {(m["containerPort"], m["hostPort"], m["listenAddress"]) for m in mappings} == {(30080, 8080, "127.0.0.1"), (30980, 9080, "127.0.0.1"),
+                                                                                                (30443, 8443, "127.0.0.1"), (30943, 9443, "127.0.0.1")}
     assert kind.context == "kind-meshdojo-lab"
 
 
@@ -109,7 +110,8 @@ def test_minikube_argv_and_failures(tools, tmp_path) -> None:
     assert calls(tools.log) == [
         ["minikube", "profile", "list", "-o", "json"],
         ["minikube", "start", "-p", "meshdojo-lab", "--driver=docker", "--memory=4096", "--wait=all",
-         "--ports=127.0.0.1:8080:30080", "--ports=127.0.0.1:9080:30980"],
+         "--ports=127.0.0.1:8080:30080", "--ports=127.0.0.1:9080:30980", "--ports=127.0.0.1:8443:30443",
+         "--ports=127.0.0.1:9443:30943"],
         ["minikube", "-p", "meshdojo-lab", "image", "load", "meshdojo/meshdojo:0.1.0-abc"],
         ["minikube", "-p", "meshdojo-lab", "image", "load", str(tmp_path / "m.tar")],
         ["minikube", "delete", "-p", "meshdojo-lab"],

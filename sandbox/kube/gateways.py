@@ -1,7 +1,8 @@
 """The demos' ingress gateways on a cluster, as data: per demo a ServiceAccount, a Deployment of
 our proxy in gateway mode (as the local backend runs one), and a Service. On kind and minikube
-the Service is a NodePort the cluster config publishes on the host (providers.GATEWAY_PORTS), so
-the demo answers on http://127.0.0.1:8080/ as it does locally; on a cluster of the user's own it
+the Service is a NodePort the cluster config publishes on the host (providers.GATEWAY_PORTS, and
+GATEWAY_TLS_PORTS for the HTTPS listeners), so the demo answers on http://127.0.0.1:8080/ (and
+https://127.0.0.1:8443/) as it does locally; on a cluster of the user's own it
 is a ClusterIP reached with ``kubectl port-forward``."""
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from controlplane.injector import (
 )
 from sandbox.instances import GATEWAY_LABEL, gateway_labels, gateway_name
 from sandbox.kube.install import NAME as CONTROLPLANE_SERVICE_ACCOUNT
-from sandbox.kube.providers import GATEWAY_PORTS
+from sandbox.kube.providers import GATEWAY_PORTS, GATEWAY_TLS_PORTS
 
 # demo -> (namespace, the service it fronts, that service's port, title); the local backend's GATEWAYS
 DEMO_GATEWAYS = {"emojivoto": ("emojivoto", "web", 80, "emojivoto web UI"),
                  "bookinfo": ("bookinfo", "productpage", 9080, "bookinfo product page")}
 SERVICE_ACCOUNT = GATEWAY_SERVICE_ACCOUNT
-HTTPS_HOST_PORTS = {"emojivoto": 8443, "bookinfo": 9443}  # where `kubectl port-forward` puts each gateway's TLS port
 SECRET_READER = "meshdojo-gateway-secrets"  # the Role that lets the control plane read this namespace's Secrets, one by one
 LABEL = GATEWAY_LABEL
 
@@ -41,7 +41,8 @@ def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
     spec = gateway_pod_spec(InjectConfig(image=image), name, SERVICE_ACCOUNT, f"{service}.{namespace}:{port}")
     node_port = GATEWAY_PORTS[demo][0]
     svc_port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": OUTBOUND_PORT, **({"nodePort": node_port} if published else {})}
-    tls_port = {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT}
+    tls_port = {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT,
+                **({"nodePort": GATEWAY_TLS_PORTS[demo][0]} if published else {})}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace, "labels": labels},
@@ -64,9 +65,10 @@ def entries(demos: list[str], published: bool) -> list[dict[str, Any]]:
     out = []
     for demo in demos:
         namespace, service, _port, title = DEMO_GATEWAYS[demo]
-        host = GATEWAY_PORTS[demo][1]
+        host, tls_host = GATEWAY_PORTS[demo][1], GATEWAY_TLS_PORTS[demo][1]
         out.append({"demo": demo, "namespace": namespace, "service": service, "title": title, "pid": None, "admin": None,
                     "url": f"http://127.0.0.1:{host}/" if published else None,
                     "reach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {host}:80",
-                    "https": None, "httpsReach": f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {HTTPS_HOST_PORTS[demo]}:443"})
+                    "https": f"https://127.0.0.1:{tls_host}/" if published else None,
+                    "httpsReach": None if published else f"kubectl -n {namespace} port-forward svc/{name_of(demo)} {tls_host}:443"})
     return out

@@ -128,11 +128,13 @@ def checks(kind: str, sandbox: str, probes: Probes | None = None) -> Iterator[Re
             else:
                 yield Result(cat, WARN, f"fs.inotify.{name} is {value} (kind advises {minimum}): pods may fail with "
                                         "'too many open files'", f"sudo sysctl fs.inotify.{name}={minimum}")
-    for demo, (_node, host) in providers.GATEWAY_PORTS.items():
+    ports = [(demo, host, "") for demo, (_node, host) in providers.GATEWAY_PORTS.items()]
+    ports += [(demo, host, "'s TLS port") for demo, (_node, host) in providers.GATEWAY_TLS_PORTS.items()]
+    for demo, host, which in ports:
         if probes.port_free(host):
-            yield Result(cat, OK, f"host port {host} is free (the {demo} gateway)")
+            yield Result(cat, OK, f"host port {host} is free (the {demo} gateway{which})")
         else:
-            yield Result(cat, FAIL, f"host port {host} is taken (the {demo} gateway publishes there)",
+            yield Result(cat, FAIL, f"host port {host} is taken (the {demo} gateway{which} publishes there)",
                          f"stop what listens on it (`ss -ltnp 'sport = :{host}'`), or use --backend local")
     if engine_ok and probes.which(kind) is not None:
         name = providers.cluster_name(sandbox)

@@ -26,6 +26,12 @@ KIND_NODE_IMAGE = "kindest/node:v1.33.1"
 MINIKUBE_MEMORY_MB = 4096
 # the demos' ingress gateways: a NodePort on the node, published on the host (kind's extraPortMappings, minikube's --ports)
 GATEWAY_PORTS = {"emojivoto": (30080, 8080), "bookinfo": (30980, 9080)}
+GATEWAY_TLS_PORTS = {"emojivoto": (30443, 8443), "bookinfo": (30943, 9443)}  # their TLS ports: the Gateways' HTTPS listeners
+
+
+def published_ports() -> list[tuple[int, int]]:
+    """(node port, host port) of every port the cluster config publishes on the host."""
+    return [*GATEWAY_PORTS.values(), *GATEWAY_TLS_PORTS.values()]
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def hint_for(tool: str, name: str, ran: Ran) -> str:
         return (f"{tool} could not pull an image (no registry reachable?): `docker pull` it where one is reachable, or use "
                 "--backend local\n" + last)
     if "port is already allocated" in low or "address already in use" in low:
-        return (f"{tool}: a host port the demos' gateways use is taken ({', '.join(str(h) for _, h in GATEWAY_PORTS.values())}); "
+        return (f"{tool}: a host port the demos' gateways use is taken ({', '.join(str(h) for _, h in published_ports())}); "
                 "stop what listens there (`ss -ltnp`)\n" + last)
     return f"{tool} failed (exit status {ran.returncode}):\n{last}"
 
@@ -100,7 +106,7 @@ def kind_config(name: str) -> dict[str, Any]:
         "kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": name,
         "nodes": [{"role": "control-plane",
                    "extraPortMappings": [{"containerPort": node, "hostPort": host, "listenAddress": "127.0.0.1", "protocol": "TCP"}
-                                         for node, host in GATEWAY_PORTS.values()]}],
+                                         for node, host in published_ports()]}],
     }
 
 
@@ -177,7 +183,7 @@ class Minikube:
         return any(p.get("Name") == self.name for group in ("valid", "invalid") for p in profiles.get(group) or [])
 
     def create_argv(self) -> list[str]:
-        ports = [f"--ports=127.0.0.1:{host}:{node}" for node, host in GATEWAY_PORTS.values()]
+        ports = [f"--ports=127.0.0.1:{host}:{node}" for node, host in published_ports()]
         return ["minikube", "start", "-p", self.name, "--driver=docker", f"--memory={self.memory_mb}", "--wait=all", *ports]
 
     def create(self) -> None:
