@@ -3,9 +3,11 @@ pool, so the control plane's SPIFFE ID is checked exactly like any other peer's.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -15,6 +17,8 @@ from proxy.exchange import EMPTY, BytesBody, ConnectionBody, Peer, Request
 from proxy.http1 import ConnectionClosed, ProtocolViolation, ReadTimeout, RequestHead
 from proxy.metrics import TcpStats
 from proxy.pool import ConnectionPool, Dest
+
+FIRST_RETRY_SECONDS, LAST_RETRY_SECONDS = 0.05, 5.0
 
 
 class ControlPlaneError(Exception):
@@ -106,3 +110,29 @@ async def _read_all(body) -> bytes:
         raise ControlPlaneError(f"answer cut short ({exc})") from None
 
 
+
+
+async def follow_snapshots(client: ControlPlaneClient, path: str, context: Callable[[], ssl.SSLContext | None],
+                           on_snapshot: Callable[[dict[str, Any]], None], on_lost: Callable[[Exception], None],
+                           rng: random.Random, idle_timeout: float) -> None:
+    """Follow a control-plane watch for good: each ``{"type": "snapshot"}`` event goes to
+    ``on_snapshot``; a lost or refused stream goes to ``on_lost`` (the caller keeps what it has)
+    and is watched again after a jittered backoff, from 50 ms doubling to 5 s, reset by a snapshot."""
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            ctx = context()
+            assert ctx is not None
+            async for line in client.stream_lines(path, {}, ctx, idle_timeout):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "snapshot":
+                    on_snapshot(event)
+                    delay = FIRST_RETRY_SECONDS
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            on_lost(exc)
+        await asyncio.sleep(delay * (0.5 + rng.random()))
+        delay = min(delay * 2, LAST_RETRY_SECONDS)

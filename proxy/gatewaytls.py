@@ -11,8 +11,6 @@ against the routes attached to HTTPS listeners (proxy/outbound.py).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import random
 import ssl
@@ -21,7 +19,7 @@ from collections.abc import Callable
 from controlplane.gatewayapi import TlsListener, listener_for
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.sslcontext import load_chain
-from proxy.cpclient import ControlPlaneClient, ControlPlaneRefused
+from proxy.cpclient import ControlPlaneClient, ControlPlaneRefused, follow_snapshots
 from proxy.identity import WorkloadIdentity
 
 log = logging.getLogger("meshdojo.proxy.gatewaytls")
@@ -88,23 +86,11 @@ class GatewayCertificates:
         log.info("TLS certificates: %s", ", ".join(sorted(contexts)) or "none")
 
     async def run(self) -> None:
-        delay = 0.05
-        while True:
-            try:
-                ctx = self._identity.client_ctx
-                assert ctx is not None
-                async for line in self._client.stream_lines("/v1/gateway/credentials", {}, ctx, 3 * HEARTBEAT_SECONDS):
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "snapshot":
-                        self.apply(event.get("certificates") or {})
-                        delay = 0.05
-            except asyncio.CancelledError:
-                raise
-            except ControlPlaneRefused as exc:
+        def lost(exc: Exception) -> None:  # keep the certificates; watch again
+            if isinstance(exc, ControlPlaneRefused):
                 log.warning("TLS certificates refused: %s", exc)
-            except Exception as exc:  # keep the certificates; back off; watch again
+            else:
                 log.debug("TLS certificates watch lost (%s); keeping %d", exc, len(self.contexts))
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, 5.0)
+
+        await follow_snapshots(self._client, "/v1/gateway/credentials", lambda: self._identity.client_ctx,
+                               lambda event: self.apply(event.get("certificates") or {}), lost, self._rng, 3 * HEARTBEAT_SECONDS)

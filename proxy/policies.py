@@ -8,7 +8,6 @@ that time-boxed resources still expire on time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -24,7 +23,7 @@ from controlplane.providers import Provider, ZipkinProvider, providers
 from controlplane.selection import Applied, Workload, applicable
 from controlplane.serviceannotations import derive
 from controlplane.telemetrypolicy import effective
-from proxy.cpclient import ControlPlaneClient
+from proxy.cpclient import ControlPlaneClient, follow_snapshots
 from proxy.identity import WorkloadIdentity
 from proxy.jwt import JwtChecker
 from proxy.tracing import DEFAULT_SAMPLING_PERCENT
@@ -201,21 +200,8 @@ class PolicyWatch:
         return [{"kind": r.kind, "namespace": r.namespace, "name": r.name, "expiresAt": exp} for r, exp in self._entries]
 
     async def run(self) -> None:
-        delay = 0.05
-        while True:
-            try:
-                ctx = self._identity.client_ctx
-                assert ctx is not None
-                async for line in self._client.stream_lines("/v1/policies/watch", {}, ctx, 3 * HEARTBEAT_SECONDS):
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "snapshot":
-                        self.apply_snapshot(event)
-                        delay = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the last snapshot; back off; watch again
-                log.debug("policy watch lost (%s); keeping %d resources", exc, len(self._entries))
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, 5.0)
+        def lost(exc: Exception) -> None:  # keep the last snapshot; watch again
+            log.debug("policy watch lost (%s); keeping %d resources", exc, len(self._entries))
+
+        await follow_snapshots(self._client, "/v1/policies/watch", lambda: self._identity.client_ctx, self.apply_snapshot, lost,
+                               self._rng, 3 * HEARTBEAT_SECONDS)

@@ -116,3 +116,15 @@ def emoji_mesh(mesh: Mesh, echo_port: int):
     client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
     mesh.register("emojivoto", "emoji", "emoji-0", server.ports["inbound"], spiffe("emojivoto", "emoji"))
     return mesh, server, client
+
+
+@pytest.fixture
+async def plane(tmp_path: Path):
+    """A control plane of the test's own (local mode, state in tmp_path/state), started and stopped."""
+    from controlplane.config import ControlPlaneConfig
+    from controlplane.server import ControlPlane
+
+    cp = ControlPlane(ControlPlaneConfig(state_dir=tmp_path / "state"))
+    await cp.start()
+    yield cp
+    await cp.stop()

@@ -6,21 +6,12 @@ import json
 import ssl
 
 import aiohttp
-import pytest
 
 from controlplane import ca
 from controlplane.config import ControlPlaneConfig
 from controlplane.server import ControlPlane
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context
-
-
-@pytest.fixture
-async def plane(tmp_path):
-    cp = ControlPlane(ControlPlaneConfig(state_dir=tmp_path / "state"))
-    await cp.start()
-    yield cp
-    await cp.stop()
 
 
 def admin(tmp_path) -> dict[str, str]:

@@ -70,14 +70,6 @@ def test_routes_attach_per_protocol_and_secrets_are_only_those_named():
     assert secrets_named([gw], "foo") == {"httpbin-credential"} and secrets_named([gw], "bar") == set()
 
 
-@pytest.fixture
-async def plane(tmp_path):
-    cp = ControlPlane(ControlPlaneConfig(state_dir=tmp_path / "state"))
-    await cp.start()
-    yield cp
-    await cp.stop()
-
-
 async def first_snapshot(session, base: str, ctx) -> dict:
     async with session.get(f"{base}/v1/gateway/credentials", ssl=ctx) as rsp:
         if rsp.status != 200:
