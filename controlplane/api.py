@@ -33,7 +33,7 @@ from controlplane.selection import conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
-from controlplane.tlssecrets import SecretStore, expiry_problems
+from controlplane.tlssecrets import SecretError, SecretStore, expiry_problems, read_secret
 from controlplane.traceapi import add_trace_route
 from controlplane.viewapi import add_view_routes, known_workloads
 from controlplane.watchstream import stream_watch
@@ -73,7 +73,7 @@ def build_api(registry: Registry, identity: IdentityService, admin_token: str, p
     app[POLICIES] = policies
     app[REGISTRY] = registry
     app[STATUSES] = statuses or local_statuses(policies, registry.has, rfc3339_now, lambda: local_gateways(telemetry),
-                                                secrets.has)
+                                                secrets.get)
     app[IDENTITY] = identity
     app[ADMIN_TOKEN] = admin_token
     add_tap_route(app, TELEMETRY, IDENTITY, own_identity)
@@ -279,11 +279,18 @@ async def watch_service(request: web.Request) -> web.StreamResponse:
 
 
 async def apply_policies(request: web.Request) -> web.Response:
-    """Body: {"documents": [{"source": "file.yaml", "index": 0, "document": {...}}], "namespace": "default"}."""
+    """Body: {"documents": [{"source": "file.yaml", "index": 0, "document": {...}}], "namespace": "default",
+    "secrets": [Secret documents the same apply stores next]} — ``secrets`` are not stored here, only
+    counted as there when a Gateway's listeners are checked, so their warnings are not given."""
     body = await _json_body(request)
     items = body.get("documents")
     if not isinstance(items, list) or not all(isinstance(i, dict) and "document" in i for i in items):
         return json_error(400, 'expected {"documents": [{"source": ..., "index": ..., "document": {...}}]}')
+    try:
+        arriving = {(s.namespace, s.name): s for s in (read_secret(doc, "secrets", str(body.get("namespace") or "default"))
+                                                       for doc in body.get("secrets") or [])}
+    except (SecretError, TypeError) as exc:
+        return json_error(400, f"nothing was applied: {exc}")
     documents = [(str(i.get("source", "request")), int(i.get("index", n)), i["document"]) for n, i in enumerate(items)]
     store, namespace = request.app[POLICIES], str(body.get("namespace") or "default")
     try:
@@ -310,7 +317,8 @@ async def apply_policies(request: web.Request) -> web.Response:
         if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
             warnings += gatewayapi.warnings([r for r, _ in store.list()], resource, registry.has)
         if resource.kind == "Gateway":
-            warnings += gatewayapi.certificate_problems([resource], request.app[SECRETS].has)
+            warnings += gatewayapi.certificate_problems(
+                [resource], lambda ns, name: arriving.get((ns, name)) or request.app[SECRETS].get(ns, name))
         entry = getattr(resource.spec, "entry", None)
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
@@ -354,7 +362,7 @@ async def list_policies(request: web.Request) -> web.Response:
                                                                                          request.app[REGISTRY].selectors())],
                               "providerProblems": providers.missing_providers(everything),
                               "gatewayProblems": gatewayapi.route_problems(everything, registry.has)
-                              + gatewayapi.certificate_problems(everything, request.app[SECRETS].has)
+                              + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has)})
 

@@ -22,6 +22,9 @@ from controlplane.fields import FieldReader
 GATEWAY_CLASSES = ("istio", "meshdojo")  # the gatewayClassNames our gateways serve
 GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
 GATEWAY_SERVICE_ACCOUNT = "ingress-gateway"  # the gateways' identity in both backends: only it is given the TLS keys
+TERMINATE_MODE = "gateway.istio.io/tls-terminate-mode"  # Istio's listener option for mutual TLS, as its task writes it
+# SIMPLE: the server's certificate only; MUTUAL: clients must present one the Secret's ca.crt signed; OPTIONAL_MUTUAL: checked if given
+TERMINATE_MODES = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,7 @@ class Listener:
     routes_from: str  # "Same": routes of the Gateway's namespace; "All": of any
     protocol: str = "HTTP"  # or HTTPS: TLS terminated at the gateway with the certificate of a Secret
     certificates: tuple[str, ...] = ()  # HTTPS: the Secrets (kubernetes.io/tls, in the Gateway's namespace) it serves
+    mode: str = "SIMPLE"  # HTTPS: one of TERMINATE_MODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,8 @@ def read_gateway(r: FieldReader, spec: dict[str, Any], namespace: str) -> Gatewa
             raise r.fail(f"{where}.name", f"{item['name']!r} names another listener too: each needs its own name")
         routes_from = item.get("allowedRoutes", {}).get("namespaces", {}).get("from", "Same")
         certificates = _certificates(r, where, item, protocol, namespace)
-        listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from, protocol, certificates))
+        mode = _terminate_mode(r, where, item["tls"].get("options") or {}) if certificates else "SIMPLE"
+        listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from, protocol, certificates, mode))
     return GatewaySpec(spec["gatewayClassName"], tuple(listeners))
 
 
@@ -81,6 +86,23 @@ def _certificates(r: FieldReader, where: str, item: dict[str, Any], protocol: st
                          f"read; create the Secret in the Gateway's namespace ({namespace})")
         names.append(ref["name"])
     return tuple(dict.fromkeys(names))
+
+
+def _terminate_mode(r: FieldReader, where: str, options: dict[str, str]) -> str:
+    """Istio's ``gateway.istio.io/tls-terminate-mode`` option: how the listener treats client
+    certificates (Gateway API's Gateway has no field for it; Istio's Secure Gateways task sets it)."""
+    for key in options:
+        if key != TERMINATE_MODE:
+            raise r.fail(f"{where}.tls.options.{key}", f"not an option meshdojo reads; it reads {TERMINATE_MODE} "
+                                                       f"({', '.join(TERMINATE_MODES)})")
+    mode = options.get(TERMINATE_MODE, "SIMPLE")
+    if mode == "ISTIO_MUTUAL":
+        raise r.fail(f"{where}.tls.options.{TERMINATE_MODE}", "ISTIO_MUTUAL asks for the mesh's own certificates, which "
+                                                              "clients from outside the mesh do not have; use MUTUAL with a "
+                                                              "ca.crt in the Secret for clients with certificates of their own")
+    if mode not in TERMINATE_MODES:
+        raise r.fail(f"{where}.tls.options.{TERMINATE_MODE}", f"{mode!r}: expected one of {', '.join(TERMINATE_MODES)}")
+    return mode
 
 
 def covers(pattern: str, host: str) -> bool:
@@ -159,12 +181,13 @@ class TlsListener:
     hostname: str | None  # None: any name (and a client that sends none)
     secret: str  # the Secret's name, in the gateway's namespace
     gateway: str  # namespace/name, for what the learner is told
+    mode: str = "SIMPLE"  # one of TERMINATE_MODES: MUTUAL needs the Secret's ca.crt
 
 
 def tls_listeners(resources: Iterable[Any], namespace: str) -> tuple[TlsListener, ...]:
     """The HTTPS listeners of the Gateways of ``namespace``, in name order (a listener with
     several certificateRefs serves the first; the others are for other key types elsewhere)."""
-    return tuple(TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}")
+    return tuple(TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}", listener.mode)
                  for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key)
                  for listener in gateway.spec.listeners if listener.protocol == "HTTPS")
 
@@ -248,11 +271,26 @@ def route_problems(resources: Iterable[Any], is_service: Callable[[str, str], bo
             for said in warnings(resources, route, is_service)]
 
 
-def certificate_problems(resources: Iterable[Any], has_secret: Callable[[str, str], bool]) -> list[str]:
-    """Every HTTPS listener whose Secret is not there: its handshakes fail until it is."""
-    return [f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name} names Secret {name}, which does not exist (yet) "
-            f"or is not a valid kubernetes.io/tls Secret: TLS handshakes for it fail until it does "
-            f"(meshdojo create secret tls {name} --cert FILE --key FILE -n {gateway.namespace})"
+def unresolved(listener: Listener, namespace: str, secret_of: Callable[[str, str], Any | None]) -> str | None:
+    """Why an HTTPS listener cannot serve (its Secret missing, or without the ca.crt a mutual TLS
+    listener checks clients against) — Gateway API's ``ResolvedRefs: False`` — or None: it can.
+    ``secret_of``: (namespace, name) -> the valid Secret there (with ``ca_pem``), or None."""
+    if not listener.certificates:
+        return None
+    name = listener.certificates[0]
+    secret = secret_of(namespace, name)
+    if secret is None:
+        return (f"Secret {namespace}/{name} is not there, or is not a valid TLS Secret: TLS handshakes for this "
+                f"listener fail (meshdojo create secret tls {name} --cert FILE --key FILE -n {namespace})")
+    if listener.mode != "SIMPLE" and not secret.ca_pem:
+        return (f"Secret {namespace}/{name} has no ca.crt, which {TERMINATE_MODE}: {listener.mode} checks client "
+                f"certificates against: TLS handshakes for this listener fail (meshdojo create secret generic {name} "
+                f"--from-file=tls.crt=FILE --from-file=tls.key=FILE --from-file=ca.crt=FILE -n {namespace})")
+    return None
+
+
+def certificate_problems(resources: Iterable[Any], secret_of: Callable[[str, str], Any | None]) -> list[str]:
+    """Every HTTPS listener that cannot serve, and why: its handshakes fail until it can."""
+    return [f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name}: {why}"
             for gateway in sorted((r for r in resources if r.kind == "Gateway"), key=lambda r: r.key)
-            for listener in gateway.spec.listeners for name in listener.certificates[:1]
-            if not has_secret(gateway.namespace, name)]
+            for listener in gateway.spec.listeners if (why := unresolved(listener, gateway.namespace, secret_of)) is not None]

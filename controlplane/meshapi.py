@@ -130,9 +130,10 @@ async def watch_policies(request: web.Request) -> web.StreamResponse:
 
 
 def gateway_credentials(policies: PolicyStore, secrets: SecretStore, namespace: str) -> dict[str, dict[str, str]]:
-    """The certificates and keys of the Secrets the Gateways of ``namespace`` name (only those)."""
+    """The certificates and keys of the Secrets the Gateways of ``namespace`` name (only those),
+    with the CA a mutual TLS listener checks its clients against (ca.crt) where there is one."""
     named = secrets_named((r for r, _ in policies.list("Gateway", namespace)), namespace)
-    return {name: {"certificateChainPEM": s.chain_pem, "privateKeyPEM": s.key_pem}
+    return {name: {"certificateChainPEM": s.chain_pem, "privateKeyPEM": s.key_pem, **({"caPEM": s.ca_pem} if s.ca_pem else {})}
             for name in sorted(named) if (s := secrets.secrets.get((namespace, name))) is not None}
 
 

@@ -303,6 +303,10 @@ GATEWAY = obj({
                 "namespace": Str(doc="the Gateway's own (the default): Secrets of other namespaces need a ReferenceGrant, "
                                      "which meshdojo does not read"),
             }, ("name",)), max_items=64, doc="the Secret holding the listener's certificate and key (the first is served)"),
+            "options": MapOf(Str(doc="the option's value"), hint="expected a mapping of option names to strings, e.g. "
+                             "{gateway.istio.io/tls-terminate-mode: MUTUAL}",
+                             doc="gateway.istio.io/tls-terminate-mode: SIMPLE (the default), MUTUAL (clients must present a "
+                                 "certificate the Secret's ca.crt signed) or OPTIONAL_MUTUAL (checked when presented)"),
         }, doc="HTTPS: how TLS ends at the gateway, with which certificate"),
         "hostname": Str(pattern=HOST_PATTERN, hint=HOST_HINT,
                         doc="only requests for this host (*.example.com: any name under example.com); left out: any"),

@@ -90,11 +90,11 @@ class StatusBook:
 
 def local_statuses(policies: Any, is_service: Callable[[str, str], bool], clock: Callable[[], str],
                    gateways: Callable[[], dict[str, tuple[str, bool]]] = dict,
-                   has_secret: Callable[[str, str], bool] = lambda ns, name: False) -> Statuses:
+                   secret_of: Callable[[str, str], Any | None] = lambda ns, name: None) -> Statuses:
     """The local backend's statuses, as ``GET /v1/policies`` shows them, from the same decisions
     as on a cluster, settled at each call: each HTTPRoute's ``status.parents``, and each
     Gateway's status. ``gateways``: namespace -> (its ingress gateway's address, running);
-    ``has_secret``: whether an HTTPS listener's Secret is there."""
+    ``secret_of``: the valid Secret an HTTPS listener names, or None."""
     from controlplane.kube import gatewaystatus  # pure: the decisions a cluster's status writer writes
 
     book = StatusBook()
@@ -104,7 +104,7 @@ def local_statuses(policies: Any, is_service: Callable[[str, str], bool], clock:
         wanted: dict[Target, dict] = {("httproutes", *key): {"parents": [entry]}
                                       for key, entry in routestatus.desired(resources, {}, is_service, now).items()}
         wanted.update({("gateways", *key): status
-                       for key, status in gatewaystatus.desired(resources, {}, gateways(), now, has_secret).items()})
+                       for key, status in gatewaystatus.desired(resources, {}, gateways(), now, secret_of).items()})
         return book.settle(wanted)
 
     return statuses

@@ -1,5 +1,9 @@
-"""TLS Secrets, as Kubernetes holds them (``type: kubernetes.io/tls``): the certificate and key
-an HTTPS listener of a Gateway serves (controlplane/gatewayapi.py).
+"""TLS Secrets, as Kubernetes holds them: the certificate and key an HTTPS listener of a Gateway
+serves (controlplane/gatewayapi.py) and, for mutual TLS, the CA its clients' certificates are
+checked against. The forms Istio's gateways read: ``type: kubernetes.io/tls`` with ``tls.crt``,
+``tls.key`` and optionally ``ca.crt`` (``kubectl create secret tls``, or ``generic`` with those
+names, as Istio's Secure Gateways task makes its mutual TLS one), or a generic (``Opaque``)
+Secret with ``cert``, ``key`` and optionally ``cacert``.
 
 Locally ``meshdojo create secret tls`` (or ``apply -f`` of a Secret) hands one to the control
 plane, which keeps it in a 0600 file of its state directory; on a cluster they are the
@@ -29,6 +33,9 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 TLS_TYPE = "kubernetes.io/tls"
+OPAQUE_TYPE = "Opaque"  # kubectl create secret generic: Istio's gateways read its tls.* or cert/key/cacert too
+# the names each part goes by: Kubernetes' TLS Secret's first, then Istio's generic form's
+PARTS = {"tls.crt": ("tls.crt", "cert"), "tls.key": ("tls.key", "key"), "ca.crt": ("ca.crt", "cacert")}
 Key = tuple[str, str]
 RENEW_WITHIN = timedelta(days=7)  # a served certificate this close to its end is worth a warning
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a DNS subdomain, as Kubernetes names Secrets
@@ -46,19 +53,24 @@ class TlsSecret:
     key_pem: str
     hosts: tuple[str, ...]  # the leaf's DNS names (its common name when it has none)
     not_after: datetime
+    ca_pem: str | None = None  # ca.crt: the CA(s) a MUTUAL listener checks its clients' certificates against
+    client_ca: str | None = None  # that CA's subject, for what the learner is told
+    type: str = TLS_TYPE
 
     def summary(self) -> dict[str, Any]:
         """What may be shown of it: everything but the key."""
-        return {"namespace": self.namespace, "name": self.name, "type": TLS_TYPE, "hosts": list(self.hosts),
-                "notAfter": self.not_after.isoformat()}
+        return {"namespace": self.namespace, "name": self.name, "type": self.type, "hosts": list(self.hosts),
+                "notAfter": self.not_after.isoformat(), **({"clientCA": self.client_ca} if self.client_ca else {})}
 
     def to_json(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "name": self.name, "tls.crt": self.chain_pem, "tls.key": self.key_pem}
+        return {"namespace": self.namespace, "name": self.name, "type": self.type, "tls.crt": self.chain_pem,
+                "tls.key": self.key_pem, **({"ca.crt": self.ca_pem} if self.ca_pem else {})}
 
 
 def read_secret(document: Any, source: str, default_namespace: str) -> TlsSecret:
     """A ``kind: Secret`` document (``data`` base64, or ``stringData``), checked: a PEM
-    certificate chain and an unencrypted PEM key that belongs to its first certificate."""
+    certificate chain, an unencrypted PEM key that belongs to its first certificate and, if
+    given, the PEM CA certificates client certificates are checked against."""
     where = f"{source}: Secret"
     if not isinstance(document, dict) or document.get("kind") != "Secret":
         raise SecretError(f"{source}: expected a document of kind: Secret")
@@ -68,33 +80,37 @@ def read_secret(document: Any, source: str, default_namespace: str) -> TlsSecret
         raise SecretError(f"{where}: metadata.name: expected a lower-case name, e.g. bookinfo-credential")
     namespace = meta.get("namespace") or default_namespace
     where = f"{source}: Secret {namespace}/{name}"
-    if document.get("type") != TLS_TYPE:
-        raise SecretError(f"{where}: type: expected {TLS_TYPE} (a certificate and its key), got {document.get('type')!r}")
+    kind = document.get("type", OPAQUE_TYPE)  # Kubernetes' default
+    if kind not in (TLS_TYPE, OPAQUE_TYPE):
+        raise SecretError(f"{where}: type: expected {TLS_TYPE} (kubectl create secret tls) or {OPAQUE_TYPE} with tls.crt "
+                          f"and tls.key (kubectl create secret generic), got {kind!r}")
     fields: dict[str, str] = {}
     for section, decode in (("data", _base64), ("stringData", str)):
         values = document.get(section) or {}
         if not isinstance(values, dict):
             raise SecretError(f"{where}: {section}: expected a mapping with tls.crt and tls.key")
-        for item in ("tls.crt", "tls.key"):
-            if item in values:
-                try:
-                    fields[item] = decode(values[item])
-                except ValueError:
-                    raise SecretError(f"{where}: {section}.{item}: expected base64 of a PEM file") from None
-    missing = [item for item in ("tls.crt", "tls.key") if item not in fields]
+        for part, names in PARTS.items():
+            for item in names[:1] if kind == TLS_TYPE else names:  # a kubernetes.io/tls Secret's keys have their fixed names
+                if item in values:
+                    try:
+                        fields[part] = decode(values[item])
+                    except ValueError:
+                        raise SecretError(f"{where}: {section}.{item}: expected base64 of a PEM file") from None
+    missing = [part for part in ("tls.crt", "tls.key") if part not in fields]
     if missing:
-        raise SecretError(f"{where}: data.{missing[0]}: missing (a TLS Secret holds tls.crt and tls.key)")
-    return tls_secret(namespace, name, fields["tls.crt"], fields["tls.key"], where)
+        also = "" if kind == TLS_TYPE else f" (or {PARTS[missing[0]][1]}, Istio's generic name)"
+        raise SecretError(f"{where}: data.{missing[0]}: missing{also}: the gateway's certificate and key are tls.crt and "
+                          "tls.key, and for mutual TLS the clients' CA is ca.crt")
+    return tls_secret(namespace, name, fields["tls.crt"], fields["tls.key"], where, fields.get("ca.crt"), kind)
 
 
-def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: str) -> TlsSecret:
-    """A certificate chain and its key, checked as a TLS server would load them."""
-    try:
-        with warnings.catch_warnings():  # Istio's task signs with -set_serial 0, which RFC 5280 frowns on and servers take
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            chain = x509.load_pem_x509_certificates(chain_pem.encode())
-    except ValueError:
-        raise SecretError(f"{where}: tls.crt: expected PEM certificates (-----BEGIN CERTIFICATE-----)") from None
+def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: str, ca_pem: str | None = None,
+               kind: str = TLS_TYPE) -> TlsSecret:
+    """A certificate chain and its key (and the clients' CA), checked as a TLS server would load them."""
+    chain = _certificates(chain_pem, f"{where}: tls.crt")
+    client_ca = None
+    if ca_pem is not None:
+        client_ca = _certificates(ca_pem, f"{where}: ca.crt")[0].subject.rfc4514_string()
     try:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except TypeError:
@@ -109,7 +125,16 @@ def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: s
         hosts = tuple(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         hosts = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
-    return TlsSecret(namespace, name, chain_pem, key_pem, hosts, leaf.not_valid_after_utc)
+    return TlsSecret(namespace, name, chain_pem, key_pem, hosts, leaf.not_valid_after_utc, ca_pem, client_ca, kind)
+
+
+def _certificates(pem: str, where: str) -> list[x509.Certificate]:
+    try:
+        with warnings.catch_warnings():  # Istio's task signs with -set_serial 0, which RFC 5280 frowns on and servers take
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        raise SecretError(f"{where}: expected PEM certificates (-----BEGIN CERTIFICATE-----)") from None
 
 
 def expiry_problems(secrets: dict[Key, TlsSecret], served: set[Key], now: datetime,
@@ -171,12 +196,16 @@ class SecretStore:
     def has(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self.secrets
 
+    def get(self, namespace: str, name: str) -> TlsSecret | None:
+        return self.secrets.get((namespace, name))
+
     def listed(self, namespace: str | None) -> list[dict[str, Any]]:
         return [s.summary() for key, s in sorted(self.secrets.items()) if namespace in (None, key[0])]
 
     def restore(self, saved: list[dict[str, Any]]) -> None:
         for item in saved:
-            secret = tls_secret(item["namespace"], item["name"], item["tls.crt"], item["tls.key"], "saved Secret")
+            secret = tls_secret(item["namespace"], item["name"], item["tls.crt"], item["tls.key"], "saved Secret",
+                                item.get("ca.crt"), item.get("type", TLS_TYPE))
             self.secrets[(secret.namespace, secret.name)] = secret
 
     def to_json(self) -> list[dict[str, Any]]:

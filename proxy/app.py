@@ -22,7 +22,7 @@ from proxy.cpclient import ControlPlaneClient
 from proxy.deadlines import Deadlines
 from proxy.discovery import Discovery
 from proxy.exchange import Handler, Peer
-from proxy.gatewaytls import GatewayCertificates
+from proxy.gatewaytls import GatewayCertificates, GatewayTlsListener, client_certificate_header
 from proxy.http1 import HttpConnection
 from proxy.identity import WorkloadIdentity
 from proxy.inbound import InboundListener, TlsMode, build_inbound_stack
@@ -75,7 +75,7 @@ class Proxy:
         self.app_pool = ConnectionPool(lambda: None, self.metrics.tcp, "inbound", self.deadlines)
         self.ports: dict[str, int] = {}
         self._outbound_server: asyncio.AbstractServer | None = None
-        self._https_server: asyncio.AbstractServer | None = None
+        self._https: GatewayTlsListener | None = None
         self._inbound: InboundListener | None = None
         self._admin: InboundListener | None = None
         self.admin_state = ServerState(idle_timeout=60.0)
@@ -122,10 +122,10 @@ class Proxy:
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
         if self.certificates is not None:  # a gateway's TLS port: the same request path, for the routes of HTTPS listeners
             self.tasks.supervise(self.certificates.run, name="gateway:certificates")
-            self._https_server = await loop.create_server(
-                lambda: _Downstream(self, outbound, self.outbound_state, https=True), self.config.outbound_address,
-                self.config.https_port, ssl=self.certificates.context, ssl_handshake_timeout=self.config.handshake_timeout)
-            self.ports["https"] = self._https_server.sockets[0].getsockname()[1]
+            self._https = GatewayTlsListener(self.certificates, lambda: _Downstream(self, outbound, self.outbound_state, https=True),
+                                             lambda reason: self.metrics.gateway_tls_refused.labels(reason).inc(), self.tasks,
+                                             self.config.handshake_timeout)
+            self.ports["https"] = self._https.listen(self.config.outbound_address, self.config.https_port)
 
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
@@ -172,7 +172,8 @@ class Proxy:
                                             "hosts": list(g.hostnames), "protocol": g.protocol} for g in self.policies.gateway_routes]
                          if self.config.gateway is not None else [],
                          "gatewayTls": [{"gateway": item.gateway, "hostname": item.hostname, "secret": item.secret,
-                                         "loaded": item.secret in self.certificates.contexts} for item in self.policies.gateway_tls]
+                                         "mode": item.mode, "loaded": (item.secret, item.mode) in self.certificates.contexts}
+                                        for item in self.policies.gateway_tls]
                          if self.certificates is not None else []},
             "labels": dict(self.config.labels),
             "deployment": self.config.deployment,
@@ -203,11 +204,11 @@ class Proxy:
         """Stop accepting, let requests in flight finish (up to the drain timeout), then close."""
         log.info("draining: %d outbound and %d inbound requests in flight",
                  self.outbound_state.in_flight, self.inbound_state.in_flight)
-        for server in (self._outbound_server, self._https_server):
-            if server is not None:
-                server.close()
-        if self._inbound is not None:
-            self._inbound.close()
+        if self._outbound_server is not None:
+            self._outbound_server.close()
+        for listener in (self._https, self._inbound):
+            if listener is not None:
+                listener.close()
         for state in (self.outbound_state, self.inbound_state):
             state.start_drain()
         try:
@@ -245,9 +246,12 @@ class _Downstream(HttpConnection):
         # only a gateway's policies read where a request arrived (proxy.access): a sidecar need not ask
         local = (transport.get_extra_info("sockname") or ("", 0)) if self._proxy.config.gateway is not None else None
         self._proxy.metrics.tcp.opened(self, ("outbound", "src", "no_identity", "", ""))
+        ssl_object = transport.get_extra_info("ssl_object") if self._https else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None  # a mutual TLS listener's client, verified
         self._proxy.tasks.spawn(
             serve_connection(self, self._handler, Peer(f"{peer[0]}:{peer[1]}", False, None, f"{local[0]}:{local[1]}" if local else "",
-                                                    "https" if self._https else "http"),
+                                                    "https" if self._https else "http",
+                                                    client_certificate_header(der, ssl_object.getpeercert()) if der else None),
                              self._state),
             name=f"downstream:{peer[0]}:{peer[1]}",
         )

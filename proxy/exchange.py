@@ -116,6 +116,7 @@ class Peer:
     identity: str | None  # verified SPIFFE ID of the client, inbound only
     local: str = ""  # host:port this side of the connection (inbound: where the request arrived)
     scheme: str = "http"  # https: at a gateway's TLS port (TLS from a client outside the mesh, ended here)
+    client_certificate: str | None = None  # there, a mutual TLS listener's verified client, as x-forwarded-client-cert says it
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ from enum import StrEnum
 
 from controlplane import inboundpolicy
 from controlplane.sslcontext import peer_identity
+from proxy.acceptor import accept_forever, listening_socket, readable
 from proxy.access import authenticate_requests, authorize_requests
 from proxy.deadlines import Deadlines
 from proxy.endpoint import exchange
@@ -206,14 +207,9 @@ class InboundListener:
         self._accepting: asyncio.Task | None = None
 
     def listen(self, host: str, port: int) -> int:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-        self._sock = sock
-        self._accepting = self._tasks.spawn(self._accept_loop(), name="inbound:accept")
-        return sock.getsockname()[1]
+        self._sock = listening_socket(host, port)
+        self._accepting = self._tasks.spawn(accept_forever(self._sock, self._serve, self._tasks, "inbound"), name="inbound:accept")
+        return self._sock.getsockname()[1]
 
     def close(self) -> None:
         if self._accepting is not None:
@@ -222,24 +218,11 @@ class InboundListener:
             self._sock.close()
             self._sock = None
 
-    async def _accept_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._sock is not None
-        while True:
-            try:
-                conn_sock, addr = await loop.sock_accept(self._sock)
-            except OSError as exc:
-                log.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.05)
-                continue
-            self._tasks.spawn(self._serve(conn_sock, addr), name=f"inbound:{addr[0]}:{addr[1]}")
-
     async def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            first = await _peek(loop, sock, self._handshake_timeout)
+            await readable(loop, sock, self._handshake_timeout)
+            first = sock.recv(1, socket.MSG_PEEK)  # left in the socket for whoever reads next
         except (TimeoutError, OSError):
             sock.close()
             return
@@ -282,15 +265,3 @@ class InboundListener:
         if self._counted:
             self._metrics.tcp.opened(conn, ("inbound", "src", "true" if peer.tls else "no_identity", peer.identity or "", ""))
         await serve_connection(conn, self._handler, peer, self.state)
-
-
-async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float) -> bytes:
-    """The first byte a client sends, left in the socket for whoever reads next."""
-    readable = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
-    try:
-        await asyncio.wait_for(readable, timeout)
-    finally:
-        loop.remove_reader(fd)
-    return sock.recv(1, socket.MSG_PEEK)

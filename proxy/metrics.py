@@ -254,6 +254,9 @@ class ProxyMetrics:
 
         self.tls_refused = counter(
             "inbound_tls_refused", "Inbound connections refused before HTTP (plaintext under STRICT, failed handshakes)", ("reason",))
+        self.gateway_tls_refused = counter(
+            "gateway_tls_refused", "A gateway's TLS connections refused (no listener for the name, no Secret, no or an untrusted "
+            "client certificate, ...)", ("reason",))
         self.proxy_errors = counter(
             "proxy_errors", "Requests answered by the proxy itself, by x-meshdojo-error code", ("direction", "error"))
         self.faults = counter(

@@ -108,8 +108,11 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
             target = request.head.target
             request.path = target if target.startswith("/") else _split_absolute(target.partition("://")[2])[1]
             secure = request.peer.scheme == "https"  # at the TLS port: the routes of HTTPS listeners; else of HTTP ones
-            request.head.headers = [(n, v) for n, v in request.head.headers if n != b"x-forwarded-proto"]
-            request.head.headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))  # as Envoy tells the backend
+            # as Envoy tells the backend: the scheme, and who a mutual TLS client's certificate says it is (never what a client sent)
+            request.head.headers = [(n, v) for n, v in request.head.headers if n not in (b"x-forwarded-proto", b"x-forwarded-client-cert")]
+            request.head.headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))
+            if request.peer.client_certificate is not None:
+                request.head.headers.append((b"x-forwarded-client-cert", request.peer.client_certificate.encode()))
             if not policies.gateway_routes:  # the demo's gateway as it comes: one service, the browser's Host replaced by it
                 request.authority = front
                 request.head.headers = [(n, v) for n, v in request.head.headers if n != b"host"]

@@ -89,14 +89,15 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
             raise ResourceError(f"{exc}\nnothing was applied: fix it and apply again") from None
         except SandboxError as exc:  # a cluster's refusal (its message says that nothing was applied)
             raise ResourceError(str(exc)) from None
-    outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default"}) if policies \
+    # the Secrets go along to be counted as there: the control plane then warns of no listener they make whole
+    outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default",
+                                                "secrets": [d["document"] for d in secrets]}) if policies \
         else {"applied": [], "warnings": []}
     if secrets:  # after the policies, which the control plane may still refuse (checked already, they cannot be)
         try:
             stored = backend_for(name).apply_secrets(secrets)
         except SandboxError as exc:
             raise ResourceError(str(exc)) from None
-        outcome["warnings"] = [w for w in outcome["warnings"] if not any(f"names Secret {s['metadata']['name']}," in w for s in secrets)]
         outcome["applied"] = [{"kind": k, "namespace": ns, "name": n, "action": action} for (k, ns, n), action in stored] \
             + outcome["applied"]
     if commit is not None:

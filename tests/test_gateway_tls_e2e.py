@@ -11,6 +11,7 @@ redirects to https; a rotated Secret is served to the next client.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ssl
 
 import aiohttp
@@ -123,3 +124,90 @@ async def test_istios_secure_gateways_task_at_the_gateway(mesh: Mesh):
     config = edge.config()["policies"]["gatewayTls"]
     assert {(t["hostname"], t["secret"], t["loaded"]) for t in config} == {
         ("httpbin.example.com", "httpbin-credential", True), ("helloworld.example.com", "helloworld-credential", True)}
+
+
+def mutual_secret(name: str, cert_key: tuple[str, str], client_ca: str, namespace: str = "foo") -> dict:
+    """As Istio's task makes it: kubectl create secret generic NAME --from-file=tls.key=... --from-file=tls.crt=...
+    --from-file=ca.crt=..."""
+    doc = secret(name, cert_key, namespace)
+    return {**doc, "type": "Opaque", "data": {**doc["data"], "ca.crt": base64.b64encode(client_ca.encode()).decode()}}
+
+
+async def answered(port: int, host: str, cadata: str, client: tuple[str, str] | None, extra: str = "") -> tuple | None:
+    """An answer over TLS, or None: the gateway ended the connection (in the handshake, or right
+    after it: TLS 1.3 checks a client's certificate last)."""
+    try:
+        return await https_get(port, host, "/headers", cadata, client=client, extra=extra)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return None
+
+
+def refused_count(gateway, reason: str) -> float:
+    for line in gateway.metrics().splitlines():
+        if line.startswith(f'gateway_tls_refused_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_istios_mutual_tls_ingress_gateway(mesh: Mesh):
+    """The task's "Configure a mutual TLS ingress gateway": the Secret holds ca.crt too, the
+    listener's option says MUTUAL, and only a client with a certificate that CA signed gets in;
+    the backend is told who it is (x-forwarded-client-cert), whatever the client claimed."""
+    async with recording_app(lambda request: {"xfcc": request.headers.get("x-forwarded-client-cert", "")}) as (port, seen):
+        httpbin = mesh.start_proxy("foo", "httpbin", port, name="httpbin")
+        edge = mesh.start_gateway("foo", "httpbin.foo:8000", "--https-port", "0")
+        mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+        tls_port = edge.ports["https"]
+        example, stranger = example_ca(), example_ca("someone else")
+        cadata = ca_pem(example)
+        client, untrusted = server_cert(example, "client.example.com"), server_cert(stranger, "client.example.com")
+
+        def listener(mode: str) -> dict:
+            return {**https_listener("https", "httpbin.example.com", "httpbin-credential"),
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "httpbin-credential"}],
+                            "options": {"gateway.istio.io/tls-terminate-mode": mode}}}
+
+        the_route = route("httpbin", {"hostnames": ["httpbin.example.com"], "rules": [{"backendRefs": [{"name": "httpbin", "port": 8000}]}]})
+        # MUTUAL with the first Secret (no ca.crt): nothing to check clients against, so no handshake, in TLS's words
+        assert mesh.call("POST", "/v1/secrets", {"document": secret("httpbin-credential", server_cert(example, "httpbin.example.com"))})[0] == 200
+        apply(mesh, gateway([listener("MUTUAL")]), the_route)
+
+        async def refused_for_its_ca() -> bool:
+            try:
+                await https_get(tls_port, "httpbin.example.com", "/", cadata, client=client)
+            except ssl.SSLError as exc:
+                return "UNRECOGNIZED_NAME" in str(exc) and "has no ca.crt" in edge.log_text()
+            return False
+
+        await until(refused_for_its_ca, lambda refused: refused, "the MUTUAL listener refusing for want of a ca.crt, with an alert")
+        assert refused_count(edge, "no_client_ca") >= 1
+
+        # the task: delete the Secret, create it again with ca.crt (generic), and the listener serves
+        assert mesh.call("POST", "/v1/secrets", {"document": mutual_secret("httpbin-credential", server_cert(example, "httpbin.example.com"),
+                                                                           cadata)})[1]["secret"]["clientCA"] == "CN=example.com,O=example Inc."
+        forged = "x-forwarded-client-cert: Subject=\"CN=admin\"\r\n"
+        status, headers, _, _ = await until(lambda: answered(tls_port, "httpbin.example.com", cadata, client, forged),
+                                            lambda r: r is not None and r[0] == 200, "a client with a certificate the CA signed")
+        der = ssl.PEM_cert_to_DER_cert(client[0])
+        assert seen[-1]["xfcc"] == (f'Hash={hashlib.sha256(der).hexdigest()};Subject="CN=client.example.com";'
+                                    "DNS=client.example.com"), seen[-1]  # the certificate's word, not the client's
+        # "Attempt to send an HTTPS request using the prior approach and see how it fails"
+        assert await answered(tls_port, "httpbin.example.com", cadata, None) is None
+        assert await answered(tls_port, "httpbin.example.com", cadata, untrusted) is None
+        async def both_counted() -> float:
+            return refused_count(edge, "no_client_certificate") * refused_count(edge, "client_certificate_untrusted")
+
+        await until(both_counted, lambda n: n >= 1, "both refusals counted")
+        said = edge.log_text()
+        assert "the client presented no certificate, which this MUTUAL listener requires" in said, said
+        assert "the client's certificate is not signed by the listener's ca.crt" in said, said
+
+        # OPTIONAL_MUTUAL: a certificate is checked when given, and a client without one gets in too
+        apply(mesh, gateway([listener("OPTIONAL_MUTUAL")]), the_route)
+        await until(lambda: answered(tls_port, "httpbin.example.com", cadata, None), lambda r: r is not None and r[0] == 200,
+                    "a client without a certificate at the OPTIONAL_MUTUAL listener")
+        assert seen[-1]["xfcc"] == ""
+        assert (await answered(tls_port, "httpbin.example.com", cadata, client))[0] == 200 and "CN=client.example.com" in seen[-1]["xfcc"]
+        assert await answered(tls_port, "httpbin.example.com", cadata, untrusted) is None
+    config = edge.config()["policies"]["gatewayTls"]
+    assert [(t["secret"], t["mode"], t["loaded"]) for t in config] == [("httpbin-credential", "OPTIONAL_MUTUAL", True)]

@@ -4,6 +4,7 @@ which hosts, which route a request takes, and what ``apply`` and ``get`` say."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -239,8 +240,31 @@ def test_an_https_listeners_status_says_whether_its_secret_is_there():
         status = desired([gw], {}, served, "2026-11-29T02:00:00Z", has_secret)[("shop", "web-gateway")]
         return {item["name"]: {c["type"]: (c["status"], c["reason"]) for c in item["conditions"]} for item in status["listeners"]}
 
-    missing = listeners(lambda ns, name: False)
+    missing = listeners(lambda ns, name: None)
     assert missing["https"]["ResolvedRefs"] == ("False", "InvalidCertificateRef") and missing["https"]["Programmed"] == ("False", "Invalid")
     assert missing["http"]["ResolvedRefs"] == ("True", "ResolvedRefs")  # no Secret to resolve
-    there = listeners(lambda ns, name: (ns, name) == ("shop", "cred"))
+    plain, with_ca = SimpleNamespace(ca_pem=None), SimpleNamespace(ca_pem="-----BEGIN CERTIFICATE-----")
+    there = listeners(lambda ns, name: plain if (ns, name) == ("shop", "cred") else None)
     assert there["https"]["ResolvedRefs"] == ("True", "ResolvedRefs") and there["https"]["Programmed"] == ("True", "Programmed")
+    # Istio's tls-terminate-mode MUTUAL: the Secret must hold the clients' CA too
+    gw = gateway(listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {
+        "certificateRefs": [{"name": "cred"}], "options": {"gateway.istio.io/tls-terminate-mode": "MUTUAL"}}}])
+    assert listeners(lambda ns, name: plain)["https"]["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+    assert listeners(lambda ns, name: with_ca)["https"]["ResolvedRefs"] == ("True", "ResolvedRefs")
+
+
+def test_a_listeners_terminate_mode_is_istios_option_or_refused_naming_it():
+    def listener(options: dict) -> dict:
+        return {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cred"}], "options": options}}
+
+    for mode in ("MUTUAL", "OPTIONAL_MUTUAL", "SIMPLE"):
+        assert gateway(listeners=[listener({"gateway.istio.io/tls-terminate-mode": mode})]).spec.listeners[0].mode == mode
+    without = listener({})
+    del without["tls"]["options"]
+    assert gateway(listeners=[without]).spec.listeners[0].mode == "SIMPLE"
+    for options, words in (({"gateway.istio.io/tls-terminate-mode": "ISTIO_MUTUAL"}, "clients from outside the mesh do not have"),
+                           ({"gateway.istio.io/tls-terminate-mode": "STRICT"}, "'STRICT': expected one of SIMPLE, MUTUAL"),
+                           ({"gateway.istio.io/tls-terminate-mod": "MUTUAL"}, "not an option meshdojo reads")):
+        with pytest.raises(PolicyError) as refused:
+            gateway(listeners=[listener(options)])
+        assert "spec.listeners[0].tls.options." in str(refused.value) and words in str(refused.value), refused.value

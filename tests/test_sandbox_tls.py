@@ -45,7 +45,7 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     tls_port = int(gateway["https"].rsplit(":", 1)[1].strip("/"))
 
     said = cli.run("apply", "-f", str(BOOKINFO_POLICIES / "bookinfo-gateway-https.yaml")).stderr
-    assert "listener https names Secret bookinfo-credential, which does not exist (yet)" in said, said
+    assert "listener https: Secret bookinfo/bookinfo-credential is not there" in said, said
     checked = cli.run("check", check=False).stdout
     assert "meshdojo create secret tls bookinfo-credential --cert FILE --key FILE -n bookinfo" in checked, checked
     assert curl(tmp_path, tls_port, "/productpage").returncode != 0  # no certificate yet: no handshake
@@ -120,6 +120,6 @@ def test_a_secret_in_a_file_applies_with_its_gateway_or_not_at_all(cli: Cli, tmp
     whole.write_text(yaml.safe_dump(secret) + "---\n" + gateway)
     applied = cli.run("apply", "-n", "bookinfo", "-f", str(whole))
     assert "secret/bookinfo-credential created (namespace bookinfo)" in applied.stdout, applied.stdout
-    assert "names Secret bookinfo-credential" not in applied.stderr, applied.stderr  # it came in the same file
+    assert "Secret bookinfo/bookinfo-credential is not there" not in applied.stderr, applied.stderr  # it came in the same file
     port = int(cli.status()["gateways"][0]["https"].rsplit(":", 1)[1].strip("/"))
     wait_until(lambda: curl(tmp_path, port, "/productpage").stdout.startswith("200"), 10, "the product page over TLS")

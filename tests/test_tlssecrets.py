@@ -19,7 +19,7 @@ from controlplane.server import SECRETS_FILE, ControlPlane
 from controlplane.spiffe import SpiffeId
 from controlplane.sslcontext import client_context
 from controlplane.tlssecrets import SecretError, read_secret
-from tests.examplecerts import example_ca, server_cert
+from tests.examplecerts import ca_pem, example_ca, server_cert
 from tests.test_gateway_tls_e2e import https_listener, secret
 
 GW = "gateway.networking.k8s.io/v1"
@@ -35,7 +35,10 @@ def test_a_tls_secret_is_checked_as_a_server_would_load_it():
     assert read_secret(as_strings, "s.yaml", "bookinfo").namespace == "bookinfo"  # stringData, and the default namespace
     other_key = server_cert(example, "other.example.com")[1]
     for doc, words in (
-            ({**secret("c", (cert, key)), "type": "Opaque"}, "Secret foo/c: type: expected kubernetes.io/tls"),
+            ({**secret("c", (cert, key)), "type": "kubernetes.io/dockerconfigjson"}, "Secret foo/c: type: expected kubernetes.io/tls"),
+            ({**secret("c", (cert, key)), "data": {**secret("c", (cert, key))["data"], "ca.crt": _b64("junk")}},
+             "ca.crt: expected PEM certificates"),
+            ({**secret("c", (cert, key)), "data": {"cert": _b64(cert), "key": _b64(key)}}, "data.tls.crt: missing"),  # generic names: Opaque only
             ({**secret("c", (cert, key)), "metadata": {"name": "Bad_Name"}}, "metadata.name: expected a lower-case name"),
             ({**secret("c", (cert, key)), "data": {"tls.crt": base64.b64encode(cert.encode()).decode()}}, "data.tls.key: missing"),
             ({**secret("c", (cert, key)), "data": {"tls.crt": "not base64!", "tls.key": "x"}}, "data.tls.crt: expected base64"),
@@ -46,6 +49,33 @@ def test_a_tls_secret_is_checked_as_a_server_would_load_it():
         with pytest.raises(SecretError) as refused:
             read_secret(doc, "s.yaml", "default")
         assert refused.value.args[0].startswith("s.yaml: ") and words in str(refused.value), (words, refused.value)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_secret_for_mutual_tls_holds_the_clients_ca_in_the_forms_istio_reads():
+    example = example_ca()
+    cert, key = server_cert(example, "httpbin.example.com")
+    ca = ca_pem(example)
+    forms = ({"type": "kubernetes.io/tls", "data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)}},
+             {"type": "Opaque", "data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)}},  # Istio's task's
+             {"data": {"cert": _b64(cert), "key": _b64(key), "cacert": _b64(ca)}})  # generic, Opaque by default
+    for form in forms:
+        read = read_secret({"kind": "Secret", "metadata": {"name": "c", "namespace": "bar"}, **form}, "s.yaml", "default")
+        assert (read.ca_pem, read.client_ca) == (ca, "CN=example.com,O=example Inc."), form
+        assert read.summary()["clientCA"] == "CN=example.com,O=example Inc." and "ca.crt" not in read.summary()
+    plain = read_secret(secret("c", (cert, key)), "s.yaml", "default")
+    assert plain.ca_pem is None and "clientCA" not in plain.summary()
+    # a Listener's refs: MUTUAL needs the ca.crt, SIMPLE does not
+    from controlplane.gatewayapi import Listener, unresolved
+
+    mutual = Listener("https", 443, None, "Same", "HTTPS", ("c",), "MUTUAL")
+    assert unresolved(mutual, "foo", lambda ns, name: read) is None
+    assert "has no ca.crt, which gateway.istio.io/tls-terminate-mode: MUTUAL checks" in unresolved(mutual, "foo", lambda ns, n: plain)
+    assert unresolved(Listener("https", 443, None, "Same", "HTTPS", ("c",)), "foo", lambda ns, n: plain) is None
+    assert "Secret foo/c is not there" in unresolved(mutual, "foo", lambda ns, n: None)
 
 
 def test_a_server_name_reaches_the_most_specific_https_listener():
@@ -94,7 +124,7 @@ async def test_only_the_gateway_of_the_namespace_gets_the_keys_a_gateway_names(p
             async with session.post(f"{api}/v1/secrets", json={"document": doc}, headers=admin) as rsp:
                 assert rsp.status == 200, await rsp.text()
         async with session.post(f"{api}/v1/secrets", json={"document": {"kind": "Secret", "metadata": {"name": "x"}}}, headers=admin) as rsp:
-            assert rsp.status == 400 and "type: expected kubernetes.io/tls" in (await rsp.json())["error"]
+            assert rsp.status == 400 and "data.tls.crt: missing" in (await rsp.json())["error"]
         async with session.post(f"{api}/v1/policies", headers=admin, json={"documents": [{"source": "g.yaml", "index": 0, "document": {
                 "apiVersion": GW, "kind": "Gateway", "metadata": {"name": "g", "namespace": "foo"},
                 "spec": {"gatewayClassName": "istio", "listeners": [https_listener("https", "httpbin.example.com", "httpbin-credential")]}}}]}) as rsp:
@@ -116,7 +146,7 @@ async def test_only_the_gateway_of_the_namespace_gets_the_keys_a_gateway_names(p
             assert rsp.status == 200
         async with session.get(f"{api}/v1/policies?kind=-", headers=admin) as rsp:  # gone: its listener's Secret is missing
             problems = (await rsp.json())["gatewayProblems"]
-        assert len(problems) == 1 and "listener https names Secret httpbin-credential, which does not exist" in problems[0], problems
+        assert len(problems) == 1 and "listener https: Secret foo/httpbin-credential is not there" in problems[0], problems
         async with session.delete(f"{api}/v1/secrets/foo/httpbin-credential", headers=admin) as rsp:
             assert rsp.status == 404 and "meshdojo get secrets" in (await rsp.json())["error"]
     saved = tmp_path / "state" / SECRETS_FILE
@@ -136,10 +166,12 @@ def test_a_clusters_secret_is_read_as_the_api_server_returns_it():
     cert, key = server_cert(example_ca(), "web.example.com")
     obj = {**secret("web-credential", (cert, key)), "metadata": {"name": "web-credential", "namespace": "emojivoto", "uid": "x"}}
     assert from_object(obj).hosts == ("web.example.com",)
-    with pytest.raises(SecretError, match="Secret emojivoto/web-credential: type is 'Opaque', not kubernetes.io/tls"):
-        from_object({**obj, "type": "Opaque"})
-    with pytest.raises(SecretError, match="data needs tls.crt and tls.key"):
+    with pytest.raises(SecretError, match="cluster: Secret emojivoto/web-credential: type: expected kubernetes.io/tls"):
+        from_object({**obj, "type": "kubernetes.io/basic-auth"})
+    with pytest.raises(SecretError, match="data.tls.key: missing"):
         from_object({**obj, "data": {"tls.crt": obj["data"]["tls.crt"]}})
+    generic = from_object({**obj, "type": "Opaque", "data": {**obj["data"], "ca.crt": obj["data"]["tls.crt"]}})
+    assert (generic.type, generic.client_ca) == ("Opaque", "CN=web.example.com")  # Istio's task's mutual TLS Secret
 
 
 def test_a_load_over_tls_names_the_server_and_its_ca_or_is_refused_naming_the_field():

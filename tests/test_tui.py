@@ -467,12 +467,11 @@ def test_a_gateways_status_in_a_line_names_the_listener_whose_secret_is_missing(
 
     gw = gateway(listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cred"}]}}])
     served = {"shop": ("127.0.0.1", True)}
-    missing = desired([gw], {}, served, "t", lambda ns, name: False)[("shop", "web-gateway")]
-    assert render.status_text(missing).splitlines() == [
-        "status: listener https: Programmed False (Invalid): Secret shop/cred is not there, or is not a valid kubernetes.io/tls "
-        "Secret: TLS handshakes for this listener fail",
-        "status: listener https: ResolvedRefs False (InvalidCertificateRef): Secret shop/cred is not there, or is not a valid "
-        "kubernetes.io/tls Secret: TLS handshakes for this listener fail"]
+    missing = desired([gw], {}, served, "t", lambda ns, name: None)[("shop", "web-gateway")]
+    why = ("Secret shop/cred is not there, or is not a valid TLS Secret: TLS handshakes for this listener fail "
+           "(meshdojo create secret tls cred --cert FILE --key FILE -n shop)")
+    assert render.status_text(missing).splitlines() == [f"status: listener https: Programmed False (Invalid): {why}",
+                                                        f"status: listener https: ResolvedRefs False (InvalidCertificateRef): {why}"]
     there = desired([gw], {}, served, "t", lambda ns, name: True)[("shop", "web-gateway")]
     assert render.status_text(there) == "status: Accepted, Programmed, ResolvedRefs"
     assert there["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]  # the local gateway's

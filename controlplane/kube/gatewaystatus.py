@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.gatewayapi import GATEWAY_LABEL, routes_on, takes
+from controlplane.gatewayapi import GATEWAY_LABEL, routes_on, takes, unresolved
 from controlplane.routestatus import condition
 
 GROUP = "gateway.networking.k8s.io"
@@ -21,10 +21,10 @@ Key = tuple[str, str]
 
 
 def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[str, tuple[str, bool]], now: str,
-            has_secret: Callable[[str, str], bool] = lambda ns, name: False) -> dict[Key, dict]:
+            secret_of: Callable[[str, str], Any | None] = lambda ns, name: None) -> dict[Key, dict]:
     """(namespace, name) of each Gateway -> its status. ``gateways``: namespace -> (the address of
     its ingress gateway's Service, whether a pod of it is ready); ``now``: RFC 3339;
-    ``has_secret``: whether an HTTPS listener's Secret is there (valid) to serve."""
+    ``secret_of``: the valid Secret an HTTPS listener names, or None (gatewayapi.unresolved)."""
     out: dict[Key, dict] = {}
     for gateway in (r for r in resources if r.kind == "Gateway"):
         key = (gateway.namespace, gateway.name)
@@ -41,11 +41,9 @@ def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[st
         listeners = []
         for listener in gateway.spec.listeners:
             count = sum(1 for route in routes if takes(listener, route, gateway.namespace) is not None)
-            missing = [name for name in listener.certificates[:1] if not has_secret(gateway.namespace, name)]
-            refs = (("InvalidCertificateRef", f"Secret {gateway.namespace}/{missing[0]} is not there, or is not a valid "
-                                              f"kubernetes.io/tls Secret: TLS handshakes for this listener fail") if missing
-                    else ("ResolvedRefs", ""))
-            listener_programmed = ("Invalid", refs[1]) if missing else (programmed[0], "")
+            missing = unresolved(listener, gateway.namespace, secret_of)
+            refs = ("InvalidCertificateRef", missing) if missing else ("ResolvedRefs", "")
+            listener_programmed = ("Invalid", missing) if missing else (programmed[0], "")
             listeners.append({"name": listener.name, "attachedRoutes": count,
                               "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
                               "conditions": [condition("Accepted", True, "Accepted", "", generation, now),

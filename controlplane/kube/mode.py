@@ -88,7 +88,7 @@ class KubernetesMode:
         resources = [r for r, _ in self.policies.list()]
         gateways = gatewaystatus.desired(resources, self.kube_policies.generations("Gateway"),
                                          gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now,
-                                         self.secrets.has)
+                                         self.secrets.get)
         routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), self.registry.has, now, foreign)
         return {**{("gateways", *key): status for key, status in gateways.items()},
                 **{("httproutes", *key): entry for key, entry in routes.items()}}

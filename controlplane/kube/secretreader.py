@@ -10,15 +10,13 @@ never another namespace's. So it reads the named ones again when a Gateway chang
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from controlplane.gatewayapi import secret_keys
 from controlplane.policystore import PolicyStore
-from controlplane.tlssecrets import TLS_TYPE, Key, SecretError, SecretStore, TlsSecret, tls_secret
+from controlplane.tlssecrets import Key, SecretError, SecretStore, TlsSecret, read_secret
 
 log = logging.getLogger("meshdojo.controlplane.kube.secrets")
 REREAD_SECONDS = 5.0
@@ -30,17 +28,11 @@ def wanted(policies: PolicyStore) -> set[Key]:
 
 
 def from_object(obj: dict[str, Any]) -> TlsSecret:
-    """A Secret as the API server returns it (``data`` base64), checked as the gateway will load it."""
+    """A Secret as the API server returns it (``data`` base64), checked as the gateway will load
+    it: the same forms as a Secret applied locally (``kubectl create secret tls``, or ``generic``
+    with tls.crt, tls.key and ca.crt for mutual TLS, as Istio's task makes it)."""
     meta = obj.get("metadata") or {}
-    where = f"Secret {meta.get('namespace')}/{meta.get('name')}"
-    if obj.get("type") != TLS_TYPE:
-        raise SecretError(f"{where}: type is {obj.get('type')!r}, not {TLS_TYPE} (kubectl create secret tls makes one)")
-    data = obj.get("data") or {}
-    try:
-        chain, key = (base64.b64decode(data[k], validate=True).decode() for k in ("tls.crt", "tls.key"))
-    except (KeyError, binascii.Error, UnicodeDecodeError, TypeError):
-        raise SecretError(f"{where}: data needs tls.crt and tls.key, base64 of PEM files") from None
-    return tls_secret(meta["namespace"], meta["name"], chain, key, where)
+    return read_secret({**obj, "kind": "Secret"}, "cluster", meta.get("namespace") or "default")
 
 
 class ClusterSecrets:
