@@ -6,7 +6,8 @@ discovery knows for the service:
 
     {"namespace": NS, "service": NAME, "path": "/api/list", "connections": 4, "requests": 100,
      "duration": "10s", "qps": 0, "headers": {"end-user": "jason"},
-     "https": {"serverName": "bookinfo.example.com", "caPEM": "..."}}   # optional: to the gateway's TLS port
+     "https": {"serverName": "bookinfo.example.com", "caPEM": "...",   # optional: to the gateway's TLS port,
+               "certPEM": "...", "keyPEM": "..."}}                     # with a client certificate for mutual TLS
 
 ``--from deploy/X``, with the workload's identity, must leave from X's own sidecar: the control
 plane asks that pod's sidecar (``POST /load`` on its admin port, over mutual TLS, the sidecar's
@@ -61,7 +62,8 @@ async def load(request: web.Request) -> web.Response:
                             f"http://{endpoint.address}:{endpoint.port}{want['path']}", None,
                             f"the control plane, to {want['service']}.{want['namespace']} ({name})"
                             + (f" over TLS as {https['serverName']}" if https else ""),
-                            https["serverName"] if https else None, https["caPEM"] if https else None)
+                            https["serverName"] if https else None, https["caPEM"] if https else None,
+                            (https["certPEM"], https["keyPEM"]) if https and "certPEM" in https else None)
     # -n alone is still bounded by one call's time: the summary says how many were sent
     seconds = want["seconds"] if want["seconds"] is not None else MAX_SECONDS
     result = await loadgen.run(target, want["connections"], want["requests"], seconds, want["qps"], want["headers"])

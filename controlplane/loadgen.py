@@ -41,6 +41,7 @@ class Target:
     via: str  # for the learner: "web-0's sidecar" or "the emojivoto ingress gateway"
     server_name: str | None = None  # https: the name sent (SNI, and Host) and checked on the certificate
     cadata: str | None = None  # https: the CA trusted for it (PEM), as fortio's -cacert
+    client: tuple[str, str] | None = None  # https: a client certificate and its key (PEM), for a MUTUAL listener (fortio's -cert, -key)
 
 
 Send = Callable[[], Awaitable[tuple[int, str | None]]]  # one request: its status and x-meshdojo-error, or SendFailed
@@ -69,7 +70,12 @@ async def run(target: Target, concurrency: int = 4, requests: int | None = None,
         if target.cadata is not None:  # to a gateway's HTTPS listener: its certificate checked for the name, by the CA given
             import ssl
 
-            tls = {"ssl": ssl.create_default_context(cadata=target.cadata), "server_hostname": target.server_name}
+            context = ssl.create_default_context(cadata=target.cadata)
+            if target.client is not None:
+                from controlplane.sslcontext import load_chain
+
+                load_chain(context, *target.client)
+            tls = {"ssl": context, "server_hostname": target.server_name}
             headers = {**(headers or {}), "Host": target.server_name or ""}
 
         async def over_http() -> tuple[int, str | None]:

@@ -33,14 +33,27 @@ def parse(body: Any) -> dict[str, Any]:
 
 
 def _https(value: Any) -> dict[str, str] | None:
-    """Over TLS to the gateway's HTTPS listeners: the server name to send (SNI and Host) and the
-    CA that signed its certificate (fortio's -cacert)."""
+    """Over TLS to the gateway's HTTPS listeners: the server name to send (SNI and Host), the
+    CA that signed its certificate (fortio's -cacert) and, for a mutual TLS listener, a client
+    certificate and its key (fortio's -cert and -key), checked to belong together."""
     if value is None:
         return None
     if (not isinstance(value, dict) or not isinstance(value.get("serverName"), str) or not value["serverName"]
             or not isinstance(value.get("caPEM"), str) or "BEGIN CERTIFICATE" not in value["caPEM"] or len(value["caPEM"]) > 256 * 1024):
         raise LoadRequestError('https: expected {"serverName": HOST, "caPEM": "<the CA certificate, PEM>"}')
-    return {"serverName": value["serverName"], "caPEM": value["caPEM"]}
+    out = {"serverName": value["serverName"], "caPEM": value["caPEM"]}
+    if "certPEM" in value or "keyPEM" in value:
+        from controlplane.tlssecrets import SecretError, tls_secret
+
+        cert, key = value.get("certPEM"), value.get("keyPEM")
+        if not isinstance(cert, str) or not isinstance(key, str) or len(cert) + len(key) > 256 * 1024:
+            raise LoadRequestError("https: certPEM and keyPEM go together: a client certificate and its key, PEM")
+        try:
+            tls_secret("-", "client", cert, key, "https: the client certificate")
+        except SecretError as exc:
+            raise LoadRequestError(str(exc).replace("tls.crt", "certPEM").replace("tls.key", "keyPEM")) from None
+        out.update(certPEM=cert, keyPEM=key)
+    return out
 
 
 def _amounts(body: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from controlplane.telemetry import (
     route_golden,
     sum_golden,
     sum_route_golden,
+    tls_refused_in,
 )
 
 log = logging.getLogger("meshdojo.controlplane.scraper")
@@ -93,8 +94,14 @@ class Telemetry:
         rows = []
         for (ns, deployment), members in sorted(groups.items()):
             g = sum_golden(golden(h, window, until=until) for h in members if h.meshed)
-            rows.append(_row(ns, deployment, f"{sum(h.meshed for h in members)}/{len(members)}", g,
-                             [h.name for h in members if self.stale(h)]))
+            row = _row(ns, deployment, f"{sum(h.meshed for h in members)}/{len(members)}", g, [h.name for h in members if self.stale(h)])
+            refused: dict[str, float] = {}
+            for h in members:  # a gateway's TLS connections refused (no listener, no Secret, no or a wrong client certificate)
+                for reason, n in tls_refused_in(h, window).items():
+                    refused[reason] = refused.get(reason, 0.0) + n
+            if refused:
+                row["tls_refused"] = {reason: round(n) for reason, n in sorted(refused.items())}
+            rows.append(row)
         return rows
 
     def service_rows(self, window: float, namespace: str | None = None, name: str | None = None,

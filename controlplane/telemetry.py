@@ -38,6 +38,7 @@ class Sample:
     overflow: dict[str, float] = field(default_factory=dict)  # service FQDN -> requests refused by connectionPool limits
     # inbound authorization: (decision "allow"|"deny"|"audit", the policy label) -> requests (meshdojo authz)
     authz: dict[tuple[str, str], float] = field(default_factory=dict)
+    tls_refused: dict[str, float] = field(default_factory=dict)  # a gateway's TLS connections refused, per reason
 
 
 def _went_down(new: Sample, old: Sample) -> bool:
@@ -79,6 +80,7 @@ class WorkloadHistory:
                 _went_down(sample, previous),
                 _share(sample.overflow, previous.overflow),
                 _share(sample.authz, previous.authz),
+                _share(sample.tls_refused, previous.tls_refused),
             )
         self.fine.append(sample)
         if self._count % COARSE_EVERY == 0:
@@ -103,7 +105,7 @@ def _share_arrays(new: dict, old: dict) -> dict:
 AUTHZ_DECISIONS = ("allow", "deny", "audit")
 NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
                  "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{",
-                 *(f"inbound_http_authz_{decision}_total{{" for decision in AUTHZ_DECISIONS))
+                 "gateway_tls_refused_total{", *(f"inbound_http_authz_{decision}_total{{" for decision in AUTHZ_DECISIONS))
 Series = tuple[str, dict[str, str]]  # a series' metric name and labels
 
 
@@ -155,9 +157,13 @@ def _reduce(series, now: float) -> Sample:
     tcp_open = 0.0
     overflow: dict[str, float] = {}
     authz: dict[tuple[str, str], float] = {}
+    tls_refused: dict[str, float] = {}
     for name, labels, value in series:
         if name == "outbound_http_pool_overflow_total":
             overflow[labels.get("service", "")] = value
+            continue
+        if name == "gateway_tls_refused_total":
+            tls_refused[labels.get("reason", "")] = value
             continue
         if name.startswith("inbound_http_authz_"):
             decision = name.removeprefix("inbound_http_authz_").removesuffix("_total")
@@ -182,7 +188,7 @@ def _reduce(series, now: float) -> Sample:
     compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
     route_compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in route_buckets.items()}
     return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact,
-                  overflow=overflow, authz=authz)
+                  overflow=overflow, authz=authz, tls_refused=tls_refused)
 
 
 def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dict, failures: dict, buckets: dict) -> None:
@@ -327,6 +333,15 @@ def overflow_in(history: WorkloadHistory, window: float, dst: str) -> float:
     """Requests to ``dst`` (a service FQDN) this client refused at once: connectionPool overflow."""
     return sum(max(end.overflow.get(dst, 0.0) - (start or _EMPTY).overflow.get(dst, 0.0), 0.0)
                for start, end in _segments(history.samples, window))
+
+
+def tls_refused_in(history: WorkloadHistory, window: float) -> dict[str, float]:
+    """A gateway's TLS connections refused in the window, per reason (restarts as in golden())."""
+    counts: dict[str, float] = {}
+    for start, end in _segments(history.samples, window):
+        for reason, value in end.tls_refused.items():
+            counts[reason] = counts.get(reason, 0.0) + max(value - (start or _EMPTY).tls_refused.get(reason, 0.0), 0.0)
+    return {reason: n for reason, n in counts.items() if n > 0}
 
 
 def authz_counts(history: WorkloadHistory, window: float) -> tuple[dict[tuple[str, str], float], float]:

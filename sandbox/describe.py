@@ -133,8 +133,7 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
         tls = policies.get("gatewayTls") or []
         if tls:  # its HTTPS listeners: the certificate each server name gets, on the TLS port
             out.append(f"  tls           port {(config.get('ports') or {}).get('https', '-')}, by server name (SNI): " + "; ".join(
-                f"{t['hostname'] or 'any name'} -> Secret {t['secret']} "
-                + ("(served)" if t["loaded"] else "(not there: handshakes for it fail)") for t in tls))
+                f"{t['hostname'] or 'any name'} -> Secret {t['secret']} " + _tls_state(t) for t in tls))
     outbound = policies.get("outbound") or {}
     if outbound and not config.get("gateway"):  # a gateway has no egress
         out.append(f"  outbound      {outbound['mode']} ({outbound['by']}): hosts outside the mesh "
@@ -148,3 +147,13 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
                    + f"), access log {'/'.join(sorted({logs.get(d) or 'off' for d in ('inbound', 'outbound')}))}"
                    + (f" where {logs['filter']}" if logs.get("filter") else ""))
     return out
+
+
+def _tls_state(listener: dict[str, Any]) -> str:
+    """``(served)``, ``(served; MUTUAL: clients need a certificate its ca.crt signed)``, or why not."""
+    mode = listener.get("mode", "SIMPLE")
+    if not listener["loaded"]:
+        return (f"(not served: a {mode} listener needs the Secret, with a ca.crt; handshakes for it fail)" if mode != "SIMPLE"
+                else "(not there: handshakes for it fail)")
+    return {"MUTUAL": "(served; MUTUAL: clients need a certificate its ca.crt signed)",
+            "OPTIONAL_MUTUAL": "(served; OPTIONAL_MUTUAL: a client certificate is checked against its ca.crt when given)"}.get(mode, "(served)")

@@ -117,7 +117,10 @@ def identities(name: str) -> dict[str, Any]:
                      "policy_version": (config.get("policies") or {}).get("version")})
     # the control plane's policy snapshot, read after the sidecars: one behind it has not got the latest yet
     version = api.call("GET", "/v1/policies?kind=-")["version"]
-    return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "policy_version": version, "workloads": rows}
+    # the certificates the gateways serve to clients outside the mesh (never a key): not the mesh's CA's
+    certificates = api.call("GET", "/v1/secrets")["items"]
+    return {"trust_anchor": ca["trustAnchor"], "issuer": ca["issuer"], "policy_version": version, "workloads": rows,
+            "gateway_certificates": certificates}
 
 
 def fmt_rate(value: float | None) -> str:
@@ -128,16 +131,24 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
+def tls_refused_text(refused: dict[str, int]) -> str:
+    """``3 (no_client_certificate 2, unknown_server_name 1)``, or ``-``."""
+    total = sum(refused.values())
+    return f"{total} ({', '.join(f'{reason} {n}' for reason, n in refused.items())})" if total else "-"
+
+
 def stat_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
     header = ("NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN")
     overflow = any(r.get("overflow") for r in rows)  # connectionPool limits turned requests away: show how many
-    table = [header + (("MTLS",) if wide else ()) + (("OVERFLOW",) if overflow else ())]
+    refused = any(r.get("tls_refused") for r in rows)  # a gateway refused TLS clients: how many, and why
+    table = [header + (("MTLS",) if wide else ()) + (("OVERFLOW",) if overflow else ()) + (("TLS_REFUSED",) if refused else ())]
     for r in rows:
         name = r["name"] + (" (not answering: " + ", ".join(r["not_answering"]) + ")" if r["not_answering"] else "")
         line = (r["namespace"], name, r["meshed"], fmt_rate(r["success_rate"]), f"{r['rps']:.1f}rps",
                 fmt_ms(r["latency_ms"]["p50"]), fmt_ms(r["latency_ms"]["p95"]), fmt_ms(r["latency_ms"]["p99"]),
                 "-" if r["tcp_conn"] is None else str(r["tcp_conn"]))
-        table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()) + ((f"{r.get('overflow') or 0:.0f}",) if overflow else ()))
+        table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()) + ((f"{r.get('overflow') or 0:.0f}",) if overflow else ())
+                     + ((tls_refused_text(r.get("tls_refused") or {}),) if refused else ()))
     return table
 
 

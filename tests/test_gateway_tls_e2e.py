@@ -36,8 +36,8 @@ def https_listener(name: str, host: str, credential: str) -> dict:
 
 
 async def refused_handshake(port: int, host: str, cadata: str) -> bool:
-    """Whether the gateway ended the handshake (it closes the connection, as Envoy does with no
-    filter chain for the name: curl says SSL_ERROR_SYSCALL)."""
+    """Whether the gateway refused the handshake (with TLS's unrecognized_name alert; Envoy, with
+    no filter chain for the name, just closes the connection: curl says SSL_ERROR_SYSCALL)."""
     try:
         await https_get(port, host, "/status/200", cadata)
     except (ssl.SSLError, ConnectionResetError):

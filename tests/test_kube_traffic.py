@@ -167,10 +167,10 @@ def _secure_gateway(k8s, learner: Learner, net, tmp_path: Path) -> None:
     k8s.kubectl("create", "secret", "tls", "web-credential", "-n", NS, "--cert", str(tmp_path / "web.crt"), "--key", str(tmp_path / "web.key"))
     gateway_ip = next(p.ip for p in net.pods.values() if p.name.startswith(f"{NS}-ingress-"))
 
-    def over_tls(cadata: str) -> tuple | None:
+    def over_tls(cadata: str, client: tuple[str, str] | None = None) -> tuple | None:
         try:
-            return asyncio.run(https_get(GATEWAY_HTTPS_PORT, "web.example.com", "/api/list", cadata, address=gateway_ip))
-        except (TimeoutError, OSError):  # no certificate yet: the handshake is refused
+            return asyncio.run(https_get(GATEWAY_HTTPS_PORT, "web.example.com", "/api/list", cadata, address=gateway_ip, client=client))
+        except (TimeoutError, OSError):  # no certificate yet (or, for mutual TLS, none from the client): refused
             return None
 
     answer = wait_until(lambda: (r := over_tls(ca_pem(example))) and r[0] == 200 and r, 30, "web's page over TLS at the gateway pod",
@@ -187,6 +187,25 @@ def _secure_gateway(k8s, learner: Learner, net, tmp_path: Path) -> None:
                        "--key", str(tmp_path / "web.key")).stdout
     assert made.strip() == f"secret/web-credential serverside-applied (namespace {NS})", made
     wait_until(lambda: (r := over_tls(ca_pem(renewed))) and r[0] == 200, 30, "the rotated certificate at the gateway pod", interval=0.5)
+
+    # the task's mutual TLS part: the Secret made again as a generic one with ca.crt, the listener's option MUTUAL
+    (tmp_path / "ca.crt").write_text(ca_pem(renewed))
+    client = server_cert(renewed, "client.example.com")
+    k8s.kubectl("delete", "secret", "web-credential", "-n", NS)
+    k8s.kubectl("create", "secret", "generic", "web-credential", "-n", NS, f"--from-file=tls.crt={tmp_path / 'web.crt'}",
+                f"--from-file=tls.key={tmp_path / 'web.key'}", f"--from-file=ca.crt={tmp_path / 'ca.crt'}")
+    secure.write_text(secure.read_text().replace("certificateRefs: [{name: web-credential}]}",
+                                                 "certificateRefs: [{name: web-credential}], "
+                                                 "options: {gateway.istio.io/tls-terminate-mode: MUTUAL}}"))
+    learner.run("apply", "-f", str(secure))
+    wait_until(lambda: (r := over_tls(ca_pem(renewed), client)) and r[0] == 200, 30, "the page for a client with a certificate",
+               interval=0.5)
+    assert over_tls(ca_pem(renewed)) is None  # no client certificate: refused
+    listed = json.loads(learner.run("get", "secrets", "-n", NS, "-o", "json").stdout)
+    assert [(s["type"], s.get("clientCA")) for s in listed] == [("Opaque", "CN=example.com,O=example Inc. 2")], listed
+    refused = wait_until(lambda: (_stat(learner).get(f"{NS}-ingress") or {}).get("tls_refused"), 30,
+                         "the gateway pod's refusal counted in stat", interval=0.5)
+    assert refused.get("no_client_certificate", 0) >= 1, refused
     learner.run("delete", "-f", str(secure))
     learner.run("delete", "secret", "web-credential", "-n", NS)
     assert k8s.kubectl("get", "secret", "web-credential", "-n", NS, check=False).returncode != 0

@@ -31,6 +31,15 @@ def openssl_as_istios_task(folder: Path) -> None:
         "-in", f"{HOST}.csr", "-out", f"{HOST}.crt")
 
 
+def openssl_client_as_istios_task(folder: Path) -> None:
+    """The task's client certificate, for mutual TLS: signed by the same example.com CA."""
+    run = lambda *argv: subprocess.run(["openssl", *argv], cwd=folder, check=True, capture_output=True)  # noqa: E731
+    run("req", "-out", "client.example.com.csr", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.example.com.key",
+        "-subj", "/CN=client.example.com/O=client organization")
+    run("x509", "-req", "-days", "365", "-CA", "example.com.crt", "-CAkey", "example.com.key", "-set_serial", "1",
+        "-in", "client.example.com.csr", "-out", "client.example.com.crt")
+
+
 def curl(folder: Path, port: int, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "--max-time", "10",
                            "--cacert", str(folder / "example.com.crt"), "--resolve", f"{HOST}:{port}:127.0.0.1",
@@ -123,3 +132,48 @@ def test_a_secret_in_a_file_applies_with_its_gateway_or_not_at_all(cli: Cli, tmp
     assert "Secret bookinfo/bookinfo-credential is not there" not in applied.stderr, applied.stderr  # it came in the same file
     port = int(cli.status()["gateways"][0]["https"].rsplit(":", 1)[1].strip("/"))
     wait_until(lambda: curl(tmp_path, port, "/productpage").stdout.startswith("200"), 10, "the product page over TLS")
+
+
+@pytest.mark.timeout(180)
+def test_istios_mutual_tls_ingress_gateway_on_bookinfo(cli: Cli, tmp_path: Path):
+    """The task's last part: the Secret made again with ca.crt (kubectl create secret generic),
+    the listener's option MUTUAL; curl without a client certificate is refused, with one gets the
+    page; stat counts the refusals; load sends a client certificate as fortio does."""
+    openssl_as_istios_task(tmp_path)
+    openssl_client_as_istios_task(tmp_path)
+    cli.run("up", "--no-tui", "--demo", "bookinfo")
+    tls_port = int(cli.status()["gateways"][0]["https"].rsplit(":", 1)[1].strip("/"))
+    server = [f"--from-file=tls.crt={tmp_path / f'{HOST}.crt'}", f"--from-file=tls.key={tmp_path / f'{HOST}.key'}"]
+    client = ["--cert", str(tmp_path / "client.example.com.crt"), "--key", str(tmp_path / "client.example.com.key")]
+
+    # a generic Secret without ca.crt: the MUTUAL listener has nothing to check clients against
+    cli.run("create", "secret", "generic", "bookinfo-credential", "-n", "bookinfo", *server)
+    said = cli.run("apply", "-f", str(BOOKINFO_POLICIES / "bookinfo-gateway-mtls.yaml")).stderr
+    assert "Secret bookinfo/bookinfo-credential has no ca.crt, which gateway.istio.io/tls-terminate-mode: MUTUAL" in said, said
+    assert "meshdojo create secret generic bookinfo-credential" in cli.run("check", check=False).stdout
+    refused = wait_until(lambda: (r := curl(tmp_path, tls_port, "/productpage", *client)).returncode != 0 and "unrecognized name" in r.stderr
+                         and r, 10, "the handshake refused with TLS's unrecognized_name alert")
+    assert "Traceback" not in refused.stderr
+    missing = cli.run("create", "secret", "generic", "x", "-n", "bookinfo", f"--from-file=ca.crt={tmp_path / 'nope.crt'}", check=False)
+    assert missing.returncode == 1 and "--from-file=ca.crt=" in missing.stderr and "No such file" in missing.stderr, missing.stderr
+
+    # the task: delete the Secret, make it again with the CA the clients' certificates are checked against
+    cli.run("delete", "secret", "bookinfo-credential", "-n", "bookinfo")
+    cli.run("create", "secret", "generic", "bookinfo-credential", "-n", "bookinfo", *server,
+            f"--from-file=ca.crt={tmp_path / 'example.com.crt'}")
+    table = cli.run("get", "secrets", "-n", "bookinfo").stdout.splitlines()
+    assert "CLIENT CA" in table[0] and "Opaque" in table[1] and "CN=example.com,O=example Inc." in table[1], table
+    wait_until(lambda: curl(tmp_path, tls_port, "/productpage", *client).stdout.startswith("200"), 10, "the page for a client with a certificate")
+    without = curl(tmp_path, tls_port, "/productpage")
+    assert without.returncode != 0 and not without.stdout.startswith("200"), without  # the task's "see how it fails"
+    stat = wait_until(lambda: (out := cli.run("stat", "deploy", "-n", "bookinfo").stdout) and "no_client_certificate" in out and out,
+                      15, "stat to count the refused handshake")
+    assert "TLS_REFUSED" in stat.splitlines()[0], stat
+    described = cli.run("describe", "deploy/bookinfo-ingress").stdout
+    assert f"{HOST} -> Secret bookinfo-credential (served; MUTUAL: clients need a certificate its ca.crt signed)" in described, described
+    assert "the client presented no certificate, which this MUTUAL listener requires" in cli.run("logs", "bookinfo-ingress").stdout
+
+    # fortio's -cert/-key: the load generator with the client's certificate, and without it
+    ca = ["--https", HOST, "--cacert", str(tmp_path / "example.com.crt"), "-n", "4", "-c", "1", "-o", "json"]
+    assert json.loads(cli.run("load", "svc/productpage", "/productpage", *ca, *client).stdout)["codes"] == {"200": {"count": 4, "share": 1.0}}
+    assert "200" not in json.loads(cli.run("load", "svc/productpage", "/productpage", *ca).stdout)["codes"]

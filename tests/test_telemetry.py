@@ -41,6 +41,30 @@ def test_golden_metrics_from_two_scrapes_of_a_real_exposition():
     assert both.requests == 200 and both.success_rate == 0.9
 
 
+def test_a_gateways_refused_tls_connections_are_counted_per_reason_in_the_window():
+    from controlplane.scraper import Telemetry
+    from sandbox.observe import stat_table
+
+    metrics = ProxyMetrics()
+    clock = [100.0]
+    telemetry = Telemetry(clock=lambda: clock[0])
+    telemetry.put_workload("bookinfo", "bookinfo-ingress-0", "bookinfo-ingress", "spiffe://x", True, None)
+    history = telemetry.workloads[("bookinfo", "bookinfo-ingress-0")]
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
+    for reason, n in (("no_client_certificate", 3), ("unknown_server_name", 1)):
+        for _ in range(n):
+            metrics.gateway_tls_refused.labels(reason).inc()
+    clock[0] = 110.0
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
+    [row] = telemetry.deployment_rows(60, "bookinfo")
+    assert row["tls_refused"] == {"no_client_certificate": 3, "unknown_server_name": 1}
+    assert stat_table([row], False)[0][-1] == "TLS_REFUSED"
+    assert stat_table([row], False)[1][-1] == "4 (no_client_certificate 3, unknown_server_name 1)"
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 200.0))
+    assert "tls_refused" not in telemetry.deployment_rows(30, "bookinfo")[0]  # none in the last 30 s
+    assert stat_table(telemetry.deployment_rows(30, "bookinfo"), False)[0][-1] == "TCP_CONN"
+
+
 def test_the_window_picks_the_right_baseline():
     history = WorkloadHistory("ns", "w-0", "w", None, True)
     key = ("inbound", "", "", "", "true")

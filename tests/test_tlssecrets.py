@@ -185,16 +185,33 @@ def test_a_load_over_tls_names_the_server_and_its_ca_or_is_refused_naming_the_fi
     for bad in ({"serverName": "", "caPEM": ca}, {"serverName": "h"}, {"serverName": "h", "caPEM": "not a certificate"}, "h"):
         with pytest.raises(LoadRequestError, match="^https: expected"):
             parse({**body, "https": bad})
+    example = example_ca()
+    cert, key = server_cert(example, "client.example.com")
+    with_client = {"serverName": "h", "caPEM": ca, "certPEM": cert, "keyPEM": key}  # for a MUTUAL listener
+    assert parse({**body, "https": with_client})["https"] == with_client
+    for bad, words in (({"certPEM": cert}, "certPEM and keyPEM go together"),
+                       ({"certPEM": cert, "keyPEM": server_cert(example, "x")[1]}, "keyPEM: is not the key of certPEM")):
+        with pytest.raises(LoadRequestError, match=words):
+            parse({**body, "https": {"serverName": "h", "caPEM": ca, **bad}})
 
 
 def test_load_over_tls_without_its_ca_is_a_clear_error(tmp_path, capsys):
     from sandbox.cli import main
 
     (tmp_path / "not-a-ca.txt").write_text("hello")
+    example = example_ca()
+    (tmp_path / "ca.crt").write_text(ca_pem(example))
+    cert, _ = server_cert(example, "client.example.com")
+    (tmp_path / "c.crt").write_text(cert)
+    (tmp_path / "other.key").write_text(server_cert(example, "x")[1])
     for extra, words in ((["--https", "bookinfo.example.com"], "--https and --cacert go together"),
                          (["--https", "h", "--cacert", str(tmp_path / "not-a-ca.txt")], "no PEM certificate in it"),
                          (["--https", "h", "--cacert", str(tmp_path / "missing.crt")], "cannot read it"),
-                         (["--https", "h", "--cacert", str(tmp_path / "not-a-ca.txt"), "--from", "deploy/web"], "leave out --from")):
+                         (["--https", "h", "--cacert", str(tmp_path / "not-a-ca.txt"), "--from", "deploy/web"], "leave out --from"),
+                         (["--cert", str(tmp_path / "c.crt"), "--key", str(tmp_path / "c.key")], "use them with --https and --cacert"),
+                         (["--https", "h", "--cacert", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "c.crt")], "--cert and --key go together"),
+                         (["--https", "h", "--cacert", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "c.crt"), "--key",
+                           str(tmp_path / "other.key")], "the key: is not the key of")):
         assert main(["load", "svc/productpage", *extra, "--name", "nope"]) == 1
         said = capsys.readouterr().err
         assert words in said and "Traceback" not in said, (extra, said)

@@ -243,6 +243,8 @@ def edge_detail(edge: dict[str, Any], routes: list[dict[str, Any]], sandbox: str
 
 
 def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "default") -> str:
+    from sandbox.observe import tls_refused_text  # as `meshdojo stat` writes it
+
     callers = sorted({e["src"] for e in edges if e["dst"] == d["name"] and e["dst_namespace"] == d["namespace"]})
     calls = sorted({e["dst"] for e in edges if e["src"] == d["name"] and e["src_namespace"] == d["namespace"]})
     name = "" if sandbox == "default" else f" --name {sandbox}"
@@ -250,6 +252,7 @@ def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "
         f"{d['namespace']}/{d['name']}  meshed {d['meshed']}  success {rate(d['success_rate'])}  {d['rps']:.1f} rps",
         f"latency p50 {ms(d['latency_ms']['p50'])} p95 {ms(d['latency_ms']['p95'])} p99 {ms(d['latency_ms']['p99'])}",
         f"called by: {', '.join(callers) or 'nobody yet'}", f"calls: {', '.join(calls) or 'nobody'}",
+        *([f"TLS refused: {tls_refused_text(d['tls_refused'])} (meshdojo logs {d['name']}{name} says why)"] if d.get("tls_refused") else []),
         f"\nits requests: meshdojo tap deploy/{d['name']}{name}", f"its log: meshdojo logs {d['name']}{name}",
         f"below, as its sidecars see it: meshdojo describe deploy/{d['name']} -n {d['namespace']}{name}",
     ])
@@ -307,3 +310,23 @@ def status_text(status: dict[str, Any] | None) -> str:
         return "status: " + ", ".join(dict.fromkeys(c["type"] for _, c in conditions))
     return "\n".join(f"status: {where}{c['type']} False ({c.get('reason', '?')})" + (f": {c['message']}" if c.get("message") else "")
                      for where, c in failing)
+
+
+def gateway_certificate_rows(items: list[dict[str, Any]], now: float) -> list[tuple[str, list[str]]]:
+    """The Security screen's second table: each TLS Secret a gateway may serve (``meshdojo get
+    secrets``): its hosts, the time left, the CA its clients' certificates are checked against
+    (mutual TLS) and the listeners that use it. A row that says how to make one when there is none."""
+    import datetime as dt
+
+    from sandbox.observe import human_duration
+
+    if not items:
+        return [("-", ["(none)", "meshdojo create secret tls NAME --cert FILE --key FILE -n NS", "", "", ""])]
+    rows = []
+    for s in items:
+        left = dt.datetime.fromisoformat(s["notAfter"]).timestamp() - now
+        rows.append((f"{s['namespace']}/{s['name']}", [f"{s['namespace']}/{s['name']}", ",".join(s["hosts"]) or "-",
+                                                      human_duration(left) if left > 0 else "EXPIRED",
+                                                      s.get("clientCA") or "- (no mutual TLS)",
+                                                      ",".join(s.get("usedBy") or []) or "(no Gateway names it)"]))
+    return rows

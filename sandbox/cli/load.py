@@ -45,6 +45,11 @@ def _load(args: argparse.Namespace) -> int:
             return fail(f"--cacert {args.cacert}: cannot read it ({exc}); give the CA certificate (PEM), e.g. example.com.crt")
         if "BEGIN CERTIFICATE" not in https["caPEM"]:
             return fail(f"--cacert {args.cacert}: no PEM certificate in it; give the CA that signed the gateway's certificate")
+        problem = client_certificate(https, args.cert, args.key)
+        if problem is not None:
+            return fail(problem)
+    elif args.cert is not None or args.key is not None:
+        return fail("--cert and --key are a client certificate for a gateway's mutual TLS listener: use them with --https and --cacert")
     if args.jwt_claims and not args.jwt:
         return fail("--jwt-claim: give the token's user with --jwt too, e.g. --jwt alice --jwt-claim groups=group1")
     if args.jwt and any(k.lower() == "authorization" for k in headers):
@@ -64,6 +69,26 @@ def _load(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print(json.dumps(numbers, indent=2) if args.output == "json" else loadgen.render(numbers, target))
     return 0
+
+
+def client_certificate(https: dict[str, str], cert: Path | None, key: Path | None) -> str | None:
+    """Adds ``--cert``/``--key`` (curl's and fortio's) to ``https``, checked to belong together;
+    or what is wrong with them."""
+    from controlplane.tlssecrets import SecretError, tls_secret
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        return "--cert and --key go together: the client certificate and its key (e.g. --cert client.example.com.crt --key client.example.com.key)"
+    try:
+        https["certPEM"], https["keyPEM"] = cert.read_text(), key.read_text()
+        tls_secret("-", "client", https["certPEM"], https["keyPEM"], f"--cert {cert} and --key {key}")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"--cert/--key: cannot read them ({exc}); give the PEM files openssl wrote"
+    except SecretError as exc:
+        return (str(exc).replace(": tls.crt:", ": the certificate:").replace(": tls.key:", ": the key:")
+                .replace("tls.crt's first certificate", "the certificate"))
+    return None
 
 
 def _target(target: str, source: str | None) -> tuple[bool, str]:
@@ -172,7 +197,8 @@ def load_target(name: str, target: str, path: str, source: str | None, namespace
             if not gateway.get("https"):
                 raise ValueError(f"the {gateway['demo']} ingress gateway has no TLS port yet (meshdojo status shows it once it runs)")
             return Target(gateway["https"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway over TLS as "
-                          f"{https['serverName']}", https["serverName"], https["caPEM"])
+                          f"{https['serverName']}" + (" with a client certificate" if "certPEM" in https else ""),
+                          https["serverName"], https["caPEM"], (https["certPEM"], https["keyPEM"]) if "certPEM" in https else None)
         return Target(gateway["url"].rstrip("/") + path, None, f"the {gateway['demo']} ingress gateway")
     instance = _sender(st, source, lambda w: bool(w["ports"].get("outbound")), "running sidecar to send through")
     via = f"http://127.0.0.1:{instance['ports']['outbound']}"
@@ -201,6 +227,9 @@ def register(sub) -> None:
     load.add_argument("--https", metavar="HOST", help="through the gateway's TLS port (its Gateways' HTTPS listeners), "
                                                       "as HOST (SNI and Host), as curl --resolve HOST:PORT:127.0.0.1 does")
     load.add_argument("--cacert", type=Path, metavar="FILE", help="with --https: the CA that signed the gateway's certificate (PEM)")
+    load.add_argument("--cert", type=Path, metavar="FILE", help="with --https: a client certificate (PEM), for a listener whose "
+                                                                "tls-terminate-mode is MUTUAL (curl's --cert)")
+    load.add_argument("--key", type=Path, metavar="FILE", help="with --cert: its private key (PEM, unencrypted)")
     load.add_argument("-o", "--output", choices=["text", "json"], default="text")
     load.add_argument("--namespace", dest="namespace", help="the service's namespace (needed only when ambiguous)")
     load.set_defaults(handler=_load)

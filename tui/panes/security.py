@@ -1,9 +1,11 @@
 """Security (4): the CA, every workload's identity and certificate with its rotation countdown
 and whether its sidecar holds the control plane's latest policies (``meshdojo proxy-status``),
-what an eavesdropper sees on an edge (w), and an intruder trying a service (i)."""
+the certificates the gateways serve to clients outside the mesh (``meshdojo get secrets``), what
+an eavesdropper sees on an edge (w), and an intruder trying a service (i)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual import on, work
@@ -32,6 +34,9 @@ class Security(Pane):
         table: DataTable = DataTable(id="identities", cursor_type="row")
         table.add_columns("WORKLOAD", "IDENTITY", "MODE", "POLICIES", "SERIAL", "ROTATES IN", "ROTATIONS")
         yield table
+        certificates: DataTable = DataTable(id="gateway-certs", cursor_type="row")
+        certificates.add_columns("GATEWAY CERTIFICATE", "HOSTS", "EXPIRES IN", "CLIENT CA", "USED BY")
+        yield certificates
         with Horizontal(classes="filters"):
             yield Input(placeholder="edge: web emoji", id="wire-edge")
             yield Button("Wire w", id="wire-go")
@@ -64,6 +69,8 @@ class Security(Pane):
                                          (w.get("serial") or "-")[:12], "-" if left is None else render.remaining_text(left),
                                          str(w.get("rotations", "-"))]))
         tables.fill(self.query_one("#identities", DataTable), rows)
+        tables.fill(self.query_one("#gateway-certs", DataTable),
+                    render.gateway_certificate_rows(data.get("gateway_certificates") or [], time.time()))
 
     @on(Button.Pressed, "#wire-go")
     @on(Input.Submitted, "#wire-edge")
