@@ -364,7 +364,10 @@ async def list_policies(request: web.Request) -> web.Response:
                               "gatewayProblems": gatewayapi.route_problems(everything, registry.has)
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
-                              "routeProblems": routestatus.problems(everything, registry.has)})
+                              "routeProblems": routestatus.problems(everything, registry.has),
+                              # on a cluster: what the API server took and the validator refused, so nothing acts on it
+                              "ignored": [{"kind": kind, "namespace": ns, "name": name, "message": why}
+                                          for kind, ns, name, _, why in (store.cluster.ignored() if store.cluster is not None else [])]})
 
 
 def _with_namespace(resource: Any) -> dict[str, Any]:

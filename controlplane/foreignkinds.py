@@ -35,8 +35,9 @@ FOREIGN_KINDS = {
                     "resolution, endpoints; location MESH_EXTERNAL)",
     "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
                      "ServiceEntry (the external hosts that stay allowed)",
-    "Gateway": "Gateway with apiVersion gateway.networking.k8s.io/v1 (gatewayClassName istio, HTTP listeners; served by "
-               "the ingress gateway of its namespace) and HTTPRoutes whose parentRefs name it, as Istio's Gateway API "
+    "Gateway": "Gateway with apiVersion gateway.networking.k8s.io/v1 (gatewayClassName istio, HTTP listeners, and HTTPS ones "
+               "with tls.certificateRefs — tls.options gateway.istio.io/tls-terminate-mode: MUTUAL for Istio's tls.mode MUTUAL; "
+               "served by the ingress gateway of its namespace) and HTTPRoutes whose parentRefs name it, as Istio's Gateway API "
                "tasks write them (samples/bookinfo/gateway-api/bookinfo-gateway.yaml)",
     "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
                            "selector or targetRef, action, rules[].from/to/when, the istio.io/dry-run annotation)",

@@ -70,6 +70,16 @@ def desired(resources: list[Any], generations: dict[Key, int], is_service: Calla
     return out
 
 
+def refused_entry(parent: dict[str, Any], why: str, generation: int, now: str) -> dict[str, Any]:
+    """Our ``status.parents`` entry for a route the validator refused (on a cluster the API
+    server took it: its schema checks the shape, ours the meaning): ``Accepted`` False with
+    Gateway API's ``UnsupportedValue`` and the validator's words — so ``kubectl get httproute
+    -o yaml`` says why the route does nothing instead of saying nothing."""
+    return {"parentRef": parent, "controllerName": CONTROLLER,
+            "conditions": [condition("Accepted", False, "UnsupportedValue",
+                                     f"{why} — meshdojo ignores this route until it is fixed", generation, now)]}
+
+
 def problems(resources: list[Any], is_service: Callable[[str, str], bool]) -> list[dict[str, str]]:
     """``meshdojo check``'s findings for the routes whose status says they do not work as
     written: a mesh route whose parent is missing, a backendRef to no Service. (A route on a

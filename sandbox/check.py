@@ -165,6 +165,10 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
         yield Result(cat, WARN, problem, f"meshdojo get gateway --name {name}")
     for problem in found.get("routeProblems", []):  # what the route's status.parents says
         yield Result(cat, WARN, problem["message"], f"meshdojo get httproute/{problem['name']} -n {problem['namespace']} -o yaml --name {name}")
+    for item in found.get("ignored", []):  # on a cluster: taken by the API server, refused by the validator
+        yield Result(cat, WARN, f"ignored until fixed: {item['message']}",
+                     f"kubectl edit {item['kind'].lower()}/{item['name']} -n {item['namespace']} (meshdojo explain "
+                     f"{item['kind'].lower()} describes each field)")
     for problem in found.get("annotationProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo annotate svc/NAME -n NAMESPACE KEY=VALUE --overwrite --name {name}  (or KEY- to remove it)")
 

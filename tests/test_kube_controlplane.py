@@ -425,6 +425,46 @@ def test_policies_from_kubectl_and_from_meshdojo_apply_are_the_same(plane):
     wait_until(lambda: not listed("FaultInjection", "voting-abort"), 15, "the deleted FaultInjection to leave the operator API")
 
 
+def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_status_and_in_check(plane, tmp_path):
+    """kubectl applies what the CRD schema allows; the validator also checks the meaning. A route
+    or Gateway it refuses is ignored — and says so: Accepted False in its status (as Istio and
+    Linkerd write theirs), and `meshdojo check`'s word."""
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "web-slow", "namespace": NS, "annotations": {"timeout.linkerd.io/request": "soon"}},
+             "spec": {"parentRefs": [{"name": "web", "kind": "Service", "group": "", "port": 80}],
+                      "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "passthrough", "namespace": NS},
+               "spec": {"gatewayClassName": "istio", "listeners": [{"name": "tls", "port": 443, "protocol": "TLS"}]}}
+    (tmp_path / "refused.yaml").write_text(yaml.safe_dump_all([route, gateway]))
+    plane.k8s.kubectl("apply", "-f", str(tmp_path / "refused.yaml"))
+
+    def status(kind: str, name: str) -> dict:
+        return json.loads(plane.k8s.kubectl("get", kind, name, "-n", NS, "-o", "json").stdout).get("status") or {}
+
+    def route_accepted() -> dict | None:
+        ours = [p for p in status("httproute", "web-slow").get("parents") or [] if p.get("controllerName") == "meshdojo.dev/controller"]
+        return ours[0]["conditions"][0] if ours else None
+
+    said = wait_until(route_accepted, 30, "the refused route's status")
+    assert (said["status"], said["reason"]) == ("False", "UnsupportedValue"), said
+    assert "timeout.linkerd.io/request" in said["message"] and "meshdojo ignores this route until it is fixed" in said["message"]
+    gateway = wait_until(lambda: status("gateway", "passthrough").get("conditions"), 30, "the refused Gateway's status")
+    assert [(c["type"], c["status"], c["reason"]) for c in gateway] == [("Accepted", "False", "Invalid"), ("Programmed", "False", "Invalid")]
+    assert "TLS passthrough needs a TLSRoute" in gateway[0]["message"], gateway
+    found = plane.mesh.call("GET", "/v1/policies?kind=-")[1]["ignored"]
+    assert [(i["kind"], i["name"]) for i in found] == [("Gateway", "passthrough"), ("HTTPRoute", "web-slow")], found
+    from sandbox.check import WARN, policy_checks
+    from sandbox.cpapi import OperatorApi
+
+    checked = [r for r in policy_checks(OperatorApi(plane.mesh.api, plane.mesh.admin_token), "lab") if "ignored" in r.message]
+    assert [r.verdict for r in checked] == [WARN, WARN] and "kubectl edit httproute/web-slow -n emojivoto" in checked[1].hint, checked
+
+    plane.k8s.kubectl("annotate", "httproute/web-slow", "-n", NS, "timeout.linkerd.io/request=2s", "--overwrite")  # fixed
+    wait_until(lambda: (c := route_accepted()) and c["status"] == "True", 30, "the fixed route accepted")
+    plane.k8s.kubectl("delete", "-f", str(tmp_path / "refused.yaml"))
+    wait_until(lambda: plane.mesh.call("GET", "/v1/policies?kind=-")[1]["ignored"] == [], 15, "nothing ignored once deleted")
+
+
 def test_linkerds_annotations_on_a_service_come_from_kubectl_annotate(plane):
     """Linkerd's tasks annotate the Service: the control plane reads them from its watch, routes
     show the Service's own route, and a value it cannot use is said, not silently dropped."""

@@ -58,6 +58,16 @@ def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[st
     return out
 
 
+def refused(why: str, generation: int, now: str) -> dict[str, Any]:
+    """The status of a Gateway (of our classes) the validator refused: not Accepted, not
+    Programmed, the validator's words — so ``kubectl get gateway`` shows PROGRAMMED False and
+    ``-o yaml`` why."""
+    message = f"{why} — meshdojo ignores this Gateway until it is fixed"
+    return {"addresses": [], "listeners": [],
+            "conditions": [condition("Accepted", False, "Invalid", message, generation, now),
+                           condition("Programmed", False, "Invalid", "not served: the Gateway is not valid", generation, now)]}
+
+
 def ingress_gateways(services: dict[Key, dict[str, Any]], has_endpoints: Callable[[str, str], bool]) -> dict[str, tuple[str, bool]]:
     """namespace -> (its ingress gateway's Service address, a pod of it ready), from the Services
     that carry the gateway label."""

@@ -12,12 +12,11 @@ from aiohttp import web
 from controlplane import routestatus
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
-from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.injector import InjectConfig, native_sidecars_supported
 from controlplane.kube import gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
-from controlplane.kube.policies import KubePolicies
+from controlplane.kube.policies import KubePolicies, route_parent
 from controlplane.kube.secretreader import ClusterSecrets
 from controlplane.kube.statuswriter import StatusWriter
 from controlplane.kube.tokenreview import TokenReviewer
@@ -81,15 +80,18 @@ class KubernetesMode:
             service = self.registry.get(namespace, name)
             return service is not None and bool(service.endpoints)
 
-        def foreign(namespace: str, name: str) -> bool:  # a Gateway of another class: another implementation's
-            gateway = self.kube_policies.object("Gateway", namespace, name)
-            return gateway is not None and (gateway.get("spec") or {}).get("gatewayClassName") not in GATEWAY_CLASSES
-
         resources = [r for r, _ in self.policies.list()]
-        gateways = gatewaystatus.desired(resources, self.kube_policies.generations("Gateway"),
+        generations = {kind: self.kube_policies.generations(kind) for kind in ("Gateway", "HTTPRoute")}
+        gateways = gatewaystatus.desired(resources, generations["Gateway"],
                                          gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now,
                                          self.secrets.get)
-        routes = routestatus.desired(resources, self.kube_policies.generations("HTTPRoute"), self.registry.has, now, foreign)
+        routes = routestatus.desired(resources, generations["HTTPRoute"], self.registry.has, now, self.kube_policies.foreign_gateway)
+        for kind, namespace, name, obj, why in self.kube_policies.ignored():  # refused by the validator: say why there
+            generation = generations[kind].get((namespace, name), 1) if kind in generations else 1
+            if kind == "Gateway":
+                gateways[(namespace, name)] = gatewaystatus.refused(why, generation, now)
+            elif kind == "HTTPRoute" and (parent := route_parent(obj)) is not None:
+                routes[(namespace, name)] = routestatus.refused_entry(parent, why, generation, now)
         return {**{("gateways", *key): status for key, status in gateways.items()},
                 **{("httproutes", *key): entry for key, entry in routes.items()}}
 

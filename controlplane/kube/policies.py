@@ -15,6 +15,7 @@ from typing import Any
 
 from controlplane import policyschema
 from controlplane.crds import plural
+from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.kube.watcher import Watcher, start_all
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.policystore import PolicyStore
@@ -22,6 +23,12 @@ from controlplane.policystore import PolicyStore
 log = logging.getLogger("meshdojo.controlplane.kube")
 FIELD_MANAGER = "meshdojo-controlplane"
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/",)
+
+
+def route_parent(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """An HTTPRoute object's first parentRef as written, if it has one (a route here has one)."""
+    refs = (obj.get("spec") or {}).get("parentRefs")
+    return refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], dict) else None
 
 
 def document_of(obj: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +122,30 @@ class KubePolicies:
     def object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The cluster's object as last seen, valid or not (None: there is none)."""
         return self._objects[kind].get((namespace, name))
+
+    def foreign_gateway(self, namespace: str, name: str) -> bool:
+        """A Gateway of another class: another implementation's (an Istio on the same cluster) —
+        neither its status nor its routes' are ours to write, nor its faults ours to report."""
+        gateway = self.object("Gateway", namespace, name)
+        return gateway is not None and (gateway.get("spec") or {}).get("gatewayClassName") not in GATEWAY_CLASSES
+
+    def ignored(self) -> list[tuple[str, str, str, dict[str, Any], str]]:
+        """(kind, namespace, name, the object, why) of each object the validator refused, and the
+        control plane therefore ignores — the API server took it (its schema checks the shape),
+        ours checks the meaning. Another implementation's Gateways and their routes are not ours."""
+        out = []
+        for (kind, namespace, name), why in sorted(self.rejected.items()):
+            obj = self.object(kind, namespace, name)
+            if obj is None:
+                continue
+            if kind == "Gateway" and self.foreign_gateway(namespace, name):
+                continue
+            parent = route_parent(obj) if kind == "HTTPRoute" else None
+            if parent is not None and parent.get("kind", "Gateway") == "Gateway" and \
+                    self.foreign_gateway(parent.get("namespace") or namespace, str(parent.get("name"))):
+                continue
+            out.append((kind, namespace, name, obj, why))
+        return out
 
     def generations(self, kind: str) -> dict[tuple[str, str], int]:
         """(namespace, name) -> metadata.generation of each object of ``kind`` (a status's observedGeneration)."""
