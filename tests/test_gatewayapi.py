@@ -268,3 +268,25 @@ def test_a_listeners_terminate_mode_is_istios_option_or_refused_naming_it():
         with pytest.raises(PolicyError) as refused:
             gateway(listeners=[listener(options)])
         assert "spec.listeners[0].tls.options." in str(refused.value) and words in str(refused.value), refused.value
+
+
+def test_each_gateway_gets_a_service_named_as_istio_names_it_selecting_the_namespaces_gateway():
+    from controlplane.injector import GATEWAY_HTTPS_PORT, OUTBOUND_PORT
+    from controlplane.kube.gatewayservices import desired, gateway_selectors
+
+    gw = gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"},
+                            {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cred"}]}},
+                            {"name": "other", "port": 80, "protocol": "HTTP", "hostname": "b.example.com"}])
+    services = {("shop", "shop-ingress"): {"metadata": {"labels": {"meshdojo.dev/gateway": "shop"}}, "spec": {"selector": {"app": "shop-ingress"}}},
+                ("shop", "web"): {"metadata": {}, "spec": {"selector": {"app": "web"}}}}
+    selectors = gateway_selectors(services)
+    assert selectors == {"shop": {"app": "shop-ingress"}}
+    made = desired([gw], lambda ns, name: "uid-1", selectors)
+    service = made[("shop", "web-gateway-istio")]
+    assert service["spec"]["selector"] == {"app": "shop-ingress"} and service["spec"]["type"] == "ClusterIP"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http-80", 80, OUTBOUND_PORT), ("https-443", 443, GATEWAY_HTTPS_PORT)]  # one port per listener port
+    assert service["metadata"]["ownerReferences"] == [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                                                      "name": "web-gateway", "uid": "uid-1", "controller": True}]
+    assert desired([gw], lambda ns, name: None, selectors) == {}  # the cluster's object not known yet: no owner to name
+    assert desired([gw], lambda ns, name: "uid-1", {}) == {}  # no ingress gateway in the namespace

@@ -102,12 +102,17 @@ def test_a_gateways_tls_port_and_the_one_secret_right_it_needs():
     """Each demo's gateway: a TLS port (Service 443 -> the pod's --https-port), and a Role in its own namespace that
     lets the control plane get a Secret by name there — no list, no watch, no other namespace."""
     from controlplane.injector import GATEWAY_HTTPS_PORT
-    from sandbox.kube.gateways import SECRET_READER, manifests
+    from sandbox.kube.gateways import SECRET_READER, SERVICE_WRITER, manifests
 
-    docs = {d["kind"]: d for d in manifests("bookinfo", "meshdojo/meshdojo:x", published=False)}
-    assert docs["Role"]["metadata"] == {"name": SECRET_READER, "namespace": "bookinfo"}
-    assert docs["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
-    assert docs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "meshdojo-controlplane", "namespace": "meshdojo-system"}]
+    made = manifests("bookinfo", "meshdojo/meshdojo:x", published=False)
+    docs = {d["kind"]: d for d in made}
+    roles = {d["metadata"]["name"]: d for d in made if d["kind"] == "Role"}
+    assert {(name, role["metadata"]["namespace"]) for name, role in roles.items()} == {(SECRET_READER, "bookinfo"), (SERVICE_WRITER, "bookinfo")}
+    assert roles[SECRET_READER]["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    # each Gateway's Service (bookinfo-gateway-istio): made and applied, never listed, read or deleted (its Gateway owns it)
+    assert roles[SERVICE_WRITER]["rules"] == [{"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]}]
+    for binding in (d for d in made if d["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshdojo-controlplane", "namespace": "meshdojo-system"}]
     assert {"name": "https", "port": 443, "targetPort": GATEWAY_HTTPS_PORT} in docs["Service"]["spec"]["ports"]
     (proxy,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert proxy["args"][proxy["args"].index("--https-port") + 1] == str(GATEWAY_HTTPS_PORT)

@@ -401,8 +401,17 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert refused["fate"]["no_route"].startswith(f"no rule of HTTPRoute {NS}/web attached to this gateway"), refused
         described = learner.run("describe", "deploy/emojivoto-ingress").stdout  # its pod's /config, through the control plane
         assert f"HTTPRoute {NS}/web on Gateway {NS}/web-gateway (any host)" in described, described
-        written = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"]
-        assert written["addresses"] == [{"type": "Hostname", "value": f"emojivoto-ingress.{NS}.svc.cluster.local"}], written
+        # the Gateway's own Service, named as Istio names it (kubectl port-forward svc/web-gateway-istio 8080:80 as in its
+        # tasks): the namespace's gateway pod behind it, owned by the Gateway; kubectl get gateway shows it as the ADDRESS
+        service = wait_until(lambda: (r := k8s.kubectl("get", "svc/web-gateway-istio", "-n", NS, "-o", "json", check=False)).returncode == 0
+                             and json.loads(r.stdout), 30, "the Gateway's Service", interval=0.5)
+        gateway_uid = json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["metadata"]["uid"]
+        assert service["metadata"]["ownerReferences"][0]["uid"] == gateway_uid, service["metadata"]
+        assert service["spec"]["selector"] == {"app": f"{NS}-ingress"}, service["spec"]
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(80, OUTBOUND_PORT)], service["spec"]
+        written = wait_until(lambda: (w := json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"])
+                             and w["addresses"][0]["value"].startswith("web-gateway-istio.") and w, 30, "the Service as the address")
+        assert written["addresses"] == [{"type": "Hostname", "value": f"web-gateway-istio.{NS}.svc.cluster.local"}], written
         assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written
 
         # the route's status.parents, as Istio and Linkerd write theirs: our entry says why, another controller's is kept
@@ -423,6 +432,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         k8s.kubectl("patch", "httproute/web", "-n", NS, "--subresource=status", "--type=merge",
                     "-p", json.dumps({"status": {"parents": [*parents(), theirs]}}))
         learner.run("delete", "gateway", "web-gateway", "-n", NS)
+        wait_until(lambda: k8s.kubectl("get", "svc/web-gateway-istio", "-n", NS, check=False).returncode != 0, 30,
+                   "the Gateway's Service garbage-collected with it", interval=0.5)
         gone = wait_until(ours("NoMatchingParent"), 30, "the route's status to say its Gateway is gone", interval=0.5)
         assert gone["conditions"][0]["message"].startswith(f"Gateway {NS}/web-gateway does not exist"), gone
         assert theirs in parents(), parents()

@@ -21,15 +21,18 @@ Key = tuple[str, str]
 
 
 def desired(resources: list[Any], generations: dict[Key, int], gateways: dict[str, tuple[str, bool]], now: str,
-            secret_of: Callable[[str, str], Any | None] = lambda ns, name: None) -> dict[Key, dict]:
+            secret_of: Callable[[str, str], Any | None] = lambda ns, name: None,
+            address_of: Callable[[Any], str | None] = lambda gateway: None) -> dict[Key, dict]:
     """(namespace, name) of each Gateway -> its status. ``gateways``: namespace -> (the address of
     its ingress gateway's Service, whether a pod of it is ready); ``now``: RFC 3339;
-    ``secret_of``: the valid Secret an HTTPS listener names, or None (gatewayapi.unresolved)."""
+    ``secret_of``: the valid Secret an HTTPS listener names, or None (gatewayapi.unresolved);
+    ``address_of``: the Gateway's own Service's address once it exists (gatewayservices.py), else None."""
     out: dict[Key, dict] = {}
     for gateway in (r for r in resources if r.kind == "Gateway"):
         key = (gateway.namespace, gateway.name)
         generation = generations.get(key, 1)
         address, ready = gateways.get(gateway.namespace, ("", False))
+        address = (address_of(gateway) or address) if address else address
         if not address:
             programmed = ("NoResources", f"no ingress gateway runs in namespace {gateway.namespace}: meshdojo's gateways "
                                          "serve the Gateways of their own namespace")

@@ -13,9 +13,10 @@ from controlplane import routestatus
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
 from controlplane.injector import InjectConfig, native_sidecars_supported
-from controlplane.kube import gatewaystatus
+from controlplane.kube import gatewayservices, gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
+from controlplane.kube.gatewayservices import GatewayServices
 from controlplane.kube.policies import KubePolicies, route_parent
 from controlplane.kube.secretreader import ClusterSecrets
 from controlplane.kube.statuswriter import StatusWriter
@@ -59,9 +60,11 @@ class KubernetesMode:
         policies.cluster = self.kube_policies
         self.statuses = StatusWriter(self.api, self._statuses, rfc3339_now)
         self.kube_policies.on_change.append(self._policies_changed)
-        self.discovery.on_change.append(self.statuses.update)
         self.secrets = secrets
         self.secret_reader = ClusterSecrets(self.api, policies, secrets, self.statuses.update)  # the Gateways' TLS Secrets
+        # a Service per Gateway, named as Istio names its own (bookinfo-gateway-istio), selecting the namespace's gateway
+        self.gateway_services = GatewayServices(self.kube_policies.dynamic_client, self._gateway_services)
+        self.discovery.on_change.append(self._services_changed)
         self.reviewer = TokenReviewer(self.api)
         self.anchors: TrustAnchorPublisher | None = None
         self._webhook: web.AppRunner | None = None
@@ -70,8 +73,24 @@ class KubernetesMode:
     def _policies_changed(self, kind: str) -> None:
         if kind in ("Gateway", "HTTPRoute", "ServiceEntry"):
             self.statuses.update()
-        if kind == "Gateway":  # the Secrets its HTTPS listeners name
+        if kind == "Gateway":  # the Secrets its HTTPS listeners name, and its Service
             self.secret_reader.poke()
+            self.gateway_services.update()
+
+    def _services_changed(self) -> None:
+        self.statuses.update()
+        self.gateway_services.update()  # an ingress gateway's Service appeared: the Gateways of its namespace get theirs
+
+    def _gateway_services(self) -> dict[tuple[str, str], dict]:
+        def uid_of(namespace: str, name: str) -> str | None:
+            return ((self.kube_policies.object("Gateway", namespace, name) or {}).get("metadata") or {}).get("uid")
+
+        return gatewayservices.desired([r for r, _ in self.policies.list("Gateway")], uid_of,
+                                       gatewayservices.gateway_selectors(self.discovery.services))
+
+    def _gateway_address(self, gateway: Any) -> str | None:
+        name = gatewayservices.service_name(gateway.name, gateway.spec.class_name)
+        return f"{name}.{gateway.namespace}.svc.cluster.local" if (gateway.namespace, name) in self.discovery.services else None
 
     def _statuses(self, now: str) -> dict[Target, dict]:
         """The Gateways' statuses and our entries in the HTTPRoutes' status.parents, from the
@@ -84,7 +103,7 @@ class KubernetesMode:
         generations = {kind: self.kube_policies.generations(kind) for kind in ("Gateway", "HTTPRoute")}
         gateways = gatewaystatus.desired(resources, generations["Gateway"],
                                          gatewaystatus.ingress_gateways(self.discovery.services, has_endpoints), now,
-                                         self.secrets.get)
+                                         self.secrets.get, self._gateway_address)
         routes = routestatus.desired(resources, generations["HTTPRoute"], self.registry.has, now, self.kube_policies.foreign_gateway)
         for kind, namespace, name, obj, why in self.kube_policies.ignored():  # refused by the validator: say why there
             generation = generations[kind].get((namespace, name), 1) if kind in generations else 1

@@ -152,7 +152,8 @@ class KubePolicies:
         return {key: int((obj.get("metadata") or {}).get("generation") or 1) for key, obj in self._objects[kind].items()}
 
     # -- to the cluster (blocking) ---------------------------------------------------------
-    def _client(self) -> Any:
+    def dynamic_client(self) -> Any:
+        """One DynamicClient (its API discovery is done once), for the writes to the cluster."""
         with self._dynamic_lock:
             if self._dynamic is None:
                 from kubernetes import dynamic
@@ -162,7 +163,7 @@ class KubePolicies:
 
     def write(self, documents: list[dict[str, Any]]) -> None:
         """Server-side apply each (already validated) document as a CR."""
-        dyn = self._client()
+        dyn = self.dynamic_client()
         for doc in documents:
             meta = doc["metadata"]
             dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).server_side_apply(
@@ -173,7 +174,7 @@ class KubePolicies:
 
         api_version = policyschema.KINDS[kind][0]
         try:
-            self._client().resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=namespace)
+            self.dynamic_client().resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=namespace)
         except NotFoundError:
             return False
         return True

@@ -27,6 +27,7 @@ DEMO_GATEWAYS = {"emojivoto": ("emojivoto", "web", 80, "emojivoto web UI"),
                  "bookinfo": ("bookinfo", "productpage", 9080, "bookinfo product page")}
 SERVICE_ACCOUNT = GATEWAY_SERVICE_ACCOUNT
 SECRET_READER = "meshdojo-gateway-secrets"  # the Role that lets the control plane read this namespace's Secrets, one by one
+SERVICE_WRITER = "meshdojo-gateway-services"  # ... and create and patch the Service of each Gateway here (bookinfo-gateway-istio)
 LABEL = GATEWAY_LABEL
 
 
@@ -56,6 +57,13 @@ def manifests(demo: str, image: str, published: bool) -> list[dict[str, Any]]:
          "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": SECRET_READER, "namespace": namespace},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SECRET_READER},
+         "subjects": [{"kind": "ServiceAccount", "name": CONTROLPLANE_SERVICE_ACCOUNT, "namespace": CONTROLPLANE_NAMESPACE}]},
+        # each Gateway's own Service, named as Istio names it (controlplane/kube/gatewayservices.py): created and
+        # server-side applied here only; never deleted by the control plane (the Gateway owns it: garbage-collected with it)
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": SERVICE_WRITER, "namespace": namespace},
+         "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": SERVICE_WRITER, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_WRITER},
          "subjects": [{"kind": "ServiceAccount", "name": CONTROLPLANE_SERVICE_ACCOUNT, "namespace": CONTROLPLANE_NAMESPACE}]},
     ]
 
