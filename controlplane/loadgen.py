@@ -85,7 +85,7 @@ async def run(target: Target, concurrency: int = 4, requests: int | None = None,
                     await rsp.read()
                     return rsp.status, rsp.headers.get("x-meshdojo-error")
             except aiohttp.ClientError as exc:
-                raise SendFailed(type(exc).__name__) from None
+                raise SendFailed(tls_failure(exc) if target.cadata is not None else type(exc).__name__) from None
 
         return await _drive(over_http, concurrency, requests, duration, qps, timeout)
 
@@ -152,6 +152,33 @@ def summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
+# what a failed request over TLS to a gateway means, for the learner: (error name, what to do)
+TLS_FAILURES = {
+    "tls_server_not_trusted": "the gateway's certificate is not signed by the --cacert CA (or not for that host name)",
+    "tls_unrecognized_name": "the gateway has nothing to serve that name: no HTTPS listener for it, or its Secret is "
+                             "missing (or lacks the ca.crt a MUTUAL listener needs) — meshdojo check says which",
+    "tls_closed_after_handshake": "the gateway ended the connection after the handshake: a MUTUAL listener wants a client "
+                                  "certificate its ca.crt signed (--cert and --key); the gateway's log says which",
+}
+
+
+def tls_failure(exc: BaseException) -> str:
+    """The name a failed request over TLS is counted under: one of TLS_FAILURES where the cause
+    is known (aiohttp wraps ssl's error; TLS 1.3 checks a client's certificate after the
+    client's side of the handshake is done, so a refusal arrives as the connection closing),
+    else the exception's type, as for plain HTTP."""
+    cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc.__cause__
+    reason = getattr(cause, "reason", None) or getattr(exc, "reason", None) or ""  # ssl's name for it, e.g. TLSV1_UNRECOGNIZED_NAME
+    kind = type(exc).__name__  # (aiohttp is imported only where load is sent: named, not isinstance'd)
+    if kind == "ClientConnectorCertificateError" or reason == "CERTIFICATE_VERIFY_FAILED":
+        return "tls_server_not_trusted"
+    if reason == "TLSV1_UNRECOGNIZED_NAME":
+        return "tls_unrecognized_name"
+    if kind in ("ServerDisconnectedError", "ClientOSError") or reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return "tls_closed_after_handshake"
+    return type(exc).__name__
+
+
 def render(numbers: dict[str, Any], target: Target) -> str:
     lines = [f"{numbers['requests']} requests to {target.url} via {target.via}: {numbers['concurrency']} connections, "
              f"{numbers['seconds']:.1f}s, {numbers['qps']} req/s"]
@@ -169,4 +196,5 @@ def render(numbers: dict[str, Any], target: Target) -> str:
         lines.append(f"{label} : {c['count']} ({c['share'] * 100:.1f} %)")
     if numbers["errors"]:
         lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(numbers["errors"].items())))
+        lines += [f"  {name}: {TLS_FAILURES[name]}" for name in sorted(numbers["errors"]) if name in TLS_FAILURES]
     return "\n".join(lines)

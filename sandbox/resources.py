@@ -91,7 +91,7 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
             raise ResourceError(str(exc)) from None
     # the Secrets go along to be counted as there: the control plane then warns of no listener they make whole
     outcome = api.call("POST", "/v1/policies", {"documents": policies, "namespace": namespace or "default",
-                                                "secrets": [d["document"] for d in secrets]}) if policies \
+                                                "secrets": secrets}) if policies \
         else {"applied": [], "warnings": []}
     if secrets:  # after the policies, which the control plane may still refuse (checked already, they cannot be)
         try:

@@ -96,7 +96,7 @@ def test_istios_secure_gateways_task_on_bookinfo(cli: Cli, tmp_path: Path):
     assert loaded["codes"] == {"200": {"count": 5, "share": 1.0}}, loaded
     wrong_ca = cli.run("load", "svc/productpage", "/productpage", "--https", HOST, "--cacert", str(tmp_path / f"{HOST}.crt"),
                        "-n", "2", "-o", "json")  # not the CA that signed it: every handshake refused by the client
-    assert "200" not in json.loads(wrong_ca.stdout)["codes"], wrong_ca.stdout
+    assert "200" not in json.loads(wrong_ca.stdout)["codes"] and "tls_server_not_trusted" in json.loads(wrong_ca.stdout)["errors"], wrong_ca.stdout
 
     # the gateway killed: it comes back on the same TLS port, with the certificate
     cli.run("kill", "bookinfo-ingress")
@@ -154,6 +154,9 @@ def test_istios_mutual_tls_ingress_gateway_on_bookinfo(cli: Cli, tmp_path: Path)
     refused = wait_until(lambda: (r := curl(tmp_path, tls_port, "/productpage", *client)).returncode != 0 and "unrecognized name" in r.stderr
                          and r, 10, "the handshake refused with TLS's unrecognized_name alert")
     assert "Traceback" not in refused.stderr
+    unserved = json.loads(cli.run("load", "svc/productpage", "/productpage", "--https", HOST, "--cacert", str(tmp_path / "example.com.crt"),
+                                  *client, "-n", "2", "-o", "json").stdout)
+    assert set(unserved["errors"]) == {"tls_unrecognized_name"}, unserved
     missing = cli.run("create", "secret", "generic", "x", "-n", "bookinfo", f"--from-file=ca.crt={tmp_path / 'nope.crt'}", check=False)
     assert missing.returncode == 1 and "--from-file=ca.crt=" in missing.stderr and "No such file" in missing.stderr, missing.stderr
 
@@ -176,4 +179,7 @@ def test_istios_mutual_tls_ingress_gateway_on_bookinfo(cli: Cli, tmp_path: Path)
     # fortio's -cert/-key: the load generator with the client's certificate, and without it
     ca = ["--https", HOST, "--cacert", str(tmp_path / "example.com.crt"), "-n", "4", "-c", "1", "-o", "json"]
     assert json.loads(cli.run("load", "svc/productpage", "/productpage", *ca, *client).stdout)["codes"] == {"200": {"count": 4, "share": 1.0}}
-    assert "200" not in json.loads(cli.run("load", "svc/productpage", "/productpage", *ca).stdout)["codes"]
+    refused = json.loads(cli.run("load", "svc/productpage", "/productpage", *ca).stdout)
+    assert "200" not in refused["codes"] and set(refused["errors"]) == {"tls_closed_after_handshake"}, refused
+    said = cli.run("load", "svc/productpage", "/productpage", *ca[:-2]).stdout  # as text: what the error means
+    assert "tls_closed_after_handshake: the gateway ended the connection after the handshake: a MUTUAL listener wants" in said, said
