@@ -55,3 +55,32 @@ def test_bytes_that_are_no_client_hello_are_refused():
 
 def test_an_alert_before_the_handshake_is_a_plain_fatal_record():
     assert alert(UNRECOGNIZED_NAME) == bytes((0x15, 3, 3, 0, 2, 2, 112))
+
+
+def test_mutated_client_hellos_are_read_or_refused_never_anything_else():
+    """The TLS port reads this from anyone who connects: whatever the bytes, the answer is a
+    name, None, NeedMore or NotClientHello — never another exception, never a read past the end."""
+    import random
+
+    rng = random.Random(20261129)
+    hellos = [client_hello("bookinfo.example.com"), client_hello(None)]
+    for _ in range(3000):
+        data = bytearray(rng.choice(hellos))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(data))
+            choice = rng.random()
+            if choice < 0.6:
+                data[at] = rng.randrange(256)
+            elif choice < 0.8:
+                del data[at:at + rng.randint(1, 40)]
+            else:
+                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        try:
+            found = server_name(bytes(data))
+        except NotClientHello:
+            continue
+        assert found is None or isinstance(found, (str, NeedMore)), found
+        if isinstance(found, NeedMore):  # more than came: the listener waits for it rather than reading the same bytes again
+            assert found.at_least > len(data), (found, len(data))
+        elif found is not None:
+            assert found.isascii() and found == found.lower(), found

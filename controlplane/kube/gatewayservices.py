@@ -106,6 +106,8 @@ class GatewayServices:
                 return
 
     def _server_side_apply(self, service: dict) -> None:
+        """Never forced: a Service of that name that another manager made (Istio's own, on a
+        cluster that runs Istio too) is refused with a conflict and left as it is."""
         meta = service["metadata"]
         self._dynamic().resources.get(api_version="v1", kind="Service").server_side_apply(
-            body=service, name=meta["name"], namespace=meta["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True)
+            body=service, name=meta["name"], namespace=meta["namespace"], field_manager=FIELD_MANAGER, force_conflicts=False)
