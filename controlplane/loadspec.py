@@ -49,9 +49,9 @@ def _https(value: Any) -> dict[str, str] | None:
         if not isinstance(cert, str) or not isinstance(key, str) or len(cert) + len(key) > 256 * 1024:
             raise LoadRequestError("https: certPEM and keyPEM go together: a client certificate and its key, PEM")
         try:
-            tls_secret("-", "client", cert, key, "https: the client certificate")
+            tls_secret("-", "client", cert, key, "https", names=("certPEM", "keyPEM"))
         except SecretError as exc:
-            raise LoadRequestError(str(exc).replace("tls.crt", "certPEM").replace("tls.key", "keyPEM")) from None
+            raise LoadRequestError(str(exc)) from None
         out.update(certPEM=cert, keyPEM=key)
     return out
 

@@ -105,22 +105,25 @@ def read_secret(document: Any, source: str, default_namespace: str) -> TlsSecret
 
 
 def tls_secret(namespace: str, name: str, chain_pem: str, key_pem: str, where: str, ca_pem: str | None = None,
-               kind: str = TLS_TYPE) -> TlsSecret:
-    """A certificate chain and its key (and the clients' CA), checked as a TLS server would load them."""
-    chain = _certificates(chain_pem, f"{where}: tls.crt")
+               kind: str = TLS_TYPE, names: tuple[str, str] = ("tls.crt", "tls.key")) -> TlsSecret:
+    """A certificate chain and its key (and the clients' CA), checked as a TLS server would load
+    them. ``names``: what the errors call the certificate and the key (a Secret's keys; a client
+    certificate's flags or fields elsewhere)."""
+    cert_name, key_name = names
+    chain = _certificates(chain_pem, f"{where}: {cert_name}")
     client_ca = None
     if ca_pem is not None:
         client_ca = _certificates(ca_pem, f"{where}: ca.crt")[0].subject.rfc4514_string()
     try:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except TypeError:
-        raise SecretError(f"{where}: tls.key: the key is encrypted; give it unencrypted (openssl's -nodes)") from None
+        raise SecretError(f"{where}: {key_name}: the key is encrypted; give it unencrypted (openssl's -nodes)") from None
     except ValueError:
-        raise SecretError(f"{where}: tls.key: expected a PEM private key (-----BEGIN PRIVATE KEY-----)") from None
+        raise SecretError(f"{where}: {key_name}: expected a PEM private key (-----BEGIN PRIVATE KEY-----)") from None
     leaf = chain[0]
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
-        raise SecretError(f"{where}: tls.key: is not the key of tls.crt's first certificate; give the pair that belongs together")
+        raise SecretError(f"{where}: {key_name}: is not the key of {cert_name}'s first certificate; give the pair that belongs together")
     try:
         hosts = tuple(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:

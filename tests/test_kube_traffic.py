@@ -203,8 +203,11 @@ def _secure_gateway(k8s, learner: Learner, net, tmp_path: Path) -> None:
     assert over_tls(ca_pem(renewed)) is None  # no client certificate: refused
     listed = json.loads(learner.run("get", "secrets", "-n", NS, "-o", "json").stdout)
     assert [(s["type"], s.get("clientCA")) for s in listed] == [("Opaque", "CN=example.com,O=example Inc. 2")], listed
-    refused = wait_until(lambda: (_stat(learner).get(f"{NS}-ingress") or {}).get("tls_refused"), 30,
-                         "the gateway pod's refusal counted in stat", interval=0.5)
+    def refusals() -> dict | None:  # one more refusal each time, so stat's window always holds one
+        over_tls(ca_pem(renewed))
+        return (_stat(learner).get(f"{NS}-ingress") or {}).get("tls_refused")
+
+    refused = wait_until(refusals, 30, "the gateway pod's refusal counted in stat", interval=0.5)
     assert refused.get("no_client_certificate", 0) >= 1, refused
     learner.run("delete", "-f", str(secure))
     learner.run("delete", "secret", "web-credential", "-n", NS)
@@ -375,6 +378,20 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"403": 3}, 30, "the gateway to refuse /api/vote", interval=1)
         assert through_gateway("/api/list") == {"200": 3}
         learner.run("delete", "-f", str(edge))
+
+        # a Service of a Gateway's name that someone else made (Istio's own, on a cluster that runs it) is left as it is
+        k8s.kubectl("create", "service", "clusterip", "taken-istio", "-n", NS, "--tcp=80:9999")
+        taken = tmp_path / "taken.yaml"
+        taken.write_text(f"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: taken, namespace: {NS}}}\n"
+                         "spec:\n  gatewayClassName: istio\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n")
+        learner.run("apply", "-f", str(taken))
+        wait_until(lambda: f"could not apply the Service {NS}/taken-istio" in (tmp_path / "controlplane.log").read_text(), 30,
+                   "the control plane to say the Service is someone else's", interval=0.5)
+        kept = json.loads(k8s.kubectl("get", "svc/taken-istio", "-n", NS, "-o", "json").stdout)
+        assert kept["spec"]["selector"] == {"app": "taken-istio"} and kept["spec"]["ports"][0]["targetPort"] == 9999, kept["spec"]
+        assert "ownerReferences" not in kept["metadata"], kept["metadata"]
+        learner.run("delete", "-f", str(taken))
+        k8s.kubectl("delete", "service", "taken-istio", "-n", NS)
 
         # Istio's Gateway API ingress: a Gateway (a CR) served by the namespace's gateway pod, a route letting one path in
         ingress = tmp_path / "ingress.yaml"

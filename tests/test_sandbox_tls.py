@@ -169,8 +169,12 @@ def test_istios_mutual_tls_ingress_gateway_on_bookinfo(cli: Cli, tmp_path: Path)
     wait_until(lambda: curl(tmp_path, tls_port, "/productpage", *client).stdout.startswith("200"), 10, "the page for a client with a certificate")
     without = curl(tmp_path, tls_port, "/productpage")
     assert without.returncode != 0 and not without.stdout.startswith("200"), without  # the task's "see how it fails"
-    stat = wait_until(lambda: (out := cli.run("stat", "deploy", "-n", "bookinfo").stdout) and "no_client_certificate" in out and out,
-                      15, "stat to count the refused handshake")
+    def refused_in_stat() -> str | None:  # one more refusal each time, so stat's window always holds one
+        curl(tmp_path, tls_port, "/productpage")
+        out = cli.run("stat", "deploy", "-n", "bookinfo").stdout
+        return out if "no_client_certificate" in out else None
+
+    stat = wait_until(refused_in_stat, 15, "stat to count the refused handshake")
     assert "TLS_REFUSED" in stat.splitlines()[0], stat
     described = cli.run("describe", "deploy/bookinfo-ingress").stdout
     assert f"{HOST} -> Secret bookinfo-credential (served; MUTUAL: clients need a certificate its ca.crt signed)" in described, described

@@ -211,7 +211,7 @@ def test_load_over_tls_without_its_ca_is_a_clear_error(tmp_path, capsys):
                          (["--cert", str(tmp_path / "c.crt"), "--key", str(tmp_path / "c.key")], "use them with --https and --cacert"),
                          (["--https", "h", "--cacert", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "c.crt")], "--cert and --key go together"),
                          (["--https", "h", "--cacert", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "c.crt"), "--key",
-                           str(tmp_path / "other.key")], "the key: is not the key of")):
+                           str(tmp_path / "other.key")], f"--key {tmp_path / 'other.key'}: is not the key of --cert {tmp_path / 'c.crt'}'s first")):
         assert main(["load", "svc/productpage", *extra, "--name", "nope"]) == 1
         said = capsys.readouterr().err
         assert words in said and "Traceback" not in said, (extra, said)

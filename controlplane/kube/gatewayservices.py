@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger("meshdojo.controlplane.kube")
 Key = tuple[str, str]
 FIELD_MANAGER = "meshdojo-controlplane"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"  # as Istio labels the Service of a Gateway
+RETRY_AFTER = 30.0  # seconds before a refused Service is applied again unchanged
 
 
 def service_name(gateway: str, class_name: str) -> str:
@@ -71,11 +73,13 @@ class GatewayServices:
     """Applies :func:`desired` after each change (``update()``): one pass at a time, only the
     Services that changed since they were last applied."""
 
-    def __init__(self, dynamic_client: Callable[[], Any], wanted: Callable[[], dict[Key, dict]]) -> None:
+    def __init__(self, dynamic_client: Callable[[], Any], wanted: Callable[[], dict[Key, dict]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._dynamic = dynamic_client
         self._wanted = wanted
+        self._clock = clock
         self.applied: dict[Key, dict] = {}
-        self._refused: dict[Key, str] = {}
+        self._refused: dict[Key, tuple[dict, str, float]] = {}  # the manifest refused, why, when: not retried before RETRY_AFTER
         self._pending: asyncio.Task | None = None
         self._again = False
 
@@ -90,16 +94,17 @@ class GatewayServices:
             self._again = False
             wanted = self._wanted()
             for key, service in wanted.items():
-                if self.applied.get(key) == service:
-                    continue
+                refused = self._refused.get(key)
+                if self.applied.get(key) == service or (refused and refused[0] == service and self._clock() - refused[2] < RETRY_AFTER):
+                    continue  # (a refusal is not retried at every pod's change: discovery changes often)
                 try:
                     await asyncio.to_thread(self._server_side_apply, service)
                     self.applied[key] = service
                     self._refused.pop(key, None)
-                except Exception as exc:  # RBAC, or the namespace going away: said once, tried at the next change
-                    if self._refused.get(key) != str(exc):
+                except Exception as exc:  # a conflict (someone else's Service), RBAC, the namespace going: said once
+                    if refused is None or refused[1] != str(exc):
                         log.warning("could not apply the Service %s/%s of a Gateway: %s", *key, exc)
-                    self._refused[key] = str(exc)
+                    self._refused[key] = (service, str(exc), self._clock())
             for key in set(self.applied) - set(wanted):  # its Gateway went: the garbage collector deletes the Service
                 del self.applied[key]
             if not self._again:

@@ -82,12 +82,11 @@ def client_certificate(https: dict[str, str], cert: Path | None, key: Path | Non
         return "--cert and --key go together: the client certificate and its key (e.g. --cert client.example.com.crt --key client.example.com.key)"
     try:
         https["certPEM"], https["keyPEM"] = cert.read_text(), key.read_text()
-        tls_secret("-", "client", https["certPEM"], https["keyPEM"], f"--cert {cert} and --key {key}")
+        tls_secret("-", "client", https["certPEM"], https["keyPEM"], "load --https", names=(f"--cert {cert}", f"--key {key}"))
     except (OSError, UnicodeDecodeError) as exc:
         return f"--cert/--key: cannot read them ({exc}); give the PEM files openssl wrote"
     except SecretError as exc:
-        return (str(exc).replace(": tls.crt:", ": the certificate:").replace(": tls.key:", ": the key:")
-                .replace("tls.crt's first certificate", "the certificate"))
+        return str(exc)
     return None
 
 
