@@ -236,6 +236,9 @@ class GatewayTlsListener:
             self._refuse(sock, reason, server_name, f"TLS handshake for {server_name or '(no server name)'} refused: {why}")
 
     def _refuse(self, sock: socket.socket, reason: str, server_name: str | None, message: str | None) -> None:
+        # said and counted first: whoever sees the connection end can read why (the log, the metric) at once
+        if message is not None:
+            self._certificates.say(reason, server_name, message)
         self._count(reason)
         if reason in (UNKNOWN_NAME, NO_SECRET, NO_CLIENT_CA):  # before any handshake: say why in TLS's own words
             try:
@@ -243,8 +246,6 @@ class GatewayTlsListener:
             except OSError:
                 pass
         sock.close()
-        if message is not None:
-            self._certificates.say(reason, server_name, message)
 
 
 async def _peek_server_name(loop: asyncio.AbstractEventLoop, sock: socket.socket, deadline: float,
