@@ -39,6 +39,32 @@ async def accept_forever(sock: socket.socket, serve: Callable[[socket.socket, tu
         tasks.spawn(serve(conn, addr), name=f"{name}:{addr[0]}:{addr[1]}")
 
 
+class Acceptor:
+    """A listening socket whose connections are each served by ``serve(sock, addr)`` in a task
+    of their own; ``close()`` stops accepting (connections being served go on)."""
+
+    def __init__(self, serve: Callable[[socket.socket, tuple[str, int]], Awaitable[None]], tasks: TaskSet, name: str) -> None:
+        self._serve = serve
+        self._tasks = tasks
+        self._name = name
+        self._sock: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
+
+    def listen(self, host: str, port: int) -> int:
+        """Bind and start accepting; the port bound (0: the OS picks)."""
+        self._sock = listening_socket(host, port)
+        self._accepting = self._tasks.spawn(accept_forever(self._sock, self._serve, self._tasks, self._name),
+                                            name=f"{self._name}:accept")
+        return self._sock.getsockname()[1]
+
+    def close(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 async def readable(loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float) -> None:
     """Until the client has sent something (TimeoutError after ``timeout``)."""
     ready = loop.create_future()

@@ -35,7 +35,7 @@ from controlplane.gatewayapi import TlsListener, listener_for
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.sslcontext import load_chain
 from proxy import clienthello
-from proxy.acceptor import accept_forever, listening_socket, readable
+from proxy.acceptor import Acceptor, readable
 from proxy.cpclient import ControlPlaneClient, ControlPlaneRefused, follow_snapshots
 from proxy.identity import WorkloadIdentity
 from proxy.tasks import TaskSet
@@ -193,24 +193,15 @@ class GatewayTlsListener:
         self._certificates = certificates
         self._protocol = protocol
         self._count = count
-        self._tasks = tasks
         self._timeout = handshake_timeout
         self._clock = clock
-        self._sock: socket.socket | None = None
-        self._accepting: asyncio.Task | None = None
+        self._acceptor = Acceptor(self._serve, tasks, "gateway-tls")
 
     def listen(self, host: str, port: int) -> int:
-        self._sock = listening_socket(host, port)
-        self._accepting = self._tasks.spawn(accept_forever(self._sock, self._serve, self._tasks, "gateway-tls"),
-                                            name="gateway-tls:accept")
-        return self._sock.getsockname()[1]
+        return self._acceptor.listen(host, port)
 
     def close(self) -> None:
-        if self._accepting is not None:
-            self._accepting.cancel()
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._acceptor.close()
 
     async def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()

@@ -42,7 +42,7 @@ from enum import StrEnum
 
 from controlplane import inboundpolicy
 from controlplane.sslcontext import peer_identity
-from proxy.acceptor import accept_forever, listening_socket, readable
+from proxy.acceptor import Acceptor, readable
 from proxy.access import authenticate_requests, authorize_requests
 from proxy.deadlines import Deadlines
 from proxy.endpoint import exchange
@@ -201,22 +201,14 @@ class InboundListener:
         self._server_ctx = server_ctx
         self._mode = mode
         self._metrics = metrics
-        self._tasks = tasks
         self.state = state
-        self._sock: socket.socket | None = None
-        self._accepting: asyncio.Task | None = None
+        self._acceptor = Acceptor(self._serve, tasks, "inbound")
 
     def listen(self, host: str, port: int) -> int:
-        self._sock = listening_socket(host, port)
-        self._accepting = self._tasks.spawn(accept_forever(self._sock, self._serve, self._tasks, "inbound"), name="inbound:accept")
-        return self._sock.getsockname()[1]
+        return self._acceptor.listen(host, port)
 
     def close(self) -> None:
-        if self._accepting is not None:
-            self._accepting.cancel()
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._acceptor.close()
 
     async def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
