@@ -310,13 +310,14 @@ async def apply_policies(request: web.Request) -> web.Response:
         resource, _ = request.app[POLICIES].list(item["kind"], item["namespace"], item["name"])[0]
         services = [resource.target] if resource.target else []
         services += [b.service for rule in getattr(resource.spec, "rules", ()) for b in getattr(rule, "backends", ())]
+        services += [b.service for route in getattr(resource.spec, "routes", ()) for rule in route.spec.rules for b in rule.backends]
         for service in dict.fromkeys(services):
             if not registry.has(resource.namespace, service):
                 warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
                                 "does not exist (yet); the resource is stored and takes effect when it does")
         if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
             warnings += gatewayapi.warnings([r for r, _ in store.list()], resource, registry.has)
-        if resource.kind == "Gateway":
+        if resource.kind in gatewayapi.SECRET_KINDS:
             warnings += gatewayapi.certificate_problems(
                 [resource], lambda ns, name: arriving.get((ns, name)) or request.app[SECRETS].get(ns, name))
         entry = getattr(resource.spec, "entry", None)

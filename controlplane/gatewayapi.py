@@ -128,6 +128,7 @@ class GatewayRoute:
     gateway: str  # namespace/name of the Gateway it is attached to
     hostnames: tuple[str, ...]  # the hosts it serves there; (): any
     protocol: str = "HTTP"  # the listeners it is attached to: HTTP (the plain port) or HTTPS (the TLS port)
+    parent_kind: str = "Gateway"  # or Ingress: a rule of an Ingress (controlplane/ingress.py)
 
     def rank(self, host: str) -> tuple[int, int] | None:
         """How specifically this route's hosts match ``host`` (higher first), or None: not at all.
@@ -170,7 +171,34 @@ def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ..
                     any_host = any(not h for h in shared)
                     found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
                                               () if any_host else tuple(dict.fromkeys(x for h in shared for x in h)), protocol))
+    found += ingress_routes(resources, namespace)
     return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name, g.protocol)))
+
+
+def _ingresses(resources: Iterable[Any], namespace: str) -> list[Any]:
+    return sorted((r for r in resources if r.kind == "Ingress" and r.namespace == namespace), key=lambda r: r.key)
+
+
+def _tls_hosts(route_hosts: tuple[str, ...], tls_hosts: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The hosts a route serves over TLS with an Ingress's ``tls`` entry (() any), or None: none."""
+    if not tls_hosts:
+        return route_hosts
+    shared = [h for host in tls_hosts if (h := _hosts_at(route_hosts, host)) is not None]
+    return tuple(dict.fromkeys(x for h in shared for x in h)) if shared else None
+
+
+def ingress_routes(resources: Iterable[Any], namespace: str) -> list[GatewayRoute]:
+    """The routes the Ingresses of ``namespace`` make: each on the HTTP port, and on the TLS port
+    for the hosts its ``tls`` entries name (a route for any host: at those hosts)."""
+    found = []
+    for item in _ingresses(resources, namespace):
+        for route in item.spec.routes:
+            found.append(GatewayRoute(route, f"{namespace}/{item.name}", route.spec.hostnames, "HTTP", "Ingress"))
+            secured = [h for tls in item.spec.tls if (h := _tls_hosts(route.spec.hostnames, tls.hosts)) is not None]
+            if secured:
+                hosts = () if any(not h for h in secured) else tuple(dict.fromkeys(x for h in secured for x in h))
+                found.append(GatewayRoute(route, f"{namespace}/{item.name}", hosts, "HTTPS", "Ingress"))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,25 +210,35 @@ class TlsListener:
     secret: str  # the Secret's name, in the gateway's namespace
     gateway: str  # namespace/name, for what the learner is told
     mode: str = "SIMPLE"  # one of TERMINATE_MODES: MUTUAL needs the Secret's ca.crt
+    parent_kind: str = "Gateway"  # or Ingress: one of its tls entries' hosts
 
 
 def tls_listeners(resources: Iterable[Any], namespace: str) -> tuple[TlsListener, ...]:
     """The HTTPS listeners of the Gateways of ``namespace``, in name order (a listener with
-    several certificateRefs serves the first; the others are for other key types elsewhere)."""
-    return tuple(TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}", listener.mode)
-                 for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key)
-                 for listener in gateway.spec.listeners if listener.protocol == "HTTPS")
+    several certificateRefs serves the first; the others are for other key types elsewhere),
+    then one per host of each ``tls`` entry of its Ingresses (for any host when it names none)."""
+    resources = list(resources)
+    return tuple([TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}", listener.mode)
+                  for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key)
+                  for listener in gateway.spec.listeners if listener.protocol == "HTTPS"]
+                 + [TlsListener(host, tls.secret, f"{namespace}/{item.name}", "SIMPLE", "Ingress")
+                    for item in _ingresses(resources, namespace) for tls in item.spec.tls for host in (tls.hosts or (None,))])
 
 
 def secrets_named(resources: Iterable[Any], namespace: str) -> set[str]:
-    """The Secrets the Gateways of ``namespace`` name: the only ones its gateway is given."""
+    """The Secrets the Gateways and Ingresses of ``namespace`` name: the only ones its gateway is given."""
     return {name for ns, name in secret_keys(resources) if ns == namespace}
 
 
 def secret_keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
-    """(namespace, name) of every Secret a Gateway's HTTPS listener names."""
-    return {(r.namespace, name) for r in resources if r.kind == "Gateway"
-            for listener in r.spec.listeners for name in listener.certificates}
+    """(namespace, name) of every Secret a Gateway's HTTPS listener, or an Ingress's tls, names."""
+    resources = list(resources)
+    return ({(r.namespace, name) for r in resources if r.kind == "Gateway"
+             for listener in r.spec.listeners for name in listener.certificates}
+            | {(r.namespace, tls.secret) for r in resources if r.kind == "Ingress" for tls in r.spec.tls})
+
+
+SECRET_KINDS = ("Gateway", "Ingress")  # the kinds that name the Secrets a gateway serves
 
 
 def listener_for(server_name: str | None, listeners: tuple[TlsListener, ...]) -> TlsListener | None:
@@ -290,7 +328,13 @@ def unresolved(listener: Listener, namespace: str, secret_of: Callable[[str, str
 
 
 def certificate_problems(resources: Iterable[Any], secret_of: Callable[[str, str], Any | None]) -> list[str]:
-    """Every HTTPS listener that cannot serve, and why: its handshakes fail until it can."""
-    return [f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name}: {why}"
-            for gateway in sorted((r for r in resources if r.kind == "Gateway"), key=lambda r: r.key)
-            for listener in gateway.spec.listeners if (why := unresolved(listener, gateway.namespace, secret_of)) is not None]
+    """Every HTTPS listener (or an Ingress's tls entry) that cannot serve, and why: its handshakes
+    fail until it can."""
+    resources = sorted(resources, key=lambda r: r.key)
+    return ([f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name}: {why}"
+             for gateway in resources if gateway.kind == "Gateway"
+             for listener in gateway.spec.listeners if (why := unresolved(listener, gateway.namespace, secret_of)) is not None]
+            + [f"Ingress {item.namespace}/{item.name}: spec.tls[{i}]: {why}"
+               for item in resources if item.kind == "Ingress" for i, tls in enumerate(item.spec.tls)
+               if (why := unresolved(Listener(f"tls-{i}", 443, None, "Same", "HTTPS", (tls.secret,)), item.namespace, secret_of))
+               is not None])

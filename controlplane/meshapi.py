@@ -15,7 +15,7 @@ from aiohttp import web
 
 from controlplane import ca, tokens
 from controlplane.api import json_error
-from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT, secrets_named
+from controlplane.gatewayapi import GATEWAY_SERVICE_ACCOUNT, SECRET_KINDS, secrets_named
 from controlplane.identity import IdentityService, IssuedCertificate
 from controlplane.names import resolve
 from controlplane.policystore import PolicyStore
@@ -132,7 +132,7 @@ async def watch_policies(request: web.Request) -> web.StreamResponse:
 def gateway_credentials(policies: PolicyStore, secrets: SecretStore, namespace: str) -> dict[str, dict[str, str]]:
     """The certificates and keys of the Secrets the Gateways of ``namespace`` name (only those),
     with the CA a mutual TLS listener checks its clients against (ca.crt) where there is one."""
-    named = secrets_named((r for r, _ in policies.list("Gateway", namespace)), namespace)
+    named = secrets_named((r for kind in SECRET_KINDS for r, _ in policies.list(kind, namespace)), namespace)
     return {name: {"certificateChainPEM": s.chain_pem, "privateKeyPEM": s.key_pem, **({"caPEM": s.ca_pem} if s.ca_pem else {})}
             for name in sorted(named) if (s := secrets.secrets.get((namespace, name))) is not None}
 

@@ -22,7 +22,7 @@ generated from the same definitions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane import (
@@ -30,6 +30,7 @@ from controlplane import (
     backendtls,
     egress,
     gatewayapi,
+    ingress,
     policyschema,
     providers,
     requestauthn,
@@ -40,7 +41,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.matching import RequestMatch, read_match
+from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.routefilters import RouteFilters, parse_filters
@@ -58,7 +59,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
                 "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
                 "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
-                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway"}
+                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway",
+                "ing": "Ingress", "ingresses": "Ingress"}
 
 
 class PolicyError(ValueError):
@@ -148,6 +150,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
                "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read}
+    if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
+        return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
         return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace), top)
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
@@ -341,6 +345,27 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
     return RouteSpec(service, tuple(rules), entry, gateway, tuple(spec.get("hostnames", ())) if gateway else ())
 
 
+def _ingress(r: _Reader, top: dict[str, Any], annotations: dict[str, Any], namespace: str, name: str) -> ingress.IngressSpec:
+    """An Ingress, with the routes its gateway serves: one per rule (named NAME, or NAME.I when
+    there are several), its paths as the route's rules in the order they are matched, and
+    ``defaultBackend`` as a route of its own for any host (NAME.default), tried last."""
+    spec = ingress.read(r, top["spec"], annotations)
+    parent = ParentGateway(namespace, name, None, None)
+    single = len(spec.rules) == 1
+
+    def route(suffix: str, host: str | None, rules: tuple[RouteRule, ...]) -> Resource:
+        return Resource("HTTPRoute", namespace, name + suffix,
+                        RouteSpec(None, rules, None, parent, (host,) if host else ()), top)
+
+    routes = [route("" if single else f".{i}", rule.host,
+                    tuple(RouteRule((RequestMatch(PathMatch(p.type, p.path)),), (Backend(p.service, 1),), None, None, None)
+                          for p in rule.paths))
+              for i, rule in enumerate(spec.rules)]
+    if spec.default_service is not None:
+        routes.append(route(".default", None, (RouteRule((), (Backend(spec.default_service, 1),), None, None, None),)))
+    return replace(spec, routes=tuple(routes))
+
+
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -460,4 +485,5 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
-        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec)
+        | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec
+        | ingress.IngressSpec)

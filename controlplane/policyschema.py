@@ -18,6 +18,8 @@ POLICY_VERSION = "v1alpha1"
 POLICY_API = f"{POLICY_GROUP}/{POLICY_VERSION}"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
+INGRESS_API = "networking.k8s.io/v1"
+BUILT_IN_KINDS = ("Ingress",)  # the API server's own kinds: no CRD of ours, ever
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
@@ -321,6 +323,42 @@ GATEWAY = obj({
         doc="what the gateway accepts: each a name, port, protocol and (optionally) a hostname"),
 }, ("gatewayClassName", "listeners"))
 
+# Kubernetes' Ingress (networking.k8s.io/v1), as Istio serves it: the ingress gateway of its namespace (controlplane/ingress.py)
+INGRESS_BACKEND = obj({
+    "service": obj({
+        "name": Str(doc="the Service's name, in the Ingress's namespace"),
+        "port": obj({"number": Int(1, 65535, "a port", doc="the Service's port"),
+                     "name": Str(doc="the Service's port, by name")},
+                    doc="not read: a meshed Service is reached through its sidecars, whatever port it names"),
+    }, ("name",), doc="the Service the requests go to"),
+}, ("service",), doc="where the matching requests go")
+INGRESS = obj({
+    "ingressClassName": Str(doc="istio (as Istio's task writes it) or meshdojo; another class is another controller's, "
+                                "and an Ingress with none is left to the cluster's default controller"),
+    "defaultBackend": obj(INGRESS_BACKEND.fields, ("service",),
+                          doc="where a request that no rule matches goes (left out: such a request gets 404)"),
+    "rules": ListOf(obj({
+        "host": Str(pattern=HOST_PATTERN, hint=HOST_HINT,
+                    doc="only requests for this host (*.example.com: any name under example.com); left out: any host"),
+        "http": obj({
+            "paths": ListOf(obj({
+                "path": Str(pattern=r"^/", hint="expected a path that starts with /",
+                            doc="the request's path: Exact, Prefix (whole segments: /status takes /status/200, "
+                                "not /statusx) or ImplementationSpecific (Istio's: exact, or a prefix when it ends in /*)"),
+                "pathType": Str(enum=("Exact", "Prefix", "ImplementationSpecific"),
+                                doc="Exact, Prefix or ImplementationSpecific"),
+                "backend": INGRESS_BACKEND,
+            }, ("path", "pathType", "backend")), non_empty=True, max_items=64,
+                hint="expected a non-empty list of paths", doc="the paths, each with its backend"),
+        }, ("paths",), doc="the HTTP paths of this host"),
+    }), max_items=64, doc="the hosts and paths the gateway lets in"),
+    "tls": ListOf(obj({
+        "hosts": ListOf(Str(pattern=HOST_PATTERN, hint=HOST_HINT, doc="a host"), max_items=64,
+                        doc="the hosts this certificate is for (left out: any)"),
+        "secretName": Str(doc="a kubernetes.io/tls Secret of the Ingress's namespace (meshdojo create secret tls)"),
+    }, ("secretName",)), max_items=64, doc="HTTPS: TLS terminated at the gateway's TLS port with these Secrets' certificates"),
+})
+
 # Gateway API's BackendTLSPolicy, for a ServiceEntry's host: the sidecar originates TLS (controlplane/backendtls.py)
 BACKEND_TLS_POLICY = obj({
     "targetRefs": ListOf(obj({
@@ -423,6 +461,9 @@ EXTENSION_PROVIDER = obj({
 }, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
 REFUSED: dict[str, dict[str, str]] = {
+    "Ingress": {
+        "defaultBackend.resource": "a resource backend (an object of another kind) is not served here: name a Service",
+    },
     "Gateway": {
         "addresses": "a Gateway here is served by the ingress gateway of its namespace (meshdojo up starts one per demo): "
                      "leave addresses out",
@@ -462,6 +503,7 @@ KINDS: dict[str, tuple[str, Field]] = {
     "ExtensionProvider": (POLICY_API, EXTENSION_PROVIDER),
     "BackendTLSPolicy": (GATEWAY_API, BACKEND_TLS_POLICY),
     "Gateway": (GATEWAY_API, GATEWAY),
+    "Ingress": (INGRESS_API, INGRESS),
 }
 
 # kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
@@ -485,4 +527,6 @@ KIND_DOCS: dict[str, str] = {
     "BackendTLSPolicy": "Gateway API's TLS origination: the sidecar reaches a ServiceEntry's host over TLS and checks its "
                         "certificate",
     "Gateway": "Gateway API's Gateway: the listeners on which the namespace's ingress gateway takes the HTTPRoutes attached to it",
+    "Ingress": "Kubernetes' Ingress, as Istio serves it: the hosts and paths the ingress gateway of its namespace lets in, "
+               "and the Services they go to",
 }

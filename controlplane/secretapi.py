@@ -48,10 +48,13 @@ async def create_secret(request: web.Request) -> web.Response:
 async def list_secrets(request: web.Request) -> web.Response:
     namespace = request.query.get("namespace") or None
     gateways = [r for r, _ in request.app[POLICIES].list("Gateway", namespace)]
+    ingresses = [r for r, _ in request.app[POLICIES].list("Ingress", namespace)]
     items = []
     for item in request.app[SECRETS].listed(namespace):
-        item["usedBy"] = [f"{g.namespace}/{g.name}:{listener.name}" for g in gateways if g.namespace == item["namespace"]
-                          for listener in g.spec.listeners if item["name"] in listener.certificates]
+        item["usedBy"] = ([f"{g.namespace}/{g.name}:{listener.name}" for g in gateways if g.namespace == item["namespace"]
+                           for listener in g.spec.listeners if item["name"] in listener.certificates]
+                          + [f"ingress {i.namespace}/{i.name}" for i in ingresses if i.namespace == item["namespace"]
+                             and any(tls.secret == item["name"] for tls in i.spec.tls)])
         items.append(item)
     return web.json_response({"items": items})
 

@@ -138,10 +138,10 @@ class GatewayCertificates:
         if chosen is not None:
             return chosen
         if listener.secret not in self.loaded:
-            return Refusal(NO_SECRET, f"TLS handshake for {name} refused: Secret {listener.secret}, which listener of Gateway "
-                                      f"{listener.gateway} names, is not there (meshdojo create secret tls {listener.secret} "
+            return Refusal(NO_SECRET, f"TLS handshake for {name} refused: Secret {listener.secret}, which "
+                                      f"{_named_by(listener)} names, is not there (meshdojo create secret tls {listener.secret} "
                                       "--cert FILE --key FILE)")
-        return Refusal(NO_CLIENT_CA, f"TLS handshake for {name} refused: Gateway {listener.gateway}'s listener is "
+        return Refusal(NO_CLIENT_CA, f"TLS handshake for {name} refused: {_named_by(listener)} is "
                                      f"{listener.mode}, and Secret {listener.secret} has no ca.crt to check client "
                                      "certificates against (meshdojo create secret generic ... --from-file=ca.crt=FILE)")
 
@@ -257,3 +257,10 @@ async def _peek_server_name(loop: asyncio.AbstractEventLoop, sock: socket.socket
             raise TimeoutError
         await asyncio.sleep(pause)
         pause = min(pause * 2, PEEK_BACKOFF[1])
+
+
+def _named_by(listener: TlsListener) -> str:
+    """What names a TLS listener's Secret, in the learner's words."""
+    if listener.parent_kind == "Ingress":
+        return f"Ingress {listener.gateway}'s tls"
+    return f"a listener of Gateway {listener.gateway}"

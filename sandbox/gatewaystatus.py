@@ -31,7 +31,8 @@ def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at
             continue
     out = [HEADER]
     for gateway in (r for r in resources if r.kind == "Gateway"):
-        mine = {a.route.key for a in attached(resources, gateway.namespace) if a.gateway == f"{gateway.namespace}/{gateway.name}"}
+        mine = {a.route.key for a in attached(resources, gateway.namespace)
+                if a.parent_kind == "Gateway" and a.gateway == f"{gateway.namespace}/{gateway.name}"}
         at = served_at.get(gateway.namespace)
         protocols = {item.protocol for item in gateway.spec.listeners}  # type: ignore[union-attr]
         address = ",".join(url for protocol, url in zip(("HTTP", "HTTPS"), at, strict=True) if protocol in protocols) if at else None

@@ -78,8 +78,10 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
         if namespace and isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and doc.get("kind") != "Namespace":
             doc["metadata"].setdefault("namespace", namespace)
     secrets = checked_secrets([d for d in documents if is_secret(d["document"])], namespace)
+    classes = checked_ingress_classes([d for d in documents if is_ingress_class(d["document"])])
     workloads = [d for d in documents if applied.is_workload(d["document"])]
-    policies = [d for d in documents if not applied.is_workload(d["document"]) and not is_secret(d["document"])]
+    policies = [d for d in documents if not applied.is_workload(d["document"]) and not is_secret(d["document"])
+                and not is_ingress_class(d["document"])]
     api = api_for(name)
     commit = None
     if workloads:
@@ -100,6 +102,8 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
             raise ResourceError(str(exc)) from None
         outcome["applied"] = [{"kind": k, "namespace": ns, "name": n, "action": action} for (k, ns, n), action in stored] \
             + outcome["applied"]
+    outcome["applied"] = [{"kind": "IngressClass", "namespace": "-", "name": c, "action": SERVED_CLASS} for c in classes] \
+        + outcome["applied"]
     if commit is not None:
         try:
             results = commit()  # the backend runs them (locally: the supervisor sees its file change; a cluster applies them)
@@ -112,6 +116,36 @@ def apply(name: str, paths: list[str], namespace: str | None) -> dict[str, Any]:
 
 def is_secret(document: Any) -> bool:
     return isinstance(document, dict) and document.get("kind") == "Secret" and document.get("apiVersion") == "v1"
+
+
+SERVED_CLASS = "served by meshdojo's gateways (nothing to store: they serve this class already)"
+
+
+def is_ingress_class(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("kind") == "IngressClass" \
+        and document.get("apiVersion") == "networking.k8s.io/v1"
+
+
+def checked_ingress_classes(entries: list[dict[str, Any]]) -> list[str]:
+    """The names of the IngressClasses in the files, each checked to be one meshdojo's gateways
+    serve (Istio's task applies ``istio`` with Istio's controller before its Ingress). There is
+    nothing to store: the gateways serve the classes istio and meshdojo whether or not one exists."""
+    from controlplane.ingress import CONTROLLERS, INGRESS_CLASSES
+
+    names = []
+    for entry in entries:
+        doc, where = entry["document"], f"{entry['source']}: document {entry['index']}"
+        name = (doc.get("metadata") or {}).get("name")
+        controller = (doc.get("spec") or {}).get("controller")
+        if name not in INGRESS_CLASSES:
+            raise ResourceError(f"{where}: metadata.name: {name!r}: meshdojo's gateways serve the Ingress classes "
+                                f"{' and '.join(INGRESS_CLASSES)} — name the class istio, as Istio's task does\n"
+                                "nothing was applied: fix it and apply again")
+        if controller not in CONTROLLERS:
+            raise ResourceError(f"{where}: spec.controller: {controller!r} is not meshdojo's gateways: expected "
+                                f"{' or '.join(CONTROLLERS)}\nnothing was applied: fix it and apply again")
+        names.append(name)
+    return names
 
 
 def checked_secrets(entries: list[dict[str, Any]], namespace: str | None) -> list[dict[str, Any]]:
@@ -197,6 +231,10 @@ def delete_files(name: str, paths: list[str]) -> tuple[list[str], list[str]]:
         doc = item["document"]
         if applied.is_workload(doc):
             continue
+        if is_ingress_class(doc):  # never stored (see checked_ingress_classes)
+            done.append(f"IngressClass {(doc.get('metadata') or {}).get('name')}: nothing to delete (meshdojo's gateways "
+                        "serve it whether or not it exists)")
+            continue
         kind, meta = doc.get("kind"), doc.get("metadata") or {}
         ns = meta.get("namespace", "default")
         try:
@@ -255,6 +293,11 @@ def _target(spec: dict[str, Any]) -> str:
     return f"{short.get(kind, kind)}/{ref['name']}" + (f":{ref['sectionName']}" if ref.get("sectionName") else "")
 
 
+def _ingress_hosts(spec: dict[str, Any]) -> str:
+    """An Ingress's hosts, as kubectl's HOSTS column shows them (* for a rule of any host)."""
+    return ",".join(str(rule.get("host") or "*") for rule in spec.get("rules") or [] if isinstance(rule, dict)) or "*"
+
+
 def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None) -> str:
     if kind == "HTTPRoute":
         rules = spec.get("rules") or [{}]
@@ -262,6 +305,10 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}{hosts}"
     if kind == "Gateway":
         return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
+    if kind == "Ingress":  # as kubectl's PORTS: 80, and 443 with tls
+        ports = "80, 443" if spec.get("tls") else "80"
+        return f"class {spec.get('ingressClassName') or (annotations or {}).get('kubernetes.io/ingress.class')}, ports {ports}, " \
+               "served by the namespace's ingress gateway"
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
@@ -313,6 +360,7 @@ def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                 f"{abort['httpStatus']} {abort.get('percentage', {}).get('value', 100):g}%" if abort else "-", expires,
             ))
         else:
-            rows.append((doc["metadata"].get("namespace", "default"), doc.get("kind", "?"), doc["metadata"]["name"], _target(spec),
+            target = _ingress_hosts(spec) if doc.get("kind") == "Ingress" else _target(spec)
+            rows.append((doc["metadata"].get("namespace", "default"), doc.get("kind", "?"), doc["metadata"]["name"], target,
                          _detail(doc.get("kind", ""), spec, (doc.get("metadata") or {}).get("annotations")), expires))
     return rows

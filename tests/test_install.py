@@ -29,7 +29,7 @@ def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
     writes = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"]
               if set(r["verbs"]) & {"create", "update", "patch", "delete"}}
     assert {res for _, res in writes} <= {"faultinjections", "retrybudgets", "circuitbreakers", "authorizationpolicies",
-                                         "meshtlses", "ratelimits", "serviceentries", "sidecars", "telemetries", "requestauthentications", "extensionproviders", "httproutes", "backendtlspolicies", "gateways", "gateways/status", "httproutes/status",
+                                         "meshtlses", "ratelimits", "serviceentries", "sidecars", "telemetries", "requestauthentications", "extensionproviders", "httproutes", "backendtlspolicies", "gateways", "gateways/status", "httproutes/status", "ingresses",
                                          "tokenreviews", "configmaps"}
     (secrets,) = [r for r in rules if "secrets" in r["resources"]]
     assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer", "meshdojo-operator-token"]

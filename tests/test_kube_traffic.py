@@ -457,6 +457,27 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         learner.run("delete", "httproute", "web", "-n", NS)
         wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
 
+        # Istio's Kubernetes Ingress task, with kubectl: an IngressClass naming Istio's controller and an Ingress of that
+        # class (built-in kinds: no CRD of ours) served by the namespace's gateway pod; another controller's left alone
+        task = tmp_path / "kubernetes-ingress.yaml"
+        task.write_text("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: istio}\n"
+                        "spec: {controller: istio.io/ingress-controller}\n---\n"
+                        f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ingress, namespace: {NS}}}\n"
+                        "spec:\n  ingressClassName: istio\n  rules:\n  - http:\n      paths:\n"
+                        "      - {path: /api/list, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}\n---\n"
+                        f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: theirs, namespace: {NS}}}\n"
+                        "spec:\n  ingressClassName: nginx\n  defaultBackend: {service: {name: web, port: {number: 80}}}\n")
+        k8s.kubectl("apply", "-f", str(task))
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:") == {"404": 3}, 30, "the Ingress to keep /api/vote out", interval=1)
+        assert through_gateway("/api/list") == {"200": 3}
+        listed = learner.run("get", "ingress", "-n", NS).stdout
+        assert " ingress " in listed and "theirs" not in listed, listed
+        assert "theirs" not in learner.run("check", ok=False).stdout  # another class: not ours to judge either
+        described = learner.run("describe", f"deploy/{NS}-ingress").stdout
+        assert f"Ingress {NS}/ingress as route {NS}/ingress (any host)" in described, described
+        k8s.kubectl("delete", "-f", str(task))
+        wait_until(lambda: through_gateway("/api/vote?choice=:joy:") != {"404": 3}, 30, "the gateway open again", interval=1)
+
         # Istio's Secure Gateways task: an HTTPS listener naming a Secret made with kubectl; the control plane reads it by
         # name (a Role in the gateway's namespace: no list, no watch) and gives it to the gateway pod alone, which ends TLS
         _secure_gateway(k8s, learner, net, tmp_path)

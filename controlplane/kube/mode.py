@@ -73,8 +73,9 @@ class KubernetesMode:
     def _policies_changed(self, kind: str) -> None:
         if kind in ("Gateway", "HTTPRoute", "ServiceEntry"):
             self.statuses.update()
-        if kind == "Gateway":  # the Secrets its HTTPS listeners name, and its Service
+        if kind in ("Gateway", "Ingress"):  # the Secrets its HTTPS listeners (an Ingress's tls) name
             self.secret_reader.poke()
+        if kind == "Gateway":  # and its Service
             self.gateway_services.update()
 
     def _services_changed(self) -> None:

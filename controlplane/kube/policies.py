@@ -1,4 +1,4 @@
-"""Policies from the cluster: our CRs and HTTPRoutes into the policy store, and the operator
+"""Policies from the cluster: our CRs, HTTPRoutes and Ingresses into the policy store, and the operator
 API's apply and delete written to the cluster as CRs — so ``meshdojo apply -f X`` and
 ``kubectl apply -f X`` are the same act, and either is seen by ``meshdojo get``.
 """
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from controlplane import policyschema
+from controlplane import ingress, policyschema
 from controlplane.crds import plural
 from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.kube.watcher import Watcher, start_all
@@ -107,6 +107,9 @@ class KubePolicies:
     def _push(self, kind: str) -> None:
         entries: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}
         for (ns, name), obj in self._objects[kind].items():
+            if kind == "Ingress" and not ingress.is_ours(obj):  # another controller's (nginx's, or the default class's)
+                self.rejected.pop((kind, ns, name), None)
+                continue
             result = read(obj)
             if isinstance(result, PolicyError):
                 if self.rejected.get((kind, ns, name)) != str(result):

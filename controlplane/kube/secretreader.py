@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.gatewayapi import secret_keys
+from controlplane.gatewayapi import SECRET_KINDS, secret_keys
 from controlplane.policystore import PolicyStore
 from controlplane.tlssecrets import Key, SecretError, SecretStore, TlsSecret, read_secret
 
@@ -23,8 +23,8 @@ REREAD_SECONDS = 5.0
 
 
 def wanted(policies: PolicyStore) -> set[Key]:
-    """(namespace, name) of every Secret a Gateway's HTTPS listener names."""
-    return secret_keys(r for r, _ in policies.list("Gateway"))
+    """(namespace, name) of every Secret a Gateway's HTTPS listener, or an Ingress's tls, names."""
+    return secret_keys(r for kind in SECRET_KINDS for r, _ in policies.list(kind))
 
 
 def from_object(obj: dict[str, Any]) -> TlsSecret:

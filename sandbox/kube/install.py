@@ -61,6 +61,8 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/status", "httproutes/status"],
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
+         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},  # create cannot be limited by name
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [TRUST_ANCHOR_CONFIGMAP], "verbs": ["get", "update"]},
