@@ -25,6 +25,8 @@ GATEWAY_SERVICE_ACCOUNT = "ingress-gateway"  # the gateways' identity in both ba
 TERMINATE_MODE = "gateway.istio.io/tls-terminate-mode"  # Istio's listener option for mutual TLS, as its task writes it
 # SIMPLE: the server's certificate only; MUTUAL: clients must present one the Secret's ca.crt signed; OPTIONAL_MUTUAL: checked if given
 TERMINATE_MODES = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+SERVICE_TYPE = "networking.istio.io/service-type"  # Istio's annotation: the type of the Service made for a Gateway
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +44,21 @@ class Listener:
 class GatewaySpec:
     class_name: str
     listeners: tuple[Listener, ...]
+    service_type: str = "ClusterIP"  # on a cluster, the type of the Gateway's own Service (Istio's annotation)
 
 
-def read_gateway(r: FieldReader, spec: dict[str, Any], namespace: str) -> GatewaySpec:
-    """A Gateway's spec, the schema already checked: what a schema cannot say is refused here."""
+def service_name(gateway: str, class_name: str) -> str:
+    """The Service made for a Gateway on a cluster, named as Istio names its own: bookinfo-gateway-istio."""
+    return f"{gateway}-{class_name}"
+
+
+def read_gateway(r: FieldReader, spec: dict[str, Any], namespace: str, annotations: dict[str, Any] | None = None) -> GatewaySpec:
+    """A Gateway's spec, the schema already checked: what a schema cannot say is refused here;
+    and Istio's ``networking.istio.io/service-type`` annotation, checked."""
+    service_type = (annotations or {}).get(SERVICE_TYPE, "ClusterIP")
+    if service_type not in SERVICE_TYPES:
+        raise r.fail(f"metadata.annotations.{SERVICE_TYPE}", f"{service_type!r}: expected one of {', '.join(SERVICE_TYPES)} "
+                                                            "(the type of the Service made for this Gateway on a cluster)")
     listeners: list[Listener] = []
     for i, item in enumerate(spec["listeners"]):
         where = f"spec.listeners[{i}]"
@@ -60,7 +73,7 @@ def read_gateway(r: FieldReader, spec: dict[str, Any], namespace: str) -> Gatewa
         certificates = _certificates(r, where, item, protocol, namespace)
         mode = _terminate_mode(r, where, item["tls"].get("options") or {}) if certificates else "SIMPLE"
         listeners.append(Listener(item["name"], item["port"], item.get("hostname"), routes_from, protocol, certificates, mode))
-    return GatewaySpec(spec["gatewayClassName"], tuple(listeners))
+    return GatewaySpec(spec["gatewayClassName"], tuple(listeners), service_type)
 
 
 def _certificates(r: FieldReader, where: str, item: dict[str, Any], protocol: str, namespace: str) -> tuple[str, ...]:

@@ -153,7 +153,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
     if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
-        return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace), top)
+        return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace, annotations), top)
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
 
 

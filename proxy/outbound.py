@@ -123,10 +123,11 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
             host = host_of(request.asked_for)
             chosen = choose(routes, host, request, rng)
             if chosen is None:
-                names = ", ".join(f"{r.route.namespace}/{r.route.name}" for r in routes) or "(none)"
+                names = ", ".join(dict.fromkeys(f"HTTPRoute {r.route.namespace}/{r.route.name}" if r.parent_kind == "Gateway"
+                                                else f"Ingress {r.gateway}" for r in routes)) or "(none)"
                 over = " (its HTTPS listeners)" if secure else ""
-                request.fate.no_route = f"no rule of HTTPRoute {names} attached to this gateway{over} matches host {host}"
-                raise traffic.NoRoute(f"no rule of the routes attached to this gateway{over} (HTTPRoute {names}) matches "
+                request.fate.no_route = f"no rule of {names} attached to this gateway{over} matches host {host}"
+                raise traffic.NoRoute(f"no rule of the routes attached to this gateway{over} ({names}) matches "
                                       f"{request.head.method} {request.path} (host {host}): at a Gateway, only what a route matches gets in")
             gateway_route, choice = chosen
             request.rule, request.fate.route, request.fate.backend = choice.rule, choice.route, choice.backend

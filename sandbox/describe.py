@@ -126,8 +126,7 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
                    + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items()))
     if config.get("gateway"):  # a demo's ingress gateway: what decides where a request from outside goes
         routes = policies.get("gatewayRoutes") or []
-        out.append("  gateway       " + ("routes attached to its Gateways (and its Ingresses' rules) decide, the most specific "
-                                     "host first: " + "; ".join(
+        out.append("  gateway       " + ("routes attached to its Gateways decide, the most specific host first: " + "; ".join(
             (f"HTTPRoute {r['route']} on Gateway {r['gateway']}" if r.get("kind", "Gateway") == "Gateway"
              else f"Ingress {r['gateway']} as route {r['route']}")
             + f" ({', '.join(r['hosts']) or 'any host'}" + (", HTTPS)" if r.get("protocol") == "HTTPS" else ")") for r in routes)

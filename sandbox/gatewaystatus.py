@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.gatewayapi import attached
+from controlplane.gatewayapi import attached, service_name
 from controlplane.policy import PolicyError, parse
 
 HEADER = ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS")
@@ -34,6 +34,8 @@ def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at
         mine = {a.route.key for a in attached(resources, gateway.namespace)
                 if a.parent_kind == "Gateway" and a.gateway == f"{gateway.namespace}/{gateway.name}"}
         at = served_at.get(gateway.namespace)
+        if at and not at[0].startswith("http"):  # a cluster's gateway, reached through a port-forward: to the Gateway's own Service
+            at = _port_forwards(gateway)
         protocols = {item.protocol for item in gateway.spec.listeners}  # type: ignore[union-attr]
         address = ",".join(url for protocol, url in zip(("HTTP", "HTTPS"), at, strict=True) if protocol in protocols) if at else None
         listeners = ",".join(f"{item.name}:{item.port}" + (f"/{item.protocol}" if item.protocol != "HTTP" else "")
@@ -43,3 +45,15 @@ def rows(gateways: list[dict[str, Any]], routes: list[dict[str, Any]], served_at
                     "True" if address else f"False (no ingress gateway runs in {gateway.namespace})",
                     str(len(mine)), listeners))
     return out
+
+
+def _port_forwards(gateway: Any) -> tuple[str, str]:
+    """How to reach a Gateway on a cluster of your own, as Istio's tasks do: a port-forward to
+    the Service made for it (``kubectl port-forward svc/bookinfo-gateway-istio 8080:80``), to its
+    first HTTP listener's port and its first HTTPS one's."""
+    service = service_name(gateway.name, gateway.spec.class_name)
+    first = {protocol: next((item.port for item in gateway.spec.listeners if item.protocol == protocol), None)
+             for protocol in ("HTTP", "HTTPS")}
+    return tuple(f"kubectl -n {gateway.namespace} port-forward svc/{service} {local}:{first[protocol]}"  # type: ignore[return-value]
+                 for protocol, local in (("HTTP", 8080), ("HTTPS", 8443)))
+

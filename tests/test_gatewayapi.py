@@ -173,6 +173,9 @@ def test_get_gateway_reads_as_kubectl_get_gateway():
     secure = gateway(name="secure", listeners=[{"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "shop.example.com",
                                                 "tls": {"certificateRefs": [{"name": "shop-credential"}]}}])
     lonely = gateway(name="lonely", namespace="blog")
+    theirs = gateway(name="bookinfo-gateway", namespace="other", listeners=[
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c"}]}}])  # on a cluster of your own
     status = {"gateways": [{"demo": "shop", "namespace": "shop", "url": "http://127.0.0.1:8080/", "https": "https://127.0.0.1:8443/"},
                            {"demo": "other", "namespace": "other", "url": None,
                             "reach": "kubectl -n other port-forward svc/other-ingress 8081:80",
@@ -182,11 +185,15 @@ def test_get_gateway_reads_as_kubectl_get_gateway():
                                         "kubectl -n other port-forward svc/other-ingress 8444:443")}
     items = [{"document": r.document} for r in (route("one"), route("two"), route("elsewhere", {"name": "nope"}),
                                                  route("tls", {"name": "secure"}))]
-    assert rows([{"document": gw.document}, {"document": secure.document}, {"document": lonely.document}], items, served(status)) == [
+    assert rows([{"document": gw.document}, {"document": secure.document}, {"document": lonely.document},
+                 {"document": theirs.document}], items, served(status)) == [
         ("NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "ROUTES", "LISTENERS"),
         ("shop", "web-gateway", "istio", "http://127.0.0.1:8080/", "True", "2", "http:80"),
         ("shop", "secure", "istio", "https://127.0.0.1:8443/", "True", "1", "https:443/HTTPS shop.example.com"),
-        ("blog", "lonely", "istio", "-", "False (no ingress gateway runs in blog)", "0", "http:80")]
+        ("blog", "lonely", "istio", "-", "False (no ingress gateway runs in blog)", "0", "http:80"),
+        # reached as Istio's tasks reach it: a port-forward to the Service made for this Gateway, to its listeners' ports
+        ("other", "bookinfo-gateway", "istio", "kubectl -n other port-forward svc/bookinfo-gateway-istio 8080:80,"
+         "kubectl -n other port-forward svc/bookinfo-gateway-istio 8443:443", "True", "0", "http:80,https:443/HTTPS")]
 
 
 def test_a_gateways_status_on_a_cluster_as_gateway_api_controllers_write_it():
@@ -289,4 +296,13 @@ def test_each_gateway_gets_a_service_named_as_istio_names_it_selecting_the_names
     assert service["metadata"]["ownerReferences"] == [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                                                       "name": "web-gateway", "uid": "uid-1", "controller": True}]
     assert desired([gw], lambda ns, name: None, selectors) == {}  # the cluster's object not known yet: no owner to name
+    # Istio's annotation picks the Service's type (its Getting Started annotates ClusterIP; NodePort on a kind cluster)
+    typed = parse({**gw.document, "metadata": {**gw.document["metadata"], "annotations": {"networking.istio.io/service-type": "NodePort"}}},
+                  "gw.yaml", 0)
+    assert desired([typed], lambda ns, name: "uid-1", selectors)[("shop", "web-gateway-istio")]["spec"]["type"] == "NodePort"
+    with pytest.raises(PolicyError) as refused:
+        parse({**gw.document, "metadata": {**gw.document["metadata"], "annotations": {"networking.istio.io/service-type": "External"}}},
+              "gw.yaml", 0)
+    assert refused.value.field == "metadata.annotations.networking.istio.io/service-type" and "'External': expected one of ClusterIP, " \
+        "NodePort, LoadBalancer" in refused.value.message
     assert desired([gw], lambda ns, name: "uid-1", {}) == {}  # no ingress gateway in the namespace

@@ -429,6 +429,10 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         written = wait_until(lambda: (w := json.loads(k8s.kubectl("get", "gateway/web-gateway", "-n", NS, "-o", "json").stdout)["status"])
                              and w["addresses"][0]["value"].startswith("web-gateway-istio.") and w, 30, "the Service as the address")
         assert written["addresses"] == [{"type": "Hostname", "value": f"web-gateway-istio.{NS}.svc.cluster.local"}], written
+        # Istio's Getting Started annotates the Gateway for its Service's type: the Service follows
+        k8s.kubectl("annotate", "gateway/web-gateway", "-n", NS, "networking.istio.io/service-type=NodePort")
+        wait_until(lambda: json.loads(k8s.kubectl("get", "svc/web-gateway-istio", "-n", NS, "-o", "json").stdout)["spec"]["type"]
+                   == "NodePort", 30, "the Gateway's Service made a NodePort", interval=0.5)
         assert [(item["name"], item["attachedRoutes"]) for item in written["listeners"]] == [("http", 1)], written
 
         # the route's status.parents, as Istio and Linkerd write theirs: our entry says why, another controller's is kept

@@ -54,6 +54,8 @@ def test_istios_kubernetes_ingress_task_on_bookinfo(cli: Cli, tmp_path: Path):
     # the task's curls: the rule's host and paths get in (Exact /productpage, Prefix /static), nothing else
     wait_until(lambda: code(url + "productpage") == "200", 10, "the Ingress's route at the gateway")
     assert code(url + "headers") == "404"
+    said = subprocess.run(["curl", "-sS", "--max-time", "10", "-H", f"Host:{HOST}", url + "headers"], capture_output=True, text=True).stdout
+    assert f"no rule of the routes attached to this gateway (Ingress bookinfo/ingress) matches GET /headers (host {HOST})" in said, said
     assert code(url + "static/bootstrap.css") != "404"  # a prefix: whole segments below it ...
     assert code(url + "staticx") == "404"  # ... not a longer name
     assert code(url + "productpage", "other.example.com") == "404"  # another host: no rule

@@ -6,7 +6,10 @@ that Service as the ADDRESS.
 Istio deploys a gateway per Gateway; here the namespace's ingress gateway (``meshdojo up``
 runs one per demo) serves every Gateway of its namespace, so each Gateway's Service selects
 that gateway's pods, one port per listener port (HTTP listeners to the gateway's HTTP port,
-HTTPS ones to its TLS port). The Service is owned by its Gateway (``ownerReferences``): the
+HTTPS ones to its TLS port), of the type Istio's ``networking.istio.io/service-type`` annotation
+on the Gateway names (ClusterIP unless it says NodePort or LoadBalancer: Istio's default is a
+LoadBalancer, which a kind cluster never gives an address, so Istio's tasks annotate ClusterIP
+first — here that is the default, and the annotation still works). The Service is owned by its Gateway (``ownerReferences``): the
 cluster's garbage collector deletes it with the Gateway. The control plane only creates and
 patches Services, only in the namespaces of its ingress gateways (a Role there).
 
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.gatewayapi import GATEWAY_LABEL
+from controlplane.gatewayapi import GATEWAY_LABEL, service_name
 from controlplane.injector import GATEWAY_HTTPS_PORT, OUTBOUND_PORT
 
 log = logging.getLogger("meshdojo.controlplane.kube")
@@ -30,10 +33,6 @@ Key = tuple[str, str]
 FIELD_MANAGER = "meshdojo-controlplane"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"  # as Istio labels the Service of a Gateway
 RETRY_AFTER = 30.0  # seconds before a refused Service is applied again unchanged
-
-
-def service_name(gateway: str, class_name: str) -> str:
-    return f"{gateway}-{class_name}"
 
 
 def gateway_selectors(services: dict[Key, dict[str, Any]]) -> dict[str, dict[str, str]]:
@@ -64,7 +63,7 @@ def desired(resources: list[Any], uid_of: Callable[[str, str], str | None], sele
                          "labels": {GATEWAY_NAME_LABEL: gateway.name, "app.kubernetes.io/managed-by": "meshdojo"},
                          "ownerReferences": [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                                               "name": gateway.name, "uid": uid, "controller": True}]},
-            "spec": {"type": "ClusterIP", "selector": dict(selector), "ports": [ports[p] for p in sorted(ports)]},
+            "spec": {"type": gateway.spec.service_type, "selector": dict(selector), "ports": [ports[p] for p in sorted(ports)]},
         }
     return out
 

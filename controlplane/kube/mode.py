@@ -12,6 +12,7 @@ from aiohttp import web
 from controlplane import routestatus
 from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
+from controlplane.gatewayapi import service_name
 from controlplane.injector import InjectConfig, native_sidecars_supported
 from controlplane.kube import gatewayservices, gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
@@ -90,7 +91,7 @@ class KubernetesMode:
                                        gatewayservices.gateway_selectors(self.discovery.services))
 
     def _gateway_address(self, gateway: Any) -> str | None:
-        name = gatewayservices.service_name(gateway.name, gateway.spec.class_name)
+        name = service_name(gateway.name, gateway.spec.class_name)
         return f"{name}.{gateway.namespace}.svc.cluster.local" if (gateway.namespace, name) in self.discovery.services else None
 
     def _statuses(self, now: str) -> dict[Target, dict]:
