@@ -368,7 +368,11 @@ async def list_policies(request: web.Request) -> web.Response:
                               "routeProblems": routestatus.problems(everything, registry.has),
                               # on a cluster: what the API server took and the validator refused, so nothing acts on it
                               "ignored": [{"kind": kind, "namespace": ns, "name": name, "message": why}
-                                          for kind, ns, name, _, why in (store.cluster.ignored() if store.cluster is not None else [])]})
+                                          for kind, ns, name, _, why in (store.cluster.ignored() if store.cluster is not None else [])],
+                              # on a cluster: Gateways of a class a GatewayClass gives another controller (an Istio there)
+                              "elsewhere": [{"namespace": ns, "name": name, "class": class_name, "controller": controller}
+                                            for ns, name, class_name, controller in
+                                            (store.cluster.elsewhere() if store.cluster is not None else [])]})
 
 
 def _with_namespace(resource: Any) -> dict[str, Any]:

@@ -30,19 +30,19 @@ log = logging.getLogger("meshdojo.proxy.access")
 
 
 def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespace: str,
-                       default: str = inboundpolicy.DEFAULT, send: Handler | None = None) -> Layer:
+                       default: str = inboundpolicy.DEFAULT, send: Handler | None = None, pod_port: int | None = None) -> Layer:
     """AuthorizationPolicy, in Istio's order: CUSTOM first (its provider asked through ``send``,
     this proxy's outbound side); then DENY; if any ALLOW exists, one must match; else Linkerd's
     default inbound policy (``default``) decides. Which policies apply is decided by this
     workload (see controlplane.selection) — a client's Host or l5d-dst-canonical header cannot
-    choose them."""
+    choose them. ``pod_port``: the port the pod declares, which ``ports`` read (see request_facts)."""
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             rules = policies.applied("AuthorizationPolicy").resources
             if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
-            facts = request_facts(request, own_namespace)
+            facts = request_facts(request, own_namespace, pod_port)
             custom = custom_check(rules, facts)
             if custom is None:
                 return await decide(request, rules, facts, inner)
@@ -150,14 +150,16 @@ def jwt_headers(headers: list[tuple[bytes, bytes]], verified: Verified) -> list[
     return kept
 
 
-def request_facts(request: Request, own_namespace: str) -> RequestFacts:
+def request_facts(request: Request, own_namespace: str, pod_port: int | None = None) -> RequestFacts:
     """What an AuthorizationPolicy may read of ``request``: the verified caller, the request, the
-    connection's two ends (never anything the caller could forge about who it is)."""
+    connection's two ends (never anything the caller could forge about who it is). The destination
+    port is the one the pod declares (``pod_port``: on a cluster the sidecar took it; locally the
+    sidecar listens elsewhere), else the one the request arrived on."""
     source_ip = request.peer.address.rpartition(":")[0].strip("[]")
     local_ip, _, local_port = request.peer.local.rpartition(":")
     host = (request.head.header(b"host") or b"").decode("latin-1")  # as the caller wrote it (a gateway's authority is its upstream)
     return RequestFacts(request.peer.identity, own_namespace, request.head.method, request.path, host,
-                        header_of(request), source_ip, local_ip.strip("[]"), int(local_port or 0), request.jwt)
+                        header_of(request), source_ip, local_ip.strip("[]"), pod_port or int(local_port or 0), request.jwt)
 
 
 def at_the_edge(policies: PolicyWatch, metrics: ProxyMetrics) -> Layer:

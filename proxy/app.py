@@ -129,7 +129,7 @@ class Proxy:
 
         inbound = record_fate(self.fates, self.tap, self.workload, direction="inbound")(build_inbound_stack(
             self.app_pool, self.config.app_port, self.metrics, self.policies, self.config.identity.namespace,
-            default_policy=self.config.default_inbound_policy, outbound=outbound))
+            default_policy=self.config.default_inbound_policy, outbound=outbound, pod_port=self.config.pod_port))
         linkerd = self.config.access_log
         inbound = access_log(lambda: chosen_format(self.policies.access_log, linkerd, "inbound"), self.access.info,
                              keep=lambda: self.policies.access_filter)(inbound)

@@ -47,6 +47,9 @@ class ProxyConfig:
     admin_address: str = "127.0.0.1"  # 0.0.0.0 in a pod: the control plane scrapes it
     default_inbound_policy: str = inboundpolicy.DEFAULT  # Linkerd's: who may call when no ALLOW AuthorizationPolicy applies
     access_log: str | None = None  # Linkerd's config.linkerd.io/access-log: apache or json, inbound requests
+    # the port the pod declares for its app (containerPort: what its Services target), which AuthorizationPolicy's ports
+    # and destination.port read, so a policy means the same in both backends; None: the port a request arrived on
+    pod_port: int | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -58,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--service-account", required=True)
     parser.add_argument("--token-file", type=Path, help=f"bootstrap token file (or set ${TOKEN_ENV})")
     parser.add_argument("--app-port", required=True, type=int, help="the app's port on 127.0.0.1")
+    parser.add_argument("--pod-port", type=int, help="the port the pod declares for the app (its containerPort), which "
+                                                     "AuthorizationPolicy's ports read (default: the port a request arrived on)")
     parser.add_argument("--inbound-port", type=int, default=0)
     parser.add_argument("--outbound-port", type=int, default=0)
     parser.add_argument("--inbound-address", default="127.0.0.1", help="where the inbound listener binds (0.0.0.0 in a pod)")
@@ -112,11 +117,11 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
                           "a sidecar's outbound listener open to the network would let anyone send requests as its identity")
     if args.https_port is not None and not args.gateway:
         raise ConfigError("--https-port: only a gateway (--gateway) terminates TLS for clients outside the mesh")
-    for flag in ("app_port", "inbound_port", "outbound_port", "admin_port", "https_port"):
+    for flag in ("app_port", "inbound_port", "outbound_port", "admin_port", "https_port", "pod_port"):
         value = getattr(args, flag)
         if value is None:
             continue
-        if not 0 <= value < 65536 or (flag == "app_port" and value == 0):
+        if not 0 <= value < 65536 or (flag in ("app_port", "pod_port") and value == 0):
             raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not a valid port")
     try:
         rotate_every = parse_duration(args.rotate_every) if args.rotate_every else None
@@ -157,6 +162,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         admin_address=args.admin_address,
         default_inbound_policy=args.default_inbound_policy,
         access_log=args.access_log,
+        pod_port=args.pod_port,
     )
 
 

@@ -170,12 +170,13 @@ def app(pool: ConnectionPool, app_port: int) -> Handler:
 
 def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetrics, policies: PolicyWatch,
                         own_namespace: str, rng: random.Random | None = None, default_policy: str = inboundpolicy.DEFAULT,
-                        outbound: Handler | None = None) -> Handler:
-    """``outbound``: this proxy's outbound side, through which a CUSTOM policy's provider is asked."""
+                        outbound: Handler | None = None, pod_port: int | None = None) -> Handler:
+    """``outbound``: this proxy's outbound side, through which a CUSTOM policy's provider is asked;
+    ``pod_port``: the port the pod declares for its app, which AuthorizationPolicy's ports read."""
     handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
-    handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound)(handler)  # AuthorizationPolicy: 403
+    handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound, pod_port)(handler)  # AuthorizationPolicy: 403
     handler = authenticate_requests(policies, metrics)(handler)  # RequestAuthentication: JWTs, 401
     # the four above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
     handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)

@@ -169,6 +169,11 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
         yield Result(cat, WARN, f"ignored until fixed: {item['message']}",
                      f"kubectl edit {item['kind'].lower()}/{item['name']} -n {item['namespace']} (meshdojo explain "
                      f"{item['kind'].lower()} describes each field)")
+    for item in found.get("elsewhere", []):  # on a cluster that runs another implementation (Istio) too
+        yield Result(cat, OK, f"Gateway {item['namespace']}/{item['name']}: its class {item['class']} belongs to {item['controller']} "
+                              f"(GatewayClass {item['class']}), so meshdojo leaves it and its routes to that controller",
+                     f"kubectl edit gateway/{item['name']} -n {item['namespace']} (gatewayClassName: meshdojo, for meshdojo's "
+                     "gateways to serve it)")
     for problem in found.get("annotationProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo annotate svc/NAME -n NAMESPACE KEY=VALUE --overwrite --name {name}  (or KEY- to remove it)")
 

@@ -200,6 +200,8 @@ class Supervisor:
             inst.proxy = self._proxy_proc(inst.name, inst.deployment.namespace, inst.deployment.service_account,
                                           inst.app_port, "--outbound-port", str(inst.outbound_port),
                                           "--deployment", inst.deployment.name, *labels,
+                                          # what AuthorizationPolicy's ports read: the containerPort, as on a cluster
+                                          *(("--pod-port", str(inst.deployment.container.port)) if inst.deployment.container.port else ()),
                                           *(("--default-inbound-policy", policy) if policy else ()),
                                           *(("--access-log", inst.deployment.access_log) if inst.deployment.access_log else ()))
             inst.proxy.start()

@@ -80,6 +80,17 @@ async def test_rules_read_the_verified_caller_its_address_and_the_port_it_came_t
         assert refused[0] == 403 and b"denied by AuthorizationPolicy foo/only-sleep" in refused[1]
 
 
+async def test_ports_are_the_port_the_pod_declares_not_where_its_sidecar_listens(mesh: Mesh, echo_port: int):
+    httpbin, sleep = _httpbin_and_sleep(mesh, echo_port, "--pod-port", "9080")  # as the local sandbox starts a sidecar
+    async with aiohttp.ClientSession() as session:
+        apply(mesh, authz("only-9080", {"rules": [{"to": [{"operation": {"ports": ["9080"]}}]}]}))
+        await until(lambda: status(session, sleep.outbound, "GET", "/"), lambda s: s == 200, "the ALLOW of the declared port")
+        apply(mesh, authz("only-9080", {"rules": [{"to": [{"operation": {"ports": [str(httpbin.ports["inbound"])]}}]}]}))
+        await until(lambda: status(session, sleep.outbound, "GET", "/"), lambda s: s == 403, "the sidecar's own port not to count")
+        apply(mesh, authz("only-9080", {"rules": [{"when": [{"key": "destination.port", "values": ["9080"]}]}]}))
+        await until(lambda: status(session, sleep.outbound, "GET", "/"), lambda s: s == 200, "destination.port: the declared port")
+
+
 async def test_istios_dry_run_task(mesh: Mesh, echo_port: int):
     httpbin, sleep = _httpbin_and_sleep(mesh, echo_port)
     deny_headers = authz("deny-path-headers", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]})

@@ -465,6 +465,57 @@ def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_sta
     wait_until(lambda: plane.mesh.call("GET", "/v1/policies?kind=-")[1]["ignored"] == [], 15, "nothing ignored once deleted")
 
 
+GATEWAY_CLASS_CRD = {  # Gateway API's GatewayClass, its fields kept (a cluster with Istio has the real one)
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gatewayclasses.gateway.networking.k8s.io",
+                 "annotations": {"api-approved.kubernetes.io": "unapproved, a test's stand-in for Gateway API's own"}},
+    "spec": {"group": "gateway.networking.k8s.io", "scope": "Cluster",
+             "names": {"kind": "GatewayClass", "plural": "gatewayclasses", "singular": "gatewayclass", "listKind": "GatewayClassList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_a_class_another_controller_claims_is_left_to_it_with_its_routes(plane, tmp_path):
+    """On a cluster that runs Istio too, Istio's GatewayClass istio names its controller: the
+    Gateways of that class, and their routes, are Istio's — meshdojo neither serves them nor
+    writes their status, and `meshdojo check` says why. Without that class, they are ours."""
+    from sandbox.check import OK, policy_checks
+    from sandbox.cpapi import OperatorApi
+
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "theirs", "namespace": NS},
+               "spec": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "theirs", "namespace": NS},
+             "spec": {"parentRefs": [{"name": "theirs"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}
+    istio = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "istio"},
+             "spec": {"controllerName": "istio.io/gateway-controller"}}
+    for name, doc in (("crd", GATEWAY_CLASS_CRD), ("gateway", [gateway, route]), ("class", istio)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(doc if isinstance(doc, list) else [doc]))
+
+    def stored() -> set[str]:
+        return {f"{i['document']['kind']}/{i['document']['metadata']['name']}" for kind in ("Gateway", "HTTPRoute")
+                for i in plane.mesh.call("GET", f"/v1/policies?kind={kind}")[1]["items"]}
+
+    try:
+        plane.k8s.kubectl("apply", "-f", str(tmp_path / "crd.yaml"))
+        plane.k8s.kubectl("wait", "--for=condition=established", "crd/gatewayclasses.gateway.networking.k8s.io", "--timeout=30s")
+        plane.k8s.kubectl("apply", "-f", str(tmp_path / "gateway.yaml"))
+        wait_until(lambda: {"Gateway/theirs", "HTTPRoute/theirs"} <= stored(), 30, "no class claimed: the Gateway is ours")
+        plane.k8s.kubectl("apply", "-f", str(tmp_path / "class.yaml"))
+        wait_until(lambda: not {"Gateway/theirs", "HTTPRoute/theirs"} & stored(), 30, "Istio's class: its Gateway and route left to it")
+        found = plane.mesh.call("GET", "/v1/policies?kind=-")[1]
+        assert found["elsewhere"] == [{"namespace": NS, "name": "theirs", "class": "istio", "controller": "istio.io/gateway-controller"}]
+        assert found["ignored"] == [] and not any("theirs" in p for p in found["gatewayProblems"]), found
+        checked = [r for r in policy_checks(OperatorApi(plane.mesh.api, plane.mesh.admin_token), "lab") if "theirs" in r.message]
+        assert [r.verdict for r in checked] == [OK] and "belongs to istio.io/gateway-controller" in checked[0].message, checked
+        assert f"kubectl edit gateway/theirs -n {NS}" in checked[0].hint
+        plane.k8s.kubectl("delete", "-f", str(tmp_path / "class.yaml"))
+        wait_until(lambda: {"Gateway/theirs", "HTTPRoute/theirs"} <= stored(), 30, "the class gone: the Gateway ours again")
+    finally:
+        plane.k8s.kubectl("delete", "--ignore-not-found", "-f", str(tmp_path / "gateway.yaml"), "-f", str(tmp_path / "class.yaml"),
+                          "-f", str(tmp_path / "crd.yaml"), check=False)
+
+
 def test_linkerds_annotations_on_a_service_come_from_kubectl_annotate(plane):
     """Linkerd's tasks annotate the Service: the control plane reads them from its watch, routes
     show the Service's own route, and a value it cannot use is said, not silently dropped."""

@@ -28,3 +28,12 @@ def test_only_a_gateway_listens_beyond_loopback_for_outbound(base, capsys) -> No
     assert parse_args(base).outbound_address == "127.0.0.1"
     gateway = parse_args([*base, "--outbound-address", "0.0.0.0", "--gateway", "web.emojivoto:80"])
     assert (gateway.outbound_address, gateway.gateway) == ("0.0.0.0", "web.emojivoto:80")
+
+
+def test_the_pod_port_is_a_real_port_and_optional(base, capsys) -> None:
+    assert parse_args(base).pod_port is None  # the port a request arrived on, as on a cluster
+    assert parse_args([*base, "--pod-port", "9080"]).pod_port == 9080
+    for bad in ("0", "70000"):
+        with pytest.raises(SystemExit) as exited:
+            parse_args([*base, "--pod-port", bad])
+        assert exited.value.code == 2 and f"--pod-port: {bad} is not a valid port" in capsys.readouterr().err

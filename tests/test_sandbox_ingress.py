@@ -1,7 +1,8 @@
 """Istio's *Kubernetes Ingress* task on a real bookinfo sandbox, as a learner runs it: the
 IngressClass and the Ingress applied from one file, curl with the task's ``-H Host:`` gets the
 paths of its rule and 404 for the rest, TLS for its ``tls`` hosts with the task's openssl
-certificates; another controller's class, or none, is refused by name and nothing is applied."""
+certificates; another controller's class, or none, is refused by name and nothing is applied.
+On the way, an AuthorizationPolicy's ``ports`` name productpage's declared port, as on a cluster."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def test_istios_kubernetes_ingress_task_on_bookinfo(cli: Cli, tmp_path: Path):
     assert "Secret ingress-credential" not in cli.run("check", check=False).stdout
     described = cli.run("describe", "deploy/bookinfo-ingress").stdout
     assert f"{HOST} -> Secret ingress-credential (served)" in described, described
+
+    # an AuthorizationPolicy's ports are the pod's declared port (productpage's 9080) here too, as on a cluster
+    deny = tmp_path / "deny-9080.yaml"
+    deny.write_text(yaml.safe_dump({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                                    "metadata": {"name": "deny-9080", "namespace": "bookinfo"},
+                                    "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "action": "DENY",
+                                             "rules": [{"to": [{"operation": {"ports": ["9080"]}}]}]}}))
+    cli.run("apply", "-f", str(deny))
+    wait_until(lambda: code(url + "productpage") == "403", 10, "the DENY of productpage's port 9080")
+    cli.run("delete", "-f", str(deny))
+    wait_until(lambda: code(url + "productpage") == "200", 10, "productpage open again")
 
     deleted = cli.run("delete", "-f", str(INGRESS_FILE))
     assert "Ingress bookinfo/ingress deleted" in deleted.stdout, deleted.stdout

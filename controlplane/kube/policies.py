@@ -18,10 +18,12 @@ from controlplane.crds import plural
 from controlplane.gatewayapi import GATEWAY_CLASSES
 from controlplane.kube.watcher import Watcher, start_all
 from controlplane.policy import PolicyError, Resource, parse
+from controlplane.policyschema import GATEWAY_GROUP
 from controlplane.policystore import PolicyStore
 
 log = logging.getLogger("meshdojo.controlplane.kube")
 FIELD_MANAGER = "meshdojo-controlplane"
+OUR_CONTROLLERS = "meshdojo.dev/"  # a GatewayClass whose controllerName starts so is ours; any other, another's
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/",)
 
 
@@ -73,6 +75,7 @@ class KubePolicies:
         self.rejected: dict[tuple[str, str, str], str] = {}  # (kind, ns, name) -> why the control plane ignores it
         self.on_change: list[Callable[[str], None]] = []  # told the kind after the store followed a change
         self._watchers: list[Watcher] = []
+        self._classes: dict[str, str] = {}  # GatewayClass name -> its controllerName (Istio's istio: istio.io/gateway-controller)
         self._dynamic: Any = None
         self._dynamic_lock = threading.Lock()
 
@@ -86,6 +89,10 @@ class KubePolicies:
             self._watchers.append(Watcher(
                 kind, functools.partial(custom.list_cluster_custom_object, group, version, plural(kind)), loop,
                 functools.partial(self._sync, kind), functools.partial(self._event, kind)))
+        # GatewayClasses: a class another controller claims (an Istio on the same cluster) is its, not ours to serve
+        self._watchers.append(Watcher(
+            "GatewayClass", functools.partial(custom.list_cluster_custom_object, GATEWAY_GROUP, "v1", "gatewayclasses"), loop,
+            self._classes_synced, self._class_event))
         await start_all(self._watchers, timeout)
 
     def stop(self) -> None:
@@ -95,19 +102,57 @@ class KubePolicies:
     # -- from the cluster (on the event loop) ----------------------------------------------
     def _sync(self, kind: str, items: list[dict[str, Any]]) -> None:
         self._objects[kind] = {_key(o): o for o in items}
-        self._push(kind)
+        self._changed(kind)
 
     def _event(self, kind: str, event: str, obj: dict[str, Any]) -> None:
         if event == "DELETED":
             self._objects[kind].pop(_key(obj), None)
         else:
             self._objects[kind][_key(obj)] = obj
-        self._push(kind)
+        self._changed(kind)
+
+    def _classes_synced(self, items: list[dict[str, Any]]) -> None:
+        self._classes = {str((o.get("metadata") or {}).get("name")): str((o.get("spec") or {}).get("controllerName") or "")
+                         for o in items}
+        self._changed("GatewayClass")
+
+    def _class_event(self, event: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        if event == "DELETED":
+            self._classes.pop(name, None)
+        else:
+            self._classes[name] = str((obj.get("spec") or {}).get("controllerName") or "")
+        self._changed("GatewayClass")
+
+    def _changed(self, kind: str) -> None:
+        """Push ``kind`` to the store, and what depends on it: whose a Gateway is decides whose its routes are."""
+        if kind != "GatewayClass":
+            self._push(kind)
+        if kind == "GatewayClass":
+            self._push("Gateway")
+        if kind in ("Gateway", "GatewayClass"):
+            self._push("HTTPRoute")
+
+    def _elsewhere(self, kind: str, namespace: str, obj: dict[str, Any]) -> bool:
+        """Another controller's object: an Ingress of another class (or none), a Gateway of another
+        class or of a class another controller claims, a route on such a Gateway. Not ours to read,
+        judge or write the status of."""
+        if kind == "Ingress":
+            return not ingress.is_ours(obj)
+        if kind == "Gateway":
+            return self._foreign_class(str((obj.get("spec") or {}).get("gatewayClassName")))
+        parent = route_parent(obj) if kind == "HTTPRoute" else None
+        return (parent is not None and parent.get("kind", "Gateway") == "Gateway" and parent.get("group", GATEWAY_GROUP) == GATEWAY_GROUP
+                and self.foreign_gateway(str(parent.get("namespace") or namespace), str(parent.get("name"))))
+
+    def _foreign_class(self, class_name: str) -> bool:
+        claimed = self._classes.get(class_name)
+        return class_name not in GATEWAY_CLASSES or (claimed is not None and not claimed.startswith(OUR_CONTROLLERS))
 
     def _push(self, kind: str) -> None:
         entries: dict[tuple[str, str, str], tuple[Resource, float | None]] = {}
         for (ns, name), obj in self._objects[kind].items():
-            if kind == "Ingress" and not ingress.is_ours(obj):  # another controller's (nginx's, or the default class's)
+            if self._elsewhere(kind, ns, obj):
                 self.rejected.pop((kind, ns, name), None)
                 continue
             result = read(obj)
@@ -127,28 +172,28 @@ class KubePolicies:
         return self._objects[kind].get((namespace, name))
 
     def foreign_gateway(self, namespace: str, name: str) -> bool:
-        """A Gateway of another class: another implementation's (an Istio on the same cluster) —
-        neither its status nor its routes' are ours to write, nor its faults ours to report."""
+        """A Gateway of another class, or of a class a GatewayClass gives another controller (an
+        Istio on the same cluster claims istio): neither its status nor its routes' are ours to
+        write, nor its faults ours to report."""
         gateway = self.object("Gateway", namespace, name)
-        return gateway is not None and (gateway.get("spec") or {}).get("gatewayClassName") not in GATEWAY_CLASSES
+        return gateway is not None and self._foreign_class(str((gateway.get("spec") or {}).get("gatewayClassName")))
+
+    def elsewhere(self) -> list[tuple[str, str, str, str]]:
+        """(namespace, name, class, controller) of each Gateway of a class meshdojo would serve
+        (istio, meshdojo) that a GatewayClass gives another controller: left to it, with its routes."""
+        out = []
+        for (namespace, name), obj in sorted(self._objects["Gateway"].items()):
+            class_name = str((obj.get("spec") or {}).get("gatewayClassName"))
+            if class_name in GATEWAY_CLASSES and self._foreign_class(class_name):
+                out.append((namespace, name, class_name, self._classes[class_name]))
+        return out
 
     def ignored(self) -> list[tuple[str, str, str, dict[str, Any], str]]:
         """(kind, namespace, name, the object, why) of each object the validator refused, and the
         control plane therefore ignores — the API server took it (its schema checks the shape),
-        ours checks the meaning. Another implementation's Gateways and their routes are not ours."""
-        out = []
-        for (kind, namespace, name), why in sorted(self.rejected.items()):
-            obj = self.object(kind, namespace, name)
-            if obj is None:
-                continue
-            if kind == "Gateway" and self.foreign_gateway(namespace, name):
-                continue
-            parent = route_parent(obj) if kind == "HTTPRoute" else None
-            if parent is not None and parent.get("kind", "Gateway") == "Gateway" and \
-                    self.foreign_gateway(parent.get("namespace") or namespace, str(parent.get("name"))):
-                continue
-            out.append((kind, namespace, name, obj, why))
-        return out
+        ours checks the meaning. Another controller's objects are never read (see _elsewhere)."""
+        return [(kind, namespace, name, obj, why) for (kind, namespace, name), why in sorted(self.rejected.items())
+                if (obj := self.object(kind, namespace, name)) is not None]
 
     def generations(self, kind: str) -> dict[tuple[str, str], int]:
         """(namespace, name) -> metadata.generation of each object of ``kind`` (a status's observedGeneration)."""

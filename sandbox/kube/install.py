@@ -59,6 +59,8 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": sorted(plural(k) for k in GATEWAY_KINDS),
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses"],  # whose class is whose (an Istio there)
+         "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/status", "httproutes/status"],
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
