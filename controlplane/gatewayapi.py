@@ -347,7 +347,7 @@ def certificate_problems(resources: Iterable[Any], secret_of: Callable[[str, str
     return ([f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name}: {why}"
              for gateway in resources if gateway.kind == "Gateway"
              for listener in gateway.spec.listeners if (why := unresolved(listener, gateway.namespace, secret_of)) is not None]
-            + [f"Ingress {item.namespace}/{item.name}: spec.tls[{i}]: {why}"
+            + [f"Ingress {item.namespace}/{item.name}: spec.tls[{i}]: {why}"  # each tls entry judged as the listener it amounts to
                for item in resources if item.kind == "Ingress" for i, tls in enumerate(item.spec.tls)
                if (why := unresolved(Listener(f"tls-{i}", 443, None, "Same", "HTTPS", (tls.secret,)), item.namespace, secret_of))
                is not None])

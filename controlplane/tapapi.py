@@ -3,6 +3,7 @@ them (on a cluster only pods can):
 
     GET /v1/tap?namespace=&deployment=[&to=&path=&method=]   live requests, merged (below)
     GET /v1/workloads/{ns}/{name}/config                      one sidecar's /config (its identity, certificate, mode)
+    GET /v1/workloads/{ns}/{name}/metrics                     one sidecar's Prometheus page, as {"metrics": text}
 
 ``GET /v1/tap``: a deployment's live requests, read from each of its sidecars' tap stream by
 the control plane and merged into one NDJSON stream — what ``meshdojo tap``, ``top`` and the UI's
@@ -70,7 +71,7 @@ def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], id
         return await _merged(request, instances, {name: identity.tap_token(uri) for name, _, uri in instances}, filters,
                              identity.client_context(own_identity))
 
-    async def config(request: web.Request) -> web.Response:
+    async def admin_page(request: web.Request, page: str) -> web.Response:
         telemetry = request.app[telemetry_key]
         key = (request.match_info["ns"], request.match_info["name"])
         address = telemetry.admin_address(*key)
@@ -78,12 +79,21 @@ def add_tap_route(app: web.Application, telemetry_key: web.AppKey[Telemetry], id
             return web.json_response({"error": f"no sidecar known as {key[0]}/{key[1]}"}, status=404)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session, \
-                    session.get(f"http://{address}/config") as upstream:
-                return web.json_response(await upstream.json(content_type=None), status=upstream.status)
+                    session.get(f"http://{address}/{page}") as upstream:
+                if page == "config":
+                    return web.json_response(await upstream.json(content_type=None), status=upstream.status)
+                return web.json_response({"metrics": await upstream.text()}, status=upstream.status)
         except (aiohttp.ClientError, ValueError, OSError, TimeoutError) as exc:
             return web.json_response({"error": f"its sidecar at {address} does not answer: {exc or type(exc).__name__}"}, status=502)
 
-    app.add_routes([web.get("/v1/tap", tap), web.get("/v1/workloads/{ns}/{name}/config", config)])
+    async def config(request: web.Request) -> web.Response:
+        return await admin_page(request, "config")
+
+    async def metrics(request: web.Request) -> web.Response:  # linkerd diagnostics proxy-metrics reads the same page
+        return await admin_page(request, "metrics")
+
+    app.add_routes([web.get("/v1/tap", tap), web.get("/v1/workloads/{ns}/{name}/config", config),
+                    web.get("/v1/workloads/{ns}/{name}/metrics", metrics)])
 
 
 async def _merged(request: web.Request, instances: list[tuple[str, str, str]], tokens: dict[str, str],

@@ -169,10 +169,11 @@ class Proxy:
                          "callers": self.policies.callers(), "calls": self.policies.shaping(self._called()),
                          "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True)),
                          "gatewayRoutes": [{"route": f"{g.route.namespace}/{g.route.name}", "gateway": g.gateway,
-                                            "kind": g.parent_kind, "hosts": list(g.hostnames), "protocol": g.protocol} for g in self.policies.gateway_routes]
+                                            "kind": g.parent_kind, "hosts": list(g.hostnames), "protocol": g.protocol}
+                                           for g in self.policies.gateway_routes]
                          if self.config.gateway is not None else [],
-                         "gatewayTls": [{"gateway": item.gateway, "kind": item.parent_kind, "hostname": item.hostname, "secret": item.secret,
-                                         "mode": item.mode, "loaded": (item.secret, item.mode) in self.certificates.contexts}
+                         "gatewayTls": [{"gateway": item.gateway, "kind": item.parent_kind, "hostname": item.hostname,
+                                         "secret": item.secret, "mode": item.mode, "loaded": (item.secret, item.mode) in self.certificates.contexts}
                                         for item in self.policies.gateway_tls]
                          if self.certificates is not None else []},
             "labels": dict(self.config.labels),

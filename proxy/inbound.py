@@ -176,7 +176,8 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
     handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
-    handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound, pod_port)(handler)  # AuthorizationPolicy: 403
+    # AuthorizationPolicy: 403
+    handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound, pod_port)(handler)
     handler = authenticate_requests(policies, metrics)(handler)  # RequestAuthentication: JWTs, 401
     # the four above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
     handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)

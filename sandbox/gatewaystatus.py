@@ -56,4 +56,3 @@ def _port_forwards(gateway: Any) -> tuple[str, str]:
              for protocol in ("HTTP", "HTTPS")}
     return tuple(f"kubectl -n {gateway.namespace} port-forward svc/{service} {local}:{first[protocol]}"  # type: ignore[return-value]
                  for protocol, local in (("HTTP", 8080), ("HTTPS", 8443)))
-

@@ -88,6 +88,14 @@ def sidecar_config(api: Any, w: dict[str, Any]) -> dict[str, Any]:
     return api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/config")
 
 
+def sidecar_metrics(api: Any, w: dict[str, Any]) -> str:
+    """A meshed instance's sidecar Prometheus page (``/metrics``): a local one's from its admin
+    port, a pod's through the control plane. OSError or ApiError when the sidecar does not answer."""
+    if (w.get("ports") or {}).get("admin"):
+        return urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['admin']}/metrics", timeout=3).read().decode()
+    return str(api.call("GET", f"/v1/workloads/{w['namespace']}/{w['name']}/metrics")["metrics"])
+
+
 def identities(name: str) -> dict[str, Any]:
     from sandbox.backends import backend_for
 

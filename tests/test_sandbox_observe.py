@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -151,3 +152,9 @@ def test_proxy_status_follows_an_apply_and_a_scale_and_check_says_every_sidecar_
     # describe: what web's own sidecar does on the way to the services it called (emoji's route, applied above)
     described = cli.run("describe", "deploy/web").stdout
     assert "calls         svc/emoji (emojivoto), its sidecar acts on: HTTPRoute emojivoto/" in described, described
+    # linkerd diagnostics proxy-metrics: each instance's sidecar page, with Linkerd's names, read from the sidecar itself
+    page = cli.run("diagnostics", "proxy-metrics", "deploy/emoji", "-n", "emojivoto").stdout
+    assert page.startswith("#\n# POD emoji-0 (1 of 2)\n#\n") and "\n#\n# POD emoji-1 (2 of 2)\n#\n" in page, page[:300]
+    assert re.search(r'^request_total\{[^}]*direction="inbound"', page, re.M) and "# TYPE response_latency_ms histogram" in page
+    unmeshed = cli.run("diagnostics", "proxy-metrics", "deploy/nope", check=False)
+    assert unmeshed.returncode == 1 and "no deployment 'nope'" in unmeshed.stderr and "Traceback" not in unmeshed.stderr

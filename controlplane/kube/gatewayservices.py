@@ -9,8 +9,8 @@ that gateway's pods, one port per listener port (HTTP listeners to the gateway's
 HTTPS ones to its TLS port), of the type Istio's ``networking.istio.io/service-type`` annotation
 on the Gateway names (ClusterIP unless it says NodePort or LoadBalancer: Istio's default is a
 LoadBalancer, which a kind cluster never gives an address, so Istio's tasks annotate ClusterIP
-first — here that is the default, and the annotation still works). The Service is owned by its Gateway (``ownerReferences``): the
-cluster's garbage collector deletes it with the Gateway. The control plane only creates and
+first — here that is the default, and the annotation still works). The Service is owned by its
+Gateway (``ownerReferences``): the cluster's garbage collector deletes it with the Gateway. The control plane only creates and
 patches Services, only in the namespaces of its ingress gateways (a Role there).
 
 :func:`desired` is pure; :class:`GatewayServices` applies it (server-side apply, only what

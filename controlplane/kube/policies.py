@@ -25,6 +25,7 @@ log = logging.getLogger("meshdojo.controlplane.kube")
 FIELD_MANAGER = "meshdojo-controlplane"
 OUR_CONTROLLERS = "meshdojo.dev/"  # a GatewayClass whose controllerName starts so is ours; any other, another's
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/",)
+DEPENDENTS = {"GatewayClass": ("Gateway", "HTTPRoute"), "Gateway": ("Gateway", "HTTPRoute")}  # what to push again on a change
 
 
 def route_parent(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -125,13 +126,10 @@ class KubePolicies:
         self._changed("GatewayClass")
 
     def _changed(self, kind: str) -> None:
-        """Push ``kind`` to the store, and what depends on it: whose a Gateway is decides whose its routes are."""
-        if kind != "GatewayClass":
-            self._push(kind)
-        if kind == "GatewayClass":
-            self._push("Gateway")
-        if kind in ("Gateway", "GatewayClass"):
-            self._push("HTTPRoute")
+        """Push ``kind`` to the store, and what depends on it: a GatewayClass decides whose its
+        Gateways are, and a Gateway whose its routes are (a GatewayClass itself is not stored)."""
+        for pushed in DEPENDENTS.get(kind, (kind,)):
+            self._push(pushed)
 
     def _elsewhere(self, kind: str, namespace: str, obj: dict[str, Any]) -> bool:
         """Another controller's object: an Ingress of another class (or none), a Gateway of another

@@ -133,6 +133,32 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy_metrics(args: argparse.Namespace) -> int:
+    """Each instance's sidecar metrics page, as ``linkerd diagnostics proxy-metrics`` prints it."""
+    from sandbox import describe, local
+    from sandbox.backends import backend_for
+    from sandbox.cpapi import ApiError
+    from sandbox.observe import sidecar_metrics
+    from sandbox.resources import ResourceError, api_for
+
+    try:
+        st = backend_for(args.name).status()
+        if st is None:
+            return fail(f"sandbox {args.name!r} is not running: start it with 'meshdojo up'")
+        rows = describe.instances(st, args.target, args.namespace)
+        unmeshed = [w["name"] for w in rows if not w["meshed"]]
+        if unmeshed:
+            return fail(f"{', '.join(unmeshed)} has no sidecar, so no proxy metrics: 'meshdojo inject {rows[0]['deployment']}' "
+                        "gives it one")
+        api = api_for(args.name)
+        for i, w in enumerate(rows, 1):
+            print(f"#\n# POD {w['name']} ({i} of {len(rows)})\n#")
+            print(sidecar_metrics(api, w), end="")
+    except (local.SandboxError, ValueError, ResourceError, ApiError, OSError) as exc:
+        return fail(str(exc))
+    return 0
+
+
 def _proxy_status(args: argparse.Namespace) -> int:
     from sandbox import local, proxystatus
     from sandbox.backends import backend_for
@@ -223,6 +249,12 @@ def register(sub) -> None:
     describe.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
     describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
     describe.set_defaults(handler=_describe)
+    diagnostics = sub.add_parser("diagnostics", help="a sidecar's raw state, like 'linkerd diagnostics': "
+                                                     "'meshdojo diagnostics proxy-metrics deploy/web'")
+    what = diagnostics.add_subparsers(dest="diagnostic", metavar="DIAGNOSTIC", required=True)
+    metrics = what.add_parser("proxy-metrics", help="each instance's sidecar Prometheus page (Linkerd's metric names)")
+    metrics.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
+    metrics.set_defaults(handler=_proxy_metrics)
     status = sub.add_parser("proxy-status", aliases=["ps"], help="has every sidecar got the control plane's latest policies and "
                                                                   "endpoints? SYNCED or STALE, like 'istioctl proxy-status'")
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -243,9 +275,9 @@ def register(sub) -> None:
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, authz, attack, tap, top, describe, status):
+    for p in (wire, stat, edges, routes, authz, attack, tap, top, describe, status, metrics):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, authz, ident, attack, tap, top, describe, status):
+    for p in (wire, stat, edges, routes, authz, ident, attack, tap, top, describe, status, metrics):
         add_name(p)
 
 
