@@ -359,6 +359,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert "jwt_refused" in forged, forged
         assert _from_pod(web_netns, emoji_url, alice).startswith("200 ")
         assert _from_pod(web_netns, emoji_url, mallory).startswith("403 authz_denied")
+        shown = json.loads(learner.run("diagnostics", "endpoints", f"emoji.{NS}.svc.cluster.local:8080", "-o", "json").stdout)
+        assert shown and all(e["pod"].startswith("emoji-") and e["identity"].endswith(f"/ns/{NS}/sa/emoji") for e in shown), shown
         page = learner.run("diagnostics", "proxy-metrics", "deploy/emoji", "-n", NS).stdout  # the same way: its /metrics
         assert page.startswith("#\n# POD emoji-") and re.search(r'^request_total\{[^}]*direction="inbound"', page, re.M), page[:300]
         described = learner.run("describe", "deploy/emoji").stdout  # the pod's sidecar, read through the control plane

@@ -158,3 +158,11 @@ def test_proxy_status_follows_an_apply_and_a_scale_and_check_says_every_sidecar_
     assert re.search(r'^request_total\{[^}]*direction="inbound"', page, re.M) and "# TYPE response_latency_ms histogram" in page
     unmeshed = cli.run("diagnostics", "proxy-metrics", "deploy/nope", check=False)
     assert unmeshed.returncode == 1 and "no deployment 'nope'" in unmeshed.stderr and "Traceback" not in unmeshed.stderr
+    # linkerd diagnostics endpoints: what discovery hands the sidecars for emoji, both instances, the identity checked
+    shown = json.loads(cli.run("diagnostics", "endpoints", "emoji.emojivoto.svc.cluster.local:8080", "-o", "json").stdout)
+    assert sorted(e["pod"] for e in shown) == ["emoji-0", "emoji-1"], shown
+    assert {e["identity"] for e in shown} == {"spiffe://meshdojo.local/ns/emojivoto/sa/emoji"} and all(e["ip"] == "127.0.0.1" for e in shown)
+    table = cli.run("diagnostics", "endpoints", "svc/emoji").stdout.splitlines()
+    assert table[0].split() == ["NAMESPACE", "IP", "PORT", "POD", "SERVICE", "IDENTITY"] and len(table) == 3, table
+    gone = cli.run("diagnostics", "endpoints", "svc/nope", check=False)
+    assert gone.returncode == 1 and "no service 'nope'" in gone.stderr and "Traceback" not in gone.stderr, gone.stderr

@@ -159,6 +159,27 @@ def _proxy_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoints(args: argparse.Namespace) -> int:
+    """A service's endpoints as discovery hands them to the sidecars, as ``linkerd diagnostics endpoints``."""
+    from sandbox import diagnostics
+    from sandbox.cpapi import ApiError
+    from sandbox.resources import ResourceError, api_for, service_namespace
+
+    try:
+        namespace, service = diagnostics.service_named(args.target, args.namespace)
+        namespace = namespace or service_namespace(args.name, service, None)
+        table = diagnostics.rows(api_for(args.name).call("GET", "/v1/services")["services"], namespace, service)
+    except (ValueError, ResourceError, ApiError) as exc:
+        return fail(str(exc))
+    if args.output == "json":
+        print(json.dumps([dict(zip((h.lower() for h in table[0]), row, strict=True)) for row in table[1:]], indent=2))
+    elif len(table) == 1:
+        print("No endpoints found.")
+    else:
+        print_table(table)
+    return 0
+
+
 def _proxy_status(args: argparse.Namespace) -> int:
     from sandbox import local, proxystatus
     from sandbox.backends import backend_for
@@ -249,12 +270,17 @@ def register(sub) -> None:
     describe.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
     describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
     describe.set_defaults(handler=_describe)
-    diagnostics = sub.add_parser("diagnostics", help="a sidecar's raw state, like 'linkerd diagnostics': "
-                                                     "'meshdojo diagnostics proxy-metrics deploy/web'")
+    diagnostics = sub.add_parser("diagnostics", help="the mesh's raw state, like 'linkerd diagnostics': 'meshdojo diagnostics "
+                                                     "proxy-metrics deploy/web', 'meshdojo diagnostics endpoints svc/emoji'")
     what = diagnostics.add_subparsers(dest="diagnostic", metavar="DIAGNOSTIC", required=True)
     metrics = what.add_parser("proxy-metrics", help="each instance's sidecar Prometheus page (Linkerd's metric names)")
     metrics.add_argument("target", help="deploy/NAME (each instance) or pod/NAME (one)")
     metrics.set_defaults(handler=_proxy_metrics)
+    endpoints = what.add_parser("endpoints", help="a service's endpoints as discovery hands them to the sidecars, with the "
+                                                  "identity each is checked against")
+    endpoints.add_argument("target", help="svc/NAME, or an authority as Linkerd takes it: emoji.emojivoto.svc.cluster.local:8080")
+    endpoints.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    endpoints.set_defaults(handler=_endpoints)
     status = sub.add_parser("proxy-status", aliases=["ps"], help="has every sidecar got the control plane's latest policies and "
                                                                   "endpoints? SYNCED or STALE, like 'istioctl proxy-status'")
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -275,9 +301,9 @@ def register(sub) -> None:
     attack.add_argument("target", help="svc/NAME")
     attack.add_argument("-o", "--output", choices=["text", "json"], default="text")
     attack.set_defaults(handler=_attack)
-    for p in (wire, stat, edges, routes, authz, attack, tap, top, describe, status, metrics):
+    for p in (wire, stat, edges, routes, authz, attack, tap, top, describe, status, metrics, endpoints):
         add_namespace(p)
-    for p in (wire, stat, edges, routes, authz, ident, attack, tap, top, describe, status, metrics):
+    for p in (wire, stat, edges, routes, authz, ident, attack, tap, top, describe, status, metrics, endpoints):
         add_name(p)
 
 
