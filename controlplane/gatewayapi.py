@@ -19,6 +19,7 @@ from typing import Any
 
 from controlplane.fields import FieldReader
 
+GATEWAY_GROUP = "gateway.networking.k8s.io"  # Gateway API's API group
 GATEWAY_CLASSES = ("istio", "meshdojo")  # the gatewayClassNames our gateways serve
 GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
 GATEWAY_SERVICE_ACCOUNT = "ingress-gateway"  # the gateways' identity in both backends: only it is given the TLS keys

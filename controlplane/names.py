@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from controlplane.spiffe import is_dns_label
 
+# a host name as Gateway API and Istio write them: lower-case DNS labels, or a wildcard *.domain
+HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HOST_HINT = "expected a lower-case host name, or *.domain"
+
 
 def split_authority(authority: str) -> tuple[str, int | None]:
     """``host[:port]`` -> (lowercased host, port or None); raises ValueError on a bad port."""

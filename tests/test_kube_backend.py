@@ -23,8 +23,8 @@ import pytest
 from sandbox.kube import cluster as kube
 from sandbox.processes import wait_until
 from tests.k8senv.cluster import free_port
+from tests.kube_plane import IMAGE, sa_kubeconfig
 from tests.meshkit import Mesh
-from tests.test_kube_controlplane import IMAGE, _sa_kubeconfig
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_up_on_a_context_then_the_verbs_then_down(k8s, tmp_path, record_property
 
     assert main(["install", "--kubeconfig", str(k8s.kubeconfig), "--image", IMAGE,
                  "--webhook-url", f"https://127.0.0.1:{webhook}/inject"]) == 0
-    own = _sa_kubeconfig(k8s, client, tmp_path / "cp.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
+    own = sa_kubeconfig(k8s, client, tmp_path / "cp.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
     mesh = Mesh(tmp_path)
     try:
         mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--webhook-port", str(webhook), "--webhook-host",

@@ -18,7 +18,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,64 +30,12 @@ from sandbox.cli import main
 from sandbox.kube import cluster as kube
 from sandbox.processes import spawn, stop_groups, wait_until
 from tests.k8senv.cluster import ISSUER, free_port, write_private
-from tests.meshkit import Mesh
-from tests.test_own_ca import flags as ca_flags
-from tests.test_own_ca import learners_ca
+from tests.kube_plane import GATEWAY_CLASS_CRD, IMAGE, Plane
+from tests.kube_watches import MeshWatch, SliceWatch, watch_state
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "meshdojo/meshdojo:0.1.0-test"
 NS = "emojivoto"
-
-
-def _sa_kubeconfig(k8s, api: client.ApiClient, path: Path, namespace: str, name: str) -> Path:
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "sa",
-              "clusters": [{"name": "test", "cluster": {"server": k8s.server, "certificate-authority": str(k8s.root / "pki" / "ca.crt")}}],
-              "users": [{"name": name, "user": {"token": token}}],
-              "contexts": [{"name": "sa", "context": {"cluster": "test", "user": name}}]}
-    return write_private(path, yaml.safe_dump(config))
-
-
-class Plane:
-    """The installed cluster and our control plane process beside it."""
-
-    def __init__(self, k8s, root: Path) -> None:
-        self.k8s, self.root = k8s, root
-        self.api = k8s.client()
-        self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
-        self.mesh = Mesh(root)
-        self.timings: dict[str, float] = {}
-
-    def start(self) -> None:
-        webhook_port = free_port()
-        began = time.monotonic()
-        # a CA of the learner's own, as Linkerd's docs make it with step (test_kube_backend.py's install makes its own)
-        self.learners_ca = learners_ca(self.root)
-        assert main(["install", "--kubeconfig", str(self.k8s.kubeconfig), "--image", IMAGE, *ca_flags(self.learners_ca),
-                     "--webhook-url", f"https://127.0.0.1:{webhook_port}/inject"]) == 0
-        own = _sa_kubeconfig(self.k8s, self.api, self.root / "controlplane.kubeconfig", "meshdojo-system", "meshdojo-controlplane")
-        self.mesh.start_controlplane("--kubernetes", "--kubeconfig", str(own), "--webhook-port", str(webhook_port),
-                                     "--webhook-host", "127.0.0.1", "--proxy-image", IMAGE, "--api-port", "0", "--mesh-port", "0")
-        wait_until(lambda: self.mesh.call("GET", "/v1/health")[0] == 200, 30, "the control plane's operator API")
-        self.timings["install to the control plane answering (s)"] = time.monotonic() - began
-        secret = self.core.read_namespaced_secret("meshdojo-identity-issuer", "meshdojo-system").data
-        self.anchor_pem = base64.b64decode(secret["ca.crt"]).decode()
-        assert self.anchor_pem == self.learners_ca["anchor"].read_text()
-        self.anchor = write_private(self.root / "anchor.crt", self.anchor_pem)
-
-    def stop(self) -> None:
-        stop_groups(self.mesh.procs, grace=5)
-
-    def services(self) -> dict[str, dict]:
-        status, body = self.mesh.call("GET", "/v1/services")
-        assert status == 200, body
-        return {s["name"]: s for s in body["services"] if s["namespace"] == NS}
-
-    def sa_token(self, name: str, audiences: list[str], namespace: str = NS) -> str:
-        return self.core.create_namespaced_service_account_token(
-            name, namespace, {"spec": {"audiences": audiences, "expirationSeconds": 3600}}).status.token
 
 
 @pytest.fixture(scope="module")
@@ -261,40 +208,6 @@ def _expired_token(plane: Plane, sa: str) -> str:
     return f"{header}.{claims}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
-class MeshWatch:
-    """A proxy's discovery watch (mutual TLS with its certificate), in a thread: each event with its arrival time."""
-
-    def __init__(self, plane: Plane, identity: str, key_pem: str, chain_pem: str, service: str) -> None:
-        ctx = ssl.create_default_context(cafile=str(plane.anchor))
-        ctx.check_hostname = False
-        from controlplane.sslcontext import load_chain
-
-        load_chain(ctx, chain_pem, key_pem)
-        host, port = plane.mesh.mesh_url.removeprefix("https://").split(":")
-        self.conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
-        self.conn.request("GET", f"/v1/watch?name={service}")
-        self.rsp = self.conn.getresponse()
-        assert self.rsp.status == 200
-        self.events: list[tuple[float, dict]] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for line in self.rsp:
-                if line.strip():
-                    self.events.append((time.monotonic(), json.loads(line)))
-        except Exception:
-            pass
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _addresses(event: dict) -> set[str]:
-    return {e["address"] for e in event.get("endpoints", [])}
-
-
 def test_a_proxy_sees_scaling_and_a_deleted_pod_through_its_watch(plane, record_property):
     web = "spiffe://meshdojo.local/ns/emojivoto/sa/web"
     key, csr = _keygen(web)
@@ -311,14 +224,14 @@ def test_a_proxy_sees_scaling_and_a_deleted_pod_through_its_watch(plane, record_
                                and {x.status.pod_ip for x in p}, 60, f"{replicas} Ready emoji pods")
             # when the API server's EndpointSlice watch said so, and when the proxy's watch did
             sliced = wait_until(lambda r=ready: slices.when(r), 30, "the EndpointSlice")
-            seen_at = wait_until(lambda r=ready: _watch_state(watch) == r and watch.events[-1][0], 30,
+            seen_at = wait_until(lambda r=ready: watch_state(watch) == r and watch.events[-1][0], 30,
                                  "the proxy's watch to show the new endpoints")
             delays.append(seen_at - sliced)
         # a pod the proxy knows: after a scale-down a pod of the old set may be listed a moment longer, never in the watch
-        victim = next(p for p in _pods(plane, "emoji") if _ready(p) and p.status.pod_ip in _watch_state(watch))
+        victim = next(p for p in _pods(plane, "emoji") if _ready(p) and p.status.pod_ip in watch_state(watch))
         seen = len(watch.events)
         plane.core.delete_namespaced_pod(victim.metadata.name, NS)
-        wait_until(lambda n=seen: len(watch.events) > n and victim.status.pod_ip not in _watch_state(watch), 60,
+        wait_until(lambda n=seen: len(watch.events) > n and victim.status.pod_ip not in watch_state(watch), 60,
                    "the deleted pod to leave the watch")
     finally:
         watch.close()
@@ -327,55 +240,6 @@ def test_a_proxy_sees_scaling_and_a_deleted_pod_through_its_watch(plane, record_
     print(f"\ndiscovery: EndpointSlice -> proxy watch: {', '.join(f'{d * 1000:.1f} ms' for d in delays)} "
           f"(median {statistics.median(delays) * 1000:.1f} ms)")
     assert max(delays) < 5, delays  # a deadline, not the target: the figures are printed above (negative: ours was first)
-
-
-class SliceWatch:
-    """The test's own watch of emoji's EndpointSlices: when each set of ready addresses appeared."""
-
-    def __init__(self, plane: Plane) -> None:
-        from kubernetes import watch
-
-        self._watch = watch.Watch()
-        self._discovery = client.DiscoveryV1Api(plane.api)
-        self.seen: list[tuple[float, set[str]]] = []
-        self._slices: dict[str, set[str]] = {}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._watch.stream(self._discovery.list_namespaced_endpoint_slice, NS,
-                                            label_selector="kubernetes.io/service-name=emoji", timeout_seconds=300):
-                s = event["object"]
-                ready = {a for ep in s.endpoints or [] if ep.conditions.ready for a in ep.addresses}
-                if event["type"] == "DELETED":
-                    self._slices.pop(s.metadata.name, None)
-                else:
-                    self._slices[s.metadata.name] = ready
-                self.seen.append((time.monotonic(), set().union(*self._slices.values())))
-        except Exception:
-            pass
-
-    def when(self, addresses: set[str]) -> float | None:
-        return next((t for t, seen in reversed(self.seen) if seen == addresses), None)
-
-    def stop(self) -> None:
-        self._watch.stop()
-
-
-def _watch_state(watch: MeshWatch) -> set[str]:
-    """The endpoint set the watch's events add up to (snapshots replace, add/remove change)."""
-    state: set[str] = set()
-    for _, event in watch.events:
-        if event.get("snapshot"):
-            state = _addresses(event)
-        elif event["type"] == "add":
-            state |= _addresses(event)
-        elif event["type"] == "remove":
-            state -= _addresses(event)
-        elif event["type"] == "no_endpoints":
-            state = set()
-    return state
 
 
 def test_a_real_proxy_bootstraps_with_its_projected_token(plane, record_property):
@@ -463,17 +327,6 @@ def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_sta
     wait_until(lambda: (c := route_accepted()) and c["status"] == "True", 30, "the fixed route accepted")
     plane.k8s.kubectl("delete", "-f", str(tmp_path / "refused.yaml"))
     wait_until(lambda: plane.mesh.call("GET", "/v1/policies?kind=-")[1]["ignored"] == [], 15, "nothing ignored once deleted")
-
-
-GATEWAY_CLASS_CRD = {  # Gateway API's GatewayClass, its fields kept (a cluster with Istio has the real one)
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gatewayclasses.gateway.networking.k8s.io",
-                 "annotations": {"api-approved.kubernetes.io": "unapproved, a test's stand-in for Gateway API's own"}},
-    "spec": {"group": "gateway.networking.k8s.io", "scope": "Cluster",
-             "names": {"kind": "GatewayClass", "plural": "gatewayclasses", "singular": "gatewayclass", "listKind": "GatewayClassList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
 
 
 def test_a_class_another_controller_claims_is_left_to_it_with_its_routes(plane, tmp_path):
