@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import gatewayapi, providers, routestatus, serviceannotations
+from controlplane import gatewayapi, linkerdserver, providers, routestatus, serviceannotations
 from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
@@ -324,6 +324,10 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
+    linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in ("Server", "ServerAuthorization")]
+    if linkerd:  # a Server that covers no pod's port, an authorization of no Server
+        workloads, everything = known_workloads(registry, request.app[TELEMETRY]), [r for r, _ in store.list()]
+        warnings += [w for r in linkerd for w in linkerdserver.warnings(r, everything, workloads)]
     if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += providers.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from itertools import zip_longest
 from typing import Any
 
+from controlplane.linkerdserver import DERIVED_FROM
+
 NO_POLICY = "(no policy)"
 
 
@@ -51,6 +53,9 @@ def rows(counts: Iterable[tuple[dict[tuple[str, str], float], float]], applied: 
         action = spec.action + (" (dry run)" if getattr(spec, "dry_run", False) else "")
         if spec.action == "CUSTOM":
             action += f" by {spec.provider}"
+        origin = ((resource.document.get("metadata") or {}).get("annotations") or {}).get(DERIVED_FROM)
+        if origin:  # a Linkerd Server's (controlplane/linkerdserver.py)
+            action += f" ({origin})"
         actions[label] = f"{action}, {level}"
         order.append(label)
     seen = [label for label in dict.fromkeys(label for _, label in sorted(totals)) if label not in actions]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.policyschema import KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION
+from controlplane.policyschema import API_VERSIONS, KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION
 from controlplane.schema import Field, openapi
 
 PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}
@@ -36,7 +36,8 @@ SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "C
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],
-         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+         annotations: dict[str, str] | None = None, older: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``older``: versions served too, with the same schema (stored as ``version``)."""
     name = f"{plural(kind)}.{group}"
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -48,7 +49,7 @@ def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str
             "names": {"kind": kind, "plural": plural(kind), "singular": kind.lower(), "listKind": f"{kind}List",
                       "shortNames": short_names, "categories": [CATEGORY]},
             "versions": [{
-                "name": version, "served": True, "storage": True,
+                "name": v, "served": True, "storage": v == version,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "description": KIND_DOCS[kind],
@@ -62,7 +63,7 @@ def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str
                     },
                 }},
                 "subresources": {"status": {}},
-            }],
+            } for v in (*older, version)],
         },
     }
 
@@ -88,5 +89,24 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                  "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"})
 
 
-def gateway_crd_name(kind: str) -> str:
+LINKERD_KINDS = ("Server", "ServerAuthorization")  # Linkerd's kinds meshdojo implements a subset of
+SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
+
+
+def linkerd_subset_crd(kind: str) -> dict[str, Any]:
+    """One of Linkerd's policy kinds, only the fields meshdojo implements, in every version
+    Linkerd's docs write it in (for clusters without Linkerd)."""
+    api, spec = KINDS[kind]
+    group, _, version = api.partition("/")
+    older = tuple(v.partition("/")[2] for v in API_VERSIONS[kind][:-1])
+    return _crd(group, version, kind, spec, [], PART_OF,
+                {SUBSET_ANNOTATION: f"the subset of Linkerd's {kind} that meshdojo implements; installing Linkerd replaces it"},
+                older)
+
+
+def subset_crd(kind: str) -> dict[str, Any]:
+    return linkerd_subset_crd(kind) if kind in LINKERD_KINDS else gateway_subset_crd(kind)
+
+
+def subset_crd_name(kind: str) -> str:
     return f"{plural(kind)}.{KINDS[kind][0].partition('/')[0]}"

@@ -99,7 +99,8 @@ def inject_pod(meta: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
     app_port = APP_PORT if inbound != APP_PORT else APP_PORT + 1
     for container in apps:
         _point_at_proxy(container, app_port)
-    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta), settings or LinkerdSettings())
+    proxy = _proxy_container(config, inbound, app_port, deployment or deployment_of(meta), settings or LinkerdSettings(),
+                             served.get("name", "") if served else "")
     if config.native_sidecars:
         spec["initContainers"] = [{**proxy, "restartPolicy": "Always"}, *(spec.get("initContainers") or [])]
     else:
@@ -157,7 +158,7 @@ def _field(path: str) -> dict[str, Any]:
 
 
 def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployment: str,
-                     settings: LinkerdSettings = LinkerdSettings()) -> dict[str, Any]:
+                     settings: LinkerdSettings = LinkerdSettings(), port_name: str = "") -> dict[str, Any]:
     args = [
         "--controlplane", config.controlplane_url, "--controlplane-identity", config.controlplane_identity,
         "--trust-anchor", f"{MOUNT}/trust-anchor/ca.crt",
@@ -172,6 +173,8 @@ def _proxy_container(config: InjectConfig, inbound: int, app_port: int, deployme
     ]
     if deployment:
         args += ["--deployment", deployment]
+    if port_name:  # a Linkerd Server may name the port so
+        args += ["--pod-port-name", port_name]
     args += settings.args()
     return {
         "name": PROXY_CONTAINER,

@@ -31,6 +31,7 @@ from controlplane import (
     egress,
     gatewayapi,
     ingress,
+    linkerdserver,
     policyschema,
     providers,
     requestauthn,
@@ -60,7 +61,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
                 "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
                 "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway",
-                "ing": "Ingress", "ingresses": "Ingress"}
+                "ing": "Ingress", "ingresses": "Ingress", "srv": "Server", "saz": "ServerAuthorization",
+                "serverauthz": "ServerAuthorization"}
 
 
 class PolicyError(ValueError):
@@ -111,21 +113,23 @@ class _Reader(FieldReader):
         return PolicyError(self.source, self.index, field, message)
 
 
-def parse(raw: Any, source: str, index: int, default_namespace: str = "default") -> Resource:
+def parse(raw: Any, source: str, index: int, default_namespace: str = "default", derived: bool = False) -> Resource:
+    """One document as a Resource. ``derived``: a document meshdojo made from others (a Linkerd
+    Server's AuthorizationPolicies), whose name has a dot so that no applied one can have it."""
     r = _Reader(source, index)
     top = r.obj(raw, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"apiVersion", "kind", "metadata", "spec"})
     # a status (as `get -o yaml` prints one) is the control plane's to write: ignored, as kubectl apply ignores it
     top = {k: v for k, v in top.items() if k != "status"}
     kind = top["kind"]
-    if kind in FOREIGN_KINDS and top["apiVersion"] != KINDS.get(kind):
+    if kind in FOREIGN_KINDS and (kind not in KINDS or top["apiVersion"] not in policyschema.api_versions(kind)):
         raise r.fail("kind", foreign_kind_message(kind, top["apiVersion"]))
     if kind not in KINDS:
         raise r.fail("kind", f"unknown kind {kind!r} (supported today: {', '.join(KINDS)})")
-    if top["apiVersion"] != KINDS[kind]:
-        raise r.fail("apiVersion", f"{kind} is {KINDS[kind]}, not {top['apiVersion']!r}")
+    if top["apiVersion"] not in policyschema.api_versions(kind):
+        raise r.fail("apiVersion", f"{kind} is {' or '.join(policyschema.api_versions(kind))}, not {top['apiVersion']!r}")
     meta = r.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
     name, namespace = r.string(meta["name"], "metadata.name"), r.string(meta.get("namespace", default_namespace), "metadata.namespace")
-    for field, value in (("metadata.name", name), ("metadata.namespace", namespace)):
+    for field, value in (("metadata.name", name.partition(".")[0] if derived else name), ("metadata.namespace", namespace)):
         if not is_dns_label(value):
             raise r.fail(field, f"{value!r} must be lowercase letters, digits and '-'")
     for dotted, why in policyschema.REFUSED.get(kind, {}).items():  # by name, with why (the schema would say "unknown")
@@ -149,9 +153,11 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default")
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read}
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server}
     if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
+    if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
+        return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
         return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace, annotations), top)
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
@@ -486,4 +492,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
         | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec
-        | ingress.IngressSpec)
+        | ingress.IngressSpec | linkerdserver.ServerSpec | linkerdserver.ServerAuthorizationSpec)

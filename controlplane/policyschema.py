@@ -12,6 +12,13 @@ from dataclasses import replace
 from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
+from controlplane.linkerdschema import (
+    LINKERD_GROUP,
+    SERVER,
+    SERVER_AUTHORIZATION,
+    SERVER_AUTHORIZATION_VERSIONS,
+    SERVER_VERSIONS,
+)
 from controlplane.names import HOST_HINT, HOST_PATTERN
 from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
@@ -428,7 +435,19 @@ KINDS: dict[str, tuple[str, Field]] = {
     "BackendTLSPolicy": (GATEWAY_API, BACKEND_TLS_POLICY),
     "Gateway": (GATEWAY_API, GATEWAY),
     "Ingress": (INGRESS_API, INGRESS),
+    "Server": (f"{LINKERD_GROUP}/{SERVER_VERSIONS[-1]}", SERVER),
+    "ServerAuthorization": (f"{LINKERD_GROUP}/{SERVER_AUTHORIZATION_VERSIONS[-1]}", SERVER_AUTHORIZATION),
 }
+# kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
+API_VERSIONS: dict[str, tuple[str, ...]] = {
+    "Server": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_VERSIONS),
+    "ServerAuthorization": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_AUTHORIZATION_VERSIONS),
+}
+
+
+def api_versions(kind: str) -> tuple[str, ...]:
+    return API_VERSIONS.get(kind, (KINDS[kind][0],))
+
 
 # kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
 KIND_DOCS: dict[str, str] = {
@@ -453,4 +472,8 @@ KIND_DOCS: dict[str, str] = {
     "Gateway": "Gateway API's Gateway: the listeners on which the namespace's ingress gateway takes the HTTPRoutes attached to it",
     "Ingress": "Kubernetes' Ingress, as Istio serves it: the hosts and paths the ingress gateway of its namespace lets in, "
                "and the Services they go to",
+    "Server": "Linkerd's Server: one port of some pods; once it exists, only the callers a ServerAuthorization names may "
+              "reach that port (its accessPolicy: deny by default, or audit)",
+    "ServerAuthorization": "Linkerd's ServerAuthorization: which callers (meshed ServiceAccounts or identities, or anyone; "
+                           "optionally from some networks) may reach the Servers it names",
 }

@@ -35,6 +35,8 @@ class Endpoint:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     instance: str = ""
     deployment: str = ""  # the workload behind it (Linkerd's dst_deployment label), when known
+    pod_port: int = 0  # the port its pod declares for the app (0: unknown), and that containerPort's name
+    pod_port_name: str = ""  # (what a Linkerd Server names: controlplane/linkerdserver.py)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -50,6 +52,8 @@ class Endpoint:
             "labels": dict(self.labels),
             "instance": self.instance,
             "deployment": self.deployment,
+            "podPort": self.pod_port,
+            "podPortName": self.pod_port_name,
         }
 
     @classmethod
@@ -78,7 +82,10 @@ class Endpoint:
         deployment = raw.get("deployment", "")
         if not isinstance(instance, str) or not isinstance(deployment, str):
             raise ProtocolError("endpoint.instance and endpoint.deployment must be strings")
-        return cls(address, port, identity if meshed else None, meshed, weight, labels, instance, deployment)
+        pod_port, pod_port_name = raw.get("podPort", 0), raw.get("podPortName", "")
+        if not isinstance(pod_port, int) or not 0 <= pod_port < 65536 or not isinstance(pod_port_name, str):
+            raise ProtocolError("endpoint.podPort must be a port number (0: unknown) and endpoint.podPortName a string")
+        return cls(address, port, identity if meshed else None, meshed, weight, labels, instance, deployment, pod_port, pod_port_name)
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

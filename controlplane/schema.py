@@ -51,6 +51,18 @@ class IntOrStr:
 
 
 @dataclass(frozen=True)
+class PortOrName:
+    """A container port, by number (1-65535) or by its name (Kubernetes' IANA_SVC_NAME: lower-case
+    letters, digits and '-', up to 15, with a letter): a Linkerd Server's ``port``."""
+
+    doc: str = ""
+
+
+# RE2 (the API server's patterns) has no lookahead: "has a letter" is a pattern of its own
+PORT_NAME_PATTERNS = (r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "[a-z]")
+
+
+@dataclass(frozen=True)
 class Num:
     low: float
     high: float
@@ -100,7 +112,7 @@ class Obj:
     doc: str = ""
 
 
-Field = Str | Int | IntOrStr | Num | Bool | Duration | ListOf | Labels | MapOf | Obj
+Field = Str | Int | IntOrStr | PortOrName | Num | Bool | Duration | ListOf | Labels | MapOf | Obj
 
 
 def obj(fields: Mapping[str, Field], required: tuple[str, ...] = (), doc: str = "") -> Obj:
@@ -128,6 +140,13 @@ def check(schema: Field, value: Any, path: str, reader: FieldReader) -> None:
     elif isinstance(schema, IntOrStr):
         digits = isinstance(value, str) and value.isascii() and value.isdigit()
         reader.integer(int(value) if digits else value, path, schema.low, schema.high, schema.what)
+    elif isinstance(schema, PortOrName):
+        if isinstance(value, str):
+            if len(value) > 15 or not all(re.search(p, value) for p in PORT_NAME_PATTERNS):
+                raise reader.fail(path, f"expected a port number or a container port's name (lower-case letters, digits "
+                                        f"and '-', up to 15), got {value!r}")
+        else:
+            reader.integer(value, path, 1, 65535, "a port number or name")
     elif isinstance(schema, Num):
         number = reader.number(value, path, schema.low, schema.high)
         if schema.above_low and number <= schema.low:
@@ -178,6 +197,9 @@ def openapi(schema: Field) -> dict[str, Any]:
         # structural: no types under it; minimum applies to a number only, pattern to a string only
         out = {"x-kubernetes-int-or-string": True, "allOf": [{"minimum": schema.low, "maximum": schema.high},
                                                              {"pattern": r"^[1-9][0-9]*$"}]}
+    elif isinstance(schema, PortOrName):  # a number's bounds and a name's pattern, each read by its own type
+        out = {"x-kubernetes-int-or-string": True, "allOf": [{"minimum": 1, "maximum": 65535}, {"maxLength": 15},
+                                                             *({"pattern": p} for p in PORT_NAME_PATTERNS)]}
     elif isinstance(schema, Num):
         out = {"type": "number", "minimum": schema.low, "maximum": schema.high}
         if schema.above_low:

@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controlplane.policy import Resource
+from controlplane import linkerdserver
+from controlplane.policy import Resource, parse
 
 MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
@@ -46,6 +47,8 @@ class Workload:
     instance: str = ""
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     gateway: bool = False  # an ingress gateway (see level: a namespace's access policies are not about it)
+    port: int = 0  # the port the pod declares for its app (0: unknown, in the control plane's views)
+    port_name: str = ""  # that containerPort's name, if it has one (a Linkerd Server may name it)
 
     def describe(self) -> str:
         return f"{self.namespace}/{self.instance or self.deployment or self.service_account}"
@@ -88,7 +91,9 @@ class Applied:
 
 
 def applicable(resources: Iterable[Resource], workload: Workload, selectors: ServiceSelectors) -> dict[str, Applied]:
-    """Per workload-scoped kind: what applies to ``workload``."""
+    """Per workload-scoped kind: what applies to ``workload`` — with the AuthorizationPolicies
+    that a Linkerd Server covering its port means (under ``Server``: the Server used, and a tie)."""
+    resources, server = _with_servers(list(resources), workload)
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
         if resource.kind not in found:
@@ -105,7 +110,24 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
         else:
             tied, detail = _field_ties(kind, items)
             result[kind] = Applied(tuple(r for _rank, _name, r in items), tied, tuple(LEVELS[rank] for rank, _name, _r in items), detail)
+    result["Server"] = server
     return result
+
+
+def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[Resource], Applied]:
+    """``resources`` and the AuthorizationPolicies the Linkerd Server that covers ``workload``'s
+    port means (controlplane/linkerdserver.py); the Servers that cover it (a tie: the first is used)."""
+    servers = [r for r in resources if r.kind == "Server" and r.namespace == workload.namespace]
+    if not servers or workload.gateway:
+        return resources, Applied()
+    covering = linkerdserver.covering(servers, workload.labels, workload.port, workload.port_name)
+    if not covering:
+        return resources, Applied()
+    authorizations = [r for r in resources if r.kind == "ServerAuthorization" and r.namespace == workload.namespace]
+    derived = [parse(doc, f"Server {workload.namespace}/{covering[0].name}", i, derived=True)
+               for i, doc in enumerate(linkerdserver.derived_policies(covering[0], authorizations, workload.instance))]
+    tied = tuple(f"{s.namespace}/{s.name}" for s in covering) if len(covering) > 1 else ()
+    return resources + derived, Applied((covering[0],), tied, ("workload",))
 
 
 TELEMETRY_FIELDS = (("sampling_percent", "tracing's randomSamplingPercentage"), ("trace_provider", "tracing's providers"),
@@ -138,6 +160,9 @@ class Conflict:
     detail: str = ""  # what they tie on, when it is not the whole policy
 
     def describe(self) -> str:
+        if self.kind == "Server":
+            return (f"Servers {', '.join(self.policies)} both cover {self.workload}'s port (Linkerd refuses overlapping Servers); "
+                    f"{self.policies[0]} is used (the first by name): narrow the others' podSelector or port")
         if self.kind == "AuthorizationPolicy":  # CUSTOM: not one used, but each request's first match asks its provider
             return (f"{self.kind} {', '.join(self.policies)} {self.detail} at {self.workload}: each request asks the "
                     f"provider of the first whose rules match it; keep one provider per workload")

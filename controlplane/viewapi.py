@@ -95,7 +95,7 @@ def known_workloads(registry: Registry, telemetry: Telemetry) -> list[Workload]:
             instance = ep.instance or endpoint_id
             sa = ep.identity.rsplit("/sa/", 1)[-1] if ep.identity else ""
             seen[(service.namespace, instance)] = Workload(service.namespace, sa, telemetry.deployment_of(service.namespace, instance) or "",
-                                                           instance, dict(ep.labels))
+                                                           instance, dict(ep.labels), port=ep.pod_port, port_name=ep.pod_port_name)
     return list(seen.values())
 
 
@@ -114,7 +114,8 @@ async def authz(request: web.Request) -> web.Response:
                           reason="unknown_deployment")
     window = _window(request)
     workload = next((w for w in known_workloads(registry, telemetry) if (w.namespace, w.deployment) == (namespace, deployment)), None)
-    policies = request.app[POLICIES].effective("AuthorizationPolicy")[0]
+    policies = [r for r in request.app[POLICIES].effective()[0]  # with the Linkerd Servers, which mean some
+                if r.kind in ("AuthorizationPolicy", "Server", "ServerAuthorization")]
     applied = applicable(policies, workload, registry.selectors())["AuthorizationPolicy"] if workload else None
     rows = authzview.rows([authz_counts(h, window) for h in histories], applied.resources if applied else (),
                           applied.levels if applied else ())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from controlplane import inboundpolicy
+from controlplane import inboundpolicy, linkerdserver
 from controlplane.authzrules import RequestFacts
 from controlplane.extauthz import Denied, no_provider, unreachable, with_headers
 from controlplane.policy import AuthzSpec, Resource
@@ -82,7 +82,10 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
             metrics.authz_deny.labels(decision.label).inc()
             log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated",
                      decision.describe())
-            if decision.default is not None:
+            server = linkerdserver.guarding_server([r for r in rules if r.spec.action == "ALLOW" and not r.spec.dry_run])  # type: ignore[union-attr]
+            if server is not None and decision.default is None and decision.policy and "no ALLOW rule matched" in decision.policy:
+                body = (f"meshdojo: denied by Server {server} (Linkerd's): no ServerAuthorization names this caller\n").encode()
+            elif decision.default is not None:
                 body = (f"meshdojo: denied by the default inbound policy {decision.default} ({inboundpolicy.ANNOTATION}): "
                         f"an AuthorizationPolicy that ALLOWs this caller lets it in\n").encode()
             else:

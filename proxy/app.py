@@ -56,7 +56,7 @@ class Proxy:
         self.discovery = Discovery(self.client, self.identity, self.tasks, workload=config.workload)
         self.policies = PolicyWatch(self.client, self.identity, Workload(
             config.identity.namespace, config.identity.service_account, config.deployment, config.workload, dict(config.labels),
-            gateway=config.gateway is not None))
+            gateway=config.gateway is not None, port=config.pod_port or config.inbound_port, port_name=config.pod_port_name))
         self.fates = FateLog()
         self.access = access_logger()
         self.tap = TapHub()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class ProxyConfig:
     # the port the pod declares for its app (containerPort: what its Services target), which AuthorizationPolicy's ports
     # and destination.port read, so a policy means the same in both backends; None: the port a request arrived on
     pod_port: int | None = None
+    pod_port_name: str = ""  # that containerPort's name, which a Linkerd Server may name instead of the number
 
 
 def parse_args(argv: list[str] | None = None) -> ProxyConfig:
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> ProxyConfig:
     parser.add_argument("--app-port", required=True, type=int, help="the app's port on 127.0.0.1")
     parser.add_argument("--pod-port", type=int, help="the port the pod declares for the app (its containerPort), which "
                                                      "AuthorizationPolicy's ports read (default: the port a request arrived on)")
+    parser.add_argument("--pod-port-name", default="", help="the name of that containerPort, which a Linkerd Server's "
+                                                            "port may give instead of the number")
     parser.add_argument("--inbound-port", type=int, default=0)
     parser.add_argument("--outbound-port", type=int, default=0)
     parser.add_argument("--inbound-address", default="127.0.0.1", help="where the inbound listener binds (0.0.0.0 in a pod)")
@@ -123,6 +127,8 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
             continue
         if not 0 <= value < 65536 or (flag in ("app_port", "pod_port") and value == 0):
             raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not a valid port")
+    if args.pod_port_name and not re.match(r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$", args.pod_port_name):
+        raise ConfigError(f"--pod-port-name: {args.pod_port_name!r} is not a port name (lower-case letters, digits and '-', up to 15)")
     try:
         rotate_every = parse_duration(args.rotate_every) if args.rotate_every else None
         drain = parse_duration(args.drain_timeout)
@@ -163,6 +169,7 @@ def _build(args: argparse.Namespace) -> ProxyConfig:
         default_inbound_policy=args.default_inbound_policy,
         access_log=args.access_log,
         pod_port=args.pod_port,
+        pod_port_name=args.pod_port_name,
     )
 
 

@@ -33,6 +33,7 @@ class Container:
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     port: int | None
+    port_name: str = ""  # the containerPort's name (a Linkerd Server may name the port so)
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,15 @@ def _deployment(doc: _Doc, top: dict, name: str, namespace: str, labels: dict[st
     ports = c.get("ports", []) or []
     if not isinstance(ports, list) or len(ports) > 1:
         raise doc.fail(f"{where}.ports", "expected at most one port")
-    port = None
+    port, port_name = None, ""
     if ports:
         p = doc.obj(ports[0], f"{where}.ports[0]", {"name", "containerPort", "protocol"}, {"containerPort"})
         port = doc.integer(p["containerPort"], f"{where}.ports[0].containerPort", 1, 65535)
+        port_name = doc.string(p["name"], f"{where}.ports[0].name") if "name" in p else ""
     return Deployment(
         name=name, namespace=namespace, labels=pod_labels, replicas=replicas,
         service_account=doc.string(pod.get("serviceAccountName", "default"), "spec.template.spec.serviceAccountName"),
-        inject=inject == "enabled", container=Container(tuple(command) + tuple(args), tuple(env), port), source=doc.path,
+        inject=inject == "enabled", container=Container(tuple(command) + tuple(args), tuple(env), port, port_name), source=doc.path,
         default_inbound_policy=default_policy, access_log=access_log,
     )
 

@@ -26,7 +26,8 @@ def endpoint_of(inst: Instance) -> dict[str, Any]:
     meshed = inst.proxy is not None
     return {"address": "127.0.0.1", "port": inst.ports["inbound"] if meshed else inst.app_port,
             "identity": inst.identity if meshed else None, "meshed": meshed,
-            "labels": dict(inst.deployment.labels), "instance": inst.name, "deployment": inst.deployment.name}
+            "labels": dict(inst.deployment.labels), "instance": inst.name, "deployment": inst.deployment.name,
+            "podPort": inst.deployment.container.port or 0, "podPortName": inst.deployment.container.port_name}
 
 
 def register(api: OperatorApi, inst: Instance) -> None:

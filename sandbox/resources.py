@@ -283,6 +283,11 @@ def _target(spec: dict[str, Any]) -> str:
     if isinstance(spec.get("listeners"), list):  # Gateway: its listeners, name:port and host
         return ",".join(f"{item.get('name')}:{item.get('port')}" + (f" {item['hostname']}" if item.get("hostname") else "")
                         for item in spec["listeners"] if isinstance(item, dict))
+    if isinstance(spec.get("podSelector"), dict):  # a Linkerd Server: its pods' labels and the port
+        return f"{_selector(spec['podSelector'])}:{spec.get('port')}"
+    if isinstance(spec.get("server"), dict):  # a Linkerd ServerAuthorization: its Server by name, or Servers by label
+        server = spec["server"]
+        return f"server/{server['name']}" if server.get("name") else f"servers {_selector(server.get('selector') or {})}"
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
     if isinstance(spec.get("selector"), dict):
         return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
@@ -291,6 +296,29 @@ def _target(spec: dict[str, Any]) -> str:
         return "(namespace)"
     kind = parent_kind(ref) if "parentRefs" in spec else ref.get("kind", "Service")  # a route's parent: Gateway API's default
     return f"{short.get(kind, kind)}/{ref['name']}" + (f":{ref['sectionName']}" if ref.get("sectionName") else "")
+
+
+def _selector(selector: dict[str, Any]) -> str:
+    """A Kubernetes label selector in kubectl's words: app=voting,tier notin (x)."""
+    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
+    parts += [f"{e.get('key')} {str(e.get('operator', '')).lower()} ({','.join(map(str, e.get('values') or []))})"
+              for e in selector.get("matchExpressions") or [] if isinstance(e, dict)]
+    return ",".join(parts) or "-"
+
+
+def _linkerd_client(client: dict[str, Any]) -> str:
+    """Who a ServerAuthorization lets in, in a few words."""
+    mesh = client.get("meshTLS") if isinstance(client.get("meshTLS"), dict) else None
+    if mesh is None:
+        who = "anyone"
+    elif mesh.get("serviceAccounts"):
+        who = "meshed " + ",".join(f"sa/{a.get('name')}" for a in mesh["serviceAccounts"] if isinstance(a, dict))
+    elif mesh.get("identities"):
+        who = "meshed " + ",".join(map(str, mesh["identities"]))
+    else:
+        who = "any meshed caller"
+    networks = [str(n.get("cidr")) for n in client.get("networks") or [] if isinstance(n, dict)]
+    return who + (f" from {','.join(networks)}" if networks else "")
 
 
 def _ingress_hosts(spec: dict[str, Any]) -> str:
@@ -313,6 +341,12 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
                 + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))
+    if kind == "Server":  # Linkerd's: who may call it once it exists
+        protocol = spec.get("proxyProtocol")
+        return f"accessPolicy {spec.get('accessPolicy', 'deny')}" + (f", proxyProtocol {protocol} (served as HTTP/1.1)"
+                                                                    if protocol not in (None, "unknown", "HTTP/1") else "")
+    if kind == "ServerAuthorization":
+        return _linkerd_client(spec.get("client") or {})
     if kind == "BackendTLSPolicy":
         validation = spec.get("validation") if isinstance(spec.get("validation"), dict) else {}
         return f"TLS to {validation.get('hostname')} ({validation.get('wellKnownCACertificates', 'System')} CAs)"

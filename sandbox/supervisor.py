@@ -202,6 +202,8 @@ class Supervisor:
                                           "--deployment", inst.deployment.name, *labels,
                                           # what AuthorizationPolicy's ports read: the containerPort, as on a cluster
                                           *(("--pod-port", str(inst.deployment.container.port)) if inst.deployment.container.port else ()),
+                                          *(("--pod-port-name", inst.deployment.container.port_name)
+                                            if inst.deployment.container.port_name else ()),
                                           *(("--default-inbound-policy", policy) if policy else ()),
                                           *(("--access-log", inst.deployment.access_log) if inst.deployment.access_log else ()))
             inst.proxy.start()

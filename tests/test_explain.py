@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.crds import GATEWAY_KINDS, gateway_subset_crd, policy_crds
+from controlplane.crds import SUBSET_KINDS, policy_crds, subset_crd
 from controlplane.policyschema import BUILT_IN_KINDS, KINDS
 from controlplane.schema import openapi
 from sandbox.explain import ExplainError, explain
@@ -32,7 +32,7 @@ def _undescribed(schema: dict, path: str) -> list[str]:
 
 def test_every_field_of_every_kind_is_described_in_its_crd_too():
     assert [p for kind, (_, spec) in KINDS.items() for p in _undescribed(openapi(spec), f"{kind}.spec")] == []
-    crds = {c["spec"]["names"]["kind"]: c for c in [*policy_crds(), *map(gateway_subset_crd, GATEWAY_KINDS)]}
+    crds = {c["spec"]["names"]["kind"]: c for c in [*policy_crds(), *map(subset_crd, SUBSET_KINDS)]}
     assert set(crds) == set(KINDS) - set(BUILT_IN_KINDS)
     for kind, crd in crds.items():  # the CRD carries the kind's sentence and the same field descriptions (kubectl explain reads them)
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controlplane.crds import gateway_crd_name, plural
+from controlplane.crds import plural, subset_crd_name
 from controlplane.gatewayapi import GatewayRoute, attached, covers, route_problems, warnings
 from controlplane.policy import PolicyError, parse
 from proxy.exchange import Peer, Request
@@ -163,7 +163,7 @@ def test_get_shows_a_gateways_listeners_and_a_routes_gateway():
 
 def test_the_gateway_crd_is_named_as_gateway_apis():
     assert plural("Gateway") == "gateways" and plural("Telemetry") == "telemetries" and plural("BackendTLSPolicy") == "backendtlspolicies"
-    assert gateway_crd_name("Gateway") == "gateways.gateway.networking.k8s.io"
+    assert subset_crd_name("Gateway") == "gateways.gateway.networking.k8s.io"
 
 
 def test_get_gateway_reads_as_kubectl_get_gateway():

@@ -145,6 +145,7 @@ def test_discovery_lists_every_pod_with_its_identity(plane):
         (endpoint,) = svc["endpoints"].values()
         assert endpoint["identity"] == f"spiffe://meshdojo.local/ns/{NS}/sa/{name}" and endpoint["meshed"]
         assert endpoint["port"] == 8080 and endpoint["deployment"] == name and endpoint["labels"]["app"] == name
+        assert (endpoint["podPort"], endpoint["podPortName"]) == (8080, "http")  # what a Linkerd Server may name
     assert services["web"]["ports"] == [80]
 
 
@@ -287,6 +288,29 @@ def test_policies_from_kubectl_and_from_meshdojo_apply_are_the_same(plane):
     assert plane.k8s.kubectl("get", "meshtls", "strict", "-n", NS, check=False).returncode != 0
     plane.k8s.kubectl("delete", "-f", str(ROOT / "demo-apps/emojivoto/policies/voting-abort.yaml"))
     wait_until(lambda: not listed("FaultInjection", "voting-abort"), 15, "the deleted FaultInjection to leave the operator API")
+
+
+def test_linkerds_server_and_authorization_from_kubectl_reach_the_sidecars_and_meshdojo_writes_them_back(plane):
+    """Linkerd's task as kubectl applies it (v1beta1; the API server keeps it as v1beta3 in the
+    subset CRD installed for a cluster without Linkerd): the control plane reads both, and
+    meshdojo's own delete removes them (enforced by real pods: tests/test_kube_traffic.py)."""
+    policies = ROOT / "demo-apps/emojivoto/policies"
+    for name in ("voting-server.yaml", "voting-serverauthorization.yaml"):
+        plane.k8s.kubectl("apply", "-f", str(policies / name))
+
+    def listed(kind: str) -> list[str]:
+        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
+        assert status == 200, body
+        return [i["document"]["metadata"]["name"] for i in body["items"]]
+
+    wait_until(lambda: listed("Server") == ["voting-grpc"] and listed("ServerAuthorization") == ["voting-grpc"], 15,
+               "kubectl's Server and ServerAuthorization in the operator API")
+    stored = json.loads(plane.k8s.kubectl("get", "servers.policy.linkerd.io", "voting-grpc", "-n", NS, "-o", "json").stdout)
+    assert stored["apiVersion"] == "policy.linkerd.io/v1beta3" and stored["spec"]["port"] == "http"
+    for kind in ("ServerAuthorization", "Server"):
+        status, body = plane.mesh.call("DELETE", f"/v1/policies/{kind}/{NS}/voting-grpc")
+        assert status == 200, body
+    assert plane.k8s.kubectl("get", "servers.policy.linkerd.io", "-n", NS, "-o", "name").stdout.strip() == ""
 
 
 def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_status_and_in_check(plane, tmp_path):

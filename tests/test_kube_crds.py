@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 14
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 16
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} <= names
@@ -90,6 +90,8 @@ def _base(kind: str) -> dict:
                              "validation": {"hostname": "httpbin.example", "wellKnownCACertificates": "System"}},
         "Gateway": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
                                                                 "hostname": "*.example.com"}]},
+        "Server": {"podSelector": {"matchLabels": {"app": "voting"}}, "port": "http", "proxyProtocol": "gRPC"},
+        "ServerAuthorization": {"server": {"name": "voting-grpc"}, "client": {"meshTLS": {"serviceAccounts": [{"name": "web"}]}}},
     }[kind]
 
 
@@ -126,6 +128,11 @@ INVALID = [
     ("Gateway", "spec.gatewayClassName", "nginx"),
     ("Gateway", "spec.listeners[0].hostname", "Not A Host"),
     ("Gateway", "spec.listeners[0].allowedRoutes.namespaces.from", "Selector"),
+    ("Server", "spec.port", "GRPC"),
+    ("Server", "spec.port", 0),
+    ("Server", "spec.accessPolicy", "allow"),
+    ("Server", "spec.podSelector.matchLabels", "app"),
+    ("ServerAuthorization", "spec.client.unauthenticated", "yes"),
 ]
 
 
@@ -228,7 +235,7 @@ def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
         print([(c.type, c.status, c.message) for c in crd.status.conditions or []], crd.metadata.finalizers,
               [(o["metadata"]["namespace"], o["metadata"]["name"], o["metadata"].get("finalizers")) for o in left["items"]])
         raise
-    foreign = crd_manifests(True)[-1]
+    foreign = next(c for c in crd_manifests(True) if c["metadata"]["name"] == "httproutes.gateway.networking.k8s.io")
     foreign["metadata"] = {"name": foreign["metadata"]["name"],  # someone else's: not labelled as ours
                            "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/3328"}}
     foreign["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {

@@ -178,6 +178,21 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         # load with web's identity, from web's own sidecar: emoji's sidecar counts the requests as web's, over mutual TLS
         sent = json.loads(learner.run("load", "svc/emoji", "/api/list", "--from", "deploy/web", "-n", "6", "-o", "json").stdout)
         assert sent["codes"] == {"200": {"count": 6, "share": 1.0}}, sent
+        # Linkerd's Restricting Access task with kubectl: voting's sidecar (its port's name, http, from the injector)
+        # refuses every caller once the Server covers it, then lets web alone in once the ServerAuthorization names it
+        task = [str(ROOT / f"demo-apps/emojivoto/policies/{f}.yaml") for f in ("voting-server", "voting-serverauthorization")]
+
+        def voting_from(source: str) -> set[str]:
+            out = learner.run("load", "svc/voting", "/api/results", "--from", f"deploy/{source}", "-n", "3", "-c", "1", "-o", "json")
+            return set(json.loads(out.stdout)["codes"])
+
+        k8s.kubectl("apply", "-f", task[0])
+        wait_until(lambda: voting_from("web") == {"403"}, 30, "voting's Server to refuse web", interval=0.5)
+        k8s.kubectl("apply", "-f", task[1])
+        wait_until(lambda: voting_from("web") == {"200"}, 30, "the ServerAuthorization to let web in", interval=0.5)
+        assert voting_from("emoji") == {"403"}
+        k8s.kubectl("delete", "-f", task[1], "-f", task[0])
+        wait_until(lambda: voting_from("emoji") == {"200"}, 30, "voting open again", interval=0.5)
         # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
         synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))
                             and all(r["policies"] == r["endpoints"] == "SYNCED" for r in rows) and rows, 30,

@@ -92,3 +92,8 @@ def test_endpoint_json_validation():
         Endpoint.from_json({"address": "127.0.0.1", "port": 1})
     unmeshed = Endpoint.from_json({"address": "127.0.0.1", "port": 1, "meshed": False, "identity": "x"})
     assert unmeshed.identity is None
+    # the port its pod declares, and that port's name (what a Linkerd Server names), round-trip; 0 and "": unknown
+    declared = Endpoint("127.0.0.1", 1, "spiffe://meshdojo.local/ns/a/sa/b", pod_port=8080, pod_port_name="http")
+    assert Endpoint.from_json(declared.to_json()) == declared and (unmeshed.pod_port, unmeshed.pod_port_name) == (0, "")
+    with pytest.raises(ProtocolError, match="podPort must be a port number"):
+        Endpoint.from_json({**declared.to_json(), "podPort": 70000})

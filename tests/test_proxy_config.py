@@ -37,3 +37,8 @@ def test_the_pod_port_is_a_real_port_and_optional(base, capsys) -> None:
         with pytest.raises(SystemExit) as exited:
             parse_args([*base, "--pod-port", bad])
         assert exited.value.code == 2 and f"--pod-port: {bad} is not a valid port" in capsys.readouterr().err
+    # its name, which a Linkerd Server may give instead of the number
+    assert parse_args(base).pod_port_name == "" and parse_args([*base, "--pod-port-name", "http"]).pod_port_name == "http"
+    with pytest.raises(SystemExit) as exited:
+        parse_args([*base, "--pod-port-name", "HTTP"])
+    assert exited.value.code == 2 and "--pod-port-name: 'HTTP' is not a port name" in capsys.readouterr().err

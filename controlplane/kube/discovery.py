@@ -48,8 +48,11 @@ def endpoints_of(slices: list[dict[str, Any]], pods: dict[Key, dict[str, Any]], 
             meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
             meshed = is_meshed(pod)
             identity = SpiffeId(namespace, spec.get("serviceAccountName") or "default").uri if meshed else None
+            declared = next((p for c in spec.get("containers") or [] if c.get("name") != PROXY_CONTAINER
+                             for p in c.get("ports") or [] if p.get("containerPort") == ports[0]), {})
             out[meta["name"]] = Endpoint(address, ports[0], identity, meshed=meshed, labels=dict(meta.get("labels") or {}),
-                                         instance=meta["name"], deployment=deployment_of(meta))
+                                         instance=meta["name"], deployment=deployment_of(meta),
+                                         pod_port=ports[0], pod_port_name=declared.get("name", ""))
     return out
 
 

@@ -14,9 +14,10 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.crds import GATEWAY_KINDS, PART_OF, gateway_subset_crd, plural, policy_crds
+from controlplane.crds import GATEWAY_KINDS, LINKERD_KINDS, PART_OF, SUBSET_KINDS, plural, policy_crds, subset_crd
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
 from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
+from controlplane.linkerdschema import LINKERD_GROUP
 from controlplane.policyschema import KINDS, POLICY_GROUP
 
 NAME = "meshdojo-controlplane"
@@ -35,11 +36,11 @@ class Pki:
     issuer_key_pem: str
 
 
-def crd_manifests(gateway_kinds: bool | tuple[str, ...]) -> list[dict[str, Any]]:
+def crd_manifests(gateway_kinds: bool | tuple[str, ...], linkerd_kinds: tuple[str, ...] = LINKERD_KINDS) -> list[dict[str, Any]]:
     """The CRDs, in the order they are applied: ours, then the subsets of Gateway API's kinds
-    (``True``: all of them; or those named; ``False``: none)."""
+    (``True``: all of them; or those named; ``False``: none), then of Linkerd's (those named)."""
     kinds = GATEWAY_KINDS if gateway_kinds is True else gateway_kinds or ()
-    return [*policy_crds(), *(gateway_subset_crd(k) for k in GATEWAY_KINDS if k in kinds)]
+    return [*policy_crds(), *(subset_crd(k) for k in SUBSET_KINDS if k in kinds or k in linkerd_kinds)]
 
 
 def _meta(name: str, namespace: str | None = CONTROLPLANE_NAMESPACE, **extra: Any) -> dict[str, Any]:
@@ -63,6 +64,8 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/status", "httproutes/status"],
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
+        {"apiGroups": [LINKERD_GROUP], "resources": sorted(plural(k) for k in LINKERD_KINDS),  # Linkerd's Restricting Access task
+         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},

@@ -1,0 +1,63 @@
+"""Linkerd's Server and ServerAuthorization through real proxies: a Server on the port the pod
+declares (by its name, as the sidecar learns it from --pod-port-name) lets nobody in and says
+so in Linkerd's words; a ServerAuthorization lets its ServiceAccount in over mutual TLS and
+nobody else; a Server on another port changes nothing; audit mode lets everyone in and counts
+whom deny would refuse. Pure decisions: tests/test_linkerdserver.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.meshkit import Mesh
+from tests.test_authz_e2e import _httpbin_and_sleep, status
+from tests.test_faults_e2e import until
+from tests.test_inboundpolicy_e2e import _plaintext_status
+from tests.test_traffic_e2e import apply
+
+LINKERD = "policy.linkerd.io/v1beta1"
+
+
+def server(port: str | int, access: str | None = None) -> dict:
+    spec = {"podSelector": {"matchLabels": {"app": "httpbin"}}, "port": port, "proxyProtocol": "HTTP/1",
+            **({"accessPolicy": access} if access else {})}
+    return {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server", "metadata": {"name": "httpbin-http", "namespace": "foo"},
+            "spec": spec}
+
+
+def authorization(service_account: str) -> dict:
+    return {"apiVersion": LINKERD, "kind": "ServerAuthorization", "metadata": {"name": "httpbin-from-sleep", "namespace": "foo"},
+            "spec": {"server": {"name": "httpbin-http"}, "client": {"meshTLS": {"serviceAccounts": [{"name": service_account}]}}}}
+
+
+async def test_linkerds_restricting_access_task_through_real_sidecars(mesh: Mesh, echo_port: int):
+    httpbin, sleep = _httpbin_and_sleep(mesh, echo_port, "--pod-port", "9080", "--pod-port-name", "http", "--mode", "permissive")
+    plaintext = lambda: asyncio.to_thread(_plaintext_status, httpbin.ports["inbound"])  # noqa: E731
+    async with aiohttp.ClientSession() as session:
+        call = lambda: status(session, sleep.outbound, "GET", "/get")  # noqa: E731
+        assert await call() == 200 and (await plaintext())[0] == 200  # no Server: Linkerd's default lets anyone in
+        apply(mesh, server("http"))
+        code, said = await until(plaintext, lambda r: r[0] == 403, "the Server to let nobody in")
+        assert b"denied by Server foo/httpbin-http (Linkerd's): no ServerAuthorization names this caller" in said
+        assert await call() == 403
+        apply(mesh, server("http"), authorization("sleep"))
+        await until(call, lambda s: s == 200, "the ServerAuthorization to let sleep in")
+        assert (await plaintext())[0] == 403  # and nobody else
+        apply(mesh, server("http"), authorization("web"))
+        await until(call, lambda s: s == 403, "an authorization of another ServiceAccount not to let sleep in")
+        apply(mesh, server(9080), authorization("sleep"))  # the same port by number
+        await until(call, lambda s: s == 200, "the Server by port number")
+        apply(mesh, server("admin"), authorization("web"))  # a port the pod does not serve: nothing changes
+        await until(plaintext, lambda r: r[0] == 200, "a Server of another port to leave this one alone")
+        assert await call() == 200
+        apply(mesh, server("http", "audit"))  # Linkerd's audit mode: let in, counted as deny would refuse
+
+        async def audited() -> tuple[int, str]:
+            return await call(), await asyncio.to_thread(httpbin.metrics)
+
+        await until(audited, lambda r: r[0] == 200 and 'action="allow",policy="",result="denied"' in r[1], "audit mode to count sleep")
+        assert await call() == 200 and (await plaintext())[0] == 200
+    metrics = httpbin.metrics()
+    assert 'inbound_http_authz_allow_total{policy="foo/httpbin-from-sleep.serverauthorization"}' in metrics
+    assert 'inbound_http_authz_deny_total{policy="foo/httpbin-http.server' in metrics

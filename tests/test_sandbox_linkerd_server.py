@@ -1,0 +1,74 @@
+"""Linkerd's *Restricting Access To Services* task on a real emojivoto sandbox, as a learner runs
+it: the task's Server makes web's calls to voting fail (403), `meshdojo authz` shows who was
+refused; the ServerAuthorization lets web (and only web) in again; Linkerd's file as written
+(its emojivoto's labels and port name) is applied with a warning saying why it covers nothing;
+a bad port is refused by field with nothing applied; `delete -f` puts everything back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandbox.processes import wait_until
+from tests.meshkit import Cli
+from tests.test_sandbox import DEMO_POLICIES
+
+SERVER_FILE = DEMO_POLICIES / "voting-server.yaml"
+AUTHORIZATION_FILE = DEMO_POLICIES / "voting-serverauthorization.yaml"
+
+
+def codes(cli: Cli, source: str) -> dict[str, int]:
+    """What voting answered 5 requests from ``source``'s sidecar, with its identity."""
+    out = cli.run("load", "svc/voting", "/api/results", "--from", f"deploy/{source}", "--namespace", "emojivoto",
+                  "-n", "5", "-c", "1", "-o", "json").stdout
+    return {code: entry["count"] for code, entry in json.loads(out)["codes"].items()}
+
+
+@pytest.mark.timeout(180)
+def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path):
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    assert codes(cli, "web") == {"200": 5} and codes(cli, "emoji") == {"200": 5}  # Linkerd's default: anyone
+
+    # Linkerd's file as its task writes it: its emojivoto's labels (app=voting-svc) and port name (grpc)
+    verbatim = yaml.safe_load(SERVER_FILE.read_text())
+    verbatim["spec"].update(podSelector={"matchLabels": {"app": "voting-svc"}}, port="grpc")
+    (tmp_path / "verbatim.yaml").write_text(yaml.safe_dump(verbatim))
+    applied = cli.run("apply", "-f", str(tmp_path / "verbatim.yaml"))
+    assert "spec.podSelector (app=voting-svc) selects no pod in emojivoto (its pods are labelled app=emoji, app=voting" in applied.stderr
+    assert codes(cli, "emoji") == {"200": 5}  # it covers nothing
+    verbatim["spec"]["podSelector"] = {"matchLabels": {"app": "voting"}}
+    (tmp_path / "verbatim.yaml").write_text(yaml.safe_dump(verbatim))
+    said = cli.run("apply", "-f", str(tmp_path / "verbatim.yaml")).stderr
+    assert "spec.port grpc is not a port its pods declare (8080 (http))" in said, said
+    verbatim["spec"]["port"] = "gRPC"
+    (tmp_path / "verbatim.yaml").write_text(yaml.safe_dump(verbatim))
+    refused = cli.run("apply", "-f", str(tmp_path / "verbatim.yaml"), check=False)
+    assert refused.returncode == 1 and "document 0: spec.port: expected a port number or a container port's name" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert json.loads(cli.run("get", "server", "-o", "json").stdout)[0]["spec"]["port"] == "grpc"  # nothing applied
+
+    # the task's step 1, with the demo's labels and port name: nobody is authorized, so web's calls fail
+    assert "server/voting-grpc configured" in cli.run("apply", "-f", str(SERVER_FILE)).stdout
+    wait_until(lambda: codes(cli, "web") == {"403": 5}, 10, "the Server to refuse web")
+    authz = json.loads(cli.run("authz", "deploy/voting", "-n", "emojivoto", "-t", "1m", "-o", "json").stdout)
+    denied = [r for r in authz["rows"] if r["denied"]]
+    assert denied and denied[0]["policy"].startswith("emojivoto/voting-grpc.server"), authz
+    described = cli.run("describe", "deploy/voting", "-n", "emojivoto").stdout
+    assert "Server                 emojivoto/voting-grpc (port http, accessPolicy deny, workload)" in described, described
+
+    # step 2: web, and only web, may call voting
+    assert "serverauthorization/voting-grpc created" in cli.run("apply", "-f", str(AUTHORIZATION_FILE)).stdout
+    wait_until(lambda: codes(cli, "web") == {"200": 5}, 10, "the ServerAuthorization to let web in")
+    assert codes(cli, "emoji") == {"403": 5}
+    rows = json.loads(cli.run("authz", "deploy/voting", "-n", "emojivoto", "-t", "1m", "-o", "json").stdout)["rows"]
+    allowed = next(r for r in rows if r["policy"] == "emojivoto/voting-grpc.serverauthorization")
+    assert allowed["allowed"] >= 5 and allowed["decides"] == "ALLOW (ServerAuthorization emojivoto/voting-grpc), workload", rows
+    table = cli.run("get", "serverauthorization").stdout
+    assert "server/voting-grpc" in table and "meshed sa/web" in table
+
+    for path in (AUTHORIZATION_FILE, SERVER_FILE):
+        cli.run("delete", "-f", str(path))
+    wait_until(lambda: codes(cli, "emoji") == {"200": 5}, 10, "voting open to anyone again")
