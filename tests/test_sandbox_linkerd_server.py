@@ -27,6 +27,10 @@ def codes(cli: Cli, source: str) -> dict[str, int]:
     return {code: entry["count"] for code, entry in json.loads(out)["codes"].items()}
 
 
+def authz_rows(cli: Cli) -> list[dict]:
+    return json.loads(cli.run("authz", "deploy/voting", "-n", "emojivoto", "-t", "1m", "-o", "json").stdout)["rows"]
+
+
 @pytest.mark.timeout(180)
 def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path):
     cli.run("up", "--no-tui", "--demo", "emojivoto")
@@ -53,9 +57,8 @@ def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path)
     # the task's step 1, with the demo's labels and port name: nobody is authorized, so web's calls fail
     assert "server/voting-grpc configured" in cli.run("apply", "-f", str(SERVER_FILE)).stdout
     wait_until(lambda: codes(cli, "web") == {"403": 5}, 10, "the Server to refuse web")
-    authz = json.loads(cli.run("authz", "deploy/voting", "-n", "emojivoto", "-t", "1m", "-o", "json").stdout)
-    denied = [r for r in authz["rows"] if r["denied"]]
-    assert denied and denied[0]["policy"].startswith("emojivoto/voting-grpc.server"), authz
+    denied = wait_until(lambda: [r for r in authz_rows(cli) if r["denied"]], 15, "the denials in authz (the next scrape)")
+    assert denied[0]["policy"].startswith("emojivoto/voting-grpc.server"), denied
     described = cli.run("describe", "deploy/voting", "-n", "emojivoto").stdout
     assert "Server                 emojivoto/voting-grpc (port http, accessPolicy deny, workload)" in described, described
 
@@ -63,9 +66,9 @@ def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path)
     assert "serverauthorization/voting-grpc created" in cli.run("apply", "-f", str(AUTHORIZATION_FILE)).stdout
     wait_until(lambda: codes(cli, "web") == {"200": 5}, 10, "the ServerAuthorization to let web in")
     assert codes(cli, "emoji") == {"403": 5}
-    rows = json.loads(cli.run("authz", "deploy/voting", "-n", "emojivoto", "-t", "1m", "-o", "json").stdout)["rows"]
-    allowed = next(r for r in rows if r["policy"] == "emojivoto/voting-grpc.serverauthorization")
-    assert allowed["allowed"] >= 5 and allowed["decides"] == "ALLOW (ServerAuthorization emojivoto/voting-grpc), workload", rows
+    allowed = wait_until(lambda: next((r for r in authz_rows(cli) if r["policy"] == "emojivoto/voting-grpc.serverauthorization"
+                                       and r["allowed"] >= 5), None), 15, "web's calls counted as allowed in authz")
+    assert allowed["decides"] == "ALLOW (ServerAuthorization emojivoto/voting-grpc), workload", allowed
     table = cli.run("get", "serverauthorization").stdout
     assert "server/voting-grpc" in table and "meshed sa/web" in table
 
