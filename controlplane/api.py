@@ -370,6 +370,9 @@ async def list_policies(request: web.Request) -> web.Response:
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has),
+                              # a Linkerd Server that covers no pod's port, a ServerAuthorization of no Server
+                              "serverProblems": [w for r in everything if r.kind in ("Server", "ServerAuthorization")
+                                                 for w in linkerdserver.warnings(r, everything, workloads)],
                               # on a cluster: what the API server took and the validator refused, so nothing acts on it
                               "ignored": [{"kind": kind, "namespace": ns, "name": name, "message": why}
                                           for kind, ns, name, _, why in (store.cluster.ignored() if store.cluster is not None else [])],

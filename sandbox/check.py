@@ -163,6 +163,8 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
         yield Result(cat, WARN, problem, f"meshdojo get extensionproviders --name {name}")
     for problem in found.get("gatewayProblems", []):
         yield Result(cat, WARN, problem, f"meshdojo get gateway --name {name}")
+    for problem in found.get("serverProblems", []):  # Linkerd's Server and ServerAuthorization
+        yield Result(cat, WARN, problem, f"meshdojo get server -A --name {name}; meshdojo describe deploy/NAME shows a pod's labels")
     for problem in found.get("routeProblems", []):  # what the route's status.parents says
         yield Result(cat, WARN, problem["message"], f"meshdojo get httproute/{problem['name']} -n {problem['namespace']} -o yaml --name {name}")
     for item in found.get("ignored", []):  # on a cluster: taken by the API server, refused by the validator

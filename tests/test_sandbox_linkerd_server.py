@@ -43,6 +43,8 @@ def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path)
     applied = cli.run("apply", "-f", str(tmp_path / "verbatim.yaml"))
     assert "spec.podSelector (app=voting-svc) selects no pod in emojivoto (its pods are labelled app=emoji, app=voting" in applied.stderr
     assert codes(cli, "emoji") == {"200": 5}  # it covers nothing
+    checked = cli.run("check", check=False).stdout  # and `check` keeps saying so
+    assert "Server emojivoto/voting-grpc: spec.podSelector (app=voting-svc) selects no pod" in checked, checked
     verbatim["spec"]["podSelector"] = {"matchLabels": {"app": "voting"}}
     (tmp_path / "verbatim.yaml").write_text(yaml.safe_dump(verbatim))
     said = cli.run("apply", "-f", str(tmp_path / "verbatim.yaml")).stderr
