@@ -99,7 +99,7 @@ def linkerd_subset_crd(kind: str) -> dict[str, Any]:
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
     older = tuple(v.partition("/")[2] for v in API_VERSIONS[kind][:-1])
-    return _crd(group, version, kind, spec, [], PART_OF,
+    return _crd(group, version, kind, spec, {"Server": ["srv"], "ServerAuthorization": ["saz"]}[kind], PART_OF,  # Linkerd's
                 {SUBSET_ANNOTATION: f"the subset of Linkerd's {kind} that meshdojo implements; installing Linkerd replaces it"},
                 older)
 

@@ -169,7 +169,7 @@ def test_every_version_linkerds_docs_write_is_read_and_its_crd_serves_them():
     for version in ("v1alpha1", "v1beta1", "v1beta2", "v1beta3"):
         assert read({**SERVER, "apiVersion": f"policy.linkerd.io/{version}"})[0].kind == "Server"
     crd = linkerd_subset_crd("Server")
-    assert crd["metadata"]["name"] == "servers.policy.linkerd.io"
+    assert crd["metadata"]["name"] == "servers.policy.linkerd.io" and crd["spec"]["names"]["shortNames"] == ["srv"]  # Linkerd's
     assert [(v["name"], v["served"], v["storage"]) for v in crd["spec"]["versions"]] == [
         ("v1alpha1", True, False), ("v1beta1", True, False), ("v1beta2", True, False), ("v1beta3", True, True)]
     port = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["port"]
