@@ -82,8 +82,8 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
             metrics.authz_deny.labels(decision.label).inc()
             log.info("denied %s %s from %s by %s", request.head.method, request.path, request.peer.identity or "unauthenticated",
                      decision.describe())
-            server = linkerdserver.guarding_server([r for r in rules if r.spec.action == "ALLOW" and not r.spec.dry_run])  # type: ignore[union-attr]
-            if server is not None and decision.default is None and decision.policy and "no ALLOW rule matched" in decision.policy:
+            server = linkerdserver.guarding_server(decision.unmatched) if decision.unmatched else None
+            if server is not None:  # every ALLOW in force is a Linkerd Server's: say so in its words
                 body = (f"meshdojo: denied by Server {server} (Linkerd's): no ServerAuthorization names this caller\n").encode()
             elif decision.default is not None:
                 body = (f"meshdojo: denied by the default inbound policy {decision.default} ({inboundpolicy.ANNOTATION}): "

@@ -51,6 +51,7 @@ class AuthzDecision:
     audited: tuple[str, ...] = ()
     default: str | None = None  # the default inbound policy decided (no ALLOW policy applies)
     dry_run: tuple[tuple[str, str, str], ...] = ()  # (action, result, policy) of the dry-run ALLOWs, then DENYs
+    unmatched: tuple[Resource, ...] = ()  # denied because none of these ALLOW policies matched (not by a DENY)
 
     def describe(self) -> str:
         verdict = "allow" if self.allowed else "deny"
@@ -120,4 +121,4 @@ def _enforce(policies: Sequence[Resource], facts: RequestFacts, default: str) ->
     for r in allows:
         if matches(r):
             return AuthzDecision(True, name(r), audited)
-    return AuthzDecision(False, f"{', '.join(name(r) for r in allows)} (no ALLOW rule matched)", audited)
+    return AuthzDecision(False, f"{', '.join(name(r) for r in allows)} (no ALLOW rule matched)", audited, unmatched=tuple(allows))
