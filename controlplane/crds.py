@@ -32,7 +32,8 @@ def plural(kind: str) -> str:
 
 SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
                "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
-               "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": []}
+               "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": [],
+               "Server": ["srv"], "ServerAuthorization": ["saz"]}  # the last two: Linkerd's own short names
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],
@@ -99,7 +100,7 @@ def linkerd_subset_crd(kind: str) -> dict[str, Any]:
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
     older = tuple(v.partition("/")[2] for v in API_VERSIONS[kind][:-1])
-    return _crd(group, version, kind, spec, {"Server": ["srv"], "ServerAuthorization": ["saz"]}[kind], PART_OF,  # Linkerd's
+    return _crd(group, version, kind, spec, SHORT_NAMES[kind], PART_OF,
                 {SUBSET_ANNOTATION: f"the subset of Linkerd's {kind} that meshdojo implements; installing Linkerd replaces it"},
                 older)
 

@@ -114,8 +114,11 @@ class ServerAuthorizationSpec:
     rules: tuple[dict[str, Any], ...]  # who, as Istio's rules[] (what the derived AuthorizationPolicy says)
     who: str  # the same, in a few words (for get and describe)
 
-    def names(self, server: str, labels: Mapping[str, str]) -> bool:
-        return self.server == server if self.server is not None else bool(self.servers and self.servers.matches(labels))
+    def names(self, server: Any) -> bool:
+        """Whether this authorizes callers of ``server`` (a Server Resource): by its name, or its labels."""
+        if self.server is not None:
+            return self.server == server.name
+        return bool(self.servers and self.servers.matches(server.document["metadata"].get("labels") or {}))
 
 
 def principal(identity: str) -> str | None:
@@ -211,7 +214,7 @@ def derived_policies(server: Any, authorizations: Sequence[Any], instance: str =
         return {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy", "metadata": meta,
                 "spec": {**target, "action": "ALLOW", "rules": list(rules)}}
 
-    named = [a for a in authorizations if a.spec.names(server.name, server.document["metadata"].get("labels") or {})]
+    named = [a for a in authorizations if a.spec.names(server)]
     docs = [policy(a.name + AUTHORIZATION_SUFFIX, a.spec.rules, f"ServerAuthorization {a.namespace}/{a.name}")
             for a in sorted(named, key=lambda a: a.name)]
     if spec.access in DEFAULT_RULES:
@@ -252,7 +255,7 @@ def warnings(resource: Any, resources: Sequence[Any], workloads: Sequence[Any]) 
     elif resource.kind == "ServerAuthorization":
         spec_: ServerAuthorizationSpec = resource.spec
         servers = [r for r in resources if r.kind == "Server" and r.namespace == resource.namespace]
-        if not any(spec_.names(s.name, s.document["metadata"].get("labels") or {}) for s in servers):
+        if not any(spec_.names(s) for s in servers):
             which = f"Server {spec_.server}" if spec_.server else f"a Server labelled {spec_.servers.describe() if spec_.servers else ''}"
             return [f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is"]
     return []
