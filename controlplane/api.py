@@ -324,8 +324,8 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
-    linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in ("Server", "ServerAuthorization")]
-    if linkerd:  # a Server that covers no pod's port, an authorization of no Server
+    linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in linkerdserver.LINKERD_KINDS]
+    if linkerd:  # a Server that covers no pod's port, an authorization of no Server, a ref to no authentication
         workloads, everything = known_workloads(registry, request.app[TELEMETRY]), [r for r, _ in store.list()]
         warnings += [w for r in linkerd for w in linkerdserver.warnings(r, everything, workloads)]
     if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
@@ -370,8 +370,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has),
-                              # a Linkerd Server that covers no pod's port, a ServerAuthorization of no Server
-                              "serverProblems": [w for r in everything if r.kind in ("Server", "ServerAuthorization")
+                              # a Linkerd Server that covers no pod's port, an authorization of no Server
+                              "serverProblems": [w for r in everything if r.kind in linkerdserver.LINKERD_KINDS
                                                  for w in linkerdserver.warnings(r, everything, workloads)],
                               # on a cluster: what the API server took and the validator refused, so nothing acts on it
                               "ignored": [{"kind": kind, "namespace": ns, "name": name, "message": why}

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.policyschema import API_VERSIONS, KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
+from controlplane.policyschema import KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION, api_versions, kube_kind
 from controlplane.schema import Field, openapi
 
 PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}
@@ -22,7 +23,8 @@ CATEGORY = "meshdojo"  # `kubectl get meshdojo -A` lists every policy
 
 
 def plural(kind: str) -> str:
-    lower = kind.lower()
+    """Kubernetes' plural of one of meshdojo's kinds (Linkerd's AuthorizationPolicy: authorizationpolicies)."""
+    lower = kube_kind(kind).lower()
     if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "o", "u"):  # policies, telemetries; gateways
         return lower[:-1] + "ies"
     if lower.endswith("s"):
@@ -33,13 +35,15 @@ def plural(kind: str) -> str:
 SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
                "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
                "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": [],
-               "Server": ["srv"], "ServerAuthorization": ["saz"]}  # the last two: Linkerd's own short names
+               # Linkerd's own short names
+               "Server": ["srv"], "ServerAuthorization": ["saz"], LINKERD_AUTHORIZATION_POLICY: ["authzpolicy"],
+               "MeshTLSAuthentication": ["meshtlsauthn"], "NetworkAuthentication": ["netauthn"]}
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],
          annotations: dict[str, str] | None = None, older: tuple[str, ...] = ()) -> dict[str, Any]:
     """``older``: versions served too, with the same schema (stored as ``version``)."""
-    name = f"{plural(kind)}.{group}"
+    name, kube = f"{plural(kind)}.{group}", kube_kind(kind)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -47,7 +51,7 @@ def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural(kind), "singular": kind.lower(), "listKind": f"{kind}List",
+            "names": {"kind": kube, "plural": plural(kind), "singular": kube.lower(), "listKind": f"{kube}List",
                       "shortNames": short_names, "categories": [CATEGORY]},
             "versions": [{
                 "name": v, "served": True, "storage": v == version,
@@ -90,7 +94,8 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                  "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"})
 
 
-LINKERD_KINDS = ("Server", "ServerAuthorization")  # Linkerd's kinds meshdojo implements a subset of
+# Linkerd's kinds meshdojo implements a subset of
+LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, "MeshTLSAuthentication", "NetworkAuthentication")
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 
@@ -99,7 +104,7 @@ def linkerd_subset_crd(kind: str) -> dict[str, Any]:
     Linkerd's docs write it in (for clusters without Linkerd)."""
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
-    older = tuple(v.partition("/")[2] for v in API_VERSIONS[kind][:-1])
+    older = tuple(v.partition("/")[2] for v in api_versions(kind)[:-1])
     return _crd(group, version, kind, spec, SHORT_NAMES[kind], PART_OF,
                 {SUBSET_ANNOTATION: f"the subset of Linkerd's {kind} that meshdojo implements; installing Linkerd replaces it"},
                 older)

@@ -24,11 +24,6 @@ FOREIGN_KINDS = {
                  "accessLogging with the envoy provider, and selector or targetRef; metrics are always on: meshdojo stat)",
     "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
                       "timeout.linkerd.io annotations) and RetryBudget",
-    "MeshTLSAuthentication": "a ServerAuthorization's client.meshTLS (policy.linkerd.io/v1beta1: serviceAccounts or identities, "
-                             "for a Server), or AuthorizationPolicy's rules[].from[].source (principals as SPIFFE IDs, "
-                             "serviceAccounts, namespaces)",
-    "NetworkAuthentication": "a ServerAuthorization's client.networks (cidr, except), or AuthorizationPolicy's "
-                             "rules[].from[].source.ipBlocks and notIpBlocks (CIDR blocks)",
     "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
     "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
     "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
@@ -45,21 +40,10 @@ FOREIGN_KINDS = {
 }
 
 
-
-
-# Linkerd's kinds that share a name with one of ours: what does their job, by Linkerd's group
-LINKERD_NAMESAKES = {
-    "AuthorizationPolicy": "a ServerAuthorization (policy.linkerd.io/v1beta1) naming the Server: client.meshTLS "
-                           "(serviceAccounts or identities, as a MeshTLSAuthentication's) or client.networks; or "
-                           "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields)",
-}
-
-
 def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
     source = f"{kind} ({api_version})" if api_version else kind
-    job = (LINKERD_NAMESAKES[kind] if kind in LINKERD_NAMESAKES and (api_version or "").startswith("policy.linkerd.io/")
-           else FOREIGN_KINDS[kind])
-    return f"{source} is not a meshdojo kind; here that job is done by {job} — see docs/policy.md, 'Coming from Istio or Linkerd'"
+    return (f"{source} is not a meshdojo kind; here that job is done by {FOREIGN_KINDS[kind]} — see docs/policy.md, "
+            "'Coming from Istio or Linkerd'")
 
 
 def foreign_kind(text: str) -> str | None:

@@ -1,7 +1,13 @@
-"""The fields of Linkerd's ``Server`` and ``ServerAuthorization`` (``policy.linkerd.io``), as
+"""The fields of Linkerd's policy kinds (``policy.linkerd.io``): ``Server``, ``ServerAuthorization``,
+``AuthorizationPolicy``, ``MeshTLSAuthentication`` and ``NetworkAuthentication``, as
 :mod:`controlplane.policyschema` holds every kind's: the validator checks a document against
 them, and on a cluster without Linkerd the CRDs (this subset) are made from them. What they
-mean is :mod:`controlplane.linkerdserver`'s.
+mean is :mod:`controlplane.linkerdserver`'s and :mod:`controlplane.linkerdauthn`'s.
+
+Linkerd's ``AuthorizationPolicy`` shares its kind with ours (Istio's fields, ``policy.meshdojo.dev``):
+inside meshdojo it is the kind :data:`LINKERD_AUTHORIZATION_POLICY`, kubectl's name for it, and
+only where a kind meets Kubernetes (a CRD, a watch, a write) is it ``AuthorizationPolicy`` again
+(:func:`controlplane.policyschema.kube_kind`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ LINKERD_GROUP = "policy.linkerd.io"
 # the versions Linkerd's docs write them in, oldest first; the last is the one a CRD of ours stores
 SERVER_VERSIONS = ("v1alpha1", "v1beta1", "v1beta2", "v1beta3")
 SERVER_AUTHORIZATION_VERSIONS = ("v1alpha1", "v1beta1")
+AUTHENTICATION_VERSIONS = ("v1alpha1",)  # AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication
+LINKERD_AUTHORIZATION_POLICY = f"AuthorizationPolicy.{LINKERD_GROUP}"  # Linkerd's, as kubectl names it beside ours
 PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 
 LABEL_SELECTOR = obj({
@@ -39,6 +47,8 @@ NETWORK = obj({
     "except": ListOf(Str(doc="a CIDR block"), doc="blocks inside cidr that do not count"),
 }, ("cidr",))
 
+NETWORKS_DOC = "and only from these addresses (left out: from anywhere)"
+
 SERVER_AUTHORIZATION = obj({
     "server": obj({
         "name": Str(doc="a Server of this namespace"),
@@ -56,6 +66,40 @@ SERVER_AUTHORIZATION = obj({
             "unauthenticatedTLS": Bool(doc="any caller over TLS: here every meshed caller (mutual TLS always names one)"),
         }, doc="meshed callers, over mutual TLS: exactly one of serviceAccounts, identities, unauthenticatedTLS"),
         "unauthenticated": Bool(doc="any caller, meshed or not"),
-        "networks": ListOf(NETWORK, doc="and only from these addresses (left out: from anywhere)"),
+        "networks": ListOf(NETWORK, doc=NETWORKS_DOC),
     }, doc="who may call: exactly one of meshTLS and unauthenticated, and optionally networks"),
 }, ("server", "client"))
+
+AUTHENTICATION_KINDS = ("MeshTLSAuthentication", "NetworkAuthentication", "ServiceAccount")
+
+AUTHORIZATION_POLICY = obj({
+    "targetRef": obj({
+        "group": Str(allow_empty=True, doc="policy.linkerd.io for a Server; left out for a Namespace"),
+        "kind": Str(doc="Server (the callers of that Server's port) or Namespace (of every Server in this namespace)"),
+        "name": Str(doc="the Server's name, or this namespace's"),
+    }, ("kind", "name"), doc="what it authorizes callers of"),
+    "requiredAuthenticationRefs": ListOf(obj({
+        "group": Str(allow_empty=True, doc="policy.linkerd.io, or left out for a ServiceAccount"),
+        "kind": Str(enum=AUTHENTICATION_KINDS, doc="a MeshTLSAuthentication, a NetworkAuthentication, or a ServiceAccount "
+                                                    "(callers with its mesh identity)"),
+        "name": Str(doc="its name"),
+        "namespace": Str(doc="its namespace (left out: the AuthorizationPolicy's)"),
+    }, ("kind", "name")), doc="who may call: every one of these must let the caller in (none: anyone)"),
+}, ("targetRef", "requiredAuthenticationRefs"))
+
+MESH_TLS_AUTHENTICATION = obj({
+    "identities": ListOf(Str(doc="Linkerd's form, SA.NS.serviceaccount.identity.linkerd.cluster.local (a * for SA: any in "
+                                 "NS), a SPIFFE ID, or * for any meshed caller"), doc="callers with these mesh identities"),
+    "identityRefs": ListOf(obj({
+        "group": Str(allow_empty=True, doc="left out (the core group)"),
+        "kind": Str(enum=("ServiceAccount", "Namespace"), doc="a ServiceAccount (its callers), or a Namespace (any of its "
+                                                             "ServiceAccounts)"),
+        "name": Str(doc="its name (* for a ServiceAccount: any meshed caller)"),
+        "namespace": Str(doc="a ServiceAccount's namespace (left out: the MeshTLSAuthentication's)"),
+    }, ("kind", "name")), doc="callers with these ServiceAccounts' mesh identities, or of these namespaces"),
+}, doc="meshed callers, over mutual TLS: exactly one of identities and identityRefs")
+
+NETWORK_AUTHENTICATION = obj({
+    "networks": ListOf(NETWORK, non_empty=True, hint="expected a non-empty list of networks ({cidr: 10.0.0.0/8})",
+                       doc="callers from these addresses"),
+}, ("networks",))

@@ -1,5 +1,6 @@
-"""Linkerd's ``Server`` and ``ServerAuthorization``, as Linkerd's *Restricting Access To
-Services* task applies them to emojivoto:
+"""Linkerd's ``Server`` and who may call it — ``ServerAuthorization``, or ``AuthorizationPolicy``
+with the authentications it requires (controlplane/linkerdauthn.py) — as Linkerd's *Restricting
+Access To Services* task applies them to emojivoto:
 
     Server               one port of the pods its podSelector selects; once a Server covers a
                          port, only the callers a ServerAuthorization names may reach it
@@ -8,13 +9,15 @@ Services* task applies them to emojivoto:
                          ServiceAccounts, identities, or any) or anyone (``unauthenticated``),
                          optionally only from some ``networks``
 
-Neither is enforced by itself. At each workload, :func:`authorizations` turns the Server that
-covers the workload's port, with the ServerAuthorizations that name it, into the
+None is enforced by itself. At each workload, :func:`derived_policies` turns the Server that
+covers the workload's port, with the ServerAuthorizations and AuthorizationPolicies that name it, into the
 AuthorizationPolicies they mean in Istio's model (controlplane/authzrules.py), which the
 sidecar's authorization layer enforces like any other — so fates, ``meshdojo authz`` and the
 metrics name them:
 
     <authorization>.serverauthorization   ALLOW: the callers one ServerAuthorization names
+    <policy>.authorizationpolicy          ALLOW: the callers every authentication one of Linkerd's
+                                          AuthorizationPolicies requires lets in
     <server>.server                       the Server itself: ALLOW nobody (deny, and no
                                           ServerAuthorization yet), anybody or any meshed caller
                                           (its accessPolicy is one of Linkerd's default policies)
@@ -26,25 +29,24 @@ Linkerd's audit mode. A port no Server covers keeps the default inbound policy
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules
+from controlplane import authzrules, linkerdauthn
 from controlplane.fields import FieldReader
+from controlplane.linkerdauthn import IDENTITY_HINT, principal, short_principal
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
 from controlplane.policyschema import POLICY_API
 
 SERVER_SUFFIX = ".server"  # the derived policies' names: no applied resource's name has a dot
 AUTHORIZATION_SUFFIX = ".serverauthorization"
+POLICY_SUFFIX = ".authorizationpolicy"  # a Linkerd AuthorizationPolicy's
+AUTHENTICATION_KINDS = ("MeshTLSAuthentication", "NetworkAuthentication")
+# Linkerd's kinds: what a Server, and who may call it, are read from
+LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, *AUTHENTICATION_KINDS)
 DERIVED_FROM = "meshdojo.dev/derived-from"  # the annotation that names what a derived policy means
 SERVER_ANNOTATION = "meshdojo.dev/server"  # and the Server whose port it is about
-# Linkerd's identities: SA.NS.serviceaccount.identity.linkerd.cluster.local (SA may be *)
-LINKERD_IDENTITY = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
-                              r"\.serviceaccount\.identity\.linkerd\.cluster\.local$")
-IDENTITY_HINT = ("expected Linkerd's form SA.NS.serviceaccount.identity.linkerd.cluster.local (* for SA: any of NS), "
-                 "a SPIFFE ID spiffe://meshdojo.local/ns/NS/sa/SA, or * for any meshed caller")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +123,6 @@ class ServerAuthorizationSpec:
         return bool(self.servers and self.servers.matches(server.document["metadata"].get("labels") or {}))
 
 
-def principal(identity: str) -> str | None:
-    """A Linkerd identity (or a SPIFFE ID, or ``*``) as Istio's principal in this mesh; None if it is neither."""
-    if identity == "*":
-        return "*"
-    linkerd = LINKERD_IDENTITY.match(identity)
-    if linkerd:
-        return f"{authzrules.TRUST_DOMAIN}/ns/{linkerd[3]}/sa/{linkerd[1]}"
-    if re.match(authzrules.PRINCIPAL_PATTERN, identity) and "*" not in identity:
-        return identity.removeprefix("spiffe://").replace(f"{authzrules.ISTIO_TRUST_DOMAIN}/", f"{authzrules.TRUST_DOMAIN}/", 1)
-    return None
-
-
 def read_server_authorization(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> ServerAuthorizationSpec:
     server = spec["server"]
     if ("name" in server) == ("selector" in server):
@@ -157,29 +147,17 @@ def read_server_authorization(r: FieldReader, spec: Mapping[str, Any], namespace
             principals.append(mapped)
         if mesh.get("unauthenticatedTLS"):
             principals.append("*")
-        who = "any meshed caller" if principals == ["*"] else "meshed " + ", ".join(_short(p, namespace) for p in principals)
-    networks = client.get("networks", [])
-    for i, network in enumerate(networks):  # named as written, before they become Istio's ipBlocks
-        for field, value in ((f"spec.client.networks[{i}].cidr", network["cidr"]),
-                             *((f"spec.client.networks[{i}].except[{j}]", e) for j, e in enumerate(network.get("except", [])))):
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise r.fail(field, f"{value!r}: expected an IP address (10.1.2.3) or a CIDR block (10.1.0.0/16)") from None
-    sources = [{**({"principals": principals} if principals else {}), "ipBlocks": [n["cidr"]],
-                **({"notIpBlocks": n["except"]} if n.get("except") else {})} for n in networks]
+        who = "any meshed caller" if principals == ["*"] else "meshed " + ", ".join(short_principal(p, namespace) for p in principals)
+    # named as written, before they become Istio's ipBlocks
+    networks = linkerdauthn.read_networks(r, client.get("networks", []), "spec.client.networks")
+    sources = linkerdauthn.network_sources(networks, principals)
     if not sources and principals:
         sources = [{"principals": principals}]
     rules = ({"from": [{"source": s} for s in sources]},) if sources else ({},)
     authzrules.read_rules(r, rules)  # the addresses checked as any AuthorizationPolicy's are
     if networks:
-        who += " from " + ", ".join(n["cidr"] for n in networks)
+        who += " from " + ", ".join(cidr for cidr, _ in networks)
     return ServerAuthorizationSpec(server.get("name"), selector, rules, who)
-
-
-def _short(principal_: str, namespace: str) -> str:
-    ns, _, sa = principal_.removeprefix(f"{authzrules.TRUST_DOMAIN}/ns/").partition("/sa/")
-    return f"sa/{sa}" if ns == namespace else f"sa/{ns}/{sa}" if sa else principal_
 
 
 # -- what they mean at one workload --------------------------------------------------------------
@@ -199,8 +177,10 @@ def covering(servers: Iterable[Any], labels: Mapping[str, str], port: int, port_
 
 def derived_policies(server: Any, authorizations: Sequence[Any], instance: str = "") -> list[dict[str, Any]]:
     """The AuthorizationPolicy documents (Istio's fields) that ``server`` (a Resource) and the
-    ServerAuthorizations that name it mean, for the pods it covers (``instance``: the pod this
-    is for, named when the Server's podSelector has expressions, which Istio's selector lacks)."""
+    ServerAuthorizations and Linkerd AuthorizationPolicies that name it mean, for the pods it
+    covers (``instance``: the pod this is for, named when the Server's podSelector has
+    expressions, which Istio's selector lacks). ``authorizations``: the Resources that may name
+    it, with the MeshTLSAuthentications and NetworkAuthentications theirs may require."""
     spec: ServerSpec = server.spec
     if spec.pods.labels and not spec.pods.expressions:
         target: dict[str, Any] = {"selector": {"matchLabels": dict(spec.pods.labels)}}
@@ -214,14 +194,25 @@ def derived_policies(server: Any, authorizations: Sequence[Any], instance: str =
         return {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy", "metadata": meta,
                 "spec": {**target, "action": "ALLOW", "rules": list(rules)}}
 
-    named = [a for a in authorizations if a.spec.names(server)]
+    here = [a for a in authorizations if a.namespace == server.namespace]
+    named = [a for a in here if a.kind == "ServerAuthorization" and a.spec.names(server)]
     docs = [policy(a.name + AUTHORIZATION_SUFFIX, a.spec.rules, f"ServerAuthorization {a.namespace}/{a.name}")
             for a in sorted(named, key=lambda a: a.name)]
+    find = _finder(authorizations)
+    for linkerd in sorted((a for a in here if a.kind == LINKERD_AUTHORIZATION_POLICY and a.spec.targets(server)),
+                          key=lambda a: a.name):
+        rules, _missing = linkerdauthn.rules(linkerd.spec, find)  # a ref to nothing: no rules, so nobody (warnings say)
+        docs.append(policy(linkerd.name + POLICY_SUFFIX, rules, f"Linkerd's AuthorizationPolicy {linkerd.namespace}/{linkerd.name}"))
     if spec.access in DEFAULT_RULES:
         docs.append(policy(server.name + SERVER_SUFFIX, DEFAULT_RULES[spec.access], f"Server {server.namespace}/{server.name}"))
     elif not docs:  # deny or audit, and nobody authorized yet: an ALLOW that matches nobody
         docs.append(policy(server.name + SERVER_SUFFIX, (), f"Server {server.namespace}/{server.name}"))
     return docs
+
+
+def _finder(resources: Sequence[Any]) -> linkerdauthn.Find:
+    by_key = {(r.kind, r.namespace, r.name): r for r in resources if r.kind in AUTHENTICATION_KINDS}
+    return lambda kind, namespace, name: by_key.get((kind, namespace, name))
 
 
 def guarding_server(allows: Sequence[Any]) -> str | None:
@@ -258,4 +249,21 @@ def warnings(resource: Any, resources: Sequence[Any], workloads: Sequence[Any]) 
         if not any(spec_.names(s) for s in servers):
             which = f"Server {spec_.server}" if spec_.server else f"a Server labelled {spec_.servers.describe() if spec_.servers else ''}"
             return [f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is"]
+    elif resource.kind == LINKERD_AUTHORIZATION_POLICY:
+        return _policy_warnings(resource, name, resources)
     return []
+
+
+def _policy_warnings(resource: Any, name: str, resources: Sequence[Any]) -> list[str]:
+    """A Linkerd AuthorizationPolicy whose target or required authentications are not there."""
+    spec: linkerdauthn.LinkerdPolicySpec = resource.spec
+    out = []
+    servers = [r for r in resources if r.kind == "Server" and r.namespace == resource.namespace]
+    if not any(spec.targets(s) for s in servers):
+        which = f"Server {spec.target}" if spec.target_kind == "Server" else "Server"
+        out.append(f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is "
+                   "(a port no Server covers keeps the default inbound policy)")
+    _rules, missing = linkerdauthn.rules(spec, _finder(resources))
+    out += [f"{name}: spec.requiredAuthenticationRefs names {ref.describe(resource.namespace)}, which does not exist (yet): "
+            "until it does, this policy lets nobody in" for ref in missing]
+    return out

@@ -31,6 +31,7 @@ from controlplane import (
     egress,
     gatewayapi,
     ingress,
+    linkerdauthn,
     linkerdserver,
     policyschema,
     providers,
@@ -42,6 +43,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
@@ -53,7 +55,7 @@ from controlplane.workloadselector import WorkloadSelector
 
 __all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "WorkloadSelector"]
 KINDS = {kind: api for kind, (api, _spec) in policyschema.KINDS.items()}
-KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS},
+KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS if "." not in k},
                 "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
                 "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
                 "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
@@ -62,7 +64,9 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
                 "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway",
                 "ing": "Ingress", "ingresses": "Ingress", "srv": "Server", "saz": "ServerAuthorization",
-                "serverauthz": "ServerAuthorization"}
+                "serverauthz": "ServerAuthorization", "authorizationpolicies.policy.linkerd.io": LINKERD_AUTHORIZATION_POLICY,
+                "authzpolicy": LINKERD_AUTHORIZATION_POLICY, "meshtlsauthn": "MeshTLSAuthentication",
+                "netauthn": "NetworkAuthentication"}  # the last three: Linkerd's own short names
 
 
 class PolicyError(ValueError):
@@ -120,11 +124,11 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
     top = r.obj(raw, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"apiVersion", "kind", "metadata", "spec"})
     # a status (as `get -o yaml` prints one) is the control plane's to write: ignored, as kubectl apply ignores it
     top = {k: v for k, v in top.items() if k != "status"}
-    kind = top["kind"]
+    kind = policyschema.internal_kind(top["kind"], str(top["apiVersion"]))  # Linkerd's AuthorizationPolicy beside ours
     if kind in FOREIGN_KINDS and (kind not in KINDS or top["apiVersion"] not in policyschema.api_versions(kind)):
         raise r.fail("kind", foreign_kind_message(kind, top["apiVersion"]))
     if kind not in KINDS:
-        raise r.fail("kind", f"unknown kind {kind!r} (supported today: {', '.join(KINDS)})")
+        raise r.fail("kind", f"unknown kind {kind!r} (supported today: {', '.join(map(policyschema.kube_kind, KINDS))})")
     if top["apiVersion"] not in policyschema.api_versions(kind):
         raise r.fail("apiVersion", f"{kind} is {' or '.join(policyschema.api_versions(kind))}, not {top['apiVersion']!r}")
     meta = r.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
@@ -153,11 +157,15 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server}
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
+               "NetworkAuthentication": linkerdauthn.read_network}
     if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
         return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
+    linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls}
+    if kind in linkerd:  # their refs are of their namespace unless they say
+        return Resource(kind, namespace, name, linkerd[kind](r, top["spec"], namespace), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
         return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace, annotations), top)
     return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
@@ -492,4 +500,5 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
         | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec
-        | ingress.IngressSpec | linkerdserver.ServerSpec | linkerdserver.ServerAuthorizationSpec)
+        | ingress.IngressSpec | linkerdserver.ServerSpec | linkerdserver.ServerAuthorizationSpec | linkerdauthn.LinkerdPolicySpec
+        | linkerdauthn.MeshTlsAuthnSpec | linkerdauthn.NetworkAuthnSpec)

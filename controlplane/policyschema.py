@@ -13,12 +13,17 @@ from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.linkerdschema import (
+    AUTHENTICATION_VERSIONS,
+    LINKERD_AUTHORIZATION_POLICY,
     LINKERD_GROUP,
+    MESH_TLS_AUTHENTICATION,
+    NETWORK_AUTHENTICATION,
     SERVER,
     SERVER_AUTHORIZATION,
     SERVER_AUTHORIZATION_VERSIONS,
     SERVER_VERSIONS,
 )
+from controlplane.linkerdschema import AUTHORIZATION_POLICY as LINKERD_AUTHORIZATION
 from controlplane.names import HOST_HINT, HOST_PATTERN
 from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
@@ -437,6 +442,9 @@ KINDS: dict[str, tuple[str, Field]] = {
     "Ingress": (INGRESS_API, INGRESS),
     "Server": (f"{LINKERD_GROUP}/{SERVER_VERSIONS[-1]}", SERVER),
     "ServerAuthorization": (f"{LINKERD_GROUP}/{SERVER_AUTHORIZATION_VERSIONS[-1]}", SERVER_AUTHORIZATION),
+    LINKERD_AUTHORIZATION_POLICY: (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", LINKERD_AUTHORIZATION),
+    "MeshTLSAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", MESH_TLS_AUTHENTICATION),
+    "NetworkAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", NETWORK_AUTHENTICATION),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -447,6 +455,21 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
 
 def api_versions(kind: str) -> tuple[str, ...]:
     return API_VERSIONS.get(kind, (KINDS[kind][0],))
+
+
+# (Kubernetes' kind, its group) -> meshdojo's name for it, where two groups have a kind of one name
+QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY}
+
+
+def internal_kind(kind: str, api_version: str) -> str:
+    """The kind meshdojo keys a document of ``kind`` in ``api_version`` by: Linkerd's
+    AuthorizationPolicy is ``AuthorizationPolicy.policy.linkerd.io``, every other kind its own name."""
+    return QUALIFIED_KINDS.get((kind, api_version.partition("/")[0]), kind)
+
+
+def kube_kind(kind: str) -> str:
+    """The Kubernetes kind of one of meshdojo's kinds (a CRD's names, a watch, a write, a delete)."""
+    return kind.partition(".")[0]
 
 
 # kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
@@ -476,4 +499,11 @@ KIND_DOCS: dict[str, str] = {
               "reach that port (its accessPolicy: deny by default, or audit)",
     "ServerAuthorization": "Linkerd's ServerAuthorization: which callers (meshed ServiceAccounts or identities, or anyone; "
                            "optionally from some networks) may reach the Servers it names",
+    LINKERD_AUTHORIZATION_POLICY: "Linkerd's AuthorizationPolicy: the callers that every one of its required "
+                                  "authentications lets in (MeshTLSAuthentication, NetworkAuthentication, ServiceAccount) "
+                                  "may reach its target, a Server or every Server of the namespace",
+    "MeshTLSAuthentication": "Linkerd's MeshTLSAuthentication: a set of mesh identities (Linkerd's form, SPIFFE IDs, "
+                             "ServiceAccounts or namespaces), for AuthorizationPolicies to require",
+    "NetworkAuthentication": "Linkerd's NetworkAuthentication: a set of networks (CIDR blocks, with exceptions), for "
+                             "AuthorizationPolicies to require",
 }

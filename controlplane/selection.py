@@ -123,7 +123,8 @@ def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[R
     covering = linkerdserver.covering(servers, workload.labels, workload.port, workload.port_name)
     if not covering:
         return resources, Applied()
-    authorizations = [r for r in resources if r.kind == "ServerAuthorization" and r.namespace == workload.namespace]
+    # who may call it, and the authentications (of any namespace) a Linkerd AuthorizationPolicy requires
+    authorizations = [r for r in resources if r.kind in linkerdserver.LINKERD_KINDS[1:]]
     derived = [parse(doc, f"Server {workload.namespace}/{covering[0].name}", i, derived=True)
                for i, doc in enumerate(linkerdserver.derived_policies(covering[0], authorizations, workload.instance))]
     tied = tuple(f"{s.namespace}/{s.name}" for s in covering) if len(covering) > 1 else ()

@@ -84,7 +84,8 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
                      decision.describe())
             server = linkerdserver.guarding_server(decision.unmatched) if decision.unmatched else None
             if server is not None:  # every ALLOW in force is a Linkerd Server's: say so in its words
-                body = (f"meshdojo: denied by Server {server} (Linkerd's): no ServerAuthorization names this caller\n").encode()
+                body = (f"meshdojo: denied by Server {server} (Linkerd's): no ServerAuthorization or AuthorizationPolicy "
+                        "lets this caller in\n").encode()
             elif decision.default is not None:
                 body = (f"meshdojo: denied by the default inbound policy {decision.default} ({inboundpolicy.ANNOTATION}): "
                         f"an AuthorizationPolicy that ALLOWs this caller lets it in\n").encode()

@@ -114,7 +114,8 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
         for kind in INBOUND_ORDER[1:]:
             if kind == "AuthorizationPolicy" and inbound.get("Server"):  # Linkerd's: it means the ALLOWs below it
                 out.append(f"    {'Server':<22} {_applied(inbound, 'Server')}: only the callers its ServerAuthorizations "
-                           "name get in (the .server and .serverauthorization policies below)")
+                           "and Linkerd AuthorizationPolicies let in get in (the .server, .serverauthorization and "
+                           ".authorizationpolicy policies below)")
             out.append(f"    {kind:<22} {_applied(inbound, kind)}")
         default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
         out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else

@@ -100,7 +100,10 @@ def _tree(schema: dict[str, Any], depth: int) -> list[str]:
 
 def explain(target: str, recursive: bool = False) -> str:
     """``target``: KIND or KIND.FIELD.FIELD (any spelling ``get`` takes: httproute, routes, fault)."""
-    kind_text, *path = target.split(".")
+    parts = target.split(".")
+    # the longest start that names a kind: Linkerd's is authorizationpolicies.policy.linkerd.io, as kubectl names it
+    taken = next((n for n in range(len(parts), 0, -1) if canonical_kind(".".join(parts[:n]))), 1)
+    kind_text, path = ".".join(parts[:taken]), parts[taken:]
     kind = canonical_kind(kind_text)
     if kind is None and (foreign := foreign_kind(kind_text)):
         raise ExplainError(foreign_kind_message(foreign))

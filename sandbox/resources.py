@@ -9,7 +9,9 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
+from controlplane.policyschema import internal_kind
 from sandbox.cpapi import ApiError, OperatorApi
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -235,9 +237,9 @@ def delete_files(name: str, paths: list[str]) -> tuple[list[str], list[str]]:
             done.append(f"IngressClass {(doc.get('metadata') or {}).get('name')}: nothing to delete (meshdojo's gateways "
                         "serve it whether or not it exists)")
             continue
-        kind, meta = doc.get("kind"), doc.get("metadata") or {}
+        kind, meta = internal_kind(str(doc.get("kind")), str(doc.get("apiVersion", ""))), doc.get("metadata") or {}
         ns = meta.get("namespace", "default")
-        try:
+        try:  # Linkerd's AuthorizationPolicy is its own kind, beside ours of the same name
             api.call("DELETE", f"/v1/policies/{kind}/{ns}/{meta.get('name')}")
             done.append(f"{kind} {ns}/{meta.get('name')} deleted")
         except ApiError as exc:
@@ -285,13 +287,16 @@ def _target(spec: dict[str, Any]) -> str:
                         for item in spec["listeners"] if isinstance(item, dict))
     if isinstance(spec.get("podSelector"), dict):  # a Linkerd Server: its pods' labels and the port
         return f"{_selector(spec['podSelector'])}:{spec.get('port')}"
+    if any(isinstance(spec.get(f), list) for f in ("identities", "identityRefs", "networks")):  # a Linkerd authentication
+        return "-"
     if isinstance(spec.get("server"), dict):  # a Linkerd ServerAuthorization: its Server by name, or Servers by label
         server = spec["server"]
         return f"server/{server['name']}" if server.get("name") else f"servers {_selector(server.get('selector') or {})}"
     ref = spec.get("targetRef") or (spec.get("parentRefs") or [{}])[0]
     if isinstance(spec.get("selector"), dict):
         return ",".join(f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()) or "(namespace)"
-    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa", "ServiceEntry": "se", "Gateway": "gateway"}
+    short = {"Service": "svc", "Deployment": "deploy", "Pod": "pod", "ServiceAccount": "sa", "ServiceEntry": "se", "Gateway": "gateway",
+             "Server": "server", "Namespace": "ns"}
     if not isinstance(ref, dict) or not ref.get("name"):
         return "(namespace)"
     kind = parent_kind(ref) if "parentRefs" in spec else ref.get("kind", "Service")  # a route's parent: Gateway API's default
@@ -347,6 +352,15 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
                                                                     if protocol not in (None, "unknown", "HTTP/1") else "")
     if kind == "ServerAuthorization":
         return _linkerd_client(spec.get("client") or {})
+    if kind == LINKERD_AUTHORIZATION_POLICY:  # every authentication it requires must let a caller in
+        refs = [r for r in spec.get("requiredAuthenticationRefs") or [] if isinstance(r, dict)]
+        return "requires " + " and ".join(f"{r.get('kind')} {r.get('name')}" for r in refs) if refs else "anyone"
+    if kind == "MeshTLSAuthentication":
+        refs = [f"{'ns' if r.get('kind') == 'Namespace' else 'sa'}/{r.get('name')}" for r in spec.get("identityRefs") or []
+                if isinstance(r, dict)]
+        return "meshed " + ",".join(refs or map(str, spec.get("identities") or []))
+    if kind == "NetworkAuthentication":
+        return "from " + ",".join(str(n.get("cidr")) for n in spec.get("networks") or [] if isinstance(n, dict))
     if kind == "BackendTLSPolicy":
         validation = spec.get("validation") if isinstance(spec.get("validation"), dict) else {}
         return f"TLS to {validation.get('hostname')} ({validation.get('wellKnownCACertificates', 'System')} CAs)"
@@ -394,7 +408,8 @@ def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                 f"{abort['httpStatus']} {abort.get('percentage', {}).get('value', 100):g}%" if abort else "-", expires,
             ))
         else:
-            target = _ingress_hosts(spec) if doc.get("kind") == "Ingress" else _target(spec)
-            rows.append((doc["metadata"].get("namespace", "default"), doc.get("kind", "?"), doc["metadata"]["name"], target,
-                         _detail(doc.get("kind", ""), spec, (doc.get("metadata") or {}).get("annotations")), expires))
+            kind = internal_kind(str(doc.get("kind", "?")), str(doc.get("apiVersion", "")))  # Linkerd's AuthorizationPolicy, by group
+            target = _ingress_hosts(spec) if kind == "Ingress" else _target(spec)
+            rows.append((doc["metadata"].get("namespace", "default"), kind, doc["metadata"]["name"], target,
+                         _detail(kind, spec, (doc.get("metadata") or {}).get("annotations")), expires))
     return rows

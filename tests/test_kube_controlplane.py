@@ -313,6 +313,37 @@ def test_linkerds_server_and_authorization_from_kubectl_reach_the_sidecars_and_m
     assert plane.k8s.kubectl("get", "servers.policy.linkerd.io", "-n", NS, "-o", "name").stdout.strip() == ""
 
 
+def test_linkerds_authorization_policy_and_ours_of_the_same_name_are_two_kinds_in_the_cluster_too(plane):
+    """Linkerd's AuthorizationPolicy (kubectl, its own CRD in policy.linkerd.io) and ours of the
+    same name (meshdojo apply, written to policy.meshdojo.dev): both read, and deleting Linkerd's
+    through meshdojo removes Linkerd's object only."""
+    plane.k8s.kubectl("apply", "-f", str(ROOT / "demo-apps/emojivoto/policies/voting-authorizationpolicy.yaml"))
+    ours = {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "voting-policy", "namespace": NS},
+            "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}
+    status, body = plane.mesh.call("POST", "/v1/policies", {"documents": [{"source": "ours.yaml", "index": 0, "document": ours}]})
+    assert status == 200, body
+
+    def listed(kind: str) -> list[str]:
+        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
+        assert status == 200, body
+        return [i["document"]["metadata"]["name"] for i in body["items"]]
+
+    wait_until(lambda: listed("AuthorizationPolicy.policy.linkerd.io") == ["voting-policy"]
+               and listed("MeshTLSAuthentication") == ["voting-authn"] and "voting-policy" in listed("AuthorizationPolicy"),
+               15, "Linkerd's AuthorizationPolicy and MeshTLSAuthentication beside ours in the operator API")
+    assert plane.k8s.kubectl("get", "authorizationpolicies.policy.meshdojo.dev", "voting-policy", "-n", NS).returncode == 0
+    for kind, name in (("AuthorizationPolicy.policy.linkerd.io", "voting-policy"), ("MeshTLSAuthentication", "voting-authn")):
+        status, body = plane.mesh.call("DELETE", f"/v1/policies/{kind}/{NS}/{name}")
+        assert status == 200, body
+    for resource in ("authorizationpolicies.policy.linkerd.io", "meshtlsauthentications.policy.linkerd.io"):
+        assert plane.k8s.kubectl("get", resource, "-n", NS, "-o", "name").stdout.strip() == ""
+    kept = plane.k8s.kubectl("get", "authorizationpolicies.policy.meshdojo.dev", "voting-policy", "-n", NS, "-o", "json").stdout
+    assert json.loads(kept)["spec"]["action"] == "DENY"  # ours stays
+    status, body = plane.mesh.call("DELETE", f"/v1/policies/AuthorizationPolicy/{NS}/voting-policy")
+    assert status == 200, body
+
+
 def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_status_and_in_check(plane, tmp_path):
     """kubectl applies what the CRD schema allows; the validator also checks the meaning. A route
     or Gateway it refuses is ignored — and says so: Accepted False in its status (as Istio and

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controlplane import policy
+from controlplane import policy, policyschema
 from sandbox.cli import main
 from sandbox.kube.install import crd_manifests
 
@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 16
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 19
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} <= names
@@ -92,6 +92,11 @@ def _base(kind: str) -> dict:
                                                                 "hostname": "*.example.com"}]},
         "Server": {"podSelector": {"matchLabels": {"app": "voting"}}, "port": "http", "proxyProtocol": "gRPC"},
         "ServerAuthorization": {"server": {"name": "voting-grpc"}, "client": {"meshTLS": {"serviceAccounts": [{"name": "web"}]}}},
+        "AuthorizationPolicy.policy.linkerd.io": {
+            "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"},
+            "requiredAuthenticationRefs": [{"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": "voting-authn"}]},
+        "MeshTLSAuthentication": {"identityRefs": [{"kind": "ServiceAccount", "name": "web"}]},
+        "NetworkAuthentication": {"networks": [{"cidr": "10.0.0.0/8"}]},
     }[kind]
 
 
@@ -133,6 +138,9 @@ INVALID = [
     ("Server", "spec.accessPolicy", "allow"),
     ("Server", "spec.podSelector.matchLabels", "app"),
     ("ServerAuthorization", "spec.client.unauthenticated", "yes"),
+    ("AuthorizationPolicy.policy.linkerd.io", "spec.requiredAuthenticationRefs[0].kind", "Secret"),
+    ("MeshTLSAuthentication", "spec.identityRefs[0].kind", "Pod"),
+    ("NetworkAuthentication", "spec.networks", []),
 ]
 
 
@@ -146,7 +154,6 @@ def _set(doc: dict, path: str, value) -> None:
 
 def test_kubectl_explain_reads_what_meshdojo_explain_prints(installed):
     """One set of descriptions: the API server publishes the CRD's, kubectl explain and meshdojo explain show them."""
-    from controlplane import policyschema
     from controlplane.schema import openapi
     from sandbox.explain import explain
     from sandbox.processes import wait_until
@@ -172,7 +179,7 @@ def test_kubectl_explain_reads_what_meshdojo_explain_prints(installed):
 def test_the_api_server_and_the_validator_refuse_the_same_field(installed, kind, field, value):
     k8s = installed
     namespace = "meshdojo-system" if kind == "ExtensionProvider" else "crdtest"  # providers are mesh-wide (Istio's meshConfig)
-    doc = {"apiVersion": policy.KINDS[kind], "kind": kind, "metadata": {"name": "bad", "namespace": namespace},
+    doc = {"apiVersion": policy.KINDS[kind], "kind": policyschema.kube_kind(kind), "metadata": {"name": "bad", "namespace": namespace},
            "spec": copy.deepcopy(_base(kind))}
     good = copy.deepcopy(doc)
     policy.parse(good, "good.yaml", 0)  # the base is valid for both

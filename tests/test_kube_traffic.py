@@ -180,6 +180,7 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         assert sent["codes"] == {"200": {"count": 6, "share": 1.0}}, sent
         # Linkerd's Restricting Access task with kubectl: voting's sidecar (its port's name, http, from the injector)
         # refuses every caller once the Server covers it, then lets web alone in once the ServerAuthorization names it
+        # (or an AuthorizationPolicy requires a MeshTLSAuthentication of web's identity)
         task = [str(ROOT / f"demo-apps/emojivoto/policies/{f}.yaml") for f in ("voting-server", "voting-serverauthorization")]
 
         def voting_from(source: str) -> set[str]:
@@ -191,7 +192,14 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         k8s.kubectl("apply", "-f", task[1])
         wait_until(lambda: voting_from("web") == {"200"}, 30, "the ServerAuthorization to let web in", interval=0.5)
         assert voting_from("emoji") == {"403"}
-        k8s.kubectl("delete", "-f", task[1], "-f", task[0])
+        # the same step in Linkerd's newer form: an AuthorizationPolicy requiring a MeshTLSAuthentication of web's identity
+        newer = str(ROOT / "demo-apps/emojivoto/policies/voting-authorizationpolicy.yaml")
+        k8s.kubectl("delete", "-f", task[1])
+        wait_until(lambda: voting_from("web") == {"403"}, 30, "web refused without the ServerAuthorization", interval=0.5)
+        k8s.kubectl("apply", "-f", newer)
+        wait_until(lambda: voting_from("web") == {"200"}, 30, "Linkerd's AuthorizationPolicy to let web in", interval=0.5)
+        assert voting_from("emoji") == {"403"}
+        k8s.kubectl("delete", "-f", newer, "-f", task[0])
         wait_until(lambda: voting_from("emoji") == {"200"}, 30, "voting open again", interval=0.5)
         # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
         synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))

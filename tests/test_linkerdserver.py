@@ -198,16 +198,11 @@ def test_get_shows_what_each_is_about():
     assert rows[2][1:5] == ("ServerAuthorization", "voting-grpc", "server/voting-grpc", "meshed sa/web")
 
 
-def test_linkerds_kinds_that_are_not_here_point_to_what_does_their_job():
+def test_istios_authorization_policy_points_to_ours_and_linkerds_is_its_own_kind():
     linkerds = {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy", "metadata": {"name": "x"},
-                "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"}}}
-    with pytest.raises(PolicyError) as err:
-        read(linkerds)
-    assert err.value.field == "kind" and "a ServerAuthorization (policy.linkerd.io/v1beta1) naming the Server" in err.value.message
-    for kind in ("MeshTLSAuthentication", "NetworkAuthentication"):
-        with pytest.raises(PolicyError) as err:
-            read({**linkerds, "kind": kind, "spec": {}})
-        assert "ServerAuthorization's client." in err.value.message
+                "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"},
+                         "requiredAuthenticationRefs": []}}
+    assert read(linkerds)[0].kind == "AuthorizationPolicy.policy.linkerd.io"  # controlplane/linkerdauthn.py
     istios = {**linkerds, "apiVersion": "security.istio.io/v1"}
     with pytest.raises(PolicyError) as err:
         read(istios)

@@ -39,7 +39,7 @@ async def test_linkerds_restricting_access_task_through_real_sidecars(mesh: Mesh
         assert await call() == 200 and (await plaintext())[0] == 200  # no Server: Linkerd's default lets anyone in
         apply(mesh, server("http"))
         code, said = await until(plaintext, lambda r: r[0] == 403, "the Server to let nobody in")
-        assert b"denied by Server foo/httpbin-http (Linkerd's): no ServerAuthorization names this caller" in said
+        assert b"denied by Server foo/httpbin-http (Linkerd's): no ServerAuthorization or AuthorizationPolicy lets this caller in" in said
         assert await call() == 403
         apply(mesh, server("http"), authorization("sleep"))
         await until(call, lambda s: s == 200, "the ServerAuthorization to let sleep in")

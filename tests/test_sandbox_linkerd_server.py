@@ -2,7 +2,9 @@
 it: the task's Server makes web's calls to voting fail (403), `meshdojo authz` shows who was
 refused; the ServerAuthorization lets web (and only web) in again; Linkerd's file as written
 (its emojivoto's labels and port name) is applied with a warning saying why it covers nothing;
-a bad port is refused by field with nothing applied; `delete -f` puts everything back."""
+a bad port is refused by field with nothing applied; Linkerd's newer form of the same step, an
+AuthorizationPolicy requiring a MeshTLSAuthentication, does the same beside our own
+AuthorizationPolicy of the same name; `delete -f` puts everything back."""
 
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ from tests.test_sandbox import DEMO_POLICIES
 
 SERVER_FILE = DEMO_POLICIES / "voting-server.yaml"
 AUTHORIZATION_FILE = DEMO_POLICIES / "voting-serverauthorization.yaml"
+POLICY_FILE = DEMO_POLICIES / "voting-authorizationpolicy.yaml"
+OURS = {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",  # ours, of the same name as Linkerd's
+        "metadata": {"namespace": "emojivoto", "name": "voting-policy"},
+        "spec": {"selector": {"matchLabels": {"app": "voting"}}, "action": "DENY",
+                 "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}
 
 
 def codes(cli: Cli, source: str) -> dict[str, int]:
@@ -74,6 +81,34 @@ def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path)
     table = cli.run("get", "serverauthorization").stdout
     assert "server/voting-grpc" in table and "meshed sa/web" in table
 
-    for path in (AUTHORIZATION_FILE, SERVER_FILE):
+    # Linkerd's newer form of step 2: an AuthorizationPolicy requiring a MeshTLSAuthentication
+    cli.run("delete", "-f", str(AUTHORIZATION_FILE))
+    wait_until(lambda: codes(cli, "web") == {"403": 5}, 10, "web refused again without the ServerAuthorization")
+    (tmp_path / "ours.yaml").write_text(yaml.safe_dump(OURS))
+    assert "authorizationpolicy/voting-policy created" in cli.run("apply", "-f", str(tmp_path / "ours.yaml")).stdout
+    policy_only = list(yaml.safe_load_all(POLICY_FILE.read_text()))[:1]
+    (tmp_path / "policy-only.yaml").write_text(yaml.safe_dump_all(policy_only))
+    said = cli.run("apply", "-f", str(tmp_path / "policy-only.yaml"))
+    assert "authorizationpolicy.policy.linkerd.io/voting-policy created" in said.stdout, said.stdout
+    assert ("spec.requiredAuthenticationRefs names MeshTLSAuthentication voting-authn, which does not exist (yet): until it does, "
+            "this policy lets nobody in") in said.stderr, said.stderr
+    assert codes(cli, "web") == {"403": 5}
+    applied = cli.run("apply", "-f", str(POLICY_FILE)).stdout
+    assert "meshtlsauthentication/voting-authn created" in applied, applied
+    wait_until(lambda: codes(cli, "web") == {"200": 5}, 10, "the AuthorizationPolicy to let web in")
+    assert codes(cli, "emoji") == {"403": 5}
+    allowed = wait_until(lambda: next((r for r in authz_rows(cli) if r["policy"] == "emojivoto/voting-policy.authorizationpolicy"
+                                       and r["allowed"] >= 5), None), 15, "web's calls counted as allowed by the policy")
+    assert allowed["decides"] == "ALLOW (Linkerd's AuthorizationPolicy emojivoto/voting-policy), workload", allowed
+    linkerds = json.loads(cli.run("get", "authorizationpolicies.policy.linkerd.io", "-o", "json").stdout)
+    assert [(d["apiVersion"], d["metadata"]["name"]) for d in linkerds] == [("policy.linkerd.io/v1alpha1", "voting-policy")]
+    ours = json.loads(cli.run("get", "authz", "-n", "emojivoto", "-o", "json").stdout)
+    assert [(d["apiVersion"], d["metadata"]["name"]) for d in ours] == [("policy.meshdojo.dev/v1alpha1", "voting-policy")]
+    assert "AuthorizationPolicy.policy.linkerd.io emojivoto/voting-policy deleted" in cli.run("delete", "-f", str(POLICY_FILE)).stdout
+    assert json.loads(cli.run("get", "authz", "-n", "emojivoto", "-o", "json").stdout) == ours  # ours stays
+    wait_until(lambda: codes(cli, "web") == {"403": 5}, 10, "web refused once Linkerd's policy is gone")
+    cli.run("delete", "authz", "voting-policy", "-n", "emojivoto")
+
+    for path in (SERVER_FILE,):
         cli.run("delete", "-f", str(path))
     wait_until(lambda: codes(cli, "emoji") == {"200": 5}, 10, "voting open to anyone again")

@@ -220,7 +220,8 @@ class KubePolicies:
 
         api_version = policyschema.KINDS[kind][0]
         try:
-            self.dynamic_client().resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=namespace)
+            self.dynamic_client().resources.get(api_version=api_version, kind=policyschema.kube_kind(kind)).delete(
+                name=name, namespace=namespace)
         except NotFoundError:
             return False
         return True

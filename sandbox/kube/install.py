@@ -64,7 +64,7 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/status", "httproutes/status"],
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
-        {"apiGroups": [LINKERD_GROUP], "resources": sorted(plural(k) for k in LINKERD_KINDS),  # Linkerd's Restricting Access task
+        {"apiGroups": [LINKERD_GROUP], "resources": sorted(plural(k) for k in LINKERD_KINDS),  # Linkerd's policy kinds
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
