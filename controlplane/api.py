@@ -20,6 +20,7 @@ from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService, utcnow
 from controlplane.jwtapi import add_jwt_routes
 from controlplane.jwtissuer import DemoIssuer
+from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.loadapi import add_load_route
 from controlplane.names import resolve
 from controlplane.policy import KINDS
@@ -324,7 +325,7 @@ async def apply_policies(request: web.Request) -> web.Response:
         if entry and not request.app[POLICIES].list("ServiceEntry", resource.namespace, entry):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
-    linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in linkerdserver.LINKERD_KINDS]
+    linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in LINKERD_KINDS]
     if linkerd:  # a Server that covers no pod's port, an authorization of no Server, a ref to no authentication
         workloads, everything = known_workloads(registry, request.app[TELEMETRY]), [r for r, _ in store.list()]
         warnings += [w for r in linkerd for w in linkerdserver.warnings(r, everything, workloads)]
@@ -371,7 +372,7 @@ async def list_policies(request: web.Request) -> web.Response:
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has),
                               # a Linkerd Server that covers no pod's port, an authorization of no Server
-                              "serverProblems": [w for r in everything if r.kind in linkerdserver.LINKERD_KINDS
+                              "serverProblems": [w for r in everything if r.kind in LINKERD_KINDS
                                                  for w in linkerdserver.warnings(r, everything, workloads)],
                               # on a cluster: what the API server took and the validator refused, so nothing acts on it
                               "ignored": [{"kind": kind, "namespace": ns, "name": name, "message": why}

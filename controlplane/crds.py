@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_KINDS
 from controlplane.policyschema import KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION, api_versions, kube_kind
 from controlplane.schema import Field, openapi
 
@@ -94,8 +94,6 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                  "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"})
 
 
-# Linkerd's kinds meshdojo implements a subset of
-LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, "MeshTLSAuthentication", "NetworkAuthentication")
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 
@@ -105,8 +103,8 @@ def linkerd_subset_crd(kind: str) -> dict[str, Any]:
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
     older = tuple(v.partition("/")[2] for v in api_versions(kind)[:-1])
-    return _crd(group, version, kind, spec, SHORT_NAMES[kind], PART_OF,
-                {SUBSET_ANNOTATION: f"the subset of Linkerd's {kind} that meshdojo implements; installing Linkerd replaces it"},
+    return _crd(group, version, kind, spec, SHORT_NAMES.get(kind, []), PART_OF,
+                {SUBSET_ANNOTATION: f"the subset of Linkerd's {kube_kind(kind)} that meshdojo implements; installing Linkerd replaces it"},
                 older)
 
 

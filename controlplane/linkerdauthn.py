@@ -36,10 +36,9 @@ LINKERD_IDENTITY = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([
                               r"\.serviceaccount\.identity\.linkerd\.cluster\.local$")
 IDENTITY_HINT = ("expected Linkerd's form SA.NS.serviceaccount.identity.linkerd.cluster.local (* for SA: any of NS), "
                  "a SPIFFE ID spiffe://meshdojo.local/ns/NS/sa/SA, or * for any meshed caller")
-PER_ROUTE_HINT = ("per-route authorization (Linkerd's Configuring Per-Route Policy, an HTTPRoute whose parent is a Server) "
-                  "is not implemented in meshdojo: target the Server (every request to its port), or use "
-                  "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1, whose rules[].to[].operation names "
-                  "paths and methods")
+GATEWAY_ROUTE_HINT = ("a Gateway API HTTPRoute (gateway.networking.k8s.io) shapes a Service's traffic here; for per-route "
+                      "authorization, write the route as Linkerd's HTTPRoute (apiVersion policy.linkerd.io/v1beta3) with "
+                      "the Server as its parent, and target it with group policy.linkerd.io")
 
 
 def principal(identity: str) -> str | None:
@@ -72,13 +71,17 @@ class AuthnRef:
 
 @dataclass(frozen=True, slots=True)
 class LinkerdPolicySpec:
-    target_kind: str  # Server or Namespace
-    target: str  # the Server's name, or the namespace's
+    target_kind: str  # Server, HTTPRoute (a Server's route) or Namespace
+    target: str  # the Server's or route's name, or the namespace's
     required: tuple[AuthnRef, ...]  # every one must let a caller in; none: anyone may call
 
     def targets(self, server: Any) -> bool:
         """Whether this authorizes callers of ``server`` (a Server Resource of the policy's namespace)."""
-        return self.target_kind == "Namespace" or self.target == server.name
+        return self.target_kind == "Namespace" or (self.target_kind == "Server" and self.target == server.name)
+
+    def targets_route(self, route: Any) -> bool:
+        """Whether this authorizes the requests ``route`` (a Linkerd HTTPRoute Resource) matches."""
+        return self.target_kind == "HTTPRoute" and self.target == route.name
 
     def who(self, here: str) -> str:
         return " and ".join(ref.describe(here) for ref in self.required) or "anyone"
@@ -99,9 +102,13 @@ class NetworkAuthnSpec:
 def read_policy(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> LinkerdPolicySpec:
     target = spec["targetRef"]
     kind, group = target["kind"], target.get("group")
-    if kind in ("HTTPRoute", "GRPCRoute"):
-        raise r.fail("spec.targetRef.kind", f"{kind}: {PER_ROUTE_HINT}")
-    if kind == "Server":
+    if kind == "GRPCRoute":
+        raise r.fail("spec.targetRef.kind", "GRPCRoute: meshdojo's sidecars speak HTTP/1.1, so there is no gRPC route; "
+                                            "target an HTTPRoute (policy.linkerd.io) whose matches name the paths")
+    if kind == "HTTPRoute":
+        if group != LINKERD_GROUP:
+            raise r.fail("spec.targetRef.group", f"{group!r}: {GATEWAY_ROUTE_HINT}")
+    elif kind == "Server":
         if group not in (None, LINKERD_GROUP):
             raise r.fail("spec.targetRef.group", f"a Server's group is {LINKERD_GROUP}, not {group!r}")
     elif kind == "Namespace":
@@ -111,8 +118,8 @@ def read_policy(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Link
             raise r.fail("spec.targetRef.name", f"{target['name']!r}: a policy may target only its own namespace, {namespace} "
                                                 "(or set metadata.namespace)")
     else:
-        raise r.fail("spec.targetRef.kind", f"expected Server (one Server's port) or Namespace (every Server of {namespace}), "
-                                            f"got {kind!r}")
+        raise r.fail("spec.targetRef.kind", f"expected Server (one Server's port), HTTPRoute (one of a Server's routes) or "
+                                            f"Namespace (every Server of {namespace}), got {kind!r}")
     refs = []
     for i, ref in enumerate(spec["requiredAuthenticationRefs"]):
         want = "" if ref["kind"] == "ServiceAccount" else LINKERD_GROUP

@@ -21,6 +21,12 @@ SERVER_VERSIONS = ("v1alpha1", "v1beta1", "v1beta2", "v1beta3")
 SERVER_AUTHORIZATION_VERSIONS = ("v1alpha1", "v1beta1")
 AUTHENTICATION_VERSIONS = ("v1alpha1",)  # AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication
 LINKERD_AUTHORIZATION_POLICY = f"AuthorizationPolicy.{LINKERD_GROUP}"  # Linkerd's, as kubectl names it beside ours
+HTTP_ROUTE_VERSIONS = ("v1alpha1", "v1beta1", "v1beta2", "v1beta3")
+LINKERD_HTTP_ROUTE = f"HTTPRoute.{LINKERD_GROUP}"  # Linkerd's, a Server's routes, beside Gateway API's
+# every Linkerd kind meshdojo implements (a subset of): what a Server, and who may call it, are read from
+LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE, "MeshTLSAuthentication",
+                 "NetworkAuthentication")
+ROUTE_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 
 LABEL_SELECTOR = obj({
@@ -74,9 +80,10 @@ AUTHENTICATION_KINDS = ("MeshTLSAuthentication", "NetworkAuthentication", "Servi
 
 AUTHORIZATION_POLICY = obj({
     "targetRef": obj({
-        "group": Str(allow_empty=True, doc="policy.linkerd.io for a Server; left out for a Namespace"),
-        "kind": Str(doc="Server (the callers of that Server's port) or Namespace (of every Server in this namespace)"),
-        "name": Str(doc="the Server's name, or this namespace's"),
+        "group": Str(allow_empty=True, doc="policy.linkerd.io for a Server or an HTTPRoute; left out for a Namespace"),
+        "kind": Str(doc="Server (the callers of that Server's port), HTTPRoute (of the requests a Server's route matches) "
+                        "or Namespace (of every Server in this namespace)"),
+        "name": Str(doc="the Server's or HTTPRoute's name, or this namespace's"),
     }, ("kind", "name"), doc="what it authorizes callers of"),
     "requiredAuthenticationRefs": ListOf(obj({
         "group": Str(allow_empty=True, doc="policy.linkerd.io, or left out for a ServiceAccount"),
@@ -103,3 +110,29 @@ NETWORK_AUTHENTICATION = obj({
     "networks": ListOf(NETWORK, non_empty=True, hint="expected a non-empty list of networks ({cidr: 10.0.0.0/8})",
                        doc="callers from these addresses"),
 }, ("networks",))
+
+ROUTE_MATCH = obj({
+    "path": obj({
+        "type": Str(enum=("Exact", "PathPrefix"), doc="Exact, or PathPrefix (whole segments: /api matches /api and /api/x, "
+                                                      "not /apix); the default"),
+        "value": Str(doc="the path, starting with /"),
+    }, ("value",), doc="the request's path"),
+    "method": Str(enum=ROUTE_METHODS, doc="the request's method"),
+    "headers": ListOf(obj({
+        "type": Str(enum=("Exact",), doc="Exact, the default"),
+        "name": Str(doc="a header's name"),
+        "value": Str(doc="its value, exactly"),
+    }, ("name", "value")), doc="headers the request has, every one"),
+}, doc="a request it matches: every field given must match (none: every request)")
+
+HTTP_ROUTE = obj({
+    "parentRefs": ListOf(obj({
+        "group": Str(doc="policy.linkerd.io (or left out)"),
+        "kind": Str(doc="Server: the route is one part of that Server's traffic"),
+        "name": Str(doc="a Server of this namespace"),
+    }, ("kind", "name")), non_empty=True, hint="expected a non-empty list of parentRefs ({kind: Server, name: ...})",
+        doc="the Servers whose traffic this route is a part of"),
+    "rules": ListOf(obj({
+        "matches": ListOf(ROUTE_MATCH, doc="the requests this rule matches, any one (none: every request)"),
+    }), doc="the route's rules: a request matches the route when it matches one (none: every request)"),
+}, ("parentRefs",))

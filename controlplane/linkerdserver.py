@@ -36,15 +36,14 @@ from typing import Any
 from controlplane import authzrules, linkerdauthn
 from controlplane.fields import FieldReader
 from controlplane.linkerdauthn import IDENTITY_HINT, principal, short_principal
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policyschema import POLICY_API
 
 SERVER_SUFFIX = ".server"  # the derived policies' names: no applied resource's name has a dot
 AUTHORIZATION_SUFFIX = ".serverauthorization"
 POLICY_SUFFIX = ".authorizationpolicy"  # a Linkerd AuthorizationPolicy's
 AUTHENTICATION_KINDS = ("MeshTLSAuthentication", "NetworkAuthentication")
-# Linkerd's kinds: what a Server, and who may call it, are read from
-LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, *AUTHENTICATION_KINDS)
+ROUTE_ANNOTATION = "meshdojo.dev/route"  # a derived policy's route (Linkerd's HTTPRoute), when it is one route's
 DERIVED_FROM = "meshdojo.dev/derived-from"  # the annotation that names what a derived policy means
 SERVER_ANNOTATION = "meshdojo.dev/server"  # and the Server whose port it is about
 
@@ -199,15 +198,39 @@ def derived_policies(server: Any, authorizations: Sequence[Any], instance: str =
     docs = [policy(a.name + AUTHORIZATION_SUFFIX, a.spec.rules, f"ServerAuthorization {a.namespace}/{a.name}")
             for a in sorted(named, key=lambda a: a.name)]
     find = _finder(authorizations)
-    for linkerd in sorted((a for a in here if a.kind == LINKERD_AUTHORIZATION_POLICY and a.spec.targets(server)),
-                          key=lambda a: a.name):
+    linkerds = sorted((a for a in here if a.kind == LINKERD_AUTHORIZATION_POLICY), key=lambda a: a.name)
+    for linkerd in (a for a in linkerds if a.spec.targets(server)):
         rules, _missing = linkerdauthn.rules(linkerd.spec, find)  # a ref to nothing: no rules, so nobody (warnings say)
         docs.append(policy(linkerd.name + POLICY_SUFFIX, rules, f"Linkerd's AuthorizationPolicy {linkerd.namespace}/{linkerd.name}"))
+    for route in server_routes(server, here):  # per-route: the callers a policy names, for the requests its route matches
+        for linkerd in (a for a in linkerds if a.spec.targets_route(route)):
+            rules, _missing = linkerdauthn.rules(linkerd.spec, find)
+            doc = policy(linkerd.name + POLICY_SUFFIX, _routed(rules, route.spec.operations()),
+                         f"Linkerd's AuthorizationPolicy {linkerd.namespace}/{linkerd.name}, route {route.name}")
+            doc["metadata"]["annotations"][ROUTE_ANNOTATION] = route.name
+            docs.append(doc)
     if spec.access in DEFAULT_RULES:
         docs.append(policy(server.name + SERVER_SUFFIX, DEFAULT_RULES[spec.access], f"Server {server.namespace}/{server.name}"))
     elif not docs:  # deny or audit, and nobody authorized yet: an ALLOW that matches nobody
         docs.append(policy(server.name + SERVER_SUFFIX, (), f"Server {server.namespace}/{server.name}"))
     return docs
+
+
+def server_routes(server: Any, resources: Iterable[Any]) -> list[Any]:
+    """The Linkerd HTTPRoutes (Resources) whose parent is ``server``, by name."""
+    return sorted((r for r in resources if r.kind == LINKERD_HTTP_ROUTE and r.namespace == server.namespace
+                   and server.name in r.spec.servers), key=lambda r: r.name)
+
+
+def _routed(rules: Sequence[dict[str, Any]], operations: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """``rules`` (who) for the requests a route matches: each rule once per match, with the match's
+    operation (``to``) and its headers (``when``)."""
+    out = []
+    for rule in rules:
+        for operation, headers in operations:
+            when = [*rule.get("when", []), *headers]
+            out.append({**rule, **({"to": [{"operation": operation}]} if operation else {}), **({"when": when} if when else {})})
+    return out
 
 
 def _finder(resources: Sequence[Any]) -> linkerdauthn.Find:
@@ -251,6 +274,10 @@ def warnings(resource: Any, resources: Sequence[Any], workloads: Sequence[Any]) 
             return [f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is"]
     elif resource.kind == LINKERD_AUTHORIZATION_POLICY:
         return _policy_warnings(resource, name, resources)
+    elif resource.kind == LINKERD_HTTP_ROUTE:
+        servers = {r.name for r in resources if r.kind == "Server" and r.namespace == resource.namespace}
+        return [f"{name}: there is no Server {parent} in {resource.namespace} (yet); the route takes effect once there is"
+                for parent in resource.spec.servers if parent not in servers]
     return []
 
 
@@ -258,8 +285,12 @@ def _policy_warnings(resource: Any, name: str, resources: Sequence[Any]) -> list
     """A Linkerd AuthorizationPolicy whose target or required authentications are not there."""
     spec: linkerdauthn.LinkerdPolicySpec = resource.spec
     out = []
-    servers = [r for r in resources if r.kind == "Server" and r.namespace == resource.namespace]
-    if not any(spec.targets(s) for s in servers):
+    here = [r for r in resources if r.namespace == resource.namespace]
+    if spec.target_kind == "HTTPRoute":
+        if not any(r.kind == LINKERD_HTTP_ROUTE and spec.targets_route(r) for r in here):
+            out.append(f"{name}: there is no HTTPRoute {spec.target} (policy.linkerd.io) in {resource.namespace} (yet); "
+                       "it authorizes the requests it matches once there is")
+    elif not any(r.kind == "Server" and spec.targets(r) for r in here):
         which = f"Server {spec.target}" if spec.target_kind == "Server" else "Server"
         out.append(f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is "
                    "(a port no Server covers keeps the default inbound policy)")

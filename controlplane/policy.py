@@ -32,6 +32,7 @@ from controlplane import (
     gatewayapi,
     ingress,
     linkerdauthn,
+    linkerdroutes,
     linkerdserver,
     policyschema,
     providers,
@@ -43,10 +44,11 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import format_duration, parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
+from controlplane.resiliencespecs import BreakerSpec, BudgetSpec, PoolLimits, RateLimitSpec
 from controlplane.routefilters import RouteFilters, parse_filters
 from controlplane.schema import check
 from controlplane.spiffe import is_dns_label
@@ -66,7 +68,8 @@ KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in 
                 "ing": "Ingress", "ingresses": "Ingress", "srv": "Server", "saz": "ServerAuthorization",
                 "serverauthz": "ServerAuthorization", "authorizationpolicies.policy.linkerd.io": LINKERD_AUTHORIZATION_POLICY,
                 "authzpolicy": LINKERD_AUTHORIZATION_POLICY, "meshtlsauthn": "MeshTLSAuthentication",
-                "netauthn": "NetworkAuthentication"}  # the last three: Linkerd's own short names
+                "netauthn": "NetworkAuthentication",  # the last three: Linkerd's own short names
+                "httproutes.policy.linkerd.io": LINKERD_HTTP_ROUTE}
 
 
 class PolicyError(ValueError):
@@ -141,6 +144,10 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         holder = top["spec"].get(parent) if parent else top["spec"]
         if isinstance(holder, dict) and last in holder:
             raise r.fail(f"spec.{dotted}", why)
+    if kind == "HTTPRoute" and isinstance(top["spec"], dict) and isinstance(top["spec"].get("parentRefs"), list):
+        for i, ref in enumerate(top["spec"]["parentRefs"]):  # Linkerd reads this form too; here a Server's route is Linkerd's kind
+            if isinstance(ref, dict) and ref.get("kind") == "Server":
+                raise r.fail(f"spec.parentRefs[{i}].kind", f"Server: {linkerdauthn.GATEWAY_ROUTE_HINT}")
     check(policyschema.KINDS[kind][1], top["spec"], "spec", r)  # shape first: below, only what a schema cannot say
     for field, other, why in _service_ref_namespaces(kind, top["spec"]):
         if other != namespace:
@@ -163,7 +170,8 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
         return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
-    linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls}
+    linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls,
+               LINKERD_HTTP_ROUTE: linkerdroutes.read_route}
     if kind in linkerd:  # their refs are of their namespace unless they say
         return Resource(kind, namespace, name, linkerd[kind](r, top["spec"], namespace), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
@@ -382,42 +390,10 @@ def _ingress(r: _Reader, top: dict[str, Any], annotations: dict[str, Any], names
 
 # -- RetryBudget, CircuitBreaker, RateLimit ----------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class BudgetSpec:
-    service: str | None  # None when the target is a ServiceEntry
-    retry_ratio: float = 0.2
-    min_retries_per_second: float = 10.0
-    ttl: float = 10.0
-    entry: str | None = None  # the target ServiceEntry: the budget is its hosts'
-
-
 def _budget(r: _Reader, spec: dict[str, Any]) -> BudgetSpec:
     service, entry = _service_or_entry(r, spec["targetRef"], "spec.targetRef", "target")
     return BudgetSpec(service, float(spec.get("retryRatio", 0.2)), float(spec.get("minRetriesPerSecond", 10)),
                       parse_duration(spec.get("ttl", "10s")), entry)
-
-
-@dataclass(frozen=True, slots=True)
-class PoolLimits:
-    """Istio's DestinationRule ``connectionPool``, per client proxy and service: at most
-    ``max_connections`` requests in flight (HTTP/1.1: one per connection), at most
-    ``max_pending`` waiting for one; the next is answered 503 at once (Envoy's pending overflow)."""
-
-    max_connections: int = 1024
-    max_pending: int = 1024
-    max_requests_per_connection: int = 0  # 0: no limit
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSpec:
-    service: str | None  # None when the target is a ServiceEntry (``entry``: the breaker is its hosts')
-    consecutive_failures: int = 7
-    penalty: float = 1.0
-    max_penalty: float = 60.0
-    jitter: float = 0.5
-    outlier: bool = True  # eject endpoints after consecutive failures (off when only connectionPool is given)
-    pool: PoolLimits | None = None
-    entry: str | None = None
 
 
 def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
@@ -436,14 +412,6 @@ def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
     service, entry = _service_or_entry(r, spec["targetRef"], "spec.targetRef", "target")
     return BreakerSpec(service, spec.get("consecutiveFailures", 7), penalty, max_penalty,
                        float(spec.get("jitter", 0.5)), outlier, pool, entry)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitSpec:
-    service: str | None
-    requests_per_second: float
-    burst: int
-    workloads: WorkloadSelector | None = None
 
 
 def _ratelimit(r: _Reader, spec: dict[str, Any]) -> RateLimitSpec:
@@ -501,4 +469,4 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
         | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec
         | ingress.IngressSpec | linkerdserver.ServerSpec | linkerdserver.ServerAuthorizationSpec | linkerdauthn.LinkerdPolicySpec
-        | linkerdauthn.MeshTlsAuthnSpec | linkerdauthn.NetworkAuthnSpec)
+        | linkerdauthn.MeshTlsAuthnSpec | linkerdauthn.NetworkAuthnSpec | linkerdroutes.ServerRouteSpec)

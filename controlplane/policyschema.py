@@ -14,8 +14,10 @@ from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.linkerdschema import (
     AUTHENTICATION_VERSIONS,
+    HTTP_ROUTE_VERSIONS,
     LINKERD_AUTHORIZATION_POLICY,
     LINKERD_GROUP,
+    LINKERD_HTTP_ROUTE,
     MESH_TLS_AUTHENTICATION,
     NETWORK_AUTHENTICATION,
     SERVER,
@@ -24,6 +26,7 @@ from controlplane.linkerdschema import (
     SERVER_VERSIONS,
 )
 from controlplane.linkerdschema import AUTHORIZATION_POLICY as LINKERD_AUTHORIZATION
+from controlplane.linkerdschema import HTTP_ROUTE as LINKERD_ROUTE
 from controlplane.names import HOST_HINT, HOST_PATTERN
 from controlplane.schema import Bool, Duration, Field, Int, IntOrStr, Labels, ListOf, MapOf, Num, Obj, Str, obj
 
@@ -445,11 +448,13 @@ KINDS: dict[str, tuple[str, Field]] = {
     LINKERD_AUTHORIZATION_POLICY: (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", LINKERD_AUTHORIZATION),
     "MeshTLSAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", MESH_TLS_AUTHENTICATION),
     "NetworkAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", NETWORK_AUTHENTICATION),
+    LINKERD_HTTP_ROUTE: (f"{LINKERD_GROUP}/{HTTP_ROUTE_VERSIONS[-1]}", LINKERD_ROUTE),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
     "Server": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_VERSIONS),
     "ServerAuthorization": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_AUTHORIZATION_VERSIONS),
+    LINKERD_HTTP_ROUTE: tuple(f"{LINKERD_GROUP}/{v}" for v in HTTP_ROUTE_VERSIONS),
 }
 
 
@@ -458,7 +463,7 @@ def api_versions(kind: str) -> tuple[str, ...]:
 
 
 # (Kubernetes' kind, its group) -> meshdojo's name for it, where two groups have a kind of one name
-QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY}
+QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY, ("HTTPRoute", LINKERD_GROUP): LINKERD_HTTP_ROUTE}
 
 
 def internal_kind(kind: str, api_version: str) -> str:
@@ -501,9 +506,12 @@ KIND_DOCS: dict[str, str] = {
                            "optionally from some networks) may reach the Servers it names",
     LINKERD_AUTHORIZATION_POLICY: "Linkerd's AuthorizationPolicy: the callers that every one of its required "
                                   "authentications lets in (MeshTLSAuthentication, NetworkAuthentication, ServiceAccount) "
-                                  "may reach its target, a Server or every Server of the namespace",
+                                  "may reach its target, a Server, a Server's HTTPRoute, or every Server of the namespace",
     "MeshTLSAuthentication": "Linkerd's MeshTLSAuthentication: a set of mesh identities (Linkerd's form, SPIFFE IDs, "
                              "ServiceAccounts or namespaces), for AuthorizationPolicies to require",
     "NetworkAuthentication": "Linkerd's NetworkAuthentication: a set of networks (CIDR blocks, with exceptions), for "
                              "AuthorizationPolicies to require",
+    LINKERD_HTTP_ROUTE: "Linkerd's HTTPRoute on a Server: a part of the Server's traffic (paths, methods, headers) that "
+                        "AuthorizationPolicies may authorize on its own; once a Server has routes, a request none matches "
+                        "gets 404",
 }

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controlplane import linkerdserver
+from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policy import Resource, parse
 
 MESH_NAMESPACE = "meshdojo-system"
@@ -93,7 +94,7 @@ class Applied:
 def applicable(resources: Iterable[Resource], workload: Workload, selectors: ServiceSelectors) -> dict[str, Applied]:
     """Per workload-scoped kind: what applies to ``workload`` — with the AuthorizationPolicies
     that a Linkerd Server covering its port means (under ``Server``: the Server used, and a tie)."""
-    resources, server = _with_servers(list(resources), workload)
+    resources, server, routes = _with_servers(list(resources), workload)
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
         if resource.kind not in found:
@@ -111,24 +112,27 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
             tied, detail = _field_ties(kind, items)
             result[kind] = Applied(tuple(r for _rank, _name, r in items), tied, tuple(LEVELS[rank] for rank, _name, _r in items), detail)
     result["Server"] = server
+    result["ServerRoutes"] = routes  # Linkerd's HTTPRoutes on that Server: a request none matches gets 404
     return result
 
 
-def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[Resource], Applied]:
+def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[Resource], Applied, Applied]:
     """``resources`` and the AuthorizationPolicies the Linkerd Server that covers ``workload``'s
-    port means (controlplane/linkerdserver.py); the Servers that cover it (a tie: the first is used)."""
+    port means (controlplane/linkerdserver.py); the Servers that cover it (a tie: the first is used);
+    the Linkerd HTTPRoutes on that Server (controlplane/linkerdroutes.py)."""
     servers = [r for r in resources if r.kind == "Server" and r.namespace == workload.namespace]
     if not servers or workload.gateway:
-        return resources, Applied()
+        return resources, Applied(), Applied()
     covering = linkerdserver.covering(servers, workload.labels, workload.port, workload.port_name)
     if not covering:
-        return resources, Applied()
+        return resources, Applied(), Applied()
     # who may call it, and the authentications (of any namespace) a Linkerd AuthorizationPolicy requires
-    authorizations = [r for r in resources if r.kind in linkerdserver.LINKERD_KINDS[1:]]
+    authorizations = [r for r in resources if r.kind in LINKERD_KINDS[1:]]
     derived = [parse(doc, f"Server {workload.namespace}/{covering[0].name}", i, derived=True)
                for i, doc in enumerate(linkerdserver.derived_policies(covering[0], authorizations, workload.instance))]
     tied = tuple(f"{s.namespace}/{s.name}" for s in covering) if len(covering) > 1 else ()
-    return resources + derived, Applied((covering[0],), tied, ("workload",))
+    routes = linkerdserver.server_routes(covering[0], authorizations)  # per-route: what else gets 404
+    return resources + derived, Applied((covering[0],), tied, ("workload",)), Applied(tuple(routes))
 
 
 TELEMETRY_FIELDS = (("sampling_percent", "tracing's randomSamplingPercentage"), ("trace_provider", "tracing's providers"),

@@ -31,7 +31,8 @@ from typing import Any
 from controlplane import routeannotations
 from controlplane.durations import format_duration
 from controlplane.fields import FieldReader
-from controlplane.policy import GATEWAY_API, POLICY_API, BreakerSpec, Resource, RouteRule, RouteSpec, linkerd_retry
+from controlplane.policy import GATEWAY_API, POLICY_API, Resource, RouteRule, RouteSpec, linkerd_retry
+from controlplane.resiliencespecs import BreakerSpec
 from controlplane.routeannotations import RouteAnnotations, status_ranges
 
 ACCRUAL = "balancer.linkerd.io/failure-accrual"

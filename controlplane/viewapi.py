@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane import authzview, linkerdserver
+from controlplane import authzview
 from controlplane.apibase import POLICIES, REGISTRY, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.registry import Registry
 from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, applicable
@@ -115,7 +116,7 @@ async def authz(request: web.Request) -> web.Response:
     window = _window(request)
     workload = next((w for w in known_workloads(registry, telemetry) if (w.namespace, w.deployment) == (namespace, deployment)), None)
     policies = [r for r in request.app[POLICIES].effective()[0]  # with the Linkerd Servers, which mean some
-                if r.kind == "AuthorizationPolicy" or r.kind in linkerdserver.LINKERD_KINDS]
+                if r.kind == "AuthorizationPolicy" or r.kind in LINKERD_KINDS]
     applied = applicable(policies, workload, registry.selectors())["AuthorizationPolicy"] if workload else None
     rows = authzview.rows([authz_counts(h, window) for h in histories], applied.resources if applied else (),
                           applied.levels if applied else ())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from controlplane import inboundpolicy, linkerdserver
+from controlplane import inboundpolicy, linkerdroutes, linkerdserver
 from controlplane.authzrules import RequestFacts
 from controlplane.extauthz import Denied, no_provider, unreachable, with_headers
 from controlplane.policy import AuthzSpec, Resource
@@ -39,6 +39,9 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
+            routes = policies.applied("ServerRoutes").resources  # Linkerd's HTTPRoutes on the Server that covers this port
+            if routes and linkerdroutes.unrouted(routes, request.path, header_of(request), request.head.method):
+                return unrouted(request, policies.applied("Server").chosen, routes)
             rules = policies.applied("AuthorizationPolicy").resources
             if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
@@ -152,6 +155,20 @@ def jwt_headers(headers: list[tuple[bytes, bytes]], verified: Verified) -> list[
         if isinstance(value, str | int | float | bool):
             kept.append((header.lower().encode(), (str(value).lower() if isinstance(value, bool) else str(value)).encode("latin-1", "replace")))
     return kept
+
+
+def unrouted(request: Request, covering: Resource | None, routes: tuple[Resource, ...]) -> Response:
+    """404 for a request that no route of the Server matches: Linkerd's per-route policy, where
+    a Server with HTTPRoutes serves only what they match, whoever asks."""
+    server = f"{covering.namespace}/{covering.name}" if covering is not None else "?"
+    names = ", ".join(r.name for r in routes)
+    request.fate.authz = f"no route of Server {server} matches"
+    log.info("no route of Server %s matches %s %s from %s", server, request.head.method, request.path,
+             request.peer.identity or "unauthenticated")
+    body = (f"meshdojo: no HTTPRoute of Server {server} (Linkerd's) matches {request.head.method} "
+            f"{request.path.partition('?')[0]}: once routes name a Server, it serves only what they match ({names})\n")
+    return Response(404, [(b"content-type", b"text/plain"), (b"x-meshdojo-error", b"no_route")], BytesBody(body.encode()),
+                     error="no_route")
 
 
 def request_facts(request: Request, own_namespace: str, pod_port: int | None = None) -> RequestFacts:

@@ -17,6 +17,7 @@ from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.backendtls import BackendTlsSpec
 from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.gatewayapi import GatewayRoute, TlsListener, attached, tls_listeners
+from controlplane.linkerdschema import LINKERD_HTTP_ROUTE
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.providers import Provider, ZipkinProvider, providers
@@ -45,6 +46,8 @@ def _note(resource: Resource) -> str:
         return f"{spec.requests_per_second:g} rps, burst {spec.burst}"  # type: ignore[union-attr]
     if resource.kind == "Server":  # Linkerd's: its port here, and who the callers no ServerAuthorization names are
         return f"port {spec.port}, accessPolicy {spec.access}"  # type: ignore[union-attr]
+    if resource.kind == LINKERD_HTTP_ROUTE:  # Linkerd's route on that Server: what it matches
+        return spec.describe()  # type: ignore[union-attr]
     return ""
 
 

@@ -15,8 +15,8 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
-from controlplane.policy import BreakerSpec, PoolLimits
 from controlplane.protocol import fqdn
+from controlplane.resiliencespecs import BreakerSpec, PoolLimits
 from proxy.errors import ProxyError
 from proxy.exchange import Body, Handler, Layer, Request, Response
 from proxy.metrics import ProxyMetrics

@@ -20,8 +20,8 @@ import random
 import time
 from collections.abc import Callable
 
-from controlplane.policy import BreakerSpec, BudgetSpec
 from controlplane.protocol import fqdn
+from controlplane.resiliencespecs import BreakerSpec, BudgetSpec
 from proxy.breaker import HALF_OPEN, Breaker
 from proxy.budget import RetryBudget
 from proxy.classify import classify

@@ -116,6 +116,9 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
                 out.append(f"    {'Server':<22} {_applied(inbound, 'Server')}: only the callers its ServerAuthorizations "
                            "and Linkerd AuthorizationPolicies let in get in (the .server, .serverauthorization and "
                            ".authorizationpolicy policies below)")
+                if inbound.get("ServerRoutes"):  # Linkerd's per-route policy
+                    out.append(f"    {'HTTPRoutes':<22} {_applied(inbound, 'ServerRoutes')}: the Server serves only what "
+                               "they match (any other request: 404)")
             out.append(f"    {kind:<22} {_applied(inbound, kind)}")
         default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
         out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
 from controlplane.policyschema import internal_kind
 from sandbox.cpapi import ApiError, OperatorApi
@@ -352,6 +352,12 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
                                                                     if protocol not in (None, "unknown", "HTTP/1") else "")
     if kind == "ServerAuthorization":
         return _linkerd_client(spec.get("client") or {})
+    if kind == LINKERD_HTTP_ROUTE:  # a Server's route: the requests it matches
+        matches = [m for rule in spec.get("rules") or [] if isinstance(rule, dict) for m in rule.get("matches") or []
+                   if isinstance(m, dict)]
+        said = [" ".join(filter(None, (str(m.get("method") or ""), str((m.get("path") or {}).get("value") or ""))))
+                for m in matches]
+        return " or ".join(s or "everything" for s in said) or "everything"
     if kind == LINKERD_AUTHORIZATION_POLICY:  # every authentication it requires must let a caller in
         refs = [r for r in spec.get("requiredAuthenticationRefs") or [] if isinstance(r, dict)]
         return "requires " + " and ".join(f"{r.get('kind')} {r.get('name')}" for r in refs) if refs else "anyone"

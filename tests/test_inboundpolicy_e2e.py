@@ -21,9 +21,9 @@ def _two(mesh: Mesh, echo_port: int, policy: str):
     return server, client
 
 
-def _plaintext_status(port: int) -> tuple[int, bytes]:
+def _plaintext_status(port: int, path: str = "/") -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: emoji\r\nConnection: close\r\n\r\n")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: emoji\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

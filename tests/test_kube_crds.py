@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 19
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 20
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} <= names
@@ -97,6 +97,8 @@ def _base(kind: str) -> dict:
             "requiredAuthenticationRefs": [{"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": "voting-authn"}]},
         "MeshTLSAuthentication": {"identityRefs": [{"kind": "ServiceAccount", "name": "web"}]},
         "NetworkAuthentication": {"networks": [{"cidr": "10.0.0.0/8"}]},
+        "HTTPRoute.policy.linkerd.io": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"}],
+                                        "rules": [{"matches": [{"path": {"value": "/api/list"}, "method": "GET"}]}]},
     }[kind]
 
 
@@ -141,6 +143,8 @@ INVALID = [
     ("AuthorizationPolicy.policy.linkerd.io", "spec.requiredAuthenticationRefs[0].kind", "Secret"),
     ("MeshTLSAuthentication", "spec.identityRefs[0].kind", "Pod"),
     ("NetworkAuthentication", "spec.networks", []),
+    ("HTTPRoute.policy.linkerd.io", "spec.rules[0].matches[0].method", "FETCH"),
+    ("HTTPRoute.policy.linkerd.io", "spec.rules[0].matches[0].path.type", "RegularExpression"),
 ]
 
 
@@ -262,7 +266,7 @@ def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig)]) == 0
     captured = capsys.readouterr()
     assert "Gateway API's HTTPRoute CRD: meshdojo uses it as is" in captured.err
-    assert "httproutes" not in captured.out
+    assert "httproutes.gateway.networking.k8s.io" not in captured.out
     crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
     assert not (crd.metadata.labels or {}).get("app.kubernetes.io/part-of")
     ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")  # not ours: the tests' to remove

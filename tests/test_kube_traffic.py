@@ -200,6 +200,22 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         wait_until(lambda: voting_from("web") == {"200"}, 30, "Linkerd's AuthorizationPolicy to let web in", interval=0.5)
         assert voting_from("emoji") == {"403"}
         k8s.kubectl("delete", "-f", newer, "-f", task[0])
+        # Linkerd's per-route policy task, on emoji: only what its routes match is served (404 otherwise), each route
+        # to the callers its AuthorizationPolicy names
+        routes = [str(ROOT / f"demo-apps/emojivoto/policies/{f}.yaml")
+                  for f in ("emoji-server", "emoji-list-route", "emoji-find-route", "emoji-find-policy")]
+        find = "/api/find?shortcode=:joy:"
+
+        def emoji_from(source: str, path: str) -> set[str]:
+            out = learner.run("load", "svc/emoji", path, "--from", f"deploy/{source}", "-n", "3", "-c", "1", "-o", "json")
+            return set(json.loads(out.stdout)["codes"])
+
+        k8s.kubectl("apply", *(arg for path in routes for arg in ("-f", path)))
+        wait_until(lambda: emoji_from("voting", find) == {"403"}, 30, "the find route to refuse voting", interval=0.5)
+        assert emoji_from("web", find) == {"200"} and emoji_from("voting", "/api/list") == {"200"}
+        assert emoji_from("web", "/api/results") == {"404"}  # no route of emoji's Server matches it
+        k8s.kubectl("delete", *(arg for path in routes for arg in ("-f", path)))
+        wait_until(lambda: emoji_from("voting", find) == {"200"}, 30, "emoji open again", interval=0.5)
         wait_until(lambda: voting_from("emoji") == {"200"}, 30, "voting open again", interval=0.5)
         # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
         synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))

@@ -196,12 +196,14 @@ def test_audit_mode_on_the_server_makes_its_policies_dry_run():
 
 
 @pytest.mark.parametrize(("doc", "field", "says"), [
-    (with_spec(POLICY, targetRef={"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "authors-get-route"}),
-     "spec.targetRef.kind", "per-route authorization (Linkerd's Configuring Per-Route Policy"),
+    (with_spec(POLICY, targetRef={"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "authors-get-route"}),
+     "spec.targetRef.group", "write the route as Linkerd's HTTPRoute (apiVersion policy.linkerd.io/v1beta3)"),
+    (with_spec(POLICY, targetRef={"group": "policy.linkerd.io", "kind": "GRPCRoute", "name": "x"}),
+     "spec.targetRef.kind", "there is no gRPC route"),
     (with_spec(POLICY, targetRef={"group": "apps", "kind": "Server", "name": "x"}), "spec.targetRef.group",
      "a Server's group is policy.linkerd.io"),
     (with_spec(POLICY, targetRef={"kind": "Deployment", "name": "voting"}), "spec.targetRef.kind",
-     "expected Server (one Server's port) or Namespace"),
+     "expected Server (one Server's port), HTTPRoute (one of a Server's routes) or Namespace"),
     (with_spec(POLICY, targetRef={"kind": "Namespace", "name": "other"}), "spec.targetRef.name",
      "a policy may target only its own namespace, emojivoto"),
     (with_spec(POLICY, requiredAuthenticationRefs=[{"kind": "Secret", "name": "x"}]),

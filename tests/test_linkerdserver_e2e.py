@@ -61,3 +61,28 @@ async def test_linkerds_restricting_access_task_through_real_sidecars(mesh: Mesh
     metrics = httpbin.metrics()
     assert 'inbound_http_authz_allow_total{policy="foo/httpbin-from-sleep.serverauthorization"}' in metrics
     assert 'inbound_http_authz_deny_total{policy="foo/httpbin-http.server' in metrics
+
+
+async def test_per_route_policy_through_real_sidecars(mesh: Mesh, echo_port: int):
+    """Linkerd's HTTPRoute on the Server: a request no route matches gets 404 in Linkerd's words,
+    whoever sends it; a route's AuthorizationPolicy lets its caller send only what it matches."""
+    httpbin, sleep = _httpbin_and_sleep(mesh, echo_port, "--pod-port", "9080", "--pod-port-name", "http", "--mode", "permissive")
+    get_route = {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "HTTPRoute", "metadata": {"name": "get", "namespace": "foo"},
+                 "spec": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "httpbin-http"}],
+                          "rules": [{"matches": [{"path": {"value": "/get"}, "method": "GET"}]}]}}
+    sleep_may_get = {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy",
+                     "metadata": {"name": "sleep-get", "namespace": "foo"},
+                     "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "get"},
+                              "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "sleep"}]}}
+    plaintext = lambda path: asyncio.to_thread(_plaintext_status, httpbin.ports["inbound"], path)  # noqa: E731
+    async with aiohttp.ClientSession() as session:
+        call = lambda path: status(session, sleep.outbound, "GET", path)  # noqa: E731
+        apply(mesh, server("http"), get_route)
+        code, said = await until(lambda: plaintext("/headers"), lambda r: r[0] == 404, "the route to leave /headers unrouted")
+        assert (b"meshdojo: no HTTPRoute of Server foo/httpbin-http (Linkerd's) matches GET /headers: once routes name a "
+                b"Server, it serves only what they match (get)") in said, said
+        assert await call("/get") == 403  # routed, and no policy authorizes the route
+        apply(mesh, server("http"), get_route, sleep_may_get)
+        await until(lambda: call("/get"), lambda s: s == 200, "the route's policy to let sleep in")
+        assert await call("/headers") == 404 and (await plaintext("/get"))[0] == 403
+    assert 'inbound_http_authz_allow_total{policy="foo/sleep-get.authorizationpolicy"}' in httpbin.metrics()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controlplane.policy import PoolLimits
+from controlplane.resiliencespecs import PoolLimits
 from proxy.poollimits import Limiter, PoolOverflow
 
 

@@ -112,3 +112,48 @@ def test_linkerds_restricting_access_task_on_emojivoto(cli: Cli, tmp_path: Path)
     for path in (SERVER_FILE,):
         cli.run("delete", "-f", str(path))
     wait_until(lambda: codes(cli, "emoji") == {"200": 5}, 10, "voting open to anyone again")
+
+
+def emoji_codes(cli: Cli, source: str, path: str) -> dict[str, int]:
+    out = cli.run("load", "svc/emoji", path, "--from", f"deploy/{source}", "--namespace", "emojivoto",
+                  "-n", "3", "-c", "1", "-o", "json").stdout
+    return {code: entry["count"] for code, entry in json.loads(out)["codes"].items()}
+
+
+@pytest.mark.timeout(180)
+def test_linkerds_per_route_policy_task_on_emojis_routes(cli: Cli):
+    """Linkerd's Configuring Per-Route Policy task, with emoji in the part of booksapp's authors:
+    a Server (403), a route of GET /api/list authorized for any meshed caller (GET /api/find,
+    which no route matches yet: 404), a route of GET /api/find (403: routed, not authorized), its
+    policy for web (200 for web, 403 for voting)."""
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    find = "/api/find?shortcode=:joy:"
+    steps = [DEMO_POLICIES / f"{name}.yaml" for name in ("emoji-server", "emoji-list-route", "emoji-find-route", "emoji-find-policy")]
+    cli.run("apply", "-f", str(steps[0]))
+    wait_until(lambda: emoji_codes(cli, "web", "/api/list") == {"403": 3}, 10, "the Server to refuse web")
+    applied = cli.run("apply", "-f", str(steps[1])).stdout
+    assert "httproute.policy.linkerd.io/emoji-list-route created" in applied, applied
+    wait_until(lambda: emoji_codes(cli, "web", "/api/list") == {"200": 3}, 10, "the list route's policy to let web in")
+    assert emoji_codes(cli, "voting", "/api/list") == {"200": 3}  # any meshed caller
+    assert emoji_codes(cli, "web", find) == {"404": 3}  # no route matches it
+    cli.run("apply", "-f", str(steps[2]))
+    wait_until(lambda: emoji_codes(cli, "web", find) == {"403": 3}, 10, "the find route: routed, not authorized")
+    cli.run("apply", "-f", str(steps[3]))
+    wait_until(lambda: emoji_codes(cli, "web", find) == {"200": 3}, 10, "the find route's policy to let web in")
+    assert emoji_codes(cli, "voting", find) == {"403": 3}
+
+    rows = wait_until(lambda: [r for r in json.loads(cli.run("authz", "deploy/emoji", "-n", "emojivoto", "-t", "1m", "-o", "json")
+                                                    .stdout)["rows"]
+                               if r["policy"] == "emojivoto/emoji-find-policy.authorizationpolicy" and r["allowed"] >= 3],
+                      15, "web's finds counted as allowed by the route's policy")
+    assert rows[0]["decides"] == "ALLOW (Linkerd's AuthorizationPolicy emojivoto/emoji-find-policy, route emoji-find-route), workload"
+    described = cli.run("describe", "deploy/emoji", "-n", "emojivoto").stdout
+    assert ("HTTPRoutes             emojivoto/emoji-find-route (GET /api/find), emojivoto/emoji-list-route (GET /api/list): "
+            "the Server serves only what they match (any other request: 404)") in described, described
+    listed = json.loads(cli.run("get", "httproutes.policy.linkerd.io", "-o", "json").stdout)
+    assert sorted(d["metadata"]["name"] for d in listed) == ["emoji-find-route", "emoji-list-route"]
+    assert json.loads(cli.run("get", "httproute", "-n", "emojivoto", "-o", "json").stdout) == []  # Gateway API's: another kind
+
+    for path in reversed(steps):
+        cli.run("delete", "-f", str(path))
+    wait_until(lambda: emoji_codes(cli, "voting", find) == {"200": 3}, 10, "emoji open to anyone again")
