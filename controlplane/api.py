@@ -360,7 +360,7 @@ async def list_policies(request: web.Request) -> web.Response:
     found = conflicts(everything, workloads, request.app[REGISTRY].selectors())
     shown = request.app[STATUSES]() if any(r.kind in STATUS_PLURALS for r, _ in entries) else {}
     return web.json_response({"version": store.version,  # of the snapshot the proxies were last sent (meshdojo proxy-status)
-                              "items": [{"document": r.document, "expiresAt": exp, **_status(shown, r)} for r, exp in entries],
+                              "items": [{"kind": r.kind, "document": r.document, "expiresAt": exp, **_status(shown, r)} for r, exp in entries],
                               "conflicts": [{"kind": c.kind, "workload": c.workload, "policies": list(c.policies),
                                              "message": c.describe()} for c in found],
                               "annotationProblems": store.effective()[1],

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from itertools import zip_longest
 from typing import Any
 
-from controlplane.linkerdserver import DERIVED_FROM
+from controlplane.linkerdserver import DERIVED_FROM, ROUTE_ANNOTATION, SERVER_ANNOTATION
 
 NO_POLICY = "(no policy)"
 
@@ -46,21 +46,24 @@ def rows(counts: Iterable[tuple[dict[tuple[str, str], float], float]], applied: 
         seconds = max(seconds, covered)
         for key, value in decisions.items():
             totals[key] = totals.get(key, 0.0) + value
-    actions, order = {}, []
+    actions, order, linkerd = {}, [], {}
     for resource, level in zip_longest(applied, levels, fillvalue="-"):
         label = f"{resource.namespace}/{resource.name}"
         spec = resource.spec
         action = spec.action + (" (dry run)" if getattr(spec, "dry_run", False) else "")
         if spec.action == "CUSTOM":
             action += f" by {spec.provider}"
-        origin = ((resource.document.get("metadata") or {}).get("annotations") or {}).get(DERIVED_FROM)
-        if origin:  # a Linkerd Server's (controlplane/linkerdserver.py)
-            action += f" ({origin})"
+        annotations = (resource.document.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(DERIVED_FROM):  # a Linkerd Server's (controlplane/linkerdserver.py)
+            action += f" ({annotations[DERIVED_FROM]})"
+            # Linkerd's viz authz columns: the Server, and the route (default: the Server's every request)
+            linkerd[label] = (annotations.get(SERVER_ANNOTATION, "").partition("/")[2], annotations.get(ROUTE_ANNOTATION, "default"))
         actions[label] = f"{action}, {level}"
         order.append(label)
     seen = [label for label in dict.fromkeys(label for _, label in sorted(totals)) if label not in actions]
     per_second = (lambda n: round(n / seconds, 3)) if seconds > 0 else (lambda n: 0.0)
     return [{"policy": _name(label), "decides": _what(label, actions),
+             "server": linkerd.get(label, ("", ""))[0], "route": linkerd.get(label, ("", ""))[1],
              "allowed_rps": per_second(totals.get(("allow", label), 0.0)),
              "denied_rps": per_second(totals.get(("deny", label), 0.0)),
              "audited_rps": per_second(totals.get(("audit", label), 0.0)),

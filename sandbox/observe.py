@@ -72,10 +72,11 @@ def authz(name: str, target: str, namespace: str | None, window: str) -> dict[st
 
 def authz_table(data: dict[str, Any]) -> list[tuple[str, ...]]:
     """``meshdojo authz``'s table: a row per policy, as Linkerd's ``viz authz`` has per authorization."""
-    table = [("POLICY", "DECIDES", "ALLOWED", "DENIED", "AUDITED")]
+    linkerd = any(row.get("server") for row in data["rows"])  # a Linkerd Server decides: its ROUTE and SERVER columns too
+    table = [(*(("ROUTE", "SERVER") if linkerd else ()), "POLICY", "DECIDES", "ALLOWED", "DENIED", "AUDITED")]
     for row in data["rows"]:
-        table.append((row["policy"], row["decides"], f"{row['allowed_rps']:.2f}rps", f"{row['denied_rps']:.2f}rps",
-                      f"{row['audited_rps']:.2f}rps"))
+        table.append((*((row.get("route") or "-", row.get("server") or "-") if linkerd else ()), row["policy"], row["decides"],
+                      f"{row['allowed_rps']:.2f}rps", f"{row['denied_rps']:.2f}rps", f"{row['audited_rps']:.2f}rps"))
     return table
 
 

@@ -170,3 +170,22 @@ def test_a_gateway_api_route_on_a_server_points_to_linkerds():
         parse(doc, "r.yaml", 0)
     assert err.value.field == "spec.parentRefs[0].kind"
     assert "write the route as Linkerd's HTTPRoute (apiVersion policy.linkerd.io/v1beta3)" in err.value.message
+
+
+def test_authz_shows_linkerds_route_and_server_columns():
+    from controlplane import authzview
+    from sandbox.observe import authz_table
+
+    applied = applicable(shipped("emoji-server", "emoji-list-route", "emoji-find-route", "emoji-find-policy"), EMOJI, {})
+    policies = applied["AuthorizationPolicy"]
+    counts = {("allow", "emojivoto/emoji-find-policy.authorizationpolicy"): 20.0}
+    rows = authzview.rows([(counts, 10.0)], policies.resources, policies.levels)
+    assert [(r["route"], r["server"], r["policy"], r["allowed_rps"]) for r in rows] == [
+        ("emoji-find-route", "emoji-http", "emojivoto/emoji-find-policy.authorizationpolicy", 2.0),
+        ("emoji-list-route", "emoji-http", "emojivoto/emoji-list-policy.authorizationpolicy", 0.0)]
+    table = authz_table({"rows": rows})
+    assert table[0][:3] == ("ROUTE", "SERVER", "POLICY") and table[1][:2] == ("emoji-find-route", "emoji-http")
+    server_wide = applicable(shipped("emoji-server"), EMOJI, {})["AuthorizationPolicy"]
+    (row,) = authzview.rows([], server_wide.resources, server_wide.levels)
+    assert (row["route"], row["server"]) == ("default", "emoji-http")  # Linkerd's name for a Server's every request
+    assert authz_table({"rows": [{**row, "server": ""}]})[0][0] == "POLICY"  # no Server: the columns as before

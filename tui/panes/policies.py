@@ -63,12 +63,12 @@ class Policies(Pane):
             doc = item["document"]
             meta = doc.get("metadata", {})
             left = render.remaining(item["expiresAt"] - snap.taken) if item.get("expiresAt") else "-"
-            rows.append((_key(doc), [doc.get("kind", "?"), meta.get("namespace", ""), meta.get("name", ""), left]))
+            rows.append((_key(item), [item.get("kind") or doc.get("kind", "?"), meta.get("namespace", ""), meta.get("name", ""), left]))
         tables.fill(self.query_one("#resources", DataTable), rows)
 
     @on(DataTable.RowSelected, "#resources")
     def _resource(self, event: DataTable.RowSelected) -> None:
-        item = next((i for i in self.snapshot.policies if _key(i["document"]) == event.row_key.value), None)
+        item = next((i for i in self.snapshot.policies if _key(i) == event.row_key.value), None)
         if item is not None:
             self.query_one("#yaml", TextArea).load_text(yaml.safe_dump(item["document"], sort_keys=False))
             self._out("\n".join(x for x in ("its YAML is in the editor: change it and apply with a",
@@ -172,9 +172,11 @@ class Policies(Pane):
         self.query_one("#yaml-errors", Static).update(text)
 
 
-def _key(document: dict[str, Any]) -> str:
+def _key(item: dict[str, Any]) -> str:
+    """A policy's row: by meshdojo's kind, which tells Linkerd's AuthorizationPolicy from ours of the same name."""
+    document = item["document"]
     meta = document.get("metadata", {})
-    return f"{document.get('kind')}/{meta.get('namespace')}/{meta.get('name')}"
+    return f"{item.get('kind') or document.get('kind')}/{meta.get('namespace')}/{meta.get('name')}"
 
 
 def field_line(text: str, field: str) -> int | None:
