@@ -2,7 +2,8 @@
 (``policy.linkerd.io``), the form of Linkerd's policy its reference documents beside
 ``ServerAuthorization``:
 
-    AuthorizationPolicy    who may call its target — a Server, or every Server of its namespace:
+    AuthorizationPolicy    who may call its target — a Server, one of a Server's HTTPRoutes
+                           (controlplane/linkerdroutes.py), or every Server of its namespace:
                            the callers that every one of its requiredAuthenticationRefs lets in
     MeshTLSAuthentication  a set of meshed callers: identities (Linkerd's form, SPIFFE IDs, * for
                            any) or identityRefs (ServiceAccounts, Namespaces)
@@ -83,20 +84,15 @@ class LinkerdPolicySpec:
         """Whether this authorizes the requests ``route`` (a Linkerd HTTPRoute Resource) matches."""
         return self.target_kind == "HTTPRoute" and self.target == route.name
 
-    def who(self, here: str) -> str:
-        return " and ".join(ref.describe(here) for ref in self.required) or "anyone"
-
 
 @dataclass(frozen=True, slots=True)
 class MeshTlsAuthnSpec:
     principals: tuple[str, ...]  # Istio's principals in this mesh (a * at one end for many)
-    who: str
 
 
 @dataclass(frozen=True, slots=True)
 class NetworkAuthnSpec:
     networks: tuple[tuple[str, tuple[str, ...]], ...]  # (cidr, its exceptions)
-    who: str
 
 
 def read_policy(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> LinkerdPolicySpec:
@@ -153,8 +149,7 @@ def read_mesh_tls(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Me
             principals.append("*")
         else:
             principals.append(f"{authzrules.TRUST_DOMAIN}/ns/{ref.get('namespace', namespace)}/sa/{ref['name']}")
-    who = "any meshed caller" if "*" in principals else "meshed " + ", ".join(short_principal(p, namespace) for p in principals)
-    return MeshTlsAuthnSpec(("*",) if "*" in principals else tuple(principals), who)
+    return MeshTlsAuthnSpec(("*",) if "*" in principals else tuple(principals))
 
 
 def read_networks(r: FieldReader, networks: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -170,9 +165,7 @@ def read_networks(r: FieldReader, networks: Sequence[Mapping[str, Any]], where: 
 
 
 def read_network(r: FieldReader, spec: Mapping[str, Any]) -> NetworkAuthnSpec:
-    networks = read_networks(r, spec["networks"], "spec.networks")
-    return NetworkAuthnSpec(networks, "from " + ", ".join(cidr + (f" except {', '.join(ex)}" if ex else "")
-                                                          for cidr, ex in networks))
+    return NetworkAuthnSpec(read_networks(r, spec["networks"], "spec.networks"))
 
 
 def network_sources(networks: Sequence[tuple[str, tuple[str, ...]]], principals: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ def _operation(match: RequestMatch) -> tuple[dict[str, Any], list[dict[str, Any]
 
 
 def read_route(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> ServerRouteSpec:
+    """``namespace``: the route's (its Servers are of it, as every Linkerd reader here is told)."""
     servers = []
     for i, parent in enumerate(spec["parentRefs"]):
         field = f"spec.parentRefs[{i}]"

@@ -17,7 +17,9 @@ metrics name them:
 
     <authorization>.serverauthorization   ALLOW: the callers one ServerAuthorization names
     <policy>.authorizationpolicy          ALLOW: the callers every authentication one of Linkerd's
-                                          AuthorizationPolicies requires lets in
+                                          AuthorizationPolicies requires lets in (a policy on one
+                                          of the Server's HTTPRoutes: for what the route matches,
+                                          controlplane/linkerdroutes.py)
     <server>.server                       the Server itself: ALLOW nobody (deny, and no
                                           ServerAuthorization yet), anybody or any meshed caller
                                           (its accessPolicy is one of Linkerd's default policies)
