@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.kinddocs import KIND_DOCS
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_KINDS
-from controlplane.policyschema import KIND_DOCS, KINDS, POLICY_GROUP, POLICY_VERSION, api_versions, kube_kind
+from controlplane.policyschema import KINDS, POLICY_GROUP, POLICY_VERSION, api_versions, kube_kind
 from controlplane.schema import Field, openapi
 
 PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}

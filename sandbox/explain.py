@@ -11,8 +11,9 @@ import textwrap
 from typing import Any
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
+from controlplane.kinddocs import KIND_DOCS
 from controlplane.policy import canonical_kind
-from controlplane.policyschema import KIND_DOCS, KINDS
+from controlplane.policyschema import KINDS
 from controlplane.schema import openapi
 
 

@@ -475,33 +475,3 @@ def test_a_gateways_status_in_a_line_names_the_listener_whose_secret_is_missing(
     there = desired([gw], {}, served, "t", lambda ns, name: True)[("shop", "web-gateway")]
     assert render.status_text(there) == "status: Accepted, Programmed, ResolvedRefs"
     assert there["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]  # the local gateway's
-
-
-
-async def test_linkerds_authorization_policy_and_ours_of_one_name_are_two_rows_each_with_its_yaml():
-    ours = {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
-            "metadata": {"namespace": "emojivoto", "name": "voting-policy"}, "spec": {"action": "DENY"}}
-    linkerds = {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy",
-                "metadata": {"namespace": "emojivoto", "name": "voting-policy"},
-                "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"},
-                         "requiredAuthenticationRefs": []}}
-
-    class Both(FixedSource):
-        def snapshot(self, window: str = "10s") -> Snapshot:
-            snap = super().snapshot(window)
-            snap.policies = [{"kind": "AuthorizationPolicy", "document": ours, "expiresAt": None},
-                             {"kind": "AuthorizationPolicy.policy.linkerd.io", "document": linkerds, "expiresAt": None}]
-            return snap
-
-    ui = app(source=Both())
-    async with ui.run_test(size=(120, 40)) as pilot:
-        await pilot.press("6")
-        await pilot.pause()
-        table = ui.query_one("#resources", DataTable)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["AuthorizationPolicy", "AuthorizationPolicy.policy.linkerd.io"]
-        table.focus()
-        table.move_cursor(row=1)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert "apiVersion: policy.linkerd.io/v1alpha1" in ui.query_one("#yaml", TextArea).text
-    assert ui.crash is None
