@@ -66,7 +66,8 @@ async def load(request: web.Request) -> web.Response:
                             (https["certPEM"], https["keyPEM"]) if https and "certPEM" in https else None)
     # -n alone is still bounded by one call's time: the summary says how many were sent
     seconds = want["seconds"] if want["seconds"] is not None else MAX_SECONDS
-    result = await loadgen.run(target, want["connections"], want["requests"], seconds, want["qps"], want["headers"])
+    result = await loadgen.run(target, want["connections"], want["requests"], seconds, want["qps"], want["headers"],
+                               method=want["method"])
     return web.json_response({"url": target.url, "via": target.via, "summary": loadgen.summary(result)})
 
 
@@ -93,9 +94,10 @@ async def _from_sidecar(request: web.Request, want: dict[str, Any]) -> web.Respo
 
 
 def _asked(want: dict[str, Any]) -> dict[str, Any]:
-    """What the sidecar is asked for (it checks it again): the URL and the amounts. Pure."""
+    """What the sidecar is asked for (it checks it again): the URL, the amounts and the method. Pure."""
     return {"url": want["url"], "connections": want["connections"], "requests": want["requests"],
-            "duration": None if want["seconds"] is None else f"{want['seconds']:g}s", "qps": want["qps"], "headers": want["headers"]}
+            "duration": None if want["seconds"] is None else f"{want['seconds']:g}s", "qps": want["qps"], "headers": want["headers"],
+            "method": want["method"]}
 
 
 def add_load_route(app: web.Application, telemetry: Telemetry, identity: IdentityService, own_identity: SpiffeId) -> None:

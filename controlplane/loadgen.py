@@ -53,10 +53,11 @@ class SendFailed(Exception):
 
 async def run(target: Target, concurrency: int = 4, requests: int | None = None, duration: float | None = None,
               qps: float = 0.0, headers: dict[str, str] | None = None, timeout: float = 10.0,
-              send: Send | None = None) -> LoadResult:
+              send: Send | None = None, method: str = "GET") -> LoadResult:
     """Send requests until ``requests`` are done or ``duration`` is over (one of them is needed).
     ``send``: how one request goes (default: over HTTP with aiohttp, to ``target``; a sidecar
-    passes its own outbound stack, proxy.loadhere)."""
+    passes its own outbound stack, proxy.loadhere). ``method``: each request's, without a body
+    (as curl -X and hey -m send one)."""
     if requests is None and duration is None:
         raise ValueError("say how much: -n REQUESTS or -d DURATION")
     if send is not None:
@@ -81,7 +82,8 @@ async def run(target: Target, concurrency: int = 4, requests: int | None = None,
         async def over_http() -> tuple[int, str | None]:
             try:
                 # a redirect is an answer to count (fortio's default), not a request to send elsewhere
-                async with session.get(target.url, proxy=target.proxy, headers=headers or {}, allow_redirects=False, **tls) as rsp:
+                async with session.request(method, target.url, proxy=target.proxy, headers=headers or {}, allow_redirects=False,
+                                           **tls) as rsp:
                     await rsp.read()
                     return rsp.status, rsp.headers.get("x-meshdojo-error")
             except aiohttp.ClientError as exc:
@@ -179,8 +181,8 @@ def tls_failure(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def render(numbers: dict[str, Any], target: Target) -> str:
-    lines = [f"{numbers['requests']} requests to {target.url} via {target.via}: {numbers['concurrency']} connections, "
+def render(numbers: dict[str, Any], target: Target, method: str = "GET") -> str:
+    lines = [f"{numbers['requests']} {'' if method == 'GET' else method + ' '}requests to {target.url} via {target.via}: {numbers['concurrency']} connections, "
              f"{numbers['seconds']:.1f}s, {numbers['qps']} req/s"]
     lat = numbers["latency_ms"]
     if lat["p50"] is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.durations import InvalidDuration, parse_duration
+from controlplane.policyschema import METHODS
 
 MAX_CONNECTIONS = 256
 MAX_REQUESTS = 100_000
@@ -57,7 +58,7 @@ def _https(value: Any) -> dict[str, str] | None:
 
 
 def _amounts(body: dict[str, Any]) -> dict[str, Any]:
-    """How much and how: connections, requests or duration, qps, headers."""
+    """How much and how: connections, requests or duration, qps, headers, the method."""
     connections = body.get("connections", 4)
     if not isinstance(connections, int) or not 1 <= connections <= MAX_CONNECTIONS:
         raise LoadRequestError(f"connections: expected 1 to {MAX_CONNECTIONS}")
@@ -80,7 +81,11 @@ def _amounts(body: dict[str, Any]) -> dict[str, Any]:
     headers = body.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise LoadRequestError("headers: expected an object of header names to values")
-    return {"connections": connections, "requests": requests, "seconds": seconds, "qps": float(qps), "headers": headers}
+    method = body.get("method", "GET")
+    if method not in METHODS:
+        raise LoadRequestError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    return {"connections": connections, "requests": requests, "seconds": seconds, "qps": float(qps), "headers": headers,
+            "method": method}
 
 
 def parse_from(body: Any) -> dict[str, Any]:

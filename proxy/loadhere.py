@@ -42,9 +42,11 @@ class LoadFromHere:
         authority = url[len("http://"):].split("/", 1)[0].split("?", 1)[0]
         headers = [(b"host", authority.encode("latin-1")), (b"user-agent", b"meshdojo-load"),
                    *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in want["headers"].items())]
+        if want["method"] in ("POST", "PUT", "PATCH"):  # no body, said as curl -X says it
+            headers.append((b"content-length", b"0"))
 
         async def send() -> tuple[int, str | None]:
-            head = RequestHead("GET", url, "1.1", list(headers), True, False, 0)
+            head = RequestHead(want["method"], url, "1.1", list(headers), True, False, 0)
             response = await outbound(Request(head, BytesBody(b""), APP))
             async for _chunk in response.body.chunks():  # read to the end, as the app would
                 pass

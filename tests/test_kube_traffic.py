@@ -214,6 +214,8 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         wait_until(lambda: emoji_from("voting", find) == {"403"}, 30, "the find route to refuse voting", interval=0.5)
         assert emoji_from("web", find) == {"200"} and emoji_from("voting", "/api/list") == {"200"}
         assert emoji_from("web", "/api/results") == {"404"}  # no route of emoji's Server matches it
+        posted = learner.run("load", "svc/emoji", "/api/list", "-X", "POST", "--from", "deploy/web", "-n", "2", "-o", "json")
+        assert set(json.loads(posted.stdout)["codes"]) == {"404"}, posted.stdout  # the list route is GET's: the method reached emoji
         k8s.kubectl("delete", *(arg for path in routes for arg in ("-f", path)))
         wait_until(lambda: emoji_from("voting", find) == {"200"}, 30, "emoji open again", interval=0.5)
         wait_until(lambda: voting_from("emoji") == {"200"}, 30, "voting open again", interval=0.5)

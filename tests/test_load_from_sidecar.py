@@ -13,15 +13,17 @@ import pytest
 
 from controlplane.loadspec import LoadRequestError, parse_from
 from tests.meshkit import Mesh, spiffe
+from tests.test_faults_e2e import until
+from tests.test_traffic_e2e import apply
 
 
 def test_what_a_load_from_a_sidecar_may_ask_for_is_checked_naming_the_field():
     ok = {"from": {"namespace": "emojivoto", "pod": "web-0"}, "url": "http://emoji.emojivoto:8080/api/list"}
     assert parse_from(ok) == {"namespace": "emojivoto", "pod": "web-0", "url": ok["url"], "connections": 4, "requests": 100,
-                              "seconds": None, "qps": 0.0, "headers": {}}
+                              "seconds": None, "qps": 0.0, "headers": {}, "method": "GET"}
     for bad, field in (({**ok, "from": "web"}, "from:"), ({**ok, "url": "https://emoji/"}, "url:"),
                        ({**ok, "url": "http://emoji/ a"}, "url:"), ({**ok, "connections": 0}, "connections:"),
-                       ({**ok, "duration": "10m"}, "duration: at most")):
+                       ({**ok, "duration": "10m"}, "duration: at most"), ({**ok, "method": "get"}, "method: expected one of GET")):
         with pytest.raises(LoadRequestError, match=f"^{field}"):
             parse_from(bad)
 
@@ -54,6 +56,15 @@ async def test_the_control_plane_asks_a_workloads_own_sidecar_to_send_its_load(m
     assert status == 200 and body["summary"]["codes"] == {"200": {"count": 3, "share": 1.0}}, body
     status, body = await asyncio.to_thread(load, url="http://nosuch/", requests=2)
     assert body["summary"]["codes"] == {"502": {"count": 2, "share": 1.0}} and body["summary"]["errors"] == {"unknown_service": 2}
+    # another method, without a body (curl -X): emoji's sidecar sees it, as a DENY of POSTs shows
+    apply(mesh, {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                 "metadata": {"name": "no-posts", "namespace": "emojivoto"},
+                 "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}})
+    await until(lambda: asyncio.to_thread(load, url="http://emoji/api/vote", requests=2, method="POST"),
+                lambda r: r[1]["summary"]["codes"] == {"403": {"count": 2, "share": 1.0}}, "emoji's sidecar to deny the POSTs")
+    status, body = await asyncio.to_thread(load, url="http://emoji/api/list", requests=2)
+    assert body["summary"]["codes"] == {"200": {"count": 2, "share": 1.0}}, body
+    assert mesh.call("DELETE", "/v1/policies/AuthorizationPolicy/emojivoto/no-posts")[0] == 200
     # for a time rather than a count
     status, body = await asyncio.to_thread(load, url="http://emoji/", duration="500ms", connections=1)
     assert status == 200 and body["summary"]["requests"] > 0 and 0.4 < body["summary"]["seconds"] < 5, body

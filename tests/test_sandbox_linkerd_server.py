@@ -136,6 +136,10 @@ def test_linkerds_per_route_policy_task_on_emojis_routes(cli: Cli):
     wait_until(lambda: emoji_codes(cli, "web", "/api/list") == {"200": 3}, 10, "the list route's policy to let web in")
     assert emoji_codes(cli, "voting", "/api/list") == {"200": 3}  # any meshed caller
     assert emoji_codes(cli, "web", find) == {"404": 3}  # no route matches it
+    posted = cli.run("load", "svc/emoji", "/api/list", "-X", "post", "--from", "deploy/web", "--namespace", "emojivoto", "-n", "2")
+    assert "2 POST requests to" in posted.stdout and "Code 404 : 2" in posted.stdout, posted.stdout  # the route is GET's
+    refused = cli.run("load", "svc/emoji", "/api/list", "-X", "FETCH", "--from", "deploy/web", check=False)
+    assert refused.returncode == 1 and "-X FETCH: expected one of GET, HEAD, POST" in refused.stderr, refused.stderr
     cli.run("apply", "-f", str(steps[2]))
     wait_until(lambda: emoji_codes(cli, "web", find) == {"403": 3}, 10, "the find route: routed, not authorized")
     cli.run("apply", "-f", str(steps[3]))

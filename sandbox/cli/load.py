@@ -17,6 +17,7 @@ from sandbox.cli.jwt import claim
 def _load(args: argparse.Namespace) -> int:
     from controlplane import loadgen
     from controlplane.durations import InvalidDuration, parse_duration
+    from controlplane.policyschema import METHODS
     from sandbox import local, resources
     from sandbox.cpapi import ApiError
 
@@ -27,6 +28,8 @@ def _load(args: argparse.Namespace) -> int:
     except InvalidDuration as exc:
         return fail(f"-d: {exc}")
     requests = args.requests if args.requests is not None else (None if duration else 100)
+    if args.method not in METHODS:
+        return fail(f"-X {args.method}: expected one of {', '.join(METHODS)}, e.g. -X POST")
     path = args.path if args.path.startswith("/") else "/" + args.path
     try:
         headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header or [])}
@@ -61,13 +64,14 @@ def _load(args: argparse.Namespace) -> int:
         if backend_for(args.name).kind != "local":
             numbers, target = in_cluster(args.name, args.target, path, args.source, args.namespace,
                                          {"connections": args.connections, "requests": requests, "duration": args.duration,
-                                          "qps": args.qps, "headers": headers, **({"https": https} if https else {})})
+                                          "qps": args.qps, "headers": headers, "method": args.method, **({"https": https} if https else {})})
         else:
             target = load_target(args.name, args.target, path, args.source, args.namespace, https)
-            numbers = loadgen.summary(asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps, headers)))
+            numbers = loadgen.summary(asyncio.run(loadgen.run(target, args.connections, requests, duration, args.qps, headers,
+                                                              method=args.method)))
     except (ApiError, resources.ResourceError, local.SandboxError, ValueError) as exc:
         return fail(str(exc))
-    print(json.dumps(numbers, indent=2) if args.output == "json" else loadgen.render(numbers, target))
+    print(json.dumps(numbers, indent=2) if args.output == "json" else loadgen.render(numbers, target, args.method))
     return 0
 
 
@@ -219,6 +223,8 @@ def register(sub) -> None:
     load.add_argument("-d", dest="duration", metavar="DURATION", help="send for this long instead, e.g. 10s")
     load.add_argument("--qps", type=float, default=0.0, help="requests per second in all (default 0: as fast as answered)")
     load.add_argument("-H", "--header", action="append", metavar="NAME:VALUE", help="a header to send (repeatable)")
+    load.add_argument("-X", "--method", default="GET", type=str.upper, metavar="METHOD",
+                      help="each request's method, without a body (curl's -X, hey's -m; default GET), e.g. -X POST")
     load.add_argument("--jwt", metavar="SUBJECT", help="send a token for this user from the sandbox's issuer "
                                                        "(as -H \"Authorization: Bearer $(meshdojo jwt SUBJECT)\")")
     load.add_argument("--jwt-claim", dest="jwt_claims", action="append", type=claim, metavar="KEY=VALUE",
