@@ -7,11 +7,12 @@ Linkerd's *Configuring Per-Route Policy* task uses it.
 
 Two things change at a port once a route names its Server, as in Linkerd:
 
-- a request that no route of the Server matches gets ``404`` (the proxy's access layer asks
-  :func:`unrouted`), whoever sends it;
-- a request a route matches gets in when a policy targeting that route, or the Server, lets its
-  caller in (controlplane/linkerdserver.py derives those policies: a route's become ALLOWs whose
-  rules carry the route's matches as Istio's ``to`` operations and ``when`` header conditions).
+- each request goes by one route, the one whose match ranks first (:func:`chosen`, Gateway API's
+  precedence); a request that no route of the Server matches gets ``404``, whoever sends it;
+- it gets in when a policy targeting that route, or the Server, lets its caller in — not another
+  route's (controlplane/linkerdserver.py derives those policies: a route's become ALLOWs whose
+  rules carry the route's matches as Istio's ``to`` operations and ``when`` header conditions,
+  and the proxy's access layer leaves out the other routes' before it decides).
 
 Linkerd's HTTPRoute is the kind ``HTTPRoute.policy.linkerd.io`` inside meshdojo, beside Gateway
 API's (``gateway.networking.k8s.io``), which shapes a Service's traffic here. Pure.
@@ -90,6 +91,16 @@ def read_route(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Serve
     return route
 
 
-def unrouted(routes: Sequence[Any], path: str, header: Callable[[str], str | None], method: str) -> bool:
-    """Whether a request to a Server with ``routes`` (Resources) is one that none of them matches."""
-    return bool(routes) and not any(r.spec.matches_request(path, header, method) for r in routes)
+def chosen(routes: Sequence[Any], path: str, header: Callable[[str], str | None], method: str) -> Any | None:
+    """The route (a Resource) a request to a Server with ``routes`` goes by, as Gateway API ranks
+    matches — an Exact path over a prefix, a longer prefix over a shorter, a method over none, more
+    headers over fewer, then the first route by name; None: no route matches (404)."""
+    best: tuple[tuple[bool, int, bool, int], str, Any] | None = None
+    for route in routes:
+        for match in route.spec.matches or (RequestMatch(),):
+            if match.matches(path, header, method):
+                rank = (match.path is not None and match.path.type == "Exact", len(match.path.value) if match.path else 0,
+                        match.method is not None, len(match.headers))
+                if best is None or rank > best[0] or (rank == best[0] and route.name < best[1]):
+                    best = (rank, route.name, route)
+    return best[2] if best is not None else None

@@ -20,6 +20,8 @@ metrics name them:
                                           AuthorizationPolicies requires lets in (a policy on one
                                           of the Server's HTTPRoutes: for what the route matches,
                                           controlplane/linkerdroutes.py)
+    <route>.httproute                     one of the Server's HTTPRoutes: ALLOW nobody (a request
+                                          it carries needs a policy of the route or the Server)
     <server>.server                       the Server itself: ALLOW nobody (deny, and no
                                           ServerAuthorization yet), anybody or any meshed caller
                                           (its accessPolicy is one of Linkerd's default policies)
@@ -44,6 +46,7 @@ from controlplane.policyschema import POLICY_API
 SERVER_SUFFIX = ".server"  # the derived policies' names: no applied resource's name has a dot
 AUTHORIZATION_SUFFIX = ".serverauthorization"
 POLICY_SUFFIX = ".authorizationpolicy"  # a Linkerd AuthorizationPolicy's
+ROUTE_SUFFIX = ".httproute"  # a Linkerd HTTPRoute's: nobody, unless a policy of the route says
 AUTHENTICATION_KINDS = ("MeshTLSAuthentication", "NetworkAuthentication")
 ROUTE_ANNOTATION = "meshdojo.dev/route"  # a derived policy's route (Linkerd's HTTPRoute), when it is one route's
 DERIVED_FROM = "meshdojo.dev/derived-from"  # the annotation that names what a derived policy means
@@ -204,18 +207,29 @@ def derived_policies(server: Any, authorizations: Sequence[Any], instance: str =
     for linkerd in (a for a in linkerds if a.spec.targets(server)):
         rules, _missing = linkerdauthn.rules(linkerd.spec, find)  # a ref to nothing: no rules, so nobody (warnings say)
         docs.append(policy(linkerd.name + POLICY_SUFFIX, rules, f"Linkerd's AuthorizationPolicy {linkerd.namespace}/{linkerd.name}"))
-    for route in server_routes(server, here):  # per-route: the callers a policy names, for the requests its route matches
+    routes = server_routes(server, here)
+    for route in routes:  # per-route: the callers a policy names, for the requests its route matches
         for linkerd in (a for a in linkerds if a.spec.targets_route(route)):
             rules, _missing = linkerdauthn.rules(linkerd.spec, find)
             doc = policy(linkerd.name + POLICY_SUFFIX, _routed(rules, route.spec.operations()),
                          f"Linkerd's AuthorizationPolicy {linkerd.namespace}/{linkerd.name}, route {route.name}")
             doc["metadata"]["annotations"][ROUTE_ANNOTATION] = route.name
             docs.append(doc)
+        # and the route itself: an ALLOW of nobody, so that a request it carries is denied unless one of its
+        # policies (or the Server's) lets the caller in — the proxy leaves out the other routes' (linkerdroutes.py)
+        doc = policy(route.name + ROUTE_SUFFIX, (), f"HTTPRoute {route.namespace}/{route.name}")
+        doc["metadata"]["annotations"][ROUTE_ANNOTATION] = route.name
+        docs.append(doc)
     if spec.access in DEFAULT_RULES:
         docs.append(policy(server.name + SERVER_SUFFIX, DEFAULT_RULES[spec.access], f"Server {server.namespace}/{server.name}"))
     elif not docs:  # deny or audit, and nobody authorized yet: an ALLOW that matches nobody
         docs.append(policy(server.name + SERVER_SUFFIX, (), f"Server {server.namespace}/{server.name}"))
     return docs
+
+
+def route_of(policy: Any) -> str | None:
+    """The Linkerd HTTPRoute a derived policy is about (None: the Server's every request)."""
+    return ((policy.document.get("metadata") or {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
 
 
 def server_routes(server: Any, resources: Iterable[Any]) -> list[Any]:

@@ -39,10 +39,13 @@ def authorize_requests(policies: PolicyWatch, metrics: ProxyMetrics, own_namespa
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            routes = policies.applied("ServerRoutes").resources  # Linkerd's HTTPRoutes on the Server that covers this port
-            if routes and linkerdroutes.unrouted(routes, request.path, header_of(request), request.head.method):
-                return unrouted(request, policies.applied("Server").chosen, routes)
             rules = policies.applied("AuthorizationPolicy").resources
+            routes = policies.applied("ServerRoutes").resources  # Linkerd's HTTPRoutes on the Server that covers this port
+            if routes:  # the request goes by one of them (none: 404), and only its policies and the Server's decide
+                route = linkerdroutes.chosen(routes, request.path, header_of(request), request.head.method)
+                if route is None:
+                    return unrouted(request, policies.applied("Server").chosen, routes)
+                rules = tuple(r for r in rules if linkerdserver.route_of(r) in (None, route.name))
             if not rules and default == inboundpolicy.DEFAULT:
                 return await inner(request)
             facts = request_facts(request, own_namespace, pod_port)

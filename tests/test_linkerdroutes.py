@@ -14,7 +14,7 @@ import yaml
 
 from controlplane import linkerdserver
 from controlplane.authzrules import RequestFacts
-from controlplane.linkerdroutes import unrouted
+from controlplane.linkerdroutes import chosen
 from controlplane.linkerdschema import LINKERD_HTTP_ROUTE
 from controlplane.policy import PolicyError, Resource, canonical_kind, parse
 from controlplane.selection import Workload, applicable
@@ -33,13 +33,17 @@ def shipped(*names: str) -> list[Resource]:
 
 def fate(resources: list[Resource], identity: str | None, path: str, method: str = "GET",
          headers: dict[str, str] | None = None) -> int:
-    """What emoji's sidecar answers: 404 unrouted, 403 denied, 200 let through."""
+    """What emoji's sidecar answers (proxy/access.py): 404 unrouted, 403 denied, 200 let through."""
     applied = applicable(resources, EMOJI, {})
     header = (headers or {}).get
-    if unrouted(applied["ServerRoutes"].resources, path, header, method):
-        return 404
+    policies = applied["AuthorizationPolicy"].resources
+    if applied["ServerRoutes"].resources:
+        route = chosen(applied["ServerRoutes"].resources, path, header, method)
+        if route is None:
+            return 404
+        policies = tuple(p for p in policies if linkerdserver.route_of(p) in (None, route.name))
     facts = RequestFacts(identity, "emojivoto", method, path, header=header, source_ip="10.0.0.5")
-    return 200 if authorize(applied["AuthorizationPolicy"].resources, facts).allowed else 403
+    return 200 if authorize(policies, facts).allowed else 403
 
 
 def test_the_task_step_by_step_on_emoji():
@@ -60,7 +64,9 @@ def test_the_task_step_by_step_on_emoji():
     applied = applicable(done, EMOJI, {})
     assert [r.name for r in applied["ServerRoutes"].resources] == ["emoji-find-route", "emoji-list-route"]
     names = {r.name: r for r in applied["AuthorizationPolicy"].resources}
-    assert set(names) == {"emoji-find-policy.authorizationpolicy", "emoji-list-policy.authorizationpolicy"}
+    # and each route's ALLOW of nobody: a request it carries that no policy of its own names is denied
+    assert set(names) == {"emoji-find-policy.authorizationpolicy", "emoji-list-policy.authorizationpolicy",
+                          "emoji-find-route.httproute", "emoji-list-route.httproute"}
     annotations = names["emoji-find-policy.authorizationpolicy"].document["metadata"]["annotations"]
     assert annotations[linkerdserver.DERIVED_FROM] == "Linkerd's AuthorizationPolicy emojivoto/emoji-find-policy, route emoji-find-route"
     assert annotations[linkerdserver.ROUTE_ANNOTATION] == "emoji-find-route"
@@ -182,10 +188,34 @@ def test_authz_shows_linkerds_route_and_server_columns():
     rows = authzview.rows([(counts, 10.0)], policies.resources, policies.levels)
     assert [(r["route"], r["server"], r["policy"], r["allowed_rps"]) for r in rows] == [
         ("emoji-find-route", "emoji-http", "emojivoto/emoji-find-policy.authorizationpolicy", 2.0),
-        ("emoji-list-route", "emoji-http", "emojivoto/emoji-list-policy.authorizationpolicy", 0.0)]
+        ("emoji-find-route", "emoji-http", "emojivoto/emoji-find-route.httproute", 0.0),
+        ("emoji-list-route", "emoji-http", "emojivoto/emoji-list-policy.authorizationpolicy", 0.0),
+        ("emoji-list-route", "emoji-http", "emojivoto/emoji-list-route.httproute", 0.0)]
     table = authz_table({"rows": rows})
     assert table[0][:3] == ("ROUTE", "SERVER", "POLICY") and table[1][:2] == ("emoji-find-route", "emoji-http")
     server_wide = applicable(shipped("emoji-server"), EMOJI, {})["AuthorizationPolicy"]
     (row,) = authzview.rows([], server_wide.resources, server_wide.levels)
     assert (row["route"], row["server"]) == ("default", "emoji-http")  # Linkerd's name for a Server's every request
     assert authz_table({"rows": [{**row, "server": ""}]})[0][0] == "POLICY"  # no Server: the columns as before
+
+
+def test_a_request_two_routes_match_goes_by_the_one_gateway_api_ranks_first():
+    """An Exact path over a prefix, a longer prefix over a shorter: only the chosen route's
+    policies decide, as in Linkerd (not whichever of the two would let the caller in)."""
+    def policy(name: str, target: str, service_account: str) -> dict[str, Any]:
+        return {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy",
+                "metadata": {"namespace": "emojivoto", "name": name},
+                "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": target},
+                         "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": service_account}]}}
+
+    wide, narrow = route({"path": {"value": "/api"}}), route({"path": {"type": "Exact", "value": "/api/find"}})
+    wide["metadata"]["name"], narrow["metadata"]["name"] = "api", "find"
+    resources = [*shipped("emoji-server"), *(parse(d, "r", i) for i, d in enumerate(
+        (wide, narrow, policy("voting-on-api", "api", "voting"), policy("web-on-find", "find", "web"))))]
+    assert fate(resources, VOTING, "/api/list") == 200 and fate(resources, WEB, "/api/list") == 403  # only the wide route
+    assert fate(resources, WEB, "/api/find") == 200
+    assert fate(resources, VOTING, "/api/find") == 403  # the narrow route is chosen: the wide one's policy does not count
+    applied = applicable(resources, EMOJI, {})["ServerRoutes"].resources
+    assert chosen(applied, "/api/find", lambda _n: None, "GET").name == "find"
+    assert chosen(applied, "/api/findx", lambda _n: None, "GET").name == "api"
+    assert chosen(applied, "/other", lambda _n: None, "GET") is None
