@@ -6,7 +6,6 @@ naming its field; what apply warns and what get shows."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -15,11 +14,12 @@ from controlplane import linkerdserver
 from controlplane.authzrules import RequestFacts
 from controlplane.crds import linkerd_subset_crd, plural
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
-from controlplane.policy import POLICY_API, PolicyError, Resource, canonical_kind, parse
+from controlplane.policy import POLICY_API, PolicyError, Resource, canonical_kind
 from controlplane.policystore import PolicyStore
 from controlplane.selection import Workload, applicable
 from proxy.decisions import authorize
 from sandbox.resources import table
+from tests.test_linkerdserver import EMOJI, VOTING, WEB, read, with_spec
 
 SERVER = {
     "apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server",
@@ -46,18 +46,6 @@ OURS = {  # ours, of the same kind name and the same name: a DENY of nobody in p
     "apiVersion": POLICY_API, "kind": "AuthorizationPolicy", "metadata": {"namespace": "emojivoto", "name": "voting-policy"},
     "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]},
 }
-VOTING = Workload("emojivoto", "voting", "voting", "voting-0", {"app": "voting"}, port=8080, port_name="http")
-WEB, EMOJI = "spiffe://meshdojo.local/ns/emojivoto/sa/web", "spiffe://meshdojo.local/ns/emojivoto/sa/emoji"
-
-
-def read(*docs: dict[str, Any]) -> list[Resource]:
-    return [parse(doc, "authz.yaml", i) for i, doc in enumerate(docs)]
-
-
-def with_spec(doc: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    out["spec"] = {**out["spec"], **spec}
-    return out
 
 
 def allowed(resources: list[Resource], identity: str | None, source_ip: str = "10.1.2.3", workload: Workload = VOTING) -> bool:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.durations import parse_duration
-from controlplane.policyschema import internal_kind
 from sandbox.lessons.model import Check
 from sandbox.paths import SandboxPaths
 
@@ -143,7 +142,7 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return observe.authz(sandbox, params["target"], params.get("namespace"), window)["rows"]
     query = "&".join(f"{k}={params[k]}" for k in ("kind", "namespace") if k in params)
     items = api_for(sandbox).call("GET", "/v1/policies" + (f"?{query}" if query else ""))["items"]
-    return [{"kind": internal_kind(i["document"]["kind"], i["document"].get("apiVersion", "")), "name": i["document"]["metadata"]["name"],
+    return [{"kind": i["kind"], "name": i["document"]["metadata"]["name"],
              "namespace": i["document"]["metadata"].get("namespace", "default")} for i in items]
 
 
