@@ -14,31 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.kinddocs import KIND_DOCS
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_KINDS
+from controlplane.kindnames import SHORT_NAMES, plural
+from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policyschema import KINDS, POLICY_GROUP, POLICY_VERSION, api_versions, kube_kind
 from controlplane.schema import Field, openapi
 
 PART_OF = {"app.kubernetes.io/part-of": "meshdojo"}
 SUBSET_ANNOTATION = "meshdojo.dev/subset"
 CATEGORY = "meshdojo"  # `kubectl get meshdojo -A` lists every policy
-
-
-def plural(kind: str) -> str:
-    """Kubernetes' plural of one of meshdojo's kinds (Linkerd's AuthorizationPolicy: authorizationpolicies)."""
-    lower = kube_kind(kind).lower()
-    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "o", "u"):  # policies, telemetries; gateways
-        return lower[:-1] + "ies"
-    if lower.endswith("s"):
-        return lower + "es"
-    return lower + "s"
-
-
-SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
-               "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
-               "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": [],
-               # Linkerd's own short names
-               "Server": ["srv"], "ServerAuthorization": ["saz"], LINKERD_AUTHORIZATION_POLICY: ["authzpolicy"],
-               "MeshTLSAuthentication": ["meshtlsauthn"], "NetworkAuthentication": ["netauthn"]}
 
 
 def _crd(group: str, version: str, kind: str, spec: Field, short_names: list[str], labels: dict[str, str],

@@ -24,7 +24,6 @@ FOREIGN_KINDS = {
                  "accessLogging with the envoy provider, and selector or targetRef; metrics are always on: meshdojo stat)",
     "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
                       "timeout.linkerd.io annotations) and RetryBudget",
-    "HTTPLocalRateLimitPolicy": "RateLimit (requestsPerSecond, burst; targetRef a Service or Deployment, not a Server)",
     "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
     "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
     "ServiceEntry": "ServiceEntry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: hosts, ports, "

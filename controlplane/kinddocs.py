@@ -43,4 +43,6 @@ KIND_DOCS: dict[str, str] = {
     LINKERD_HTTP_ROUTE: "Linkerd's HTTPRoute on a Server: a part of the Server's traffic (paths, methods, headers) that "
                         "AuthorizationPolicies may authorize on its own; once a Server has routes, a request none matches "
                         "gets 404",
+    "HTTPLocalRateLimitPolicy": "Linkerd's local rate limit on a Server: so many requests a second in all, per caller "
+                                "identity, or for some ServiceAccounts' callers; 429 past it, counted at each pod",
 }

@@ -1,8 +1,10 @@
 """The fields of Linkerd's policy kinds (``policy.linkerd.io``): ``Server``, ``ServerAuthorization``,
-``AuthorizationPolicy``, ``MeshTLSAuthentication`` and ``NetworkAuthentication``, as
+``AuthorizationPolicy``, ``MeshTLSAuthentication``, ``NetworkAuthentication``, ``HTTPRoute`` and
+``HTTPLocalRateLimitPolicy``, as
 :mod:`controlplane.policyschema` holds every kind's: the validator checks a document against
 them, and on a cluster without Linkerd the CRDs (this subset) are made from them. What they
-mean is :mod:`controlplane.linkerdserver`'s and :mod:`controlplane.linkerdauthn`'s.
+mean is :mod:`controlplane.linkerdserver`'s, :mod:`controlplane.linkerdauthn`'s,
+:mod:`controlplane.linkerdroutes`' and :mod:`controlplane.linkerdratelimit`'s.
 
 Linkerd's ``AuthorizationPolicy`` shares its kind with ours (Istio's fields, ``policy.meshdojo.dev``):
 inside meshdojo it is the kind :data:`LINKERD_AUTHORIZATION_POLICY`, kubectl's name for it, and
@@ -13,7 +15,7 @@ only where a kind meets Kubernetes (a CRD, a watch, a write) is it ``Authorizati
 from __future__ import annotations
 
 from controlplane import inboundpolicy
-from controlplane.schema import Bool, Labels, ListOf, PortOrName, Str, obj
+from controlplane.schema import Bool, Int, Labels, ListOf, PortOrName, Str, obj
 
 LINKERD_GROUP = "policy.linkerd.io"
 # the versions Linkerd's docs write them in, oldest first; the last is the one a CRD of ours stores
@@ -23,9 +25,10 @@ AUTHENTICATION_VERSIONS = ("v1alpha1",)  # AuthorizationPolicy, MeshTLSAuthentic
 LINKERD_AUTHORIZATION_POLICY = f"AuthorizationPolicy.{LINKERD_GROUP}"  # Linkerd's, as kubectl names it beside ours
 HTTP_ROUTE_VERSIONS = ("v1alpha1", "v1beta1", "v1beta2", "v1beta3")
 LINKERD_HTTP_ROUTE = f"HTTPRoute.{LINKERD_GROUP}"  # Linkerd's, a Server's routes, beside Gateway API's
+RATE_LIMIT_VERSIONS = ("v1alpha1",)  # HTTPLocalRateLimitPolicy
 # every Linkerd kind meshdojo implements (a subset of): what a Server, and who may call it, are read from
 LINKERD_KINDS = ("Server", "ServerAuthorization", LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE, "MeshTLSAuthentication",
-                 "NetworkAuthentication")
+                 "NetworkAuthentication", "HTTPLocalRateLimitPolicy")
 ROUTE_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 
@@ -136,3 +139,33 @@ HTTP_ROUTE = obj({
         "matches": ListOf(ROUTE_MATCH, doc="the requests this rule matches, any one (none: every request)"),
     }), doc="the route's rules: a request matches the route when it matches one (none: every request)"),
 }, ("parentRefs",))
+
+RPS_MAX = 2**31 - 1  # the CRD's int64, kept to what a sidecar's bucket can hold
+
+
+def _rate(doc: str) -> Int:
+    return Int(1, RPS_MAX, "a whole number of requests a second", doc=doc)
+
+
+HTTP_LOCAL_RATE_LIMIT_POLICY = obj({
+    "targetRef": obj({
+        "group": Str(allow_empty=True, doc="policy.linkerd.io"),
+        "kind": Str(enum=("Server",), doc="Server: the limit is counted at the port it covers, on each of its pods"),
+        "name": Str(doc="a Server of this namespace"),
+    }, ("kind", "name"), doc="the Server whose traffic is limited (a Server takes one HTTPLocalRateLimitPolicy)"),
+    "total": obj({"requestsPerSecond": _rate("every caller's requests together, a second (a burst of as many)")},
+                 ("requestsPerSecond",), doc="a limit on all traffic to the Server, at each pod (left out: none)"),
+    "identity": obj({"requestsPerSecond": _rate("each identity's requests, a second (a burst of as many)")},
+                    ("requestsPerSecond",), doc="a limit for each caller, by mesh identity; callers without one "
+                                                "(unmeshed) share one (left out: none)"),
+    "overrides": ListOf(obj({
+        "requestsPerSecond": _rate("these callers' requests together, a second, instead of identity's"),
+        "clientRefs": ListOf(obj({
+            "group": Str(allow_empty=True, doc="left out (the core group)"),
+            "kind": Str(enum=("ServiceAccount",), doc="ServiceAccount: callers with its mesh identity"),
+            "namespace": Str(doc="its namespace (left out: the policy's)"),
+            "name": Str(doc="its name"),
+        }, ("kind", "name")), non_empty=True, hint="expected a non-empty list of clientRefs ({kind: ServiceAccount, name: ...})",
+            doc="the callers this limit is for"),
+    }, ("requestsPerSecond", "clientRefs")), doc="limits for some callers instead of identity's"),
+}, ("targetRef",))

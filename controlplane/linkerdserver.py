@@ -37,10 +37,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import authzrules, linkerdauthn
+from controlplane import authzrules, linkerdauthn, linkerdratelimit
 from controlplane.fields import FieldReader
 from controlplane.linkerdauthn import IDENTITY_HINT, principal, short_principal
-from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
+from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE, LINKERD_KINDS
 from controlplane.policyschema import POLICY_API
 
 SERVER_SUFFIX = ".server"  # the derived policies' names: no applied resource's name has a dot
@@ -294,7 +294,15 @@ def warnings(resource: Any, resources: Sequence[Any], workloads: Sequence[Any]) 
         servers = {r.name for r in resources if r.kind == "Server" and r.namespace == resource.namespace}
         return [f"{name}: there is no Server {parent} in {resource.namespace} (yet); the route takes effect once there is"
                 for parent in resource.spec.servers if parent not in servers]
+    elif resource.kind == "HTTPLocalRateLimitPolicy":
+        return linkerdratelimit.warnings(resource, resources, lambda server: _denies_everyone(server, resources))
     return []
+
+
+def _denies_everyone(server: Any, resources: Sequence[Any]) -> bool:
+    """Whether ``server`` lets no caller in: accessPolicy deny, and nothing authorizes anyone."""
+    derived = derived_policies(server, [r for r in resources if r.kind in LINKERD_KINDS[1:]])
+    return server.spec.access == "deny" and all(not doc["spec"]["rules"] for doc in derived)
 
 
 def _policy_warnings(resource: Any, name: str, resources: Sequence[Any]) -> list[str]:

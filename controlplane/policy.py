@@ -31,7 +31,9 @@ from controlplane import (
     egress,
     gatewayapi,
     ingress,
+    kindnames,
     linkerdauthn,
+    linkerdratelimit,
     linkerdroutes,
     linkerdserver,
     policyschema,
@@ -57,19 +59,7 @@ from controlplane.workloadselector import WorkloadSelector
 
 __all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "WorkloadSelector"]
 KINDS = {kind: api for kind, (api, _spec) in policyschema.KINDS.items()}
-KIND_ALIASES = {**{k.lower(): k for k in KINDS}, **{k.lower() + "s": k for k in KINDS if "." not in k},
-                "fault": "FaultInjection", "faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute",
-                "httproutes": "HTTPRoute", "authz": "AuthorizationPolicy", "authorizationpolicies": "AuthorizationPolicy",
-                "retrybudgets": "RetryBudget", "circuitbreakers": "CircuitBreaker", "meshtls": "MeshTLS", "ratelimits": "RateLimit",
-                "serviceentries": "ServiceEntry", "se": "ServiceEntry", "telemetries": "Telemetry",
-                "requestauthentications": "RequestAuthentication", "requestauthn": "RequestAuthentication",
-                "ra": "RequestAuthentication", "provider": "ExtensionProvider", "providers": "ExtensionProvider",
-                "backendtlspolicies": "BackendTLSPolicy", "btlspolicy": "BackendTLSPolicy", "gw": "Gateway",
-                "ing": "Ingress", "ingresses": "Ingress", "srv": "Server", "saz": "ServerAuthorization",
-                "serverauthz": "ServerAuthorization", "authorizationpolicies.policy.linkerd.io": LINKERD_AUTHORIZATION_POLICY,
-                "authzpolicy": LINKERD_AUTHORIZATION_POLICY, "meshtlsauthn": "MeshTLSAuthentication",
-                "netauthn": "NetworkAuthentication",  # the last three: Linkerd's own short names
-                "httproutes.policy.linkerd.io": LINKERD_HTTP_ROUTE}
+KIND_ALIASES = kindnames.aliases()  # singulars, plurals, short names: what get and delete take
 
 
 class PolicyError(ValueError):
@@ -171,7 +161,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
     if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
         return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
     linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls,
-               LINKERD_HTTP_ROUTE: linkerdroutes.read_route}
+               LINKERD_HTTP_ROUTE: linkerdroutes.read_route, "HTTPLocalRateLimitPolicy": linkerdratelimit.read_rate_limit}
     if kind in linkerd:  # their refs are of their namespace unless they say
         return Resource(kind, namespace, name, linkerd[kind](r, top["spec"], namespace), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
@@ -469,4 +459,5 @@ def _requestauthn(r: _Reader, spec: dict[str, Any]) -> RequestAuthnSpec:
 Spec = (FaultSpec | RouteSpec | BudgetSpec | BreakerSpec | RateLimitSpec | AuthzSpec | MeshTlsSpec | TelemetrySpec
         | RequestAuthnSpec | providers.HttpProvider | providers.ZipkinProvider | backendtls.BackendTlsSpec | gatewayapi.GatewaySpec
         | ingress.IngressSpec | linkerdserver.ServerSpec | linkerdserver.ServerAuthorizationSpec | linkerdauthn.LinkerdPolicySpec
-        | linkerdauthn.MeshTlsAuthnSpec | linkerdauthn.NetworkAuthnSpec | linkerdroutes.ServerRouteSpec)
+        | linkerdauthn.MeshTlsAuthnSpec | linkerdauthn.NetworkAuthnSpec | linkerdroutes.ServerRouteSpec
+        | linkerdratelimit.LocalRateLimitSpec)

@@ -14,12 +14,14 @@ from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.linkerdschema import (
     AUTHENTICATION_VERSIONS,
+    HTTP_LOCAL_RATE_LIMIT_POLICY,
     HTTP_ROUTE_VERSIONS,
     LINKERD_AUTHORIZATION_POLICY,
     LINKERD_GROUP,
     LINKERD_HTTP_ROUTE,
     MESH_TLS_AUTHENTICATION,
     NETWORK_AUTHENTICATION,
+    RATE_LIMIT_VERSIONS,
     SERVER,
     SERVER_AUTHORIZATION,
     SERVER_AUTHORIZATION_VERSIONS,
@@ -449,6 +451,7 @@ KINDS: dict[str, tuple[str, Field]] = {
     "MeshTLSAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", MESH_TLS_AUTHENTICATION),
     "NetworkAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", NETWORK_AUTHENTICATION),
     LINKERD_HTTP_ROUTE: (f"{LINKERD_GROUP}/{HTTP_ROUTE_VERSIONS[-1]}", LINKERD_ROUTE),
+    "HTTPLocalRateLimitPolicy": (f"{LINKERD_GROUP}/{RATE_LIMIT_VERSIONS[-1]}", HTTP_LOCAL_RATE_LIMIT_POLICY),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {

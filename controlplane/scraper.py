@@ -17,6 +17,7 @@ from controlplane.telemetry import (
     overflow_in,
     parse_exposition,
     quantile,
+    rate_limited_in,
     route_golden,
     sum_golden,
     sum_route_golden,
@@ -95,12 +96,15 @@ class Telemetry:
         for (ns, deployment), members in sorted(groups.items()):
             g = sum_golden(golden(h, window, until=until) for h in members if h.meshed)
             row = _row(ns, deployment, f"{sum(h.meshed for h in members)}/{len(members)}", g, [h.name for h in members if self.stale(h)])
-            refused: dict[str, float] = {}
-            for h in members:  # a gateway's TLS connections refused (no listener, no Secret, no or a wrong client certificate)
-                for reason, n in tls_refused_in(h, window).items():
-                    refused[reason] = refused.get(reason, 0.0) + n
-            if refused:
-                row["tls_refused"] = {reason: round(n) for reason, n in sorted(refused.items())}
+            # a gateway's TLS connections refused (no listener, no Secret, no or a wrong client certificate); requests
+            # its sidecars answered 429 (a RateLimit's, or Linkerd's HTTPLocalRateLimitPolicy's)
+            for key, counted_in in (("tls_refused", tls_refused_in), ("rate_limited", rate_limited_in)):
+                counts: dict[str, float] = {}
+                for h in members:
+                    for what, n in counted_in(h, window).items():
+                        counts[what] = counts.get(what, 0.0) + n
+                if counts:
+                    row[key] = {what: round(n) for what, n in sorted(counts.items())}
             rows.append(row)
         return rows
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controlplane import linkerdserver
+from controlplane import linkerdratelimit, linkerdserver
 from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policy import Resource, parse
 
@@ -94,7 +94,7 @@ class Applied:
 def applicable(resources: Iterable[Resource], workload: Workload, selectors: ServiceSelectors) -> dict[str, Applied]:
     """Per workload-scoped kind: what applies to ``workload`` — with the AuthorizationPolicies
     that a Linkerd Server covering its port means (under ``Server``: the Server used, and a tie)."""
-    resources, server, routes = _with_servers(list(resources), workload)
+    resources, server, routes, limit = _with_servers(list(resources), workload)
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
         if resource.kind not in found:
@@ -113,26 +113,31 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
             result[kind] = Applied(tuple(r for _rank, _name, r in items), tied, tuple(LEVELS[rank] for rank, _name, _r in items), detail)
     result["Server"] = server
     result["ServerRoutes"] = routes  # Linkerd's HTTPRoutes on that Server: a request none matches gets 404
+    result["HTTPLocalRateLimitPolicy"] = limit  # Linkerd's rate limit on that Server: 429 past it
     return result
 
 
-def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[Resource], Applied, Applied]:
+def _with_servers(resources: list[Resource], workload: Workload) -> tuple[list[Resource], Applied, Applied, Applied]:
     """``resources`` and the AuthorizationPolicies the Linkerd Server that covers ``workload``'s
     port means (controlplane/linkerdserver.py); the Servers that cover it (a tie: the first is used);
-    the Linkerd HTTPRoutes on that Server (controlplane/linkerdroutes.py)."""
+    the Linkerd HTTPRoutes on that Server (controlplane/linkerdroutes.py); the HTTPLocalRateLimitPolicy
+    on it (a tie: the first by name is used, controlplane/linkerdratelimit.py)."""
     servers = [r for r in resources if r.kind == "Server" and r.namespace == workload.namespace]
     if not servers or workload.gateway:
-        return resources, Applied(), Applied()
+        return resources, Applied(), Applied(), Applied()
     covering = linkerdserver.covering(servers, workload.labels, workload.port, workload.port_name)
     if not covering:
-        return resources, Applied(), Applied()
+        return resources, Applied(), Applied(), Applied()
     # who may call it, and the authentications (of any namespace) a Linkerd AuthorizationPolicy requires
     authorizations = [r for r in resources if r.kind in LINKERD_KINDS[1:]]
     derived = [parse(doc, f"Server {workload.namespace}/{covering[0].name}", i, derived=True)
                for i, doc in enumerate(linkerdserver.derived_policies(covering[0], authorizations, workload.instance))]
     tied = tuple(f"{s.namespace}/{s.name}" for s in covering) if len(covering) > 1 else ()
     routes = linkerdserver.server_routes(covering[0], authorizations)  # per-route: what else gets 404
-    return resources + derived, Applied((covering[0],), tied, ("workload",)), Applied(tuple(routes))
+    limits = linkerdratelimit.targeting(covering[0], authorizations)
+    limit = Applied(tuple(limits[:1]), tuple(f"{r.namespace}/{r.name}" for r in limits) if len(limits) > 1 else (),
+                    ("workload",) if limits else ())
+    return resources + derived, Applied((covering[0],), tied, ("workload",)), Applied(tuple(routes)), limit
 
 
 TELEMETRY_FIELDS = (("sampling_percent", "tracing's randomSamplingPercentage"), ("trace_provider", "tracing's providers"),
@@ -168,6 +173,9 @@ class Conflict:
         if self.kind == "Server":
             return (f"Servers {', '.join(self.policies)} both cover {self.workload}'s port (Linkerd refuses overlapping Servers); "
                     f"{self.policies[0]} is used (the first by name): narrow the others' podSelector or port")
+        if self.kind == "HTTPLocalRateLimitPolicy":
+            return (f"HTTPLocalRateLimitPolicies {', '.join(self.policies)} target the Server of {self.workload}'s port (a Server "
+                    f"takes one, as in Linkerd); {self.policies[0]} is used (the first by name): delete the others")
         if self.kind == "AuthorizationPolicy":  # CUSTOM: not one used, but each request's first match asks its provider
             return (f"{self.kind} {', '.join(self.policies)} {self.detail} at {self.workload}: each request asks the "
                     f"provider of the first whose rules match it; keep one provider per workload")

@@ -39,6 +39,7 @@ class Sample:
     # inbound authorization: (decision "allow"|"deny"|"audit", the policy label) -> requests (meshdojo authz)
     authz: dict[tuple[str, str], float] = field(default_factory=dict)
     tls_refused: dict[str, float] = field(default_factory=dict)  # a gateway's TLS connections refused, per reason
+    rate_limited: dict[str, float] = field(default_factory=dict)  # inbound requests answered 429, per rate limit (ns/name)
 
 
 def _went_down(new: Sample, old: Sample) -> bool:
@@ -81,6 +82,7 @@ class WorkloadHistory:
                 _share(sample.overflow, previous.overflow),
                 _share(sample.authz, previous.authz),
                 _share(sample.tls_refused, previous.tls_refused),
+                _share(sample.rate_limited, previous.rate_limited),
             )
         self.fine.append(sample)
         if self._count % COARSE_EVERY == 0:
@@ -105,7 +107,8 @@ def _share_arrays(new: dict, old: dict) -> dict:
 AUTHZ_DECISIONS = ("allow", "deny", "audit")
 NEEDED_SERIES = ("response_total{", "response_latency_ms_bucket{", "tcp_open_connections{", "route_response_total{",
                  "route_actual_response_total{", "route_response_latency_ms_bucket{", "outbound_http_pool_overflow_total{",
-                 "gateway_tls_refused_total{", *(f"inbound_http_authz_{decision}_total{{" for decision in AUTHZ_DECISIONS))
+                 "gateway_tls_refused_total{", "inbound_http_local_ratelimit_requests_total{",
+                 *(f"inbound_http_authz_{decision}_total{{" for decision in AUTHZ_DECISIONS))
 Series = tuple[str, dict[str, str]]  # a series' metric name and labels
 
 
@@ -158,12 +161,17 @@ def _reduce(series, now: float) -> Sample:
     overflow: dict[str, float] = {}
     authz: dict[tuple[str, str], float] = {}
     tls_refused: dict[str, float] = {}
+    rate_limited: dict[str, float] = {}
     for name, labels, value in series:
         if name == "outbound_http_pool_overflow_total":
             overflow[labels.get("service", "")] = value
             continue
         if name == "gateway_tls_refused_total":
             tls_refused[labels.get("reason", "")] = value
+            continue
+        if name == "inbound_http_local_ratelimit_requests_total":  # RateLimit's and HTTPLocalRateLimitPolicy's
+            if labels.get("outcome") == "rate_limited":
+                rate_limited[labels.get("ratelimit", "")] = value
             continue
         if name.startswith("inbound_http_authz_"):
             decision = name.removeprefix("inbound_http_authz_").removesuffix("_total")
@@ -188,7 +196,7 @@ def _reduce(series, now: float) -> Sample:
     compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in buckets.items()}
     route_compact = {key: array("d", (per.get(le, 0.0) for le in bounds)) for key, per in route_buckets.items()}
     return Sample(now, requests, failures, compact, tcp_open, bounds, route_requests, route_failures, route_compact,
-                  overflow=overflow, authz=authz, tls_refused=tls_refused)
+                  overflow=overflow, authz=authz, tls_refused=tls_refused, rate_limited=rate_limited)
 
 
 def _reduce_route(name: str, labels: dict[str, str], value: float, requests: dict, failures: dict, buckets: dict) -> None:
@@ -337,11 +345,22 @@ def overflow_in(history: WorkloadHistory, window: float, dst: str) -> float:
 
 def tls_refused_in(history: WorkloadHistory, window: float) -> dict[str, float]:
     """A gateway's TLS connections refused in the window, per reason (restarts as in golden())."""
+    return _counted_in(history, window, "tls_refused")
+
+
+def rate_limited_in(history: WorkloadHistory, window: float) -> dict[str, float]:
+    """Requests a workload's sidecar answered 429 in the window, per rate limit (its ns/name)."""
+    return _counted_in(history, window, "rate_limited")
+
+
+def _counted_in(history: WorkloadHistory, window: float, attribute: str) -> dict[str, float]:
+    """How much each key of a sample's counter mapping (``attribute``) grew in the window, where it did."""
     counts: dict[str, float] = {}
     for start, end in _segments(history.samples, window):
-        for reason, value in end.tls_refused.items():
-            counts[reason] = counts.get(reason, 0.0) + max(value - (start or _EMPTY).tls_refused.get(reason, 0.0), 0.0)
-    return {reason: n for reason, n in counts.items() if n > 0}
+        before = getattr(start or _EMPTY, attribute)
+        for key, value in getattr(end, attribute).items():
+            counts[key] = counts.get(key, 0.0) + max(value - before.get(key, 0.0), 0.0)
+    return {key: n for key, n in counts.items() if n > 0}
 
 
 def authz_counts(history: WorkloadHistory, window: float) -> tuple[dict[tuple[str, str], float], float]:

@@ -20,6 +20,8 @@ three around it):
     authz      AuthorizationPolicy: CUSTOM first (its provider asked over the outbound side),
                then DENY, then ALLOW must match (403)
     ratelimit  RateLimit: the token bucket in force at this workload (429)
+    linkerd-rl HTTPLocalRateLimitPolicy: Linkerd's limits on the Server of this port — in all,
+               per caller identity, or an override's (429)
     fault      FaultInjection: delay and/or abort
 
 Which policies apply is decided once per policy snapshot from what this workload *is* (its
@@ -54,7 +56,7 @@ from proxy.layers import errors, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.pool import ConnectionPool, Dest
-from proxy.ratelimit import TokenBucket
+from proxy.ratelimit import LocalRateLimit, TokenBucket
 from proxy.serve import ServerState, serve_connection
 from proxy.tasks import TaskSet
 
@@ -156,6 +158,38 @@ def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotoni
     return layer
 
 
+def linkerd_rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
+    """HTTPLocalRateLimitPolicy: Linkerd's limits on the Server that covers this port, by the
+    caller's verified identity (none: the unmeshed callers' shared bucket); 429 past one."""
+    limiters: dict[tuple[str, str], tuple[object, LocalRateLimit]] = {}
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            resource = policies.applied("HTTPLocalRateLimitPolicy").chosen
+            if resource is None:
+                return await inner(request)
+            key = (resource.namespace, resource.name)
+            current = limiters.get(key)
+            if current is None or current[0] != resource.spec:  # new, or changed: fresh buckets
+                current = limiters[key] = (resource.spec, LocalRateLimit(resource.spec, clock))  # type: ignore[arg-type]
+            name = f"{resource.namespace}/{resource.name}"
+            exceeded = current[1].check(request.peer.identity)
+            if exceeded is None:
+                metrics.ratelimited.labels(name, "allowed").inc()
+                return await inner(request)
+            words, wait = exceeded
+            metrics.ratelimited.labels(name, "rate_limited").inc()
+            request.fate.ratelimit = f"limited by HTTPLocalRateLimitPolicy {name}: {words}"
+            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", str(max(math.ceil(wait), 1)).encode()),
+                                  (b"x-meshdojo-error", b"rate_limited")],
+                            BytesBody(f"meshdojo: rate limited by HTTPLocalRateLimitPolicy {name} (Linkerd's): {words}\n".encode()),
+                            error="rate_limited")
+
+        return handle
+
+    return layer
+
+
 def app(pool: ConnectionPool, app_port: int) -> Handler:
     dest = Dest("127.0.0.1", app_port, None)
 
@@ -175,11 +209,12 @@ def build_inbound_stack(pool: ConnectionPool, app_port: int, metrics: ProxyMetri
     ``pod_port``: the port the pod declares for its app, which AuthorizationPolicy's ports read."""
     handler = plain = app(pool, app_port)  # plaintext to the local app, pooled
     handler = inject_faults(policies, metrics, rng or random.Random())(handler)  # FaultInjection
+    handler = linkerd_rate_limit(policies, metrics)(handler)  # HTTPLocalRateLimitPolicy: Linkerd's, 429
     handler = rate_limit(policies, metrics)(handler)  # RateLimit: token bucket, 429
     # AuthorizationPolicy: 403
     handler = authorize_requests(policies, metrics, own_namespace, default_policy, outbound, pod_port)(handler)
     handler = authenticate_requests(policies, metrics)(handler)  # RequestAuthentication: JWTs, 401
-    # the four above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
+    # the five above, when one applies to this workload (a default inbound policy other than Linkerd's default: always)
     handler = policy_layers(policies, shaped=handler, always=default_policy != inboundpolicy.DEFAULT)(plain)
     handler = client_identity()(handler)  # verified client identity -> header; authority/path for metrics
     handler = errors("inbound", metrics)(handler)  # failures -> 5xx with x-meshdojo-error

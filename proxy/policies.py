@@ -32,7 +32,7 @@ from proxy.tracing import DEFAULT_SAMPLING_PERCENT
 log = logging.getLogger("meshdojo.proxy.policies")
 
 
-INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy", "RequestAuthentication")  # what the inbound policy layers act on
+INBOUND_REQUEST_KINDS = ("FaultInjection", "RateLimit", "AuthorizationPolicy", "RequestAuthentication", "HTTPLocalRateLimitPolicy")  # what the inbound policy layers act on
 SHAPING_KINDS = ("HTTPRoute", "CircuitBreaker")  # what the outbound policy layers act on (RetryBudget only with a route)
 
 
@@ -46,8 +46,8 @@ def _note(resource: Resource) -> str:
         return f"{spec.requests_per_second:g} rps, burst {spec.burst}"  # type: ignore[union-attr]
     if resource.kind == "Server":  # Linkerd's: its port here, and who the callers no ServerAuthorization names are
         return f"port {spec.port}, accessPolicy {spec.access}"  # type: ignore[union-attr]
-    if resource.kind == LINKERD_HTTP_ROUTE:  # Linkerd's route on that Server: what it matches
-        return spec.describe()  # type: ignore[union-attr]
+    if resource.kind in (LINKERD_HTTP_ROUTE, "HTTPLocalRateLimitPolicy"):  # Linkerd's, on that Server: what a route matches,
+        return spec.describe()  # type: ignore[union-attr]                 # or a rate limit's limits
     return ""
 
 
@@ -64,7 +64,7 @@ class PolicyWatch:
         self._expiry: dict[tuple[str, str, str], float | None] = {}
         self._index: dict[tuple[str, str, str | None], list[Resource]] = {}
         self.kinds: set[str] = set()  # kinds present at all: the hot path skips a layer in one set lookup
-        self.inbound_active = False  # does a FaultInjection, RateLimit or AuthorizationPolicy apply to this workload?
+        self.inbound_active = False  # does one of INBOUND_REQUEST_KINDS apply to this workload?
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
         self.service_entries: tuple[NamedEntry, ...] = ()  # every ServiceEntry, whatever its namespace (Istio's exportTo "*")
         self.backend_tls: dict[tuple[str, str], BackendTlsSpec] = {}  # (namespace, name) -> a BackendTLSPolicy: TLS to an entry's host

@@ -120,6 +120,9 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
                     out.append(f"    {'HTTPRoutes':<22} {_applied(inbound, 'ServerRoutes')}: the Server serves only what "
                                "they match (any other request: 404)")
             out.append(f"    {kind:<22} {_applied(inbound, kind)}")
+            if kind == "RateLimit" and inbound.get("HTTPLocalRateLimitPolicy"):  # Linkerd's, on the Server's port
+                out.append(f"    {'HTTPLocalRateLimit':<22} {_applied(inbound, 'HTTPLocalRateLimitPolicy')}: Linkerd's limit "
+                           "on the Server's port (429 past it)")
         default = config.get("defaultInboundPolicy") or LINKERD_DEFAULT
         out.append(f"    {'default policy':<22} {default}" + (" (Linkerd's default)" if default == LINKERD_DEFAULT else
                                                            " (config.linkerd.io/default-inbound-policy)")

@@ -51,7 +51,8 @@ def _limits(schema: dict[str, Any]) -> list[str]:
     if "enum" in schema:
         said.append("one of: " + ", ".join(schema["enum"]))
     if "minimum" in schema and "maximum" in schema:
-        said.append(f"from {schema['minimum']:g} to {schema['maximum']:g}")
+        low, high = schema["minimum"], schema["maximum"]  # an integer's bounds as written (2147483647, not 2.14748e+09)
+        said.append(f"from {low if isinstance(low, int) else format(low, 'g')} to {high if isinstance(high, int) else format(high, 'g')}")
     if "pattern" in schema:
         said.append(f"matches {schema['pattern']}")
     if "minItems" in schema:

@@ -140,8 +140,9 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
-def tls_refused_text(refused: dict[str, int]) -> str:
-    """``3 (no_client_certificate 2, unknown_server_name 1)``, or ``-``."""
+def counts_text(refused: dict[str, int]) -> str:
+    """``3 (no_client_certificate 2, unknown_server_name 1)``, or ``-``: counts per reason (or per
+    rate limit: ``6 (emojivoto/web-http 6)``)."""
     total = sum(refused.values())
     return f"{total} ({', '.join(f'{reason} {n}' for reason, n in refused.items())})" if total else "-"
 
@@ -150,14 +151,17 @@ def stat_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]:
     header = ("NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN")
     overflow = any(r.get("overflow") for r in rows)  # connectionPool limits turned requests away: show how many
     refused = any(r.get("tls_refused") for r in rows)  # a gateway refused TLS clients: how many, and why
-    table = [header + (("MTLS",) if wide else ()) + (("OVERFLOW",) if overflow else ()) + (("TLS_REFUSED",) if refused else ())]
+    limited = any(r.get("rate_limited") for r in rows)  # sidecars answered 429: how many, and by which rate limit
+    table = [header + (("MTLS",) if wide else ()) + (("OVERFLOW",) if overflow else ()) + (("TLS_REFUSED",) if refused else ())
+             + (("RATE_LIMITED",) if limited else ())]
     for r in rows:
         name = r["name"] + (" (not answering: " + ", ".join(r["not_answering"]) + ")" if r["not_answering"] else "")
         line = (r["namespace"], name, r["meshed"], fmt_rate(r["success_rate"]), f"{r['rps']:.1f}rps",
                 fmt_ms(r["latency_ms"]["p50"]), fmt_ms(r["latency_ms"]["p95"]), fmt_ms(r["latency_ms"]["p99"]),
                 "-" if r["tcp_conn"] is None else str(r["tcp_conn"]))
         table.append(line + ((fmt_rate(r["mtls_share"]),) if wide else ()) + ((f"{r.get('overflow') or 0:.0f}",) if overflow else ())
-                     + ((tls_refused_text(r.get("tls_refused") or {}),) if refused else ()))
+                     + ((counts_text(r.get("tls_refused") or {}),) if refused else ())
+                     + ((counts_text(r.get("rate_limited") or {}),) if limited else ()))
     return table
 
 

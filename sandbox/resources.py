@@ -326,12 +326,27 @@ def _linkerd_client(client: dict[str, Any]) -> str:
     return who + (f" from {','.join(networks)}" if networks else "")
 
 
+def _rate_limits(spec: dict[str, Any], namespace: str) -> str:
+    """An HTTPLocalRateLimitPolicy's limits in a few words: total 10 rps, 4 rps per identity, 6 rps for sa/web."""
+    def rps(part: Any) -> Any:
+        return part.get("requestsPerSecond") if isinstance(part, dict) else None
+
+    parts = [f"total {rps(spec.get('total'))} rps"] if rps(spec.get("total")) else []
+    parts += [f"{rps(spec.get('identity'))} rps per identity"] if rps(spec.get("identity")) else []
+    for override in (o for o in spec.get("overrides") or [] if isinstance(o, dict)):
+        refs = [r for r in override.get("clientRefs") or [] if isinstance(r, dict)]
+        names = [f"sa/{r.get('name')}" if r.get("namespace") in (None, "", namespace) else f"sa/{r.get('namespace')}/{r.get('name')}"
+                 for r in refs]
+        parts.append(f"{rps(override)} rps for {','.join(names)}")
+    return ", ".join(parts) or "-"
+
+
 def _ingress_hosts(spec: dict[str, Any]) -> str:
     """An Ingress's hosts, as kubectl's HOSTS column shows them (* for a rule of any host)."""
     return ",".join(str(rule.get("host") or "*") for rule in spec.get("rules") or [] if isinstance(rule, dict)) or "*"
 
 
-def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None) -> str:
+def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None, namespace: str = "") -> str:
     if kind == "HTTPRoute":
         rules = spec.get("rules") or [{}]
         hosts = f" for {', '.join(map(str, spec['hostnames']))}" if spec.get("hostnames") else ""
@@ -365,6 +380,8 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         refs = [f"{'ns' if r.get('kind') == 'Namespace' else 'sa'}/{r.get('name')}" for r in spec.get("identityRefs") or []
                 if isinstance(r, dict)]
         return "meshed " + ",".join(refs or map(str, spec.get("identities") or []))
+    if kind == "HTTPLocalRateLimitPolicy":  # Linkerd's limits, as linkerdratelimit's describe says them
+        return _rate_limits(spec, namespace)
     if kind == "NetworkAuthentication":
         return "from " + ",".join(str(n.get("cidr")) for n in spec.get("networks") or [] if isinstance(n, dict))
     if kind == "BackendTLSPolicy":
@@ -396,6 +413,13 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
     return ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("targetRef", "parentRefs") and not isinstance(v, dict | list))[:60] or "-"
 
 
+def detail(doc: dict[str, Any]) -> str:
+    """What one resource does, in get's DETAIL words (a lesson's check may ask for them)."""
+    kind = internal_kind(str(doc.get("kind", "?")), str(doc.get("apiVersion", "")))
+    meta = doc.get("metadata") or {}
+    return _detail(kind, doc.get("spec") or {}, meta.get("annotations"), meta.get("namespace", "default"))
+
+
 def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """``meshdojo get``: fault columns for FaultInjection, a generic detail column for the rest."""
     faults = all(i["document"].get("kind") == "FaultInjection" for i in items)
@@ -416,6 +440,5 @@ def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         else:
             kind = internal_kind(str(doc.get("kind", "?")), str(doc.get("apiVersion", "")))  # Linkerd's AuthorizationPolicy, by group
             target = _ingress_hosts(spec) if kind == "Ingress" else _target(spec)
-            rows.append((doc["metadata"].get("namespace", "default"), kind, doc["metadata"]["name"], target,
-                         _detail(kind, spec, (doc.get("metadata") or {}).get("annotations")), expires))
+            rows.append((doc["metadata"].get("namespace", "default"), kind, doc["metadata"]["name"], target, detail(doc), expires))
     return rows

@@ -39,10 +39,11 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 20
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 21
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
-            "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} <= names
+            "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
+            "httplocalratelimitpolicies.policy.linkerd.io"} <= names
     assert main(["install", "--crds", "--dry-run", "--without-httproute"]) == 0
     assert "gateway.networking.k8s.io" not in capsys.readouterr().out
 
@@ -99,6 +100,9 @@ def _base(kind: str) -> dict:
         "NetworkAuthentication": {"networks": [{"cidr": "10.0.0.0/8"}]},
         "HTTPRoute.policy.linkerd.io": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"}],
                                         "rules": [{"matches": [{"path": {"value": "/api/list"}, "method": "GET"}]}]},
+        "HTTPLocalRateLimitPolicy": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web-http"},
+                                     "identity": {"requestsPerSecond": 4},
+                                     "overrides": [{"requestsPerSecond": 6, "clientRefs": [{"kind": "ServiceAccount", "name": "web"}]}]},
     }[kind]
 
 
@@ -145,6 +149,9 @@ INVALID = [
     ("NetworkAuthentication", "spec.networks", []),
     ("HTTPRoute.policy.linkerd.io", "spec.rules[0].matches[0].method", "FETCH"),
     ("HTTPRoute.policy.linkerd.io", "spec.rules[0].matches[0].path.type", "RegularExpression"),
+    ("HTTPLocalRateLimitPolicy", "spec.identity.requestsPerSecond", 0),
+    ("HTTPLocalRateLimitPolicy", "spec.overrides[0].clientRefs[0].kind", "Namespace"),
+    ("HTTPLocalRateLimitPolicy", "spec.targetRef.kind", "Service"),
 ]
 
 

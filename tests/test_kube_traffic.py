@@ -219,6 +219,20 @@ def test_real_traffic_on_the_cluster_tap_top_netfaults_wire_and_the_intruder(k8s
         k8s.kubectl("delete", *(arg for path in routes for arg in ("-f", path)))
         wait_until(lambda: emoji_from("voting", find) == {"200"}, 30, "emoji open again", interval=0.5)
         wait_until(lambda: voting_from("emoji") == {"200"}, 30, "voting open again", interval=0.5)
+        # Linkerd's rate limiting task: web's Server lets everyone in, and its HTTPLocalRateLimitPolicy gives each
+        # identity 4 requests a second — ten at once from emoji's sidecar get 429s, voting's bucket is its own
+        limits = [str(ROOT / f"demo-apps/emojivoto/policies/{f}.yaml") for f in ("web-server", "web-ratelimit-linkerd")]
+
+        def web_burst(source: str, n: int = 10) -> dict[str, int]:
+            out = learner.run("load", "svc/web", "/api/list", "--from", f"deploy/{source}", "-n", str(n), "-c", str(n), "-o", "json")
+            return {code: entry["count"] for code, entry in json.loads(out.stdout)["codes"].items()}
+
+        k8s.kubectl("apply", "-f", limits[0], "-f", limits[1])
+        limited = wait_until(lambda: (c := web_burst("emoji")).get("429") and c, 30, "web's limit to refuse emoji's burst", interval=0.5)
+        assert limited.get("200", 0) <= 6, limited
+        assert web_burst("voting", 4) == {"200": 4}
+        k8s.kubectl("delete", "-f", limits[1], "-f", limits[0])
+        wait_until(lambda: web_burst("emoji") == {"200": 10}, 30, "web unlimited again", interval=0.5)
         # proxy-status: each pod's sidecar, read through the control plane, holds the latest snapshot and endpoints
         synced = wait_until(lambda: (rows := json.loads(learner.run("proxy-status", "-o", "json").stdout))
                             and all(r["policies"] == r["endpoints"] == "SYNCED" for r in rows) and rows, 30,

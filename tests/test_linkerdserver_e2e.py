@@ -86,3 +86,40 @@ async def test_per_route_policy_through_real_sidecars(mesh: Mesh, echo_port: int
         await until(lambda: call("/get"), lambda s: s == 200, "the route's policy to let sleep in")
         assert await call("/headers") == 404 and (await plaintext("/get"))[0] == 403
     assert 'inbound_http_authz_allow_total{policy="foo/sleep-get.authorizationpolicy"}' in httpbin.metrics()
+
+
+def rate_limit(identity: int, overrides: list | None = None) -> dict:
+    return {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "HTTPLocalRateLimitPolicy", "metadata": {"name": "rl", "namespace": "foo"},
+            "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "httpbin-http"},
+                     "identity": {"requestsPerSecond": identity}, **({"overrides": overrides} if overrides else {})}}
+
+
+async def test_linkerds_rate_limit_through_real_sidecars(mesh: Mesh, echo_port: int):
+    """HTTPLocalRateLimitPolicy on the Server: each identity its own bucket (the unmeshed one
+    shared), 429 in Linkerd's words; an override for sleep's ServiceAccount; counted."""
+    httpbin, sleep = _httpbin_and_sleep(mesh, echo_port, "--pod-port", "9080", "--pod-port-name", "http", "--mode", "permissive")
+
+    async def plaintext_burst() -> list[tuple[int, bytes]]:  # the unmeshed callers' one bucket: 1 a second
+        return [await asyncio.to_thread(_plaintext_status, httpbin.ports["inbound"], "/get") for _ in range(4)]
+
+    async with aiohttp.ClientSession() as session:
+        async def sleeps_burst(n: int) -> list[tuple[int, bytes]]:  # sleep's identity, n at once
+            async def one() -> tuple[int, bytes]:
+                async with session.get("http://httpbin/get", proxy=sleep.outbound) as rsp:
+                    return rsp.status, await rsp.read()
+            return list(await asyncio.gather(*(one() for _ in range(n))))
+
+        apply(mesh, server("http", "all-unauthenticated"), rate_limit(1))
+        said = await until(plaintext_burst, lambda r: any(code == 429 for code, _ in r), "the limit to count the unmeshed")
+        assert [code for code, _ in said][0] == 200  # the first of the burst passes: a bucket of 1
+        limited = next(body for code, body in said if code == 429)
+        assert b"meshdojo: rate limited by HTTPLocalRateLimitPolicy foo/rl (Linkerd's): per-identity rate limit exceeded: 1rps" in limited
+        assert b"x-meshdojo-error: rate_limited" in limited and b"retry-after: 1" in limited
+        assert (await sleeps_burst(1))[0][0] == 200  # sleep's identity has a bucket of its own
+        apply(mesh, server("http", "all-unauthenticated"), rate_limit(1, [{"requestsPerSecond": 3, "clientRefs": [
+            {"kind": "ServiceAccount", "name": "sleep"}]}]))
+        said = await until(lambda: sleeps_burst(6), lambda r: any(b"override rate limit exceeded: 3rps" in body for _, body in r),
+                           "the override to be sleep's limit")
+        assert [code for code, _ in said].count(200) >= 3  # three at once, where its identity alone had one
+    metrics = httpbin.metrics()
+    assert 'ratelimit="foo/rl"' in metrics and 'outcome="rate_limited"' in metrics

@@ -180,7 +180,7 @@ def test_files_that_are_not_text_or_too_large_are_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("kind, job", [("virtualservice", "HTTPRoute"), ("dr", "CircuitBreaker"), ("PeerAuthentications", "MeshTLS"),
-                                       ("trafficsplit", "HTTPRoute with weighted backendRefs"), ("HTTPLocalRateLimitPolicy", "RateLimit")])
+                                       ("trafficsplit", "HTTPRoute with weighted backendRefs"), ("ServiceProfile", "HTTPRoute")])
 def test_istio_kinds_in_get_say_which_kind_does_that_job(kind, job):
     from sandbox.resources import ResourceError, kind_of
 

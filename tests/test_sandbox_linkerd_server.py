@@ -161,3 +161,40 @@ def test_linkerds_per_route_policy_task_on_emojis_routes(cli: Cli):
     for path in reversed(steps):
         cli.run("delete", "-f", str(path))
     wait_until(lambda: emoji_codes(cli, "voting", find) == {"200": 3}, 10, "emoji open to anyone again")
+
+
+def burst(cli: Cli, source: str | None = None, n: int = 10) -> dict[str, int]:
+    """What web answered n requests sent at once: through the ingress gateway (its identity), or
+    from ``source``'s sidecar (its own)."""
+    where = ["--from", f"deploy/{source}"] if source else []
+    out = cli.run("load", "svc/web", "/api/list", *where, "--namespace", "emojivoto", "-n", str(n), "-c", str(n), "-o", "json").stdout
+    return {code: entry["count"] for code, entry in json.loads(out)["codes"].items()}
+
+
+@pytest.mark.timeout(180)
+def test_linkerds_rate_limiting_task_on_web(cli: Cli):
+    """Linkerd's Configuring Rate Limiting task on web: a Server that lets everyone in, a limit of
+    4 a second per identity (ten at once through the gateway: 429s; voting's own bucket is
+    untouched), an override of 6 for the gateway's ServiceAccount; describe and get say which."""
+    cli.run("up", "--no-tui", "--demo", "emojivoto")
+    server, limit, override = (DEMO_POLICIES / f"{name}.yaml" for name in ("web-server", "web-ratelimit-linkerd", "web-ratelimit-override"))
+    cli.run("apply", "-f", str(server))
+    assert burst(cli) == {"200": 10}  # a Server with accessPolicy all-unauthenticated changes nothing
+    applied = cli.run("apply", "-f", str(limit)).stdout
+    assert "httplocalratelimitpolicy/web-http created (namespace emojivoto)" in applied, applied
+    limited = wait_until(lambda: (c := burst(cli)).get("429") and c, 10, "the limit to refuse the gateway's burst")
+    assert limited.get("200", 0) <= 6, limited  # four in the bucket, and what refilled while the ten were sent
+    assert burst(cli, "voting", 4) == {"200": 4}  # another identity: a bucket of its own
+    described = cli.run("describe", "deploy/web", "-n", "emojivoto").stdout
+    assert ("HTTPLocalRateLimit     emojivoto/web-http (4 rps per identity, workload): Linkerd's limit on the Server's port "
+            "(429 past it)") in described, described
+    cli.run("apply", "-f", str(override))
+    wait_until(lambda: "6 rps for sa/ingress-gateway" in cli.run("describe", "deploy/web", "-n", "emojivoto").stdout, 10,
+               "web's sidecar to have the override")
+    raised = wait_until(lambda: (c := burst(cli)).get("200", 0) >= 6 and c, 10, "the gateway's six a second")
+    assert "429" in raised, raised
+    listed = cli.run("get", "httplocalratelimitpolicies", "-n", "emojivoto").stdout
+    assert "server/web-http" in listed and "4 rps per identity, 6 rps for sa/ingress-gateway" in listed, listed
+    for path in (override, server):
+        cli.run("delete", "-f", str(path))
+    wait_until(lambda: burst(cli) == {"200": 10}, 10, "web unlimited again")

@@ -65,6 +65,30 @@ def test_a_gateways_refused_tls_connections_are_counted_per_reason_in_the_window
     assert stat_table(telemetry.deployment_rows(30, "bookinfo"), False)[0][-1] == "TCP_CONN"
 
 
+def test_a_deployments_429s_are_counted_per_rate_limit_in_the_window():
+    from controlplane.scraper import Telemetry
+    from sandbox.observe import stat_table
+
+    metrics = ProxyMetrics()
+    clock = [100.0]
+    telemetry = Telemetry(clock=lambda: clock[0])
+    telemetry.put_workload("emojivoto", "web-0", "web", "spiffe://x", True, None)
+    history = telemetry.workloads[("emojivoto", "web-0")]
+    metrics.ratelimited.labels("emojivoto/web-http", "rate_limited").inc(2)  # before the window: not counted
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
+    metrics.ratelimited.labels("emojivoto/web-http", "allowed").inc(4)
+    metrics.ratelimited.labels("emojivoto/web-http", "rate_limited").inc(6)
+    metrics.ratelimited.labels("emojivoto/web-4-per-minute", "rate_limited").inc(1)
+    clock[0] = 110.0
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
+    [row] = telemetry.deployment_rows(60, "emojivoto")
+    assert row["rate_limited"] == {"emojivoto/web-4-per-minute": 1, "emojivoto/web-http": 6}
+    table = stat_table([row], False)
+    assert table[0][-1] == "RATE_LIMITED" and table[1][-1] == "7 (emojivoto/web-4-per-minute 1, emojivoto/web-http 6)"
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 200.0))
+    assert "rate_limited" not in telemetry.deployment_rows(30, "emojivoto")[0]
+
+
 def test_the_window_picks_the_right_baseline():
     history = WorkloadHistory("ns", "w-0", "w", None, True)
     key = ("inbound", "", "", "", "true")

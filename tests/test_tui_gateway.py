@@ -19,6 +19,9 @@ def test_a_gateways_node_says_how_many_tls_clients_it_refused_and_where_to_read_
     assert "TLS refused" not in render.node_detail(row, [])
     shown = render.node_detail({**row, "tls_refused": {"no_client_certificate": 10}}, [], "ws")
     assert "TLS refused: 10 (no_client_certificate 10) (meshdojo logs bookinfo-ingress --name ws says why)" in shown
+    assert "rate limited" not in shown
+    limited = render.node_detail({**row, "rate_limited": {"emojivoto/web-http": 6}}, [])  # a deployment's 429s, per rate limit
+    assert "rate limited (429): 6 (emojivoto/web-http 6)" in limited
 
 
 async def test_the_security_screen_lists_the_gateways_certificates_with_their_client_ca():

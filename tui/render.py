@@ -243,7 +243,7 @@ def edge_detail(edge: dict[str, Any], routes: list[dict[str, Any]], sandbox: str
 
 
 def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "default") -> str:
-    from sandbox.observe import tls_refused_text  # as `meshdojo stat` writes it
+    from sandbox.observe import counts_text  # as `meshdojo stat` writes it
 
     callers = sorted({e["src"] for e in edges if e["dst"] == d["name"] and e["dst_namespace"] == d["namespace"]})
     calls = sorted({e["dst"] for e in edges if e["src"] == d["name"] and e["src_namespace"] == d["namespace"]})
@@ -252,7 +252,8 @@ def node_detail(d: dict[str, Any], edges: list[dict[str, Any]], sandbox: str = "
         f"{d['namespace']}/{d['name']}  meshed {d['meshed']}  success {rate(d['success_rate'])}  {d['rps']:.1f} rps",
         f"latency p50 {ms(d['latency_ms']['p50'])} p95 {ms(d['latency_ms']['p95'])} p99 {ms(d['latency_ms']['p99'])}",
         f"called by: {', '.join(callers) or 'nobody yet'}", f"calls: {', '.join(calls) or 'nobody'}",
-        *([f"TLS refused: {tls_refused_text(d['tls_refused'])} (meshdojo logs {d['name']}{name} says why)"] if d.get("tls_refused") else []),
+        *([f"TLS refused: {counts_text(d['tls_refused'])} (meshdojo logs {d['name']}{name} says why)"] if d.get("tls_refused") else []),
+        *([f"rate limited (429): {counts_text(d['rate_limited'])}"] if d.get("rate_limited") else []),
         f"\nits requests: meshdojo tap deploy/{d['name']}{name}", f"its log: meshdojo logs {d['name']}{name}",
         f"below, as its sidecars see it: meshdojo describe deploy/{d['name']} -n {d['namespace']}{name}",
     ])

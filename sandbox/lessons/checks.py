@@ -107,7 +107,7 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
     """The rows the check's query returns now (``since``: when the step began, for 'ran')."""
     from sandbox import observe
     from sandbox.backends import backend_for
-    from sandbox.resources import api_for
+    from sandbox.resources import api_for, detail
 
     params = dict(check.params)
     if check.query == "ran":
@@ -142,7 +142,7 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
         return observe.authz(sandbox, params["target"], params.get("namespace"), window)["rows"]
     query = "&".join(f"{k}={params[k]}" for k in ("kind", "namespace") if k in params)
     items = api_for(sandbox).call("GET", "/v1/policies" + (f"?{query}" if query else ""))["items"]
-    return [{"kind": i["kind"], "name": i["document"]["metadata"]["name"],
+    return [{"kind": i["kind"], "name": i["document"]["metadata"]["name"], "detail": detail(i["document"]),  # as get's DETAIL
              "namespace": i["document"]["metadata"].get("namespace", "default")} for i in items]
 
 
