@@ -420,7 +420,7 @@ async def test_a_ui_failure_is_one_line_and_a_crash_log_and_exits_non_zero(tmp_p
 async def test_the_lessons_screen_lists_lessons_and_runs_a_step(tmp_path, monkeypatch):
     """Lessons (8): Enter starts the selected lesson through the same code as `lesson start`;
     d runs the step's command; n refuses to go on while the check fails, and goes on once it passes."""
-    from sandbox.lessons import checks, progress
+    from sandbox.lessons import checks, model, progress
     from tui.panes import Lessons
 
     started, ran = [], []
@@ -438,6 +438,7 @@ async def test_the_lessons_screen_lists_lessons_and_runs_a_step(tmp_path, monkey
         await wait_for(pilot, lambda: the_app.focused is pane.query_one("#lesson-list"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: started == [(1, 1)])
+        assert pane.query_one("#lesson-list", DataTable).row_count == len(model.all_lessons()) >= 19
         await pilot.press("d")
         await wait_for(pilot, lambda: ran == [("status",)])
         pane.show(the_app.snapshot)
@@ -449,6 +450,26 @@ async def test_the_lessons_screen_lists_lessons_and_runs_a_step(tmp_path, monkey
         await wait_for(pilot, lambda: pane._passed is True)
         await pilot.press("n")
         assert progress.load("default").step == 1
+
+
+async def test_the_lessons_step_stays_on_screen_below_a_long_list(tmp_path, monkeypatch):
+    """Nineteen lessons and more: the list scrolls on its own, and the started lesson's step (what
+    to do, the check) stays in view on a 32-line terminal, not pushed below the screen."""
+    from sandbox.lessons import model, progress
+    from tui.panes import Lessons
+
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path))
+    (tmp_path / "default").mkdir()
+    progress.save("default", progress.Progress(1, 0, 0.0, []))
+    the_app = app()
+    async with the_app.run_test(size=(120, 32)) as pilot:
+        await pilot.press("8")
+        pane = the_app.query_one(Lessons)
+        pane.show(the_app.snapshot)
+        await wait_for(pilot, lambda: "Lesson 1, step 1 of" in str(pane.query_one("#lesson-step").render()))
+        assert pane.query_one("#lesson-list", DataTable).row_count == len(model.all_lessons()) >= 19
+        box, visible = pane.query_one("#lesson-step").parent.region, pane.region
+        assert box.height >= 3 and visible.y <= box.y and box.bottom <= visible.bottom, (box, visible)
 
 
 async def wait_for(pilot, condition, rounds: int = 200) -> None:
