@@ -130,6 +130,14 @@ def inject_faults(policies: PolicyWatch, metrics: ProxyMetrics, rng: random.Rand
     return layer
 
 
+def too_many_requests(what: str, wait: float) -> Response:
+    """The 429 a rate limit answers itself: which limit (``what``), and the whole seconds until its
+    bucket has a token again (retry-after)."""
+    return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", str(max(math.ceil(wait), 1)).encode()),
+                          (b"x-meshdojo-error", b"rate_limited")], BytesBody(f"meshdojo: rate limited by {what}\n".encode()),
+                    error="rate_limited")
+
+
 def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
     """RateLimit: the token bucket of the RateLimit in force at this workload; 429 past it."""
     buckets: dict[tuple[str, str], tuple[object, TokenBucket]] = {}
@@ -149,9 +157,7 @@ def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotoni
                 return await inner(request)
             metrics.ratelimited.labels(name, "rate_limited").inc()
             request.fate.ratelimit = f"limited by {name}"
-            retry_after = str(max(math.ceil(current[1].wait()), 1)).encode()  # whole seconds until the bucket refills a token
-            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", retry_after), (b"x-meshdojo-error", b"rate_limited")],
-                            BytesBody(f"meshdojo: rate limited by RateLimit {name}\n".encode()), error="rate_limited")
+            return too_many_requests(f"RateLimit {name}", current[1].wait())
 
         return handle
 
@@ -180,10 +186,7 @@ def linkerd_rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.
             words, wait = exceeded
             metrics.ratelimited.labels(name, "rate_limited").inc()
             request.fate.ratelimit = f"limited by HTTPLocalRateLimitPolicy {name}: {words}"
-            return Response(429, [(b"content-type", b"text/plain"), (b"retry-after", str(max(math.ceil(wait), 1)).encode()),
-                                  (b"x-meshdojo-error", b"rate_limited")],
-                            BytesBody(f"meshdojo: rate limited by HTTPLocalRateLimitPolicy {name} (Linkerd's): {words}\n".encode()),
-                            error="rate_limited")
+            return too_many_requests(f"HTTPLocalRateLimitPolicy {name} (Linkerd's): {words}", wait)
 
         return handle
 
