@@ -70,12 +70,14 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
     """One of Gateway API's kinds, only the fields meshdojo implements (for clusters without it)."""
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
+    older = tuple(v.partition("/")[2] for v in api_versions(kind)[:-1])  # v1beta1 for HTTPRoute and Gateway
     return _crd(group, version, kind, spec, [], PART_OF,
                 {SUBSET_ANNOTATION: f"the subset of Gateway API's {kind} that meshdojo implements; "
                                     "install the Gateway API CRDs to replace it",
                  # *.k8s.io groups are protected: a CRD there must say whether the API was approved. Ours is
                  # not Gateway API's own CRD, so it says so (the API server accepts it, with a condition)
-                 "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"})
+                 "api-approved.kubernetes.io": f"unapproved, meshdojo's subset of Gateway API's {kind} for clusters without it"},
+                older)
 
 
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS)  # another project's kinds: a cluster with their CRDs keeps them

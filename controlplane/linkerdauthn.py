@@ -31,6 +31,7 @@ from typing import Any
 from controlplane import authzrules
 from controlplane.fields import FieldReader
 from controlplane.linkerdschema import LINKERD_GROUP
+from controlplane.schema import CORE_GROUPS
 
 # Linkerd's identities: SA.NS.serviceaccount.identity.linkerd.cluster.local (SA may be *)
 LINKERD_IDENTITY = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
@@ -119,7 +120,7 @@ def read_policy(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Link
     refs = []
     for i, ref in enumerate(spec["requiredAuthenticationRefs"]):
         want = "" if ref["kind"] == "ServiceAccount" else LINKERD_GROUP
-        if ref.get("group", want) != want:
+        if ref.get("group", want) not in ((want,) if want else CORE_GROUPS):
             say = "the core group: leave group out" if not want else want
             raise r.fail(f"spec.requiredAuthenticationRefs[{i}].group", f"a {ref['kind']}'s group is {say}, not {ref['group']!r}")
         refs.append(AuthnRef(ref["kind"], ref.get("namespace", namespace), ref["name"]))
@@ -139,7 +140,7 @@ def read_mesh_tls(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Me
         principals.append(mapped)
     for i, ref in enumerate(spec.get("identityRefs", [])):
         field = f"spec.identityRefs[{i}]"
-        if ref.get("group", "") != "":
+        if ref.get("group", "") not in CORE_GROUPS:
             raise r.fail(f"{field}.group", f"a {ref['kind']} is of the core group: leave group out, not {ref['group']!r}")
         if ref["kind"] == "Namespace":
             if "namespace" in ref:

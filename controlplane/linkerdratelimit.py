@@ -24,6 +24,7 @@ from typing import Any
 
 from controlplane.fields import FieldReader
 from controlplane.linkerdschema import LINKERD_GROUP
+from controlplane.schema import CORE_GROUPS
 from controlplane.spiffe import SpiffeId
 
 
@@ -66,7 +67,7 @@ def read_rate_limit(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> 
                                                                   "no caller could get it (Linkerd refuses it too); lower it")
         clients, names = [], []
         for j, ref in enumerate(raw["clientRefs"]):
-            if ref.get("group") not in (None, ""):
+            if ref.get("group", "") not in CORE_GROUPS:
                 raise r.fail(f"spec.overrides[{i}].clientRefs[{j}].group",
                              f"a ServiceAccount is of the core group: leave group out, not {ref['group']!r}")
             ns = ref.get("namespace") or namespace

@@ -15,7 +15,9 @@ Two things change at a port once a route names its Server, as in Linkerd:
   and the proxy's access layer leaves out the other routes' before it decides).
 
 Linkerd's HTTPRoute is the kind ``HTTPRoute.policy.linkerd.io`` inside meshdojo, beside Gateway
-API's (``gateway.networking.k8s.io``), which shapes a Service's traffic here. Pure.
+API's (``gateway.networking.k8s.io``). Its other form, a route whose parent is a Service (as
+Linkerd's *Dynamic Request Routing* task writes it), is Gateway API's route in Linkerd's group:
+read and enforced as one (``policy._route``; :func:`controlplane.policy.traffic_route`). Pure.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any
 
 from controlplane import authzrules
 from controlplane.fields import FieldReader
-from controlplane.linkerdschema import LINKERD_GROUP
+from controlplane.linkerdschema import LINKERD_GROUP, SERVER_ROUTE
 from controlplane.matching import RequestMatch, read_match
+from controlplane.schema import check
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +64,30 @@ def _operation(match: RequestMatch) -> tuple[dict[str, Any], list[dict[str, Any]
     return operation, when
 
 
+def on_service(r: FieldReader, spec: Mapping[str, Any]) -> bool:
+    """Whether a Linkerd HTTPRoute (its spec, checked against ``linkerdschema.HTTP_ROUTE``) is a
+    Service's — Gateway API's route in Linkerd's group — rather than its Servers' parts."""
+    kinds = [parent["kind"] for parent in spec["parentRefs"]]
+    if "Service" in kinds and "Server" in kinds:
+        raise r.fail(f"spec.parentRefs[{kinds.index('Server')}].kind",
+                     "Server: a route is on Servers (a part of their traffic, for per-route authorization) or on one Service "
+                     "(its traffic: matches, backends, filters, timeouts), not both — make two routes")
+    return "Service" in kinds
+
+
 def read_route(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> ServerRouteSpec:
-    """``namespace``: the route's (its Servers are of it, as every Linkerd reader here is told)."""
+    """A route on Servers. ``namespace``: the route's (its Servers are of it, as every Linkerd
+    reader here is told)."""
+    for i, rule in enumerate(spec.get("rules") or []):
+        for field in ("backendRefs", "filters", "timeouts", "retry"):
+            if field in rule:
+                raise r.fail(f"spec.rules[{i}].{field}", "a Server's route is a part of its traffic, for per-route "
+                                                         "authorization: it only matches requests; to shape a Service's "
+                                                         "traffic, make the route's parent the Service (kind: Service)")
+    check(SERVER_ROUTE, spec, "spec", r)  # what a Server's route may say: matches only (a Service's says more)
     servers = []
     for i, parent in enumerate(spec["parentRefs"]):
         field = f"spec.parentRefs[{i}]"
-        if parent["kind"] != "Server":
-            raise r.fail(f"{field}.kind", f"{parent['kind']!r}: a policy.linkerd.io HTTPRoute here is a part of a Server's traffic "
-                                          "(kind: Server), for per-route authorization; to shape the traffic to a Service, "
-                                          "use Gateway API's HTTPRoute (apiVersion gateway.networking.k8s.io/v1)")
         if parent.get("group", LINKERD_GROUP) != LINKERD_GROUP:
             raise r.fail(f"{field}.group", f"a Server's group is {LINKERD_GROUP}, not {parent['group']!r}")
         servers.append(parent["name"])

@@ -14,8 +14,11 @@ only where a kind meets Kubernetes (a CRD, a watch, a write) is it ``Authorizati
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controlplane import inboundpolicy
-from controlplane.schema import Bool, Int, Labels, ListOf, PortOrName, Str, obj
+from controlplane.routeschema import HTTP_ROUTE as GATEWAY_ROUTE
+from controlplane.schema import CORE_GROUPS, Bool, Int, Labels, ListOf, PortOrName, Str, obj
 
 LINKERD_GROUP = "policy.linkerd.io"
 # the versions Linkerd's docs write them in, oldest first; the last is the one a CRD of ours stores
@@ -128,7 +131,7 @@ ROUTE_MATCH = obj({
     }, ("name", "value")), doc="headers the request has, every one"),
 }, doc="a request it matches: every field given must match (none: every request)")
 
-HTTP_ROUTE = obj({
+SERVER_ROUTE = obj({  # a route on Servers: a part of their traffic, for per-route authorization
     "parentRefs": ListOf(obj({
         "group": Str(doc="policy.linkerd.io (or left out)"),
         "kind": Str(doc="Server: the route is one part of that Server's traffic"),
@@ -138,6 +141,24 @@ HTTP_ROUTE = obj({
     "rules": ListOf(obj({
         "matches": ListOf(ROUTE_MATCH, doc="the requests this rule matches, any one (none: every request)"),
     }), doc="the route's rules: a request matches the route when it matches one (none: every request)"),
+}, ("parentRefs",))
+# Linkerd's HTTPRoute, either form: on Servers (above), or on a Service — Gateway API's HTTPRoute in Linkerd's group,
+# as Linkerd's Dynamic Request Routing task writes it (routeschema.HTTP_ROUTE). The CRD's schema, and the first check
+HTTP_ROUTE = obj({
+    "parentRefs": ListOf(obj({
+        "group": Str(enum=(LINKERD_GROUP, *CORE_GROUPS), allow_empty=True, doc="policy.linkerd.io for a Server; core (or \"\") "
+                                                                              "for a Service"),
+        "kind": Str(enum=("Server", "Service"), doc="Server: the route is one part of that Server's traffic (per-route "
+                                                    "authorization); Service: the route shapes the mesh's requests to it"),
+        "name": Str(doc="a Server or Service of this namespace"),
+        "namespace": Str(doc="a Service's: must be left out (the route's namespace)"),
+        "port": Int(1, 65535, "a port", doc="a Service's port: not read (every port)"),
+    }, ("kind", "name")), non_empty=True, hint="expected a non-empty list of parentRefs ({kind: Server or Service, name: ...})",
+        doc="the Servers whose traffic this route is a part of, or the one Service whose traffic it shapes"),
+    "hostnames": GATEWAY_ROUTE.fields["hostnames"],  # a Service's: not read
+    "rules": ListOf(replace(GATEWAY_ROUTE.fields["rules"].item,  # type: ignore[attr-defined]
+                            doc="a Server's: matches only; a Service's: Gateway API's rule"),
+                    doc="the route's rules (a Server's route without rules: every request)"),
 }, ("parentRefs",))
 
 RPS_MAX = 2**31 - 1  # the CRD's int64, kept to what a sidecar's bucket can hold

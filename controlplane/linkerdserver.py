@@ -235,7 +235,7 @@ def route_of(policy: Any) -> str | None:
 def server_routes(server: Any, resources: Iterable[Any]) -> list[Any]:
     """The Linkerd HTTPRoutes (Resources) whose parent is ``server``, by name."""
     return sorted((r for r in resources if r.kind == LINKERD_HTTP_ROUTE and r.namespace == server.namespace
-                   and server.name in r.spec.servers), key=lambda r: r.name)
+                   and server.name in getattr(r.spec, "servers", ())), key=lambda r: r.name)  # not a route on a Service
 
 
 def _routed(rules: Sequence[dict[str, Any]], operations: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -293,7 +293,7 @@ def warnings(resource: Any, resources: Sequence[Any], workloads: Sequence[Any]) 
     elif resource.kind == LINKERD_HTTP_ROUTE:
         servers = {r.name for r in resources if r.kind == "Server" and r.namespace == resource.namespace}
         return [f"{name}: there is no Server {parent} in {resource.namespace} (yet); the route takes effect once there is"
-                for parent in resource.spec.servers if parent not in servers]
+                for parent in getattr(resource.spec, "servers", ()) if parent not in servers]  # a Service's route: none
     elif resource.kind == "HTTPLocalRateLimitPolicy":
         return linkerdratelimit.warnings(resource, resources, lambda server: _denies_everyone(server, resources))
     return []
@@ -311,9 +311,9 @@ def _policy_warnings(resource: Any, name: str, resources: Sequence[Any]) -> list
     out = []
     here = [r for r in resources if r.namespace == resource.namespace]
     if spec.target_kind == "HTTPRoute":
-        if not any(r.kind == LINKERD_HTTP_ROUTE and spec.targets_route(r) for r in here):
-            out.append(f"{name}: there is no HTTPRoute {spec.target} (policy.linkerd.io) in {resource.namespace} (yet); "
-                       "it authorizes the requests it matches once there is")
+        if not any(r.kind == LINKERD_HTTP_ROUTE and spec.targets_route(r) and getattr(r.spec, "servers", ()) for r in here):
+            out.append(f"{name}: there is no HTTPRoute {spec.target} (policy.linkerd.io) on a Server in {resource.namespace} "
+                       "(yet); it authorizes the requests it matches once there is")
     elif not any(r.kind == "Server" and spec.targets(r) for r in here):
         which = f"Server {spec.target}" if spec.target_kind == "Server" else "Server"
         out.append(f"{name}: there is no {which} in {resource.namespace} (yet); it authorizes callers once there is "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.durations import InvalidDuration, parse_duration
-from controlplane.policyschema import METHODS
+from controlplane.routeschema import METHODS
 
 MAX_CONNECTIONS = 256
 MAX_REQUESTS = 100_000

@@ -40,6 +40,7 @@ from controlplane import (
     providers,
     requestauthn,
     routeannotations,
+    routeschema,
     telemetrypolicy,
 )
 from controlplane.authzrules import AuthzRule
@@ -48,11 +49,12 @@ from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
-from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, METHODS, PATH_TYPES, POLICY_API, TARGET_KINDS
+from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.resiliencespecs import BreakerSpec, BudgetSpec, PoolLimits, RateLimitSpec
 from controlplane.routefilters import RouteFilters, parse_filters
-from controlplane.schema import check
+from controlplane.routeschema import METHODS, PATH_TYPES
+from controlplane.schema import CORE_GROUPS, check
 from controlplane.spiffe import is_dns_label
 from controlplane.telemetrypolicy import TelemetrySpec
 from controlplane.workloadselector import WorkloadSelector
@@ -139,14 +141,18 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
             if isinstance(ref, dict) and ref.get("kind") == "Server":
                 raise r.fail(f"spec.parentRefs[{i}].kind", f"Server: {linkerdauthn.GATEWAY_ROUTE_HINT}")
     check(policyschema.KINDS[kind][1], top["spec"], "spec", r)  # shape first: below, only what a schema cannot say
-    for field, other, why in _service_ref_namespaces(kind, top["spec"]):
+    # Linkerd's HTTPRoute on a Service is Gateway API's route in Linkerd's group (Linkerd's Dynamic Request Routing task)
+    service_route = kind == LINKERD_HTTP_ROUTE and linkerdroutes.on_service(r, top["spec"])
+    if service_route:
+        check(routeschema.HTTP_ROUTE, top["spec"], "spec", r)
+    for field, other, why in _service_ref_namespaces("HTTPRoute" if service_route else kind, top["spec"]):
         if other != namespace:
             fix = "name Services of this namespace" if "backendRefs" in field else f"set metadata.namespace to {other}"
             raise r.fail(field, f"{other!r} is another namespace: {why} (here {namespace}); leave namespace out, or {fix}")
     annotations = meta.get("annotations") or {}
     if not isinstance(annotations, dict):
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
-    if kind == "HTTPRoute":  # Linkerd's retry and timeout annotations mean rule fields here
+    if kind == "HTTPRoute" or service_route:  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations), namespace), top)
     if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
@@ -298,16 +304,22 @@ class RouteSpec:
     hostnames: tuple[str, ...] = ()  # a Gateway's route: the hosts it serves (none: any)
 
 
+def traffic_route(resource: Resource) -> bool:
+    """Whether ``resource`` routes a Service's (ServiceEntry's, Gateway's) traffic: Gateway API's
+    HTTPRoute, or Linkerd's on a Service (not a Linkerd route on Servers, for authorization)."""
+    return resource.kind == "HTTPRoute" or (resource.kind == LINKERD_HTTP_ROUTE and isinstance(resource.spec, RouteSpec))
+
+
 def parent_kind(ref: dict[str, Any]) -> str:
     """A parentRef's kind: as written, else Gateway API's default — a Gateway, or a Service when
-    the group is the core group ("")."""
-    return ref.get("kind") or ("Service" if ref.get("group") == "" else "Gateway")
+    the group is the core group ("", or Linkerd's "core")."""
+    return ref.get("kind") or ("Service" if ref.get("group") in CORE_GROUPS else "Gateway")
 
 
 def _service_or_entry(r: _Reader, ref: dict[str, Any], field: str, role: str) -> tuple[str | None, str | None]:
     """(the Service, None) or (None, the ServiceEntry) a reference names, its group checked."""
     is_entry = ref.get("kind", "Service") == "ServiceEntry"
-    if (ref.get("group", "") == "") == is_entry:
+    if (ref.get("group", "") in CORE_GROUPS) == is_entry:
         want = "policy.meshdojo.dev (or networking.istio.io)" if is_entry else '"" (the core API group)'
         raise r.fail(f"{field}.group", f"a {ref.get('kind', 'Service')} {role}'s group is {want}")
     return (None, ref["name"]) if is_entry else (_service_ref(ref), None)

@@ -11,7 +11,7 @@ what the proxy does with them).
       - type: URLRewrite
         urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2/api}}
 
-The field definitions (types, ranges, patterns) are :data:`controlplane.policyschema.FILTER`;
+The field definitions (types, ranges, patterns) are :data:`controlplane.routeschema.FILTER`;
 here is what a schema cannot say, from Gateway API's CEL rules and the proxy's own limits.
 """
 

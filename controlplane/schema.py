@@ -18,6 +18,7 @@ from typing import Any
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.fields import FieldReader
 
+CORE_GROUPS = ("", "core")  # Kubernetes' core API group: "", or "core" as Linkerd's docs write it (Linkerd takes both)
 # what parse_duration accepts, as a pattern the API server can check
 DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
 
@@ -132,7 +133,8 @@ def check(schema: Field, value: Any, path: str, reader: FieldReader) -> None:
         if not (schema.allow_empty and isinstance(value, str)):
             reader.string(value, path)
         if schema.enum and value not in schema.enum:
-            raise reader.fail(path, f"expected one of {', '.join(schema.enum)}, got {value!r}")
+            said = ", ".join(value_ or '""' for value_ in schema.enum)  # the core group, "", shown as ""
+            raise reader.fail(path, f"expected one of {said}, got {value!r}")
         if schema.pattern is not None and not re.search(schema.pattern, value):
             raise reader.fail(path, schema.hint or f"{value!r} does not match {schema.pattern}")
     elif isinstance(schema, Int):

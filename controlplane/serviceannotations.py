@@ -31,7 +31,7 @@ from typing import Any
 from controlplane import routeannotations
 from controlplane.durations import format_duration
 from controlplane.fields import FieldReader
-from controlplane.policy import GATEWAY_API, POLICY_API, Resource, RouteRule, RouteSpec, linkerd_retry
+from controlplane.policy import GATEWAY_API, POLICY_API, Resource, RouteRule, RouteSpec, linkerd_retry, traffic_route
 from controlplane.resiliencespecs import BreakerSpec
 from controlplane.routeannotations import RouteAnnotations, status_ranges
 
@@ -152,7 +152,7 @@ def derive(resources: list[Resource], services: dict[Key, dict[str, str]]) -> tu
     for resource in resources:
         key = (resource.namespace, resource.target or "")
         given = read_ok.get(key)
-        if resource.kind == "HTTPRoute":
+        if traffic_route(resource):  # Gateway API's, or Linkerd's on a Service
             routed.add(key)
             if given is not None and given.shapes_routes:
                 resource = replace(resource, spec=_inherit(resource, given.route))

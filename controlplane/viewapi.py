@@ -10,6 +10,7 @@ from controlplane import authzview
 from controlplane.apibase import POLICIES, REGISTRY, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.linkerdschema import LINKERD_KINDS
+from controlplane.policy import traffic_route
 from controlplane.registry import Registry
 from controlplane.scraper import Telemetry
 from controlplane.selection import Workload, applicable
@@ -75,7 +76,7 @@ async def routes(request: web.Request) -> web.Response:
     if not service or not namespace:
         return json_error(400, "routes need ?service=NAME&namespace=NS")
     configured = []
-    for resource in request.app[POLICIES].effective("HTTPRoute", namespace)[0]:
+    for resource in (r for r in request.app[POLICIES].effective(namespace=namespace)[0] if traffic_route(r)):  # Linkerd's too
         gateway = getattr(resource.spec, "gateway", None)
         if resource.target == service:
             configured += [(f"{resource.namespace}/{resource.name}#{i}", rule.describe())

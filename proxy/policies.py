@@ -18,7 +18,7 @@ from controlplane.backendtls import BackendTlsSpec
 from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.gatewayapi import GatewayRoute, TlsListener, attached, tls_listeners
 from controlplane.linkerdschema import LINKERD_HTTP_ROUTE
-from controlplane.policy import PolicyError, Resource, parse
+from controlplane.policy import PolicyError, Resource, parse, traffic_route
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.providers import Provider, ZipkinProvider, providers
 from controlplane.selection import Applied, Workload, applicable
@@ -175,8 +175,9 @@ class PolicyWatch:
                                   if key[0] == self.workload.namespace and wanted
                                   and all(self.workload.labels.get(k) == v for k, v in wanted.items()))
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
-        for resource, _expires in sorted(entries, key=lambda e: e[0].key):
-            index.setdefault((resource.kind, resource.namespace, resource.target), []).append(resource)
+        for resource, _expires in sorted(entries, key=lambda e: e[0].key):  # Linkerd's route on a Service is an HTTPRoute
+            kind = "HTTPRoute" if traffic_route(resource) else resource.kind
+            index.setdefault((kind, resource.namespace, resource.target), []).append(resource)
         # a route, circuit breaker or retry budget whose parent (target) is a ServiceEntry shapes the requests to each
         # of its hosts (egress labels them with the host)
         hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if r.kind == "ServiceEntry"}  # type: ignore[attr-defined]

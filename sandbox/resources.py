@@ -347,7 +347,8 @@ def _ingress_hosts(spec: dict[str, Any]) -> str:
 
 
 def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None, namespace: str = "") -> str:
-    if kind == "HTTPRoute":
+    on_service = any(isinstance(p, dict) and p.get("kind") == "Service" for p in spec.get("parentRefs") or [])
+    if kind == "HTTPRoute" or (kind == LINKERD_HTTP_ROUTE and on_service):  # Linkerd's on a Service: Gateway API's, in its group
         rules = spec.get("rules") or [{}]
         hosts = f" for {', '.join(map(str, spec['hostnames']))}" if spec.get("hostnames") else ""
         return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}{hosts}"

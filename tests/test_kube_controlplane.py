@@ -344,6 +344,38 @@ def test_linkerds_authorization_policy_and_ours_of_the_same_name_are_two_kinds_i
     assert status == 200, body
 
 
+def test_linkerds_route_on_a_service_and_gateway_apis_v1beta1_as_linkerds_docs_write_them(plane):
+    """Linkerd's HTTPRoute with a Service parent (group core, its Dynamic Request Routing task) and
+    Gateway API's HTTPRoute in v1beta1 (Linkerd's retries reference), both applied with kubectl:
+    the subset CRDs take them, the control plane reads them as routes of their Services."""
+    import yaml
+
+    linkerds = {"apiVersion": "policy.linkerd.io/v1beta2", "kind": "HTTPRoute", "metadata": {"name": "web-router", "namespace": NS},
+                "spec": {"parentRefs": [{"name": "web", "kind": "Service", "group": "core", "port": 80}],
+                         "rules": [{"matches": [{"headers": [{"name": "x-request-id", "value": "alternative"}]}],
+                                    "backendRefs": [{"name": "web", "port": 80}]}]}}
+    gateways = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "HTTPRoute",
+                "metadata": {"name": "emoji-default", "namespace": NS, "annotations": {"retry.linkerd.io/http": "5xx"}},
+                "spec": {"parentRefs": [{"name": "emoji", "kind": "Service", "group": "core", "port": 8080}],
+                         "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]}}
+    plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([linkerds, gateways]))
+
+    def routes(kind: str) -> dict[str, dict]:
+        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
+        assert status == 200, body
+        return {i["document"]["metadata"]["name"]: i["document"] for i in body["items"]}
+
+    wait_until(lambda: "web-router" in routes("HTTPRoute.policy.linkerd.io") and "emoji-default" in routes("HTTPRoute"), 15,
+               "both routes in the operator API")
+    assert routes("HTTPRoute.policy.linkerd.io")["web-router"]["spec"]["parentRefs"][0]["kind"] == "Service"
+    served = json.loads(plane.k8s.kubectl("get", "httproutes.v1.gateway.networking.k8s.io", "emoji-default", "-n", NS,
+                                          "-o", "json").stdout)
+    assert served["apiVersion"] == "gateway.networking.k8s.io/v1"  # the same object, in the stored version
+    plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump_all([linkerds, gateways]))
+    wait_until(lambda: not routes("HTTPRoute.policy.linkerd.io") and "emoji-default" not in routes("HTTPRoute"), 15,
+               "the deleted routes to leave the operator API")
+
+
 def test_what_the_api_server_takes_and_the_validator_refuses_says_why_in_its_status_and_in_check(plane, tmp_path):
     """kubectl applies what the CRD schema allows; the validator also checks the meaning. A route
     or Gateway it refuses is ignored — and says so: Accepted False in its status (as Istio and

@@ -135,7 +135,7 @@ def test_a_policy_of_a_route_that_is_not_there_is_warned_about():
     (server, policy, authn) = shipped("emoji-server", "emoji-find-policy")
     said = linkerdserver.warnings(policy, [server, policy, authn], [EMOJI])
     assert said == ["AuthorizationPolicy.policy.linkerd.io emojivoto/emoji-find-policy: there is no HTTPRoute emoji-find-route "
-                    "(policy.linkerd.io) in emojivoto (yet); it authorizes the requests it matches once there is"]
+                    "(policy.linkerd.io) on a Server in emojivoto (yet); it authorizes the requests it matches once there is"]
 
 
 def test_linkerds_httproute_is_a_kind_of_its_own_beside_gateway_apis():
@@ -149,9 +149,10 @@ def test_linkerds_httproute_is_a_kind_of_its_own_beside_gateway_apis():
 
 
 @pytest.mark.parametrize(("change", "field", "says"), [
-    ({"parentRefs": [{"name": "emoji", "kind": "Service"}]}, "spec.parentRefs[0].kind",
-     "use Gateway API's HTTPRoute (apiVersion gateway.networking.k8s.io/v1)"),
+    ({"parentRefs": [{"name": "emoji", "kind": "Gateway"}]}, "spec.parentRefs[0].kind", "expected one of Server, Service"),
     ({"parentRefs": [{"name": "emoji-http", "kind": "Server", "group": "gateway.networking.k8s.io"}]}, "spec.parentRefs[0].group",
+     'expected one of policy.linkerd.io, "", core'),
+    ({"parentRefs": [{"name": "emoji-http", "kind": "Server", "group": "core"}]}, "spec.parentRefs[0].group",
      "a Server's group is policy.linkerd.io"),
     ({"parentRefs": []}, "spec.parentRefs", "expected a non-empty list of parentRefs"),
     ({"rules": [{"matches": [{"path": {"type": "RegularExpression", "value": "/a.*"}}]}]}, "spec.rules[0].matches[0].path.type",
@@ -160,7 +161,7 @@ def test_linkerds_httproute_is_a_kind_of_its_own_beside_gateway_apis():
     ({"rules": [{"matches": [{"path": {"value": "api"}}]}]}, "spec.rules[0].matches[0].path.value", "must start with '/'"),
     ({"rules": [{"matches": [{"method": "FETCH"}]}]}, "spec.rules[0].matches[0].method", "expected one of GET"),
     ({"rules": [{"matches": [{"queryParams": [{"name": "a", "value": "b"}]}]}]}, "spec.rules[0].matches[0].queryParams", "unknown"),
-    ({"rules": [{"backendRefs": [{"name": "emoji"}]}]}, "spec.rules[0].backendRefs", "unknown"),
+    ({"rules": [{"backendRefs": [{"name": "emoji"}]}]}, "spec.rules[0].backendRefs", "make the route's parent the Service"),
 ])
 def test_refusals_name_the_field(change, field, says):
     doc = route({"path": {"value": "/a"}})

@@ -17,7 +17,7 @@ from sandbox.cli.jwt import claim
 def _load(args: argparse.Namespace) -> int:
     from controlplane import loadgen
     from controlplane.durations import InvalidDuration, parse_duration
-    from controlplane.policyschema import METHODS
+    from controlplane.routeschema import METHODS
     from sandbox import local, resources
     from sandbox.cpapi import ApiError
 
