@@ -168,3 +168,15 @@ def test_bookinfo_sign_in_sets_a_cookie_and_productpage_sends_end_user(tmp_path)
         stop_group(proc)
         fake.shutdown()
         fake.server_close()
+
+
+def test_the_error_injector_answers_500_to_anything_and_keeps_the_connection(tmp_path):
+    """Linkerd's fault injection task's injector: every request fails, on one keep-alive connection."""
+    proc, port = _app(tmp_path, "", "errorinjector/app.py")
+    try:
+        got = talk(port, b"GET /api/vote?choice=:joy: HTTP/1.1\r\nHost: voting\r\n\r\n"
+                         b"POST /anything HTTP/1.1\r\nHost: voting\r\nContent-Length: 0\r\n\r\n", 2)
+        assert [g[0] for g in got[:2]] == [500, 500] and got[2][2] == b"open"
+        assert got[0][2] == b"error-injector: GET /api/vote fails here, on purpose\n"
+    finally:
+        stop_group(proc)
