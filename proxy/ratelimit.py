@@ -52,7 +52,7 @@ class LocalRateLimit:
         for override in spec.overrides:
             shared = (override.requests_per_second, TokenBucket(override.requests_per_second, override.requests_per_second, clock))
             for client in override.clients:
-                self._overrides.setdefault(client, shared)  # a client two overrides name: the first (Linkerd's map keeps one)
+                self._overrides[client] = shared  # a client two overrides name: the last, as Linkerd's map keeps it
 
     def check(self, identity: str | None) -> tuple[str, float] | None:
         """None when the request may pass; else Linkerd's words for the limit it went past, and

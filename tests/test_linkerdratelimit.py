@@ -88,6 +88,8 @@ def test_total_counts_first_and_an_override_is_shared_by_its_callers():
     # the total counted every one of those 9, the refused too (Linkerd's order): one more, then the total refuses
     assert passed(limit, GATEWAY, 3) == ["ok"] + ["total rate limit exceeded: 10rps"] * 2
     assert policy.spec.describe() == "total 10 rps, 3 rps per identity, 4 rps for sa/web,sa/voting"
+    twice = rate_limit(overrides=[{"requestsPerSecond": n, "clientRefs": [{"kind": "ServiceAccount", "name": "web"}]} for n in (1, 2)])
+    assert passed(LocalRateLimit(twice.spec, clock), web, 3)[2] == "override rate limit exceeded: 2rps"  # the last override
 
 
 def test_idle_callers_buckets_are_dropped_past_the_cap(monkeypatch):
