@@ -67,6 +67,12 @@ class Plane:
         assert status == 200, body
         return {s["name"]: s for s in body["services"] if s["namespace"] == NS}
 
+    def stored(self, kind: str, namespace: str = NS) -> dict[str, dict]:
+        """The policies of ``kind`` in ``namespace`` the operator API lists: name -> document."""
+        status, body = self.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={namespace}")
+        assert status == 200, body
+        return {i["document"]["metadata"]["name"]: i["document"] for i in body["items"]}
+
     def sa_token(self, name: str, audiences: list[str], namespace: str = NS) -> str:
         return self.core.create_namespaced_service_account_token(
             name, namespace, {"spec": {"audiences": audiences, "expirationSeconds": 3600}}).status.token

@@ -265,13 +265,8 @@ def test_a_real_proxy_bootstraps_with_its_projected_token(plane, record_property
 def test_policies_from_kubectl_and_from_meshdojo_apply_are_the_same(plane):
     plane.k8s.kubectl("apply", "-f", str(ROOT / "demo-apps/emojivoto/policies/voting-abort.yaml"))
 
-    def listed(kind: str, name: str):
-        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
-        assert status == 200, body
-        return [i for i in body["items"] if i["document"]["metadata"]["name"] == name]
-
-    (item,) = wait_until(lambda: listed("FaultInjection", "voting-abort"), 15, "kubectl's FaultInjection in the operator API")
-    assert item["document"]["spec"]["abort"]["httpStatus"] == 503
+    item = wait_until(lambda: plane.stored("FaultInjection").get("voting-abort"), 15, "kubectl's FaultInjection in the operator API")
+    assert item["spec"]["abort"]["httpStatus"] == 503
 
     doc = {"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "MeshTLS", "metadata": {"name": "strict", "namespace": NS},
            "spec": {"mode": "STRICT"}}
@@ -287,7 +282,7 @@ def test_policies_from_kubectl_and_from_meshdojo_apply_are_the_same(plane):
     assert status == 200, body
     assert plane.k8s.kubectl("get", "meshtls", "strict", "-n", NS, check=False).returncode != 0
     plane.k8s.kubectl("delete", "-f", str(ROOT / "demo-apps/emojivoto/policies/voting-abort.yaml"))
-    wait_until(lambda: not listed("FaultInjection", "voting-abort"), 15, "the deleted FaultInjection to leave the operator API")
+    wait_until(lambda: "voting-abort" not in plane.stored("FaultInjection"), 15, "the deleted FaultInjection to leave the operator API")
 
 
 def test_linkerds_server_and_authorization_from_kubectl_reach_the_sidecars_and_meshdojo_writes_them_back(plane):
@@ -298,12 +293,7 @@ def test_linkerds_server_and_authorization_from_kubectl_reach_the_sidecars_and_m
     for name in ("voting-server.yaml", "voting-serverauthorization.yaml"):
         plane.k8s.kubectl("apply", "-f", str(policies / name))
 
-    def listed(kind: str) -> list[str]:
-        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
-        assert status == 200, body
-        return [i["document"]["metadata"]["name"] for i in body["items"]]
-
-    wait_until(lambda: listed("Server") == ["voting-grpc"] and listed("ServerAuthorization") == ["voting-grpc"], 15,
+    wait_until(lambda: list(plane.stored("Server")) == ["voting-grpc"] and list(plane.stored("ServerAuthorization")) == ["voting-grpc"], 15,
                "kubectl's Server and ServerAuthorization in the operator API")
     stored = json.loads(plane.k8s.kubectl("get", "servers.policy.linkerd.io", "voting-grpc", "-n", NS, "-o", "json").stdout)
     assert stored["apiVersion"] == "policy.linkerd.io/v1beta3" and stored["spec"]["port"] == "http"
@@ -324,13 +314,8 @@ def test_linkerds_authorization_policy_and_ours_of_the_same_name_are_two_kinds_i
     status, body = plane.mesh.call("POST", "/v1/policies", {"documents": [{"source": "ours.yaml", "index": 0, "document": ours}]})
     assert status == 200, body
 
-    def listed(kind: str) -> list[str]:
-        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
-        assert status == 200, body
-        return [i["document"]["metadata"]["name"] for i in body["items"]]
-
-    wait_until(lambda: listed("AuthorizationPolicy.policy.linkerd.io") == ["voting-policy"]
-               and listed("MeshTLSAuthentication") == ["voting-authn"] and "voting-policy" in listed("AuthorizationPolicy"),
+    wait_until(lambda: list(plane.stored("AuthorizationPolicy.policy.linkerd.io")) == ["voting-policy"]
+               and list(plane.stored("MeshTLSAuthentication")) == ["voting-authn"] and "voting-policy" in list(plane.stored("AuthorizationPolicy")),
                15, "Linkerd's AuthorizationPolicy and MeshTLSAuthentication beside ours in the operator API")
     assert plane.k8s.kubectl("get", "authorizationpolicies.policy.meshdojo.dev", "voting-policy", "-n", NS).returncode == 0
     for kind, name in (("AuthorizationPolicy.policy.linkerd.io", "voting-policy"), ("MeshTLSAuthentication", "voting-authn")):
@@ -348,8 +333,6 @@ def test_linkerds_route_on_a_service_and_gateway_apis_v1beta1_as_linkerds_docs_w
     """Linkerd's HTTPRoute with a Service parent (group core, its Dynamic Request Routing task) and
     Gateway API's HTTPRoute in v1beta1 (Linkerd's retries reference), both applied with kubectl:
     the subset CRDs take them, the control plane reads them as routes of their Services."""
-    import yaml
-
     linkerds = {"apiVersion": "policy.linkerd.io/v1beta2", "kind": "HTTPRoute", "metadata": {"name": "web-router", "namespace": NS},
                 "spec": {"parentRefs": [{"name": "web", "kind": "Service", "group": "core", "port": 80}],
                          "rules": [{"matches": [{"headers": [{"name": "x-request-id", "value": "alternative"}]}],
@@ -360,19 +343,14 @@ def test_linkerds_route_on_a_service_and_gateway_apis_v1beta1_as_linkerds_docs_w
                          "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]}}
     plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([linkerds, gateways]))
 
-    def routes(kind: str) -> dict[str, dict]:
-        status, body = plane.mesh.call("GET", f"/v1/policies?kind={kind}&namespace={NS}")
-        assert status == 200, body
-        return {i["document"]["metadata"]["name"]: i["document"] for i in body["items"]}
-
-    wait_until(lambda: "web-router" in routes("HTTPRoute.policy.linkerd.io") and "emoji-default" in routes("HTTPRoute"), 15,
+    wait_until(lambda: "web-router" in plane.stored("HTTPRoute.policy.linkerd.io") and "emoji-default" in plane.stored("HTTPRoute"), 15,
                "both routes in the operator API")
-    assert routes("HTTPRoute.policy.linkerd.io")["web-router"]["spec"]["parentRefs"][0]["kind"] == "Service"
+    assert plane.stored("HTTPRoute.policy.linkerd.io")["web-router"]["spec"]["parentRefs"][0]["kind"] == "Service"
     served = json.loads(plane.k8s.kubectl("get", "httproutes.v1.gateway.networking.k8s.io", "emoji-default", "-n", NS,
                                           "-o", "json").stdout)
     assert served["apiVersion"] == "gateway.networking.k8s.io/v1"  # the same object, in the stored version
     plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump_all([linkerds, gateways]))
-    wait_until(lambda: not routes("HTTPRoute.policy.linkerd.io") and "emoji-default" not in routes("HTTPRoute"), 15,
+    wait_until(lambda: not plane.stored("HTTPRoute.policy.linkerd.io") and "emoji-default" not in plane.stored("HTTPRoute"), 15,
                "the deleted routes to leave the operator API")
 
 
