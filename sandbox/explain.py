@@ -49,7 +49,7 @@ def type_name(schema: dict[str, Any]) -> str:
 def _limits(schema: dict[str, Any]) -> list[str]:
     said = []
     if "enum" in schema:
-        said.append("one of: " + ", ".join(schema["enum"]))
+        said.append("one of: " + ", ".join(value or '""' for value in schema["enum"]))  # the core group, "", shown as ""
     if "minimum" in schema and "maximum" in schema:
         low, high = schema["minimum"], schema["maximum"]  # an integer's bounds as written (2147483647, not 2.14748e+09)
         said.append(f"from {low if isinstance(low, int) else format(low, 'g')} to {high if isinstance(high, int) else format(high, 'g')}")

@@ -51,6 +51,9 @@ def test_a_path_through_lists_shows_the_fields_their_types_and_limits():
     assert "  spec\t<Object> -required-\n" in top and "Delays or aborts a share of the requests" in top
     assert "  principals\t<[]string>\n    the caller's mTLS identity is one of these; each: cluster.local/ns/NS/sa/SA" in explain(
         "authz.spec.rules.from.source")
+    # an enum with the core group in it names "" (not an empty item); integer bounds as written
+    assert 'one of: policy.linkerd.io, "", core' in " ".join(explain("httproutes.policy.linkerd.io.spec.parentRefs").split())
+    assert "from 1 to 2147483647" in explain("httplocalratelimitpolicy.spec.total")
 
 
 def test_recursive_shows_the_tree_below():
