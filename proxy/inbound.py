@@ -41,6 +41,7 @@ import ssl
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from controlplane import inboundpolicy
 from controlplane.sslcontext import peer_identity
@@ -138,26 +139,33 @@ def too_many_requests(what: str, wait: float) -> Response:
                     error="rate_limited")
 
 
+def _kept(cache: dict[tuple[str, str], tuple[object, Any]], resource: Any, build: Callable[[Any], Any]) -> Any:
+    """The limiter ``build`` makes from ``resource``'s spec, kept across requests: fresh buckets
+    only when the policy is new or its spec changed."""
+    key = (resource.namespace, resource.name)
+    current = cache.get(key)
+    if current is None or current[0] != resource.spec:
+        current = cache[key] = (resource.spec, build(resource.spec))
+    return current[1]
+
+
 def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
     """RateLimit: the token bucket of the RateLimit in force at this workload; 429 past it."""
-    buckets: dict[tuple[str, str], tuple[object, TokenBucket]] = {}
+    buckets: dict[tuple[str, str], tuple[object, Any]] = {}
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             resource = policies.applied("RateLimit").chosen
             if resource is None:
                 return await inner(request)
-            key = (resource.namespace, resource.name)
-            current = buckets.get(key)
-            if current is None or current[0] != resource.spec:
-                current = buckets[key] = (resource.spec, TokenBucket(resource.spec.requests_per_second, resource.spec.burst, clock))  # type: ignore[union-attr]
+            bucket: TokenBucket = _kept(buckets, resource, lambda spec: TokenBucket(spec.requests_per_second, spec.burst, clock))
             name = f"{resource.namespace}/{resource.name}"
-            if current[1].take():
+            if bucket.take():
                 metrics.ratelimited.labels(name, "allowed").inc()
                 return await inner(request)
             metrics.ratelimited.labels(name, "rate_limited").inc()
             request.fate.ratelimit = f"limited by {name}"
-            return too_many_requests(f"RateLimit {name}", current[1].wait())
+            return too_many_requests(f"RateLimit {name}", bucket.wait())
 
         return handle
 
@@ -167,19 +175,16 @@ def rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotoni
 def linkerd_rate_limit(policies: PolicyWatch, metrics: ProxyMetrics, clock=time.monotonic) -> Layer:
     """HTTPLocalRateLimitPolicy: Linkerd's limits on the Server that covers this port, by the
     caller's verified identity (none: the unmeshed callers' shared bucket); 429 past one."""
-    limiters: dict[tuple[str, str], tuple[object, LocalRateLimit]] = {}
+    limiters: dict[tuple[str, str], tuple[object, Any]] = {}
 
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             resource = policies.applied("HTTPLocalRateLimitPolicy").chosen
             if resource is None:
                 return await inner(request)
-            key = (resource.namespace, resource.name)
-            current = limiters.get(key)
-            if current is None or current[0] != resource.spec:  # new, or changed: fresh buckets
-                current = limiters[key] = (resource.spec, LocalRateLimit(resource.spec, clock))  # type: ignore[arg-type]
+            limiter: LocalRateLimit = _kept(limiters, resource, lambda spec: LocalRateLimit(spec, clock))
             name = f"{resource.namespace}/{resource.name}"
-            exceeded = current[1].check(request.peer.identity)
+            exceeded = limiter.check(request.peer.identity)
             if exceeded is None:
                 metrics.ratelimited.labels(name, "allowed").inc()
                 return await inner(request)

@@ -41,15 +41,21 @@ def test_golden_metrics_from_two_scrapes_of_a_real_exposition():
     assert both.requests == 200 and both.success_rate == 0.9
 
 
-def test_a_gateways_refused_tls_connections_are_counted_per_reason_in_the_window():
+def _one_workload(namespace: str, deployment: str):
+    """A control plane's telemetry with one meshed pod of ``deployment``, on a clock the test moves:
+    (that pod's proxy metrics, the clock, the telemetry, the pod's history)."""
     from controlplane.scraper import Telemetry
-    from sandbox.observe import stat_table
 
-    metrics = ProxyMetrics()
     clock = [100.0]
     telemetry = Telemetry(clock=lambda: clock[0])
-    telemetry.put_workload("bookinfo", "bookinfo-ingress-0", "bookinfo-ingress", "spiffe://x", True, None)
-    history = telemetry.workloads[("bookinfo", "bookinfo-ingress-0")]
+    telemetry.put_workload(namespace, f"{deployment}-0", deployment, "spiffe://x", True, None)
+    return ProxyMetrics(), clock, telemetry, telemetry.workloads[(namespace, f"{deployment}-0")]
+
+
+def test_a_gateways_refused_tls_connections_are_counted_per_reason_in_the_window():
+    from sandbox.observe import stat_table
+
+    metrics, clock, telemetry, history = _one_workload("bookinfo", "bookinfo-ingress")
     history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
     for reason, n in (("no_client_certificate", 3), ("unknown_server_name", 1)):
         for _ in range(n):
@@ -66,14 +72,9 @@ def test_a_gateways_refused_tls_connections_are_counted_per_reason_in_the_window
 
 
 def test_a_deployments_429s_are_counted_per_rate_limit_in_the_window():
-    from controlplane.scraper import Telemetry
     from sandbox.observe import stat_table
 
-    metrics = ProxyMetrics()
-    clock = [100.0]
-    telemetry = Telemetry(clock=lambda: clock[0])
-    telemetry.put_workload("emojivoto", "web-0", "web", "spiffe://x", True, None)
-    history = telemetry.workloads[("emojivoto", "web-0")]
+    metrics, clock, telemetry, history = _one_workload("emojivoto", "web")
     metrics.ratelimited.labels("emojivoto/web-http", "rate_limited").inc(2)  # before the window: not counted
     history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
     metrics.ratelimited.labels("emojivoto/web-http", "allowed").inc(4)
