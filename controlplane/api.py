@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import gatewayapi, linkerdserver, providers, routestatus, serviceannotations
+from controlplane import gatewayapi, istionetworking, linkerdserver, providers, routestatus, serviceannotations
 from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
@@ -329,6 +329,10 @@ async def apply_policies(request: web.Request) -> web.Response:
     if linkerd:  # a Server that covers no pod's port, an authorization of no Server, a ref to no authentication
         workloads, everything = known_workloads(registry, request.app[TELEMETRY]), [r for r, _ in store.list()]
         warnings += [w for r in linkerd for w in linkerdserver.warnings(r, everything, workloads)]
+    if any(i["kind"] in ("VirtualService", "DestinationRule") for i in applied):  # a subset named, not defined
+        names = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "VirtualService"} or None
+        warnings += [p["message"] for p in istionetworking.subset_problems([r for r, _ in store.list()])
+                     if names is None or (p["namespace"], p["name"]) in names]
     if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += providers.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
@@ -370,7 +374,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               "gatewayProblems": gatewayapi.route_problems(everything, registry.has)
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
-                              "routeProblems": routestatus.problems(everything, registry.has),
+                              "routeProblems": routestatus.problems(everything, registry.has)
+                              + istionetworking.subset_problems(everything),
                               # a Linkerd Server that covers no pod's port, an authorization of no Server
                               "serverProblems": [w for r in everything if r.kind in LINKERD_KINDS
                                                  for w in linkerdserver.warnings(r, everything, workloads)],

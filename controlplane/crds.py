@@ -80,22 +80,25 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                 older)
 
 
-SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
+ISTIO_KINDS = ("VirtualService", "DestinationRule")  # Istio's networking.istio.io kinds meshdojo implements a subset of
+SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS, *ISTIO_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 
-def linkerd_subset_crd(kind: str) -> dict[str, Any]:
-    """One of Linkerd's policy kinds, only the fields meshdojo implements, in every version
-    Linkerd's docs write it in (for clusters without Linkerd)."""
+def mesh_subset_crd(kind: str, mesh: str) -> dict[str, Any]:
+    """One of Linkerd's (or Istio's) kinds, only the fields meshdojo implements, in every version
+    their docs write it in (for clusters without that mesh)."""
     api, spec = KINDS[kind]
     group, _, version = api.partition("/")
     older = tuple(v.partition("/")[2] for v in api_versions(kind)[:-1])
     return _crd(group, version, kind, spec, SHORT_NAMES.get(kind, []), PART_OF,
-                {SUBSET_ANNOTATION: f"the subset of Linkerd's {kube_kind(kind)} that meshdojo implements; installing Linkerd replaces it"},
+                {SUBSET_ANNOTATION: f"the subset of {mesh}'s {kube_kind(kind)} that meshdojo implements; installing {mesh} replaces it"},
                 older)
 
 
 def subset_crd(kind: str) -> dict[str, Any]:
-    return linkerd_subset_crd(kind) if kind in LINKERD_KINDS else gateway_subset_crd(kind)
+    if kind in LINKERD_KINDS:
+        return mesh_subset_crd(kind, "Linkerd")
+    return mesh_subset_crd(kind, "Istio") if kind in ISTIO_KINDS else gateway_subset_crd(kind)
 
 
 def subset_crd_name(kind: str) -> str:

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 # what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
 FOREIGN_KINDS = {
-    "VirtualService": "HTTPRoute (gateway.networking.k8s.io/v1: matches, weighted backendRefs, timeouts, retry; filters "
-                      "for mirror, headers, rewrite and redirect) "
-                      "and FaultInjection (delay, abort)",
-    "DestinationRule": "CircuitBreaker (outlierDetection -> consecutiveFailures/penalty; connectionPool -> connectionPool) "
-                       "and RetryBudget; a subset is a Service per version (reviews-v1, reviews-v2 ...); trafficPolicy.tls "
-                       "for a ServiceEntry's host (TLS origination) is Gateway API's BackendTLSPolicy",
     "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
     "RequestAuthentication": "RequestAuthentication with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
                              "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
@@ -48,5 +42,5 @@ def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
 def foreign_kind(text: str) -> str | None:
     """The Istio/Linkerd kind ``text`` names (``virtualservice``, ``dr`` ...), if any."""
     aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {
-        "vs": "VirtualService", "dr": "DestinationRule", "pa": "PeerAuthentication", "sp": "ServiceProfile"}
+        "pa": "PeerAuthentication", "sp": "ServiceProfile"}
     return aliases.get(text.lower())

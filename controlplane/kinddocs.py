@@ -45,4 +45,9 @@ KIND_DOCS: dict[str, str] = {
                         "gets 404",
     "HTTPLocalRateLimitPolicy": "Linkerd's local rate limit on a Server: so many requests a second in all, per caller "
                                 "identity, or for some ServiceAccounts' callers; 429 past it, counted at each pod",
+    "VirtualService": "Istio's routes for a Service's requests, in the callers' sidecars: rules in order (the first match "
+                      "wins), weighted destinations (a Service, or a DestinationRule's subset of it), timeout, retries, "
+                      "fault, mirror, headers, rewrite, redirect",
+    "DestinationRule": "Istio's policy for a Service: its subsets (pods by their labels, e.g. version: v1) that a "
+                       "VirtualService routes to, and its trafficPolicy — connectionPool limits and outlierDetection",
 }

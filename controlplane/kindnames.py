@@ -7,12 +7,13 @@ from __future__ import annotations
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
 from controlplane.policyschema import KINDS, kube_kind
 
-# a CRD's shortNames (kubectl's, and meshdojo's): ours, then Linkerd's own
+# a CRD's shortNames (kubectl's, and meshdojo's): ours, then Linkerd's and Istio's own
 SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "CircuitBreaker": ["cb"],
                "RetryBudget": ["rb"], "RateLimit": ["rl"], "MeshTLS": [], "ServiceEntry": ["se"], "Sidecar": [],
                "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": [],
                "Server": ["srv"], "ServerAuthorization": ["saz"], LINKERD_AUTHORIZATION_POLICY: ["authzpolicy"],
-               "MeshTLSAuthentication": ["meshtlsauthn"], "NetworkAuthentication": ["netauthn"]}
+               "MeshTLSAuthentication": ["meshtlsauthn"], "NetworkAuthentication": ["netauthn"],
+               "VirtualService": ["vs"], "DestinationRule": ["dr"]}
 # what learners type besides: singulars and plurals kubectl does not know, and Gateway API's and Kubernetes' short names
 MORE_ALIASES = {"faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute", "requestauthn": "RequestAuthentication",
                 "provider": "ExtensionProvider", "providers": "ExtensionProvider", "btlspolicy": "BackendTLSPolicy",

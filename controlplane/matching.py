@@ -15,7 +15,7 @@ from controlplane.fields import FieldReader
 
 @dataclass(frozen=True, slots=True)
 class PathMatch:
-    type: str
+    type: str  # Exact, PathPrefix (whole segments) or RegularExpression; Prefix: Istio's string prefix
     value: str
 
     def matches(self, path: str) -> bool:
@@ -24,6 +24,8 @@ class PathMatch:
             return path == self.value
         if self.type == "PathPrefix":
             return path == self.value or path.startswith(self.value.rstrip("/") + "/") or self.value == "/"
+        if self.type == "Prefix":  # Istio's uri.prefix: a string prefix (/api matches /apix too)
+            return path.startswith(self.value)
         return re.fullmatch(self.value, path) is not None
 
 
@@ -73,7 +75,7 @@ class RequestMatch:
     def describe(self) -> str:
         parts = [self.method] if self.method else []
         if self.path is not None:
-            parts.append({"Exact": "", "PathPrefix": "prefix "}.get(self.path.type, "regex ") + self.path.value)
+            parts.append({"Exact": "", "PathPrefix": "prefix ", "Prefix": "prefix "}.get(self.path.type, "regex ") + self.path.value)
         parts += [h.describe() for h in self.headers]
         parts += [f"?{q.describe()}" for q in self.query]
         return " ".join(parts) or "everything"

@@ -44,7 +44,7 @@ from controlplane import (
     telemetrypolicy,
 )
 from controlplane.authzrules import AuthzRule
-from controlplane.durations import format_duration, parse_duration
+from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
@@ -52,14 +52,16 @@ from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.resiliencespecs import BreakerSpec, BudgetSpec, PoolLimits, RateLimitSpec
-from controlplane.routefilters import RouteFilters, parse_filters
+from controlplane.routefilters import parse_filters
 from controlplane.routeschema import METHODS, PATH_TYPES
+from controlplane.routespec import Backend, ParentGateway, Retry, RouteRule, RouteSpec
 from controlplane.schema import CORE_GROUPS, check
 from controlplane.spiffe import is_dns_label
 from controlplane.telemetrypolicy import TelemetrySpec
 from controlplane.workloadselector import WorkloadSelector
 
-__all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "WorkloadSelector"]
+__all__ = ["GATEWAY_API", "KINDS", "METHODS", "PATH_TYPES", "POLICY_API", "TARGET_KINDS", "Backend", "ParentGateway", "Retry",
+           "RouteRule", "RouteSpec", "WorkloadSelector"]
 KINDS = {kind: api for kind, (api, _spec) in policyschema.KINDS.items()}
 KIND_ALIASES = kindnames.aliases()  # singulars, plurals, short names: what get and delete take
 
@@ -166,6 +168,12 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
         return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
+    if kind in ("VirtualService", "DestinationRule"):  # their hosts are Services of their namespace
+        # imported when one is read: a sidecar that never sees Istio's kinds does not carry their reader (issue #17's RSS)
+        from controlplane import istionetworking
+
+        read = istionetworking.read_virtual_service if kind == "VirtualService" else istionetworking.read_destination_rule
+        return Resource(kind, namespace, name, read(r, top["spec"], namespace), top)
     linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls,
                LINKERD_HTTP_ROUTE: linkerdroutes.read_route, "HTTPLocalRateLimitPolicy": linkerdratelimit.read_rate_limit}
     if kind in linkerd:  # their refs are of their namespace unless they say
@@ -236,78 +244,16 @@ def canonical_kind(text: str) -> str | None:
 
 # -- HTTPRoute (Gateway API, GAMMA: parentRefs name a Service) ---------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    service: str
-    weight: int
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    codes: tuple[int, ...]
-    attempts: int  # retries after the first try: attempts 2 = up to three tries in all (Gateway API, GEP-1731)
-    backoff: float
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRule:
-    matches: tuple[RequestMatch, ...]  # empty: matches everything
-    backends: tuple[Backend, ...]  # empty: the parent service itself
-    request_timeout: float | None
-    backend_timeout: float | None
-    retry: Retry | None
-    filters: RouteFilters | None = None  # None: the rule has none
-
-    def matches_request(self, path: str, header: Any, method: str) -> bool:
-        return not self.matches or any(m.matches(path, header, method) for m in self.matches)
-
-    def describe(self) -> str:
-        """What the rule matches and where it sends it, in one line (for ``meshdojo routes``)."""
-        matches = " or ".join(m.describe() for m in self.matches) or "everything"
-        if len(self.backends) > 1 or (self.backends and self.backends[0].weight != 1):
-            matches += " -> " + ", ".join(f"{b.service} {b.weight}" for b in self.backends)
-        elif self.backends:
-            matches += f" -> {self.backends[0].service}"
-        shaping = []
-        if self.retry is not None:
-            shaping.append(f"retries on {routeannotations.status_ranges(self.retry.codes) or 'timeouts and failed connections'}, up to {self.retry.attempts}")
-        if self.backend_timeout is not None:
-            shaping.append(f"each try {format_duration(self.backend_timeout)}")
-        if self.request_timeout is not None:
-            shaping.append(f"request {format_duration(self.request_timeout)}")
-        if shaping:
-            matches += f" [{'; '.join(shaping)}]"
-        if self.filters is not None:
-            matches += f" [{self.filters.describe()}]"
-        return matches
-
-
 def linkerd_retry(linkerd: routeannotations.RouteAnnotations) -> Retry | None:
     """The retry Linkerd's annotations ask for (with a route retry's default backoff, 25 ms)."""
     return Retry(linkerd.retry_codes, linkerd.retry_limit, 0.025) if linkerd.retry_codes is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class ParentGateway:
-    namespace: str
-    name: str
-    section: str | None  # one listener by name; None: every listener
-    port: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSpec:
-    service: str | None  # the parent Service (None when the parent is a ServiceEntry or a Gateway)
-    rules: tuple[RouteRule, ...]
-    entry: str | None = None  # the parent ServiceEntry: the route shapes requests to its hosts
-    gateway: ParentGateway | None = None  # the parent Gateway: its ingress gateway serves the route
-    hostnames: tuple[str, ...] = ()  # a Gateway's route: the hosts it serves (none: any)
-
-
 def traffic_route(resource: Resource) -> bool:
     """Whether ``resource`` routes a Service's (ServiceEntry's, Gateway's) traffic: Gateway API's
-    HTTPRoute, or Linkerd's on a Service (not a Linkerd route on Servers, for authorization)."""
-    return resource.kind == "HTTPRoute" or (resource.kind == LINKERD_HTTP_ROUTE and isinstance(resource.spec, RouteSpec))
+    HTTPRoute, Istio's VirtualService, or Linkerd's on a Service (not a Linkerd route on Servers,
+    for authorization)."""
+    return resource.kind in ("HTTPRoute", "VirtualService") or (resource.kind == LINKERD_HTTP_ROUTE and isinstance(resource.spec, RouteSpec))
 
 
 def parent_kind(ref: dict[str, Any]) -> str:

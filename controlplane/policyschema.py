@@ -12,6 +12,7 @@ from dataclasses import replace
 from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
+from controlplane.istioschema import DESTINATION_RULE, ISTIO_NETWORKING_GROUP, NETWORKING_VERSIONS, VIRTUAL_SERVICE
 from controlplane.linkerdschema import (
     AUTHENTICATION_VERSIONS,
     HTTP_LOCAL_RATE_LIMIT_POLICY,
@@ -348,6 +349,8 @@ KINDS: dict[str, tuple[str, Field]] = {
     "NetworkAuthentication": (f"{LINKERD_GROUP}/{AUTHENTICATION_VERSIONS[-1]}", NETWORK_AUTHENTICATION),
     LINKERD_HTTP_ROUTE: (f"{LINKERD_GROUP}/{HTTP_ROUTE_VERSIONS[-1]}", LINKERD_ROUTE),
     "HTTPLocalRateLimitPolicy": (f"{LINKERD_GROUP}/{RATE_LIMIT_VERSIONS[-1]}", HTTP_LOCAL_RATE_LIMIT_POLICY),
+    "VirtualService": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", VIRTUAL_SERVICE),
+    "DestinationRule": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", DESTINATION_RULE),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -357,6 +360,8 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "Server": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_VERSIONS),
     "ServerAuthorization": tuple(f"{LINKERD_GROUP}/{v}" for v in SERVER_AUTHORIZATION_VERSIONS),
     LINKERD_HTTP_ROUTE: tuple(f"{LINKERD_GROUP}/{v}" for v in HTTP_ROUTE_VERSIONS),
+    "VirtualService": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
+    "DestinationRule": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
 }
 
 

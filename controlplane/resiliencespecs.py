@@ -40,6 +40,7 @@ class BreakerSpec:
     outlier: bool = True  # eject endpoints after consecutive failures (off when only connectionPool is given)
     pool: PoolLimits | None = None
     entry: str | None = None
+    max_ejection_percent: int = 100  # of the Service's endpoints ejected at once (one always may be): Istio's maxEjectionPercent
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ class PathEdit:
 class Mirror:
     service: str
     share: float  # of the matching requests, 0 to 1
+    subset: str | None = None  # Istio's mirror.subset: the pods of a DestinationRule's subset of the Service
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class RouteFilters:
             parts.append("rewrite " + ", ".join(
                 ([f"host {self.rewrite.hostname}"] if self.rewrite.hostname else [])
                 + ([f"path ({self.rewrite.path.type}) {self.rewrite.path.value}"] if self.rewrite.path else [])))
-        parts += [f"mirror {m.share * 100:g}% to {m.service}" for m in self.mirrors]
+        parts += [f"mirror {m.share * 100:g}% to {m.service}{'/' + m.subset if m.subset else ''}" for m in self.mirrors]
         if self.response_headers is not None:
             parts.append(f"response headers: {self.response_headers.describe()}")
         return "; ".join(parts)
@@ -123,7 +124,7 @@ def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any,
             raise r.fail(f"{at}.type", f"a rule takes one {kind} filter; filters[{seen[kind]}] is one already")
         seen.setdefault(kind, j)
         if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
-            found[kind] = _header_edits(r, f[field], f"{at}.{field}")
+            found[kind] = header_edits(r, f[field], f"{at}.{field}")
         elif kind == "RequestMirror":
             mirrors.append(_mirror(r, f[field], f"{at}.{field}"))
         elif kind == "RequestRedirect":
@@ -145,7 +146,7 @@ def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any,
                         found.get("RequestRedirect"), found.get("URLRewrite"))
 
 
-def _header_edits(r: FieldReader, spec: dict[str, Any], where: str) -> HeaderEdits:
+def header_edits(r: FieldReader, spec: dict[str, Any], where: str) -> HeaderEdits:
     named: dict[str, str] = {}
     lists: dict[str, list[tuple[bytes, bytes]]] = {"set": [], "add": []}
     for op in ("set", "add", "remove"):

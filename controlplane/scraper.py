@@ -149,7 +149,8 @@ class Telemetry:
                 # the deployment the proxy actually sent to (reviews-v1, not reviews); older proxies: by identity
                 dst = key[5] if len(key) > 5 and key[5] else next(iter(candidates)) if len(candidates) == 1 else dst_service
                 edge = found.setdefault((h.deployment, dst, h.namespace, dst_ns), _EdgeSum())
-                edge.add(g, h.identity, server_id)
+                # no server, no deployment: the caller's sidecar answered these itself (a fault, a breaker, no route)
+                edge.add(g, h.identity, server_id, reached=bool(server_id or (len(key) > 5 and key[5])))
         rows = [{"src": src, "dst": dst, "src_namespace": src_ns, "dst_namespace": dst_ns, **e.row()}
                 for (src, dst, src_ns, dst_ns), e in sorted(found.items())]
         return [r for r in rows if namespace is None or namespace in (r["src_namespace"], r["dst_namespace"])]
@@ -182,21 +183,23 @@ class _EdgeSum:
     """The traffic of one edge, summed over its client instances and TLS states."""
 
     def __init__(self) -> None:
-        self.requests = self.failures = self.secured = self.seconds = 0.0
+        self.requests = self.failures = self.secured = self.seconds = self.reached = 0.0
         self.client_id: str | None = None
         self.server_id: str | None = None
 
-    def add(self, g, client_id: str | None, server_id: str) -> None:
+    def add(self, g, client_id: str | None, server_id: str, reached: bool = True) -> None:
         self.requests += g.requests
         self.failures += g.failures
         self.secured += g.secured
+        self.reached += g.requests if reached else 0.0
         self.seconds = max(self.seconds, g.seconds)
         self.client_id = self.client_id or client_id or None
         self.server_id = self.server_id or server_id or None
 
     def row(self) -> dict[str, Any]:
-        share = self.secured / self.requests if self.requests else 0.0
-        return {"secured": share >= 1.0, "mtls_share": round(share, 4), "client_id": self.client_id,
+        # mutual TLS is a property of the requests that went to a pod: the ones the caller's sidecar answered had no connection
+        share = self.secured / self.reached if self.reached else 0.0
+        return {"secured": share >= 1.0, "mtls_share": round(share, 4), "reached": self.reached > 0, "client_id": self.client_id,
                 "server_id": self.server_id if self.secured else None,
                 "rps": round(self.requests / self.seconds, 3) if self.seconds else 0.0,
                 "success_rate": round(1 - self.failures / self.requests, 4) if self.requests else None}

@@ -30,7 +30,7 @@ from proxy.exchange import Handler, Layer, Request, Response, header_of
 RESPONSE_FLAGS = {
     "connect_failed": "UF", "app_unavailable": "UF", "identity_mismatch": "UF", "no_endpoints": "UH", "breaker_open": "UH",
     "discovery_unavailable": "UH", "pool_overflow": "UO", "request_timeout": "UT", "backend_timeout": "UT",
-    "unknown_service": "NR", "no_route": "NR", "egress_blocked": "NR", "rate_limited": "RL",
+    "unknown_service": "NR", "no_route": "NR", "no_subset": "NC", "egress_blocked": "NR", "rate_limited": "RL",
     "upstream_protocol_error": "UPE", "bad_request": "DPE", "bad_request_body": "DPE",
 }
 

@@ -2,8 +2,9 @@
 
 After ``consecutive_failures`` failures in a row an endpoint is taken out for a penalty —
 ``penalty`` doubling per trip up to ``max_penalty``, with ± ``jitter`` — then a single probe
-request is let through: success closes the breaker, failure trips it again. Pure: clock and
-randomness are injected.
+request is let through: success closes the breaker, failure trips it again. At most
+``max_ejection_percent`` of the endpoints are out at once (Istio's maxEjectionPercent; one always
+may be): an endpoint past that stays in. Pure: clock and randomness are injected.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class Accrual:
 
 class Breaker:
     def __init__(self, consecutive_failures: int = 7, penalty: float = 1.0, max_penalty: float = 60.0, jitter: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 max_ejection_percent: int = 100) -> None:
         self.threshold, self.penalty, self.max_penalty, self.jitter = consecutive_failures, penalty, max_penalty, jitter
+        self.max_ejection_percent = max_ejection_percent
         self._clock = clock
         self._rng = rng or random.Random()
         self.endpoints: dict[object, Accrual] = {}
@@ -62,6 +65,12 @@ class Breaker:
             return True
         return False
 
+    def _may_eject(self) -> bool:
+        """Whether one more endpoint may go out: none is yet, or the share out stays within the cap."""
+        now = self._clock()
+        out = sum(1 for accrual in self.endpoints.values() if accrual.state(now) != CLOSED)
+        return out == 0 or (out + 1) * 100 <= self.max_ejection_percent * len(self.endpoints)
+
     def begin(self, key: object) -> None:
         accrual = self._get(key)
         if accrual.state(self._clock()) == HALF_OPEN:
@@ -77,7 +86,7 @@ class Breaker:
             accrual.failures, accrual.trips, accrual.open_until = 0, 0, None
             return changed
         accrual.failures += 1
-        if was_probe or accrual.failures >= self.threshold:
+        if was_probe or (accrual.failures >= self.threshold and self._may_eject()):
             accrual.trips += 1
             base = min(self.penalty * 2 ** (accrual.trips - 1), self.max_penalty)
             spread = 1 + self.jitter * (2 * self._rng.random() - 1)

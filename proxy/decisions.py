@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
 from controlplane.policy import AuthzSpec, Resource, RouteRule, RouteSpec
+from controlplane.routespec import Backend
 
 Header = Callable[[str], str | None]
 
@@ -19,6 +20,7 @@ class RouteChoice:
     route: str  # namespace/name#rule
     rule: RouteRule
     backend: str | None  # service name; None: the parent service itself
+    subset: str | None = None  # Istio's: a DestinationRule's subset of that service
 
 
 def choose_route(routes: Sequence[Resource], path: str, header: Header, method: str, rng: random.Random) -> RouteChoice | None:
@@ -28,11 +30,13 @@ def choose_route(routes: Sequence[Resource], path: str, header: Header, method: 
         spec: RouteSpec = resource.spec  # type: ignore[assignment]
         for i, rule in enumerate(spec.rules):
             if rule.matches_request(path, header, method):
-                return RouteChoice(f"{resource.namespace}/{resource.name}#{i}", rule, pick_backend(rule, rng))
+                backend = pick_backend(rule, rng)
+                return RouteChoice(f"{resource.namespace}/{resource.name}#{i}", rule, backend and backend.service,
+                                   backend and backend.subset)
     return None
 
 
-def pick_backend(rule: RouteRule, rng: random.Random) -> str | None:
+def pick_backend(rule: RouteRule, rng: random.Random) -> Backend | None:
     if not rule.backends:
         return None
     total = sum(b.weight for b in rule.backends)
@@ -40,8 +44,8 @@ def pick_backend(rule: RouteRule, rng: random.Random) -> str | None:
     for backend in rule.backends:
         point -= backend.weight
         if point < 0:
-            return backend.service
-    return rule.backends[-1].service
+            return backend
+    return rule.backends[-1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ class Fate:
     route: str | None = None  # HTTPRoute namespace/name and rule index
     no_route: str | None = None  # routes are attached and none matched (404): which routes
     backend: str | None = None
+    subset: str | None = None  # Istio's: the DestinationRule subset of the backend the route chose
     attempts: list[str] = field(default_factory=list)  # "endpoint -> status or error"
     retry: list[str] = field(default_factory=list)  # why each retry did or did not happen
     timeout: str | None = None
@@ -33,7 +34,7 @@ class Fate:
 
     def summary(self) -> str:
         parts = []
-        for key in ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
+        for key in ("egress", "route", "no_route", "backend", "subset", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

@@ -28,6 +28,8 @@ from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler,
 from proxy.fate import Fate
 from proxy.http1 import RequestHead
 from proxy.metrics import ProxyMetrics
+from proxy.policies import PolicyWatch
+from proxy.subsets import subset_endpoints
 from proxy.traffic import MAX_REPLAY_BYTES, buffer_body
 
 log = logging.getLogger("meshdojo.proxy.filters")
@@ -40,9 +42,9 @@ MIRROR_TIMEOUT = 10.0  # seconds a copy may take, unless the rule's request time
 
 def matched_prefix(request_path: str, rule_matches: tuple[Any, ...], header: Callable[[str], str | None],
                    method: str) -> str | None:
-    """The PathPrefix value of the first of the rule's matches this request matches."""
+    """The PathPrefix (or Istio's Prefix) value of the first of the rule's matches this request matches."""
     for match in rule_matches:
-        if match.path is not None and match.path.type == "PathPrefix" and match.matches(request_path, header, method):
+        if match.path is not None and match.path.type in ("PathPrefix", "Prefix") and match.matches(request_path, header, method):
             return match.path.value
     return None
 
@@ -100,8 +102,10 @@ class Mirrors:
     golden metrics as a request to the mirror's service."""
 
     def __init__(self, discovery: Discovery, send: Handler, metrics: ProxyMetrics,
-                 spawn: Callable[[Coroutine[Any, Any, None], str], object], rng: random.Random) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, None], str], object], rng: random.Random,
+                 policies: PolicyWatch | None = None) -> None:
         self._discovery, self._send, self._metrics, self._spawn, self._rng = discovery, send, metrics, spawn, rng
+        self._policies = policies  # the DestinationRules that define an Istio mirror's subset
         self.in_flight = 0
 
     def chosen(self, mirror: Mirror) -> bool:
@@ -117,7 +121,8 @@ class Mirrors:
         headers = [(n, v) for n, v in request.head.headers if n != b"host"] + [(b"host", shadow_authority(host))]
         head = RequestHead(request.head.method, request.path, "1.1", headers, True, False, len(data))
         copy = Request(head, BytesBody(data) if data else EMPTY, request.peer, authority=request.authority, path=request.path,
-                       dst_service=mirror.service, dst_namespace=request.dst_namespace, fate=Fate(backend=mirror.service))
+                       dst_service=mirror.service, dst_namespace=request.dst_namespace,
+                       fate=Fate(backend=mirror.service, subset=mirror.subset))
         self.in_flight += 1
         self._spawn(self._copy(copy, route, timeout), f"mirror:{mirror.service}")
         return f"mirrored to {mirror.service}"
@@ -128,6 +133,9 @@ class Mirrors:
             async with asyncio.timeout(timeout):
                 endpoint_set = await self._discovery.resolve(f"{copy.dst_service}.{copy.dst_namespace}")
                 copy.endpoints = endpoint_set.ordered
+                if copy.fate.subset is not None and self._policies is not None:  # Istio's mirror.subset
+                    copy.endpoints = subset_endpoints(self._policies, copy.dst_namespace, copy.dst_service, copy.fate.subset,
+                                                      copy.endpoints)
                 response = await self._send(copy)
                 async for _chunk in response.body.chunks():  # read to the end, so the connection is pooled again
                     pass

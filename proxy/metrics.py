@@ -261,6 +261,9 @@ class ProxyMetrics:
             "proxy_errors", "Requests answered by the proxy itself, by x-meshdojo-error code", ("direction", "error"))
         self.faults = counter(
             "inbound_fault_injected", "Requests delayed or aborted by a FaultInjection resource", ("kind", "policy"))
+        self.route_faults = counter(
+            "outbound_fault_injected", "Requests delayed or aborted by a VirtualService rule's fault, in the caller's sidecar",
+            ("kind", "route"))
         self.retries = counter(
             "outbound_http_route_retry", "Retry decisions: retried, overflow (budget exhausted), limit_exceeded (attempts used)",
             ("route", "outcome"))

@@ -14,9 +14,10 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
                not a Service: a ServiceEntry's endpoints, passed through, or refused (egress)
     policies   only for a service an HTTPRoute or CircuitBreaker names (the others go on to
                attempts, balance and endpoint: each layer in between would pass them through)
-    route      HTTPRoute: matching rule, weighted backend          (proxy/traffic.py)
+    route      HTTPRoute or VirtualService: matching rule, weighted backend (proxy/traffic.py)
+    fault      a VirtualService rule's fault: delay, abort (not retried)
     filters    the rule's filters: redirect, headers, rewrite, mirror (proxy/filters.py)
-    concrete   the backend service's endpoints
+    concrete   the backend service's endpoints (a DestinationRule's subset of them: proxy/subsets.py)
     timeout    timeouts.request over the whole request, retries included
     retry      retry policy within the RetryBudget
     attempts   count every actual attempt per route
@@ -250,12 +251,13 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     handler = count_attempts(metrics)(handler)  # every actual attempt per route (route_actual_response_total)
     handler = traffic.retry(traffic.Budgets(policies, clock), metrics)(handler)  # retries within the budget
     handler = traffic.request_timeout(metrics)(handler)  # timeouts.request, retries included
-    handler = traffic.concrete(discovery)(handler)  # the chosen backend's endpoints
+    handler = traffic.concrete(discovery, policies)(handler)  # the chosen backend's endpoints (of its subset)
     # a RequestMirror's copies go straight to balance + endpoint, counted like the app's own requests (so edges show them)
     mirrored = record_metrics("outbound", metrics, client_id_of_peer=False)(errors("outbound", metrics)(balanced))
-    mirrors = Mirrors(discovery, mirrored, metrics, tasks.spawn, rng)
+    mirrors = Mirrors(discovery, mirrored, metrics, tasks.spawn, rng, policies)
     handler = route_filters(mirrors)(handler)  # the rule's filters: redirect, headers, rewrite, mirror
-    handler = traffic.route(policies, rng)(handler)  # HTTPRoute match and weighted backend
+    handler = traffic.rule_fault(metrics, rng)(handler)  # a VirtualService rule's fault, before its filters and retries
+    handler = traffic.route(policies, rng, gateway is not None)(handler)  # HTTPRoute (or VirtualService) match, weighted backend
     plain = count_attempts(metrics)(balanced)  # no policy for this service: one try, counted as the route's attempt
     handler = traffic.policy_layers(policies, shaped=handler)(plain)  # the layers above, for services with policies
     outside = None if gateway is not None else outside_the_mesh(policies, own_ports)  # egress (a gateway has none)

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.backendtls import BackendTlsSpec
@@ -113,10 +114,11 @@ class PolicyWatch:
         kind; a service with none is left out. (This sidecar's own calls: the services it looked up.)"""
         found: dict[str, dict[str, list[str]]] = {}
         for namespace, service in sorted(set(services)):
-            for kind in (*SHAPING_KINDS, "RetryBudget"):
-                names = [f"{r.namespace}/{r.name}" for r in self.find(kind, namespace, service)]
-                if names:
-                    found.setdefault(f"{namespace}/{service}", {})[kind] = names
+            for kind in (*SHAPING_KINDS, "RetryBudget", "DestinationRule"):
+                for r in self.find(kind, namespace, service):  # by their own kind: a VirtualService is one, not an HTTPRoute
+                    names = found.setdefault(f"{namespace}/{service}", {}).setdefault(r.kind, [])
+                    if f"{r.namespace}/{r.name}" not in names:
+                        names.append(f"{r.namespace}/{r.name}")
         return found
 
     def tls_mode(self) -> str | None:
@@ -176,8 +178,11 @@ class PolicyWatch:
                                   and all(self.workload.labels.get(k) == v for k, v in wanted.items()))
         index: dict[tuple[str, str, str | None], list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):  # Linkerd's route on a Service is an HTTPRoute
-            kind = "HTTPRoute" if traffic_route(resource) else resource.kind
+            kind = "HTTPRoute" if traffic_route(resource) else resource.kind  # as is Istio's VirtualService
             index.setdefault((kind, resource.namespace, resource.target), []).append(resource)
+            breaker = getattr(resource.spec, "breaker", None) if resource.kind == "DestinationRule" else None
+            if breaker is not None:  # its trafficPolicy is a CircuitBreaker's work (the DestinationRule's name on it)
+                index.setdefault(("CircuitBreaker", resource.namespace, resource.target), []).append(replace(resource, spec=breaker))
         # a route, circuit breaker or retry budget whose parent (target) is a ServiceEntry shapes the requests to each
         # of its hosts (egress labels them with the host)
         hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if r.kind == "ServiceEntry"}  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 HTTPRoute or a CircuitBreaker names (:func:`policy_layers`; the others skip them, since every
 one of them would pass the request through untouched):
 
-    route      HTTPRoute: first matching rule, a backend by weight (404 if routes exist and none match)
-    concrete   the chosen backend service's endpoints
+    route      HTTPRoute (or VirtualService): first matching rule, a backend by weight (404 if routes exist and none match)
+    fault      a VirtualService rule's fault: delay and/or abort, here in the caller's sidecar (as Istio does)
+    concrete   the chosen backend service's endpoints (of its subset, for a VirtualService's destination)
     timeout    timeouts.request: the whole request, retries included (504)
     retry      retry.codes/attempts (retries after the first try)/backoff, within the RetryBudget; replayable bodies only
     tries      timeouts.backendRequest: each attempt (504, retryable)
@@ -33,6 +34,7 @@ from proxy.exchange import BytesBody, ConnectionBody, EmptyBody, Handler, Layer,
 from proxy.http1 import ConnectionClosed, ProtocolViolation, ReadTimeout
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
+from proxy.subsets import subset_endpoints
 
 MAX_REPLAY_BYTES = 64 * 1024
 
@@ -72,12 +74,17 @@ def policy_layers(policies: PolicyWatch, shaped: Handler) -> Layer:
     return layer
 
 
-def route(policies: PolicyWatch, rng: random.Random) -> Layer:
+def route(policies: PolicyWatch, rng: random.Random, gateway: bool = False) -> Layer:
+    """``gateway``: this is an ingress gateway, which a VirtualService does not route (its
+    ``gateways`` is ``mesh``, the sidecars: Istio's meaning)."""
+
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             if request.rule is not None:  # an ingress gateway's route chose already (proxy/gatewayroutes.py)
                 return await inner(request)
             routes = policies.find("HTTPRoute", request.dst_namespace, request.dst_service) if "HTTPRoute" in policies.kinds else ()
+            if gateway and routes:
+                routes = [r for r in routes if r.kind != "VirtualService"]
             if not routes:
                 return await inner(request)
             choice = choose_route(routes, request.path, header_of(request), request.head.method, rng)
@@ -89,6 +96,7 @@ def route(policies: PolicyWatch, rng: random.Random) -> Layer:
             request.rule = choice.rule
             request.fate.route = choice.route
             request.fate.backend = choice.backend or request.dst_service
+            request.fate.subset = choice.subset
             return await inner(request)
 
         return handle
@@ -96,13 +104,47 @@ def route(policies: PolicyWatch, rng: random.Random) -> Layer:
     return layer
 
 
-def concrete(discovery: Discovery) -> Layer:
+def concrete(discovery: Discovery, policies: PolicyWatch) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             backend = request.fate.backend
             if backend and backend != request.dst_service:
                 endpoint_set = await discovery.resolve(f"{backend}.{request.dst_namespace}")
                 request.endpoints = endpoint_set.ordered
+            if request.fate.subset is not None:  # a VirtualService's destination: the pods of a DestinationRule's subset
+                request.endpoints = subset_endpoints(policies, request.dst_namespace, backend or request.dst_service,
+                                                     request.fate.subset, request.endpoints)
+            return await inner(request)
+
+        return handle
+
+    return layer
+
+
+def rule_fault(metrics: ProxyMetrics, rng: random.Random, sleep=asyncio.sleep) -> Layer:
+    """A VirtualService rule's ``fault``: the caller's sidecar delays the request, or answers it
+    itself, before any retry or timeout of the rule (Istio's, where retries never see a fault)."""
+
+    def layer(inner: Handler) -> Handler:
+        async def handle(request: Request) -> Response:
+            fault = request.rule.fault if request.rule is not None else None
+            if fault is None:
+                return await inner(request)
+            delay = fault.delay if fault.delay is not None and rng.random() * 100 < fault.delay_percent else None
+            abort = fault.abort_status if fault.abort_status is not None and rng.random() * 100 < fault.abort_percent else None
+            if delay is None and abort is None:
+                return await inner(request)
+            route = request.fate.route or ""
+            request.fate.fault = f"{'delay ' + format(delay, 'g') + 's ' if delay else ''}" \
+                f"{'abort ' + str(abort) + ' ' if abort else ''}by VirtualService {route}"
+            if delay is not None:
+                metrics.route_faults.labels("delay", route).inc()
+                await sleep(delay)
+            if abort is not None:
+                metrics.route_faults.labels("abort", route).inc()
+                body = f"meshdojo: fault injected by VirtualService {route} (in the caller's sidecar)\n".encode()
+                return Response(abort, [(b"content-type", b"text/plain"), (b"x-meshdojo-fault", f"abort {route}".encode())],
+                                BytesBody(body))
             return await inner(request)
 
         return handle
@@ -265,7 +307,8 @@ class Breakers:
             return None
         current = self._breakers.get((namespace, service))
         if current is None or current[0] != spec:
-            current = (spec, Breaker(spec.consecutive_failures, spec.penalty, spec.max_penalty, spec.jitter, self._clock, self._rng))
+            current = (spec, Breaker(spec.consecutive_failures, spec.penalty, spec.max_penalty, spec.jitter, self._clock, self._rng,
+                                     spec.max_ejection_percent))
             self._breakers[(namespace, service)] = current
         return current[1]
 

@@ -170,6 +170,8 @@ def edges_table(rows: list[dict[str, Any]], wide: bool) -> list[tuple[str, ...]]
     for r in rows:
         share = r.get("mtls_share", 1.0 if r["secured"] else 0.0)
         secured = "√" if r["secured"] else "× (plaintext)" if not share else f"partly ({share * 100:.0f}% mTLS)"
+        if not r.get("reached", True):  # every request answered by the caller's own sidecar: no connection, no TLS
+            secured = "- (caller's sidecar answered)"
         line = (r["src"], r["dst"], r["src_namespace"], r["dst_namespace"], secured, f"{r.get('rps', 0.0):.1f}rps",
                 fmt_rate(r.get("success_rate")))
         table.append(line + ((r["client_id"] or "-", r["server_id"] or "-") if wide else ()))

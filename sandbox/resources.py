@@ -189,7 +189,12 @@ def kind_and_name(kind: str | None, resource: str | None) -> tuple[str | None, s
 
 
 def get(name: str, kind: str | None, resource: str | None, namespace: str | None) -> list[dict[str, Any]]:
-    """Resources of ``kind`` (every kind when None)."""
+    """Resources of ``kind`` (every kind when None; kubectl's ``vs,dr``: each kind's in turn)."""
+    if kind and "," in kind:
+        if resource:
+            raise ResourceError(f"{kind!r} names several kinds: name one kind with a NAME, e.g. 'meshdojo get {kind.split(',')[0]} {resource}'")
+        kinds = [kind_of(k) for k in kind.split(",") if k]  # every one checked before anything is asked
+        return [item for k in dict.fromkeys(kinds) for item in get(name, k, None, namespace)]
     canonical = kind_of(kind) if kind else None
     if resource and canonical is None:
         raise ResourceError("say which kind: 'meshdojo get KIND NAME'")
@@ -275,6 +280,10 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
 def _target(spec: dict[str, Any]) -> str:
     if "envoyExtAuthzHttp" in spec or "zipkin" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
         return "(mesh)"
+    if isinstance(spec.get("http"), list) and isinstance(spec.get("hosts"), list):  # Istio's VirtualService: its Service
+        return ",".join(f"svc/{str(h).split('.')[0]}" for h in spec["hosts"])
+    if isinstance(spec.get("host"), str):  # Istio's DestinationRule
+        return f"svc/{spec['host'].split('.')[0]}"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
         return ",".join(map(str, spec["hosts"]))
     if isinstance(spec.get("targetRefs"), list):  # BackendTLSPolicy: ServiceEntries, and a port by name
@@ -352,6 +361,17 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         rules = spec.get("rules") or [{}]
         hosts = f" for {', '.join(map(str, spec['hostnames']))}" if spec.get("hostnames") else ""
         return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}{hosts}"
+    if kind == "VirtualService":  # its rules, and the subsets they send to (a DestinationRule must define them)
+        rules = [r for r in spec.get("http") or [] if isinstance(r, dict)]
+        subsets = dict.fromkeys(str((d.get("destination") or {}).get("subset")) for r in rules for d in r.get("route") or []
+                                if isinstance(d, dict) and (d.get("destination") or {}).get("subset"))
+        return f"{len(rules)} rule{'s' if len(rules) != 1 else ''}" + (f", subsets {', '.join(subsets)}" if subsets else "")
+    if kind == "DestinationRule":
+        subsets = [str(s.get("name")) for s in spec.get("subsets") or [] if isinstance(s, dict)]
+        policy = spec.get("trafficPolicy") if isinstance(spec.get("trafficPolicy"), dict) else {}
+        said = ([f"subsets {', '.join(subsets)}"] if subsets else []) + [
+            words for field, words in (("connectionPool", "connection pool"), ("outlierDetection", "outlier detection")) if field in policy]
+        return ", ".join(said) or "-"
     if kind == "Gateway":
         return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
     if kind == "Ingress":  # as kubectl's PORTS: 80, and 443 with tls

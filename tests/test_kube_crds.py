@@ -18,7 +18,7 @@ from sandbox.kube.install import crd_manifests
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parent.parent
-POLICY_FILES = sorted([*ROOT.glob("demo-apps/*/policies/*.yaml"), ROOT / "demo-apps/extauthz/provider.yaml",
+POLICY_FILES = sorted([*ROOT.glob("demo-apps/*/policies/*.yaml"), *ROOT.glob("demo-apps/*/policies/istio/*.yaml"), ROOT / "demo-apps/extauthz/provider.yaml",
                        ROOT / "demo-apps/extauthz/web-ext-authz.yaml"])
 
 
@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 21
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 23
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
@@ -103,6 +103,11 @@ def _base(kind: str) -> dict:
         "HTTPLocalRateLimitPolicy": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web-http"},
                                      "identity": {"requestsPerSecond": 4},
                                      "overrides": [{"requestsPerSecond": 6, "clientRefs": [{"kind": "ServiceAccount", "name": "web"}]}]},
+        "VirtualService": {"hosts": ["reviews"], "http": [{"match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                                                           "route": [{"destination": {"host": "reviews", "subset": "v2"}, "weight": 100}],
+                                                           "retries": {"attempts": 2, "retryOn": "5xx"}}]},
+        "DestinationRule": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+                            "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 1, "maxEjectionPercent": 100}}},
     }[kind]
 
 
@@ -153,6 +158,12 @@ INVALID = [
     ("HTTPLocalRateLimitPolicy", "spec.identity.requestsPerSecond", 0),
     ("HTTPLocalRateLimitPolicy", "spec.overrides[0].clientRefs[0].kind", "Namespace"),
     ("HTTPLocalRateLimitPolicy", "spec.targetRef.kind", "Service"),
+    ("VirtualService", "spec.http[0].route[0].weight", 101),
+    ("VirtualService", "spec.http[0].retries.retryOn", "5xx;reset"),
+    ("VirtualService", "spec.hosts", []),
+    ("DestinationRule", "spec.trafficPolicy.outlierDetection.maxEjectionPercent", 101),
+    ("DestinationRule", "spec.subsets[0].name", "V1"),
+    ("DestinationRule", "spec.trafficPolicy.tls.mode", "DISABLE"),
 ]
 
 

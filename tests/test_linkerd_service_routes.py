@@ -151,4 +151,4 @@ def test_the_shipped_linkerd_route_on_reviews_from_the_cli(cli):
     rps = wait_until(taken, 30, "productpage's requests counted under both rules of the Linkerd route")
     assert set(rps) >= {"bookinfo/reviews-router#0", "bookinfo/reviews-router#1"}, rps
     described = cli.run("describe", "deploy/reviews-v1", "-n", "bookinfo").stdout
-    assert "HTTPRoute bookinfo/reviews-router" in described, described
+    assert "HTTPRoute.policy.linkerd.io bookinfo/reviews-router" in described, described  # by its own kind

@@ -12,7 +12,7 @@ import pytest
 
 from controlplane import linkerdserver
 from controlplane.authzrules import RequestFacts
-from controlplane.crds import linkerd_subset_crd, plural
+from controlplane.crds import plural, subset_crd
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY
 from controlplane.policy import POLICY_API, PolicyError, Resource, canonical_kind
 from controlplane.policystore import PolicyStore
@@ -221,7 +221,7 @@ def test_get_shows_each_and_the_crd_is_linkerds_kind_and_group():
         ("MeshTLSAuthentication", "voting-authn", "-", "meshed web.emojivoto.serviceaccount.identity.linkerd.cluster.local"),
         ("NetworkAuthentication", "cluster-network", "-", "from 10.0.0.0/8,192.168.0.0/16"),
         ("AuthorizationPolicy", "voting-policy", "(namespace)", "DENY")]
-    crd = linkerd_subset_crd(LINKERD_AUTHORIZATION_POLICY)
+    crd = subset_crd(LINKERD_AUTHORIZATION_POLICY)
     assert crd["metadata"]["name"] == "authorizationpolicies.policy.linkerd.io" == f"{plural(LINKERD_AUTHORIZATION_POLICY)}.policy.linkerd.io"
     assert crd["spec"]["names"]["kind"] == "AuthorizationPolicy" and crd["spec"]["names"]["shortNames"] == ["authzpolicy"]
     assert [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha1"]

@@ -12,7 +12,7 @@ import pytest
 
 from controlplane import linkerdserver
 from controlplane.authzrules import RequestFacts
-from controlplane.crds import linkerd_subset_crd
+from controlplane.crds import subset_crd
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.selection import Workload, applicable, conflicts
 from proxy.decisions import authorize
@@ -168,7 +168,7 @@ def test_a_bad_server_or_authorization_names_the_field(doc, field, words):
 def test_every_version_linkerds_docs_write_is_read_and_its_crd_serves_them():
     for version in ("v1alpha1", "v1beta1", "v1beta2", "v1beta3"):
         assert read({**SERVER, "apiVersion": f"policy.linkerd.io/{version}"})[0].kind == "Server"
-    crd = linkerd_subset_crd("Server")
+    crd = subset_crd("Server")
     assert crd["metadata"]["name"] == "servers.policy.linkerd.io" and crd["spec"]["names"]["shortNames"] == ["srv"]  # Linkerd's
     assert [(v["name"], v["served"], v["storage"]) for v in crd["spec"]["versions"]] == [
         ("v1alpha1", True, False), ("v1beta1", True, False), ("v1beta2", True, False), ("v1beta3", True, True)]

@@ -248,3 +248,20 @@ def test_a_restart_inside_the_window_is_counted_like_prometheus_rate():
     assert g.requests == 20 + 15 and g.seconds == 4.0  # not max(15 - 100, 0) = 0
     assert g.failures == 0 and g.secured == 35
     assert history.samples[3].reset and not history.samples[4].reset
+
+
+def test_an_edge_the_callers_sidecar_answered_itself_is_not_called_plaintext():
+    """A VirtualService's abort (or an open breaker) answers in the caller's sidecar: no
+    connection, so the edge says so instead of "plaintext", and its failures still count."""
+    from sandbox.observe import edges_table
+
+    metrics, clock, telemetry, history = _one_workload("bookinfo", "reviews-v2")
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 100.0))
+    answered = ("outbound", "ratings.bookinfo.svc.cluster.local:9080", "no_identity", "", "", "bookinfo", "ratings", "")
+    for _ in range(5):
+        metrics.record(answered, 500, 0.4, failure=True)
+    clock[0] = 110.0
+    history.add(parse_exposition(generate_latest(metrics.registry).decode(), 110.0))
+    [row] = telemetry.edges(60, "bookinfo")
+    assert (row["src"], row["dst"], row["reached"], row["secured"], row["success_rate"]) == ("reviews-v2", "ratings", False, False, 0.0)
+    assert edges_table([row], False)[1][4] == "- (caller's sidecar answered)"

@@ -182,15 +182,19 @@ def deny_edge(name: str, service: str, namespace: str, source_sa: str) -> Action
 
 
 def example_policies() -> list[Path]:
-    """Each demo's policies, then the policies of Istio's External Authorization task (its
-    authorizer, a Deployment, is applied from a terminal: the editor applies policies only)."""
+    """Each demo's policies (bookinfo's in Istio's own kinds after them), then the policies of
+    Istio's External Authorization task (its authorizer, a Deployment, is applied from a
+    terminal: the editor applies policies only)."""
     task = [p for p in sorted(DEMO_ROOT.glob("extauthz/*.yaml"))
             if not any(applied.is_workload(d) for d in yaml.safe_load_all(p.read_text()))]
-    return sorted(DEMO_ROOT.glob("*/policies/*.yaml")) + task
+    return sorted(DEMO_ROOT.glob("*/policies/*.yaml")) + sorted(DEMO_ROOT.glob("*/policies/istio/*.yaml")) + task
 
 
 def example_label(path: Path) -> str:
-    """``emojivoto/allow-nothing.yaml``, ``extauthz/provider.yaml``: the demo (or task) and the file."""
+    """``emojivoto/allow-nothing.yaml``, ``bookinfo/istio/destination-rule-all.yaml``,
+    ``extauthz/provider.yaml``: the demo (or task) and the file."""
+    if path.parent.name == "istio" and path.parent.parent.name == "policies":
+        return f"{path.parent.parent.parent.name}/istio/{path.name}"
     return f"{(path.parent.parent if path.parent.name == 'policies' else path.parent).name}/{path.name}"
 
 

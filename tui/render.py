@@ -166,7 +166,7 @@ def graph(snap: Any, selected: str | None = None) -> Text:
         share = e.get("mtls_share", 1.0 if e["secured"] else 0.0)
         success = e.get("success_rate")
         arrows.append(Arrow(src, dst, e["secured"], 0 < share < 1, f"{e.get('rps', 0):.1f}/s {'-' if success is None else f'{success * 100:.0f}%'}",
-                            "green" if e["secured"] else "bold yellow"))
+                            "green" if e["secured"] else "dim" if not e.get("reached", True) else "bold yellow"))
     return draw(nodes, arrows, selected)
 
 
@@ -232,6 +232,8 @@ def tap_matches(event: dict[str, Any], workload: str, dst: str, path: str, statu
 
 def edge_detail(edge: dict[str, Any], routes: list[dict[str, Any]], sandbox: str = "default") -> str:
     secured = "mutual TLS " + LOCK if edge["secured"] else "PLAINTEXT " + OPEN_LOCK
+    if not edge.get("reached", True):
+        secured = "no connection: the caller's sidecar answered every request itself (a fault, a breaker, no route)"
     lines = [f"{edge['src']} -> {edge['dst']}  {secured}  ({edge.get('mtls_share', 0) * 100:.0f}% of requests mTLS)",
              f"client: {edge['client_id'] or '-'}", f"server: {edge['server_id'] or '-'}", "", "routes (1m):"]
     lines += [f"  {r['route']}  {rate(r['effective_success'])} {r['effective_rps']:.1f}rps "

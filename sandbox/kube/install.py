@@ -14,8 +14,9 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.crds import GATEWAY_KINDS, LINKERD_KINDS, PART_OF, SUBSET_KINDS, plural, policy_crds, subset_crd
+from controlplane.crds import GATEWAY_KINDS, ISTIO_KINDS, LINKERD_KINDS, PART_OF, SUBSET_KINDS, plural, policy_crds, subset_crd
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
+from controlplane.istioschema import ISTIO_NETWORKING_GROUP
 from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
 from controlplane.linkerdschema import LINKERD_GROUP
 from controlplane.policyschema import KINDS, POLICY_GROUP
@@ -36,11 +37,11 @@ class Pki:
     issuer_key_pem: str
 
 
-def crd_manifests(gateway_kinds: bool | tuple[str, ...], linkerd_kinds: tuple[str, ...] = LINKERD_KINDS) -> list[dict[str, Any]]:
+def crd_manifests(gateway_kinds: bool | tuple[str, ...], mesh_kinds: tuple[str, ...] = (*LINKERD_KINDS, *ISTIO_KINDS)) -> list[dict[str, Any]]:
     """The CRDs, in the order they are applied: ours, then the subsets of Gateway API's kinds
-    (``True``: all of them; or those named; ``False``: none), then of Linkerd's (those named)."""
+    (``True``: all of them; or those named; ``False``: none), then of Linkerd's and Istio's (those named)."""
     kinds = GATEWAY_KINDS if gateway_kinds is True else gateway_kinds or ()
-    return [*policy_crds(), *(subset_crd(k) for k in SUBSET_KINDS if k in kinds or k in linkerd_kinds)]
+    return [*policy_crds(), *(subset_crd(k) for k in SUBSET_KINDS if k in kinds or k in mesh_kinds)]
 
 
 def _meta(name: str, namespace: str | None = CONTROLPLANE_NAMESPACE, **extra: Any) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def rbac() -> list[dict[str, Any]]:
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/status", "httproutes/status"],
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
         {"apiGroups": [LINKERD_GROUP], "resources": sorted(plural(k) for k in LINKERD_KINDS),  # Linkerd's policy kinds
+         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        {"apiGroups": [ISTIO_NETWORKING_GROUP], "resources": sorted(plural(k) for k in ISTIO_KINDS),  # Istio's traffic kinds
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},

@@ -8,24 +8,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.crds import GATEWAY_KINDS, LINKERD_KINDS, subset_crd_name
+from controlplane.crds import GATEWAY_KINDS, ISTIO_KINDS, LINKERD_KINDS, subset_crd_name
 from sandbox.kube import cluster
 from sandbox.kube.install import Pki, control_plane_manifests, crd_manifests, describe, webhook_configuration
 
 
 def crds_for(client: Any | None, with_gateway: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Our CRDs; the subset of each of Gateway API's kinds (HTTPRoute, Gateway, BackendTLSPolicy)
-    and Linkerd's (Server, ServerAuthorization) only when the cluster does not have that
-    project's own CRD for it."""
-    kinds = (GATEWAY_KINDS if with_gateway else ()) + LINKERD_KINDS
+    """Our CRDs; the subset of each of Gateway API's kinds (HTTPRoute, Gateway, BackendTLSPolicy),
+    Linkerd's (Server, ServerAuthorization ...) and Istio's (VirtualService, DestinationRule) only
+    when the cluster does not have that project's own CRD for it."""
+    kinds = (GATEWAY_KINDS if with_gateway else ()) + LINKERD_KINDS + ISTIO_KINDS
     if client is not None:
         for kind in tuple(kinds):
             existing = cluster.crd_exists(client, subset_crd_name(kind))
             if existing is not None and (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "meshdojo":
                 kinds = tuple(k for k in kinds if k != kind)
-                owner = "Linkerd" if kind in LINKERD_KINDS else "Gateway API"
+                owner = "Linkerd" if kind in LINKERD_KINDS else "Istio" if kind in ISTIO_KINDS else "Gateway API"
                 say(f"the cluster has {owner}'s {kind} CRD: meshdojo uses it as is")
-    return crd_manifests(tuple(k for k in kinds if k in GATEWAY_KINDS), tuple(k for k in kinds if k in LINKERD_KINDS))
+    return crd_manifests(tuple(k for k in kinds if k in GATEWAY_KINDS), tuple(k for k in kinds if k not in GATEWAY_KINDS))
 
 
 def control_plane_for(image: str, pki: Pki, operator_token: str, webhook_url: str | None,

@@ -41,7 +41,7 @@ class Topology(Pane):
                                                            f"{d['rps']:.1f}", render.rate(d["success_rate"])]))
         for e in snap.edges:
             key = f"{e['src_namespace']}/{e['src']}>{e['dst_namespace']}/{e['dst']}"
-            lock = render.LOCK if e["secured"] else render.OPEN_LOCK
+            lock = render.LOCK if e["secured"] else render.OPEN_LOCK if e.get("reached", True) else "-"
             rows.append((key, [f"  {e['src']} → {e['dst']}", f"{lock} {e.get('mtls_share', 0) * 100:.0f}%", f"{e.get('rps', 0):.1f}",
                                render.rate(e.get("success_rate"))]))
         tables.fill(self.query_one("#items", DataTable), rows)

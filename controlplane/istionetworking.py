@@ -1,0 +1,272 @@
+"""Istio's ``VirtualService`` and ``DestinationRule`` (``networking.istio.io``), as Istio's
+request routing, traffic shifting, fault injection, request timeouts, retries and circuit
+breaking tasks write them for Bookinfo (``samples/bookinfo/networking/``):
+
+    VirtualService   a Service's routes, read into the same ``RouteSpec`` as Gateway API's HTTPRoute
+                     (``routespec``): rules in order, the first matching one wins; weighted
+                     destinations, each a Service or one of its subsets; timeout, retries, fault,
+                     mirror, headers, rewrite, redirect
+    DestinationRule  a Service's subsets (its pods by their labels: ``version: v1``), and its
+                     trafficPolicy: connectionPool and outlierDetection, read as a CircuitBreaker's
+
+Where Istio and Gateway API differ, Istio's meaning is kept: a ``prefix`` is a string prefix
+(``/api`` matches ``/apix``), ``retries.attempts`` counts retries, a fault is injected by the
+caller's sidecar (retries never see it), a redirect is 301 unless it says, and at most
+``maxEjectionPercent`` (10 %) of a Service's pods are ejected at once — one always may be.
+
+Only a sidecar's routes (``gateways: [mesh]``, the default): an ingress gateway's are Gateway
+API's here. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane import routefilters
+from controlplane.durations import parse_duration
+from controlplane.fields import FieldReader
+from controlplane.matching import PathMatch, RequestMatch, ValueMatch
+from controlplane.resiliencespecs import BreakerSpec, PoolLimits
+from controlplane.routespec import Backend, Retry, RouteRule, RouteSpec, RuleFault
+from controlplane.spiffe import is_dns_label
+
+# Istio's retryOn conditions -> the statuses they retry (failed connections and timed-out tries always are, here)
+RETRY_ON = {"5xx": tuple(range(500, 600)), "gateway-error": (502, 503, 504), "connect-failure": (), "refused-stream": (),
+            "reset": (), "retriable-status-codes": (), "unavailable": (), "cancelled": (), "retriable-4xx": (409,)}
+DEFAULT_EJECTION_PERCENT = 10  # Istio's (Envoy's) default maxEjectionPercent
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRuleSpec:
+    service: str  # the host: a Service of the rule's namespace
+    subsets: tuple[Subset, ...]
+    breaker: BreakerSpec | None  # its trafficPolicy's connectionPool and outlierDetection, if it has either
+
+    def subset(self, name: str) -> Subset | None:
+        return next((s for s in self.subsets if s.name == name), None)
+
+    def describe(self) -> str:
+        parts = [f"subsets {', '.join(f'{s.name} ({_labels(s.labels)})' for s in self.subsets)}"] if self.subsets else []
+        if self.breaker is not None and self.breaker.outlier:
+            parts.append(f"eject after {self.breaker.consecutive_failures} 5xx in a row, "
+                         f"at most {self.breaker.max_ejection_percent}%")
+        if self.breaker is not None and self.breaker.pool is not None:
+            pool = self.breaker.pool
+            parts.append(f"pool {pool.max_connections} connections, {pool.max_pending} pending")
+        return "; ".join(parts) or "nothing but its host"
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels)
+
+
+def host_service(r: FieldReader, host: str, namespace: str, field: str) -> str:
+    """The Service of ``namespace`` an Istio host names: ``reviews``, ``reviews.NS``,
+    ``reviews.NS.svc`` or ``reviews.NS.svc.cluster.local``."""
+    parts = host.split(".")
+    name, rest = parts[0], parts[1:]
+    short = not rest or rest[1:] in ([], ["svc"], ["svc", "cluster", "local"])
+    if not is_dns_label(name) or not short or "*" in host:
+        raise r.fail(field, f"{host!r}: a Service of the mesh, by its name (reviews) or reviews.{namespace}.svc.cluster.local "
+                            "(a host outside the mesh is a ServiceEntry's; its routes are an HTTPRoute's)")
+    if rest and rest[0] != namespace:
+        raise r.fail(field, f"{host!r} is a Service of namespace {rest[0]!r}: here a VirtualService or DestinationRule is "
+                            f"for a Service of its own namespace ({namespace}); set metadata.namespace to {rest[0]}")
+    return name
+
+
+# -- VirtualService ------------------------------------------------------------------------------
+
+def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> RouteSpec:
+    """``spec`` checked against ``istioschema.VIRTUAL_SERVICE``."""
+    for i, gateway in enumerate(spec.get("gateways", [])):
+        if gateway != "mesh":
+            raise r.fail(f"spec.gateways[{i}]", f"{gateway!r}: here a VirtualService routes the sidecars' traffic (mesh) only; "
+                                                "for an ingress gateway write Gateway API's Gateway and an HTTPRoute whose "
+                                                "parentRefs name it (demo-apps/bookinfo/policies/bookinfo-gateway.yaml)")
+    service = host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]")
+    return RouteSpec(service, tuple(_rule(r, rule, f"spec.http[{i}]", namespace) for i, rule in enumerate(spec["http"])))
+
+
+def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str) -> RouteRule:
+    matches = tuple(_match(r, m, f"{where}.match[{j}]") for j, m in enumerate(rule.get("match", [])))
+    if "route" not in rule and "redirect" not in rule:
+        raise r.fail(f"{where}.route", "required: where the rule's requests go (or a redirect)")
+    if "route" in rule and "redirect" in rule:
+        raise r.fail(f"{where}.redirect", "a rule routes or redirects, not both (Istio)")
+    backends = tuple(_destination(r, d, f"{where}.route[{k}]", namespace, len(rule["route"]))
+                     for k, d in enumerate(rule.get("route", [])))
+    if len(backends) > 1 and sum(b.weight for b in backends) != 100:
+        raise r.fail(f"{where}.route", f"the destinations' weights add up to {sum(b.weight for b in backends)}: "
+                                       "they must add up to 100")
+    timeout = parse_duration(rule["timeout"]) if "timeout" in rule else None
+    retry, try_timeout = _retries(r, rule["retries"], f"{where}.retries") if "retries" in rule else (None, None)
+    filters = _filters(r, rule, where, matches, namespace)
+    fault = _fault(rule["fault"], f"{where}.fault", r) if "fault" in rule else None
+    return RouteRule(matches, backends, timeout or None, try_timeout, retry, filters, fault)
+
+
+def _string_match(r: FieldReader, m: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """(exact, prefix or regex; the value) of an Istio StringMatch."""
+    given = [k for k in ("exact", "prefix", "regex") if k in m]
+    if len(given) != 1:
+        raise r.fail(where, "expected exactly one of exact, prefix or regex, e.g. {exact: jason}")
+    kind = given[0]
+    if kind == "regex":
+        try:
+            re.compile(m[kind])
+        except re.error as exc:
+            raise r.fail(f"{where}.regex", f"not a regular expression: {exc}") from None
+    return kind, m[kind]
+
+
+def _value_match(r: FieldReader, name: str, m: Mapping[str, Any], where: str) -> ValueMatch:
+    kind, value = _string_match(r, m, where)
+    if kind == "exact":
+        return ValueMatch(name, value)
+    return ValueMatch(name, re.escape(value) + ".*" if kind == "prefix" else value, regex=True)
+
+
+def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
+    path = None
+    if "uri" in m:
+        kind, value = _string_match(r, m["uri"], f"{where}.uri")
+        if kind != "regex" and not value.startswith("/"):
+            raise r.fail(f"{where}.uri.{kind}", "must start with '/'")
+        path = PathMatch({"exact": "Exact", "prefix": "Prefix", "regex": "RegularExpression"}[kind], value)
+    method = None
+    if "method" in m:
+        kind, method = _string_match(r, m["method"], f"{where}.method")
+        if kind != "exact":
+            raise r.fail(f"{where}.method.{kind}", "a method is matched exactly here: {exact: GET}")
+    headers = tuple(_value_match(r, name.lower(), v, f"{where}.headers.{name}") for name, v in (m.get("headers") or {}).items())
+    query = tuple(_value_match(r, name, v, f"{where}.queryParams.{name}") for name, v in (m.get("queryParams") or {}).items())
+    return RequestMatch(path, headers, method, query)
+
+
+def _destination(r: FieldReader, d: Mapping[str, Any], where: str, namespace: str, count: int) -> Backend:
+    service = host_service(r, d["destination"]["host"], namespace, f"{where}.destination.host")
+    return Backend(service, d.get("weight", 100 if count == 1 else 0), d["destination"].get("subset"))
+
+
+def _retries(r: FieldReader, spec: Mapping[str, Any], where: str) -> tuple[Retry | None, float | None]:
+    codes: set[int] = set()
+    for condition in spec.get("retryOn", "").split(",") if "retryOn" in spec else ():
+        if condition.isdigit() and 400 <= int(condition) <= 599:
+            codes.add(int(condition))
+        elif condition in RETRY_ON:
+            codes.update(RETRY_ON[condition])
+        else:
+            raise r.fail(f"{where}.retryOn", f"{condition!r}: expected {', '.join(RETRY_ON)}, or a status from 400 to 599")
+    try_timeout = parse_duration(spec["perTryTimeout"]) if "perTryTimeout" in spec else None
+    attempts = spec.get("attempts", 2)
+    return (Retry(tuple(sorted(codes)), attempts, 0.025) if attempts else None), try_timeout or None
+
+
+def _fault(spec: Mapping[str, Any], where: str, r: FieldReader) -> RuleFault:
+    delay, abort = spec.get("delay"), spec.get("abort")
+    if delay is None and abort is None:
+        raise r.fail(where, "expected a delay, an abort, or both")
+    def share(part: Mapping[str, Any]) -> float:
+        return float(part.get("percentage", {"value": 100})["value"])
+
+    return RuleFault(parse_duration(delay["fixedDelay"]) if delay else None, share(delay) if delay else 0.0,
+                     abort["httpStatus"] if abort else None, share(abort) if abort else 0.0)
+
+
+def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple[RequestMatch, ...],
+             namespace: str) -> routefilters.RouteFilters | None:
+    """mirror, headers, rewrite and redirect, as the Gateway API filters that do the same."""
+    headers = rule.get("headers", {})
+    edits = {}
+    for side in ("request", "response"):
+        if side in headers:
+            ops = headers[side]
+            for op in ("set", "add"):
+                for name in ops.get(op, {}):
+                    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                        raise r.fail(f"{where}.headers.{side}.{op}.{name}", "expected a header name (letters, digits and "
+                                                                            "!#$%&'*+.^_`|~-)")
+            as_lists = {op: [{"name": k, "value": v} for k, v in ops[op].items()] for op in ("set", "add") if op in ops}
+            edits[side] = routefilters.header_edits(r, {**as_lists, **({"remove": ops["remove"]} if "remove" in ops else {})},
+                                                    f"{where}.headers.{side}")
+    mirrors = ()
+    if "mirror" in rule:
+        service = host_service(r, rule["mirror"]["host"], namespace, f"{where}.mirror.host")
+        share = float(rule.get("mirrorPercentage", {"value": 100})["value"]) / 100
+        mirrors = (routefilters.Mirror(service, share, rule["mirror"].get("subset")),)
+    elif "mirrorPercentage" in rule:
+        raise r.fail(f"{where}.mirrorPercentage", "goes with mirror: the Service that gets the copies")
+    prefix_only = bool(matches) and all(m.path is not None and m.path.type == "Prefix" for m in matches)
+    rewrite = redirect = None
+    if "rewrite" in rule:
+        spec = rule["rewrite"]
+        path = routefilters.PathEdit("ReplacePrefixMatch" if prefix_only else "ReplaceFullPath", spec["uri"]) if "uri" in spec else None
+        rewrite = routefilters.Rewrite(spec.get("authority"), path)
+    if "redirect" in rule:
+        spec = rule["redirect"]
+        path = routefilters.PathEdit("ReplaceFullPath", spec["uri"]) if "uri" in spec else None
+        redirect = routefilters.Redirect(spec.get("redirectCode", 301), spec.get("scheme"), spec.get("authority"), spec.get("port"), path)
+        if rewrite is not None:
+            raise r.fail(f"{where}.rewrite", "a rule cannot both redirect and rewrite")
+    if not (edits or mirrors or rewrite or redirect):
+        return None
+    return routefilters.RouteFilters(edits.get("request"), edits.get("response"), mirrors, redirect, rewrite)
+
+
+# -- DestinationRule -----------------------------------------------------------------------------
+
+def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> DestinationRuleSpec:
+    """``spec`` checked against ``istioschema.DESTINATION_RULE``."""
+    service = host_service(r, spec["host"], namespace, "spec.host")
+    subsets, seen = [], {}
+    for i, raw in enumerate(spec.get("subsets", [])):
+        if raw["name"] in seen:
+            raise r.fail(f"spec.subsets[{i}].name", f"{raw['name']!r} is subsets[{seen[raw['name']]}]'s name already")
+        seen[raw["name"]] = i
+        subsets.append(Subset(raw["name"], tuple(sorted(raw["labels"].items()))))
+    policy = spec.get("trafficPolicy", {})
+    pool = None
+    if "connectionPool" in policy:
+        tcp, http = policy["connectionPool"].get("tcp", {}), policy["connectionPool"].get("http", {})
+        pool = PoolLimits(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024),
+                          http.get("maxRequestsPerConnection", 0))
+    breaker = None
+    if pool is not None or "outlierDetection" in policy:
+        outlier = policy.get("outlierDetection", {})
+        penalty = parse_duration(outlier.get("baseEjectionTime", "30s"))  # each ejection in a row doubles it, up to 300s
+        breaker = BreakerSpec(service, outlier.get("consecutive5xxErrors", 5), penalty, max(penalty, 300.0), 0.0,
+                              "outlierDetection" in policy, pool,
+                              max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT))
+    return DestinationRuleSpec(service, tuple(subsets), breaker)
+
+
+def subset_problems(resources: list[Any]) -> list[dict[str, str]]:
+    """``meshdojo check``'s (and ``apply``'s) findings: a VirtualService's destination or mirror
+    that names a subset no DestinationRule for its host defines — its requests get 503 (Envoy's
+    NC) until one does, as Istio's tasks warn ("apply the destination rules first")."""
+    defined = {(r.namespace, r.spec.service, s.name) for r in resources if r.kind == "DestinationRule" for s in r.spec.subsets}
+    found = []
+    for route in sorted((r for r in resources if r.kind == "VirtualService"), key=lambda r: r.key):
+        wanted = [(b.service, b.subset) for rule in route.spec.rules for b in rule.backends if b.subset]
+        wanted += [(m.service, m.subset) for rule in route.spec.rules if rule.filters is not None
+                   for m in rule.filters.mirrors if m.subset]
+        for service, subset in dict.fromkeys(wanted):
+            if (route.namespace, service, subset) not in defined:
+                found.append({"namespace": route.namespace, "name": route.name,
+                              "message": f"VirtualService {route.namespace}/{route.name}: subset {subset} of {service} is "
+                                         f"defined by no DestinationRule, so its requests get 503 (no_subset): apply a "
+                                         f"DestinationRule with host {service} and that subset"})
+    return found

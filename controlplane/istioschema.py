@@ -1,0 +1,130 @@
+"""The fields of Istio's traffic kinds (``networking.istio.io``): ``VirtualService`` and
+``DestinationRule``, the subset meshdojo implements for a sidecar's traffic (Istio's request
+routing, traffic shifting, fault injection, request timeouts, retries and circuit breaking tasks
+write nothing else), as :mod:`controlplane.policyschema` holds every kind's: the validator checks a
+document against them, and on a cluster without Istio the CRDs (this subset) are made from them.
+What they mean is :mod:`controlplane.istionetworking`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controlplane.schema import Duration, Int, Labels, ListOf, MapOf, Num, Str, obj
+
+ISTIO_NETWORKING_GROUP = "networking.istio.io"
+# the versions Istio's docs and samples write them in, oldest first; the last is the one a CRD of ours stores
+NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
+MANY = 1_000_000
+
+HOST = Str(doc="a Service of this namespace: its name (reviews) or reviews.NAMESPACE.svc.cluster.local")
+STRING_MATCH = obj({
+    "exact": Str(allow_empty=True, doc="the whole value"),
+    "prefix": Str(doc="its start (a string prefix: /api matches /apix too, as in Istio)"),
+    "regex": Str(doc="a regular expression over the whole value (RE2's syntax, read as Python's)"),
+}, doc="one of exact, prefix or regex")
+PERCENT = obj({"value": Num(0, 100, doc="percent of the rule's requests, 0 to 100")}, ("value",),
+              doc="how many of the rule's requests (all when left out)")
+DESTINATION = obj({
+    "host": HOST,
+    "subset": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a subset's name (lower-case letters, digits and '-')",
+                  doc="a subset a DestinationRule for the host defines (its pods by their labels)"),
+    "port": obj({"number": Int(1, 65535, "a port", doc="not read: the Service's port")}, doc="not read: the Service's port"),
+}, ("host",), doc="where the requests go")
+HEADER_OPERATIONS = obj({
+    "set": MapOf(Str(allow_empty=True, pattern=r"^[\t\x20-\x7e]*$", hint="expected a header value of printable ASCII"),
+                 hint="expected a mapping of header names to values", doc="replace the header (or add it)"),
+    "add": MapOf(Str(allow_empty=True, pattern=r"^[\t\x20-\x7e]*$", hint="expected a header value of printable ASCII"),
+                 hint="expected a mapping of header names to values", doc="add a value, keeping the ones there"),
+    "remove": ListOf(Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", hint="expected a header name"), doc="header names to drop"),
+})
+HTTP_ROUTE = obj({
+    "name": Str(doc="the rule's name (not read: metrics and tap name a rule by its index, route#0)"),
+    "match": ListOf(obj({
+        "name": Str(doc="not read"),
+        "uri": STRING_MATCH,
+        "method": STRING_MATCH,
+        "headers": MapOf(STRING_MATCH, hint="expected a mapping of header names to {exact|prefix|regex: value}",
+                         doc="headers the request must carry, every one"),
+        "queryParams": MapOf(STRING_MATCH, hint="expected a mapping of parameter names to {exact|prefix|regex: value}",
+                             doc="query parameters the request must carry, every one"),
+    }), doc="the requests this rule takes: any one of these (left out: every request); the first matching rule wins"),
+    "route": ListOf(obj({
+        "destination": DESTINATION,
+        "weight": Int(0, 100, "a percentage", doc="its share of the rule's requests (the weights add up to 100)"),
+    }, ("destination",)), non_empty=True, hint="expected a non-empty list of {destination, weight}",
+        doc="where the rule sends its requests, split by weight"),
+    "redirect": obj({
+        "uri": Str(pattern=r"^/[!-~]*$", hint="expected a path starting with '/'", doc="the Location's path"),
+        "authority": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name",
+                         doc="the Location's host"),
+        "scheme": Str(enum=("http", "https"), doc="the Location's scheme"),
+        "port": Int(1, 65535, "a port", doc="the Location's port"),
+        "redirectCode": Int(301, 308, "a redirect status", doc="301 by default, as in Istio"),
+    }, doc="answer with a redirect instead of routing"),
+    "rewrite": obj({
+        "uri": Str(pattern=r"^/[!-~]*$", hint="expected a path starting with '/'",
+                   doc="the path the destination gets: it replaces the matched prefix (a uri prefix match), else the whole path"),
+        "authority": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name",
+                         doc="the Host header the destination gets"),
+    }, doc="change the path or the Host header before forwarding"),
+    "timeout": Duration(doc="the whole request, retries included: then 504 (0s: none)"),
+    "retries": obj({
+        "attempts": Int(0, 10, "a number of retries", doc="retries after the first try"),
+        "perTryTimeout": Duration(doc="each try on its own"),
+        "retryOn": Str(pattern=r"^[a-z0-9-]+(,[a-z0-9-]+)*$", hint="expected a comma-separated list, e.g. 5xx,connect-failure",
+                       doc="what is retried: 5xx, gateway-error, connect-failure, refused-stream, reset, "
+                           "retriable-status-codes, or a status such as 503 (failed connections always are)"),
+    }, doc="retry failed requests"),
+    "fault": obj({
+        "delay": obj({"fixedDelay": Duration(doc="e.g. 7s"), "percentage": PERCENT}, ("fixedDelay",),
+                     doc="hold the rule's requests this long before they go on"),
+        "abort": obj({"httpStatus": Int(200, 599, "an HTTP status", doc="what the caller's sidecar answers, e.g. 500"),
+                      "percentage": PERCENT}, ("httpStatus",),
+                     doc="answer the rule's requests at once with httpStatus (the destination never sees them)"),
+    }, doc="delay or abort the rule's requests in the caller's sidecar, as Istio's fault injection does"),
+    "mirror": DESTINATION,
+    "mirrorPercentage": PERCENT,
+    "headers": obj({"request": replace(HEADER_OPERATIONS, doc="the request's, before it is forwarded"),
+                    "response": replace(HEADER_OPERATIONS, doc="the response's, before the caller gets it")},
+                   doc="change the request's headers before forwarding, or the response's"),
+}, doc="a rule: the requests it takes and where they go")
+
+VIRTUAL_SERVICE = obj({
+    "hosts": ListOf(HOST, non_empty=True, max_items=1,
+                    hint="expected exactly one host: the Service whose traffic these rules route (one VirtualService per Service)",
+                    doc="the one Service whose traffic these rules route"),
+    "gateways": ListOf(Str(doc="mesh"), doc="mesh (the sidecars: the default); a gateway's routes are Gateway API's here"),
+    "http": ListOf(HTTP_ROUTE, non_empty=True, hint="expected a non-empty list of rules",
+                   doc="the rules, the first matching one wins"),
+    "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
+}, ("hosts", "http"))
+
+TRAFFIC_POLICY = obj({
+    "connectionPool": obj({
+        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number", doc="connections to the host at once")},
+                   doc="connection limits"),
+        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number", doc="requests waiting for a connection"),
+                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)",
+                                                     doc="a connection is closed after this many (0: no limit)")},
+                    doc="request limits"),
+    }, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
+    "outlierDetection": obj({
+        "consecutive5xxErrors": Int(1, 1000, "a whole number", doc="5xx answers in a row that eject a pod (5 by default)"),
+        "interval": Duration(doc="not read: a pod is ejected on the failure that makes the count"),
+        "baseEjectionTime": Duration(doc="how long the first ejection lasts (30s by default; each one in a row doubles it)"),
+        "maxEjectionPercent": Int(0, 100, "a percentage", doc="the most pods ejected at once (10 by default; one always may be)"),
+    }, doc="eject a pod that keeps failing"),
+    "tls": obj({"mode": Str(enum=("ISTIO_MUTUAL",), doc="ISTIO_MUTUAL: the mesh's mutual TLS, which is always on here")},
+               doc="the mesh's mutual TLS only"),
+})
+DESTINATION_RULE = obj({
+    "host": HOST,
+    "subsets": ListOf(obj({
+        "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected lower-case letters, digits and '-'",
+                    doc="what a VirtualService's destination.subset names"),
+        "labels": Labels(doc="the host's pods with all of these labels (e.g. version: v1)"),
+    }, ("name", "labels")), doc="named groups of the host's pods, by their labels"),
+    "trafficPolicy": replace(TRAFFIC_POLICY, doc="how the callers' sidecars send to the host: limits, ejection"),
+    "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
+}, ("host",))

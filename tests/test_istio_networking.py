@@ -1,0 +1,263 @@
+"""Istio's VirtualService and DestinationRule (networking.istio.io), as Istio's bookinfo tasks
+write them (demo-apps/bookinfo/policies/istio/): read into the routes and breakers the proxies
+follow, refused by field where meshdojo cannot do what they say, and enforced by real sidecars —
+subsets by pod labels, the first matching rule in order, a fault injected by the caller's
+sidecar, a subset nobody defined answered 503, and at most maxEjectionPercent of a Service's
+pods ejected."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from controlplane.crds import subset_crd
+from controlplane.istionetworking import subset_problems
+from controlplane.policy import PolicyError, canonical_kind, parse, traffic_route
+from proxy.breaker import Breaker
+from proxy.traffic import choose_route
+from sandbox.resources import table
+from tests.apps import start_echo_app
+from tests.meshkit import Mesh, spiffe
+from tests.test_faults_e2e import until
+from tests.test_traffic_e2e import apply, fetch, many
+
+ISTIO = Path(__file__).parent.parent / "demo-apps/bookinfo/policies/istio"
+
+
+def shipped(name: str) -> list[Any]:
+    return [parse(d, name, i) for i, d in enumerate(yaml.safe_load_all((ISTIO / name).read_text()))]
+
+
+def vs(http: list[dict], **spec: Any) -> dict:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "reviews", "namespace": "bookinfo"},
+            "spec": {"hosts": ["reviews"], "http": http, **spec}}
+
+
+def dr(**spec: Any) -> dict:
+    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "bookinfo"}, "spec": {"host": "reviews", **spec}}
+
+
+def chosen(route: Any, path: str = "/reviews/0", headers: dict[str, str] | None = None, seed: int = 0) -> tuple[int, str | None, str | None]:
+    choice = choose_route([route], path, lambda name: (headers or {}).get(name), "GET", random.Random(seed))
+    assert choice is not None
+    return int(choice.route.rpartition("#")[2]), choice.backend, choice.subset
+
+
+def test_every_shipped_file_reads_as_routes_and_subsets():
+    rules = {r.name: r for r in shipped("destination-rule-all.yaml")}
+    assert rules["reviews"].kind == "DestinationRule" and [s.name for s in rules["reviews"].spec.subsets] == ["v1", "v2", "v3"]
+    assert rules["reviews"].spec.subset("v2").selects({"app": "reviews", "version": "v2"})
+    assert not rules["reviews"].spec.subset("v2").selects({"app": "reviews", "version": "v3"})
+    everything = [*rules.values()]
+    for name in sorted(p.name for p in ISTIO.glob("virtual-service-*.yaml")):
+        routes = shipped(name)
+        assert routes and all(r.kind == "VirtualService" and traffic_route(r) for r in routes), name
+        everything += routes
+    assert subset_problems(everything) == []  # every subset they name, destination-rule-all.yaml defines
+
+    (jason,) = shipped("virtual-service-reviews-test-v2.yaml")
+    assert jason.target == "reviews"
+    assert chosen(jason, headers={"end-user": "jason"}) == (0, "reviews", "v2")
+    assert chosen(jason, headers={"end-user": "alice"}) == (1, "reviews", "v1")
+    (delay,) = shipped("virtual-service-ratings-test-delay.yaml")
+    assert delay.spec.rules[0].fault.delay == 7.0 and delay.spec.rules[0].fault.delay_percent == 100
+    (abort,) = shipped("virtual-service-ratings-test-abort.yaml")
+    assert abort.spec.rules[0].fault.abort_status == 500 and abort.spec.rules[1].fault is None
+    (half,) = shipped("virtual-service-reviews-50-v3.yaml")
+    subsets = [chosen(half, seed=seed)[2] for seed in range(200)]
+    assert 70 < subsets.count("v3") < 130 and set(subsets) == {"v1", "v3"}
+
+
+def test_istios_meanings_are_kept_where_gateway_api_differs():
+    route = parse(vs([
+        {"match": [{"uri": {"prefix": "/api"}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {"match": [{"uri": {"exact": "/api/v1/x"}}], "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+        {"match": [{"headers": {"user-agent": {"regex": ".*Firefox.*"}}, "method": {"exact": "GET"}}],
+         "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+        {"match": [{"queryParams": {"who": {"prefix": "ja"}}}], "redirect": {"uri": "/login"}},
+        {"route": [{"destination": {"host": "reviews.bookinfo.svc.cluster.local", "subset": "v1"}}],
+         "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "gateway-error,connect-failure"}, "timeout": "10s"},
+    ]), "t", 0)
+    assert chosen(route, "/apix") == (0, "reviews", "v2")  # a string prefix, as Istio's (Gateway API's: whole segments)
+    assert chosen(route, "/api/v1/x")[0] == 0  # the first matching rule wins, in order (not the more precise match)
+    assert chosen(route, "/", {"user-agent": "Mozilla Firefox/1"})[0] == 2
+    assert chosen(route, "/?who=jason")[0] == 3 and route.spec.rules[3].filters.redirect.status == 301  # Istio's default
+    last = route.spec.rules[4]
+    assert chosen(route, "/")[1:] == ("reviews", "v1")
+    assert (last.retry.attempts, last.retry.codes, last.backend_timeout, last.request_timeout) == (3, (502, 503, 504), 2.0, 10.0)
+    assert "reviews/v1" in last.describe() and "retries on 502-504, up to 3" in last.describe()
+
+
+def breaker_of(doc: dict) -> Any:
+    return parse(doc, "t", 0).spec.breaker
+
+
+def test_a_destination_rules_traffic_policy_is_a_circuit_breaker_with_istios_defaults():
+    circuit = breaker_of(dr(trafficPolicy={  # Istio's circuit breaking task
+        "connectionPool": {"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1, "maxRequestsPerConnection": 1}},
+        "outlierDetection": {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "3m", "maxEjectionPercent": 100}}))
+    assert (circuit.pool.max_connections, circuit.pool.max_pending, circuit.pool.max_requests_per_connection) == (1, 1, 1)
+    assert (circuit.outlier, circuit.consecutive_failures, circuit.penalty, circuit.max_ejection_percent) == (True, 1, 180.0, 100)
+    defaults = breaker_of(dr(trafficPolicy={"outlierDetection": {}}))
+    assert (defaults.consecutive_failures, defaults.penalty, defaults.max_ejection_percent) == (5, 30.0, 10)
+    assert not breaker_of(dr(trafficPolicy={"connectionPool": {"tcp": {"maxConnections": 5}}})).outlier  # limits only
+    assert breaker_of(dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}])) is None
+    assert breaker_of(dr(trafficPolicy={"tls": {"mode": "ISTIO_MUTUAL"}})) is None  # the mesh's mTLS: always on here
+
+
+def test_at_most_max_ejection_percent_of_the_endpoints_are_out_and_one_always_may_be():
+    now = [0.0]
+    for percent, out in ((10, 1), (50, 2), (100, 4)):
+        breaker = Breaker(consecutive_failures=1, penalty=30, clock=lambda: now[0], max_ejection_percent=percent)
+        endpoints = [f"10.0.0.{i}" for i in range(4)]
+        for ep in endpoints:
+            assert breaker.admit(ep)
+        tripped = [ep for ep in endpoints if breaker.record(ep, True) == "tripped"]
+        assert len(tripped) == out, (percent, tripped)
+        assert sum(breaker.admit(ep) for ep in endpoints) == 4 - out
+
+
+@pytest.mark.parametrize("doc, field, words", [
+    (vs([{"route": [{"destination": {"host": "reviews"}}]}], gateways=["bookinfo-gateway"]), "spec.gateways[0]",
+     "a VirtualService routes the sidecars' traffic (mesh) only"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews", "ratings"]), "spec.hosts", "exactly one host"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews.default.svc.cluster.local"]), "spec.hosts[0]",
+     "is a Service of namespace 'default'"),
+    (vs([{"route": [{"destination": {"host": "www.example.com"}}]}]), "spec.http[0].route[0].destination.host",
+     "a host outside the mesh is a ServiceEntry's"),
+    (vs([{"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 50},
+                    {"destination": {"host": "reviews", "subset": "v3"}, "weight": 40}]}]), "spec.http[0].route",
+     "add up to 90: they must add up to 100"),
+    (vs([{"match": [{"uri": {"prefix": "/"}}]}]), "spec.http[0].route", "required: where the rule's requests go"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}], "redirect": {"uri": "/x"}}]), "spec.http[0].redirect",
+     "routes or redirects, not both"),
+    (vs([{"match": [{"uri": {"exact": "/a", "prefix": "/b"}}], "route": [{"destination": {"host": "reviews"}}]}]),
+     "spec.http[0].match[0].uri", "exactly one of exact, prefix or regex"),
+    (vs([{"match": [{"uri": {"prefix": "api"}}], "route": [{"destination": {"host": "reviews"}}]}]),
+     "spec.http[0].match[0].uri.prefix", "must start with '/'"),
+    (vs([{"match": [{"headers": {"end-user": {"regex": "(jason"}}}], "route": [{"destination": {"host": "reviews"}}]}]),
+     "spec.http[0].match[0].headers.end-user.regex", "not a regular expression"),
+    (vs([{"match": [{"method": {"prefix": "G"}}], "route": [{"destination": {"host": "reviews"}}]}]),
+     "spec.http[0].match[0].method.prefix", "a method is matched exactly"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}], "retries": {"attempts": 2, "retryOn": "5xx,sometimes"}}]),
+     "spec.http[0].retries.retryOn", "'sometimes': expected 5xx, gateway-error"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}], "mirrorPercentage": {"value": 10}}]),
+     "spec.http[0].mirrorPercentage", "goes with mirror"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}], "fault": {}}]), "spec.http[0].fault", "a delay, an abort, or both"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}], "headers": {"request": {"set": {"bad header": "x"}}}}]),
+     "spec.http[0].headers.request.set.bad header", "expected a header name"),
+    (vs([{"route": [{"destination": {"host": "reviews"}, "weight": 101}]}]), "spec.http[0].route[0].weight", "expected a percentage"),
+    (vs([], tcp=[{"route": []}]), "spec.tcp", "unknown field"),
+    (dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}, {"name": "v1", "labels": {"version": "v2"}}]),
+     "spec.subsets[1].name", "'v1' is subsets[0]'s name already"),
+    (dr(host="api.example.com"), "spec.host", "a host outside the mesh"),
+    (dr(trafficPolicy={"loadBalancer": {"simple": "RANDOM"}}), "spec.trafficPolicy.loadBalancer", "unknown field"),
+    (dr(trafficPolicy={"tls": {"mode": "DISABLE"}}), "spec.trafficPolicy.tls.mode", "expected one of ISTIO_MUTUAL"),
+    ({**dr(), "apiVersion": "networking.istio.io/v2"}, "apiVersion",
+     "DestinationRule is networking.istio.io/v1alpha3 or networking.istio.io/v1beta1 or networking.istio.io/v1"),
+])
+def test_refusals_name_the_field(doc, field, words):
+    with pytest.raises(PolicyError) as raised:
+        parse(doc, "istio.yaml", 0)
+    assert raised.value.field == field and words in raised.value.message, raised.value
+
+
+def test_names_views_crds_and_problems():
+    assert canonical_kind("vs") == "VirtualService" and canonical_kind("dr") == "DestinationRule"
+    assert canonical_kind("virtualservices.networking.istio.io") == "VirtualService"
+    crd = subset_crd("VirtualService")
+    assert crd["metadata"]["name"] == "virtualservices.networking.istio.io" and crd["spec"]["names"]["shortNames"] == ["vs"]
+    assert [(v["name"], v["served"], v["storage"]) for v in crd["spec"]["versions"]] == [
+        ("v1alpha3", True, False), ("v1beta1", True, False), ("v1", True, True)]  # every version Istio's docs write
+    docs = yaml.safe_load_all((ISTIO / "virtual-service-reviews-test-v2.yaml").read_text())
+    rows = table([{"document": d, "expiresAt": None} for d in [*docs, *yaml.safe_load_all((ISTIO / "destination-rule-all.yaml").read_text())]])
+    assert rows[1][1:5] == ("VirtualService", "reviews", "svc/reviews", "2 rules, subsets v2, v1"), rows
+    assert ("DestinationRule", "reviews", "svc/reviews", "subsets v1, v2, v3") in [row[1:5] for row in rows]
+    (problem,) = subset_problems([parse(vs([{"route": [{"destination": {"host": "reviews", "subset": "v9"}}]}]), "t", 0),
+                                  *shipped("destination-rule-all.yaml")])
+    assert "subset v9 of reviews is defined by no DestinationRule, so its requests get 503 (no_subset)" in problem["message"]
+
+
+async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: Mesh):
+    """reviews has two pods, version v1 and v2, behind one Service; productpage's sidecar routes
+    by the VirtualService: jason to v2, the rest to v1; a fault aborts what goes to /abort in the
+    caller's sidecar (the pods never see it); a subset no DestinationRule defines is 503."""
+    runners = []
+    try:
+        for version in ("v1", "v2"):
+            runner, port = await start_echo_app(version)
+            runners.append(runner)
+            proxy = mesh.start_proxy("bookinfo", "reviews", port, name=f"reviews-{version}",
+                                     labels={"app": "reviews", "version": version})
+            mesh.register("bookinfo", "reviews", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"),
+                          labels={"app": "reviews", "version": version})
+        client = mesh.start_proxy("bookinfo", "productpage", port, name="productpage")
+        route = vs([{"match": [{"uri": {"prefix": "/abort"}}], "fault": {"abort": {"httpStatus": 500, "percentage": {"value": 100}}},
+                     "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+                    {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+                    {"match": [{"uri": {"prefix": "/nine"}}], "route": [{"destination": {"host": "reviews", "subset": "v9"}}]},
+                    {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}])
+        apply(mesh, dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]), route)
+        async with aiohttp.ClientSession() as session:
+            url = "http://reviews:9080/reviews/0"
+            await until(lambda: fetch(session, client.outbound, url, headers={"x-meshdojo-debug": "1"}),
+                        lambda r: "subset=v1" in r[1].get("x-meshdojo-fate", ""), "the VirtualService to reach productpage's sidecar")
+            plain = {json.loads(body)["served_by"] for _, _, body in await many(session, client.outbound, url, 20)}
+            jason = {json.loads(body)["served_by"] for _, _, body in
+                     await many(session, client.outbound, url, 20, headers={"end-user": "jason"})}
+            assert plain == {"v1"} and jason == {"v2"}, (plain, jason)
+
+            status, headers, body = await fetch(session, client.outbound, "http://reviews:9080/abort", headers={"x-meshdojo-debug": "1"})
+            assert status == 500 and "fault injected by VirtualService bookinfo/reviews#0 (in the caller's sidecar)" in body, body
+            assert "fault=abort 500 by VirtualService bookinfo/reviews#0" in headers["x-meshdojo-fate"], headers
+            assert 'outbound_fault_injected_total{kind="abort",route="bookinfo/reviews#0"} 1.0' in client.metrics()
+
+            status, headers, body = await fetch(session, client.outbound, "http://reviews:9080/nine")
+            assert status == 503 and headers["x-meshdojo-error"] == "no_subset", (status, headers)
+            assert "subset v9 of reviews.bookinfo, and DestinationRule bookinfo/reviews does not define it" in body, body
+
+            # an ingress gateway is not `mesh`: the VirtualService leaves its requests alone (both pods serve jason there)
+            gateway = mesh.start_gateway("bookinfo", "reviews.bookinfo:9080")
+            front = f"http://127.0.0.1:{gateway.ports['outbound']}/abort"
+            served = {json.loads(body)["served_by"] for _, _, body in await many(session, None, front, 30, headers={"end-user": "jason"})}
+            assert served == {"v1", "v2"}, served
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest.mark.timeout(180)
+def test_the_shipped_istio_files_from_the_cli(cli):
+    """apply warns about a subset nobody defined yet, get lists both kinds at once (kubectl's
+    vs,dr), check names the problem until the DestinationRule is there, and a request routed to
+    a subset whose rule was deleted gets 503 no_subset."""
+    from sandbox.processes import wait_until
+
+    cli.run("up", "--no-tui", "--demo", "bookinfo")
+    applied = cli.run("apply", "-f", str(ISTIO / "virtual-service-all-v1.yaml"))
+    assert "virtualservice/reviews created" in applied.stdout, applied.stdout
+    assert "subset v1 of reviews is defined by no DestinationRule" in applied.stderr + applied.stdout, applied
+    assert "subset v1 of reviews is defined by no DestinationRule" in cli.run("check", check=False).stdout
+    cli.run("apply", "-f", str(ISTIO / "destination-rule-all.yaml"))
+    listed = cli.run("get", "vs,dr", "-n", "bookinfo").stdout
+    assert "VirtualService   reviews" in listed and "DestinationRule  reviews      svc/reviews      subsets v1, v2, v3" in listed, listed
+    assert "subset v1 of reviews" not in cli.run("check", check=False).stdout
+
+    def served_by_v1_only() -> list[str] | None:
+        cli.run("load", "svc/reviews", "/reviews/0", "--from", "deploy/productpage-v1", "--namespace", "bookinfo", "-c", "1", "-n", "6")
+        rows = json.loads(cli.run("edges", "-n", "bookinfo", "-o", "json", "-t", "10s").stdout)
+        dsts = sorted(r["dst"] for r in rows if r["src"] == "productpage-v1" and r["dst"].startswith("reviews"))
+        return dsts if dsts == ["reviews-v1"] else None
+
+    wait_until(served_by_v1_only, 30, "productpage's calls to reviews to reach its v1 pods only")
+    cli.run("delete", "dr", "reviews", "-n", "bookinfo")
+    refused = cli.run("load", "svc/reviews", "/reviews/0", "--from", "deploy/productpage-v1", "--namespace", "bookinfo", "-n", "2",
+                      check=False).stdout
+    assert "Code 503 : 2" in refused and "no_subset 2" in refused, refused

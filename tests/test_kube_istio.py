@@ -1,0 +1,64 @@
+"""Istio's VirtualService and DestinationRule on the test cluster (tests/k8senv): the files of
+Istio's bookinfo tasks (demo-apps/bookinfo/policies/istio/) applied with kubectl as Istio's docs
+do, in any version they write (the subset CRDs serve v1alpha3, v1beta1 and v1); the control
+plane reads them, ``meshdojo check`` names a subset no DestinationRule defines, and kubectl's
+short names work. (Their traffic on real pods: lesson 21 on the cluster, tests/test_kube_lessons.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandbox.processes import wait_until
+from tests.kube_plane import Plane
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parent.parent
+ISTIO = ROOT / "demo-apps/bookinfo/policies/istio"
+NS = "bookinfo"
+
+
+@pytest.fixture(scope="module")
+def plane(k8s, tmp_path_factory):
+    p = Plane(k8s, tmp_path_factory.mktemp("kube-istio"))
+    try:
+        p.start()
+        k8s.kubectl("apply", "-f", str(ROOT / "demo-apps/bookinfo/manifests.yaml"))
+        yield p
+    finally:
+        p.stop()
+
+
+def subset_problems(plane: Plane) -> list[str]:
+    return [p["message"] for p in plane.mesh.call("GET", "/v1/policies")[1]["routeProblems"] if "subset" in p["message"]]
+
+
+def test_istios_bookinfo_files_from_kubectl_are_routes_and_subsets_of_the_control_plane(plane):
+    applied = plane.k8s.kubectl("apply", "-f", str(ISTIO / "destination-rule-all.yaml"),
+                                "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml")).stdout
+    assert "destinationrule.networking.istio.io/reviews created" in applied, applied
+    assert "virtualservice.networking.istio.io/reviews created" in applied, applied
+    wait_until(lambda: set(plane.stored("DestinationRule", NS)) == {"productpage", "reviews", "ratings", "details"}
+               and "reviews" in plane.stored("VirtualService", NS), 15, "the rules and the route in the operator API")
+    rules = plane.stored("VirtualService", NS)["reviews"]["spec"]["http"]
+    assert rules[0]["match"][0]["headers"] == {"end-user": {"exact": "jason"}}  # a map of StringMatches, kept as written
+    assert subset_problems(plane) == []
+    listed = plane.k8s.kubectl("get", "vs,dr", "-n", NS, "-o", "name").stdout.split()  # the CRDs' short names
+    assert "virtualservice.networking.istio.io/reviews" in listed and "destinationrule.networking.istio.io/details" in listed
+
+    older = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService", "metadata": {"name": "ratings", "namespace": NS},
+             "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings", "subset": "v2"}}]}]}}
+    plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump(older))
+    served = json.loads(plane.k8s.kubectl("get", "virtualservices.v1.networking.istio.io", "ratings", "-n", NS, "-o", "json").stdout)
+    assert served["apiVersion"] == "networking.istio.io/v1"  # the same object, in the version the CRD stores
+    problems = wait_until(lambda: subset_problems(plane) or None, 15, "check to name the undefined subset")
+    assert problems == ["VirtualService bookinfo/ratings: subset v2 of ratings is defined by no DestinationRule, so its "
+                        "requests get 503 (no_subset): apply a DestinationRule with host ratings and that subset"], problems
+
+    plane.k8s.kubectl("delete", "-f", str(ISTIO / "destination-rule-all.yaml"), "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml"))
+    plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump(older))
+    wait_until(lambda: not plane.stored("VirtualService", NS) and not plane.stored("DestinationRule", NS), 15,
+               "the deleted objects to leave the operator API")
