@@ -30,7 +30,7 @@ from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.secretapi import SECRETS, add_secret_routes
-from controlplane.selection import conflicts, unverified_tokens
+from controlplane.selection import MESH_NAMESPACE, conflicts, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
@@ -308,6 +308,9 @@ async def apply_policies(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     warnings = []
     for item in applied:
+        if item["namespace"] == "istio-system":  # Istio's root namespace: its docs put mesh-wide policies there
+            warnings.append(f"{item['kind']} istio-system/{item['name']}: istio-system is Istio's root namespace; meshdojo's is "
+                            f"{MESH_NAMESPACE} — apply it with -n {MESH_NAMESPACE} to have it apply to the whole mesh")
         resource, _ = request.app[POLICIES].list(item["kind"], item["namespace"], item["name"])[0]
         services = [resource.target] if resource.target else []
         services += [b.service for rule in getattr(resource.spec, "rules", ()) for b in getattr(rule, "backends", ())]

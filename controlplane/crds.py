@@ -80,7 +80,7 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                 older)
 
 
-ISTIO_KINDS = ("VirtualService", "DestinationRule")  # Istio's networking.istio.io kinds meshdojo implements a subset of
+ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication")  # Istio's kinds meshdojo implements a subset of
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS, *ISTIO_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 

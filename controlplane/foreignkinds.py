@@ -8,7 +8,6 @@ from __future__ import annotations
 
 # what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
 FOREIGN_KINDS = {
-    "PeerAuthentication": "MeshTLS (mode: STRICT or PERMISSIVE; selector or targetRef for one workload)",
     "RequestAuthentication": "RequestAuthentication with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
                              "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
                              "meshdojo jwt issues demo tokens)",
@@ -40,7 +39,6 @@ def foreign_kind_message(kind: str, api_version: str | None = None) -> str:
 
 
 def foreign_kind(text: str) -> str | None:
-    """The Istio/Linkerd kind ``text`` names (``virtualservice``, ``dr`` ...), if any."""
-    aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {
-        "pa": "PeerAuthentication", "sp": "ServiceProfile"}
+    """The Istio/Linkerd kind ``text`` names (``serviceprofile``, ``sp`` ...), if any."""
+    aliases = {k.lower(): k for k in FOREIGN_KINDS} | {k.lower() + "s": k for k in FOREIGN_KINDS} | {"sp": "ServiceProfile"}
     return aliases.get(text.lower())

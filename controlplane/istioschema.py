@@ -1,9 +1,11 @@
-"""The fields of Istio's traffic kinds (``networking.istio.io``): ``VirtualService`` and
-``DestinationRule``, the subset meshdojo implements for a sidecar's traffic (Istio's request
-routing, traffic shifting, fault injection, request timeouts, retries and circuit breaking tasks
-write nothing else), as :mod:`controlplane.policyschema` holds every kind's: the validator checks a
-document against them, and on a cluster without Istio the CRDs (this subset) are made from them.
-What they mean is :mod:`controlplane.istionetworking`'s.
+"""The fields of Istio's kinds meshdojo serves as written: ``VirtualService`` and
+``DestinationRule`` (``networking.istio.io``), the subset meshdojo implements for a sidecar's
+traffic (Istio's request routing, traffic shifting, fault injection, request timeouts, retries
+and circuit breaking tasks write nothing else), and ``PeerAuthentication``
+(``security.istio.io``, its mutual TLS migration task), as :mod:`controlplane.policyschema` holds
+every kind's: the validator checks a document against them, and on a cluster without Istio the
+CRDs (this subset) are made from them. What they mean is :mod:`controlplane.istionetworking`'s
+and ``policy._peer_authentication``'s.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from controlplane.schema import Duration, Int, Labels, ListOf, MapOf, Num, Str, 
 ISTIO_NETWORKING_GROUP = "networking.istio.io"
 # the versions Istio's docs and samples write them in, oldest first; the last is the one a CRD of ours stores
 NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
+ISTIO_SECURITY_GROUP = "security.istio.io"
+SECURITY_VERSIONS = ("v1beta1", "v1")
 MANY = 1_000_000
 
 HOST = Str(doc="a Service of this namespace: its name (reviews) or reviews.NAMESPACE.svc.cluster.local")
@@ -128,3 +132,12 @@ DESTINATION_RULE = obj({
     "trafficPolicy": replace(TRAFFIC_POLICY, doc="how the callers' sidecars send to the host: limits, ejection"),
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
 }, ("host",))
+
+PEER_AUTHENTICATION = obj({
+    "selector": obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
+                    doc="the pods it applies to; left out: the whole namespace (the mesh, in meshdojo-system, Istio's istio-system)"),
+    "mtls": obj({"mode": Str(enum=("UNSET", "PERMISSIVE", "STRICT", "DISABLE"),
+                             doc="STRICT: mutual TLS only, plaintext refused; PERMISSIVE: both; UNSET: as the namespace's, "
+                                 "or the mesh's (DISABLE is refused: meshdojo's sidecars always speak mutual TLS)")},
+                doc="the mutual TLS its pods' sidecars accept"),
+})

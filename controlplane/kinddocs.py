@@ -50,4 +50,6 @@ KIND_DOCS: dict[str, str] = {
                       "fault, mirror, headers, rewrite, redirect",
     "DestinationRule": "Istio's policy for a Service: its subsets (pods by their labels, e.g. version: v1) that a "
                        "VirtualService routes to, and its trafficPolicy — connectionPool limits and outlierDetection",
+    "PeerAuthentication": "Istio's mutual TLS mode for the sidecars of a workload, a namespace or the mesh (in "
+                          "meshdojo-system): STRICT refuses plaintext, PERMISSIVE takes both; the most specific wins, as a MeshTLS's",
 }

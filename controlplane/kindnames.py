@@ -13,7 +13,7 @@ SHORT_NAMES = {"FaultInjection": ["fault"], "AuthorizationPolicy": ["authz"], "C
                "Telemetry": [], "RequestAuthentication": ["ra"], "ExtensionProvider": [],
                "Server": ["srv"], "ServerAuthorization": ["saz"], LINKERD_AUTHORIZATION_POLICY: ["authzpolicy"],
                "MeshTLSAuthentication": ["meshtlsauthn"], "NetworkAuthentication": ["netauthn"],
-               "VirtualService": ["vs"], "DestinationRule": ["dr"]}
+               "VirtualService": ["vs"], "DestinationRule": ["dr"], "PeerAuthentication": ["pa"]}
 # what learners type besides: singulars and plurals kubectl does not know, and Gateway API's and Kubernetes' short names
 MORE_ALIASES = {"faults": "FaultInjection", "route": "HTTPRoute", "routes": "HTTPRoute", "requestauthn": "RequestAuthentication",
                 "provider": "ExtensionProvider", "providers": "ExtensionProvider", "btlspolicy": "BackendTLSPolicy",

@@ -160,7 +160,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
-    parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "RateLimit": _ratelimit,
+    parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "PeerAuthentication": _peer_authentication, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
                "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
                "NetworkAuthentication": linkerdauthn.read_network}
@@ -397,13 +397,23 @@ def _authz(r: _Reader, spec: dict[str, Any], dry_run: bool = False) -> AuthzSpec
 @dataclass(frozen=True, slots=True)
 class MeshTlsSpec:
     service: str | None  # the Service targeted, if that is how the workloads are chosen
-    mode: str  # STRICT or PERMISSIVE
+    mode: str  # STRICT or PERMISSIVE (a PeerAuthentication's UNSET: the level above decides)
     workloads: WorkloadSelector | None = None  # None: the whole namespace (the mesh, in meshdojo-system)
 
 
 def _meshtls(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
     workloads = _workloads(r, spec)
     return MeshTlsSpec(workloads.name if workloads and workloads.kind == "Service" else None, spec["mode"], workloads)
+
+
+def _peer_authentication(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
+    """Istio's PeerAuthentication: a MeshTLS in Istio's words (``mtls.mode``; UNSET: the level
+    above decides, so selection leaves it out)."""
+    mode = (spec.get("mtls") or {}).get("mode", "UNSET")
+    if mode == "DISABLE":
+        raise r.fail("spec.mtls.mode", "DISABLE is not served: meshdojo's sidecars always send mutual TLS; PERMISSIVE lets "
+                                       "plaintext callers in too")
+    return MeshTlsSpec(None, mode, _workloads(r, spec))
 
 
 def _telemetry(r: _Reader, spec: dict[str, Any]) -> TelemetrySpec:

@@ -12,7 +12,15 @@ from dataclasses import replace
 from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
-from controlplane.istioschema import DESTINATION_RULE, ISTIO_NETWORKING_GROUP, NETWORKING_VERSIONS, VIRTUAL_SERVICE
+from controlplane.istioschema import (
+    DESTINATION_RULE,
+    ISTIO_NETWORKING_GROUP,
+    ISTIO_SECURITY_GROUP,
+    NETWORKING_VERSIONS,
+    PEER_AUTHENTICATION,
+    SECURITY_VERSIONS,
+    VIRTUAL_SERVICE,
+)
 from controlplane.linkerdschema import (
     AUTHENTICATION_VERSIONS,
     HTTP_LOCAL_RATE_LIMIT_POLICY,
@@ -299,6 +307,9 @@ EXTENSION_PROVIDER = obj({
 }, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
 REFUSED: dict[str, dict[str, str]] = {
+    "PeerAuthentication": {
+        "portLevelMtls": "a sidecar here serves its pod's one port: say the mode in mtls.mode (or make a MeshTLS per workload)",
+    },
     "Ingress": {
         "defaultBackend.resource": "a resource backend (an object of another kind) is not served here: name a Service",
     },
@@ -351,6 +362,7 @@ KINDS: dict[str, tuple[str, Field]] = {
     "HTTPLocalRateLimitPolicy": (f"{LINKERD_GROUP}/{RATE_LIMIT_VERSIONS[-1]}", HTTP_LOCAL_RATE_LIMIT_POLICY),
     "VirtualService": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", VIRTUAL_SERVICE),
     "DestinationRule": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", DESTINATION_RULE),
+    "PeerAuthentication": (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", PEER_AUTHENTICATION),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -362,6 +374,7 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     LINKERD_HTTP_ROUTE: tuple(f"{LINKERD_GROUP}/{v}" for v in HTTP_ROUTE_VERSIONS),
     "VirtualService": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "DestinationRule": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
+    "PeerAuthentication": tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
 }
 
 

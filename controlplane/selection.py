@@ -2,7 +2,7 @@
 from what a request says.
 
 A workload-scoped policy (the inbound AuthorizationPolicy, RequestAuthentication, RateLimit,
-MeshTLS and FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels, most specific first:
+MeshTLS — or Istio's PeerAuthentication, which counts as one — and FaultInjection; the outbound Sidecar; Telemetry) applies at one of three levels, most specific first:
 
     workload   it names this workload: a Service that selects its pods, its Deployment, the
                Pod itself, its ServiceAccount, or labels its pods carry
@@ -31,6 +31,7 @@ from controlplane.policy import Resource, parse
 MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
+ENFORCED_AS = {"PeerAuthentication": "MeshTLS"}  # Istio's kind, enforced as ours (and tied with ours at one level)
 LEVELS = ("workload", "namespace", "mesh")
 EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress gateway enforces (proxy.access.at_the_edge)
 
@@ -97,11 +98,12 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
     resources, server, routes, limit = _with_servers(list(resources), workload)
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
-        if resource.kind not in found:
+        kind = ENFORCED_AS.get(resource.kind, resource.kind)
+        if kind not in found or getattr(resource.spec, "mode", None) == "UNSET":  # a PeerAuthentication's UNSET: inherited
             continue
         where = level(resource, workload, selectors)
         if where is not None:
-            found[resource.kind].append((LEVELS.index(where), f"{resource.namespace}/{resource.name}", resource))
+            found[kind].append((LEVELS.index(where), f"{resource.namespace}/{resource.name}", resource))
     result = {}
     for kind, items in found.items():
         items.sort(key=lambda item: (item[0], item[1]))

@@ -125,7 +125,7 @@ class Mirrors:
                        fate=Fate(backend=mirror.service, subset=mirror.subset))
         self.in_flight += 1
         self._spawn(self._copy(copy, route, timeout), f"mirror:{mirror.service}")
-        return f"mirrored to {mirror.service}"
+        return f"mirrored to {mirror.service}" + (f" (subset {mirror.subset})" if mirror.subset else "")
 
     async def _copy(self, copy: Request, route: str, timeout: float) -> None:
         outcome = "failed"

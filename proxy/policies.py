@@ -43,6 +43,8 @@ def _note(resource: Resource) -> str:
     if resource.kind == "AuthorizationPolicy":
         provider = getattr(spec, "provider", None)
         return spec.action + (f" by {provider}" if provider else "") + (" (dry-run)" if spec.dry_run else "")  # type: ignore[union-attr]
+    if resource.kind == "PeerAuthentication":  # enforced as a MeshTLS: say whose kind it is
+        return "Istio's PeerAuthentication"
     if resource.kind == "RateLimit":
         return f"{spec.requests_per_second:g} rps, burst {spec.burst}"  # type: ignore[union-attr]
     if resource.kind == "Server":  # Linkerd's: its port here, and who the callers no ServerAuthorization names are

@@ -416,6 +416,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return f"ext_authz http://{http.get('service', '?')}:{http.get('port', '?')}{http.get('pathPrefix', '')}"
     if kind == "MeshTLS":
         return str(spec.get("mode", ""))
+    if kind == "PeerAuthentication":  # Istio's: UNSET leaves it to the namespace's, or the mesh's
+        mode = str((spec.get("mtls") or {}).get("mode", "UNSET"))
+        return mode + (" (as the level above)" if mode == "UNSET" else "")
     if kind == "Sidecar":
         return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
     if kind == "Telemetry":

@@ -66,7 +66,7 @@ def test_recursive_shows_the_tree_below():
     ("httproute.spec.rule", "HTTPRoute.spec has no field 'rule'; its fields: parentRefs, hostnames, rules"),
     ("fault.spec.abort.httpStatus.x", "FaultInjection.spec.abort.httpStatus has no field 'x'; its fields: none (a plain value)"),
     ("frobnicator", "unknown kind 'frobnicator'; the kinds are HTTPRoute, FaultInjection"),
-    ("PeerAuthentication.spec", "PeerAuthentication is not a meshdojo kind; here that job is done by MeshTLS"),
+    ("ServiceProfile.spec", "ServiceProfile is not a meshdojo kind; here that job is done by HTTPRoute"),
 ])
 def test_a_wrong_path_or_kind_says_what_there_is(target, words):
     with pytest.raises(ExplainError) as caught:

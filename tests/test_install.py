@@ -31,7 +31,7 @@ def test_every_object_is_labelled_ours_and_rbac_is_least_privilege(pki):
     assert {res for _, res in writes} <= {"faultinjections", "retrybudgets", "circuitbreakers", "authorizationpolicies",
                                          "meshtlses", "ratelimits", "serviceentries", "sidecars", "telemetries", "requestauthentications", "extensionproviders", "httproutes", "backendtlspolicies", "gateways", "gateways/status", "httproutes/status", "ingresses",
                                              "servers", "serverauthorizations", "meshtlsauthentications", "networkauthentications", "httplocalratelimitpolicies",
-                                         "virtualservices", "destinationrules",
+                                         "virtualservices", "destinationrules", "peerauthentications",
                                          "tokenreviews", "configmaps"}
     (secrets,) = [r for r in rules if "secrets" in r["resources"]]
     assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["meshdojo-identity-issuer", "meshdojo-operator-token"]
@@ -55,7 +55,7 @@ def test_the_webhook_trusts_the_anchor_and_never_blocks_the_cluster(pki):
 def test_dry_run_prints_everything_in_apply_order(capsys):
     assert main(["install", "--dry-run", "--image", "meshdojo/meshdojo:0.1.0-abc"]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    assert kinds[:23] == ["CustomResourceDefinition"] * 23 and kinds[23] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
+    assert kinds[:24] == ["CustomResourceDefinition"] * 24 and kinds[24] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
 
 
 def test_the_certificates_lifetime_reaches_the_control_plane(capsys):

@@ -7,6 +7,7 @@ pods ejected."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -203,6 +204,8 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
                      "route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
                     {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
                     {"match": [{"uri": {"prefix": "/nine"}}], "route": [{"destination": {"host": "reviews", "subset": "v9"}}]},
+                    {"match": [{"uri": {"prefix": "/mirror"}}], "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                     "mirror": {"host": "reviews", "subset": "v2"}, "mirrorPercentage": {"value": 100}},
                     {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}])
         apply(mesh, dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]), route)
         async with aiohttp.ClientSession() as session:
@@ -222,6 +225,11 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
             status, headers, body = await fetch(session, client.outbound, "http://reviews:9080/nine")
             assert status == 503 and headers["x-meshdojo-error"] == "no_subset", (status, headers)
             assert "subset v9 of reviews.bookinfo, and DestinationRule bookinfo/reviews does not define it" in body, body
+
+            status, headers, body = await fetch(session, client.outbound, "http://reviews:9080/mirror", headers={"x-meshdojo-debug": "1"})
+            assert json.loads(body)["served_by"] == "v1" and "mirrored to reviews (subset v2)" in headers["x-meshdojo-fate"], headers
+            sent = 'outbound_http_route_mirror_total{backend="reviews.bookinfo.svc.cluster.local",outcome="sent",route="bookinfo/reviews#3"} 1.0'
+            await until(lambda: asyncio.to_thread(client.metrics), lambda text: sent in text, "the copy to reach a pod of subset v2")
 
             # an ingress gateway is not `mesh`: the VirtualService leaves its requests alone (both pods serve jason there)
             gateway = mesh.start_gateway("bookinfo", "reviews.bookinfo:9080")
@@ -261,3 +269,55 @@ def test_the_shipped_istio_files_from_the_cli(cli):
     refused = cli.run("load", "svc/reviews", "/reviews/0", "--from", "deploy/productpage-v1", "--namespace", "bookinfo", "-n", "2",
                       check=False).stdout
     assert "Code 503 : 2" in refused and "no_subset 2" in refused, refused
+
+    # Istio's mesh-wide PeerAuthentication goes to istio-system: applied, and told where meshdojo's root namespace is
+    mesh_wide = cli.home / "mesh-wide.yaml"
+    mesh_wide.write_text((ISTIO / "peer-authentication-permissive.yaml").read_text().replace("namespace: bookinfo", "namespace: istio-system"))
+    told = cli.run("apply", "-f", str(mesh_wide))
+    assert "istio-system is Istio's root namespace; meshdojo's is meshdojo-system" in told.stderr, told
+
+
+def peer(name: str, mode: str | None, namespace: str = "bookinfo", **spec: Any) -> Any:
+    return parse({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": name, "namespace": namespace},
+                  "spec": {**({"mtls": {"mode": mode}} if mode else {}), **spec}}, "t", 0)
+
+
+def test_a_peer_authentication_is_a_meshtls_in_istios_words():
+    """The most specific wins (workload, namespace, mesh); UNSET leaves it to the level above; at one
+    level with a MeshTLS it is a tie, as two MeshTLS are."""
+    from controlplane.selection import Workload, applicable
+
+    reviews = Workload("bookinfo", "reviews", "reviews-v1", "reviews-v1-0", {"app": "reviews", "version": "v1"})
+    mesh_wide, namespace = peer("default", "STRICT", "meshdojo-system"), peer("default", "PERMISSIVE")
+    unset = peer("reviews", "UNSET", selector={"matchLabels": {"app": "reviews"}})
+    chosen = applicable([mesh_wide, namespace, unset], reviews, {})["MeshTLS"]
+    assert chosen.chosen is namespace and chosen.levels == ("namespace",)
+    assert applicable([mesh_wide, peer("quiet", None)], reviews, {})["MeshTLS"].chosen is mesh_wide  # no mtls: UNSET
+    ours = parse({"apiVersion": "policy.meshdojo.dev/v1alpha1", "kind": "MeshTLS", "metadata": {"name": "strict", "namespace": "bookinfo"},
+                  "spec": {"mode": "STRICT"}}, "t", 0)
+    assert applicable([ours, namespace], reviews, {})["MeshTLS"].conflict == ("bookinfo/default", "bookinfo/strict")
+    (shipped_one,) = shipped("peer-authentication-permissive.yaml")
+    assert shipped_one.kind == "PeerAuthentication" and shipped_one.spec.mode == "PERMISSIVE"
+    assert canonical_kind("pa") == "PeerAuthentication" and subset_crd("PeerAuthentication")["spec"]["group"] == "security.istio.io"
+    assert table([{"document": shipped_one.document, "expiresAt": None}])[1][1:5] == (
+        "PeerAuthentication", "default", "(namespace)", "PERMISSIVE")
+    for spec, field, words in (({"mtls": {"mode": "DISABLE"}}, "spec.mtls.mode", "meshdojo's sidecars always send mutual TLS"),
+                               ({"portLevelMtls": {"9080": {"mode": "STRICT"}}}, "spec.portLevelMtls", "serves its pod's one port")):
+        with pytest.raises(PolicyError) as raised:
+            peer("bad", None, **spec)
+        assert raised.value.field == field and words in raised.value.message, raised.value
+
+
+async def test_a_peer_authentication_opens_and_closes_a_real_sidecar_to_plaintext(emoji_mesh):
+    """Istio's mutual TLS migration task on one workload: PERMISSIVE lets a plaintext caller in,
+    STRICT (meshdojo's start) refuses it again."""
+    from tests.test_mesh import _plaintext_get
+
+    mesh, server, _client = emoji_mesh
+    assert await asyncio.to_thread(_plaintext_get, server.ports["inbound"]) == b""
+    opened = {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication", "metadata": {"name": "emoji", "namespace": "emojivoto"},
+              "spec": {"selector": {"matchLabels": {"app": "emoji"}}, "mtls": {"mode": "PERMISSIVE"}}}
+    apply(mesh, opened)
+    await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r.startswith(b"HTTP/1.1 200"), "PERMISSIVE")
+    apply(mesh, {**opened, "spec": {**opened["spec"], "mtls": {"mode": "STRICT"}}})
+    await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r == b"", "STRICT again")

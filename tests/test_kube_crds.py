@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 23
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 24
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
@@ -108,6 +108,7 @@ def _base(kind: str) -> dict:
                                                            "retries": {"attempts": 2, "retryOn": "5xx"}}]},
         "DestinationRule": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
                             "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 1, "maxEjectionPercent": 100}}},
+        "PeerAuthentication": {"selector": {"matchLabels": {"app": "reviews"}}, "mtls": {"mode": "PERMISSIVE"}},
     }[kind]
 
 
@@ -164,6 +165,8 @@ INVALID = [
     ("DestinationRule", "spec.trafficPolicy.outlierDetection.maxEjectionPercent", 101),
     ("DestinationRule", "spec.subsets[0].name", "V1"),
     ("DestinationRule", "spec.trafficPolicy.tls.mode", "DISABLE"),
+    ("PeerAuthentication", "spec.mtls.mode", "strict"),
+    ("PeerAuthentication", "spec.selector.matchLabels", "app=reviews"),
 ]
 
 

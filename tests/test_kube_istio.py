@@ -1,8 +1,9 @@
-"""Istio's VirtualService and DestinationRule on the test cluster (tests/k8senv): the files of
-Istio's bookinfo tasks (demo-apps/bookinfo/policies/istio/) applied with kubectl as Istio's docs
-do, in any version they write (the subset CRDs serve v1alpha3, v1beta1 and v1); the control
-plane reads them, ``meshdojo check`` names a subset no DestinationRule defines, and kubectl's
-short names work. (Their traffic on real pods: lesson 21 on the cluster, tests/test_kube_lessons.py.)"""
+"""Istio's VirtualService, DestinationRule and PeerAuthentication on the test cluster
+(tests/k8senv): the files of Istio's bookinfo tasks (demo-apps/bookinfo/policies/istio/) applied
+with kubectl as Istio's docs do, in any version they write (the subset CRDs serve v1alpha3,
+v1beta1 and v1); the control plane reads them, ``meshdojo check`` names a subset no
+DestinationRule defines, and kubectl's short names work. (Their traffic on real pods: lesson 21
+on the cluster, tests/test_kube_lessons.py.)"""
 
 from __future__ import annotations
 
@@ -37,17 +38,20 @@ def subset_problems(plane: Plane) -> list[str]:
 
 
 def test_istios_bookinfo_files_from_kubectl_are_routes_and_subsets_of_the_control_plane(plane):
-    applied = plane.k8s.kubectl("apply", "-f", str(ISTIO / "destination-rule-all.yaml"),
-                                "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml")).stdout
+    applied = plane.k8s.kubectl("apply", "-f", str(ISTIO / "destination-rule-all.yaml"), "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml"),
+                                "-f", str(ISTIO / "peer-authentication-permissive.yaml")).stdout
     assert "destinationrule.networking.istio.io/reviews created" in applied, applied
     assert "virtualservice.networking.istio.io/reviews created" in applied, applied
+    assert "peerauthentication.security.istio.io/default created" in applied, applied
     wait_until(lambda: set(plane.stored("DestinationRule", NS)) == {"productpage", "reviews", "ratings", "details"}
-               and "reviews" in plane.stored("VirtualService", NS), 15, "the rules and the route in the operator API")
+               and "reviews" in plane.stored("VirtualService", NS) and "default" in plane.stored("PeerAuthentication", NS), 15,
+               "the rules, the route and the PeerAuthentication in the operator API")
     rules = plane.stored("VirtualService", NS)["reviews"]["spec"]["http"]
     assert rules[0]["match"][0]["headers"] == {"end-user": {"exact": "jason"}}  # a map of StringMatches, kept as written
     assert subset_problems(plane) == []
-    listed = plane.k8s.kubectl("get", "vs,dr", "-n", NS, "-o", "name").stdout.split()  # the CRDs' short names
-    assert "virtualservice.networking.istio.io/reviews" in listed and "destinationrule.networking.istio.io/details" in listed
+    listed = plane.k8s.kubectl("get", "vs,dr,pa", "-n", NS, "-o", "name").stdout.split()  # the CRDs' short names
+    assert {"virtualservice.networking.istio.io/reviews", "destinationrule.networking.istio.io/details",
+            "peerauthentication.security.istio.io/default"} <= set(listed), listed
 
     older = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService", "metadata": {"name": "ratings", "namespace": NS},
              "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings", "subset": "v2"}}]}]}}
@@ -58,7 +62,9 @@ def test_istios_bookinfo_files_from_kubectl_are_routes_and_subsets_of_the_contro
     assert problems == ["VirtualService bookinfo/ratings: subset v2 of ratings is defined by no DestinationRule, so its "
                         "requests get 503 (no_subset): apply a DestinationRule with host ratings and that subset"], problems
 
-    plane.k8s.kubectl("delete", "-f", str(ISTIO / "destination-rule-all.yaml"), "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml"))
+    plane.k8s.kubectl("delete", "-f", str(ISTIO / "destination-rule-all.yaml"), "-f", str(ISTIO / "virtual-service-reviews-test-v2.yaml"),
+                      "-f", str(ISTIO / "peer-authentication-permissive.yaml"))
     plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump(older))
-    wait_until(lambda: not plane.stored("VirtualService", NS) and not plane.stored("DestinationRule", NS), 15,
+    wait_until(lambda: not plane.stored("VirtualService", NS) and not plane.stored("DestinationRule", NS)
+               and not plane.stored("PeerAuthentication", NS), 15,
                "the deleted objects to leave the operator API")

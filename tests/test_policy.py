@@ -47,7 +47,8 @@ def test_a_full_fault_parses():
 
 
 @pytest.mark.parametrize(("path", "value", "field", "what"), [
-    ("kind", "PeerAuthentication", "kind", "PeerAuthentication (policy.meshdojo.dev/v1alpha1) is not a meshdojo kind; here that job is done by MeshTLS"),
+    ("kind", "ServiceProfile", "kind", "ServiceProfile (policy.meshdojo.dev/v1alpha1) is not a meshdojo kind; here that job is done by HTTPRoute"),
+    ("kind", "PeerAuthentication", "apiVersion", "PeerAuthentication is security.istio.io/v1beta1 or security.istio.io/v1, not 'policy.meshdojo.dev/v1alpha1'"),
     ("kind", "VirtualService", "apiVersion", "VirtualService is networking.istio.io/v1alpha3 or networking.istio.io/v1beta1 or networking.istio.io/v1, not 'policy.meshdojo.dev/v1alpha1'"),
     ("kind", "Gadget", "kind", "unknown kind"),
     ("apiVersion", "v1", "apiVersion", "policy.meshdojo.dev/v1alpha1"),
@@ -180,7 +181,7 @@ def test_files_that_are_not_text_or_too_large_are_refused_by_name(tmp_path):
         read_documents([str(big)])
 
 
-@pytest.mark.parametrize("kind, job", [("pa", "MeshTLS"), ("PeerAuthentications", "MeshTLS"),
+@pytest.mark.parametrize("kind, job", [("sp", "HTTPRoute"), ("TrafficSplits", "HTTPRoute with weighted backendRefs"),
                                        ("trafficsplit", "HTTPRoute with weighted backendRefs"), ("ServiceProfile", "HTTPRoute")])
 def test_istio_kinds_in_get_say_which_kind_does_that_job(kind, job):
     from sandbox.resources import ResourceError, kind_of

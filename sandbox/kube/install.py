@@ -16,7 +16,7 @@ from typing import Any
 
 from controlplane.crds import GATEWAY_KINDS, ISTIO_KINDS, LINKERD_KINDS, PART_OF, SUBSET_KINDS, plural, policy_crds, subset_crd
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
-from controlplane.istioschema import ISTIO_NETWORKING_GROUP
+from controlplane.istioschema import ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP
 from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
 from controlplane.linkerdschema import LINKERD_GROUP
 from controlplane.policyschema import KINDS, POLICY_GROUP
@@ -67,8 +67,9 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["patch"]},  # a Gateway's Programmed and addresses; our entry of a route's status.parents
         {"apiGroups": [LINKERD_GROUP], "resources": sorted(plural(k) for k in LINKERD_KINDS),  # Linkerd's policy kinds
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-        {"apiGroups": [ISTIO_NETWORKING_GROUP], "resources": sorted(plural(k) for k in ISTIO_KINDS),  # Istio's traffic kinds
-         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        *({"apiGroups": [group], "resources": sorted(plural(k) for k in ISTIO_KINDS if KINDS[k][0].startswith(group + "/")),
+           "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}  # Istio's kinds, by group
+          for group in (ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP)),
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
