@@ -114,7 +114,7 @@ def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str) -
     timeout = parse_duration(rule["timeout"]) if "timeout" in rule else None
     retry, try_timeout = _retries(r, rule["retries"], f"{where}.retries") if "retries" in rule else (None, None)
     filters = _filters(r, rule, where, matches, namespace)
-    fault = _fault(rule["fault"], f"{where}.fault", r) if "fault" in rule else None
+    fault = _fault(r, rule["fault"], f"{where}.fault") if "fault" in rule else None
     return RouteRule(matches, backends, timeout or None, try_timeout, retry, filters, fault)
 
 
@@ -175,7 +175,7 @@ def _retries(r: FieldReader, spec: Mapping[str, Any], where: str) -> tuple[Retry
     return (Retry(tuple(sorted(codes)), attempts, 0.025) if attempts else None), try_timeout or None
 
 
-def _fault(spec: Mapping[str, Any], where: str, r: FieldReader) -> RuleFault:
+def _fault(r: FieldReader, spec: Mapping[str, Any], where: str) -> RuleFault:
     delay, abort = spec.get("delay"), spec.get("abort")
     if delay is None and abort is None:
         raise r.fail(where, "expected a delay, an abort, or both")
