@@ -240,9 +240,7 @@ def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: st
     policy = spec.get("trafficPolicy", {})
     pool = None
     if "connectionPool" in policy:
-        tcp, http = policy["connectionPool"].get("tcp", {}), policy["connectionPool"].get("http", {})
-        pool = PoolLimits(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024),
-                          http.get("maxRequestsPerConnection", 0))
+        pool = PoolLimits.read(policy["connectionPool"])
     breaker = None
     if pool is not None or "outlierDetection" in policy:
         outlier = policy.get("outlierDetection", {})

@@ -104,15 +104,17 @@ VIRTUAL_SERVICE = obj({
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
 }, ("hosts", "http"))
 
+# Istio's connectionPool, as a DestinationRule's trafficPolicy and our CircuitBreaker both write it
+CONNECTION_POOL = obj({
+    "tcp": obj({"maxConnections": Int(1, MANY, "a whole number", doc="connections to the Service at once")},
+               doc="connection limits"),
+    "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number", doc="requests waiting for a connection"),
+                 "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)",
+                                                 doc="a connection is closed after this many (0: no limit)")},
+                doc="request limits"),
+})
 TRAFFIC_POLICY = obj({
-    "connectionPool": obj({
-        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number", doc="connections to the host at once")},
-                   doc="connection limits"),
-        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number", doc="requests waiting for a connection"),
-                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)",
-                                                     doc="a connection is closed after this many (0: no limit)")},
-                    doc="request limits"),
-    }, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
+    "connectionPool": replace(CONNECTION_POOL, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
     "outlierDetection": obj({
         "consecutive5xxErrors": Int(1, 1000, "a whole number", doc="5xx answers in a row that eject a pod (5 by default)"),
         "interval": Duration(doc="not read: a pod is ejected on the failure that makes the count"),

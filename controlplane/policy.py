@@ -354,8 +354,7 @@ def _breaker(r: _Reader, spec: dict[str, Any]) -> BreakerSpec:
         raw = spec["connectionPool"]
         if not raw:
             raise r.fail("spec.connectionPool", "expected tcp.maxConnections and/or http.http1MaxPendingRequests, http.maxRequestsPerConnection")
-        tcp, http = raw.get("tcp", {}), raw.get("http", {})
-        pool = PoolLimits(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024), http.get("maxRequestsPerConnection", 0))
+        pool = PoolLimits.read(raw)
     outlier = pool is None or any(k in spec for k in ("consecutiveFailures", "penalty", "maxPenalty"))
     service, entry = _service_or_entry(r, spec["targetRef"], "spec.targetRef", "target")
     return BreakerSpec(service, spec.get("consecutiveFailures", 7), penalty, max_penalty,

@@ -13,6 +13,7 @@ from controlplane import authzrules
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.istioschema import (
+    CONNECTION_POOL,
     DESTINATION_RULE,
     ISTIO_NETWORKING_GROUP,
     ISTIO_SECURITY_GROUP,
@@ -103,14 +104,7 @@ CIRCUIT_BREAKER = obj({
     "penalty": Duration(doc="how long the first ejection lasts"),
     "maxPenalty": Duration(doc="the longest an ejection lasts (each ejection in a row doubles the penalty)"),
     "jitter": Num(0, 1, doc="a random share added to each penalty (0.1: up to 10 %)"),
-    "connectionPool": obj({
-        "tcp": obj({"maxConnections": Int(1, MANY, "a whole number", doc="connections to the Service at once")},
-                   doc="connection limits"),
-        "http": obj({"http1MaxPendingRequests": Int(0, MANY, "a whole number", doc="requests waiting for a connection"),
-                     "maxRequestsPerConnection": Int(0, MANY, "a whole number (0: no limit)",
-                                                     doc="a connection is closed after this many (0: no limit)")},
-                    doc="request limits"),
-    }, doc="Istio's DestinationRule connectionPool: requests over these limits get 503 at once"),
+    "connectionPool": replace(CONNECTION_POOL, doc="Istio's DestinationRule connectionPool: requests over these limits get 503 at once"),
 }, ("targetRef",))
 
 RATE_LIMIT = obj({

@@ -5,7 +5,9 @@ and the proxy's traffic and access layers act on them. Values only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from controlplane.workloadselector import WorkloadSelector
 
@@ -28,6 +30,12 @@ class PoolLimits:
     max_connections: int = 1024
     max_pending: int = 1024
     max_requests_per_connection: int = 0  # 0: no limit
+
+    @classmethod
+    def read(cls, raw: Mapping[str, Any]) -> PoolLimits:
+        """From a ``connectionPool`` checked against its schema (``istioschema.CONNECTION_POOL``)."""
+        tcp, http = raw.get("tcp", {}), raw.get("http", {})
+        return cls(tcp.get("maxConnections", 1024), http.get("http1MaxPendingRequests", 1024), http.get("maxRequestsPerConnection", 0))
 
 
 @dataclass(frozen=True, slots=True)
