@@ -30,7 +30,7 @@ from controlplane.registry import Registry, UnknownService
 from controlplane.relay import RelayManager
 from controlplane.scraper import Telemetry
 from controlplane.secretapi import SECRETS, add_secret_routes
-from controlplane.selection import MESH_NAMESPACE, conflicts, unverified_tokens
+from controlplane.selection import MESH_NAMESPACE, conflicts, enforced_kind, unverified_tokens
 from controlplane.spiffe import LOCAL_CONTROLPLANE, InvalidIdentity, SpiffeId, is_dns_label
 from controlplane.statusbook import STATUS_PLURALS, Statuses, local_statuses, rfc3339_now
 from controlplane.tapapi import add_tap_route
@@ -336,9 +336,9 @@ async def apply_policies(request: web.Request) -> web.Response:
         names = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "VirtualService"} or None
         warnings += [p["message"] for p in istionetworking.subset_problems([r for r, _ in store.list()])
                      if names is None or (p["namespace"], p["name"]) in names]
-    if any(i["kind"] in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
+    if any(enforced_kind(i["kind"]) in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += providers.missing_providers([r for r, _ in store.list()])
-    names = {f"{i['namespace']}/{i['name']}" for i in applied if i["kind"] in ("AuthorizationPolicy", "RequestAuthentication")}
+    names = {f"{i['namespace']}/{i['name']}" for i in applied if enforced_kind(i["kind"]) in ("AuthorizationPolicy", "RequestAuthentication")}
     if names:  # a token rule with nothing to verify tokens where it applies
         warnings += [p.describe() for p in unverified_tokens([r for r, _ in store.list()], known_workloads(registry, request.app[TELEMETRY]),
                                                              registry.selectors()) if p.policy in names]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
 from controlplane.kinddocs import KIND_DOCS
 from controlplane.kindnames import SHORT_NAMES, plural
 from controlplane.linkerdschema import LINKERD_KINDS
@@ -80,7 +81,8 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                 older)
 
 
-ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication")  # Istio's kinds meshdojo implements a subset of
+# Istio's kinds meshdojo implements a subset of
+ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication", ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION)
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS, *ISTIO_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 # what a learner coming from Istio (or Linkerd) reaches for, and which of our kinds does that job
 FOREIGN_KINDS = {
-    "RequestAuthentication": "RequestAuthentication with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
+    "RequestAuthentication": "RequestAuthentication with apiVersion security.istio.io/v1 or v1beta1 (Istio's own) or "
+                             "policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
                              "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
                              "meshdojo jwt issues demo tokens)",
     "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
@@ -27,7 +28,8 @@ FOREIGN_KINDS = {
                "with tls.certificateRefs — tls.options gateway.istio.io/tls-terminate-mode: MUTUAL for Istio's tls.mode MUTUAL; "
                "served by the ingress gateway of its namespace) and HTTPRoutes whose parentRefs name it, as Istio's Gateway API "
                "tasks write them (samples/bookinfo/gateway-api/bookinfo-gateway.yaml)",
-    "AuthorizationPolicy": "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: "
+    "AuthorizationPolicy": "AuthorizationPolicy with apiVersion security.istio.io/v1 or v1beta1 (Istio's own) or "
+                           "policy.meshdojo.dev/v1alpha1 (Istio's fields: "
                            "selector or targetRef, action, rules[].from/to/when, the istio.io/dry-run annotation)",
 }
 

@@ -19,6 +19,12 @@ ISTIO_NETWORKING_GROUP = "networking.istio.io"
 NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
 ISTIO_SECURITY_GROUP = "security.istio.io"
 SECURITY_VERSIONS = ("v1beta1", "v1")
+# Istio's AuthorizationPolicy and RequestAuthentication: our kinds of those names have Istio's fields, so
+# Istio's documents are read and enforced as ours (controlplane.selection.enforced_kind); inside meshdojo
+# they are named as kubectl names them beside ours, as Linkerd's AuthorizationPolicy is
+ISTIO_AUTHORIZATION_POLICY = f"AuthorizationPolicy.{ISTIO_SECURITY_GROUP}"
+ISTIO_REQUEST_AUTHENTICATION = f"RequestAuthentication.{ISTIO_SECURITY_GROUP}"
+ISTIO_TWINS = {ISTIO_AUTHORIZATION_POLICY: "AuthorizationPolicy", ISTIO_REQUEST_AUTHENTICATION: "RequestAuthentication"}
 MANY = 1_000_000
 
 HOST = Str(doc="a Service of this namespace: its name (reviews) or reviews.NAMESPACE.svc.cluster.local")

@@ -4,6 +4,7 @@ description of the kind's CRD (what ``kubectl explain`` shows). Data only.
 
 from __future__ import annotations
 
+from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 
 # kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
@@ -52,4 +53,9 @@ KIND_DOCS: dict[str, str] = {
                        "VirtualService routes to, and its trafficPolicy — connectionPool limits and outlierDetection",
     "PeerAuthentication": "Istio's mutual TLS mode for the sidecars of a workload, a namespace or the mesh (in "
                           "meshdojo-system): STRICT refuses plaintext, PERMISSIVE takes both; the most specific wins, as a MeshTLS's",
+    ISTIO_AUTHORIZATION_POLICY: "Istio's AuthorizationPolicy, as its docs write it: which callers may reach which workloads, "
+                                "paths and methods (ALLOW, DENY, AUDIT or CUSTOM); read and enforced as meshdojo's "
+                                "AuthorizationPolicy, whose fields are Istio's",
+    ISTIO_REQUEST_AUTHENTICATION: "Istio's RequestAuthentication, as its docs write it: which JWTs the workloads it selects "
+                                  "accept from end users, and from which issuers; read and enforced as meshdojo's",
 }

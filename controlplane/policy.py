@@ -47,6 +47,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
+from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
@@ -127,7 +128,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
     if kind not in KINDS:
         raise r.fail("kind", f"unknown kind {kind!r} (supported today: {', '.join(map(policyschema.kube_kind, KINDS))})")
     if top["apiVersion"] not in policyschema.api_versions(kind):
-        raise r.fail("apiVersion", f"{kind} is {' or '.join(policyschema.api_versions(kind))}, not {top['apiVersion']!r}")
+        raise r.fail("apiVersion", f"{top['kind']} is {' or '.join(policyschema.api_versions(kind))}, not {top['apiVersion']!r}")
     meta = r.obj(top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"})
     name, namespace = r.string(meta["name"], "metadata.name"), r.string(meta.get("namespace", default_namespace), "metadata.namespace")
     for field, value in (("metadata.name", name.partition(".")[0] if derived else name), ("metadata.namespace", namespace)):
@@ -156,13 +157,13 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
     if kind == "HTTPRoute" or service_route:  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations), namespace), top)
-    if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
+    if kind in ("AuthorizationPolicy", ISTIO_AUTHORIZATION_POLICY):  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "PeerAuthentication": _peer_authentication, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
+               "RequestAuthentication": _requestauthn, ISTIO_REQUEST_AUTHENTICATION: _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
                "NetworkAuthentication": linkerdauthn.read_network}
     if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)

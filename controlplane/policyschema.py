@@ -15,7 +15,9 @@ from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.istioschema import (
     CONNECTION_POOL,
     DESTINATION_RULE,
+    ISTIO_AUTHORIZATION_POLICY,
     ISTIO_NETWORKING_GROUP,
+    ISTIO_REQUEST_AUTHENTICATION,
     ISTIO_SECURITY_GROUP,
     NETWORKING_VERSIONS,
     PEER_AUTHENTICATION,
@@ -152,21 +154,31 @@ AUTHZ_CONDITION = obj({
     "values": replace(VALUES, doc="the key's value is one of these"),
     "notValues": replace(VALUES, doc="the key's value is none of these"),
 }, ("key",), doc="when: the key must have one of values, and none of notValues")
-AUTHORIZATION_POLICY = obj({
-    "targetRef": workload_ref(TARGET_KINDS),
-    "selector": SELECTOR,
-    "action": Str(enum=("ALLOW", "DENY", "AUDIT", "CUSTOM"),
-                  doc="ALLOW by default; CUSTOM: the requests the rules match are decided by provider (an ExtensionProvider)"),
-    "provider": obj({"name": Str(doc="an ExtensionProvider in meshdojo-system")}, ("name",),
-                    doc="with action CUSTOM: the external authorizer asked"),
-    "rules": ListOf(obj({
-        "from": ListOf(obj({"source": AUTHZ_SOURCE}, ("source",)), doc="who may call: any one of these (left out: anyone)"),
-        "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",)), doc="what they may do: any one of these (left out: "
-                                                                               "anything)"),
-        "when": ListOf(AUTHZ_CONDITION, doc="conditions on the request, every one"),
-    }, doc="matches when one of from, one of to and every when match"),
-        doc="the requests the action is for; ALLOW with no rules allows nothing, and left out an ALLOW allows everything"),
-})
+
+
+def _authorization_policy(source: Obj) -> Obj:
+    """Our AuthorizationPolicy's fields (Istio's, and ``source``'s own set)."""
+    return obj({
+        "targetRef": workload_ref(TARGET_KINDS),
+        "selector": SELECTOR,
+        "action": Str(enum=("ALLOW", "DENY", "AUDIT", "CUSTOM"),
+                      doc="ALLOW by default; CUSTOM: the requests the rules match are decided by provider (an ExtensionProvider)"),
+        "provider": obj({"name": Str(doc="an ExtensionProvider in meshdojo-system")}, ("name",),
+                        doc="with action CUSTOM: the external authorizer asked"),
+        "rules": ListOf(obj({
+            "from": ListOf(obj({"source": source}, ("source",)), doc="who may call: any one of these (left out: anyone)"),
+            "to": ListOf(obj({"operation": AUTHZ_OPERATION}, ("operation",)), doc="what they may do: any one of these (left out: "
+                                                                                   "anything)"),
+            "when": ListOf(AUTHZ_CONDITION, doc="conditions on the request, every one"),
+        }, doc="matches when one of from, one of to and every when match"),
+            doc="the requests the action is for; ALLOW with no rules allows nothing, and left out an ALLOW allows everything"),
+    })
+
+
+AUTHORIZATION_POLICY = _authorization_policy(AUTHZ_SOURCE)
+# Istio's own (security.istio.io): the same fields, but for unauthenticated, which is ours
+ISTIO_AUTHORIZATION = _authorization_policy(replace(AUTHZ_SOURCE, fields={
+    name: field for name, field in AUTHZ_SOURCE.fields.items() if name != "unauthenticated"}))
 
 MESH_TLS = obj({
     "targetRef": workload_ref(TARGET_KINDS),
@@ -300,7 +312,11 @@ EXTENSION_PROVIDER = obj({
     }, ("service", "port"), doc="a trace collector speaking Zipkin's v2 JSON (Zipkin, Jaeger): the sidecars send their spans"),
 }, doc="one provider: envoyExtAuthzHttp or zipkin")
 # fields a kind refuses by name, with why (checked before the schema, whose message would only say "unknown")
+TARGET_REFS_REFUSED = ("Istio reads targetRefs at waypoints and gateways only; a sidecar's policy is chosen by "
+                       "spec.selector.matchLabels here, as in Istio's sidecar mode (or by meshdojo's spec.targetRef)")
 REFUSED: dict[str, dict[str, str]] = {
+    ISTIO_AUTHORIZATION_POLICY: {"targetRefs": TARGET_REFS_REFUSED},
+    ISTIO_REQUEST_AUTHENTICATION: {"targetRefs": TARGET_REFS_REFUSED},
     "PeerAuthentication": {
         "portLevelMtls": "a sidecar here serves its pod's one port: say the mode in mtls.mode (or make a MeshTLS per workload)",
     },
@@ -357,6 +373,8 @@ KINDS: dict[str, tuple[str, Field]] = {
     "VirtualService": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", VIRTUAL_SERVICE),
     "DestinationRule": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", DESTINATION_RULE),
     "PeerAuthentication": (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", PEER_AUTHENTICATION),
+    ISTIO_AUTHORIZATION_POLICY: (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", ISTIO_AUTHORIZATION),
+    ISTIO_REQUEST_AUTHENTICATION: (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", REQUEST_AUTHENTICATION),
 }
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -369,6 +387,8 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "VirtualService": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "DestinationRule": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "PeerAuthentication": tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
+    ISTIO_AUTHORIZATION_POLICY: tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
+    ISTIO_REQUEST_AUTHENTICATION: tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
 }
 
 
@@ -377,12 +397,15 @@ def api_versions(kind: str) -> tuple[str, ...]:
 
 
 # (Kubernetes' kind, its group) -> meshdojo's name for it, where two groups have a kind of one name
-QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY, ("HTTPRoute", LINKERD_GROUP): LINKERD_HTTP_ROUTE}
+QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY, ("HTTPRoute", LINKERD_GROUP): LINKERD_HTTP_ROUTE,
+                   ("AuthorizationPolicy", ISTIO_SECURITY_GROUP): ISTIO_AUTHORIZATION_POLICY,
+                   ("RequestAuthentication", ISTIO_SECURITY_GROUP): ISTIO_REQUEST_AUTHENTICATION}
 
 
 def internal_kind(kind: str, api_version: str) -> str:
     """The kind meshdojo keys a document of ``kind`` in ``api_version`` by: Linkerd's
-    AuthorizationPolicy is ``AuthorizationPolicy.policy.linkerd.io``, every other kind its own name."""
+    AuthorizationPolicy is ``AuthorizationPolicy.policy.linkerd.io`` (Istio's
+    ``AuthorizationPolicy.security.istio.io``), every other kind its own name."""
     return QUALIFIED_KINDS.get((kind, api_version.partition("/")[0]), kind)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from controlplane.authzrules import Pattern
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.names import resolve
 
 MESH_NAMESPACE = "meshdojo-system"
@@ -116,10 +117,10 @@ def missing_providers(resources: Sequence[Any]) -> list[str]:
     known = {name: p for name, p in providers(resources).items() if isinstance(p, HttpProvider)}
     out = []
     for r in resources:
-        provider = getattr(r.spec, "provider", None) if r.kind == "AuthorizationPolicy" else None
+        provider = getattr(r.spec, "provider", None) if ISTIO_TWINS.get(r.kind, r.kind) == "AuthorizationPolicy" else None
         if provider is not None and provider not in known:
             defined = ", ".join(sorted(known)) or "none yet"
-            out.append(f"AuthorizationPolicy {r.namespace}/{r.name} asks provider {provider!r}, which no ExtensionProvider in "
+            out.append(f"{r.kind} {r.namespace}/{r.name} asks provider {provider!r}, which no ExtensionProvider in "
                        f"{MESH_NAMESPACE} defines as envoyExtAuthzHttp (defined: {defined}): the requests its rules match are "
                        f"denied (403) until one does; apply one (e.g. demo-apps/extauthz/provider.yaml)")
         trace_to = getattr(r.spec, "trace_provider", None) if r.kind == "Telemetry" else None

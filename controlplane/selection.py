@@ -25,15 +25,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controlplane import linkerdratelimit, linkerdserver
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policy import Resource, parse
 
 MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
-ENFORCED_AS = {"PeerAuthentication": "MeshTLS"}  # Istio's kind, enforced as ours (and tied with ours at one level)
+# Istio's kinds, enforced as ours (and combined or tied with ours at one level): its PeerAuthentication
+# is a MeshTLS; its AuthorizationPolicy and RequestAuthentication (security.istio.io) are ours in its group
+ENFORCED_AS = {"PeerAuthentication": "MeshTLS", **ISTIO_TWINS}
 LEVELS = ("workload", "namespace", "mesh")
 EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress gateway enforces (proxy.access.at_the_edge)
+
+
+def enforced_kind(kind: str) -> str:
+    """The kind a policy of ``kind`` is enforced as: Istio's AuthorizationPolicy is ours, its
+    PeerAuthentication a MeshTLS; every other kind is itself."""
+    return ENFORCED_AS.get(kind, kind)
+
 
 # (namespace, service) -> the labels that service selects pods by
 ServiceSelectors = Mapping[tuple[str, str], Mapping[str, str]]
@@ -63,7 +73,7 @@ def level(resource: Resource, workload: Workload, selectors: ServiceSelectors) -
         if resource.namespace == workload.namespace:
             # the demos' gateways stand in for Istio's, which live in istio-system: a demo namespace's allow-nothing
             # is about its workloads, not the door in front of them; a gateway is selected by name, label or the mesh
-            return None if workload.gateway and resource.kind in EDGE_KINDS else "namespace"
+            return None if workload.gateway and enforced_kind(resource.kind) in EDGE_KINDS else "namespace"
         return "mesh" if resource.namespace == MESH_NAMESPACE else None
     if target.kind == "Labels":  # in the root namespace a label selector reaches every namespace (as Istio's)
         if resource.namespace not in (workload.namespace, MESH_NAMESPACE):
@@ -98,7 +108,7 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
     resources, server, routes, limit = _with_servers(list(resources), workload)
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
-        kind = ENFORCED_AS.get(resource.kind, resource.kind)
+        kind = enforced_kind(resource.kind)
         if kind not in found or getattr(resource.spec, "mode", None) == "UNSET":  # a PeerAuthentication's UNSET: inherited
             continue
         where = level(resource, workload, selectors)

@@ -13,7 +13,7 @@ from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policy import traffic_route
 from controlplane.registry import Registry
 from controlplane.scraper import Telemetry
-from controlplane.selection import Workload, applicable
+from controlplane.selection import Workload, applicable, enforced_kind
 from controlplane.telemetry import authz_counts
 
 
@@ -117,7 +117,7 @@ async def authz(request: web.Request) -> web.Response:
     window = _window(request)
     workload = next((w for w in known_workloads(registry, telemetry) if (w.namespace, w.deployment) == (namespace, deployment)), None)
     policies = [r for r in request.app[POLICIES].effective()[0]  # with the Linkerd Servers, which mean some
-                if r.kind == "AuthorizationPolicy" or r.kind in LINKERD_KINDS]
+                if enforced_kind(r.kind) == "AuthorizationPolicy" or r.kind in LINKERD_KINDS]
     applied = applicable(policies, workload, registry.selectors())["AuthorizationPolicy"] if workload else None
     rows = authzview.rows([authz_counts(h, window) for h in histories], applied.resources if applied else (),
                           applied.levels if applied else ())

@@ -18,11 +18,13 @@ from controlplane.accessfilter import LogFacts, compile_filter
 from controlplane.backendtls import BackendTlsSpec
 from controlplane.egress import ALLOW_ANY, NamedEntry
 from controlplane.gatewayapi import GatewayRoute, TlsListener, attached, tls_listeners
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.linkerdschema import LINKERD_HTTP_ROUTE
 from controlplane.policy import PolicyError, Resource, parse, traffic_route
+from controlplane.policyschema import kube_kind
 from controlplane.protocol import HEARTBEAT_SECONDS
 from controlplane.providers import Provider, ZipkinProvider, providers
-from controlplane.selection import Applied, Workload, applicable
+from controlplane.selection import Applied, Workload, applicable, enforced_kind
 from controlplane.serviceannotations import derive
 from controlplane.telemetrypolicy import effective
 from proxy.cpclient import ControlPlaneClient, follow_snapshots
@@ -40,11 +42,13 @@ SHAPING_KINDS = ("HTTPRoute", "CircuitBreaker")  # what the outbound policy laye
 def _note(resource: Resource) -> str:
     """A policy's gist for describe: ALLOW, DENY (dry-run), CUSTOM by a provider, 5 rps ..."""
     spec = resource.spec
-    if resource.kind == "AuthorizationPolicy":
+    istios = "Istio's " if resource.kind in ISTIO_TWINS else ""  # enforced as ours: say whose kind it is
+    if enforced_kind(resource.kind) == "AuthorizationPolicy":
         provider = getattr(spec, "provider", None)
-        return spec.action + (f" by {provider}" if provider else "") + (" (dry-run)" if spec.dry_run else "")  # type: ignore[union-attr]
-    if resource.kind == "PeerAuthentication":  # enforced as a MeshTLS: say whose kind it is
-        return "Istio's PeerAuthentication"
+        return (istios + spec.action + (f" by {provider}" if provider else "")  # type: ignore[union-attr]
+                + (" (dry-run)" if spec.dry_run else ""))  # type: ignore[union-attr]
+    if resource.kind in ("PeerAuthentication", *ISTIO_TWINS):
+        return f"Istio's {kube_kind(resource.kind)}"
     if resource.kind == "RateLimit":
         return f"{spec.requests_per_second:g} rps, burst {spec.burst}"  # type: ignore[union-attr]
     if resource.kind == "Server":  # Linkerd's: its port here, and who the callers no ServerAuthorization names are

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
+from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_TWINS
+from controlplane.kindnames import plural
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
 from controlplane.policyschema import internal_kind
@@ -198,11 +200,22 @@ def get(name: str, kind: str | None, resource: str | None, namespace: str | None
     canonical = kind_of(kind) if kind else None
     if resource and canonical is None:
         raise ResourceError("say which kind: 'meshdojo get KIND NAME'")
-    query = "?" + "&".join(f"{k}={v}" for k, v in (("kind", canonical), ("namespace", namespace), ("name", resource)) if v)
-    items = api_for(name).call("GET", "/v1/policies" + query)["items"]
+    items = []
+    for each in twins(kind, canonical):  # authorizationpolicies: ours and Istio's (security.istio.io), as a learner means
+        query = "?" + "&".join(f"{k}={v}" for k, v in (("kind", each), ("namespace", namespace), ("name", resource)) if v)
+        items += api_for(name).call("GET", "/v1/policies" + query)["items"]
     if resource and not items:
         raise ResourceError(f"no {canonical} named {resource!r}{f' in namespace {namespace}' if namespace else ''}")
     return items
+
+
+def twins(text: str | None, canonical: str | None) -> list[str | None]:
+    """The kinds a kind's name means: our AuthorizationPolicy and RequestAuthentication by their
+    bare names (``authz``, ``authorizationpolicies``) are Istio's of those names too, which have
+    the same fields; with a group (``authorizationpolicies.security.istio.io``), the one named."""
+    if text is None or "." in text or canonical not in ISTIO_TWINS.values():
+        return [canonical]
+    return [canonical, *(twin for twin, ours in ISTIO_TWINS.items() if ours == canonical)]
 
 
 def conflicts(name: str) -> list[dict[str, Any]]:
@@ -211,14 +224,18 @@ def conflicts(name: str) -> list[dict[str, Any]]:
 
 
 def delete(name: str, kind: str, resource: str, namespace: str | None) -> list[str]:
-    canonical = kind_of(kind)
-    items = get(name, canonical, resource, namespace)
+    items = get(name, kind, resource, namespace)
     if len(items) > 1:
-        found = ", ".join(f"{i['document']['metadata'].get('namespace')}/{resource}" for i in items)
-        raise ResourceError(f"{resource!r} is ambiguous: {found}; add -n NAMESPACE")
-    ns = items[0]["document"]["metadata"].get("namespace", "default")
+        found = ", ".join(f"{_kind(i['document'])} {i['document']['metadata'].get('namespace')}/{resource}" for i in items)
+        raise ResourceError(f"{resource!r} is ambiguous: {found}; add -n NAMESPACE, or name the kind with its group "
+                            f"(e.g. {plural(_kind(items[-1]['document']))}.{items[-1]['document']['apiVersion'].partition('/')[0]})")
+    canonical, ns = _kind(items[0]["document"]), items[0]["document"]["metadata"].get("namespace", "default")
     api_for(name).call("DELETE", f"/v1/policies/{canonical}/{ns}/{resource}")
     return [f"{canonical} {ns}/{resource} deleted"]
+
+
+def _kind(doc: dict[str, Any]) -> str:
+    return internal_kind(str(doc.get("kind", "?")), str(doc.get("apiVersion", "")))
 
 
 def delete_files(name: str, paths: list[str]) -> tuple[list[str], list[str]]:
@@ -378,7 +395,7 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         ports = "80, 443" if spec.get("tls") else "80"
         return f"class {spec.get('ingressClassName') or (annotations or {}).get('kubernetes.io/ingress.class')}, ports {ports}, " \
                "served by the namespace's ingress gateway"
-    if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
+    if kind in ("AuthorizationPolicy", ISTIO_AUTHORIZATION_POLICY):  # Istio's istio.io/dry-run: evaluated and reported, not enforced
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
                 + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))

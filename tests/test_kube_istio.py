@@ -1,9 +1,9 @@
-"""Istio's VirtualService, DestinationRule and PeerAuthentication on the test cluster
-(tests/k8senv): the files of Istio's bookinfo tasks (demo-apps/bookinfo/policies/istio/) applied
-with kubectl as Istio's docs do, in any version they write (the subset CRDs serve v1alpha3,
-v1beta1 and v1); the control plane reads them, ``meshdojo check`` names a subset no
-DestinationRule defines, and kubectl's short names work. (Their traffic on real pods: lesson 21
-on the cluster, tests/test_kube_lessons.py.)"""
+"""Istio's VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy and
+RequestAuthentication on the test cluster (tests/k8senv): the files of Istio's bookinfo tasks
+(demo-apps/bookinfo/policies/istio/) applied with kubectl as Istio's docs do, in any version
+they write (the subset CRDs serve v1alpha3, v1beta1 and v1); the control plane reads them,
+``meshdojo check`` names a subset no DestinationRule defines, and kubectl's short names work.
+(Their traffic on real pods: lesson 21 on the cluster, tests/test_kube_lessons.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.jwtissuer import ISSUER
 from sandbox.processes import wait_until
 from tests.kube_plane import Plane
 
@@ -67,4 +69,32 @@ def test_istios_bookinfo_files_from_kubectl_are_routes_and_subsets_of_the_contro
     plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump(older))
     wait_until(lambda: not plane.stored("VirtualService", NS) and not plane.stored("DestinationRule", NS)
                and not plane.stored("PeerAuthentication", NS), 15,
+               "the deleted objects to leave the operator API")
+
+
+def test_istios_authorization_task_and_a_request_authentication_from_kubectl(plane):
+    """Istio's security.istio.io kinds beside ours: their own CRDs (our kinds of those names
+    are in policy.meshdojo.dev), stored in the control plane under kubectl's names for them."""
+    applied = plane.k8s.kubectl("apply", "-f", str(ISTIO / "authorization-allow-nothing.yaml"),
+                                "-f", str(ISTIO / "authorization-viewers.yaml")).stdout
+    assert "authorizationpolicy.security.istio.io/allow-nothing created" in applied, applied
+    authn = {"apiVersion": "security.istio.io/v1beta1", "kind": "RequestAuthentication", "metadata": {"name": "jwt", "namespace": NS},
+             "spec": {"selector": {"matchLabels": {"app": "productpage"}}, "jwtRules": [{"issuer": ISSUER}]}}
+    assert "requestauthentication.security.istio.io/jwt created" in plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump(authn)).stdout
+    wait_until(lambda: set(plane.stored(ISTIO_AUTHORIZATION_POLICY, NS)) == {
+        "allow-nothing", "productpage-viewer", "details-viewer", "reviews-viewer", "ratings-viewer"}
+        and "jwt" in plane.stored(ISTIO_REQUEST_AUTHENTICATION, NS), 15, "Istio's policies in the operator API")
+    assert plane.stored("AuthorizationPolicy", NS) == {}  # ours is another kind, in another group
+    viewer = plane.stored(ISTIO_AUTHORIZATION_POLICY, NS)["ratings-viewer"]
+    assert viewer["spec"]["rules"][0]["from"][0]["source"]["principals"] == ["cluster.local/ns/bookinfo/sa/reviews"]
+    listed = plane.k8s.kubectl("get", "authorizationpolicies.security.istio.io,requestauthentications.security.istio.io",
+                               "-n", NS, "-o", "name").stdout.split()
+    assert {"authorizationpolicy.security.istio.io/allow-nothing", "requestauthentication.security.istio.io/jwt"} <= set(listed), listed
+    refused = plane.k8s.kubectl("apply", "-f", "-", check=False, input=yaml.safe_dump(
+        {**authn, "kind": "AuthorizationPolicy", "spec": {"rules": [{"from": [{"source": {"unauthenticated": True}}]}]}}))
+    assert refused.returncode != 0 and "unauthenticated" in refused.stderr, refused  # Istio's schema: not our one more field
+
+    plane.k8s.kubectl("delete", "-f", str(ISTIO / "authorization-allow-nothing.yaml"), "-f", str(ISTIO / "authorization-viewers.yaml"))
+    plane.k8s.kubectl("delete", "requestauthentications.security.istio.io", "jwt", "-n", NS)
+    wait_until(lambda: not plane.stored(ISTIO_AUTHORIZATION_POLICY, NS) and not plane.stored(ISTIO_REQUEST_AUTHENTICATION, NS), 15,
                "the deleted objects to leave the operator API")

@@ -198,12 +198,16 @@ def test_get_shows_what_each_is_about():
     assert rows[2][1:5] == ("ServerAuthorization", "voting-grpc", "server/voting-grpc", "meshed sa/web")
 
 
-def test_istios_authorization_policy_points_to_ours_and_linkerds_is_its_own_kind():
+def test_three_groups_authorization_policies_are_three_kinds():
     linkerds = {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy", "metadata": {"name": "x"},
                 "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "voting-grpc"},
                          "requiredAuthenticationRefs": []}}
     assert read(linkerds)[0].kind == "AuthorizationPolicy.policy.linkerd.io"  # controlplane/linkerdauthn.py
-    istios = {**linkerds, "apiVersion": "security.istio.io/v1"}
+    istios = {**linkerds, "apiVersion": "security.istio.io/v1"}  # Istio's is read as ours (tests/test_istio_security.py)
     with pytest.raises(PolicyError) as err:
         read(istios)
-    assert "AuthorizationPolicy with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields" in err.value.message
+    assert (err.value.field, err.value.message) == (
+        "spec.requiredAuthenticationRefs", "unknown field (expected one of: action, provider, rules, selector, targetRef)")
+    ours = {**linkerds, "apiVersion": "policy.meshdojo.dev/v1alpha1", "spec": {}}
+    assert [read(d)[0].kind for d in (ours, {**ours, "apiVersion": "security.istio.io/v1beta1"})] == [
+        "AuthorizationPolicy", "AuthorizationPolicy.security.istio.io"]
