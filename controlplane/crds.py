@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.kinddocs import KIND_DOCS
 from controlplane.kindnames import SHORT_NAMES, plural
 from controlplane.linkerdschema import LINKERD_KINDS
@@ -81,8 +81,8 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
                 older)
 
 
-# Istio's kinds meshdojo implements a subset of
-ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication", ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION)
+# Istio's kinds meshdojo implements a subset of: its own, then those it has a kind of the same name for
+ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication", *ISTIO_TWINS)
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS, *ISTIO_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 

@@ -12,15 +12,18 @@ FOREIGN_KINDS = {
                              "policy.meshdojo.dev/v1alpha1 (Istio's jwtRules: issuer, "
                              "audiences, jwks or jwksUri, fromHeaders, fromParams, forwardOriginalToken, outputClaimToHeaders; "
                              "meshdojo jwt issues demo tokens)",
-    "Sidecar": "Sidecar with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
+    "Sidecar": "Sidecar with apiVersion networking.istio.io/v1, v1beta1 or v1alpha3 (Istio's own) or "
+               "policy.meshdojo.dev/v1alpha1 (Istio's outboundTrafficPolicy.mode and "
                "workloadSelector; egress and ingress listeners are not configurable)",
-    "Telemetry": "Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's tracing[].randomSamplingPercentage and providers, "
+    "Telemetry": "Telemetry with apiVersion telemetry.istio.io/v1 or v1alpha1 (Istio's own) or policy.meshdojo.dev/v1alpha1 "
+                 "(Istio's tracing[].randomSamplingPercentage and providers, "
                  "accessLogging with the envoy provider, and selector or targetRef; metrics are always on: meshdojo stat)",
     "ServiceProfile": "HTTPRoute (per-route retries and timeouts, as fields or as Linkerd 2.16's retry.linkerd.io and "
                       "timeout.linkerd.io annotations) and RetryBudget",
     "TrafficSplit": "HTTPRoute with weighted backendRefs (as Linkerd 2.12 and later do it)",
     "GRPCRoute": "HTTPRoute: the proxy speaks HTTP/1.1 only, so there is no gRPC to route",
-    "ServiceEntry": "ServiceEntry with apiVersion policy.meshdojo.dev/v1alpha1 (Istio's fields: hosts, ports, "
+    "ServiceEntry": "ServiceEntry with apiVersion networking.istio.io/v1, v1beta1 or v1alpha3 (Istio's own) or "
+                    "policy.meshdojo.dev/v1alpha1 (Istio's fields: hosts, ports, "
                     "resolution, endpoints; location MESH_EXTERNAL)",
     "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
                      "ServiceEntry (the external hosts that stay allowed)",

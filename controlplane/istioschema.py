@@ -19,12 +19,21 @@ ISTIO_NETWORKING_GROUP = "networking.istio.io"
 NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
 ISTIO_SECURITY_GROUP = "security.istio.io"
 SECURITY_VERSIONS = ("v1beta1", "v1")
-# Istio's AuthorizationPolicy and RequestAuthentication: our kinds of those names have Istio's fields, so
-# Istio's documents are read and enforced as ours (controlplane.selection.enforced_kind); inside meshdojo
-# they are named as kubectl names them beside ours, as Linkerd's AuthorizationPolicy is
+ISTIO_TELEMETRY_GROUP = "telemetry.istio.io"
+TELEMETRY_VERSIONS = ("v1alpha1", "v1")
+# Istio's kinds that meshdojo has a kind of the same name for, with Istio's fields: Istio's documents are
+# read and enforced as ours (controlplane.selection.enforced_kind); inside meshdojo they are named as kubectl
+# names them beside ours, as Linkerd's AuthorizationPolicy is
 ISTIO_AUTHORIZATION_POLICY = f"AuthorizationPolicy.{ISTIO_SECURITY_GROUP}"
 ISTIO_REQUEST_AUTHENTICATION = f"RequestAuthentication.{ISTIO_SECURITY_GROUP}"
-ISTIO_TWINS = {ISTIO_AUTHORIZATION_POLICY: "AuthorizationPolicy", ISTIO_REQUEST_AUTHENTICATION: "RequestAuthentication"}
+ISTIO_SERVICE_ENTRY = f"ServiceEntry.{ISTIO_NETWORKING_GROUP}"
+ISTIO_SIDECAR = f"Sidecar.{ISTIO_NETWORKING_GROUP}"
+ISTIO_TELEMETRY = f"Telemetry.{ISTIO_TELEMETRY_GROUP}"
+ISTIO_TWINS = {ISTIO_AUTHORIZATION_POLICY: "AuthorizationPolicy", ISTIO_REQUEST_AUTHENTICATION: "RequestAuthentication",
+               ISTIO_SERVICE_ENTRY: "ServiceEntry", ISTIO_SIDECAR: "Sidecar", ISTIO_TELEMETRY: "Telemetry"}
+# the versions each group's kinds are written in, oldest first
+GROUP_VERSIONS = {ISTIO_NETWORKING_GROUP: NETWORKING_VERSIONS, ISTIO_SECURITY_GROUP: SECURITY_VERSIONS,
+                  ISTIO_TELEMETRY_GROUP: TELEMETRY_VERSIONS}
 MANY = 1_000_000
 
 HOST = Str(doc="a Service of this namespace: its name (reviews) or reviews.NAMESPACE.svc.cluster.local")

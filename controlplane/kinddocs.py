@@ -4,7 +4,13 @@ description of the kind's CRD (what ``kubectl explain`` shows). Data only.
 
 from __future__ import annotations
 
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import (
+    ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_REQUEST_AUTHENTICATION,
+    ISTIO_SERVICE_ENTRY,
+    ISTIO_SIDECAR,
+    ISTIO_TELEMETRY,
+)
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 
 # kind -> what it is, in a sentence (`meshdojo explain KIND`, and the CRD's description: kubectl explain)
@@ -58,4 +64,10 @@ KIND_DOCS: dict[str, str] = {
                                 "AuthorizationPolicy, whose fields are Istio's",
     ISTIO_REQUEST_AUTHENTICATION: "Istio's RequestAuthentication, as its docs write it: which JWTs the workloads it selects "
                                   "accept from end users, and from which issuers; read and enforced as meshdojo's",
+    ISTIO_SERVICE_ENTRY: "Istio's ServiceEntry, as its docs write it: a host outside the mesh that the sidecars may call, "
+                         "and how; read and enforced as meshdojo's ServiceEntry, whose fields are Istio's",
+    ISTIO_SIDECAR: "Istio's Sidecar, as its docs write it: where a namespace's sidecars may send traffic (its "
+                   "outboundTrafficPolicy.mode ALLOW_ANY or REGISTRY_ONLY); read and enforced as meshdojo's",
+    ISTIO_TELEMETRY: "Istio's Telemetry, as its docs write it: trace sampling, the tracing provider and access logs for "
+                     "the workloads it selects; read and enforced as meshdojo's, field by field with ours",
 }

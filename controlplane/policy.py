@@ -47,7 +47,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
@@ -157,13 +157,14 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
     if kind == "HTTPRoute" or service_route:  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations), namespace), top)
-    if kind in ("AuthorizationPolicy", ISTIO_AUTHORIZATION_POLICY):  # Istio's istio.io/dry-run: evaluated and reported, never enforced
+    ours = ISTIO_TWINS.get(kind, kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) is read as ours
+    if ours == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider
         return Resource(kind, namespace, name, providers.read_provider(r, top["spec"], name, namespace), top)
     parsers = {"FaultInjection": _fault, "RetryBudget": _budget, "CircuitBreaker": _breaker, "MeshTLS": _meshtls, "PeerAuthentication": _peer_authentication, "RateLimit": _ratelimit,
                "ServiceEntry": egress.read_service_entry, "Sidecar": egress.read_sidecar, "Telemetry": _telemetry,
-               "RequestAuthentication": _requestauthn, ISTIO_REQUEST_AUTHENTICATION: _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
+               "RequestAuthentication": _requestauthn, "BackendTLSPolicy": backendtls.read, "Server": linkerdserver.read_server,
                "NetworkAuthentication": linkerdauthn.read_network}
     if kind == "Ingress":  # its class may be named by an annotation; its rules are the routes its gateway serves
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
@@ -181,7 +182,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, linkerd[kind](r, top["spec"], namespace), top)
     if kind == "Gateway":  # an HTTPS listener's Secrets are of the Gateway's namespace
         return Resource(kind, namespace, name, gatewayapi.read_gateway(r, top["spec"], namespace, annotations), top)
-    return Resource(kind, namespace, name, parsers[kind](r, top["spec"]), top)
+    return Resource(kind, namespace, name, parsers[ours](r, top["spec"]), top)
 
 
 def _service_ref(ref: dict[str, Any]) -> str:

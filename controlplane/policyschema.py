@@ -15,10 +15,14 @@ from controlplane.ingressschema import GATEWAY, INGRESS
 from controlplane.istioschema import (
     CONNECTION_POOL,
     DESTINATION_RULE,
+    GROUP_VERSIONS,
     ISTIO_AUTHORIZATION_POLICY,
     ISTIO_NETWORKING_GROUP,
     ISTIO_REQUEST_AUTHENTICATION,
     ISTIO_SECURITY_GROUP,
+    ISTIO_SERVICE_ENTRY,
+    ISTIO_SIDECAR,
+    ISTIO_TELEMETRY,
     NETWORKING_VERSIONS,
     PEER_AUTHENTICATION,
     SECURITY_VERSIONS,
@@ -50,6 +54,18 @@ POLICY_VERSION = "v1alpha1"
 POLICY_API = f"{POLICY_GROUP}/{POLICY_VERSION}"
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
 INGRESS_API = "networking.k8s.io/v1"
+
+
+def kube_kind(kind: str) -> str:
+    """The Kubernetes kind of one of meshdojo's kinds (a CRD's names, a watch, a write, a delete)."""
+    return kind.partition(".")[0]
+
+
+def kube_group(kind: str) -> str:
+    """The group of a kind meshdojo names with it (Istio's ``Telemetry.telemetry.istio.io``), else ""."""
+    return kind.partition(".")[2]
+
+
 BUILT_IN_KINDS = ("Ingress",)  # the API server's own kinds: no CRD of ours, ever
 TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
 SERVED_KINDS = ("Service", "Deployment", "Pod")
@@ -317,6 +333,7 @@ TARGET_REFS_REFUSED = ("Istio reads targetRefs at waypoints and gateways only; a
 REFUSED: dict[str, dict[str, str]] = {
     ISTIO_AUTHORIZATION_POLICY: {"targetRefs": TARGET_REFS_REFUSED},
     ISTIO_REQUEST_AUTHENTICATION: {"targetRefs": TARGET_REFS_REFUSED},
+    ISTIO_TELEMETRY: {"targetRefs": TARGET_REFS_REFUSED},
     "PeerAuthentication": {
         "portLevelMtls": "a sidecar here serves its pod's one port: say the mode in mtls.mode (or make a MeshTLS per workload)",
     },
@@ -373,9 +390,11 @@ KINDS: dict[str, tuple[str, Field]] = {
     "VirtualService": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", VIRTUAL_SERVICE),
     "DestinationRule": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", DESTINATION_RULE),
     "PeerAuthentication": (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", PEER_AUTHENTICATION),
-    ISTIO_AUTHORIZATION_POLICY: (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", ISTIO_AUTHORIZATION),
-    ISTIO_REQUEST_AUTHENTICATION: (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", REQUEST_AUTHENTICATION),
 }
+# Istio's kinds that are ours in its groups (istioschema.ISTIO_TWINS): our fields, but for ours alone
+TWIN_SPECS: dict[str, Field] = {ISTIO_AUTHORIZATION_POLICY: ISTIO_AUTHORIZATION, ISTIO_REQUEST_AUTHENTICATION: REQUEST_AUTHENTICATION,
+                                ISTIO_SERVICE_ENTRY: SERVICE_ENTRY, ISTIO_SIDECAR: SIDECAR, ISTIO_TELEMETRY: TELEMETRY}
+KINDS.update({twin: (f"{kube_group(twin)}/{GROUP_VERSIONS[kube_group(twin)][-1]}", spec) for twin, spec in TWIN_SPECS.items()})
 # kind -> every apiVersion it is read in (the kinds not here: only KINDS' own)
 API_VERSIONS: dict[str, tuple[str, ...]] = {
     # Gateway API's v1beta1, which its CRDs still serve and Linkerd's docs write (one schema for both here)
@@ -387,8 +406,7 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "VirtualService": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "DestinationRule": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "PeerAuthentication": tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
-    ISTIO_AUTHORIZATION_POLICY: tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
-    ISTIO_REQUEST_AUTHENTICATION: tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
+    **{twin: tuple(f"{kube_group(twin)}/{v}" for v in GROUP_VERSIONS[kube_group(twin)]) for twin in TWIN_SPECS},
 }
 
 
@@ -398,8 +416,7 @@ def api_versions(kind: str) -> tuple[str, ...]:
 
 # (Kubernetes' kind, its group) -> meshdojo's name for it, where two groups have a kind of one name
 QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY, ("HTTPRoute", LINKERD_GROUP): LINKERD_HTTP_ROUTE,
-                   ("AuthorizationPolicy", ISTIO_SECURITY_GROUP): ISTIO_AUTHORIZATION_POLICY,
-                   ("RequestAuthentication", ISTIO_SECURITY_GROUP): ISTIO_REQUEST_AUTHENTICATION}
+                   **{(kube_kind(twin), kube_group(twin)): twin for twin in TWIN_SPECS}}
 
 
 def internal_kind(kind: str, api_version: str) -> str:
@@ -407,8 +424,3 @@ def internal_kind(kind: str, api_version: str) -> str:
     AuthorizationPolicy is ``AuthorizationPolicy.policy.linkerd.io`` (Istio's
     ``AuthorizationPolicy.security.istio.io``), every other kind its own name."""
     return QUALIFIED_KINDS.get((kind, api_version.partition("/")[0]), kind)
-
-
-def kube_kind(kind: str) -> str:
-    """The Kubernetes kind of one of meshdojo's kinds (a CRD's names, a watch, a write, a delete)."""
-    return kind.partition(".")[0]

@@ -123,8 +123,8 @@ def missing_providers(resources: Sequence[Any]) -> list[str]:
             out.append(f"{r.kind} {r.namespace}/{r.name} asks provider {provider!r}, which no ExtensionProvider in "
                        f"{MESH_NAMESPACE} defines as envoyExtAuthzHttp (defined: {defined}): the requests its rules match are "
                        f"denied (403) until one does; apply one (e.g. demo-apps/extauthz/provider.yaml)")
-        trace_to = getattr(r.spec, "trace_provider", None) if r.kind == "Telemetry" else None
+        trace_to = getattr(r.spec, "trace_provider", None) if ISTIO_TWINS.get(r.kind, r.kind) == "Telemetry" else None
         if trace_to is not None and not isinstance(providers(resources).get(trace_to), ZipkinProvider):
-            out.append(f"Telemetry {r.namespace}/{r.name} sends spans to provider {trace_to!r}, which no ExtensionProvider in "
+            out.append(f"{r.kind} {r.namespace}/{r.name} sends spans to provider {trace_to!r}, which no ExtensionProvider in "
                        f"{MESH_NAMESPACE} defines as zipkin: the spans stay in the sidecars (meshdojo trace still reads them)")
     return out

@@ -191,7 +191,7 @@ class PolicyWatch:
                 index.setdefault(("CircuitBreaker", resource.namespace, resource.target), []).append(replace(resource, spec=breaker))
         # a route, circuit breaker or retry budget whose parent (target) is a ServiceEntry shapes the requests to each
         # of its hosts (egress labels them with the host)
-        hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if r.kind == "ServiceEntry"}  # type: ignore[attr-defined]
+        hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if enforced_kind(r.kind) == "ServiceEntry"}  # type: ignore[attr-defined]
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):
             entry = getattr(resource.spec, "entry", None)
             for host in hosts.get((resource.namespace, entry), ()) if entry else ():
@@ -203,7 +203,7 @@ class PolicyWatch:
         else:
             self.exporting.clear()
         self.service_entries = tuple(NamedEntry(r.namespace, r.name, r.spec) for r, _ in entries  # type: ignore[arg-type]
-                                     if r.kind == "ServiceEntry")
+                                     if enforced_kind(r.kind) == "ServiceEntry")  # ours and Istio's
         self.backend_tls = {(r.namespace, r.name): r.spec for r, _ in entries if r.kind == "BackendTLSPolicy"}  # type: ignore[misc]
         self.gateway_routes = attached((r for r, _ in entries), self.workload.namespace)
         self.gateway_tls = tls_listeners((r for r, _ in entries), self.workload.namespace)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_TWINS
+from controlplane.istioschema import ISTIO_TWINS
 from controlplane.kindnames import plural
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
@@ -373,6 +373,7 @@ def _ingress_hosts(spec: dict[str, Any]) -> str:
 
 
 def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None, namespace: str = "") -> str:
+    kind = ISTIO_TWINS.get(kind, kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) does what ours does
     on_service = any(isinstance(p, dict) and p.get("kind") == "Service" for p in spec.get("parentRefs") or [])
     if kind == "HTTPRoute" or (kind == LINKERD_HTTP_ROUTE and on_service):  # Linkerd's on a Service: Gateway API's, in its group
         rules = spec.get("rules") or [{}]
@@ -395,7 +396,7 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         ports = "80, 443" if spec.get("tls") else "80"
         return f"class {spec.get('ingressClassName') or (annotations or {}).get('kubernetes.io/ingress.class')}, ports {ports}, " \
                "served by the namespace's ingress gateway"
-    if kind in ("AuthorizationPolicy", ISTIO_AUTHORIZATION_POLICY):  # Istio's istio.io/dry-run: evaluated and reported, not enforced
+    if kind == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, not enforced
         provider = spec.get("provider") if isinstance(spec.get("provider"), dict) else {}
         return (str(spec.get("action", "ALLOW")) + (f" by {provider.get('name')}" if provider else "")
                 + (" (dry-run)" if (annotations or {}).get("istio.io/dry-run") == "true" else ""))

@@ -41,10 +41,11 @@ def test_a_service_entry_is_refused_with_its_field(change, field, words):
     assert refused.value.field == field and words in refused.value.message, refused.value
 
 
-def test_istios_own_kinds_point_to_ours():
-    for kind in ("ServiceEntry", "Sidecar"):
-        with pytest.raises(PolicyError, match=f"{kind} with apiVersion policy.meshdojo.dev/v1alpha1"):
+def test_istios_own_kinds_are_read_as_ours_and_linkerds_point_to_them():
+    for kind, required in (("ServiceEntry", "spec.hosts"), ("Sidecar", "spec.outboundTrafficPolicy")):  # tests/test_istio_security.py
+        with pytest.raises(PolicyError) as refused:
             parse({"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": {"name": "x"}, "spec": {}}, "f.yaml", 0)
+        assert (refused.value.field, refused.value.message) == (required, "required field is missing")
     with pytest.raises(PolicyError, match="Sidecar .*outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny"):
         parse({"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "EgressNetwork", "metadata": {"name": "x"}, "spec": {}}, "f.yaml", 0)
     with pytest.raises(PolicyError) as refused:

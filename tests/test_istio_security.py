@@ -1,11 +1,13 @@
-"""Istio's AuthorizationPolicy and RequestAuthentication (security.istio.io), as Istio's tasks
-write them (demo-apps/bookinfo/policies/istio/authorization-*.yaml): our kinds of those names
-have Istio's fields, so Istio's are read as ours and enforced as ours — combined with ours at a
-workload, named by kubectl's names for them beside ours, refused by field where Istio's own
-schema would refuse them. Through real sidecars: Istio's explicit deny task in its apiVersion
-beside an ALLOW of ours, and Istio's JWT task with keys the control plane fetches. (The
-authorization task on both backends: lesson 21, tests/test_lessons.py, tests/test_kube_lessons.py;
-kubectl's side: tests/test_kube_istio.py.)"""
+"""Istio's kinds that meshdojo has a kind of the same name for, with Istio's fields:
+AuthorizationPolicy and RequestAuthentication (security.istio.io), ServiceEntry and Sidecar
+(networking.istio.io), Telemetry (telemetry.istio.io), as Istio's tasks write them
+(demo-apps/bookinfo/policies/istio/authorization-*.yaml): read as ours and enforced as ours —
+combined (or tied) with ours at a workload, named by kubectl's names for them beside ours,
+refused by field where Istio's own schema would refuse them. Through real sidecars: Istio's
+explicit deny task in its apiVersion beside an ALLOW of ours, Istio's JWT task with keys the
+control plane fetches, Istio's egress tasks with its Sidecar and ServiceEntry. (The authorization
+task on both backends: lesson 21, tests/test_lessons.py, tests/test_kube_lessons.py; kubectl's
+side: tests/test_kube_istio.py.)"""
 
 from __future__ import annotations
 
@@ -18,17 +20,25 @@ import yaml
 from aiohttp import web
 
 from controlplane.crds import ISTIO_KINDS, subset_crd
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import (
+    ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_REQUEST_AUTHENTICATION,
+    ISTIO_SERVICE_ENTRY,
+    ISTIO_SIDECAR,
+    ISTIO_TELEMETRY,
+)
 from controlplane.jwtissuer import ISSUER, DemoIssuer
 from controlplane.policy import PolicyError, canonical_kind, parse
-from controlplane.selection import Workload, applicable, enforced_kind
+from controlplane.selection import Workload, applicable, conflicts, enforced_kind
+from controlplane.telemetrypolicy import effective
 from sandbox.resources import table, twins
 from tests.apps import serve_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_authz_e2e import authz, status
+from tests.test_egress_e2e import DEBUG, outside_port  # noqa: F401 (a fixture)
 from tests.test_faults_e2e import until
 from tests.test_jwt_e2e import get
-from tests.test_traffic_e2e import apply
+from tests.test_traffic_e2e import apply, doc, fetch
 
 ISTIO = Path(__file__).parent.parent / "demo-apps/bookinfo/policies/istio"
 SECURITY = "security.istio.io/v1"
@@ -168,3 +178,65 @@ async def test_istios_jwt_task_with_keys_the_control_plane_fetches(mesh: Mesh, e
             assert (await get(session, sleep.outbound, idp.mint("bob")[0]))[0] == 403
     finally:
         await runner.cleanup()
+
+
+NETWORKING, TELEMETRY = "networking.istio.io/v1", "telemetry.istio.io/v1"
+ENTRY = {"hosts": ["outside.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "STATIC",
+         "location": "MESH_EXTERNAL"}
+
+
+@pytest.mark.parametrize(("kind", "versions", "spec", "twin"), [
+    ("ServiceEntry", ("v1alpha3", "v1beta1", "v1"), {**ENTRY, "endpoints": [{"address": "127.0.0.1"}]}, ISTIO_SERVICE_ENTRY),
+    ("Sidecar", ("v1alpha3", "v1beta1", "v1"), {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}, ISTIO_SIDECAR),
+    ("Telemetry", ("v1alpha1", "v1"), {"tracing": [{"randomSamplingPercentage": 100}]}, ISTIO_TELEMETRY),
+])
+def test_istios_egress_and_telemetry_kinds_in_every_version_its_docs_write(kind, versions, spec, twin):
+    group = twin.partition(".")[2]
+    for version in versions:
+        read = parse(istios(kind, "x", spec, version=f"{group}/{version}"), "t.yaml", 0)
+        assert (read.kind, enforced_kind(read.kind)) == (twin, kind)
+    assert twins(kind.lower(), kind) == [kind, twin]
+    crd = subset_crd(twin)
+    plural = {"ServiceEntry": "serviceentries", "Sidecar": "sidecars", "Telemetry": "telemetries"}[kind]
+    assert (crd["metadata"]["name"], crd["spec"]["names"]["shortNames"]) == (f"{plural}.{group}", [])  # "se" is ours
+
+
+def test_istios_sidecar_ties_with_ours_and_telemetries_merge_field_by_field():
+    sidecars = [parse(d, "t.yaml", i) for i, d in enumerate([
+        istios("Sidecar", "istios", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}, version=NETWORKING),
+        {**istios("Sidecar", "ours", {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}), "apiVersion": "policy.meshdojo.dev/v1alpha1"}])]
+    workload = Workload("foo", "web", "web", "web-0", {"app": "web"})
+    [tie] = conflicts(sidecars, [workload], {})
+    assert (tie.kind, tie.policies) == ("Sidecar", ("foo/istios", "foo/ours"))  # one level, two Sidecars: the first by name is used
+    telemetries = [parse(istios("Telemetry", "logs", {"accessLogging": [{"providers": [{"name": "envoy"}]}]}, version=TELEMETRY), "t", 0),
+                   parse({**istios("Telemetry", "traces", {"selector": {"matchLabels": {"app": "web"}},
+                                                           "tracing": [{"randomSamplingPercentage": 100}]}),
+                          "apiVersion": "policy.meshdojo.dev/v1alpha1"}, "t", 1)]
+    merged = effective(applicable(telemetries, workload, {})["Telemetry"].resources)
+    assert (merged.sampling_percent, merged.access_log) == (100, True)  # ours for the workload, Istio's for the namespace
+
+
+async def test_istios_egress_task_with_its_sidecar_and_service_entry(emoji_mesh, outside_port):  # noqa: F811
+    """REGISTRY_ONLY by Istio's Sidecar, the outside host reached again through Istio's
+    ServiceEntry, and a route whose parent is that entry (networking.istio.io) timing it out."""
+    mesh, _server, client = emoji_mesh
+    outside = f"http://127.0.0.1:{outside_port}/get"
+    async with aiohttp.ClientSession() as session:
+        assert (await fetch(session, client.outbound, outside))[0] == 200  # ALLOW_ANY, the default
+        registry_only = istios("Sidecar", "default", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}, "emojivoto", NETWORKING)
+        apply(mesh, registry_only)
+        _status, headers, body = await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 502,
+                                             "Istio's Sidecar to refuse the outside host")
+        assert headers["x-meshdojo-error"] == "egress_blocked" and "(Sidecar emojivoto/default)" in body
+        entry = istios("ServiceEntry", "outside", {**ENTRY, "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}}]},
+                       "emojivoto", "networking.istio.io/v1beta1")
+        apply(mesh, registry_only, entry)
+        _status, headers, _body = await until(lambda: fetch(session, client.outbound, "http://outside.example/x", headers=DEBUG),
+                                              lambda r: r[0] == 200, "Istio's ServiceEntry's host to answer")
+        assert "egress=ServiceEntry emojivoto/outside" in headers["x-meshdojo-fate"]
+        route = doc("HTTPRoute", "outside-timeout", {"parentRefs": [{"kind": "ServiceEntry", "group": "networking.istio.io", "name": "outside"}],
+                                                     "rules": [{"timeouts": {"request": "300ms"}}]})
+        apply(mesh, registry_only, entry, route)
+        await until(lambda: fetch(session, client.outbound, "http://outside.example/delay/2000"), lambda r: r[0] == 504,
+                    "the route on Istio's ServiceEntry to time the call out")
+    assert mesh.call("GET", "/v1/policies")[1]["routeProblems"] == []  # its parent exists: the entry is Istio's kind

@@ -1,5 +1,5 @@
-"""Istio's VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy and
-RequestAuthentication on the test cluster (tests/k8senv): the files of Istio's bookinfo tasks
+"""Istio's VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy,
+RequestAuthentication, ServiceEntry, Sidecar and Telemetry on the test cluster (tests/k8senv): the files of Istio's bookinfo tasks
 (demo-apps/bookinfo/policies/istio/) applied with kubectl as Istio's docs do, in any version
 they write (the subset CRDs serve v1alpha3, v1beta1 and v1); the control plane reads them,
 ``meshdojo check`` names a subset no DestinationRule defines, and kubectl's short names work.
@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.istioschema import ISTIO_AUTHORIZATION_POLICY, ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import (
+    ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_REQUEST_AUTHENTICATION,
+    ISTIO_SERVICE_ENTRY,
+    ISTIO_SIDECAR,
+    ISTIO_TELEMETRY,
+)
 from controlplane.jwtissuer import ISSUER
 from sandbox.processes import wait_until
 from tests.kube_plane import Plane
@@ -98,3 +104,24 @@ def test_istios_authorization_task_and_a_request_authentication_from_kubectl(pla
     plane.k8s.kubectl("delete", "requestauthentications.security.istio.io", "jwt", "-n", NS)
     wait_until(lambda: not plane.stored(ISTIO_AUTHORIZATION_POLICY, NS) and not plane.stored(ISTIO_REQUEST_AUTHENTICATION, NS), 15,
                "the deleted objects to leave the operator API")
+
+
+def test_istios_egress_and_telemetry_kinds_from_kubectl(plane):
+    """Istio's ServiceEntry and Sidecar (networking.istio.io, beside its VirtualService) and its
+    Telemetry (telemetry.istio.io: a group of its own, which the control plane may watch)."""
+    docs = [{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "httpbin-ext", "namespace": NS},
+             "spec": {"hosts": ["httpbin.org"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS",
+                      "location": "MESH_EXTERNAL"}},
+            {"apiVersion": "networking.istio.io/v1beta1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": NS},
+             "spec": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}},
+            {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "mesh-default", "namespace": NS},
+             "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}}]
+    applied = plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert {"serviceentry.networking.istio.io/httpbin-ext created", "sidecar.networking.istio.io/default created",
+            "telemetry.telemetry.istio.io/mesh-default created"} <= set(applied.splitlines()), applied
+    kinds = (ISTIO_SERVICE_ENTRY, ISTIO_SIDECAR, ISTIO_TELEMETRY)
+    wait_until(lambda: all(plane.stored(kind, NS) for kind in kinds), 15, "Istio's egress and telemetry kinds in the operator API")
+    assert [list(plane.stored(kind, NS)) for kind in kinds] == [["httpbin-ext"], ["default"], ["mesh-default"]]
+    assert not plane.stored("ServiceEntry", NS) and not plane.stored("Telemetry", NS)  # ours are other kinds, in our group
+    plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump_all(docs))
+    wait_until(lambda: not any(plane.stored(kind, NS) for kind in kinds), 15, "the deleted objects to leave the operator API")

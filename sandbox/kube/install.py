@@ -16,7 +16,6 @@ from typing import Any
 
 from controlplane.crds import GATEWAY_KINDS, ISTIO_KINDS, LINKERD_KINDS, PART_OF, SUBSET_KINDS, plural, policy_crds, subset_crd
 from controlplane.injector import CONTROLPLANE_NAMESPACE, EXCLUDED_NAMESPACES, INJECT_ANNOTATION, TRUST_ANCHOR_CONFIGMAP
-from controlplane.istioschema import ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP
 from controlplane.kube.castore import ISSUER_SECRET, OPERATOR_KEY, OPERATOR_SECRET, issuer_secret_data
 from controlplane.linkerdschema import LINKERD_GROUP
 from controlplane.policyschema import KINDS, POLICY_GROUP
@@ -69,7 +68,7 @@ def rbac() -> list[dict[str, Any]]:
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         *({"apiGroups": [group], "resources": sorted(plural(k) for k in ISTIO_KINDS if KINDS[k][0].startswith(group + "/")),
            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}  # Istio's kinds, by group
-          for group in (ISTIO_NETWORKING_GROUP, ISTIO_SECURITY_GROUP)),
+          for group in sorted({KINDS[k][0].partition("/")[0] for k in ISTIO_KINDS})),
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],  # Istio's Kubernetes Ingress task (class istio)
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
