@@ -54,6 +54,9 @@ POLICY_VERSION = "v1alpha1"
 POLICY_API = f"{POLICY_GROUP}/{POLICY_VERSION}"
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
 INGRESS_API = "networking.k8s.io/v1"
+BUILT_IN_KINDS = ("Ingress",)  # the API server's own kinds: no CRD of ours, ever
+TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
+SERVED_KINDS = ("Service", "Deployment", "Pod")
 
 
 def kube_kind(kind: str) -> str:
@@ -65,10 +68,6 @@ def kube_group(kind: str) -> str:
     """The group of a kind meshdojo names with it (Istio's ``Telemetry.telemetry.istio.io``), else ""."""
     return kind.partition(".")[2]
 
-
-BUILT_IN_KINDS = ("Ingress",)  # the API server's own kinds: no CRD of ours, ever
-TARGET_KINDS = ("Service", "Deployment", "Pod", "ServiceAccount")
-SERVED_KINDS = ("Service", "Deployment", "Pod")
 
 PERCENTAGE = obj({"value": Num(0, 100, doc="percent of matching requests, 0 to 100")}, ("value",),
                  doc="how many of the matching requests (all when left out)")

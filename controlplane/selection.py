@@ -33,7 +33,7 @@ MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
 # Istio's kinds, enforced as ours (and combined or tied with ours at one level): its PeerAuthentication
-# is a MeshTLS; its AuthorizationPolicy and RequestAuthentication (security.istio.io) are ours in its group
+# is a MeshTLS; its AuthorizationPolicy, RequestAuthentication, Sidecar and Telemetry are ours in its groups
 ENFORCED_AS = {"PeerAuthentication": "MeshTLS", **ISTIO_TWINS}
 LEVELS = ("workload", "namespace", "mesh")
 EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress gateway enforces (proxy.access.at_the_edge)

@@ -95,10 +95,12 @@ def test_a_wrong_telemetry_is_refused_naming_its_field(spec, field, message):
     assert err.value.field == field and message in err.value.message, err.value
 
 
-def test_istios_telemetry_points_to_ours():
-    with pytest.raises(PolicyError, match="Telemetry with apiVersion policy.meshdojo.dev/v1alpha1 .*randomSamplingPercentage"):
-        parse({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "mesh-default"},
-               "spec": {"tracing": [{"randomSamplingPercentage": 100}]}}, "istio.yaml", 0)
+def test_istios_telemetry_is_read_as_ours():  # tests/test_istio_security.py: in every version, merged with ours
+    istios = parse({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "mesh-default"},
+                    "spec": {"tracing": [{"randomSamplingPercentage": 100}]}}, "istio.yaml", 0)
+    assert (istios.kind, istios.spec.sampling_percent) == ("Telemetry.telemetry.istio.io", 100)
+    with pytest.raises(PolicyError, match="Telemetry with apiVersion telemetry.istio.io/v1 or v1alpha1 .*randomSamplingPercentage"):
+        parse({**istios.document, "apiVersion": "telemetry.example.io/v1"}, "istio.yaml", 0)  # a group nobody has: the pointer
 
 
 def test_telemetries_merge_field_by_field_the_most_specific_first():
