@@ -320,7 +320,7 @@ async def apply_policies(request: web.Request) -> web.Response:
             if not registry.has(resource.namespace, service):
                 warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: service {service}.{resource.namespace} "
                                 "does not exist (yet); the resource is stored and takes effect when it does")
-        if getattr(resource.spec, "gateway", None) is not None or resource.kind == "Gateway":
+        if getattr(resource.spec, "gateway", None) is not None or resource.kind in gatewayapi.GATEWAY_ROUTE_KINDS:
             warnings += gatewayapi.warnings([r for r, _ in store.list()], resource, registry.has)
         if resource.kind in gatewayapi.SECRET_KINDS:
             warnings += gatewayapi.certificate_problems(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_TWINS
 from controlplane.kinddocs import KIND_DOCS
 from controlplane.kindnames import SHORT_NAMES, plural
 from controlplane.linkerdschema import LINKERD_KINDS
@@ -82,7 +82,7 @@ def gateway_subset_crd(kind: str) -> dict[str, Any]:
 
 
 # Istio's kinds meshdojo implements a subset of: its own, then those it has a kind of the same name for
-ISTIO_KINDS = ("VirtualService", "DestinationRule", "PeerAuthentication", *ISTIO_TWINS)
+ISTIO_KINDS = ("VirtualService", "DestinationRule", ISTIO_GATEWAY, "PeerAuthentication", *ISTIO_TWINS)
 SUBSET_KINDS = (*GATEWAY_KINDS, *LINKERD_KINDS, *ISTIO_KINDS)  # another project's kinds: a cluster with their CRDs keeps them
 
 

@@ -27,7 +27,8 @@ FOREIGN_KINDS = {
                     "resolution, endpoints; location MESH_EXTERNAL)",
     "EgressNetwork": "Sidecar (outboundTrafficPolicy.mode: REGISTRY_ONLY is Linkerd's trafficPolicy: Deny) and "
                      "ServiceEntry (the external hosts that stay allowed)",
-    "Gateway": "Gateway with apiVersion gateway.networking.k8s.io/v1 (gatewayClassName istio, HTTP listeners, and HTTPS ones "
+    "Gateway": "Istio's Gateway with apiVersion networking.istio.io/v1 (servers, and VirtualServices whose gateways name it), or "
+               "Gateway API's with apiVersion gateway.networking.k8s.io/v1 (gatewayClassName istio, HTTP listeners, and HTTPS ones "
                "with tls.certificateRefs — tls.options gateway.istio.io/tls-terminate-mode: MUTUAL for Istio's tls.mode MUTUAL; "
                "served by the ingress gateway of its namespace) and HTTPRoutes whose parentRefs name it, as Istio's Gateway API "
                "tasks write them (samples/bookinfo/gateway-api/bookinfo-gateway.yaml)",

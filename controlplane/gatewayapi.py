@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.fields import FieldReader
+from controlplane.istioschema import ISTIO_GATEWAY
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"  # Gateway API's API group
+# the gateways' kinds: Gateway API's, and Istio's (controlplane/istiogateway.py: its servers read as listeners),
+# each with its own kind of route: an HTTPRoute whose parentRefs name it, a VirtualService whose gateways do
+GATEWAY_ROUTE_KINDS = {"Gateway": "HTTPRoute", ISTIO_GATEWAY: "VirtualService"}
 GATEWAY_CLASSES = ("istio", "meshdojo")  # the gatewayClassNames our gateways serve
 GATEWAY_LABEL = "meshdojo.dev/gateway"  # on the demos' ingress gateways (their pods and Services), with the demo's name
 GATEWAY_SERVICE_ACCOUNT = "ingress-gateway"  # the gateways' identity in both backends: only it is given the TLS keys
@@ -142,7 +146,7 @@ class GatewayRoute:
     gateway: str  # namespace/name of the Gateway it is attached to
     hostnames: tuple[str, ...]  # the hosts it serves there; (): any
     protocol: str = "HTTP"  # the listeners it is attached to: HTTP (the plain port) or HTTPS (the TLS port)
-    parent_kind: str = "Gateway"  # or Ingress: a rule of an Ingress (controlplane/ingress.py)
+    parent_kind: str = "Gateway"  # or Istio's Gateway (the route a VirtualService); or Ingress: a rule of one (controlplane/ingress.py)
 
     def rank(self, host: str) -> tuple[int, int] | None:
         """How specifically this route's hosts match ``host`` (higher first), or None: not at all.
@@ -164,9 +168,22 @@ def takes(listener: Listener, route: Any, gateway_namespace: str) -> tuple[str, 
 
 
 def routes_on(resources: Iterable[Any], gateway: Any) -> list[Any]:
-    """The HTTPRoutes whose parentRef names ``gateway`` (attached or not), in name order."""
-    return sorted((r for r in resources if r.kind == "HTTPRoute" and (parent := getattr(r.spec, "gateway", None)) is not None
+    """The routes whose parent is ``gateway`` (attached or not), in name order: the HTTPRoutes
+    whose parentRefs name a Gateway API Gateway, the VirtualServices whose gateways name Istio's."""
+    kind = GATEWAY_ROUTE_KINDS[gateway.kind]
+    return sorted((r for r in resources if r.kind == kind and (parent := getattr(r.spec, "gateway", None)) is not None
                    and (parent.namespace, parent.name) == (gateway.namespace, gateway.name)), key=lambda r: r.key)
+
+
+def _gateways(resources: Iterable[Any], namespace: str | None = None) -> list[Any]:
+    """The Gateways (Gateway API's and Istio's) of ``namespace`` (None: of every one), in name order."""
+    return sorted((r for r in resources if r.kind in GATEWAY_ROUTE_KINDS and namespace in (None, r.namespace)), key=lambda r: r.key)
+
+
+def parent_of(resources: Iterable[Any], route: Any) -> Any | None:
+    """The Gateway a route on one names, of the kind its kind attaches to, or None: none yet."""
+    parent, kind = route.spec.gateway, next(g for g, r in GATEWAY_ROUTE_KINDS.items() if r == route.kind)
+    return next((r for r in resources if r.kind == kind and (r.namespace, r.name) == (parent.namespace, parent.name)), None)
 
 
 def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ...]:
@@ -176,7 +193,7 @@ def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ..
     for its HTTPS ones, which the gateway serves on ports of their own. Routes in name order."""
     resources = list(resources)
     found = []
-    for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key):
+    for gateway in _gateways(resources, namespace):
         for route in routes_on(resources, gateway):
             for protocol in ("HTTP", "HTTPS"):
                 shared = [h for listener in gateway.spec.listeners
@@ -184,7 +201,8 @@ def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ..
                 if shared:
                     any_host = any(not h for h in shared)
                     found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
-                                              () if any_host else tuple(dict.fromkeys(x for h in shared for x in h)), protocol))
+                                              () if any_host else tuple(dict.fromkeys(x for h in shared for x in h)), protocol,
+                                              gateway.kind))
     found += ingress_routes(resources, namespace)
     return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name, g.protocol)))
 
@@ -233,8 +251,7 @@ def tls_listeners(resources: Iterable[Any], namespace: str) -> tuple[TlsListener
     then one per host of each ``tls`` entry of its Ingresses (for any host when it names none)."""
     resources = list(resources)
     return tuple([TlsListener(listener.hostname, listener.certificates[0], f"{namespace}/{gateway.name}", listener.mode)
-                  for gateway in sorted((r for r in resources if r.kind == "Gateway" and r.namespace == namespace), key=lambda r: r.key)
-                  for listener in gateway.spec.listeners if listener.protocol == "HTTPS"]
+                  for gateway in _gateways(resources, namespace) for listener in gateway.spec.listeners if listener.protocol == "HTTPS"]
                  + [TlsListener(host, tls.secret, f"{namespace}/{item.name}", "SIMPLE", "Ingress")
                     for item in _ingresses(resources, namespace) for tls in item.spec.tls for host in (tls.hosts or (None,))])
 
@@ -247,12 +264,11 @@ def secrets_named(resources: Iterable[Any], namespace: str) -> set[str]:
 def secret_keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
     """(namespace, name) of every Secret a Gateway's HTTPS listener, or an Ingress's tls, names."""
     resources = list(resources)
-    return ({(r.namespace, name) for r in resources if r.kind == "Gateway"
-             for listener in r.spec.listeners for name in listener.certificates}
+    return ({(r.namespace, name) for r in _gateways(resources) for listener in r.spec.listeners for name in listener.certificates}
             | {(r.namespace, tls.secret) for r in resources if r.kind == "Ingress" for tls in r.spec.tls})
 
 
-SECRET_KINDS = ("Gateway", "Ingress")  # the kinds that name the Secrets a gateway serves
+SECRET_KINDS = ("Gateway", ISTIO_GATEWAY, "Ingress")  # the kinds that name the Secrets a gateway serves
 
 
 def listener_for(server_name: str | None, listeners: tuple[TlsListener, ...]) -> TlsListener | None:
@@ -266,10 +282,10 @@ def listener_for(server_name: str | None, listeners: tuple[TlsListener, ...]) ->
 
 
 def refusal(resources: Iterable[Any], route: Any) -> tuple[str, str] | None:
-    """Why an HTTPRoute whose parent is a Gateway serves nothing — Gateway API's reason for
-    ``Accepted: False`` and a message — or None: it is attached."""
+    """Why an HTTPRoute whose parent is a Gateway (a VirtualService bound to an Istio Gateway)
+    serves nothing — Gateway API's reason for ``Accepted: False`` and a message — or None: it is attached."""
     parent = route.spec.gateway
-    gateway = next((r for r in resources if r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name)), None)
+    gateway = parent_of(resources, route)
     if gateway is None:
         return "NoMatchingParent", f"Gateway {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
     listeners = gateway.spec.listeners
@@ -282,6 +298,9 @@ def refusal(resources: Iterable[Any], route: Any) -> tuple[str, str] | None:
         reason = "NotAllowedByListeners"
     else:
         reason = "NoMatchingListenerHostname"
+    if gateway.kind == ISTIO_GATEWAY:
+        return reason, (f"no server of Istio Gateway {parent.namespace}/{parent.name} takes it (check its servers' hosts against "
+                        "the VirtualService's host, and a NAMESPACE/ before them for a VirtualService of another namespace)")
     return reason, (f"no listener of Gateway {parent.namespace}/{parent.name} takes it (check sectionName, port, the listeners' "
                     "hostname against the route's hostnames, and allowedRoutes.namespaces.from for a route of another namespace)")
 
@@ -292,33 +311,30 @@ def not_attached(resources: Iterable[Any], route: Any) -> str | None:
     return None if refused is None else refused[1]
 
 
-def _exists(resources: list[Any], parent: Any) -> bool:
-    return any(r.kind == "Gateway" and (r.namespace, r.name) == (parent.namespace, parent.name) for r in resources)
-
-
 def warnings(resources: Iterable[Any], applied: Any, is_service: Callable[[str, str], bool]) -> list[str]:
     """``apply``'s warnings for a Gateway or a route on one: each route that serves nothing, and
     why. A route whose parentRef has no kind names a Gateway (Gateway API's default); when none
     of that name exists but a Service does, the warning shows the kind: Service it likely meant."""
     resources = list(resources)
-    routes = routes_on(resources, applied) if applied.kind == "Gateway" else [applied]
+    routes = routes_on(resources, applied) if applied.kind in GATEWAY_ROUTE_KINDS else [applied]
     said = []
     for route in routes:
         why = not_attached(resources, route)
         if why is None:
             continue
         parent = route.spec.gateway
-        if route is applied and not _exists(resources, parent) and is_service(parent.namespace, parent.name):
+        if (route is applied and route.kind == "HTTPRoute" and parent_of(resources, route) is None
+                and is_service(parent.namespace, parent.name)):
             why += (f"; a parentRef without a kind names a Gateway (Gateway API's default): for the Service "
                     f"{parent.name}'s traffic inside the mesh, write {{kind: Service, group: \"\", name: {parent.name}}}")
-        said.append(f"HTTPRoute {route.namespace}/{route.name}: {why}")
+        said.append(f"{route.kind} {route.namespace}/{route.name}: {why}")
     return said
 
 
 def route_problems(resources: Iterable[Any], is_service: Callable[[str, str], bool]) -> list[str]:
     """Every route on a Gateway that serves nothing, and why (``meshdojo check``)."""
     resources = list(resources)
-    return [said for route in sorted((r for r in resources if r.kind == "HTTPRoute" and getattr(r.spec, "gateway", None)),
+    return [said for route in sorted((r for r in resources if r.kind in GATEWAY_ROUTE_KINDS.values() and getattr(r.spec, "gateway", None)),
                                      key=lambda r: r.key)
             for said in warnings(resources, route, is_service)]
 
@@ -346,7 +362,7 @@ def certificate_problems(resources: Iterable[Any], secret_of: Callable[[str, str
     fail until it can."""
     resources = sorted(resources, key=lambda r: r.key)
     return ([f"Gateway {gateway.namespace}/{gateway.name}: listener {listener.name}: {why}"
-             for gateway in resources if gateway.kind == "Gateway"
+             for gateway in resources if gateway.kind in GATEWAY_ROUTE_KINDS
              for listener in gateway.spec.listeners if (why := unresolved(listener, gateway.namespace, secret_of)) is not None]
             + [f"Ingress {item.namespace}/{item.name}: spec.tls[{i}]: {why}"  # each tls entry judged as the listener it amounts to
                for item in resources if item.kind == "Ingress" for i, tls in enumerate(item.spec.tls)

@@ -14,8 +14,8 @@ Where Istio and Gateway API differ, Istio's meaning is kept: a ``prefix`` is a s
 caller's sidecar (retries never see it), a redirect is 301 unless it says, and at most
 ``maxEjectionPercent`` (10 %) of a Service's pods are ejected at once — one always may be.
 
-Only a sidecar's routes (``gateways: [mesh]``, the default): an ingress gateway's are Gateway
-API's here. Pure.
+A VirtualService whose ``gateways`` name an Istio Gateway is that Gateway's route instead, for
+the host clients ask for (controlplane/istiogateway.py). Pure.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import routefilters
+from controlplane import istiogateway, routefilters
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.matching import PathMatch, RequestMatch, ValueMatch
@@ -90,14 +90,13 @@ def host_service(r: FieldReader, host: str, namespace: str, field: str) -> str:
 # -- VirtualService ------------------------------------------------------------------------------
 
 def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> RouteSpec:
-    """``spec`` checked against ``istioschema.VIRTUAL_SERVICE``."""
-    for i, gateway in enumerate(spec.get("gateways", [])):
-        if gateway != "mesh":
-            raise r.fail(f"spec.gateways[{i}]", f"{gateway!r}: here a VirtualService routes the sidecars' traffic (mesh) only; "
-                                                "for an ingress gateway write Gateway API's Gateway and an HTTPRoute whose "
-                                                "parentRefs name it (demo-apps/bookinfo/policies/bookinfo-gateway.yaml)")
-    service = host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]")
-    return RouteSpec(service, tuple(_rule(r, rule, f"spec.http[{i}]", namespace) for i, rule in enumerate(spec["http"])))
+    """``spec`` checked against ``istioschema.VIRTUAL_SERVICE``: a Service's routes in the callers'
+    sidecars, or (``gateways`` naming one) an Istio Gateway's, for the host clients ask for."""
+    gateway = istiogateway.bound_gateway(r, spec.get("gateways", []), namespace)
+    rules = tuple(_rule(r, rule, f"spec.http[{i}]", namespace) for i, rule in enumerate(spec["http"]))
+    if gateway is not None:
+        return RouteSpec(None, rules, gateway=gateway, hostnames=istiogateway.gateway_hosts(r, spec["hosts"][0]))
+    return RouteSpec(host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]"), rules)
 
 
 def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str) -> RouteRule:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controlplane.schema import Duration, Int, Labels, ListOf, MapOf, Num, Str, obj
+from controlplane.schema import Bool, Duration, Int, Labels, ListOf, MapOf, Num, Str, obj
 
 ISTIO_NETWORKING_GROUP = "networking.istio.io"
 # the versions Istio's docs and samples write them in, oldest first; the last is the one a CRD of ours stores
@@ -29,6 +29,8 @@ ISTIO_REQUEST_AUTHENTICATION = f"RequestAuthentication.{ISTIO_SECURITY_GROUP}"
 ISTIO_SERVICE_ENTRY = f"ServiceEntry.{ISTIO_NETWORKING_GROUP}"
 ISTIO_SIDECAR = f"Sidecar.{ISTIO_NETWORKING_GROUP}"
 ISTIO_TELEMETRY = f"Telemetry.{ISTIO_TELEMETRY_GROUP}"
+# Istio's Gateway: another kind than Gateway API's of that name (its servers are listeners, read as such)
+ISTIO_GATEWAY = f"Gateway.{ISTIO_NETWORKING_GROUP}"
 ISTIO_TWINS = {ISTIO_AUTHORIZATION_POLICY: "AuthorizationPolicy", ISTIO_REQUEST_AUTHENTICATION: "RequestAuthentication",
                ISTIO_SERVICE_ENTRY: "ServiceEntry", ISTIO_SIDECAR: "Sidecar", ISTIO_TELEMETRY: "Telemetry"}
 # the versions each group's kinds are written in, oldest first
@@ -111,9 +113,14 @@ HTTP_ROUTE = obj({
 
 VIRTUAL_SERVICE = obj({
     "hosts": ListOf(HOST, non_empty=True, max_items=1,
-                    hint="expected exactly one host: the Service whose traffic these rules route (one VirtualService per Service)",
-                    doc="the one Service whose traffic these rules route"),
-    "gateways": ListOf(Str(doc="mesh"), doc="mesh (the sidecars: the default); a gateway's routes are Gateway API's here"),
+                    hint="expected exactly one host: the Service whose traffic these rules route (one VirtualService per Service), "
+                         "or on a gateway the host its clients ask for",
+                    doc="the one Service whose traffic these rules route; on a gateway, the host its clients ask for (* for any)"),
+    "gateways": ListOf(Str(pattern=r"^(mesh|([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?)$",
+                           hint="expected mesh, or an Istio Gateway by name (bookinfo-gateway) or NAMESPACE/NAME",
+                           doc="mesh, or one Istio Gateway (NAME or NAMESPACE/NAME)"), max_items=1,
+                       hint="expected one entry: mesh (the default), or one Gateway; write one VirtualService for each",
+                       doc="mesh (the sidecars: the default), or the Istio Gateway whose ingress gateway serves these rules"),
     "http": ListOf(HTTP_ROUTE, non_empty=True, hint="expected a non-empty list of rules",
                    doc="the rules, the first matching one wins"),
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
@@ -158,3 +165,33 @@ PEER_AUTHENTICATION = obj({
                                  "or the mesh's (DISABLE is refused: meshdojo's sidecars always speak mutual TLS)")},
                 doc="the mutual TLS its pods' sidecars accept"),
 })
+
+# Istio's Gateway: the servers (ports, hosts, TLS) of the ingress gateway it selects; here the ingress
+# gateway of its namespace serves it, as it serves Gateway API's (controlplane/istiogateway.py)
+SERVER_HOST = Str(pattern=r"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?|\.|\*)/)?(\*|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$",
+                  hint="expected a host (bookinfo.example.com, *.example.com or *), optionally after NAMESPACE/, ./ or */",
+                  doc="a host the server takes (* for any); NAMESPACE/ (./ this one, */ any) limits whose VirtualServices bind")
+ISTIO_GATEWAY_SPEC = obj({
+    "selector": MapOf(Str(allow_empty=True), hint="expected a mapping of label names to values, e.g. {istio: ingressgateway}",
+                      doc="not read: the ingress gateway of the Gateway's namespace serves it (istio: ingressgateway in Istio's docs)"),
+    "servers": ListOf(obj({
+        "port": obj({
+            "number": Int(1, 65535, "a port", doc="the port clients call (80, 443); here the gateway's HTTP or HTTPS port"),
+            "name": Str(doc="the port's name"),
+            "protocol": Str(enum=("HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "TLS", "MONGO"),
+                            doc="HTTP, or HTTPS (TLS ended here with tls.credentialName); the gateways forward HTTP/1.1 only"),
+            "targetPort": Int(1, 65535, "a port", doc="not read"),
+        }, ("number", "protocol"), doc="the port and protocol"),
+        "hosts": ListOf(SERVER_HOST, non_empty=True, hint="expected a non-empty list of hosts, e.g. ['*']",
+                        doc="the hosts it takes: a VirtualService bound to the Gateway serves those its hosts share"),
+        "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a name of lower-case letters, digits and '-'",
+                    doc="the server's name"),
+        "tls": obj({
+            "mode": Str(enum=("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "PASSTHROUGH", "ISTIO_MUTUAL", "AUTO_PASSTHROUGH"),
+                        doc="SIMPLE: the server's certificate; MUTUAL: clients must present one the Secret's ca.crt signed"),
+            "credentialName": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a Secret's name",
+                                  doc="the kubernetes.io/tls Secret (in the Gateway's namespace) with its certificate"),
+            "httpsRedirect": Bool(doc="not here: a Gateway API RequestRedirect route does it"),
+        }, doc="an HTTPS server's TLS"),
+    }, ("port", "hosts")), non_empty=True, hint="expected a non-empty list of servers", doc="the ports, hosts and TLS it serves"),
+}, ("servers",))

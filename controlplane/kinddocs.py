@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from controlplane.istioschema import (
     ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_GATEWAY,
     ISTIO_REQUEST_AUTHENTICATION,
     ISTIO_SERVICE_ENTRY,
     ISTIO_SIDECAR,
@@ -64,6 +65,8 @@ KIND_DOCS: dict[str, str] = {
                                 "AuthorizationPolicy, whose fields are Istio's",
     ISTIO_REQUEST_AUTHENTICATION: "Istio's RequestAuthentication, as its docs write it: which JWTs the workloads it selects "
                                   "accept from end users, and from which issuers; read and enforced as meshdojo's",
+    ISTIO_GATEWAY: "Istio's Gateway: the servers (ports, hosts, TLS) of an ingress gateway, served here by the ingress "
+                   "gateway of its namespace; a VirtualService whose gateways name it routes what comes in",
     ISTIO_SERVICE_ENTRY: "Istio's ServiceEntry, as its docs write it: a host outside the mesh that the sidecars may call, "
                          "and how; read and enforced as meshdojo's ServiceEntry, whose fields are Istio's",
     ISTIO_SIDECAR: "Istio's Sidecar, as its docs write it: where a namespace's sidecars may send traffic (its "

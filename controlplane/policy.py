@@ -47,7 +47,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_TWINS
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
@@ -170,11 +170,12 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         return Resource(kind, namespace, name, _ingress(r, top, annotations, namespace, name), top)
     if kind == "ServerAuthorization":  # its ServiceAccounts are of its namespace unless they say
         return Resource(kind, namespace, name, linkerdserver.read_server_authorization(r, top["spec"], namespace), top)
-    if kind in ("VirtualService", "DestinationRule"):  # their hosts are Services of their namespace
+    if kind in ("VirtualService", "DestinationRule", ISTIO_GATEWAY):  # their hosts are Services of their namespace
         # imported when one is read: a sidecar that never sees Istio's kinds does not carry their reader (issue #17's RSS)
-        from controlplane import istionetworking
+        from controlplane import istiogateway, istionetworking
 
-        read = istionetworking.read_virtual_service if kind == "VirtualService" else istionetworking.read_destination_rule
+        read = {"VirtualService": istionetworking.read_virtual_service, "DestinationRule": istionetworking.read_destination_rule,
+                ISTIO_GATEWAY: istiogateway.read_gateway}[kind]
         return Resource(kind, namespace, name, read(r, top["spec"], namespace), top)
     linkerd = {LINKERD_AUTHORIZATION_POLICY: linkerdauthn.read_policy, "MeshTLSAuthentication": linkerdauthn.read_mesh_tls,
                LINKERD_HTTP_ROUTE: linkerdroutes.read_route, "HTTPLocalRateLimitPolicy": linkerdratelimit.read_rate_limit}

@@ -17,6 +17,8 @@ from controlplane.istioschema import (
     DESTINATION_RULE,
     GROUP_VERSIONS,
     ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_GATEWAY,
+    ISTIO_GATEWAY_SPEC,
     ISTIO_NETWORKING_GROUP,
     ISTIO_REQUEST_AUTHENTICATION,
     ISTIO_SECURITY_GROUP,
@@ -389,6 +391,7 @@ KINDS: dict[str, tuple[str, Field]] = {
     "VirtualService": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", VIRTUAL_SERVICE),
     "DestinationRule": (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", DESTINATION_RULE),
     "PeerAuthentication": (f"{ISTIO_SECURITY_GROUP}/{SECURITY_VERSIONS[-1]}", PEER_AUTHENTICATION),
+    ISTIO_GATEWAY: (f"{ISTIO_NETWORKING_GROUP}/{NETWORKING_VERSIONS[-1]}", ISTIO_GATEWAY_SPEC),
 }
 # Istio's kinds that are ours in its groups (istioschema.ISTIO_TWINS): our fields, but for ours alone
 TWIN_SPECS: dict[str, Field] = {ISTIO_AUTHORIZATION_POLICY: ISTIO_AUTHORIZATION, ISTIO_REQUEST_AUTHENTICATION: REQUEST_AUTHENTICATION,
@@ -405,6 +408,7 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "VirtualService": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "DestinationRule": tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     "PeerAuthentication": tuple(f"{ISTIO_SECURITY_GROUP}/{v}" for v in SECURITY_VERSIONS),
+    ISTIO_GATEWAY: tuple(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in NETWORKING_VERSIONS),
     **{twin: tuple(f"{kube_group(twin)}/{v}" for v in GROUP_VERSIONS[kube_group(twin)]) for twin in TWIN_SPECS},
 }
 
@@ -415,7 +419,7 @@ def api_versions(kind: str) -> tuple[str, ...]:
 
 # (Kubernetes' kind, its group) -> meshdojo's name for it, where two groups have a kind of one name
 QUALIFIED_KINDS = {("AuthorizationPolicy", LINKERD_GROUP): LINKERD_AUTHORIZATION_POLICY, ("HTTPRoute", LINKERD_GROUP): LINKERD_HTTP_ROUTE,
-                   **{(kube_kind(twin), kube_group(twin)): twin for twin in TWIN_SPECS}}
+                   ("Gateway", ISTIO_NETWORKING_GROUP): ISTIO_GATEWAY, **{(kube_kind(twin), kube_group(twin)): twin for twin in TWIN_SPECS}}
 
 
 def internal_kind(kind: str, api_version: str) -> str:

@@ -124,8 +124,8 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
             host = host_of(request.asked_for)
             chosen = choose(routes, host, request, rng)
             if chosen is None:
-                names = ", ".join(dict.fromkeys(f"HTTPRoute {r.route.namespace}/{r.route.name}" if r.parent_kind == "Gateway"
-                                                else f"Ingress {r.gateway}" for r in routes)) or "(none)"
+                names = ", ".join(dict.fromkeys(f"Ingress {r.gateway}" if r.parent_kind == "Ingress"  # or a VirtualService
+                                                else f"{r.route.kind} {r.route.namespace}/{r.route.name}" for r in routes)) or "(none)"
                 over = " (its HTTPS listeners)" if secure else ""
                 request.fate.no_route = f"no rule of {names} attached to this gateway{over} matches host {host}"
                 raise traffic.NoRoute(f"no rule of the routes attached to this gateway{over} ({names}) matches "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from controlplane.istioschema import ISTIO_GATEWAY
 from sandbox.cpapi import ApiError
 from sandbox.instances import gateway_rows
 from sandbox.observe import sidecar_config
@@ -138,6 +139,7 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
         routes = policies.get("gatewayRoutes") or []
         out.append("  gateway       " + ("routes attached to its Gateways decide, the most specific host first: " + "; ".join(
             (f"HTTPRoute {r['route']} on Gateway {r['gateway']}" if r.get("kind", "Gateway") == "Gateway"
+             else f"VirtualService {r['route']} on Istio's Gateway {r['gateway']}" if r["kind"] == ISTIO_GATEWAY
              else f"Ingress {r['gateway']} as route {r['route']}")
             + f" ({', '.join(r['hosts']) or 'any host'}" + (", HTTPS)" if r.get("protocol") == "HTTPS" else ")") for r in routes)
             if routes else f"no route attached to a Gateway of {w['namespace']}: everything goes to {config['gateway']}"))

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.foreignkinds import foreign_kind, foreign_kind_message
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_TWINS
 from controlplane.kindnames import plural
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import KINDS, POLICY_API, canonical_kind, parent_kind
@@ -209,13 +209,18 @@ def get(name: str, kind: str | None, resource: str | None, namespace: str | None
     return items
 
 
+# our kinds (and Gateway API's) -> Istio's kinds of the same name, which a bare name means too
+NAMESAKES = {"Gateway": (ISTIO_GATEWAY,), **{ours: (twin,) for twin, ours in ISTIO_TWINS.items()}}
+
+
 def twins(text: str | None, canonical: str | None) -> list[str | None]:
-    """The kinds a kind's name means: our AuthorizationPolicy and RequestAuthentication by their
-    bare names (``authz``, ``authorizationpolicies``) are Istio's of those names too, which have
-    the same fields; with a group (``authorizationpolicies.security.istio.io``), the one named."""
-    if text is None or "." in text or canonical not in ISTIO_TWINS.values():
+    """The kinds a kind's name means: our AuthorizationPolicy (ServiceEntry ...) by its bare names
+    (``authz``, ``authorizationpolicies``) is Istio's of that name too, which has the same fields,
+    and Gateway API's Gateway Istio's; with a group (``authorizationpolicies.security.istio.io``),
+    the one named."""
+    if text is None or "." in text or canonical not in NAMESAKES:
         return [canonical]
-    return [canonical, *(twin for twin, ours in ISTIO_TWINS.items() if ours == canonical)]
+    return [canonical, *NAMESAKES[canonical]]
 
 
 def conflicts(name: str) -> list[dict[str, Any]]:
@@ -297,8 +302,14 @@ def fault_document(service: str, namespace: str, abort: int | None, percent: flo
 def _target(spec: dict[str, Any]) -> str:
     if "envoyExtAuthzHttp" in spec or "zipkin" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
         return "(mesh)"
-    if isinstance(spec.get("http"), list) and isinstance(spec.get("hosts"), list):  # Istio's VirtualService: its Service
+    if isinstance(spec.get("http"), list) and isinstance(spec.get("hosts"), list):  # Istio's VirtualService: its Service,
+        bound = [g for g in spec.get("gateways") or [] if g != "mesh"]                   # or on a Gateway the host it serves
+        if bound:
+            return f"gateway/{bound[0]} " + ",".join(map(str, spec["hosts"]))
         return ",".join(f"svc/{str(h).split('.')[0]}" for h in spec["hosts"])
+    if isinstance(spec.get("servers"), list):  # Istio's Gateway: its servers, port and hosts
+        return ",".join(f"{(s.get('port') or {}).get('number')} " + ",".join(map(str, s.get("hosts") or []))
+                        for s in spec["servers"] if isinstance(s, dict))
     if isinstance(spec.get("host"), str):  # Istio's DestinationRule
         return f"svc/{spec['host'].split('.')[0]}"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
@@ -392,6 +403,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return ", ".join(said) or "-"
     if kind == "Gateway":
         return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
+    if kind == ISTIO_GATEWAY:
+        protocols = sorted({str((s.get("port") or {}).get("protocol")) for s in spec.get("servers") or [] if isinstance(s, dict)})
+        return f"{'/'.join(protocols)}, served by the namespace's ingress gateway"
     if kind == "Ingress":  # as kubectl's PORTS: 80, and 443 with tls
         ports = "80, 443" if spec.get("tls") else "80"
         return f"class {spec.get('ingressClassName') or (annotations or {}).get('kubernetes.io/ingress.class')}, ports {ports}, " \

@@ -55,7 +55,7 @@ def test_the_webhook_trusts_the_anchor_and_never_blocks_the_cluster(pki):
 def test_dry_run_prints_everything_in_apply_order(capsys):
     assert main(["install", "--dry-run", "--image", "meshdojo/meshdojo:0.1.0-abc"]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    assert kinds[:29] == ["CustomResourceDefinition"] * 29 and kinds[29] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
+    assert kinds[:30] == ["CustomResourceDefinition"] * 30 and kinds[30] == "Namespace" and kinds[-1] == "MutatingWebhookConfiguration"
 
 
 def test_the_certificates_lifetime_reaches_the_control_plane(capsys):

@@ -26,6 +26,7 @@ from sandbox.resources import table
 from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
+from tests.test_sandbox_ingress import code
 from tests.test_traffic_e2e import apply, fetch, many
 
 ISTIO = Path(__file__).parent.parent / "demo-apps/bookinfo/policies/istio"
@@ -126,8 +127,8 @@ def test_at_most_max_ejection_percent_of_the_endpoints_are_out_and_one_always_ma
 
 
 @pytest.mark.parametrize("doc, field, words", [
-    (vs([{"route": [{"destination": {"host": "reviews"}}]}], gateways=["bookinfo-gateway"]), "spec.gateways[0]",
-     "a VirtualService routes the sidecars' traffic (mesh) only"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}]}], gateways=["bookinfo-gateway", "mesh"]), "spec.gateways",
+     "expected one entry: mesh (the default), or one Gateway"),  # a Gateway's: tests/test_istio_gateway.py
     (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews", "ratings"]), "spec.hosts", "exactly one host"),
     (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews.default.svc.cluster.local"]), "spec.hosts[0]",
      "is a Service of namespace 'default'"),
@@ -275,6 +276,16 @@ def test_the_shipped_istio_files_from_the_cli(cli):
     mesh_wide.write_text((ISTIO / "peer-authentication-permissive.yaml").read_text().replace("namespace: bookinfo", "namespace: istio-system"))
     told = cli.run("apply", "-f", str(mesh_wide))
     assert "istio-system is Istio's root namespace; meshdojo's is meshdojo-system" in told.stderr, told
+
+    # Istio's classic ingress (tests/test_istio_gateway.py): its Gateway and the VirtualService bound to it, at bookinfo's gateway
+    url = cli.status()["gateways"][0]["url"]
+    assert code(url + "headers") == "200"  # no route yet: everything to productpage
+    applied = cli.run("apply", "-f", str(ISTIO / "bookinfo-gateway.yaml")).stdout
+    assert applied.splitlines() == ["gateway.networking.istio.io/bookinfo-gateway created (namespace bookinfo)",
+                                    "virtualservice/bookinfo created (namespace bookinfo)"], applied
+    wait_until(lambda: code(url + "headers") == "404", 10, "the VirtualService at the gateway")
+    assert code(url + "productpage") == "200"
+    assert "Gateway.networking.istio.io  bookinfo-gateway" in cli.run("get", "gateway", "-n", "bookinfo").stdout
 
 
 def peer(name: str, mode: str | None, namespace: str = "bookinfo", **spec: Any) -> Any:

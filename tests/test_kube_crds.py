@@ -39,7 +39,7 @@ def _ours(k8s) -> list[str]:
 def test_dry_run_prints_the_crds_without_a_cluster(capsys):
     assert main(["install", "--crds", "--dry-run", "-o", "yaml"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 29
+    assert [d["kind"] for d in docs] == ["CustomResourceDefinition"] * 30
     names = {d["metadata"]["name"] for d in docs}
     assert {"faultinjections.policy.meshdojo.dev", "meshtlses.policy.meshdojo.dev", "authorizationpolicies.policy.meshdojo.dev",
             "httproutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",

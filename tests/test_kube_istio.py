@@ -1,4 +1,4 @@
-"""Istio's VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy,
+"""Istio's VirtualService, DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy,
 RequestAuthentication, ServiceEntry, Sidecar and Telemetry on the test cluster (tests/k8senv): the files of Istio's bookinfo tasks
 (demo-apps/bookinfo/policies/istio/) applied with kubectl as Istio's docs do, in any version
 they write (the subset CRDs serve v1alpha3, v1beta1 and v1); the control plane reads them,
@@ -15,6 +15,7 @@ import yaml
 
 from controlplane.istioschema import (
     ISTIO_AUTHORIZATION_POLICY,
+    ISTIO_GATEWAY,
     ISTIO_REQUEST_AUTHENTICATION,
     ISTIO_SERVICE_ENTRY,
     ISTIO_SIDECAR,
@@ -125,3 +126,25 @@ def test_istios_egress_and_telemetry_kinds_from_kubectl(plane):
     assert not plane.stored("ServiceEntry", NS) and not plane.stored("Telemetry", NS)  # ours are other kinds, in our group
     plane.k8s.kubectl("delete", "-f", "-", input=yaml.safe_dump_all(docs))
     wait_until(lambda: not any(plane.stored(kind, NS) for kind in kinds), 15, "the deleted objects to leave the operator API")
+
+
+def test_istios_own_gateway_and_its_virtual_service_from_kubectl(plane):
+    """Istio's bookinfo-gateway.yaml as its docs apply it: an Istio Gateway beside Gateway API's
+    kind of that name, and a VirtualService bound to it; check says when no server takes it."""
+    applied = plane.k8s.kubectl("apply", "-f", str(ISTIO / "bookinfo-gateway.yaml")).stdout
+    assert {"gateway.networking.istio.io/bookinfo-gateway created", "virtualservice.networking.istio.io/bookinfo created"} <= set(
+        applied.splitlines()), applied
+    wait_until(lambda: "bookinfo-gateway" in plane.stored(ISTIO_GATEWAY, NS) and "bookinfo" in plane.stored("VirtualService", NS), 15,
+               "Istio's Gateway and its VirtualService in the operator API")
+    assert plane.stored("Gateway", NS) == {}  # Gateway API's is another kind
+    assert not [p for p in plane.mesh.call("GET", "/v1/policies")[1]["gatewayProblems"] if "bookinfo/bookinfo:" in p]
+    gateway, service = yaml.safe_load_all((ISTIO / "bookinfo-gateway.yaml").read_text())
+    gateway["spec"]["servers"][0]["hosts"] = ["bookinfo.example.com"]
+    service["spec"]["hosts"] = ["reviews.example.com"]  # not a host the server takes (its * would have been)
+    plane.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([gateway, service]))
+    problems = wait_until(lambda: [p for p in plane.mesh.call("GET", "/v1/policies")[1]["gatewayProblems"]
+                                   if "bookinfo/bookinfo:" in p] or None, 15, "check to say no server takes it")
+    assert problems[0].startswith("VirtualService bookinfo/bookinfo: no server of Istio Gateway bookinfo/bookinfo-gateway takes it"), problems
+    plane.k8s.kubectl("delete", "-f", str(ISTIO / "bookinfo-gateway.yaml"))
+    wait_until(lambda: not plane.stored(ISTIO_GATEWAY, NS) and "bookinfo" not in plane.stored("VirtualService", NS), 15,
+               "the deleted objects to leave the operator API")

@@ -149,7 +149,7 @@ def print_timings(timings: dict[str, list[float]]) -> None:
 
 
 @pytest.mark.long
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_every_lesson_runs_unattended_and_each_check_fails_before_its_action(cli, capsys, monkeypatch):
     monkeypatch.setenv("MESHDOJO_HOME", str(cli.home))
     demos = sorted({d for lesson in LESSONS for d in lesson.demos})

@@ -186,7 +186,7 @@ def test_every_crd_short_name_and_plural_is_a_name_get_takes():
     from sandbox.kube.install import crd_manifests
 
     crds = crd_manifests(True)
-    assert len(crds) == 29
+    assert len(crds) == 30
     for crd in crds:
         names = crd["spec"]["names"]
         for name in (*names["shortNames"], f"{names['plural']}.{crd['spec']['group']}"):

@@ -52,7 +52,8 @@ def _get(args: argparse.Namespace) -> int:
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
     elif not items:
         print(f"No {args.kind + ' ' if args.kind else ''}resources found.")
-    elif all(i["document"].get("kind") == "Gateway" for i in items):  # as kubectl get gateway: address, programmed
+    elif all(i["document"].get("kind") == "Gateway" and i["document"].get("apiVersion", "").startswith("gateway.networking.k8s.io/")
+             for i in items):  # as kubectl get gateway: address, programmed (Gateway API's: Istio's has no status)
         print_table(_gateway_rows(args.name, items))
     else:
         print_table(resources.table(items))
