@@ -182,7 +182,7 @@ def _gateways(resources: Iterable[Any], namespace: str | None = None) -> list[An
 
 def parent_of(resources: Iterable[Any], route: Any) -> Any | None:
     """The Gateway a route on one names, of the kind its kind attaches to, or None: none yet."""
-    parent, kind = route.spec.gateway, next(g for g, r in GATEWAY_ROUTE_KINDS.items() if r == route.kind)
+    parent, kind = route.spec.gateway, "Gateway" if route.kind != "VirtualService" else ISTIO_GATEWAY
     return next((r for r in resources if r.kind == kind and (r.namespace, r.name) == (parent.namespace, parent.name)), None)
 
 
@@ -287,7 +287,8 @@ def refusal(resources: Iterable[Any], route: Any) -> tuple[str, str] | None:
     parent = route.spec.gateway
     gateway = parent_of(resources, route)
     if gateway is None:
-        return "NoMatchingParent", f"Gateway {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
+        named = "Istio Gateway" if route.kind == "VirtualService" else "Gateway"
+        return "NoMatchingParent", f"{named} {parent.namespace}/{parent.name} does not exist (yet): the route serves nothing until it does"
     listeners = gateway.spec.listeners
     if any(takes(listener, route, gateway.namespace) is not None for listener in listeners):
         return None

@@ -108,7 +108,8 @@ def test_a_route_attaches_to_a_gateway_of_its_own_kind_and_says_why_not():
     assert refusal(resources, resources[2]) == ("NoMatchingListenerHostname", "no server of Istio Gateway foo/httpbin-gateway takes it "
                                                 "(check its servers' hosts against the VirtualService's host, and a NAMESPACE/ "
                                                 "before them for a VirtualService of another namespace)")
-    assert refusal(resources, resources[3])[0] == "NoMatchingParent"
+    assert refusal(resources, resources[3]) == ("NoMatchingParent", "Istio Gateway foo/nobody does not exist (yet): the route serves "
+                                                "nothing until it does")
     assert twins("gw", "Gateway") == ["Gateway", ISTIO_GATEWAY] and canonical_kind("gateways.networking.istio.io") == ISTIO_GATEWAY
     crd = subset_crd(ISTIO_GATEWAY)
     assert (crd["metadata"]["name"], crd["spec"]["names"]["shortNames"], [v["name"] for v in crd["spec"]["versions"]]) == (
