@@ -287,6 +287,19 @@ def test_the_shipped_istio_files_from_the_cli(cli):
     assert code(url + "productpage") == "200"
     assert "Gateway.networking.istio.io  bookinfo-gateway" in cli.run("get", "gateway", "-n", "bookinfo").stdout
 
+    # ours and Istio's AuthorizationPolicy of one name (tests/test_istio_security.py): the bare name is ambiguous, a group is not
+    both = cli.home / "both.yaml"
+    istios = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "twin", "namespace": "bookinfo"},
+              "spec": {"selector": {"matchLabels": {"app": "nobody"}}}}
+    both.write_text(yaml.safe_dump_all([istios, {**istios, "apiVersion": "policy.meshdojo.dev/v1alpha1"}]))
+    cli.run("apply", "-f", str(both))
+    refused = cli.run("delete", "authz", "twin", "-n", "bookinfo", check=False)
+    assert refused.returncode == 1 and "'twin' is ambiguous: AuthorizationPolicy bookinfo/twin, AuthorizationPolicy.security.istio.io " \
+        "bookinfo/twin; add -n NAMESPACE, or name the kind with its group (e.g. authorizationpolicies.security.istio.io)" in refused.stderr, refused
+    assert cli.run("delete", "authorizationpolicies.security.istio.io", "twin", "-n", "bookinfo").stdout.strip() == \
+        "AuthorizationPolicy.security.istio.io bookinfo/twin deleted"
+    assert cli.run("delete", "authz", "twin", "-n", "bookinfo").stdout.strip() == "AuthorizationPolicy bookinfo/twin deleted"
+
 
 def peer(name: str, mode: str | None, namespace: str = "bookinfo", **spec: Any) -> Any:
     return parse({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": name, "namespace": namespace},
