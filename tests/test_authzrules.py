@@ -118,7 +118,7 @@ def test_a_dry_run_policy_is_evaluated_and_reported_but_never_enforced():
     enforced = policy("deny-get", {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]})
     d = authorize([enforced, deny_headers], facts(path="/headers"))  # the enforced one decides; the dry-run one still reports
     assert not d.allowed and d.policy == "foo/deny-get" and d.dry_run == (("deny", "denied", "foo/deny-path-headers"),)
-    from sandbox.resources import table
+    from sandbox.resourcetable import table
 
     assert table([{"document": deny_headers.document, "expiresAt": None}])[1][4] == "DENY (dry-run)"  # meshdojo get
     off = policy("deny-path-headers", {"action": "DENY", "rules": [{}]}, {"istio.io/dry-run": "false"})

@@ -53,7 +53,7 @@ def test_what_cannot_be_done_is_refused_naming_the_field(change, field, says):
 
 
 def test_get_shows_the_entry_its_port_and_the_name_checked():
-    from sandbox.resources import table
+    from sandbox.resourcetable import table
 
     assert table([{"document": policy(), "expiresAt": None}])[1] == (
         NS, "BackendTLSPolicy", "secure-tls", "se/secure:http", "TLS to secure.example (System CAs)", "-")

@@ -12,7 +12,7 @@ from controlplane import extauthz, providers
 from controlplane.authzrules import RequestFacts
 from controlplane.policy import PolicyError, parse
 from proxy.decisions import authorize, custom_check
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 POL = "policy.meshdojo.dev/v1alpha1"
 PROVIDER = {"apiVersion": POL, "kind": "ExtensionProvider", "metadata": {"name": "sample-ext-authz-http", "namespace": "meshdojo-system"},

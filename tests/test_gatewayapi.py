@@ -14,7 +14,7 @@ from controlplane.policy import PolicyError, parse
 from proxy.exchange import Peer, Request
 from proxy.gatewayroutes import asked_for, choose, host_of
 from proxy.http1 import RequestHead
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 GW = "gateway.networking.k8s.io/v1"
 

@@ -14,7 +14,7 @@ from controlplane import ingress
 from controlplane.gatewayapi import attached, certificate_problems, listener_for, secret_keys, tls_listeners
 from controlplane.policy import PolicyError, Resource, parse
 from proxy.gatewayroutes import asked_for, choose, host_of
-from sandbox.resources import table
+from sandbox.resourcetable import table
 from tests.test_gatewayapi import request
 
 

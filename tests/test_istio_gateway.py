@@ -19,7 +19,8 @@ from controlplane.gatewayapi import Listener, attached, refusal, secret_keys, tl
 from controlplane.istioschema import ISTIO_GATEWAY
 from controlplane.policy import PolicyError, canonical_kind, parse
 from controlplane.routespec import ParentGateway
-from sandbox.resources import table, twins
+from sandbox.resources import twins
+from sandbox.resourcetable import table
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
 from tests.test_gateway_e2e import two_apps  # noqa: F401 (a fixture)

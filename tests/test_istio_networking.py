@@ -22,7 +22,7 @@ from controlplane.istionetworking import subset_problems
 from controlplane.policy import PolicyError, canonical_kind, parse, traffic_route
 from proxy.breaker import Breaker
 from proxy.traffic import choose_route
-from sandbox.resources import table
+from sandbox.resourcetable import table
 from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until

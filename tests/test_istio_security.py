@@ -31,7 +31,8 @@ from controlplane.jwtissuer import ISSUER, DemoIssuer
 from controlplane.policy import PolicyError, canonical_kind, parse
 from controlplane.selection import Workload, applicable, conflicts, enforced_kind
 from controlplane.telemetrypolicy import effective
-from sandbox.resources import table, twins
+from sandbox.resources import twins
+from sandbox.resourcetable import table
 from tests.apps import serve_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_authz_e2e import authz, status

@@ -16,7 +16,7 @@ import pytest
 from controlplane.policy import PolicyError, Resource, parse, traffic_route
 from controlplane.routeschema import METHODS
 from proxy.traffic import choose_route
-from sandbox.resources import table
+from sandbox.resourcetable import table
 from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until

@@ -18,7 +18,7 @@ from controlplane.policy import POLICY_API, PolicyError, Resource, canonical_kin
 from controlplane.policystore import PolicyStore
 from controlplane.selection import Workload, applicable
 from proxy.decisions import authorize
-from sandbox.resources import table
+from sandbox.resourcetable import table
 from tests.test_linkerdserver import EMOJI, VOTING, WEB, read, with_spec
 
 SERVER = {

@@ -17,7 +17,7 @@ from controlplane.crds import subset_crd
 from controlplane.policy import PolicyError, Resource, canonical_kind, parse
 from controlplane.selection import Workload, applicable, conflicts
 from proxy.ratelimit import LocalRateLimit
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 POLICIES = Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/policies"
 WEB = Workload("emojivoto", "web", "web", "web-0", {"app": "web"}, port=8080, port_name="http")

@@ -19,7 +19,7 @@ from controlplane.linkerdschema import LINKERD_HTTP_ROUTE
 from controlplane.policy import PolicyError, Resource, canonical_kind, parse
 from controlplane.selection import Workload, applicable
 from proxy.decisions import authorize
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 POLICIES = Path(__file__).resolve().parent.parent / "demo-apps/emojivoto/policies"
 EMOJI = Workload("emojivoto", "emoji", "emoji", "emoji-0", {"app": "emoji"}, port=8080, port_name="http")

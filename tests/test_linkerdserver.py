@@ -16,7 +16,7 @@ from controlplane.crds import subset_crd
 from controlplane.policy import PolicyError, Resource, parse
 from controlplane.selection import Workload, applicable, conflicts
 from proxy.decisions import authorize
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 SERVER = {  # Linkerd's task, with the demo's labels and port name
     "apiVersion": "policy.linkerd.io/v1beta1", "kind": "Server",

@@ -16,7 +16,7 @@ from proxy.exchange import BytesBody, Response
 from proxy.tasks import TaskSet
 from proxy.tracing import Span, SpanLog
 from proxy.zipkin import BATCH, EVERY_SECONDS, SpanExporter, zipkin_span
-from sandbox.resources import table
+from sandbox.resourcetable import table
 
 POL = "policy.meshdojo.dev/v1alpha1"
 ZIPKIN = {"apiVersion": POL, "kind": "ExtensionProvider", "metadata": {"name": "zipkin", "namespace": "meshdojo-system"},

@@ -56,7 +56,9 @@ def _get(args: argparse.Namespace) -> int:
              for i in items):  # as kubectl get gateway: address, programmed (Gateway API's: Istio's has no status)
         print_table(_gateway_rows(args.name, items))
     else:
-        print_table(resources.table(items))
+        from sandbox.resourcetable import table
+
+        print_table(table(items))
     return 0
 
 

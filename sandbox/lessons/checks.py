@@ -107,7 +107,8 @@ def rows(sandbox: str, check: Check, since: float) -> list[dict[str, Any]]:
     """The rows the check's query returns now (``since``: when the step began, for 'ran')."""
     from sandbox import observe
     from sandbox.backends import backend_for
-    from sandbox.resources import api_for, detail
+    from sandbox.resources import api_for
+    from sandbox.resourcetable import detail
 
     params = dict(check.params)
     if check.query == "ran":
