@@ -18,7 +18,7 @@ from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STAT
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
 from controlplane.identity import IdentityService, utcnow
-from controlplane.istioschema import ISTIO_SERVICE_ENTRY
+from controlplane.istioschema import with_twins
 from controlplane.jwtapi import add_jwt_routes
 from controlplane.jwtissuer import DemoIssuer
 from controlplane.linkerdschema import LINKERD_KINDS
@@ -326,7 +326,7 @@ async def apply_policies(request: web.Request) -> web.Response:
             warnings += gatewayapi.certificate_problems(
                 [resource], lambda ns, name: arriving.get((ns, name)) or request.app[SECRETS].get(ns, name))
         entry = getattr(resource.spec, "entry", None)
-        if entry and not any(request.app[POLICIES].list(kind, resource.namespace, entry) for kind in ("ServiceEntry", ISTIO_SERVICE_ENTRY)):
+        if entry and not any(request.app[POLICIES].list(kind, resource.namespace, entry) for kind in with_twins("ServiceEntry")):
             warnings.append(f"{item['kind']} {item['namespace']}/{item['name']}: ServiceEntry {resource.namespace}/{entry} "
                             "does not exist (yet); the route takes effect when it does")
     linkerd = [store.list(i["kind"], i["namespace"], i["name"])[0][0] for i in applied if i["kind"] in LINKERD_KINDS]

@@ -33,6 +33,19 @@ ISTIO_TELEMETRY = f"Telemetry.{ISTIO_TELEMETRY_GROUP}"
 ISTIO_GATEWAY = f"Gateway.{ISTIO_NETWORKING_GROUP}"
 ISTIO_TWINS = {ISTIO_AUTHORIZATION_POLICY: "AuthorizationPolicy", ISTIO_REQUEST_AUTHENTICATION: "RequestAuthentication",
                ISTIO_SERVICE_ENTRY: "ServiceEntry", ISTIO_SIDECAR: "Sidecar", ISTIO_TELEMETRY: "Telemetry"}
+
+
+def read_as(kind: str) -> str:
+    """The kind of ours a kind is read and enforced as: Istio's AuthorizationPolicy (ServiceEntry ...)
+    is ours; every other kind is itself (controlplane.selection.enforced_kind adds PeerAuthentication)."""
+    return ISTIO_TWINS.get(kind, kind)
+
+
+def with_twins(kind: str) -> tuple[str, ...]:
+    """One of our kinds and Istio's of the same name: the kinds whose resources do its work."""
+    return (kind, *(twin for twin, ours in ISTIO_TWINS.items() if ours == kind))
+
+
 # the versions each group's kinds are written in, oldest first
 GROUP_VERSIONS = {ISTIO_NETWORKING_GROUP: NETWORKING_VERSIONS, ISTIO_SECURITY_GROUP: SECURITY_VERSIONS,
                   ISTIO_TELEMETRY_GROUP: TELEMETRY_VERSIONS}

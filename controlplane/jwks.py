@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from controlplane.fields import FieldReader
-from controlplane.istioschema import ISTIO_REQUEST_AUTHENTICATION
+from controlplane.istioschema import with_twins
 from controlplane.jwtissuer import ISSUER, DemoIssuer
 from controlplane.policystore import PolicyStore
 from controlplane.requestauthn import JwtRule, check_jwks
@@ -97,7 +97,7 @@ class JwksResolver:
 
     async def resolve_once(self) -> bool:
         """Fetch what is wanted and due; forget what no rule names. True if the snapshot changes."""
-        wanted = {rule.keys_source: rule for kind in ("RequestAuthentication", ISTIO_REQUEST_AUTHENTICATION)  # ours and Istio's
+        wanted = {rule.keys_source: rule for kind in with_twins("RequestAuthentication")  # ours and Istio's
                   for resource, _ in self._store.list(kind=kind) for rule in resource.spec.rules if rule.jwks is None}  # type: ignore[union-attr]
         changed = False
         for source in self._resolved.keys() - wanted.keys():

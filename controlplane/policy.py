@@ -47,7 +47,7 @@ from controlplane.authzrules import AuthzRule
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.foreignkinds import FOREIGN_KINDS, foreign_kind_message
-from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_TWINS
+from controlplane.istioschema import ISTIO_GATEWAY, read_as
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
@@ -157,7 +157,7 @@ def parse(raw: Any, source: str, index: int, default_namespace: str = "default",
         raise r.fail("metadata.annotations", f"expected a mapping of names to strings, got {type(annotations).__name__}")
     if kind == "HTTPRoute" or service_route:  # Linkerd's retry and timeout annotations mean rule fields here
         return Resource(kind, namespace, name, _route(r, top["spec"], routeannotations.read(r, annotations), namespace), top)
-    ours = ISTIO_TWINS.get(kind, kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) is read as ours
+    ours = read_as(kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) is read as ours
     if ours == "AuthorizationPolicy":  # Istio's istio.io/dry-run: evaluated and reported, never enforced
         return Resource(kind, namespace, name, _authz(r, top["spec"], authzrules.dry_run(r, annotations, top["spec"])), top)
     if kind == "ExtensionProvider":  # named as Istio's meshConfig names a provider

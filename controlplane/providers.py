@@ -18,7 +18,7 @@ from typing import Any
 from controlplane.authzrules import Pattern
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import read_as
 from controlplane.names import resolve
 
 MESH_NAMESPACE = "meshdojo-system"
@@ -117,13 +117,13 @@ def missing_providers(resources: Sequence[Any]) -> list[str]:
     known = {name: p for name, p in providers(resources).items() if isinstance(p, HttpProvider)}
     out = []
     for r in resources:
-        provider = getattr(r.spec, "provider", None) if ISTIO_TWINS.get(r.kind, r.kind) == "AuthorizationPolicy" else None
+        provider = getattr(r.spec, "provider", None) if read_as(r.kind) == "AuthorizationPolicy" else None
         if provider is not None and provider not in known:
             defined = ", ".join(sorted(known)) or "none yet"
             out.append(f"{r.kind} {r.namespace}/{r.name} asks provider {provider!r}, which no ExtensionProvider in "
                        f"{MESH_NAMESPACE} defines as envoyExtAuthzHttp (defined: {defined}): the requests its rules match are "
                        f"denied (403) until one does; apply one (e.g. demo-apps/extauthz/provider.yaml)")
-        trace_to = getattr(r.spec, "trace_provider", None) if ISTIO_TWINS.get(r.kind, r.kind) == "Telemetry" else None
+        trace_to = getattr(r.spec, "trace_provider", None) if read_as(r.kind) == "Telemetry" else None
         if trace_to is not None and not isinstance(providers(resources).get(trace_to), ZipkinProvider):
             out.append(f"{r.kind} {r.namespace}/{r.name} sends spans to provider {trace_to!r}, which no ExtensionProvider in "
                        f"{MESH_NAMESPACE} defines as zipkin: the spans stay in the sidecars (meshdojo trace still reads them)")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.gatewayapi import refusal
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import read_as
 
 CONTROLLER = "meshdojo.dev/controller"  # our entries in status.parents; another implementation's are left alone
 Key = tuple[str, str]
@@ -36,7 +36,7 @@ def _accepted(resources: list[Any], route: Any, is_service: Callable[[str, str],
             return False, *refused
         return True, "Accepted", f"served by the ingress gateway of namespace {spec.gateway.namespace}"
     if spec.entry is not None:
-        if any(ISTIO_TWINS.get(r.kind, r.kind) == "ServiceEntry" and (r.namespace, r.name) == (route.namespace, spec.entry)
+        if any(read_as(r.kind) == "ServiceEntry" and (r.namespace, r.name) == (route.namespace, spec.entry)
                for r in resources):  # ours or Istio's
             return True, "Accepted", f"shapes the mesh's requests to ServiceEntry {route.namespace}/{spec.entry}'s hosts"
         return False, "NoMatchingParent", f"ServiceEntry {route.namespace}/{spec.entry} does not exist (yet)"

@@ -25,16 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controlplane import linkerdratelimit, linkerdserver
-from controlplane.istioschema import ISTIO_TWINS
+from controlplane.istioschema import read_as
 from controlplane.linkerdschema import LINKERD_KINDS
 from controlplane.policy import Resource, parse
 
 MESH_NAMESPACE = "meshdojo-system"
 WORKLOAD_KINDS = ("AuthorizationPolicy", "RateLimit", "MeshTLS", "FaultInjection", "Sidecar", "Telemetry", "RequestAuthentication")
 SINGLE_KINDS = ("MeshTLS", "RateLimit", "Sidecar")  # one applies: most specific wins
-# Istio's kinds, enforced as ours (and combined or tied with ours at one level): its PeerAuthentication
-# is a MeshTLS; its AuthorizationPolicy, RequestAuthentication, Sidecar and Telemetry are ours in its groups
-ENFORCED_AS = {"PeerAuthentication": "MeshTLS", **ISTIO_TWINS}
 LEVELS = ("workload", "namespace", "mesh")
 EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress gateway enforces (proxy.access.at_the_edge)
 
@@ -42,7 +39,7 @@ EDGE_KINDS = ("AuthorizationPolicy", "RequestAuthentication")  # what an ingress
 def enforced_kind(kind: str) -> str:
     """The kind a policy of ``kind`` is enforced as: Istio's AuthorizationPolicy is ours, its
     PeerAuthentication a MeshTLS; every other kind is itself."""
-    return ENFORCED_AS.get(kind, kind)
+    return "MeshTLS" if kind == "PeerAuthentication" else read_as(kind)
 
 
 # (namespace, service) -> the labels that service selects pods by

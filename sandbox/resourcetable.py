@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_TWINS
+from controlplane.istioschema import ISTIO_GATEWAY, read_as
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import parent_kind
 from controlplane.policyschema import internal_kind
@@ -97,7 +97,7 @@ def _ingress_hosts(spec: dict[str, Any]) -> str:
 
 
 def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None = None, namespace: str = "") -> str:
-    kind = ISTIO_TWINS.get(kind, kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) does what ours does
+    kind = read_as(kind)  # Istio's AuthorizationPolicy (ServiceEntry ...) does what ours does
     on_service = any(isinstance(p, dict) and p.get("kind") == "Service" for p in spec.get("parentRefs") or [])
     if kind == "HTTPRoute" or (kind == LINKERD_HTTP_ROUTE and on_service):  # Linkerd's on a Service: Gateway API's, in its group
         rules = spec.get("rules") or [{}]

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
 from controlplane.crds import ISTIO_KINDS, subset_crd
 from controlplane.istioschema import (
@@ -27,18 +26,17 @@ from controlplane.istioschema import (
     ISTIO_SIDECAR,
     ISTIO_TELEMETRY,
 )
-from controlplane.jwtissuer import ISSUER, DemoIssuer
+from controlplane.jwtissuer import ISSUER
 from controlplane.policy import PolicyError, canonical_kind, parse
 from controlplane.selection import Workload, applicable, conflicts, enforced_kind
 from controlplane.telemetrypolicy import effective
 from sandbox.resources import twins
 from sandbox.resourcetable import table
-from tests.apps import serve_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_authz_e2e import authz, status
 from tests.test_egress_e2e import DEBUG, outside_port  # noqa: F401 (a fixture)
 from tests.test_faults_e2e import until
-from tests.test_jwt_e2e import get
+from tests.test_jwt_e2e import get, identity_provider  # noqa: F401 (a fixture)
 from tests.test_traffic_e2e import apply, doc, fetch
 
 ISTIO = Path(__file__).parent.parent / "demo-apps/bookinfo/policies/istio"
@@ -149,36 +147,26 @@ async def test_istios_deny_beside_our_allow_through_real_sidecars(mesh: Mesh, ec
     assert 'inbound_http_authz_allow_total{policy="foo/allow-path-post"}' in metrics
 
 
-async def test_istios_jwt_task_with_keys_the_control_plane_fetches(mesh: Mesh, echo_port: int):
+async def test_istios_jwt_task_with_keys_the_control_plane_fetches(mesh: Mesh, echo_port: int, identity_provider):  # noqa: F811
     """Istio's RequestAuthentication with a jwksUri (the control plane fetches Istio's kind's
     keys as it does ours) and Istio's AuthorizationPolicy on its request principals."""
-    idp = DemoIssuer()
-
-    async def keys(request: web.Request) -> web.Response:
-        return web.json_response(idp.jwks())
-
-    served = web.Application()
-    served.router.add_get("/jwks.json", keys)
-    runner, idp_port = await serve_app(served)
-    try:
-        httpbin = mesh.start_proxy("foo", "httpbin", echo_port, name="httpbin")
-        sleep = mesh.start_proxy("foo", "sleep", echo_port, name="sleep")
-        mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
-        selector = {"selector": {"matchLabels": {"app": "httpbin"}}}
-        apply(mesh, istios("RequestAuthentication", "jwt-example", {**selector, "jwtRules": [
-            {"issuer": ISSUER, "jwksUri": f"http://127.0.0.1:{idp_port}/jwks.json"}]}, version="security.istio.io/v1beta1"))
-        alice = idp.mint("alice")[0]
-        async with aiohttp.ClientSession() as session:
-            await until(lambda: get(session, sleep.outbound, alice), lambda r: r[0] == 200 and "authn=jwt" in r[2],
-                        "the keys fetched for Istio's RequestAuthentication")
-            assert (await get(session, sleep.outbound, "not.a.token"))[0] == 401
-            apply(mesh, istios("AuthorizationPolicy", "require-jwt", {**selector, "rules": [
-                {"from": [{"source": {"requestPrincipals": [f"{ISSUER}/alice"]}}]}]}))
-            await until(lambda: get(session, sleep.outbound), lambda r: r[0] == 403, "Istio's ALLOW of alice's token only")
-            assert (await get(session, sleep.outbound, alice))[0] == 200
-            assert (await get(session, sleep.outbound, idp.mint("bob")[0]))[0] == 403
-    finally:
-        await runner.cleanup()
+    idp, idp_port = identity_provider
+    httpbin = mesh.start_proxy("foo", "httpbin", echo_port, name="httpbin")
+    sleep = mesh.start_proxy("foo", "sleep", echo_port, name="sleep")
+    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+    selector = {"selector": {"matchLabels": {"app": "httpbin"}}}
+    apply(mesh, istios("RequestAuthentication", "jwt-example", {**selector, "jwtRules": [
+        {"issuer": ISSUER, "jwksUri": f"http://127.0.0.1:{idp_port}/jwks.json"}]}, version="security.istio.io/v1beta1"))
+    alice = idp.mint("alice")[0]
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: get(session, sleep.outbound, alice), lambda r: r[0] == 200 and "authn=jwt" in r[2],
+                    "the keys fetched for Istio's RequestAuthentication")
+        assert (await get(session, sleep.outbound, "not.a.token"))[0] == 401
+        apply(mesh, istios("AuthorizationPolicy", "require-jwt", {**selector, "rules": [
+            {"from": [{"source": {"requestPrincipals": [f"{ISSUER}/alice"]}}]}]}))
+        await until(lambda: get(session, sleep.outbound), lambda r: r[0] == 403, "Istio's ALLOW of alice's token only")
+        assert (await get(session, sleep.outbound, alice))[0] == 200
+        assert (await get(session, sleep.outbound, idp.mint("bob")[0]))[0] == 403
 
 
 NETWORKING, TELEMETRY = "networking.istio.io/v1", "telemetry.istio.io/v1"

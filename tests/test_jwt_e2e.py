@@ -81,33 +81,41 @@ async def test_istios_jwt_tasks_with_the_sandboxs_issuer(mesh: Mesh, headers_app
     assert 'inbound_http_jwt_total{outcome="refused",policy="foo/jwt-example"}' in metrics
 
 
-async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh: Mesh, headers_app):
-    app_port, _seen = headers_app
-    idp = DemoIssuer()  # an identity provider outside the mesh: its keys at a URL, its tokens its own
+@pytest.fixture
+async def identity_provider() -> AsyncIterator[tuple[DemoIssuer, int]]:
+    """An identity provider outside the mesh: its keys at http://127.0.0.1:PORT/jwks.json, its
+    tokens its own — (the issuer, that port)."""
+    idp = DemoIssuer()
 
     async def keys(request: web.Request) -> web.Response:
         return web.json_response(idp.jwks())
 
     served = web.Application()
     served.router.add_get("/jwks.json", keys)
-    runner, idp_port = await serve_app(served)
+    runner, port = await serve_app(served)
     try:
-        httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
-        sleep = mesh.start_proxy("foo", "sleep", app_port, name="sleep")
-        mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
-        rule = {"issuer": ISSUER, "jwksUri": f"http://127.0.0.1:{idp_port}/jwks.json", "audiences": ["httpbin"]}
-        apply(mesh, policy("RequestAuthentication", "idp", {"jwtRules": [rule]}))
-        good = idp.mint("carol", audiences=["httpbin"])[0]
-        async with aiohttp.ClientSession() as session:
-            await until(lambda: get(session, sleep.outbound, good), lambda r: r[0] == 200, "the keys fetched from the URL")
-            assert "Jwt verification fails" in (await get(session, sleep.outbound, token(mesh, "carol", audiences=["httpbin"])))[1]
-            assert "Audiences in Jwt are not allowed" in (await get(session, sleep.outbound, idp.mint("carol")[0]))[1]
-            apply(mesh, policy("RequestAuthentication", "idp", {"jwtRules": [{**rule, "jwksUri": f"http://127.0.0.1:{idp_port}/nothing"}]}))
-            status, body, _fate = await until(lambda: get(session, sleep.outbound, good), lambda r: "HTTP 404" in r[1],
-                                              "the fetch to fail")
-            assert status == 401 and "Jwks remote fetch is failed" in body
+        yield idp, port
     finally:
         await runner.cleanup()
+
+
+async def test_the_control_plane_fetches_an_issuers_keys_from_its_jwks_uri(mesh: Mesh, headers_app, identity_provider):
+    app_port, _seen = headers_app
+    idp, idp_port = identity_provider
+    httpbin = mesh.start_proxy("foo", "httpbin", app_port, name="httpbin")
+    sleep = mesh.start_proxy("foo", "sleep", app_port, name="sleep")
+    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+    rule = {"issuer": ISSUER, "jwksUri": f"http://127.0.0.1:{idp_port}/jwks.json", "audiences": ["httpbin"]}
+    apply(mesh, policy("RequestAuthentication", "idp", {"jwtRules": [rule]}))
+    good = idp.mint("carol", audiences=["httpbin"])[0]
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: get(session, sleep.outbound, good), lambda r: r[0] == 200, "the keys fetched from the URL")
+        assert "Jwt verification fails" in (await get(session, sleep.outbound, token(mesh, "carol", audiences=["httpbin"])))[1]
+        assert "Audiences in Jwt are not allowed" in (await get(session, sleep.outbound, idp.mint("carol")[0]))[1]
+        apply(mesh, policy("RequestAuthentication", "idp", {"jwtRules": [{**rule, "jwksUri": f"http://127.0.0.1:{idp_port}/nothing"}]}))
+        status, body, _fate = await until(lambda: get(session, sleep.outbound, good), lambda r: "HTTP 404" in r[1],
+                                          "the fetch to fail")
+        assert status == 401 and "Jwks remote fetch is failed" in body
 
 
 async def test_the_ingress_gateway_checks_tokens_and_addresses_before_the_mesh(mesh: Mesh, headers_app):

@@ -14,7 +14,7 @@ from controlplane.castore import CaMaterial, StartupError
 from controlplane.config import KubernetesSettings
 from controlplane.gatewayapi import service_name
 from controlplane.injector import InjectConfig, native_sidecars_supported
-from controlplane.istioschema import ISTIO_GATEWAY, ISTIO_SERVICE_ENTRY
+from controlplane.istioschema import ISTIO_GATEWAY, with_twins
 from controlplane.kube import gatewayservices, gatewaystatus
 from controlplane.kube.castore import load_material, load_operator_token
 from controlplane.kube.discovery import KubeDiscovery
@@ -73,7 +73,7 @@ class KubernetesMode:
         self.webhook_port = 0
 
     def _policies_changed(self, kind: str) -> None:
-        if kind in ("Gateway", "HTTPRoute", "ServiceEntry", ISTIO_SERVICE_ENTRY):
+        if kind in ("Gateway", "HTTPRoute", *with_twins("ServiceEntry")):
             self.statuses.update()
         if kind in ("Gateway", ISTIO_GATEWAY, "Ingress"):  # the Secrets its HTTPS listeners (servers, an Ingress's tls) name
             self.secret_reader.poke()
