@@ -242,21 +242,32 @@ def test_uninstall_removes_the_crds_and_their_objects(installed, capsys):
     assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig)]) == 0
 
 
+def _wait_storage_ready(k8s, names: list[str]) -> None:
+    """A CRD just re-applied re-initializes its storage; deleted then, the API server's CRD finalizer
+    fails ("storage is (re)initializing") and retries with a growing backoff — minutes, once."""
+    from sandbox.processes import wait_until
+
+    crds = {c["metadata"]["name"]: c for c in crd_manifests(True)}
+    custom = client.CustomObjectsApi(k8s.client())
+
+    def ready(name: str) -> bool:
+        spec = crds[name]["spec"]
+        try:
+            custom.list_cluster_custom_object(spec["group"], spec["versions"][0]["name"], spec["names"]["plural"])
+            return True
+        except client.ApiException:
+            return False
+
+    for name in names:
+        wait_until(lambda: ready(name), 30, f"the {name} CRD's storage to answer")
+
+
 def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     k8s = installed
     ext = client.ApiextensionsV1Api(k8s.client())
     from sandbox.processes import wait_until
 
-    # a CRD just re-applied re-initializes its storage; deleted then, the API server's CRD finalizer
-    # fails ("storage is (re)initializing") and retries with a growing backoff — minutes, once
-    def storage_ready() -> bool:
-        try:
-            client.CustomObjectsApi(k8s.client()).list_cluster_custom_object("gateway.networking.k8s.io", "v1", "httproutes")
-            return True
-        except client.ApiException:
-            return False
-
-    wait_until(storage_ready, 30, "the HTTPRoute CRD's storage to answer")
+    _wait_storage_ready(k8s, ["httproutes.gateway.networking.k8s.io"])
     ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")
 
     # the CRD goes once its finalizer has emptied it: a busy API server (the end of a full run) took over 30 s once
@@ -292,3 +303,43 @@ def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
     crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
     assert not (crd.metadata.labels or {}).get("app.kubernetes.io/part-of")
     ext.delete_custom_resource_definition("httproutes.gateway.networking.k8s.io")  # not ours: the tests' to remove
+
+
+def test_uninstall_goes_on_when_an_object_goes_meanwhile(installed, capsys):
+    """`down` deletes the sandbox's namespaces, then uninstalls: the namespace controller may delete a
+    trust-anchor ConfigMap between uninstall listing it and deleting it. Here that race is made to happen
+    every time: the listing is taken, then the ConfigMap is deleted by someone else, then uninstall deletes."""
+    from sandbox.kube import cluster
+
+    k8s = installed
+    core = client.CoreV1Api(k8s.client())
+    core.create_namespaced_config_map("crdtest", {"metadata": {"name": "meshdojo-trust-anchor",
+                                                               "labels": {"app.kubernetes.io/part-of": "meshdojo"}}})
+    admin = cluster.connect(k8s.kubeconfig, None)
+    listings = []
+
+    class RacingConfigMaps:  # the real resource; its second listing (uninstall's delete pass) is followed by another's delete
+        def __init__(self, real):
+            self.real = real
+
+        def get(self, **kw):
+            listing = self.real.get(**kw)
+            listings.append(listing)
+            if len(listings) == 2:
+                assert any(i["metadata"]["namespace"] == "crdtest" for i in listing.to_dict()["items"])
+                core.delete_namespaced_config_map("meshdojo-trust-anchor", "crdtest")
+            return listing
+
+        def delete(self, **kw):
+            return self.real.delete(**kw)
+
+    class Resources:
+        def get(self, api_version, kind):
+            real = admin.resources.get(api_version=api_version, kind=kind)
+            return RacingConfigMaps(real) if kind == "ConfigMap" else real
+
+    racing = type("Client", (), {"resources": Resources()})()
+    _wait_storage_ready(k8s, _ours(k8s))
+    deleted = cluster.uninstall(racing, 120)
+    assert len(listings) >= 3 and "configmap/meshdojo-trust-anchor" in deleted and _ours(k8s) == []
+    assert main(["install", "--crds", "--kubeconfig", str(k8s.kubeconfig)]) == 0  # back, for whatever runs after

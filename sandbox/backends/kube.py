@@ -153,13 +153,18 @@ class KubeBackend:
         if state.get("made_cluster") and self.provider.creates:
             self.provider.delete()  # the cluster and everything on it
         else:
+            from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+
             try:
                 client = self.client()
                 namespaces = self._resource("v1", "Namespace")
                 mine = [n["metadata"]["name"] for n in
                         namespaces.get(label_selector=f"{kw.SANDBOX_LABEL}={self.sandbox}").to_dict()["items"]]
                 for name in mine:
-                    namespaces.delete(name=name)
+                    try:
+                        namespaces.delete(name=name)
+                    except NotFoundError:  # gone meanwhile (a second `down`, or kubectl)
+                        pass
                 cluster.uninstall(client, timeout)
                 deadline = self.clock() + timeout
                 while namespaces.get(label_selector=f"{kw.SANDBOX_LABEL}={self.sandbox}").to_dict()["items"]:
@@ -169,6 +174,9 @@ class KubeBackend:
                     time.sleep(0.2)  # the namespace controller empties them; polling a handful of objects
             except cluster.ClusterError as exc:
                 raise SandboxError(str(exc)) from None
+            except DynamicApiError as exc:  # the sandbox's record is kept: `down` again finishes the job
+                raise SandboxError(f"the API server refused while taking the sandbox down: {cluster.reason(exc)} "
+                                   "(run `meshdojo down` again; it goes on where this one stopped)") from None
         (self.paths.root / STATE_FILE).unlink(missing_ok=True)
         return True
 

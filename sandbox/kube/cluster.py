@@ -34,11 +34,12 @@ def connect(kubeconfig: Path | None, context: str | None) -> Any:
     try:
         return dynamic.DynamicClient(api)
     except Exception as exc:  # urllib3 and the API's errors: say where, not how
-        raise ClusterError(f"cannot reach the API server at {api.configuration.host}: {_reason(exc)}; "
+        raise ClusterError(f"cannot reach the API server at {api.configuration.host}: {reason(exc)}; "
                            "is the cluster running? (kubectl cluster-info)") from None
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
+    """The API server's own message of a refusal (its Status body), else the exception's words."""
     body = getattr(exc, "body", None)
     if body:
         try:
@@ -65,7 +66,7 @@ def apply(client: Any, objects: list[dict[str, Any]], dry_run: bool = False) -> 
                                                                      field_manager=FIELD_MANAGER, force_conflicts=True,
                                                                      dry_run="All" if dry_run else None).to_dict())
         except Exception as exc:
-            raise ClusterError(f"{obj['kind']} {obj['metadata']['name']} was refused: {_reason(exc)}") from None
+            raise ClusterError(f"{obj['kind']} {obj['metadata']['name']} was refused: {reason(exc)}") from None
     return applied
 
 
@@ -187,20 +188,28 @@ def ours(client: Any) -> list[str]:
 def uninstall(client: Any, timeout: float, clock: Callable[[], float] = time.monotonic) -> list[str]:
     """Delete everything labelled as meshdojo's — the webhook first, so no new pod is sent to an
     injector that is going away — and wait until none of it remains. Returns what was deleted."""
+    from kubernetes.dynamic.exceptions import NotFoundError
+
     from controlplane.injector import CONTROLPLANE_NAMESPACE
     from sandbox.kube.install import CLUSTER_KINDS, NAMESPACED_KINDS
+
+    def delete(resource: Any, **where: str) -> None:
+        try:
+            resource.delete(**where)
+        except NotFoundError:  # gone meanwhile: a trust-anchor ConfigMap of a namespace `down` is deleting, say
+            pass
 
     deleted = ours(client)
     for api_version, kind in CLUSTER_KINDS:
         resource = client.resources.get(api_version=api_version, kind=kind)
         for item in resource.get(label_selector=PART_OF_SELECTOR).to_dict()["items"]:
-            resource.delete(name=item["metadata"]["name"])
+            delete(resource, name=item["metadata"]["name"])
     for api_version, kind in NAMESPACED_KINDS:
         resource = client.resources.get(api_version=api_version, kind=kind)
         for item in resource.get(label_selector=PART_OF_SELECTOR).to_dict()["items"]:
-            resource.delete(name=item["metadata"]["name"], namespace=item["metadata"]["namespace"])
+            delete(resource, name=item["metadata"]["name"], namespace=item["metadata"]["namespace"])
     if f"namespace/{CONTROLPLANE_NAMESPACE}" in deleted:
-        client.resources.get(api_version="v1", kind="Namespace").delete(name=CONTROLPLANE_NAMESPACE)
+        delete(client.resources.get(api_version="v1", kind="Namespace"), name=CONTROLPLANE_NAMESPACE)
     deadline = clock() + timeout
     while remaining := ours(client):
         if clock() > deadline:
