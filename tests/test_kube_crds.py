@@ -259,7 +259,7 @@ def _wait_storage_ready(k8s, names: list[str]) -> None:
             return False
 
     for name in names:
-        wait_until(lambda: ready(name), 30, f"the {name} CRD's storage to answer")
+        wait_until(lambda name=name: ready(name), 30, f"the {name} CRD's storage to answer")
 
 
 def test_a_cluster_with_gateway_apis_httproute_keeps_it(installed, capsys):
