@@ -7,7 +7,8 @@ breaking tasks write them for Bookinfo (``samples/bookinfo/networking/``):
                      destinations, each a Service or one of its subsets; timeout, retries, fault,
                      mirror, headers, rewrite, redirect
     DestinationRule  a Service's subsets (its pods by their labels: ``version: v1``), and its
-                     trafficPolicy: connectionPool and outlierDetection, read as a CircuitBreaker's
+                     trafficPolicy: connectionPool and outlierDetection, read as a CircuitBreaker's;
+                     loadBalancer, the host's or a subset's own (controlplane/loadbalancing.py)
 
 Where Istio and Gateway API differ, Istio's meaning is kept: a ``prefix`` is a string prefix
 (``/api`` matches ``/apix``), ``retries.attempts`` counts retries, a fault is injected by the
@@ -28,6 +29,7 @@ from typing import Any
 from controlplane import istiogateway, routefilters
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
+from controlplane.loadbalancing import LoadBalancerSpec, read_load_balancer
 from controlplane.matching import PathMatch, RequestMatch, ValueMatch
 from controlplane.resiliencespecs import BreakerSpec, PoolLimits
 from controlplane.routespec import Backend, Retry, RouteRule, RouteSpec, RuleFault
@@ -43,9 +45,13 @@ DEFAULT_EJECTION_PERCENT = 10  # Istio's (Envoy's) default maxEjectionPercent
 class Subset:
     name: str
     labels: tuple[tuple[str, str], ...]
+    balancer: LoadBalancerSpec | None = None  # its own trafficPolicy.loadBalancer
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.labels)
+
+    def describe(self) -> str:
+        return f"{self.name} ({_labels(self.labels)}{'; ' + self.balancer.describe() if self.balancer else ''})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +59,21 @@ class DestinationRuleSpec:
     service: str  # the host: a Service of the rule's namespace
     subsets: tuple[Subset, ...]
     breaker: BreakerSpec | None  # its trafficPolicy's connectionPool and outlierDetection, if it has either
+    balancer: LoadBalancerSpec | None = None  # its trafficPolicy's loadBalancer
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.subsets if s.name == name), None)
 
+    def balancer_for(self, subset: str | None) -> LoadBalancerSpec | None:
+        """How a request to the host (or to one of its subsets) picks a pod: the subset's own
+        loadBalancer, else the host's; None: neither says (the sidecar's default)."""
+        own = self.subset(subset) if subset is not None else None
+        return (own.balancer if own is not None else None) or self.balancer
+
     def describe(self) -> str:
-        parts = [f"subsets {', '.join(f'{s.name} ({_labels(s.labels)})' for s in self.subsets)}"] if self.subsets else []
+        parts = [f"subsets {', '.join(s.describe() for s in self.subsets)}"] if self.subsets else []
+        if self.balancer is not None:
+            parts.append(f"balance {self.balancer.describe()}")
         if self.breaker is not None and self.breaker.outlier:
             parts.append(f"eject after {self.breaker.consecutive_failures} 5xx in a row, "
                          f"at most {self.breaker.max_ejection_percent}%")
@@ -235,8 +250,11 @@ def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: st
         if raw["name"] in seen:
             raise r.fail(f"spec.subsets[{i}].name", f"{raw['name']!r} is subsets[{seen[raw['name']]}]'s name already")
         seen[raw["name"]] = i
-        subsets.append(Subset(raw["name"], tuple(sorted(raw["labels"].items()))))
+        own = raw.get("trafficPolicy", {}).get("loadBalancer")
+        subsets.append(Subset(raw["name"], tuple(sorted(raw["labels"].items())),
+                              read_load_balancer(r, own, f"spec.subsets[{i}].trafficPolicy.loadBalancer") if own is not None else None))
     policy = spec.get("trafficPolicy", {})
+    balancer = read_load_balancer(r, policy["loadBalancer"], "spec.trafficPolicy.loadBalancer") if "loadBalancer" in policy else None
     pool = None
     if "connectionPool" in policy:
         pool = PoolLimits.read(policy["connectionPool"])
@@ -247,7 +265,7 @@ def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: st
         breaker = BreakerSpec(service, outlier.get("consecutive5xxErrors", 5), penalty, max(penalty, 300.0), 0.0,
                               "outlierDetection" in policy, pool,
                               max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT))
-    return DestinationRuleSpec(service, tuple(subsets), breaker)
+    return DestinationRuleSpec(service, tuple(subsets), breaker, balancer)
 
 
 def subset_problems(resources: list[Any]) -> list[dict[str, str]]:

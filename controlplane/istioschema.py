@@ -148,7 +148,32 @@ CONNECTION_POOL = obj({
                                                  doc="a connection is closed after this many (0: no limit)")},
                 doc="request limits"),
 })
+# Istio's loadBalancer: one of simple and consistentHash; a consistentHash hashes one of four keys
+RING_SIZE = Int(1, 8_388_608, "a whole number of points, 1 to 8388608",
+                doc="points on the hash ring (1024 by default): more spread the keys more evenly")
+LOAD_BALANCER = obj({
+    "simple": Str(enum=("UNSPECIFIED", "LEAST_REQUEST", "LEAST_CONN", "ROUND_ROBIN", "RANDOM", "PASSTHROUGH"),
+                  doc="LEAST_REQUEST (the default, and LEAST_CONN's new name): the fewer requests in flight of two "
+                      "pods drawn at random; ROUND_ROBIN: each pod in turn; RANDOM: any pod; UNSPECIFIED: meshdojo's "
+                      "own, peak-EWMA latency of two drawn at random (Linkerd's)"),
+    "consistentHash": obj({
+        "httpHeaderName": Str(doc="requests with the same value of this header go to the same pod"),
+        "httpCookie": obj({
+            "name": Str(doc="the cookie whose value is hashed"),
+            "path": Str(doc="the Path of the cookie the sidecar sets when a request has none"),
+            "ttl": Duration(doc="a request without the cookie gets one, for this long (0s: for the browser's "
+                                "session); left out: no cookie is set, and such a request goes to any pod"),
+        }, ("name",), doc="sticky sessions: requests with the same value of this cookie go to the same pod"),
+        "useSourceIp": Bool(doc="the caller's IP address: all of one pod's requests go to the same pod"),
+        "httpQueryParameterName": Str(doc="requests with the same value of this query parameter go to the same pod"),
+        "ringHash": obj({"minimumRingSize": RING_SIZE}, doc="a hash ring (the default)"),
+        "maglev": obj({"tableSize": RING_SIZE}, doc="served by the same hash ring, of tableSize points"),
+        "minimumRingSize": RING_SIZE,
+    }, doc="one of httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName: requests with the same key "
+           "go to the same pod while the pods stay the same, and few keys move when one comes or goes"),
+}, doc="how the caller's sidecar picks one of the host's pods for each request: one of simple and consistentHash")
 TRAFFIC_POLICY = obj({
+    "loadBalancer": LOAD_BALANCER,
     "connectionPool": replace(CONNECTION_POOL, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
     "outlierDetection": obj({
         "consecutive5xxErrors": Int(1, 1000, "a whole number", doc="5xx answers in a row that eject a pod (5 by default)"),
@@ -165,8 +190,10 @@ DESTINATION_RULE = obj({
         "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected lower-case letters, digits and '-'",
                     doc="what a VirtualService's destination.subset names"),
         "labels": Labels(doc="the host's pods with all of these labels (e.g. version: v1)"),
+        "trafficPolicy": obj({"loadBalancer": LOAD_BALANCER},
+                             doc="the subset's own: its loadBalancer (connection limits and ejection are the host's here)"),
     }, ("name", "labels")), doc="named groups of the host's pods, by their labels"),
-    "trafficPolicy": replace(TRAFFIC_POLICY, doc="how the callers' sidecars send to the host: limits, ejection"),
+    "trafficPolicy": replace(TRAFFIC_POLICY, doc="how the callers' sidecars send to the host: which pod, limits, ejection"),
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
 }, ("host",))
 

@@ -17,6 +17,10 @@ from typing import Any
 
 CLUSTER_SUFFIX = "svc.cluster.local"
 HEARTBEAT_SECONDS = 10.0
+# a request's fate, as the proxies' tap events and /fates carry it: the decisions, in the order every view
+# writes them (x-meshdojo-fate, `meshdojo tap`, the UI's tap); proxy/fate.py fills them in
+FATE_KEYS = ("egress", "route", "no_route", "backend", "subset", "balance", "filters", "timeout", "breaker", "pool", "fault",
+             "authn", "authz", "ratelimit")
 
 
 class ProtocolError(ValueError):

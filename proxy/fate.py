@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from controlplane.protocol import FATE_KEYS
+
 
 @dataclass(slots=True)
 class Fate:
@@ -18,6 +20,7 @@ class Fate:
     no_route: str | None = None  # routes are attached and none matched (404): which routes
     backend: str | None = None
     subset: str | None = None  # Istio's: the DestinationRule subset of the backend the route chose
+    balance: str | None = None  # how a DestinationRule's loadBalancer picked the pod (None: the default, peak-EWMA)
     attempts: list[str] = field(default_factory=list)  # "endpoint -> status or error"
     retry: list[str] = field(default_factory=list)  # why each retry did or did not happen
     timeout: str | None = None
@@ -34,7 +37,7 @@ class Fate:
 
     def summary(self) -> str:
         parts = []
-        for key in ("egress", "route", "no_route", "backend", "subset", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit"):
+        for key in FATE_KEYS:
             value = getattr(self, key)
             if value:
                 parts.append(f"{key}={value}")

@@ -24,7 +24,8 @@ The stack, outermost first (built in :func:`build_outbound_stack`):
     tries      timeouts.backendRequest per attempt
     pool       CircuitBreaker connectionPool: a slot in flight or pending, else 503 overflow
     breaker    CircuitBreaker: tripped endpoints are skipped
-    balance    endpoint set -> one endpoint (peak-EWMA, power of two choices)
+    balance    endpoint set -> one endpoint: a DestinationRule's loadBalancer (round robin, least
+               request, random, a hash of the request's key), else peak-EWMA, power of two choices
     endpoint   mutual TLS (or plaintext if unmeshed) to that endpoint, pooled
 """
 
@@ -35,15 +36,17 @@ import time
 from collections.abc import Callable
 
 from controlplane.names import split_authority
+from controlplane.protocol import Endpoint
 from proxy import traffic
 from proxy.access import at_the_edge
 from proxy.accesslog import access_log, chosen_format
 from proxy.balancer import P2cBalancer
+from proxy.balancing import Picker, RequestKeys, chosen_balancer, hash_input, set_cookie
 from proxy.discovery import Discovery
 from proxy.egress import entry_targets, leaves_the_mesh, outside_the_mesh
 from proxy.endpoint import exchange
 from proxy.errors import BadRequest, ConnectFailed, NoEndpoints, ProxyError, UnknownService
-from proxy.exchange import Handler, Layer, Request, Response
+from proxy.exchange import Handler, Layer, Request, Response, header_of
 from proxy.filters import Mirrors, route_filters
 from proxy.gatewayroutes import asked_for, choose, host_of
 from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
@@ -172,18 +175,46 @@ def discover(discovery: Discovery, outside: Callable[[Request, str, int | None],
     return layer
 
 
-def balance(balancer: P2cBalancer) -> Layer:
+def balance(picker: Picker, policies: PolicyWatch | None = None, own_pod: str = "") -> Layer:
+    """One endpoint of the request's: as a DestinationRule's loadBalancer for its host (or subset)
+    says, else by peak-EWMA power of two choices. ``own_pod``: this sidecar's pod, the caller's
+    address for useSourceIp when the app reaches the sidecar over loopback (its pod's, in Istio)."""
+
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             endpoints = request.endpoints
             if not endpoints:
                 raise NoEndpoints(f"service {request.dst_service}.{request.dst_namespace} has no endpoints")
-            request.endpoint = balancer.pick(endpoints, key=lambda ep: ep.key)
-            return await inner(request)
+            said = None
+            if policies is not None and "DestinationRule" in policies.kinds:
+                service = request.fate.backend or request.dst_service
+                said = chosen_balancer(policies.find("DestinationRule", request.dst_namespace, service), request.fate.subset)
+            if said is None:  # the common case: no DestinationRule says how
+                request.endpoint = picker.p2c.pick(endpoints, key=endpoint_key)
+                return await inner(request)
+            spec, rule = said
+            hashed = made = None
+            if spec.hash_key is not None:
+                peer = request.peer.address
+                if own_pod and peer.startswith("127.0.0.1:"):  # the app, over loopback: its pod is the source
+                    peer = f"{own_pod}:0"
+                hashed, made = hash_input(spec.hash_key, RequestKeys(header_of(request), request.path, peer, request.peer.local))
+            request.endpoint = picker.pick(spec, endpoints, endpoint_key, turn=(request.dst_namespace, rule.spec.service,
+                                                                                  request.fate.subset), hashed=hashed)
+            request.fate.balance = f"{spec.describe()}{' (no key: any pod)' if spec.hash_key and hashed is None else ''} " \
+                                   f"by DestinationRule {rule.namespace}/{rule.name}"
+            response = await inner(request)
+            if made is not None and spec.hash_key is not None and response.error is None:
+                response.headers = [*response.headers, (b"set-cookie", set_cookie(spec.hash_key, made))]
+            return response
 
         return handle
 
     return layer
+
+
+def endpoint_key(ep: Endpoint) -> tuple[str, int]:
+    return ep.key
 
 
 def endpoint(pool: ConnectionPool, balancer: P2cBalancer, own_identity: str) -> Handler:
@@ -229,8 +260,9 @@ def build_internal_sender(discovery: Discovery, pool: ConnectionPool, own_identi
     target -> discover (a Service, or a host outside the mesh as the app's would go) -> balance
     -> endpoint (mutual TLS to a meshed one). No policies, fates, metrics or traces: failures
     are raised, and nothing of them is counted as the workload's traffic."""
-    balancer = P2cBalancer(rng or random.Random(), clock)
-    handler = balance(balancer)(endpoint(pool, balancer, own_identity))
+    rng = rng or random.Random()
+    balancer = P2cBalancer(rng, clock)
+    handler = balance(Picker(balancer, rng))(endpoint(pool, balancer, own_identity))
     return target()(discover(discovery, outside_the_mesh(policies, own_ports))(handler))
 
 
@@ -244,7 +276,8 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     balancer: P2cBalancer = P2cBalancer(rng, clock)
     forget_gone_endpoints(discovery, balancer, breakers, policies)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
-    handler = balanced = balance(balancer)(handler)  # one endpoint by peak-EWMA power of two choices
+    # one endpoint: as a DestinationRule's loadBalancer says, else by peak-EWMA power of two choices
+    handler = balanced = balance(Picker(balancer, rng), policies, workload)(handler)
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
     handler = pool_limits(Limiters(policies), metrics)(handler)  # connectionPool: in flight + pending, else 503 overflow
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt

@@ -111,7 +111,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
     if kind == "DestinationRule":
         subsets = [str(s.get("name")) for s in spec.get("subsets") or [] if isinstance(s, dict)]
         policy = spec.get("trafficPolicy") if isinstance(spec.get("trafficPolicy"), dict) else {}
-        said = ([f"subsets {', '.join(subsets)}"] if subsets else []) + [
+        balancer = policy.get("loadBalancer") if isinstance(policy.get("loadBalancer"), dict) else {}
+        said = ([f"subsets {', '.join(subsets)}"] if subsets else []) + \
+            ([f"balance {balancer['simple']}"] if "simple" in balancer else ["sticky"] if "consistentHash" in balancer else []) + [
             words for field, words in (("connectionPool", "connection pool"), ("outlierDetection", "outlier detection")) if field in policy]
         return ", ".join(said) or "-"
     if kind == "Gateway":

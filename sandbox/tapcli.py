@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+from controlplane.protocol import FATE_KEYS
 from sandbox.cpapi import ApiError, OperatorApi
 from sandbox.instances import gateway_rows
 from sandbox.paths import SandboxPaths
@@ -119,8 +120,7 @@ def render(event: dict[str, Any]) -> str | None:
     if kind == "rsp":
         return f"{head} :status={event['status']} latency={event['latency_ms'] * 1000:.0f}µs"
     fate = event.get("fate") or {}
-    parts = [f"{k}={fate[k]}" for k in ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
-             if fate.get(k)]
+    parts = [f"{k}={fate[k]}" for k in FATE_KEYS if fate.get(k)]
     if fate.get("attempts"):
         parts.append(f"attempts={len(fate['attempts'])}[{'; '.join(fate['attempts'])}]")
     if fate.get("retry"):

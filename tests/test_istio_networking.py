@@ -160,7 +160,8 @@ def test_at_most_max_ejection_percent_of_the_endpoints_are_out_and_one_always_ma
     (dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}, {"name": "v1", "labels": {"version": "v2"}}]),
      "spec.subsets[1].name", "'v1' is subsets[0]'s name already"),
     (dr(host="api.example.com"), "spec.host", "a host outside the mesh"),
-    (dr(trafficPolicy={"loadBalancer": {"simple": "RANDOM"}}), "spec.trafficPolicy.loadBalancer", "unknown field"),
+    (dr(subsets=[{"name": "v1", "labels": {"version": "v1"}, "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 1}}}}]),
+     "spec.subsets[0].trafficPolicy.connectionPool", "unknown field"),
     (dr(trafficPolicy={"tls": {"mode": "DISABLE"}}), "spec.trafficPolicy.tls.mode", "expected one of ISTIO_MUTUAL"),
     ({**dr(), "apiVersion": "networking.istio.io/v2"}, "apiVersion",
      "DestinationRule is networking.istio.io/v1alpha3 or networking.istio.io/v1beta1 or networking.istio.io/v1"),
@@ -299,6 +300,14 @@ def test_the_shipped_istio_files_from_the_cli(cli):
     assert cli.run("delete", "authorizationpolicies.security.istio.io", "twin", "-n", "bookinfo").stdout.strip() == \
         "AuthorizationPolicy.security.istio.io bookinfo/twin deleted"
     assert cli.run("delete", "authz", "twin", "-n", "bookinfo").stdout.strip() == "AuthorizationPolicy bookinfo/twin deleted"
+
+    # a DestinationRule's loadBalancer (tests/test_load_balancing.py): beside the subsets' rule, under its own name
+    cli.run("apply", "-f", str(ISTIO / "destination-rule-all.yaml"))
+    assert "destinationrule/reviews-sticky created" in cli.run("apply", "-f", str(ISTIO / "destination-rule-reviews-sticky.yaml")).stdout
+    assert "DestinationRule  reviews-sticky  svc/reviews      sticky" in cli.run("get", "dr", "-n", "bookinfo").stdout
+    wait_until(lambda: "Code 200 : 6" in cli.run("load", "svc/reviews", "/reviews/0", "--from", "deploy/productpage-v1", "--namespace",
+                                                  "bookinfo", "-H", "end-user:jason", "-n", "6", check=False).stdout,
+               10, "reviews' subsets back, and the sticky rule beside them")
 
 
 def peer(name: str, mode: str | None, namespace: str = "bookinfo", **spec: Any) -> Any:

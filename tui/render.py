@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from sandbox.proxystatus import SYNCED, policy_state
+from sandbox.tapcli import FATE_KEYS
 
 SPARK = "▁▂▃▄▅▆▇█"
 LOCK, OPEN_LOCK = "🔒", "🔓"  # the same marks as tui.graph
@@ -139,7 +140,7 @@ def active_faults(netfaults: list[dict[str, Any]], policies: list[dict[str, Any]
 
 # -- a request's fate -----------------------------------------------------------------------
 
-FATE_KEYS = ("egress", "route", "no_route", "backend", "filters", "timeout", "breaker", "pool", "fault", "authn", "authz", "ratelimit")
+SHOWN_WHEN_SET = ("egress", "no_route", "subset", "balance")  # a host outside the mesh, a 404, Istio's subset, its loadBalancer
 
 
 def graph(snap: Any, selected: str | None = None) -> Text:
@@ -189,7 +190,7 @@ def fate_lines(event: dict[str, Any]) -> list[str]:
         if event.get(key):
             lines.append(f"{key}: {event[key]}")
     for key in FATE_KEYS:
-        if key not in ("egress", "no_route") or fate.get(key):  # egress only for a host outside the mesh; no_route for a 404
+        if key not in SHOWN_WHEN_SET or fate.get(key):
             lines.append(f"{key:<10} {fate.get(key) or '-'}")
     attempts = fate.get("attempts") or []
     lines.append(f"attempts   {len(attempts)}" + "".join(f"\n  {i + 1}. {a}" for i, a in enumerate(attempts)))
