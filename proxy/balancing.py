@@ -87,6 +87,12 @@ def hash_input(key: HashKey, keys: RequestKeys) -> tuple[str | None, str | None]
     return keys.peer.rpartition(":")[0] or None, None
 
 
+def caller_address(peer: str, own_pod: str) -> str:
+    """The caller's address for useSourceIp: the connection's, unless the app reached its own
+    sidecar over loopback — then its pod's name, which stands for the pod's IP (Istio's source)."""
+    return f"{own_pod}:0" if own_pod and peer.startswith("127.0.0.1:") else peer
+
+
 def set_cookie(key: HashKey, value: str) -> bytes:
     """The Set-Cookie header's value for a made cookie, as Envoy writes it."""
     parts = [f'{key.cookie}="{value}"']

@@ -41,7 +41,7 @@ from proxy import traffic
 from proxy.access import at_the_edge
 from proxy.accesslog import access_log, chosen_format
 from proxy.balancer import P2cBalancer
-from proxy.balancing import Picker, RequestKeys, chosen_balancer, hash_input, set_cookie
+from proxy.balancing import Picker, RequestKeys, caller_address, chosen_balancer, hash_input, set_cookie
 from proxy.discovery import Discovery
 from proxy.egress import entry_targets, leaves_the_mesh, outside_the_mesh
 from proxy.endpoint import exchange
@@ -195,9 +195,7 @@ def balance(picker: Picker, policies: PolicyWatch | None = None, own_pod: str = 
             spec, rule = said
             hashed = made = None
             if spec.hash_key is not None:
-                peer = request.peer.address
-                if own_pod and peer.startswith("127.0.0.1:"):  # the app, over loopback: its pod is the source
-                    peer = f"{own_pod}:0"
+                peer = caller_address(request.peer.address, own_pod)
                 hashed, made = hash_input(spec.hash_key, RequestKeys(header_of(request), request.path, peer, request.peer.local))
             request.endpoint = picker.pick(spec, endpoints, endpoint_key, turn=(request.dst_namespace, rule.spec.service,
                                                                                   request.fate.subset), hashed=hashed)
@@ -277,7 +275,7 @@ def build_outbound_stack(discovery: Discovery, pool: ConnectionPool, metrics: Pr
     forget_gone_endpoints(discovery, balancer, breakers, policies)
     handler = endpoint(pool, balancer, own_identity)  # mutual TLS to the chosen endpoint, pooled
     # one endpoint: as a DestinationRule's loadBalancer says, else by peak-EWMA power of two choices
-    handler = balanced = balance(Picker(balancer, rng), policies, workload)(handler)
+    handler = balanced = balance(Picker(balancer, rng), policies, workload if gateway is None else "")(handler)
     handler = traffic.breaker(breakers, metrics)(handler)  # skip tripped endpoints
     handler = pool_limits(Limiters(policies), metrics)(handler)  # connectionPool: in flight + pending, else 503 overflow
     handler = traffic.try_timeout(metrics)(handler)  # timeouts.backendRequest, per attempt

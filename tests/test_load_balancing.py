@@ -18,7 +18,7 @@ import pytest
 from controlplane.loadbalancing import HashKey, LoadBalancerSpec
 from controlplane.policy import PolicyError, parse
 from proxy.balancer import P2cBalancer
-from proxy.balancing import Picker, RequestKeys, hash_input, set_cookie
+from proxy.balancing import Picker, RequestKeys, caller_address, hash_input, set_cookie
 from tests.apps import start_echo_app
 from tests.meshkit import Mesh, spiffe
 from tests.test_faults_e2e import until
@@ -113,6 +113,11 @@ def test_the_hashed_key_of_a_request():
     assert hash_input(HashKey(cookie="user"), keys) == ("u-42", None)
     assert hash_input(HashKey(query="u"), keys) == ("7", None)
     assert hash_input(HashKey(source_ip=True), keys) == ("127.0.0.1", None)
+    # at a sidecar the app comes over loopback: its pod stands for its IP, so two pods' apps hash apart
+    pods = {hash_input(HashKey(source_ip=True), RequestKeys(headers.get, "/", caller_address("127.0.0.1:5555", pod), ""))[0]
+            for pod in ("productpage-v1-a", "productpage-v1-b")}
+    assert pods == {"productpage-v1-a", "productpage-v1-b"}
+    assert caller_address("10.1.2.3:4444", "") == "10.1.2.3:4444" == caller_address("10.1.2.3:4444", "productpage-v1-a")
     assert hash_input(HashKey(cookie="other"), keys) == (None, None)  # no ttl: no cookie is made
     value, made = hash_input(HashKey(cookie="other", cookie_ttl=3600), keys)
     assert value == made and len(made) == 16
@@ -178,6 +183,20 @@ async def test_round_robin_sticky_sessions_and_a_subsets_own_policy_through_real
             await until(lambda: fetch(session, client.outbound, url, headers={**debug, "end-user": "jason"}),
                         lambda r: "subset=new, balance=ROUND_ROBIN by DestinationRule" in r[1].get("x-meshdojo-fate", ""), "the subset's policy")
             assert sorted(await served(3, headers={"end-user": "jason"})) == ["v1", "v2", "v3"]
+
+            # the ingress gateway is a caller too: the VirtualService is the sidecars' (mesh), the DestinationRule everyone's
+            gateway = mesh.start_gateway("bookinfo", "reviews.bookinfo:9080")
+            front = f"http://127.0.0.1:{gateway.ports['outbound']}/reviews/0"
+            await until(lambda: fetch(session, None, front, headers={**debug, "end-user": "jason"}),
+                        lambda r: "balance=sticky by header end-user" in r[1].get("x-meshdojo-fate", ""), "the gateway")
+            at_gateway = [json.loads((await fetch(session, None, front, headers={"end-user": "jason"}))[2])["served_by"] for _ in range(10)]
+            assert len(set(at_gateway)) == 1, at_gateway
+
+            # useSourceIp: the app reaches its sidecar over loopback; its pod stands for its IP, so all its requests go to one pod
+            apply(mesh, dr({"consistentHash": {"useSourceIp": True}}, [{"name": "new", "labels": {"app": "reviews"}}]))
+            await until(lambda: fetch(session, client.outbound, url, headers=debug),
+                        lambda r: "balance=sticky by the caller's IP by DestinationRule" in r[1].get("x-meshdojo-fate", ""), "useSourceIp")
+            assert len(set(await served(10))) == 1
     finally:
         for runner in runners:
             await runner.cleanup()
