@@ -159,7 +159,11 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
         kind, value = _string_match(r, m["uri"], f"{where}.uri")
         if kind != "regex" and not value.startswith("/"):
             raise r.fail(f"{where}.uri.{kind}", "must start with '/'")
-        path = PathMatch({"exact": "Exact", "prefix": "Prefix", "regex": "RegularExpression"}[kind], value)
+        ignore_case = bool(m.get("ignoreUriCase")) and kind != "regex"
+        path = PathMatch({"exact": "Exact", "prefix": "Prefix", "regex": "RegularExpression"}[kind],
+                         value.lower() if ignore_case else value, bool(m.get("ignoreUriCase")))
+    elif m.get("ignoreUriCase"):
+        raise r.fail(f"{where}.ignoreUriCase", "goes with uri: the path matched in any case")
     method = None
     if "method" in m:
         kind, method = _string_match(r, m["method"], f"{where}.method")
@@ -167,7 +171,8 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
             raise r.fail(f"{where}.method.{kind}", "a method is matched exactly here: {exact: GET}")
     headers = tuple(_value_match(r, name.lower(), v, f"{where}.headers.{name}") for name, v in (m.get("headers") or {}).items())
     query = tuple(_value_match(r, name, v, f"{where}.queryParams.{name}") for name, v in (m.get("queryParams") or {}).items())
-    return RequestMatch(path, headers, method, query)
+    without = tuple(_value_match(r, name.lower(), v, f"{where}.withoutHeaders.{name}") for name, v in (m.get("withoutHeaders") or {}).items())
+    return RequestMatch(path, headers, method, query, without)
 
 
 def _destination(r: FieldReader, d: Mapping[str, Any], where: str, namespace: str, count: int) -> Backend:

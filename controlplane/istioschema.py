@@ -82,6 +82,9 @@ HTTP_ROUTE = obj({
                          doc="headers the request must carry, every one"),
         "queryParams": MapOf(STRING_MATCH, hint="expected a mapping of parameter names to {exact|prefix|regex: value}",
                              doc="query parameters the request must carry, every one"),
+        "withoutHeaders": MapOf(STRING_MATCH, hint="expected a mapping of header names to {exact|prefix|regex: value}",
+                                doc="headers the request must not match, any one (the opposite of headers)"),
+        "ignoreUriCase": Bool(doc="uri is matched in any case (/Reviews matches exact /reviews)"),
     }), doc="the requests this rule takes: any one of these (left out: every request); the first matching rule wins"),
     "route": ListOf(obj({
         "destination": DESTINATION,

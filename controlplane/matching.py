@@ -17,9 +17,14 @@ from controlplane.fields import FieldReader
 class PathMatch:
     type: str  # Exact, PathPrefix (whole segments) or RegularExpression; Prefix: Istio's string prefix
     value: str
+    ignore_case: bool = False  # Istio's ignoreUriCase (the value is lower case then; a regex ignores case)
 
     def matches(self, path: str) -> bool:
         path = path.partition("?")[0]
+        if self.ignore_case:
+            if self.type == "RegularExpression":
+                return re.fullmatch(self.value, path, re.IGNORECASE) is not None
+            path = path.lower()
         if self.type == "Exact":
             return path == self.value
         if self.type == "PathPrefix":
@@ -63,6 +68,7 @@ class RequestMatch:
     headers: tuple[ValueMatch, ...] = ()
     method: str | None = None
     query: tuple[ValueMatch, ...] = ()
+    without: tuple[ValueMatch, ...] = ()  # Istio's withoutHeaders: a request with any of these matching is not taken
 
     def matches(self, path: str, header: Any, method: str | None = None) -> bool:
         if self.method is not None and method != self.method:
@@ -70,13 +76,16 @@ class RequestMatch:
         if self.path is not None and not self.path.matches(path):
             return False
         return (all(h.matches(header(h.name)) for h in self.headers)
-                and all(q.matches(query_param(path, q.name)) for q in self.query))
+                and all(q.matches(query_param(path, q.name)) for q in self.query)
+                and not any(w.matches(header(w.name)) for w in self.without))
 
     def describe(self) -> str:
         parts = [self.method] if self.method else []
         if self.path is not None:
-            parts.append({"Exact": "", "PathPrefix": "prefix ", "Prefix": "prefix "}.get(self.path.type, "regex ") + self.path.value)
+            parts.append({"Exact": "", "PathPrefix": "prefix ", "Prefix": "prefix "}.get(self.path.type, "regex ") + self.path.value
+                         + (" (any case)" if self.path.ignore_case else ""))
         parts += [h.describe() for h in self.headers]
+        parts += [f"not {w.describe()}" for w in self.without]
         parts += [f"?{q.describe()}" for q in self.query]
         return " ".join(parts) or "everything"
 

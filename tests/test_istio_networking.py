@@ -97,6 +97,22 @@ def test_istios_meanings_are_kept_where_gateway_api_differs():
     assert "reviews/v1" in last.describe() and "retries on 502-504, up to 3" in last.describe()
 
 
+def test_without_headers_and_ignore_uri_case():
+    route = parse(vs([
+        {"match": [{"uri": {"exact": "/Reviews/0"}, "ignoreUriCase": True, "withoutHeaders": {"end-user": {"exact": "jason"}}}],
+         "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {"match": [{"uri": {"regex": "/r[a-z]+/1"}, "ignoreUriCase": True}], "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+        {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+    ]), "t", 0)
+    assert chosen(route, "/reviews/0")[0] == 0 and chosen(route, "/REVIEWS/0?x=1")[0] == 0  # any case
+    assert chosen(route, "/reviews/0", {"end-user": "jason"})[0] == 2 and chosen(route, "/reviews/0", {"end-user": "jane"})[0] == 0
+    assert chosen(route, "/RATINGS/1")[0] == 1 and chosen(route, "/reviews/2")[0] == 2
+    assert route.spec.rules[0].matches[0].describe() == "/reviews/0 (any case) not end-user=jason"
+    with pytest.raises(PolicyError) as refused:
+        parse(vs([{"match": [{"ignoreUriCase": True}], "route": [{"destination": {"host": "reviews"}}]}]), "t", 0)
+    assert "spec.http[0].match[0].ignoreUriCase: goes with uri" in str(refused.value)
+
+
 def breaker_of(doc: dict) -> Any:
     return parse(doc, "t", 0).spec.breaker
 
@@ -208,6 +224,8 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
                     {"match": [{"uri": {"prefix": "/nine"}}], "route": [{"destination": {"host": "reviews", "subset": "v9"}}]},
                     {"match": [{"uri": {"prefix": "/mirror"}}], "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
                      "mirror": {"host": "reviews", "subset": "v2"}, "mirrorPercentage": {"value": 100}},
+                    {"match": [{"uri": {"prefix": "/loud"}, "ignoreUriCase": True, "withoutHeaders": {"end-user": {"prefix": "ja"}}}],
+                     "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
                     {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}])
         apply(mesh, dr(subsets=[{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]), route)
         async with aiohttp.ClientSession() as session:
@@ -232,6 +250,12 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
             assert json.loads(body)["served_by"] == "v1" and "mirrored to reviews (subset v2)" in headers["x-meshdojo-fate"], headers
             sent = 'outbound_http_route_mirror_total{backend="reviews.bookinfo.svc.cluster.local",outcome="sent",route="bookinfo/reviews#3"} 1.0'
             await until(lambda: asyncio.to_thread(client.metrics), lambda text: sent in text, "the copy to reach a pod of subset v2")
+
+            # ignoreUriCase and withoutHeaders: /LOUD is /loud, and a user whose name starts with "ja" is not taken
+            loud = "http://reviews:9080/LOUD/0"
+            assert {json.loads(body)["served_by"] for _, _, body in await many(session, client.outbound, loud, 10)} == {"v2"}
+            assert {json.loads(body)["served_by"] for _, _, body in
+                    await many(session, client.outbound, loud, 10, headers={"end-user": "jane"})} == {"v1"}
 
             # an ingress gateway is not `mesh`: the VirtualService leaves its requests alone (both pods serve jason there)
             gateway = mesh.start_gateway("bookinfo", "reviews.bookinfo:9080")
