@@ -110,6 +110,13 @@ def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str
     gateway = istiogateway.bound_gateway(r, spec.get("gateways", []), namespace)
     rules = tuple(_rule(r, rule, f"spec.http[{i}]", namespace) for i, rule in enumerate(spec["http"]))
     if gateway is not None:
+        for i, rule in enumerate(spec["http"]):
+            for j, m in enumerate(rule.get("match", [])):
+                for field in ("sourceLabels", "sourceNamespace"):
+                    if field in m:
+                        raise r.fail(f"spec.http[{i}].match[{j}].{field}", "is about the callers' sidecars, and this VirtualService "
+                                     "is an Istio Gateway's (Istio: its gateways must include mesh for it): write it in a "
+                                     "VirtualService of the mesh")
         return RouteSpec(None, rules, gateway=gateway, hostnames=istiogateway.gateway_hosts(r, spec["hosts"][0]))
     return RouteSpec(host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]"), rules)
 
@@ -172,7 +179,8 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
     headers = tuple(_value_match(r, name.lower(), v, f"{where}.headers.{name}") for name, v in (m.get("headers") or {}).items())
     query = tuple(_value_match(r, name, v, f"{where}.queryParams.{name}") for name, v in (m.get("queryParams") or {}).items())
     without = tuple(_value_match(r, name.lower(), v, f"{where}.withoutHeaders.{name}") for name, v in (m.get("withoutHeaders") or {}).items())
-    return RequestMatch(path, headers, method, query, without)
+    return RequestMatch(path, headers, method, query, without, tuple(sorted((m.get("sourceLabels") or {}).items())),
+                        m.get("sourceNamespace"))
 
 
 def _destination(r: FieldReader, d: Mapping[str, Any], where: str, namespace: str, count: int) -> Backend:

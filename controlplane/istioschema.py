@@ -85,6 +85,9 @@ HTTP_ROUTE = obj({
         "withoutHeaders": MapOf(STRING_MATCH, hint="expected a mapping of header names to {exact|prefix|regex: value}",
                                 doc="headers the request must not match, any one (the opposite of headers)"),
         "ignoreUriCase": Bool(doc="uri is matched in any case (/Reviews matches exact /reviews)"),
+        "sourceLabels": Labels(doc="only requests from pods with all of these labels (their sidecars'; not at a gateway)"),
+        "sourceNamespace": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a namespace's name",
+                               doc="only requests from pods of this namespace (their sidecars'; not at a gateway)"),
     }), doc="the requests this rule takes: any one of these (left out: every request); the first matching rule wins"),
     "route": ListOf(obj({
         "destination": DESTINATION,

@@ -69,9 +69,15 @@ class RequestMatch:
     method: str | None = None
     query: tuple[ValueMatch, ...] = ()
     without: tuple[ValueMatch, ...] = ()  # Istio's withoutHeaders: a request with any of these matching is not taken
+    # Istio's sourceLabels and sourceNamespace: only a caller whose pod has these labels (in that namespace);
+    # ``source`` is the caller's sidecar's workload (None: not a sidecar's request, which such a match never takes)
+    source_labels: tuple[tuple[str, str], ...] = ()
+    source_namespace: str | None = None
 
-    def matches(self, path: str, header: Any, method: str | None = None) -> bool:
+    def matches(self, path: str, header: Any, method: str | None = None, source: Any = None) -> bool:
         if self.method is not None and method != self.method:
+            return False
+        if (self.source_labels or self.source_namespace is not None) and not self.from_source(source):
             return False
         if self.path is not None and not self.path.matches(path):
             return False
@@ -79,8 +85,15 @@ class RequestMatch:
                 and all(q.matches(query_param(path, q.name)) for q in self.query)
                 and not any(w.matches(header(w.name)) for w in self.without))
 
+    def from_source(self, source: Any) -> bool:
+        return source is not None and all(source.labels.get(k) == v for k, v in self.source_labels) and \
+            self.source_namespace in (None, source.namespace)
+
     def describe(self) -> str:
-        parts = [self.method] if self.method else []
+        parts = [f"from {'pods ' + ','.join(f'{k}={v}' for k, v in self.source_labels) if self.source_labels else 'pods'}"
+                 f"{' of ' + self.source_namespace if self.source_namespace else ''}"] \
+            if self.source_labels or self.source_namespace else []
+        parts += [self.method] if self.method else []
         if self.path is not None:
             parts.append({"Exact": "", "PathPrefix": "prefix ", "Prefix": "prefix "}.get(self.path.type, "regex ") + self.path.value
                          + (" (any case)" if self.path.ignore_case else ""))

@@ -62,8 +62,9 @@ class RouteRule:
     filters: RouteFilters | None = None  # None: the rule has none
     fault: RuleFault | None = None  # Istio's VirtualService only
 
-    def matches_request(self, path: str, header: Any, method: str) -> bool:
-        return not self.matches or any(m.matches(path, header, method) for m in self.matches)
+    def matches_request(self, path: str, header: Any, method: str, source: Any = None) -> bool:
+        """``source``: the calling sidecar's workload, for a VirtualService's sourceLabels."""
+        return not self.matches or any(m.matches(path, header, method, source) for m in self.matches)
 
     def describe(self) -> str:
         """What the rule matches and where it sends it, in one line (for ``meshdojo routes``)."""

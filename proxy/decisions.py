@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from controlplane import inboundpolicy
 from controlplane.authzrules import RequestFacts
@@ -23,13 +24,15 @@ class RouteChoice:
     subset: str | None = None  # Istio's: a DestinationRule's subset of that service
 
 
-def choose_route(routes: Sequence[Resource], path: str, header: Header, method: str, rng: random.Random) -> RouteChoice | None:
+def choose_route(routes: Sequence[Resource], path: str, header: Header, method: str, rng: random.Random,
+                 source: Any = None) -> RouteChoice | None:
     """The first rule (routes by name, rules in order) that matches, and a backend by weight.
-    None when no rule matches — which, once a route is attached, means 404 (as in GAMMA)."""
+    None when no rule matches — which, once a route is attached, means 404 (as in GAMMA).
+    ``source``: the calling sidecar's workload (a VirtualService's sourceLabels); None at a gateway."""
     for resource in routes:
         spec: RouteSpec = resource.spec  # type: ignore[assignment]
         for i, rule in enumerate(spec.rules):
-            if rule.matches_request(path, header, method):
+            if rule.matches_request(path, header, method, source):
                 backend = pick_backend(rule, rng)
                 return RouteChoice(f"{resource.namespace}/{resource.name}#{i}", rule, backend and backend.service,
                                    backend and backend.subset)

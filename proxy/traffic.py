@@ -87,7 +87,8 @@ def route(policies: PolicyWatch, rng: random.Random, gateway: bool = False) -> L
                 routes = [r for r in routes if r.kind != "VirtualService"]
             if not routes:
                 return await inner(request)
-            choice = choose_route(routes, request.path, header_of(request), request.head.method, rng)
+            choice = choose_route(routes, request.path, header_of(request), request.head.method, rng,
+                                  None if gateway else policies.workload)
             if choice is None:
                 names = ", ".join(f"{r.namespace}/{r.name}" for r in routes)
                 request.fate.no_route = f"no rule of HTTPRoute {names} matches"

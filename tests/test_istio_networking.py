@@ -113,6 +113,30 @@ def test_without_headers_and_ignore_uri_case():
     assert "spec.http[0].match[0].ignoreUriCase: goes with uri" in str(refused.value)
 
 
+def test_source_labels_and_namespace_are_the_calling_sidecars():
+    from controlplane.selection import Workload
+
+    route = parse(vs([
+        {"match": [{"sourceLabels": {"app": "productpage", "version": "v2"}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {"match": [{"sourceNamespace": "canary"}], "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+        {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+    ]), "t", 0)
+
+    def subset(source: Any) -> str | None:
+        return choose_route([route], "/", lambda name: None, "GET", random.Random(0), source).subset
+
+    assert subset(Workload("bookinfo", "bookinfo-productpage", labels={"app": "productpage", "version": "v2"})) == "v2"
+    assert subset(Workload("bookinfo", "bookinfo-productpage", labels={"app": "productpage", "version": "v1"})) == "v1"
+    assert subset(Workload("canary", "tester", labels={})) == "v3"
+    assert subset(None) == "v1"  # not a sidecar's request (a gateway's): such a match never takes it
+    assert route.spec.rules[0].matches[0].describe() == "from pods app=productpage,version=v2"
+    assert route.spec.rules[1].matches[0].describe() == "from pods of canary"
+    with pytest.raises(PolicyError) as refused:  # at an Istio Gateway, Istio reads them only with gateways: [mesh] too
+        parse(vs([{"match": [{"sourceLabels": {"app": "x"}}], "route": [{"destination": {"host": "reviews"}}]}],
+                 gateways=["bookinfo-gateway"], hosts=["*"]), "t", 0)
+    assert "spec.http[0].match[0].sourceLabels: is about the callers' sidecars" in str(refused.value), str(refused.value)
+
+
 def breaker_of(doc: dict) -> Any:
     return parse(doc, "t", 0).spec.breaker
 
@@ -224,6 +248,8 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
                     {"match": [{"uri": {"prefix": "/nine"}}], "route": [{"destination": {"host": "reviews", "subset": "v9"}}]},
                     {"match": [{"uri": {"prefix": "/mirror"}}], "route": [{"destination": {"host": "reviews", "subset": "v1"}}],
                      "mirror": {"host": "reviews", "subset": "v2"}, "mirrorPercentage": {"value": 100}},
+                    {"match": [{"uri": {"prefix": "/from"}, "sourceLabels": {"app": "productpage", "version": "v2"}}],
+                     "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
                     {"match": [{"uri": {"prefix": "/loud"}, "ignoreUriCase": True, "withoutHeaders": {"end-user": {"prefix": "ja"}}}],
                      "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
                     {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}])
@@ -250,6 +276,14 @@ async def test_subsets_faults_and_a_missing_subset_through_real_sidecars(mesh: M
             assert json.loads(body)["served_by"] == "v1" and "mirrored to reviews (subset v2)" in headers["x-meshdojo-fate"], headers
             sent = 'outbound_http_route_mirror_total{backend="reviews.bookinfo.svc.cluster.local",outcome="sent",route="bookinfo/reviews#3"} 1.0'
             await until(lambda: asyncio.to_thread(client.metrics), lambda text: sent in text, "the copy to reach a pod of subset v2")
+
+            # sourceLabels: the rule is taken from a sidecar of a pod with those labels only (productpage's has app=productpage alone)
+            labelled = mesh.start_proxy("bookinfo", "productpage", port, name="productpage-v2", labels={"app": "productpage", "version": "v2"})
+            from_url = "http://reviews:9080/from/0"
+            assert {json.loads(body)["served_by"] for _, _, body in await many(session, client.outbound, from_url, 10)} == {"v1"}
+            await until(lambda: fetch(session, labelled.outbound, from_url), lambda r: r[0] == 200 and json.loads(r[2])["served_by"] == "v2",
+                        "the labelled sidecar's routes")
+            assert {json.loads(body)["served_by"] for _, _, body in await many(session, labelled.outbound, from_url, 10)} == {"v2"}
 
             # ignoreUriCase and withoutHeaders: /LOUD is /loud, and a user whose name starts with "ja" is not taken
             loud = "http://reviews:9080/LOUD/0"
