@@ -75,8 +75,9 @@ class DestinationRuleSpec:
         if self.balancer is not None:
             parts.append(f"balance {self.balancer.describe()}")
         if self.breaker is not None and self.breaker.outlier:
-            parts.append(f"eject after {self.breaker.consecutive_failures} 5xx in a row, "
-                         f"at most {self.breaker.max_ejection_percent}%")
+            after = ([f"{self.breaker.consecutive_failures} 5xx"] if self.breaker.consecutive_failures else []) + \
+                ([f"{self.breaker.gateway_failures} gateway errors"] if self.breaker.gateway_failures else [])
+            parts.append(f"eject after {' or '.join(after)} in a row, at most {self.breaker.max_ejection_percent}%")
         if self.breaker is not None and self.breaker.pool is not None:
             pool = self.breaker.pool
             parts.append(f"pool {pool.max_connections} connections, {pool.max_pending} pending")
@@ -275,9 +276,10 @@ def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: st
     if pool is not None or "outlierDetection" in policy:
         outlier = policy.get("outlierDetection", {})
         penalty = parse_duration(outlier.get("baseEjectionTime", "30s"))  # each ejection in a row doubles it, up to 300s
-        breaker = BreakerSpec(service, outlier.get("consecutive5xxErrors", 5), penalty, max(penalty, 300.0), 0.0,
-                              "outlierDetection" in policy, pool,
-                              max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT))
+        failures, gateway = outlier.get("consecutive5xxErrors", 5), outlier.get("consecutiveGatewayErrors", 0)
+        breaker = BreakerSpec(service, failures, penalty, max(penalty, 300.0), 0.0,
+                              "outlierDetection" in policy and bool(failures or gateway), pool,
+                              max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT), gateway_failures=gateway)
     return DestinationRuleSpec(service, tuple(subsets), breaker, balancer)
 
 

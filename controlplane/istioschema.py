@@ -182,7 +182,9 @@ TRAFFIC_POLICY = obj({
     "loadBalancer": LOAD_BALANCER,
     "connectionPool": replace(CONNECTION_POOL, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
     "outlierDetection": obj({
-        "consecutive5xxErrors": Int(1, 1000, "a whole number", doc="5xx answers in a row that eject a pod (5 by default)"),
+        "consecutive5xxErrors": Int(0, 1000, "a whole number", doc="5xx answers in a row that eject a pod (5 by default; 0: never)"),
+        "consecutiveGatewayErrors": Int(0, 1000, "a whole number",
+                                        doc="502, 503 and 504 answers and failed connections in a row that eject a pod (0, the default: never)"),
         "interval": Duration(doc="not read: a pod is ejected on the failure that makes the count"),
         "baseEjectionTime": Duration(doc="how long the first ejection lasts (30s by default; each one in a row doubles it)"),
         "maxEjectionPercent": Int(0, 100, "a percentage", doc="the most pods ejected at once (10 by default; one always may be)"),

@@ -49,6 +49,7 @@ class BreakerSpec:
     pool: PoolLimits | None = None
     entry: str | None = None
     max_ejection_percent: int = 100  # of the Service's endpoints ejected at once (one always may be): Istio's maxEjectionPercent
+    gateway_failures: int = 0  # Istio's consecutiveGatewayErrors: 502, 503, 504 or failed connections in a row eject too (0: not)
 
 
 @dataclass(frozen=True, slots=True)

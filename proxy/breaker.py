@@ -20,6 +20,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 @dataclass
 class Accrual:
     failures: int = 0
+    gateway_failures: int = 0  # of them, the gateway errors in a row (502, 503, 504, a failed connection)
     trips: int = 0
     open_until: float | None = None  # None: closed
     probing: bool = False
@@ -33,8 +34,10 @@ class Accrual:
 class Breaker:
     def __init__(self, consecutive_failures: int = 7, penalty: float = 1.0, max_penalty: float = 60.0, jitter: float = 0.5,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
-                 max_ejection_percent: int = 100) -> None:
+                 max_ejection_percent: int = 100, gateway_threshold: int = 0) -> None:
+        # 0: that count never trips (Istio's consecutive5xxErrors: 0; consecutiveGatewayErrors unless set)
         self.threshold, self.penalty, self.max_penalty, self.jitter = consecutive_failures, penalty, max_penalty, jitter
+        self.gateway_threshold = gateway_threshold
         self.max_ejection_percent = max_ejection_percent
         self._clock = clock
         self._rng = rng or random.Random()
@@ -76,21 +79,25 @@ class Breaker:
         if accrual.state(self._clock()) == HALF_OPEN:
             accrual.probing = True
 
-    def record(self, key: object, failure: bool) -> str | None:
-        """The outcome of a request; returns "tripped" or "closed" when the state changed."""
+    def record(self, key: object, failure: bool, gateway_error: bool = False) -> str | None:
+        """The outcome of a request (a gateway error is a failure too: 502, 503, 504 or a failed
+        connection); returns "tripped" or "closed" when the state changed."""
         accrual = self._get(key)
         was_probe = accrual.probing
         accrual.probing = False
         if not failure:
             changed = "closed" if accrual.trips else None
-            accrual.failures, accrual.trips, accrual.open_until = 0, 0, None
+            accrual.failures, accrual.gateway_failures, accrual.trips, accrual.open_until = 0, 0, 0, None
             return changed
         accrual.failures += 1
-        if was_probe or (accrual.failures >= self.threshold and self._may_eject()):
+        accrual.gateway_failures = accrual.gateway_failures + 1 if gateway_error else 0  # a 500 breaks a run of gateway errors
+        over = (self.threshold and accrual.failures >= self.threshold) or \
+            (self.gateway_threshold and accrual.gateway_failures >= self.gateway_threshold)
+        if was_probe or (over and self._may_eject()):
             accrual.trips += 1
             base = min(self.penalty * 2 ** (accrual.trips - 1), self.max_penalty)
             spread = 1 + self.jitter * (2 * self._rng.random() - 1)
             accrual.open_until = self._clock() + base * spread
-            accrual.failures = 0
+            accrual.failures = accrual.gateway_failures = 0
             return "tripped"
         return None

@@ -36,6 +36,8 @@ from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
 from proxy.subsets import subset_endpoints
 
+GATEWAY_ERRORS = frozenset((502, 503, 504))  # with a failed connection, what Istio's consecutiveGatewayErrors counts
+
 MAX_REPLAY_BYTES = 64 * 1024
 
 
@@ -309,7 +311,7 @@ class Breakers:
         current = self._breakers.get((namespace, service))
         if current is None or current[0] != spec:
             current = (spec, Breaker(spec.consecutive_failures, spec.penalty, spec.max_penalty, spec.jitter, self._clock, self._rng,
-                                     spec.max_ejection_percent))
+                                     spec.max_ejection_percent, spec.gateway_failures))
             self._breakers[(namespace, service)] = current
         return current[1]
 
@@ -347,11 +349,11 @@ def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
                 response = await inner(request)
             except ProxyError as exc:
                 if not exc.client_fault:  # a client's malformed request says nothing about the endpoint
-                    _record(br, request, service, True, metrics)
+                    _record(br, request, service, True, metrics, gateway_error=True)  # no answer: a gateway error
                 raise
             finally:
                 request.endpoints = everyone  # the next attempt chooses afresh
-            _record(br, request, service, classify(response).failure, metrics)
+            _record(br, request, service, classify(response).failure, metrics, response.status in GATEWAY_ERRORS)
             return response
 
         return handle
@@ -359,11 +361,11 @@ def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
     return layer
 
 
-def _record(br: Breaker, request: Request, service: str, failed: bool, metrics: ProxyMetrics) -> None:
+def _record(br: Breaker, request: Request, service: str, failed: bool, metrics: ProxyMetrics, gateway_error: bool = False) -> None:
     if request.endpoint is None:
         return
     key = request.endpoint.key
-    changed = br.record(key, failed)
+    changed = br.record(key, failed, gateway_error)
     if changed is not None:
         metrics.breaker_transitions.labels(fqdn(service, request.dst_namespace), changed).inc()
         request.fate.breaker = f"{changed} for {key[0]}:{key[1]}"
