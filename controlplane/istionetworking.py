@@ -46,12 +46,14 @@ class Subset:
     name: str
     labels: tuple[tuple[str, str], ...]
     balancer: LoadBalancerSpec | None = None  # its own trafficPolicy.loadBalancer
+    breaker: BreakerSpec | None = None  # its own connectionPool or outlierDetection (each over the host's)
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.labels)
 
     def describe(self) -> str:
-        return f"{self.name} ({_labels(self.labels)}{'; ' + self.balancer.describe() if self.balancer else ''})"
+        own = ([self.balancer.describe()] if self.balancer else []) + ([_breaker_words(self.breaker)] if self.breaker else [])
+        return f"{self.name} ({'; '.join([_labels(self.labels), *own])})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +76,24 @@ class DestinationRuleSpec:
         parts = [f"subsets {', '.join(s.describe() for s in self.subsets)}"] if self.subsets else []
         if self.balancer is not None:
             parts.append(f"balance {self.balancer.describe()}")
-        if self.breaker is not None and self.breaker.outlier:
-            after = ([f"{self.breaker.consecutive_failures} 5xx"] if self.breaker.consecutive_failures else []) + \
-                ([f"{self.breaker.gateway_failures} gateway errors"] if self.breaker.gateway_failures else [])
-            parts.append(f"eject after {' or '.join(after)} in a row, at most {self.breaker.max_ejection_percent}%")
-        if self.breaker is not None and self.breaker.pool is not None:
-            pool = self.breaker.pool
-            parts.append(f"pool {pool.max_connections} connections, {pool.max_pending} pending")
+        if self.breaker is not None:
+            parts.append(_breaker_words(self.breaker))
         return "; ".join(parts) or "nothing but its host"
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:
     return ",".join(f"{k}={v}" for k, v in labels)
+
+
+def _breaker_words(breaker: BreakerSpec) -> str:
+    parts = []
+    if breaker.outlier:
+        after = ([f"{breaker.consecutive_failures} 5xx"] if breaker.consecutive_failures else []) + \
+            ([f"{breaker.gateway_failures} gateway errors"] if breaker.gateway_failures else [])
+        parts.append(f"eject after {' or '.join(after)} in a row, at most {breaker.max_ejection_percent}%")
+    if breaker.pool is not None:
+        parts.append(f"pool {breaker.pool.max_connections} connections, {breaker.pool.max_pending} pending")
+    return "; ".join(parts)
 
 
 def host_service(r: FieldReader, host: str, namespace: str, field: str) -> str:
@@ -259,28 +267,30 @@ def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple
 def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> DestinationRuleSpec:
     """``spec`` checked against ``istioschema.DESTINATION_RULE``."""
     service = host_service(r, spec["host"], namespace, "spec.host")
+    policy = spec.get("trafficPolicy", {})
     subsets, seen = [], {}
     for i, raw in enumerate(spec.get("subsets", [])):
         if raw["name"] in seen:
             raise r.fail(f"spec.subsets[{i}].name", f"{raw['name']!r} is subsets[{seen[raw['name']]}]'s name already")
         seen[raw["name"]] = i
-        own = raw.get("trafficPolicy", {}).get("loadBalancer")
-        subsets.append(Subset(raw["name"], tuple(sorted(raw["labels"].items())),
-                              read_load_balancer(r, own, f"spec.subsets[{i}].trafficPolicy.loadBalancer") if own is not None else None))
-    policy = spec.get("trafficPolicy", {})
+        own = raw.get("trafficPolicy", {})  # each field it has replaces the host's (Istio's override)
+        balancer = read_load_balancer(r, own["loadBalancer"], f"spec.subsets[{i}].trafficPolicy.loadBalancer") if "loadBalancer" in own else None
+        breaker = _breaker(service, {**policy, **own}) if "connectionPool" in own or "outlierDetection" in own else None
+        subsets.append(Subset(raw["name"], tuple(sorted(raw["labels"].items())), balancer, breaker))
     balancer = read_load_balancer(r, policy["loadBalancer"], "spec.trafficPolicy.loadBalancer") if "loadBalancer" in policy else None
-    pool = None
-    if "connectionPool" in policy:
-        pool = PoolLimits.read(policy["connectionPool"])
-    breaker = None
-    if pool is not None or "outlierDetection" in policy:
-        outlier = policy.get("outlierDetection", {})
-        penalty = parse_duration(outlier.get("baseEjectionTime", "30s"))  # each ejection in a row doubles it, up to 300s
-        failures, gateway = outlier.get("consecutive5xxErrors", 5), outlier.get("consecutiveGatewayErrors", 0)
-        breaker = BreakerSpec(service, failures, penalty, max(penalty, 300.0), 0.0,
-                              "outlierDetection" in policy and bool(failures or gateway), pool,
-                              max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT), gateway_failures=gateway)
-    return DestinationRuleSpec(service, tuple(subsets), breaker, balancer)
+    return DestinationRuleSpec(service, tuple(subsets), _breaker(service, policy), balancer)
+
+
+def _breaker(service: str, policy: Mapping[str, Any]) -> BreakerSpec | None:
+    """A trafficPolicy's connectionPool and outlierDetection, as a CircuitBreaker's (None: it has neither)."""
+    if "connectionPool" not in policy and "outlierDetection" not in policy:
+        return None
+    pool = PoolLimits.read(policy["connectionPool"]) if "connectionPool" in policy else None
+    outlier = policy.get("outlierDetection", {})
+    penalty = parse_duration(outlier.get("baseEjectionTime", "30s"))  # each ejection in a row doubles it, up to 300s
+    failures, gateway = outlier.get("consecutive5xxErrors", 5), outlier.get("consecutiveGatewayErrors", 0)
+    return BreakerSpec(service, failures, penalty, max(penalty, 300.0), 0.0, "outlierDetection" in policy and bool(failures or gateway),
+                       pool, max_ejection_percent=outlier.get("maxEjectionPercent", DEFAULT_EJECTION_PERCENT), gateway_failures=gateway)
 
 
 def subset_problems(resources: list[Any]) -> list[dict[str, str]]:

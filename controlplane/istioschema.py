@@ -198,8 +198,8 @@ DESTINATION_RULE = obj({
         "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected lower-case letters, digits and '-'",
                     doc="what a VirtualService's destination.subset names"),
         "labels": Labels(doc="the host's pods with all of these labels (e.g. version: v1)"),
-        "trafficPolicy": obj({"loadBalancer": LOAD_BALANCER},
-                             doc="the subset's own: its loadBalancer (connection limits and ejection are the host's here)"),
+        "trafficPolicy": replace(TRAFFIC_POLICY, doc="the subset's own, for the requests routed to it: each field it has "
+                                                     "replaces the host's (its own pool of connections, its own ejections)"),
     }, ("name", "labels")), doc="named groups of the host's pods, by their labels"),
     "trafficPolicy": replace(TRAFFIC_POLICY, doc="how the callers' sidecars send to the host: which pod, limits, ejection"),
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),

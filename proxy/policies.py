@@ -103,6 +103,13 @@ class PolicyWatch:
         """Resources of ``kind`` in ``namespace`` that target ``service`` (sorted by name)."""
         return self._index.get((kind, namespace, service), [])
 
+    def breaker_target(self, namespace: str, service: str, subset: str | None) -> str:
+        """Whose CircuitBreaker a request to ``service`` (routed to ``subset``) counts against: the
+        subset's own (``reviews/v1``, a DestinationRule subset's trafficPolicy), else the Service's."""
+        if subset is not None and ("CircuitBreaker", namespace, f"{service}/{subset}") in self._index:
+            return f"{service}/{subset}"
+        return service
+
     def described(self) -> dict[str, dict]:
         """Per inbound kind in force here: the policies (most specific first), the level each
         applies at, what each does in a word (an AuthorizationPolicy's action), any tie."""
@@ -189,6 +196,10 @@ class PolicyWatch:
             breaker = getattr(resource.spec, "breaker", None) if resource.kind == "DestinationRule" else None
             if breaker is not None:  # its trafficPolicy is a CircuitBreaker's work (the DestinationRule's name on it)
                 index.setdefault(("CircuitBreaker", resource.namespace, resource.target), []).append(replace(resource, spec=breaker))
+            for subset in resource.spec.subsets if resource.kind == "DestinationRule" else ():  # type: ignore[union-attr]
+                if subset.breaker is not None:  # a subset's own, for the requests routed to it (breaker_target)
+                    index.setdefault(("CircuitBreaker", resource.namespace, f"{resource.target}/{subset.name}"), []).append(
+                        replace(resource, spec=subset.breaker))
         # a route, circuit breaker or retry budget whose parent (target) is a ServiceEntry shapes the requests to each
         # of its hosts (egress labels them with the host)
         hosts = {(r.namespace, r.name): r.spec.hosts for r, _ in entries if enforced_kind(r.kind) == "ServiceEntry"}  # type: ignore[attr-defined]

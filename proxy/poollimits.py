@@ -70,13 +70,13 @@ class Limiters:
     """One Limiter per destination service with a CircuitBreaker ``connectionPool``."""
 
     def __init__(self, policies: PolicyWatch) -> None:
-        self._policies = policies
+        self.policies = policies
         self._limiters: dict[tuple[str, str], Limiter] = {}
 
     def get(self, namespace: str, service: str) -> Limiter | None:
-        if "CircuitBreaker" not in self._policies.kinds:
+        if "CircuitBreaker" not in self.policies.kinds:
             return None
-        found = self._policies.find("CircuitBreaker", namespace, service)
+        found = self.policies.find("CircuitBreaker", namespace, service)
         spec: BreakerSpec | None = found[0].spec if found else None  # type: ignore[assignment]
         if spec is None or spec.pool is None:
             self._limiters.pop((namespace, service), None)
@@ -111,14 +111,16 @@ def pool_limits(limiters: Limiters, metrics: ProxyMetrics) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             service = request.fate.backend or request.dst_service
-            limiter = limiters.get(request.dst_namespace, service)
+            subset = request.fate.subset  # a DestinationRule subset with its own connectionPool has its own limiter
+            limiter_target = service if subset is None else limiters.policies.breaker_target(request.dst_namespace, service, subset)
+            limiter = limiters.get(request.dst_namespace, limiter_target)
             if limiter is None:
                 return await inner(request)
             try:
                 await limiter.acquire()
             except PoolOverflow:
-                request.fate.pool = (f"overflow: {limiter.active} in flight, {limiter.pending} pending "
-                                     f"(connectionPool of {service}.{request.dst_namespace})")
+                request.fate.pool = (f"overflow: {limiter.active} in flight, {limiter.pending} pending (connectionPool of "
+                                     f"{service}.{request.dst_namespace}{f' (subset {subset})' if limiter_target != service else ''})")
                 metrics.pool_overflow.labels(fqdn(service, request.dst_namespace)).inc()
                 raise
             released = False

@@ -297,7 +297,11 @@ class Breakers:
         self._rng = rng or random.Random()
         self._breakers: dict[tuple[str, str], tuple[BreakerSpec, Breaker]] = {}
 
+    def target(self, namespace: str, service: str, subset: str | None) -> str:
+        return self._policies.breaker_target(namespace, service, subset) if subset is not None else service
+
     def get(self, namespace: str, service: str) -> Breaker | None:
+        """``service``: a Service's name, or ``name/subset`` for a subset with its own (see ``target``)."""
         if "CircuitBreaker" not in self._policies.kinds:
             return None
         found = self._policies.find("CircuitBreaker", namespace, service)
@@ -321,15 +325,23 @@ class Breakers:
 
     def states(self) -> dict[str, dict[str, str]]:
         # a ServiceEntry's host (always dotted, never a Service's name) is its own name
-        return {svc if "." in svc else fqdn(svc, ns): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints}
-                for (ns, svc), (_s, b) in self._breakers.items()}
+        return {_named(ns, svc): {f"{k[0]}:{k[1]}": b.state(k) for k in b.endpoints} for (ns, svc), (_s, b) in self._breakers.items()}
+
+
+def _named(namespace: str, target: str) -> str:
+    """A breaker's name: a ServiceEntry's host as is (dotted, never a Service's name), a Service's
+    FQDN, and a subset's own after it: ``reviews.bookinfo.svc.cluster.local (subset v1)``."""
+    if "." in target:
+        return target
+    service, _, subset = target.partition("/")
+    return fqdn(service, namespace) + (f" (subset {subset})" if subset else "")
 
 
 def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             service = request.fate.backend or request.dst_service
-            br = breakers.get(request.dst_namespace, service)
+            br = breakers.get(request.dst_namespace, breakers.target(request.dst_namespace, service, request.fate.subset))
             if br is None:
                 return await inner(request)
             everyone = request.endpoints

@@ -5,6 +5,7 @@ the run) — read, described, counted by the breaker, and through real sidecars:
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -44,7 +45,9 @@ def test_gateway_errors_in_a_row_eject_and_a_500_breaks_the_run():
 
 
 async def _answering(status: int, name: str) -> tuple[web.AppRunner, int]:
-    async def handle(_request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
+        if "delay_ms" in request.query:
+            await asyncio.sleep(int(request.query["delay_ms"]) / 1000)
         return web.json_response({"served_by": name}, status=status)
 
     app = web.Application()
@@ -83,6 +86,37 @@ async def test_a_pod_answering_503_is_ejected_and_one_answering_500_is_not(mesh:
             assert sorted(set(after)) == [(200, "good"), (500, "broken")], after  # 500s are not gateway errors: it stays
             assert 'outbound_http_breaker_transitions_total{service="reviews.bookinfo.svc.cluster.local",transition="tripped"} 1.0' \
                 in client.metrics()
+
+            # a subset's own outlierDetection, for the requests routed to it; the host has none now, so the 503 pod is back there
+            apply(mesh, {**dr({}), "spec": {"host": "reviews", "subsets": [
+                {"name": "all", "labels": {"app": "reviews"},
+                 "trafficPolicy": {"outlierDetection": {"consecutiveGatewayErrors": 2, "maxEjectionPercent": 100, "baseEjectionTime": "5m"}}}]}},
+                  {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "reviews", "namespace": "bookinfo"},
+                   "spec": {"hosts": ["reviews"], "http": [{"match": [{"uri": {"prefix": "/sub"}}],
+                                                            "route": [{"destination": {"host": "reviews", "subset": "all"}}]},
+                                                           {"route": [{"destination": {"host": "reviews"}}]}]}})
+            await until(lambda: served(6), lambda got: (503, "unavailable") in got, "the host's ejection to end with its outlierDetection")
+            url = "http://reviews:9080/sub/0"
+            await until(lambda: fetch(session, client.outbound, url, headers={"x-meshdojo-debug": "1"}),
+                        lambda r: "subset=all" in r[1].get("x-meshdojo-fate", ""), "the VirtualService")
+            await served(9)
+            assert (503, "unavailable") not in await served(12)  # ejected from the subset
+            url = "http://reviews:9080/reviews/0"
+            assert (503, "unavailable") in await served(6)  # and not from the host
+            assert 'service="reviews.bookinfo.svc.cluster.local (subset all)",state="open"' in client.metrics()  # its own breaker
+
+            # a subset's own connectionPool: one request at a time to its pods, none waiting; the host's requests are not limited
+            apply(mesh, {**dr({}), "spec": {"host": "reviews", "subsets": [
+                {"name": "all", "labels": {"app": "reviews"}, "trafficPolicy": {"connectionPool": {
+                    "tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 0}}}}]}})
+            slow = "http://reviews:9080/sub/0?delay_ms=300"
+            debug = {"x-meshdojo-debug": "1"}
+            at_once = await until(lambda: asyncio.gather(*(fetch(session, client.outbound, slow, headers=debug) for _ in range(3))),
+                                  lambda got: any(status == 503 for status, _, _ in got), "the subset's connectionPool")
+            fates = [headers.get("x-meshdojo-fate", "") for status, headers, _ in at_once if status == 503]
+            assert "pool=overflow" in fates[0] and "connectionPool of reviews.bookinfo (subset all)" in fates[0], fates
+            host = await asyncio.gather(*(fetch(session, client.outbound, "http://reviews:9080/reviews/0?delay_ms=300") for _ in range(3)))
+            assert 503 not in [status for status, _, body in host if "unavailable" not in body], host
     finally:
         for runner in runners:
             await runner.cleanup()
