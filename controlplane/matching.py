@@ -51,6 +51,15 @@ class ValueMatch:
         return f"{self.name}{'~' if self.regex else '='}{self.value}"
 
 
+def cookie_value(cookies: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header (``a=1; session=TOKEN``)."""
+    for pair in (cookies or "").split(";"):
+        key, sep, value = pair.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
+
+
 def query_param(path: str, name: str) -> str | None:
     """The first value of query parameter ``name`` in ``path`` (None if it has none)."""
     query = path.partition("?")[2]

@@ -21,9 +21,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl
 
 from controlplane.loadbalancing import HashKey, LoadBalancerSpec
+from controlplane.matching import cookie_value, query_param
 from proxy.balancer import P2cBalancer
 
 T = TypeVar("T")
@@ -62,14 +62,6 @@ class RequestKeys:
     local: str  # and its local one
 
 
-def cookie_value(cookie_header: str | None, name: str) -> str | None:
-    for part in (cookie_header or "").split(";"):
-        key, sep, value = part.strip().partition("=")
-        if sep and key == name:
-            return value.strip().strip('"')
-    return None
-
-
 def hash_input(key: HashKey, keys: RequestKeys) -> tuple[str | None, str | None]:
     """The text to hash for this request (None: it has no such key) and, for a cookie the sidecar
     is to set, the cookie's new value."""
@@ -82,8 +74,7 @@ def hash_input(key: HashKey, keys: RequestKeys) -> tuple[str | None, str | None]
             return value, value
         return value, None
     if key.query is not None:
-        query = keys.path.partition("?")[2]
-        return next((v for k, v in parse_qsl(query, keep_blank_values=True) if k == key.query), None), None
+        return query_param(keys.path, key.query), None
     return keys.peer.rpartition(":")[0] or None, None
 
 

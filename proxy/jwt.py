@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from controlplane.authzrules import JwtAuth
-from controlplane.matching import query_param
+from controlplane.matching import cookie_value, query_param
 from controlplane.requestauthn import JwtRule, TokenLocation
 
 CLOCK_SKEW = 60.0  # seconds, as Envoy's jwt_authn
@@ -139,15 +139,6 @@ class JwtChecker:
             if value:
                 return value, location
         return None
-
-
-def cookie_value(cookies: str | None, name: str) -> str | None:
-    """The value of cookie ``name`` in a ``Cookie`` header (``a=1; session=TOKEN``)."""
-    for pair in (cookies or "").split(";"):
-        key, sep, value = pair.strip().partition("=")
-        if sep and key == name:
-            return value.strip().strip('"')
-    return None
 
 
 def without_cookie(cookies: bytes, name: str) -> bytes:
