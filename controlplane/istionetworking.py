@@ -194,7 +194,25 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
 
 def _destination(r: FieldReader, d: Mapping[str, Any], where: str, namespace: str, count: int) -> Backend:
     service = host_service(r, d["destination"]["host"], namespace, f"{where}.destination.host")
-    return Backend(service, d.get("weight", 100 if count == 1 else 0), d["destination"].get("subset"))
+    edits = _header_edits(r, d.get("headers", {}), f"{where}.headers")
+    return Backend(service, d.get("weight", 100 if count == 1 else 0), d["destination"].get("subset"), edits.get("request"),
+                   edits.get("response"))
+
+
+def _header_edits(r: FieldReader, headers: Mapping[str, Any], where: str) -> dict[str, routefilters.HeaderEdits]:
+    """Istio's ``headers`` (``request``/``response``: ``set``, ``add``, ``remove``), as Gateway API's header modifiers."""
+    edits = {}
+    for side in ("request", "response"):
+        if side in headers:
+            ops = headers[side]
+            for op in ("set", "add"):
+                for name in ops.get(op, {}):
+                    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                        raise r.fail(f"{where}.{side}.{op}.{name}", "expected a header name (letters, digits and !#$%&'*+.^_`|~-)")
+            as_lists = {op: [{"name": k, "value": v} for k, v in ops[op].items()] for op in ("set", "add") if op in ops}
+            edits[side] = routefilters.header_edits(r, {**as_lists, **({"remove": ops["remove"]} if "remove" in ops else {})},
+                                                    f"{where}.{side}")
+    return edits
 
 
 def _retries(r: FieldReader, spec: Mapping[str, Any], where: str) -> tuple[Retry | None, float | None]:
@@ -225,19 +243,7 @@ def _fault(r: FieldReader, spec: Mapping[str, Any], where: str) -> RuleFault:
 def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple[RequestMatch, ...],
              namespace: str) -> routefilters.RouteFilters | None:
     """mirror, headers, rewrite and redirect, as the Gateway API filters that do the same."""
-    headers = rule.get("headers", {})
-    edits = {}
-    for side in ("request", "response"):
-        if side in headers:
-            ops = headers[side]
-            for op in ("set", "add"):
-                for name in ops.get(op, {}):
-                    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
-                        raise r.fail(f"{where}.headers.{side}.{op}.{name}", "expected a header name (letters, digits and "
-                                                                            "!#$%&'*+.^_`|~-)")
-            as_lists = {op: [{"name": k, "value": v} for k, v in ops[op].items()] for op in ("set", "add") if op in ops}
-            edits[side] = routefilters.header_edits(r, {**as_lists, **({"remove": ops["remove"]} if "remove" in ops else {})},
-                                                    f"{where}.headers.{side}")
+    edits = _header_edits(r, rule.get("headers", {}), f"{where}.headers")
     mirrors = ()
     if "mirror" in rule:
         service = host_service(r, rule["mirror"]["host"], namespace, f"{where}.mirror.host")

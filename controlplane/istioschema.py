@@ -92,6 +92,9 @@ HTTP_ROUTE = obj({
     "route": ListOf(obj({
         "destination": DESTINATION,
         "weight": Int(0, 100, "a percentage", doc="its share of the rule's requests (the weights add up to 100)"),
+        "headers": obj({"request": replace(HEADER_OPERATIONS, doc="the request's, when it goes to this destination"),
+                        "response": replace(HEADER_OPERATIONS, doc="this destination's response's, before the caller gets it")},
+                       doc="change the headers of the requests this destination gets, or of its responses (after the rule's)"),
     }, ("destination",)), non_empty=True, hint="expected a non-empty list of {destination, weight}",
         doc="where the rule sends its requests, split by weight"),
     "redirect": obj({

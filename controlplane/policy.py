@@ -53,7 +53,7 @@ from controlplane.matching import PathMatch, RequestMatch, read_match
 from controlplane.policyschema import GATEWAY_API, GATEWAY_GROUP, POLICY_API, TARGET_KINDS
 from controlplane.requestauthn import RequestAuthnSpec
 from controlplane.resiliencespecs import BreakerSpec, BudgetSpec, PoolLimits, RateLimitSpec
-from controlplane.routefilters import parse_filters
+from controlplane.routefilters import backend_filters, parse_filters
 from controlplane.routeschema import METHODS, PATH_TYPES
 from controlplane.routespec import Backend, ParentGateway, Retry, RouteRule, RouteSpec
 from controlplane.schema import CORE_GROUPS, check
@@ -293,7 +293,9 @@ def _route(r: _Reader, spec: dict[str, Any], linkerd: routeannotations.RouteAnno
     for i, rule in enumerate(spec.get("rules", [{}])):
         where = f"spec.rules[{i}]"
         matches = tuple(read_match(r, m, f"{where}.matches[{j}]") for j, m in enumerate(rule.get("matches", [])))
-        backends = tuple(Backend(b["name"], b.get("weight", 1)) for b in rule.get("backendRefs", []))
+        backends = tuple(Backend(b["name"], b.get("weight", 1), None,
+                                 *backend_filters(r, b.get("filters", []), f"{where}.backendRefs[{j}]"))
+                         for j, b in enumerate(rule.get("backendRefs", [])))
         if backends and not any(b.weight for b in backends):
             raise r.fail(f"{where}.backendRefs", "at least one backend needs a weight above 0")
         timeouts = rule.get("timeouts", {})

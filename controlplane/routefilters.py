@@ -146,6 +146,17 @@ def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any,
                         found.get("RequestRedirect"), found.get("URLRewrite"))
 
 
+def backend_filters(r: FieldReader, raw: list[dict[str, Any]], where: str) -> tuple[HeaderEdits | None, HeaderEdits | None]:
+    """A backendRef's ``filters``: (its RequestHeaderModifier, its ResponseHeaderModifier). The
+    other types act on the whole rule: they belong in the rule's filters."""
+    for j, f in enumerate(raw):
+        if f["type"] not in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+            raise r.fail(f"{where}.filters[{j}].type", f"{f['type']}: a backendRef's filters here edit headers only "
+                                                      "(RequestHeaderModifier, ResponseHeaderModifier); put it in the rule's filters")
+    filters = parse_filters(r, raw, (), True, where)
+    return filters.request_headers, filters.response_headers
+
+
 def header_edits(r: FieldReader, spec: dict[str, Any], where: str) -> HeaderEdits:
     named: dict[str, str] = {}
     lists: dict[str, list[tuple[bytes, bytes]]] = {"set": [], "add": []}

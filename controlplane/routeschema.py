@@ -114,6 +114,9 @@ HTTP_ROUTE = obj({
             "weight": Int(0, MANY, "a whole number", doc="its share of the requests, against the others' weights (1 by default)"),
             "kind": Str(enum=("Service",), doc="Service"), "group": Str(allow_empty=True, doc='""'),
             "namespace": Str(doc="must be left out: a Service of the route's namespace"),
+            "filters": ListOf(FILTER, hint="expected a list of filters, each {type: ..., <its field>: ...}",
+                              doc="RequestHeaderModifier and ResponseHeaderModifier for the requests sent to this backend "
+                                  "(after the rule's)"),
         }, ("name",)), doc="where the rule sends its requests, split by weight (left out: the parent Service itself)"),
         "filters": ListOf(FILTER, hint="expected a list of filters, each {type: ..., <its field>: ...}",
                           doc="what the rule does to a request besides sending it, in order"),

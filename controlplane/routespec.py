@@ -13,7 +13,7 @@ from typing import Any
 from controlplane import routeannotations
 from controlplane.durations import format_duration
 from controlplane.matching import RequestMatch
-from controlplane.routefilters import RouteFilters
+from controlplane.routefilters import HeaderEdits, RouteFilters
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,9 @@ class Backend:
     service: str
     weight: int
     subset: str | None = None  # Istio's: the pods of a DestinationRule's subset of the Service (None: all of them)
+    # the requests sent to this backend, and their answers: a backendRef's header filters (Istio: a destination's headers)
+    request_headers: HeaderEdits | None = None
+    response_headers: HeaderEdits | None = None
 
     def describe(self) -> str:
         return f"{self.service}/{self.subset}" if self.subset else self.service
@@ -86,6 +89,10 @@ class RouteRule:
             matches += f" [{self.filters.describe()}]"
         if self.fault is not None:
             matches += f" [{self.fault.describe()}]"
+        for b in self.backends:  # a backend's own header edits
+            edits = [f"{side} headers: {e.describe()}" for side, e in (("request", b.request_headers), ("response", b.response_headers)) if e]
+            if edits:
+                matches += f" [{b.describe()}: {'; '.join(edits)}]"
         return matches
 
 

@@ -22,6 +22,7 @@ class RouteChoice:
     rule: RouteRule
     backend: str | None  # service name; None: the parent service itself
     subset: str | None = None  # Istio's: a DestinationRule's subset of that service
+    chosen: Backend | None = None  # the backend itself (its own header edits)
 
 
 def choose_route(routes: Sequence[Resource], path: str, header: Header, method: str, rng: random.Random,
@@ -35,7 +36,7 @@ def choose_route(routes: Sequence[Resource], path: str, header: Header, method: 
             if rule.matches_request(path, header, method, source):
                 backend = pick_backend(rule, rng)
                 return RouteChoice(f"{resource.namespace}/{resource.name}#{i}", rule, backend and backend.service,
-                                   backend and backend.subset)
+                                   backend and backend.subset, backend)
     return None
 
 

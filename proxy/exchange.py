@@ -11,6 +11,7 @@ from typing import Protocol
 from controlplane.authzrules import JwtAuth
 from controlplane.policy import RouteRule
 from controlplane.protocol import Endpoint
+from controlplane.routespec import Backend
 from proxy.fate import Fate
 from proxy.http1 import Headers, HttpConnection, RequestHead
 
@@ -133,6 +134,7 @@ class Request:
     endpoints: Sequence[Endpoint] = ()
     endpoint: Endpoint | None = None
     rule: RouteRule | None = None  # the HTTPRoute rule that matched, if any
+    backend: Backend | None = None  # and the backend it chose (its own header edits)
     max_requests_per_connection: int = 0  # connectionPool.http.maxRequestsPerConnection (0: no limit)
     origin_sni: str | None = None  # egress over TLS the sidecar originates (a BackendTLSPolicy): the server's name
     asked_for: str | None = None  # at an ingress gateway's route: the host[:port] the client sent (a redirect keeps it)

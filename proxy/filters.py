@@ -23,6 +23,7 @@ from typing import Any
 
 from controlplane.protocol import fqdn
 from controlplane.routefilters import Mirror, PathEdit, Redirect, RouteFilters
+from controlplane.routespec import Backend
 from proxy.discovery import Discovery
 from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response, header_of
 from proxy.fate import Fate
@@ -155,10 +156,13 @@ class Mirrors:
 def route_filters(mirrors: Mirrors) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
-            rule = request.rule
+            rule, backend = request.rule, request.backend
+            send = inner
+            if backend is not None and (backend.request_headers or backend.response_headers):  # the chosen backend's own edits
+                send = backend_headers(backend, inner)
             filters: RouteFilters | None = rule.filters if rule is not None else None
             if filters is None:
-                return await inner(request)
+                return await send(request)
             assert rule is not None
             done: list[str] = []
             prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
@@ -176,11 +180,31 @@ def route_filters(mirrors: Mirrors) -> Layer:
             if filters.mirrors:
                 done += await _mirror(mirrors, filters, request, rule.request_timeout)
             request.fate.filters = "; ".join(done) or None
-            return _edit_response(filters, await inner(request))
+            return _edit_response(filters, await send(request))
 
         return handle
 
     return layer
+
+
+def backend_headers(backend: Backend, inner: Handler) -> Handler:
+    """A backendRef's header filters (Istio: a destination's ``headers``), after the rule's: on the
+    request sent to that backend, and on its answer."""
+
+    async def handle(request: Request) -> Response:
+        done = []
+        if backend.request_headers is not None:
+            request.head.headers = backend.request_headers.apply(request.head.headers)
+            done.append(f"request headers for {backend.describe()}: {backend.request_headers.describe()}")
+        if backend.response_headers is not None:
+            done.append(f"response headers from {backend.describe()}: {backend.response_headers.describe()}")
+        request.fate.filters = "; ".join([*([request.fate.filters] if request.fate.filters else []), *done])
+        response = await inner(request)
+        if backend.response_headers is not None and response.error is None:
+            response.headers = backend.response_headers.apply(response.headers)
+        return response
+
+    return handle
 
 
 def _prefix(filters: RouteFilters, request: Request) -> str | None:

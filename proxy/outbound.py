@@ -134,7 +134,8 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
                 raise traffic.NoRoute(f"no rule of the routes attached to this gateway{over} ({names}) matches "
                                       f"{request.head.method} {request.path} (host {host}): at a Gateway, only what a route matches gets in")
             gateway_route, choice = chosen
-            request.rule, request.fate.route, request.fate.backend = choice.rule, choice.route, choice.backend
+            request.rule, request.backend, request.fate.route, request.fate.backend = choice.rule, choice.chosen, choice.route, choice.backend
+            request.fate.subset = choice.subset  # a VirtualService's destination at an Istio Gateway: a DestinationRule's subset
             # a redirect-only rule answers in its filter: the front service is only there to be resolved on the way
             request.authority = f"{choice.backend}.{gateway_route.route.namespace}" if choice.backend else front
             return await inner(request)

@@ -96,7 +96,7 @@ def route(policies: PolicyWatch, rng: random.Random, gateway: bool = False) -> L
                 request.fate.no_route = f"no rule of HTTPRoute {names} matches"
                 raise NoRoute(f"no rule of HTTPRoute {names} matches {request.head.method} {request.path} "
                               f"(once a route is attached to a service, unmatched requests get 404)")
-            request.rule = choice.rule
+            request.rule, request.backend = choice.rule, choice.chosen
             request.fate.route = choice.route
             request.fate.backend = choice.backend or request.dst_service
             request.fate.subset = choice.subset

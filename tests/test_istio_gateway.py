@@ -124,7 +124,7 @@ async def test_istios_ingress_task_with_its_own_apis_at_a_real_gateway(mesh: Mes
     (httpbin_port, httpbin_seen), _other = two_apps
     httpbin = mesh.start_proxy("foo", "httpbin", httpbin_port, name="httpbin")
     edge = mesh.start_gateway("foo", "httpbin.foo:8000")
-    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"), labels={"app": "httpbin"})
     url = f"http://127.0.0.1:{edge.ports['outbound']}"
     async with aiohttp.ClientSession() as session:
 
@@ -145,3 +145,14 @@ async def test_istios_ingress_task_with_its_own_apis_at_a_real_gateway(mesh: Mes
         status, body = mesh.call("DELETE", "/v1/policies/VirtualService/foo/httpbin")
         assert status == 200, body
         await until(lambda: call("/headers", host="anything"), lambda r: r[0] == 200, "the front service back")
+
+        # a destination's subset and its own headers, at the gateway: the DestinationRule's subset, the edits on the way
+        apply(mesh, {"apiVersion": NETWORKING, "kind": "DestinationRule", "metadata": {"name": "httpbin", "namespace": "foo"},
+                     "spec": {"host": "httpbin", "subsets": [{"name": "v1", "labels": {"app": "httpbin"}}]}},
+              bound("httpbin", "httpbin.example.com", [{"route": [{"destination": {"host": "httpbin", "subset": "v1"},
+                                                                   "headers": {"request": {"set": {"x-from-gateway": "yes"}},
+                                                                               "response": {"set": {"x-answered-by": "httpbin-v1"}}}}]}]))
+        await until(lambda: call("/anything"), lambda r: "subset=v1" in r[1], "the subset at the gateway")
+        async with session.get(url + "/anything", headers={"host": "httpbin.example.com", "x-meshdojo-debug": "1"}) as rsp:
+            assert rsp.status == 200 and rsp.headers["x-answered-by"] == "httpbin-v1", dict(rsp.headers)
+            assert "request headers for httpbin/v1: set x-from-gateway: yes" in rsp.headers["x-meshdojo-fate"], dict(rsp.headers)
