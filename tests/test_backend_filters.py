@@ -11,10 +11,9 @@ import aiohttp
 import pytest
 
 from controlplane.policy import PolicyError, parse
-from tests.apps import start_echo_app
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Mesh
 from tests.test_faults_e2e import until
-from tests.test_traffic_e2e import apply, doc, fetch, many
+from tests.test_traffic_e2e import apply, doc, fetch, many, reviews_versions
 
 
 def split(v1_filters: list | None = None) -> dict:
@@ -47,15 +46,7 @@ def test_backend_filters_are_read_shown_and_refused_by_field():
 
 
 async def test_each_backend_edits_its_own_requests_and_answers_through_a_real_sidecar(mesh: Mesh):
-    runners = []
-    try:
-        for version in ("v1", "v3"):
-            runner, port = await start_echo_app(version)
-            runners.append(runner)
-            proxy = mesh.start_proxy("bookinfo", "reviews", port, name=f"reviews-{version}")
-            mesh.register("bookinfo", f"reviews-{version}", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
-            mesh.register("bookinfo", "reviews", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
-        client = mesh.start_proxy("bookinfo", "productpage", port, name="productpage")
+    async with reviews_versions(mesh, "v1", "v3") as client:
         apply(mesh, split())
         url = "http://reviews:9080/reviews/0"
         async with aiohttp.ClientSession() as session:
@@ -68,6 +59,3 @@ async def test_each_backend_edits_its_own_requests_and_answers_through_a_real_si
                                         lambda r: r[1].get("x-version") == "v1", "an answer from v1")
             assert "request headers for reviews-v1: remove x-secret; response headers from reviews-v1: set x-version: v1" \
                 in headers["x-meshdojo-fate"], headers
-    finally:
-        for runner in runners:
-            await runner.cleanup()

@@ -4,15 +4,16 @@ split, DENY denies while others pass, MeshTLS flips, timeouts, rate limits and b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
 from tests.apps import start_echo_app
-from tests.meshkit import Mesh, spiffe
+from tests.meshkit import Mesh, ProxyProc, spiffe
 from tests.test_faults_e2e import until
 from tests.test_mesh import _free_port, _plaintext_get
 
@@ -111,16 +112,26 @@ async def test_deny_gives_403_while_other_callers_keep_working(emoji_mesh, echo_
         await until(lambda: fetch(session, client.outbound, "http://emoji/"), lambda r: r[0] == 200, "the DENY to go")
 
 
-async def test_a_50_50_split_within_tolerance(mesh: Mesh):
+@contextlib.asynccontextmanager
+async def reviews_versions(mesh: Mesh, *versions: str) -> AsyncIterator[ProxyProc]:
+    """A reviews pod per version, each an echo app behind its sidecar, each a Service of its own
+    (reviews-v1 ...) and all of them behind reviews; yields productpage's sidecar, the caller."""
     runners = []
     try:
-        for version in ("v1", "v3"):
+        for version in versions:
             runner, port = await start_echo_app(version)
             runners.append(runner)
             proxy = mesh.start_proxy("bookinfo", "reviews", port, name=f"reviews-{version}")
             mesh.register("bookinfo", f"reviews-{version}", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
             mesh.register("bookinfo", "reviews", version, proxy.ports["inbound"], spiffe("bookinfo", "reviews"))
-        client = mesh.start_proxy("bookinfo", "productpage", port, name="productpage")
+        yield mesh.start_proxy("bookinfo", "productpage", port, name="productpage")
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_a_50_50_split_within_tolerance(mesh: Mesh):
+    async with reviews_versions(mesh, "v1", "v3") as client:
         apply(mesh, doc("HTTPRoute", "reviews-split", {"parentRefs": [{"kind": "Service", "name": "reviews"}], "rules": [
             {"matches": [{"headers": [{"name": "end-user", "value": "jason"}]}], "backendRefs": [{"name": "reviews-v3"}]},
             {"backendRefs": [{"name": "reviews-v1", "weight": 50}, {"name": "reviews-v3", "weight": 50}]}]}, ns="bookinfo"))
@@ -137,9 +148,6 @@ async def test_a_50_50_split_within_tolerance(mesh: Mesh):
             status, headers, body = await until(lambda: fetch(session, client.outbound, "http://reviews:9080/other"),
                                                 lambda r: r[0] == 404, "unmatched requests to get 404")
             assert headers["x-meshdojo-error"] == "no_route" and "no rule of HTTPRoute bookinfo/reviews-split" in body
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 async def test_meshtls_permissive_and_back_to_strict(emoji_mesh):
