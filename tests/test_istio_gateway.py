@@ -156,3 +156,9 @@ async def test_istios_ingress_task_with_its_own_apis_at_a_real_gateway(mesh: Mes
         async with session.get(url + "/anything", headers={"host": "httpbin.example.com", "x-meshdojo-debug": "1"}) as rsp:
             assert rsp.status == 200 and rsp.headers["x-answered-by"] == "httpbin-v1", dict(rsp.headers)
             assert "request headers for httpbin/v1: set x-from-gateway: yes" in rsp.headers["x-meshdojo-fate"], dict(rsp.headers)
+
+        # a rule's fault at the gateway: injected there, before the destination (Istio's gateway is a caller's proxy too)
+        apply(mesh, bound("httpbin", "httpbin.example.com", [{"fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
+                                                              "route": [{"destination": {"host": "httpbin", "subset": "v1"}}]}]))
+        status, fate = await until(lambda: call("/anything"), lambda r: r[0] == 418, "the fault at the gateway")
+        assert "fault=abort 418 by VirtualService foo/httpbin#0" in fate, fate
