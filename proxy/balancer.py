@@ -83,9 +83,12 @@ class P2cBalancer(Generic[T]):
             raise IndexError("no endpoints to pick from")
         if len(endpoints) == 1:
             return endpoints[0]
-        i = self._rng.randrange(len(endpoints))
-        j = self._rng.randrange(len(endpoints) - 1)
-        if j >= i:
-            j += 1
-        a, b = endpoints[i], endpoints[j]
+        a, b = draw_two(self._rng, endpoints)
         return a if self.load(key(a)).cost() <= self.load(key(b)).cost() else b
+
+
+def draw_two(rng: random.Random, endpoints: Sequence[T]) -> tuple[T, T]:
+    """Two distinct endpoints at random (at least two are given): the power of two choices' draw."""
+    i = rng.randrange(len(endpoints))
+    j = rng.randrange(len(endpoints) - 1)
+    return endpoints[i], endpoints[j + (j >= i)]

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from controlplane.loadbalancing import HashKey, LoadBalancerSpec
 from controlplane.matching import cookie_value, query_param
-from proxy.balancer import P2cBalancer
+from proxy.balancer import P2cBalancer, draw_two
 
 T = TypeVar("T")
 RING_CACHE = 64  # hash rings kept (one per endpoint set and size); more are built again when asked
@@ -116,9 +116,7 @@ class Picker(Generic[T]):
             self._turns[turn] = at % len(endpoints)
             return endpoints[at % len(endpoints)]
         if spec.algorithm == "LEAST_REQUEST":
-            i = self.rng.randrange(len(endpoints))
-            j = self.rng.randrange(len(endpoints) - 1)
-            a, b = endpoints[i], endpoints[j + (j >= i)]
+            a, b = draw_two(self.rng, endpoints)
             return a if self.p2c.load(key(a)).pending <= self.p2c.load(key(b)).pending else b
         if spec.algorithm == "HASH" and hashed is not None:
             return endpoints[self.ring([_name(key(e)) for e in endpoints], spec.ring_size).owner(hash64(hashed))]

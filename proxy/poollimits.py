@@ -29,8 +29,9 @@ class PoolOverflow(ProxyError):
 
 
 class Limiter:
-    def __init__(self, limits: PoolLimits) -> None:
+    def __init__(self, limits: PoolLimits, subset: str | None = None) -> None:
         self.limits = limits
+        self.subset = subset  # a DestinationRule subset's own pool (None: the Service's)
         self.active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -70,20 +71,22 @@ class Limiters:
     """One Limiter per destination service with a CircuitBreaker ``connectionPool``."""
 
     def __init__(self, policies: PolicyWatch) -> None:
-        self.policies = policies
+        self._policies = policies
         self._limiters: dict[tuple[str, str], Limiter] = {}
 
-    def get(self, namespace: str, service: str) -> Limiter | None:
-        if "CircuitBreaker" not in self.policies.kinds:
+    def get(self, namespace: str, service: str, subset: str | None = None) -> Limiter | None:
+        """The pool of ``service``'s requests, or of those routed to ``subset`` if it has its own."""
+        if "CircuitBreaker" not in self._policies.kinds:
             return None
-        found = self.policies.find("CircuitBreaker", namespace, service)
+        target = self._policies.breaker_target(namespace, service, subset)  # reviews, or reviews/v1
+        found = self._policies.find("CircuitBreaker", namespace, target)
         spec: BreakerSpec | None = found[0].spec if found else None  # type: ignore[assignment]
         if spec is None or spec.pool is None:
-            self._limiters.pop((namespace, service), None)
+            self._limiters.pop((namespace, target), None)
             return None
-        current = self._limiters.get((namespace, service))
+        current = self._limiters.get((namespace, target))
         if current is None or current.limits != spec.pool:
-            current = self._limiters[(namespace, service)] = Limiter(spec.pool)
+            current = self._limiters[(namespace, target)] = Limiter(spec.pool, subset if target != service else None)
         return current
 
 
@@ -111,16 +114,14 @@ def pool_limits(limiters: Limiters, metrics: ProxyMetrics) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             service = request.fate.backend or request.dst_service
-            subset = request.fate.subset  # a DestinationRule subset with its own connectionPool has its own limiter
-            limiter_target = service if subset is None else limiters.policies.breaker_target(request.dst_namespace, service, subset)
-            limiter = limiters.get(request.dst_namespace, limiter_target)
+            limiter = limiters.get(request.dst_namespace, service, request.fate.subset)
             if limiter is None:
                 return await inner(request)
             try:
                 await limiter.acquire()
             except PoolOverflow:
                 request.fate.pool = (f"overflow: {limiter.active} in flight, {limiter.pending} pending (connectionPool of "
-                                     f"{service}.{request.dst_namespace}{f' (subset {subset})' if limiter_target != service else ''})")
+                                     f"{service}.{request.dst_namespace}{f' (subset {limiter.subset})' if limiter.subset else ''})")
                 metrics.pool_overflow.labels(fqdn(service, request.dst_namespace)).inc()
                 raise
             released = False

@@ -297,13 +297,11 @@ class Breakers:
         self._rng = rng or random.Random()
         self._breakers: dict[tuple[str, str], tuple[BreakerSpec, Breaker]] = {}
 
-    def target(self, namespace: str, service: str, subset: str | None) -> str:
-        return self._policies.breaker_target(namespace, service, subset) if subset is not None else service
-
-    def get(self, namespace: str, service: str) -> Breaker | None:
-        """``service``: a Service's name, or ``name/subset`` for a subset with its own (see ``target``)."""
+    def get(self, namespace: str, service: str, subset: str | None = None) -> Breaker | None:
+        """The breaker of ``service``'s requests, or of those routed to ``subset`` if it has its own."""
         if "CircuitBreaker" not in self._policies.kinds:
             return None
+        service = self._policies.breaker_target(namespace, service, subset)  # reviews, or reviews/v1
         found = self._policies.find("CircuitBreaker", namespace, service)
         if not found:
             self._breakers.pop((namespace, service), None)
@@ -341,7 +339,7 @@ def breaker(breakers: Breakers, metrics: ProxyMetrics) -> Layer:
     def layer(inner: Handler) -> Handler:
         async def handle(request: Request) -> Response:
             service = request.fate.backend or request.dst_service
-            br = breakers.get(request.dst_namespace, breakers.target(request.dst_namespace, service, request.fate.subset))
+            br = breakers.get(request.dst_namespace, service, request.fate.subset)
             if br is None:
                 return await inner(request)
             everyone = request.endpoints
