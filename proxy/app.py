@@ -15,6 +15,7 @@ from prometheus_client import disable_created_metrics
 
 from controlplane.selection import Workload
 from controlplane.statefiles import write_json
+from proxy.acceptor import listening_socket
 from proxy.accesslog import access_log, access_logger, chosen_format
 from proxy.admin import build_admin
 from proxy.config import ProxyConfig
@@ -116,9 +117,10 @@ class Proxy:
                                 lambda provider, outcome, n: self.metrics.spans_exported.labels(provider, outcome).inc(n))
         self.tasks.supervise(exporter.run, name="tracing:export")
         self.loads.outbound = outbound  # POST /load on the admin port: meshdojo load --from, on a cluster
-        self._outbound_server = await loop.create_server(
-            lambda: _Downstream(self, outbound, self.outbound_state), self.config.outbound_address, self.config.outbound_port
-        )
+        # bound here, as the inbound and admin listeners are: create_server(host, port) would resolve the address in
+        # the event loop's thread pool first, and once a sidecar waited on that forever and never became ready
+        listening = listening_socket(self.config.outbound_address, self.config.outbound_port)
+        self._outbound_server = await loop.create_server(lambda: _Downstream(self, outbound, self.outbound_state), sock=listening)
         self.ports["outbound"] = self._outbound_server.sockets[0].getsockname()[1]
         if self.certificates is not None:  # a gateway's TLS port: the same request path, for the routes of HTTPS listeners
             self.tasks.supervise(self.certificates.run, name="gateway:certificates")
@@ -262,10 +264,25 @@ async def serve(config: ProxyConfig) -> None:
     proxy = Proxy(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    this = asyncio.current_task()
+    assert this is not None
+
+    def on_signal() -> None:  # SIGTERM while starting (a bootstrap waiting on a control plane, say) stops it there
+        if not stop.is_set() and not proxy.ready:
+            this.cancel()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await proxy.start()
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        this.uncancel()
+        log.info("stopped before it was ready")
+        await proxy.stop()
+        return
     except BaseException:
         await proxy.stop()
         raise

@@ -17,6 +17,10 @@ from sandbox.ports import accepting
 from sandbox.processes import Child, spawn
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+# a proxy that has not listened this long after it started is stuck, and killed (a kubelet's
+# failed startupProbe): its bootstrap gives up after 30 s by itself, so this is well past it,
+# and inside the 90 s `meshdojo up` waits
+STARTUP_DEADLINE = 40.0
 # a ready app's port is probed this often (a kubelet's readinessProbe periodSeconds); one not
 # ready yet at every round, so that `up` sees it the moment it listens
 READY_PROBE_PERIOD = 2.0

@@ -64,6 +64,15 @@ def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
         log.close()
 
 
+def kill_group(proc: Child, wait: float = 2.0) -> None:
+    """SIGKILL the child's process group, and wait up to ``wait`` for its exit to be seen."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def stop_group(proc: Child, grace: float = 5.0) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace``."""
     if proc.poll() is None:

@@ -32,6 +32,7 @@ from sandbox.instances import (
     BACKOFF_MAX,
     BACKOFF_START,
     GATEWAYS,
+    STARTUP_DEADLINE,
     Instance,
     Proc,
     ReadinessProbe,
@@ -43,7 +44,7 @@ from sandbox.localstatus import status_document
 from sandbox.manifests import Demo, Deployment, ManifestError, expand, load_demo
 from sandbox.paths import SandboxPaths
 from sandbox.ports import accepting, free_port
-from sandbox.processes import pid_alive, stop_groups
+from sandbox.processes import kill_group, pid_alive, stop_groups
 
 log = logging.getLogger("meshdojo.supervisor")
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo-apps"
@@ -71,8 +72,10 @@ def _mtime(path: Path) -> int | None:
 
 
 class Supervisor:
-    def __init__(self, paths: SandboxPaths, demos: list[Demo], cert_lifetime: str) -> None:
+    def __init__(self, paths: SandboxPaths, demos: list[Demo], cert_lifetime: str,
+                 startup_deadline: float = STARTUP_DEADLINE) -> None:
         self.paths = paths
+        self.startup_deadline = startup_deadline  # a sidecar not ready this long after it started is killed
         self.demos = demos
         self.cert_lifetime = cert_lifetime
         self.cp: Proc | None = None
@@ -308,6 +311,7 @@ class Supervisor:
                     proc.backoff = min(proc.backoff * 2, BACKOFF_MAX)
             if inst.proxy is not None and inst.proxy.pid and not self._proxy_ready(inst):
                 inst.ready = False
+                self._kill_if_stuck(inst.proxy, f"{inst.name}'s sidecar", now)
                 continue
             app_answers = inst.deployment.container.port is None or inst.app_probe.look(inst.app_port, now, inst.ready)
             app_ok = inst.app is not None and inst.app.pid is not None and app_answers
@@ -331,6 +335,8 @@ class Supervisor:
                 file = self.paths.root / "run" / f"{name}-ingress.ports"
                 if file.exists():
                     self.gateways[name] = (proc, json.loads(file.read_text()), title)
+                else:
+                    self._kill_if_stuck(proc, f"{name}-ingress", now)
             elif name not in self._gateways_registered:
                 service = GATEWAYS[name][0]
                 namespace = next(s.namespace for d in self.demos if d.name == name for s in d.services if s.name == service)
@@ -350,6 +356,15 @@ class Supervisor:
         if targets != self._targets:
             self._targets = targets
             registration.write_prometheus_targets(self.paths.root, targets)
+
+    def _kill_if_stuck(self, proc: Proc, what: str, now: float) -> None:
+        """A proxy still not listening ``startup_deadline`` after it started is stuck (its own
+        bootstrap gives up well before): it is killed, as a kubelet kills a container whose
+        startupProbe fails, and the next round restarts it as it restarts any exit."""
+        if proc.popen is not None and proc.pid is not None and now - proc.started_at > self.startup_deadline:
+            log.warning("%s is not ready %.0fs after it started (pid %d, its log: %s); killing it, to be started again",
+                        what, now - proc.started_at, proc.pid, proc.log)
+            kill_group(proc.popen)
 
     def _proxy_ready(self, inst: Instance) -> bool:
         if not inst.ports:

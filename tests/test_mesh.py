@@ -298,6 +298,35 @@ async def test_sigterm_drains_requests_in_flight(mesh: Mesh, echo_port: int):
     wait_until(lambda: client.proc.poll() is not None, 5, "proxy exit")
 
 
+def test_sigterm_while_bootstrapping_stops_the_proxy_there(mesh: Mesh, tmp_path):
+    """A sidecar waiting on its control plane (here one that takes the connection and never
+    answers) stops at SIGTERM and exits 0, rather than after its bootstrap gives up (30 s) with
+    an error. A supervisor that gives up on a stuck sidecar needs it."""
+    import sys
+
+    from sandbox.processes import spawn
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(20)
+    token = tmp_path / "token"
+    token.write_text(mesh.token("emojivoto", "web"))
+    token.chmod(0o600)
+    log = tmp_path / "proxy.log"
+    proc = spawn([sys.executable, "-m", "proxy", "--controlplane", f"https://127.0.0.1:{silent.getsockname()[1]}",
+                  "--trust-anchor", str(mesh.anchor), "--namespace", "emojivoto", "--service-account", "web",
+                  "--token-file", str(token), "--app-port", "1", "--ports-file", str(tmp_path / "ports")], log)
+    try:
+        conn, _ = silent.accept()  # it is asking for its certificate now, and will get no answer
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+        assert "stopped before it was ready" in log.read_text() and not (tmp_path / "ports").exists()
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        silent.close()
+
+
 async def test_unmeshed_endpoints_are_reached_in_plaintext_and_labelled(mesh: Mesh, echo_port: int):
     client = mesh.start_proxy("emojivoto", "web", echo_port, name="web")
     mesh.register("emojivoto", "legacy", "legacy-0", echo_port, None)  # the app itself, no sidecar

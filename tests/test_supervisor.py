@@ -90,6 +90,43 @@ def test_an_app_whose_port_another_process_took_is_relaunched_on_fresh_ports(tmp
             supervisor.stop()
 
 
+def test_a_sidecar_stuck_in_its_start_is_killed_and_started_again(tmp_path, monkeypatch, caplog):
+    """A sidecar that never becomes ready (seen once: one waited forever before it listened,
+    and `meshdojo up` with it) is killed after the startup deadline, as a kubelet kills a
+    container whose startupProbe fails, and started again. Here it is stopped by SIGSTOP."""
+    import logging
+    import os
+    import signal
+
+    from sandbox.manifests import load_demo
+    from sandbox.paths import SandboxPaths
+    from sandbox.supervisor import Supervisor
+
+    manifests = one_deployment(tmp_path, "stuck", ["python", "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"])
+    monkeypatch.setenv("MESHDOJO_HOME", str(tmp_path / "home"))
+    supervisor = Supervisor(SandboxPaths.for_name("stuck"), [load_demo(manifests)], "24h", startup_deadline=5)
+    caplog.set_level(logging.WARNING, "meshdojo.supervisor")
+    try:
+        supervisor.start()
+        sidecar = supervisor.instances[0].proxy
+        assert sidecar is not None and sidecar.pid is not None
+        stuck = sidecar.pid
+        os.kill(stuck, signal.SIGSTOP)
+
+        def settled():
+            supervisor.tick()
+            return supervisor.ready
+
+        wait_until(settled, 60, "the stuck sidecar to be replaced and the instance ready")
+        (workload,) = supervisor.status()["workloads"]
+        assert workload["ready"] and workload["restarts"] >= 1
+        assert supervisor.instances[0].proxy is not None and supervisor.instances[0].proxy.pid != stuck
+        assert any("stuck-0's sidecar is not ready" in r.getMessage() and "killing it" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        supervisor.stop()
+
+
 def test_an_app_is_probed_at_every_round_until_ready_then_once_per_period():
     """Like a kubelet's readinessProbe: a ready app's port is not connected to twice a second
     (each probe costs a demo app a thread), but one that is not ready is probed at every round."""
