@@ -43,6 +43,7 @@ class Listener:
     protocol: str = "HTTP"  # or HTTPS: TLS terminated at the gateway with the certificate of a Secret
     certificates: tuple[str, ...] = ()  # HTTPS: the Secrets (kubernetes.io/tls, in the Gateway's namespace) it serves
     mode: str = "SIMPLE"  # HTTPS: one of TERMINATE_MODES
+    https_redirect: bool = False  # HTTP: its requests are answered 301 to https:// (an Istio Gateway server's httpsRedirect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,7 @@ class GatewayRoute:
     hostnames: tuple[str, ...]  # the hosts it serves there; (): any
     protocol: str = "HTTP"  # the listeners it is attached to: HTTP (the plain port) or HTTPS (the TLS port)
     parent_kind: str = "Gateway"  # or Istio's Gateway (the route a VirtualService); or Ingress: a rule of one (controlplane/ingress.py)
+    https_redirect: bool = False  # taken by HTTP listeners that send every request to https:// (Istio's httpsRedirect)
 
     def rank(self, host: str) -> tuple[int, int] | None:
         """How specifically this route's hosts match ``host`` (higher first), or None: not at all.
@@ -190,21 +192,23 @@ def attached(resources: Iterable[Any], namespace: str) -> tuple[GatewayRoute, ..
     """The routes the ingress gateway of ``namespace`` serves: for each Gateway there, the
     HTTPRoutes whose parent is that Gateway and that one of its listeners takes (by name,
     port, the route's namespace and a host both accept) — once for its HTTP listeners and once
-    for its HTTPS ones, which the gateway serves on ports of their own. Routes in name order."""
+    for its HTTPS ones, which the gateway serves on ports of their own (and once for the HTTP
+    listeners that send everything to HTTPS, an Istio Gateway's httpsRedirect). Routes in name
+    order, a redirecting one before another of the same route."""
     resources = list(resources)
     found = []
     for gateway in _gateways(resources, namespace):
         for route in routes_on(resources, gateway):
-            for protocol in ("HTTP", "HTTPS"):
-                shared = [h for listener in gateway.spec.listeners
-                          if listener.protocol == protocol and (h := takes(listener, route, namespace)) is not None]
+            for protocol, redirect in (("HTTP", True), ("HTTP", False), ("HTTPS", False)):
+                shared = [h for listener in gateway.spec.listeners if listener.protocol == protocol
+                          and listener.https_redirect == redirect and (h := takes(listener, route, namespace)) is not None]
                 if shared:
                     any_host = any(not h for h in shared)
                     found.append(GatewayRoute(route, f"{namespace}/{gateway.name}",
                                               () if any_host else tuple(dict.fromkeys(x for h in shared for x in h)), protocol,
-                                              gateway.kind))
+                                              gateway.kind, redirect))
     found += ingress_routes(resources, namespace)
-    return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name, g.protocol)))
+    return tuple(sorted(found, key=lambda g: (g.route.namespace, g.route.name, g.protocol, not g.https_redirect)))
 
 
 def _ingresses(resources: Iterable[Any], namespace: str) -> list[Any]:

@@ -6,7 +6,9 @@ each server's host is a listener (``*``: any host), on the gateway's HTTP or HTT
 the TLS Secret its ``credentialName`` names. As Gateway API's, it is served by the ingress
 gateway of its namespace (``meshdojo up`` starts one per demo), whatever its ``selector`` says
 (``istio: ingressgateway`` in Istio's docs). A VirtualService whose ``gateways`` name it is its
-route, for the host the VirtualService names and the server accepts. Pure.
+route, for the hosts the VirtualService names and the server accepts. An HTTP server with
+``tls.httpsRedirect`` answers its requests with 301 to ``https://`` (the same host and path),
+before any rule is matched, as Envoy's ``require_tls`` does. Pure.
 
     apiVersion: networking.istio.io/v1
     kind: Gateway
@@ -37,9 +39,10 @@ def read_gateway(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Gat
         if protocol not in ("HTTP", "HTTPS"):
             why = ("TLS passthrough is not served here" if protocol == "TLS" else "the gateways forward HTTP/1.1 requests only")
             raise r.fail(f"{where}.port.protocol", f"{protocol!r}: {why}; use HTTP, or HTTPS with tls.credentialName")
-        if tls.get("httpsRedirect"):
-            raise r.fail(f"{where}.tls.httpsRedirect", "not here: send http:// to https:// with a Gateway API HTTPRoute's "
-                                                       "RequestRedirect filter (scheme: https) on the Gateway's HTTP listener")
+        redirect = bool(tls.get("httpsRedirect"))
+        if redirect and protocol != "HTTP":
+            raise r.fail(f"{where}.tls.httpsRedirect", "is an HTTP server's (port 80): it sends that server's plain requests "
+                                                       "to https://; this server is HTTPS already")
         certificates, mode = _tls(r, where, protocol, tls)
         for j, host in enumerate(server["hosts"]):
             scope, _, name = host.rpartition("/")
@@ -51,7 +54,7 @@ def read_gateway(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> Gat
             if any(other.name == listener_name for other in listeners):
                 raise r.fail(f"{where}.name", f"{listener_name!r} names another server too: each needs its own name")
             listeners.append(Listener(listener_name, server["port"]["number"], None if name == "*" else name,
-                                      "Same" if scope in (".", namespace) else "All", protocol, certificates, mode))
+                                      "Same" if scope in (".", namespace) else "All", protocol, certificates, mode, redirect))
     return GatewaySpec("istio", tuple(listeners))
 
 
@@ -82,11 +85,12 @@ def bound_gateway(r: FieldReader, gateways: list[str], namespace: str) -> Parent
     return ParentGateway(gateway_namespace or namespace, name, None, None)
 
 
-def gateway_hosts(r: FieldReader, host: str) -> tuple[str, ...]:
-    """A gateway VirtualService's host as a route's hostnames (``*``: any host)."""
-    if host == "*":
-        return ()
-    labels = host.removeprefix("*.").split(".")
-    if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() and label == label.lower() for label in labels):
-        raise r.fail("spec.hosts[0]", f"{host!r}: on a gateway, the host clients ask for (bookinfo.example.com, *.example.com, or *)")
-    return (host,)
+def gateway_hosts(r: FieldReader, hosts: list[str]) -> tuple[str, ...]:
+    """A gateway VirtualService's hosts as a route's hostnames (``*`` among them: any host)."""
+    for i, host in enumerate(hosts):
+        labels = host.removeprefix("*.").split(".")
+        if host != "*" and not all(label and len(label) <= 63 and label.replace("-", "").isalnum() and label == label.lower()
+                                   for label in labels):
+            raise r.fail(f"spec.hosts[{i}]", f"{host!r}: on a gateway, a host clients ask for (bookinfo.example.com, "
+                                             "*.example.com, or *)")
+    return () if "*" in hosts else tuple(dict.fromkeys(hosts))

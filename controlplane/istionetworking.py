@@ -126,7 +126,10 @@ def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str
                         raise r.fail(f"spec.http[{i}].match[{j}].{field}", "is about the callers' sidecars, and this VirtualService "
                                      "is an Istio Gateway's (Istio: its gateways must include mesh for it): write it in a "
                                      "VirtualService of the mesh")
-        return RouteSpec(None, rules, gateway=gateway, hostnames=istiogateway.gateway_hosts(r, spec["hosts"][0]))
+        return RouteSpec(None, rules, gateway=gateway, hostnames=istiogateway.gateway_hosts(r, spec["hosts"]))
+    if len(spec["hosts"]) > 1:
+        raise r.fail("spec.hosts[1]", "the sidecars' routes are one Service's: write one VirtualService for each Service "
+                                      "(several hosts are a VirtualService's bound to an Istio Gateway, by its gateways)")
     return RouteSpec(host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]"), rules)
 
 

@@ -134,10 +134,10 @@ HTTP_ROUTE = obj({
 }, doc="a rule: the requests it takes and where they go")
 
 VIRTUAL_SERVICE = obj({
-    "hosts": ListOf(HOST, non_empty=True, max_items=1,
-                    hint="expected exactly one host: the Service whose traffic these rules route (one VirtualService per Service), "
-                         "or on a gateway the host its clients ask for",
-                    doc="the one Service whose traffic these rules route; on a gateway, the host its clients ask for (* for any)"),
+    "hosts": ListOf(HOST, non_empty=True,
+                    hint="expected a list of hosts: the one Service whose traffic these rules route (one VirtualService per "
+                         "Service), or on a gateway the hosts its clients ask for",
+                    doc="the one Service whose traffic these rules route; on a gateway, the hosts its clients ask for (* for any)"),
     "gateways": ListOf(Str(pattern=r"^(mesh|([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?)$",
                            hint="expected mesh, or an Istio Gateway by name (bookinfo-gateway) or NAMESPACE/NAME",
                            doc="mesh, or one Istio Gateway (NAME or NAMESPACE/NAME)"), max_items=1,
@@ -242,7 +242,7 @@ ISTIO_GATEWAY_SPEC = obj({
                         doc="SIMPLE: the server's certificate; MUTUAL: clients must present one the Secret's ca.crt signed"),
             "credentialName": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a Secret's name",
                                   doc="the kubernetes.io/tls Secret (in the Gateway's namespace) with its certificate"),
-            "httpsRedirect": Bool(doc="not here: a Gateway API RequestRedirect route does it"),
+            "httpsRedirect": Bool(doc="an HTTP server's: its requests are answered 301 to https:// (the same host and path)"),
         }, doc="an HTTPS server's TLS"),
     }, ("port", "hosts")), non_empty=True, hint="expected a non-empty list of servers", doc="the ports, hosts and TLS it serves"),
 }, ("servers",))

@@ -171,7 +171,8 @@ class Proxy:
                          "callers": self.policies.callers(), "calls": self.policies.shaping(self._called()),
                          "outbound": dict(zip(("mode", "by"), self.policies.outbound_mode(), strict=True)),
                          "gatewayRoutes": [{"route": f"{g.route.namespace}/{g.route.name}", "gateway": g.gateway,
-                                            "kind": g.parent_kind, "hosts": list(g.hostnames), "protocol": g.protocol}
+                                            "kind": g.parent_kind, "hosts": list(g.hostnames), "protocol": g.protocol,
+                                            "httpsRedirect": g.https_redirect}
                                            for g in self.policies.gateway_routes]
                          if self.config.gateway is not None else [],
                          "gatewayTls": [{"gateway": item.gateway, "kind": item.parent_kind, "hostname": item.hostname,

@@ -19,16 +19,30 @@ from proxy.decisions import RouteChoice, choose_route
 from proxy.exchange import Request, header_of
 
 
+def ranked(routes: tuple[GatewayRoute, ...], host: str) -> list[GatewayRoute]:
+    """The routes for ``host``, the most specific host match first (then in the order given)."""
+    found = sorted(((rank, i, gr) for i, gr in enumerate(routes) if (rank := gr.rank(host)) is not None),
+                   key=lambda item: (-item[0][0], -item[0][1], item[1]))
+    return [gateway_route for _rank, _i, gateway_route in found]
+
+
 def choose(routes: tuple[GatewayRoute, ...], host: str, request: Request,
            rng: random.Random) -> tuple[GatewayRoute, RouteChoice] | None:
     """(the route, its rule and backend) for a request to ``host``, or None: no rule matches."""
-    ranked = sorted(((rank, i, gr) for i, gr in enumerate(routes) if (rank := gr.rank(host)) is not None),
-                    key=lambda item: (-item[0][0], -item[0][1], item[1]))
-    for _rank, _i, gateway_route in ranked:
+    for gateway_route in ranked(routes, host):
         choice = choose_route([gateway_route.route], request.path, header_of(request), request.head.method, rng)
         if choice is not None:
             return gateway_route, choice
     return None
+
+
+def sent_to_https(routes: tuple[GatewayRoute, ...], host: str) -> GatewayRoute | None:
+    """The route through whose server a plain request to ``host`` is sent to https:// (an Istio
+    Gateway server's httpsRedirect), or None: when the most specific route for the host came by
+    such a server, every request for it is redirected before any rule is matched, as Envoy's
+    ``require_tls`` redirects a virtual host's."""
+    first = next(iter(ranked(routes, host)), None)
+    return first if first is not None and first.https_redirect else None
 
 
 def asked_for(request: Request) -> str:

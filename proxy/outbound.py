@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 from controlplane.names import split_authority
 from controlplane.protocol import Endpoint
+from controlplane.routefilters import Redirect
 from proxy import traffic
 from proxy.access import at_the_edge
 from proxy.accesslog import access_log, chosen_format
@@ -46,9 +47,9 @@ from proxy.discovery import Discovery
 from proxy.egress import entry_targets, leaves_the_mesh, outside_the_mesh
 from proxy.endpoint import exchange
 from proxy.errors import BadRequest, ConnectFailed, NoEndpoints, ProxyError, UnknownService
-from proxy.exchange import Handler, Layer, Request, Response, header_of
-from proxy.filters import Mirrors, route_filters
-from proxy.gatewayroutes import asked_for, choose, host_of
+from proxy.exchange import EMPTY, Handler, Layer, Request, Response, header_of
+from proxy.filters import Mirrors, redirect_location, route_filters
+from proxy.gatewayroutes import asked_for, choose, host_of, sent_to_https
 from proxy.layers import FateLog, count_attempts, errors, record_fate, record_metrics
 from proxy.metrics import ProxyMetrics
 from proxy.policies import PolicyWatch
@@ -58,6 +59,8 @@ from proxy.requestid import request_id
 from proxy.tap import TapHub
 from proxy.tasks import TaskSet
 from proxy.tracing import SpanLog, trace_layer
+
+TO_HTTPS = Redirect(301, scheme="https")  # an Istio Gateway server's httpsRedirect: the same host and path, port 443
 
 
 def parse_target(request: Request) -> None:
@@ -125,6 +128,11 @@ def gateway_target(front: str, policies: PolicyWatch, rng: random.Random) -> Lay
             routes = tuple(r for r in policies.gateway_routes if (r.protocol == "HTTPS") == secure)
             request.asked_for = asked_for(request)
             host = host_of(request.asked_for)
+            if not secure and (redirecting := sent_to_https(routes, host)) is not None:  # Istio's httpsRedirect
+                location = redirect_location(TO_HTTPS, request.asked_for, request.path, None)
+                request.fate.route = f"{redirecting.route.namespace}/{redirecting.route.name}"
+                request.fate.filters = f"redirect 301 to {location} (httpsRedirect of a server of {redirecting.gateway})"
+                return Response(301, [(b"location", location.encode("latin-1"))], EMPTY)
             chosen = choose(routes, host, request, rng)
             if chosen is None:
                 names = ", ".join(dict.fromkeys(f"Ingress {r.gateway}" if r.parent_kind == "Ingress"  # or a VirtualService

@@ -141,7 +141,9 @@ def lines(entry: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
             (f"HTTPRoute {r['route']} on Gateway {r['gateway']}" if r.get("kind", "Gateway") == "Gateway"
              else f"VirtualService {r['route']} on Istio's Gateway {r['gateway']}" if r["kind"] == ISTIO_GATEWAY
              else f"Ingress {r['gateway']} as route {r['route']}")
-            + f" ({', '.join(r['hosts']) or 'any host'}" + (", HTTPS)" if r.get("protocol") == "HTTPS" else ")") for r in routes)
+            + f" ({', '.join(r['hosts']) or 'any host'}" + (", HTTPS)" if r.get("protocol") == "HTTPS"
+                                                            else ", sent to https:// by its server)" if r.get("httpsRedirect")
+                                                            else ")") for r in routes)
             if routes else f"no route attached to a Gateway of {w['namespace']}: everything goes to {config['gateway']}"))
         tls = policies.get("gatewayTls") or []
         if tls:  # its HTTPS listeners: the certificate each server name gets, on the TLS port

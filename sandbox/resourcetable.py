@@ -119,8 +119,10 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
     if kind == "Gateway":
         return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
     if kind == ISTIO_GATEWAY:
-        protocols = sorted({str((s.get("port") or {}).get("protocol")) for s in spec.get("servers") or [] if isinstance(s, dict)})
-        return f"{'/'.join(protocols)}, served by the namespace's ingress gateway"
+        servers = [s for s in spec.get("servers") or [] if isinstance(s, dict)]
+        protocols = sorted({str((s.get("port") or {}).get("protocol")) for s in servers})
+        redirects = any(isinstance(s.get("tls"), dict) and s["tls"].get("httpsRedirect") for s in servers)
+        return f"{'/'.join(protocols)}{' (HTTP sent to HTTPS)' if redirects else ''}, served by the namespace's ingress gateway"
     if kind == "Ingress":  # as kubectl's PORTS: 80, and 443 with tls
         ports = "80, 443" if spec.get("tls") else "80"
         return f"class {spec.get('ingressClassName') or (annotations or {}).get('kubernetes.io/ingress.class')}, ports {ports}, " \

@@ -83,13 +83,18 @@ def test_servers_hosts_and_tls_as_listeners():
      "required for HTTPS"),
     (istio_gateway([{**http_server("*"), "port": {"number": 443, "protocol": "HTTPS"}, "tls": {"mode": "ISTIO_MUTUAL"}}]),
      "spec.servers[0].tls.mode", "'ISTIO_MUTUAL': the gateways end TLS themselves here"),
-    (istio_gateway([http_server("*", tls={"httpsRedirect": True})]), "spec.servers[0].tls.httpsRedirect", "RequestRedirect filter"),
+    (istio_gateway([{**http_server("*"), "port": {"number": 443, "protocol": "HTTPS"},
+                     "tls": {"httpsRedirect": True, "credentialName": "c"}}]), "spec.servers[0].tls.httpsRedirect",
+     "is an HTTP server's (port 80)"),
+    (bound("x", "*", [{"route": [{"destination": {"host": "httpbin"}}]}]) | {"spec": {
+        "hosts": ["a.example.com", "B"], "gateways": ["g"], "http": [{"route": [{"destination": {"host": "httpbin"}}]}]}},
+     "spec.hosts[1]", "on a gateway, a host clients ask for"),
     (istio_gateway([http_server("bar/httpbin.example.com")]), "spec.servers[0].hosts[0]", "only VirtualServices of this namespace"),
     (istio_gateway([http_server("*"), http_server("*.example.com")]), "spec.servers[1].name", "'http' names another server too"),
     (istio_gateway([http_server("HTTPBIN")]), "spec.servers[0].hosts[0]", "expected a host"),
     (bound("x", "*", [{"route": [{"destination": {"host": "httpbin"}}]}], ["mesh", "httpbin-gateway"]), "spec.gateways",
      "expected one entry"),
-    (bound("x", "not a host", [{"route": [{"destination": {"host": "httpbin"}}]}]), "spec.hosts[0]", "on a gateway, the host clients ask for"),
+    (bound("x", "not a host", [{"route": [{"destination": {"host": "httpbin"}}]}]), "spec.hosts[0]", "on a gateway, a host clients ask for"),
     (bound("x", "*", [{"route": [{"destination": {"host": "httpbin"}}]}], ["Bad_Name"]), "spec.gateways[0]", "expected mesh, or an Istio Gateway"),
 ])
 def test_refusals_name_the_field(doc, field, words):
@@ -162,3 +167,70 @@ async def test_istios_ingress_task_with_its_own_apis_at_a_real_gateway(mesh: Mes
                                                               "route": [{"destination": {"host": "httpbin", "subset": "v1"}}]}]))
         status, fate = await until(lambda: call("/anything"), lambda r: r[0] == 418, "the fault at the gateway")
         assert "fault=abort 418 by VirtualService foo/httpbin#0" in fate, fate
+
+
+def test_https_redirect_and_several_hosts_as_listeners_and_routes():
+    """Istio's Gateway reference's example: an HTTP server with tls.httpsRedirect for two hosts,
+    and a VirtualService for both: its route on the HTTP port is marked to send them to https://;
+    on the HTTPS port it is served."""
+    gateway, service = read(
+        istio_gateway([http_server("uk.bookinfo.com", "eu.bookinfo.com", tls={"httpsRedirect": True}),
+                       {"port": {"number": 443, "name": "https-443", "protocol": "HTTPS"}, "hosts": ["uk.bookinfo.com", "eu.bookinfo.com"],
+                        "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-secret"}}]),
+        {**bound("bookinfo", "uk.bookinfo.com", [{"route": [{"destination": {"host": "productpage"}}]}]),
+         "spec": {"hosts": ["uk.bookinfo.com", "eu.bookinfo.com"], "gateways": ["httpbin-gateway"],
+                  "http": [{"route": [{"destination": {"host": "productpage"}}]}]}})
+    assert [(ls.name, ls.hostname, ls.protocol, ls.https_redirect) for ls in gateway.spec.listeners] == [
+        ("http-0", "uk.bookinfo.com", "HTTP", True), ("http-1", "eu.bookinfo.com", "HTTP", True),
+        ("https-443-0", "uk.bookinfo.com", "HTTPS", False), ("https-443-1", "eu.bookinfo.com", "HTTPS", False)]
+    assert service.spec.hostnames == ("uk.bookinfo.com", "eu.bookinfo.com")
+    assert [(g.protocol, g.hostnames, g.https_redirect) for g in attached([gateway, service], "foo")] == [
+        ("HTTP", ("uk.bookinfo.com", "eu.bookinfo.com"), True), ("HTTPS", ("uk.bookinfo.com", "eu.bookinfo.com"), False)]
+    rows = table([{"document": d, "expiresAt": None} for d in (istio_gateway([http_server("*", tls={"httpsRedirect": True})]),)])
+    assert rows[1][4] == "HTTP (HTTP sent to HTTPS), served by the namespace's ingress gateway"
+
+
+async def test_https_redirect_at_a_real_gateway(mesh: Mesh, two_apps):  # noqa: F811
+    """The reference's example at a real gateway: a plain request for either host is answered
+    301 to https:// with its host and path, before any rule (a path no rule has is redirected
+    too, as Envoy's require_tls does), and the fate says why; over TLS both hosts are served by
+    the one VirtualService; a host neither server takes is a 404."""
+    from tests.examplecerts import ca_pem, example_ca, https_get, server_cert
+    from tests.test_gateway_tls_e2e import secret, served
+
+    (httpbin_port, httpbin_seen), _other = two_apps
+    httpbin = mesh.start_proxy("foo", "httpbin", httpbin_port, name="httpbin")
+    edge = mesh.start_gateway("foo", "httpbin.foo:8000", "--https-port", "0")
+    mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"), labels={"app": "httpbin"})
+    example = example_ca()
+    assert mesh.call("POST", "/v1/secrets", {"document": secret("bookinfo-secret", server_cert(example, "*.bookinfo.com"))})[0] == 200
+    apply(mesh, istio_gateway([
+        http_server("uk.bookinfo.com", "eu.bookinfo.com", tls={"httpsRedirect": True}),
+        {"port": {"number": 443, "name": "https-443", "protocol": "HTTPS"}, "hosts": ["uk.bookinfo.com", "eu.bookinfo.com"],
+         "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-secret"}}]),
+        {**bound("bookinfo", "uk.bookinfo.com", []),
+         "spec": {"hosts": ["uk.bookinfo.com", "eu.bookinfo.com"], "gateways": ["httpbin-gateway"],
+                  "http": [{"match": [{"uri": {"prefix": "/status"}}], "route": [{"destination": {"host": "httpbin"}}]}]}})
+    url = f"http://127.0.0.1:{edge.ports['outbound']}"
+    async with aiohttp.ClientSession() as session:
+
+        async def call(path: str, host: str) -> tuple[int, str, str]:
+            async with session.get(url + path, headers={"host": host, "x-meshdojo-debug": "1"}, allow_redirects=False) as rsp:
+                return rsp.status, rsp.headers.get("location", ""), rsp.headers.get("x-meshdojo-fate", "")
+
+        status, location, fate = await until(lambda: call("/status/200", "uk.bookinfo.com"), lambda r: r[0] == 301,
+                                             "the Gateway's httpsRedirect at the gateway")
+        assert location == "https://uk.bookinfo.com/status/200", location
+        reached = len(httpbin_seen)  # (the front service's, until the Gateway and its VirtualService reached the gateway)
+        assert "redirect 301 to https://uk.bookinfo.com/status/200 (httpsRedirect of a server of foo/httpbin-gateway)" in fate, fate
+        assert (await call("/nothing/routes/this?x=1", "eu.bookinfo.com"))[:2] == (301, "https://eu.bookinfo.com/nothing/routes/this?x=1")
+        assert (await call("/status/200", "other.example.com"))[0] == 404
+    assert len(httpbin_seen) == reached  # nothing plain got through since
+    cadata = ca_pem(example)
+    for host in ("uk.bookinfo.com", "eu.bookinfo.com"):
+        status, headers, _, _ = await until(lambda host=host: served(edge.ports["https"], host, "/status/200", cadata),
+                                            lambda r: r is not None and r[0] == 200, f"{host} over TLS")
+        assert "route=foo/bookinfo#0, backend=httpbin" in headers["x-meshdojo-fate"], headers
+    assert (await https_get(edge.ports["https"], "uk.bookinfo.com", "/headers", cadata))[0] == 404  # over TLS, the rules decide
+    described = edge.config()["policies"]["gatewayRoutes"]
+    assert [(r["protocol"], r["httpsRedirect"]) for r in described] == [("HTTP", True), ("HTTPS", False)]

@@ -169,7 +169,8 @@ def test_at_most_max_ejection_percent_of_the_endpoints_are_out_and_one_always_ma
 @pytest.mark.parametrize("doc, field, words", [
     (vs([{"route": [{"destination": {"host": "reviews"}}]}], gateways=["bookinfo-gateway", "mesh"]), "spec.gateways",
      "expected one entry: mesh (the default), or one Gateway"),  # a Gateway's: tests/test_istio_gateway.py
-    (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews", "ratings"]), "spec.hosts", "exactly one host"),
+    (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews", "ratings"]), "spec.hosts[1]",
+     "write one VirtualService for each Service"),
     (vs([{"route": [{"destination": {"host": "reviews"}}]}], hosts=["reviews.default.svc.cluster.local"]), "spec.hosts[0]",
      "is a Service of namespace 'default'"),
     (vs([{"route": [{"destination": {"host": "www.example.com"}}]}]), "spec.http[0].route[0].destination.host",
