@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane import gatewayapi, istionetworking, linkerdserver, providers, routestatus, serviceannotations
+from controlplane import gatewayapi, istioegress, istionetworking, linkerdserver, providers, routestatus, serviceannotations
 from controlplane.apibase import ADMIN_TOKEN, IDENTITY, POLICIES, REGISTRY, STATUSES, TELEMETRY, json_error
 from controlplane.durations import InvalidDuration, parse_duration
 from controlplane.faultapi import RELAYS, add_fault_routes
@@ -337,6 +337,9 @@ async def apply_policies(request: web.Request) -> web.Response:
         names = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "VirtualService"} or None
         warnings += [p["message"] for p in istionetworking.subset_problems([r for r, _ in store.list()])
                      if names is None or (p["namespace"], p["name"]) in names]
+    if any(i["kind"] == "DestinationRule" for i in applied):  # for a host outside the mesh no ServiceEntry names
+        rules = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "DestinationRule"}
+        warnings += [p["message"] for p in istioegress.unused_rules(r for r, _ in store.list()) if (p["namespace"], p["name"]) in rules]
     if any(enforced_kind(i["kind"]) in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += providers.missing_providers([r for r, _ in store.list()])
     names = {f"{i['namespace']}/{i['name']}" for i in applied if enforced_kind(i["kind"]) in ("AuthorizationPolicy", "RequestAuthentication")}
@@ -379,7 +382,7 @@ async def list_policies(request: web.Request) -> web.Response:
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has)
-                              + istionetworking.subset_problems(everything),
+                              + istionetworking.subset_problems(everything) + istioegress.unused_rules(everything),
                               # a Linkerd Server that covers no pod's port, an authorization of no Server
                               "serverProblems": [w for r in everything if r.kind in LINKERD_KINDS
                                                  for w in linkerdserver.warnings(r, everything, workloads)],

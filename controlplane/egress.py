@@ -47,6 +47,7 @@ class EntryPort:
     number: int
     name: str
     target: int  # the port to connect to (the number unless targetPort says otherwise)
+    protocol: str = "HTTP"  # or HTTPS/TLS: listed, not served (an app's https:// calls do not go through its sidecar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +75,16 @@ class ServiceEntrySpec:
 
     def host_matching(self, host: str) -> str | None:
         """The entry's host that ``host`` matches (exactly, or under a ``*.`` wildcard)."""
-        for pattern in self.hosts:
-            if pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1):
-                return pattern
-        return None
+        return next((pattern for pattern in self.hosts if covers_host(pattern, host)), None)
 
     def port(self, number: int) -> EntryPort | None:
-        return next((p for p in self.ports if p.number == number), None)
+        """The HTTP port ``number`` (the only ones a sidecar forwards), or None."""
+        return next((p for p in self.ports if p.number == number and p.protocol == "HTTP"), None)
+
+
+def covers_host(pattern: str, host: str) -> bool:
+    """Whether ``pattern`` (a host, or ``*.example.com``) takes ``host``."""
+    return pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ def read_service_entry(r: FieldReader, spec: dict[str, Any]) -> ServiceEntrySpec
         dupes = sorted({str(v) for v in values if values.count(v) > 1})
         if dupes:
             raise r.fail("spec.ports", f"two ports with the {field} {', '.join(dupes)}: each port needs its own")
-    ports = tuple(EntryPort(p["number"], p["name"], p.get("targetPort", p["number"])) for p in spec["ports"])
+    ports = tuple(EntryPort(p["number"], p["name"], p.get("targetPort", p["number"]), p.get("protocol", "HTTP")) for p in spec["ports"])
     resolution = spec.get("resolution", "NONE")
     endpoints = []
     for i, raw in enumerate(spec.get("endpoints", [])):
@@ -178,7 +182,11 @@ def decide(host: str, port: int | None, entries: Sequence[NamedEntry], mode: str
                       entry_port.name)
     if mode == REGISTRY_ONLY:
         known = [e for e in entries if e.spec.host_matching(host)]
-        hint = (f"ServiceEntry {known[0].namespace}/{known[0].name} names {host} but not port {number}: add it to spec.ports"
+        secure = [e for e in known if any(p.number == number for p in e.spec.ports)]  # the port, but not an HTTP one
+        hint = (f"ServiceEntry {secure[0].namespace}/{secure[0].name}'s port {number} is not HTTP: an app calls https:// "
+                f"hosts directly, not through its sidecar (HTTP_PROXY carries http:// only); call http://{host}:{number} "
+                f"only on an HTTP port" if secure else
+                f"ServiceEntry {known[0].namespace}/{known[0].name} names {host} but not port {number}: add it to spec.ports"
                 if known else f"add a ServiceEntry for {host} (port {number}), or set outboundTrafficPolicy.mode: ALLOW_ANY")
         return Egress("blocked", BLACKHOLE, "", (), f"{host}:{number} is not in the mesh's registry and the outbound "
                                                      f"traffic policy is REGISTRY_ONLY ({mode_from}): {hint}")

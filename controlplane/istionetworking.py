@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane import istiogateway, routefilters
+from controlplane import istioegress, istiogateway, routefilters
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
+from controlplane.istioegress import Origination
 from controlplane.loadbalancing import LoadBalancerSpec, read_load_balancer
 from controlplane.matching import PathMatch, RequestMatch, ValueMatch
 from controlplane.resiliencespecs import BreakerSpec, PoolLimits
@@ -39,6 +40,7 @@ from controlplane.spiffe import is_dns_label
 RETRY_ON = {"5xx": tuple(range(500, 600)), "gateway-error": (502, 503, 504), "connect-failure": (), "refused-stream": (),
             "reset": (), "retriable-status-codes": (), "unavailable": (), "cancelled": (), "retriable-4xx": (409,)}
 DEFAULT_EJECTION_PERCENT = 10  # Istio's (Envoy's) default maxEjectionPercent
+_EXTERNAL_HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class DestinationRuleSpec:
     subsets: tuple[Subset, ...]
     breaker: BreakerSpec | None  # its trafficPolicy's connectionPool and outlierDetection, if it has either
     balancer: LoadBalancerSpec | None = None  # its trafficPolicy's loadBalancer
+    outside: bool = False  # its host is outside the mesh (a ServiceEntry's), not a Service: ``service`` is that host
+    origination: Origination | None = None  # a host outside the mesh: the TLS the sidecars originate (istioegress)
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.subsets if s.name == name), None)
@@ -78,6 +82,8 @@ class DestinationRuleSpec:
             parts.append(f"balance {self.balancer.describe()}")
         if self.breaker is not None:
             parts.append(_breaker_words(self.breaker))
+        if self.origination is not None:
+            parts.append(self.origination.describe())
         return "; ".join(parts) or "nothing but its host"
 
 
@@ -274,9 +280,17 @@ def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple
 # -- DestinationRule -----------------------------------------------------------------------------
 
 def read_destination_rule(r: FieldReader, spec: Mapping[str, Any], namespace: str) -> DestinationRuleSpec:
-    """``spec`` checked against ``istioschema.DESTINATION_RULE``."""
-    service = host_service(r, spec["host"], namespace, "spec.host")
+    """``spec`` checked against ``istioschema.DESTINATION_RULE``: a Service's, or a host outside
+    the mesh's (controlplane/istioegress.py)."""
     policy = spec.get("trafficPolicy", {})
+    if istioegress.outside_the_mesh(spec["host"], namespace):
+        if not _EXTERNAL_HOST.match(spec["host"]):
+            raise r.fail("spec.host", f"{spec['host']!r}: expected a Service (reviews) or a host outside the mesh a ServiceEntry "
+                                      "names (edition.cnn.com, *.example.com), in lower case")
+        origination = istioegress.read_origination(r, spec)
+        return DestinationRuleSpec(spec["host"], (), _breaker(spec["host"], policy), None, True, origination)
+    istioegress.refuse_outside_fields(r, spec)
+    service = host_service(r, spec["host"], namespace, "spec.host")
     subsets, seen = [], {}
     for i, raw in enumerate(spec.get("subsets", [])):
         if raw["name"] in seen:
@@ -314,7 +328,7 @@ def subset_problems(resources: list[Any]) -> list[dict[str, str]]:
                    for m in rule.filters.mirrors if m.subset]
         for service, subset in dict.fromkeys(wanted):
             if (route.namespace, service, subset) not in defined:
-                found.append({"namespace": route.namespace, "name": route.name,
+                found.append({"namespace": route.namespace, "name": route.name, "kind": "virtualservice",
                               "message": f"VirtualService {route.namespace}/{route.name}: subset {subset} of {service} is "
                                          f"defined by no DestinationRule, so its requests get 503 (no_subset): apply a "
                                          f"DestinationRule with host {service} and that subset"})

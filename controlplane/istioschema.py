@@ -181,6 +181,15 @@ LOAD_BALANCER = obj({
     }, doc="one of httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName: requests with the same key "
            "go to the same pod while the pods stay the same, and few keys move when one comes or goes"),
 }, doc="how the caller's sidecar picks one of the host's pods for each request: one of simple and consistentHash")
+# how the callers' sidecars speak TLS to the host: the mesh's own for a Service, or TLS they originate to a host outside
+CLIENT_TLS = obj({
+    "mode": Str(enum=("ISTIO_MUTUAL", "SIMPLE", "DISABLE"),
+                doc="ISTIO_MUTUAL: the mesh's mutual TLS (a Service of the mesh: always on here); SIMPLE: the sidecar originates "
+                    "TLS to a host outside the mesh (a ServiceEntry's), checking its certificate with the system's CAs; "
+                    "DISABLE: plain, as the app sent it"),
+    "sni": Str(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", hint="expected a lower-case host name",
+               doc="SIMPLE: the name sent in the handshake and checked in the server's certificate (the host asked for by default)"),
+}, doc="TLS to the host")
 TRAFFIC_POLICY = obj({
     "loadBalancer": LOAD_BALANCER,
     "connectionPool": replace(CONNECTION_POOL, doc="requests over these limits get 503 at once (Istio's circuit breaking task)"),
@@ -192,11 +201,17 @@ TRAFFIC_POLICY = obj({
         "baseEjectionTime": Duration(doc="how long the first ejection lasts (30s by default; each one in a row doubles it)"),
         "maxEjectionPercent": Int(0, 100, "a percentage", doc="the most pods ejected at once (10 by default; one always may be)"),
     }, doc="eject a pod that keeps failing"),
-    "tls": obj({"mode": Str(enum=("ISTIO_MUTUAL",), doc="ISTIO_MUTUAL: the mesh's mutual TLS, which is always on here")},
-               doc="the mesh's mutual TLS only"),
+    "tls": CLIENT_TLS,
+    "portLevelSettings": ListOf(obj({
+        "port": obj({"number": Int(1, 65535, "a port", doc="the ServiceEntry's port (80)")}, ("number",),
+                    doc="the port these settings are for"),
+        "tls": CLIENT_TLS,
+    }, ("port",)), doc="a host outside the mesh: the TLS its sidecars originate on one port of the ServiceEntry "
+                       "(Istio's Egress TLS Origination task); a Service of the mesh has one port here: write trafficPolicy"),
 })
 DESTINATION_RULE = obj({
-    "host": HOST,
+    "host": Str(doc="a Service of this namespace: its name (reviews) or reviews.NAMESPACE.svc.cluster.local; or a host "
+                    "outside the mesh a ServiceEntry of this namespace names (edition.cnn.com)"),
     "subsets": ListOf(obj({
         "name": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected lower-case letters, digits and '-'",
                     doc="what a VirtualService's destination.subset names"),

@@ -58,7 +58,8 @@ KIND_DOCS: dict[str, str] = {
                       "fault, mirror, headers, rewrite, redirect",
     "DestinationRule": "Istio's policy for a Service: its subsets (pods by their labels, e.g. version: v1) that a "
                        "VirtualService routes to, and its trafficPolicy — loadBalancer (round robin, least request, random, "
-                       "sticky by a hash of a header, cookie, IP or query parameter), connectionPool limits and outlierDetection",
+                       "sticky by a hash of a header, cookie, IP or query parameter), connectionPool limits and outlierDetection; or, for a "
+                       "host outside the mesh a ServiceEntry names, tls mode SIMPLE: the sidecar originates TLS to it",
     "PeerAuthentication": "Istio's mutual TLS mode for the sidecars of a workload, a namespace or the mesh (in "
                           "meshdojo-system): STRICT refuses plaintext, PERMISSIVE takes both; the most specific wins, as a MeshTLS's",
     ISTIO_AUTHORIZATION_POLICY: "Istio's AuthorizationPolicy, as its docs write it: which callers may reach which workloads, "

@@ -213,7 +213,9 @@ SERVICE_ENTRY = obj({
         "number": Int(1, 65535, "a port", doc="the port the application calls"),
         "name": Str(pattern=PORT_NAME, hint="expected a port name of lower-case letters, digits and '-'",
                     doc="the port's name (a BackendTLSPolicy's sectionName, an endpoint's ports name it)"),
-        "protocol": Str(enum=("HTTP",), doc="HTTP: the sidecar forwards plain HTTP/1.1 (call https:// hosts directly)"),
+        "protocol": Str(enum=("HTTP", "HTTPS", "TLS"),
+                        doc="HTTP: the sidecar forwards plain HTTP/1.1; HTTPS or TLS: listed, not served by the sidecar "
+                            "(an app calls https:// hosts directly: HTTP_PROXY carries http:// only)"),
         "targetPort": Int(1, 65535, "a port", doc="the endpoints' port (the number by default)"),
     }, ("number", "name")), non_empty=True, hint="expected a non-empty list of {number, name, protocol}",
         doc="the ports the apps call the hosts on"),

@@ -14,7 +14,8 @@ import ipaddress
 from collections.abc import Callable, Sequence
 
 from controlplane.backendtls import for_port
-from controlplane.egress import Egress, NamedEntry, decide, is_ip
+from controlplane.egress import DEFAULT_PORT, Egress, NamedEntry, decide, is_ip
+from controlplane.istioegress import tls_origination
 from controlplane.protocol import Endpoint
 from proxy.errors import BadRequest, ProxyError
 from proxy.exchange import Request
@@ -43,10 +44,16 @@ def outside_the_mesh(policies: PolicyWatch, own_ports: Callable[[], set[int]]) -
             raise BadRequest(f"{host}:{port or 80} is this proxy's own listener ({loop[0]}:{loop[1]}): "
                              f"forwarding it would loop; call a service by its name")
         request.endpoints = endpoints(egress)
-        if egress.verdict == "entry" and (tls := for_port(policies.backend_tls, egress.namespace, egress.entry, egress.port_name)):
+        if egress.verdict != "entry":
+            return
+        if tls := for_port(policies.backend_tls, egress.namespace, egress.entry, egress.port_name):
             name, spec = tls  # the sidecar originates TLS: the app spoke plain HTTP
             request.origin_sni = spec.hostname
             request.fate.egress = f"{egress.why}, TLS originated to {spec.hostname} (BackendTLSPolicy {egress.namespace}/{name})"
+        elif said := tls_origination(policies.destination_rules(egress.namespace), host, port or DEFAULT_PORT):
+            rule, sni = said  # Istio's way: a DestinationRule for the host, tls mode SIMPLE
+            request.origin_sni = sni
+            request.fate.egress = f"{egress.why}, TLS originated to {sni} (DestinationRule {rule.namespace}/{rule.name})"
 
     return route
 

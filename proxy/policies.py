@@ -70,6 +70,7 @@ class PolicyWatch:
         self._entries: list[tuple[Resource, float | None]] = []
         self._expiry: dict[tuple[str, str, str], float | None] = {}
         self._index: dict[tuple[str, str, str | None], list[Resource]] = {}
+        self._outside_rules: dict[str, list[Resource]] = {}  # namespace -> its DestinationRules for hosts outside the mesh
         self.kinds: set[str] = set()  # kinds present at all: the hot path skips a layer in one set lookup
         self.inbound_active = False  # does one of INBOUND_REQUEST_KINDS apply to this workload?
         self.shaped: frozenset[tuple[str, str | None]] = frozenset()  # (namespace, service) an HTTPRoute or CircuitBreaker names
@@ -102,6 +103,10 @@ class PolicyWatch:
     def find(self, kind: str, namespace: str, service: str | None) -> list[Resource]:
         """Resources of ``kind`` in ``namespace`` that target ``service`` (sorted by name)."""
         return self._index.get((kind, namespace, service), [])
+
+    def destination_rules(self, namespace: str) -> list[Resource]:
+        """The DestinationRules of ``namespace`` for hosts outside the mesh (a ServiceEntry's)."""
+        return self._outside_rules.get(namespace, [])
 
     def breaker_target(self, namespace: str, service: str, subset: str | None) -> str:
         """Whose CircuitBreaker a request to ``service`` (routed to ``subset``) counts against: the
@@ -208,6 +213,11 @@ class PolicyWatch:
             for host in hosts.get((resource.namespace, entry), ()) if entry else ():
                 index.setdefault((resource.kind, resource.namespace, host), []).append(resource)
         self._index = index
+        outside: dict[str, list[Resource]] = {}
+        for resource, _expires in sorted(entries, key=lambda e: e[0].key):
+            if resource.kind == "DestinationRule" and resource.spec.outside:  # type: ignore[union-attr]
+                outside.setdefault(resource.namespace, []).append(resource)
+        self._outside_rules = outside
         self.providers = providers([r for r, _ in entries])
         if self.zipkin() is not None:
             self.exporting.set()

@@ -166,7 +166,8 @@ def policy_checks(api: OperatorApi, name: str) -> Iterator[Result]:
     for problem in found.get("serverProblems", []):  # Linkerd's Server and ServerAuthorization
         yield Result(cat, WARN, problem, f"meshdojo get server -A --name {name}; meshdojo describe deploy/NAME shows a pod's labels")
     for problem in found.get("routeProblems", []):  # what the route's status.parents says
-        yield Result(cat, WARN, problem["message"], f"meshdojo get httproute/{problem['name']} -n {problem['namespace']} -o yaml --name {name}")
+        yield Result(cat, WARN, problem["message"], f"meshdojo get {problem.get('kind', 'httproute')}/{problem['name']} "
+                                                    f"-n {problem['namespace']} -o yaml --name {name}")
     for item in found.get("ignored", []):  # on a cluster: taken by the API server, refused by the validator
         yield Result(cat, WARN, f"ignored until fixed: {item['message']}",
                      f"kubectl edit {item['kind'].lower()}/{item['name']} -n {item['namespace']} (meshdojo explain "

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from controlplane.istioegress import outside_the_mesh
 from controlplane.istioschema import ISTIO_GATEWAY, read_as
 from controlplane.linkerdschema import LINKERD_AUTHORIZATION_POLICY, LINKERD_HTTP_ROUTE
 from controlplane.policy import parent_kind
 from controlplane.policyschema import internal_kind
 
 
-def _target(spec: dict[str, Any]) -> str:
+def _target(spec: dict[str, Any], namespace: str = "default") -> str:
     if "envoyExtAuthzHttp" in spec or "zipkin" in spec:  # ExtensionProvider: mesh-wide, as Istio's meshConfig
         return "(mesh)"
     if isinstance(spec.get("http"), list) and isinstance(spec.get("hosts"), list):  # Istio's VirtualService: its Service,
@@ -23,8 +24,8 @@ def _target(spec: dict[str, Any]) -> str:
     if isinstance(spec.get("servers"), list):  # Istio's Gateway: its servers, port and hosts
         return ",".join(f"{(s.get('port') or {}).get('number')} " + ",".join(map(str, s.get("hosts") or []))
                         for s in spec["servers"] if isinstance(s, dict))
-    if isinstance(spec.get("host"), str):  # Istio's DestinationRule
-        return f"svc/{spec['host'].split('.')[0]}"
+    if isinstance(spec.get("host"), str):  # Istio's DestinationRule: a Service's, or a host outside the mesh's
+        return spec["host"] if outside_the_mesh(spec["host"], namespace) else f"svc/{spec['host'].split('.')[0]}"
     if isinstance(spec.get("hosts"), list):  # ServiceEntry
         return ",".join(map(str, spec["hosts"]))
     if isinstance(spec.get("targetRefs"), list):  # BackendTLSPolicy: ServiceEntries, and a port by name
@@ -112,9 +113,12 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         subsets = [str(s.get("name")) for s in spec.get("subsets") or [] if isinstance(s, dict)]
         policy = spec.get("trafficPolicy") if isinstance(spec.get("trafficPolicy"), dict) else {}
         balancer = policy.get("loadBalancer") if isinstance(policy.get("loadBalancer"), dict) else {}
+        levels = [policy, *(p for p in policy.get("portLevelSettings") or [] if isinstance(p, dict))]
+        originated = any(isinstance(level.get("tls"), dict) and level["tls"].get("mode") == "SIMPLE" for level in levels)
         said = ([f"subsets {', '.join(subsets)}"] if subsets else []) + \
             ([f"balance {balancer['simple']}"] if "simple" in balancer else ["sticky"] if "consistentHash" in balancer else []) + [
-            words for field, words in (("connectionPool", "connection pool"), ("outlierDetection", "outlier detection")) if field in policy]
+            words for field, words in (("connectionPool", "connection pool"), ("outlierDetection", "outlier detection")) if field in policy
+        ] + (["TLS originated"] if originated else [])
         return ", ".join(said) or "-"
     if kind == "Gateway":
         return f"class {spec.get('gatewayClassName')}, served by the namespace's ingress gateway"
@@ -212,6 +216,6 @@ def table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             ))
         else:
             kind = internal_kind(str(doc.get("kind", "?")), str(doc.get("apiVersion", "")))  # Linkerd's AuthorizationPolicy, by group
-            target = _ingress_hosts(spec) if kind == "Ingress" else _target(spec)
+            target = _ingress_hosts(spec) if kind == "Ingress" else _target(spec, doc["metadata"].get("namespace", "default"))
             rows.append((doc["metadata"].get("namespace", "default"), kind, doc["metadata"]["name"], target, detail(doc), expires))
     return rows

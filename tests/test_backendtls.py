@@ -7,10 +7,12 @@ trusts ($SSL_CERT_FILE)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import json
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -86,12 +88,9 @@ def _https_files(directory: Path, name: str) -> tuple[Path, Path, Path]:
     return files
 
 
-async def test_the_sidecar_originates_tls_to_the_entrys_host_and_checks_its_certificate(mesh: Mesh, echo_port: int, tmp_path,
-                                                                                          monkeypatch):
-    system_ca, cert, key = _https_files(tmp_path, "secure.example")
-    monkeypatch.setenv("SSL_CERT_FILE", str(system_ca))  # the proxy's "system" CAs (as a sidecar image's would be)
-    client = mesh.start_proxy(NS, "web", echo_port, name="web")
-
+@contextlib.asynccontextmanager
+async def https_server(cert: Path, key: Path) -> AsyncIterator[tuple[int, list[dict]]]:
+    """A real HTTPS server with ``cert``: (its port, what it was asked: each request's SNI, Host and path)."""
     seen: list[dict] = []
     names: list[str | None] = []  # the SNI of each handshake
 
@@ -108,7 +107,22 @@ async def test_the_sidecar_originates_tls_to_the_entrys_host_and_checks_its_cert
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
     await site.start()
-    https_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield site._server.sockets[0].getsockname()[1], seen  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_sidecar_originates_tls_to_the_entrys_host_and_checks_its_certificate(mesh: Mesh, echo_port: int, tmp_path,
+                                                                                          monkeypatch):
+    system_ca, cert, key = _https_files(tmp_path, "secure.example")
+    monkeypatch.setenv("SSL_CERT_FILE", str(system_ca))  # the proxy's "system" CAs (as a sidecar image's would be)
+    client = mesh.start_proxy(NS, "web", echo_port, name="web")
+    async with https_server(cert, key) as (https_port, seen):
+        await _originated_by_the_policy(mesh, client, https_port, seen)
+
+
+async def _originated_by_the_policy(mesh: Mesh, client, https_port: int, seen: list[dict]) -> None:
     entry = doc("ServiceEntry", "secure", {"hosts": ["secure.example"], "resolution": "STATIC",
                                            "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": https_port}],
                                            "endpoints": [{"address": "127.0.0.1"}]})
@@ -142,4 +156,3 @@ async def test_the_sidecar_originates_tls_to_the_entrys_host_and_checks_its_cert
     finally:
         client.proc.terminate()  # the proxy's pooled TLS connections end from its side first: none is left half-closed
         await asyncio.to_thread(client.proc.wait, 10)
-        await runner.cleanup()

@@ -25,7 +25,7 @@ def entry(spec: dict, ns: str = "shop", name: str = "x") -> NamedEntry:
     ({"hosts": ["HTTPBIN.example"]}, "spec.hosts[0]", "expected a lower-case host name"),
     ({"hosts": ["httpbin.example", "legacy"]}, "spec.hosts[1]", "'legacy' is a cluster-local name"),
     ({"hosts": ["legacy.shop.svc.cluster.local"]}, "spec.hosts[0]", "is a cluster-local name"),
-    ({"ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}]}, "spec.ports[0].protocol", "expected one of HTTP"),
+    ({"ports": [{"number": 443, "name": "https", "protocol": "GRPC"}]}, "spec.ports[0].protocol", "expected one of HTTP, HTTPS, TLS"),
     ({"ports": [{"number": 80, "name": "a"}, {"number": 80, "name": "b"}]}, "spec.ports", "two ports with the number 80"),
     ({"resolution": "STATIC"}, "spec.endpoints", "resolution STATIC needs endpoints"),
     ({"resolution": "STATIC", "endpoints": [{"address": "db.internal"}]}, "spec.endpoints[0].address", "is not an IP address"),
@@ -69,6 +69,12 @@ def test_the_decision():
     blocked = decide("httpbin.example", 8080, entries, "REGISTRY_ONLY", "Sidecar shop/x")
     assert (blocked.verdict, blocked.label, blocked.targets) == ("blocked", "BlackHoleCluster", ())
     assert "ServiceEntry shop/httpbin names httpbin.example but not port 8080: add it to spec.ports" in blocked.why
+    # Istio's tasks list an HTTPS port too: accepted, never a plain request's (the app calls https:// directly)
+    secure = entry({"hosts": ["edition.cnn.com"], "ports": [{"number": 80, "name": "http-port", "protocol": "HTTP", "targetPort": 443},
+                                                            {"number": 443, "name": "https-port", "protocol": "HTTPS"}]}, name="cnn")
+    assert decide("edition.cnn.com", 80, [secure], "REGISTRY_ONLY", "").targets == (("edition.cnn.com", 443),)
+    blocked = decide("edition.cnn.com", 443, [secure], "REGISTRY_ONLY", "")
+    assert blocked.verdict == "blocked" and "ServiceEntry shop/cnn's port 443 is not HTTP: an app calls https:// hosts directly" in blocked.why
     passed = decide("other.example", 8080, entries, "ALLOW_ANY", "the default")
     assert (passed.verdict, passed.label, passed.namespace, passed.targets) == ("passthrough", "PassthroughCluster", "", (("other.example", 8080),))
 

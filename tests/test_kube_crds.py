@@ -164,7 +164,7 @@ INVALID = [
     ("VirtualService", "spec.hosts", []),
     ("DestinationRule", "spec.trafficPolicy.outlierDetection.maxEjectionPercent", 101),
     ("DestinationRule", "spec.subsets[0].name", "V1"),
-    ("DestinationRule", "spec.trafficPolicy.tls.mode", "DISABLE"),
+    ("DestinationRule", "spec.trafficPolicy.tls.mode", "MUTUAL"),
     ("PeerAuthentication", "spec.mtls.mode", "strict"),
     ("PeerAuthentication", "spec.selector.matchLabels", "app=reviews"),
 ]
