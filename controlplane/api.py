@@ -337,8 +337,8 @@ async def apply_policies(request: web.Request) -> web.Response:
         names = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "VirtualService"} or None
         warnings += [p["message"] for p in istionetworking.subset_problems([r for r, _ in store.list()])
                      if names is None or (p["namespace"], p["name"]) in names]
-    if any(i["kind"] == "DestinationRule" for i in applied):  # for a host outside the mesh no ServiceEntry names
-        rules = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "DestinationRule"}
+    if any(i["kind"] in ("DestinationRule", "VirtualService") for i in applied):  # for a host outside the mesh no entry names
+        rules = {(i["namespace"], i["name"]) for i in applied if i["kind"] in ("DestinationRule", "VirtualService")}
         warnings += [p["message"] for p in istioegress.unused_rules(r for r, _ in store.list()) if (p["namespace"], p["name"]) in rules]
     if any(enforced_kind(i["kind"]) in ("AuthorizationPolicy", "ExtensionProvider", "Telemetry") for i in applied):  # a provider named, not defined
         warnings += providers.missing_providers([r for r, _ in store.list()])

@@ -128,18 +128,26 @@ def tls_origination(rules: Sequence[Any], host: str, port: int) -> tuple[Any, st
     return None
 
 
+def outside_host(resource: Any) -> str | None:
+    """The host outside the mesh a DestinationRule or VirtualService is for, or None."""
+    if resource.kind == "DestinationRule":
+        return resource.spec.service if resource.spec.outside else None
+    return getattr(resource.spec, "outside_host", None) if resource.kind == "VirtualService" else None
+
+
 def unused_rules(resources: Iterable[Any]) -> list[dict[str, str]]:
-    """``check``'s and ``apply``'s findings: a DestinationRule for a host outside the mesh that no
-    ServiceEntry of its namespace names, which therefore does nothing."""
+    """``check``'s and ``apply``'s findings: a DestinationRule or VirtualService for a host
+    outside the mesh that no ServiceEntry of its namespace names, which therefore does nothing."""
     resources = list(resources)
     hosts = {(r.namespace, h) for r in resources if getattr(r.spec, "hosts", None) is not None and r.kind.startswith("ServiceEntry")
              for h in r.spec.hosts}
     found = []
-    for rule in sorted((r for r in resources if r.kind == "DestinationRule" and getattr(r.spec, "outside", False)), key=lambda r: r.key):
-        if not any(ns == rule.namespace and (h == rule.spec.service or covers_host(rule.spec.service, h)) for ns, h in hosts):
-            found.append({"namespace": rule.namespace, "name": rule.name, "kind": "destinationrule",
-                          "message": f"DestinationRule {rule.namespace}/{rule.name}: host {rule.spec.service} is no ServiceEntry's "
+    for rule in sorted((r for r in resources if outside_host(r) is not None), key=lambda r: r.key):
+        host = outside_host(rule)
+        if not any(ns == rule.namespace and (h == host or covers_host(str(host), h)) for ns, h in hosts):
+            found.append({"namespace": rule.namespace, "name": rule.name, "kind": rule.kind.lower(),
+                          "message": f"{rule.kind} {rule.namespace}/{rule.name}: host {host} is no ServiceEntry's "
                                      f"host in {rule.namespace}, so it does nothing: apply a ServiceEntry with hosts "
-                                     f"[{rule.spec.service}] there first (a Service of another namespace? a DestinationRule is "
+                                     f"[{host}] there first (a Service of another namespace? a {rule.kind} is "
                                      f"for a Service of its own namespace: set metadata.namespace)"})
     return found

@@ -110,7 +110,7 @@ def host_service(r: FieldReader, host: str, namespace: str, field: str) -> str:
     short = not rest or rest[1:] in ([], ["svc"], ["svc", "cluster", "local"])
     if not is_dns_label(name) or not short or "*" in host:
         raise r.fail(field, f"{host!r}: a Service of the mesh, by its name (reviews) or reviews.{namespace}.svc.cluster.local "
-                            "(a host outside the mesh is a ServiceEntry's; its routes are an HTTPRoute's)")
+                            "(a host outside the mesh is a ServiceEntry's)")
     if rest and rest[0] != namespace:
         raise r.fail(field, f"{host!r} is a Service of namespace {rest[0]!r}: here a VirtualService or DestinationRule is "
                             f"for a Service of its own namespace ({namespace}); set metadata.namespace to {rest[0]}")
@@ -123,7 +123,8 @@ def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str
     """``spec`` checked against ``istioschema.VIRTUAL_SERVICE``: a Service's routes in the callers'
     sidecars, or (``gateways`` naming one) an Istio Gateway's, for the host clients ask for."""
     gateway = istiogateway.bound_gateway(r, spec.get("gateways", []), namespace)
-    rules = tuple(_rule(r, rule, f"spec.http[{i}]", namespace) for i, rule in enumerate(spec["http"]))
+    outside = spec["hosts"][0] if gateway is None and istioegress.outside_the_mesh(spec["hosts"][0], namespace) else None
+    rules = tuple(_rule(r, rule, f"spec.http[{i}]", namespace, outside) for i, rule in enumerate(spec["http"]))
     if gateway is not None:
         for i, rule in enumerate(spec["http"]):
             for j, m in enumerate(rule.get("match", [])):
@@ -136,17 +137,21 @@ def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str
     if len(spec["hosts"]) > 1:
         raise r.fail("spec.hosts[1]", "the sidecars' routes are one Service's: write one VirtualService for each Service "
                                       "(several hosts are a VirtualService's bound to an Istio Gateway, by its gateways)")
+    if outside is not None:  # Istio's "manage traffic to external services": the host a ServiceEntry names
+        return RouteSpec(None, rules, outside_host=outside)
     return RouteSpec(host_service(r, spec["hosts"][0], namespace, "spec.hosts[0]"), rules)
 
 
-def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str) -> RouteRule:
+def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str, outside: str | None = None) -> RouteRule:
     matches = tuple(_match(r, m, f"{where}.match[{j}]") for j, m in enumerate(rule.get("match", [])))
     if "route" not in rule and "redirect" not in rule:
         raise r.fail(f"{where}.route", "required: where the rule's requests go (or a redirect)")
     if "route" in rule and "redirect" in rule:
         raise r.fail(f"{where}.redirect", "a rule routes or redirects, not both (Istio)")
-    backends = tuple(_destination(r, d, f"{where}.route[{k}]", namespace, len(rule["route"]))
-                     for k, d in enumerate(rule.get("route", [])))
+    if outside is not None:  # a host outside the mesh: its rules send to that host (the ServiceEntry's endpoints)
+        _to_the_host(r, rule, where, outside)
+    backends = () if outside is not None else tuple(_destination(r, d, f"{where}.route[{k}]", namespace, len(rule["route"]))
+                                                    for k, d in enumerate(rule.get("route", [])))
     if len(backends) > 1 and sum(b.weight for b in backends) != 100:
         raise r.fail(f"{where}.route", f"the destinations' weights add up to {sum(b.weight for b in backends)}: "
                                        "they must add up to 100")
@@ -206,6 +211,23 @@ def _destination(r: FieldReader, d: Mapping[str, Any], where: str, namespace: st
     edits = _header_edits(r, d.get("headers", {}), f"{where}.headers")
     return Backend(service, d.get("weight", 100 if count == 1 else 0), d["destination"].get("subset"), edits.get("request"),
                    edits.get("response"))
+
+
+def _to_the_host(r: FieldReader, rule: Mapping[str, Any], where: str, host: str) -> None:
+    """A rule of a VirtualService for a host outside the mesh sends to that host, whole."""
+    for k, d in enumerate(rule.get("route", [])):
+        destination = d["destination"]
+        if destination["host"] != host:
+            raise r.fail(f"{where}.route[{k}].destination.host", f"{destination['host']!r}: a VirtualService for {host}, a host "
+                                                                 f"outside the mesh, sends its requests to {host} here")
+        for field in ("subset", "headers"):
+            if field in (d if field == "headers" else destination):
+                raise r.fail(f"{where}.route[{k}]{'' if field == 'headers' else '.destination'}.{field}",
+                             f"not for a host outside the mesh here: write {'the rule' if field == 'headers' else 'its ServiceEntry'}'s")
+        if d.get("weight", 100) != 100:
+            raise r.fail(f"{where}.route[{k}].weight", "the host outside the mesh takes every request: 100, or leave it out")
+    if "mirror" in rule:
+        raise r.fail(f"{where}.mirror", "not for a host outside the mesh here")
 
 
 def _header_edits(r: FieldReader, headers: Mapping[str, Any], where: str) -> dict[str, routefilters.HeaderEdits]:

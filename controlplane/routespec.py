@@ -111,3 +111,4 @@ class RouteSpec:
     entry: str | None = None  # the parent ServiceEntry: the route shapes requests to its hosts
     gateway: ParentGateway | None = None  # the parent Gateway: its ingress gateway serves the route
     hostnames: tuple[str, ...] = ()  # a Gateway's route: the hosts it serves (none: any)
+    outside_host: str | None = None  # a VirtualService for a host outside the mesh (a ServiceEntry's): shapes requests to it

@@ -212,6 +212,8 @@ class PolicyWatch:
             entry = getattr(resource.spec, "entry", None)
             for host in hosts.get((resource.namespace, entry), ()) if entry else ():
                 index.setdefault((resource.kind, resource.namespace, host), []).append(resource)
+            if outside := getattr(resource.spec, "outside_host", None):  # Istio's VirtualService for an entry's host
+                index.setdefault(("HTTPRoute", resource.namespace, outside), []).append(resource)
         self._index = index
         outside: dict[str, list[Resource]] = {}
         for resource, _expires in sorted(entries, key=lambda e: e[0].key):

@@ -20,7 +20,7 @@ def _target(spec: dict[str, Any], namespace: str = "default") -> str:
         bound = [g for g in spec.get("gateways") or [] if g != "mesh"]                   # or on a Gateway the host it serves
         if bound:
             return f"gateway/{bound[0]} " + ",".join(map(str, spec["hosts"]))
-        return ",".join(f"svc/{str(h).split('.')[0]}" for h in spec["hosts"])
+        return ",".join(str(h) if outside_the_mesh(str(h), namespace) else f"svc/{str(h).split('.')[0]}" for h in spec["hosts"])
     if isinstance(spec.get("servers"), list):  # Istio's Gateway: its servers, port and hosts
         return ",".join(f"{(s.get('port') or {}).get('number')} " + ",".join(map(str, s.get("hosts") or []))
                         for s in spec["servers"] if isinstance(s, dict))

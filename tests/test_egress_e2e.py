@@ -118,16 +118,23 @@ async def test_a_sidecar_for_other_workloads_leaves_this_one_alone(emoji_mesh, o
         await until(lambda: fetch(session, client.outbound, outside), lambda r: r[0] == 200, "the namespace's Sidecar to win")
 
 
-async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji_mesh, outside_port):
-    """Istio's "manage traffic to external services": an HTTPRoute whose parent is the
-    ServiceEntry sets a timeout on requests to its host."""
+ISTIO_ROUTE = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "slowbin-timeout", "namespace": "emojivoto"},
+               "spec": {"hosts": ["slowbin.example"], "http": [{"timeout": "300ms", "route": [{"destination": {"host": "slowbin.example"},
+                                                                                              "weight": 100}]}]}}
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "VirtualService"])
+async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji_mesh, outside_port, kind):
+    """Istio's "manage traffic to external services": a VirtualService for the entry's host, as
+    the task writes it, or an HTTPRoute whose parent is the ServiceEntry, sets a timeout on
+    requests to its host."""
     mesh, _server, client = emoji_mesh
     entry = doc("ServiceEntry", "slowbin", {"hosts": ["slowbin.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
                                             "resolution": "STATIC",
                                             "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}}]})
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "slowbin-timeout", "namespace": "emojivoto"},
              "spec": {"parentRefs": [{"kind": "ServiceEntry", "group": "networking.istio.io", "name": "slowbin"}],
-                      "rules": [{"timeouts": {"request": "300ms"}}]}}
+                      "rules": [{"timeouts": {"request": "300ms"}}]}} if kind == "HTTPRoute" else ISTIO_ROUTE
     apply(mesh, entry, route)
     async with aiohttp.ClientSession() as session:
         status, headers, body = await until(lambda: fetch(session, client.outbound, "http://slowbin.example/delay/2000", headers=DEBUG),
@@ -141,9 +148,15 @@ async def test_a_route_on_a_service_entry_times_out_calls_outside_the_mesh(emoji
     assert "slowbin.example.emojivoto.svc" not in metrics
 
 
-async def test_a_circuit_breaker_on_a_service_entry_ejects_the_hosts_dead_endpoint(emoji_mesh, outside_port):
-    """A DestinationRule's outlierDetection for a host outside the mesh, here a CircuitBreaker whose
-    target is the ServiceEntry: of the entry's two endpoints, the dead one is ejected."""
+ISTIO_RULE = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "twice", "namespace": "emojivoto"},
+              "spec": {"host": "twice.example", "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 2, "baseEjectionTime": "30s"}}}}
+
+
+@pytest.mark.parametrize("kind", ["CircuitBreaker", "DestinationRule"])
+async def test_a_circuit_breaker_on_a_service_entry_ejects_the_hosts_dead_endpoint(emoji_mesh, outside_port, kind):
+    """A DestinationRule's outlierDetection for a host outside the mesh — Istio's own, or a
+    CircuitBreaker whose target is the ServiceEntry: of the entry's two endpoints, the dead one
+    is ejected."""
     mesh, _server, client = emoji_mesh
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -152,9 +165,9 @@ async def test_a_circuit_breaker_on_a_service_entry_ejects_the_hosts_dead_endpoi
                                           "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1", "ports": {"http": outside_port}},
                                                                                 {"address": "127.0.0.1", "ports": {"http": dead}}]})
     breaker = doc("CircuitBreaker", "twice-cb", {"targetRef": {"group": "networking.istio.io", "kind": "ServiceEntry", "name": "twice"},
-                                                 "consecutiveFailures": 2, "penalty": "30s"})
+                                                 "consecutiveFailures": 2, "penalty": "30s"}) if kind == "CircuitBreaker" else ISTIO_RULE
     apply(mesh, entry, breaker)
-    await until(lambda: asyncio.to_thread(client.config), lambda c: any(r["kind"] == "CircuitBreaker" for r in c["policies"]["resources"]),
+    await until(lambda: asyncio.to_thread(client.config), lambda c: any(r["kind"] == kind for r in c["policies"]["resources"]),
                 "the breaker at web's sidecar")
 
     def ejected(_batch) -> bool:

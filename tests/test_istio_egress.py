@@ -152,3 +152,33 @@ def test_get_says_the_rule_originates_tls():
 
     assert table([{"document": rule(), "expiresAt": None}])[1][1:5] == ("DestinationRule", "edition-cnn-com", "edition.cnn.com",
                                                                         "TLS originated")
+
+
+def test_a_virtual_service_for_a_host_outside_the_mesh():
+    """Istio's "manage traffic to external services": a VirtualService for the entry's host, its
+    rules sending to that host; anything else it cannot do there is refused by field."""
+    def service(http: list[dict], host: str = "httpbin.org") -> dict:
+        return {"apiVersion": NETWORKING, "kind": "VirtualService", "metadata": {"name": "httpbin-ext", "namespace": NS},
+                "spec": {"hosts": [host], "http": http}}
+
+    task = parse(service([{"timeout": "3s", "route": [{"destination": {"host": "httpbin.org"}, "weight": 100}]}]), "t", 0)
+    assert (task.spec.service, task.spec.outside_host, task.target) == (None, "httpbin.org", None)
+    assert task.spec.rules[0].backends == () and task.spec.rules[0].request_timeout == 3.0
+    for http, field, words in (
+        ([{"route": [{"destination": {"host": "reviews"}}]}], "spec.http[0].route[0].destination.host", "sends its requests to httpbin.org"),
+        ([{"route": [{"destination": {"host": "httpbin.org", "subset": "v1"}}]}], "spec.http[0].route[0].destination.subset",
+         "not for a host outside the mesh"),
+        ([{"route": [{"destination": {"host": "httpbin.org"}, "weight": 50}, {"destination": {"host": "httpbin.org"}, "weight": 50}]}],
+         "spec.http[0].route[0].weight", "takes every request"),
+        ([{"route": [{"destination": {"host": "httpbin.org"}}], "mirror": {"host": "reviews"}}], "spec.http[0].mirror",
+         "not for a host outside the mesh"),
+    ):
+        with pytest.raises(PolicyError) as refused:
+            parse(service(http), "t", 0)
+        assert refused.value.field == field and words in refused.value.message, refused.value
+    [finding] = unused_rules([task])
+    assert finding["kind"] == "virtualservice" and "VirtualService emojivoto/httpbin-ext: host httpbin.org is no ServiceEntry's" in finding["message"]
+    assert unused_rules([task, parse(entry("httpbin.org"), "t", 1)]) == []
+    from sandbox.resourcetable import table
+
+    assert table([{"document": service([{"route": [{"destination": {"host": "httpbin.org"}}]}]), "expiresAt": None}])[1][3] == "httpbin.org"
