@@ -223,13 +223,18 @@ DESTINATION_RULE = obj({
     "exportTo": ListOf(Str(doc='"*" or "."'), doc="not read: every namespace's sidecars see it"),
 }, ("host",))
 
+PEER_MTLS = obj({"mode": Str(enum=("UNSET", "PERMISSIVE", "STRICT", "DISABLE"),
+                              doc="STRICT: mutual TLS only, plaintext refused; PERMISSIVE: both; DISABLE: plaintext taken (as "
+                                  "PERMISSIVE here: a meshdojo caller's sidecar still speaks mutual TLS, where Istio's would "
+                                  "send plaintext); UNSET: as the level above (the namespace's, or the mesh's)")},
+                doc="the mutual TLS its pods' sidecars accept")
 PEER_AUTHENTICATION = obj({
     "selector": obj({"matchLabels": Labels(doc="the pods with all of these labels")}, ("matchLabels",),
                     doc="the pods it applies to; left out: the whole namespace (the mesh, in meshdojo-system, Istio's istio-system)"),
-    "mtls": obj({"mode": Str(enum=("UNSET", "PERMISSIVE", "STRICT", "DISABLE"),
-                             doc="STRICT: mutual TLS only, plaintext refused; PERMISSIVE: both; UNSET: as the namespace's, "
-                                 "or the mesh's (DISABLE is refused: meshdojo's sidecars always speak mutual TLS)")},
-                doc="the mutual TLS its pods' sidecars accept"),
+    "mtls": PEER_MTLS,
+    "portLevelMtls": MapOf(PEER_MTLS, hint="expected a mapping of port numbers to {mode: ...}, e.g. {'8080': {mode: DISABLE}}",
+                           doc="a mode for one of the pods' ports (the port the pod declares, which Services target), "
+                               "over mtls.mode; needs a selector"),
 })
 
 # Istio's Gateway: the servers (ports, hosts, TLS) of the ingress gateway it selects; here the ingress

@@ -401,8 +401,14 @@ def _authz(r: _Reader, spec: dict[str, Any], dry_run: bool = False) -> AuthzSpec
 @dataclass(frozen=True, slots=True)
 class MeshTlsSpec:
     service: str | None  # the Service targeted, if that is how the workloads are chosen
-    mode: str  # STRICT or PERMISSIVE (a PeerAuthentication's UNSET: the level above decides)
+    mode: str  # STRICT or PERMISSIVE (a PeerAuthentication's DISABLE, or UNSET: the level above decides)
     workloads: WorkloadSelector | None = None  # None: the whole namespace (the mesh, in meshdojo-system)
+    ports: tuple[tuple[int, str], ...] = ()  # a PeerAuthentication's portLevelMtls: (the pod's port, its mode)
+
+    def mode_at(self, port: int | None) -> str:
+        """The mode for the pod's ``port``: its own (portLevelMtls), else the policy's (UNSET: the level above's)."""
+        own = dict(self.ports).get(port, "UNSET") if port is not None else "UNSET"
+        return self.mode if own == "UNSET" else own
 
 
 def _meshtls(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
@@ -414,10 +420,15 @@ def _peer_authentication(r: _Reader, spec: dict[str, Any]) -> MeshTlsSpec:
     """Istio's PeerAuthentication: a MeshTLS in Istio's words (``mtls.mode``; UNSET: the level
     above decides, so selection leaves it out)."""
     mode = (spec.get("mtls") or {}).get("mode", "UNSET")
-    if mode == "DISABLE":
-        raise r.fail("spec.mtls.mode", "DISABLE is not served: meshdojo's sidecars always send mutual TLS; PERMISSIVE lets "
-                                       "plaintext callers in too")
-    return MeshTlsSpec(None, mode, _workloads(r, spec))
+    workloads = _workloads(r, spec)
+    ports = []
+    for key, port_mtls in (spec.get("portLevelMtls") or {}).items():
+        if not str(key).isdigit() or not 1 <= int(key) <= 65535:
+            raise r.fail(f"spec.portLevelMtls.{key}", "expected a port number (1 to 65535): one the pods declare, e.g. 8080")
+        ports.append((int(key), port_mtls.get("mode", "UNSET")))
+    if ports and workloads is None:
+        raise r.fail("spec.portLevelMtls", "needs a selector (Istio's rule: a port is a workload's): add selector.matchLabels")
+    return MeshTlsSpec(None, mode, workloads, tuple(sorted(ports)))
 
 
 def _telemetry(r: _Reader, spec: dict[str, Any]) -> TelemetrySpec:

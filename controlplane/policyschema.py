@@ -337,9 +337,6 @@ REFUSED: dict[str, dict[str, str]] = {
     ISTIO_AUTHORIZATION_POLICY: {"targetRefs": TARGET_REFS_REFUSED},
     ISTIO_REQUEST_AUTHENTICATION: {"targetRefs": TARGET_REFS_REFUSED},
     ISTIO_TELEMETRY: {"targetRefs": TARGET_REFS_REFUSED},
-    "PeerAuthentication": {
-        "portLevelMtls": "a sidecar here serves its pod's one port: say the mode in mtls.mode (or make a MeshTLS per workload)",
-    },
     "Ingress": {
         "defaultBackend.resource": "a resource backend (an object of another kind) is not served here: name a Service",
     },

@@ -106,8 +106,8 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
     found: dict[str, list[tuple[int, str, Resource]]] = {kind: [] for kind in WORKLOAD_KINDS}
     for resource in resources:
         kind = enforced_kind(resource.kind)
-        if kind not in found or getattr(resource.spec, "mode", None) == "UNSET":  # a PeerAuthentication's UNSET: inherited
-            continue
+        if kind not in found or (getattr(resource.spec, "mode", None) == "UNSET" and not getattr(resource.spec, "ports", ())):
+            continue  # a PeerAuthentication's UNSET: inherited
         where = level(resource, workload, selectors)
         if where is not None:
             found[kind].append((LEVELS.index(where), f"{resource.namespace}/{resource.name}", resource))
@@ -116,7 +116,11 @@ def applicable(resources: Iterable[Resource], workload: Workload, selectors: Ser
         items.sort(key=lambda item: (item[0], item[1]))
         if kind in SINGLE_KINDS and items:
             tied = [name for rank, name, _r in items if rank == items[0][0]]
-            result[kind] = Applied((items[0][2],), tuple(tied) if len(tied) > 1 else (), (LEVELS[items[0][0]],))
+            chosen = [items[0]]
+            if getattr(items[0][2].spec, "mode", None) == "UNSET":  # a PeerAuthentication with ports' modes only: the
+                chosen += [i for i in items[1:] if i[2].spec.mode != "UNSET"][:1]  # others are the level above's
+            result[kind] = Applied(tuple(r for _rank, _name, r in chosen), tuple(tied) if len(tied) > 1 else (),
+                                   tuple(LEVELS[rank] for rank, _name, _r in chosen))
         else:
             tied, detail = _field_ties(kind, items)
             result[kind] = Applied(tuple(r for _rank, _name, r in items), tied, tuple(LEVELS[rank] for rank, _name, _r in items), detail)

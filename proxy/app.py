@@ -148,7 +148,7 @@ class Proxy:
 
     def tls_mode(self) -> TlsMode:
         """MeshTLS policy for this workload if there is one, else the mode it was started with."""
-        chosen = self.policies.tls_mode()
+        chosen = self.policies.tls_mode(self.config.pod_port or self.ports.get("inbound"))  # the port Services target
         return TlsMode(chosen.lower()) if chosen else self.mode
 
     def describe(self) -> dict[str, Any]:

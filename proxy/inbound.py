@@ -70,6 +70,7 @@ TLS_HANDSHAKE_RECORD = 0x16
 class TlsMode(StrEnum):
     STRICT = "strict"
     PERMISSIVE = "permissive"
+    DISABLE = "disable"  # a PeerAuthentication's: plaintext taken, and mutual TLS too (meshdojo's callers always send it)
 
 
 def policy_layers(policies: PolicyWatch, shaped: Handler, always: bool = False) -> Layer:
@@ -290,7 +291,7 @@ class InboundListener:
                 return
             identity = peer_identity(transport.get_extra_info("ssl_object"))
             peer = Peer(peer_addr, True, identity, local_addr)
-        elif self._mode() is TlsMode.PERMISSIVE:
+        elif self._mode() in (TlsMode.PERMISSIVE, TlsMode.DISABLE):
             conn = HttpConnection("request", on_lost=lost, deadlines=self._deadlines)
             await loop.connect_accepted_socket(lambda: conn, sock)
             peer = Peer(peer_addr, False, None, local_addr)

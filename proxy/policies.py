@@ -139,10 +139,14 @@ class PolicyWatch:
                         names.append(f"{r.namespace}/{r.name}")
         return found
 
-    def tls_mode(self) -> str | None:
-        """The mode of the MeshTLS in force at this workload (the most specific level wins)."""
-        chosen = self.applied("MeshTLS").chosen
-        return chosen.spec.mode if chosen is not None else None  # type: ignore[union-attr]
+    def tls_mode(self, port: int | None = None) -> str | None:
+        """The mode of the MeshTLS in force at this workload (the most specific level wins), for
+        the pod's ``port`` (a PeerAuthentication's portLevelMtls); None: no MeshTLS says."""
+        for resource in self.applied("MeshTLS").resources:  # a PeerAuthentication UNSET but for ports: then the level above
+            mode = resource.spec.mode_at(port)  # type: ignore[union-attr]
+            if mode != "UNSET":
+                return mode
+        return None
 
     def zipkin(self) -> ZipkinProvider | None:
         """The collector this sidecar sends its spans to (a Telemetry names it), if it is defined."""

@@ -171,7 +171,9 @@ def _detail(kind: str, spec: dict[str, Any], annotations: dict[str, Any] | None 
         return str(spec.get("mode", ""))
     if kind == "PeerAuthentication":  # Istio's: UNSET leaves it to the namespace's, or the mesh's
         mode = str((spec.get("mtls") or {}).get("mode", "UNSET"))
-        return mode + (" (as the level above)" if mode == "UNSET" else "")
+        ports = spec.get("portLevelMtls") if isinstance(spec.get("portLevelMtls"), dict) else {}
+        return mode + (" (as the level above)" if mode == "UNSET" else "") + "".join(
+            f", port {port} {(said or {}).get('mode', 'UNSET') if isinstance(said, dict) else '?'}" for port, said in ports.items())
     if kind == "Sidecar":
         return f"outbound {spec.get('outboundTrafficPolicy', {}).get('mode', '')}"
     if kind == "Telemetry":

@@ -394,11 +394,29 @@ def test_a_peer_authentication_is_a_meshtls_in_istios_words():
     assert canonical_kind("pa") == "PeerAuthentication" and subset_crd("PeerAuthentication")["spec"]["group"] == "security.istio.io"
     assert table([{"document": shipped_one.document, "expiresAt": None}])[1][1:5] == (
         "PeerAuthentication", "default", "(namespace)", "PERMISSIVE")
-    for spec, field, words in (({"mtls": {"mode": "DISABLE"}}, "spec.mtls.mode", "meshdojo's sidecars always send mutual TLS"),
-                               ({"portLevelMtls": {"9080": {"mode": "STRICT"}}}, "spec.portLevelMtls", "serves its pod's one port")):
+    for spec, field, words in (({"portLevelMtls": {"9080": {"mode": "STRICT"}}}, "spec.portLevelMtls", "needs a selector"),
+                               ({"selector": {"matchLabels": {"app": "reviews"}}, "portLevelMtls": {"http": {"mode": "STRICT"}}},
+                                "spec.portLevelMtls.http", "expected a port number"),
+                               ({"mtls": {"mode": "OFF"}}, "spec.mtls.mode", "expected one of UNSET, PERMISSIVE, STRICT, DISABLE")):
         with pytest.raises(PolicyError) as raised:
             peer("bad", None, **spec)
         assert raised.value.field == field and words in raised.value.message, raised.value
+
+
+def test_a_ports_own_mode_and_the_level_above_for_the_rest():
+    """Istio's Authentication Policy task: STRICT but port 8080 DISABLE (plaintext taken); a
+    policy with ports' modes only leaves the others to the level above."""
+    from controlplane.selection import Workload, applicable
+
+    httpbin = Workload("bookinfo", "httpbin", "httpbin", "httpbin-0", {"app": "httpbin"})
+    namespace = peer("default", "STRICT")
+    port_only = peer("httpbin", None, selector={"matchLabels": {"app": "httpbin"}}, portLevelMtls={"8080": {"mode": "DISABLE"}})
+    chosen = applicable([namespace, port_only], httpbin, {})["MeshTLS"]
+    assert chosen.resources == (port_only, namespace) and chosen.levels == ("workload", "namespace")
+    assert [next(m for r in chosen.resources if (m := r.spec.mode_at(port)) != "UNSET") for port in (8080, 9090)] == ["DISABLE", "STRICT"]
+    both = peer("httpbin", "STRICT", selector={"matchLabels": {"app": "httpbin"}}, portLevelMtls={"8080": {"mode": "DISABLE"}})
+    assert (both.spec.mode_at(8080), both.spec.mode_at(80), both.spec.mode_at(None)) == ("DISABLE", "STRICT", "STRICT")
+    assert table([{"document": both.document, "expiresAt": None}])[1][4] == "STRICT, port 8080 DISABLE"
 
 
 async def test_a_peer_authentication_opens_and_closes_a_real_sidecar_to_plaintext(emoji_mesh):
@@ -414,3 +432,9 @@ async def test_a_peer_authentication_opens_and_closes_a_real_sidecar_to_plaintex
     await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r.startswith(b"HTTP/1.1 200"), "PERMISSIVE")
     apply(mesh, {**opened, "spec": {**opened["spec"], "mtls": {"mode": "STRICT"}}})
     await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r == b"", "STRICT again")
+    # the Authentication Policy task: STRICT, but the port Services target DISABLE (here the sidecar's own: no pod port declared)
+    port = str(server.ports["inbound"])
+    apply(mesh, {**opened, "spec": {**opened["spec"], "mtls": {"mode": "STRICT"}, "portLevelMtls": {port: {"mode": "DISABLE"}}}})
+    await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r.startswith(b"HTTP/1.1 200"),
+                "the port's DISABLE")
+    assert (await asyncio.to_thread(server.config))["mode"] == "disable"
