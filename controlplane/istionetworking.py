@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane import istioegress, istiogateway, routefilters
+from controlplane.cors import read_istio_cors
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.istioegress import Origination
@@ -294,9 +295,10 @@ def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple
         redirect = routefilters.Redirect(spec.get("redirectCode", 301), spec.get("scheme"), spec.get("authority"), spec.get("port"), path)
         if rewrite is not None:
             raise r.fail(f"{where}.rewrite", "a rule cannot both redirect and rewrite")
-    if not (edits or mirrors or rewrite or redirect):
+    cors = read_istio_cors(r, rule["corsPolicy"], f"{where}.corsPolicy") if "corsPolicy" in rule else None
+    if not (edits or mirrors or rewrite or redirect or cors):
         return None
-    return routefilters.RouteFilters(edits.get("request"), edits.get("response"), mirrors, redirect, rewrite)
+    return routefilters.RouteFilters(edits.get("request"), edits.get("response"), mirrors, redirect, rewrite, cors)
 
 
 # -- DestinationRule -----------------------------------------------------------------------------

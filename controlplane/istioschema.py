@@ -128,6 +128,17 @@ HTTP_ROUTE = obj({
     }, doc="delay or abort the rule's requests in the caller's sidecar, as Istio's fault injection does"),
     "mirror": DESTINATION,
     "mirrorPercentage": PERCENT,
+    "corsPolicy": obj({
+        "allowOrigins": ListOf(STRING_MATCH, doc="the origins whose pages may read the responses ({exact: https://app.example}, "
+                                                "{prefix: ...}, {regex: ...}; exact * for any)"),
+        "allowMethods": ListOf(Str(doc="a method"), doc="the methods a preflight allows (Access-Control-Allow-Methods)"),
+        "allowHeaders": ListOf(Str(doc="a header name"), doc="the request headers a preflight allows"),
+        "exposeHeaders": ListOf(Str(doc="a header name"), doc="the response headers the pages may read besides the safe ones"),
+        "maxAge": Duration(doc="how long a browser may keep a preflight's answer"),
+        "allowCredentials": Bool(doc="the pages may send cookies and read the answers to them"),
+        "unmatchedPreflights": Str(enum=("FORWARD", "IGNORE"), doc="a preflight from another origin: FORWARD (the default) "
+                                                                   "sends it on; IGNORE answers 200 without CORS headers"),
+    }, doc="cross-origin requests: answer preflights from the allowed origins, and let their pages read the responses"),
     "headers": obj({"request": replace(HEADER_OPERATIONS, doc="the request's, before it is forwarded"),
                     "response": replace(HEADER_OPERATIONS, doc="the response's, before the caller gets it")},
                    doc="change the request's headers before forwarding, or the response's"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.cors import CorsPolicy, read_gateway_cors
 from controlplane.fields import FieldReader
 
 # headers a filter may not touch: the proxy frames each message and names its destination itself
@@ -84,9 +85,10 @@ class RouteFilters:
     mirrors: tuple[Mirror, ...] = ()
     redirect: Redirect | None = None
     rewrite: Rewrite | None = None
+    cors: CorsPolicy | None = None  # Gateway API's CORS filter, Istio's corsPolicy
 
     def describe(self) -> str:
-        parts = []
+        parts = [self.cors.describe()] if self.cors is not None else []
         if self.redirect is not None:
             parts.append(f"redirect {self.redirect.status}")
         if self.request_headers is not None:
@@ -102,7 +104,8 @@ class RouteFilters:
 
 
 FILTER_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHeaderModifier": "responseHeaderModifier",
-                 "RequestMirror": "requestMirror", "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite"}
+                 "RequestMirror": "requestMirror", "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite",
+                 "CORS": "cors"}
 
 
 def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any, ...], has_backends: bool,
@@ -127,6 +130,8 @@ def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any,
             found[kind] = header_edits(r, f[field], f"{at}.{field}")
         elif kind == "RequestMirror":
             mirrors.append(_mirror(r, f[field], f"{at}.{field}"))
+        elif kind == "CORS":
+            found[kind] = read_gateway_cors(r, f[field], f"{at}.{field}")
         elif kind == "RequestRedirect":
             spec = f[field]
             path = _path_edit(r, spec["path"], f"{at}.{field}.path", matches) if "path" in spec else None
@@ -143,7 +148,7 @@ def parse_filters(r: FieldReader, raw: list[dict[str, Any]], matches: tuple[Any,
         if has_backends:
             raise r.fail(f"{where}.backendRefs", "a rule with a RequestRedirect answers the request itself: leave out backendRefs")
     return RouteFilters(found.get("RequestHeaderModifier"), found.get("ResponseHeaderModifier"), tuple(mirrors),
-                        found.get("RequestRedirect"), found.get("URLRewrite"))
+                        found.get("RequestRedirect"), found.get("URLRewrite"), found.get("CORS"))
 
 
 def backend_filters(r: FieldReader, raw: list[dict[str, Any]], where: str) -> tuple[HeaderEdits | None, HeaderEdits | None]:

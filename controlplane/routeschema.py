@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from controlplane.gatewayapi import GATEWAY_GROUP
 from controlplane.names import HOST_HINT, HOST_PATTERN
-from controlplane.schema import CORE_GROUPS, Duration, Int, ListOf, Str, obj
+from controlplane.schema import CORE_GROUPS, Bool, Duration, Int, ListOf, Str, obj
 
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -68,7 +68,7 @@ PATH_MODIFIER = obj({
     "replaceFullPath": Str(pattern=PATH_PATTERN, hint=PATH_HINT, doc="the whole new path"),
     "replacePrefixMatch": Str(pattern=PATH_PATTERN, hint=PATH_HINT, doc="what replaces the prefix the rule matched"),
 }, ("type",), doc="the path: all of it, or the prefix the rule's PathPrefix match matched")
-FILTER_TYPES = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite")
+FILTER_TYPES = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite", "CORS")
 FILTER = obj({
     "type": Str(enum=FILTER_TYPES, doc="which filter: its field (the type in lowerCamelCase) says how"),
     "requestHeaderModifier": replace(HEADER_MODIFIER, doc="change the request's headers before forwarding"),
@@ -95,7 +95,20 @@ FILTER = obj({
                         doc="the Host header the backend gets"),
         "path": PATH_MODIFIER,
     }, doc="change the Host header or the path before forwarding"),
-}, ("type",), doc="what the rule does to a request besides sending it: headers, a copy, a redirect, a rewrite")
+    "cors": obj({
+        "allowOrigins": ListOf(Str(doc="* (any), or scheme://host[:port]; a * to the left of the host takes any labels "
+                                       "(https://*.example.com)"), max_items=64,
+                               doc="the origins whose pages may read the responses"),
+        "allowCredentials": Bool(doc="the pages may send cookies and read the answers to them (Access-Control-Allow-Credentials)"),
+        "allowMethods": ListOf(Str(enum=(*METHODS, "*"), doc="a method, or * for any"), max_items=10,
+                               doc="the methods a preflight allows (GET, HEAD and POST always are)"),
+        "allowHeaders": ListOf(replace(HEADER_NAME, doc="a header name, or * for any"), max_items=64,
+                               doc="the request headers a preflight allows"),
+        "exposeHeaders": ListOf(replace(HEADER_NAME, doc="a header name"), max_items=64,
+                                doc="the response headers the pages may read besides the safe ones"),
+        "maxAge": Int(1, MANY, "a number of seconds", doc="how long a browser may keep a preflight's answer (5 by default)"),
+    }, doc="cross-origin requests: answer preflights from the allowed origins, and let their pages read the responses"),
+}, ("type",), doc="what the rule does to a request besides sending it: headers, a copy, a redirect, a rewrite, CORS")
 
 
 HTTP_ROUTE = obj({

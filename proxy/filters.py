@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from controlplane.cors import IGNORE
 from controlplane.protocol import fqdn
 from controlplane.routefilters import Mirror, PathEdit, Redirect, RouteFilters
 from controlplane.routespec import Backend
@@ -165,13 +166,16 @@ def route_filters(mirrors: Mirrors) -> Layer:
                 return await send(request)
             assert rule is not None
             done: list[str] = []
+            origin = request.head.header(b"origin") if filters.cors is not None else None
+            if origin is not None and (answered := _preflight(filters, request, origin.decode("latin-1"))) is not None:
+                return answered  # a CORS preflight, answered here
             prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
             if filters.redirect is not None:  # answered here: nothing is forwarded
                 location = redirect_location(filters.redirect, request.asked_for or request.authority, request.path, prefix,
                                              request.peer.scheme)
                 request.fate.filters = f"redirect {filters.redirect.status} to {location}"
                 response = Response(filters.redirect.status, [(b"location", location.encode("latin-1"))], EMPTY)
-                return _edit_response(filters, response)
+                return _edit_response(filters, response, origin)
             if filters.request_headers is not None:
                 request.head.headers = filters.request_headers.apply(request.head.headers)
                 done.append(f"request headers: {filters.request_headers.describe()}")
@@ -179,8 +183,10 @@ def route_filters(mirrors: Mirrors) -> Layer:
                 done.append(_rewrite(filters, request, prefix))
             if filters.mirrors:
                 done += await _mirror(mirrors, filters, request, rule.request_timeout)
+            if origin is not None:
+                done.append(_cors_said(filters, origin.decode("latin-1")))
             request.fate.filters = "; ".join(done) or None
-            return _edit_response(filters, await send(request))
+            return _edit_response(filters, await send(request), origin)
 
         return handle
 
@@ -215,12 +221,38 @@ def _prefix(filters: RouteFilters, request: Request) -> str | None:
     return matched_prefix(request.path, request.rule.matches, header_of(request), request.head.method)
 
 
-def _edit_response(filters: RouteFilters, response: Response) -> Response:
+def _edit_response(filters: RouteFilters, response: Response, origin: bytes | None = None) -> Response:
     """ResponseHeaderModifier, on what the backend answered (or a redirect); not on the answers
-    the proxy makes itself when something failed (those carry ``x-meshdojo-error``)."""
+    the proxy makes itself when something failed (those carry ``x-meshdojo-error``). An allowed
+    origin's CORS headers on every answer, so its page can read a failure too."""
     if filters.response_headers is not None and response.error is None:
         response.headers = filters.response_headers.apply(response.headers)
+    if origin is not None and filters.cors is not None and filters.cors.allows(origin.decode("latin-1")):
+        added = filters.cors.response_headers(origin.decode("latin-1"))
+        names = {name for name, _ in added}
+        response.headers = [(n, v) for n, v in response.headers if n not in names] + added
     return response
+
+
+def _preflight(filters: RouteFilters, request: Request, origin: str) -> Response | None:
+    """A CORS preflight's answer (controlplane/cors.py), or None: it is not one, or it goes on."""
+    cors = filters.cors
+    method = request.head.header(b"access-control-request-method")
+    if cors is None or request.head.method != "OPTIONS" or method is None:
+        return None
+    if cors.allows(origin):
+        asked = (request.head.header(b"access-control-request-headers") or b"").decode("latin-1")
+        request.fate.filters = f"CORS preflight from {origin} answered ({cors.describe()})"
+        return Response(200, cors.preflight(origin, method.decode("latin-1"), asked), EMPTY)
+    if cors.unmatched_preflights == IGNORE:
+        request.fate.filters = f"CORS preflight from {origin}, not an allowed origin: answered without CORS headers"
+        return Response(200, [], EMPTY)
+    return None  # Istio's FORWARD: the backend answers it
+
+
+def _cors_said(filters: RouteFilters, origin: str) -> str:
+    assert filters.cors is not None
+    return f"CORS: {origin} {'allowed' if filters.cors.allows(origin) else 'not allowed (no CORS headers)'}"
 
 
 def _rewrite(filters: RouteFilters, request: Request, prefix: str | None) -> str:
