@@ -21,6 +21,7 @@ the host clients ask for (controlplane/istiogateway.py). Pure.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,10 +146,11 @@ def read_virtual_service(r: FieldReader, spec: Mapping[str, Any], namespace: str
 
 def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str, outside: str | None = None) -> RouteRule:
     matches = tuple(_match(r, m, f"{where}.match[{j}]") for j, m in enumerate(rule.get("match", [])))
-    if "route" not in rule and "redirect" not in rule:
-        raise r.fail(f"{where}.route", "required: where the rule's requests go (or a redirect)")
-    if "route" in rule and "redirect" in rule:
-        raise r.fail(f"{where}.redirect", "a rule routes or redirects, not both (Istio)")
+    answers = [k for k in ("route", "redirect", "directResponse") if k in rule]
+    if not answers:
+        raise r.fail(f"{where}.route", "required: where the rule's requests go (or a redirect, or a directResponse)")
+    if len(answers) > 1:
+        raise r.fail(f"{where}.{answers[1]}", f"a rule does one of route, redirect and directResponse (Istio); this one has {answers[0]}")
     if outside is not None:  # a host outside the mesh: its rules send to that host (the ServiceEntry's endpoints)
         _to_the_host(r, rule, where, outside)
     backends = () if outside is not None else tuple(_destination(r, d, f"{where}.route[{k}]", namespace, len(rule["route"]))
@@ -202,6 +204,8 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
             raise r.fail(f"{where}.method.{kind}", "a method is matched exactly here: {exact: GET}")
     headers = tuple(_value_match(r, name.lower(), v, f"{where}.headers.{name}") for name, v in (m.get("headers") or {}).items())
     query = tuple(_value_match(r, name, v, f"{where}.queryParams.{name}") for name, v in (m.get("queryParams") or {}).items())
+    if "authority" in m:  # Envoy's :authority is the Host header here (an absolute-form target's host is what it says too)
+        headers += (_value_match(r, "host", m["authority"], f"{where}.authority"),)
     without = tuple(_value_match(r, name.lower(), v, f"{where}.withoutHeaders.{name}") for name, v in (m.get("withoutHeaders") or {}).items())
     return RequestMatch(path, headers, method, query, without, tuple(sorted((m.get("sourceLabels") or {}).items())),
                         m.get("sourceNamespace"))
@@ -276,13 +280,28 @@ def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple
              namespace: str) -> routefilters.RouteFilters | None:
     """mirror, headers, rewrite and redirect, as the Gateway API filters that do the same."""
     edits = _header_edits(r, rule.get("headers", {}), f"{where}.headers")
-    mirrors = ()
+    mirrors: tuple[routefilters.Mirror, ...] = ()
     if "mirror" in rule:
+        if "mirrors" in rule:
+            raise r.fail(f"{where}.mirrors", "mirror or mirrors, not both: list the one mirror in mirrors")
         service = host_service(r, rule["mirror"]["host"], namespace, f"{where}.mirror.host")
         share = float(rule.get("mirrorPercentage", {"value": 100})["value"]) / 100
         mirrors = (routefilters.Mirror(service, share, rule["mirror"].get("subset")),)
     elif "mirrorPercentage" in rule:
         raise r.fail(f"{where}.mirrorPercentage", "goes with mirror: the Service that gets the copies")
+    for k, item in enumerate(rule.get("mirrors", [])):
+        service = host_service(r, item["destination"]["host"], namespace, f"{where}.mirrors[{k}].destination.host")
+        mirrors += (routefilters.Mirror(service, float(item.get("percentage", {"value": 100})["value"]) / 100,
+                                        item["destination"].get("subset")),)
+    direct = None
+    if "directResponse" in rule:
+        body = rule["directResponse"].get("body", {})
+        if len(body) > 1:
+            raise r.fail(f"{where}.directResponse.body", "one of string and bytes")
+        data = body["string"].encode() if "string" in body else base64.b64decode(body["bytes"]) if "bytes" in body else b""
+        if len(data) > 64 * 1024:
+            raise r.fail(f"{where}.directResponse.body", f"{len(data)} bytes: at most 64 KiB here")
+        direct = routefilters.DirectResponse(rule["directResponse"]["status"], data)
     prefix_only = bool(matches) and all(m.path is not None and m.path.type == "Prefix" for m in matches)
     rewrite = redirect = None
     if "rewrite" in rule:
@@ -296,9 +315,9 @@ def _filters(r: FieldReader, rule: Mapping[str, Any], where: str, matches: tuple
         if rewrite is not None:
             raise r.fail(f"{where}.rewrite", "a rule cannot both redirect and rewrite")
     cors = read_istio_cors(r, rule["corsPolicy"], f"{where}.corsPolicy") if "corsPolicy" in rule else None
-    if not (edits or mirrors or rewrite or redirect or cors):
+    if not (edits or mirrors or rewrite or redirect or cors or direct):
         return None
-    return routefilters.RouteFilters(edits.get("request"), edits.get("response"), mirrors, redirect, rewrite, cors)
+    return routefilters.RouteFilters(edits.get("request"), edits.get("response"), mirrors, redirect, rewrite, cors, direct)
 
 
 # -- DestinationRule -----------------------------------------------------------------------------

@@ -85,6 +85,7 @@ HTTP_ROUTE = obj({
         "withoutHeaders": MapOf(STRING_MATCH, hint="expected a mapping of header names to {exact|prefix|regex: value}",
                                 doc="headers the request must not match, any one (the opposite of headers)"),
         "ignoreUriCase": Bool(doc="uri is matched in any case (/Reviews matches exact /reviews)"),
+        "authority": replace(STRING_MATCH, doc="the host the request names (its Host header, as sent: reviews:9080)"),
         "sourceLabels": Labels(doc="only requests from pods with all of these labels (their sidecars'; not at a gateway)"),
         "sourceNamespace": Str(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", hint="expected a namespace's name",
                                doc="only requests from pods of this namespace (their sidecars'; not at a gateway)"),
@@ -128,6 +129,14 @@ HTTP_ROUTE = obj({
     }, doc="delay or abort the rule's requests in the caller's sidecar, as Istio's fault injection does"),
     "mirror": DESTINATION,
     "mirrorPercentage": PERCENT,
+    "mirrors": ListOf(obj({"destination": DESTINATION, "percentage": PERCENT}, ("destination",)),
+                      doc="several mirrors, each with its own share (Istio 1.18's; mirror is one)"),
+    "directResponse": obj({
+        "status": Int(200, 599, "an HTTP status", doc="the status answered"),
+        "body": obj({"string": Str(allow_empty=True, doc="the body, as text"),
+                     "bytes": Str(pattern=r"^[A-Za-z0-9+/]*={0,2}$", hint="expected base64", doc="the body, base64-encoded")},
+                    doc="the body answered (one of string and bytes; none: empty)"),
+    }, ("status",), doc="answer the rule's requests at once, with this status and body: nothing is forwarded"),
     "corsPolicy": obj({
         "allowOrigins": ListOf(STRING_MATCH, doc="the origins whose pages may read the responses ({exact: https://app.example}, "
                                                 "{prefix: ...}, {regex: ...}; exact * for any)"),

@@ -71,6 +71,14 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectResponse:
+    """Istio's directResponse: the rule's requests answered at once."""
+
+    status: int
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Rewrite:
     hostname: str | None = None
     path: PathEdit | None = None
@@ -86,9 +94,12 @@ class RouteFilters:
     redirect: Redirect | None = None
     rewrite: Rewrite | None = None
     cors: CorsPolicy | None = None  # Gateway API's CORS filter, Istio's corsPolicy
+    direct: DirectResponse | None = None  # Istio's directResponse
 
     def describe(self) -> str:
         parts = [self.cors.describe()] if self.cors is not None else []
+        if self.direct is not None:
+            parts.append(f"answer {self.direct.status} ({len(self.direct.body)} bytes)")
         if self.redirect is not None:
             parts.append(f"redirect {self.redirect.status}")
         if self.request_headers is not None:

@@ -170,6 +170,10 @@ def route_filters(mirrors: Mirrors) -> Layer:
             if origin is not None and (answered := _preflight(filters, request, origin.decode("latin-1"))) is not None:
                 return answered  # a CORS preflight, answered here
             prefix = _prefix(filters, request)  # before any header is edited: the match saw the request as sent
+            if filters.direct is not None:  # Istio's directResponse: answered here, nothing is forwarded
+                request.fate.filters = f"direct response {filters.direct.status}"
+                typed = [(b"content-type", b"text/plain")] if filters.direct.body else []  # as Envoy's direct_response
+                return _edit_response(filters, Response(filters.direct.status, typed, BytesBody(filters.direct.body)), origin)
             if filters.redirect is not None:  # answered here: nothing is forwarded
                 location = redirect_location(filters.redirect, request.asked_for or request.authority, request.path, prefix,
                                              request.peer.scheme)

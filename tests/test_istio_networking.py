@@ -180,7 +180,7 @@ def test_at_most_max_ejection_percent_of_the_endpoints_are_out_and_one_always_ma
      "add up to 90: they must add up to 100"),
     (vs([{"match": [{"uri": {"prefix": "/"}}]}]), "spec.http[0].route", "required: where the rule's requests go"),
     (vs([{"route": [{"destination": {"host": "reviews"}}], "redirect": {"uri": "/x"}}]), "spec.http[0].redirect",
-     "routes or redirects, not both"),
+     "a rule does one of route, redirect and directResponse"),
     (vs([{"match": [{"uri": {"exact": "/a", "prefix": "/b"}}], "route": [{"destination": {"host": "reviews"}}]}]),
      "spec.http[0].match[0].uri", "exactly one of exact, prefix or regex"),
     (vs([{"match": [{"uri": {"prefix": "api"}}], "route": [{"destination": {"host": "reviews"}}]}]),
@@ -438,3 +438,49 @@ async def test_a_peer_authentication_opens_and_closes_a_real_sidecar_to_plaintex
     await until(lambda: asyncio.to_thread(_plaintext_get, server.ports["inbound"]), lambda r: r.startswith(b"HTTP/1.1 200"),
                 "the port's DISABLE")
     assert (await asyncio.to_thread(server.config))["mode"] == "disable"
+
+
+def test_direct_response_mirrors_and_authority_are_read():
+    from controlplane.routefilters import DirectResponse, Mirror
+
+    service = vs([{"match": [{"authority": {"prefix": "reviews"}}],
+                   "directResponse": {"status": 503, "body": {"string": "reviews is resting"}}},
+                  {"route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                   "mirrors": [{"destination": {"host": "reviews", "subset": "v2"}, "percentage": {"value": 50}},
+                               {"destination": {"host": "ratings"}}]}])
+    first, second = parse(service, "t", 0).spec.rules
+    assert first.filters.direct == DirectResponse(503, b"reviews is resting") and first.backends == ()
+    assert first.matches_request("/", lambda name: {"host": "reviews:9080"}.get(name), "GET")
+    assert not first.matches_request("/", lambda name: {"host": "ratings:9080"}.get(name), "GET")
+    assert second.filters.mirrors == (Mirror("reviews", 0.5, "v2"), Mirror("ratings", 1.0))
+    encoded = parse(vs([{"directResponse": {"status": 200, "body": {"bytes": "aGk="}}}]), "t", 0).spec.rules[0]
+    assert encoded.filters.direct == DirectResponse(200, b"hi")
+    for rule, field, words in (
+        ({"directResponse": {"status": 503}, "route": [{"destination": {"host": "reviews"}}]}, "spec.http[0].directResponse",
+         "a rule does one of route, redirect and directResponse"),
+        ({"directResponse": {"status": 503, "body": {"string": "a", "bytes": "YQ=="}}}, "spec.http[0].directResponse.body",
+         "one of string and bytes"),
+        ({"route": [{"destination": {"host": "reviews"}}], "mirror": {"host": "ratings"}, "mirrors": [{"destination": {"host": "ratings"}}]},
+         "spec.http[0].mirrors", "mirror or mirrors, not both"),
+    ):
+        with pytest.raises(PolicyError) as raised:
+            parse(vs([rule]), "t", 0)
+        assert raised.value.field == field and words in raised.value.message, raised.value
+
+
+async def test_a_direct_response_for_one_authority_at_a_real_sidecar(emoji_mesh):
+    """A rule matched by the host the request names answers at once (directResponse: nothing
+    reaches emoji, the fate says so); a request naming emoji another way goes on to it."""
+    mesh, _server, client = emoji_mesh
+    apply(mesh, {**vs([{"match": [{"authority": {"exact": "emoji"}}],
+                        "directResponse": {"status": 503, "body": {"string": "emoji is resting"}}},
+                       {"route": [{"destination": {"host": "emoji"}}]}], hosts=["emoji"]),
+                 "metadata": {"name": "emoji", "namespace": "emojivoto"}})
+    async with aiohttp.ClientSession() as session:
+        status, headers, body = await until(lambda: fetch(session, client.outbound, "http://emoji/list", headers={"x-meshdojo-debug": "1"}),
+                                            lambda r: r[0] == 503, "the direct response")
+        assert body == "emoji is resting" and headers.get("Content-Type") == "text/plain", (headers, body)
+        assert "direct response 503" in headers["x-meshdojo-fate"] and "route=emojivoto/emoji#0" in headers["x-meshdojo-fate"]
+        status, headers, body = await fetch(session, client.outbound, "http://emoji.emojivoto.svc.cluster.local/list",
+                                            headers={"x-meshdojo-debug": "1"})
+        assert status == 200 and "route=emojivoto/emoji#1" in headers["x-meshdojo-fate"], (status, headers, body)
