@@ -21,7 +21,7 @@ from controlplane.identity import IdentityService, utcnow
 from controlplane.istioschema import with_twins
 from controlplane.jwtapi import add_jwt_routes
 from controlplane.jwtissuer import DemoIssuer
-from controlplane.linkerdschema import LINKERD_KINDS
+from controlplane.linkerdschema import LINKERD_HTTP_ROUTE, LINKERD_KINDS
 from controlplane.loadapi import add_load_route
 from controlplane.names import resolve
 from controlplane.policy import KINDS
@@ -337,6 +337,10 @@ async def apply_policies(request: web.Request) -> web.Response:
         names = {(i["namespace"], i["name"]) for i in applied if i["kind"] == "VirtualService"} or None
         warnings += [p["message"] for p in istionetworking.subset_problems([r for r, _ in store.list()])
                      if names is None or (p["namespace"], p["name"]) in names]
+    if any(i["kind"] in ("HTTPRoute", "VirtualService", LINKERD_HTTP_ROUTE) for i in applied):  # one Service, two route kinds
+        routed = {(i["namespace"], i["name"]) for i in applied}
+        warnings += [p["message"] for p in routestatus.mixed_kinds([r for r, _ in store.list()])
+                     if any((p["namespace"], name) in routed for name in p["names"])]
     if any(i["kind"] in ("DestinationRule", "VirtualService") for i in applied):  # for a host outside the mesh no entry names
         rules = {(i["namespace"], i["name"]) for i in applied if i["kind"] in ("DestinationRule", "VirtualService")}
         warnings += [p["message"] for p in istioegress.unused_rules(r for r, _ in store.list()) if (p["namespace"], p["name"]) in rules]
@@ -382,7 +386,8 @@ async def list_policies(request: web.Request) -> web.Response:
                               + gatewayapi.certificate_problems(everything, request.app[SECRETS].get)
                               + expiry_problems(request.app[SECRETS].secrets, gatewayapi.secret_keys(everything), utcnow()),
                               "routeProblems": routestatus.problems(everything, registry.has)
-                              + istionetworking.subset_problems(everything) + istioegress.unused_rules(everything),
+                              + istionetworking.subset_problems(everything) + istioegress.unused_rules(everything)
+                              + routestatus.mixed_kinds(everything),
                               # a Linkerd Server that covers no pod's port, an authorization of no Server
                               "serverProblems": [w for r in everything if r.kind in LINKERD_KINDS
                                                  for w in linkerdserver.warnings(r, everything, workloads)],

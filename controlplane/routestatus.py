@@ -17,6 +17,7 @@ from typing import Any
 
 from controlplane.gatewayapi import refusal
 from controlplane.istioschema import read_as
+from controlplane.policy import traffic_route
 
 CONTROLLER = "meshdojo.dev/controller"  # our entries in status.parents; another implementation's are left alone
 Key = tuple[str, str]
@@ -93,6 +94,28 @@ def problems(resources: list[Any], is_service: Callable[[str, str], bool]) -> li
         found += [{"namespace": route.namespace, "name": route.name,
                    "message": f"HTTPRoute {route.namespace}/{route.name}: {kind} False ({reason}): {message}"}
                   for kind, (ok, reason, message) in failing if not ok]
+    return found
+
+
+def mixed_kinds(resources: list[Any]) -> list[dict[str, str]]:
+    """``apply``'s and ``check``'s findings: a Service routed by routes of more than one kind
+    (Gateway API's HTTPRoute, Linkerd's, Istio's VirtualService). Its callers' sidecars try the
+    rules of every one, a kind's routes after another's (HTTPRoute, then Linkerd's, then the
+    VirtualService; by name within a kind) — which Istio and Linkerd leave undefined: keep one."""
+    by_service: dict[tuple[str, str], list[Any]] = {}
+    for route in sorted((r for r in resources if traffic_route(r) and r.spec.service is not None and r.spec.gateway is None),
+                        key=lambda r: r.key):
+        by_service.setdefault((route.namespace, route.spec.service), []).append(route)
+    found = []
+    for (namespace, service), routes in sorted(by_service.items()):
+        kinds = list(dict.fromkeys(r.kind for r in routes))
+        if len(kinds) < 2:
+            continue
+        names = ", ".join(f"{r.kind} {r.namespace}/{r.name}" for r in routes)
+        found.append({"namespace": namespace, "name": routes[0].name, "kind": routes[0].kind.lower(), "names": [r.name for r in routes],
+                      "message": f"svc/{service} ({namespace}) is routed by routes of {len(kinds)} kinds ({names}): its callers' "
+                                 f"sidecars try the {kinds[0]}'s rules first, then the {kinds[1]}'s — Istio and Linkerd leave "
+                                 f"mixing them undefined; keep one kind for a Service"})
     return found
 
 

@@ -484,3 +484,13 @@ async def test_a_direct_response_for_one_authority_at_a_real_sidecar(emoji_mesh)
         status, headers, body = await fetch(session, client.outbound, "http://emoji.emojivoto.svc.cluster.local/list",
                                             headers={"x-meshdojo-debug": "1"})
         assert status == 200 and "route=emojivoto/emoji#1" in headers["x-meshdojo-fate"], (status, headers, body)
+
+
+def test_apply_warns_when_a_virtual_service_joins_an_httproute_on_one_service(mesh: Mesh):
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "reviews-split", "namespace": "bookinfo"},
+             "spec": {"parentRefs": [{"kind": "Service", "group": "", "name": "reviews"}], "rules": [{}]}}
+    status, body = mesh.call("POST", "/v1/policies", {"documents": [{"source": "r.yaml", "index": 0, "document": route}]})
+    assert status == 200 and not any("kinds" in w for w in body.get("warnings", [])), body
+    status, body = mesh.call("POST", "/v1/policies", {"documents": [{"source": "vs.yaml", "index": 0,
+                                                                      "document": vs([{"route": [{"destination": {"host": "reviews"}}]}])}]})
+    assert status == 200 and any(w.startswith("svc/reviews (bookinfo) is routed by routes of 2 kinds") for w in body["warnings"]), body

@@ -112,3 +112,21 @@ def test_check_lists_the_routes_that_do_not_work_as_written():
         {"namespace": "shop", "name": "web-split", "message": "HTTPRoute shop/web-split: ResolvedRefs False (BackendNotFound): "
                                                               "no Service web-v2 in namespace shop: the requests its rules send "
                                                               "there are answered 502 unknown_service"}]
+
+
+def test_a_service_routed_by_two_kinds_is_named_once():
+    """An HTTPRoute and a VirtualService for one Service: the sidecars try the HTTPRoute's rules
+    first; apply and check say so, once per Service, naming every route; one kind alone is fine."""
+    from controlplane.routestatus import mixed_kinds
+
+    gateway_api = parse({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web-split", "namespace": "shop"},
+                         "spec": {"parentRefs": [{"kind": "Service", "group": "", "name": "web"}], "rules": [{}]}}, "r.yaml", 0)
+    istio = parse({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web", "namespace": "shop"},
+                   "spec": {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]}}, "vs.yaml", 0)
+    other = parse({**istio.document, "metadata": {"name": "cart", "namespace": "shop"}, "spec": {**istio.document["spec"], "hosts": ["cart"]}},
+                  "vs.yaml", 1)
+    [found] = mixed_kinds([istio, other, gateway_api])
+    assert (found["namespace"], found["names"], found["kind"]) == ("shop", ["web-split", "web"], "httproute")
+    assert found["message"].startswith("svc/web (shop) is routed by routes of 2 kinds (HTTPRoute shop/web-split, "
+                                       "VirtualService shop/web): its callers' sidecars try the HTTPRoute's rules first")
+    assert mixed_kinds([istio, other]) == []
