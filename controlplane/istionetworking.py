@@ -16,7 +16,9 @@ caller's sidecar (retries never see it), a redirect is 301 unless it says, and a
 ``maxEjectionPercent`` (10 %) of a Service's pods are ejected at once — one always may be.
 
 A VirtualService whose ``gateways`` name an Istio Gateway is that Gateway's route instead, for
-the host clients ask for (controlplane/istiogateway.py). Pure.
+the host clients ask for (controlplane/istiogateway.py); one for a host outside the mesh (a
+ServiceEntry's) shapes the requests to it, and a DestinationRule for such a host says the TLS the
+sidecars originate to it (controlplane/istioegress.py). Pure.
 """
 
 from __future__ import annotations
@@ -231,8 +233,9 @@ def _to_the_host(r: FieldReader, rule: Mapping[str, Any], where: str, host: str)
                              f"not for a host outside the mesh here: write {'the rule' if field == 'headers' else 'its ServiceEntry'}'s")
         if d.get("weight", 100) != 100:
             raise r.fail(f"{where}.route[{k}].weight", "the host outside the mesh takes every request: 100, or leave it out")
-    if "mirror" in rule:
-        raise r.fail(f"{where}.mirror", "not for a host outside the mesh here")
+    for field in ("mirror", "mirrors"):
+        if field in rule:
+            raise r.fail(f"{where}.{field}", "not for a host outside the mesh here")
 
 
 def _header_edits(r: FieldReader, headers: Mapping[str, Any], where: str) -> dict[str, routefilters.HeaderEdits]:

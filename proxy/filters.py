@@ -1,12 +1,14 @@
 """An HTTPRoute rule's filters, in the client's outbound proxy, right after the rule matched
 (Gateway API's ``filters``; what they may say is checked in :mod:`controlplane.routefilters`):
 
+    CORS preflight     CORS (Istio's corsPolicy): an allowed origin's preflight answered at once
+    direct response    Istio's directResponse: the status and body at once; nothing is forwarded
     redirect           RequestRedirect: answer 3xx with a Location at once; nothing is forwarded
     request headers    RequestHeaderModifier: remove, set, add
     rewrite            URLRewrite: the Host header, the path (all of it, or the matched prefix)
     mirror             RequestMirror: a copy to another Service, its answer thrown away
     ... the rest of the stack (backend, timeouts, retries, balancer) ...
-    response headers   ResponseHeaderModifier, on the backend's response
+    response headers   ResponseHeaderModifier, on the backend's response; an allowed origin's CORS headers
 
 Every filter that acted is written in the request's fate (``filters=``). The URL arithmetic is
 pure functions below; the layer only applies them, and :class:`Mirrors` does the one piece of

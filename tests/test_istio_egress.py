@@ -172,6 +172,8 @@ def test_a_virtual_service_for_a_host_outside_the_mesh():
          "spec.http[0].route[0].weight", "takes every request"),
         ([{"route": [{"destination": {"host": "httpbin.org"}}], "mirror": {"host": "reviews"}}], "spec.http[0].mirror",
          "not for a host outside the mesh"),
+        ([{"route": [{"destination": {"host": "httpbin.org"}}], "mirrors": [{"destination": {"host": "reviews"}}]}],
+         "spec.http[0].mirrors", "not for a host outside the mesh"),
     ):
         with pytest.raises(PolicyError) as refused:
             parse(service(http), "t", 0)
