@@ -29,6 +29,7 @@ from typing import Any
 
 from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
+from controlplane.matching import string_match
 
 FORWARD, IGNORE = "FORWARD", "IGNORE"
 ANY = "*"
@@ -141,16 +142,8 @@ def read_istio_cors(r: FieldReader, spec: dict[str, Any], where: str) -> CorsPol
     """Istio's ``corsPolicy`` (istioschema's fields)."""
     origins = []
     for i, match in enumerate(spec.get("allowOrigins", [])):
-        given = [k for k in ("exact", "prefix", "regex") if k in match]
-        if len(given) != 1:
-            raise r.fail(f"{where}.allowOrigins[{i}]", "expected exactly one of exact, prefix or regex, e.g. {exact: https://app.example}")
-        kind = given[0]
-        if kind == "regex":
-            try:
-                re.compile(match[kind])
-            except re.error as exc:
-                raise r.fail(f"{where}.allowOrigins[{i}].regex", f"not a regular expression: {exc}") from None
-        origins.append(OriginMatch("any") if kind == "exact" and match[kind] == ANY else OriginMatch(kind, match[kind]))
+        kind, value = string_match(r, match, f"{where}.allowOrigins[{i}]", "{exact: https://app.example}")
+        origins.append(OriginMatch("any") if kind == "exact" and value == ANY else OriginMatch(kind, value))
     if not origins:
         raise r.fail(f"{where}.allowOrigins", "required here: the origins whose pages may read the responses")
     max_age = int(parse_duration(spec["maxAge"])) if "maxAge" in spec else None

@@ -35,7 +35,7 @@ from controlplane.durations import parse_duration
 from controlplane.fields import FieldReader
 from controlplane.istioegress import Origination
 from controlplane.loadbalancing import LoadBalancerSpec, read_load_balancer
-from controlplane.matching import PathMatch, RequestMatch, ValueMatch
+from controlplane.matching import PathMatch, RequestMatch, ValueMatch, string_match
 from controlplane.resiliencespecs import BreakerSpec, PoolLimits
 from controlplane.routespec import Backend, Retry, RouteRule, RouteSpec, RuleFault
 from controlplane.spiffe import is_dns_label
@@ -167,22 +167,8 @@ def _rule(r: FieldReader, rule: Mapping[str, Any], where: str, namespace: str, o
     return RouteRule(matches, backends, timeout or None, try_timeout, retry, filters, fault)
 
 
-def _string_match(r: FieldReader, m: Mapping[str, Any], where: str) -> tuple[str, str]:
-    """(exact, prefix or regex; the value) of an Istio StringMatch."""
-    given = [k for k in ("exact", "prefix", "regex") if k in m]
-    if len(given) != 1:
-        raise r.fail(where, "expected exactly one of exact, prefix or regex, e.g. {exact: jason}")
-    kind = given[0]
-    if kind == "regex":
-        try:
-            re.compile(m[kind])
-        except re.error as exc:
-            raise r.fail(f"{where}.regex", f"not a regular expression: {exc}") from None
-    return kind, m[kind]
-
-
 def _value_match(r: FieldReader, name: str, m: Mapping[str, Any], where: str) -> ValueMatch:
-    kind, value = _string_match(r, m, where)
+    kind, value = string_match(r, m, where)
     if kind == "exact":
         return ValueMatch(name, value)
     return ValueMatch(name, re.escape(value) + ".*" if kind == "prefix" else value, regex=True)
@@ -191,7 +177,7 @@ def _value_match(r: FieldReader, name: str, m: Mapping[str, Any], where: str) ->
 def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
     path = None
     if "uri" in m:
-        kind, value = _string_match(r, m["uri"], f"{where}.uri")
+        kind, value = string_match(r, m["uri"], f"{where}.uri")
         if kind != "regex" and not value.startswith("/"):
             raise r.fail(f"{where}.uri.{kind}", "must start with '/'")
         ignore_case = bool(m.get("ignoreUriCase")) and kind != "regex"
@@ -201,7 +187,7 @@ def _match(r: FieldReader, m: Mapping[str, Any], where: str) -> RequestMatch:
         raise r.fail(f"{where}.ignoreUriCase", "goes with uri: the path matched in any case")
     method = None
     if "method" in m:
-        kind, method = _string_match(r, m["method"], f"{where}.method")
+        kind, method = string_match(r, m["method"], f"{where}.method")
         if kind != "exact":
             raise r.fail(f"{where}.method.{kind}", "a method is matched exactly here: {exact: GET}")
     headers = tuple(_value_match(r, name.lower(), v, f"{where}.headers.{name}") for name, v in (m.get("headers") or {}).items())

@@ -137,3 +137,17 @@ def _value_match(r: FieldReader, m: dict[str, Any], where: str, name: str) -> Va
         except re.error as exc:
             raise r.fail(f"{where}.value", f"not a regular expression: {exc}") from None
     return ValueMatch(name, m["value"], regex)
+
+
+def string_match(r: FieldReader, m: Any, where: str, example: str = "{exact: jason}") -> tuple[str, str]:
+    """(exact, prefix or regex; the value) of an Istio StringMatch, its regex checked."""
+    given = [k for k in ("exact", "prefix", "regex") if k in m]
+    if len(given) != 1:
+        raise r.fail(where, f"expected exactly one of exact, prefix or regex, e.g. {example}")
+    kind = given[0]
+    if kind == "regex":
+        try:
+            re.compile(m[kind])
+        except re.error as exc:
+            raise r.fail(f"{where}.regex", f"not a regular expression: {exc}") from None
+    return kind, m[kind]
