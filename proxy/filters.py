@@ -230,7 +230,7 @@ def _prefix(filters: RouteFilters, request: Request) -> str | None:
 def _edit_response(filters: RouteFilters, response: Response, origin: bytes | None = None) -> Response:
     """ResponseHeaderModifier, on what the backend answered (or a redirect); not on the answers
     the proxy makes itself when something failed (those carry ``x-meshdojo-error``). An allowed
-    origin's CORS headers on every answer, so its page can read a failure too."""
+    origin's CORS headers on every answer that comes back this way, a failure's too."""
     if filters.response_headers is not None and response.error is None:
         response.headers = filters.response_headers.apply(response.headers)
     if origin is not None and filters.cors is not None and filters.cors.allows(origin.decode("latin-1")):
