@@ -10,6 +10,7 @@ class ProxyError(Exception):
     status = 502
     code = "proxy_error"
     client_fault = False  # the downstream client did something wrong: never held against an endpoint
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()  # on its answer too (an allowed origin's CORS headers)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,7 +20,7 @@ class ProxyError(Exception):
         body = f"meshdojo proxy: {self.message}\n".encode()
         return Response(
             self.status,
-            [(b"content-type", b"text/plain; charset=utf-8"), (b"x-meshdojo-error", self.code.encode())],
+            [(b"content-type", b"text/plain; charset=utf-8"), (b"x-meshdojo-error", self.code.encode()), *self.extra_headers],
             BytesBody(body),
             error=self.code,
         )

@@ -28,6 +28,7 @@ from controlplane.protocol import fqdn
 from controlplane.routefilters import Mirror, PathEdit, Redirect, RouteFilters
 from controlplane.routespec import Backend
 from proxy.discovery import Discovery
+from proxy.errors import ProxyError
 from proxy.exchange import EMPTY, BytesBody, ConnectionBody, EmptyBody, Handler, Layer, Request, Response, header_of
 from proxy.fate import Fate
 from proxy.http1 import RequestHead
@@ -192,7 +193,13 @@ def route_filters(mirrors: Mirrors) -> Layer:
             if origin is not None:
                 done.append(_cors_said(filters, origin.decode("latin-1")))
             request.fate.filters = "; ".join(done) or None
-            return _edit_response(filters, await send(request), origin)
+            try:
+                response = await send(request)
+            except ProxyError as exc:  # answered further out (the errors layer): an allowed origin's page may read it too
+                if origin is not None and filters.cors is not None and filters.cors.allows(origin.decode("latin-1")):
+                    exc.extra_headers = (*exc.extra_headers, *filters.cors.response_headers(origin.decode("latin-1")))
+                raise
+            return _edit_response(filters, response, origin)
 
         return handle
 
@@ -230,7 +237,7 @@ def _prefix(filters: RouteFilters, request: Request) -> str | None:
 def _edit_response(filters: RouteFilters, response: Response, origin: bytes | None = None) -> Response:
     """ResponseHeaderModifier, on what the backend answered (or a redirect); not on the answers
     the proxy makes itself when something failed (those carry ``x-meshdojo-error``). An allowed
-    origin's CORS headers on every answer that comes back this way, a failure's too."""
+    origin's CORS headers on every answer (a failure raised past here: ``ProxyError.extra_headers``)."""
     if filters.response_headers is not None and response.error is None:
         response.headers = filters.response_headers.apply(response.headers)
     if origin is not None and filters.cors is not None and filters.cors.allows(origin.decode("latin-1")):

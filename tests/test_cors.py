@@ -112,9 +112,62 @@ async def test_a_real_sidecar_answers_preflights_and_marks_the_answers(mesh: Mes
         assert status == 200 and "access-control-allow-origin" not in headers
         assert not [s for s in seen if s["method"] == "OPTIONS"]  # Gateway API: an unmatched preflight is answered too
 
+        # the proxy's own failure (a pod that refuses connections) carries them too, so the page can read why
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        mesh.register("emojivoto", "voting", "voting-0", dead, spiffe("emojivoto", "voting"))
+        apply(mesh, {**route({"allowOrigins": [APP]}), "metadata": {"name": "voting-cors", "namespace": "emojivoto"},
+                     "spec": {"parentRefs": [{"kind": "Service", "name": "voting"}], "rules": [{"filters": [
+                         {"type": "CORS", "cors": {"allowOrigins": [APP]}}]}]}})
+
+        async def failed(origin: str) -> tuple[int, dict[str, str]]:
+            async with session.get("http://voting/api/vote", proxy=client.outbound, headers={"origin": origin}) as rsp:
+                return rsp.status, {k.lower(): v for k, v in rsp.headers.items()}
+
+        status, headers = await until(lambda: failed(APP), lambda r: "access-control-allow-origin" in r[1], "the failure marked")
+        assert status == 502 and headers["x-meshdojo-error"] == "connect_failed" and headers["access-control-allow-origin"] == APP
+        status, headers = await failed("https://evil.example")
+        assert status == 502 and "access-control-allow-origin" not in headers
+
         mesh.call("DELETE", "/v1/policies/HTTPRoute/emojivoto/emoji-cors")
         apply(mesh, virtual_service({"allowOrigins": [{"prefix": "https://app."}], "allowMethods": ["GET"]}))
         await until(lambda: call("OPTIONS", "https://evil.example", **preflight),
                     lambda r: any(s["method"] == "OPTIONS" for s in seen), "Istio's FORWARD: the preflight reaches emoji")
         status, headers, _ = await call("OPTIONS", "https://app.example", **preflight)
         assert status == 200 and headers["access-control-allow-origin"] == APP and headers["access-control-allow-methods"] == "GET"
+
+
+async def test_the_cors_filter_at_a_real_ingress_gateway(mesh: Mesh):
+    """CORS is most often the front door's job: the same filter on a Gateway's route answers the
+    preflight at the gateway and marks the page's request on its way back."""
+    import aiohttp
+
+    from tests.test_gateway_e2e import gateway
+    from tests.test_gateway_e2e import route as gateway_route
+
+    def record(request) -> dict[str, str]:
+        return {"method": request.method, "origin": request.headers.get("origin", "")}
+
+    async with recording_app(record) as (port, seen), aiohttp.ClientSession() as session:
+        httpbin = mesh.start_proxy("foo", "httpbin", port, name="httpbin")
+        edge = mesh.start_gateway("foo", "httpbin.foo:8000")
+        mesh.register("foo", "httpbin", "httpbin-0", httpbin.ports["inbound"], spiffe("foo", "httpbin"))
+        apply(mesh, gateway([{"name": "http", "port": 80, "protocol": "HTTP"}]),
+              gateway_route("httpbin", {"rules": [{"backendRefs": [{"name": "httpbin", "port": 8000}],
+                                                   "filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://*.example"],
+                                                                                         "allowMethods": ["*"]}}]}]}))
+        url = f"http://127.0.0.1:{edge.ports['outbound']}/get"
+
+        async def call(method: str, **headers: str) -> tuple[int, dict[str, str]]:
+            async with session.request(method, url, headers={"origin": APP, **headers}) as rsp:
+                return rsp.status, {k.lower(): v for k, v in rsp.headers.items()}
+
+        status, headers = await until(lambda: call("OPTIONS", **{"access-control-request-method": "DELETE"}),
+                                      lambda r: "access-control-allow-origin" in r[1], "the CORS filter at the gateway")
+        assert status == 200 and headers["access-control-allow-origin"] == APP and headers["access-control-allow-methods"] == "*"
+        assert not [s for s in seen if s["method"] == "OPTIONS"]
+        status, headers = await call("GET")
+        assert status == 200 and headers["access-control-allow-origin"] == APP and seen[-1] == {"method": "GET", "origin": APP}
