@@ -53,13 +53,13 @@ class OriginMatch:
             return re.fullmatch(self.value, origin) is not None
         scheme, _, rest = self.value.partition("://")  # host: scheme://*.example.com[:port], the * taking any labels
         pattern = re.escape(f"{scheme}://") + re.escape(rest).replace(r"\*", ".+")
-        return re.fullmatch(pattern, _with_port(origin, scheme)) is not None or re.fullmatch(pattern, origin) is not None
+        return re.fullmatch(pattern, _without_default_port(origin, scheme)) is not None or re.fullmatch(pattern, origin) is not None
 
     def describe(self) -> str:
         return ANY if self.kind == "any" else self.value if self.kind in ("exact", "host") else f"{self.kind} {self.value}"
 
 
-def _with_port(origin: str, scheme: str) -> str:
+def _without_default_port(origin: str, scheme: str) -> str:
     """An origin without its port, when the port is its scheme's default (https://a.example:443)."""
     default = {"http": ":80", "https": ":443"}.get(scheme, "")
     return origin[: -len(default)] if default and origin.endswith(default) else origin
